@@ -1,0 +1,142 @@
+package providers
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// Capability names an optional part of the contract. Over a wire
+// (go-plugin, wazero) capabilities are declared as data and checked both
+// ways; in-process they are found by type assertion.
+type Capability string
+
+const (
+	CapDelete Capability = "delete"
+	CapHealth Capability = "health"
+	CapAdopt  Capability = "adopt"
+	CapSignal Capability = "signal"
+	CapLogs   Capability = "logs"
+	CapEvents Capability = "events"
+)
+
+// Deleter removes what Stop leaves behind (a stopped container, a unit file).
+type Deleter interface {
+	Delete(ctx context.Context, req DeleteRequest) (DeleteResponse, error)
+}
+
+// HealthChecker runs a backend's own health check (a container's
+// HEALTHCHECK); orch's exec/http/tcp checks need no provider.
+type HealthChecker interface {
+	Health(ctx context.Context, req HealthRequest) (HealthResponse, error)
+}
+
+// Adopter lists the objects of a project that the backend holds, so that
+// orch finds its own after losing state.
+type Adopter interface {
+	Adopt(ctx context.Context, req AdoptRequest) (AdoptResponse, error)
+}
+
+// Signaler sends a signal to an instance.
+type Signaler interface {
+	Signal(ctx context.Context, req SignalRequest) (SignalResponse, error)
+}
+
+// LogReader opens an instance's log.
+type LogReader interface {
+	Logs(ctx context.Context, req LogsRequest) (LogsResponse, error)
+}
+
+// EventSource streams lifecycle events of the backend's objects until ctx
+// is done. An event only says "look again"; the reconciler re-observes.
+type EventSource interface {
+	Events(ctx context.Context, req EventsRequest) (<-chan Event, error)
+}
+
+// Capabilities lists what p implements beyond the required methods.
+func Capabilities(p Provider) []Capability {
+	var caps []Capability
+	if _, ok := p.(Deleter); ok {
+		caps = append(caps, CapDelete)
+	}
+	if _, ok := p.(HealthChecker); ok {
+		caps = append(caps, CapHealth)
+	}
+	if _, ok := p.(Adopter); ok {
+		caps = append(caps, CapAdopt)
+	}
+	if _, ok := p.(Signaler); ok {
+		caps = append(caps, CapSignal)
+	}
+	if _, ok := p.(LogReader); ok {
+		caps = append(caps, CapLogs)
+	}
+	if _, ok := p.(EventSource); ok {
+		caps = append(caps, CapEvents)
+	}
+	return caps
+}
+
+type DeleteRequest struct {
+	Runtime *spec.Runtime
+	Addr    spec.Address
+	Handle  Handle
+}
+type DeleteResponse struct{}
+
+type HealthRequest struct {
+	Runtime *spec.Runtime
+	Addr    spec.Address
+	Handle  Handle
+}
+type HealthResponse struct {
+	Healthy bool
+	Detail  string
+}
+
+type AdoptRequest struct {
+	Runtime  *spec.Runtime
+	Project  string
+	StateDir string
+}
+
+// Adoptable is one object the backend found that carries the project's
+// ownership marks.
+type Adoptable struct {
+	Addr       spec.Address
+	Handle     Handle
+	ConfigHash string
+	Observed   Observed
+}
+type AdoptResponse struct{ Objects []Adoptable }
+
+type SignalRequest struct {
+	Runtime *spec.Runtime
+	Addr    spec.Address
+	Handle  Handle
+	Signal  spec.Signal
+}
+type SignalResponse struct{}
+
+type LogsRequest struct {
+	Runtime  *spec.Runtime
+	Addr     spec.Address
+	Handle   Handle
+	StateDir string
+}
+type LogsResponse struct {
+	// Log reads the log from its start; the caller closes it.
+	Log io.ReadCloser
+}
+
+type EventsRequest struct{ Runtime *spec.Runtime }
+
+// Event says something happened to an object.
+type Event struct {
+	Addr     spec.Address
+	Time     time.Time
+	Kind     string // "exited", "started", "destroyed", "health", "disconnected", "reconnected"
+	Observed Observed
+}

@@ -1,0 +1,120 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// Provider is what every runtime backend implements.
+type Provider interface {
+	// Schema describes the attributes the backend adds to the language.
+	Schema() spec.RuntimeSchema
+	// Observe reports the current state of the objects behind handles.
+	// It never changes anything.
+	Observe(ctx context.Context, req ObserveRequest) (ObserveResponse, error)
+	// Start creates and starts an instance and returns its handle.
+	Start(ctx context.Context, req StartRequest) (StartResponse, error)
+	// Stop stops an instance: its stop signal, then after the timeout a
+	// forced kill. Stopping an instance that is already gone succeeds.
+	Stop(ctx context.Context, req StopRequest) (StopResponse, error)
+}
+
+// Handle is a provider's opaque reference to one object (for a process:
+// pid, start time, process group; for a container: its id). orch stores it
+// in state and hands it back unchanged.
+type Handle []byte
+
+// State is what Observe found for one handle.
+type State uint8
+
+const (
+	StateUnknown State = iota // the provider could not tell
+	StateRunning              // alive and ours
+	StateExited               // known to have exited; ExitCode/Signal may tell how
+	StateMissing              // gone, or the pid now belongs to someone else
+)
+
+var stateNames = [...]string{"unknown", "running", "exited", "missing"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Observed is the observed state of one object.
+type Observed struct {
+	State     State
+	Pid       int    // 0 when not a process
+	ID        string // container id, unit name, ...; empty for processes
+	StartedAt time.Time
+	ExitCode  int    // valid when State is StateExited and Signal is empty
+	Signal    string // the signal that ended it, when known
+}
+
+// ObserveRequest names the objects to look at.
+type ObserveRequest struct {
+	Runtime *spec.Runtime
+	Handles map[spec.Address]Handle
+}
+
+// ObserveResponse has one entry per requested handle.
+type ObserveResponse struct {
+	Objects map[spec.Address]Observed
+}
+
+// StartRequest starts one instance.
+type StartRequest struct {
+	Runtime  *spec.Runtime
+	Resource *spec.Resource
+	// Project and ConfigHash label what is created, for ownership checks.
+	Project    string
+	ConfigHash string
+	// StateDir is the project's state directory (absolute): logs and
+	// provider files go below it.
+	StateDir string
+}
+
+// StartResponse carries the handle of what was started.
+type StartResponse struct {
+	Handle   Handle
+	Observed Observed
+}
+
+// StopRequest stops one instance.
+type StopRequest struct {
+	Runtime *spec.Runtime
+	Addr    spec.Address
+	Handle  Handle
+	Signal  spec.Signal
+	Timeout time.Duration
+}
+
+// StopResponse says how the instance ended.
+type StopResponse struct {
+	// Killed is true when the timeout ran out and the instance was killed.
+	Killed   bool
+	Observed Observed
+}
+
+// Error is a provider failure that says whether retrying can help. It
+// survives RPC as plain fields.
+type Error struct {
+	Op        string // "start", "stop", ...
+	Retryable bool
+	Err       error
+}
+
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether err says a retry may succeed.
+func IsRetryable(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Retryable
+}

@@ -1,0 +1,207 @@
+package spec
+
+import (
+	"os"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Config is a fully loaded, evaluated and validated configuration directory.
+// It is immutable once Load returns; share it freely between goroutines.
+type Config struct {
+	// Dir is the absolute path of the configuration directory (path.root).
+	Dir string
+	// Files holds every parsed file by name, for rendering diagnostics with
+	// source snippets (hcl.NewDiagnosticTextWriter).
+	Files map[string]*hcl.File
+	// Hash is a SHA-256 of the names and bytes of every configuration file
+	// read, in order: two loads with the same Hash read the same text.
+	Hash string
+
+	Project   Project
+	Variables map[string]*Variable
+	// Runtimes holds every runtime, declared or implicit, sorted by address.
+	Runtimes []*Runtime
+	// Resources holds every daemon, job and module instance after count and
+	// for_each expansion, sorted by address.
+	Resources []*Resource
+	// Graph is the dependency graph between resource instances and runtimes.
+	Graph *Graph
+}
+
+// Resource returns the instance at addr, or nil.
+func (c *Config) Resource(addr Address) *Resource {
+	for _, r := range c.Resources {
+		if r.Addr == addr {
+			return r
+		}
+	}
+	return nil
+}
+
+// Runtime returns the runtime at addr (runtime.<kind>.<name>), or nil.
+func (c *Config) Runtime(addr Address) *Runtime {
+	for _, r := range c.Runtimes {
+		if r.Addr == addr {
+			return r
+		}
+	}
+	return nil
+}
+
+// Project is the `orch {}` block: settings of the project as a whole.
+type Project struct {
+	// Name identifies the project (ownership labels, agent socket);
+	// default: the base name of the directory.
+	Name string
+	// StateDir is where orch keeps its state, logs and lock, relative to
+	// Dir unless absolute; default ".orch".
+	StateDir  string
+	DeclRange hcl.Range
+}
+
+// Variable is an input variable with its resolved value.
+type Variable struct {
+	Name        string
+	Description string
+	Type        cty.Type
+	Default     cty.Value // cty.NilVal when none
+	Sensitive   bool
+	Nullable    bool
+	Value       cty.Value // the resolved value, converted to Type
+	// Source says where Value came from: "default", "-var", "-var-file FILE",
+	// "ORCH_VAR_<name>".
+	Source    string
+	DeclRange hcl.Range
+}
+
+// Runtime is a backend instance: runtime "<kind>" "<name>" {}.
+type Runtime struct {
+	Addr Address // runtime.<kind>.<name>
+	Kind string
+	Name string
+	// Plugin is the path of a third-party provider binary, when the kind is
+	// served by one; empty for built-in kinds.
+	Plugin string
+	// SHA256 pins Plugin's content when set.
+	SHA256 string
+	// Attrs holds the kind-specific attributes, converted to their schema
+	// types, defaults filled in.
+	Attrs map[string]cty.Value
+	// Implicit is true for the built-in runtime.process.default that daemons
+	// use when they name none and no process runtime is declared.
+	Implicit  bool
+	DeclRange hcl.Range
+}
+
+// Resource is one instance of a daemon, job or module block.
+type Resource struct {
+	Addr Address
+	// DeclRange is the range of the block header (`daemon "api"`), for
+	// diagnostics that concern the instance as a whole.
+	DeclRange hcl.Range
+	// Ranges maps an attribute or block name ("command", "health") to where
+	// it was written, so that later phases can point at it.
+	Ranges map[string]hcl.Range
+
+	// Runtime is the address of the runtime this instance runs on (daemons
+	// and jobs only).
+	Runtime Address
+
+	// Process settings (daemons and jobs).
+	Command []string
+	Env     map[string]string
+	Dir     string // working directory; absolute; default: the config directory
+	User    string
+	Group   string
+	Umask   os.FileMode // default 0022
+	Rlimits map[string]uint64
+	// Attrs holds runtime-specific attributes (image, ports, ...) declared by
+	// the runtime's schema, converted, defaults filled in.
+	Attrs map[string]cty.Value
+
+	Health    *Health // nil when none declared
+	Restart   Restart
+	Stop      Stop
+	Log       Log
+	Lifecycle Lifecycle
+
+	// DependsOn lists the block addresses this block depends on, from
+	// references and depends_on, sorted and without duplicates.
+	DependsOn []Address
+	// RestartWith lists dependencies whose restart or replacement also
+	// restarts this instance (on_dependency_restart = "restart" per edge).
+	RestartWith []Address
+
+	// Module settings.
+	Source string // absolute path of a .wasm file or a plugin executable
+	SHA256 string
+	Config cty.Value // the module's configuration, any type; cty.NilVal when none
+	Grants *Grants
+	Limits ModuleLimits
+
+	// Sensitive lists the attribute paths whose values derive from a
+	// sensitive variable, such as "env.DB_PASSWORD" or "command"; they must
+	// never be printed.
+	Sensitive map[string]bool
+}
+
+// Health is a daemon's health check.
+type Health struct {
+	Kind        HealthKind
+	Exec        []string
+	HTTP        string
+	TCP         string
+	Interval    time.Duration // default 10s
+	Timeout     time.Duration // default 5s
+	Retries     int           // failures in a row before unhealthy; default 3
+	StartPeriod time.Duration // failures ignored during it; default 0s
+}
+
+// Restart is a daemon's restart policy.
+type Restart struct {
+	Policy     RestartPolicy // default on-failure (never, for jobs)
+	Backoff    time.Duration // first delay; default 200ms
+	MaxBackoff time.Duration // cap of the exponential backoff; default 30s
+	// MaxRestarts within Window mark the instance failed (a crash loop);
+	// default 5 within 60s. 0 disables the limit.
+	MaxRestarts int
+	Window      time.Duration
+}
+
+// Stop says how a daemon is stopped.
+type Stop struct {
+	Signal  Signal        // default SIGTERM
+	Timeout time.Duration // then SIGKILL to the process group; default 10s
+}
+
+// Log configures a daemon's log files.
+type Log struct {
+	MaxSize  int64 // bytes before rotation; default 10 MiB
+	MaxFiles int   // rotated files kept; default 3
+}
+
+// Lifecycle mirrors Terraform's lifecycle block.
+type Lifecycle struct {
+	CreateBeforeDestroy bool
+	PreventDestroy      bool
+	IgnoreChanges       []string // attribute names
+}
+
+// Grants opens parts of the host to a WebAssembly module.
+type Grants struct {
+	// Dirs maps a guest path to a host directory (absolute).
+	Dirs map[string]string
+	// Writable lists guest paths of Dirs that are mounted read-write.
+	Writable []string
+	// Env lists the host environment variables passed to the guest.
+	Env []string
+}
+
+// ModuleLimits bounds what a module may use.
+type ModuleLimits struct {
+	MemoryBytes uint64        // default 64 MiB
+	CallTimeout time.Duration // time budget of one hook call; default 5s
+}

@@ -1,0 +1,358 @@
+package spec
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/gocty"
+)
+
+// evaluate computes a node's value. Nodes come in dependency order; a node
+// whose dependency failed is skipped without a diagnostic of its own, since
+// the dependency already reported the cause.
+func (l *loader) evaluate(n *node) {
+	n.reach = map[*node]bool{}
+	for _, r := range n.refs {
+		if r.failed {
+			n.failed = true
+			return
+		}
+		if r.kind == KindInvalid {
+			for x := range r.reach {
+				n.reach[x] = true
+			}
+		} else {
+			n.reach[r] = true
+		}
+	}
+	if n.failed {
+		return
+	}
+	before := len(l.diags)
+	ctx := l.ctxFor(n)
+	switch n.kind {
+	case KindInvalid:
+		v, d := n.expr.Value(ctx)
+		l.diags = append(l.diags, d...)
+		n.value = v
+	case KindRuntime:
+		l.evalRuntime(n, ctx)
+	default:
+		l.evalResource(n, ctx)
+	}
+	if l.diags[before:].HasErrors() {
+		n.failed = true
+	}
+}
+
+// ctxFor builds the evaluation context of a node from what it refers to.
+func (l *loader) ctxFor(n *node) *hcl.EvalContext {
+	vars := map[string]cty.Value{"var": l.varObject(), "path": l.pathObject()}
+	locals := map[string]cty.Value{}
+	blocks := map[string]map[string]cty.Value{}
+	runtimes := map[string]map[string]cty.Value{}
+	for _, r := range n.refs {
+		switch r.kind {
+		case KindInvalid:
+			locals[r.key[len("local."):]] = r.value
+		case KindRuntime:
+			if r.value == cty.NilVal {
+				continue
+			}
+			if runtimes[r.addr.Type] == nil {
+				runtimes[r.addr.Type] = map[string]cty.Value{}
+			}
+			runtimes[r.addr.Type][r.addr.Name] = r.value
+		default:
+			k := r.kind.String()
+			if blocks[k] == nil {
+				blocks[k] = map[string]cty.Value{}
+			}
+			blocks[k][r.addr.Name] = r.value
+		}
+	}
+	if len(locals) > 0 {
+		vars["local"] = cty.ObjectVal(locals)
+	}
+	for k, m := range blocks {
+		vars[k] = cty.ObjectVal(m)
+	}
+	if len(runtimes) > 0 {
+		rts := map[string]cty.Value{}
+		for k, m := range runtimes {
+			rts[k] = cty.ObjectVal(m)
+		}
+		vars["runtime"] = cty.ObjectVal(rts)
+	}
+	return &hcl.EvalContext{Variables: vars, Functions: l.funcs}
+}
+
+// instEval evaluates the attributes of one instance.
+type instEval struct {
+	l    *loader
+	ctx  *hcl.EvalContext
+	n    *node
+	r    *Resource
+	raw  map[string]cty.Value // marked values, for references to this instance
+	errs bool
+}
+
+// value evaluates an expression, converts it to ty and strips sensitive
+// marks, recording the paths they were on under name. A null result is
+// returned as cty.NilVal with ok true: null means "not set".
+func (e *instEval) value(expr hcl.Expression, ty cty.Type, name string) (cty.Value, bool) {
+	v, d := expr.Value(e.ctx)
+	e.l.diags = append(e.l.diags, d...)
+	if d.HasErrors() {
+		e.errs = true
+		return cty.NilVal, false
+	}
+	conv, err := convert.Convert(v, ty)
+	if err != nil {
+		e.l.errorf(rangePtr(expr.Range()), "Incorrect attribute value type",
+			"Inappropriate value for %s of %s: %s.", name, e.n.addr, describeConvError(err, ty))
+		e.errs = true
+		return cty.NilVal, false
+	}
+	if !conv.IsWhollyKnown() {
+		e.l.errorf(rangePtr(expr.Range()), "Value not known", "The value of %s must be known when the configuration is loaded.", name)
+		e.errs = true
+		return cty.NilVal, false
+	}
+	unmarked, pvms := conv.UnmarkDeepWithPaths()
+	for _, pvm := range pvms {
+		if _, ok := pvm.Marks[sensitiveMark]; ok && e.r != nil {
+			e.r.Sensitive[name+formatPath(pvm.Path)] = true
+		}
+	}
+	if unmarked.IsNull() {
+		return cty.NilVal, true
+	}
+	return unmarked, true
+}
+
+func describeConvError(err error, ty cty.Type) string {
+	if pe, ok := err.(cty.PathError); ok && len(pe.Path) > 0 {
+		return fmt.Sprintf("%s: %s (a %s is required)", formatPath(pe.Path), pe.Error(), ty.FriendlyName())
+	}
+	return fmt.Sprintf("%s is required", ty.FriendlyName())
+}
+
+func formatPath(p cty.Path) string {
+	s := ""
+	for _, step := range p {
+		switch st := step.(type) {
+		case cty.GetAttrStep:
+			s += "." + st.Name
+		case cty.IndexStep:
+			if st.Key.Type() == cty.String {
+				s += "." + st.Key.AsString()
+			} else if st.Key.Type() == cty.Number {
+				s += "[" + st.Key.AsBigFloat().Text('f', -1) + "]"
+			}
+		}
+	}
+	return s
+}
+
+func (l *loader) evalResource(n *node, ctx *hcl.EvalContext) {
+	type inst struct {
+		key   Key
+		count cty.Value
+		each  [2]cty.Value
+	}
+	var insts []inst
+	switch {
+	case n.counted:
+		a := n.attrs["count"]
+		v, d := a.Expr.Value(ctx)
+		l.diags = append(l.diags, d...)
+		if d.HasErrors() {
+			return
+		}
+		v, _ = v.Unmark()
+		c, err := convert.Convert(v, cty.Number)
+		var cnt int
+		if err == nil && !c.IsNull() && c.IsKnown() {
+			err = gocty.FromCtyValue(c, &cnt)
+		} else if err == nil {
+			err = fmt.Errorf("count must be a known number")
+		}
+		if err != nil || cnt < 0 || cnt > 100000 {
+			l.errorf(rangePtr(a.Expr.Range()), "Invalid count",
+				"count must be a whole number from 0 to 100000, known when the configuration is loaded.")
+			return
+		}
+		for i := 0; i < cnt; i++ {
+			insts = append(insts, inst{key: IntKey(i), count: cty.NumberIntVal(int64(i))})
+		}
+	case n.forEach:
+		a := n.attrs["for_each"]
+		v, d := a.Expr.Value(ctx)
+		l.diags = append(l.diags, d...)
+		if d.HasErrors() {
+			return
+		}
+		if v.IsMarked() {
+			l.errorf(rangePtr(a.Expr.Range()), "Sensitive value in for_each",
+				"for_each keys become part of instance addresses, which are printed; they cannot come from a sensitive value.")
+			return
+		}
+		ty := v.Type()
+		switch {
+		case v.IsNull() || !v.IsWhollyKnown():
+			l.errorf(rangePtr(a.Expr.Range()), "Invalid for_each", "for_each must be a known map, object or set of strings; this value is null.")
+			return
+		case ty.IsMapType() || ty.IsObjectType():
+			for it := v.ElementIterator(); it.Next(); {
+				k, ev := it.Element()
+				insts = append(insts, inst{key: StringKey(k.AsString()), each: [2]cty.Value{k, ev}})
+			}
+		case ty.IsSetType() && ty.ElementType() == cty.String:
+			for it := v.ElementIterator(); it.Next(); {
+				k, _ := it.Element()
+				insts = append(insts, inst{key: StringKey(k.AsString()), each: [2]cty.Value{k, k}})
+			}
+		default:
+			l.errorf(rangePtr(a.Expr.Range()), "Invalid for_each",
+				"for_each must be a map, an object or a set of strings, not a %s. To iterate over a list, use toset(...).", ty.FriendlyName())
+			return
+		}
+		sort.Slice(insts, func(i, j int) bool { return insts[i].key.Less(insts[j].key) })
+	default:
+		insts = []inst{{key: NoKey}}
+	}
+	values := make([]cty.Value, 0, len(insts))
+	byKey := map[string]cty.Value{}
+	for _, in := range insts {
+		ictx := ctx
+		if in.key.Type == IntKeyType {
+			ictx = ctx.NewChild()
+			ictx.Variables = map[string]cty.Value{"count": cty.ObjectVal(map[string]cty.Value{"index": in.count})}
+		} else if in.key.Type == StringKeyType {
+			ictx = ctx.NewChild()
+			ictx.Variables = map[string]cty.Value{"each": cty.ObjectVal(map[string]cty.Value{"key": in.each[0], "value": in.each[1]})}
+		}
+		r, obj, ok := l.decodeInstance(n, ictx, in.key)
+		if !ok {
+			continue
+		}
+		n.instances = append(n.instances, r)
+		values = append(values, obj)
+		if in.key.Type == StringKeyType {
+			byKey[in.key.Str] = obj
+		}
+	}
+	switch {
+	case n.counted:
+		if len(values) == 0 {
+			n.value = cty.EmptyTupleVal
+		} else {
+			n.value = cty.TupleVal(values)
+		}
+	case n.forEach:
+		if len(byKey) == 0 {
+			n.value = cty.EmptyObjectVal
+		} else {
+			n.value = cty.ObjectVal(byKey)
+		}
+	default:
+		if len(values) == 1 {
+			n.value = values[0]
+		}
+	}
+}
+
+func (l *loader) evalRuntime(n *node, ctx *hcl.EvalContext) {
+	rt := &Runtime{Addr: n.addr, Kind: n.addr.Type, Name: n.addr.Name, DeclRange: n.decl,
+		Attrs: map[string]cty.Value{}, Implicit: n.block == nil}
+	e := &instEval{l: l, ctx: ctx, n: n}
+	obj := map[string]cty.Value{"kind": cty.StringVal(rt.Kind), "name": cty.StringVal(rt.Name)}
+	if a := n.attrs["plugin"]; a != nil {
+		if v, ok := e.value(a.Expr, cty.String, "plugin"); ok && v != cty.NilVal {
+			rt.Plugin = absPath(l.cfg.Dir, v.AsString())
+			if st, err := statConfigFile(l.fsys, l.cfg.Dir, v.AsString()); err != nil || st.IsDir() {
+				l.errorf(rangePtr(a.Expr.Range()), "Plugin not found",
+					"The plugin of %s, %s, does not exist or is not a file. Build it, or fix the path (relative paths start at the configuration directory).", n.addr, rt.Plugin)
+			}
+		}
+	}
+	if a := n.attrs["sha256"]; a != nil {
+		rt.SHA256 = e.sha256(a)
+	}
+	if n.schema != nil {
+		for _, as := range n.schema.Runtime {
+			v := l.schemaAttr(e, n.attrs[as.Name], as, n.decl)
+			if v != cty.NilVal {
+				rt.Attrs[as.Name] = v
+				obj[as.Name] = v
+			}
+		}
+	} else {
+		for name, a := range n.attrs {
+			if name == "plugin" || name == "sha256" {
+				continue
+			}
+			if v, ok := e.value(a.Expr, cty.DynamicPseudoType, name); ok && v != cty.NilVal {
+				rt.Attrs[name] = v
+			}
+		}
+	}
+	if !e.errs {
+		n.rt = rt
+		n.value = cty.ObjectVal(obj)
+	}
+}
+
+// schemaAttr evaluates one schema-declared attribute, filling its default.
+func (l *loader) schemaAttr(e *instEval, a *hcl.Attribute, as AttrSchema, decl hcl.Range) cty.Value {
+	if a == nil {
+		if as.Required {
+			l.errorf(rangePtr(decl), "Missing required argument", "The argument %q is required (%s).", as.Name, as.Doc)
+			e.errs = true
+		}
+		return as.Default
+	}
+	ty := as.Type
+	if ty == cty.NilType {
+		ty = cty.DynamicPseudoType
+	}
+	v, ok := e.value(a.Expr, ty, as.Name)
+	if !ok {
+		return cty.NilVal
+	}
+	if v == cty.NilVal {
+		return as.Default
+	}
+	if as.Sensitive && e.r != nil {
+		e.r.Sensitive[as.Name] = true
+	}
+	return v
+}
+
+func (e *instEval) sha256(a *hcl.Attribute) string {
+	v, ok := e.value(a.Expr, cty.String, "sha256")
+	if !ok || v == cty.NilVal {
+		return ""
+	}
+	s := v.AsString()
+	if len(s) != 64 || !isHex(s) {
+		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid sha256",
+			"sha256 must be 64 lowercase hexadecimal digits, as printed by `sha256sum FILE`.")
+		e.errs = true
+		return ""
+	}
+	return s
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}

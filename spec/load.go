@@ -1,0 +1,148 @@
+package spec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Options are the inputs of Load besides the directory itself.
+type Options struct {
+	// Schemas describes the runtime kinds orch knows, keyed by kind. A
+	// runtime block of an unknown kind is an error unless it names a plugin.
+	Schemas map[string]RuntimeSchema
+	// VarFiles are -var-file contents, applied in order.
+	VarFiles []VarFile
+	// Vars are -var NAME=VALUE assignments, applied in order after VarFiles.
+	Vars []string
+	// Environ is the environment searched for ORCH_VAR_<name>; nil for none.
+	Environ []string
+}
+
+// VarFile is the content of a -var-file: HCL attributes NAME = VALUE.
+type VarFile struct {
+	Name string
+	Src  []byte
+}
+
+// IsConfigFile reports whether name is read as configuration: *.hcl and
+// *.hcl.json, but not hidden files or editor backups.
+func IsConfigFile(name string) bool {
+	base := path.Base(name)
+	if strings.HasPrefix(base, ".") || strings.HasPrefix(base, "#") || strings.HasSuffix(base, "~") {
+		return false
+	}
+	return strings.HasSuffix(base, ".hcl") || strings.HasSuffix(base, ".hcl.json")
+}
+
+// Load reads, evaluates and validates the configuration in dir. It always
+// returns a Config whose Files holds what was parsed, so that diagnostics
+// can be rendered with source snippets; the Config is complete only when
+// the diagnostics have no errors.
+func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return &Config{Dir: dir, Files: map[string]*hcl.File{}}, hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Cannot read configuration directory", Detail: err.Error(),
+		}}
+	}
+	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+		detail := "The path " + abs + " is not a directory."
+		if err != nil {
+			detail = err.Error()
+		}
+		return &Config{Dir: abs, Files: map[string]*hcl.File{}}, hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Cannot read configuration directory", Detail: detail,
+		}}
+	}
+	return LoadFS(os.DirFS(abs), abs, opts)
+}
+
+// LoadFS is Load over a file system: fsys holds the configuration at its
+// root, and dir is the absolute path it stands for (path.root, and the base
+// of relative paths in diagnostics and attributes). file() and module
+// sources are read through fsys.
+func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
+	l := newLoader(fsys, dir, opts)
+	l.run()
+	return l.cfg, l.diags
+}
+
+// ConfigFiles lists the configuration files of fsys's root, sorted.
+func ConfigFiles(fsys fs.FS) ([]string, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && IsConfigFile(e.Name()) {
+			names = append(names, e.Name())
+		} else if e.Type()&fs.ModeSymlink != 0 && IsConfigFile(e.Name()) {
+			if st, err := fs.Stat(fsys, e.Name()); err == nil && st.Mode().IsRegular() {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// parseFiles reads and parses every configuration file.
+func (l *loader) parseFiles() []*hcl.File {
+	names, err := ConfigFiles(l.fsys)
+	if err != nil {
+		l.diags = append(l.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Cannot read configuration directory", Detail: err.Error(),
+		})
+		return nil
+	}
+	if len(names) == 0 {
+		l.diags = append(l.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No configuration files",
+			Detail:   "The directory " + l.cfg.Dir + " has no *.hcl or *.hcl.json file. Create one, for example main.hcl with a daemon block.",
+		})
+		return nil
+	}
+	parser := hclparse.NewParser()
+	h := sha256.New()
+	var files []*hcl.File
+	for _, name := range names {
+		src, err := fs.ReadFile(l.fsys, name)
+		if err != nil {
+			l.diags = append(l.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Cannot read configuration file", Detail: err.Error(),
+			})
+			continue
+		}
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write(src)
+		h.Write([]byte{0})
+		var f *hcl.File
+		var diags hcl.Diagnostics
+		if strings.HasSuffix(name, ".json") {
+			f, diags = parser.ParseJSON(src, name)
+		} else {
+			f, diags = parser.ParseHCL(src, name)
+		}
+		l.diags = append(l.diags, diags...)
+		if f != nil {
+			l.cfg.Files[name] = f
+			if !diags.HasErrors() {
+				files = append(files, f)
+			}
+		}
+	}
+	l.cfg.Hash = hex.EncodeToString(h.Sum(nil))
+	return files
+}

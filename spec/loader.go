@@ -1,0 +1,377 @@
+package spec
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+)
+
+// loader holds the state of one Load.
+type loader struct {
+	fsys  fs.FS
+	opts  Options
+	cfg   *Config
+	diags hcl.Diagnostics
+	funcs map[string]function.Function
+
+	vars      map[string]*Variable
+	varVals   map[string]cty.Value // marked "sensitive" when the variable is
+	locals    map[string]*node
+	nodes     map[string]*node // every evaluable node by key
+	order     []*node          // declaration order, for deterministic walks
+	processRT Address          // the runtime of daemons that name none
+
+	validations map[string][]validation
+	defaults    map[string]*typeexpr.Defaults
+	schemaCache map[string]*hcl.BodySchema
+}
+
+// node is one evaluable thing: a local value, a resource block or a runtime.
+type node struct {
+	key   string // "local.x", "daemon.api", "runtime.docker.local"
+	kind  Kind   // KindInvalid for locals
+	addr  Address
+	decl  hcl.Range
+	block *hcl.Block
+
+	expr    hcl.Expression             // locals only
+	attrs   map[string]*hcl.Attribute  // top-level attributes (resources, runtimes)
+	nested  map[string]*nestedBlock    // health, restart, ...
+	schema  *RuntimeSchema             // the runtime kind's schema (resources on a known runtime; runtimes)
+	dynamic bool                       // accepts any extra attribute (plugin runtimes)
+	runtime Address                    // resources: the runtime they run on
+	deps    []depRef                   // static depends_on / restart_with
+	refs    []*node                    // nodes referenced by expressions and static deps
+	counted bool                       // has count
+	forEach bool                       // has for_each
+
+	failed bool      // evaluation failed; dependents are skipped silently
+	value  cty.Value // value for references, possibly marked
+	// reach is the set of resource/runtime block nodes this node depends on,
+	// directly or through locals.
+	reach     map[*node]bool
+	instances []*Resource
+	rt        *Runtime
+}
+
+type nestedBlock struct {
+	block *hcl.Block
+	attrs map[string]*hcl.Attribute
+}
+
+type depRef struct {
+	target  *node
+	rng     hcl.Range
+	restart bool // from restart_with
+}
+
+func newLoader(fsys fs.FS, dir string, opts Options) *loader {
+	l := &loader{
+		fsys:    fsys,
+		opts:    opts,
+		cfg:     &Config{Dir: dir, Files: map[string]*hcl.File{}, Variables: map[string]*Variable{}},
+		vars:    map[string]*Variable{},
+		varVals: map[string]cty.Value{},
+		locals:  map[string]*node{},
+		nodes:   map[string]*node{},
+
+		validations: map[string][]validation{},
+		defaults:    map[string]*typeexpr.Defaults{},
+		schemaCache: map[string]*hcl.BodySchema{},
+	}
+	l.funcs = functions(fsys, dir)
+	return l
+}
+
+func (l *loader) errorf(rng *hcl.Range, summary, detail string, args ...any) {
+	l.diags = append(l.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(detail, args...), Subject: rng,
+	})
+}
+
+func rangePtr(r hcl.Range) *hcl.Range { return &r }
+
+func (l *loader) run() {
+	files := l.parseFiles()
+	if l.diags.HasErrors() && len(files) == 0 {
+		return
+	}
+	var varBlocks, runtimeBlocks, resourceBlocks []*hcl.Block
+	var localsBlocks []*hcl.Block
+	var orchBlock *hcl.Block
+	for _, f := range files {
+		content, diags := f.Body.Content(rootSchema)
+		l.diags = append(l.diags, diags...)
+		if content == nil {
+			continue
+		}
+		for _, b := range content.Blocks {
+			switch b.Type {
+			case "orch":
+				if orchBlock != nil {
+					l.errorf(rangePtr(b.DefRange), "Duplicate orch block",
+						"An orch block is already declared at %s; merge the two into one.", orchBlock.DefRange)
+					continue
+				}
+				orchBlock = b
+			case "variable":
+				varBlocks = append(varBlocks, b)
+			case "locals":
+				localsBlocks = append(localsBlocks, b)
+			case "runtime":
+				runtimeBlocks = append(runtimeBlocks, b)
+			default:
+				resourceBlocks = append(resourceBlocks, b)
+			}
+		}
+	}
+	l.decodeProject(orchBlock)
+	for _, b := range varBlocks {
+		l.declareVariable(b)
+	}
+	l.resolveVariables()
+	for _, b := range localsBlocks {
+		l.declareLocals(b)
+	}
+	for _, b := range runtimeBlocks {
+		l.declareRuntime(b)
+	}
+	l.declareImplicitRuntime()
+	for _, b := range resourceBlocks {
+		l.declareResource(b)
+	}
+	if l.diags.HasErrors() {
+		// Declarations are broken: references would only add noise.
+		return
+	}
+	for _, n := range l.order {
+		l.collectRefs(n)
+	}
+	if l.diags.HasErrors() {
+		return
+	}
+	order, ok := l.sortNodes()
+	if !ok {
+		return
+	}
+	for _, n := range order {
+		l.evaluate(n)
+	}
+	if l.diags.HasErrors() {
+		return
+	}
+	l.buildConfig()
+}
+
+func (l *loader) decodeProject(b *hcl.Block) {
+	l.cfg.Project = Project{Name: filepath.Base(l.cfg.Dir), StateDir: ".orch"}
+	if b == nil {
+		return
+	}
+	l.cfg.Project.DeclRange = b.DefRange
+	content, diags := b.Body.Content(orchSchema)
+	l.diags = append(l.diags, diags...)
+	if content == nil {
+		return
+	}
+	for name, a := range content.Attributes {
+		v, ok := l.constString(a)
+		if !ok {
+			continue
+		}
+		if v == "" {
+			l.errorf(rangePtr(a.Expr.Range()), "Empty "+name, "orch.%s must not be empty; remove it to use the default.", name)
+			continue
+		}
+		switch name {
+		case "name":
+			if !validName(v) {
+				l.errorf(rangePtr(a.Expr.Range()), "Invalid project name",
+					"%q is not a valid project name: use letters, digits, '-' and '_', starting with a letter.", v)
+				continue
+			}
+			l.cfg.Project.Name = v
+		case "state_dir":
+			l.cfg.Project.StateDir = v
+		}
+	}
+}
+
+// constString evaluates an attribute that may only use variables and
+// functions, as a string.
+func (l *loader) constString(a *hcl.Attribute) (string, bool) {
+	ctx := &hcl.EvalContext{Functions: l.funcs, Variables: map[string]cty.Value{"var": l.varObject(), "path": l.pathObject()}}
+	v, diags := a.Expr.Value(ctx)
+	l.diags = append(l.diags, diags...)
+	if diags.HasErrors() {
+		return "", false
+	}
+	s, ok := l.toString(v, a.Expr.Range(), a.Name)
+	return s, ok
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '-' || r == '_'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (l *loader) addNode(n *node) bool {
+	if prev, ok := l.nodes[n.key]; ok {
+		what := n.key
+		l.errorf(rangePtr(n.decl), "Duplicate "+kindOrLocal(n)+" "+quoteName(n),
+			"%s is already declared at %s; names must be unique. Rename one of them.", what, prev.decl)
+		return false
+	}
+	l.nodes[n.key] = n
+	l.order = append(l.order, n)
+	return true
+}
+
+func kindOrLocal(n *node) string {
+	if n.kind == KindInvalid {
+		return "local value"
+	}
+	return n.kind.String()
+}
+
+func quoteName(n *node) string {
+	if n.kind == KindRuntime {
+		return fmt.Sprintf("%q %q", n.addr.Type, n.addr.Name)
+	}
+	if n.kind == KindInvalid {
+		return fmt.Sprintf("%q", n.key[len("local."):])
+	}
+	return fmt.Sprintf("%q", n.addr.Name)
+}
+
+func (l *loader) declareLocals(b *hcl.Block) {
+	attrs, diags := b.Body.JustAttributes()
+	l.diags = append(l.diags, diags...)
+	names := make([]string, 0, len(attrs))
+	for name := range attrs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		a := attrs[name]
+		n := &node{key: "local." + name, decl: a.NameRange, expr: a.Expr}
+		if l.addNode(n) {
+			l.locals[name] = n
+		}
+	}
+}
+
+func (l *loader) declareRuntime(b *hcl.Block) {
+	kind, name := b.Labels[0], b.Labels[1]
+	for _, lbl := range []struct{ v, what string }{{kind, "kind"}, {name, "name"}} {
+		if !validName(lbl.v) {
+			l.errorf(rangePtr(b.LabelRanges[0]), "Invalid runtime "+lbl.what,
+				"%q is not a valid runtime %s: use letters, digits, '-' and '_', starting with a letter.", lbl.v, lbl.what)
+			return
+		}
+	}
+	addr := Address{Kind: KindRuntime, Type: kind, Name: name}
+	n := &node{key: addr.String(), kind: KindRuntime, addr: addr, decl: b.DefRange, block: b}
+	attrs, diags := b.Body.JustAttributes()
+	l.diags = append(l.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	n.attrs = attrs
+	schema, known := l.opts.Schemas[kind]
+	_, hasPlugin := attrs["plugin"]
+	switch {
+	case known:
+		n.schema = &schema
+		if hasPlugin {
+			l.errorf(rangePtr(attrs["plugin"].NameRange), "Plugin for a built-in runtime kind",
+				"%q is a built-in runtime kind; plugin is only for third-party kinds. Remove plugin, or give the runtime another kind.", kind)
+			return
+		}
+		allowed := map[string]bool{"sha256": false}
+		for _, a := range schema.Runtime {
+			allowed[a.Name] = true
+		}
+		for an, a := range attrs {
+			if !allowed[an] {
+				l.unsupported(a, "runtime "+fmt.Sprintf("%q", kind), attrNames(schema.Runtime))
+				n.failed = true
+			}
+		}
+	case hasPlugin:
+		n.dynamic = true
+	default:
+		kinds := make([]string, 0, len(l.opts.Schemas))
+		for k := range l.opts.Schemas {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		detail := fmt.Sprintf("orch has no built-in runtime of kind %q; the built-in kinds are %s. A third-party kind needs plugin = \"./path/to/orch-provider-%s\".", kind, quoteList(kinds), kind)
+		if s := suggest(kind, kinds); s != "" {
+			detail = fmt.Sprintf("Did you mean %q? ", s) + detail
+		}
+		l.errorf(rangePtr(b.LabelRanges[0]), "Unknown runtime kind", "%s", detail)
+		return
+	}
+	l.addNode(n)
+}
+
+// declareImplicitRuntime picks the runtime of daemons that name none: the
+// one declared process runtime, else the built-in runtime.process.default.
+func (l *loader) declareImplicitRuntime() {
+	var procs []*node
+	for _, n := range l.order {
+		if n.kind == KindRuntime && n.addr.Type == "process" {
+			procs = append(procs, n)
+		}
+	}
+	if len(procs) == 1 {
+		l.processRT = procs[0].addr
+		return
+	}
+	l.processRT = Address{Kind: KindRuntime, Type: "process", Name: "default"}
+	if _, ok := l.nodes[l.processRT.String()]; ok {
+		return
+	}
+	schema, ok := l.opts.Schemas["process"]
+	if !ok {
+		schema = RuntimeSchema{Kind: "process", CommandRequired: true}
+	}
+	l.nodes[l.processRT.String()] = &node{
+		key: l.processRT.String(), kind: KindRuntime, addr: l.processRT, schema: &schema,
+		attrs: map[string]*hcl.Attribute{},
+	}
+	// not in l.order: it is added to the config only when used
+}
+
+func (l *loader) unsupported(a *hcl.Attribute, where string, extra []string) {
+	detail := fmt.Sprintf("An argument named %q is not expected in %s.", a.Name, where)
+	if s := suggest(a.Name, extra); s != "" {
+		detail += fmt.Sprintf(" Did you mean %q?", s)
+	}
+	l.errorf(rangePtr(a.NameRange), "Unsupported argument", "%s", detail)
+}
+
+func attrNames(as []AttrSchema) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Name
+	}
+	return out
+}
