@@ -1,0 +1,377 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Action is what the executor does to one instance. A closed vocabulary.
+type Action uint8
+
+const (
+	NoOp    Action = iota // nothing: declared, applied and running as declared
+	Create                // declared, never applied
+	Update                // in-place change of settings that need no restart
+	Replace               // a change that needs a new instance
+	Delete                // applied, no longer declared
+	Start                 // declared and applied, but not running
+	Adopt                 // ours and running, but missing from state
+)
+
+var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return fmt.Sprintf("Action(%d)", uint8(a))
+}
+
+// Stored is what the state store recorded for one instance.
+type Stored struct {
+	Addr       spec.Address
+	Snapshot   *Snapshot
+	ConfigHash string
+	Handle     providers.Handle
+	Status     string
+}
+
+// Input is everything the planner looks at.
+type Input struct {
+	Config  *spec.Config
+	Schemas map[string]spec.RuntimeSchema
+	Stored  map[spec.Address]*Stored
+	// Observed has an entry for every stored instance (and every adoptable
+	// one) that the providers looked at; a missing entry reads as unknown.
+	Observed map[spec.Address]providers.Observed
+	// Adoptable are objects of this project that a provider found running
+	// but that state does not know.
+	Adoptable map[spec.Address]providers.Adoptable
+	// Destroy plans the removal of everything (orch destroy).
+	Destroy bool
+}
+
+// Change is the decision for one instance.
+type Change struct {
+	Addr   spec.Address
+	Action Action
+	// Resource is the declared instance; nil for Delete.
+	Resource *spec.Resource
+	// Prior is what state knows (or what adoption found); nil for Create.
+	Prior *Stored
+	// Desired is the declared configuration, flattened; nil for Delete.
+	Desired *Snapshot
+	// Diffs lists the attributes that differ between Prior and Desired.
+	Diffs []AttrDiff
+	// ForcedBy lists the attributes whose change forces a Replace; Reason
+	// says why a Replace or Start happens when no attribute does.
+	ForcedBy []string
+	Reason   string
+	// CreateBeforeDestroy orders a Replace as create, then delete.
+	CreateBeforeDestroy bool
+	// Observed is what runs now (zero for Create).
+	Observed providers.Observed
+}
+
+// Hash returns the config hash of the desired configuration, or "".
+func (c *Change) Hash() string {
+	if c.Desired == nil {
+		return ""
+	}
+	return c.Desired.Hash()
+}
+
+// AttrDiff is one changed attribute. Old or New is cty.NilVal when absent.
+type AttrDiff struct {
+	Name              string
+	Old, New          cty.Value
+	ForcesReplacement bool
+	Sensitive         bool
+}
+
+// Plan is the planner's output: one Change per instance (no-ops included),
+// sorted by address.
+type Plan struct {
+	Changes []*Change
+	// ConfigHash is the configuration's Hash; Fingerprint covers the
+	// configuration, the variables, the stored and the observed state: a
+	// saved plan applies only while the fingerprint is the same.
+	ConfigHash  string
+	Fingerprint string
+	Destroy     bool
+}
+
+// Summary counts the changes as the summary line does: start, update and
+// adopt count as "change".
+type Summary struct{ Add, Change, Replace, Destroy int }
+
+// Summary counts the plan's changes.
+func (p *Plan) Summary() Summary {
+	var s Summary
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			s.Add++
+		case Update, Start, Adopt:
+			s.Change++
+		case Replace:
+			s.Replace++
+		case Delete:
+			s.Destroy++
+		}
+	}
+	return s
+}
+
+// HasChanges reports whether applying the plan would do anything.
+func (p *Plan) HasChanges() bool {
+	for _, c := range p.Changes {
+		if c.Action != NoOp {
+			return true
+		}
+	}
+	return false
+}
+
+// Change returns the change of addr, or nil.
+func (p *Plan) Change(addr spec.Address) *Change {
+	i := sort.Search(len(p.Changes), func(i int) bool { return !p.Changes[i].Addr.Less(addr) })
+	if i < len(p.Changes) && p.Changes[i].Addr == addr {
+		return p.Changes[i]
+	}
+	return nil
+}
+
+// Make computes the plan. Its diagnostics report plans that must not be
+// applied (prevent_destroy), pointing at the configuration.
+func Make(in Input) (*Plan, hcl.Diagnostics) {
+	p := &Plan{Destroy: in.Destroy}
+	if in.Config != nil {
+		p.ConfigHash = in.Config.Hash
+	}
+	var diags hcl.Diagnostics
+	declared := map[spec.Address]bool{}
+	if in.Config != nil && !in.Destroy {
+		for _, r := range in.Config.Resources {
+			declared[r.Addr] = true
+			var schema *spec.RuntimeSchema
+			if rt := in.Config.Runtime(r.Runtime); rt != nil && rt.Plugin == "" {
+				if s, ok := in.Schemas[rt.Kind]; ok {
+					schema = &s
+				}
+			}
+			desired := SnapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schema)
+			c, d := decide(r, desired, in)
+			diags = append(diags, d...)
+			p.Changes = append(p.Changes, c)
+		}
+	}
+	for addr, st := range in.Stored {
+		if declared[addr] {
+			continue
+		}
+		c := &Change{Addr: addr, Action: Delete, Prior: st, Observed: in.Observed[addr]}
+		if in.Destroy && st.Snapshot != nil && st.Snapshot.PreventDestroy {
+			diags = append(diags, preventDestroy(in.Config, addr, "destroy"))
+		}
+		p.Changes = append(p.Changes, c)
+	}
+	for addr, ad := range in.Adoptable {
+		if declared[addr] || in.Stored[addr] != nil {
+			continue
+		}
+		prior := &Stored{Addr: addr, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
+		p.Changes = append(p.Changes, &Change{Addr: addr, Action: Delete, Prior: prior, Observed: ad.Observed,
+			Reason: "left over by an earlier apply: ours, running, and no longer declared"})
+	}
+	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Addr.Less(p.Changes[j].Addr) })
+	p.Fingerprint = fingerprint(p)
+	return p, diags
+}
+
+func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnostics) {
+	c := &Change{Addr: r.Addr, Resource: r, Desired: desired,
+		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
+	st := in.Stored[r.Addr]
+	if st == nil {
+		ad, ok := in.Adoptable[r.Addr]
+		if !ok {
+			c.Action = Create
+			return c, nil
+		}
+		c.Prior = &Stored{Addr: r.Addr, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
+		c.Observed = ad.Observed
+		if ad.ConfigHash == desired.Hash() {
+			c.Action = Adopt
+			c.Reason = "running, ours, and missing from state"
+			return c, nil
+		}
+		c.Action = Replace
+		c.Reason = "adopted instance runs a different configuration"
+		return c, guardReplace(r, c)
+	}
+	c.Prior = st
+	c.Observed = in.Observed[r.Addr]
+	old := st.Snapshot
+	if old == nil {
+		c.Action = Replace
+		c.Reason = "the stored configuration is unreadable"
+		return c, guardReplace(r, c)
+	}
+	applyIgnoreChanges(desired, old, r.Lifecycle.IgnoreChanges)
+	c.Diffs = diff(old, desired)
+	for _, d := range c.Diffs {
+		if d.ForcesReplacement {
+			c.ForcedBy = append(c.ForcedBy, d.Name)
+		}
+	}
+	running := c.Observed.State == providers.StateRunning
+	switch {
+	case len(c.ForcedBy) > 0:
+		c.Action = Replace
+		return c, guardReplace(r, c)
+	case r.Addr.Kind == spec.KindJob && !running && c.Observed.State == providers.StateExited &&
+		c.Observed.ExitCode == 0 && c.Observed.Signal == "" && st.Status != "failed":
+		// A job that completed keeps its result until its config changes.
+		if len(c.Diffs) > 0 {
+			c.Action = Update
+		}
+		return c, nil
+	case !running:
+		c.Action = Start
+		c.Reason = notRunningReason(c.Observed, st.Status)
+		return c, nil
+	case len(c.Diffs) > 0:
+		c.Action = Update
+	}
+	return c, nil
+}
+
+func notRunningReason(o providers.Observed, status string) string {
+	switch {
+	case o.State == providers.StateExited && o.Signal != "":
+		return "it was killed by " + o.Signal
+	case o.State == providers.StateExited && status == "stopped":
+		return "it was stopped"
+	case o.State == providers.StateExited:
+		return fmt.Sprintf("it exited with code %d", o.ExitCode)
+	case o.State == providers.StateMissing:
+		return "it is not running"
+	}
+	return "its state is unknown"
+}
+
+func guardReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
+	if !r.Lifecycle.PreventDestroy {
+		return nil
+	}
+	rng := r.DeclRange
+	if lr, ok := r.Ranges["lifecycle"]; ok {
+		rng = lr
+	}
+	what := "a change of " + joinNames(c.ForcedBy)
+	if len(c.ForcedBy) == 0 {
+		what = c.Reason
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Instance cannot be replaced",
+		Detail: fmt.Sprintf("%s has lifecycle.prevent_destroy set, but %s forces its replacement. "+
+			"Revert the change, or set prevent_destroy = false to allow it.", r.Addr, what),
+		Subject: &rng,
+	}}
+}
+
+func preventDestroy(cfg *spec.Config, addr spec.Address, op string) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Instance cannot be destroyed",
+		Detail: fmt.Sprintf("%s has lifecycle.prevent_destroy set, so %s will not remove it. "+
+			"Set prevent_destroy = false and apply first.", addr, op),
+	}
+	if cfg != nil {
+		if r := cfg.Resource(addr); r != nil {
+			rng := r.DeclRange
+			if lr, ok := r.Ranges["lifecycle"]; ok {
+				rng = lr
+			}
+			d.Subject = &rng
+		}
+	}
+	return d
+}
+
+func joinNames(xs []string) string {
+	s := ""
+	for i, x := range xs {
+		if i > 0 {
+			s += ", "
+		}
+		s += x
+	}
+	return s
+}
+
+// applyIgnoreChanges makes the desired snapshot keep the applied values of
+// ignored attributes, as Terraform's lifecycle.ignore_changes does.
+func applyIgnoreChanges(desired, old *Snapshot, ignore []string) {
+	for _, name := range ignore {
+		if v, ok := old.Values[name]; ok {
+			desired.Values[name] = v
+		} else {
+			delete(desired.Values, name)
+		}
+	}
+}
+
+func diff(old, desired *Snapshot) []AttrDiff {
+	names := map[string]bool{}
+	for k := range old.Values {
+		names[k] = true
+	}
+	for k := range desired.Values {
+		names[k] = true
+	}
+	var out []AttrDiff
+	for _, name := range sortedSet(names) {
+		o, oldOK := old.Values[name]
+		n, newOK := desired.Values[name]
+		if oldOK && newOK && o.Equals(n).True() {
+			continue
+		}
+		d := AttrDiff{Name: name, ForcesReplacement: desired.Forces[name] || (!newOK && old.Forces[name]),
+			Sensitive: old.isSensitive(name) || desired.isSensitive(name)}
+		if oldOK {
+			d.Old = o
+		}
+		if newOK {
+			d.New = n
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// fingerprint hashes everything a plan was made from, as seen through its
+// changes: config hash, each instance's action, desired and prior hashes,
+// handle and observed state.
+func fingerprint(p *Plan) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "config %s destroy %v\n", p.ConfigHash, p.Destroy)
+	for _, c := range p.Changes {
+		fmt.Fprintf(h, "%s %s %s", c.Addr, c.Action, c.Hash())
+		if c.Prior != nil {
+			fmt.Fprintf(h, " prior %s %x", c.Prior.ConfigHash, []byte(c.Prior.Handle))
+		}
+		o := c.Observed
+		fmt.Fprintf(h, " observed %s %d %s %d %s\n", o.State, o.Pid, o.ID, o.ExitCode, o.Signal)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,345 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/orch-dev/orch/spec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// RenderOptions control Render.
+type RenderOptions struct {
+	// Color adds ANSI colors; the caller decides (a terminal, NO_COLOR unset).
+	Color bool
+	// ShowUnchanged lists unchanged attributes of updated instances instead
+	// of counting them.
+	ShowUnchanged bool
+}
+
+const (
+	green  = "\x1b[32m"
+	yellow = "\x1b[33m"
+	red    = "\x1b[31m"
+	cyan   = "\x1b[36m"
+	bold   = "\x1b[1m"
+	reset  = "\x1b[0m"
+)
+
+type renderer struct {
+	b    strings.Builder
+	opts RenderOptions
+	w    int // width of the attribute names of the current block
+}
+
+func (r *renderer) c(color, s string) string {
+	if !r.opts.Color {
+		return s
+	}
+	return color + s + reset
+}
+
+// Render prints the plan as Terraform does: one section per change, the
+// attribute diffs, and the summary line.
+func Render(p *Plan, opts RenderOptions) string {
+	r := &renderer{opts: opts}
+	if !p.HasChanges() {
+		if p.Destroy {
+			r.b.WriteString(r.c(bold, "No changes.") + " Nothing is managed by orch for this configuration, so there is nothing to destroy.\n")
+		} else {
+			r.b.WriteString(r.c(bold, "No changes.") + " Everything declared runs as configured.\n")
+		}
+		return r.b.String()
+	}
+	r.b.WriteString("orch will perform the following actions:\n")
+	for _, c := range p.Changes {
+		if c.Action != NoOp {
+			r.change(c)
+		}
+	}
+	s := p.Summary()
+	r.b.WriteString("\n" + r.c(bold, "Plan:") + fmt.Sprintf(" %d to add, %d to change, %d to replace, %d to destroy.\n",
+		s.Add, s.Change, s.Replace, s.Destroy))
+	return r.b.String()
+}
+
+// SummaryLine is the last line of Render: "Plan: X to add, ...".
+func SummaryLine(p *Plan) string {
+	s := p.Summary()
+	return fmt.Sprintf("Plan: %d to add, %d to change, %d to replace, %d to destroy.", s.Add, s.Change, s.Replace, s.Destroy)
+}
+
+func (r *renderer) change(c *Change) {
+	var sym, color, headline string
+	switch c.Action {
+	case Create:
+		sym, color, headline = "  +", green, "will be created"
+	case Update:
+		sym, color, headline = "  ~", yellow, "will be updated in-place"
+	case Start:
+		sym, color, headline = "  ~", yellow, "will be started ("+c.Reason+")"
+	case Adopt:
+		sym, color, headline = "  ~", cyan, "will be adopted ("+c.Reason+")"
+	case Delete:
+		sym, color, headline = "  -", red, "will be destroyed"
+		if c.Reason != "" {
+			headline += " (" + c.Reason + ")"
+		}
+	case Replace:
+		sym, color, headline = "-/+", red, "must be replaced"
+		if c.CreateBeforeDestroy {
+			sym = "+/-"
+		}
+		if c.Reason != "" {
+			headline += " (" + c.Reason + ")"
+		}
+	}
+	fmt.Fprintf(&r.b, "\n  %s %s %s\n", r.c(bold, "#"), r.c(bold, c.Addr.String()), headline)
+	if c.Action == Adopt && c.Observed.Pid != 0 {
+		fmt.Fprintf(&r.b, "  # (pid %d)\n", c.Observed.Pid)
+	}
+	fmt.Fprintf(&r.b, "%s %s {\n", r.c(color, sym), blockHeader(c.Addr))
+	r.w = 3
+	switch c.Action {
+	case Create:
+		r.attrs(c.Desired, "+", green)
+		r.known("+", green, "pid")
+	case Delete:
+		if c.Prior != nil && c.Prior.Snapshot != nil {
+			r.attrs(c.Prior.Snapshot, "-", red)
+		}
+		if c.Observed.Pid != 0 {
+			r.line("-", red, "pid", fmt.Sprint(c.Observed.Pid), r.w)
+		}
+	default:
+		r.diffs(c)
+	}
+	r.b.WriteString("    }\n")
+}
+
+func blockHeader(a spec.Address) string {
+	return fmt.Sprintf("%s %q", a.Kind, a.Name)
+}
+
+func width(names []string) int {
+	w := 0
+	for _, n := range names {
+		if len(n) > w {
+			w = len(n)
+		}
+	}
+	return w
+}
+
+func (r *renderer) attrs(s *Snapshot, sym, color string) {
+	names := sortedKeysV(s.Values)
+	r.w = width(append(names, "pid"))
+	for _, n := range names {
+		r.line(sym, color, n, r.redacted(s, n, s.Values[n], 8), r.w)
+	}
+}
+
+func (r *renderer) known(sym, color, name string) {
+	r.line(sym, color, name, "(known after apply)", r.w)
+}
+
+func (r *renderer) line(sym, color, name, val string, w int) {
+	fmt.Fprintf(&r.b, "      %s %-*s = %s\n", r.c(color, sym), w, name, val)
+}
+
+func (r *renderer) diffs(c *Change) {
+	names := make([]string, 0, len(c.Diffs))
+	for _, d := range c.Diffs {
+		names = append(names, d.Name)
+	}
+	w := width(names)
+	for _, d := range c.Diffs {
+		forces := ""
+		if d.ForcesReplacement && c.Action == Replace {
+			forces = r.c(red, " # forces replacement")
+		}
+		switch {
+		case d.Old == cty.NilVal:
+			r.line("+", green, d.Name, r.value(d.New, d.Sensitive, 8)+forces, w)
+		case d.New == cty.NilVal:
+			r.line("-", red, d.Name, r.value(d.Old, d.Sensitive, 8)+" -> null"+forces, w)
+		case isMapish(d.Old) && isMapish(d.New) && !c.Desired.Sensitive[d.Name] && !c.Prior.Snapshot.Sensitive[d.Name]:
+			fmt.Fprintf(&r.b, "      %s %-*s = {%s\n", r.c(yellow, "~"), w, d.Name, forces)
+			r.mapDiff(d.Name, d.Old, d.New, c.Prior.Snapshot, c.Desired)
+			r.b.WriteString("        }\n")
+		default:
+			r.line("~", yellow, d.Name, r.value(d.Old, d.Sensitive, 8)+" -> "+r.value(d.New, d.Sensitive, 8)+forces, w)
+		}
+	}
+	unchanged := 0
+	if c.Desired != nil {
+		for n := range c.Desired.Values {
+			if !contains(names, n) {
+				unchanged++
+			}
+		}
+	}
+	if unchanged > 0 {
+		word := "attributes"
+		if unchanged == 1 {
+			word = "attribute"
+		}
+		fmt.Fprintf(&r.b, "        # (%d unchanged %s hidden)\n", unchanged, word)
+	}
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func isMapish(v cty.Value) bool {
+	t := v.Type()
+	return (t.IsMapType() || t.IsObjectType()) && !v.IsNull()
+}
+
+func (r *renderer) mapDiff(name string, old, new cty.Value, os, ns *Snapshot) {
+	om, nm := old.AsValueMap(), new.AsValueMap()
+	keys := map[string]bool{}
+	for k := range om {
+		keys[k] = true
+	}
+	for k := range nm {
+		keys[k] = true
+	}
+	names := sortedSet(keys)
+	w := 0
+	for _, k := range names {
+		if l := len(quote(k)); l > w {
+			w = l
+		}
+	}
+	for _, k := range names {
+		o, ok1 := om[k]
+		n, ok2 := nm[k]
+		qk := quote(k)
+		path := name + "." + k
+		ov := formatValue(o, 12, path, os.Sensitive)
+		nv := formatValue(n, 12, path, ns.Sensitive)
+		switch {
+		case !ok1:
+			fmt.Fprintf(&r.b, "          %s %-*s = %s\n", r.c(green, "+"), w, qk, nv)
+		case !ok2:
+			fmt.Fprintf(&r.b, "          %s %-*s = %s -> null\n", r.c(red, "-"), w, qk, ov)
+		case !o.Equals(n).True():
+			if os.Sensitive[path] || ns.Sensitive[path] {
+				nv += " # (sensitive value changed)"
+			}
+			fmt.Fprintf(&r.b, "          %s %-*s = %s -> %s\n", r.c(yellow, "~"), w, qk, ov, nv)
+		}
+	}
+}
+
+// value renders a value in HCL syntax, or "(sensitive value)".
+func (r *renderer) value(v cty.Value, sensitive bool, indent int) string {
+	if sensitive {
+		return "(sensitive value)"
+	}
+	return FormatValue(v, indent)
+}
+
+// redacted renders attribute name of s, hiding its sensitive parts.
+func (r *renderer) redacted(s *Snapshot, name string, v cty.Value, indent int) string {
+	if s.Sensitive[name] {
+		return "(sensitive value)"
+	}
+	return formatValue(v, indent, name, s.Sensitive)
+}
+
+// FormatValue renders v in HCL syntax; nested collections break lines at
+// the given indentation.
+func FormatValue(v cty.Value, indent int) string { return formatValue(v, indent, "", nil) }
+
+func formatValue(v cty.Value, indent int, path string, sensitive map[string]bool) string {
+	if sensitive[path] && path != "" {
+		return "(sensitive value)"
+	}
+	if v == cty.NilVal || v.IsNull() {
+		return "null"
+	}
+	if !v.IsKnown() {
+		return "(known after apply)"
+	}
+	t := v.Type()
+	switch {
+	case t == cty.String:
+		return quote(v.AsString())
+	case t == cty.Number:
+		return v.AsBigFloat().Text('f', -1)
+	case t == cty.Bool:
+		if v.True() {
+			return "true"
+		}
+		return "false"
+	case t.IsListType() || t.IsSetType() || t.IsTupleType():
+		if v.LengthInt() == 0 {
+			return "[]"
+		}
+		parts := []string{}
+		simple := true
+		for i, it := 0, v.ElementIterator(); it.Next(); i++ {
+			_, e := it.Element()
+			if !e.Type().IsPrimitiveType() {
+				simple = false
+			}
+			parts = append(parts, formatValue(e, indent+2, fmt.Sprintf("%s[%d]", path, i), sensitive))
+		}
+		if simple {
+			return "[" + strings.Join(parts, ", ") + "]"
+		}
+		pad := strings.Repeat(" ", indent+2)
+		return "[\n" + pad + strings.Join(parts, ",\n"+pad) + ",\n" + strings.Repeat(" ", indent) + "]"
+	case t.IsMapType() || t.IsObjectType():
+		m := v.AsValueMap()
+		if len(m) == 0 {
+			return "{}"
+		}
+		keys := sortedKeysV(m)
+		w := 0
+		for _, k := range keys {
+			if l := len(mapKey(k)); l > w {
+				w = l
+			}
+		}
+		pad := strings.Repeat(" ", indent+2)
+		var b strings.Builder
+		b.WriteString("{\n")
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s%-*s = %s\n", pad, w, mapKey(k), formatValue(m[k], indent+2, path+"."+k, sensitive))
+		}
+		b.WriteString(strings.Repeat(" ", indent) + "}")
+		return b.String()
+	}
+	return v.GoString()
+}
+
+func mapKey(k string) string {
+	if k == "" {
+		return `""`
+	}
+	for i, r := range k {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
+			return quote(k)
+		}
+	}
+	return k
+}
+
+func sortedKeysV(m map[string]cty.Value) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

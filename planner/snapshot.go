@@ -1,0 +1,321 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// Snapshot is an instance's configuration flattened into named attribute
+// values: what the planner diffs, what the state stores as "applied", and
+// what the config hash is computed from.
+type Snapshot struct {
+	Kind    spec.Kind
+	Runtime spec.Address
+	// Values holds every attribute; an absent attribute is not in the map.
+	Values map[string]cty.Value
+	// Forces lists the attributes whose change forces replacement.
+	Forces map[string]bool
+	// Sensitive lists attribute paths never to print ("env.PASSWORD").
+	Sensitive map[string]bool
+	// DependsOn is the instance's dependencies (instance addresses), kept
+	// so that a removed instance is still deleted in dependency order.
+	DependsOn []spec.Address
+	// PreventDestroy and CreateBeforeDestroy mirror the lifecycle block.
+	PreventDestroy      bool
+	CreateBeforeDestroy bool
+}
+
+// SnapshotOf flattens a declared instance. deps are its instance-level
+// dependencies (from Config.Graph); schema is its runtime kind's schema
+// (nil for modules and plugin runtimes).
+func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchema) *Snapshot {
+	s := &Snapshot{
+		Kind: r.Addr.Kind, Runtime: r.Runtime, Values: map[string]cty.Value{}, Forces: map[string]bool{},
+		Sensitive: map[string]bool{}, PreventDestroy: r.Lifecycle.PreventDestroy,
+		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy,
+	}
+	for k := range r.Sensitive {
+		s.Sensitive[k] = true
+	}
+	for _, d := range deps {
+		if d.Kind != spec.KindRuntime {
+			s.DependsOn = append(s.DependsOn, d)
+		}
+	}
+	set := func(name string, v cty.Value, forces bool) {
+		if v == cty.NilVal || v.IsNull() {
+			return
+		}
+		s.Values[name] = v
+		if forces {
+			s.Forces[name] = true
+		}
+	}
+	if r.Addr.Kind == spec.KindModule {
+		set("source", cty.StringVal(r.Source), true)
+		if r.SHA256 != "" {
+			set("sha256", cty.StringVal(r.SHA256), true)
+		}
+		set("config", r.Config, true)
+		if g := r.Grants; g != nil {
+			set("grants", cty.ObjectVal(map[string]cty.Value{
+				"dirs": strMap(g.Dirs), "writable": strList(g.Writable), "env": strList(g.Env),
+			}), true)
+		}
+		set("limits", cty.ObjectVal(map[string]cty.Value{
+			"memory":       cty.NumberUIntVal(r.Limits.MemoryBytes),
+			"call_timeout": dur(r.Limits.CallTimeout),
+		}), true)
+	} else {
+		set("runtime", cty.StringVal(r.Runtime.String()), true)
+		if len(r.Command) > 0 {
+			set("command", strList(r.Command), true)
+		}
+		if len(r.Env) > 0 {
+			set("env", strMap(r.Env), true)
+		}
+		set("dir", cty.StringVal(r.Dir), true)
+		if r.User != "" {
+			set("user", cty.StringVal(r.User), true)
+		}
+		if r.Group != "" {
+			set("group", cty.StringVal(r.Group), true)
+		}
+		set("umask", cty.StringVal(fmt.Sprintf("%04o", uint32(r.Umask))), true)
+		if len(r.Rlimits) > 0 {
+			m := map[string]cty.Value{}
+			for k, v := range r.Rlimits {
+				m[k] = cty.NumberUIntVal(v)
+			}
+			set("rlimits", cty.MapVal(m), true)
+		}
+		for name, v := range r.Attrs {
+			forces := true // unknown to the schema (plugin runtimes): be safe
+			if schema != nil {
+				for _, a := range schema.Daemon {
+					if a.Name == name {
+						forces = a.ForcesReplacement
+						if a.Sensitive {
+							s.Sensitive[name] = true
+						}
+					}
+				}
+			}
+			set(name, v, forces)
+		}
+		if h := r.Health; h != nil {
+			hv := map[string]cty.Value{
+				"interval": dur(h.Interval), "timeout": dur(h.Timeout),
+				"retries": cty.NumberIntVal(int64(h.Retries)), "start_period": dur(h.StartPeriod),
+			}
+			switch h.Kind {
+			case spec.HealthExec:
+				hv["exec"] = strList(h.Exec)
+			case spec.HealthHTTP:
+				hv["http"] = cty.StringVal(h.HTTP)
+			case spec.HealthTCP:
+				hv["tcp"] = cty.StringVal(h.TCP)
+			}
+			set("health", cty.ObjectVal(hv), false)
+		}
+		set("stop", cty.ObjectVal(map[string]cty.Value{
+			"signal": cty.StringVal(r.Stop.Signal.Name), "timeout": dur(r.Stop.Timeout),
+		}), false)
+		set("log", cty.ObjectVal(map[string]cty.Value{
+			"max_size": cty.NumberIntVal(r.Log.MaxSize), "max_files": cty.NumberIntVal(int64(r.Log.MaxFiles)),
+		}), false)
+	}
+	set("restart", cty.ObjectVal(map[string]cty.Value{
+		"policy": cty.StringVal(r.Restart.Policy.String()), "backoff": dur(r.Restart.Backoff),
+		"max_backoff": dur(r.Restart.MaxBackoff), "max_restarts": cty.NumberIntVal(int64(r.Restart.MaxRestarts)),
+		"window": dur(r.Restart.Window),
+	}), false)
+	if len(r.RestartWith) > 0 {
+		names := make([]string, len(r.RestartWith))
+		for i, a := range r.RestartWith {
+			names[i] = a.String()
+		}
+		set("restart_with", strList(names), false)
+	}
+	return s
+}
+
+func strList(xs []string) cty.Value {
+	if len(xs) == 0 {
+		return cty.ListValEmpty(cty.String)
+	}
+	vs := make([]cty.Value, len(xs))
+	for i, x := range xs {
+		vs[i] = cty.StringVal(x)
+	}
+	return cty.ListVal(vs)
+}
+
+func strMap(m map[string]string) cty.Value {
+	if len(m) == 0 {
+		return cty.MapValEmpty(cty.String)
+	}
+	vs := make(map[string]cty.Value, len(m))
+	for k, v := range m {
+		vs[k] = cty.StringVal(v)
+	}
+	return cty.MapVal(vs)
+}
+
+func dur(d time.Duration) cty.Value { return cty.StringVal(d.String()) }
+
+// snapshotJSON is the stored form of a Snapshot; its field order and map
+// key order are fixed, so equal snapshots encode to equal bytes.
+type snapshotJSON struct {
+	Format              int                        `json:"format"`
+	Kind                string                     `json:"kind"`
+	Runtime             string                     `json:"runtime,omitempty"`
+	Values              map[string]json.RawMessage `json:"values"`
+	Forces              []string                   `json:"forces,omitempty"`
+	Sensitive           []string                   `json:"sensitive,omitempty"`
+	DependsOn           []string                   `json:"depends_on,omitempty"`
+	PreventDestroy      bool                       `json:"prevent_destroy,omitempty"`
+	CreateBeforeDestroy bool                       `json:"create_before_destroy,omitempty"`
+}
+
+// Encode returns the canonical JSON of s.
+func (s *Snapshot) Encode() []byte {
+	j := snapshotJSON{Format: 1, Kind: s.Kind.String(), Values: map[string]json.RawMessage{},
+		PreventDestroy: s.PreventDestroy, CreateBeforeDestroy: s.CreateBeforeDestroy}
+	if !s.Runtime.IsZero() {
+		j.Runtime = s.Runtime.String()
+	}
+	for k, v := range s.Values {
+		j.Values[k] = encodeValue(k, v)
+	}
+	j.Forces = sortedSet(s.Forces)
+	j.Sensitive = sortedSet(s.Sensitive)
+	for _, d := range s.DependsOn {
+		j.DependsOn = append(j.DependsOn, d.String())
+	}
+	sort.Strings(j.DependsOn)
+	b, err := json.Marshal(j)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Hash is the SHA-256 of the canonical encoding: the config hash an
+// instance runs with.
+func (s *Snapshot) Hash() string {
+	h := sha256.Sum256(s.Encode())
+	return hex.EncodeToString(h[:])
+}
+
+// DecodeSnapshot reads what Encode wrote.
+func DecodeSnapshot(b []byte) (*Snapshot, error) {
+	var j snapshotJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("stored configuration is not valid: %w", err)
+	}
+	if j.Format != 1 {
+		return nil, fmt.Errorf("stored configuration has format %d; this orch reads format 1", j.Format)
+	}
+	s := &Snapshot{Kind: spec.ParseKind(j.Kind), Values: map[string]cty.Value{}, Forces: map[string]bool{},
+		Sensitive: map[string]bool{}, PreventDestroy: j.PreventDestroy, CreateBeforeDestroy: j.CreateBeforeDestroy}
+	if j.Runtime != "" {
+		a, err := spec.ParseAddress(j.Runtime)
+		if err != nil {
+			return nil, err
+		}
+		s.Runtime = a
+	}
+	for k, raw := range j.Values {
+		v, err := decodeValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("stored attribute %s: %w", k, err)
+		}
+		s.Values[k] = v
+	}
+	for _, f := range j.Forces {
+		s.Forces[f] = true
+	}
+	for _, f := range j.Sensitive {
+		s.Sensitive[f] = true
+	}
+	for _, d := range j.DependsOn {
+		a, err := spec.ParseAddress(d)
+		if err != nil {
+			return nil, err
+		}
+		s.DependsOn = append(s.DependsOn, a)
+	}
+	return s, nil
+}
+
+// typedValue keeps a value's exact type, so that a list stays a list and a
+// map a map across a round trip (ctyjson alone would infer tuples/objects).
+type typedValue struct {
+	Type  json.RawMessage `json:"t"`
+	Value json.RawMessage `json:"v"`
+}
+
+func encodeValue(name string, v cty.Value) json.RawMessage {
+	tb, err := ctyjson.MarshalType(v.Type())
+	if err != nil {
+		panic(fmt.Sprintf("planner: cannot encode the type of %s: %v", name, err)) // our bug: plain data
+	}
+	vb, err := ctyjson.Marshal(v, v.Type())
+	if err != nil {
+		panic(fmt.Sprintf("planner: cannot encode %s: %v", name, err))
+	}
+	b, _ := json.Marshal(typedValue{Type: tb, Value: vb})
+	return b
+}
+
+func decodeValue(raw json.RawMessage) (cty.Value, error) {
+	var tv typedValue
+	if err := json.Unmarshal(raw, &tv); err != nil {
+		return cty.NilVal, err
+	}
+	ty, err := ctyjson.UnmarshalType(tv.Type)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	return ctyjson.Unmarshal(tv.Value, ty)
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		if v {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isSensitive reports whether attribute name, or any path below it, is
+// sensitive.
+func (s *Snapshot) isSensitive(name string) bool {
+	if s == nil {
+		return false
+	}
+	if s.Sensitive[name] {
+		return true
+	}
+	for k := range s.Sensitive {
+		if len(k) > len(name) && k[:len(name)] == name && (k[len(name)] == '.' || k[len(name)] == '[') {
+			return true
+		}
+	}
+	return false
+}
+
+func quote(s string) string { return strconv.Quote(s) }
