@@ -15,6 +15,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 	if !validName(name) {
 		l.errorf(rangePtr(b.LabelRanges[0]), "Invalid "+b.Type+" name",
 			"%q is not a valid name: use letters, digits, '-' and '_', starting with a letter.", name)
+		l.broken[kind.String()+"."+name] = true
 		return
 	}
 	addr := Address{Kind: kind, Name: name}
@@ -27,7 +28,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 	}
 	var content *hcl.BodyContent
 	var diags hcl.Diagnostics
-	if n.dynamic {
+	if n.dynamic || n.noRuntime {
 		// A plugin runtime's schema is known only when the plugin runs: any
 		// extra attribute is kept and checked by the plugin.
 		var rest hcl.Body
@@ -42,8 +43,16 @@ func (l *loader) declareResource(b *hcl.Block) {
 		content, diags = b.Body.Content(schema)
 		suggestArguments(diags, schemaAttrNames(schema))
 	}
+	if kind == KindJob {
+		for _, d := range diags {
+			if d.Summary == "Unsupported block type" && strings.Contains(d.Detail, `"health"`) {
+				d.Detail += " A job runs to completion and has no health check; make it a daemon to check its health."
+			}
+		}
+	}
 	l.diags = append(l.diags, diags...)
 	if content == nil {
+		l.broken[addr.String()] = true
 		return
 	}
 	n.attrs = content.Attributes
@@ -66,7 +75,9 @@ func (l *loader) declareResource(b *hcl.Block) {
 	}
 	n.counted = n.attrs["count"] != nil
 	n.forEach = n.attrs["for_each"] != nil
-	if kind != KindModule && n.schema != nil {
+	// With unsupported arguments, a missing one is most likely misspelt:
+	// report only the misspelling.
+	if kind != KindModule && n.schema != nil && !diags.HasErrors() {
 		for _, as := range n.schema.Daemon {
 			if as.Required && n.attrs[as.Name] == nil {
 				l.errorf(rangePtr(b.DefRange), "Missing required argument",
@@ -152,31 +163,32 @@ func (l *loader) resolveRuntime(n *node) {
 		if diags.HasErrors() {
 			l.errorf(rangePtr(a.Expr.Range()), "Invalid runtime reference",
 				"runtime must be a reference such as runtime.docker.local, not a string or an expression.")
+			n.noRuntime = true
 			return
 		}
 		addr, rest, err := addressFromTraversal(trav)
 		if err != nil || addr.Kind != KindRuntime || len(rest) > 0 || addr.Key != NoKey {
 			l.errorf(rangePtr(a.Expr.Range()), "Invalid runtime reference",
 				"runtime must name a runtime block as runtime.<kind>.<name>, such as runtime.docker.local.")
+			n.noRuntime = true
 			return
 		}
 		n.runtime = addr
 	}
 	rt := l.nodes[n.runtime.String()]
+	if rt == nil && l.broken[n.runtime.String()] {
+		n.noRuntime = true
+		return
+	}
 	if rt == nil {
-		var names []string
-		for _, o := range l.order {
-			if o.kind == KindRuntime {
-				names = append(names, o.key)
-			}
-		}
 		detail := fmt.Sprintf("There is no runtime block %s.", n.runtime)
-		if s := suggest(n.runtime.String(), names); s != "" {
+		if s := l.suggestBlock(n.runtime); s != "" {
 			detail += fmt.Sprintf(" Did you mean %s?", s)
 		} else {
 			detail += fmt.Sprintf(" Declare it: runtime %q %q {}.", n.runtime.Type, n.runtime.Name)
 		}
 		l.errorf(rangePtr(a.Expr.Range()), "Reference to undeclared runtime", "%s", detail)
+		n.noRuntime = true
 		return
 	}
 	n.schema = rt.schema
@@ -278,21 +290,42 @@ func (l *loader) lookupBlock(addr Address, rng hcl.Range) *node {
 	if t := l.nodes[addr.String()]; t != nil {
 		return t
 	}
-	var names []string
-	for _, o := range l.order {
-		if o.kind != KindInvalid {
-			names = append(names, o.key)
-		}
+	if l.broken[addr.String()] {
+		return nil // its declaration was already reported
 	}
 	detail := fmt.Sprintf("There is no %s block named %q.", addr.Kind, addr.Name)
 	if addr.Kind == KindRuntime {
 		detail = fmt.Sprintf("There is no runtime %q %q block.", addr.Type, addr.Name)
 	}
-	if s := suggest(addr.String(), names); s != "" {
+	if s := l.suggestBlock(addr); s != "" {
 		detail += fmt.Sprintf(" Did you mean %s?", s)
 	}
 	l.errorf(&rng, "Reference to undeclared "+addr.Kind.String(), "%s", detail)
 	return nil
+}
+
+// suggestBlock proposes a declared block for a reference to addr, which does
+// not exist: the same name of another kind (job.db for daemon.db), else a
+// block of the same kind (and runtime type) whose name is close.
+func (l *loader) suggestBlock(addr Address) string {
+	var names []string
+	for _, o := range l.order {
+		if o.kind == KindInvalid {
+			continue
+		}
+		if o.addr.Name == addr.Name && (o.kind != addr.Kind || o.addr.Type != addr.Type) {
+			return o.addr.String()
+		}
+		if o.kind == addr.Kind && o.addr.Type == addr.Type {
+			names = append(names, o.addr.Name)
+		}
+	}
+	if s := suggest(addr.Name, names); s != "" {
+		a := addr
+		a.Name = s
+		return a.String()
+	}
+	return ""
 }
 
 // resolveTraversal checks one reference from an expression of n and returns

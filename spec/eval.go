@@ -124,8 +124,13 @@ func (e *instEval) value(expr hcl.Expression, ty cty.Type, name string) (cty.Val
 	}
 	unmarked, pvms := conv.UnmarkDeepWithPaths()
 	for _, pvm := range pvms {
-		if _, ok := pvm.Marks[sensitiveMark]; ok && e.r != nil {
-			e.r.Sensitive[name+formatPath(pvm.Path)] = true
+		if _, ok := pvm.Marks[sensitiveMark]; ok {
+			if e.r != nil {
+				e.r.Sensitive[name+formatPath(pvm.Path)] = true
+			}
+			if leaf, err := pvm.Path.Apply(unmarked); err == nil {
+				e.l.noteSecret(leaf)
+			}
 		}
 	}
 	if unmarked.IsNull() {

@@ -73,6 +73,7 @@ func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
 func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 	l := newLoader(fsys, dir, opts)
 	l.run()
+	l.redact()
 	return l.cfg, l.diags
 }
 
@@ -135,7 +136,7 @@ func (l *loader) parseFiles() []*hcl.File {
 		} else {
 			f, diags = parser.ParseHCL(src, name)
 		}
-		l.diags = append(l.diags, diags...)
+		l.diags = append(l.diags, firstPerPosition(diags)...)
 		if f != nil {
 			l.cfg.Files[name] = f
 			if !diags.HasErrors() {
@@ -145,4 +146,30 @@ func (l *loader) parseFiles() []*hcl.File {
 	}
 	l.cfg.Hash = hex.EncodeToString(h.Sum(nil))
 	return files
+}
+
+// firstPerPosition drops parse diagnostics that start where an earlier one
+// starts: HCL reports a bad token and then the follow-on "Missing newline
+// after argument" at the same place, and one message is enough.
+func firstPerPosition(diags hcl.Diagnostics) hcl.Diagnostics {
+	if len(diags) < 2 {
+		return diags
+	}
+	type pos struct {
+		file string
+		byte int
+	}
+	seen := make(map[pos]bool, len(diags))
+	out := diags[:0:0]
+	for _, d := range diags {
+		if d.Subject != nil {
+			p := pos{d.Subject.Filename, d.Subject.Start.Byte}
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+		}
+		out = append(out, d)
+	}
+	return out
 }

@@ -27,6 +27,13 @@ type loader struct {
 	order     []*node          // declaration order, for deterministic walks
 	processRT Address          // the runtime of daemons that name none
 
+	// broken holds the keys ("daemon.api", "runtime.x.y") and variable
+	// names whose declaration was refused with a diagnostic: references to
+	// them are not reported again.
+	broken map[string]bool
+	// secrets holds the text of every sensitive value met, for redact.
+	secrets map[string]bool
+
 	validations map[string][]validation
 	defaults    map[string]*typeexpr.Defaults
 	schemaCache map[string]*hcl.BodySchema
@@ -40,16 +47,19 @@ type node struct {
 	decl  hcl.Range
 	block *hcl.Block
 
-	expr    hcl.Expression             // locals only
-	attrs   map[string]*hcl.Attribute  // top-level attributes (resources, runtimes)
-	nested  map[string]*nestedBlock    // health, restart, ...
-	schema  *RuntimeSchema             // the runtime kind's schema (resources on a known runtime; runtimes)
-	dynamic bool                       // accepts any extra attribute (plugin runtimes)
-	runtime Address                    // resources: the runtime they run on
-	deps    []depRef                   // static depends_on / restart_with
-	refs    []*node                    // nodes referenced by expressions and static deps
-	counted bool                       // has count
-	forEach bool                       // has for_each
+	expr    hcl.Expression            // locals only
+	attrs   map[string]*hcl.Attribute // top-level attributes (resources, runtimes)
+	nested  map[string]*nestedBlock   // health, restart, ...
+	schema  *RuntimeSchema            // the runtime kind's schema (resources on a known runtime; runtimes)
+	dynamic bool                      // accepts any extra attribute (plugin runtimes)
+	// noRuntime: the runtime reference is broken (already reported); the
+	// attributes it would have allowed are not checked.
+	noRuntime bool
+	runtime   Address  // resources: the runtime they run on
+	deps      []depRef // static depends_on / restart_with
+	refs      []*node  // nodes referenced by expressions and static deps
+	counted   bool     // has count
+	forEach   bool     // has for_each
 
 	failed bool      // evaluation failed; dependents are skipped silently
 	value  cty.Value // value for references, possibly marked
@@ -80,6 +90,8 @@ func newLoader(fsys fs.FS, dir string, opts Options) *loader {
 		varVals: map[string]cty.Value{},
 		locals:  map[string]*node{},
 		nodes:   map[string]*node{},
+		broken:  map[string]bool{},
+		secrets: map[string]bool{},
 
 		validations: map[string][]validation{},
 		defaults:    map[string]*typeexpr.Defaults{},
@@ -279,14 +291,20 @@ func (l *loader) declareLocals(b *hcl.Block) {
 
 func (l *loader) declareRuntime(b *hcl.Block) {
 	kind, name := b.Labels[0], b.Labels[1]
-	for _, lbl := range []struct{ v, what string }{{kind, "kind"}, {name, "name"}} {
+	addr := Address{Kind: KindRuntime, Type: kind, Name: name}
+	ok := false
+	defer func() {
+		if !ok {
+			l.broken[addr.String()] = true
+		}
+	}()
+	for i, lbl := range []struct{ v, what string }{{kind, "kind"}, {name, "name"}} {
 		if !validName(lbl.v) {
-			l.errorf(rangePtr(b.LabelRanges[0]), "Invalid runtime "+lbl.what,
+			l.errorf(rangePtr(b.LabelRanges[i]), "Invalid runtime "+lbl.what,
 				"%q is not a valid runtime %s: use letters, digits, '-' and '_', starting with a letter.", lbl.v, lbl.what)
 			return
 		}
 	}
-	addr := Address{Kind: KindRuntime, Type: kind, Name: name}
 	n := &node{key: addr.String(), kind: KindRuntime, addr: addr, decl: b.DefRange, block: b}
 	attrs, diags := b.Body.JustAttributes()
 	l.diags = append(l.diags, diags...)
@@ -329,7 +347,7 @@ func (l *loader) declareRuntime(b *hcl.Block) {
 		l.errorf(rangePtr(b.LabelRanges[0]), "Unknown runtime kind", "%s", detail)
 		return
 	}
-	l.addNode(n)
+	ok = l.addNode(n) || l.nodes[n.key] != nil
 }
 
 // declareImplicitRuntime picks the runtime of daemons that name none: the

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -18,7 +19,6 @@ type validation struct {
 	condition hcl.Expression
 	message   hcl.Expression
 }
-
 
 func (l *loader) declareVariable(b *hcl.Block) {
 	name := b.Labels[0]
@@ -76,7 +76,8 @@ func (l *loader) declareVariable(b *hcl.Block) {
 			conv, err := convert.Convert(val, v.Type)
 			if err != nil {
 				l.errorf(rangePtr(a.Expr.Range()), "Invalid default value for variable",
-					"The default of variable %q does not match its type %s: %s.", name, typeexpr.TypeString(v.Type), err)
+					"The default of variable %q does not match its type %s: %s.", name, typeexpr.TypeString(v.Type), describeConvError(err, v.Type))
+				l.broken["var."+name] = true
 			} else {
 				v.Default = conv
 			}
@@ -173,11 +174,17 @@ func (l *loader) resolveVariables() {
 	}
 	for _, name := range keysOf(l.vars) {
 		v := l.vars[name]
+		if l.broken["var."+name] && raw[name].source == "" {
+			continue // its default was refused; no value to report missing
+		}
 		val, source, ok := l.variableValue(v, raw[name])
 		if !ok {
 			continue
 		}
 		v.Value, v.Source = val, source
+		if v.Sensitive {
+			l.noteSecret(val)
+		}
 		if l.validateVariable(v) {
 			l.cfg.Variables[name] = v
 			if v.Sensitive {
@@ -203,16 +210,22 @@ func (l *loader) variableValue(v *Variable, rv rawValue) (cty.Value, string, boo
 			val = cty.StringVal(rv.text)
 			break
 		}
+		shown := strconv.Quote(rv.text)
+		if v.Sensitive {
+			shown = "(sensitive value)"
+		}
 		expr, d := hclsyntax.ParseExpression([]byte(rv.text), rv.source, hcl.InitialPos)
 		if d.HasErrors() {
 			l.errorf(rangePtr(v.DeclRange), "Invalid value for variable",
-				"The value %q for variable %q from %s is not a valid %s: %s.", rv.text, v.Name, rv.source, typeexpr.TypeString(v.Type), d[0].Detail)
+				"The value %s for variable %q from %s is not a valid %s. Write it as an HCL literal, such as %s.",
+				shown, v.Name, rv.source, typeexpr.TypeString(v.Type), literalExample(v.Type))
 			return cty.NilVal, "", false
 		}
 		x, d := expr.Value(nil)
 		if d.HasErrors() {
 			l.errorf(rangePtr(v.DeclRange), "Invalid value for variable",
-				"The value %q for variable %q from %s must be a literal: %s.", rv.text, v.Name, rv.source, d[0].Detail)
+				"The value %s for variable %q from %s is not a valid %s. Write it as an HCL literal, such as %s; references and function calls are not allowed.",
+				shown, v.Name, rv.source, typeexpr.TypeString(v.Type), literalExample(v.Type))
 			return cty.NilVal, "", false
 		}
 		val = x
@@ -229,7 +242,7 @@ func (l *loader) variableValue(v *Variable, rv rawValue) (cty.Value, string, boo
 	conv, err := convert.Convert(val, v.Type)
 	if err != nil {
 		l.errorf(rangePtr(v.DeclRange), "Invalid value for variable",
-			"The value for variable %q from %s is not a %s: %s.", v.Name, rv.source, typeexpr.TypeString(v.Type), err)
+			"The value for variable %q from %s is not a %s: %s.", v.Name, rv.source, typeexpr.TypeString(v.Type), describeConvError(err, v.Type))
 		return cty.NilVal, "", false
 	}
 	if conv.IsNull() && !v.Nullable {
@@ -297,4 +310,19 @@ func (l *loader) varObject() cty.Value {
 
 func (l *loader) pathObject() cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{"root": cty.StringVal(l.cfg.Dir)})
+}
+
+// literalExample shows how a value of type ty is written on the command line.
+func literalExample(ty cty.Type) string {
+	switch {
+	case ty == cty.Number:
+		return "8080"
+	case ty == cty.Bool:
+		return "true"
+	case ty.IsListType() || ty.IsSetType() || ty.IsTupleType():
+		return `["a", "b"]`
+	case ty.IsMapType() || ty.IsObjectType():
+		return `{ key = "value" }`
+	}
+	return `"text"`
 }

@@ -1,0 +1,6 @@
+daemon "api" {
+  command = ["/bin/api"]
+  restart {
+    policy = "alway" # ERROR: Invalid restart policy
+  }
+}

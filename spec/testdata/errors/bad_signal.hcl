@@ -1,0 +1,6 @@
+daemon "api" {
+  command = ["/bin/api"]
+  stop {
+    signal = "SIGTREM" # ERROR: Invalid signal
+  }
+}

@@ -1,0 +1,4 @@
+daemon "api" {
+  count   = -1 # ERROR: Invalid count
+  command = ["/bin/api"]
+}

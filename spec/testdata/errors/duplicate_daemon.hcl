@@ -1,0 +1,7 @@
+daemon "api" {
+  command = ["/bin/api"]
+}
+
+daemon "api" { # ERROR: Duplicate daemon "api"
+  command = ["/bin/api2"]
+}

@@ -1,0 +1,7 @@
+locals {
+  bin = "/bin"
+}
+
+locals {
+  bin = "/usr/bin" # ERROR: Duplicate local value "bin"
+}

@@ -1,0 +1,2 @@
+runtime "docker" "local" {}
+runtime "docker" "local" {} # ERROR: Duplicate runtime "docker" "local"

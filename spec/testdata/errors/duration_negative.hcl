@@ -1,0 +1,6 @@
+daemon "api" {
+  command = ["/bin/api"]
+  restart {
+    backoff = "-1s" # ERROR: Invalid duration
+  }
+}

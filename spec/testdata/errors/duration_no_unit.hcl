@@ -1,0 +1,6 @@
+daemon "api" {
+  command = ["/bin/api"]
+  stop {
+    timeout = "5" # ERROR: Invalid duration
+  }
+}

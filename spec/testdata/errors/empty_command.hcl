@@ -1,0 +1,3 @@
+daemon "api" {
+  command = [] # ERROR: Empty command
+}

@@ -1,0 +1,6 @@
+daemon "api" {
+  command = ["/bin/api"]
+  health {
+    tcp = "localhost" # ERROR: Invalid health address
+  }
+}

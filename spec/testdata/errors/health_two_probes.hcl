@@ -1,0 +1,7 @@
+daemon "api" {
+  command = ["/bin/api"]
+  health { # ERROR: Conflicting health probes
+    http = "http://127.0.0.1:8080/healthz"
+    tcp  = "127.0.0.1:8080"
+  }
+}

@@ -1,0 +1,3 @@
+daemon "1api" { # ERROR: Invalid daemon name
+  command = ["/bin/api"]
+}

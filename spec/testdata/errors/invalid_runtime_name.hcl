@@ -1,0 +1,1 @@
+runtime "docker" "my host" {} # ERROR: Invalid runtime name

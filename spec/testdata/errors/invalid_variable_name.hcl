@@ -1,0 +1,3 @@
+variable "my port" { # ERROR: Invalid variable name
+  default = 1
+}

@@ -1,0 +1,3 @@
+locals {
+  port = 1 + "eighty" # ERROR: Invalid operand
+}

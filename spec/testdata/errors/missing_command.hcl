@@ -1,0 +1,3 @@
+daemon "api" { # ERROR: Missing command
+  env = { A = "1" }
+}

@@ -1,0 +1,3 @@
+module "compress" {
+  source = "./modules/compress.wasm" # ERROR: Module source not found
+}

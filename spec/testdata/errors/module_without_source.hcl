@@ -1,0 +1,3 @@
+module "compress" { # ERROR: Missing required argument
+  config = { level = 9 }
+}

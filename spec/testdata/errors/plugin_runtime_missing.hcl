@@ -1,0 +1,3 @@
+runtime "nomad" "cluster" {
+  plugin = "./bin/orch-provider-nomad" # ERROR: Plugin not found
+}

@@ -1,0 +1,4 @@
+daemon "api" {
+  command      = ["/bin/api"]
+  restart_with = [daemon.cache] # ERROR: Reference to undeclared daemon
+}

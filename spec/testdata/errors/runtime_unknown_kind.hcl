@@ -1,0 +1,1 @@
+runtime "dokcer" "local" {} # ERROR: Unknown runtime kind

@@ -1,0 +1,4 @@
+daemon "api" {
+  command = ["/bin/api"]
+  env     = { SELF = daemon.api.address } # ERROR: Self-referential block
+}

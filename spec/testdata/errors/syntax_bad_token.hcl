@@ -1,0 +1,3 @@
+daemon "api" {
+  command = ["/bin/api"] @ # ERROR: Invalid character
+}

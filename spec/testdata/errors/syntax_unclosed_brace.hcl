@@ -1,0 +1,2 @@
+daemon "api" { # ERROR: Unclosed configuration block
+  command = ["/bin/api"]

@@ -1,0 +1,1 @@
+port = 8080 # ERROR: Unsupported argument

@@ -1,0 +1,3 @@
+daemon "api" {
+  command = "x" # ERROR: Incorrect attribute value type
+}

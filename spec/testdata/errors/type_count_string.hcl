@@ -1,0 +1,4 @@
+daemon "api" {
+  count   = "x" # ERROR: Invalid count
+  command = ["/bin/api"]
+}

@@ -1,0 +1,4 @@
+daemon "api" {
+  command = ["/bin/api"]
+  env     = ["a"] # ERROR: Incorrect attribute value type
+}

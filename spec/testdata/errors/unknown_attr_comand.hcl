@@ -1,0 +1,3 @@
+daemon "api" {
+  comand = ["/bin/api"] # ERROR: Unsupported argument
+}

@@ -1,0 +1,3 @@
+deamon "api" { # ERROR: Unsupported block type
+  command = ["/bin/api"]
+}

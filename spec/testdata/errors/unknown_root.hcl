@@ -1,0 +1,3 @@
+daemon "api" {
+  command = ["/bin/api", foo.bar] # ERROR: Unknown reference
+}

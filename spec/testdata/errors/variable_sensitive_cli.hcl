@@ -1,0 +1,5 @@
+# VARS: pin=hunter2
+variable "pin" { # ERROR: Invalid value for variable
+  type      = number
+  sensitive = true
+}
