@@ -1,0 +1,58 @@
+# orch's build. Only a Go toolchain (see go.mod) is needed: every other tool
+# a target uses is either part of it or installed by the target itself.
+
+GO       ?= go
+BIN      := bin/orch
+FUZZTIME ?= 20s
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+
+# The race detector needs cgo; without a C compiler the tests still run,
+# without it, and say so.
+RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
+
+.PHONY: all build test bench fuzz run fmt clean check-go
+
+all: build
+
+check-go:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "make: Go is required (https://go.dev/dl/), version $$(sed -n 's/^go //p' go.mod) or later" >&2; exit 1; }
+
+build: check-go
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/orch
+
+test: check-go
+	$(GO) vet ./...
+	@if [ -z "$(RACE)" ]; then echo "make: cgo is unavailable (no C compiler): testing without -race" >&2; fi
+	$(GO) test $(RACE) -count=1 -timeout 15m ./...
+
+# Benchmarks, then every fuzz target for $(FUZZTIME) each.
+bench: check-go
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Every func FuzzXxx in a *_test.go file, found with grep, one at a time
+# (go test -fuzz takes one target in one package).
+fuzz: check-go
+	@set -e; \
+	files=$$(grep -rlE --include='*_test.go' --exclude-dir=.git --exclude-dir=testdata --exclude-dir=bin '^func Fuzz[A-Za-z0-9_]*\(' . || true); \
+	if [ -z "$$files" ]; then echo "no fuzz targets"; exit 0; fi; \
+	for file in $$files; do \
+		dir=$$(dirname "$$file"); \
+		for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
+			echo "==> $$dir $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$dir"; \
+		done; \
+	done
+
+# The example configuration end to end. When `orch up` lands, this becomes
+# `./$(BIN) up examples/quickstart` (the main job, in the foreground).
+run: build
+	./$(BIN) validate examples/quickstart
+	./$(BIN) graph examples/quickstart
+
+fmt: check-go
+	$(GO) fmt ./...
+
+clean:
+	rm -rf bin
