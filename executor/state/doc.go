@@ -1,0 +1,71 @@
+// Package state is orch's embedded state store: what the executor has
+// applied, one record per resource instance, kept in a single bbolt file
+// (by default <config dir>/.orch/state.db) next to a lock file
+// (state.db.lock).
+//
+// # What it is for
+//
+// The executor records every step it commits (an instance started, its
+// provider handle, its status, the configuration it was started with) so
+// that after a crash, a SIGKILL or a reboot orch finds again what it owns,
+// adopts what still runs and starts nothing twice. The planner reads the
+// same records as the "observed" side of a diff. WebAssembly and plugin
+// modules keep small private state in a key-value namespace of their own
+// (see KV).
+//
+// # Writers, readers and the lock
+//
+// One writer at a time per state file. Open takes an exclusive flock(2) on
+// the lock file and writes the holder's identity into it as JSON
+// ({"pid","operation","since","host"}). A second writer, in another process
+// or in the same one, fails at once with a *LockedError ("state locked by
+// pid N since T ...") or, with Options.LockTimeout, polls until the holder
+// releases it. The kernel drops a flock when its holder dies, so a lock is
+// never stale and never needs to be forced. The lock file is never removed:
+// removing it while held would let a second writer lock a new inode.
+//
+// The writer keeps the lock for its whole life (an `orch up` may run for
+// days) but keeps the bbolt file open only for the duration of each
+// transaction. Readers (OpenReadOnly: `orch status`, `orch plan -lock=false`)
+// take no orch lock; each read opens the file with a shared bbolt lock,
+// reads one consistent snapshot and closes it again. So a reader coexists
+// with a long-running writer: it waits at most for the one transaction in
+// flight (a few milliseconds) and sees every committed step. A command that
+// must exclude writers (`orch plan` by default, like Terraform) uses Open
+// with its own operation name and gets the LockedError instead.
+//
+// # On-disk format (format 1)
+//
+// A bbolt file with three top-level buckets:
+//
+//	meta        "format"  -> "1" (decimal ASCII)
+//	            "lineage" -> 32 lowercase hex digits, random, set once at creation
+//	            "serial"  -> decimal ASCII, +1 per committed write transaction
+//	                         that changed an instance record
+//	instances   addr.String() -> JSON record (see Instance; field names in
+//	            record.go are the format: addr, runtime, config (the caller's
+//	            JSON, compacted), config_hash, handle (base64), status,
+//	            last_error, created_at, updated_at (RFC 3339, UTC))
+//	kv          one nested bucket per namespace: key -> value bytes
+//
+// A store whose format is newer than FormatVersion is refused with
+// ErrUnsupportedFormat; it is never read or rewritten by an older orch.
+// Adding an optional JSON field does not change the format; anything an
+// older reader would misread does.
+//
+// # What it must never do
+//
+//   - Lose or corrupt a committed step: every write is one bbolt transaction,
+//     fsynced before the call returns; a crash leaves the last committed
+//     state.
+//   - Let two writers in: no write without the lock, no lock that survives
+//     its holder, no lock fd inherited by a child process (all files are
+//     opened close-on-exec, since the process provider forks daemons).
+//   - Hold the whole state in memory, or hold the database file open
+//     between transactions.
+//   - Interpret handles or configuration: both are opaque bytes from the
+//     caller. The caller must not pass sensitive values in Config (store a
+//     hash instead); the store writes whatever it is given.
+//   - Import the planner or any provider implementation; it depends only on
+//     spec (addresses) and providers (the Handle type).
+package state

@@ -1,0 +1,69 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecodeRecord holds the fast decoder to encoding/json: whatever it
+// accepts, encoding/json reads the same way.
+func FuzzDecodeRecord(f *testing.F) {
+	for i := range 3 {
+		inst := testInstance(i)
+		b, err := encodeInstance(&inst)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		`{}`,
+		`{"addr":"job.x","config":null,"created_at":"0001-01-01T00:00:00Z","updated_at":"0001-01-01T00:00:00Z"}`,
+		`{"addr":"daemon.api[\"eu\"]","config":{"a":[1,2,{"b":"}]"}]},"handle":"AAEC/w=="}`,
+		`{"addr":"job.x","config":"str,with}","status":"ok"}`,
+		`{"addr":"job.x","extra":1}`,
+		`{"ADDR":"job.x"}`,
+		`{"addr":"job.x","created_at":"2024-02-30T00:00:00Z"}`,
+		`{"addr":"job.x","config":{"a":1}`,
+		`{"addr":"job.x"} `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast, slow record
+		if !decodeRecordFast(b, &fast) {
+			return
+		}
+		if err := json.Unmarshal(b, &slow); err != nil {
+			t.Fatalf("fast decoder accepted what encoding/json refuses (%v): %s", err, b)
+		}
+		if fast.Addr != slow.Addr || fast.Runtime != slow.Runtime || !bytes.Equal(fast.Config, slow.Config) ||
+			fast.ConfigHash != slow.ConfigHash || !bytes.Equal(fast.Handle, slow.Handle) ||
+			fast.Status != slow.Status || fast.LastError != slow.LastError ||
+			!fast.CreatedAt.Equal(slow.CreatedAt) || !fast.UpdatedAt.Equal(slow.UpdatedAt) {
+			t.Fatalf("decoders disagree on %s:\nfast %+v\nslow %+v", b, fast, slow)
+		}
+	})
+}
+
+// Records the fast decoder does not take still decode, through
+// encoding/json.
+func TestDecodeFallback(t *testing.T) {
+	for _, s := range []string{
+		`{"addr":"daemon.api[\"eu\"]","status":"line\nbreak"}`,
+		` {"addr":"job.x", "status":"ok", "future_field":{"x":1}}`,
+	} {
+		inst, err := decodeInstance([]byte("k"), []byte(s))
+		if err != nil {
+			t.Errorf("%s: %v", s, err)
+			continue
+		}
+		if inst.Addr.IsZero() || inst.Status == "" {
+			t.Errorf("%s: decoded %+v", s, inst)
+		}
+	}
+	if _, err := decodeInstance([]byte("k"), []byte(`{"addr":`)); err == nil {
+		t.Error("a truncated record decoded")
+	}
+}

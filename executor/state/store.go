@@ -1,0 +1,454 @@
+package state
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// FormatVersion is the on-disk format this package writes and the newest
+// it reads.
+const FormatVersion = 1
+
+// busyTimeout bounds how long one operation waits for the bbolt file while
+// another process has it open. Writers open it only for one transaction
+// and readers only for one snapshot, so running into it means a process
+// is stuck holding the file.
+const busyTimeout = 10 * time.Second
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketInstances = []byte("instances")
+	bucketKV        = []byte("kv")
+
+	keyFormat  = []byte("format")
+	keyLineage = []byte("lineage")
+	keySerial  = []byte("serial")
+)
+
+var (
+	// ErrNotFound is returned by Get when there is no such record.
+	ErrNotFound = errors.New("state: not found")
+	// ErrReadOnly is returned by writes through a store from OpenReadOnly,
+	// or through the Tx of a View.
+	ErrReadOnly = errors.New("state: read-only")
+	// ErrClosed is returned by any method called after Close.
+	ErrClosed = errors.New("state: store is closed")
+	// ErrUnsupportedFormat is wrapped by the error for a state file written
+	// in a newer format than FormatVersion.
+	ErrUnsupportedFormat = errors.New("state: unsupported format")
+)
+
+// DefaultPath is where a config directory keeps its state:
+// <dir>/.orch/state.db.
+func DefaultPath(configDir string) string {
+	return filepath.Join(configDir, ".orch", "state.db")
+}
+
+// Options configure a writer.
+type Options struct {
+	// Operation names what the writer does ("apply", "up", "destroy");
+	// it is recorded in the lock and shown to whoever finds it locked.
+	Operation string
+	// LockTimeout is how long Open waits for another writer to release
+	// the lock. Zero or less: fail at once with a *LockedError.
+	LockTimeout time.Duration
+
+	onWait func() // tests: called each time Open finds the lock held and waits
+}
+
+// Store is an open state file. A Store from Open holds the writer lock
+// until Close; one from OpenReadOnly holds nothing and only reads.
+//
+// Every method is one bbolt transaction on a file that is opened for that
+// transaction and closed again, so a Store keeps no records in memory and
+// no file open between calls (only the writer's lock file). Methods are
+// safe for concurrent use; they run one at a time.
+type Store struct {
+	path     string
+	readOnly bool
+	lock     *fileLock // nil for readers
+
+	mu      sync.Mutex // serialises transactions and guards closed
+	closed  bool
+	lineage string
+}
+
+// Open opens the state file at path for writing, creating it (and its
+// directory) when missing, and takes the writer lock on path+".lock".
+// When another writer holds the lock it waits up to opts.LockTimeout and
+// then returns a *LockedError naming the holder.
+func Open(path string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	host, _ := os.Hostname()
+	info := LockInfo{
+		Pid:       os.Getpid(),
+		Operation: opts.Operation,
+		Since:     time.Now().UTC().Truncate(time.Second),
+		Host:      host,
+	}
+	l, err := acquireLock(path+".lock", info, opts.LockTimeout, opts.onWait)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: path, lock: l}
+	if err := s.init(); err != nil {
+		l.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// init creates the buckets and the meta keys of a new state file, or
+// checks those of an existing one, and reads the lineage.
+func (s *Store) init() error {
+	return s.withDB(true, func(db *bolt.DB) error {
+		err := db.View(func(btx *bolt.Tx) error {
+			var err error
+			s.lineage, _, err = s.checkMeta(btx)
+			return err
+		})
+		if !errors.Is(err, errNoMeta) {
+			return err
+		}
+		return db.Update(func(btx *bolt.Tx) error {
+			if k, _ := btx.Cursor().First(); k != nil {
+				return fmt.Errorf("state: %s is a bbolt file but not an orch state file (no %q bucket)", s.path, bucketMeta)
+			}
+			var raw [16]byte
+			if _, err := rand.Read(raw[:]); err != nil {
+				return err
+			}
+			s.lineage = hex.EncodeToString(raw[:])
+			meta, err := btx.CreateBucket(bucketMeta)
+			if err != nil {
+				return err
+			}
+			for _, kv := range [][2][]byte{
+				{keyFormat, []byte(strconv.Itoa(FormatVersion))},
+				{keyLineage, []byte(s.lineage)},
+				{keySerial, []byte("0")},
+			} {
+				if err := meta.Put(kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			if _, err := btx.CreateBucket(bucketInstances); err != nil {
+				return err
+			}
+			_, err = btx.CreateBucket(bucketKV)
+			return err
+		})
+	})
+}
+
+// OpenReadOnly opens the state file at path for reading. It takes no lock
+// and coexists with a writer: each read waits at most for the writer's
+// transaction in flight and sees everything committed before it. A
+// missing file is an error that wraps fs.ErrNotExist.
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("state: no state at %s: %w", path, fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	s := &Store{path: path, readOnly: true}
+	err := s.view(func(btx *bolt.Tx, _ uint64) error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var errNoMeta = errors.New("state: no meta bucket")
+
+// checkMeta validates the format of an open transaction and returns the
+// lineage and serial.
+func (s *Store) checkMeta(btx *bolt.Tx) (lineage string, serial uint64, err error) {
+	meta := btx.Bucket(bucketMeta)
+	if meta == nil {
+		if s.readOnly {
+			return "", 0, fmt.Errorf("state: %s is not an orch state file (no %q bucket)", s.path, bucketMeta)
+		}
+		return "", 0, errNoMeta
+	}
+	f, err := strconv.Atoi(string(meta.Get(keyFormat)))
+	if err != nil || f < 1 {
+		return "", 0, fmt.Errorf("state: %s: invalid format %q", s.path, meta.Get(keyFormat))
+	}
+	if f > FormatVersion {
+		return "", 0, fmt.Errorf("%w: %s has state format %d, and this orch reads format %d or older; use a newer orch",
+			ErrUnsupportedFormat, s.path, f, FormatVersion)
+	}
+	serial, err = strconv.ParseUint(string(meta.Get(keySerial)), 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("state: %s: invalid serial %q", s.path, meta.Get(keySerial))
+	}
+	return string(meta.Get(keyLineage)), serial, nil
+}
+
+// withDB opens the bbolt file for one operation and closes it after.
+// The caller holds s.mu (or is init, before s is shared).
+func (s *Store) withDB(write bool, fn func(*bolt.DB) error) error {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
+		Timeout:      busyTimeout,
+		ReadOnly:     !write,
+		NoStatistics: true,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("state: %s is busy: another process kept it open for more than %s", s.path, busyTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("state: open %s: %w", s.path, err)
+	}
+	err = fn(db)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("state: close %s: %w", s.path, cerr)
+	}
+	return err
+}
+
+// view runs fn in a read-only snapshot.
+func (s *Store) view(fn func(btx *bolt.Tx, serial uint64) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.withDB(false, func(db *bolt.DB) error {
+		return db.View(func(btx *bolt.Tx) error {
+			lineage, serial, err := s.checkMeta(btx)
+			if err != nil {
+				return err
+			}
+			if s.lineage == "" {
+				s.lineage = lineage
+			}
+			return fn(btx, serial)
+		})
+	})
+}
+
+// update runs fn in a write transaction, committed and fsynced before it
+// returns. fn returns whether it changed an instance record; if so the
+// serial moves on.
+func (s *Store) update(fn func(btx *bolt.Tx, serial uint64) (changed bool, err error)) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.withDB(true, func(db *bolt.DB) error {
+		return db.Update(func(btx *bolt.Tx) error {
+			_, serial, err := s.checkMeta(btx)
+			if err != nil {
+				return err
+			}
+			changed, err := fn(btx, serial)
+			if err != nil || !changed {
+				return err
+			}
+			return btx.Bucket(bucketMeta).Put(keySerial, strconv.AppendUint(nil, serial+1, 10))
+		})
+	})
+}
+
+// Close releases the writer lock. It is safe to call more than once;
+// every other method fails with ErrClosed afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.lock != nil {
+		return s.lock.release()
+	}
+	return nil
+}
+
+// Lineage returns the store's lineage: 32 hex digits chosen at random when
+// the file was created, never changed after. A saved plan records it to
+// refuse being applied to another state.
+func (s *Store) Lineage() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lineage
+}
+
+// Serial returns the serial as committed now: it counts the write
+// transactions that changed an instance record. KV writes do not move it.
+func (s *Store) Serial() (uint64, error) {
+	var n uint64
+	err := s.view(func(_ *bolt.Tx, serial uint64) error { n = serial; return nil })
+	return n, err
+}
+
+// Get returns the record of addr, or ErrNotFound.
+func (s *Store) Get(addr spec.Address) (inst Instance, err error) {
+	err = s.View(func(tx *Tx) error {
+		inst, err = tx.Get(addr)
+		return err
+	})
+	return inst, err
+}
+
+// List returns every record, sorted by address (spec.Address.Less).
+func (s *Store) List() (insts []Instance, err error) {
+	err = s.View(func(tx *Tx) error {
+		insts, err = tx.List()
+		return err
+	})
+	return insts, err
+}
+
+// Put writes one record in its own transaction, durable when Put returns.
+// See Instance for how the timestamps are set.
+func (s *Store) Put(inst Instance) error {
+	return s.Update(func(tx *Tx) error { return tx.Put(inst) })
+}
+
+// Delete removes the record of addr in its own transaction. Deleting a
+// missing record succeeds and changes nothing.
+func (s *Store) Delete(addr spec.Address) error {
+	return s.Update(func(tx *Tx) error { return tx.Delete(addr) })
+}
+
+// Update runs fn in one write transaction: everything fn puts and deletes
+// is committed together, durably, when Update returns nil, and nothing is
+// when fn returns an error (Update returns it). The serial moves on by one
+// if fn changed anything. fn must not call methods of the Store.
+func (s *Store) Update(fn func(tx *Tx) error) error {
+	now := time.Now().UTC()
+	return s.update(func(btx *bolt.Tx, serial uint64) (bool, error) {
+		tx := &Tx{btx: btx, writable: true, serial: serial, now: now}
+		err := fn(tx)
+		return tx.changed, err
+	})
+}
+
+// View runs fn on one consistent read-only snapshot, such as the records
+// and the serial they belong to. fn must not call methods of the Store.
+func (s *Store) View(fn func(tx *Tx) error) error {
+	return s.view(func(btx *bolt.Tx, serial uint64) error {
+		return fn(&Tx{btx: btx, serial: serial})
+	})
+}
+
+// Tx is a transaction given to the function of Update or View. It is valid
+// only while that function runs and must not be shared between
+// goroutines.
+type Tx struct {
+	btx      *bolt.Tx
+	writable bool
+	serial   uint64
+	changed  bool
+	now      time.Time
+}
+
+// Serial returns the serial as of the start of the transaction.
+func (tx *Tx) Serial() uint64 { return tx.serial }
+
+func (tx *Tx) instances() *bolt.Bucket { return tx.btx.Bucket(bucketInstances) }
+
+// Get returns the record of addr, or ErrNotFound. It sees the
+// transaction's own writes.
+func (tx *Tx) Get(addr spec.Address) (Instance, error) {
+	key := []byte(addr.String())
+	b := tx.instances().Get(key)
+	if b == nil {
+		return Instance{}, fmt.Errorf("%w: %s", ErrNotFound, addr)
+	}
+	return decodeInstance(key, b)
+}
+
+// List returns every record, sorted by address.
+func (tx *Tx) List() ([]Instance, error) {
+	n := 0
+	c := tx.instances().Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	out := make([]Instance, 0, n)
+	err := tx.instances().ForEach(func(k, v []byte) error {
+		inst, err := decodeInstance(k, v)
+		if err != nil {
+			return err
+		}
+		out = append(out, inst)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
+	return out, nil
+}
+
+// Put writes the record of inst.Addr, replacing any. UpdatedAt is set to
+// the transaction's time; CreatedAt, when zero, is kept from the record
+// it replaces or set to that time.
+func (tx *Tx) Put(inst Instance) error {
+	if !tx.writable {
+		return ErrReadOnly
+	}
+	if inst.Addr.IsZero() {
+		return errors.New("state: Put of an instance without an address")
+	}
+	key := []byte(inst.Addr.String())
+	if inst.CreatedAt.IsZero() {
+		inst.CreatedAt = tx.now
+		if old := tx.instances().Get(key); old != nil {
+			if prev, err := decodeInstance(key, old); err == nil && !prev.CreatedAt.IsZero() {
+				inst.CreatedAt = prev.CreatedAt
+			}
+		}
+	}
+	inst.UpdatedAt = tx.now
+	b, err := encodeInstance(&inst)
+	if err != nil {
+		return err
+	}
+	if err := tx.instances().Put(key, b); err != nil {
+		return fmt.Errorf("state: put %s: %w", key, err)
+	}
+	tx.changed = true
+	return nil
+}
+
+// Delete removes the record of addr; a missing record is not an error.
+func (tx *Tx) Delete(addr spec.Address) error {
+	if !tx.writable {
+		return ErrReadOnly
+	}
+	key := []byte(addr.String())
+	b := tx.instances()
+	if b.Get(key) == nil {
+		return nil
+	}
+	if err := b.Delete(key); err != nil {
+		return fmt.Errorf("state: delete %s: %w", key, err)
+	}
+	tx.changed = true
+	return nil
+}
