@@ -1,0 +1,91 @@
+// Package process is the built-in runtime "process": a native process
+// supervisor. It starts each daemon as a child of orch in its own session
+// and process group, finds it again from a handle (pid + start time), stops
+// it with its stop signal then SIGKILL to the whole group, and keeps its
+// stdout and stderr in size-rotated files that keep being written while orch
+// is not running.
+//
+// # Processes
+//
+//	 orch (Provider)                          orch __logd <state>/logs
+//	   |  fork+exec, Setsid                   (own session; one per logs dir,
+//	   |  [via `orch __exec` for umask,        flock logd.lock; exits after
+//	   |   rlimits: same pid, then exec]       LogdIdle with no live FIFO)
+//	   v                                          ^            |
+//	 daemon  (session leader, pgid = pid)         |            | append, rotate
+//	   |-- child    } stop signals go to          |            v
+//	   '-- child    } the whole group (-pgid)     |    <name>.log, .log.1, .log.2
+//	   |                                          |
+//	   '-- stdout+stderr = <name>.fifo (O_RDWR) --'
+//	                        <name>.logconf: max_size, max_files, address,
+//	                                        handle, config hash (for Adopt)
+//
+// <name> is FileName(address), for example "daemon.api[1]". Nothing ties a
+// daemon or logd to orch's lifetime: `orch apply` exits and both go on;
+// a later orch finds the daemon from its handle, or from the .logconf
+// sidecars (Adopt), and starts logd again if it had exited.
+//
+// # Start
+//
+// The daemon's environment is exactly its env map plus PATH, taken from
+// orch's own environment unless env sets PATH (DefaultPath when neither
+// does); nothing else of orch's environment leaks in. argv[0] is resolved
+// against that PATH (a name with a slash against Dir) before anything
+// starts, so a missing or non-executable program is an error from Start
+// naming the path. User and Group are looked up by name (or number); a
+// credential is set only when they differ from orch's, which then needs
+// root. Go's SysProcAttr has no umask and no rlimits, and changing orch's
+// own umask around fork races with every other goroutine, so when the
+// umask differs from orch's or rlimits are set the provider runs
+//
+//	<self> __exec --umask 0027 --rlimit nofile=4096 [--cred UID:GID[:G,...]] --status-fd 3 -- PATH ARGV0 ARGS...
+//
+// which applies them (limits before dropping privileges) and execve's the
+// program in place: same pid, same start time. A close-on-exec status pipe
+// tells Start whether that exec happened, so a refused setrlimit is an
+// error from Start too. Start returns once the program runs.
+//
+// # Logs
+//
+// For each daemon the provider creates <name>.fifo (mkfifo under a
+// temporary name, opened O_RDWR, F_SETPIPE_SZ 1 MiB, then renamed into
+// place) and hands it to the daemon as stdout and stderr. O_RDWR means the
+// open never blocks and the daemon never gets SIGPIPE, even while no logd
+// runs; up to 1 MiB is buffered meanwhile. logd reads every *.fifo of its
+// directory, those present when it starts and those fsnotify reports, and
+// reads a FIFO until its last writer is gone. The handover has no gap:
+// a provider holds logd.start.lock from the rename until it has checked
+// (logd.lock) or started a logd, and logd takes the same lock and scans
+// once more before it decides to exit.
+//
+// # Handles and observation
+//
+// A handle is the JSON of HandleInfo: pid, start time in clock ticks
+// (field 22 of /proc/<pid>/stat), pgid, log path, boot id. A pid counts as
+// the daemon only with the same start time in the same boot: a reused pid
+// is "missing" and is never signalled. Observe reads /proc/<pid>/stat by
+// hand, in parallel for large batches. Processes started by this Provider
+// value are its children: it reaps them (no zombies) and reports their exit
+// code or signal. Stop waits on a pidfd (poll(2)), or polls /proc where
+// pidfd_open is missing.
+//
+// # Entry points cmd/orch must dispatch
+//
+// HelperMain(os.Args[1:]) runs ExecMain for "__exec" and LogdMain for
+// "__logd"; call it first in main. Tests do the same in TestMain, so that
+// the test binary serves as <self>.
+//
+// # What this package must never do
+//
+//   - signal a pid without checking its start time first, or a process
+//     group whose leader's pid now belongs to another process;
+//   - run a command through a shell, or pass orch's environment to a daemon
+//     beyond PATH;
+//   - tie a daemon's or logd's life to orch's (no Pdeathsig, no shared
+//     process group or session, no pipes whose reader is orch);
+//   - change orch's own umask, rlimits or credentials;
+//   - block Start on a daemon's output, or lose a daemon's FIFO between
+//     two logd instances;
+//   - keep global state or register anything from init(): everything hangs
+//     off a Provider made by New.
+package process

@@ -1,0 +1,81 @@
+package process
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// HandleInfo is what a process handle holds, encoded as JSON. orch treats
+// handles as opaque bytes; HandleInfo is exported so that tools (orch
+// status, tests) can show or build one.
+type HandleInfo struct {
+	Pid int `json:"pid"`
+	// StartTicks is field 22 of /proc/<pid>/stat: when the process started,
+	// in clock ticks after boot. A pid with another start time is another
+	// process.
+	StartTicks uint64 `json:"start_ticks"`
+	// Pgid is the process group (and session) the daemon leads; signals go
+	// to the whole group.
+	Pgid int `json:"pgid"`
+	// Log is the path of the daemon's current log file.
+	Log string `json:"log,omitempty"`
+	// BootID is the kernel's boot id when the process was started; start
+	// ticks only mean something within one boot.
+	BootID string `json:"boot_id,omitempty"`
+}
+
+// ParseHandle decodes a handle produced by this provider.
+func ParseHandle(h providers.Handle) (HandleInfo, error) {
+	var hi HandleInfo
+	if err := json.Unmarshal(h, &hi); err != nil {
+		return hi, fmt.Errorf("not a process handle: %w", err)
+	}
+	if hi.Pid <= 0 {
+		return hi, fmt.Errorf("not a process handle: no pid")
+	}
+	if hi.Pgid <= 0 {
+		hi.Pgid = hi.Pid
+	}
+	return hi, nil
+}
+
+// Encode renders hi as a handle.
+func (hi HandleInfo) Encode() providers.Handle {
+	b, err := json.Marshal(hi)
+	if err != nil {
+		panic(err) // a struct of ints and strings always encodes
+	}
+	return b
+}
+
+// FileName turns an address into a name that is safe as a file name and
+// unique per address: letters, digits, '.', '-', '_', '[' and ']' are kept,
+// every other byte is written %XX. Names longer than 200 bytes are cut and
+// suffixed with a hash of the whole address. daemon.api[1] stays
+// "daemon.api[1]"; daemon.api["eu west"] becomes "daemon.api[%22eu%20west%22]".
+func FileName(addr spec.Address) string {
+	s := addr.String()
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '.', c == '-', c == '_', c == '[', c == ']':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	name := b.String()
+	if len(name) > 200 {
+		sum := sha256.Sum256([]byte(s))
+		name = name[:180] + "~" + hex.EncodeToString(sum[:8])
+	}
+	return name
+}

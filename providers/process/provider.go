@@ -1,0 +1,792 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+var (
+	_ providers.Provider  = (*Provider)(nil)
+	_ providers.Deleter   = (*Provider)(nil)
+	_ providers.Adopter   = (*Provider)(nil)
+	_ providers.Signaler  = (*Provider)(nil)
+	_ providers.LogReader = (*Provider)(nil)
+)
+
+// DefaultPath is the daemon's PATH when neither its env nor orch's
+// environment sets one.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultStopTimeout is used when a StopRequest has no timeout.
+const DefaultStopTimeout = 10 * time.Second
+
+// Options configures a Provider. The zero value is ready to use.
+type Options struct {
+	// SelfCommand is the command that runs orch's hidden helpers: the
+	// provider runs `SelfCommand... __exec ...` (ExecMain) and
+	// `SelfCommand... __logd ...` (LogdMain). Default: the running
+	// executable (os.Executable), which must dispatch them (HelperMain).
+	SelfCommand []string
+	// LogdIdle is how long the log daemon lingers without any live daemon
+	// before it exits; default DefaultLogdIdle (30s).
+	LogdIdle time.Duration
+	// LogdStartTimeout bounds the wait for a newly started log daemon;
+	// default 10s.
+	LogdStartTimeout time.Duration
+}
+
+// Provider is the built-in runtime "process". Its methods are safe for
+// concurrent use. Processes it starts keep running when the Provider is
+// dropped or orch exits; only Stop ends them.
+type Provider struct {
+	opts    Options
+	self    []string // resolved SelfCommand; nil if selfErr
+	selfErr error
+	boot    bootInfo
+	umask   int // orch's umask at New; -1 if unknown
+
+	mu       sync.Mutex
+	children map[childKey]*child // processes this Provider started, while it lives
+}
+
+type childKey struct {
+	pid   int
+	start uint64
+}
+
+// child is a process started by this Provider: orch is its parent, so it
+// reaps it and knows how it ended.
+type child struct {
+	done     chan struct{} // closed once reaped
+	state    *os.ProcessState
+	exitedAt time.Time
+}
+
+// New returns a Provider. It reads a few constants of the host (boot id,
+// clock ticks, orch's umask) and never fails: a SelfCommand that cannot be
+// resolved is reported by the Start that needs it.
+func New(opts Options) *Provider {
+	p := &Provider{
+		opts:     opts,
+		boot:     readBootInfo(),
+		umask:    procUmask(),
+		children: map[childKey]*child{},
+	}
+	if p.opts.LogdIdle <= 0 {
+		p.opts.LogdIdle = DefaultLogdIdle
+	}
+	if p.opts.LogdStartTimeout <= 0 {
+		p.opts.LogdStartTimeout = 10 * time.Second
+	}
+	if len(opts.SelfCommand) > 0 {
+		self := append([]string(nil), opts.SelfCommand...)
+		if path, err := exec.LookPath(self[0]); err != nil {
+			p.selfErr = fmt.Errorf("orch's own command %q: %w", self[0], err)
+		} else if path, err = filepath.Abs(path); err != nil {
+			p.selfErr = err
+		} else {
+			self[0] = path
+			p.self = self
+		}
+	} else if exe, err := os.Executable(); err != nil {
+		p.selfErr = fmt.Errorf("cannot find orch's own executable: %w", err)
+	} else {
+		p.self = []string{exe}
+	}
+	return p
+}
+
+// Schema describes the runtime kind "process".
+func (p *Provider) Schema() spec.RuntimeSchema { return Schema() }
+
+func startErr(addr spec.Address, retry bool, format string, args ...any) error {
+	return &providers.Error{Op: "start", Retryable: retry, Err: fmt.Errorf(addr.String()+": "+format, args...)}
+}
+
+// Start starts req.Resource.Command as a daemon: in its own session and
+// process group, with exactly the environment PATH (orch's own PATH unless
+// Env sets one) plus Env, in Dir, as User/Group, with Umask and Rlimits,
+// stdout and stderr going to the log daemon. It returns once the program
+// runs (exec succeeded); a program that cannot be found or executed, a
+// missing Dir, an unknown user, or a failed setrlimit is an error from
+// Start, never a process that dies later. Start needs no ctx: the process
+// it starts outlives the call (and orch).
+func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (providers.StartResponse, error) {
+	var resp providers.StartResponse
+	r := req.Resource
+	if r == nil {
+		return resp, &providers.Error{Op: "start", Err: errors.New("no resource")}
+	}
+	addr := r.Addr
+	if len(r.Command) == 0 || r.Command[0] == "" {
+		return resp, startErr(addr, false, "no command to run")
+	}
+	if req.StateDir == "" {
+		return resp, startErr(addr, false, "no state directory")
+	}
+	env := daemonEnv(r.Env)
+	if r.Dir != "" {
+		fi, err := os.Stat(r.Dir)
+		if err != nil {
+			return resp, startErr(addr, false, "working directory: %w", err)
+		}
+		if !fi.IsDir() {
+			return resp, startErr(addr, false, "working directory %q is not a directory", r.Dir)
+		}
+	}
+	path, err := lookPath(r.Command[0], envPath(env), r.Dir)
+	if err != nil {
+		return resp, startErr(addr, false, "%w", err)
+	}
+	cred, err := credential(r.User, r.Group)
+	if err != nil {
+		return resp, startErr(addr, false, "%w", err)
+	}
+	for n := range r.Rlimits {
+		if _, ok := rlimitResources[n]; !ok {
+			return resp, startErr(addr, false, "unknown resource limit %q", n)
+		}
+	}
+	umask := int(r.Umask.Perm())
+	wrap := umask != p.umask || len(r.Rlimits) > 0
+	// The log daemon is a helper too, so this holds even without wrap.
+	if err := p.helpersOK(); err != nil {
+		return resp, startErr(addr, false, "%w", err)
+	}
+
+	logsDir := filepath.Join(req.StateDir, "logs")
+	if err := os.MkdirAll(logsDir, 0o755); err != nil {
+		return resp, startErr(addr, true, "logs directory: %w", err)
+	}
+	name := FileName(addr)
+	logPath := filepath.Join(logsDir, name+logSuffix)
+	conf := logConf{
+		Address:    addr.String(),
+		Project:    req.Project,
+		ConfigHash: req.ConfigHash,
+		MaxSize:    r.Log.MaxSize,
+		MaxFiles:   r.Log.MaxFiles,
+	}
+	if req.Runtime != nil {
+		conf.Runtime = req.Runtime.Addr.String()
+	}
+	if conf.MaxSize <= 0 {
+		conf.MaxSize = DefaultLogMaxSize
+	}
+	if conf.MaxFiles < 0 {
+		conf.MaxFiles = DefaultLogMaxFiles
+	}
+	confPath := filepath.Join(logsDir, name+confSuffix)
+	if err := writeJSONAtomic(confPath, conf); err != nil {
+		return resp, startErr(addr, true, "%w", err)
+	}
+	out, err := p.publishFIFO(logsDir, name)
+	if err != nil {
+		return resp, startErr(addr, true, "%w", err)
+	}
+	defer out.Close() // the daemon has its own copies
+
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return resp, startErr(addr, true, "%w", err)
+	}
+	defer devnull.Close()
+	attr := &os.ProcAttr{
+		Dir:   r.Dir,
+		Env:   env,
+		Files: []*os.File{devnull, out, out},
+		// Setsid: the daemon leads a new session and process group, so
+		// stop reaches its children and a Ctrl-C in orch's terminal does
+		// not reach it.
+		Sys: &syscall.SysProcAttr{Setsid: true},
+	}
+	var proc *os.Process
+	if wrap {
+		proc, err = p.startWrapped(attr, execSpec{
+			umask: umask, rlimits: r.Rlimits, cred: cred, statusFD: 3,
+			path: path, argv: r.Command,
+		})
+	} else {
+		attr.Sys.Credential = cred
+		proc, err = os.StartProcess(path, r.Command, attr)
+		if err != nil {
+			err = fmt.Errorf("cannot start %q: %w", path, err)
+		}
+	}
+	if err != nil {
+		// Nothing runs; the FIFO's only writer closes with out, so logd
+		// drops it.
+		os.Remove(filepath.Join(logsDir, name+fifoSuffix))
+		return resp, startErr(addr, false, "%w", err)
+	}
+	// Not reaped yet, so /proc/<pid>/stat exists even if it already exited.
+	st, ok := readStat(proc.Pid)
+	if !ok {
+		proc.Kill()
+		proc.Wait()
+		return resp, startErr(addr, true, "process %d vanished before it could be inspected", proc.Pid)
+	}
+	hi := HandleInfo{Pid: proc.Pid, StartTicks: st.StartTicks, Pgid: proc.Pid, Log: logPath, BootID: p.boot.bootID}
+	p.adopt(proc, hi)
+
+	resp.Handle = hi.Encode()
+	conf.Handle = []byte(resp.Handle)
+	if err := writeJSONAtomic(confPath, conf); err != nil {
+		// The daemon runs; only Adopt will miss it.
+		fmt.Fprintf(os.Stderr, "orch: %s: %v\n", addr, err)
+	}
+	resp.Observed = providers.Observed{State: providers.StateRunning, Pid: proc.Pid, StartedAt: p.boot.startedAt(st.StartTicks)}
+	return resp, nil
+}
+
+// startWrapped starts the daemon through the exec wrapper and waits until
+// the wrapper has executed it (the status pipe closes empty) or failed
+// (the pipe carries the reason).
+func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec) (*os.Process, error) {
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer sr.Close()
+	attr.Files = append(attr.Files, sw) // fd 3 in the wrapper
+	attr.Env = append(attr.Env[:len(attr.Env):len(attr.Env)], HelperEnv+"=exec")
+	argv := append(append(append([]string(nil), p.self...), ExecArg), s.args()...)
+	proc, err := os.StartProcess(p.self[0], argv, attr)
+	sw.Close()
+	if err != nil {
+		return nil, fmt.Errorf("cannot start orch's exec wrapper %q: %w", p.self[0], err)
+	}
+	msg, _ := io.ReadAll(sr)
+	if len(msg) > 0 {
+		proc.Wait()
+		return nil, errors.New(strings.TrimPrefix(string(msg), "orch "+ExecArg+": "))
+	}
+	return proc, nil
+}
+
+// adopt records a child of this process and reaps it when it exits.
+func (p *Provider) adopt(proc *os.Process, hi HandleInfo) {
+	c := &child{done: make(chan struct{})}
+	p.mu.Lock()
+	// Forget children that ended long ago.
+	for k, o := range p.children {
+		if !o.exitedAt.IsZero() && time.Since(o.exitedAt) > 10*time.Minute {
+			delete(p.children, k)
+		}
+	}
+	p.children[childKey{hi.Pid, hi.StartTicks}] = c
+	p.mu.Unlock()
+	go func() {
+		st, _ := proc.Wait()
+		p.mu.Lock()
+		c.state, c.exitedAt = st, time.Now()
+		p.mu.Unlock()
+		close(c.done)
+	}()
+}
+
+func (p *Provider) child(hi HandleInfo) *child {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.children[childKey{hi.Pid, hi.StartTicks}]
+}
+
+func (p *Provider) forget(hi HandleInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.children, childKey{hi.Pid, hi.StartTicks})
+}
+
+func (p *Provider) helpersOK() error {
+	if p.selfErr != nil {
+		return p.selfErr
+	}
+	if v := os.Getenv(HelperEnv); v != "" {
+		return fmt.Errorf("%s=%s is set: %q ran as a helper but did not dispatch it (call process.HelperMain first thing in main or TestMain)", HelperEnv, v, p.self[0])
+	}
+	return nil
+}
+
+// daemonEnv is the daemon's whole environment: env, plus PATH from orch's
+// environment (or DefaultPath) unless env sets PATH. Nothing else of orch's
+// environment leaks in. Sorted, for a stable result.
+func daemonEnv(env map[string]string) []string {
+	out := make([]string, 0, len(env)+1)
+	if _, ok := env["PATH"]; !ok {
+		path := os.Getenv("PATH")
+		if path == "" {
+			path = DefaultPath
+		}
+		out = append(out, "PATH="+path)
+	}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func envPath(env []string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath resolves the program name against the daemon's PATH (not
+// orch's): a name with a slash is taken as a path, relative to dir.
+func lookPath(name, path, dir string) (string, error) {
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		if err := checkExecutable(p); err != nil {
+			return "", fmt.Errorf("program %q: %w", p, err)
+		}
+		return p, nil
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		if !filepath.IsAbs(d) && dir != "" {
+			d = filepath.Join(dir, d)
+		}
+		p := filepath.Join(d, name)
+		if checkExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found in the daemon's PATH %q", name, path)
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("no such file")
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode()&0o111 == 0 {
+		return errors.New("is not executable (no x permission)")
+	}
+	return nil
+}
+
+// credential looks up user and group by name (or number). It returns nil
+// when they are orch's own, and an error when they differ and orch is not
+// root.
+func credential(userName, groupName string) (*syscall.Credential, error) {
+	if userName == "" && groupName == "" {
+		return nil, nil
+	}
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	groups := []uint32{}
+	if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			if _, nerr := strconv.ParseUint(userName, 10, 32); nerr == nil {
+				u, err = user.LookupId(userName)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("user %q: %w", userName, err)
+		}
+		uid = atou32(u.Uid)
+		gid = atou32(u.Gid)
+		if ids, err := u.GroupIds(); err == nil {
+			for _, g := range ids {
+				groups = append(groups, atou32(g))
+			}
+		}
+	}
+	if groupName != "" {
+		g, err := user.LookupGroup(groupName)
+		if err != nil {
+			if _, nerr := strconv.ParseUint(groupName, 10, 32); nerr == nil {
+				g, err = user.LookupGroupId(groupName)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("group %q: %w", groupName, err)
+		}
+		gid = atou32(g.Gid)
+	}
+	if uid == uint32(os.Geteuid()) && gid == uint32(os.Getegid()) {
+		return nil, nil
+	}
+	if os.Geteuid() != 0 {
+		who := "user " + strconv.Quote(userName)
+		if userName == "" {
+			who = "group " + strconv.Quote(groupName)
+		}
+		return nil, fmt.Errorf("running as %s needs orch to run as root (orch runs as uid %d)", who, os.Geteuid())
+	}
+	if len(groups) == 0 {
+		groups = []uint32{gid}
+	}
+	return &syscall.Credential{Uid: uid, Gid: gid, Groups: groups}, nil
+}
+
+func atou32(s string) uint32 {
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(n)
+}
+
+// Observe reports the state of each handle from /proc/<pid>/stat: running
+// when the pid lives with the recorded start time, exited when it is a
+// zombie or a child of this Provider that was reaped (with its exit code
+// or signal), missing when it is gone or the pid belongs to another
+// process now. Large batches are read in parallel; ctx is not consulted.
+func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (providers.ObserveResponse, error) {
+	type item struct {
+		addr spec.Address
+		h    providers.Handle
+		obs  providers.Observed
+	}
+	items := make([]item, 0, len(req.Handles))
+	for a, h := range req.Handles {
+		items = append(items, item{addr: a, h: h})
+	}
+	workers := 1
+	if len(items) >= 512 {
+		workers = min(runtime.GOMAXPROCS(0), 8, len(items)/256)
+	}
+	if workers <= 1 {
+		for i := range items {
+			items[i].obs = p.observe(items[i].h)
+		}
+	} else {
+		var wg sync.WaitGroup
+		chunk := (len(items) + workers - 1) / workers
+		for w := 0; w < workers; w++ {
+			lo, hi := w*chunk, min((w+1)*chunk, len(items))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := lo; i < hi; i++ {
+					items[i].obs = p.observe(items[i].h)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	resp := providers.ObserveResponse{Objects: make(map[spec.Address]providers.Observed, len(items))}
+	for _, it := range items {
+		resp.Objects[it.addr] = it.obs
+	}
+	return resp, nil
+}
+
+func (p *Provider) observe(h providers.Handle) providers.Observed {
+	hi, err := ParseHandle(h)
+	if err != nil {
+		return providers.Observed{State: providers.StateUnknown}
+	}
+	return p.observeInfo(hi)
+}
+
+func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
+	obs := providers.Observed{Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
+	if c := p.child(hi); c != nil {
+		select {
+		case <-c.done:
+			obs.State = providers.StateExited
+			p.mu.Lock()
+			exitStatus(c.state, &obs)
+			p.mu.Unlock()
+		default:
+			obs.State = providers.StateRunning
+		}
+		return obs
+	}
+	switch p.identify(hi) {
+	case procAlive:
+		obs.State = providers.StateRunning
+	case procZombie:
+		obs.State = providers.StateExited
+	default:
+		obs.State = providers.StateMissing
+	}
+	return obs
+}
+
+func exitStatus(st *os.ProcessState, obs *providers.Observed) {
+	if st == nil {
+		return
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		obs.Signal = unix.SignalName(ws.Signal())
+		return
+	}
+	obs.ExitCode = st.ExitCode()
+}
+
+// procIdentity says what a handle's pid is now.
+type procIdentity uint8
+
+const (
+	procGone   procIdentity = iota // no process has the pid
+	procAlive                      // our process, running
+	procZombie                     // our process, exited but not reaped
+	procOther                      // the pid belongs to another process (or another boot)
+)
+
+func (p *Provider) identify(hi HandleInfo) procIdentity {
+	if hi.BootID != "" && p.boot.bootID != "" && hi.BootID != p.boot.bootID {
+		return procOther
+	}
+	st, ok := readStat(hi.Pid)
+	switch {
+	case !ok:
+		return procGone
+	case st.StartTicks != hi.StartTicks:
+		return procOther
+	case st.State == 'Z' || st.State == 'X':
+		return procZombie
+	}
+	return procAlive
+}
+
+// Stop sends req.Signal (default SIGTERM), then SIGCONT, to the daemon's
+// whole process group; waits until the group leader is gone and then until
+// no live member is left, up to req.Timeout (default 10s); then SIGKILLs
+// the group and reports Killed. It checks the start time first and never
+// signals a pid that now belongs to another process. Stopping what is
+// already gone succeeds (and still sweeps members of its group left
+// behind). When this Provider started the process it reaps it and reports
+// its exit code or signal. A done ctx ends the wait early with ctx.Err();
+// Stop can be called again.
+func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (providers.StopResponse, error) {
+	var resp providers.StopResponse
+	hi, err := ParseHandle(req.Handle)
+	if err != nil {
+		return resp, &providers.Error{Op: "stop", Err: fmt.Errorf("%s: %w", req.Addr, err)}
+	}
+	sig := req.Signal.Num
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = DefaultStopTimeout
+	}
+	deadline := time.Now().Add(timeout)
+
+	c := p.child(hi)
+	var ident procIdentity
+	if c != nil {
+		ident = procAlive
+		select {
+		case <-c.done:
+			ident = procGone
+		default:
+		}
+	} else {
+		ident = p.identify(hi)
+	}
+	if ident == procOther {
+		// The pid (and so the group id) is someone else's now: ours is gone.
+		resp.Observed = providers.Observed{State: providers.StateMissing, Pid: hi.Pid}
+		return resp, nil
+	}
+	// Alive, a zombie, or gone with its pid free: in each case a group
+	// with that id can only be ours (or what is left of it).
+	unix.Kill(-hi.Pgid, sig)
+	if sig != syscall.SIGKILL && sig != syscall.SIGCONT {
+		unix.Kill(-hi.Pgid, syscall.SIGCONT) // a stopped process handles sig only once continued
+	}
+	gone := p.waitLeader(ctx, hi, c, deadline)
+	if gone {
+		gone = waitGroupGone(ctx, hi.Pgid, deadline)
+	}
+	if !gone {
+		if err := ctx.Err(); err != nil {
+			return resp, &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
+		}
+		unix.Kill(-hi.Pgid, syscall.SIGKILL)
+		resp.Killed = true
+		// SIGKILL is delivered when each member next runs: wait for that.
+		killDeadline := time.Now().Add(10 * time.Second)
+		if !p.waitLeader(ctx, hi, c, killDeadline) || !waitGroupGone(ctx, hi.Pgid, killDeadline) {
+			return resp, &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: process group %d survived SIGKILL", req.Addr, hi.Pgid)}
+		}
+	}
+	resp.Observed = providers.Observed{State: providers.StateExited, Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
+	if c != nil {
+		p.mu.Lock()
+		exitStatus(c.state, &resp.Observed)
+		p.mu.Unlock()
+		p.forget(hi)
+	} else if ident == procGone {
+		resp.Observed.State = providers.StateMissing
+	}
+	return resp, nil
+}
+
+// waitLeader waits until the group leader has exited (reaped, for a
+// child), until deadline or ctx is done; it reports whether it is gone.
+func (p *Provider) waitLeader(ctx context.Context, hi HandleInfo, c *child, deadline time.Time) bool {
+	if c != nil {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-c.done:
+			return true
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return waitExit(ctx, hi, p.identify, deadline)
+}
+
+// Signal sends req.Signal to the daemon's process group, after checking
+// that the pid is still the daemon's (same start time).
+func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (providers.SignalResponse, error) {
+	hi, err := ParseHandle(req.Handle)
+	if err != nil {
+		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: %w", req.Addr, err)}
+	}
+	if req.Signal.Num == 0 {
+		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: no signal", req.Addr)}
+	}
+	alive := false
+	if c := p.child(hi); c != nil {
+		select {
+		case <-c.done:
+		default:
+			alive = true
+		}
+	} else {
+		alive = p.identify(hi) == procAlive
+	}
+	if !alive {
+		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: process %d is not running", req.Addr, hi.Pid)}
+	}
+	if err := unix.Kill(-hi.Pgid, req.Signal.Num); err != nil {
+		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: %s to process group %d: %w", req.Addr, req.Signal, hi.Pgid, err)}
+	}
+	return providers.SignalResponse{}, nil
+}
+
+// Logs opens the daemon's current log file (the one logd appends to; the
+// rotated ones are <log>.1, <log>.2, ...). The path comes from the handle,
+// or from StateDir and the address when the handle has none.
+func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (providers.LogsResponse, error) {
+	path := ""
+	if hi, err := ParseHandle(req.Handle); err == nil {
+		path = hi.Log
+	}
+	if path == "" {
+		if req.StateDir == "" {
+			return providers.LogsResponse{}, &providers.Error{Op: "logs", Err: fmt.Errorf("%s: no handle and no state directory", req.Addr)}
+		}
+		path = filepath.Join(req.StateDir, "logs", FileName(req.Addr)+logSuffix)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return providers.LogsResponse{}, &providers.Error{Op: "logs", Err: fmt.Errorf("%s: %w", req.Addr, err)}
+	}
+	return providers.LogsResponse{Log: f}, nil
+}
+
+// Delete removes the provider's files of a stopped daemon: its FIFO and its
+// .logconf sidecar (so Adopt no longer finds it), if they still belong to
+// this handle. Log files are kept. A daemon that still runs is an error:
+// stop it first.
+func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (providers.DeleteResponse, error) {
+	hi, err := ParseHandle(req.Handle)
+	if err != nil {
+		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: %w", req.Addr, err)}
+	}
+	if obs := p.observeInfo(hi); obs.State == providers.StateRunning {
+		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: process %d still runs; stop it first", req.Addr, hi.Pid)}
+	}
+	p.forget(hi)
+	if hi.Log == "" {
+		return providers.DeleteResponse{}, nil
+	}
+	dir := filepath.Dir(hi.Log)
+	base := strings.TrimSuffix(filepath.Base(hi.Log), logSuffix)
+	confPath := filepath.Join(dir, base+confSuffix)
+	if conf, err := readLogConf(confPath); err == nil && len(conf.Handle) > 0 {
+		if other, err := ParseHandle(providers.Handle(conf.Handle)); err == nil && (other.Pid != hi.Pid || other.StartTicks != hi.StartTicks) {
+			return providers.DeleteResponse{}, nil // a newer instance owns the files now
+		}
+	}
+	for _, f := range []string{confPath, filepath.Join(dir, base+fifoSuffix)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
+		}
+	}
+	return providers.DeleteResponse{}, nil
+}
+
+// Adopt finds the daemons of req.StateDir that still run, from the
+// .logconf sidecars Start writes next to each FIFO (address, handle,
+// config hash, project, runtime): a process cannot carry ownership labels,
+// and scanning every process of the host would not tell ours anyway. Only
+// those whose pid still runs with the recorded start time are returned,
+// sorted by address; sidecars of another project or runtime are skipped.
+func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (providers.AdoptResponse, error) {
+	var resp providers.AdoptResponse
+	if req.StateDir == "" {
+		return resp, &providers.Error{Op: "adopt", Err: errors.New("no state directory")}
+	}
+	confs, err := filepath.Glob(filepath.Join(req.StateDir, "logs", "*"+confSuffix))
+	if err != nil {
+		return resp, &providers.Error{Op: "adopt", Err: err}
+	}
+	for _, path := range confs {
+		conf, err := readLogConf(path)
+		if err != nil || len(conf.Handle) == 0 {
+			continue
+		}
+		if req.Project != "" && conf.Project != "" && conf.Project != req.Project {
+			continue
+		}
+		if req.Runtime != nil && conf.Runtime != "" && conf.Runtime != req.Runtime.Addr.String() {
+			continue
+		}
+		addr, err := spec.ParseAddress(conf.Address)
+		if err != nil {
+			continue
+		}
+		h := providers.Handle(conf.Handle)
+		obs := p.observe(h)
+		if obs.State != providers.StateRunning {
+			continue
+		}
+		resp.Objects = append(resp.Objects, providers.Adoptable{Addr: addr, Handle: h, ConfigHash: conf.ConfigHash, Observed: obs})
+	}
+	sort.Slice(resp.Objects, func(i, j int) bool { return resp.Objects[i].Addr.Less(resp.Objects[j].Addr) })
+	return resp, nil
+}
