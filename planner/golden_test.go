@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -212,5 +213,44 @@ func TestGoldenPlans(t *testing.T) {
 				t.Errorf("unexpected diagnostics:\n%s", got["diags"])
 			}
 		})
+	}
+}
+
+// TestSecretsNeverStored: what the executor writes to state holds no
+// sensitive value, yet a change of the secret is still a change.
+func TestSecretsNeverStored(t *testing.T) {
+	src := `variable "pass" {
+  type      = string
+  sensitive = true
+}
+daemon "db" {
+  command = ["/bin/db", "--password", var.pass]
+  env     = { PASSWORD = var.pass, USER = "app" }
+}
+`
+	cfgA := load(t, src, []string{"pass=hunter2-secret"})
+	cfgB := load(t, src, []string{"pass=other-secret"})
+	r := cfgA.Resources[0]
+	a := SnapshotOf(r, nil, nil)
+	b := SnapshotOf(cfgB.Resources[0], nil, nil)
+	enc := string(a.Encode())
+	if strings.Contains(enc, "hunter2") {
+		t.Fatalf("the stored snapshot holds the secret: %s", enc)
+	}
+	if !strings.Contains(enc, `"app"`) {
+		t.Fatalf("non-sensitive values must stay readable: %s", enc)
+	}
+	if a.Hash() == b.Hash() {
+		t.Fatal("changing a secret does not change the config hash")
+	}
+	p, _ := Make(Input{Config: cfgB, Schemas: testSchemas, Stored: map[spec.Address]*Stored{r.Addr: {Addr: r.Addr, Snapshot: a, ConfigHash: a.Hash()}},
+		Observed: map[spec.Address]providers.Observed{r.Addr: {State: providers.StateRunning}}})
+	out := Render(p, RenderOptions{})
+	if strings.Contains(out, "secret") || !strings.Contains(out, "must be replaced") {
+		t.Fatalf("plan:\n%s", out)
+	}
+	js, _ := json.Marshal(ToJSON(p))
+	if strings.Contains(string(js), "secret") {
+		t.Fatalf("json plan holds the secret: %s", js)
 	}
 }

@@ -37,6 +37,7 @@ func (a Action) String() string {
 // Stored is what the state store recorded for one instance.
 type Stored struct {
 	Addr       spec.Address
+	Runtime    spec.Address
 	Snapshot   *Snapshot
 	ConfigHash string
 	Handle     providers.Handle
@@ -187,7 +188,7 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		if declared[addr] || in.Stored[addr] != nil {
 			continue
 		}
-		prior := &Stored{Addr: addr, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
+		prior := &Stored{Addr: addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		p.Changes = append(p.Changes, &Change{Addr: addr, Action: Delete, Prior: prior, Observed: ad.Observed,
 			Reason: "left over by an earlier apply: ours, running, and no longer declared"})
 	}
@@ -206,7 +207,7 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 			c.Action = Create
 			return c, nil
 		}
-		c.Prior = &Stored{Addr: r.Addr, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
+		c.Prior = &Stored{Addr: r.Addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		c.Observed = ad.Observed
 		if ad.ConfigHash == desired.Hash() {
 			c.Action = Adopt
@@ -237,8 +238,7 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 	case len(c.ForcedBy) > 0:
 		c.Action = Replace
 		return c, guardReplace(r, c)
-	case r.Addr.Kind == spec.KindJob && !running && c.Observed.State == providers.StateExited &&
-		c.Observed.ExitCode == 0 && c.Observed.Signal == "" && st.Status != "failed":
+	case r.Addr.Kind == spec.KindJob && !running && jobCompleted(c.Observed, st.Status):
 		// A job that completed keeps its result until its config changes.
 		if len(c.Diffs) > 0 {
 			c.Action = Update
@@ -254,8 +254,23 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 	return c, nil
 }
 
+// StatusCompleted is the stored status of a job that exited 0.
+const StatusCompleted = "completed"
+
+// jobCompleted reports whether a job that is not running finished well: the
+// executor recorded it completed (its pid is gone by now), or it was seen
+// exiting 0.
+func jobCompleted(o providers.Observed, status string) bool {
+	if status == StatusCompleted {
+		return true
+	}
+	return status != "failed" && o.State == providers.StateExited && o.ExitCode == 0 && o.Signal == ""
+}
+
 func notRunningReason(o providers.Observed, status string) string {
 	switch {
+	case status == "failed":
+		return "its last start failed"
 	case o.State == providers.StateExited && o.Signal != "":
 		return "it was killed by " + o.Signal
 	case o.State == providers.StateExited && status == "stopped":

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/orch-dev/orch/spec"
 	"github.com/zclconf/go-cty/cty"
+	ctyconvert "github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
@@ -36,7 +38,8 @@ type Snapshot struct {
 
 // SnapshotOf flattens a declared instance. deps are its instance-level
 // dependencies (from Config.Graph); schema is its runtime kind's schema
-// (nil for modules and plugin runtimes).
+// (nil for modules and plugin runtimes). Sensitive values come out
+// redacted (see Redacted), salted with the instance's address.
 func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchema) *Snapshot {
 	s := &Snapshot{
 		Kind: r.Addr.Kind, Runtime: r.Runtime, Values: map[string]cty.Value{}, Forces: map[string]bool{},
@@ -146,7 +149,7 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 		}
 		set("restart_with", strList(names), false)
 	}
-	return s
+	return s.Redacted(r.Addr.String())
 }
 
 func strList(xs []string) cty.Value {
@@ -187,7 +190,107 @@ type snapshotJSON struct {
 	CreateBeforeDestroy bool                       `json:"create_before_destroy,omitempty"`
 }
 
-// Encode returns the canonical JSON of s.
+// Redacted returns s with every sensitive value replaced by a salted hash
+// of it ("sensitive:sha256:..."): what is stored and hashed, so that a
+// secret never reaches the state file or a saved plan, while a change of
+// the secret still changes the snapshot. Applying it twice is harmless.
+func (s *Snapshot) Redacted(salt string) *Snapshot {
+	if len(s.Sensitive) == 0 {
+		return s
+	}
+	c := *s
+	c.Values = make(map[string]cty.Value, len(s.Values))
+	for k, v := range s.Values {
+		c.Values[k] = hashSensitive(v, k, salt, s.Sensitive)
+	}
+	return &c
+}
+
+func hashSensitive(v cty.Value, path, salt string, sensitive map[string]bool) cty.Value {
+	if v.IsNull() || !v.IsKnown() {
+		return v
+	}
+	if sensitive[path] {
+		if v.Type() == cty.String && strings.HasPrefix(v.AsString(), sensitivePrefix) {
+			return v
+		}
+		b, _ := ctyjson.Marshal(v, v.Type())
+		h := sha256.Sum256([]byte(salt + "\x00" + path + "\x00" + string(b)))
+		return cty.StringVal(sensitivePrefix + hex.EncodeToString(h[:]))
+	}
+	t := v.Type()
+	switch {
+	case t.IsMapType() || t.IsObjectType():
+		m := v.AsValueMap()
+		if len(m) == 0 {
+			return v
+		}
+		out := make(map[string]cty.Value, len(m))
+		for k, e := range m {
+			out[k] = hashSensitive(e, path+"."+k, salt, sensitive)
+		}
+		if t.IsObjectType() {
+			return cty.ObjectVal(out)
+		}
+		return mapOf(out)
+	case t.IsListType() || t.IsTupleType():
+		if v.LengthInt() == 0 {
+			return v
+		}
+		var out []cty.Value
+		i := 0
+		for it := v.ElementIterator(); it.Next(); i++ {
+			_, e := it.Element()
+			out = append(out, hashSensitive(e, fmt.Sprintf("%s[%d]", path, i), salt, sensitive))
+		}
+		if t.IsTupleType() {
+			return cty.TupleVal(out)
+		}
+		return listOf(out)
+	}
+	return v
+}
+
+// mapOf and listOf build a map or list whose elements may now differ in
+// type (a number replaced by a hash string): then a string collection.
+func mapOf(m map[string]cty.Value) cty.Value {
+	var ty cty.Type
+	for _, e := range m {
+		if ty == cty.NilType {
+			ty = e.Type()
+		} else if !ty.Equals(e.Type()) {
+			ty = cty.String
+		}
+	}
+	for k, e := range m {
+		if !e.Type().Equals(ty) {
+			c, _ := ctyconvert.Convert(e, ty)
+			m[k] = c
+		}
+	}
+	return cty.MapVal(m)
+}
+
+func listOf(l []cty.Value) cty.Value {
+	ty := l[0].Type()
+	for _, e := range l {
+		if !ty.Equals(e.Type()) {
+			ty = cty.String
+		}
+	}
+	for i, e := range l {
+		if !e.Type().Equals(ty) {
+			c, _ := ctyconvert.Convert(e, ty)
+			l[i] = c
+		}
+	}
+	return cty.ListVal(l)
+}
+
+const sensitivePrefix = "sensitive:sha256:"
+
+// Encode returns the canonical JSON of s. Callers store Redacted
+// snapshots only.
 func (s *Snapshot) Encode() []byte {
 	j := snapshotJSON{Format: 1, Kind: s.Kind.String(), Values: map[string]json.RawMessage{},
 		PreventDestroy: s.PreventDestroy, CreateBeforeDestroy: s.CreateBeforeDestroy}

@@ -106,6 +106,7 @@ type AdoptRequest struct {
 // ownership marks.
 type Adoptable struct {
 	Addr       spec.Address
+	Runtime    spec.Address // filled in by orch: the runtime that was asked
 	Handle     Handle
 	ConfigHash string
 	Observed   Observed

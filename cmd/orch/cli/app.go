@@ -22,6 +22,7 @@ type App struct {
 	// runs (see Settings); commands read it, never the flags or the
 	// environment themselves.
 	settings *Settings
+	noColor  bool
 }
 
 // Exit codes. orch never uses another one.
@@ -116,10 +117,15 @@ a flag's value may follow it as the next argument or after '='.`,
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	addSettingsFlags(root.PersistentFlags())
+	root.PersistentFlags().BoolVar(&a.noColor, "no-color", false, "never print colours (as does NO_COLOR)")
 	root.AddCommand(
 		a.validateCommand(),
 		a.fmtCommand(),
 		a.graphCommand(),
+		a.planCommand(),
+		a.applyCommand(),
+		a.destroyCommand(),
+		a.statusCommand(),
 		a.settingsCommand(),
 		a.versionCommand(),
 	)

@@ -29,7 +29,7 @@ func (a *App) writeDiags(diags hcl.Diagnostics, files map[string]*hcl.File) {
 			width = w
 		}
 		_, noColour := os.LookupEnv("NO_COLOR")
-		colour = !noColour && os.Getenv("TERM") != "dumb" &&
+		colour = !noColour && !a.noColor && os.Getenv("TERM") != "dumb" &&
 			(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 	}
 	w := hcl.NewDiagnosticTextWriter(a.Stderr, files, uint(width), colour)

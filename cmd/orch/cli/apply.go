@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/orch-dev/orch/planner"
+	"github.com/spf13/cobra"
+)
+
+func (a *App) applyCommand() *cobra.Command {
+	var (
+		vf          varFlags
+		lf          lockFlags
+		autoApprove bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply [DIR | PLANFILE]",
+		Short: "Make the host match the configuration",
+		Long: `Plan as orch plan does, show the plan, ask for confirmation (unless
+-auto-approve), then perform it in dependency order: dependencies start
+before what depends on them, deletions run in reverse order, independent
+branches in parallel (--parallelism). Each step's result is recorded in the
+state as it happens. A failure skips what depends on it and lets the rest
+finish. Ctrl-C lets the steps in flight finish, records them and exits 1.
+
+Given a plan file saved by orch plan -out, apply performs exactly that plan
+without asking, and refuses it when the configuration or the observed world
+changed since it was made.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			arg := dirArg(args)
+			sp, isPlan, err := readSavedPlan(arg)
+			if err != nil {
+				return &exitError{code: ExitError, msg: err.Error()}
+			}
+			if isPlan {
+				return a.applySaved(sp, &lf)
+			}
+			return a.applyDir(arg, &vf, &lf, autoApprove, false)
+		},
+	}
+	vf.register(cmd.Flags())
+	lf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	return cmd
+}
+
+func (a *App) destroyCommand() *cobra.Command {
+	var (
+		vf          varFlags
+		lf          lockFlags
+		autoApprove bool
+	)
+	cmd := &cobra.Command{
+		Use:   "destroy [DIR]",
+		Short: "Stop and remove everything orch manages for a configuration",
+		Long: `Plan the destruction of every instance the state of DIR records (and every
+running object of this project a provider can find), show it, ask for
+confirmation (unless -auto-approve), and stop and remove them in reverse
+dependency order. Instances with lifecycle.prevent_destroy refuse.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.applyDir(dirArg(args), &vf, &lf, autoApprove, true)
+		},
+	}
+	vf.register(cmd.Flags())
+	lf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "destroy without asking for confirmation")
+	return cmd
+}
+
+func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, destroy bool) error {
+	op := "apply"
+	if destroy {
+		op = "destroy"
+	}
+	s, err := a.open(dir, vf, lf, op)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	ctx, stop := a.interruptible()
+	defer stop()
+	p, err := a.plan(ctx, s, destroy)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	if !p.HasChanges() {
+		return nil
+	}
+	if !autoApprove {
+		q := "Do you want to perform these actions?\n  orch will perform the actions described above."
+		if destroy {
+			q = "Do you really want to destroy everything orch manages here?\n  orch will stop and remove every instance described above."
+		}
+		if !a.confirm(q) {
+			return &exitError{code: ExitError, msg: op + " cancelled: only 'yes' approves."}
+		}
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: ExitError, msg: op + " interrupted before it started; nothing was changed."}
+	}
+	return a.execute(ctx, s, p, destroy)
+}
+
+// applySaved re-plans from the plan file's recorded inputs and applies only
+// if the result is the same plan.
+func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
+	vf := varFlags{vars: sp.Vars}
+	tmp, err := os.MkdirTemp("", "orch-plan-vars-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for i, v := range sp.VarFiles {
+		name := filepath.Join(tmp, fmt.Sprintf("%d-%s", i, filepath.Base(v.Name)))
+		if err := os.WriteFile(name, []byte(v.Src), 0o600); err != nil {
+			return err
+		}
+		vf.varFiles = append(vf.varFiles, name)
+	}
+	s, err := a.open(sp.Dir, &vf, lf, "apply")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	ctx, stop := a.interruptible()
+	defer stop()
+	p, err := a.plan(ctx, s, sp.Destroy)
+	if err != nil {
+		return err
+	}
+	if p.Fingerprint != sp.Fingerprint {
+		why := "what runs, or the state, changed since the plan was made (something started, stopped or was applied)"
+		if p.ConfigHash != sp.ConfigHash {
+			why = "the configuration in " + sp.Dir + " changed since the plan was made"
+		}
+		return &exitError{code: ExitError, msg: "Saved plan is stale: " + why + ".\nThe plan was: " + sp.Summary + "\nRun orch plan again and review the new plan."}
+	}
+	fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	if !p.HasChanges() {
+		return nil
+	}
+	return a.execute(ctx, s, p, sp.Destroy)
+}

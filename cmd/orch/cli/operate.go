@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/mattn/go-isatty"
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+	"github.com/spf13/pflag"
+)
+
+// Exit code of plan -detailed-exitcode when the plan has changes.
+const ExitChanges = 2
+
+// providerSet wires the concrete backends. It is the one place that knows
+// them all.
+func providerSet() executor.Providers {
+	return executor.Providers{process.Kind: process.New(process.Options{})}
+}
+
+// lockFlags are the state-locking flags of commands that write state.
+type lockFlags struct{ timeout time.Duration }
+
+func (l *lockFlags) register(fs *pflag.FlagSet) {
+	fs.DurationVar(&l.timeout, "lock-timeout", 0, "wait up to `DURATION` for another orch to release the state lock (default: fail at once)")
+}
+
+// session is one loaded configuration with its open state, ready to plan.
+type session struct {
+	res      loadResult
+	cfg      *spec.Config
+	stateDir string
+	store    *state.Store
+	provs    executor.Providers
+}
+
+func (s *session) close() {
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// open loads the configuration in dir and opens its state for writing,
+// taking the lock. Diagnostics are printed; a nil session means failure.
+func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session, error) {
+	res := a.loadConfig(dir, vf)
+	a.writeDiags(res.diags, res.files)
+	if res.diags.HasErrors() {
+		return nil, silentFailure()
+	}
+	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: providerSet()}
+	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout})
+	if err != nil {
+		var le *state.LockedError
+		if errors.As(err, &le) {
+			return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s.\nAnother orch is working on %s. Wait for it, or pass -lock-timeout to wait.", err, res.cfg.Dir)}
+		}
+		return nil, &exitError{code: ExitError, msg: err.Error()}
+	}
+	s.store = st
+	return s, nil
+}
+
+// plan refreshes and plans.
+func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan, error) {
+	stored, err := s.store.List()
+	if err != nil {
+		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
+	}
+	in, err := executor.Refresh(ctx, s.cfg, stored, s.provs, s.cfg.Project.Name, s.stateDir)
+	if err != nil {
+		return nil, &exitError{code: ExitError, msg: err.Error()}
+	}
+	in.Destroy = destroy
+	p, diags := planner.Make(in)
+	a.writeDiags(diags, s.res.files)
+	if diags.HasErrors() {
+		return p, silentFailure()
+	}
+	return p, nil
+}
+
+func (a *App) colour(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || a.noColor {
+		return false
+	}
+	_, noColour := os.LookupEnv("NO_COLOR")
+	return !noColour && os.Getenv("TERM") != "dumb" && isatty.IsTerminal(f.Fd())
+}
+
+// interruptible returns a context cancelled by the first SIGINT or SIGTERM;
+// a second one kills orch at once.
+func (a *App) interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		n := 0
+		for range ch {
+			n++
+			if n == 1 {
+				fmt.Fprintln(a.Stderr, "\nInterrupt received: finishing the steps in flight and recording state. Press Ctrl-C again to quit at once.")
+				cancel()
+				continue
+			}
+			os.Exit(130)
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// confirm asks the user to type yes.
+func (a *App) confirm(question string) bool {
+	fmt.Fprintf(a.Stdout, "\n%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ", question)
+	line, _ := bufio.NewReader(a.Stdin).ReadString('\n')
+	fmt.Fprintln(a.Stdout)
+	return strings.TrimSpace(line) == "yes"
+}
+
+// execute applies p and reports progress and the result.
+func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy bool) error {
+	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: a.settings.Parallelism,
+		Project: s.cfg.Project.Name, StateDir: s.stateDir, Progress: a.progress()}
+	res, err := ex.Apply(ctx, s.cfg, p)
+	if res != nil {
+		a.writeDiags(res.Diagnostics, s.res.files)
+		for _, o := range res.Outcomes {
+			if o.Skipped != "" && o.Err == nil {
+				fmt.Fprintf(a.Stderr, "%s: not applied, %s\n", o.Addr, o.Skipped)
+			}
+		}
+	}
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	sum := res.Summary()
+	verb := "Apply"
+	if destroy {
+		verb = "Destroy"
+	}
+	if len(res.Diagnostics) > 0 {
+		fmt.Fprintf(a.Stdout, "\n%s failed. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
+		return silentFailure()
+	}
+	fmt.Fprintf(a.Stdout, "\n%s complete! Resources: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
+	return nil
+}
+
+var progressVerbs = map[planner.Action][2]string{
+	planner.Create:  {"Creating...", "Creation complete"},
+	planner.Start:   {"Starting...", "Started"},
+	planner.Update:  {"Updating in-place...", "Update complete"},
+	planner.Adopt:   {"Adopting...", "Adopted"},
+	planner.Delete:  {"Destroying...", "Destruction complete"},
+	planner.Replace: {"Replacing...", "Replaced"},
+}
+
+// progress prints one line as a step starts and one as it ends, like
+// Terraform; a replacement's two steps are told apart.
+func (a *App) progress() func(executor.StepEvent) {
+	return func(ev executor.StepEvent) {
+		v := progressVerbs[ev.Action]
+		if ev.Action == planner.Replace {
+			if ev.Kind == executor.StepDown {
+				v = [2]string{"Destroying (replace)...", "Destroyed (replace)"}
+			} else {
+				v = [2]string{"Creating (replace)...", "Created (replace)"}
+			}
+		}
+		switch {
+		case ev.Skipped:
+		case !ev.Done:
+			fmt.Fprintf(a.Stdout, "%s: %s\n", ev.Addr, v[0])
+		case ev.Err != nil:
+			fmt.Fprintf(a.Stdout, "%s: failed after %s\n", ev.Addr, roundDur(ev.Elapsed))
+		default:
+			extra := ""
+			if ev.Observed.Pid != 0 && ev.Kind == executor.StepUp {
+				extra = fmt.Sprintf(" [pid=%d]", ev.Observed.Pid)
+			}
+			fmt.Fprintf(a.Stdout, "%s: %s after %s%s\n", ev.Addr, v[1], roundDur(ev.Elapsed), extra)
+		}
+	}
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d > time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d > time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func dirArg(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return "."
+}
+
+// diagsErr turns diagnostics into printed output and an exit.
+func (a *App) diagsErr(diags hcl.Diagnostics, files map[string]*hcl.File) error {
+	a.writeDiags(diags, files)
+	if diags.HasErrors() {
+		return silentFailure()
+	}
+	return nil
+}

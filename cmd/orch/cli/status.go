@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+	"github.com/spf13/cobra"
+)
+
+// JSONStatus is one line of `orch status -json`.
+type JSONStatus struct {
+	Address    string    `json:"address"`
+	Runtime    string    `json:"runtime,omitempty"`
+	State      string    `json:"state"`
+	Status     string    `json:"status"`
+	Pid        int       `json:"pid,omitempty"`
+	ID         string    `json:"id,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitempty"`
+	UptimeSec  float64   `json:"uptime_seconds,omitempty"`
+	ConfigHash string    `json:"config_hash"`
+	LastError  string    `json:"last_error,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+func (a *App) statusCommand() *cobra.Command {
+	var (
+		vf     varFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status [DIR]",
+		Short: "List what orch manages and how it is doing",
+		Long: `List every instance the state of DIR records with what runs now: its state
+(running, exited, missing), the status orch recorded, pid, uptime and the
+config hash it runs. It reads the state without taking the lock, and
+changes nothing.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res := a.loadConfig(dirArg(args), &vf)
+			a.writeDiags(res.diags, res.files)
+			if res.diags.HasErrors() {
+				return silentFailure()
+			}
+			stateDir := a.settings.StateDirFor(res.cfg)
+			lines, err := a.status(res.cfg, stateDir)
+			if err != nil {
+				return &exitError{code: ExitError, msg: err.Error()}
+			}
+			if asJSON {
+				return writeJSON(a.Stdout, lines)
+			}
+			if len(lines) == 0 {
+				fmt.Fprintln(a.Stdout, "Nothing is managed by orch here yet: run orch apply.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tCONFIG")
+			for _, l := range lines {
+				pid, up := "-", "-"
+				if l.Pid != 0 {
+					pid = fmt.Sprint(l.Pid)
+				}
+				if !l.StartedAt.IsZero() {
+					up = (time.Duration(l.UptimeSec) * time.Second).String()
+				}
+				hash := l.ConfigHash
+				if len(hash) > 12 {
+					hash = hash[:12]
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, hash)
+			}
+			return tw.Flush()
+		},
+	}
+	vf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
+	path := filepath.Join(stateDir, "state.db")
+	st, err := state.OpenReadOnly(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading state %s: %w", path, err)
+	}
+	defer st.Close()
+	insts, err := st.List()
+	if err != nil {
+		return nil, err
+	}
+	in, err := executor.Refresh(context.Background(), nil, insts, providerSet(), cfg.Project.Name, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]JSONStatus, 0, len(insts))
+	for _, inst := range insts {
+		o := in.Observed[inst.Addr]
+		l := JSONStatus{Address: inst.Addr.String(), State: o.State.String(), Status: inst.Status,
+			Pid: o.Pid, ID: o.ID, ConfigHash: inst.ConfigHash, LastError: inst.LastError, UpdatedAt: inst.UpdatedAt}
+		if !inst.Runtime.IsZero() {
+			l.Runtime = inst.Runtime.String()
+		}
+		if o.State == providers.StateRunning && !o.StartedAt.IsZero() {
+			l.StartedAt = o.StartedAt
+			l.UptimeSec = now.Sub(o.StartedAt).Truncate(time.Second).Seconds()
+		} else {
+			l.Pid = 0
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}

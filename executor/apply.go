@@ -1,0 +1,363 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// ErrInterrupted is returned when the context was cancelled during an
+// apply: in-flight steps finished and were recorded, nothing new started.
+var ErrInterrupted = errors.New("apply interrupted: in-flight steps finished and were recorded; nothing else was started")
+
+// DefaultParallelism bounds how many steps run at once by default.
+const DefaultParallelism = 10
+
+// Recorder is the part of the state store the executor writes to.
+type Recorder interface {
+	Update(fn func(tx *state.Tx) error) error
+}
+
+// Executor applies plans. Its fields are set once; Apply may be called
+// from one goroutine at a time.
+type Executor struct {
+	Providers   Providers
+	Store       Recorder
+	Parallelism int
+	Project     string
+	StateDir    string // absolute
+	// Progress, when set, is called for each step as it starts and ends,
+	// from the step's goroutine.
+	Progress func(StepEvent)
+	// JobPoll is the first interval at which a running job is observed
+	// while waiting for it to finish; it doubles up to 250ms. Default 5ms.
+	JobPoll time.Duration
+}
+
+// StepKind says what a step does to its instance.
+type StepKind uint8
+
+const (
+	StepUp   StepKind = iota // create, start, adopt, update: bring the declared instance up
+	StepDown                 // stop and delete the prior instance
+)
+
+func (k StepKind) String() string {
+	if k == StepDown {
+		return "down"
+	}
+	return "up"
+}
+
+// StepEvent reports progress of one step.
+type StepEvent struct {
+	Addr     spec.Address
+	Action   planner.Action
+	Kind     StepKind
+	Done     bool
+	Err      error
+	Skipped  bool
+	Elapsed  time.Duration
+	Observed providers.Observed
+}
+
+// Outcome is what happened to one change.
+type Outcome struct {
+	Addr    spec.Address
+	Action  planner.Action
+	Err     error  // nil when it succeeded
+	Skipped string // why it did not run, when it did not
+	Pid     int
+}
+
+// Result of an Apply.
+type Result struct {
+	Outcomes []Outcome // one per non-no-op change, sorted by address
+	// Diagnostics name the failed resources with their file:line.
+	Diagnostics hcl.Diagnostics
+}
+
+// Summary counts what was done, as Terraform's "Apply complete!" line.
+func (r *Result) Summary() planner.Summary {
+	var s planner.Summary
+	for _, o := range r.Outcomes {
+		if o.Err != nil || o.Skipped != "" {
+			continue
+		}
+		switch o.Action {
+		case planner.Create:
+			s.Add++
+		case planner.Update, planner.Start, planner.Adopt:
+			s.Change++
+		case planner.Replace:
+			s.Replace++
+		case planner.Delete:
+			s.Destroy++
+		}
+	}
+	return s
+}
+
+type step struct {
+	change *planner.Change
+	kind   StepKind
+	deps   []*step // must finish first
+	rdeps  []*step
+	wait   int
+	failed error  // set when this step failed
+	skip   string // set when a dependency failed
+	done   bool
+}
+
+// Apply performs the plan's changes. cfg is the configuration the plan was
+// made from. It returns an error only for infrastructure faults of orch
+// itself (state writes) or ErrInterrupted; resource failures are in the
+// Result's Outcomes and Diagnostics.
+func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan) (*Result, error) {
+	steps := e.buildSteps(cfg, p)
+	rec := newGroupCommit(e.Store)
+	defer rec.close()
+
+	par := e.Parallelism
+	if par <= 0 {
+		par = DefaultParallelism
+	}
+	var (
+		mu          sync.Mutex
+		ready       []*step
+		running     int
+		remaining   = len(steps)
+		interrupted bool
+		fatal       error
+		doneCh      = make(chan struct{}, len(steps)+1)
+	)
+	for _, s := range steps {
+		if s.wait == 0 {
+			ready = append(ready, s)
+		}
+	}
+	// finish marks s done and releases its dependents; mu held.
+	var finish func(s *step)
+	finish = func(s *step) {
+		s.done = true
+		remaining--
+		for _, d := range s.rdeps {
+			if s.failed != nil || s.skip != "" {
+				if d.skip == "" && !d.done {
+					d.skip = skipReason(s)
+				}
+			}
+			d.wait--
+			if d.wait == 0 {
+				ready = append(ready, d)
+			}
+		}
+	}
+	for {
+		mu.Lock()
+		if ctx.Err() != nil {
+			interrupted = true
+		}
+		for len(ready) > 0 {
+			s := ready[0]
+			stop := s.skip != "" || interrupted || fatal != nil
+			if !stop && running >= par {
+				break
+			}
+			ready = ready[1:]
+			if stop {
+				// Steps whose dependencies failed, or any step once
+				// interrupted, finish without running.
+				if s.skip == "" {
+					s.skip = "not started: the apply was interrupted"
+				}
+				finish(s)
+				if e.Progress != nil {
+					e.Progress(StepEvent{Addr: s.change.Addr, Action: s.change.Action, Kind: s.kind, Done: true, Skipped: true})
+				}
+				continue
+			}
+			running++
+			go func(s *step) {
+				// In-flight steps finish even when ctx is cancelled.
+				err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
+				mu.Lock()
+				running--
+				var se *stateError
+				if errors.As(err, &se) && fatal == nil {
+					fatal = se
+				}
+				s.failed = err
+				finish(s)
+				mu.Unlock()
+				doneCh <- struct{}{}
+			}(s)
+		}
+		left := remaining
+		stopping := interrupted
+		mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if stopping {
+			<-doneCh
+			continue
+		}
+		select {
+		case <-doneCh:
+		case <-ctx.Done():
+		}
+	}
+	if err := rec.close(); err != nil && fatal == nil {
+		fatal = err
+	}
+	res := e.result(p, steps)
+	if fatal != nil {
+		return res, fatal
+	}
+	if interrupted {
+		return res, ErrInterrupted
+	}
+	return res, nil
+}
+
+func skipReason(s *step) string {
+	if s.skip != "" && strings.HasPrefix(s.skip, "skipped because ") {
+		return s.skip
+	}
+	if s.skip != "" {
+		return s.skip
+	}
+	return "skipped because " + s.change.Addr.String() + " failed"
+}
+
+// buildSteps turns changes into steps and orders them.
+func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
+	ups := map[spec.Address]*step{}
+	downs := map[spec.Address]*step{}
+	var steps []*step
+	for _, c := range p.Changes {
+		switch c.Action {
+		case planner.NoOp:
+		case planner.Delete:
+			s := &step{change: c, kind: StepDown}
+			downs[c.Addr] = s
+			steps = append(steps, s)
+		case planner.Replace:
+			down := &step{change: c, kind: StepDown}
+			up := &step{change: c, kind: StepUp}
+			downs[c.Addr], ups[c.Addr] = down, up
+			steps = append(steps, down, up)
+			if c.CreateBeforeDestroy {
+				link(up, down) // down after up
+			} else {
+				link(down, up)
+			}
+		default:
+			s := &step{change: c, kind: StepUp}
+			ups[c.Addr] = s
+			steps = append(steps, s)
+		}
+	}
+	// dependencies between instances
+	for _, s := range steps {
+		c := s.change
+		if s.kind == StepUp {
+			for _, d := range cfg.Graph.DependenciesOf(c.Addr) {
+				if u := ups[d]; u != nil {
+					link(u, s)
+				}
+			}
+			continue
+		}
+		// A prior instance stops after the prior instances that depend on it.
+		for _, d := range priorDeps(c) {
+			if dd := downs[d]; dd != nil {
+				link(s, dd) // s (the dependent) goes down before its dependency
+			}
+		}
+	}
+	return steps
+}
+
+// priorDeps lists what the prior instance of a change depended on.
+func priorDeps(c *planner.Change) []spec.Address {
+	if c.Prior != nil && c.Prior.Snapshot != nil {
+		return c.Prior.Snapshot.DependsOn
+	}
+	return nil
+}
+
+// link makes b wait for a.
+func link(a, b *step) {
+	for _, x := range b.deps {
+		if x == a {
+			return
+		}
+	}
+	b.deps = append(b.deps, a)
+	a.rdeps = append(a.rdeps, b)
+	b.wait++
+}
+
+func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
+	res := &Result{}
+	byAddr := map[spec.Address]*Outcome{}
+	for _, s := range steps {
+		o := byAddr[s.change.Addr]
+		if o == nil {
+			o = &Outcome{Addr: s.change.Addr, Action: s.change.Action}
+			byAddr[s.change.Addr] = o
+		}
+		if s.failed != nil && o.Err == nil {
+			o.Err = s.failed
+			res.Diagnostics = append(res.Diagnostics, failureDiag(s))
+		}
+		if s.skip != "" && o.Skipped == "" && o.Err == nil {
+			o.Skipped = s.skip
+		}
+	}
+	for _, o := range byAddr {
+		res.Outcomes = append(res.Outcomes, *o)
+	}
+	sort.Slice(res.Outcomes, func(i, j int) bool { return res.Outcomes[i].Addr.Less(res.Outcomes[j].Addr) })
+	sort.SliceStable(res.Diagnostics, func(i, j int) bool { return res.Diagnostics[i].Summary < res.Diagnostics[j].Summary })
+	return res
+}
+
+func failureDiag(s *step) *hcl.Diagnostic {
+	c := s.change
+	verb := map[planner.Action]string{planner.Create: "create", planner.Start: "start", planner.Update: "update",
+		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt"}[c.Action]
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Failed to %s %s", verb, c.Addr),
+		Detail:   s.failed.Error(),
+	}
+	if r := c.Resource; r != nil {
+		rng := r.DeclRange
+		var pe *providers.Error
+		if errors.As(s.failed, &pe) && pe.Op == "start" {
+			if cr, ok := r.Ranges["command"]; ok && isCommandError(s.failed) {
+				rng = cr
+			}
+		}
+		d.Subject = &rng
+	}
+	return d
+}
+
+func isCommandError(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "executable") || strings.Contains(m, "no such file") || strings.Contains(m, "not found") || strings.Contains(m, "permission denied")
+}

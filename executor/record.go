@@ -1,0 +1,107 @@
+package executor
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/spec"
+)
+
+// stateError is a failure to write state: orch's own infrastructure fault,
+// which stops the apply.
+type stateError struct{ err error }
+
+func (e *stateError) Error() string { return "writing state: " + e.err.Error() }
+func (e *stateError) Unwrap() error { return e.err }
+
+type recordOp struct {
+	put  *state.Instance
+	del  spec.Address
+	done chan error
+}
+
+// groupCommit writes the results of steps to the store as they happen,
+// gathering the writes that arrive while a transaction runs into the next
+// one. A step returns only once its record is durable, so a crash never
+// loses a step that was reported done, and 1,000 concurrent steps cost a
+// handful of transactions instead of 1,000 fsyncs.
+type groupCommit struct {
+	store  Recorder
+	ops    chan recordOp
+	wg     sync.WaitGroup
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newGroupCommit(store Recorder) *groupCommit {
+	g := &groupCommit{store: store, ops: make(chan recordOp, 1024), closed: make(chan struct{})}
+	g.wg.Add(1)
+	go g.loop()
+	return g
+}
+
+func (g *groupCommit) loop() {
+	defer g.wg.Done()
+	for {
+		var batch []recordOp
+		select {
+		case op := <-g.ops:
+			batch = append(batch, op)
+		case <-g.closed:
+			return
+		}
+	drain:
+		for len(batch) < 4096 {
+			select {
+			case op := <-g.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		err := g.store.Update(func(tx *state.Tx) error {
+			for _, op := range batch {
+				var err error
+				if op.put != nil {
+					err = tx.Put(*op.put)
+				} else {
+					err = tx.Delete(op.del)
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", opAddr(op), err)
+				}
+			}
+			return nil
+		})
+		for _, op := range batch {
+			op.done <- err
+		}
+	}
+}
+
+func opAddr(op recordOp) spec.Address {
+	if op.put != nil {
+		return op.put.Addr
+	}
+	return op.del
+}
+
+func (g *groupCommit) do(op recordOp) error {
+	op.done = make(chan error, 1)
+	g.ops <- op
+	if err := <-op.done; err != nil {
+		return &stateError{err}
+	}
+	return nil
+}
+
+func (g *groupCommit) put(inst state.Instance) error { return g.do(recordOp{put: &inst}) }
+func (g *groupCommit) delete(a spec.Address) error   { return g.do(recordOp{del: a}) }
+
+// close stops the writer once every step has returned.
+func (g *groupCommit) close() error {
+	g.once.Do(func() { close(g.closed) })
+	g.wg.Wait()
+	return nil
+}

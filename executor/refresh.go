@@ -1,0 +1,103 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Providers maps a runtime kind ("process", "docker") to its provider.
+type Providers map[string]providers.Provider
+
+// Schemas returns the schemas of all providers, for spec.Options.
+func (ps Providers) Schemas() map[string]spec.RuntimeSchema {
+	out := make(map[string]spec.RuntimeSchema, len(ps))
+	for k, p := range ps {
+		out[k] = p.Schema()
+	}
+	return out
+}
+
+// runtimeFor returns the runtime block at addr, or a stand-in when it is no
+// longer declared (its instances are being deleted).
+func runtimeFor(cfg *spec.Config, addr spec.Address) *spec.Runtime {
+	if cfg != nil {
+		if rt := cfg.Runtime(addr); rt != nil {
+			return rt
+		}
+	}
+	return &spec.Runtime{Addr: addr, Kind: addr.Type, Name: addr.Name, Attrs: map[string]cty.Value{}}
+}
+
+// Refresh reads the stored instances, observes them through their
+// providers (one batched call per runtime) and asks adopting providers for
+// objects of the project that state does not know. The result is the
+// planner's input, without Config-independent fields filled by the caller.
+func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps Providers, project, stateDir string) (planner.Input, error) {
+	in := planner.Input{
+		Config: cfg, Schemas: ps.Schemas(),
+		Stored:    make(map[spec.Address]*planner.Stored, len(stored)),
+		Observed:  make(map[spec.Address]providers.Observed, len(stored)),
+		Adoptable: map[spec.Address]providers.Adoptable{},
+	}
+	byRuntime := map[spec.Address]map[spec.Address]providers.Handle{}
+	for _, inst := range stored {
+		st := &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle, Status: inst.Status}
+		if snap, err := planner.DecodeSnapshot(inst.Config); err == nil {
+			st.Snapshot = snap
+		}
+		in.Stored[inst.Addr] = st
+		if inst.Runtime.IsZero() || len(inst.Handle) == 0 {
+			continue
+		}
+		if byRuntime[inst.Runtime] == nil {
+			byRuntime[inst.Runtime] = map[spec.Address]providers.Handle{}
+		}
+		byRuntime[inst.Runtime][inst.Addr] = inst.Handle
+	}
+	rts := make([]spec.Address, 0, len(byRuntime))
+	for a := range byRuntime {
+		rts = append(rts, a)
+	}
+	sort.Slice(rts, func(i, j int) bool { return rts[i].Less(rts[j]) })
+	for _, rtAddr := range rts {
+		p := ps[rtAddr.Type]
+		if p == nil {
+			return in, fmt.Errorf("state holds instances on %s, but orch has no provider for runtime kind %q", rtAddr, rtAddr.Type)
+		}
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: runtimeFor(cfg, rtAddr), Handles: byRuntime[rtAddr]})
+		if err != nil {
+			return in, fmt.Errorf("observing instances on %s: %w", rtAddr, err)
+		}
+		for a, o := range resp.Objects {
+			in.Observed[a] = o
+		}
+	}
+	// Adoption: objects of ours the state does not know.
+	if cfg != nil {
+		for _, rt := range cfg.Runtimes {
+			ad, ok := ps[rt.Kind].(providers.Adopter)
+			if !ok {
+				continue
+			}
+			resp, err := ad.Adopt(ctx, providers.AdoptRequest{Runtime: rt, Project: project, StateDir: stateDir})
+			if err != nil {
+				return in, fmt.Errorf("listing adoptable instances on %s: %w", rt.Addr, err)
+			}
+			for _, o := range resp.Objects {
+				o.Runtime = rt.Addr
+				if _, known := in.Stored[o.Addr]; known || o.Observed.State != providers.StateRunning {
+					continue
+				}
+				in.Adoptable[o.Addr] = o
+			}
+		}
+	}
+	return in, nil
+}

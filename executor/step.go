@@ -1,0 +1,196 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Stored statuses the executor writes.
+const (
+	StatusRunning   = "running"
+	StatusFailed    = "failed"
+	StatusCompleted = planner.StatusCompleted
+)
+
+func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit) error {
+	c := s.change
+	start := time.Now()
+	if e.Progress != nil {
+		e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind})
+	}
+	var obs providers.Observed
+	var err error
+	if s.kind == StepDown {
+		err = e.down(ctx, cfg, c, rec)
+	} else {
+		obs, err = e.up(ctx, cfg, c, rec)
+	}
+	if e.Progress != nil {
+		e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
+			Elapsed: time.Since(start), Observed: obs})
+	}
+	return err
+}
+
+func (e *Executor) provider(rt spec.Address) (providers.Provider, error) {
+	p := e.Providers[rt.Type]
+	if p == nil {
+		return nil, fmt.Errorf("no provider for runtime kind %q (%s)", rt.Type, rt)
+	}
+	return p, nil
+}
+
+// up brings the declared instance of c up and records it.
+func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (providers.Observed, error) {
+	r := c.Resource
+	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Desired.Encode(), ConfigHash: c.Hash(),
+		Status: StatusRunning}
+	switch c.Action {
+	case planner.Adopt, planner.Update:
+		// Nothing to do to the running instance: record what it runs now.
+		inst.Handle = c.Prior.Handle
+		if c.Prior.Status == StatusCompleted {
+			inst.Status = StatusCompleted
+		}
+		return c.Observed, rec.put(inst)
+	}
+	if r.Addr.Kind == spec.KindModule {
+		err := fmt.Errorf("modules are hosted by the engine (orch up / orch agent), which this build does not have yet")
+		inst.Status, inst.LastError = StatusFailed, err.Error()
+		return providers.Observed{}, firstErr(err, rec.put(inst))
+	}
+	p, err := e.provider(r.Runtime)
+	if err != nil {
+		return providers.Observed{}, err
+	}
+	rt := runtimeFor(cfg, r.Runtime)
+	if c.Action == planner.Start && c.Prior != nil && len(c.Prior.Handle) > 0 && c.Observed.State == providers.StateUnknown {
+		// It may still run in a state the provider cannot tell: make sure.
+		_, _ = p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: c.Prior.Handle, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout})
+	}
+	resp, err := p.Start(ctx, providers.StartRequest{Runtime: rt, Resource: r, Project: e.Project,
+		ConfigHash: inst.ConfigHash, StateDir: e.StateDir})
+	if err != nil {
+		inst.Status, inst.LastError = StatusFailed, err.Error()
+		return providers.Observed{}, firstErr(err, rec.put(inst))
+	}
+	inst.Handle = resp.Handle
+	obs := resp.Observed
+	if r.Addr.Kind == spec.KindJob {
+		obs, err = e.waitJob(ctx, p, rt, c.Addr, resp.Handle)
+		if err == nil && (obs.ExitCode != 0 || obs.Signal != "") {
+			err = jobError(c.Addr, obs)
+		}
+		if err != nil {
+			inst.Status, inst.LastError = StatusFailed, err.Error()
+			return obs, firstErr(err, rec.put(inst))
+		}
+		inst.Status = StatusCompleted
+	}
+	return obs, rec.put(inst)
+}
+
+func jobError(a spec.Address, o providers.Observed) error {
+	if o.Signal != "" {
+		return fmt.Errorf("%s was killed by %s", a, o.Signal)
+	}
+	return fmt.Errorf("%s exited with code %d", a, o.ExitCode)
+}
+
+// waitJob observes a job until it is no longer running.
+func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.Runtime, addr spec.Address, h providers.Handle) (providers.Observed, error) {
+	poll := e.JobPoll
+	if poll <= 0 {
+		poll = 5 * time.Millisecond
+	}
+	for {
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: map[spec.Address]providers.Handle{addr: h}})
+		if err != nil {
+			return providers.Observed{}, err
+		}
+		o := resp.Objects[addr]
+		switch o.State {
+		case providers.StateExited:
+			return o, nil
+		case providers.StateMissing:
+			return o, fmt.Errorf("%s ended, but its exit status is unknown", addr)
+		}
+		select {
+		case <-ctx.Done():
+			return o, ctx.Err()
+		case <-time.After(poll):
+		}
+		if poll < 250*time.Millisecond {
+			poll *= 2
+		}
+	}
+}
+
+// down stops and deletes the prior instance of c and records it.
+func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) error {
+	prior := c.Prior
+	rtAddr := prior.Runtime
+	if rtAddr.IsZero() && prior.Snapshot != nil {
+		rtAddr = prior.Snapshot.Runtime
+	}
+	if len(prior.Handle) > 0 && !rtAddr.IsZero() {
+		p, err := e.provider(rtAddr)
+		if err != nil {
+			return err
+		}
+		rt := runtimeFor(cfg, rtAddr)
+		sig, timeout := stopSettings(prior.Snapshot)
+		if _, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
+			return err
+		}
+		if d, ok := p.(providers.Deleter); ok {
+			if _, err := d.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle}); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Action == planner.Replace && c.CreateBeforeDestroy {
+		return nil // the new instance's record replaced the old one already
+	}
+	return rec.delete(c.Addr)
+}
+
+// stopSettings reads the stop signal and timeout the prior instance was
+// applied with.
+func stopSettings(s *planner.Snapshot) (spec.Signal, time.Duration) {
+	sig, timeout := spec.SIGTERM, spec.DefaultStopTimeout
+	if s == nil {
+		return sig, timeout
+	}
+	v, ok := s.Values["stop"]
+	if !ok || !v.Type().IsObjectType() {
+		return sig, timeout
+	}
+	if x := v.GetAttr("signal"); x.Type() == cty.String {
+		if parsed, err := spec.ParseSignal(x.AsString()); err == nil {
+			sig = parsed
+		}
+	}
+	if x := v.GetAttr("timeout"); x.Type() == cty.String {
+		if d, err := time.ParseDuration(x.AsString()); err == nil {
+			timeout = d
+		}
+	}
+	return sig, timeout
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
