@@ -37,6 +37,10 @@ func (l *loader) buildConfig() {
 	sort.Slice(cfg.Runtimes, func(i, j int) bool { return cfg.Runtimes[i].Addr.Less(cfg.Runtimes[j].Addr) })
 	sort.Slice(cfg.Resources, func(i, j int) bool { return cfg.Resources[i].Addr.Less(cfg.Resources[j].Addr) })
 
+	cfg.byAddr = make(map[Address]*Resource, len(cfg.Resources))
+	for _, r := range cfg.Resources {
+		cfg.byAddr[r.Addr] = r
+	}
 	nodes := make([]Address, 0, len(cfg.Resources)+len(cfg.Runtimes))
 	deps := make(map[Address][]Address, len(cfg.Resources))
 	for _, rt := range cfg.Runtimes {

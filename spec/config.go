@@ -29,10 +29,16 @@ type Config struct {
 	Resources []*Resource
 	// Graph is the dependency graph between resource instances and runtimes.
 	Graph *Graph
+
+	byAddr map[Address]*Resource // index of Resources, built by Load
 }
 
-// Resource returns the instance at addr, or nil.
+// Resource returns the instance at addr, or nil. It is O(1) on a Config
+// returned by Load; on a Config built by hand it scans Resources.
 func (c *Config) Resource(addr Address) *Resource {
+	if c.byAddr != nil {
+		return c.byAddr[addr]
+	}
 	for _, r := range c.Resources {
 		if r.Addr == addr {
 			return r

@@ -2,7 +2,9 @@ package spec
 
 import (
 	"fmt"
+	"math/big"
 	"sort"
+	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -109,6 +111,9 @@ func (e *instEval) value(expr hcl.Expression, ty cty.Type, name string) (cty.Val
 	if d.HasErrors() {
 		e.errs = true
 		return cty.NilVal, false
+	}
+	if isStringish(ty) {
+		v = intsToStrings(v)
 	}
 	conv, err := convert.Convert(v, ty)
 	if err != nil {
@@ -360,4 +365,78 @@ func isHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// isStringish reports whether ty is string or a collection of strings, the
+// types whose numbers intsToStrings may convert ahead of go-cty.
+func isStringish(ty cty.Type) bool {
+	if ty == cty.String {
+		return true
+	}
+	return (ty.IsListType() || ty.IsMapType() || ty.IsSetType()) && ty.ElementType() == cty.String
+}
+
+// intsToStrings converts whole numbers (in v, or one level down in a tuple
+// or object) to their decimal text, as go-cty's conversion to string would.
+// go-cty renders every number with the shortest exact decimal of a 512-bit
+// float, which dominated the evaluation of large configurations
+// (["--port", var.base + 1]); an int64 is rendered exactly by strconv.
+func intsToStrings(v cty.Value) cty.Value {
+	if !v.IsKnown() || v.IsNull() {
+		return v
+	}
+	if v.IsMarked() {
+		u, marks := v.Unmark()
+		return intsToStrings(u).WithMarks(marks)
+	}
+	ty := v.Type()
+	switch {
+	case ty == cty.Number:
+		if i, acc := v.AsBigFloat().Int64(); acc == big.Exact {
+			return cty.StringVal(strconv.FormatInt(i, 10))
+		}
+	case ty.IsTupleType():
+		if !hasNumberElem(ty.TupleElementTypes()) {
+			return v
+		}
+		elems := make([]cty.Value, 0, len(ty.TupleElementTypes()))
+		for it := v.ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			if e.Type() == cty.Number {
+				e = intsToStrings(e)
+			}
+			elems = append(elems, e)
+		}
+		return cty.TupleVal(elems)
+	case ty.IsObjectType():
+		var found bool
+		for _, at := range ty.AttributeTypes() {
+			if at == cty.Number {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return v
+		}
+		attrs := make(map[string]cty.Value, len(ty.AttributeTypes()))
+		for it := v.ElementIterator(); it.Next(); {
+			k, e := it.Element()
+			if e.Type() == cty.Number {
+				e = intsToStrings(e)
+			}
+			attrs[k.AsString()] = e
+		}
+		return cty.ObjectVal(attrs)
+	}
+	return v
+}
+
+func hasNumberElem(tys []cty.Type) bool {
+	for _, t := range tys {
+		if t == cty.Number {
+			return true
+		}
+	}
+	return false
 }

@@ -7,11 +7,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/json"
 )
 
 // Options are the inputs of Load besides the directory itself.
@@ -114,33 +117,74 @@ func (l *loader) parseFiles() []*hcl.File {
 		})
 		return nil
 	}
-	parser := hclparse.NewParser()
-	h := sha256.New()
-	var files []*hcl.File
-	for _, name := range names {
+	// Files are read and parsed in parallel (HCL's lexer dominates the cost
+	// of a large configuration); results are then taken in name order, so
+	// diagnostics and the hash do not depend on scheduling.
+	type parsed struct {
+		src   []byte
+		err   error
+		file  *hcl.File
+		diags hcl.Diagnostics
+	}
+	results := make([]parsed, len(names))
+	parse := func(i int) {
+		name := names[i]
 		src, err := fs.ReadFile(l.fsys, name)
 		if err != nil {
+			results[i] = parsed{err: err}
+			return
+		}
+		var f *hcl.File
+		var diags hcl.Diagnostics
+		if strings.HasSuffix(name, ".json") {
+			f, diags = json.Parse(src, name)
+		} else {
+			f, diags = hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		}
+		results[i] = parsed{src: src, file: f, diags: diags}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(names))
+	if workers <= 1 {
+		for i := range names {
+			parse(i)
+		}
+	} else {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					parse(i)
+				}
+			}()
+		}
+		for i := range names {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	h := sha256.New()
+	var files []*hcl.File
+	for i, name := range names {
+		res := results[i]
+		if res.err != nil {
 			l.diags = append(l.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError, Summary: "Cannot read configuration file", Detail: err.Error(),
+				Severity: hcl.DiagError, Summary: "Cannot read configuration file", Detail: res.err.Error(),
 			})
 			continue
 		}
 		h.Write([]byte(name))
 		h.Write([]byte{0})
-		h.Write(src)
+		h.Write(res.src)
 		h.Write([]byte{0})
-		var f *hcl.File
-		var diags hcl.Diagnostics
-		if strings.HasSuffix(name, ".json") {
-			f, diags = parser.ParseJSON(src, name)
-		} else {
-			f, diags = parser.ParseHCL(src, name)
-		}
-		l.diags = append(l.diags, firstPerPosition(diags)...)
-		if f != nil {
-			l.cfg.Files[name] = f
-			if !diags.HasErrors() {
-				files = append(files, f)
+		l.diags = append(l.diags, firstPerPosition(res.diags)...)
+		if res.file != nil {
+			l.cfg.Files[name] = res.file
+			if !res.diags.HasErrors() {
+				files = append(files, res.file)
 			}
 		}
 	}

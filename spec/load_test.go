@@ -749,3 +749,43 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestProjectUsesVariables(t *testing.T) {
+	cfg := load(t, map[string]string{"main.hcl": `
+variable "env" {
+  default = "staging"
+}
+orch {
+  name      = "shop-${var.env}"
+  state_dir = "${path.root}/state"
+}`}, Options{})
+	if cfg.Project.Name != "shop-staging" || cfg.Project.StateDir != okDir+"/state" {
+		t.Errorf("project = %+v", cfg.Project)
+	}
+	if def := load(t, map[string]string{"main.hcl": `daemon "a" { command = ["/a"] }`}, Options{}); def.Project.Name != "ok" || def.Project.StateDir != ".orch" {
+		t.Errorf("default project = %+v", def.Project)
+	}
+}
+
+// intsToStrings must render numbers exactly as go-cty's own conversion.
+func TestIntsToStringsMatchesConvert(t *testing.T) {
+	for _, n := range []int64{0, 1, -1, 42, 8080, 1 << 40, -(1 << 62), 9223372036854775807} {
+		v := cty.NumberIntVal(n)
+		want, err := convertTo(v, cty.String)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := intsToStrings(v); !got.RawEquals(want) {
+			t.Errorf("%d: %#v, want %#v", n, got, want)
+		}
+	}
+	frac := cty.NumberFloatVal(1.5)
+	if got := intsToStrings(frac); !got.RawEquals(frac) {
+		t.Errorf("1.5 was changed to %#v", got)
+	}
+	tup := cty.TupleVal([]cty.Value{cty.StringVal("a"), cty.NumberIntVal(2).Mark(sensitiveMark)})
+	got := intsToStrings(tup)
+	if !got.Index(cty.NumberIntVal(1)).IsMarked() || got.Index(cty.NumberIntVal(1)).Type() != cty.String {
+		t.Errorf("tuple: %#v", got)
+	}
+}

@@ -37,6 +37,9 @@ type loader struct {
 	validations map[string][]validation
 	defaults    map[string]*typeexpr.Defaults
 	schemaCache map[string]*hcl.BodySchema
+
+	// varObj and pathObj are built once, after the variables are resolved.
+	varObj, pathObj cty.Value
 }
 
 // node is one evaluable thing: a local value, a resource block or a runtime.
@@ -143,11 +146,12 @@ func (l *loader) run() {
 			}
 		}
 	}
-	l.decodeProject(orchBlock)
 	for _, b := range varBlocks {
 		l.declareVariable(b)
 	}
 	l.resolveVariables()
+	// after the variables: orch {} may use them
+	l.decodeProject(orchBlock)
 	for _, b := range localsBlocks {
 		l.declareLocals(b)
 	}

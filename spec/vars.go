@@ -301,15 +301,24 @@ func (l *loader) validateVariable(v *Variable) bool {
 	return ok
 }
 
+// varObject is the value of `var`; it must be called only once the
+// variables are resolved (it is built once).
 func (l *loader) varObject() cty.Value {
-	if len(l.varVals) == 0 {
-		return cty.EmptyObjectVal
+	if l.varObj == cty.NilVal {
+		if len(l.varVals) == 0 {
+			l.varObj = cty.EmptyObjectVal
+		} else {
+			l.varObj = cty.ObjectVal(l.varVals)
+		}
 	}
-	return cty.ObjectVal(l.varVals)
+	return l.varObj
 }
 
 func (l *loader) pathObject() cty.Value {
-	return cty.ObjectVal(map[string]cty.Value{"root": cty.StringVal(l.cfg.Dir)})
+	if l.pathObj == cty.NilVal {
+		l.pathObj = cty.ObjectVal(map[string]cty.Value{"root": cty.StringVal(l.cfg.Dir)})
+	}
+	return l.pathObj
 }
 
 // literalExample shows how a value of type ty is written on the command line.

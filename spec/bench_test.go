@@ -1,0 +1,91 @@
+package spec
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeBenchConfig writes n daemon blocks spread over files files. Each
+// daemon has a command, env, a health block, a restart block and, after the
+// first few, a depends_on on an earlier daemon; every third one also refers
+// to an earlier daemon's name in its env.
+func writeBenchConfig(tb testing.TB, dir string, n, files int) {
+	tb.Helper()
+	bufs := make([]strings.Builder, files)
+	bufs[0].WriteString(`variable "base_port" {
+  type    = number
+  default = 10000
+}
+
+locals {
+  bin = "${path.root}/bin"
+}
+`)
+	for i := 0; i < n; i++ {
+		b := &bufs[i%files]
+		fmt.Fprintf(b, "\ndaemon \"d%d\" {\n", i)
+		fmt.Fprintf(b, "  command = [\"${local.bin}/svc\", \"--port\", var.base_port + %d]\n", i)
+		fmt.Fprintf(b, "  env = {\n    INDEX = \"%d\"\n    MODE  = \"bench\"\n", i)
+		if i >= 3 && i%3 == 0 {
+			fmt.Fprintf(b, "    PEER  = daemon.d%d.name\n", i/2)
+		}
+		b.WriteString("  }\n")
+		if i >= 1 {
+			fmt.Fprintf(b, "  depends_on = [daemon.d%d]\n", (i*7919+13)%i)
+		}
+		fmt.Fprintf(b, "  health {\n    tcp      = \"127.0.0.1:%d\"\n    interval = \"5s\"\n  }\n", 10000+i%50000)
+		b.WriteString("  restart {\n    policy      = \"on-failure\"\n    backoff     = \"200ms\"\n    max_backoff = \"30s\"\n  }\n")
+		b.WriteString("}\n")
+	}
+	for i := range bufs {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.hcl", i)), []byte(bufs[i].String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func benchmarkLoad(b *testing.B, n, files int) {
+	dir := b.TempDir()
+	writeBenchConfig(b, dir, n, files)
+	opts := Options{Schemas: testSchemas}
+	// one untimed load proves the config valid
+	cfg, diags := Load(dir, opts)
+	if diags.HasErrors() {
+		b.Fatalf("the generated config does not load:\n%s", renderDiags(diags))
+	}
+	if len(cfg.Resources) != n {
+		b.Fatalf("%d resources, want %d", len(cfg.Resources), n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, diags := Load(dir, opts); diags.HasErrors() {
+			b.Fatal(diags)
+		}
+	}
+}
+
+func BenchmarkLoad10k(b *testing.B)   { benchmarkLoad(b, 10000, 20) }
+func BenchmarkLoadSmall(b *testing.B) { benchmarkLoad(b, 10, 1) }
+
+// TestBenchConfigLoads keeps the benchmark's generator honest in normal test
+// runs, at a small size.
+func TestBenchConfigLoads(t *testing.T) {
+	dir := t.TempDir()
+	writeBenchConfig(t, dir, 200, 5)
+	cfg, diags := Load(dir, Options{Schemas: testSchemas})
+	if diags.HasErrors() {
+		t.Fatalf("%s", renderDiags(diags))
+	}
+	if len(cfg.Resources) != 200 {
+		t.Fatalf("%d resources", len(cfg.Resources))
+	}
+	r := resource(t, cfg, "daemon.d9")
+	// PEER refers to d4 (9/2) and depends_on names d4 ((9*7919+13)%9)
+	if r.Env["PEER"] != "d4" || !sameSet(addrStrings(r.DependsOn), []string{"daemon.d4", "runtime.process.default"}) {
+		t.Errorf("d9: env %v deps %v", r.Env, r.DependsOn)
+	}
+}
