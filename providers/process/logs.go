@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,8 +28,11 @@ var fifoSeq atomic.Uint64
 // created under a temporary name, opened, and only then renamed into
 // place, so logd never sees a FIFO without a writer (for logd, EOF means
 // the daemon is gone). Rename and the check that a logd runs happen under
-// the start lock: see logd.tryExit for why.
-func (p *Provider) publishFIFO(logsDir, name string) (*os.File, error) {
+// the start lock: see logd.tryExit for why. It returns once logd has opened
+// the FIFO (an inotify IN_OPEN on it): until then the returned descriptor
+// is the only thing that keeps a short-lived daemon's output alive, and
+// the caller may close it right after the daemon started.
+func (p *Provider) publishFIFO(logsDir, name string, cred *syscall.Credential) (*os.File, error) {
 	final := filepath.Join(logsDir, name+fifoSuffix)
 	tmp := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), fifoSeq.Add(1))
 	if err := unix.Mkfifo(tmp, 0o600); err != nil {
@@ -39,32 +43,87 @@ func (p *Provider) publishFIFO(logsDir, name string) (*os.File, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("open %s: %w", tmp, err)
 	}
-	unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, pipeSize) // best effort: capped by /proc/sys/fs/pipe-max-size for non-root
 	f := os.NewFile(uintptr(fd), final)
-
-	sl, err := os.OpenFile(filepath.Join(logsDir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, pipeSize) // best effort: capped by /proc/sys/fs/pipe-max-size for non-root
+	if cred != nil {
+		// A daemon that reopens /dev/stdout (/proc/self/fd/1) opens the
+		// FIFO by path: let its user do that.
+		unix.Fchown(fd, int(cred.Uid), int(cred.Gid))
+	}
+	// Watch for logd's open before anyone but us can see the FIFO.
+	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	defer unix.Close(ifd)
+	if _, err := unix.InotifyAddWatch(ifd, tmp, unix.IN_OPEN); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("inotify %s: %w", tmp, err)
+	}
+	if err := p.placeFIFO(logsDir, tmp, final); err != nil {
+		f.Close()
 		return nil, err
+	}
+	if err := waitOpened(ifd, time.Now().Add(p.opts.LogdStartTimeout)); err != nil {
+		f.Close()
+		os.Remove(final)
+		return nil, fmt.Errorf("the log daemon of %s did not open %s: %w", logsDir, filepath.Base(final), err)
+	}
+	return f, nil
+}
+
+// placeFIFO renames tmp to final and makes sure a logd runs, under the
+// start lock.
+func (p *Provider) placeFIFO(logsDir, tmp, final string) error {
+	sl, err := os.OpenFile(filepath.Join(logsDir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		os.Remove(tmp)
+		return err
 	}
 	defer sl.Close() // releases the start lock
 	if err := flockRetry(int(sl.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
 		os.Remove(tmp)
-		return nil, fmt.Errorf("lock %s: %w", sl.Name(), err)
+		return fmt.Errorf("lock %s: %w", sl.Name(), err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		f.Close()
 		os.Remove(tmp)
-		return nil, err
+		return err
 	}
 	if err := p.ensureLogd(logsDir); err != nil {
-		f.Close()
 		os.Remove(final)
-		return nil, err
+		return err
 	}
-	return f, nil
+	return nil
+}
+
+// waitOpened waits for an IN_OPEN event on inotify descriptor ifd.
+func waitOpened(ifd int, deadline time.Time) error {
+	var buf [4096]byte
+	fds := []unix.PollFd{{Fd: int32(ifd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Read(ifd, buf[:])
+		if n > 0 {
+			for off := 0; off+unix.SizeofInotifyEvent <= n; {
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				if ev.Mask&unix.IN_OPEN != 0 {
+					return nil
+				}
+				off += unix.SizeofInotifyEvent + int(ev.Len)
+			}
+			continue
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return errors.New("timed out")
+		}
+		unix.Poll(fds, max(int(min(left, time.Second)/time.Millisecond), 1))
+	}
 }
 
 // ensureLogd starts the log daemon of logsDir unless one runs (holds the

@@ -262,6 +262,12 @@ func TestExitCodeOfChild(t *testing.T) {
 }
 
 func TestStopKillsGroupAfterTimeout(t *testing.T) {
+	t.Run("child", func(t *testing.T) { testStopKillsGroup(t, false) })
+	// A Provider that did not start it waits on a pidfd instead.
+	t.Run("adopted", func(t *testing.T) { testStopKillsGroup(t, true) })
+}
+
+func testStopKillsGroup(t *testing.T, fresh bool) {
 	e := newEnv(t, process.Options{})
 	// sh ignores SIGTERM and so do its children (an ignored signal stays
 	// ignored across exec): a grandchild in the background, one in front.
@@ -270,11 +276,15 @@ func TestStopKillsGroupAfterTimeout(t *testing.T) {
 	if !poll(10*time.Second, func() bool { members = groupMembers(hi.Pgid); return len(members) >= 3 }) {
 		t.Fatalf("group %d has members %v, want sh and two sleeps", hi.Pgid, members)
 	}
-	resp, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("stubborn"), Handle: h, Signal: spec.SIGTERM, Timeout: 300 * time.Millisecond})
+	p := e.p
+	if fresh {
+		p = process.New(process.Options{})
+	}
+	resp, err := p.Stop(context.Background(), providers.StopRequest{Addr: addr("stubborn"), Handle: h, Signal: spec.SIGTERM, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Killed || resp.Observed.Signal != "SIGKILL" {
+	if !resp.Killed || (!fresh && resp.Observed.Signal != "SIGKILL") {
 		t.Fatalf("stop: %+v, want killed by SIGKILL", resp)
 	}
 	for _, pid := range members {
@@ -643,7 +653,11 @@ func BenchmarkStart(b *testing.B) {
 	}
 }
 
-func BenchmarkObserve1000(b *testing.B) {
+func BenchmarkObserve1000(b *testing.B)  { benchObserve(b, 1000) }
+func BenchmarkObserve10000(b *testing.B) { benchObserve(b, 10000) }
+
+// benchObserve observes n handles spread over four live sleeps.
+func benchObserve(b *testing.B, n int) {
 	e := &env{p: process.New(process.Options{}), state: b.TempDir()}
 	b.Cleanup(func() { stopLogd(nil, e.state) })
 	var pgids []int
@@ -655,8 +669,8 @@ func BenchmarkObserve1000(b *testing.B) {
 		}
 		hi, _ := process.ParseHandle(resp.Handle)
 		pgids = append(pgids, hi.Pgid)
-		for j := 0; j < 250; j++ {
-			hs[spec.Address{Kind: spec.KindDaemon, Name: "d", Key: spec.IntKey(i*250 + j)}] = resp.Handle
+		for j := 0; j < n/4; j++ {
+			hs[spec.Address{Kind: spec.KindDaemon, Name: "d", Key: spec.IntKey(i*n/4 + j)}] = resp.Handle
 		}
 	}
 	b.Cleanup(func() {
@@ -668,6 +682,45 @@ func BenchmarkObserve1000(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := e.p.Observe(context.Background(), providers.ObserveRequest{Handles: hs}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestLogdHandoverUnderChurn starts short-lived daemons from several
+// goroutines while logd keeps exiting when idle: no daemon's output is
+// lost between one logd and the next.
+func TestLogdHandoverUnderChurn(t *testing.T) {
+	e := newEnv(t, process.Options{LogdIdle: 5 * time.Millisecond})
+	const workers, each = 4, 10
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				name := fmt.Sprintf("churn%d_%d", w, i)
+				r := res(name, "sh", "-c", "echo out-"+name)
+				resp, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state})
+				if err != nil {
+					errs <- err
+					return
+				}
+				hi, _ := process.ParseHandle(resp.Handle)
+				killGroupAtCleanup(t, hi.Pgid)
+				if i%3 == 0 {
+					time.Sleep(time.Duration(i) * time.Millisecond) // vary the interleaving with logd's exits
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for w := 0; w < workers; w++ {
+		for i := 0; i < each; i++ {
+			name := fmt.Sprintf("churn%d_%d", w, i)
+			waitLog(t, filepath.Join(e.state, "logs", "daemon."+name+".log"), "out-"+name+"\n")
 		}
 	}
 }

@@ -198,7 +198,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if err := writeJSONAtomic(confPath, conf); err != nil {
 		return resp, startErr(addr, true, "%w", err)
 	}
-	out, err := p.publishFIFO(logsDir, name)
+	out, err := p.publishFIFO(logsDir, name, cred)
 	if err != nil {
 		return resp, startErr(addr, true, "%w", err)
 	}
@@ -245,7 +245,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		return resp, startErr(addr, true, "process %d vanished before it could be inspected", proc.Pid)
 	}
 	hi := HandleInfo{Pid: proc.Pid, StartTicks: st.StartTicks, Pgid: proc.Pid, Log: logPath, BootID: p.boot.bootID}
-	p.adopt(proc, hi)
+	p.track(proc, hi)
 
 	resp.Handle = hi.Encode()
 	conf.Handle = []byte(resp.Handle)
@@ -282,8 +282,8 @@ func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec) (*os.Process, err
 	return proc, nil
 }
 
-// adopt records a child of this process and reaps it when it exits.
-func (p *Provider) adopt(proc *os.Process, hi HandleInfo) {
+// track records a child of this process and reaps it when it exits.
+func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 	c := &child{done: make(chan struct{})}
 	p.mu.Lock()
 	// Forget children that ended long ago.
@@ -536,6 +536,15 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 	return obs
 }
 
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func exitStatus(st *os.ProcessState, obs *providers.Observed) {
 	if st == nil {
 		return
@@ -600,15 +609,10 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	deadline := time.Now().Add(timeout)
 
 	c := p.child(hi)
-	var ident procIdentity
-	if c != nil {
-		ident = procAlive
-		select {
-		case <-c.done:
-			ident = procGone
-		default:
-		}
-	} else {
+	ident := procAlive
+	if c == nil || isDone(c.done) {
+		// Not a running child of ours: ask /proc. A reaped child's pid
+		// may already belong to someone else.
 		ident = p.identify(hi)
 	}
 	if ident == procOther {
@@ -679,12 +683,8 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: no signal", req.Addr)}
 	}
 	alive := false
-	if c := p.child(hi); c != nil {
-		select {
-		case <-c.done:
-		default:
-			alive = true
-		}
+	if c := p.child(hi); c != nil && !isDone(c.done) {
+		alive = true
 	} else {
 		alive = p.identify(hi) == procAlive
 	}

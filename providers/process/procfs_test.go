@@ -1,0 +1,47 @@
+package process
+
+import (
+	"os"
+	"testing"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+func TestParseStat(t *testing.T) {
+	// A command name with spaces and parentheses, as a process may choose.
+	line := "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615\n"
+	st, ok := parseStat([]byte(line))
+	if !ok || st.State != 'S' || st.Pgid != 4242 || st.Sid != 4242 || st.StartTicks != 987654 {
+		t.Fatalf("parseStat = %+v, %v", st, ok)
+	}
+	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) SS 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"} {
+		if _, ok := parseStat([]byte(bad)); ok {
+			t.Errorf("parseStat(%q) ok", bad)
+		}
+	}
+	if st, ok := readStat(os.Getpid()); !ok || st.State == 'Z' || st.StartTicks == 0 {
+		t.Fatalf("readStat(self) = %+v, %v", st, ok)
+	}
+	if _, ok := readStat(0); ok {
+		t.Fatal("readStat(0) ok")
+	}
+}
+
+func TestFileName(t *testing.T) {
+	for in, want := range map[string]string{
+		`daemon.api`:            "daemon.api",
+		`daemon.api[1]`:         "daemon.api[1]",
+		`daemon.api["eu west"]`: "daemon.api[%22eu%20west%22]",
+		`daemon.api["a/b%"]`:    "daemon.api[%22a%2Fb%25%22]",
+	} {
+		a, err := parseAddr(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := FileName(a); got != want {
+			t.Errorf("FileName(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func parseAddr(s string) (spec.Address, error) { return spec.ParseAddress(s) }
