@@ -7,18 +7,29 @@
 //
 // # Processes
 //
-//	 orch (Provider)                          orch __logd <state>/logs
-//	   |  fork+exec, Setsid                   (own session; one per logs dir,
-//	   |  [via `orch __exec` for umask,        flock logd.lock; exits after
-//	   |   rlimits: same pid, then exec]       LogdIdle with no live FIFO)
-//	   v                                          ^            |
-//	 daemon  (session leader, pgid = pid)         |            | append, rotate
-//	   |-- child    } stop signals go to          |            v
-//	   '-- child    } the whole group (-pgid)     |    <name>.log, .log.1, .log.2
-//	   |                                          |
-//	   '-- stdout+stderr = <name>.fifo (O_RDWR) --'
-//	                        <name>.logconf: max_size, max_files, address,
-//	                                        handle, config hash (for Adopt)
+//	orch (Provider; may exit at any time)
+//	  |
+//	  | fork+exec with Setsid; through `orch __exec ...` (execve in
+//	  | place: same pid) when a umask or rlimits must be set
+//	  v
+//	daemon: own session, pgid = pid  ----- stop/signal: kill(-pgid) -----+
+//	  |-- child       } same process group: stop reaches them all        |
+//	  '-- grandchild  }                                                   |
+//	  |                                                                   |
+//	  | stdout + stderr (one descriptor, opened O_RDWR)                   |
+//	  v                                                                   |
+//	<state>/logs/<name>.fifo      <name>.logconf: address, handle,        |
+//	  |                            config hash, max_size, max_files       |
+//	  | read (fsnotify finds new FIFOs)                                   |
+//	  v                                                                   |
+//	orch __logd <state>/logs: own session, one per directory (flock      |
+//	  |                        logd.lock), exits after LogdIdle idle      |
+//	  | append, rotate by size                                            |
+//	  v                                                                   |
+//	<name>.log  <name>.log.1  ...  <name>.log.<max_files>                 |
+//	                                                                      |
+//	orch, later: Observe/Stop from the handle (pid + start time) ---------+
+//	             Adopt from the .logconf sidecars
 //
 // <name> is FileName(address), for example "daemon.api[1]". Nothing ties a
 // daemon or logd to orch's lifetime: `orch apply` exits and both go on;
@@ -53,7 +64,10 @@
 // open never blocks and the daemon never gets SIGPIPE, even while no logd
 // runs; up to 1 MiB is buffered meanwhile. logd reads every *.fifo of its
 // directory, those present when it starts and those fsnotify reports, and
-// reads a FIFO until its last writer is gone. The handover has no gap:
+// reads a FIFO until its last writer is gone. Start waits (inotify
+// IN_OPEN) until logd has opened the FIFO before it starts the daemon, so
+// even a daemon that writes one line and exits loses nothing. The
+// handover between two logd instances has no gap either:
 // a provider holds logd.start.lock from the rename until it has checked
 // (logd.lock) or started a logd, and logd takes the same lock and scans
 // once more before it decides to exit.

@@ -17,6 +17,10 @@ type procStat struct {
 	Pgid       int    // field 5
 	Sid        int    // field 6
 	StartTicks uint64 // field 22: start time after boot, in clock ticks
+	// ExitStatus is field 52, a zombie's wait status (Linux 3.5+; 0 unless
+	// orch may ptrace the process); HasExit says it was read.
+	ExitStatus int
+	HasExit    bool
 }
 
 // readStat reads and parses /proc/<pid>/stat by hand, with one open, one
@@ -69,11 +73,17 @@ func parseStat(b []byte) (st procStat, ok bool) {
 			st.Sid = atoi(f)
 		case 22:
 			st.StartTicks = atou(f)
-			return st, st.State != 0
+			if st.State != 'Z' {
+				return st, true
+			}
+			ok = true // read on to the exit status of the zombie
+		case 52:
+			st.ExitStatus, st.HasExit = int(atou(f)), true
+			return st, true
 		}
 		field++
 	}
-	return st, false
+	return st, ok
 }
 
 func atoi(b []byte) int {

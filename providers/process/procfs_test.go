@@ -1,8 +1,12 @@
 package process
 
 import (
+	"context"
 	"os"
+	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/spec"
 )
@@ -13,6 +17,26 @@ func TestParseStat(t *testing.T) {
 	st, ok := parseStat([]byte(line))
 	if !ok || st.State != 'S' || st.Pgid != 4242 || st.Sid != 4242 || st.StartTicks != 987654 {
 		t.Fatalf("parseStat = %+v, %v", st, ok)
+	}
+	// A real zombie: a child not waited for yet.
+	cmd := exec.Command("/bin/sh", "-c", "exit 5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, ok = readStat(cmd.Process.Pid)
+		if ok && st.State == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no zombie: %+v %v", st, ok)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !st.HasExit || syscall.WaitStatus(st.ExitStatus).ExitStatus() != 5 {
+		t.Fatalf("zombie stat %+v, want exit status 5", st)
 	}
 	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) SS 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"} {
 		if _, ok := parseStat([]byte(bad)); ok {
@@ -45,3 +69,26 @@ func TestFileName(t *testing.T) {
 }
 
 func parseAddr(s string) (spec.Address, error) { return spec.ParseAddress(s) }
+
+// TestWaitExit covers both ways of waiting for a process that is not our
+// child to exit: pidfd and, where pidfd_open is missing, polling /proc.
+func TestWaitExit(t *testing.T) {
+	p := New(Options{})
+	for _, wait := range []func(context.Context, HandleInfo, func(HandleInfo) procIdentity, time.Time) bool{waitExit, waitExitPolling} {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := readStat(cmd.Process.Pid)
+		hi := HandleInfo{Pid: cmd.Process.Pid, StartTicks: st.StartTicks}
+		if wait(context.Background(), hi, p.identify, time.Now().Add(20*time.Millisecond)) {
+			t.Fatal("a running process counted as exited")
+		}
+		cmd.Process.Kill()
+		// Not reaped: the zombie counts as exited.
+		if !wait(context.Background(), hi, p.identify, time.Now().Add(10*time.Second)) {
+			t.Fatal("exit not seen")
+		}
+		cmd.Wait()
+	}
+}

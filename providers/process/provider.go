@@ -525,11 +525,19 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 		}
 		return obs
 	}
-	switch p.identify(hi) {
+	switch id, st := p.identifyStat(hi); id {
 	case procAlive:
 		obs.State = providers.StateRunning
 	case procZombie:
 		obs.State = providers.StateExited
+		if st.HasExit {
+			ws := syscall.WaitStatus(st.ExitStatus)
+			if ws.Signaled() {
+				obs.Signal = unix.SignalName(ws.Signal())
+			} else {
+				obs.ExitCode = ws.ExitStatus()
+			}
+		}
 	default:
 		obs.State = providers.StateMissing
 	}
@@ -568,19 +576,24 @@ const (
 )
 
 func (p *Provider) identify(hi HandleInfo) procIdentity {
+	id, _ := p.identifyStat(hi)
+	return id
+}
+
+func (p *Provider) identifyStat(hi HandleInfo) (procIdentity, procStat) {
 	if hi.BootID != "" && p.boot.bootID != "" && hi.BootID != p.boot.bootID {
-		return procOther
+		return procOther, procStat{}
 	}
 	st, ok := readStat(hi.Pid)
 	switch {
 	case !ok:
-		return procGone
+		return procGone, st
 	case st.StartTicks != hi.StartTicks:
-		return procOther
+		return procOther, st
 	case st.State == 'Z' || st.State == 'X':
-		return procZombie
+		return procZombie, st
 	}
-	return procAlive
+	return procAlive, st
 }
 
 // Stop sends req.Signal (default SIGTERM), then SIGCONT, to the daemon's

@@ -41,6 +41,11 @@ func waitExit(ctx context.Context, hi HandleInfo, identify func(HandleInfo) proc
 	if errors.Is(err, unix.ESRCH) {
 		return true
 	}
+	return waitExitPolling(ctx, hi, identify, deadline)
+}
+
+// waitExitPolling is waitExit without pidfd: it polls /proc.
+func waitExitPolling(ctx context.Context, hi HandleInfo, identify func(HandleInfo) procIdentity, deadline time.Time) bool {
 	return pollUntil(ctx, deadline, func() bool { return identify(hi) != procAlive })
 }
 
