@@ -1,0 +1,362 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// recorder is a provider that records the order of calls and can be told
+// to fail or to block a start. It tests the executor's scheduling; the
+// real process provider is exercised by cmd/orch's tests.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []string
+	fail     map[string]error
+	block    map[string]chan struct{} // Start of addr waits for the channel
+	started  map[string]chan struct{} // closed when Start of addr begins
+	inflight int
+	maxIn    int
+	nextPid  int
+}
+
+func newRecorder() *recorder {
+	return &recorder{fail: map[string]error{}, block: map[string]chan struct{}{}, started: map[string]chan struct{}{}, nextPid: 100}
+}
+
+func (r *recorder) Schema() spec.RuntimeSchema { return spec.RuntimeSchema{Kind: "process", CommandRequired: true} }
+
+func (r *recorder) Observe(_ context.Context, req providers.ObserveRequest) (providers.ObserveResponse, error) {
+	out := providers.ObserveResponse{Objects: map[spec.Address]providers.Observed{}}
+	for a, h := range req.Handles {
+		var pid int
+		fmt.Sscanf(string(h), "pid=%d", &pid)
+		out.Objects[a] = providers.Observed{State: providers.StateRunning, Pid: pid}
+	}
+	return out, nil
+}
+
+func (r *recorder) Start(_ context.Context, req providers.StartRequest) (providers.StartResponse, error) {
+	a := req.Resource.Addr.String()
+	r.mu.Lock()
+	r.inflight++
+	if r.inflight > r.maxIn {
+		r.maxIn = r.inflight
+	}
+	if ch, ok := r.started[a]; ok {
+		close(ch)
+	}
+	block := r.block[a]
+	r.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight--
+	r.calls = append(r.calls, "start "+a)
+	if err := r.fail[a]; err != nil {
+		return providers.StartResponse{}, &providers.Error{Op: "start", Err: err}
+	}
+	r.nextPid++
+	return providers.StartResponse{Handle: providers.Handle(fmt.Sprintf("pid=%d", r.nextPid)),
+		Observed: providers.Observed{State: providers.StateRunning, Pid: r.nextPid}}, nil
+}
+
+func (r *recorder) Stop(_ context.Context, req providers.StopRequest) (providers.StopResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "stop "+req.Addr.String())
+	return providers.StopResponse{}, nil
+}
+
+func (r *recorder) index(call string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, c := range r.calls {
+		if c == call {
+			return i
+		}
+	}
+	return -1
+}
+
+type fixture struct {
+	t     *testing.T
+	rec   *recorder
+	store *state.Store
+	ex    *Executor
+}
+
+func newFixture(t *testing.T) *fixture {
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{Operation: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec := newRecorder()
+	return &fixture{t: t, rec: rec, store: st,
+		ex: &Executor{Providers: Providers{"process": rec}, Store: st, Project: "p", StateDir: t.TempDir()}}
+}
+
+func (f *fixture) load(src string) *spec.Config {
+	cfg, diags := spec.LoadFS(fstest.MapFS{"main.hcl": {Data: []byte(src)}}, "/project",
+		spec.Options{Schemas: f.ex.Providers.Schemas()})
+	if diags.HasErrors() {
+		f.t.Fatal(diags.Error())
+	}
+	return cfg
+}
+
+// apply plans cfg against the store and applies the plan.
+func (f *fixture) apply(ctx context.Context, cfg *spec.Config, destroy bool) (*planner.Plan, *Result, error) {
+	stored, err := f.store.List()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	in, err := Refresh(context.Background(), cfg, stored, f.ex.Providers, "p", f.ex.StateDir)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	in.Destroy = destroy
+	p, diags := planner.Make(in)
+	if diags.HasErrors() {
+		f.t.Fatal(diags.Error())
+	}
+	res, err := f.ex.Apply(ctx, cfg, p)
+	return p, res, err
+}
+
+const chain = `
+daemon "c" {
+  command = ["/bin/c"]
+}
+daemon "b" {
+  command    = ["/bin/b"]
+  depends_on = [daemon.c]
+}
+daemon "a" {
+  command = ["/bin/a", daemon.b.name]
+}
+daemon "solo" {
+  command = ["/bin/solo"]
+}
+`
+
+func TestApplyOrder(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.load(chain)
+	if _, res, err := f.apply(context.Background(), cfg, false); err != nil || len(res.Diagnostics) > 0 {
+		t.Fatalf("apply: %v %v", err, res.Diagnostics)
+	}
+	if !(f.rec.index("start daemon.c") < f.rec.index("start daemon.b") && f.rec.index("start daemon.b") < f.rec.index("start daemon.a")) {
+		t.Fatalf("dependencies did not start first: %v", f.rec.calls)
+	}
+	insts, _ := f.store.List()
+	if len(insts) != 4 {
+		t.Fatalf("state has %d records, want 4", len(insts))
+	}
+	// A second plan is empty: apply recorded exactly what it did.
+	p, _, _ := f.apply(context.Background(), cfg, false)
+	if p.HasChanges() {
+		t.Fatalf("plan after apply has changes:\n%s", planner.Render(p, planner.RenderOptions{}))
+	}
+	// Destroy runs in reverse dependency order.
+	f.rec.calls = nil
+	if _, res, err := f.apply(context.Background(), cfg, true); err != nil || len(res.Diagnostics) > 0 {
+		t.Fatalf("destroy: %v %v", err, res.Diagnostics)
+	}
+	if !(f.rec.index("stop daemon.a") < f.rec.index("stop daemon.b") && f.rec.index("stop daemon.b") < f.rec.index("stop daemon.c")) {
+		t.Fatalf("destroy not in reverse order: %v", f.rec.calls)
+	}
+	if insts, _ := f.store.List(); len(insts) != 0 {
+		t.Fatalf("state not empty after destroy: %v", insts)
+	}
+}
+
+func TestRemovedInstancesStopInReverseOrder(t *testing.T) {
+	f := newFixture(t)
+	f.apply(context.Background(), f.load(chain), false)
+	f.rec.calls = nil
+	// Remove a, b and c from the configuration: they are deleted, dependents first,
+	// from the dependencies recorded in state.
+	f.apply(context.Background(), f.load(`daemon "solo" {
+  command = ["/bin/solo"]
+}
+`), false)
+	if !(f.rec.index("stop daemon.a") < f.rec.index("stop daemon.b") && f.rec.index("stop daemon.b") < f.rec.index("stop daemon.c")) {
+		t.Fatalf("removed instances not stopped in reverse order: %v", f.rec.calls)
+	}
+}
+
+func TestFailureSkipsDependentsOnly(t *testing.T) {
+	f := newFixture(t)
+	f.rec.fail["daemon.b"] = errors.New("exec: /bin/b: no such file or directory")
+	_, res, err := f.apply(context.Background(), f.load(chain), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := map[string]Outcome{}
+	for _, o := range res.Outcomes {
+		outcome[o.Addr.String()] = o
+	}
+	if outcome["daemon.b"].Err == nil || outcome["daemon.a"].Skipped == "" || outcome["daemon.solo"].Err != nil || outcome["daemon.c"].Err != nil {
+		t.Fatalf("outcomes: %+v", outcome)
+	}
+	if !strings.Contains(outcome["daemon.a"].Skipped, "daemon.b failed") {
+		t.Fatalf("skip reason: %q", outcome["daemon.a"].Skipped)
+	}
+	if f.rec.index("start daemon.a") >= 0 {
+		t.Fatal("the dependent of a failed step was started")
+	}
+	if len(res.Diagnostics) != 1 || res.Diagnostics[0].Subject == nil || res.Diagnostics[0].Subject.Start.Line != 6 {
+		t.Fatalf("want one diagnostic at the command of daemon.b (line 6), got %v", res.Diagnostics)
+	}
+	b, err := f.store.Get(spec.Address{Kind: spec.KindDaemon, Name: "b"})
+	if err != nil || b.Status != StatusFailed || !strings.Contains(b.LastError, "no such file") {
+		t.Fatalf("failed instance not recorded: %+v %v", b, err)
+	}
+	// Fixed: the next apply starts b and then a.
+	delete(f.rec.fail, "daemon.b")
+	_, res, _ = f.apply(context.Background(), f.load(chain), false)
+	if len(res.Diagnostics) != 0 || f.rec.index("start daemon.a") < 0 {
+		t.Fatalf("recovery apply: %v %v", res.Diagnostics, f.rec.calls)
+	}
+}
+
+func TestParallelismBound(t *testing.T) {
+	f := newFixture(t)
+	f.ex.Parallelism = 3
+	release := make(chan struct{})
+	var src strings.Builder
+	for i := 0; i < 12; i++ {
+		fmt.Fprintf(&src, "daemon \"d%02d\" {\n  command = [\"/bin/x\"]\n}\n", i)
+		f.rec.block[fmt.Sprintf("daemon.d%02d", i)] = release
+	}
+	for i := 0; i < 3; i++ {
+		f.rec.started[fmt.Sprintf("daemon.d%02d", i)] = make(chan struct{})
+	}
+	done := make(chan struct{})
+	go func() {
+		f.apply(context.Background(), f.load(src.String()), false)
+		close(done)
+	}()
+	// the first three (in address order) start together
+	for i := 0; i < 3; i++ {
+		<-f.rec.started[fmt.Sprintf("daemon.d%02d", i)]
+	}
+	close(release)
+	<-done
+	if f.rec.maxIn != 3 {
+		t.Fatalf("max steps in flight = %d, want 3", f.rec.maxIn)
+	}
+}
+
+func TestReplaceOrdering(t *testing.T) {
+	for _, cbd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("create_before_destroy=%v", cbd), func(t *testing.T) {
+			f := newFixture(t)
+			src := fmt.Sprintf("daemon \"x\" {\n  command = [\"/bin/x\", \"%%s\"]\n  lifecycle {\n    create_before_destroy = %v\n  }\n}\n", cbd)
+			f.apply(context.Background(), f.load(fmt.Sprintf(src, "1")), false)
+			f.rec.calls = nil
+			_, res, err := f.apply(context.Background(), f.load(fmt.Sprintf(src, "2")), false)
+			if err != nil || len(res.Diagnostics) > 0 {
+				t.Fatal(err, res.Diagnostics)
+			}
+			stop, start := f.rec.index("stop daemon.x"), f.rec.index("start daemon.x")
+			if stop < 0 || start < 0 || (start < stop) != cbd {
+				t.Fatalf("calls %v", f.rec.calls)
+			}
+			inst, err := f.store.Get(spec.Address{Kind: spec.KindDaemon, Name: "x"})
+			if err != nil || !strings.Contains(string(inst.Config), "/bin/x") || inst.Status != StatusRunning {
+				t.Fatalf("record after replace: %+v %v", inst, err)
+			}
+		})
+	}
+}
+
+func TestInterruptFinishesInFlight(t *testing.T) {
+	f := newFixture(t)
+	f.ex.Parallelism = 1
+	release := make(chan struct{})
+	f.rec.block["daemon.a0"] = release
+	f.rec.started["daemon.a0"] = make(chan struct{})
+	src := ""
+	for i := 0; i < 5; i++ {
+		src += fmt.Sprintf("daemon \"a%d\" {\n  command = [\"/bin/x\"]\n}\n", i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	type out struct {
+		res *Result
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		_, res, err := f.apply(ctx, f.load(src), false)
+		ch <- out{res, err}
+	}()
+	<-f.rec.started["daemon.a0"]
+	cancel()
+	// The in-flight step is still blocked: the apply waits for it.
+	select {
+	case o := <-ch:
+		t.Fatalf("apply returned while a step was in flight: %v", o.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	o := <-ch
+	if !errors.Is(o.err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", o.err)
+	}
+	insts, _ := f.store.List()
+	if len(insts) != 1 || insts[0].Addr.Name != "a0" {
+		t.Fatalf("state after interrupt: %+v (want only the in-flight a0 recorded)", insts)
+	}
+	if f.rec.index("start daemon.a1") >= 0 {
+		t.Fatal("a step started after the interrupt")
+	}
+}
+
+// countingStore counts transactions, to check that steps share them.
+type countingStore struct {
+	*state.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingStore) Update(fn func(tx *state.Tx) error) error {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.Store.Update(fn)
+}
+
+func TestEveryStepRecorded(t *testing.T) {
+	f := newFixture(t)
+	cs := &countingStore{Store: f.store}
+	f.ex.Store = cs
+	f.ex.Parallelism = 64
+	_, res, err := f.apply(context.Background(), f.load("daemon \"w\" {\n  count = 200\n  command = [\"/bin/w\"]\n}\n"), false)
+	if err != nil || len(res.Diagnostics) > 0 {
+		t.Fatal(err, res.Diagnostics)
+	}
+	insts, _ := f.store.List()
+	if len(insts) != 200 {
+		t.Fatalf("%d records, want 200", len(insts))
+	}
+	if cs.n > 200 {
+		t.Fatalf("%d transactions for 200 steps", cs.n)
+	}
+	t.Logf("200 steps recorded in %d transactions", cs.n)
+}
