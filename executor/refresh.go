@@ -3,7 +3,9 @@ package executor
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
@@ -47,11 +49,10 @@ func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 		Adoptable: map[spec.Address]providers.Adoptable{},
 	}
 	byRuntime := map[spec.Address]map[spec.Address]providers.Handle{}
-	for _, inst := range stored {
-		st := &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle, Status: inst.Status}
-		if snap, err := planner.DecodeSnapshot(inst.Config); err == nil {
-			st.Snapshot = snap
-		}
+	snaps := decodeSnapshots(stored)
+	for i, inst := range stored {
+		st := &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle, Status: inst.Status,
+			Snapshot: snaps[i]}
 		in.Stored[inst.Addr] = st
 		if inst.Runtime.IsZero() || len(inst.Handle) == 0 {
 			continue
@@ -100,4 +101,37 @@ func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 		}
 	}
 	return in, nil
+}
+
+// decodeSnapshots decodes the stored configurations (nil where one is
+// unreadable). Decoding is most of the CPU time of refreshing thousands of
+// instances, so large states are decoded on every CPU.
+func decodeSnapshots(stored []state.Instance) []*planner.Snapshot {
+	out := make([]*planner.Snapshot, len(stored))
+	decode := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if snap, err := planner.DecodeSnapshot(stored[i].Config); err == nil {
+				out[i] = snap
+			}
+		}
+	}
+	workers := 1
+	if len(stored) >= 1024 {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	if workers <= 1 {
+		decode(0, len(stored))
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(stored) + workers - 1) / workers
+	for lo := 0; lo < len(stored); lo += chunk {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			decode(lo, hi)
+		}(lo, min(lo+chunk, len(stored)))
+	}
+	wg.Wait()
+	return out
 }

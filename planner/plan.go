@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/orch-dev/orch/providers"
@@ -79,12 +80,17 @@ type Change struct {
 	CreateBeforeDestroy bool
 	// Observed is what runs now (zero for Create).
 	Observed providers.Observed
+
+	hash string // Desired.Hash(), once Make computed it
 }
 
 // Hash returns the config hash of the desired configuration, or "".
 func (c *Change) Hash() string {
 	if c.Desired == nil {
 		return ""
+	}
+	if c.hash != "" {
+		return c.hash
 	}
 	return c.Desired.Hash()
 }
@@ -209,7 +215,8 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		}
 		c.Prior = &Stored{Addr: r.Addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		c.Observed = ad.Observed
-		if ad.ConfigHash == desired.Hash() {
+		c.hash = desired.Hash()
+		if ad.ConfigHash == c.hash {
 			c.Action = Adopt
 			c.Reason = "running, ours, and missing from state"
 			return c, nil
@@ -227,7 +234,14 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		return c, guardReplace(r, c)
 	}
 	applyIgnoreChanges(desired, old, r.Lifecycle.IgnoreChanges)
-	c.Diffs = diff(old, desired)
+	c.hash = desired.Hash()
+	// The config hash is that of the canonical encoding the instance was
+	// applied with (see Snapshot.Hash): when it is the desired one,
+	// nothing differs, and the attribute by attribute diff (a good part
+	// of a no-op plan of thousands of instances) is not needed.
+	if st.ConfigHash != c.hash {
+		c.Diffs = diff(old, desired)
+	}
 	for _, d := range c.Diffs {
 		if d.ForcesReplacement {
 			c.ForcedBy = append(c.ForcedBy, d.Name)
@@ -358,7 +372,9 @@ func diff(old, desired *Snapshot) []AttrDiff {
 	for _, name := range sortedSet(names) {
 		o, oldOK := old.Values[name]
 		n, newOK := desired.Values[name]
-		if oldOK && newOK && o.Equals(n).True() {
+		// Snapshot values are known and unmarked (Encode refuses others),
+		// and for those RawEquals is Equals without its deep walks.
+		if oldOK && newOK && equalValues(o, n) {
 			continue
 		}
 		d := AttrDiff{Name: name, ForcesReplacement: desired.Forces[name] || (!newOK && old.Forces[name]),
@@ -380,13 +396,37 @@ func diff(old, desired *Snapshot) []AttrDiff {
 func fingerprint(p *Plan) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "config %s destroy %v\n", p.ConfigHash, p.Destroy)
+	// Per change, the same text as
+	//	"%s %s %s" addr, action, hash
+	//	" prior %s %x" config hash, handle
+	//	" observed %s %d %s %d %s\n" state, pid, id, exit code, signal
+	// without fmt, which took a good part of a 10,000-instance plan.
+	var b []byte
 	for _, c := range p.Changes {
-		fmt.Fprintf(h, "%s %s %s", c.Addr, c.Action, c.Hash())
+		b = append(b[:0], c.Addr.String()...)
+		b = append(b, ' ')
+		b = append(b, c.Action.String()...)
+		b = append(b, ' ')
+		b = append(b, c.Hash()...)
 		if c.Prior != nil {
-			fmt.Fprintf(h, " prior %s %x", c.Prior.ConfigHash, []byte(c.Prior.Handle))
+			b = append(b, " prior "...)
+			b = append(b, c.Prior.ConfigHash...)
+			b = append(b, ' ')
+			b = hex.AppendEncode(b, c.Prior.Handle)
 		}
 		o := c.Observed
-		fmt.Fprintf(h, " observed %s %d %s %d %s\n", o.State, o.Pid, o.ID, o.ExitCode, o.Signal)
+		b = append(b, " observed "...)
+		b = append(b, o.State.String()...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(o.Pid), 10)
+		b = append(b, ' ')
+		b = append(b, o.ID...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(o.ExitCode), 10)
+		b = append(b, ' ')
+		b = append(b, o.Signal...)
+		b = append(b, '\n')
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

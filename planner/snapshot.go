@@ -292,6 +292,15 @@ const sensitivePrefix = "sensitive:sha256:"
 // Encode returns the canonical JSON of s. Callers store Redacted
 // snapshots only.
 func (s *Snapshot) Encode() []byte {
+	if b, ok := s.appendEncode(make([]byte, 0, 1024)); ok {
+		return b
+	}
+	return s.encodeSlow()
+}
+
+// encodeSlow is Encode through encoding/json and cty/json: for what
+// appendEncode does not handle, and the reference it is tested against.
+func (s *Snapshot) encodeSlow() []byte {
 	j := snapshotJSON{Format: 1, Kind: s.Kind.String(), Values: map[string]json.RawMessage{},
 		PreventDestroy: s.PreventDestroy, CreateBeforeDestroy: s.CreateBeforeDestroy}
 	if !s.Runtime.IsZero() {
@@ -322,6 +331,14 @@ func (s *Snapshot) Hash() string {
 
 // DecodeSnapshot reads what Encode wrote.
 func DecodeSnapshot(b []byte) (*Snapshot, error) {
+	if s, ok := decodeFast(b); ok {
+		return s, nil
+	}
+	return decodeSlow(b)
+}
+
+// decodeSlow is DecodeSnapshot through encoding/json and cty/json.
+func decodeSlow(b []byte) (*Snapshot, error) {
 	var j snapshotJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("stored configuration is not valid: %w", err)

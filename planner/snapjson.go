@@ -1,0 +1,805 @@
+package planner
+
+import (
+	"encoding/json"
+	"math/big"
+	"sort"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/orch-dev/orch/spec"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// Fast paths of Encode and DecodeSnapshot. A no-op plan of 10,000
+// instances decodes 10,000 stored snapshots and encodes (hashes) 10,000
+// desired ones; through encoding/json and cty/json (reflection, token
+// streams) that took most of the plan's time. The code here writes and
+// reads the same bytes by hand for the shapes snapshots have: strings,
+// numbers, bools, lists, sets, maps, tuples and objects of them. Anything
+// else (dynamic or capsule types, optional attributes, JSON it does not
+// expect) goes to the general code, so the encoding stays byte for byte
+// what encoding/json and cty/json produce.
+
+// appendEncode appends the canonical JSON of s (see Encode), or reports
+// false when s holds something only the general encoder handles.
+func (s *Snapshot) appendEncode(b []byte) ([]byte, bool) {
+	b = append(b, `{"format":1,"kind":`...)
+	b = appendString(b, s.Kind.String())
+	if !s.Runtime.IsZero() {
+		b = append(b, `,"runtime":`...)
+		b = appendString(b, s.Runtime.String())
+	}
+	b = append(b, `,"values":{`...)
+	names := make([]string, 0, len(s.Values))
+	for k := range s.Values {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for i, k := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		v := s.Values[k]
+		b = append(b, `:{"t":`...)
+		var ok bool
+		if b, ok = appendType(b, v.Type()); !ok {
+			return b, false
+		}
+		b = append(b, `,"v":`...)
+		if b, ok = appendValue(b, v, v.Type()); !ok {
+			return b, false
+		}
+		b = append(b, '}')
+	}
+	b = append(b, '}')
+	b = appendStrings(b, `,"forces":`, sortedSet(s.Forces))
+	b = appendStrings(b, `,"sensitive":`, sortedSet(s.Sensitive))
+	if len(s.DependsOn) > 0 {
+		deps := make([]string, len(s.DependsOn))
+		for i, d := range s.DependsOn {
+			deps[i] = d.String()
+		}
+		sort.Strings(deps)
+		b = appendStrings(b, `,"depends_on":`, deps)
+	}
+	if s.PreventDestroy {
+		b = append(b, `,"prevent_destroy":true`...)
+	}
+	if s.CreateBeforeDestroy {
+		b = append(b, `,"create_before_destroy":true`...)
+	}
+	return append(b, '}'), true
+}
+
+// appendStrings appends key and a JSON array of xs, unless xs is empty
+// (omitempty).
+func appendStrings(b []byte, key string, xs []string) []byte {
+	if len(xs) == 0 {
+		return b
+	}
+	b = append(b, key...)
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, x)
+	}
+	return append(b, ']')
+}
+
+// appendString appends s as encoding/json writes it (HTML-escaped).
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendType appends what cty.Type.MarshalJSON writes.
+func appendType(b []byte, t cty.Type) ([]byte, bool) {
+	switch {
+	case t == cty.String:
+		return append(b, `"string"`...), true
+	case t == cty.Number:
+		return append(b, `"number"`...), true
+	case t == cty.Bool:
+		return append(b, `"bool"`...), true
+	case t.IsListType(), t.IsSetType(), t.IsMapType():
+		switch {
+		case t.IsListType():
+			b = append(b, `["list",`...)
+		case t.IsSetType():
+			b = append(b, `["set",`...)
+		default:
+			b = append(b, `["map",`...)
+		}
+		b, ok := appendType(b, t.ElementType())
+		return append(b, ']'), ok
+	case t.IsObjectType():
+		if len(t.OptionalAttributes()) > 0 {
+			return b, false
+		}
+		atys := t.AttributeTypes()
+		b = append(b, `["object",{`...)
+		for i, k := range sortedKeys(atys) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			var ok bool
+			if b, ok = appendType(b, atys[k]); !ok {
+				return b, false
+			}
+		}
+		return append(b, "}]"...), true
+	case t.IsTupleType():
+		b = append(b, `["tuple",[`...)
+		for i, et := range t.TupleElementTypes() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendType(b, et); !ok {
+				return b, false
+			}
+		}
+		return append(b, "]]"...), true
+	}
+	return b, false // dynamic, capsule
+}
+
+func sortedKeys(m map[string]cty.Type) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// appendValue appends what cty/json's Marshal(v, t) writes, for a v of
+// type t.
+func appendValue(b []byte, v cty.Value, t cty.Type) ([]byte, bool) {
+	if v.IsMarked() || !v.IsKnown() || t == cty.DynamicPseudoType {
+		return b, false
+	}
+	if v.IsNull() {
+		return append(b, "null"...), true
+	}
+	ok := true
+	switch {
+	case t == cty.String:
+		return appendString(b, v.AsString()), true
+	case t == cty.Number:
+		f := v.AsBigFloat()
+		if f.IsInf() {
+			return b, false
+		}
+		if i, acc := f.Int64(); acc == big.Exact && (i != 0 || !f.Signbit()) {
+			return strconv.AppendInt(b, i, 10), true // what Append writes for an integer, faster
+		}
+		return f.Append(b, 'f', -1), true
+	case t == cty.Bool:
+		if v.True() {
+			return append(b, "true"...), true
+		}
+		return append(b, "false"...), true
+	case t.IsListType(), t.IsSetType():
+		b = append(b, '[')
+		et := t.ElementType()
+		i := 0
+		for it := v.ElementIterator(); it.Next() && ok; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			_, ev := it.Element()
+			b, ok = appendValue(b, ev, et)
+		}
+		return append(b, ']'), ok
+	case t.IsTupleType():
+		b = append(b, '[')
+		ets := t.TupleElementTypes()
+		i := 0
+		for it := v.ElementIterator(); it.Next() && ok; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			_, ev := it.Element()
+			b, ok = appendValue(b, ev, ets[i])
+		}
+		return append(b, ']'), ok
+	case t.IsMapType():
+		b = append(b, '{')
+		et := t.ElementType()
+		i := 0
+		for it := v.ElementIterator(); it.Next() && ok; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			ek, ev := it.Element()
+			b = appendString(b, ek.AsString())
+			b = append(b, ':')
+			b, ok = appendValue(b, ev, et)
+		}
+		return append(b, '}'), ok
+	case t.IsObjectType():
+		b = append(b, '{')
+		atys := t.AttributeTypes()
+		for i, k := range sortedKeys(atys) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			if b, ok = appendValue(b, v.GetAttr(k), atys[k]); !ok {
+				break
+			}
+		}
+		return append(b, '}'), ok
+	}
+	return b, false
+}
+
+// decodeFast reads what appendEncode writes (and what Encode wrote before
+// it). It reports false for anything else, for DecodeSnapshot's general
+// path to read.
+func decodeFast(b []byte) (*Snapshot, bool) {
+	r := &jreader{b: b}
+	s := &Snapshot{Values: map[string]cty.Value{}, Forces: map[string]bool{}, Sensitive: map[string]bool{}}
+	if !r.delim('{') {
+		return nil, false
+	}
+	format := 0
+	seen := map[string]bool{}
+	for first := true; ; first = false {
+		if r.delim('}') {
+			break
+		}
+		if !first && !r.delim(',') {
+			return nil, false
+		}
+		key, ok := r.str()
+		if !ok || !r.delim(':') || seen[key] {
+			return nil, false
+		}
+		seen[key] = true
+		switch key {
+		case "format":
+			n, ok := r.number()
+			if !ok || n != "1" {
+				return nil, false
+			}
+			format = 1
+		case "kind":
+			k, ok := r.str()
+			if !ok {
+				return nil, false
+			}
+			s.Kind = spec.ParseKind(k)
+		case "runtime":
+			a, ok := r.addr()
+			if !ok {
+				return nil, false
+			}
+			s.Runtime = a
+		case "values":
+			if !r.values(s.Values) {
+				return nil, false
+			}
+		case "forces", "sensitive":
+			m := s.Forces
+			if key == "sensitive" {
+				m = s.Sensitive
+			}
+			if !r.strings(func(x string) bool { m[x] = true; return true }) {
+				return nil, false
+			}
+		case "depends_on":
+			if !r.strings(func(x string) bool {
+				a, ok := parseAddrFast(x)
+				s.DependsOn = append(s.DependsOn, a)
+				return ok
+			}) {
+				return nil, false
+			}
+		case "prevent_destroy", "create_before_destroy":
+			v, ok := r.boolean()
+			if !ok {
+				return nil, false
+			}
+			if key == "prevent_destroy" {
+				s.PreventDestroy = v
+			} else {
+				s.CreateBeforeDestroy = v
+			}
+		default:
+			return nil, false
+		}
+	}
+	r.ws()
+	return s, format == 1 && r.i == len(r.b)
+}
+
+// jreader is a minimal JSON reader for decodeFast: every method skips
+// white space first and reports false on anything unexpected.
+type jreader struct {
+	b []byte
+	i int
+}
+
+func (r *jreader) ws() {
+	for r.i < len(r.b) {
+		switch r.b[r.i] {
+		case ' ', '\t', '\n', '\r':
+			r.i++
+		default:
+			return
+		}
+	}
+}
+
+// delim consumes c if it comes next.
+func (r *jreader) delim(c byte) bool {
+	r.ws()
+	if r.i < len(r.b) && r.b[r.i] == c {
+		r.i++
+		return true
+	}
+	return false
+}
+
+func (r *jreader) peek() byte {
+	r.ws()
+	if r.i < len(r.b) {
+		return r.b[r.i]
+	}
+	return 0
+}
+
+// str reads a string. Strings with escapes or non-ASCII bytes are
+// decoded by encoding/json.
+func (r *jreader) str() (string, bool) {
+	if !r.delim('"') {
+		return "", false
+	}
+	start := r.i
+	plain := true
+	for r.i < len(r.b) {
+		c := r.b[r.i]
+		switch {
+		case c == '"':
+			r.i++
+			if plain {
+				return string(r.b[start : r.i-1]), true
+			}
+			var s string
+			if err := json.Unmarshal(r.b[start-1:r.i], &s); err != nil {
+				return "", false
+			}
+			return s, true
+		case c == '\\':
+			plain = false
+			r.i += 2
+			continue
+		case c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			plain = false
+		}
+		r.i++
+	}
+	return "", false
+}
+
+// number reads a number's text, as JSON's grammar has it:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (r *jreader) number() (string, bool) {
+	r.ws()
+	start := r.i
+	at := func(set string) bool {
+		if r.i < len(r.b) {
+			for j := 0; j < len(set); j++ {
+				if r.b[r.i] == set[j] {
+					r.i++
+					return true
+				}
+			}
+		}
+		return false
+	}
+	digits := func() int {
+		n := 0
+		for r.i < len(r.b) && '0' <= r.b[r.i] && r.b[r.i] <= '9' {
+			r.i++
+			n++
+		}
+		return n
+	}
+	at("-")
+	if !at("0") && (r.i >= len(r.b) || r.b[r.i] < '1' || r.b[r.i] > '9' || digits() == 0) {
+		return "", false
+	}
+	if at(".") && digits() == 0 {
+		return "", false
+	}
+	if at("eE") {
+		at("+-")
+		if digits() == 0 {
+			return "", false
+		}
+	}
+	return string(r.b[start:r.i]), true
+}
+
+func (r *jreader) literal(lit string) bool {
+	r.ws()
+	if len(r.b)-r.i >= len(lit) && string(r.b[r.i:r.i+len(lit)]) == lit {
+		r.i += len(lit)
+		return true
+	}
+	return false
+}
+
+func (r *jreader) boolean() (bool, bool) {
+	switch {
+	case r.literal("true"):
+		return true, true
+	case r.literal("false"):
+		return false, true
+	}
+	return false, false
+}
+
+func (r *jreader) strings(each func(string) bool) bool {
+	if r.literal("null") {
+		return true
+	}
+	if !r.delim('[') {
+		return false
+	}
+	for first := true; !r.delim(']'); first = false {
+		if !first && !r.delim(',') {
+			return false
+		}
+		s, ok := r.str()
+		if !ok || !each(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *jreader) addr() (spec.Address, bool) {
+	s, ok := r.str()
+	if !ok {
+		return spec.Address{}, false
+	}
+	return parseAddrFast(s)
+}
+
+// values reads the "values" object: name -> {"t": type, "v": value}.
+func (r *jreader) values(m map[string]cty.Value) bool {
+	if !r.delim('{') {
+		return false
+	}
+	for first := true; !r.delim('}'); first = false {
+		if !first && !r.delim(',') {
+			return false
+		}
+		name, ok := r.str()
+		if !ok || !r.delim(':') || !r.delim('{') {
+			return false
+		}
+		// Encode writes "t" before "v"; the value needs the type.
+		if k, ok := r.str(); !ok || k != "t" || !r.delim(':') {
+			return false
+		}
+		start := r.i
+		if !r.skip() {
+			return false
+		}
+		ty, ok := typeOf(r.b[start:r.i])
+		if !ok || !r.delim(',') {
+			return false
+		}
+		if k, ok := r.str(); !ok || k != "v" || !r.delim(':') {
+			return false
+		}
+		v, ok := r.value(ty)
+		if !ok || !r.delim('}') {
+			return false
+		}
+		m[name] = v
+	}
+	return true
+}
+
+// skip passes over one value of any kind.
+func (r *jreader) skip() bool {
+	switch c := r.peek(); {
+	case c == '"':
+		_, ok := r.str()
+		return ok
+	case c == '[' || c == '{':
+		r.i++
+		end := byte(']')
+		if c == '{' {
+			end = '}'
+		}
+		for first := true; !r.delim(end); first = false {
+			if !first && !r.delim(',') {
+				return false
+			}
+			if c == '{' {
+				if _, ok := r.str(); !ok || !r.delim(':') {
+					return false
+				}
+			}
+			if !r.skip() {
+				return false
+			}
+		}
+		return true
+	case c == 't' || c == 'f':
+		_, ok := r.boolean()
+		return ok
+	case c == 'n':
+		return r.literal("null")
+	default:
+		_, ok := r.number()
+		return ok
+	}
+}
+
+// value reads a value of type ty as cty/json's Unmarshal does.
+func (r *jreader) value(ty cty.Type) (cty.Value, bool) {
+	if r.literal("null") {
+		return cty.NullVal(ty), true
+	}
+	switch {
+	case ty == cty.String:
+		s, ok := r.str()
+		return cty.StringVal(s), ok
+	case ty == cty.Number:
+		n, ok := r.number()
+		if !ok {
+			return cty.NilVal, false
+		}
+		v, err := cty.ParseNumberVal(n)
+		return v, err == nil
+	case ty == cty.Bool:
+		v, ok := r.boolean()
+		return cty.BoolVal(v), ok
+	case ty.IsListType(), ty.IsSetType():
+		et := ty.ElementType()
+		var vals []cty.Value
+		if !r.delim('[') {
+			return cty.NilVal, false
+		}
+		for first := true; !r.delim(']'); first = false {
+			if !first && !r.delim(',') {
+				return cty.NilVal, false
+			}
+			v, ok := r.value(et)
+			if !ok {
+				return cty.NilVal, false
+			}
+			vals = append(vals, v)
+		}
+		switch {
+		case ty.IsListType() && len(vals) == 0:
+			return cty.ListValEmpty(et), true
+		case ty.IsListType():
+			return cty.ListVal(vals), true
+		case len(vals) == 0:
+			return cty.SetValEmpty(et), true
+		}
+		return cty.SetVal(vals), true
+	case ty.IsMapType(), ty.IsObjectType():
+		isMap := ty.IsMapType()
+		if !isMap && len(ty.OptionalAttributes()) > 0 {
+			return cty.NilVal, false
+		}
+		vals := map[string]cty.Value{}
+		if !r.delim('{') {
+			return cty.NilVal, false
+		}
+		for first := true; !r.delim('}'); first = false {
+			if !first && !r.delim(',') {
+				return cty.NilVal, false
+			}
+			k, ok := r.str()
+			if !ok || !r.delim(':') {
+				return cty.NilVal, false
+			}
+			et := cty.NilType
+			if isMap {
+				et = ty.ElementType()
+			} else if !ty.HasAttribute(k) {
+				return cty.NilVal, false
+			} else {
+				et = ty.AttributeType(k)
+			}
+			v, ok := r.value(et)
+			if !ok {
+				return cty.NilVal, false
+			}
+			vals[k] = v
+		}
+		if isMap {
+			if len(vals) == 0 {
+				return cty.MapValEmpty(ty.ElementType()), true
+			}
+			return cty.MapVal(vals), true
+		}
+		for k, at := range ty.AttributeTypes() {
+			if _, ok := vals[k]; !ok {
+				vals[k] = cty.NullVal(at)
+			}
+		}
+		if len(vals) == 0 {
+			return cty.EmptyObjectVal, true
+		}
+		return cty.ObjectVal(vals), true
+	}
+	return cty.NilVal, false // tuples, dynamic, capsules: the general path
+}
+
+// typeCache remembers decoded types by their JSON: a configuration has
+// few distinct ones. Types are immutable values, safe to share.
+var typeCache = struct {
+	sync.Mutex
+	m map[string]cty.Type
+}{m: map[string]cty.Type{}}
+
+// typeOf decodes a type's JSON.
+func typeOf(b []byte) (cty.Type, bool) {
+	switch string(b) {
+	case `"string"`:
+		return cty.String, true
+	case `"number"`:
+		return cty.Number, true
+	case `"bool"`:
+		return cty.Bool, true
+	case `["list","string"]`:
+		return cty.List(cty.String), true
+	case `["map","string"]`:
+		return cty.Map(cty.String), true
+	}
+	typeCache.Lock()
+	t, ok := typeCache.m[string(b)]
+	typeCache.Unlock()
+	if ok {
+		return t, true
+	}
+	t, err := ctyjson.UnmarshalType(b)
+	if err != nil || t == cty.DynamicPseudoType {
+		return cty.NilType, false
+	}
+	typeCache.Lock()
+	if len(typeCache.m) >= 4096 {
+		clear(typeCache.m) // bounded: types of hostile or odd state files
+	}
+	typeCache.m[string(b)] = t
+	typeCache.Unlock()
+	return t, true
+}
+
+// parseAddrFast reads the addresses a snapshot holds (runtime.process.host,
+// daemon.db, daemon.api[3]) without the HCL parser, accepting them only
+// when they render back to the same text; other forms go through
+// spec.ParseAddress.
+func parseAddrFast(s string) (spec.Address, bool) {
+	var a spec.Address
+	i := 0
+	word := func() string {
+		j := i
+		for j < len(s) {
+			c := s[j]
+			if c == '_' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+				j++
+				continue
+			}
+			break
+		}
+		w := s[i:j]
+		i = j
+		return w
+	}
+	dot := func() bool {
+		if i < len(s) && s[i] == '.' {
+			i++
+			return true
+		}
+		return false
+	}
+	ok := func() (spec.Address, bool) {
+		if a.String() == s {
+			return a, true
+		}
+		b, err := spec.ParseAddress(s)
+		return b, err == nil
+	}
+	if a.Kind = spec.ParseKind(word()); a.Kind == spec.KindInvalid || !dot() {
+		return ok()
+	}
+	if a.Kind == spec.KindRuntime {
+		if a.Type = word(); a.Type == "" || !dot() {
+			return ok()
+		}
+	}
+	if a.Name = word(); a.Name == "" {
+		return ok()
+	}
+	if i < len(s) {
+		if s[i] != '[' || s[len(s)-1] != ']' {
+			return ok()
+		}
+		n, err := strconv.Atoi(s[i+1 : len(s)-1])
+		if err != nil || n < 0 {
+			a = spec.Address{}
+			return ok()
+		}
+		a.Key = spec.IntKey(n)
+	}
+	for _, w := range []string{a.Name, a.Type} {
+		if w != "" && ('0' <= w[0] && w[0] <= '9' || w[0] == '-') {
+			a = spec.Address{}
+			return ok()
+		}
+	}
+	return ok()
+}
+
+// equalValues is a.RawEquals(b), faster for the shapes snapshot values
+// have (strings, bools, lists, maps and objects of them): RawEquals
+// compares types and marks again at every level.
+func equalValues(a, b cty.Value) bool {
+	ta, tb := a.Type(), b.Type()
+	if a.IsMarked() || b.IsMarked() || !a.IsKnown() || !b.IsKnown() || a.IsNull() || b.IsNull() {
+		return a.RawEquals(b)
+	}
+	switch {
+	case ta == cty.String && tb == cty.String:
+		return a.AsString() == b.AsString()
+	case ta == cty.Bool && tb == cty.Bool:
+		return a.True() == b.True()
+	case ta.IsObjectType() && tb.IsObjectType():
+		if !ta.Equals(tb) {
+			return false
+		}
+		for k := range ta.AttributeTypes() {
+			if !equalValues(a.GetAttr(k), b.GetAttr(k)) {
+				return false
+			}
+		}
+		return true
+	case ta.IsListType() && tb.IsListType(), ta.IsMapType() && tb.IsMapType():
+		if !ta.Equals(tb) || a.LengthInt() != b.LengthInt() {
+			return false
+		}
+		isMap := ta.IsMapType()
+		ia, ib := a.ElementIterator(), b.ElementIterator()
+		for ia.Next() && ib.Next() {
+			ka, va := ia.Element()
+			kb, vb := ib.Element()
+			if isMap && ka.AsString() != kb.AsString() || !equalValues(va, vb) {
+				return false
+			}
+		}
+		return true
+	}
+	return a.RawEquals(b)
+}
