@@ -310,3 +310,34 @@ func newOrchCmd(t *testing.T, dir string, args ...string) *exec.Cmd {
 	cmd.Env = []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
 	return cmd
 }
+
+func TestStatusBeforeApply(t *testing.T) {
+	dir := project(t, stack)
+	r := orch(t, dir, nil, "status").want(t, 0)
+	if !strings.Contains(r.stdout, "Nothing is managed by orch here yet") {
+		t.Fatalf("status before any apply:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
+
+func TestSavedPlanCarriesItsVariables(t *testing.T) {
+	dir := project(t, `variable "mode" {
+  type = string
+}
+
+daemon "a" {
+  command = ["/bin/sleep", "600"]
+  env     = { MODE = var.mode }
+}
+`)
+	planFile := filepath.Join(t.TempDir(), "p.plan")
+	orch(t, dir, []string{"ORCH_VAR_mode=env"}, "plan", "-out", planFile).want(t, 0)
+	r := orch(t, dir, nil, "apply", planFile, "-var", "mode=x").want(t, 1)
+	if !strings.Contains(r.stderr, "a saved plan carries its own variables") {
+		t.Fatalf("-var with a plan file:\n%s", r.stderr)
+	}
+	// Applied without ORCH_VAR_mode in the environment: the plan's own is used.
+	r = orch(t, dir, nil, "apply", planFile).want(t, 0)
+	if !strings.Contains(r.stdout, "1 added") {
+		t.Fatalf("apply of a saved plan:\n%s\n%s", r.stdout, r.stderr)
+	}
+}

@@ -26,7 +26,7 @@
 //
 // The writer keeps the lock for its whole life (an `orch up` may run for
 // days) but keeps the bbolt file open only for the duration of each
-// transaction. Readers (OpenReadOnly: `orch status`, `orch plan -lock=false`)
+// transaction. Readers (OpenReadOnly: `orch status`)
 // take no orch lock; each read opens the file with a shared bbolt lock,
 // reads one consistent snapshot and closes it again. So a reader coexists
 // with a long-running writer: it waits at most for the one transaction in

@@ -195,14 +195,17 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		conf.MaxFiles = DefaultLogMaxFiles
 	}
 	confPath := filepath.Join(logsDir, name+confSuffix)
-	if err := writeJSONAtomic(confPath, conf); err != nil {
-		return resp, startErr(addr, true, "%w", err)
-	}
-	out, err := p.publishFIFO(logsDir, name, cred)
+	// The FIFO is made first and published (seen by logd) only once the
+	// daemon runs and its .logconf, handle included, is written: one
+	// .logconf write per start instead of two (creating a file is the
+	// dearest part of a start on some file systems), and nothing for logd
+	// to open when the start fails.
+	ff, err := p.createFIFO(logsDir, name, cred)
 	if err != nil {
 		return resp, startErr(addr, true, "%w", err)
 	}
-	defer out.Close() // the daemon has its own copies
+	defer ff.close()
+	out := ff.f
 
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
@@ -232,9 +235,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		}
 	}
 	if err != nil {
-		// Nothing runs; the FIFO's only writer closes with out, so logd
-		// drops it.
-		os.Remove(filepath.Join(logsDir, name+fifoSuffix))
+		// Nothing runs; the unpublished FIFO goes with ff.close.
 		return resp, startErr(addr, false, "%w", err)
 	}
 	// Not reaped yet, so /proc/<pid>/stat exists even if it already exited.
@@ -249,9 +250,23 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 
 	resp.Handle = hi.Encode()
 	conf.Handle = []byte(resp.Handle)
-	if err := writeJSONAtomic(confPath, conf); err != nil {
-		// The daemon runs; only Adopt will miss it.
-		fmt.Fprintf(os.Stderr, "orch: %s: %v\n", addr, err)
+	err = writeJSONAtomic(confPath, conf) // logd reads it when it finds the FIFO
+	wrote := err == nil
+	if wrote {
+		err = p.publishFIFO(logsDir, ff)
+	}
+	if err != nil {
+		// Without its log the daemon must not run: end it, as if it had
+		// never started.
+		unix.Kill(-hi.Pgid, syscall.SIGKILL)
+		if c := p.child(hi); c != nil {
+			<-c.done
+		}
+		p.forget(hi)
+		if wrote {
+			os.Remove(confPath)
+		}
+		return resp, startErr(addr, true, "%w", err)
 	}
 	resp.Observed = providers.Observed{State: providers.StateRunning, Pid: proc.Pid, StartedAt: p.boot.startedAt(st.StartTicks)}
 	return resp, nil
@@ -529,8 +544,12 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 	case procAlive:
 		obs.State = providers.StateRunning
 	case procZombie:
-		obs.State = providers.StateExited
+		// Not our child: only the kernel's record of its wait status
+		// says how it ended. Without it the ending is unknown, which is
+		// "missing", not "exited 0".
+		obs.State = providers.StateMissing
 		if st.HasExit {
+			obs.State = providers.StateExited
 			ws := syscall.WaitStatus(st.ExitStatus)
 			if ws.Signaled() {
 				obs.Signal = unix.SignalName(ws.Signal())

@@ -25,7 +25,8 @@ type App struct {
 	noColor  bool
 }
 
-// Exit codes. orch never uses another one.
+// Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)
+// when there are changes, and a second Ctrl-C exits 130 at once.
 const (
 	ExitOK    = 0 // the command did what it was asked; validate: the configuration is valid
 	ExitError = 1 // anything else: invalid configuration, fmt -check found work, bad usage, I/O failure

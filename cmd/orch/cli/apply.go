@@ -36,6 +36,9 @@ changed since it was made.`,
 				return &exitError{code: ExitError, msg: err.Error()}
 			}
 			if isPlan {
+				if len(vf.vars) > 0 || len(vf.varFiles) > 0 {
+					return usageError{fmt.Errorf("a saved plan carries its own variables; -var and -var-file cannot be used with %s", arg)}
+				}
 				return a.applySaved(sp, &lf)
 			}
 			return a.applyDir(arg, &vf, &lf, autoApprove, false)
@@ -109,7 +112,7 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 // applySaved re-plans from the plan file's recorded inputs and applies only
 // if the result is the same plan.
 func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
-	vf := varFlags{vars: sp.Vars}
+	vf := varFlags{vars: sp.Vars, environ: append([]string{}, sp.Environ...)}
 	tmp, err := os.MkdirTemp("", "orch-plan-vars-")
 	if err != nil {
 		return err
@@ -127,6 +130,9 @@ func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
 		return err
 	}
 	defer s.close()
+	if sp.StateDir != "" && sp.StateDir != s.stateDir {
+		return &exitError{code: ExitError, msg: fmt.Sprintf("Saved plan is for the state in %s, but this apply would use %s (check --state-dir and ORCH_STATE_DIR).", sp.StateDir, s.stateDir)}
+	}
 	ctx, stop := a.interruptible()
 	defer stop()
 	p, err := a.plan(ctx, s, sp.Destroy)

@@ -14,6 +14,9 @@ import (
 type varFlags struct {
 	vars     []string
 	varFiles []string
+	// environ, when set, replaces the process environment as the source
+	// of ORCH_VAR_* (a saved plan brings its own).
+	environ []string
 }
 
 func (v *varFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +44,9 @@ func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 		Schemas: Schemas(),
 		Vars:    vf.vars,
 		Environ: os.Environ(),
+	}
+	if vf.environ != nil {
+		opts.Environ = vf.environ
 	}
 	for _, name := range vf.varFiles {
 		src, err := os.ReadFile(name)

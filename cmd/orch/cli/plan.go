@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/orch-dev/orch/planner"
 	"github.com/spf13/cobra"
@@ -16,14 +17,17 @@ import (
 // configuration, re-observes the world and refuses the file when anything
 // moved. It may hold sensitive variable values, so it is written 0600.
 type savedPlan struct {
-	FormatVersion string     `json:"format_version"`
-	Dir           string     `json:"dir"`
-	Vars          []string   `json:"vars,omitempty"`
-	VarFiles      []savedVar `json:"var_files,omitempty"`
-	Destroy       bool       `json:"destroy,omitempty"`
-	ConfigHash    string     `json:"configuration_hash"`
-	Fingerprint   string     `json:"fingerprint"`
-	Summary       string     `json:"summary"`
+	FormatVersion string   `json:"format_version"`
+	Dir           string   `json:"dir"`
+	Vars          []string `json:"vars,omitempty"`
+	// Environ holds the ORCH_VAR_* variables the plan was made with.
+	Environ     []string   `json:"environ,omitempty"`
+	StateDir    string     `json:"state_dir"`
+	VarFiles    []savedVar `json:"var_files,omitempty"`
+	Destroy     bool       `json:"destroy,omitempty"`
+	ConfigHash  string     `json:"configuration_hash"`
+	Fingerprint string     `json:"fingerprint"`
+	Summary     string     `json:"summary"`
 }
 
 type savedVar struct {
@@ -97,6 +101,7 @@ no changes, 2 for changes and 1 for an error.`,
 
 func writeSavedPlan(path string, s *session, vf *varFlags, p *planner.Plan) error {
 	sp := savedPlan{FormatVersion: savedPlanFormat, Dir: s.cfg.Dir, Vars: vf.vars, Destroy: p.Destroy,
+		Environ: orchVarEnviron(os.Environ()), StateDir: s.stateDir,
 		ConfigHash: p.ConfigHash, Fingerprint: p.Fingerprint, Summary: planner.SummaryLine(p)}
 	for _, name := range vf.varFiles {
 		src, err := os.ReadFile(name)
@@ -139,4 +144,15 @@ func readSavedPlan(path string) (*savedPlan, bool, error) {
 		return nil, true, fmt.Errorf("%s has plan format %s; this orch reads format %s", path, sp.FormatVersion, savedPlanFormat)
 	}
 	return &sp, true, nil
+}
+
+// orchVarEnviron keeps the ORCH_VAR_* entries of an environment.
+func orchVarEnviron(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "ORCH_VAR_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -16,17 +18,17 @@ import (
 
 // JSONStatus is one line of `orch status -json`.
 type JSONStatus struct {
-	Address    string    `json:"address"`
-	Runtime    string    `json:"runtime,omitempty"`
-	State      string    `json:"state"`
-	Status     string    `json:"status"`
-	Pid        int       `json:"pid,omitempty"`
-	ID         string    `json:"id,omitempty"`
-	StartedAt  time.Time `json:"started_at,omitempty"`
-	UptimeSec  float64   `json:"uptime_seconds,omitempty"`
-	ConfigHash string    `json:"config_hash"`
-	LastError  string    `json:"last_error,omitempty"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	Address    string     `json:"address"`
+	Runtime    string     `json:"runtime,omitempty"`
+	State      string     `json:"state"`
+	Status     string     `json:"status"`
+	Pid        int        `json:"pid,omitempty"`
+	ID         string     `json:"id,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	UptimeSec  float64    `json:"uptime_seconds,omitempty"`
+	ConfigHash string     `json:"config_hash"`
+	LastError  string     `json:"last_error,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -67,7 +69,7 @@ changes nothing.`,
 				if l.Pid != 0 {
 					pid = fmt.Sprint(l.Pid)
 				}
-				if !l.StartedAt.IsZero() {
+				if l.StartedAt != nil {
 					up = (time.Duration(l.UptimeSec) * time.Second).String()
 				}
 				hash := l.ConfigHash
@@ -87,6 +89,9 @@ changes nothing.`,
 func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 	path := filepath.Join(stateDir, "state.db")
 	st, err := state.OpenReadOnly(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // never applied: nothing to show
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading state %s: %w", path, err)
 	}
@@ -109,7 +114,8 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 			l.Runtime = inst.Runtime.String()
 		}
 		if o.State == providers.StateRunning && !o.StartedAt.IsZero() {
-			l.StartedAt = o.StartedAt
+			started := o.StartedAt
+			l.StartedAt = &started
 			l.UptimeSec = now.Sub(o.StartedAt).Truncate(time.Second).Seconds()
 		} else {
 			l.Pid = 0
