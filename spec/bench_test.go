@@ -89,3 +89,46 @@ func TestBenchConfigLoads(t *testing.T) {
 		t.Errorf("d9: env %v deps %v", r.Env, r.DependsOn)
 	}
 }
+
+// writeTypicalConfig writes n daemons of the everyday shape: a command, an
+// env entry, and a dependency on an earlier daemon (every fifth also
+// references an earlier daemon's name); no nested blocks.
+func writeTypicalConfig(tb testing.TB, dir string, n, files int) {
+	tb.Helper()
+	bufs := make([]strings.Builder, files)
+	bufs[0].WriteString("locals {\n  bin = \"${path.root}/bin\"\n}\n")
+	for i := 0; i < n; i++ {
+		b := &bufs[i%files]
+		fmt.Fprintf(b, "\ndaemon \"d%d\" {\n  command = [\"${local.bin}/svc\", \"--id\", \"%d\"]\n", i, i)
+		if i >= 5 && i%5 == 0 {
+			fmt.Fprintf(b, "  env     = { PEER = daemon.d%d.name }\n", i/2)
+		} else {
+			b.WriteString("  env     = { MODE = \"bench\" }\n")
+		}
+		if i >= 1 {
+			fmt.Fprintf(b, "  depends_on = [daemon.d%d]\n", (i*7919+13)%i)
+		}
+		b.WriteString("}\n")
+	}
+	for i := range bufs {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.hcl", i)), []byte(bufs[i].String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoad10kTypical(b *testing.B) {
+	dir := b.TempDir()
+	writeTypicalConfig(b, dir, 10000, 20)
+	opts := Options{Schemas: testSchemas}
+	if cfg, diags := Load(dir, opts); diags.HasErrors() || len(cfg.Resources) != 10000 {
+		b.Fatalf("the generated config does not load: %s", renderDiags(diags))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, diags := Load(dir, opts); diags.HasErrors() {
+			b.Fatal(diags)
+		}
+	}
+}
