@@ -35,7 +35,9 @@ func newRecorder() *recorder {
 	return &recorder{fail: map[string]error{}, block: map[string]chan struct{}{}, started: map[string]chan struct{}{}, nextPid: 100}
 }
 
-func (r *recorder) Schema() spec.RuntimeSchema { return spec.RuntimeSchema{Kind: "process", CommandRequired: true} }
+func (r *recorder) Schema() spec.RuntimeSchema {
+	return spec.RuntimeSchema{Kind: "process", CommandRequired: true}
+}
 
 func (r *recorder) Observe(_ context.Context, req providers.ObserveRequest) (providers.ObserveResponse, error) {
 	out := providers.ObserveResponse{Objects: map[spec.Address]providers.Observed{}}
