@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,18 +280,33 @@ func TestLockContention(t *testing.T) {
 	// Hold the lock with an apply waiting for its confirmation.
 	cmd := newOrchCmd(t, dir, "apply")
 	stdin, _ := cmd.StdinPipe()
-	var out strings.Builder
-	cmd.Stdout = &out
+	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { stdin.Close(); cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "Enter a value") {
-		if time.Now().After(deadline) {
-			t.Fatalf("first apply never asked: %s", out.String())
+	asked := make(chan struct{})
+	go func() {
+		// Read what the first apply prints until it asks for confirmation.
+		var seen []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			seen = append(seen, buf[:n]...)
+			if strings.Contains(string(seen), "Enter a value") {
+				close(asked)
+				io.Copy(io.Discard, stdout)
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
+	}()
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first apply never asked for confirmation")
 	}
 	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
 	want := "locked by pid " + strconv.Itoa(cmd.Process.Pid) + " since "
