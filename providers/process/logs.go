@@ -22,17 +22,22 @@ const pipeSize = 1 << 20
 
 var fifoSeq atomic.Uint64
 
-// publishFIFO creates <logsDir>/<name>.fifo and returns it opened O_RDWR,
-// for the daemon's stdout and stderr. Opened read-write, the open never
-// blocks and the daemon never gets SIGPIPE, even with no logd. The FIFO is
-// created under a temporary name, opened, and only then renamed into
-// place, so logd never sees a FIFO without a writer (for logd, EOF means
-// the daemon is gone). Rename and the check that a logd runs happen under
-// the start lock: see logd.tryExit for why. It returns once logd has opened
-// the FIFO (an inotify IN_OPEN on it): until then the returned descriptor
-// is the only thing that keeps a short-lived daemon's output alive, and
-// the caller may close it right after the daemon started.
-func (p *Provider) publishFIFO(logsDir, name string, cred *syscall.Credential) (*os.File, error) {
+// fifo is a daemon's FIFO between createFIFO and publishFIFO: made under
+// a temporary name, opened read-write (f, for the daemon's stdout and
+// stderr) and watched for opens (ifd).
+type fifo struct {
+	f          *os.File
+	tmp, final string
+	ifd        int
+	placed     bool
+}
+
+// createFIFO creates the FIFO of <logsDir>/<name>.fifo under a temporary
+// name that logd does not look at, and opens it O_RDWR: the open never
+// blocks and the daemon never gets SIGPIPE, even with no logd. A daemon
+// may start writing to it at once; the pipe holds its output until logd
+// reads it. close releases it.
+func (p *Provider) createFIFO(logsDir, name string, cred *syscall.Credential) (*fifo, error) {
 	final := filepath.Join(logsDir, name+fifoSuffix)
 	tmp := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), fifoSeq.Add(1))
 	if err := unix.Mkfifo(tmp, 0o600); err != nil {
@@ -57,22 +62,42 @@ func (p *Provider) publishFIFO(logsDir, name string, cred *syscall.Credential) (
 		os.Remove(tmp)
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
-	defer unix.Close(ifd)
 	if _, err := unix.InotifyAddWatch(ifd, tmp, unix.IN_OPEN); err != nil {
+		unix.Close(ifd)
 		f.Close()
 		os.Remove(tmp)
 		return nil, fmt.Errorf("inotify %s: %w", tmp, err)
 	}
-	if err := p.placeFIFO(logsDir, tmp, final); err != nil {
-		f.Close()
-		return nil, err
+	return &fifo{f: f, tmp: tmp, final: final, ifd: ifd}, nil
+}
+
+// close closes our end of the FIFO (the daemon has its own copies) and
+// removes it if it was never published.
+func (ff *fifo) close() {
+	ff.f.Close()
+	unix.Close(ff.ifd)
+	if !ff.placed {
+		os.Remove(ff.tmp)
 	}
-	if err := waitOpened(ifd, time.Now().Add(p.opts.LogdStartTimeout)); err != nil {
-		f.Close()
-		os.Remove(final)
-		return nil, fmt.Errorf("the log daemon of %s did not open %s: %w", logsDir, filepath.Base(final), err)
+}
+
+// publishFIFO renames the FIFO into place, where logd finds it, so logd
+// never sees a FIFO without a writer (for logd, EOF means the daemon is
+// gone). Rename and the check that a logd runs happen under the start
+// lock: see logd.tryExit for why. It returns once logd has opened the
+// FIFO (an inotify IN_OPEN on it): until then ff.f is the only thing that
+// keeps a short-lived daemon's output alive, and the caller may close it
+// right after. On an error the FIFO is removed.
+func (p *Provider) publishFIFO(logsDir string, ff *fifo) error {
+	if err := p.placeFIFO(logsDir, ff.tmp, ff.final); err != nil {
+		return err
 	}
-	return f, nil
+	ff.placed = true
+	if err := waitOpened(ff.ifd, time.Now().Add(p.opts.LogdStartTimeout)); err != nil {
+		os.Remove(ff.final)
+		return fmt.Errorf("the log daemon of %s did not open %s: %w", logsDir, filepath.Base(ff.final), err)
+	}
+	return nil
 }
 
 // placeFIFO renames tmp to final and makes sure a logd runs, under the
