@@ -20,6 +20,7 @@ const (
 	CapSignal Capability = "signal"
 	CapLogs   Capability = "logs"
 	CapEvents Capability = "events"
+	CapWatch  Capability = "watch"
 )
 
 // Deleter removes what Stop leaves behind (a stopped container, a unit file).
@@ -55,6 +56,13 @@ type EventSource interface {
 	Events(ctx context.Context, req EventsRequest) (<-chan Event, error)
 }
 
+// Watcher tells when one instance stops running, without polling where the
+// backend can push (a pidfd, a reaped child, a container event stream).
+// The engine of orch up watches every daemon it supervises.
+type Watcher interface {
+	Watch(ctx context.Context, req WatchRequest) (WatchResponse, error)
+}
+
 // Capabilities lists what p implements beyond the required methods.
 func Capabilities(p Provider) []Capability {
 	var caps []Capability
@@ -75,6 +83,9 @@ func Capabilities(p Provider) []Capability {
 	}
 	if _, ok := p.(EventSource); ok {
 		caps = append(caps, CapEvents)
+	}
+	if _, ok := p.(Watcher); ok {
+		caps = append(caps, CapWatch)
 	}
 	return caps
 }
@@ -140,4 +151,20 @@ type Event struct {
 	Time     time.Time
 	Kind     string // "exited", "started", "destroyed", "health", "disconnected", "reconnected"
 	Observed Observed
+}
+
+// WatchRequest names the instance to watch.
+type WatchRequest struct {
+	Runtime *spec.Runtime
+	Addr    spec.Address
+	Handle  Handle
+}
+
+// WatchResponse carries the notification channel.
+type WatchResponse struct {
+	// Exited receives one Observed (StateExited with its exit code or
+	// signal when known, else StateMissing) once the instance is no longer
+	// running, at once if it already is not, and is then closed. It is
+	// closed without a value when the watch's ctx is done first.
+	Exited <-chan Observed
 }
