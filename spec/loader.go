@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -176,9 +179,7 @@ func (l *loader) run() {
 	if !ok {
 		return
 	}
-	for _, n := range order {
-		l.evaluate(n)
-	}
+	l.evaluateAll(order)
 	if l.diags.HasErrors() {
 		return
 	}
@@ -396,4 +397,60 @@ func attrNames(as []AttrSchema) []string {
 		out[i] = a.Name
 	}
 	return out
+}
+
+// evaluateAll evaluates nodes level by level of the dependency order: the
+// nodes of one level refer only to earlier levels, so a large level is
+// spread over every CPU. Each node's diagnostics are kept apart and merged
+// in order, so the result is the same as a sequential walk's.
+func (l *loader) evaluateAll(order []*node) {
+	l.varObject() // fill the shared caches before any goroutine reads them
+	l.pathObject()
+	level := make(map[*node]int, len(order))
+	var levels [][]*node
+	for _, n := range order {
+		lv := 0
+		for _, r := range n.refs {
+			if level[r]+1 > lv {
+				lv = level[r] + 1
+			}
+		}
+		level[n] = lv
+		for len(levels) <= lv {
+			levels = append(levels, nil)
+		}
+		levels[lv] = append(levels[lv], n)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	for _, nodes := range levels {
+		if workers < 2 || len(nodes) < 256 {
+			for _, n := range nodes {
+				l.evaluate(n)
+			}
+			continue
+		}
+		diags := make([]hcl.Diagnostics, len(nodes))
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sub := *l // shares the read-only maps; collects its own diagnostics
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(nodes) {
+						return
+					}
+					sub.diags = nil
+					sub.evaluate(nodes[i])
+					diags[i] = sub.diags
+				}
+			}()
+		}
+		wg.Wait()
+		for _, d := range diags {
+			l.diags = append(l.diags, d...)
+		}
+	}
 }
