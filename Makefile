@@ -45,11 +45,10 @@ fuzz: check-go
 		done; \
 	done
 
-# The example configuration end to end. When `orch up` lands, this becomes
-# `./$(BIN) up examples/quickstart` (the main job, in the foreground).
+# The example configuration end to end: `orch up` in the foreground
+# (edit examples/quickstart/main.hcl while it runs; Ctrl-C stops it all).
 run: build
-	./$(BIN) validate examples/quickstart
-	./$(BIN) graph examples/quickstart
+	./$(BIN) up examples/quickstart
 
 fmt: check-go
 	$(GO) fmt ./...

@@ -1,0 +1,604 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// StatusStopped is the stored status of a daemon that orch up stopped on
+// its way out. The record (and its handle) stays: a later orch up plans a
+// start for it, orch destroy removes it.
+const StatusStopped = "stopped"
+
+// DefaultDebounce is how long the configuration directory must stay quiet
+// after a change before it is read again.
+const DefaultDebounce = 50 * time.Millisecond
+
+// Store is the part of the state store the engine uses: *state.Store.
+type Store interface {
+	executor.Recorder
+	List() ([]state.Instance, error)
+}
+
+// LoadResult is one reading of the configuration directory.
+type LoadResult struct {
+	Config *spec.Config
+	Diags  hcl.Diagnostics
+	// Files holds every source the diagnostics point into, keyed by the
+	// file names their ranges carry (for rendering with snippets).
+	Files map[string]*hcl.File
+}
+
+// Options configure an Engine. Providers, Store and StateDir are required.
+type Options struct {
+	// Dir is the configuration directory, watched for changes.
+	Dir string
+	// Config is the configuration to start from, already loaded and valid;
+	// nil: Run loads it first. Files are its sources, for diagnostics.
+	Config *spec.Config
+	Files  map[string]*hcl.File
+	// Load reads the configuration again after a change. It is called from
+	// the watcher's goroutine. Nil: spec.Load(Dir) with the providers'
+	// schemas, Vars, VarFiles and Environ.
+	Load     func() LoadResult
+	Vars     []string
+	VarFiles []spec.VarFile
+	Environ  []string
+
+	Providers executor.Providers
+	// Store is the state, opened for writing: the caller holds its lock for
+	// the whole Run.
+	Store       Store
+	StateDir    string // absolute
+	Project     string // default: the configuration's project name
+	Parallelism int    // steps at once per apply; default executor.DefaultParallelism
+	// Out receives every event, one call at a time, in order. Nil: events
+	// are dropped.
+	Out func(Event)
+	// Debounce is the quiet period after a change in Dir; default
+	// DefaultDebounce.
+	Debounce time.Duration
+	// Rand returns a uniform number in [0, 1) for backoff jitter; default
+	// math/rand/v2.
+	Rand func() float64
+}
+
+// Engine is orch up: it applies the configuration, supervises what runs,
+// and applies every valid edit. Make one with New and call Run once.
+type Engine struct {
+	opts Options
+
+	outMu sync.Mutex
+	msgs  chan func() // work for the controller goroutine
+	dead  chan struct{}
+	bg    sync.WaitGroup
+	ctx   context.Context
+
+	// Owned by the controller goroutine (Run).
+	cfg       *spec.Config
+	files     map[string]*hcl.File
+	insts     map[spec.Address]*instance
+	desired   map[spec.Address]*planner.Snapshot
+	busy      map[spec.Address]bool
+	deferred  map[spec.Address]string
+	applying  bool // a reconcile's apply is in flight
+	again     bool // reconcile again when it ends
+	showPlan  bool // the next reconcile follows a reload: print its plan
+	inflight  int  // applies in flight (reconcile and restarts)
+	stopping  bool
+	firstDone bool
+}
+
+// instance is what the engine knows of one declared instance.
+//
+// A daemon's supervision, one generation per handle:
+//
+//	        start / adopt                      exit (policy says restart)
+//	(none) --------------> running --------------------------------> backoff
+//	                        |   ^  \ health fails retries times           |
+//	                        |   |   '-> stop it, then as an exit          | timer
+//	           exit (policy |   '-----------------------------------------'
+//	           says no)     v                  (restart: a one-change apply)
+//	                     exited       crash loop (max_restarts within window)
+//	                                  -> failed; both stay until the config changes
+type instance struct {
+	addr    spec.Address
+	res     *spec.Resource // nil once no longer declared
+	rt      spec.Address
+	handle  providers.Handle
+	hash    string // config hash it was last started or adopted with
+	status  string // stored status
+	ran     bool   // started, adopted or attempted by this engine
+	gen     uint64 // bumped for each new handle: older notifications are stale
+	running bool
+	healthy bool
+	started time.Time
+	cancel  context.CancelFunc // the watch and health monitor of gen
+	timer   *time.Timer        // a pending restart
+	attempt int                // backoff exponent
+	history restartHistory
+	killing bool   // stopped by the engine because it was unhealthy
+	waiting string // what it waits for, as last reported
+}
+
+// New returns an Engine; nothing happens until Run.
+func New(opts Options) *Engine {
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	return &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
+		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
+		busy: map[spec.Address]bool{}, deferred: map[spec.Address]string{}}
+}
+
+// Run applies the configuration and supervises until ctx is done; then it
+// stops every daemon in reverse dependency order, records them stopped,
+// and returns nil. It returns an error at once when the first
+// configuration is invalid, and on faults of the state store at shutdown.
+func (e *Engine) Run(ctx context.Context) error {
+	e.ctx = ctx
+	e.cfg, e.files = e.opts.Config, e.opts.Files
+	if e.cfg == nil {
+		lr := e.load()
+		if lr.Diags.HasErrors() {
+			e.emit(Event{Type: EventConfigInvalid, Detail: renderDiags(lr.Diags, lr.Files)})
+			return errors.New("the configuration is invalid")
+		}
+		e.cfg, e.files = lr.Config, lr.Files
+	}
+	if err := e.watchConfig(ctx); err != nil {
+		e.emit(Event{Type: EventError, Detail: "not watching the configuration for changes: " + err.Error()})
+	}
+	e.reconcile()
+	for {
+		select {
+		case f := <-e.msgs:
+			f()
+		case <-ctx.Done():
+			return e.shutdown()
+		}
+	}
+}
+
+// post hands f to the controller goroutine; dropped once Run has returned.
+func (e *Engine) post(f func()) {
+	select {
+	case e.msgs <- f:
+	case <-e.dead:
+	}
+}
+
+func (e *Engine) emit(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if e.opts.Out == nil {
+		return
+	}
+	e.outMu.Lock()
+	defer e.outMu.Unlock()
+	e.opts.Out(ev)
+}
+
+func (e *Engine) project() string {
+	if e.opts.Project != "" {
+		return e.opts.Project
+	}
+	return e.cfg.Project.Name
+}
+
+func (e *Engine) load() LoadResult {
+	if e.opts.Load != nil {
+		return e.opts.Load()
+	}
+	cfg, diags := spec.Load(e.opts.Dir, spec.Options{Schemas: e.opts.Providers.Schemas(), Vars: e.opts.Vars,
+		VarFiles: e.opts.VarFiles, Environ: e.opts.Environ})
+	var files map[string]*hcl.File
+	if cfg != nil {
+		files = cfg.Files
+	}
+	return LoadResult{Config: cfg, Diags: diags, Files: files}
+}
+
+func renderDiags(diags hcl.Diagnostics, files map[string]*hcl.File) string {
+	var b bytes.Buffer
+	w := hcl.NewDiagnosticTextWriter(&b, files, 100, false)
+	w.WriteDiagnostics(diags)
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (e *Engine) instance(a spec.Address) *instance {
+	inst := e.insts[a]
+	if inst == nil {
+		inst = &instance{addr: a}
+		e.insts[a] = inst
+	}
+	if e.cfg != nil {
+		inst.res = e.cfg.Resource(a)
+		if inst.res != nil {
+			inst.rt = inst.res.Runtime
+		}
+	}
+	return inst
+}
+
+// reloaded takes a new reading of the configuration directory.
+func (e *Engine) reloaded(lr LoadResult) {
+	if e.stopping {
+		return
+	}
+	if lr.Diags.HasErrors() {
+		e.emit(Event{Type: EventConfigInvalid, Detail: renderDiags(lr.Diags, lr.Files)})
+		return
+	}
+	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash {
+		return // touched, not changed
+	}
+	e.cfg, e.files = lr.Config, lr.Files
+	for a := range e.insts {
+		e.instance(a)
+	}
+	ev := Event{Type: EventConfigReloaded}
+	if len(lr.Diags) > 0 {
+		ev.Detail = renderDiags(lr.Diags, lr.Files)
+	}
+	e.emit(ev)
+	e.showPlan = true
+	e.reconcile()
+}
+
+// reconcile refreshes, plans, and applies the part of the plan that may
+// run now: deletions, in-place changes, and starts whose dependencies are
+// ready. Restarting what exited is left to the supervisor.
+func (e *Engine) reconcile() {
+	if e.stopping {
+		return
+	}
+	if e.applying {
+		e.again = true
+		return
+	}
+	e.again = false
+	stored, err := e.opts.Store.List()
+	if err != nil {
+		e.emit(Event{Type: EventError, Detail: "reading state: " + err.Error()})
+		return
+	}
+	in, err := executor.Refresh(e.ctx, e.cfg, stored, e.opts.Providers, e.project(), e.opts.StateDir)
+	if err != nil {
+		e.emit(Event{Type: EventError, Detail: err.Error()})
+		return
+	}
+	plan, diags := planner.Make(in)
+	if diags.HasErrors() {
+		e.emit(Event{Type: EventError, Detail: renderDiags(diags, e.files)})
+		e.showPlan = false
+		return
+	}
+	for _, c := range plan.Changes {
+		if c.Desired != nil {
+			e.desired[c.Addr] = c.Desired
+		}
+	}
+	e.sync(stored, in)
+	batch := e.selectChanges(plan)
+	show := e.showPlan
+	e.showPlan = false
+	if len(batch) == 0 {
+		if show {
+			e.emit(Event{Type: EventPlanApplied, Detail: "no changes"})
+		}
+		e.ready()
+		return
+	}
+	sub := &planner.Plan{Changes: batch, ConfigHash: plan.ConfigHash}
+	if show {
+		e.emit(Event{Type: EventPlan, Detail: planner.Render(sub, planner.RenderOptions{})})
+	}
+	for _, c := range batch {
+		e.busy[c.Addr] = true
+	}
+	e.applying = true
+	e.apply(sub, nil, func(res *executor.Result, err error) {
+		e.applying = false
+		e.afterApply(sub, res, err)
+		if res != nil && show {
+			s := res.Summary()
+			e.emit(Event{Type: EventPlanApplied, Detail: fmt.Sprintf("%d added, %d changed, %d replaced, %d destroyed",
+				s.Add, s.Change, s.Replace, s.Destroy)})
+		}
+		if e.again || len(e.deferred) > 0 {
+			e.reconcile()
+		} else {
+			e.ready()
+		}
+	})
+}
+
+// ready reports the end of the first round of applies, once.
+func (e *Engine) ready() {
+	if e.firstDone || e.applying || len(e.deferred) > 0 {
+		return
+	}
+	e.firstDone = true
+	n := 0
+	for _, inst := range e.insts {
+		if inst.running {
+			n++
+		}
+	}
+	e.emit(Event{Type: EventReady, Detail: fmt.Sprintf("%d running; watching %s for changes", n, e.cfg.Dir)})
+}
+
+// sync takes under supervision the daemons that run as recorded but that
+// this engine does not watch yet (what an earlier orch apply or orch up
+// left running).
+func (e *Engine) sync(stored []state.Instance, in planner.Input) {
+	for _, rec := range stored {
+		if e.cfg.Resource(rec.Addr) == nil {
+			continue
+		}
+		inst := e.instance(rec.Addr)
+		inst.status = rec.Status
+		if e.busy[rec.Addr] || rec.Addr.Kind != spec.KindDaemon {
+			continue
+		}
+		obs := in.Observed[rec.Addr]
+		if obs.State != providers.StateRunning || rec.Status != executor.StatusRunning {
+			continue
+		}
+		if inst.running && bytes.Equal(inst.handle, rec.Handle) {
+			continue
+		}
+		inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
+		e.supervise(inst, rec.Handle)
+		e.emit(Event{Type: EventAdopted, Addr: rec.Addr, Pid: obs.Pid, Detail: "already running"})
+	}
+}
+
+func starts(c *planner.Change) bool {
+	return c.Action == planner.Create || c.Action == planner.Start || c.Action == planner.Replace
+}
+
+// selectChanges picks the changes of plan to apply now.
+func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
+	var batch []*planner.Change
+	in := map[spec.Address]*planner.Change{}
+	deferred := map[spec.Address]string{}
+	for _, c := range plan.Changes {
+		if c.Action == planner.NoOp {
+			continue
+		}
+		if e.busy[c.Addr] {
+			e.again = true
+			continue
+		}
+		if c.Resource == nil { // delete
+			batch = append(batch, c)
+			continue
+		}
+		in[c.Addr] = c
+	}
+	for _, a := range e.cfg.Graph.TopoOrder() {
+		c := in[a]
+		if c == nil {
+			continue
+		}
+		if c.Action == planner.Start {
+			// What this engine started and saw end is restarted by the
+			// supervisor, per its policy, or stays down until its
+			// configuration changes.
+			if inst := e.insts[a]; inst != nil && inst.ran && inst.hash == c.Hash() {
+				delete(in, a)
+				continue
+			}
+		}
+		if starts(c) {
+			if why := e.blocked(a, in, deferred); why != "" {
+				deferred[a] = why
+				delete(in, a)
+				continue
+			}
+		}
+		batch = append(batch, c)
+	}
+	for a, why := range deferred {
+		inst := e.instance(a)
+		if inst.waiting != why {
+			inst.waiting = why
+			e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
+		}
+	}
+	e.deferred = deferred
+	sort.Slice(batch, func(i, j int) bool { return batch[i].Addr.Less(batch[j].Addr) })
+	return batch
+}
+
+// blocked says what a start of a waits for, or "".
+func (e *Engine) blocked(a spec.Address, in map[spec.Address]*planner.Change, deferred map[spec.Address]string) string {
+	for _, d := range e.cfg.Graph.DependenciesOf(a) {
+		if d.Kind == spec.KindRuntime {
+			continue
+		}
+		if _, ok := deferred[d]; ok {
+			return "for " + d.String() + ", which waits itself"
+		}
+		if c := in[d]; c != nil && starts(c) {
+			if d.Kind == spec.KindDaemon && c.Resource.Health != nil {
+				return "for " + d.String() + " to be healthy"
+			}
+			continue // started (or run to completion) first in the same apply
+		}
+		if why := e.notReady(d); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// notReady says why dependency d does not let its dependents start, or "".
+func (e *Engine) notReady(d spec.Address) string {
+	inst := e.insts[d]
+	switch d.Kind {
+	case spec.KindJob:
+		switch {
+		case inst != nil && inst.status == executor.StatusCompleted:
+			return ""
+		case inst != nil && inst.status == executor.StatusFailed:
+			return "for " + d.String() + ", which failed"
+		}
+		return "for " + d.String() + " to complete"
+	case spec.KindDaemon:
+		switch {
+		case inst == nil || !inst.running:
+			if inst != nil && inst.status == executor.StatusFailed {
+				return "for " + d.String() + ", which failed"
+			}
+			return "for " + d.String() + " to run"
+		case inst.res != nil && inst.res.Health != nil && !inst.healthy:
+			return "for " + d.String() + " to be healthy"
+		}
+		return ""
+	}
+	return "for " + d.String() + ", which orch up cannot host yet"
+}
+
+// apply runs p in its own goroutine and calls done on the controller.
+// before, when set, runs first in that goroutine.
+func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Result, error)) {
+	e.inflight++
+	cfg := e.cfg
+	ex := &executor.Executor{Providers: e.opts.Providers, Store: e.opts.Store, Parallelism: e.opts.Parallelism,
+		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.progress}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		if before != nil {
+			before()
+		}
+		res, err := ex.Apply(e.ctx, cfg, p)
+		e.post(func() {
+			e.inflight--
+			done(res, err)
+		})
+	}()
+}
+
+// progress turns the executor's step events into engine events. It runs
+// on the steps' goroutines.
+func (e *Engine) progress(ev executor.StepEvent) {
+	if !ev.Done || ev.Skipped {
+		return
+	}
+	out := Event{Addr: ev.Addr, Pid: ev.Observed.Pid}
+	switch {
+	case ev.Err != nil:
+		out.Type, out.Detail, out.Pid = EventFailed, ev.Err.Error(), 0
+		if ev.Addr.Kind == spec.KindJob && ev.Observed.State == providers.StateExited {
+			code := ev.Observed.ExitCode
+			out.ExitCode, out.Signal = &code, ev.Observed.Signal
+		}
+	case ev.Kind == executor.StepDown:
+		out.Pid = 0
+		if ev.Action == planner.Delete {
+			out.Type = EventDestroyed
+		} else {
+			out.Type, out.Detail = EventStopped, "replaced"
+		}
+	case ev.Action == planner.Adopt:
+		out.Type = EventAdopted
+	case ev.Action == planner.Update:
+		out.Type = EventUpdated
+	case ev.Addr.Kind == spec.KindJob:
+		code := ev.Observed.ExitCode
+		out.Type, out.ExitCode, out.Pid = EventCompleted, &code, 0
+	default:
+		out.Type = EventStarted
+	}
+	e.emit(out)
+}
+
+// afterApply takes the results of an apply into the engine's books: new
+// handles are supervised, deleted instances forgotten, failures held until
+// their configuration changes.
+func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
+	for _, c := range p.Changes {
+		delete(e.busy, c.Addr)
+	}
+	if err != nil && !errors.Is(err, executor.ErrInterrupted) {
+		e.emit(Event{Type: EventError, Detail: err.Error()})
+	}
+	if res == nil {
+		return
+	}
+	stored, lerr := e.opts.Store.List()
+	if lerr != nil {
+		e.emit(Event{Type: EventError, Detail: "reading state: " + lerr.Error()})
+		return
+	}
+	recs := make(map[spec.Address]state.Instance, len(stored))
+	for _, r := range stored {
+		recs[r.Addr] = r
+	}
+	for _, o := range res.Outcomes {
+		c := p.Change(o.Addr)
+		rec, ok := recs[o.Addr]
+		if !ok {
+			if inst := e.insts[o.Addr]; inst != nil && (e.cfg.Resource(o.Addr) == nil || o.Err == nil) {
+				e.forget(inst)
+			}
+			continue
+		}
+		inst := e.instance(o.Addr)
+		inst.status = rec.Status
+		switch {
+		case o.Skipped != "":
+			if !strings.HasPrefix(o.Skipped, "not started") && !e.stopping {
+				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped})
+			}
+		case o.Err != nil:
+			inst.ran, inst.hash = true, c.Hash()
+			if inst.cancel != nil {
+				inst.cancel()
+			}
+			inst.running = false
+		default:
+			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
+			inst.waiting = ""
+			if o.Addr.Kind == spec.KindDaemon && rec.Status == executor.StatusRunning {
+				if inst.timer != nil {
+					inst.timer.Stop()
+					inst.timer = nil
+				}
+				e.supervise(inst, rec.Handle)
+			}
+		}
+	}
+}
+
+func (e *Engine) forget(inst *instance) {
+	if inst.cancel != nil {
+		inst.cancel()
+	}
+	if inst.timer != nil {
+		inst.timer.Stop()
+	}
+	delete(e.insts, inst.addr)
+}

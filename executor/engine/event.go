@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// EventType is the kind of an Event. A closed vocabulary; its String is the
+// "type" of the JSON form.
+type EventType uint8
+
+const (
+	EventStarted        EventType = iota + 1 // an instance was started (pid)
+	EventAdopted                             // an instance already running is now supervised
+	EventUpdated                             // new settings recorded for a running instance
+	EventCompleted                           // a job exited 0
+	EventExited                              // a daemon exited (exit code or signal)
+	EventRestarting                          // a daemon will be started again after a delay
+	EventHealthy                             // its health check passes
+	EventUnhealthy                           // its health check failed retries times in a row
+	EventFailed                              // a start failed, a job failed, or a crash loop
+	EventWaiting                             // a start waits for a dependency
+	EventSkipped                             // a step did not run because what it needs failed
+	EventStopping                            // orch up is stopping it (shutdown)
+	EventStopped                             // it stopped (shutdown, or replaced)
+	EventDestroyed                           // it is no longer declared and was removed
+	EventConfigReloaded                      // the configuration changed and is valid
+	EventConfigInvalid                       // the configuration changed and is invalid; nothing changed
+	EventPlan                                // the plan about to be applied (Detail: rendered)
+	EventPlanApplied                         // the plan was applied (Detail: summary)
+	EventReady                               // the first apply is done; supervising
+	EventShutdown                            // stopping everything (ctx done)
+	EventError                               // an infrastructure fault; the engine goes on
+)
+
+var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
+	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
+	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error"}
+
+func (t EventType) String() string {
+	if int(t) < len(eventNames) && t != 0 {
+		return eventNames[t]
+	}
+	return fmt.Sprintf("EventType(%d)", uint8(t))
+}
+
+// MarshalText renders the type by name.
+func (t EventType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// Event is one thing the engine did or saw. Addr is zero for events about
+// the engine as a whole (config_reloaded, plan_applied, ...).
+type Event struct {
+	Time     time.Time
+	Type     EventType
+	Addr     spec.Address
+	Pid      int
+	ExitCode *int   // set when an exit code is known
+	Signal   string // the signal that ended it
+	Detail   string
+}
+
+type jsonEvent struct {
+	Time     time.Time `json:"time"`
+	Type     EventType `json:"type"`
+	Address  string    `json:"address,omitempty"`
+	Pid      int       `json:"pid,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Signal   string    `json:"signal,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// MarshalJSON renders the event as one NDJSON object: {time, type,
+// address, pid, exit_code, signal, detail}.
+func (e Event) MarshalJSON() ([]byte, error) {
+	j := jsonEvent{Time: e.Time, Type: e.Type, Pid: e.Pid, ExitCode: e.ExitCode, Signal: e.Signal, Detail: e.Detail}
+	if !e.Addr.IsZero() {
+		j.Address = e.Addr.String()
+	}
+	return json.Marshal(j)
+}
+
+// String renders the event as one readable line (more for a plan or
+// diagnostics): "12:00:01 daemon.api started pid=123".
+func (e Event) String() string {
+	var b strings.Builder
+	b.WriteString(e.Time.Format("15:04:05"))
+	b.WriteByte(' ')
+	if !e.Addr.IsZero() {
+		b.WriteString(e.Addr.String())
+		b.WriteByte(' ')
+	}
+	switch e.Type {
+	case EventConfigReloaded:
+		b.WriteString("config reloaded")
+	case EventConfigInvalid:
+		b.WriteString("config invalid, everything keeps running as it was")
+	case EventPlanApplied:
+		b.WriteString("plan applied")
+	case EventPlan:
+		b.WriteString("applying")
+	default:
+		b.WriteString(e.Type.String())
+	}
+	if e.Pid != 0 {
+		fmt.Fprintf(&b, " pid=%d", e.Pid)
+	}
+	if e.Signal != "" {
+		fmt.Fprintf(&b, " signal=%s", e.Signal)
+	} else if e.ExitCode != nil {
+		fmt.Fprintf(&b, " code=%d", *e.ExitCode)
+	}
+	if e.Detail != "" {
+		switch {
+		case strings.Contains(e.Detail, "\n"):
+			b.WriteString(":\n")
+			b.WriteString(strings.TrimRight(e.Detail, "\n"))
+		case e.Type == EventRestarting || e.Type == EventWaiting:
+			b.WriteByte(' ')
+			b.WriteString(e.Detail)
+		default:
+			b.WriteString(": ")
+			b.WriteString(e.Detail)
+		}
+	}
+	return b.String()
+}

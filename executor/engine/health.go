@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// Probe runs one health check of h, bounded by h.Timeout (default 5s), and
+// returns nil when it passes:
+//
+//   - exec: the command exits 0; it runs in r's directory with r's env
+//     plus PATH, in its own process group, killed as a group on timeout;
+//   - http: a GET answers 2xx or 3xx (redirects are not followed);
+//   - tcp:  a connection to host:port is accepted.
+//
+// r may be nil (exec then runs in the current directory with PATH only).
+func Probe(ctx context.Context, h *spec.Health, r *spec.Resource) error {
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch h.Kind {
+	case spec.HealthExec:
+		return probeExec(ctx, h.Exec, r)
+	case spec.HealthHTTP:
+		return probeHTTP(ctx, h.HTTP)
+	case spec.HealthTCP:
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", h.TCP)
+		if err != nil {
+			return fmt.Errorf("tcp %s: %w", h.TCP, unwrapOp(err))
+		}
+		c.Close()
+		return nil
+	}
+	return nil
+}
+
+func unwrapOp(err error) error {
+	if oe, ok := err.(*net.OpError); ok && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+var probeClient = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+}
+
+func probeHTTP(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("http %s: %w", url, err)
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("http %s: no answer within the timeout", url)
+		}
+		return fmt.Errorf("http %s: %w", url, unwrapOp(unwrapURL(err)))
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("http %s: status %s", url, resp.Status)
+	}
+	return nil
+}
+
+func unwrapURL(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			return err
+		}
+		if _, isOp := err.(*net.OpError); isOp {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+func probeExec(ctx context.Context, argv []string, r *spec.Resource) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("exec: empty command")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	env := map[string]string{"PATH": os.Getenv("PATH")}
+	if r != nil {
+		cmd.Dir = r.Dir
+		for k, v := range r.Env {
+			env[k] = v
+		}
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	sort.Strings(cmd.Env)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("exec %s: no result within the timeout", argv[0])
+	}
+	msg := strings.TrimSpace(out.String())
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	if msg != "" {
+		return fmt.Errorf("exec %s: %v: %s", argv[0], err, msg)
+	}
+	return fmt.Errorf("exec %s: %v", argv[0], err)
+}
+
+// monitor probes h every interval until ctx is done and calls report on
+// each transition: healthy after a pass (from unknown or unhealthy),
+// unhealthy after retries failures in a row, failures during the start
+// period not counted. The first probe runs at once.
+func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, report func(healthy bool, detail string)) {
+	interval := h.Interval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	retries := max(h.Retries, 1)
+	const (
+		unknown = iota
+		healthy
+		unhealthy
+	)
+	status, fails := unknown, 0
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := Probe(ctx, h, r)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			fails = 0
+			if status != healthy {
+				status = healthy
+				report(true, "")
+			}
+		case time.Since(started) < h.StartPeriod:
+			// not counted
+		default:
+			fails++
+			if fails >= retries && status != unhealthy {
+				status = unhealthy
+				report(false, fmt.Sprintf("%v (%d failures in a row)", err, fails))
+			}
+		}
+		t.Reset(interval)
+	}
+}

@@ -1,0 +1,226 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// observePoll is how often a daemon is observed when its provider cannot
+// watch (no providers.Watcher).
+const observePoll = 250 * time.Millisecond
+
+func (e *Engine) runtime(a spec.Address) *spec.Runtime {
+	if rt := e.cfg.Runtime(a); rt != nil {
+		return rt
+	}
+	return &spec.Runtime{Addr: a, Kind: a.Type, Name: a.Name}
+}
+
+// supervise starts a new generation for inst running as handle: a watch
+// for its exit and, when it has a health check, a monitor.
+func (e *Engine) supervise(inst *instance, handle providers.Handle) {
+	if inst.cancel != nil {
+		inst.cancel()
+	}
+	inst.gen++
+	gen, addr := inst.gen, inst.addr
+	inst.handle, inst.running, inst.healthy, inst.killing = handle, true, false, false
+	inst.started = time.Now()
+	ctx, cancel := context.WithCancel(e.ctx)
+	inst.cancel = cancel
+	p := e.opts.Providers[inst.rt.Type]
+	if p == nil {
+		return
+	}
+	rt := e.runtime(inst.rt)
+	exited := func(obs providers.Observed) { e.post(func() { e.exited(addr, gen, obs) }) }
+	if w, ok := p.(providers.Watcher); ok {
+		resp, err := w.Watch(ctx, providers.WatchRequest{Runtime: rt, Addr: addr, Handle: handle})
+		if err == nil {
+			e.bg.Add(1)
+			go func() {
+				defer e.bg.Done()
+				if obs, ok := <-resp.Exited; ok {
+					exited(obs)
+				}
+			}()
+		} else {
+			e.emit(Event{Type: EventError, Addr: addr, Detail: "cannot watch: " + err.Error()})
+		}
+	} else {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			t := time.NewTicker(observePoll)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: map[spec.Address]providers.Handle{addr: handle}})
+				if o := resp.Objects[addr]; err == nil && (o.State == providers.StateExited || o.State == providers.StateMissing) {
+					exited(o)
+					return
+				}
+			}
+		}()
+	}
+	if r := inst.res; r != nil && r.Health != nil {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			monitor(ctx, r.Health, r, inst.started, func(ok bool, detail string) {
+				e.post(func() { e.health(addr, gen, ok, detail) })
+			})
+		}()
+	}
+}
+
+// exited handles the end of generation gen of addr.
+func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
+	inst := e.insts[addr]
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping || e.busy[addr] {
+		return // stale, or the executor is acting on it and will look again
+	}
+	inst.running, inst.healthy = false, false
+	inst.cancel()
+	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
+	if obs.State == providers.StateExited && obs.Signal == "" {
+		code := obs.ExitCode
+		ev.ExitCode = &code
+	}
+	if obs.State == providers.StateMissing {
+		ev.Detail = "gone; its exit status is unknown"
+	}
+	e.emit(ev)
+	failed := inst.killing || obs.Signal != "" || obs.ExitCode != 0 || obs.State != providers.StateExited
+	e.down(inst, failed, time.Since(inst.started))
+}
+
+// down applies the restart policy to a daemon that stopped running after
+// uptime; failed says whether it counts as a failure.
+func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
+	inst.killing = false
+	r := inst.res
+	if r == nil {
+		return
+	}
+	rp := r.Restart
+	switch {
+	case rp.Policy == spec.RestartNever:
+		return
+	case rp.Policy == spec.RestartOnFailure && !failed:
+		return
+	}
+	if uptime >= stableAfter(rp) {
+		inst.attempt = 0
+	}
+	now := time.Now()
+	if !inst.history.allow(now, rp.Window, rp.MaxRestarts) {
+		why := fmt.Sprintf("crash loop: it was restarted %d times within %s and stopped again; not restarting it until its configuration changes", rp.MaxRestarts, rp.Window)
+		e.emit(Event{Type: EventFailed, Addr: inst.addr, Detail: why})
+		e.markFailed(inst.addr, why)
+		inst.status = executor.StatusFailed
+		return
+	}
+	d := Backoff(rp, inst.attempt, e.opts.Rand())
+	inst.attempt++
+	e.emit(Event{Type: EventRestarting, Addr: inst.addr, Detail: "in " + d.Round(time.Millisecond).String()})
+	gen := inst.gen
+	if d == 0 {
+		e.restart(inst.addr, gen)
+		return
+	}
+	inst.timer = time.AfterFunc(d, func() { e.post(func() { e.restart(inst.addr, gen) }) })
+}
+
+func (e *Engine) markFailed(a spec.Address, why string) {
+	err := e.opts.Store.Update(func(tx *state.Tx) error {
+		inst, err := tx.Get(a)
+		if err != nil {
+			return err
+		}
+		inst.Status, inst.LastError = executor.StatusFailed, why
+		return tx.Put(inst)
+	})
+	if err != nil {
+		e.emit(Event{Type: EventError, Addr: a, Detail: "recording the failure: " + err.Error()})
+	}
+}
+
+// restart starts generation gen's successor: a one-change apply (start),
+// which records the new handle, after sweeping what the old process group
+// may have left behind.
+func (e *Engine) restart(addr spec.Address, gen uint64) {
+	inst := e.insts[addr]
+	if inst == nil || inst.gen != gen || inst.running || e.stopping || e.busy[addr] {
+		return
+	}
+	inst.timer = nil
+	desired := e.desired[addr]
+	if inst.res == nil || desired == nil {
+		return
+	}
+	c := &planner.Change{Addr: addr, Action: planner.Start, Resource: inst.res, Desired: desired,
+		Prior:    &planner.Stored{Addr: addr, Runtime: inst.rt, ConfigHash: inst.hash, Handle: inst.handle, Status: executor.StatusRunning},
+		Observed: providers.Observed{State: providers.StateExited}, Reason: "restart policy " + inst.res.Restart.Policy.String()}
+	p := &planner.Plan{Changes: []*planner.Change{c}, ConfigHash: e.cfg.Hash}
+	e.busy[addr] = true
+	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
+	sweep := func() {
+		if prov != nil && len(old) > 0 {
+			prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: old, Signal: spec.Signal{Name: "SIGKILL", Num: 9}, Timeout: stop.Timeout})
+		}
+	}
+	e.apply(p, sweep, func(res *executor.Result, err error) {
+		e.afterApply(p, res, err)
+		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err != nil && !e.stopping {
+			e.down(inst, true, 0) // a failed start counts as a crash
+		}
+		if e.again {
+			e.reconcile()
+		}
+	})
+}
+
+// health handles a transition of generation gen's health check.
+func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
+	inst := e.insts[addr]
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
+		return
+	}
+	if ok {
+		inst.healthy = true
+		e.emit(Event{Type: EventHealthy, Addr: addr})
+		if len(e.deferred) > 0 {
+			e.reconcile()
+		}
+		return
+	}
+	inst.healthy = false
+	e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.killing {
+		return
+	}
+	// Liveness: stop it; its watch reports the exit, which counts as a
+	// failure and restarts it per its policy.
+	inst.killing = true
+	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
+	if prov == nil {
+		return
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: stop.Signal, Timeout: stop.Timeout})
+	}()
+}
