@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// orchBin and httpdBin are built once by TestMain: orch itself (driven as
+// a user would, and the process provider's helper in benchmarks) and the
+// HTTP server of testdata/httpd.
+var orchBin, httpdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "orch-engine-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	orchBin, httpdBin = filepath.Join(dir, "orch"), filepath.Join(dir, "httpd")
+	for _, b := range [][2]string{{orchBin, "github.com/orch-dev/orch/cmd/orch"}, {httpdBin, "./testdata/httpd"}} {
+		cmd := exec.Command(goTool(), "build", "-o", b[0], b[1])
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", b[1], err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+}
+
+// ev is an event as `orch up -json` prints it.
+type ev struct {
+	Time     time.Time `json:"time"`
+	Type     string    `json:"type"`
+	Address  string    `json:"address"`
+	Pid      int       `json:"pid"`
+	ExitCode *int      `json:"exit_code"`
+	Signal   string    `json:"signal"`
+	Detail   string    `json:"detail"`
+}
+
+// upProc is `orch up -json` running as a subprocess in a config directory.
+type upProc struct {
+	t      *testing.T
+	dir    string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	events []ev
+	stderr bytes.Buffer
+	exited chan struct{}
+	err    error
+}
+
+func cleanEnv(t *testing.T) []string {
+	home := t.TempDir()
+	return []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
+}
+
+// startUp writes config as main.hcl of a new directory and runs orch up
+// there. Its cleanup kills orch, every process group it reported a pid
+// of, and the log daemon.
+func startUp(t *testing.T, config string) *upProc {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u := &upProc{t: t, dir: dir, exited: make(chan struct{})}
+	u.cmd = exec.Command(orchBin, "up", "-json", dir)
+	u.cmd.Env = cleanEnv(t)
+	u.cmd.Stderr = &u.stderr
+	out, err := u.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e ev
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				e = ev{Type: "unparsed", Detail: sc.Text()}
+			}
+			u.mu.Lock()
+			u.events = append(u.events, e)
+			u.mu.Unlock()
+		}
+		u.err = u.cmd.Wait()
+		close(u.exited)
+	}()
+	t.Cleanup(func() {
+		u.cmd.Process.Kill()
+		<-u.exited
+		for _, e := range u.all() {
+			if e.Pid > 0 {
+				syscall.Kill(-e.Pid, syscall.SIGKILL)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return u
+}
+
+func (u *upProc) all() []ev {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]ev(nil), u.events...)
+}
+
+func (u *upProc) dump() string {
+	var b strings.Builder
+	for _, e := range u.all() {
+		fmt.Fprintf(&b, "  %s %s %s pid=%d", e.Time.Format("15:04:05.000"), e.Address, e.Type, e.Pid)
+		if e.ExitCode != nil {
+			fmt.Fprintf(&b, " code=%d", *e.ExitCode)
+		}
+		if e.Signal != "" {
+			fmt.Fprintf(&b, " signal=%s", e.Signal)
+		}
+		if e.Detail != "" {
+			fmt.Fprintf(&b, " %q", e.Detail)
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString("stderr:\n" + u.stderr.String())
+	return b.String()
+}
+
+// waitFor polls the events until cond holds for the list, or fails after
+// 20s.
+func (u *upProc) waitFor(what string, cond func([]ev) bool) []ev {
+	u.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		evs := u.all()
+		if cond(evs) {
+			return evs
+		}
+		select {
+		case <-u.exited:
+			if evs := u.all(); cond(evs) {
+				return evs
+			}
+			u.t.Fatalf("orch up exited (%v) while waiting for %s; events:\n%s", u.err, what, u.dump())
+		default:
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("timed out waiting for %s; events:\n%s", what, u.dump())
+		}
+		time.Sleep(wait)
+	}
+}
+
+// count counts the events of type typ about addr.
+func count(evs []ev, addr, typ string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Address == addr && e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// index returns the position of the n-th (0-based) event of type typ about
+// addr, or -1.
+func index(evs []ev, addr, typ string, n int) int {
+	for i, e := range evs {
+		if e.Address == addr && e.Type == typ {
+			if n == 0 {
+				return i
+			}
+			n--
+		}
+	}
+	return -1
+}
+
+// pids returns the pid of the last "started" event of each address.
+func pids(evs []ev) map[string]int {
+	out := map[string]int{}
+	for _, e := range evs {
+		if e.Type == "started" {
+			out[e.Address] = e.Pid
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// renameSave replaces main.hcl as editors do: a new file renamed over it.
+func renameSave(t *testing.T, dir, content string) {
+	t.Helper()
+	tmp := filepath.Join(dir, "main.hcl.tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "main.hcl")); err != nil {
+		t.Fatal(err)
+	}
+}
