@@ -1,0 +1,226 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+)
+
+// benchEnv runs engines in-process over one configuration directory and
+// one state (lock held for the benchmark), with the real process
+// provider. Its cleanup kills every pid an engine reported and logd.
+type benchEnv struct {
+	b        *testing.B
+	dir      string
+	stateDir string
+	store    *state.Store
+	provs    executor.Providers
+
+	mu   sync.Mutex
+	pids map[int]bool
+}
+
+func newBenchEnv(b *testing.B, config string) *benchEnv {
+	b.Helper()
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	be := &benchEnv{b: b, dir: dir, stateDir: filepath.Join(dir, ".orch"), pids: map[int]bool{},
+		provs: executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}})}}
+	st, err := state.Open(filepath.Join(be.stateDir, "state.db"), state.Options{Operation: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	be.store = st
+	b.Cleanup(func() {
+		be.mu.Lock()
+		for pid := range be.pids {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		be.mu.Unlock()
+		if raw, err := os.ReadFile(filepath.Join(be.stateDir, "logs", "logd.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		st.Close()
+	})
+	return be
+}
+
+// running is one engine's Run in its goroutine.
+type running struct {
+	events chan Event
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (be *benchEnv) run() *running {
+	be.b.Helper()
+	cfg, diags := spec.Load(be.dir, spec.Options{Schemas: be.provs.Schemas()})
+	if diags.HasErrors() {
+		be.b.Fatal(diags)
+	}
+	r := &running{events: make(chan Event, 1<<16), done: make(chan error, 1)}
+	eng := New(Options{Dir: be.dir, Config: cfg, Providers: be.provs, Store: be.store, StateDir: be.stateDir,
+		Parallelism: 100, Out: func(ev Event) {
+			if ev.Type == EventStarted {
+				be.mu.Lock()
+				be.pids[ev.Pid] = true
+				be.mu.Unlock()
+			}
+			r.events <- ev
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- eng.Run(ctx) }()
+	return r
+}
+
+func (r *running) stop(b *testing.B) {
+	r.cancel()
+	if err := <-r.done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// wait returns the first event for which match holds.
+func (r *running) wait(b *testing.B, what string, match func(Event) bool) Event {
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-r.events:
+			if ev.Type == EventFailed || ev.Type == EventError {
+				b.Fatalf("waiting for %s: %s", what, ev)
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-t.C:
+			b.Fatalf("no %s within 30s", what)
+		}
+	}
+}
+
+func started(addr string) func(Event) bool {
+	return func(ev Event) bool { return ev.Type == EventStarted && ev.Addr.String() == addr }
+}
+
+func isReady(ev Event) bool { return ev.Type == EventReady }
+
+func reportMedian(b *testing.B, name string, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	b.ReportMetric(float64(ds[len(ds)/2])/float64(time.Millisecond), name)
+}
+
+func daemons(n int, first string) string {
+	var s strings.Builder
+	for i := 0; i < n; i++ {
+		cmd := fmt.Sprintf("%d", 1000+i)
+		if i == 0 && first != "" {
+			cmd = first
+		}
+		fmt.Fprintf(&s, "daemon \"d%d\" {\n  command = [\"/bin/sleep\", %q]\n}\n", i, cmd)
+	}
+	return s.String()
+}
+
+// BenchmarkCrashToNewProcess: a daemon with restart.backoff = "0s" is
+// SIGKILLed; the time until its new process runs.
+func BenchmarkCrashToNewProcess(b *testing.B) {
+	be := newBenchEnv(b, `
+daemon "d" {
+  command = ["/bin/sleep", "600"]
+  restart {
+    policy       = "always"
+    backoff      = "0s"
+    max_restarts = 0
+  }
+}
+`)
+	r := be.run()
+	defer r.stop(b)
+	pid := r.wait(b, "start", started("daemon.d")).Pid
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		syscall.Kill(pid, syscall.SIGKILL)
+		pid = r.wait(b, "restart", started("daemon.d")).Pid
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportMedian(b, "ms-median", lat)
+}
+
+// BenchmarkEditToNewProcess100: one daemon of 100 is edited (rename-save);
+// the time until its new process runs, debounce included.
+func BenchmarkEditToNewProcess100(b *testing.B) {
+	be := newBenchEnv(b, daemons(100, ""))
+	r := be.run()
+	defer r.stop(b)
+	r.wait(b, "ready", isReady)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		content := daemons(100, fmt.Sprintf("%d", 5000+i))
+		tmp := filepath.Join(be.dir, "main.hcl.tmp")
+		os.WriteFile(tmp, []byte(content), 0o644)
+		t0 := time.Now()
+		os.Rename(tmp, filepath.Join(be.dir, "main.hcl"))
+		r.wait(b, "d0 replaced", started("daemon.d0"))
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportMedian(b, "ms-median", lat)
+}
+
+// upDown runs b.N cycles of: an engine brings 100 daemons up (from
+// nothing, then from "stopped"), then stops them all.
+func upDown(b *testing.B) (up, down []time.Duration) {
+	be := newBenchEnv(b, daemons(100, ""))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		r := be.run()
+		r.wait(b, "ready", isReady)
+		up = append(up, time.Since(t0))
+		t1 := time.Now()
+		r.stop(b)
+		down = append(down, time.Since(t1))
+	}
+	b.StopTimer()
+	return up, down
+}
+
+// BenchmarkUp100: from Run to all 100 daemons running (each cycle also
+// stops them, which this figure leaves out).
+func BenchmarkUp100(b *testing.B) {
+	up, _ := upDown(b)
+	reportMedian(b, "ms-median-up", up)
+}
+
+// BenchmarkStop100: from ctx done to Run returning with 100 daemons that
+// exit on SIGTERM stopped and recorded.
+func BenchmarkStop100(b *testing.B) {
+	_, down := upDown(b)
+	reportMedian(b, "ms-median-stop", down)
+}
