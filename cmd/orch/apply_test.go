@@ -73,6 +73,22 @@ func project(t *testing.T, config string) string {
 		for _, l := range statusOrNil(t, dir) {
 			seen[l.Pid] = true
 		}
+		// The config may not load any more (the test broke it on purpose):
+		// the handles in the log directory's sidecars still name every pid.
+		sidecars, _ := filepath.Glob(filepath.Join(dir, ".orch", "logs", "*.logconf"))
+		for _, f := range sidecars {
+			var sc struct {
+				Handle json.RawMessage `json:"handle"`
+			}
+			if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &sc) == nil {
+				var h struct {
+					Pid int `json:"pid"`
+				}
+				if json.Unmarshal(sc.Handle, &h) == nil {
+					seen[h.Pid] = true
+				}
+			}
+		}
 		orch(t, dir, nil, "destroy", "-auto-approve")
 		for pid := range seen {
 			if pid > 0 {
@@ -337,7 +353,8 @@ func TestStatusBeforeApply(t *testing.T) {
 
 func TestSavedPlanCarriesItsVariables(t *testing.T) {
 	dir := project(t, `variable "mode" {
-  type = string
+  type    = string
+  default = "default"
 }
 
 daemon "a" {
@@ -351,9 +368,13 @@ daemon "a" {
 	if !strings.Contains(r.stderr, "a saved plan carries its own variables") {
 		t.Fatalf("-var with a plan file:\n%s", r.stderr)
 	}
-	// Applied without ORCH_VAR_mode in the environment: the plan's own is used.
+	// Applied without ORCH_VAR_mode in the environment: the plan's own
+	// value is used, or the plan would be stale.
 	r = orch(t, dir, nil, "apply", planFile).want(t, 0)
 	if !strings.Contains(r.stdout, "1 added") {
 		t.Fatalf("apply of a saved plan:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if r := orch(t, dir, []string{"ORCH_VAR_mode=env"}, "plan", "-detailed-exitcode").want(t, 0); !strings.Contains(r.stdout, "No changes") {
+		t.Fatalf("the saved plan did not apply MODE=env:\n%s", r.stdout)
 	}
 }
