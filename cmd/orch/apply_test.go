@@ -89,7 +89,9 @@ func project(t *testing.T, config string) string {
 				}
 			}
 		}
-		orch(t, dir, nil, "destroy", "-auto-approve")
+		if r := orch(t, dir, nil, "destroy", "-auto-approve"); r.code != 0 {
+			t.Logf("cleanup: orch destroy failed (%d): %s", r.code, r.stderr)
+		}
 		for pid := range seen {
 			if pid > 0 {
 				syscall.Kill(-pid, syscall.SIGKILL)
