@@ -308,9 +308,9 @@ func decodeFast(b []byte) (*Snapshot, bool) {
 			}
 		case "depends_on":
 			if !r.strings(func(x string) bool {
-				a, ok := parseAddrFast(x)
+				a, err := spec.ParseAddress(x)
 				s.DependsOn = append(s.DependsOn, a)
-				return ok
+				return err == nil
 			}) {
 				return nil, false
 			}
@@ -486,7 +486,8 @@ func (r *jreader) addr() (spec.Address, bool) {
 	if !ok {
 		return spec.Address{}, false
 	}
-	return parseAddrFast(s)
+	a, err := spec.ParseAddress(s)
+	return a, err == nil
 }
 
 // values reads the "values" object: name -> {"t": type, "v": value}.
@@ -695,72 +696,6 @@ func typeOf(b []byte) (cty.Type, bool) {
 	typeCache.m[string(b)] = t
 	typeCache.Unlock()
 	return t, true
-}
-
-// parseAddrFast reads the addresses a snapshot holds (runtime.process.host,
-// daemon.db, daemon.api[3]) without the HCL parser, accepting them only
-// when they render back to the same text; other forms go through
-// spec.ParseAddress.
-func parseAddrFast(s string) (spec.Address, bool) {
-	var a spec.Address
-	i := 0
-	word := func() string {
-		j := i
-		for j < len(s) {
-			c := s[j]
-			if c == '_' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
-				j++
-				continue
-			}
-			break
-		}
-		w := s[i:j]
-		i = j
-		return w
-	}
-	dot := func() bool {
-		if i < len(s) && s[i] == '.' {
-			i++
-			return true
-		}
-		return false
-	}
-	ok := func() (spec.Address, bool) {
-		if a.String() == s {
-			return a, true
-		}
-		b, err := spec.ParseAddress(s)
-		return b, err == nil
-	}
-	if a.Kind = spec.ParseKind(word()); a.Kind == spec.KindInvalid || !dot() {
-		return ok()
-	}
-	if a.Kind == spec.KindRuntime {
-		if a.Type = word(); a.Type == "" || !dot() {
-			return ok()
-		}
-	}
-	if a.Name = word(); a.Name == "" {
-		return ok()
-	}
-	if i < len(s) {
-		if s[i] != '[' || s[len(s)-1] != ']' {
-			return ok()
-		}
-		n, err := strconv.Atoi(s[i+1 : len(s)-1])
-		if err != nil || n < 0 {
-			a = spec.Address{}
-			return ok()
-		}
-		a.Key = spec.IntKey(n)
-	}
-	for _, w := range []string{a.Name, a.Type} {
-		if w != "" && ('0' <= w[0] && w[0] <= '9' || w[0] == '-') {
-			a = spec.Address{}
-			return ok()
-		}
-	}
-	return ok()
 }
 
 // equalValues is a.RawEquals(b), faster for the shapes snapshot values

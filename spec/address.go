@@ -142,6 +142,9 @@ func (a Address) Less(b Address) bool {
 // ParseAddress reads an address such as `daemon.api[1]`, `daemon.api["eu"]`
 // or `runtime.docker.local`.
 func ParseAddress(s string) (Address, error) {
+	if a, ok := parseAddressFast(s); ok {
+		return a, nil
+	}
 	trav, diags := hclsyntax.ParseTraversalAbs([]byte(s), "address", hcl.InitialPos)
 	if diags.HasErrors() {
 		return Address{}, fmt.Errorf("invalid address %q: %s", s, diags[0].Detail)
@@ -219,4 +222,64 @@ func keyFromValue(v cty.Value) (Key, error) {
 		return StringKey(v.AsString()), nil
 	}
 	return NoKey, fmt.Errorf("an instance key must be a number or a string")
+}
+
+// parseAddressFast reads the common forms (runtime.process.host, daemon.db,
+// daemon.api[3]) without the HCL parser,
+// accepting them only when they render back to the same text; anything
+// else goes through HCL. State and snapshot decoding read thousands.
+func parseAddressFast(s string) (Address, bool) {
+	var a Address
+	i := 0
+	word := func() string {
+		j := i
+		for j < len(s) {
+			c := s[j]
+			if c == '_' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+				j++
+				continue
+			}
+			break
+		}
+		w := s[i:j]
+		i = j
+		return w
+	}
+	dot := func() bool {
+		if i < len(s) && s[i] == '.' {
+			i++
+			return true
+		}
+		return false
+	}
+	ok := func() (Address, bool) {
+		return a, a.String() == s
+	}
+	if a.Kind = ParseKind(word()); a.Kind == KindInvalid || !dot() {
+		return Address{}, false
+	}
+	if a.Kind == KindRuntime {
+		if a.Type = word(); a.Type == "" || !dot() {
+			return Address{}, false
+		}
+	}
+	if a.Name = word(); a.Name == "" {
+		return Address{}, false
+	}
+	if i < len(s) {
+		if s[i] != '[' || s[len(s)-1] != ']' {
+			return Address{}, false
+		}
+		n, err := strconv.Atoi(s[i+1 : len(s)-1])
+		if err != nil || n < 0 {
+			return Address{}, false
+		}
+		a.Key = IntKey(n)
+	}
+	for _, w := range []string{a.Name, a.Type} {
+		if w != "" && ('0' <= w[0] && w[0] <= '9' || w[0] == '-') {
+			return Address{}, false
+		}
+	}
+	return ok()
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/orch-dev/orch/providers"
@@ -82,7 +81,7 @@ func decodeInstance(key, b []byte) (Instance, error) {
 			return Instance{}, fmt.Errorf("state: corrupt record %q: %w", key, err)
 		}
 	}
-	addr, err := parseAddr(r.Addr)
+	addr, err := spec.ParseAddress(r.Addr)
 	if err != nil {
 		return Instance{}, fmt.Errorf("state: record %q: %w", key, err)
 	}
@@ -99,76 +98,9 @@ func decodeInstance(key, b []byte) (Instance, error) {
 		inst.Config = []byte(r.Config)
 	}
 	if r.Runtime != "" {
-		if inst.Runtime, err = parseAddr(r.Runtime); err != nil {
+		if inst.Runtime, err = spec.ParseAddress(r.Runtime); err != nil {
 			return Instance{}, fmt.Errorf("state: record %q: runtime: %w", key, err)
 		}
 	}
 	return inst, nil
-}
-
-// parseAddr reads an address the store wrote. spec.ParseAddress goes
-// through the HCL parser (microseconds per call, too slow for listing ten
-// thousand records), so the common shapes (kind.name, kind.name[N],
-// runtime.type.name) are read here directly and accepted only when they
-// render back to the same string; anything else (string keys) goes to
-// spec.ParseAddress.
-func parseAddr(s string) (spec.Address, error) {
-	if a, ok := parseAddrFast(s); ok {
-		return a, nil
-	}
-	return spec.ParseAddress(s)
-}
-
-func parseAddrFast(s string) (spec.Address, bool) {
-	var a spec.Address
-	i := 0
-	word := func() string {
-		j := i
-		for j < len(s) {
-			c := s[j]
-			if c == '_' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
-				j++
-				continue
-			}
-			break
-		}
-		w := s[i:j]
-		i = j
-		return w
-	}
-	dot := func() bool {
-		if i < len(s) && s[i] == '.' {
-			i++
-			return true
-		}
-		return false
-	}
-	if a.Kind = spec.ParseKind(word()); a.Kind == spec.KindInvalid || !dot() {
-		return a, false
-	}
-	if a.Kind == spec.KindRuntime {
-		if a.Type = word(); a.Type == "" || !dot() {
-			return a, false
-		}
-	}
-	if a.Name = word(); a.Name == "" {
-		return a, false
-	}
-	if i < len(s) {
-		if s[i] != '[' || s[len(s)-1] != ']' {
-			return a, false
-		}
-		n, err := strconv.Atoi(s[i+1 : len(s)-1])
-		if err != nil || n < 0 {
-			return a, false
-		}
-		a.Key = spec.IntKey(n)
-	}
-	// Identifiers start with a letter or '_'; "1x" or "01" are not ours.
-	for _, w := range []string{a.Name, a.Type} {
-		if w != "" && ('0' <= w[0] && w[0] <= '9' || w[0] == '-') {
-			return a, false
-		}
-	}
-	return a, a.String() == s
 }

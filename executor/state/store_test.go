@@ -689,14 +689,9 @@ func TestParseAddr(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := parseAddr(s)
+		got, err := spec.ParseAddress(s)
 		if err != nil || got != want {
-			t.Errorf("parseAddr(%q) = %#v, %v; want %#v", s, got, err, want)
-		}
-	}
-	for _, s := range []string{"", "daemon", "daemon.", "daemon.api[", "daemon.api[-1]", "daemon.api[01]", "daemon.1x", "nope.x", "runtime.docker", "daemon.api.x"} {
-		if a, ok := parseAddrFast(s); ok {
-			t.Errorf("parseAddrFast(%q) accepted %#v", s, a)
+			t.Errorf("spec.ParseAddress(%q) = %#v, %v; want %#v", s, got, err, want)
 		}
 	}
 }
