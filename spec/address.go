@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -74,7 +76,7 @@ func (k Key) String() string {
 	case IntKeyType:
 		return "[" + strconv.Itoa(k.Int) + "]"
 	case StringKeyType:
-		return "[" + strconv.Quote(k.Str) + "]"
+		return "[" + hclQuote(k.Str) + "]"
 	}
 	return ""
 }
@@ -282,4 +284,41 @@ func parseAddressFast(s string) (Address, bool) {
 		}
 	}
 	return ok()
+}
+
+// hclQuote quotes s as an HCL string literal: HCL knows the escapes \n,
+// \r, \t, \", \\ and \uNNNN (not Go's \xNN), and "${" and "%{" start
+// templates, so they are escaped as "$${" and "%%{".
+func hclQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case (r == '$' || r == '%') && i+1 < len(s) && s[i+1] == '{':
+			b.WriteRune(r)
+			b.WriteRune(r)
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\xef\xbf\xbd"): // invalid UTF-8
+			b.WriteString(`\ufffd`)
+		case r < 0x20 || r == 0x7f || !unicode.IsPrint(r) && r > 0x7f:
+			if r > 0xffff {
+				fmt.Fprintf(&b, `\U%08x`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
