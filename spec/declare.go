@@ -208,7 +208,10 @@ func (l *loader) collectRefs(n *node) {
 	exprs := l.exprsOf(n)
 	for _, e := range exprs {
 		for _, trav := range e.Variables() {
-			add(l.resolveTraversal(n, trav))
+			if t := l.resolveTraversal(n, trav); t != nil {
+				t.referenced = true
+				add(t)
+			}
 		}
 	}
 	if n.kind == KindDaemon || n.kind == KindJob {

@@ -113,6 +113,9 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 	if e.errs {
 		return nil, cty.NilVal, false
 	}
+	if !n.referenced {
+		return r, cty.NilVal, true // nobody reads this instance's value
+	}
 	obj := map[string]cty.Value{
 		"name":    cty.StringVal(n.addr.Name),
 		"address": cty.StringVal(r.Addr.String()),

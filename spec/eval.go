@@ -127,7 +127,10 @@ func (e *instEval) value(expr hcl.Expression, ty cty.Type, name string) (cty.Val
 		e.errs = true
 		return cty.NilVal, false
 	}
-	unmarked, pvms := conv.UnmarkDeepWithPaths()
+	unmarked, pvms := conv, []cty.PathValueMarks(nil)
+	if conv.ContainsMarked() {
+		unmarked, pvms = conv.UnmarkDeepWithPaths()
+	}
 	for _, pvm := range pvms {
 		if _, ok := pvm.Marks[sensitiveMark]; ok {
 			if e.r != nil {
@@ -257,6 +260,8 @@ func (l *loader) evalResource(n *node, ctx *hcl.EvalContext) {
 		}
 	}
 	switch {
+	case !n.referenced:
+		// nobody reads the block's value: do not build it
 	case n.counted:
 		if len(values) == 0 {
 			n.value = cty.EmptyTupleVal

@@ -35,7 +35,8 @@ type loader struct {
 	// them are not reported again.
 	broken map[string]bool
 	// secrets holds the text of every sensitive value met, for redact.
-	secrets map[string]bool
+	secrets   map[string]bool
+	secretsMu *sync.Mutex
 
 	validations map[string][]validation
 	defaults    map[string]*typeexpr.Defaults
@@ -66,6 +67,9 @@ type node struct {
 	refs      []*node  // nodes referenced by expressions and static deps
 	counted   bool     // has count
 	forEach   bool     // has for_each
+	// referenced is true when an expression refers to this node's value
+	// (depends_on alone needs no value).
+	referenced bool
 
 	failed bool      // evaluation failed; dependents are skipped silently
 	value  cty.Value // value for references, possibly marked
@@ -89,15 +93,16 @@ type depRef struct {
 
 func newLoader(fsys fs.FS, dir string, opts Options) *loader {
 	l := &loader{
-		fsys:    fsys,
-		opts:    opts,
-		cfg:     &Config{Dir: dir, Files: map[string]*hcl.File{}, Variables: map[string]*Variable{}},
-		vars:    map[string]*Variable{},
-		varVals: map[string]cty.Value{},
-		locals:  map[string]*node{},
-		nodes:   map[string]*node{},
-		broken:  map[string]bool{},
-		secrets: map[string]bool{},
+		fsys:      fsys,
+		opts:      opts,
+		cfg:       &Config{Dir: dir, Files: map[string]*hcl.File{}, Variables: map[string]*Variable{}},
+		vars:      map[string]*Variable{},
+		varVals:   map[string]cty.Value{},
+		locals:    map[string]*node{},
+		nodes:     map[string]*node{},
+		broken:    map[string]bool{},
+		secrets:   map[string]bool{},
+		secretsMu: &sync.Mutex{},
 
 		validations: map[string][]validation{},
 		defaults:    map[string]*typeexpr.Defaults{},

@@ -14,6 +14,13 @@ const redactedText = "(sensitive value)"
 // noteSecret records the primitive leaves of a value that derives from a
 // sensitive variable, so that redact can remove them from diagnostics.
 func (l *loader) noteSecret(v cty.Value) {
+	// evaluation runs on several goroutines that share l.secrets
+	l.secretsMu.Lock()
+	defer l.secretsMu.Unlock()
+	l.noteSecretLocked(v)
+}
+
+func (l *loader) noteSecretLocked(v cty.Value) {
 	v, _ = v.UnmarkDeep()
 	if v.IsNull() || !v.IsKnown() {
 		return
@@ -28,9 +35,9 @@ func (l *loader) noteSecret(v cty.Value) {
 		for it := v.ElementIterator(); it.Next(); {
 			k, e := it.Element()
 			if ty.IsMapType() || ty.IsObjectType() {
-				l.noteSecret(k)
+				l.noteSecretLocked(k)
 			}
-			l.noteSecret(e)
+			l.noteSecretLocked(e)
 		}
 	}
 }
