@@ -82,7 +82,8 @@ type Options struct {
 type Engine struct {
 	opts Options
 
-	outMu sync.Mutex
+	outMu sync.Mutex // serialises Out and guards bus
+	bus   bus
 	msgs  chan func() // work for the controller goroutine
 	dead  chan struct{}
 	bg    sync.WaitGroup
@@ -101,6 +102,11 @@ type Engine struct {
 	inflight  int  // applies in flight (reconcile and restarts)
 	stopping  bool
 	firstDone bool
+	// paused: an API destroy took everything down; nothing is started
+	// (reconcile, restarts) until an API apply.
+	paused  bool
+	waiters []func(err string) // API applies waiting for the round to settle
+	idle    []func()           // run once no apply is in flight
 }
 
 // instance is what the engine knows of one declared instance.
@@ -116,23 +122,26 @@ type Engine struct {
 //	                     exited       crash loop (max_restarts within window)
 //	                                  -> failed; both stay until the config changes
 type instance struct {
-	addr    spec.Address
-	res     *spec.Resource // nil once no longer declared
-	rt      spec.Address
-	handle  providers.Handle
-	hash    string // config hash it was last started or adopted with
-	status  string // stored status
-	ran     bool   // started, adopted or attempted by this engine
-	gen     uint64 // bumped for each new handle: older notifications are stale
-	running bool
-	healthy bool
-	started time.Time
-	cancel  context.CancelFunc // the watch and health monitor of gen
-	timer   *time.Timer        // a pending restart
-	attempt int                // backoff exponent
-	history restartHistory
-	killing bool   // stopped by the engine because it was unhealthy
-	waiting string // what it waits for, as last reported
+	addr     spec.Address
+	res      *spec.Resource // nil once no longer declared
+	rt       spec.Address
+	handle   providers.Handle
+	hash     string // config hash it was last started or adopted with
+	status   string // stored status
+	ran      bool   // started, adopted or attempted by this engine
+	gen      uint64 // bumped for each new handle: older notifications are stale
+	running  bool
+	healthy  bool
+	checked  bool // a health check result came for this generation
+	started  time.Time
+	cancel   context.CancelFunc // the watch and health monitor of gen
+	timer    *time.Timer        // a pending restart
+	attempt  int                // backoff exponent
+	history  restartHistory
+	killing  bool   // stopped by the engine because it was unhealthy
+	manual   bool   // stopped by the engine for a requested restart
+	restarts int    // restarts by this engine (policy, liveness, requested)
+	waiting  string // what it waits for, as last reported
 }
 
 // New returns an Engine; nothing happens until Run.
@@ -189,12 +198,12 @@ func (e *Engine) emit(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
-	if e.opts.Out == nil {
-		return
-	}
 	e.outMu.Lock()
 	defer e.outMu.Unlock()
-	e.opts.Out(ev)
+	e.bus.publish(ev)
+	if e.opts.Out != nil {
+		e.opts.Out(ev)
+	}
 }
 
 func (e *Engine) project() string {
@@ -269,6 +278,11 @@ func (e *Engine) reloaded(lr LoadResult) {
 // ready. Restarting what exited is left to the supervisor.
 func (e *Engine) reconcile() {
 	if e.stopping {
+		e.settle("the engine is stopping")
+		return
+	}
+	if e.paused {
+		e.settle("")
 		return
 	}
 	if e.applying {
@@ -279,17 +293,20 @@ func (e *Engine) reconcile() {
 	stored, err := e.opts.Store.List()
 	if err != nil {
 		e.emit(Event{Type: EventError, Detail: "reading state: " + err.Error()})
+		e.settle("reading state: " + err.Error())
 		return
 	}
 	in, err := executor.Refresh(e.ctx, e.cfg, stored, e.opts.Providers, e.project(), e.opts.StateDir)
 	if err != nil {
 		e.emit(Event{Type: EventError, Detail: err.Error()})
+		e.settle(err.Error())
 		return
 	}
 	plan, diags := planner.Make(in)
 	if diags.HasErrors() {
 		e.emit(Event{Type: EventError, Detail: renderDiags(diags, e.files)})
 		e.showPlan = false
+		e.settle(renderDiags(diags, e.files))
 		return
 	}
 	for _, c := range plan.Changes {
@@ -306,6 +323,7 @@ func (e *Engine) reconcile() {
 			e.emit(Event{Type: EventPlanApplied, Detail: "no changes"})
 		}
 		e.ready()
+		e.settle("")
 		return
 	}
 	sub := &planner.Plan{Changes: batch, ConfigHash: plan.ConfigHash}
@@ -328,8 +346,23 @@ func (e *Engine) reconcile() {
 			e.reconcile()
 		} else {
 			e.ready()
+			e.settle("")
 		}
 	})
+}
+
+// settle tells the API applies waiting for this round that it ended:
+// with err when it could not go on, else once nothing is applying and no
+// start waits for a dependency.
+func (e *Engine) settle(err string) {
+	if len(e.waiters) == 0 || (err == "" && (e.applying || len(e.deferred) > 0)) {
+		return
+	}
+	ws := e.waiters
+	e.waiters = nil
+	for _, w := range ws {
+		w(err)
+	}
 }
 
 // ready reports the end of the first round of applies, once.
@@ -497,6 +530,13 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 		e.post(func() {
 			e.inflight--
 			done(res, err)
+			if e.inflight == 0 && len(e.idle) > 0 {
+				fs := e.idle
+				e.idle = nil
+				for _, f := range fs {
+					f()
+				}
+			}
 		})
 	}()
 }

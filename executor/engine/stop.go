@@ -19,6 +19,7 @@ import (
 // each within its stop timeout. Their records stay, marked stopped.
 func (e *Engine) shutdown() error {
 	e.stopping = true
+	e.settle("the engine is stopping")
 	e.emit(Event{Type: EventShutdown, Detail: "stopping everything, dependents first"})
 	for _, inst := range e.insts {
 		if inst.timer != nil {

@@ -31,7 +31,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	}
 	inst.gen++
 	gen, addr := inst.gen, inst.addr
-	inst.handle, inst.running, inst.healthy, inst.killing = handle, true, false, false
+	inst.handle, inst.running, inst.healthy, inst.killing, inst.checked = handle, true, false, false, false
 	inst.started = time.Now()
 	ctx, cancel := context.WithCancel(e.ctx)
 	inst.cancel = cancel
@@ -101,6 +101,13 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	if obs.State == providers.StateMissing {
 		ev.Detail = "gone; its exit status is unknown"
 	}
+	if inst.manual {
+		inst.manual, inst.killing = false, false
+		ev.Detail = "restart requested"
+		e.emit(ev)
+		e.restart(addr, gen)
+		return
+	}
 	e.emit(ev)
 	failed := inst.killing || obs.Signal != "" || obs.ExitCode != 0 || obs.State != providers.StateExited
 	e.down(inst, failed, time.Since(inst.started))
@@ -111,7 +118,7 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
 	inst.killing = false
 	r := inst.res
-	if r == nil {
+	if r == nil || e.paused {
 		return
 	}
 	rp := r.Restart
@@ -162,7 +169,7 @@ func (e *Engine) markFailed(a spec.Address, why string) {
 // may have left behind.
 func (e *Engine) restart(addr spec.Address, gen uint64) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || inst.running || e.stopping || e.busy[addr] {
+	if inst == nil || inst.gen != gen || inst.running || e.stopping || e.paused || e.busy[addr] {
 		return
 	}
 	inst.timer = nil
@@ -175,6 +182,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 		Observed: providers.Observed{State: providers.StateExited}, Reason: "restart policy " + inst.res.Restart.Policy.String()}
 	p := &planner.Plan{Changes: []*planner.Change{c}, ConfigHash: e.cfg.Hash}
 	e.busy[addr] = true
+	inst.restarts++
 	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
 	sweep := func() {
 		if prov != nil && len(old) > 0 {
@@ -198,6 +206,7 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
 		return
 	}
+	inst.checked = true
 	if ok {
 		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})

@@ -39,6 +39,9 @@ changed since it was made.`,
 				if len(vf.vars) > 0 || len(vf.varFiles) > 0 {
 					return usageError{fmt.Errorf("a saved plan carries its own variables; -var and -var-file cannot be used with %s", arg)}
 				}
+				if a.agentFor(sp.Dir, &varFlags{vars: sp.Vars}) != nil {
+					return &exitError{code: ExitError, msg: "an agent (or orch up) runs for " + sp.Dir + ": run orch apply " + sp.Dir + " instead of a saved plan"}
+				}
 				return a.applySaved(sp, &lf)
 			}
 			return a.applyDir(arg, &vf, &lf, autoApprove, false)
@@ -75,6 +78,9 @@ dependency order. Instances with lifecycle.prevent_destroy refuse.`,
 }
 
 func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, destroy bool) error {
+	if c := a.agentFor(dir, vf); c != nil {
+		return a.applyViaAgent(c, autoApprove, destroy)
+	}
 	op := "apply"
 	if destroy {
 		op = "destroy"

@@ -29,6 +29,11 @@ type JSONStatus struct {
 	ConfigHash string     `json:"config_hash"`
 	LastError  string     `json:"last_error,omitempty"`
 	UpdatedAt  time.Time  `json:"updated_at"`
+	// Set when an agent (or orch up) answers for the directory.
+	Supervised bool   `json:"supervised,omitempty"`
+	Health     string `json:"health,omitempty"` // starting, healthy, unhealthy
+	Restarts   *int   `json:"restarts,omitempty"`
+	Waiting    string `json:"waiting,omitempty"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -42,9 +47,14 @@ func (a *App) statusCommand() *cobra.Command {
 		Long: `List every instance the state of DIR records with what runs now: its state
 (running, exited, missing), the status orch recorded, pid, uptime and the
 config hash it runs. It reads the state without taking the lock, and
-changes nothing.`,
+changes nothing. When an agent (or orch up) runs for DIR, it asks the agent
+instead, which also knows each daemon's health and how many times it
+restarted it.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c := a.agentFor(dirArg(args), &vf); c != nil {
+				return a.statusViaAgent(c, asJSON)
+			}
 			res := a.loadConfig(dirArg(args), &vf)
 			a.writeDiags(res.diags, res.files)
 			if res.diags.HasErrors() {

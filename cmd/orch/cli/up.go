@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
+	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -34,6 +39,10 @@ state keeps the stopped daemons (status "stopped"): the next orch up starts
 them again. orch up holds the state lock while it runs; orch status works
 meanwhile.
 
+orch up serves the agent API on the agent socket (agent_socket, default
+<state dir>/agent.sock), as orch agent does: orch status, events, logs,
+restart, signal, plan, apply and destroy talk to it (docs/agent-api.md).
+
 Each line says what happened: "12:00:01 daemon.api started pid=123". With
 -json, each event is one JSON object per line: {time, type, address, pid,
 exit_code, signal, detail}.`,
@@ -49,28 +58,50 @@ exit_code, signal, detail}.`,
 }
 
 func (a *App) up(dir string, vf *varFlags, lf *lockFlags, asJSON bool) error {
-	s, err := a.open(dir, vf, lf, "up")
+	return a.runEngine(dir, vf, lf, asJSON, a.Stdout, "up")
+}
+
+// runEngine is orch up and orch agent: it takes the lock, runs the engine
+// and serves its API on the agent socket until SIGINT or SIGTERM, printing
+// events to out.
+func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w io.Writer, op string) error {
+	s, err := a.open(dir, vf, lf, op)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	out := func(ev engine.Event) { fmt.Fprintln(a.Stdout, ev.String()) }
+	out := func(ev engine.Event) { fmt.Fprintln(w, ev.String()) }
 	if asJSON {
-		enc := json.NewEncoder(a.Stdout)
+		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
 		out = func(ev engine.Event) { enc.Encode(ev) }
+	}
+	load := func() engine.LoadResult {
+		r := a.loadConfig(dir, vf)
+		return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
 	}
 	ctx, stop := a.upInterruptible()
 	defer stop()
 	eng := engine.New(engine.Options{
-		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files,
-		Load: func() engine.LoadResult {
-			r := a.loadConfig(dir, vf)
-			return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
-		},
+		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load,
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out,
 	})
+	sock := a.settings.AgentSocketFor(s.stateDir)
+	ln, err := agent.Listen(sock)
+	if err != nil {
+		return &exitError{code: ExitError, msg: "cannot serve the agent API: " + err.Error()}
+	}
+	srvCtx, srvStop := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	srv := &agent.Server{Engine: eng, Dir: s.cfg.Dir, Load: load, LogPath: func(addr spec.Address) string {
+		return filepath.Join(s.stateDir, "logs", process.FileName(addr)+".log")
+	}}
+	go func() {
+		defer close(served)
+		srv.Serve(srvCtx, ln)
+	}()
+	defer func() { srvStop(); <-served }()
 	if err := eng.Run(ctx); err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
 	}

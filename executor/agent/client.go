@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// ErrNoAgent is returned by Dial when nothing listens on the socket.
+var ErrNoAgent = errors.New("no agent listens")
+
+// Client talks to an agent over its socket. Its methods are safe for
+// concurrent use.
+type Client struct {
+	Socket string
+	hc     *http.Client
+}
+
+// Dial connects to the agent's socket once to see that one listens, and
+// returns a client for it. It returns an error wrapping ErrNoAgent when
+// the socket does not exist or nothing accepts on it (a stale socket of a
+// killed agent).
+func Dial(socket string) (*Client, error) {
+	c, err := net.DialTimeout("unix", socket, 2*time.Second)
+	if err != nil {
+		if isConnRefused(err) {
+			return nil, fmt.Errorf("%w on %s", ErrNoAgent, socket)
+		}
+		return nil, err
+	}
+	c.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}, DisableCompression: true}
+	return &Client{Socket: socket, hc: &http.Client{Transport: tr}}, nil
+}
+
+// APIError is an error answer of the agent.
+type APIError struct {
+	Code        int
+	Message     string
+	Diagnostics string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent/"+APIVersion+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("talking to the agent on %s: %w", c.Socket, err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		var er ErrorResponse
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &er) != nil || er.Error == "" {
+			er.Error = fmt.Sprintf("the agent answered %s", resp.Status)
+		}
+		return nil, &APIError{Code: resp.StatusCode, Message: er.Error, Diagnostics: er.Diagnostics}
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func addrPath(prefix, addr string) string { return prefix + url.PathEscape(addr) }
+
+// Status returns what the agent supervises (GET /v1/status).
+func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
+	var out StatusResponse
+	return &out, c.call(ctx, http.MethodGet, "/status", nil, &out)
+}
+
+// Events streams events (GET /v1/events) to fn, one JSON object each,
+// until ctx is done, the agent stops, or fn returns an error. since is
+// passed as is ("" for new events only).
+func (c *Client) Events(ctx context.Context, since string, fn func(json.RawMessage) error) error {
+	path := "/events"
+	if since != "" {
+		path += "?since=" + url.QueryEscape(since)
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if err := fn(append(json.RawMessage(nil), sc.Bytes()...)); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return sc.Err()
+}
+
+// Restart restarts a daemon and returns its new pid (POST /v1/restart).
+func (c *Client) Restart(ctx context.Context, addr string) (*RestartResponse, error) {
+	var out RestartResponse
+	return &out, c.call(ctx, http.MethodPost, addrPath("/restart/", addr), nil, &out)
+}
+
+// Signal sends a signal to a daemon (POST /v1/signal).
+func (c *Client) Signal(ctx context.Context, addr, sig string) error {
+	return c.call(ctx, http.MethodPost, addrPath("/signal/", addr), SignalRequest{Signal: sig}, nil)
+}
+
+// Plan asks the agent for a plan of the configuration on disk (POST
+// /v1/plan).
+func (c *Client) Plan(ctx context.Context, destroy bool) (*PlanResponse, error) {
+	var out PlanResponse
+	return &out, c.call(ctx, http.MethodPost, "/plan", PlanRequest{Destroy: destroy}, &out)
+}
+
+// Apply applies (or destroys) through the agent, handing each line of the
+// stream to fn, and returns the final result (POST /v1/apply,
+// /v1/destroy). fingerprint, when set, is that of the plan the user
+// approved.
+func (c *Client) Apply(ctx context.Context, destroy bool, fingerprint string, fn func(ApplyLine)) (*ApplyResult, error) {
+	path := "/apply"
+	if destroy {
+		path = "/destroy"
+	}
+	resp, err := c.do(ctx, http.MethodPost, path, ApplyRequest{Fingerprint: fingerprint})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var l ApplyLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return nil, fmt.Errorf("reading the agent's answer: %w", err)
+		}
+		if l.Result != nil {
+			return l.Result, nil
+		}
+		if fn != nil {
+			fn(l)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("the agent ended the apply without a result (did it stop?)")
+}

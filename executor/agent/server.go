@@ -1,0 +1,469 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// Server serves one engine's API. Set every field but Load, which may be
+// nil (plan and apply then use the engine's configuration).
+type Server struct {
+	Engine *engine.Engine
+	// Dir is the configuration directory, reported by GET /v1/status.
+	Dir string
+	// Load reads the configuration directory again for POST /v1/plan,
+	// /v1/apply and /v1/destroy: they act on what is on disk now.
+	Load func() engine.LoadResult
+	// LogPath returns the current log file of an instance (rotated ones
+	// are LogPath + ".1", ".2", ...).
+	LogPath func(spec.Address) string
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/events", s.events)
+	mux.HandleFunc("GET /v1/logs/{addr}", s.logs)
+	mux.HandleFunc("POST /v1/restart/{addr}", s.restart)
+	mux.HandleFunc("POST /v1/signal/{addr}", s.signal)
+	mux.HandleFunc("POST /v1/plan", s.plan)
+	mux.HandleFunc("POST /v1/apply", func(w http.ResponseWriter, r *http.Request) { s.apply(w, r, false) })
+	mux.HandleFunc("POST /v1/destroy", func(w http.ResponseWriter, r *http.Request) { s.apply(w, r, true) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (this agent speaks %s)", r.Method, r.URL.Path, APIVersion))
+	})
+	return mux
+}
+
+// Serve answers requests on ln until ctx is done, then closes ln (which
+// removes the socket) and ends every request in flight, streams included.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), BaseContext: func(net.Listener) context.Context { return ctx },
+		ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			srv.Close()
+		case <-done:
+		}
+	}()
+	err := srv.Serve(ln)
+	close(done)
+	ln.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, ErrorResponse{Error: err.Error()})
+}
+
+func engineErr(w http.ResponseWriter, err error) {
+	code := http.StatusConflict
+	switch {
+	case errors.Is(err, engine.ErrStopping):
+		code = http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled):
+		return
+	}
+	writeError(w, code, err)
+}
+
+func pathAddr(w http.ResponseWriter, r *http.Request) (spec.Address, bool) {
+	a, err := spec.ParseAddress(r.PathValue("addr"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return a, false
+	}
+	return a, true
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	sts, err := s.Engine.Status(r.Context())
+	if err != nil {
+		engineErr(w, err)
+		return
+	}
+	now := time.Now()
+	out := StatusResponse{Dir: s.Dir, Pid: os.Getpid(), Instances: make([]Instance, 0, len(sts))}
+	for _, st := range sts {
+		in := Instance{Address: st.Addr.String(), State: st.Observed.State.String(), Status: st.Status,
+			Supervised: st.Supervised, Health: st.Health, Restarts: st.Restarts, Waiting: st.Waiting,
+			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID}
+		if st.Status == "waiting" {
+			in.State = "-"
+		}
+		if !st.Runtime.IsZero() {
+			in.Runtime = st.Runtime.String()
+		}
+		if !st.UpdatedAt.IsZero() {
+			u := st.UpdatedAt
+			in.UpdatedAt = &u
+		}
+		switch st.Observed.State {
+		case providers.StateRunning:
+			in.Pid = st.Observed.Pid
+			if t := st.Observed.StartedAt; !t.IsZero() {
+				in.StartedAt = &t
+				in.UptimeSec = now.Sub(t).Truncate(time.Second).Seconds()
+			}
+		case providers.StateExited:
+			if st.Observed.Signal != "" {
+				in.Signal = st.Observed.Signal
+			} else {
+				c := st.Observed.ExitCode
+				in.ExitCode = &c
+			}
+		}
+		out.Instances = append(out.Instances, in)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// parseSince reads ?since=: an RFC 3339 time, a duration back from now
+// ("5m"), or "all" (every event kept).
+func parseSince(s string) (time.Time, error) {
+	switch s {
+	case "":
+		return time.Time{}, nil
+	case "all", "0":
+		return time.Unix(0, 0), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("since=%q: want an RFC 3339 time, a duration such as 5m, or all", s)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	since, err := parseSince(r.URL.Query().Get("since"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	past, ch, cancel := s.Engine.Subscribe(since)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, ev := range past {
+		if enc.Encode(ev) != nil {
+			return
+		}
+	}
+	if fl != nil {
+		fl.Flush()
+	}
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return // too slow: dropped
+			}
+			if enc.Encode(ev) != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	a, ok := pathAddr(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	n := 10
+	if v := q.Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("n=%q is not a number", v))
+			return
+		}
+	}
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	path := s.LogPath(a)
+	if !follow {
+		if _, err := os.Stat(path); err != nil {
+			writeError(w, http.StatusNotFound, fmt.Errorf("%s has no log: %w", a, err))
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	Tail(r.Context(), path, n, follow, flushWriter{w})
+}
+
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}
+
+func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
+	a, ok := pathAddr(w, r)
+	if !ok {
+		return
+	}
+	_, ch, cancel := s.Engine.Subscribe(time.Time{})
+	defer cancel()
+	if err := s.Engine.Restart(r.Context(), a); err != nil {
+		engineErr(w, err)
+		return
+	}
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				writeJSON(w, http.StatusAccepted, RestartResponse{Address: a.String()})
+				return
+			}
+			if ev.Addr != a {
+				continue
+			}
+			switch ev.Type {
+			case engine.EventStarted:
+				writeJSON(w, http.StatusOK, RestartResponse{Address: a.String(), Pid: ev.Pid})
+				return
+			case engine.EventFailed:
+				writeError(w, http.StatusInternalServerError, fmt.Errorf("%s: restart failed: %s", a, ev.Detail))
+				return
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
+	a, ok := pathAddr(w, r)
+	if !ok {
+		return
+	}
+	var req SignalRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"signal\": \"HUP\"}: %w", err))
+		return
+	}
+	sig, err := spec.ParseSignal(req.Signal)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.Engine.Signal(r.Context(), a, sig); err != nil {
+		engineErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Address string `json:"address"`
+		Signal  string `json:"signal"`
+	}{a.String(), sig.Name})
+}
+
+// load reads the configuration directory again; on errors it answers 422
+// and returns nil.
+func (s *Server) load(w http.ResponseWriter) (*engine.LoadResult, bool) {
+	if s.Load == nil {
+		return &engine.LoadResult{}, true
+	}
+	lr := s.Load()
+	if lr.Diags.HasErrors() || lr.Config == nil {
+		writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: "the configuration is invalid", Diagnostics: renderDiags(lr.Diags, lr.Files)})
+		return nil, false
+	}
+	return &lr, true
+}
+
+func renderDiags(diags hcl.Diagnostics, files map[string]*hcl.File) string {
+	if len(diags) == 0 {
+		return ""
+	}
+	var b bytes.Buffer
+	hcl.NewDiagnosticTextWriter(&b, files, 100, false).WriteDiagnostics(diags)
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func planResponse(p *planner.Plan, diags hcl.Diagnostics, files map[string]*hcl.File) *PlanResponse {
+	return &PlanResponse{Text: planner.Render(p, planner.RenderOptions{}), Plan: planner.ToJSON(p),
+		HasChanges: p.HasChanges(), Diagnostics: renderDiags(diags, files)}
+}
+
+func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
+	var req PlanRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && err != io.EOF {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	lr, ok := s.load(w)
+	if !ok {
+		return
+	}
+	p, diags, err := s.Engine.Plan(r.Context(), lr.Config, req.Destroy)
+	if err != nil {
+		engineErr(w, err)
+		return
+	}
+	if diags.HasErrors() {
+		writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: "the plan has errors", Diagnostics: renderDiags(diags, lr.Files)})
+		return
+	}
+	writeJSON(w, http.StatusOK, planResponse(p, diags, lr.Files))
+}
+
+func (s *Server) apply(w http.ResponseWriter, r *http.Request, destroy bool) {
+	var req ApplyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && err != io.EOF {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	lr, ok := s.load(w)
+	if !ok {
+		return
+	}
+	_, ch, cancel := s.Engine.Subscribe(time.Time{})
+	defer cancel()
+	plans := make(chan *planner.Plan, 1)
+	type done struct {
+		res *engine.ApplyResult
+		err error
+	}
+	result := make(chan done, 1)
+	go func() {
+		res, err := s.Engine.Apply(r.Context(), engine.ApplyRequest{Config: lr.Config, Files: lr.Files, Destroy: destroy,
+			Fingerprint: req.Fingerprint, OnPlan: func(p *planner.Plan) { plans <- p }})
+		result <- done{res, err}
+	}()
+	started := false
+	var (
+		enc *json.Encoder
+		fl  http.Flusher
+	)
+	begin := func() {
+		started = true
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		fl, _ = w.(http.Flusher)
+		enc = json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+	}
+	line := func(l ApplyLine) {
+		enc.Encode(l)
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	failed := map[string]bool{}
+	var order []string
+	event := func(ev engine.Event) {
+		if ev.Type == engine.EventFailed || ev.Type == engine.EventSkipped {
+			if a := ev.Addr.String(); !failed[a] {
+				failed[a] = true
+				order = append(order, a)
+			}
+		}
+		b, _ := json.Marshal(ev)
+		line(ApplyLine{Event: b})
+	}
+	for {
+		select {
+		case p := <-plans:
+			begin()
+			line(ApplyLine{Plan: planResponse(p, nil, lr.Files)})
+		case ev, ok := <-ch:
+			if !ok {
+				ch = nil
+				continue
+			}
+			if started {
+				event(ev)
+			}
+		case d := <-result:
+			if d.err != nil && !started {
+				if d.res != nil && errors.Is(d.err, engine.ErrStalePlan) {
+					writeJSON(w, http.StatusConflict, ErrorResponse{Error: d.err.Error()})
+					return
+				}
+				engineErr(w, d.err)
+				return
+			}
+			if !started {
+				if d.res != nil && d.res.Diags.HasErrors() {
+					writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: "the plan has errors", Diagnostics: renderDiags(d.res.Diags, lr.Files)})
+					return
+				}
+				begin()
+				if d.res != nil && d.res.Plan != nil {
+					line(ApplyLine{Plan: planResponse(d.res.Plan, d.res.Diags, lr.Files)})
+				}
+			}
+			for drained := false; !drained && ch != nil; {
+				select {
+				case ev, ok := <-ch:
+					if !ok {
+						drained = true
+						break
+					}
+					event(ev)
+				default:
+					drained = true
+				}
+			}
+			out := &ApplyResult{}
+			if d.err != nil {
+				out.Error = d.err.Error()
+			}
+			if d.res != nil {
+				out.Add, out.Change, out.Replace, out.Destroy = d.res.Summary.Add, d.res.Summary.Change, d.res.Summary.Replace, d.res.Summary.Destroy
+				if d.res.Err != "" && out.Error == "" {
+					out.Error = d.res.Err
+				}
+			}
+			out.Failed = order
+			out.OK = out.Error == "" && len(order) == 0
+			line(ApplyLine{Result: out})
+			return
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/orch-dev/orch/planner"
+)
+
+// APIVersion is the prefix of every path: /v1/...
+const APIVersion = "v1"
+
+// Instance is one entry of GET /v1/status.
+type Instance struct {
+	Address    string     `json:"address"`
+	Runtime    string     `json:"runtime,omitempty"`
+	State      string     `json:"state"`  // observed: running, exited, missing, unknown
+	Status     string     `json:"status"` // recorded: running, completed, failed, stopped; waiting
+	Supervised bool       `json:"supervised"`
+	Health     string     `json:"health,omitempty"` // starting, healthy, unhealthy; "" without a check
+	Restarts   int        `json:"restarts"`
+	Waiting    string     `json:"waiting,omitempty"`
+	Pid        int        `json:"pid,omitempty"`
+	ID         string     `json:"id,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	UptimeSec  float64    `json:"uptime_seconds,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Signal     string     `json:"signal,omitempty"`
+	ConfigHash string     `json:"config_hash,omitempty"`
+	LastError  string     `json:"last_error,omitempty"`
+	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+}
+
+// StatusResponse is the body of GET /v1/status.
+type StatusResponse struct {
+	Dir       string     `json:"dir"`
+	Pid       int        `json:"pid"` // the agent's
+	Instances []Instance `json:"instances"`
+}
+
+// SignalRequest is the body of POST /v1/signal/{addr}.
+type SignalRequest struct {
+	Signal string `json:"signal"` // "HUP", "SIGHUP", any case
+}
+
+// RestartResponse is the body of POST /v1/restart/{addr}.
+type RestartResponse struct {
+	Address string `json:"address"`
+	Pid     int    `json:"pid,omitempty"` // of the new process
+}
+
+// PlanRequest is the body of POST /v1/plan.
+type PlanRequest struct {
+	Destroy bool `json:"destroy,omitempty"`
+}
+
+// PlanResponse is the body of POST /v1/plan.
+type PlanResponse struct {
+	// Text is the plan as orch plan prints it (no colours).
+	Text        string            `json:"text"`
+	Plan        *planner.JSONPlan `json:"plan"`
+	HasChanges  bool              `json:"has_changes"`
+	Diagnostics string            `json:"diagnostics,omitempty"` // warnings, rendered
+}
+
+// ApplyRequest is the body of POST /v1/apply and POST /v1/destroy.
+type ApplyRequest struct {
+	// Fingerprint of the plan the user approved (from POST /v1/plan);
+	// empty: apply whatever the plan is now (-auto-approve).
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// ApplyLine is one line of the NDJSON answer of POST /v1/apply and
+// /v1/destroy: first the plan, then events as they happen, last the
+// result. Exactly one field is set.
+type ApplyLine struct {
+	Plan   *PlanResponse   `json:"plan,omitempty"`
+	Event  json.RawMessage `json:"event,omitempty"`
+	Result *ApplyResult    `json:"result,omitempty"`
+}
+
+// ApplyResult ends an apply's stream.
+type ApplyResult struct {
+	OK      bool     `json:"ok"`
+	Add     int      `json:"add"`
+	Change  int      `json:"change"`
+	Replace int      `json:"replace"`
+	Destroy int      `json:"destroy"`
+	Failed  []string `json:"failed,omitempty"` // addresses that failed or were skipped
+	Error   string   `json:"error,omitempty"`
+}
+
+// ErrorResponse is the body of every 4xx and 5xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	// Diagnostics, rendered, when the configuration is invalid.
+	Diagnostics string `json:"diagnostics,omitempty"`
+}

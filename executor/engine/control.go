@@ -1,0 +1,455 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// The methods of this file are the engine's control surface, what the
+// agent API (package executor/agent) serves. Each hands a closure to the
+// controller goroutine and waits for it: none touches the engine's books
+// from the caller's goroutine. They are safe for concurrent use, may be
+// called before Run (they wait for it) and fail with ErrStopping once Run
+// is stopping everything.
+
+// ErrStopping is returned by the control methods once the engine stops.
+var ErrStopping = errors.New("the engine is stopping")
+
+// ErrStalePlan is returned by Apply when the plan made now is not the one
+// the caller reviewed (ApplyRequest.Fingerprint).
+var ErrStalePlan = errors.New("the plan changed since it was shown: what runs, the state or the configuration moved; plan again and review it")
+
+// ErrPaused is returned by Restart after an API destroy.
+var ErrPaused = errors.New("everything was destroyed through the agent; nothing is supervised until orch apply")
+
+// call runs f on the controller goroutine and returns once it ran.
+func (e *Engine) call(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case e.msgs <- func() { f(); close(done) }:
+	case <-e.dead:
+		return ErrStopping
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-e.dead:
+		select {
+		case <-done:
+			return nil
+		default:
+			return ErrStopping
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// InstanceStatus is what the engine knows of one instance, for orch
+// status: its record, what runs, and the engine's own books.
+type InstanceStatus struct {
+	Addr       spec.Address
+	Runtime    spec.Address
+	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet
+	Observed   providers.Observed
+	Supervised bool   // this engine watches it run
+	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy"
+	Restarts   int    // restarts by this engine (policy, liveness, requested)
+	Waiting    string // what its start waits for
+	ConfigHash string
+	LastError  string
+	UpdatedAt  time.Time
+}
+
+// Status returns every recorded instance, plus declared ones whose start
+// waits, sorted by address. What runs is observed through the providers
+// after the books were read, outside the controller goroutine.
+func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
+	var (
+		out     []InstanceStatus
+		stored  []state.Instance
+		project string
+		ferr    error
+	)
+	err := e.call(ctx, func() {
+		if e.stopping {
+			ferr = ErrStopping
+			return
+		}
+		stored, ferr = e.opts.Store.List()
+		if ferr != nil {
+			return
+		}
+		project = e.project()
+		seen := map[spec.Address]bool{}
+		for _, rec := range stored {
+			seen[rec.Addr] = true
+			st := InstanceStatus{Addr: rec.Addr, Runtime: rec.Runtime, Status: rec.Status, ConfigHash: rec.ConfigHash,
+				LastError: rec.LastError, UpdatedAt: rec.UpdatedAt}
+			if inst := e.insts[rec.Addr]; inst != nil {
+				e.books(inst, &st)
+			}
+			out = append(out, st)
+		}
+		for a, inst := range e.insts {
+			if !seen[a] && inst.waiting != "" && inst.res != nil {
+				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: "waiting"}
+				e.books(inst, &st)
+				out = append(out, st)
+			}
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	in, err := executor.Refresh(ctx, nil, stored, e.opts.Providers, project, e.opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Observed = in.Observed[out[i].Addr]
+	}
+	sortStatus(out)
+	return out, nil
+}
+
+func (e *Engine) books(inst *instance, st *InstanceStatus) {
+	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
+	if inst.res != nil && inst.res.Health != nil && inst.running {
+		switch {
+		case inst.healthy:
+			st.Health = "healthy"
+		case inst.checked:
+			st.Health = "unhealthy"
+		default:
+			st.Health = "starting"
+		}
+	}
+}
+
+func sortStatus(s []InstanceStatus) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j].Addr.Less(s[j-1].Addr); j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// Restart restarts daemon a now, whatever its restart policy: a running
+// one is stopped with its stop signal and started again at once; one that
+// exited, or that a crash loop marked failed, is started. Its backoff and
+// crash-loop history start afresh. Restart returns once the restart is
+// under way; the started (or failed) event tells when it is done.
+func (e *Engine) Restart(ctx context.Context, a spec.Address) error {
+	var rerr error
+	if err := e.call(ctx, func() { rerr = e.requestRestart(a) }); err != nil {
+		return err
+	}
+	return rerr
+}
+
+func (e *Engine) requestRestart(a spec.Address) error {
+	switch {
+	case e.stopping:
+		return ErrStopping
+	case e.paused:
+		return ErrPaused
+	case a.Kind != spec.KindDaemon:
+		return fmt.Errorf("%s is not a daemon: only daemons can be restarted", a)
+	}
+	inst := e.insts[a]
+	if inst == nil || inst.res == nil || e.desired[a] == nil {
+		return fmt.Errorf("%s is not declared, or not applied yet", a)
+	}
+	if e.busy[a] {
+		return fmt.Errorf("%s is being changed right now; try again", a)
+	}
+	inst.history, inst.attempt = nil, 0
+	if inst.timer != nil {
+		inst.timer.Stop()
+		inst.timer = nil
+	}
+	if !inst.running {
+		if _, waiting := e.deferred[a]; waiting {
+			return fmt.Errorf("%s has not started yet: it waits %s", a, inst.waiting)
+		}
+		e.restart(a, inst.gen)
+		return nil
+	}
+	if inst.manual {
+		return nil // already under way
+	}
+	inst.manual = true
+	e.stopAsync(inst, inst.res.Stop.Signal)
+	return nil
+}
+
+// stopAsync stops inst's current process in the background; its watch
+// reports the exit.
+func (e *Engine) stopAsync(inst *instance, sig spec.Signal) {
+	prov, rt, h, addr, timeout := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.addr, inst.res.Stop.Timeout
+	if prov == nil {
+		return
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		if _, err := prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: sig, Timeout: timeout}); err != nil {
+			e.emit(Event{Type: EventError, Addr: addr, Detail: "stopping: " + err.Error()})
+		}
+	}()
+}
+
+// Signal sends sig to daemon a, which must be running, through its
+// provider's optional providers.Signaler.
+func (e *Engine) Signal(ctx context.Context, a spec.Address, sig spec.Signal) error {
+	var (
+		req  providers.SignalRequest
+		prov providers.Provider
+		ferr error
+	)
+	err := e.call(ctx, func() {
+		inst := e.insts[a]
+		switch {
+		case e.stopping:
+			ferr = ErrStopping
+		case inst == nil || !inst.running:
+			ferr = fmt.Errorf("%s is not running", a)
+		default:
+			prov = e.opts.Providers[inst.rt.Type]
+			req = providers.SignalRequest{Runtime: e.runtime(inst.rt), Addr: a, Handle: inst.handle, Signal: sig}
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	s, ok := prov.(providers.Signaler)
+	if !ok {
+		return fmt.Errorf("the runtime of %s cannot send signals", a)
+	}
+	if _, err := s.Signal(ctx, req); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Plan refreshes and plans cfg (nil: the engine's configuration) as orch
+// plan does, on the controller goroutine. It changes nothing.
+func (e *Engine) Plan(ctx context.Context, cfg *spec.Config, destroy bool) (*planner.Plan, hcl.Diagnostics, error) {
+	var (
+		p     *planner.Plan
+		diags hcl.Diagnostics
+		ferr  error
+	)
+	err := e.call(ctx, func() {
+		if e.stopping {
+			ferr = ErrStopping
+			return
+		}
+		if cfg == nil {
+			cfg = e.cfg
+		}
+		p, diags, ferr = e.planFor(cfg, destroy)
+	})
+	if err == nil {
+		err = ferr
+	}
+	return p, diags, err
+}
+
+func (e *Engine) planFor(cfg *spec.Config, destroy bool) (*planner.Plan, hcl.Diagnostics, error) {
+	stored, err := e.opts.Store.List()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading state: %w", err)
+	}
+	in, err := executor.Refresh(e.ctx, cfg, stored, e.opts.Providers, e.project(), e.opts.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	in.Destroy = destroy
+	p, diags := planner.Make(in)
+	return p, diags, nil
+}
+
+// ApplyRequest is an apply or a destroy asked of a running engine.
+type ApplyRequest struct {
+	// Config is the configuration to apply, freshly loaded and valid; nil:
+	// the engine's. Files are its sources, for diagnostics.
+	Config *spec.Config
+	Files  map[string]*hcl.File
+	// Destroy stops and removes everything, and pauses the engine:
+	// nothing is started again (restart policies, edits of the directory)
+	// until the next apply.
+	Destroy bool
+	// Fingerprint, when set, is the fingerprint of the plan the user
+	// reviewed: the apply is refused with ErrStalePlan if the plan made
+	// now differs.
+	Fingerprint string
+	// OnPlan, when set, receives the plan before it is applied, on the
+	// controller goroutine: it must not block.
+	OnPlan func(*planner.Plan)
+}
+
+// ApplyResult says what an Apply did.
+type ApplyResult struct {
+	Plan  *planner.Plan
+	Diags hcl.Diagnostics // the plan's; errors mean nothing was applied
+	// Summary counts what was done; for an apply (not a destroy) it
+	// counts the plan, whose steps the engine may spread over several
+	// rounds as dependencies become ready.
+	Summary planner.Summary
+	// Err is why the round could not complete ("" when it did).
+	Err string
+}
+
+// Apply plans and applies on the controller goroutine: what orch apply
+// and orch destroy do when an agent runs. An apply takes req.Config as the
+// engine's configuration (as a reload would), starts even what the
+// supervisor left down (an exited daemon with policy never, a crash
+// loop), and returns once the round settled: nothing applying, no start
+// waiting for a dependency. A destroy also stops supervising. Failures
+// of single instances are reported as events, not as an error.
+func (e *Engine) Apply(ctx context.Context, req ApplyRequest) (*ApplyResult, error) {
+	type reply struct {
+		res *ApplyResult
+		err error
+	}
+	ch := make(chan reply, 1)
+	send := func(res *ApplyResult, err error) { ch <- reply{res, err} }
+	if err := e.call(ctx, func() { e.apiApply(req, send) }); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *Engine) apiApply(req ApplyRequest, send func(*ApplyResult, error)) {
+	if e.stopping {
+		send(nil, ErrStopping)
+		return
+	}
+	cfg, files := req.Config, req.Files
+	if cfg == nil {
+		cfg, files = e.cfg, e.files
+	}
+	p, diags, err := e.planFor(cfg, req.Destroy)
+	if err != nil {
+		send(nil, err)
+		return
+	}
+	res := &ApplyResult{Plan: p, Diags: diags, Summary: p.Summary()}
+	if diags.HasErrors() {
+		send(res, nil)
+		return
+	}
+	if req.Fingerprint != "" && p.Fingerprint != req.Fingerprint {
+		send(res, ErrStalePlan)
+		return
+	}
+	if req.OnPlan != nil {
+		req.OnPlan(p)
+	}
+	if req.Destroy {
+		e.apiDestroy(cfg, res, send)
+		return
+	}
+	e.paused = false
+	if cfg.Hash != e.cfg.Hash {
+		e.cfg, e.files = cfg, files
+		for a := range e.insts {
+			e.instance(a)
+		}
+		e.emit(Event{Type: EventConfigReloaded, Detail: "by orch apply"})
+	}
+	for _, c := range p.Changes {
+		if inst := e.insts[c.Addr]; inst != nil && c.Action == planner.Start {
+			inst.ran, inst.history, inst.attempt = false, nil, 0
+		}
+	}
+	if !p.HasChanges() {
+		send(res, nil)
+		return
+	}
+	e.showPlan = true
+	e.waiters = append(e.waiters, func(why string) {
+		res.Err = why
+		send(res, nil)
+	})
+	e.reconcile()
+}
+
+// apiDestroy pauses supervision, lets the applies in flight end, then
+// destroys everything.
+func (e *Engine) apiDestroy(cfg *spec.Config, res *ApplyResult, send func(*ApplyResult, error)) {
+	e.paused = true
+	for _, inst := range e.insts {
+		if inst.timer != nil {
+			inst.timer.Stop()
+			inst.timer = nil
+		}
+		if inst.cancel != nil {
+			inst.cancel()
+		}
+		inst.running, inst.manual, inst.killing = false, false, false
+	}
+	e.deferred = map[spec.Address]string{}
+	run := func() {
+		if e.stopping {
+			send(nil, ErrStopping)
+			return
+		}
+		p, diags, err := e.planFor(cfg, true) // again: applies may have ended since
+		if err != nil || diags.HasErrors() {
+			if err == nil {
+				err = errors.New(renderDiags(diags, e.files))
+			}
+			send(nil, err)
+			return
+		}
+		res.Plan = p
+		if !p.HasChanges() {
+			res.Summary = planner.Summary{}
+			send(res, nil)
+			return
+		}
+		for _, c := range p.Changes {
+			e.busy[c.Addr] = true
+		}
+		e.apply(p, nil, func(r *executor.Result, err error) {
+			e.afterApply(p, r, err)
+			if r != nil {
+				res.Summary = r.Summary()
+			}
+			if err != nil {
+				res.Err = err.Error()
+			}
+			send(res, nil)
+		})
+	}
+	if e.inflight > 0 {
+		e.idle = append(e.idle, run)
+		return
+	}
+	run()
+}
