@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/executor/agent"
+)
+
+// engineProc is `orch up` or `orch agent` running as a subprocess.
+type engineProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	mu     sync.Mutex
+	out    strings.Builder
+}
+
+func (p *engineProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+type lockedWriter struct{ p *engineProc }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.out.Write(b)
+}
+
+// pidSet remembers every daemon pid a test saw, for its cleanup.
+type pidSet struct {
+	mu   sync.Mutex
+	pids map[int]bool
+}
+
+func (s *pidSet) add(pids ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range pids {
+		if p > 0 {
+			s.pids[p] = true
+		}
+	}
+}
+
+// engineTest is one configuration directory driven through orch up or
+// orch agent. Its cleanup kills every engine it started, the process
+// group of every daemon pid it saw, and the log daemon.
+type engineTest struct {
+	t    *testing.T
+	dir  string
+	pids *pidSet
+}
+
+func newEngineTest(t *testing.T, config string) *engineTest {
+	dir := writeFiles(t, map[string]string{"main.hcl": config})
+	e := &engineTest{t: t, dir: dir, pids: &pidSet{pids: map[int]bool{}}}
+	t.Cleanup(func() {
+		e.pids.mu.Lock()
+		for pid := range e.pids.pids {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		e.pids.mu.Unlock()
+		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return e
+}
+
+func (e *engineTest) socket() string { return filepath.Join(e.dir, ".orch", "agent.sock") }
+
+// start runs orch <verb> -json DIR (verb: up or agent) and waits until its
+// socket answers.
+func (e *engineTest) start(verb string) *engineProc {
+	t := e.t
+	t.Helper()
+	p := &engineProc{exited: make(chan struct{})}
+	p.cmd = newOrchCmd(t, e.dir, verb, "-json", e.dir)
+	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	e.waitFor(p, "the agent socket", func() bool {
+		c, err := agent.Dial(e.socket())
+		return err == nil && c != nil
+	})
+	return p
+}
+
+// waitFor polls cond with a deadline; p, when set, must keep running.
+func (e *engineTest) waitFor(p *engineProc, what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 20*time.Millisecond) {
+		if p != nil {
+			select {
+			case <-p.exited:
+				e.t.Fatalf("orch exited while waiting for %s:\n%s", what, p.output())
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			out := ""
+			if p != nil {
+				out = p.output()
+			}
+			e.t.Fatalf("timed out waiting for %s:\n%s", what, out)
+		}
+		time.Sleep(wait)
+	}
+}
+
+type agentStatus struct {
+	Address    string `json:"address"`
+	State      string `json:"state"`
+	Status     string `json:"status"`
+	Pid        int    `json:"pid"`
+	Supervised bool   `json:"supervised"`
+	Restarts   *int   `json:"restarts"`
+}
+
+// status runs orch status -json and remembers the pids.
+func (e *engineTest) status() map[string]agentStatus {
+	e.t.Helper()
+	r := orch(e.t, e.dir, nil, "status", "-json", e.dir).want(e.t, 0)
+	var lines []agentStatus
+	if err := json.Unmarshal([]byte(r.stdout), &lines); err != nil {
+		e.t.Fatalf("status -json: %v\n%s", err, r.stdout)
+	}
+	out := map[string]agentStatus{}
+	for _, l := range lines {
+		out[l.Address] = l
+		e.pids.add(l.Pid)
+	}
+	return out
+}
+
+// allRunning waits until every address runs (supervised by the agent).
+func (e *engineTest) allRunning(p *engineProc, addrs ...string) map[string]agentStatus {
+	var st map[string]agentStatus
+	e.waitFor(p, strings.Join(addrs, ", ")+" running", func() bool {
+		st = e.status()
+		for _, a := range addrs {
+			if s := st[a]; s.State != "running" || s.Pid == 0 || !s.Supervised {
+				return false
+			}
+		}
+		return true
+	})
+	return st
+}
+
+// stream runs a streaming orch command and hands its lines to fn until fn
+// returns true; then it stops the command.
+func (e *engineTest) stream(what string, fn func(line string) bool, args ...string) {
+	t := e.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := newOrchCmd(t, e.dir, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		io.Copy(io.Discard, out)
+	}()
+	var seen []string
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("orch %v ended before %s:\n%s\nstderr: %s", args, what, strings.Join(seen, "\n"), stderr.String())
+			}
+			seen = append(seen, l)
+			if fn(l) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s from orch %v:\n%s", what, args, strings.Join(seen, "\n"))
+		}
+	}
+}
+
+const agentConfig = `
+daemon "db" {
+  command = ["/bin/sh", "-c", "trap 'echo got-hup' HUP; echo db-up; while :; do sleep 0.05; done"]
+  stop {
+    timeout = "2s"
+  }
+}
+
+daemon "api" {
+  command    = ["/bin/sleep", "600"]
+  depends_on = [daemon.db]
+  stop {
+    timeout = "2s"
+  }
+}
+`
+
+func TestAgentAPI(t *testing.T) {
+	e := newEngineTest(t, agentConfig)
+	p := e.start("agent")
+
+	fi, err := os.Lstat(e.socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("agent socket mode %v, want a socket with 0600", fi.Mode())
+	}
+	if di, err := os.Stat(filepath.Dir(e.socket())); err != nil || di.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory: %v %v, want 0700", di.Mode(), err)
+	}
+
+	st := e.allRunning(p, "daemon.db", "daemon.api")
+	if r := st["daemon.api"].Restarts; r == nil || *r != 0 {
+		t.Errorf("status through the agent: restarts %v, want 0", r)
+	}
+
+	// events: the kept history is replayed with -since all.
+	e.stream("the ready event", func(l string) bool {
+		var ev struct{ Type string }
+		json.Unmarshal([]byte(l), &ev)
+		return ev.Type == "ready"
+	}, "events", "-json", "-since", "all", e.dir)
+
+	// logs, without and with -f; signal shows in the log.
+	e.waitFor(p, "db's log", func() bool {
+		return strings.Contains(orch(t, e.dir, nil, "logs", "db", e.dir).stdout, "db-up")
+	})
+	orch(t, e.dir, nil, "signal", "db", "HUP", e.dir).want(t, 0)
+	e.stream("got-hup in logs -f", func(l string) bool { return l == "got-hup" }, "logs", "-f", "-n", "5", "db", e.dir)
+
+	// restart: a new pid, counted.
+	old := st["daemon.api"].Pid
+	r := orch(t, e.dir, nil, "restart", "api", e.dir).want(t, 0)
+	if !strings.Contains(r.stdout, "daemon.api restarted [pid=") {
+		t.Errorf("restart printed %q", r.stdout)
+	}
+	waitGone(t, old)
+	st = e.allRunning(p, "daemon.db", "daemon.api")
+	if s := st["daemon.api"]; s.Pid == old || s.Restarts == nil || *s.Restarts != 1 {
+		t.Errorf("after restart: pid %d (was %d), restarts %v", s.Pid, old, s.Restarts)
+	}
+	if st["daemon.db"].Pid == 0 || *st["daemon.db"].Restarts != 0 {
+		t.Errorf("db touched by api's restart: %+v", st["daemon.db"])
+	}
+
+	// errors of the API reach the command.
+	if r := orch(t, e.dir, nil, "signal", "nope", "HUP", e.dir); r.code != 1 || !strings.Contains(r.stderr, "daemon.nope is not running") {
+		t.Errorf("signal of an unknown daemon: %d %q", r.code, r.stderr)
+	}
+
+	// SIGTERM: everything stops, the socket is removed.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.exited
+	if _, err := os.Lstat(e.socket()); !os.IsNotExist(err) {
+		t.Errorf("socket left after a clean exit: %v", err)
+	}
+	if r := orch(t, e.dir, nil, "events", e.dir); r.code != 1 || !strings.Contains(r.stderr, "no agent or orch up is running for") {
+		t.Errorf("events without an agent: %d %q", r.code, r.stderr)
+	}
+}
+
+func TestApplyRoutedToAgent(t *testing.T) {
+	e := newEngineTest(t, agentConfig)
+	p := e.start("up")
+	st := e.allRunning(p, "daemon.db", "daemon.api")
+
+	r := orch(t, e.dir, nil, "plan", e.dir).want(t, 0)
+	if !strings.Contains(r.stdout, "No changes") {
+		t.Errorf("plan through the agent: %s", r.stdout)
+	}
+	r = orch(t, e.dir, nil, "destroy", "-auto-approve", e.dir).want(t, 0)
+	if !strings.Contains(r.stdout, "Destroy complete through the agent! Resources: 0 added, 0 changed, 0 replaced, 2 destroyed.") {
+		t.Errorf("destroy through the agent:\n%s\n%s", r.stdout, r.stderr)
+	}
+	for a, s := range st {
+		waitGone(t, s.Pid)
+		_ = a
+	}
+	if n := len(e.status()); n != 0 {
+		t.Errorf("%d instances left after destroy", n)
+	}
+	r = orch(t, e.dir, nil, "apply", "-auto-approve", e.dir).want(t, 0)
+	if !strings.Contains(r.stdout, "Apply complete through the agent! Resources: 2 added") {
+		t.Errorf("apply through the agent:\n%s\n%s", r.stdout, r.stderr)
+	}
+	e.allRunning(p, "daemon.db", "daemon.api")
+}
+
+// procsWith counts the live processes whose argv contains token, not
+// counting a matching process's children (a shell's fork before it execs
+// a command carries the shell's argv for a moment).
+func procsWith(t *testing.T, token string) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int]int{} // matching pid -> its parent
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + ent.Name() + "/cmdline")
+		if err != nil || !alive(pid) {
+			continue
+		}
+		for _, arg := range strings.Split(string(b), "\x00") {
+			if arg == token {
+				parent[pid] = ppid(pid)
+				break
+			}
+		}
+	}
+	n := 0
+	for _, pp := range parent {
+		if _, child := parent[pp]; !child {
+			n++
+		}
+	}
+	return n
+}
+
+func ppid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(fields[1])
+	return n
+}
+
+func TestKilledEngineAdoptsOnRestart(t *testing.T) {
+	token := fmt.Sprintf("orch-adopt-%d-%d", os.Getpid(), time.Now().UnixNano())
+	names := []string{"a", "b", "c"}
+	var cfg strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&cfg, `
+daemon %q {
+  command = ["/bin/sh", "-c", "while :; do sleep 0.05; done", "%s-%s"]
+  stop {
+    timeout = "2s"
+  }
+}
+`, n, token, n)
+	}
+	e := newEngineTest(t, cfg.String())
+	p := e.start("up")
+	addrs := []string{"daemon.a", "daemon.b", "daemon.c"}
+	before := e.allRunning(p, addrs...)
+
+	// SIGKILL orch up; the daemons run on. Kill c too: it must be started
+	// again, and only it.
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+	syscall.Kill(-before["daemon.c"].Pid, syscall.SIGKILL)
+	waitGone(t, before["daemon.c"].Pid)
+	for _, n := range []string{"a", "b"} {
+		if !alive(before["daemon."+n].Pid) {
+			t.Fatalf("daemon.%s died with orch up", n)
+		}
+	}
+	if _, err := os.Lstat(e.socket()); err != nil {
+		t.Fatalf("want the stale socket of the killed orch up: %v", err)
+	}
+
+	p2 := e.start("up") // replaces the stale socket
+	after := e.allRunning(p2, addrs...)
+	for _, n := range []string{"a", "b"} {
+		if a, b := after["daemon."+n].Pid, before["daemon."+n].Pid; a != b {
+			t.Errorf("daemon.%s: pid %d after the restart of orch up, want %d (adopted)", n, a, b)
+		}
+	}
+	if after["daemon.c"].Pid == before["daemon.c"].Pid {
+		t.Errorf("daemon.c was not started again")
+	}
+	for _, n := range names {
+		if k := procsWith(t, token+"-"+n); k != 1 {
+			t.Errorf("daemon.%s runs %d times, want once", n, k)
+		}
+	}
+	out := p2.output()
+	if strings.Count(out, `"type":"adopted"`) != 2 || strings.Count(out, `"type":"started"`) != 1 {
+		t.Errorf("want 2 adopted and 1 started:\n%s", out)
+	}
+
+	p2.cmd.Process.Signal(syscall.SIGTERM)
+	<-p2.exited
+	for _, s := range after {
+		waitGone(t, s.Pid)
+	}
+}
