@@ -1,0 +1,54 @@
+// Package docker is the runtime "docker": it runs daemons and jobs as
+// containers of a Docker Engine, through the Engine API and its official
+// Go client (github.com/moby/moby/client). A runtime's host attribute
+// names the Engine; Podman's Docker-compatible socket speaks the same API
+// but has not been tested.
+//
+// # One instance
+//
+//	           Start: create (pull the image if missing) + start
+//	(absent) -------------------------------------------------> running
+//	   ^                                                       |   |
+//	   |           Delete: remove           Stop: stop signal, |   | exits, killed,
+//	   +------------------------- exited <--- timeout, SIGKILL-+   | OOM (docker kill)
+//	   |                             ^                             |
+//	   |                             +-----------------------------+
+//	   +--- docker rm -f behind orch's back: Observe says missing
+//
+// Each container is named ContainerName(project, address), for example
+// orch-shop-daemon.api, and carries the labels
+//
+//	org.orch.managed-by  = orch
+//	org.orch.project     = <project>
+//	org.orch.address     = daemon.api[1]
+//	org.orch.config-hash = <hash of the instance's configuration>
+//	org.orch.runtime     = runtime.docker.<name>
+//
+// A handle is the JSON of HandleInfo (the container id). Observe, Stop,
+// Signal, Logs, Update and Delete inspect the container first and refuse
+// one without org.orch.managed-by=orch; Adopt lists by the labels only.
+//
+// # Start
+//
+// Start maps the instance onto the container: image, command (Cmd),
+// entrypoint, env, dir (only when written: the default, the configuration
+// directory, means nothing inside an image), user and group, stop signal
+// and timeout, rlimits (ulimits), ports, volumes, network, labels, memory
+// and cpus. A "No such image" from the Engine leads to one pull; when that
+// fails too the error names the Engine and the image. A port taken by
+// another process or container is an error naming the port. The name of a
+// container of the same address that no longer runs is freed by removing
+// that container; a running one with the same configuration hash is taken
+// over (Start after a crash between create and recording the handle); a
+// running one with another hash (create_before_destroy) makes Start use the
+// name with the hash appended. A container whose start fails is removed.
+//
+// # What this package must never do
+//
+//   - stop, signal, update or remove a container without the
+//     org.orch.managed-by=orch label, or adopt one of another project or
+//     runtime;
+//   - pass orch's own environment into a container;
+//   - keep global state or register anything from init(): everything hangs
+//     off a Provider made by New.
+package docker

@@ -1,0 +1,69 @@
+package docker
+
+import (
+	"os"
+
+	"github.com/moby/moby/client"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// Kind is the runtime kind this provider serves.
+const Kind = "docker"
+
+// Attribute names of the runtime block and of daemons and jobs.
+const (
+	AttrHost       = "host"
+	AttrImage      = "image"
+	AttrEntrypoint = "entrypoint"
+	AttrPorts      = "ports"
+	AttrVolumes    = "volumes"
+	AttrNetwork    = "network"
+	AttrLabels     = "labels"
+	AttrMemory     = "memory"
+	AttrCPUs       = "cpus"
+)
+
+// DefaultHost is the Engine address a runtime uses when it sets no host:
+// $DOCKER_HOST when set (read when Schema is called), else the platform's
+// default socket (unix:///var/run/docker.sock).
+func DefaultHost() string {
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		return h
+	}
+	return client.DefaultDockerHost
+}
+
+// Schema describes the runtime kind "docker". A container may run its
+// image's own command, so command is optional.
+func Schema() spec.RuntimeSchema { return schema(Kind, DefaultHost()) }
+
+func schema(kind, host string) spec.RuntimeSchema {
+	strs := cty.List(cty.String)
+	return spec.RuntimeSchema{
+		Kind: kind,
+		Runtime: []spec.AttrSchema{
+			{Name: AttrHost, Type: cty.String, Default: cty.StringVal(host),
+				Doc: "the Engine API address: unix:///path/to.sock or tcp://host:port"},
+		},
+		Daemon: []spec.AttrSchema{
+			{Name: AttrImage, Type: cty.String, Required: true, ForcesReplacement: true,
+				Doc: "the image to run, such as \"nginx:1.27\"; pulled when missing locally"},
+			{Name: AttrEntrypoint, Type: strs, ForcesReplacement: true,
+				Doc: "replaces the image's ENTRYPOINT; command then gives its arguments"},
+			{Name: AttrPorts, Type: strs, ForcesReplacement: true,
+				Doc: "published ports, \"[ip:]host:container[/tcp|udp]\""},
+			{Name: AttrVolumes, Type: strs, ForcesReplacement: true,
+				Doc: "bind mounts and named volumes, \"source:target[:ro]\""},
+			{Name: AttrNetwork, Type: cty.String, ForcesReplacement: true,
+				Doc: "the network to attach to (bridge, host, none or a user-defined network)"},
+			{Name: AttrLabels, Type: cty.Map(cty.String), ForcesReplacement: true,
+				Doc: "container labels; keys under org.orch. are reserved"},
+			{Name: AttrMemory, Type: cty.String,
+				Doc: "memory limit, such as \"256MiB\"; changed in place"},
+			{Name: AttrCPUs, Type: cty.Number,
+				Doc: "CPU limit in CPUs, such as 0.5; changed in place"},
+		},
+	}
+}

@@ -1,0 +1,43 @@
+// Command server is the test image of providers/docker: a static HTTP
+// server with a health endpoint, built by the tests with CGO_ENABLED=0 and
+// put into an image FROM scratch.
+//
+// It listens on $PORT (default 8080), answers /healthz with "ok" and / with
+// its argv and $GREETING, and exits 0 on SIGTERM (or on $STOPSIGNAL's
+// default handling when another stop signal is configured).
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "args=%s greeting=%s\n", strings.Join(os.Args[1:], " "), os.Getenv("GREETING"))
+	})
+	srv := &http.Server{Addr: ":" + port, Handler: mux}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Shutdown(context.Background())
+	}()
+	fmt.Println("listening on", port, "args", os.Args[1:])
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("bye")
+}
