@@ -18,6 +18,7 @@ import (
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/pflag"
@@ -29,7 +30,7 @@ const ExitChanges = 2
 // providerSet wires the concrete backends. It is the one place that knows
 // them all.
 func providerSet() executor.Providers {
-	return executor.Providers{process.Kind: process.New(process.Options{})}
+	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{})}
 }
 
 // lockFlags are the state-locking flags of commands that write state.

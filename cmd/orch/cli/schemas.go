@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
@@ -11,5 +12,6 @@ import (
 func Schemas() map[string]spec.RuntimeSchema {
 	return map[string]spec.RuntimeSchema{
 		process.Kind: process.Schema(),
+		docker.Kind:  docker.Schema(),
 	}
 }
