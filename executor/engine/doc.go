@@ -1,7 +1,8 @@
 // Package engine is orch up: it applies a configuration, supervises what
 // runs, and applies every valid edit of the configuration directory, until
 // its context is done; then it stops everything in reverse dependency
-// order. The agent will run the same engine.
+// order. orch agent runs the same engine; package executor/agent serves
+// its control methods (control.go) on a unix socket.
 //
 // It decides nothing that the planner decides and performs nothing that
 // the executor performs: each round refreshes (executor.Refresh), plans

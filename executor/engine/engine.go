@@ -597,6 +597,12 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	for _, r := range stored {
 		recs[r.Addr] = r
 	}
+	var replaced []spec.Address
+	defer func() {
+		for _, a := range replaced {
+			e.restartWith(a, p)
+		}
+	}()
 	for _, o := range res.Outcomes {
 		c := p.Change(o.Addr)
 		rec, ok := recs[o.Addr]
@@ -628,6 +634,9 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 					inst.timer = nil
 				}
 				e.supervise(inst, rec.Handle)
+				if c != nil && c.Action == planner.Replace {
+					replaced = append(replaced, o.Addr)
+				}
 			}
 		}
 	}

@@ -193,6 +193,8 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 		e.afterApply(p, res, err)
 		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err != nil && !e.stopping {
 			e.down(inst, true, 0) // a failed start counts as a crash
+		} else if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Skipped == "" {
+			e.restartWith(addr, p)
 		}
 		if e.again {
 			e.reconcile()
@@ -232,4 +234,33 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		defer e.bg.Done()
 		prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: stop.Signal, Timeout: stop.Timeout})
 	}()
+}
+
+// restartWith restarts the running daemons that declare restart_with on
+// dep, which was just restarted or replaced by the engine, unless plan p
+// (the one that did it) changed them too.
+func (e *Engine) restartWith(dep spec.Address, p *planner.Plan) {
+	if e.stopping || e.paused {
+		return
+	}
+	for _, inst := range e.insts {
+		if inst.res == nil || !inst.running || inst.manual || e.busy[inst.addr] || !hasAddr(inst.res.RestartWith, dep) {
+			continue
+		}
+		if c := p.Change(inst.addr); c != nil && c.Action != planner.NoOp {
+			continue
+		}
+		inst.manual = true
+		e.emit(Event{Type: EventRestarting, Addr: inst.addr, Detail: "now, with " + dep.String() + " (restart_with)"})
+		e.stopAsync(inst, inst.res.Stop.Signal)
+	}
+}
+
+func hasAddr(as []spec.Address, a spec.Address) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
 }

@@ -298,3 +298,41 @@ daemon "other" {
 		}
 	}
 }
+
+func TestRestartWithRestartsTheDependent(t *testing.T) {
+	u := startUp(t, `
+daemon "db" {
+  command = ["/bin/sleep", "611"]
+}
+daemon "api" {
+  command      = ["/bin/sleep", "612"]
+  restart_with = [daemon.db]
+}
+daemon "other" {
+  command    = ["/bin/sleep", "613"]
+  depends_on = [daemon.db]
+}
+`)
+	evs := u.waitFor("ready", func(evs []ev) bool { return count(evs, "", "ready") == 1 })
+	before := pids(evs)
+	// A restart asked through the agent API (orch restart) counts as the
+	// engine restarting db.
+	cmd := exec.Command(orchBin, "restart", "db", u.dir)
+	cmd.Env = cleanEnv(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("orch restart db: %v\n%s", err, out)
+	}
+	evs = u.waitFor("api restarted with db", func(evs []ev) bool {
+		return count(evs, "daemon.db", "started") == 2 && count(evs, "daemon.api", "started") == 2
+	})
+	if n := count(evs, "daemon.other", "started"); n != 1 {
+		t.Errorf("other (depends_on only) started %d times, want once:\n%s", n, u.dump())
+	}
+	after := pids(evs)
+	if after["daemon.api"] == before["daemon.api"] || alive(before["daemon.api"]) {
+		t.Errorf("api not restarted: pid %d, was %d", after["daemon.api"], before["daemon.api"])
+	}
+	if i, j := index(evs, "daemon.db", "started", 1), index(evs, "daemon.api", "exited", 0); i < 0 || j < i {
+		t.Errorf("api stopped (%d) before db started again (%d):\n%s", j, i, u.dump())
+	}
+}
