@@ -43,6 +43,15 @@
 // running one with another hash (create_before_destroy) makes Start use the
 // name with the hash appended. A container whose start fails is removed.
 //
+// # Watch and Events
+//
+// Watch waits on the Engine (container wait, condition not-running), so
+// the engine of orch up learns of a docker kill, an OOM kill or a docker
+// rm -f as it happens, without polling. Events follows the Engine's event
+// stream filtered to orch's containers of one runtime (die, oom, destroy,
+// start, health_status) and says "disconnected" and "reconnected" around
+// a break; both keep trying, 100ms to 5s apart, while the Engine is away.
+//
 // # What this package must never do
 //
 //   - stop, signal, update or remove a container without the

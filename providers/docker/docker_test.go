@@ -23,6 +23,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
@@ -626,3 +627,5 @@ func assertNoContainers(t *testing.T, cli *client.Client, project string) {
 }
 
 func strconvQuote(s string) string { return strconv.Quote(s) }
+
+func ctyString(s string) cty.Value { return cty.StringVal(s) }
