@@ -280,7 +280,7 @@ process in the state.`,
 				return err
 			}
 			if c := a.agentFor(dir, &vf); c != nil {
-				ctx, stop := a.interruptible()
+				ctx, stop := a.interruptible(applyNotice)
 				defer stop()
 				r, err := c.Restart(ctx, addr.String())
 				if err != nil {
@@ -323,7 +323,7 @@ func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Ad
 		return err
 	}
 	defer s.close()
-	ctx, stop := a.interruptible()
+	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	p, err := a.plan(ctx, s, false)
 	if err != nil {
@@ -386,7 +386,7 @@ it is handled by its restart policy when an agent runs.`,
 			if err != nil {
 				return usageError{err}
 			}
-			ctx, stop := a.interruptible()
+			ctx, stop := a.interruptible(applyNotice)
 			defer stop()
 			if c := a.agentFor(dir, &vf); c != nil {
 				if err := c.Signal(ctx, addr.String(), sig.Name); err != nil {
@@ -431,7 +431,7 @@ func (a *App) signalLocal(ctx context.Context, dir string, vf *varFlags, addr sp
 
 // statusViaAgent is orch status while an agent runs.
 func (a *App) statusViaAgent(c *agent.Client, asJSON bool) error {
-	ctx, stop := a.interruptible()
+	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -484,7 +484,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool) error {
 
 // planViaAgent is orch plan while an agent runs for the directory.
 func (a *App) planViaAgent(c *agent.Client, destroy, asJSON, detailed bool) error {
-	ctx, stop := a.interruptible()
+	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	pr, err := c.Plan(ctx, destroy)
 	if err != nil {
@@ -514,7 +514,7 @@ func (a *App) applyViaAgent(c *agent.Client, autoApprove, destroy bool) error {
 	if destroy {
 		op = "destroy"
 	}
-	ctx, stop := a.interruptible()
+	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	fp := ""
 	if !autoApprove {

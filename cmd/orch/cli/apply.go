@@ -90,7 +90,7 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 		return err
 	}
 	defer s.close()
-	ctx, stop := a.interruptible()
+	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	p, err := a.plan(ctx, s, destroy)
 	if err != nil {
@@ -139,7 +139,7 @@ func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
 	if sp.StateDir != "" && sp.StateDir != s.stateDir {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("Saved plan is for the state in %s, but this apply would use %s (check --state-dir and ORCH_STATE_DIR).", sp.StateDir, s.stateDir)}
 	}
-	ctx, stop := a.interruptible()
+	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	p, err := a.plan(ctx, s, sp.Destroy)
 	if err != nil {

@@ -104,9 +104,9 @@ func (a *App) colour(w io.Writer) bool {
 	return !noColour && os.Getenv("TERM") != "dumb" && isatty.IsTerminal(f.Fd())
 }
 
-// interruptible returns a context cancelled by the first SIGINT or SIGTERM;
-// a second one kills orch at once.
-func (a *App) interruptible() (context.Context, func()) {
+// interruptible returns a context cancelled by the first SIGINT or SIGTERM,
+// saying notice on stderr; a second one exits 130 at once.
+func (a *App) interruptible(notice string) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
@@ -115,7 +115,7 @@ func (a *App) interruptible() (context.Context, func()) {
 		for range ch {
 			n++
 			if n == 1 {
-				fmt.Fprintln(a.Stderr, "\nInterrupt received: finishing the steps in flight and recording state. Press Ctrl-C again to quit at once.")
+				fmt.Fprintln(a.Stderr, notice)
 				cancel()
 				continue
 			}
@@ -124,6 +124,9 @@ func (a *App) interruptible() (context.Context, func()) {
 	}()
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
+
+// applyNotice is what an interrupted plan or apply says.
+const applyNotice = "\nInterrupt received: finishing the steps in flight and recording state. Press Ctrl-C again to quit at once."
 
 // confirm asks the user to type yes.
 func (a *App) confirm(question string) bool {

@@ -69,7 +69,7 @@ no changes, 2 for changes and 1 for an error.`,
 				return err
 			}
 			defer s.close()
-			ctx, stop := a.interruptible()
+			ctx, stop := a.interruptible(applyNotice)
 			defer stop()
 			p, err := a.plan(ctx, s, destroy)
 			if err != nil {

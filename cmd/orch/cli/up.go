@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/engine"
@@ -80,7 +77,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		r := a.loadConfig(dir, vf)
 		return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
 	}
-	ctx, stop := a.upInterruptible()
+	ctx, stop := a.interruptible("\nStopping everything, dependents first. Press Ctrl-C again to quit at once (what runs keeps running).")
 	defer stop()
 	eng := engine.New(engine.Options{
 		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load,
@@ -108,23 +105,3 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	return nil
 }
 
-// upInterruptible returns a context cancelled by the first SIGINT or
-// SIGTERM; a second one exits 130 at once, leaving what runs running.
-func (a *App) upInterruptible() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		n := 0
-		for range ch {
-			n++
-			if n == 1 {
-				fmt.Fprintln(a.Stderr, "\nStopping everything, dependents first. Press Ctrl-C again to quit at once (what runs keeps running).")
-				cancel()
-				continue
-			}
-			os.Exit(130)
-		}
-	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
-}
