@@ -104,4 +104,3 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	}
 	return nil
 }
-
