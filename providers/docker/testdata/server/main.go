@@ -3,8 +3,9 @@
 // put into an image FROM scratch.
 //
 // It listens on $PORT (default 8080), answers /healthz with "ok" and / with
-// its argv and $GREETING, and exits 0 on SIGTERM (or on $STOPSIGNAL's
-// default handling when another stop signal is configured).
+// its argv and $GREETING, and exits 0 on SIGTERM. `server -healthcheck URL`
+// instead GETs URL and exits 0 on a 200 (an image HEALTHCHECK: FROM
+// scratch has no curl).
 package main
 
 import (
@@ -18,6 +19,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-healthcheck" {
+		resp, err := http.Get(os.Args[2])
+		if err != nil || resp.StatusCode != 200 {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = "8080"
