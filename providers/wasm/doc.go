@@ -1,0 +1,37 @@
+// Package wasm hosts orch modules compiled to WebAssembly, in process, in a
+// github.com/tetratelabs/wazero sandbox: one wazero Runtime per module
+// instance, so that a memory cap, a trap or a module closed on its time
+// budget concern that module only.
+//
+// A Host compiles (through a CompilationCache on disk, so a restart does
+// not compile again) and loads modules; a Module runs the guest's hooks
+// through the guest ABI written down in docs/modules.md:
+//
+//	          Load               Run: _initialize, orch_init(config),
+//	(file) ---------> loaded ------------------------------------> starting
+//	                    |                                             |
+//	                    | Close                           orch_start  |
+//	                    v                                   ok        v
+//	                 stopped <---- stopping <--- ctx done ------- running
+//	                                  |    orch_stop               |  ^ orch_on_event
+//	                                  |                            |  | (one at a time)
+//	                                  +--> failed <----------------+--+
+//	                         a trap, an exit, a non-zero result, a call
+//	                         over Limits.CallTimeout, memory over the cap
+//
+// Every transition is reported to Options.OnState, and published on the
+// Bus as an "orch.module.<state>" event. A failed module is closed: its
+// memory is released and nothing of it keeps running; restarting it is
+// its supervisor's decision (the engine applies the restart policy).
+//
+// The sandbox grants nothing by default: no files, no environment, no
+// arguments, no network, and wazero's fake clocks (time only through the
+// host function now). Spec grants mount directories (read-only unless
+// writable) and pass named environment variables.
+//
+// Calls into one guest are serialized by its Module: the guest is never
+// entered by two goroutines. Host functions run on the calling goroutine.
+//
+// This package must never import the executor or the planner: the engine
+// gives it a Bus, a KV namespace per module and a log sink.
+package wasm

@@ -1,0 +1,229 @@
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+	"github.com/tetratelabs/wazero"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// CacheDirName is the directory of the compilation cache inside orch's
+// state directory.
+const CacheDirName = "wasm-cache"
+
+// Defaults of spec.ModuleLimits, for a Resource built by hand.
+const (
+	DefaultMemoryBytes = 64 << 20
+	DefaultCallTimeout = 5 * time.Second
+)
+
+// KV is one module's namespace of small persistent state. The engine backs
+// it with the state store (state.Store.KV(namespace)). Implementations
+// must be safe for concurrent use.
+type KV interface {
+	// Get returns the value of key; ok is false when there is none.
+	Get(key string) (value []byte, ok bool, err error)
+	Put(key string, value []byte) error
+	// Delete removes key; a missing key is not an error.
+	Delete(key string) error
+}
+
+// Level is the severity of a log line.
+type Level int32
+
+// Levels of orch.log, as the guest passes them.
+const (
+	LevelDebug Level = iota
+	LevelInfo
+	LevelWarn
+	LevelError
+)
+
+func (l Level) String() string {
+	switch l {
+	case LevelDebug:
+		return "debug"
+	case LevelInfo:
+		return "info"
+	case LevelWarn:
+		return "warn"
+	case LevelError:
+		return "error"
+	}
+	return fmt.Sprintf("Level(%d)", int32(l))
+}
+
+// LogRecord is one line a module logged (orch.log), or wrote on its stdout
+// (LevelInfo) or stderr (LevelError).
+type LogRecord struct {
+	Addr    spec.Address
+	Level   Level
+	Message string
+}
+
+// StateChange is a module's transition, reported to Options.OnState.
+type StateChange struct {
+	Addr spec.Address
+	From State
+	To   State
+	// Err is why the module failed (To == StateFailed), else nil.
+	Err error
+}
+
+// Options configure a Host. Every field may be left zero.
+type Options struct {
+	// StateDir is orch's state directory: the compilation cache lives in
+	// StateDir/wasm-cache. Empty: compile in memory only.
+	StateDir string
+	// Bus is the event bus modules publish on and subscribe to; nil: a
+	// private one (Host.Bus).
+	Bus *Bus
+	// KV returns the namespace of a module (called once per Load); nil:
+	// kv_* host functions fail.
+	KV func(addr spec.Address) KV
+	// Log receives what modules log; nil: discarded. Called from any
+	// goroutine, it must not block for long.
+	Log func(LogRecord)
+	// OnState receives every transition of every module, from the
+	// module's Run goroutine (or Load's, for loaded). It must not block.
+	OnState func(StateChange)
+	// QueueLimit bounds the events waiting for one module; events over it
+	// are dropped and counted (Stats.Dropped). Default 65536.
+	QueueLimit int
+	// Now is the clock of the now host function; default time.Now.
+	Now func() time.Time
+}
+
+// Host compiles and loads modules. It is safe for concurrent use; Close it
+// after every module is done.
+type Host struct {
+	opts  Options
+	cache wazero.CompilationCache
+}
+
+// NewHost returns a Host; it creates the compilation cache directory.
+func NewHost(opts Options) (*Host, error) {
+	if opts.Bus == nil {
+		opts.Bus = NewBus()
+	}
+	if opts.QueueLimit <= 0 {
+		opts.QueueLimit = 1 << 16
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Host{opts: opts}
+	if opts.StateDir != "" {
+		dir := filepath.Join(opts.StateDir, CacheDirName)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("wasm: compilation cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: compilation cache: %w", err)
+		}
+		h.cache = c
+	} else {
+		h.cache = wazero.NewCompilationCache()
+	}
+	return h, nil
+}
+
+// Bus returns the host's event bus.
+func (h *Host) Bus() *Bus { return h.opts.Bus }
+
+// Close releases the in-memory compilation cache. Modules still running
+// keep their own compiled code.
+func (h *Host) Close(ctx context.Context) error { return h.cache.Close(ctx) }
+
+// LoadRequest names the module to load.
+type LoadRequest struct {
+	// Resource is the module instance: Addr, Source (a .wasm file),
+	// SHA256, Config, Grants and Limits are read.
+	Resource *spec.Resource
+}
+
+// Load reads, verifies and compiles the module of req (a warm compilation
+// cache makes this cheap) and returns it loaded, not running: call Run.
+// An error means the module could not be loaded (missing file, hash
+// mismatch, invalid WebAssembly, a memory minimum over the cap); it is
+// reported as a failed transition too.
+func (h *Host) Load(ctx context.Context, req LoadRequest) (*Module, error) {
+	r := req.Resource
+	m, err := h.load(ctx, r)
+	if err != nil {
+		err = fmt.Errorf("%s: load %s: %w", r.Addr, r.Source, err)
+		h.report(StateChange{Addr: r.Addr, From: StateLoaded, To: StateFailed, Err: err})
+		return nil, err
+	}
+	h.report(StateChange{Addr: r.Addr, To: StateLoaded})
+	return m, nil
+}
+
+func (h *Host) report(c StateChange) {
+	if h.opts.OnState != nil {
+		h.opts.OnState(c)
+	}
+	h.opts.Bus.Publish(LifecycleEvent(c.Addr, c.To.String(), h.opts.Now(), c.Err))
+}
+
+func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
+	bin, err := os.ReadFile(r.Source)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(bin)
+	hash := hex.EncodeToString(sum[:])
+	if r.SHA256 != "" && r.SHA256 != hash {
+		return nil, fmt.Errorf("its sha256 is %s, the configuration pins %s", hash, r.SHA256)
+	}
+	config := []byte("null")
+	if r.Config != cty.NilVal && !r.Config.IsNull() {
+		if config, err = ctyjson.Marshal(r.Config, r.Config.Type()); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	lim := r.Limits
+	if lim.MemoryBytes == 0 {
+		lim.MemoryBytes = DefaultMemoryBytes
+	}
+	if lim.CallTimeout <= 0 {
+		lim.CallTimeout = DefaultCallTimeout
+	}
+	pages := lim.MemoryBytes / 65536
+	if pages < 1 {
+		pages = 1
+	}
+	if pages > 65536 {
+		pages = 65536
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(h.cache).
+		WithMemoryLimitPages(uint32(pages)).
+		WithCloseOnContextDone(true))
+	m := &Module{
+		h: h, addr: r.Addr, hash: hash, config: config, limits: lim, grants: r.Grants,
+		rt: rt, wake: make(chan struct{}, 1),
+	}
+	if h.opts.KV != nil {
+		m.kv = h.opts.KV(r.Addr)
+	}
+	if err := m.instantiateHost(ctx); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	if m.compiled, err = rt.CompileModule(ctx, bin); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	m.state.Store(int32(StateLoaded))
+	return m, nil
+}

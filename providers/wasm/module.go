@@ -1,0 +1,511 @@
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/orch-dev/orch/spec"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// State is where a module is in its lifecycle (see the package doc).
+type State int32
+
+// States of a module.
+const (
+	StateLoaded State = iota
+	StateStarting
+	StateRunning
+	StateStopping
+	StateStopped
+	StateFailed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateLoaded:
+		return "loaded"
+	case StateStarting:
+		return "starting"
+	case StateRunning:
+		return "running"
+	case StateStopping:
+		return "stopping"
+	case StateStopped:
+		return "stopped"
+	case StateFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Names of the guest's exports (docs/modules.md).
+const (
+	ExportInit       = "orch_init"
+	ExportStart      = "orch_start"
+	ExportStop       = "orch_stop"
+	ExportOnEvent    = "orch_on_event"
+	ExportAlloc      = "orch_alloc"
+	exportInitialize = "_initialize" // the reactor's entry: the Go runtime and package init
+)
+
+// Stats are counters of one module.
+type Stats struct {
+	Delivered uint64 // events handed to orch_on_event
+	Dropped   uint64 // events dropped because the queue was full
+}
+
+// Module is one loaded guest. Run it once; it is not reusable after Run
+// returns (Load it again to restart). Its methods are safe for concurrent
+// use.
+type Module struct {
+	h      *Host
+	addr   spec.Address
+	hash   string
+	config []byte
+	limits spec.ModuleLimits
+	grants *spec.Grants
+	kv     KV
+
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	inst     api.Module // set by Run
+	fns      struct{ init, start, stop, onEvent, alloc api.Function }
+	buf      struct{ ptr, size uint32 } // the guest buffer of the last orch_alloc
+	stack    []uint64
+	stderr   head
+
+	state atomic.Int32
+	ran   atomic.Bool
+
+	mu      sync.Mutex
+	queue   []Event
+	spare   []Event
+	wake    chan struct{}
+	subs    []func()
+	stats   struct{ delivered, dropped atomic.Uint64 }
+	calling string // the hook being called, for errors
+}
+
+// Addr returns the module's address.
+func (m *Module) Addr() spec.Address { return m.addr }
+
+// Hash returns the SHA-256 of the module's .wasm file, hex-encoded: a
+// changed hash on reload means the module must be replaced.
+func (m *Module) Hash() string { return m.hash }
+
+// State returns the module's current state.
+func (m *Module) State() State { return State(m.state.Load()) }
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	return Stats{Delivered: m.stats.delivered.Load(), Dropped: m.stats.dropped.Load()}
+}
+
+// Error is why a module failed.
+type Error struct {
+	Addr spec.Address
+	// Hook is the call that failed: "instantiate", "orch_init", ...
+	Hook string
+	// Limit is true when the call exceeded the module's call budget or
+	// was interrupted by its context: retrying may help.
+	Limit bool
+	Err   error
+	// Stderr is the end of what the guest wrote on stderr (a Go panic).
+	Stderr string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s: %s: %v", e.Addr, e.Hook, e.Err)
+	if e.Stderr != "" {
+		s += ": " + e.Stderr
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func (m *Module) transition(to State, err error) {
+	from := State(m.state.Swap(int32(to)))
+	m.h.report(StateChange{Addr: m.addr, From: from, To: to, Err: err})
+}
+
+// Close releases a module that was loaded but never run. After Run it does
+// nothing.
+func (m *Module) Close(ctx context.Context) error {
+	if m.ran.Swap(true) {
+		return nil
+	}
+	m.transition(StateStopped, nil)
+	return m.rt.Close(ctx)
+}
+
+// Run starts the module (instantiate, orch_init with its config, then
+// orch_start), delivers the events it subscribed to one at a time until
+// ctx is done, then calls orch_stop and releases the module. It returns nil
+// when the module stopped cleanly, or an *Error when it failed (a trap,
+// an exit, a non-zero result, a call over its budget, memory over its cap);
+// either way the module is closed when Run returns. Each call into the
+// guest has the budget Limits.CallTimeout, orch_stop included, whatever
+// ctx says.
+func (m *Module) Run(ctx context.Context) error {
+	if m.ran.Swap(true) {
+		return fmt.Errorf("%s: Run called twice", m.addr)
+	}
+	defer m.rt.Close(context.WithoutCancel(ctx))
+	defer m.unsubscribe()
+	m.transition(StateStarting, nil)
+	if err := m.start(ctx); err != nil {
+		m.transition(StateFailed, err)
+		return err
+	}
+	m.transition(StateRunning, nil)
+	for {
+		select {
+		case <-ctx.Done():
+			m.transition(StateStopping, nil)
+			m.unsubscribe()
+			if err := m.call(ctx, m.fns.stop, ExportStop); err != nil {
+				m.transition(StateFailed, err)
+				return err
+			}
+			m.transition(StateStopped, nil)
+			return nil
+		case <-m.wake:
+			if err := m.drain(ctx); err != nil {
+				m.transition(StateFailed, err)
+				return err
+			}
+		}
+	}
+}
+
+func (m *Module) start(ctx context.Context) error {
+	mc := wazero.NewModuleConfig().
+		WithName(m.addr.String()).
+		WithStartFunctions(exportInitialize).
+		WithRandSource(rand.Reader).
+		WithStdout(&lineWriter{m: m, level: LevelInfo}).
+		WithStderr(&lineWriter{m: m, level: LevelError, tail: &m.stderr})
+	if g := m.grants; g != nil {
+		if len(g.Dirs) > 0 {
+			fs := wazero.NewFSConfig()
+			guests := make([]string, 0, len(g.Dirs))
+			for guest := range g.Dirs {
+				guests = append(guests, guest)
+			}
+			sort.Strings(guests)
+			for _, guest := range guests {
+				if contains(g.Writable, guest) {
+					fs = fs.WithDirMount(g.Dirs[guest], guest)
+				} else {
+					fs = fs.WithReadOnlyDirMount(g.Dirs[guest], guest)
+				}
+			}
+			mc = mc.WithFSConfig(fs)
+		}
+		for _, k := range g.Env {
+			if v, ok := os.LookupEnv(k); ok {
+				mc = mc.WithEnv(k, v)
+			}
+		}
+	}
+	cctx, cancel := m.callContext(ctx)
+	m.calling = "instantiate"
+	inst, err := m.h.instantiate(cctx, m.rt, m.compiled, mc)
+	cancel()
+	if err != nil {
+		return m.fail("instantiate", err)
+	}
+	m.inst = inst
+	m.fns.init = inst.ExportedFunction(ExportInit)
+	m.fns.start = inst.ExportedFunction(ExportStart)
+	m.fns.stop = inst.ExportedFunction(ExportStop)
+	m.fns.onEvent = inst.ExportedFunction(ExportOnEvent)
+	m.fns.alloc = inst.ExportedFunction(ExportAlloc)
+	m.stack = make([]uint64, 4)
+	if m.fns.init != nil {
+		ptr, err := m.write(ctx, m.config)
+		if err != nil {
+			return err
+		}
+		m.stack[0], m.stack[1] = uint64(ptr), uint64(len(m.config))
+		if err := m.callStack(ctx, m.fns.init, ExportInit); err != nil {
+			return err
+		}
+	}
+	return m.call(ctx, m.fns.start, ExportStart)
+}
+
+func (h *Host) instantiate(ctx context.Context, rt wazero.Runtime, c wazero.CompiledModule, mc wazero.ModuleConfig) (api.Module, error) {
+	return rt.InstantiateModule(ctx, c, mc)
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// callContext returns the context of one call into the guest: ctx's
+// values, not its cancellation, and the call budget.
+func (m *Module) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.limits.CallTimeout)
+}
+
+// call calls fn (a hook without parameters returning an int32 status); a
+// nil fn (not exported) succeeds.
+func (m *Module) call(ctx context.Context, fn api.Function, name string) error {
+	if fn == nil {
+		return nil
+	}
+	return m.callStack(ctx, fn, name)
+}
+
+// callStack calls fn with its parameters in m.stack; its result must be 0.
+func (m *Module) callStack(ctx context.Context, fn api.Function, name string) error {
+	cctx, cancel := m.callContext(ctx)
+	m.calling = name
+	err := fn.CallWithStack(cctx, m.stack)
+	cancel()
+	if err != nil {
+		return m.fail(name, err)
+	}
+	if rc := int32(m.stack[0]); rc != 0 {
+		return m.fail(name, fmt.Errorf("returned %d", rc))
+	}
+	return nil
+}
+
+// fail builds the error of a failed hook.
+func (m *Module) fail(hook string, err error) error {
+	e := &Error{Addr: m.addr, Hook: hook, Err: err, Stderr: m.stderr.String()}
+	if msg := err.Error(); strings.Contains(msg, "\n") {
+		// wazero appends the guest's stack trace: keep the first line.
+		e.Err = errors.New(msg[:strings.IndexByte(msg, '\n')])
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			e.Limit = true
+			e.Err = fmt.Errorf("exceeded its call budget of %s", m.limits.CallTimeout)
+		case sys.ExitCodeContextCanceled:
+			e.Limit = true
+			e.Err = errors.New("interrupted")
+		default:
+			e.Err = fmt.Errorf("exited with code %d", exit.ExitCode())
+		}
+	}
+	return e
+}
+
+// write copies data into the guest buffer (orch_alloc'd again when too
+// small) and returns its address.
+func (m *Module) write(ctx context.Context, data []byte) (uint32, error) {
+	if uint32(len(data)) > m.buf.size || m.buf.size == 0 {
+		if m.fns.alloc == nil {
+			return 0, m.fail(ExportAlloc, errors.New("the module does not export it"))
+		}
+		size := uint32(len(data))
+		if size < 4096 {
+			size = 4096
+		}
+		m.stack[0] = uint64(size)
+		cctx, cancel := m.callContext(ctx)
+		m.calling = ExportAlloc
+		err := m.fns.alloc.CallWithStack(cctx, m.stack)
+		cancel()
+		if err != nil {
+			return 0, m.fail(ExportAlloc, err)
+		}
+		m.buf.ptr, m.buf.size = uint32(m.stack[0]), size
+	}
+	if !m.inst.Memory().Write(m.buf.ptr, data) {
+		return 0, m.fail(ExportAlloc, fmt.Errorf("returned %#x, out of memory for %d bytes", m.buf.ptr, len(data)))
+	}
+	return m.buf.ptr, nil
+}
+
+// offer queues ev for the module (the Bus calls it).
+func (m *Module) offer(ev Event) {
+	m.mu.Lock()
+	if len(m.queue) >= m.h.opts.QueueLimit {
+		m.mu.Unlock()
+		m.stats.dropped.Add(1)
+		return
+	}
+	m.queue = append(m.queue, ev)
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drain delivers every queued event, in order.
+func (m *Module) drain(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		evs := m.queue
+		m.queue, m.spare = m.spare[:0], nil
+		m.mu.Unlock()
+		if len(evs) == 0 {
+			return nil
+		}
+		for i, ev := range evs {
+			if ctx.Err() != nil {
+				// Stopping: what is left is dropped.
+				m.stats.dropped.Add(uint64(len(evs) - i))
+				return nil
+			}
+			if err := m.deliver(ctx, ev); err != nil {
+				return err
+			}
+			evs[i] = Event{}
+		}
+		m.mu.Lock()
+		m.spare = evs[:0]
+		m.mu.Unlock()
+	}
+}
+
+func (m *Module) deliver(ctx context.Context, ev Event) error {
+	if m.fns.onEvent == nil {
+		return nil
+	}
+	n := len(ev.Topic) + len(ev.Data)
+	if uint32(n) > m.buf.size {
+		if _, err := m.write(ctx, make([]byte, n)); err != nil {
+			return err
+		}
+	}
+	mem := m.inst.Memory()
+	if !mem.WriteString(m.buf.ptr, ev.Topic) || !mem.Write(m.buf.ptr+uint32(len(ev.Topic)), ev.Data) {
+		return m.fail(ExportOnEvent, errors.New("the event buffer is outside the module's memory"))
+	}
+	m.stack[0], m.stack[1] = uint64(m.buf.ptr), uint64(len(ev.Topic))
+	m.stack[2], m.stack[3] = uint64(m.buf.ptr)+uint64(len(ev.Topic)), uint64(len(ev.Data))
+	if err := m.callStack(ctx, m.fns.onEvent, ExportOnEvent); err != nil {
+		return err
+	}
+	m.stats.delivered.Add(1)
+	return nil
+}
+
+func (m *Module) subscribe(pattern string) {
+	cancel := m.h.opts.Bus.Subscribe(pattern, m.offer)
+	m.mu.Lock()
+	m.subs = append(m.subs, cancel)
+	m.mu.Unlock()
+}
+
+func (m *Module) unsubscribe() {
+	m.mu.Lock()
+	subs := m.subs
+	m.subs = nil
+	m.mu.Unlock()
+	for _, c := range subs {
+		c()
+	}
+}
+
+// head keeps the first bytes written to it: where a Go guest's runtime
+// writes "panic: ..." or "fatal error: ..." before its goroutines.
+type head struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const headSize = 1024
+
+func (h *head) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := headSize - len(h.buf); n > 0 {
+		h.buf = append(h.buf, p[:min(n, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// String returns the first paragraph written, on one line.
+func (h *head) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return summary(string(h.buf))
+}
+
+// summary returns the first paragraph of s (up to a blank line) with its
+// lines joined by "; ".
+func summary(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.Index(s, "\n\n"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.ReplaceAll(strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " "), " ; ", "; ")
+}
+
+// lineWriter turns a guest's stdout or stderr into log lines.
+type lineWriter struct {
+	m     *Module
+	level Level
+	tail  *head
+	mu    sync.Mutex
+	part  []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	if w.tail != nil {
+		w.tail.Write(p)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.part = append(w.part, p...)
+	for {
+		i := indexByte(w.part, '\n')
+		if i < 0 {
+			break
+		}
+		w.m.log(w.level, string(w.part[:i]))
+		w.part = w.part[i+1:]
+	}
+	if len(w.part) > 4096 {
+		w.m.log(w.level, string(w.part))
+		w.part = w.part[:0]
+	}
+	return len(p), nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func (m *Module) log(level Level, msg string) {
+	if m.h.opts.Log != nil {
+		m.h.opts.Log(LogRecord{Addr: m.addr, Level: level, Message: msg})
+	}
+}
+
+// wasi instantiates WASI in rt.
+func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
+	_, err := wasi_snapshot_preview1.Instantiate(ctx, rt)
+	return err
+}
