@@ -362,3 +362,43 @@ func TestEveryStepRecorded(t *testing.T) {
 	}
 	t.Logf("200 steps recorded in %d transactions", cs.n)
 }
+
+// updatingRecorder also takes in-place updates.
+type updatingRecorder struct {
+	*recorder
+	updates []string
+	fail    error
+}
+
+func (u *updatingRecorder) Update(_ context.Context, req providers.UpdateRequest) (providers.UpdateResponse, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.updates = append(u.updates, req.Resource.Addr.String()+" "+req.Resource.Restart.Policy.String())
+	return providers.UpdateResponse{}, u.fail
+}
+
+func TestUpdateReachesProvider(t *testing.T) {
+	f := newFixture(t)
+	u := &updatingRecorder{recorder: f.rec}
+	f.ex.Providers = Providers{"process": u}
+	src := "daemon \"x\" {\n  command = [\"/bin/x\"]\n  restart {\n    policy = \"%s\"\n  }\n}\n"
+	f.apply(context.Background(), f.load(fmt.Sprintf(src, "always")), false)
+
+	// A failed update leaves the record as it was: the next plan shows it again.
+	u.fail = errors.New("engine refused")
+	p, res, _ := f.apply(context.Background(), f.load(fmt.Sprintf(src, "never")), false)
+	if p.Changes[0].Action != planner.Update || len(res.Diagnostics) != 1 {
+		t.Fatalf("want a failed update, got %s and %v", p.Changes[0].Action, res.Diagnostics)
+	}
+	u.fail = nil
+	p, res, _ = f.apply(context.Background(), f.load(fmt.Sprintf(src, "never")), false)
+	if p.Changes[0].Action != planner.Update || len(res.Diagnostics) != 0 {
+		t.Fatalf("the update was not planned again: %s %v", p.Changes[0].Action, res.Diagnostics)
+	}
+	if len(u.updates) != 2 || u.updates[1] != "daemon.x never" || f.rec.index("stop daemon.x") >= 0 {
+		t.Fatalf("updates %v, calls %v", u.updates, f.rec.calls)
+	}
+	if p, _, _ := f.apply(context.Background(), f.load(fmt.Sprintf(src, "never")), false); p.HasChanges() {
+		t.Fatal("changes left after the update")
+	}
+}

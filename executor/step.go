@@ -54,10 +54,29 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 		Status: StatusRunning}
 	switch c.Action {
 	case planner.Adopt, planner.Update:
-		// Nothing to do to the running instance: record what it runs now.
+		// Record what the running instance runs now; an update first
+		// reaches it through the provider when the provider can take it.
 		inst.Handle = c.Prior.Handle
 		if c.Prior.Status == StatusCompleted {
 			inst.Status = StatusCompleted
+		}
+		if c.Action == planner.Update && c.Observed.State == providers.StateRunning && !r.Runtime.IsZero() {
+			p, err := e.provider(r.Runtime)
+			if err != nil {
+				return c.Observed, err
+			}
+			if u, ok := p.(providers.Updater); ok {
+				resp, err := u.Update(ctx, providers.UpdateRequest{Runtime: runtimeFor(cfg, r.Runtime), Resource: r,
+					Handle: c.Prior.Handle, StateDir: e.StateDir})
+				if err != nil {
+					// The instance still runs as before and its record says
+					// so: the next plan shows the update again.
+					return c.Observed, err
+				}
+				if len(resp.Handle) > 0 {
+					inst.Handle = resp.Handle
+				}
+			}
 		}
 		return c.Observed, rec.put(inst)
 	}

@@ -20,6 +20,7 @@ const (
 	CapSignal Capability = "signal"
 	CapLogs   Capability = "logs"
 	CapEvents Capability = "events"
+	CapUpdate Capability = "update"
 	CapWatch  Capability = "watch"
 )
 
@@ -63,6 +64,14 @@ type Watcher interface {
 	Watch(ctx context.Context, req WatchRequest) (WatchResponse, error)
 }
 
+// Updater applies to a running instance, in place, the changes the plan
+// marks as not forcing replacement (a container's memory limit, a
+// process's log rotation). Without it such changes are only recorded and
+// take effect when the instance next starts.
+type Updater interface {
+	Update(ctx context.Context, req UpdateRequest) (UpdateResponse, error)
+}
+
 // Capabilities lists what p implements beyond the required methods.
 func Capabilities(p Provider) []Capability {
 	var caps []Capability
@@ -83,6 +92,9 @@ func Capabilities(p Provider) []Capability {
 	}
 	if _, ok := p.(EventSource); ok {
 		caps = append(caps, CapEvents)
+	}
+	if _, ok := p.(Updater); ok {
+		caps = append(caps, CapUpdate)
 	}
 	if _, ok := p.(Watcher); ok {
 		caps = append(caps, CapWatch)
@@ -167,4 +179,20 @@ type WatchResponse struct {
 	// running, at once if it already is not, and is then closed. It is
 	// closed without a value when the watch's ctx is done first.
 	Exited <-chan Observed
+}
+
+// UpdateRequest carries the declared instance (with its new settings) and
+// the handle of what runs.
+type UpdateRequest struct {
+	Runtime  *spec.Runtime
+	Resource *spec.Resource
+	Handle   Handle
+	StateDir string
+}
+
+// UpdateResponse may carry a refreshed handle (nil: unchanged) and the
+// backend's warnings.
+type UpdateResponse struct {
+	Handle   Handle
+	Warnings []string
 }

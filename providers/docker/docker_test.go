@@ -358,7 +358,7 @@ func TestLifecycle(t *testing.T) {
 
 	// In place: memory and cpus through ContainerUpdate.
 	cfg2 := load(t, project, strings.Replace(strings.Replace(webConfig(tag, port), `"64MiB"`, `"128MiB"`, 1), "0.5", "1", 1))
-	if _, err := p.Update(ctx, UpdateRequest{Runtime: rt, Resource: cfg2.Resource(r.Addr), Handle: resp.Handle}); err != nil {
+	if _, err := p.Update(ctx, providers.UpdateRequest{Runtime: rt, Resource: cfg2.Resource(r.Addr), Handle: resp.Handle}); err != nil {
 		t.Fatalf("update: %v", err)
 	}
 	c, _ = cli.ContainerInspect(ctx, hi.ID, client.ContainerInspectOptions{})

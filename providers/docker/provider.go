@@ -26,6 +26,7 @@ var (
 	_ providers.Provider  = (*Provider)(nil)
 	_ providers.Deleter   = (*Provider)(nil)
 	_ providers.Adopter   = (*Provider)(nil)
+	_ providers.Updater   = (*Provider)(nil)
 	_ providers.Signaler  = (*Provider)(nil)
 	_ providers.LogReader = (*Provider)(nil)
 )
@@ -582,43 +583,34 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 
 // UpdateRequest asks for a running container's limits (memory, cpus) to
 // be changed in place.
-type UpdateRequest struct {
-	Runtime  *spec.Runtime
-	Resource *spec.Resource
-	Handle   providers.Handle
-}
-
-// UpdateResponse carries the Engine's warnings.
-type UpdateResponse struct{ Warnings []string }
-
 // Update changes the memory and CPU limits of a running container in
 // place (ContainerUpdate), the attributes the schema marks as not forcing
 // replacement. A limit that is removed from the configuration stays as it
 // is on the running container until it is next replaced: the Engine has
 // no "no limit" update.
-func (p *Provider) Update(ctx context.Context, req UpdateRequest) (UpdateResponse, error) {
+func (p *Provider) Update(ctx context.Context, req providers.UpdateRequest) (providers.UpdateResponse, error) {
 	if req.Resource == nil {
-		return UpdateResponse{}, &providers.Error{Op: "update", Err: errors.New("no resource")}
+		return providers.UpdateResponse{}, &providers.Error{Op: "update", Err: errors.New("no resource")}
 	}
 	addr := req.Resource.Addr
 	hi, err := ParseHandle(req.Handle)
 	if err != nil {
-		return UpdateResponse{}, userErr("update", addr, "%w", err)
+		return providers.UpdateResponse{}, userErr("update", addr, "%w", err)
 	}
 	res, err := resources(req.Resource)
 	if err != nil {
-		return UpdateResponse{}, userErr("update", addr, "%w", err)
+		return providers.UpdateResponse{}, userErr("update", addr, "%w", err)
 	}
 	e, err := p.engine(req.Runtime)
 	if err != nil {
-		return UpdateResponse{}, opErr("update", addr, e, err)
+		return providers.UpdateResponse{}, opErr("update", addr, e, err)
 	}
 	c, ok, err := e.inspect(ctx, hi.ID)
 	if err != nil {
-		return UpdateResponse{}, opErr("update", addr, e, err)
+		return providers.UpdateResponse{}, opErr("update", addr, e, err)
 	}
 	if !ok {
-		return UpdateResponse{}, userErr("update", addr, "container %s is gone", shortID(hi.ID))
+		return providers.UpdateResponse{}, userErr("update", addr, "container %s is gone", shortID(hi.ID))
 	}
 	if res.Memory > 0 && c.HostConfig != nil && c.HostConfig.MemorySwap > 0 {
 		// The Engine refuses a memory limit above the swap limit it
@@ -627,7 +619,7 @@ func (p *Provider) Update(ctx context.Context, req UpdateRequest) (UpdateRespons
 	}
 	out, err := e.ContainerUpdate(ctx, hi.ID, client.ContainerUpdateOptions{Resources: &res})
 	if err != nil {
-		return UpdateResponse{}, opErr("update", addr, e, err)
+		return providers.UpdateResponse{}, opErr("update", addr, e, err)
 	}
-	return UpdateResponse{Warnings: out.Warnings}, nil
+	return providers.UpdateResponse{Warnings: out.Warnings}, nil
 }

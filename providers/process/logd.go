@@ -169,6 +169,9 @@ func (d *logd) run() error {
 			if ev.Has(fsnotify.Create) && strings.HasSuffix(ev.Name, fifoSuffix) {
 				d.add(ev.Name)
 			}
+			if (ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write)) && strings.HasSuffix(ev.Name, confSuffix) {
+				d.reloadConf(strings.TrimSuffix(filepath.Base(ev.Name), confSuffix))
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return errors.New("watcher closed")
@@ -344,6 +347,21 @@ func (d *logd) acquire(name string) (*logWriter, error) {
 	lw.refs++
 	lw.setConf(conf.MaxSize, conf.MaxFiles)
 	return lw, nil
+}
+
+// reloadConf applies a rewritten .logconf (Provider.Update) to the log
+// being written, if any.
+func (d *logd) reloadConf(name string) {
+	conf, err := readLogConf(filepath.Join(d.dir, name+confSuffix))
+	if err != nil {
+		return // a half-written or removed file: the next event tells
+	}
+	d.mu.Lock()
+	lw := d.writers[name]
+	d.mu.Unlock()
+	if lw != nil {
+		lw.setConf(conf.MaxSize, conf.MaxFiles)
+	}
 }
 
 func (d *logd) release(name string) {

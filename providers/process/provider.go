@@ -29,6 +29,7 @@ var (
 	_ providers.Adopter   = (*Provider)(nil)
 	_ providers.Signaler  = (*Provider)(nil)
 	_ providers.LogReader = (*Provider)(nil)
+	_ providers.Updater   = (*Provider)(nil)
 )
 
 // DefaultPath is the daemon's PATH when neither its env nor orch's

@@ -1,0 +1,42 @@
+package process_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/process"
+)
+
+// TestUpdateLogRotation: a running daemon's log rotation settings change in
+// place (no restart) and the log daemon applies them.
+func TestUpdateLogRotation(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	r := res("chatty", "/bin/sh", "-c", "while true; do echo 0123456789012345678901234567890123456789012345678; sleep 0.01; done")
+	h, hi := e.start(r)
+	logPath := filepath.Join(e.state, "logs", process.FileName(r.Addr)+".log")
+	waitLog(t, logPath, "0123456789")
+
+	r.Log.MaxSize, r.Log.MaxFiles = 4096, 2
+	if _, err := e.p.Update(context.Background(), providers.UpdateRequest{Resource: r, Handle: h, StateDir: e.state}); err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := os.ReadFile(filepath.Join(e.state, "logs", process.FileName(r.Addr)+".logconf"))
+	if !strings.Contains(string(conf), `"max_size":4096`) {
+		t.Fatalf(".logconf not rewritten: %s", conf)
+	}
+	// At the old 1 MiB limit this output would take minutes to rotate.
+	if !poll(20*time.Second, func() bool { _, err := os.Stat(logPath + ".1"); return err == nil }) {
+		t.Fatalf("the log was not rotated at the new size")
+	}
+	if st, err := os.Stat(logPath + ".1"); err != nil || st.Size() > 4096 {
+		t.Fatalf("rotated file %v, %v: larger than the new max_size", st.Size(), err)
+	}
+	if !alive(hi.Pid) {
+		t.Fatal("the daemon was restarted or stopped by an update")
+	}
+}
