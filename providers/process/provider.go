@@ -311,6 +311,11 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 	p.children[childKey{hi.Pid, hi.StartTicks}] = c
 	p.mu.Unlock()
 	go func() {
+		// Wait on a pidfd in Go's poller first: a goroutine parked there
+		// holds no OS thread, while Wait's waitid would hold one per child
+		// (a thousand daemons, a thousand threads). Once the child has
+		// exited, Wait reaps it at once.
+		p.waitPidfd(context.Background(), hi)
 		st, _ := proc.Wait()
 		p.mu.Lock()
 		c.state, c.exitedAt = st, time.Now()
