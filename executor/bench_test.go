@@ -8,7 +8,9 @@ package executor
 // They report times (and peak RSS); they never assert them.
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -510,4 +512,112 @@ func BenchmarkPlanRSS1000(b *testing.B) {
 	if alive > 0 {
 		b.Fatalf("%d processes still run after orch destroy", alive)
 	}
+}
+
+// BenchmarkUpRSS1000 measures `orch up` supervising 1,000 daemons: it
+// builds the binary, starts `orch up -json` on 1,000 /bin/sleep daemons,
+// waits for "ready", then reports the process's resident memory
+// (up-RSS-MB, from /proc), its OS threads, and the CPU it uses while
+// nothing happens (idle-cpu-ms over a 2 s window). It ends with SIGINT,
+// which stops every daemon in reverse order, and checks none is left.
+func BenchmarkUpRSS1000(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(b.TempDir(), "orch")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/orch")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(apply1000), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	stateDir := filepath.Join(dir, ".orch")
+	for i := 0; i < b.N; i++ { // the metrics matter, not ns/op
+		cmd := exec.Command(bin, "up", "-json")
+		cmd.Dir = dir
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		var pids []int
+		ready := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				var ev struct {
+					Type string `json:"type"`
+					Pid  int    `json:"pid"`
+				}
+				if json.Unmarshal(sc.Bytes(), &ev) == nil {
+					if ev.Type == "started" {
+						pids = append(pids, ev.Pid)
+					}
+					if ev.Type == "ready" {
+						close(ready)
+					}
+				}
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(2 * time.Minute):
+			cmd.Process.Kill()
+			b.Fatal("orch up never became ready")
+		}
+		status := readProcStatus(cmd.Process.Pid)
+		t1 := procCPU(cmd.Process.Pid)
+		time.Sleep(2 * time.Second) // the measure: CPU used in an idle window
+		t2 := procCPU(cmd.Process.Pid)
+		b.ReportMetric(float64(status["VmRSS"])/1024, "up-RSS-MB")
+		b.ReportMetric(float64(status["Threads"]), "threads")
+		b.ReportMetric(float64((t2-t1)*1000/clockTicks), "idle-cpu-ms")
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		alive := 0
+		for _, pid := range pids {
+			if !waitPidGone(pid, 5*time.Second) {
+				alive++
+				syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+		stopLogd(stateDir)
+		if len(pids) != 1000 || alive != 0 {
+			b.Fatalf("%d daemons started, %d left after SIGINT", len(pids), alive)
+		}
+	}
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// readProcStatus reads the numeric fields of /proc/<pid>/status (kB for
+// the memory ones).
+func readProcStatus(pid int) map[string]int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) > 0 {
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				out[k] = n
+			}
+		}
+	}
+	return out
+}
+
+// procCPU is the user+system CPU of pid, in clock ticks.
+func procCPU(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
 }
