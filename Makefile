@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test bench fuzz run fmt clean check-go
+.PHONY: all build test bench fuzz run modules fmt clean check-go
 
 all: build
 
@@ -49,6 +49,16 @@ fuzz: check-go
 # (edit examples/quickstart/main.hcl while it runs; Ctrl-C stops it all).
 run: build
 	./$(BIN) up examples/quickstart
+
+# The example WebAssembly modules (examples/modules), built with the stock
+# toolchain as WASI reactors; `orch up examples/modules` runs them.
+MODULES := $(wildcard examples/modules/*/main.go)
+modules: check-go
+	@for m in $(MODULES); do \
+		d=$$(dirname $$m); n=$$(basename $$d); \
+		echo "GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o $$d/$$n.wasm ./$$d"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$n.wasm ./$$d || exit 1; \
+	done
 
 fmt: check-go
 	$(GO) fmt ./...

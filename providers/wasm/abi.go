@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -19,23 +20,29 @@ const (
 
 const i32, i64 = api.ValueTypeI32, api.ValueTypeI64
 
-// instantiateHost instantiates WASI and the "orch" host module in m.rt,
-// bound to m.
-func (m *Module) instantiateHost(ctx context.Context) error {
-	if err := instantiateWASI(ctx, m.rt); err != nil {
+// instantiateHost instantiates WASI and the "orch" host module in rt.
+// Each host function finds the Module it serves in its call's context.
+func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
+	if err := instantiateWASI(ctx, rt); err != nil {
 		return err
 	}
-	b := m.rt.NewHostModuleBuilder(HostModule)
-	fn := func(name string, f api.GoModuleFunc, params, results []api.ValueType) {
-		b.NewFunctionBuilder().WithGoModuleFunction(f, params, results).Export(name)
+	b := rt.NewHostModuleBuilder(HostModule)
+	fn := func(name string, f func(*Module, context.Context, api.Module, []uint64), params, results []api.ValueType) {
+		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, s []uint64) {
+			m, ok := ctx.Value(moduleKey{}).(*Module)
+			if !ok {
+				panic("orch: host function called outside a module's call")
+			}
+			f(m, ctx, mod, s)
+		}), params, results).Export(name)
 	}
-	fn("log", m.hostLog, []api.ValueType{i32, i32, i32}, nil)
-	fn("now", m.hostNow, nil, []api.ValueType{i64})
-	fn("publish", m.hostPublish, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
-	fn("subscribe", m.hostSubscribe, []api.ValueType{i32, i32}, []api.ValueType{i32})
-	fn("kv_get", m.hostKVGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
-	fn("kv_put", m.hostKVPut, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
-	fn("kv_delete", m.hostKVDelete, []api.ValueType{i32, i32}, []api.ValueType{i32})
+	fn("log", (*Module).hostLog, []api.ValueType{i32, i32, i32}, nil)
+	fn("now", (*Module).hostNow, nil, []api.ValueType{i64})
+	fn("publish", (*Module).hostPublish, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("subscribe", (*Module).hostSubscribe, []api.ValueType{i32, i32}, []api.ValueType{i32})
+	fn("kv_get", (*Module).hostKVGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("kv_put", (*Module).hostKVPut, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
+	fn("kv_delete", (*Module).hostKVDelete, []api.ValueType{i32, i32}, []api.ValueType{i32})
 	_, err := b.Instantiate(ctx)
 	return err
 }

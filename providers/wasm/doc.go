@@ -1,7 +1,8 @@
 // Package wasm hosts orch modules compiled to WebAssembly, in process, in a
-// github.com/tetratelabs/wazero sandbox: one wazero Runtime per module
-// instance, so that a memory cap, a trap or a module closed on its time
-// budget concern that module only.
+// github.com/tetratelabs/wazero sandbox. Each module instance has its own
+// linear memory under its own cap; a trap, or a call over its time budget
+// (which closes the instance), concerns that instance only. Modules with
+// the same cap share a wazero Runtime and compiled code.
 //
 // A Host compiles (through a CompilationCache on disk, so a restart does
 // not compile again) and loads modules; a Module runs the guest's hooks

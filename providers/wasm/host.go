@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/orch-dev/orch/spec"
@@ -104,9 +106,34 @@ type Options struct {
 
 // Host compiles and loads modules. It is safe for concurrent use; Close it
 // after every module is done.
+//
+// Modules with the same memory cap share one wazero Runtime (WASI and the
+// "orch" host module are instantiated in it once), and a .wasm file is
+// compiled (decoded and validated) once per cap: loading it again, to
+// restart it, only instantiates it.
 type Host struct {
 	opts  Options
 	cache wazero.CompilationCache
+
+	mu       sync.Mutex
+	closed   bool
+	runtimes map[uint32]wazero.Runtime // by memory cap, in pages
+	compiled map[compiledKey]*compiled
+	last     map[spec.Address]compiledKey // what each address loaded last
+	seq      uint64                       // makes instance names unique
+}
+
+type compiledKey struct {
+	hash  string
+	pages uint32
+}
+
+// compiled is a compiled module and the number of modules that use it.
+// It stays while it is the last one its address loaded, so that a restart
+// does not compile again.
+type compiled struct {
+	c    wazero.CompiledModule
+	refs int
 }
 
 // NewHost returns a Host; it creates the compilation cache directory.
@@ -120,7 +147,8 @@ func NewHost(opts Options) (*Host, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Host{opts: opts}
+	h := &Host{opts: opts, runtimes: map[uint32]wazero.Runtime{}, compiled: map[compiledKey]*compiled{},
+		last: map[spec.Address]compiledKey{}}
 	if opts.StateDir != "" {
 		dir := filepath.Join(opts.StateDir, CacheDirName)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -140,9 +168,76 @@ func NewHost(opts Options) (*Host, error) {
 // Bus returns the host's event bus.
 func (h *Host) Bus() *Bus { return h.opts.Bus }
 
-// Close releases the in-memory compilation cache. Modules still running
-// keep their own compiled code.
-func (h *Host) Close(ctx context.Context) error { return h.cache.Close(ctx) }
+// Close closes every module still running (without their stop hook) and
+// releases the compiled code. Call it after every Run returned.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	rts := h.runtimes
+	h.runtimes, h.compiled = map[uint32]wazero.Runtime{}, map[compiledKey]*compiled{}
+	h.mu.Unlock()
+	var errs []error
+	for _, rt := range rts {
+		errs = append(errs, rt.Close(ctx))
+	}
+	errs = append(errs, h.cache.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// compile returns the module compiled for the cap of pages, from memory,
+// the cache on disk or the compiler, with a reference taken.
+func (h *Host) compile(ctx context.Context, addr spec.Address, hash string, bin []byte, pages uint32) (wazero.Runtime, *compiled, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, nil, errors.New("the host is closed")
+	}
+	rt := h.runtimes[pages]
+	if rt == nil {
+		rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+			WithCompilationCache(h.cache).
+			WithMemoryLimitPages(pages).
+			WithCloseOnContextDone(true))
+		if err := instantiateHost(ctx, rt); err != nil {
+			rt.Close(ctx)
+			return nil, nil, err
+		}
+		h.runtimes[pages] = rt
+	}
+	key := compiledKey{hash, pages}
+	if prev, ok := h.last[addr]; ok && prev != key {
+		if c := h.compiled[prev]; c != nil && c.refs == 0 {
+			delete(h.compiled, prev)
+			c.c.Close(ctx)
+		}
+	}
+	h.last[addr] = key
+	c := h.compiled[key]
+	if c == nil {
+		cm, err := rt.CompileModule(ctx, bin)
+		if err != nil {
+			return nil, nil, err
+		}
+		c = &compiled{c: cm}
+		h.compiled[key] = c
+	}
+	c.refs++
+	return rt, c, nil
+}
+
+// release drops a reference taken by compile.
+func (h *Host) release(c *compiled) {
+	h.mu.Lock()
+	c.refs--
+	h.mu.Unlock()
+}
+
+func (h *Host) instanceName(addr spec.Address) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seq++
+	return fmt.Sprintf("%s#%d", addr, h.seq)
+}
 
 // LoadRequest names the module to load.
 type LoadRequest struct {
@@ -205,24 +300,16 @@ func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
 	if pages > 65536 {
 		pages = 65536
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithCompilationCache(h.cache).
-		WithMemoryLimitPages(uint32(pages)).
-		WithCloseOnContextDone(true))
+	rt, c, err := h.compile(ctx, r.Addr, hash, bin, uint32(pages))
+	if err != nil {
+		return nil, err
+	}
 	m := &Module{
 		h: h, addr: r.Addr, hash: hash, config: config, limits: lim, grants: r.Grants,
-		rt: rt, wake: make(chan struct{}, 1),
+		rt: rt, compiled: c, wake: make(chan struct{}, 1),
 	}
 	if h.opts.KV != nil {
 		m.kv = h.opts.KV(r.Addr)
-	}
-	if err := m.instantiateHost(ctx); err != nil {
-		rt.Close(ctx)
-		return nil, err
-	}
-	if m.compiled, err = rt.CompileModule(ctx, bin); err != nil {
-		rt.Close(ctx)
-		return nil, err
 	}
 	m.state.Store(int32(StateLoaded))
 	return m, nil

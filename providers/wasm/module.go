@@ -78,7 +78,7 @@ type Module struct {
 	kv     KV
 
 	rt       wazero.Runtime
-	compiled wazero.CompiledModule
+	compiled *compiled
 	inst     api.Module // set by Run
 	fns      struct{ init, start, stop, onEvent, alloc api.Function }
 	buf      struct{ ptr, size uint32 } // the guest buffer of the last orch_alloc
@@ -147,7 +147,8 @@ func (m *Module) Close(ctx context.Context) error {
 		return nil
 	}
 	m.transition(StateStopped, nil)
-	return m.rt.Close(ctx)
+	m.h.release(m.compiled)
+	return nil
 }
 
 // Run starts the module (instantiate, orch_init with its config, then
@@ -162,7 +163,13 @@ func (m *Module) Run(ctx context.Context) error {
 	if m.ran.Swap(true) {
 		return fmt.Errorf("%s: Run called twice", m.addr)
 	}
-	defer m.rt.Close(context.WithoutCancel(ctx))
+	ctx = context.WithValue(ctx, moduleKey{}, m)
+	defer m.h.release(m.compiled)
+	defer func() {
+		if m.inst != nil {
+			m.inst.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	defer m.unsubscribe()
 	m.transition(StateStarting, nil)
 	if err := m.start(ctx); err != nil {
@@ -192,7 +199,7 @@ func (m *Module) Run(ctx context.Context) error {
 
 func (m *Module) start(ctx context.Context) error {
 	mc := wazero.NewModuleConfig().
-		WithName(m.addr.String()).
+		WithName(m.h.instanceName(m.addr)).
 		WithStartFunctions(exportInitialize).
 		WithRandSource(rand.Reader).
 		WithStdout(&lineWriter{m: m, level: LevelInfo}).
@@ -222,7 +229,7 @@ func (m *Module) start(ctx context.Context) error {
 	}
 	cctx, cancel := m.callContext(ctx)
 	m.calling = "instantiate"
-	inst, err := m.h.instantiate(cctx, m.rt, m.compiled, mc)
+	inst, err := m.rt.InstantiateModule(cctx, m.compiled.c, mc)
 	cancel()
 	if err != nil {
 		return m.fail("instantiate", err)
@@ -247,9 +254,9 @@ func (m *Module) start(ctx context.Context) error {
 	return m.call(ctx, m.fns.start, ExportStart)
 }
 
-func (h *Host) instantiate(ctx context.Context, rt wazero.Runtime, c wazero.CompiledModule, mc wazero.ModuleConfig) (api.Module, error) {
-	return rt.InstantiateModule(ctx, c, mc)
-}
+// moduleKey is the context key of the Module a call into the guest is
+// for: host functions, shared by the modules of a Runtime, find it there.
+type moduleKey struct{}
 
 func contains(xs []string, s string) bool {
 	for _, x := range xs {
