@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/orch-dev/orch/spec"
@@ -120,6 +121,7 @@ type Host struct {
 	runtimes map[uint32]wazero.Runtime // by memory cap, in pages
 	compiled map[compiledKey]*compiled
 	last     map[spec.Address]compiledKey // what each address loaded last
+	hashes   map[string]knownFile         // content hash of each file read, by path
 	seq      uint64                       // makes instance names unique
 }
 
@@ -148,7 +150,7 @@ func NewHost(opts Options) (*Host, error) {
 		opts.Now = time.Now
 	}
 	h := &Host{opts: opts, runtimes: map[uint32]wazero.Runtime{}, compiled: map[compiledKey]*compiled{},
-		last: map[spec.Address]compiledKey{}}
+		last: map[spec.Address]compiledKey{}, hashes: map[string]knownFile{}}
 	if opts.StateDir != "" {
 		dir := filepath.Join(opts.StateDir, CacheDirName)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -213,6 +215,9 @@ func (h *Host) compile(ctx context.Context, addr spec.Address, hash string, bin 
 	}
 	h.last[addr] = key
 	c := h.compiled[key]
+	if c == nil && bin == nil {
+		return nil, nil, errNeedBytes
+	}
 	if c == nil {
 		cm, err := rt.CompileModule(ctx, bin)
 		if err != nil {
@@ -271,17 +276,9 @@ func (h *Host) report(c StateChange) {
 }
 
 func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
-	bin, err := os.ReadFile(r.Source)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(bin)
-	hash := hex.EncodeToString(sum[:])
-	if r.SHA256 != "" && r.SHA256 != hash {
-		return nil, fmt.Errorf("its sha256 is %s, the configuration pins %s", hash, r.SHA256)
-	}
 	config := []byte("null")
 	if r.Config != cty.NilVal && !r.Config.IsNull() {
+		var err error
 		if config, err = ctyjson.Marshal(r.Config, r.Config.Type()); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -300,7 +297,29 @@ func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
 	if pages > 65536 {
 		pages = 65536
 	}
+	// A file seen before, unchanged (same inode, size, mtime and ctime),
+	// whose module is compiled already, is neither read nor hashed again:
+	// a restart only instantiates.
+	var bin []byte
+	hash, known := h.knownHash(r.Source)
+	if !known {
+		var err error
+		if bin, hash, err = h.readAndHash(r.Source); err != nil {
+			return nil, err
+		}
+	}
+	if r.SHA256 != "" && r.SHA256 != hash {
+		return nil, fmt.Errorf("its sha256 is %s, the configuration pins %s", hash, r.SHA256)
+	}
 	rt, c, err := h.compile(ctx, r.Addr, hash, bin, uint32(pages))
+	if errors.Is(err, errNeedBytes) {
+		if bin, hash, err = h.readAndHash(r.Source); err == nil {
+			if r.SHA256 != "" && r.SHA256 != hash {
+				return nil, fmt.Errorf("its sha256 is %s, the configuration pins %s", hash, r.SHA256)
+			}
+			rt, c, err = h.compile(ctx, r.Addr, hash, bin, uint32(pages))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -313,4 +332,66 @@ func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
 	}
 	m.state.Store(int32(StateLoaded))
 	return m, nil
+}
+
+// errNeedBytes: compile has no compiled module for a hash known from a
+// file's identity, and needs the file's bytes.
+var errNeedBytes = errors.New("wasm: the module's bytes are needed")
+
+// fileIdentity tells whether a file changed without reading it; ctime
+// changes on every write or rename and cannot be set by a user.
+type fileIdentity struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+}
+
+func identify(path string) (fileIdentity, bool) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileIdentity{}, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileIdentity{}, false
+	}
+	return fileIdentity{dev: uint64(sys.Dev), ino: sys.Ino, size: st.Size(),
+		mtime: sys.Mtim.Nano(), ctime: sys.Ctim.Nano()}, true
+}
+
+// knownHash returns the hash of path when the file is unchanged since it
+// was last read.
+func (h *Host) knownHash(path string) (string, bool) {
+	id, ok := identify(path)
+	if !ok {
+		return "", false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k, ok := h.hashes[path]
+	return k.hash, ok && k.id == id
+}
+
+// readAndHash reads path and remembers its hash under the identity it had
+// both before and after the read (a file changing meanwhile is not
+// remembered).
+func (h *Host) readAndHash(path string) ([]byte, string, error) {
+	before, okBefore := identify(path)
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(bin)
+	hash := hex.EncodeToString(sum[:])
+	if after, ok := identify(path); okBefore && ok && before == after {
+		h.mu.Lock()
+		h.hashes[path] = knownFile{id: after, hash: hash}
+		h.mu.Unlock()
+	}
+	return bin, hash, nil
+}
+
+type knownFile struct {
+	id   fileIdentity
+	hash string
 }

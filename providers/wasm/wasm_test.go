@@ -465,3 +465,36 @@ func TestSHA256(t *testing.T) {
 		t.Errorf("Load = %v", err)
 	}
 }
+
+// TestRewrittenSourceIsReloaded: a module file rewritten in place (a new
+// build) is read again, never served from what was compiled for the old
+// bytes; an unchanged one keeps its hash.
+func TestRewrittenSourceIsReloaded(t *testing.T) {
+	f := newFixture(t, cacheState, nil)
+	path := filepath.Join(t.TempDir(), "m.wasm")
+	copyFile := func(from string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() string {
+		m, err := f.host.Load(context.Background(), wasm.LoadRequest{Resource: resource(t, "m", path, cty.NilVal)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Hash()
+	}
+	copyFile(guest(t, "eventcount"))
+	h1 := load()
+	if h1b := load(); h1b != h1 {
+		t.Fatalf("unchanged file: hash %s then %s", h1, h1b)
+	}
+	copyFile(guest(t, "transform"))
+	if h2 := load(); h2 == h1 {
+		t.Fatal("a rewritten file was served from the old compiled module")
+	}
+}
