@@ -11,7 +11,9 @@
 #
 #   make modules
 #
-# then run it all with `orch up examples/modules`.
+# Today `orch validate` and `orch plan` accept it and the module host runs
+# these modules in its tests (providers/wasm); `orch up` does not host
+# modules yet, so their steps fail with a message saying so.
 
 daemon "ticker" {
   command = ["/bin/sh", "-c", "sleep 30"]
