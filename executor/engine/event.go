@@ -51,6 +51,17 @@ func (t EventType) String() string {
 // MarshalText renders the type by name.
 func (t EventType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
+// UnmarshalText reads a type by name; an unknown name is an error.
+func (t *EventType) UnmarshalText(b []byte) error {
+	for i, n := range eventNames {
+		if i > 0 && n == string(b) {
+			*t = EventType(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown event type %q", b)
+}
+
 // Event is one thing the engine did or saw. Addr is zero for events about
 // the engine as a whole (config_reloaded, plan_applied, ...).
 type Event struct {
@@ -81,6 +92,24 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		j.Address = e.Addr.String()
 	}
 	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote (a client of the agent API
+// reading the event stream).
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var j jsonEvent
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*e = Event{Time: j.Time, Type: j.Type, Pid: j.Pid, ExitCode: j.ExitCode, Signal: j.Signal, Detail: j.Detail}
+	if j.Address != "" {
+		a, err := spec.ParseAddress(j.Address)
+		if err != nil {
+			return err
+		}
+		e.Addr = a
+	}
+	return nil
 }
 
 // String renders the event as one readable line (more for a plan or

@@ -16,6 +16,7 @@ import (
 
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/executor/engine"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
@@ -103,61 +104,15 @@ func splitDir(args []string, want int) ([]string, string) {
 	return args, "."
 }
 
-// eventTypes maps an event type's name to its EventType, for rendering
-// events read back from JSON.
-type wireEvent struct {
-	Time     time.Time `json:"time"`
-	Type     string    `json:"type"`
-	Address  string    `json:"address"`
-	Pid      int       `json:"pid"`
-	ExitCode *int      `json:"exit_code"`
-	Signal   string    `json:"signal"`
-	Detail   string    `json:"detail"`
-}
-
-// renderEvent renders an event of the API as orch up prints it.
+// renderEvent renders an event of the API as orch up prints it, in local
+// time; what it cannot read it prints as it came.
 func renderEvent(raw json.RawMessage) string {
-	var e wireEvent
+	var e engine.Event
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return string(raw)
 	}
-	var b strings.Builder
-	b.WriteString(e.Time.Local().Format("15:04:05"))
-	b.WriteByte(' ')
-	if e.Address != "" {
-		b.WriteString(e.Address + " ")
-	}
-	switch e.Type {
-	case "config_reloaded":
-		b.WriteString("config reloaded")
-	case "config_invalid":
-		b.WriteString("config invalid, everything keeps running as it was")
-	case "plan_applied":
-		b.WriteString("plan applied")
-	case "plan":
-		b.WriteString("applying")
-	default:
-		b.WriteString(e.Type)
-	}
-	if e.Pid != 0 {
-		fmt.Fprintf(&b, " pid=%d", e.Pid)
-	}
-	if e.Signal != "" {
-		fmt.Fprintf(&b, " signal=%s", e.Signal)
-	} else if e.ExitCode != nil {
-		fmt.Fprintf(&b, " code=%d", *e.ExitCode)
-	}
-	if e.Detail != "" {
-		switch {
-		case strings.Contains(e.Detail, "\n"):
-			b.WriteString(":\n" + strings.TrimRight(e.Detail, "\n"))
-		case e.Type == "restarting" || e.Type == "waiting":
-			b.WriteString(" " + e.Detail)
-		default:
-			b.WriteString(": " + e.Detail)
-		}
-	}
-	return b.String()
+	e.Time = e.Time.Local()
+	return e.String()
 }
 
 func (a *App) eventsCommand() *cobra.Command {
@@ -553,8 +508,8 @@ func (a *App) applyViaAgent(c *agent.Client, autoApprove, destroy bool) error {
 				}
 			}
 		case l.Event != nil:
-			var e wireEvent
-			if json.Unmarshal(l.Event, &e) == nil && e.Type == "plan" {
+			var e engine.Event
+			if json.Unmarshal(l.Event, &e) == nil && e.Type == engine.EventPlan {
 				return // printed above
 			}
 			fmt.Fprintln(a.Stdout, renderEvent(l.Event))
