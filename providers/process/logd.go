@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -208,6 +209,14 @@ func (d *logd) run() error {
 func (d *logd) tryExit() bool {
 	sl, err := os.OpenFile(filepath.Join(d.dir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
+		// The logs directory was removed (the project deleted): nothing
+		// can publish a FIFO here any more, so nothing is left to serve.
+		if _, serr := os.Stat(d.dir); errors.Is(serr, fs.ErrNotExist) {
+			d.mu.Lock()
+			live := d.live
+			d.mu.Unlock()
+			return live == 0
+		}
 		return false
 	}
 	defer sl.Close() // releases the start lock, after the instance lock

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,5 +40,27 @@ func TestUpdateLogRotation(t *testing.T) {
 	}
 	if !alive(hi.Pid) {
 		t.Fatal("the daemon was restarted or stopped by an update")
+	}
+}
+
+// TestLogdExitsWhenItsDirectoryIsRemoved: a project directory deleted
+// while its log daemon idles must not leave the log daemon behind.
+func TestLogdExitsWhenItsDirectoryIsRemoved(t *testing.T) {
+	e := newEnv(t, process.Options{LogdIdle: 100 * time.Millisecond})
+	r := res("brief", "sh", "-c", "echo bye")
+	e.start(r)
+	logs := filepath.Join(e.state, "logs")
+	waitLog(t, filepath.Join(logs, process.FileName(r.Addr)+".log"), "bye\n")
+	pidb, _ := os.ReadFile(filepath.Join(logs, "logd.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+	if pid == 0 {
+		t.Fatal("no logd pid")
+	}
+	if err := os.RemoveAll(e.state); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, 10*time.Second) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("logd %d outlived its removed directory", pid)
 	}
 }
