@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -218,9 +217,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		case <-ctx.Done():
 		}
 	}
-	if err := rec.close(); err != nil && fatal == nil {
-		fatal = err
-	}
+	rec.close()
 	res := e.result(p, steps)
 	if fatal != nil {
 		return res, fatal
@@ -231,10 +228,9 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 	return res, nil
 }
 
+// skipReason is why the dependents of s do not run: the reason s itself
+// was skipped (so a chain names the root cause), or its failure.
 func skipReason(s *step) string {
-	if s.skip != "" && strings.HasPrefix(s.skip, "skipped because ") {
-		return s.skip
-	}
 	if s.skip != "" {
 		return s.skip
 	}
@@ -345,19 +341,15 @@ func failureDiag(s *step) *hcl.Diagnostic {
 		Detail:   s.failed.Error(),
 	}
 	if r := c.Resource; r != nil {
+		// Point at the attribute the provider blames, else the block.
 		rng := r.DeclRange
 		var pe *providers.Error
-		if errors.As(s.failed, &pe) && pe.Op == "start" {
-			if cr, ok := r.Ranges["command"]; ok && isCommandError(s.failed) {
-				rng = cr
+		if errors.As(s.failed, &pe) && pe.Attr != "" {
+			if ar, ok := r.Ranges[pe.Attr]; ok {
+				rng = ar
 			}
 		}
 		d.Subject = &rng
 	}
 	return d
-}
-
-func isCommandError(err error) bool {
-	m := err.Error()
-	return strings.Contains(m, "executable") || strings.Contains(m, "no such file") || strings.Contains(m, "not found") || strings.Contains(m, "permission denied")
 }

@@ -69,7 +69,7 @@ func (r *recorder) Start(_ context.Context, req providers.StartRequest) (provide
 	r.inflight--
 	r.calls = append(r.calls, "start "+a)
 	if err := r.fail[a]; err != nil {
-		return providers.StartResponse{}, &providers.Error{Op: "start", Err: err}
+		return providers.StartResponse{}, err
 	}
 	r.nextPid++
 	return providers.StartResponse{Handle: providers.Handle(fmt.Sprintf("pid=%d", r.nextPid)),
@@ -204,7 +204,7 @@ func TestRemovedInstancesStopInReverseOrder(t *testing.T) {
 
 func TestFailureSkipsDependentsOnly(t *testing.T) {
 	f := newFixture(t)
-	f.rec.fail["daemon.b"] = errors.New("exec: /bin/b: no such file or directory")
+	f.rec.fail["daemon.b"] = &providers.Error{Op: "start", Attr: "command", Err: errors.New("exec: /bin/b: no such file or directory")}
 	_, res, err := f.apply(context.Background(), f.load(chain), false)
 	if err != nil {
 		t.Fatal(err)

@@ -99,9 +99,9 @@ func (g *groupCommit) do(op recordOp) error {
 func (g *groupCommit) put(inst state.Instance) error { return g.do(recordOp{put: &inst}) }
 func (g *groupCommit) delete(a spec.Address) error   { return g.do(recordOp{del: a}) }
 
-// close stops the writer once every step has returned.
-func (g *groupCommit) close() error {
+// close stops the writer once every step has returned (each step waits
+// for its own record, so nothing is pending by then).
+func (g *groupCommit) close() {
 	g.once.Do(func() { close(g.closed) })
 	g.wg.Wait()
-	return nil
 }

@@ -107,7 +107,11 @@ type StopResponse struct {
 type Error struct {
 	Op        string // "start", "stop", ...
 	Retryable bool
-	Err       error
+	// Attr names the attribute of the declared instance the failure
+	// concerns ("command", "dir", "user", "ports", ...), when the provider
+	// knows it, so that orch points at where the user wrote it.
+	Attr string
+	Err  error
 }
 
 func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -555,6 +556,9 @@ func TestStartErrors(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, want)
 			}
 		}
+		if pe := (*providers.Error)(nil); !errors.As(err, &pe) || pe.Attr != "image" {
+			t.Errorf("the error does not blame the image attribute: %#v", err)
+		}
 		assertNoContainers(t, cli, project)
 	})
 
@@ -578,6 +582,9 @@ func TestStartErrors(t *testing.T) {
 		}
 		if providers.IsRetryable(err) {
 			t.Error("a port in use is retryable")
+		}
+		if pe := (*providers.Error)(nil); !errors.As(err, &pe) || pe.Attr != "ports" {
+			t.Errorf("the error does not blame the ports attribute: %#v", err)
 		}
 		assertNoContainers(t, cli, project)
 	})

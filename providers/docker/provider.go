@@ -214,7 +214,8 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 			_, _ = e.ContainerRemove(rmCtx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 			cancel()
 			if perr := portInUse(err, cs.Ports); perr != "" {
-				return resp, userErr("start", addr, "%s on Docker Engine %s: %v", perr, e.host, err)
+				return resp, &providers.Error{Op: "start", Attr: "ports",
+					Err: fmt.Errorf("%s: %s on Docker Engine %s: %v", addr, perr, e.host, err)}
 			}
 			return resp, opErr("start", addr, e, err)
 		}
@@ -244,7 +245,7 @@ func (p *Provider) create(ctx context.Context, e engine, addr spec.Address, cs *
 		case cerrdefs.IsNotFound(err) && !pulled && strings.Contains(strings.ToLower(err.Error()), "image"):
 			pulled = true
 			if perr := p.pull(ctx, e, cs.Config.Image); perr != nil {
-				return "", nil, &providers.Error{Op: "start", Retryable: client.IsErrConnectionFailed(perr),
+				return "", nil, &providers.Error{Op: "start", Retryable: client.IsErrConnectionFailed(perr), Attr: "image",
 					Err: fmt.Errorf("%s: image %q not found locally on Docker Engine %s and cannot be pulled: %w", addr, cs.Config.Image, e.host, perr)}
 			}
 		case cerrdefs.IsConflict(err) && !cleared:

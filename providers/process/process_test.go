@@ -339,10 +339,15 @@ func TestMissingProgram(t *testing.T) {
 		if providers.IsRetryable(err) {
 			t.Errorf("start %s: a missing program is not retryable", tc.cmd)
 		}
+		var pe *providers.Error
+		if !errors.As(err, &pe) || pe.Attr != "command" {
+			t.Errorf("start %s: the error does not blame the command attribute: %#v", tc.cmd, err)
+		}
 	}
 	r := res("nodir", "sleep", "1")
 	r.Dir = "/no/such/dir"
-	if _, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state}); err == nil || !strings.Contains(err.Error(), "/no/such/dir") {
+	var pe *providers.Error
+	if _, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state}); err == nil || !strings.Contains(err.Error(), "/no/such/dir") || !errors.As(err, &pe) || pe.Attr != "dir" {
 		t.Fatalf("missing dir: %v", err)
 	}
 }

@@ -122,6 +122,11 @@ func startErr(addr spec.Address, retry bool, format string, args ...any) error {
 	return &providers.Error{Op: "start", Retryable: retry, Err: fmt.Errorf(addr.String()+": "+format, args...)}
 }
 
+// attrErr is a start failure caused by one attribute of the daemon.
+func attrErr(addr spec.Address, attr string, err error) error {
+	return &providers.Error{Op: "start", Attr: attr, Err: fmt.Errorf("%s: %w", addr, err)}
+}
+
 // Start starts req.Resource.Command as a daemon: in its own session and
 // process group, with exactly the environment PATH (orch's own PATH unless
 // Env sets one) plus Env, in Dir, as User/Group, with Umask and Rlimits,
@@ -147,23 +152,27 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if r.Dir != "" {
 		fi, err := os.Stat(r.Dir)
 		if err != nil {
-			return resp, startErr(addr, false, "working directory: %w", err)
+			return resp, attrErr(addr, "dir", fmt.Errorf("working directory: %w", err))
 		}
 		if !fi.IsDir() {
-			return resp, startErr(addr, false, "working directory %q is not a directory", r.Dir)
+			return resp, attrErr(addr, "dir", fmt.Errorf("working directory %q is not a directory", r.Dir))
 		}
 	}
 	path, err := lookPath(r.Command[0], envPath(env), r.Dir)
 	if err != nil {
-		return resp, startErr(addr, false, "%w", err)
+		return resp, attrErr(addr, "command", err)
 	}
 	cred, err := credential(r.User, r.Group)
 	if err != nil {
-		return resp, startErr(addr, false, "%w", err)
+		attr := "user"
+		if r.User == "" {
+			attr = "group"
+		}
+		return resp, attrErr(addr, attr, err)
 	}
 	for n := range r.Rlimits {
 		if _, ok := rlimitResources[n]; !ok {
-			return resp, startErr(addr, false, "unknown resource limit %q", n)
+			return resp, attrErr(addr, "rlimits", fmt.Errorf("unknown resource limit %q", n))
 		}
 	}
 	umask := int(r.Umask.Perm())
@@ -232,7 +241,8 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		attr.Sys.Credential = cred
 		proc, err = os.StartProcess(path, r.Command, attr)
 		if err != nil {
-			err = fmt.Errorf("cannot start %q: %w", path, err)
+			// Nothing runs; the unpublished FIFO goes with ff.close.
+			return resp, attrErr(addr, "command", fmt.Errorf("cannot start %q: %w", path, err))
 		}
 	}
 	if err != nil {
