@@ -402,3 +402,82 @@ func TestUpdateReachesProvider(t *testing.T) {
 		t.Fatal("changes left after the update")
 	}
 }
+
+// gatedStore holds its first transaction until released, and counts
+// transactions and the records each carried.
+type gatedStore struct {
+	*state.Store
+	gate    chan struct{}
+	mu      sync.Mutex
+	batches []int
+}
+
+func (g *gatedStore) Update(fn func(tx *state.Tx) error) error {
+	g.mu.Lock()
+	first := len(g.batches) == 0
+	g.batches = append(g.batches, 0)
+	n := len(g.batches) - 1
+	g.mu.Unlock()
+	if first {
+		<-g.gate
+	}
+	return g.Store.Update(func(tx *state.Tx) error {
+		err := fn(tx)
+		insts, _ := tx.List()
+		g.mu.Lock()
+		g.batches[n] = len(insts)
+		g.mu.Unlock()
+		return err
+	})
+}
+
+// TestGroupCommitBatches: records that arrive while a transaction runs go
+// into the next one together, and every writer returns only once its
+// record is committed.
+func TestGroupCommitBatches(t *testing.T) {
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{Operation: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gs := &gatedStore{Store: st, gate: make(chan struct{})}
+	g := newGroupCommit(gs)
+	put := func(i int, done chan<- error) {
+		done <- g.put(state.Instance{Addr: spec.Address{Kind: spec.KindDaemon, Name: fmt.Sprintf("d%d", i)}, Config: []byte("{}")})
+	}
+	done := make(chan error, 51)
+	go put(0, done)
+	// The first record is in its (held) transaction once the queue is
+	// empty again and a batch exists.
+	waitUntil(t, func() bool { gs.mu.Lock(); defer gs.mu.Unlock(); return len(gs.batches) == 1 })
+	for i := 1; i <= 50; i++ {
+		go put(i, done)
+	}
+	waitUntil(t, func() bool { return len(g.ops) == 50 })
+	select {
+	case err := <-done:
+		t.Fatalf("a writer returned before its record was committed (%v)", err)
+	default:
+	}
+	close(gs.gate)
+	for i := 0; i <= 50; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.close()
+	if len(gs.batches) != 2 || gs.batches[1] != 51 {
+		t.Fatalf("transactions %v: want the 50 queued records in one transaction after the first", gs.batches)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/mattn/go-isatty"
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
@@ -217,13 +216,4 @@ func dirArg(args []string) string {
 		return args[0]
 	}
 	return "."
-}
-
-// diagsErr turns diagnostics into printed output and an exit.
-func (a *App) diagsErr(diags hcl.Diagnostics, files map[string]*hcl.File) error {
-	a.writeDiags(diags, files)
-	if diags.HasErrors() {
-		return silentFailure()
-	}
-	return nil
 }
