@@ -432,16 +432,11 @@ func benchApply(b *testing.B, par, n int, base string) {
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(rounds), "cpu-ms/op")
 }
 
-// BenchmarkPlanRSS1000 measures orch's own memory holding the state of
-// 1,000 instances: it builds the orch binary, applies a config of 1,000
-// /bin/sleep daemons with it once, then runs `orch plan` (a no-op refresh
-// of the 1,000) and reports its peak RSS (rusage maxrss, from wait4) as
-// peak-RSS-MB. It ends with `orch destroy -auto-approve` and checks that
-// no process is left; process groups of the recorded handles are SIGKILLed
-// and the log daemon stopped by its pid as a safety net.
-func BenchmarkPlanRSS1000(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(b.TempDir(), "orch")
+// orchWith1000 builds the orch binary and writes a configuration of 1,000
+// /bin/sleep daemons; it returns the binary and the config directory.
+func orchWith1000(b *testing.B) (bin, dir string) {
+	dir = b.TempDir()
+	bin = filepath.Join(b.TempDir(), "orch")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/orch")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
@@ -450,6 +445,18 @@ func BenchmarkPlanRSS1000(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(apply1000), 0o644); err != nil {
 		b.Fatal(err)
 	}
+	return bin, dir
+}
+
+// BenchmarkPlanRSS1000 measures orch's own memory holding the state of
+// 1,000 instances: it builds the orch binary, applies a config of 1,000
+// /bin/sleep daemons with it once, then runs `orch plan` (a no-op refresh
+// of the 1,000) and reports its peak RSS (rusage maxrss, from wait4) as
+// peak-RSS-MB. It ends with `orch destroy -auto-approve` and checks that
+// no process is left; process groups of the recorded handles are SIGKILLed
+// and the log daemon stopped by its pid as a safety net.
+func BenchmarkPlanRSS1000(b *testing.B) {
+	bin, dir := orchWith1000(b)
 	stateDir := filepath.Join(dir, ".orch")
 	var handles []providers.Handle
 	b.Cleanup(func() {
@@ -521,16 +528,7 @@ func BenchmarkPlanRSS1000(b *testing.B) {
 // nothing happens (idle-cpu-ms over a 2 s window). It ends with SIGINT,
 // which stops every daemon in reverse order, and checks none is left.
 func BenchmarkUpRSS1000(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(b.TempDir(), "orch")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/orch")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(apply1000), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	bin, dir := orchWith1000(b)
 	stateDir := filepath.Join(dir, ".orch")
 	for i := 0; i < b.N; i++ { // the metrics matter, not ns/op
 		cmd := exec.Command(bin, "up", "-json")
