@@ -155,7 +155,13 @@ type LogsResponse struct {
 	Log io.ReadCloser
 }
 
-type EventsRequest struct{ Runtime *spec.Runtime }
+// EventsRequest asks for the events of one project's objects on a runtime:
+// several projects may share a backend (one Docker Engine), and their
+// instances may have the same addresses.
+type EventsRequest struct {
+	Runtime *spec.Runtime
+	Project string // required: events of other projects are not wanted
+}
 
 // Event says something happened to an object.
 type Event struct {

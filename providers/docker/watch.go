@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,10 @@ func (p *Provider) Events(ctx context.Context, req providers.EventsRequest) (<-c
 	if req.Runtime != nil {
 		f.Add("label", LabelRuntime+"="+req.Runtime.Addr.String())
 	}
+	if req.Project == "" {
+		return nil, &providers.Error{Op: "events", Err: errors.New("no project: the events of every project on this Engine would be mixed")}
+	}
+	f.Add("label", LabelProject+"="+req.Project)
 	out := make(chan providers.Event, 64)
 	go func() {
 		defer close(out)

@@ -28,7 +28,7 @@ func TestWatchAndEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	evs, err := p.Events(ctx, providers.EventsRequest{Runtime: rt})
+	evs, err := p.Events(ctx, providers.EventsRequest{Runtime: rt, Project: project})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,11 +127,12 @@ func TestEventsReconnect(t *testing.T) {
 	t.Parallel()
 	p := New(Options{})
 	defer p.Close()
-	rt := load(t, uniqueProject(t), "").Runtimes[0]
+	project := uniqueProject(t)
+	rt := load(t, project, "").Runtimes[0]
 	rt.Attrs[AttrHost] = ctyString(fmt.Sprintf("unix://%s/nothing.sock", t.TempDir()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	evs, err := p.Events(ctx, providers.EventsRequest{Runtime: rt})
+	evs, err := p.Events(ctx, providers.EventsRequest{Runtime: rt, Project: project})
 	if err != nil {
 		t.Fatal(err)
 	}
