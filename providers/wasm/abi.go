@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/orch-dev/orch/providers/bus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -100,8 +101,8 @@ func (m *Module) hostPublish(_ context.Context, mod api.Module, s []uint64) {
 		result(s, m.errorf("publish: topic outside the module's memory"))
 		return
 	}
-	if !ValidTopic(topic) {
-		result(s, m.errorf("publish: invalid topic %q: printable ASCII, no spaces or '*', and not starting with %q", topic, ReservedPrefix))
+	if !bus.ValidTopic(topic) {
+		result(s, m.errorf("publish: invalid topic %q: printable ASCII, no spaces or '*', and not starting with %q", topic, bus.ReservedPrefix))
 		return
 	}
 	data, ok := read(mod, s[2], s[3])
@@ -109,14 +110,14 @@ func (m *Module) hostPublish(_ context.Context, mod api.Module, s []uint64) {
 		result(s, m.errorf("publish: data outside the module's memory"))
 		return
 	}
-	m.h.opts.Bus.Publish(Event{Topic: topic, Data: data})
+	m.h.opts.Bus.Publish(bus.Event{Topic: topic, Data: data})
 	result(s, 0)
 }
 
 // subscribe(pattern_ptr, pattern_len i32) i32
 func (m *Module) hostSubscribe(_ context.Context, mod api.Module, s []uint64) {
 	p, ok := readString(mod, s[0], s[1])
-	if !ok || !validPattern(p) {
+	if !ok || !bus.ValidPattern(p) {
 		result(s, m.errorf("subscribe: invalid pattern %q: printable ASCII, no spaces, '*' only at the end", p))
 		return
 	}

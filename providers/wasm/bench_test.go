@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/wasm"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkInstantiateToRunning(b *testing.B) {
 func BenchmarkEventDelivery(b *testing.B) {
 	f := newFixture(b, cacheState, nil)
 	rn := f.start(b, resource(b, "sink", guest(b, "hostile"), hostile("sink")))
-	ev := wasm.Event{Topic: "bench.event", Data: []byte(`{"address":"daemon.api[0]","event":"started","time":"2026-01-01T00:00:00Z"}`)}
+	ev := bus.Event{Topic: "bench.event", Data: []byte(`{"address":"daemon.api[0]","event":"started","time":"2026-01-01T00:00:00Z"}`)}
 	bus := f.host.Bus()
 	b.ResetTimer()
 	begin := time.Now()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/spec"
 	"github.com/tetratelabs/wazero"
 	"github.com/zclconf/go-cty/cty"
@@ -88,7 +89,7 @@ type Options struct {
 	StateDir string
 	// Bus is the event bus modules publish on and subscribe to; nil: a
 	// private one (Host.Bus).
-	Bus *Bus
+	Bus *bus.Bus
 	// KV returns the namespace of a module (called once per Load); nil:
 	// kv_* host functions fail.
 	KV func(addr spec.Address) KV
@@ -141,7 +142,7 @@ type compiled struct {
 // NewHost returns a Host; it creates the compilation cache directory.
 func NewHost(opts Options) (*Host, error) {
 	if opts.Bus == nil {
-		opts.Bus = NewBus()
+		opts.Bus = bus.NewBus()
 	}
 	if opts.QueueLimit <= 0 {
 		opts.QueueLimit = 1 << 16
@@ -168,7 +169,7 @@ func NewHost(opts Options) (*Host, error) {
 }
 
 // Bus returns the host's event bus.
-func (h *Host) Bus() *Bus { return h.opts.Bus }
+func (h *Host) Bus() *bus.Bus { return h.opts.Bus }
 
 // Close closes every module still running (without their stop hook) and
 // releases the compiled code. Call it after every Run returned.
@@ -272,7 +273,7 @@ func (h *Host) report(c StateChange) {
 	if h.opts.OnState != nil {
 		h.opts.OnState(c)
 	}
-	h.opts.Bus.Publish(LifecycleEvent(c.Addr, c.To.String(), h.opts.Now(), c.Err))
+	h.opts.Bus.Publish(bus.LifecycleEvent(c.Addr, c.To.String(), h.opts.Now(), c.Err))
 }
 
 func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/spec"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -90,8 +91,8 @@ type Module struct {
 	ran   atomic.Bool
 
 	mu      sync.Mutex
-	queue   []Event
-	spare   []Event
+	queue   []bus.Event
+	spare   []bus.Event
 	wake    chan struct{}
 	subs    []func()
 	stats   struct{ delivered, dropped atomic.Uint64 }
@@ -406,7 +407,7 @@ func (m *Module) write(ctx context.Context, data []byte) (uint32, error) {
 }
 
 // offer queues ev for the module (the Bus calls it).
-func (m *Module) offer(ev Event) {
+func (m *Module) offer(ev bus.Event) {
 	m.mu.Lock()
 	if len(m.queue) >= m.h.opts.QueueLimit {
 		m.mu.Unlock()
@@ -440,7 +441,7 @@ func (m *Module) drain(ctx context.Context) error {
 			if err := m.deliver(ctx, ev); err != nil {
 				return err
 			}
-			evs[i] = Event{}
+			evs[i] = bus.Event{}
 		}
 		m.mu.Lock()
 		m.spare = evs[:0]
@@ -448,7 +449,7 @@ func (m *Module) drain(ctx context.Context) error {
 	}
 }
 
-func (m *Module) deliver(ctx context.Context, ev Event) error {
+func (m *Module) deliver(ctx context.Context, ev bus.Event) error {
 	if m.fns.onEvent == nil {
 		return nil
 	}

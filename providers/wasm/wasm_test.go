@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/wasm"
 	"github.com/orch-dev/orch/spec"
 	"github.com/zclconf/go-cty/cty"
@@ -208,13 +209,13 @@ func waitFor(t testing.TB, cond func() bool) {
 }
 
 // collect subscribes to pattern and returns what arrives.
-func collect(h *wasm.Host, pattern string) (<-chan wasm.Event, func()) {
-	ch := make(chan wasm.Event, 1024)
-	cancel := h.Bus().Subscribe(pattern, func(ev wasm.Event) { ch <- ev })
+func collect(h *wasm.Host, pattern string) (<-chan bus.Event, func()) {
+	ch := make(chan bus.Event, 1024)
+	cancel := h.Bus().Subscribe(pattern, func(ev bus.Event) { ch <- ev })
 	return ch, cancel
 }
 
-func next(t *testing.T, ch <-chan wasm.Event) wasm.Event {
+func next(t *testing.T, ch <-chan bus.Event) bus.Event {
 	t.Helper()
 	select {
 	case ev := <-ch:
@@ -222,7 +223,7 @@ func next(t *testing.T, ch <-chan wasm.Event) wasm.Event {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no event within 20s")
 	}
-	return wasm.Event{}
+	return bus.Event{}
 }
 
 // hostile returns the config of the hostile guest in mode.
@@ -253,7 +254,7 @@ func TestEventCount(t *testing.T) {
 		return string(v)
 	}
 
-	round := func(events []wasm.Event) *state.Store {
+	round := func(events []bus.Event) *state.Store {
 		store, err := state.Open(statePath, state.Options{Operation: "test"})
 		if err != nil {
 			t.Fatal(err)
@@ -279,11 +280,11 @@ func TestEventCount(t *testing.T) {
 		return store
 	}
 	now := time.Now()
-	store := round([]wasm.Event{
-		wasm.LifecycleEvent(api, "started", now, nil),
-		wasm.LifecycleEvent(api, "started", now, nil),
-		wasm.LifecycleEvent(web, "started", now, nil),
-		wasm.LifecycleEvent(api, "exited", now, errors.New("exit 1")),
+	store := round([]bus.Event{
+		bus.LifecycleEvent(api, "started", now, nil),
+		bus.LifecycleEvent(api, "started", now, nil),
+		bus.LifecycleEvent(web, "started", now, nil),
+		bus.LifecycleEvent(api, "exited", now, errors.New("exit 1")),
 	})
 	if got := count(store, "daemon.api/started"); got != "2" {
 		t.Errorf("daemon.api/started = %s, want 2", got)
@@ -293,7 +294,7 @@ func TestEventCount(t *testing.T) {
 	}
 	store.Close()
 
-	store = round([]wasm.Event{wasm.LifecycleEvent(api, "started", now, nil)})
+	store = round([]bus.Event{bus.LifecycleEvent(api, "started", now, nil)})
 	if got := count(store, "daemon.api/started"); got != "3" {
 		t.Errorf("after a restart daemon.api/started = %s, want 3", got)
 	}
@@ -327,7 +328,7 @@ func TestTransform(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(in, "b.txt"), []byte("world\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.host.Bus().Publish(wasm.Event{Topic: "transform.run"})
+	f.host.Bus().Publish(bus.Event{Topic: "transform.run"})
 	next(t, done)
 	if b, err := os.ReadFile(filepath.Join(out, "b.txt")); err != nil || string(b) != "WORLD\n" {
 		t.Errorf("out/b.txt = %q, %v", b, err)
@@ -379,7 +380,7 @@ func TestInfiniteLoop(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("failed after %s, the budget is 300ms", took)
 	}
-	f.host.Bus().Publish(wasm.Event{Topic: "bench.x"})
+	f.host.Bus().Publish(bus.Event{Topic: "bench.x"})
 	waitFor(t, func() bool { return other.m.Stats().Delivered == 1 })
 	if err := other.stop(); err != nil {
 		t.Errorf("the other module: %v", err)

@@ -1,4 +1,4 @@
-package wasm
+package bus
 
 import (
 	"encoding/json"
@@ -92,10 +92,10 @@ func Match(pattern, topic string) bool {
 // ValidTopic reports whether a module may publish on topic: not empty, at
 // most 255 bytes, printable ASCII without spaces or '*', and not reserved.
 func ValidTopic(topic string) bool {
-	return validPattern(topic) && !strings.Contains(topic, "*") && !strings.HasPrefix(topic, ReservedPrefix)
+	return ValidPattern(topic) && !strings.Contains(topic, "*") && !strings.HasPrefix(topic, ReservedPrefix)
 }
 
-func validPattern(p string) bool {
+func ValidPattern(p string) bool {
 	if p == "" || len(p) > 255 {
 		return false
 	}
