@@ -80,11 +80,6 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 		}
 		return c.Observed, rec.put(inst)
 	}
-	if r.Addr.Kind == spec.KindModule {
-		err := fmt.Errorf("modules are hosted by the engine (orch up / orch agent), which this build does not have yet")
-		inst.Status, inst.LastError = StatusFailed, err.Error()
-		return providers.Observed{}, firstErr(err, rec.put(inst))
-	}
 	p, err := e.provider(r.Runtime)
 	if err != nil {
 		return providers.Observed{}, err

@@ -68,6 +68,10 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 		if r.SHA256 != "" {
 			set("sha256", cty.StringVal(r.SHA256), true)
 		}
+		if r.SourceHash != "" {
+			// A rebuilt binary is a new module: replaced on reload.
+			set("source_sha256", cty.StringVal(r.SourceHash), true)
+		}
 		set("config", r.Config, true)
 		if g := r.Grants; g != nil {
 			set("grants", cty.ObjectVal(map[string]cty.Value{

@@ -55,6 +55,9 @@ type Observed struct {
 	StartedAt time.Time
 	ExitCode  int    // valid when State is StateExited and Signal is empty
 	Signal    string // the signal that ended it, when known
+	// Error says why it ended, when the provider knows more than an exit
+	// status (a module's trap, a plugin's crash).
+	Error string
 }
 
 // ObserveRequest names the objects to look at.

@@ -112,8 +112,8 @@ type Resource struct {
 	// it was written, so that later phases can point at it.
 	Ranges map[string]hcl.Range
 
-	// Runtime is the address of the runtime this instance runs on (daemons
-	// and jobs only).
+	// Runtime is the address of the runtime this instance runs on; for a
+	// module, ModuleRuntime.
 	Runtime Address
 
 	// Process settings (daemons and jobs).
@@ -144,7 +144,10 @@ type Resource struct {
 	// Module settings.
 	Source string // absolute path of a .wasm file or a plugin executable
 	SHA256 string
-	Config cty.Value // the module's configuration, any type; cty.NilVal when none
+	// SourceHash is the SHA-256 of Source's content (hex), read at load: a
+	// changed binary is a changed module.
+	SourceHash string
+	Config     cty.Value // the module's configuration, any type; cty.NilVal when none
 	Grants *Grants
 	Limits ModuleLimits
 

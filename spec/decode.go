@@ -54,7 +54,7 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 		r.Restart.Policy = RestartNever
 	}
 	if n.kind == KindModule {
-		r.Runtime = Address{}
+		r.Runtime = ModuleRuntime
 		r.Limits = ModuleLimits{MemoryBytes: DefaultModuleMemory, CallTimeout: DefaultCallTimeout}
 	}
 	e := &instEval{l: l, ctx: ctx, n: n, r: r, raw: map[string]cty.Value{}}
@@ -278,6 +278,22 @@ func (l *loader) decodeModule(e *instEval, attr attrFunc) {
 	}
 	if a := e.n.attrs["sha256"]; a != nil {
 		r.SHA256 = e.sha256(a)
+	}
+	if r.Source != "" && !e.errs {
+		hash, err := fileSHA256(l.fsys, l.cfg.Dir, r.Source)
+		switch {
+		case err != nil:
+			l.errorf(rangePtr(e.n.attrs["source"].Expr.Range()), "Module source unreadable",
+				"The source of %s, %s, cannot be read: %v.", r.Addr, r.Source, err)
+			e.errs = true
+		case r.SHA256 != "" && r.SHA256 != hash:
+			l.errorf(rangePtr(e.n.attrs["sha256"].Expr.Range()), "Module checksum mismatch",
+				"%s pins sha256 = %q, but %s has sha256 %q. Rebuild or restore the file, or pin the new hash if the change is intended.",
+				r.Addr, r.SHA256, r.Source, hash)
+			e.errs = true
+		default:
+			r.SourceHash = hash
+		}
 	}
 	if v, a := attr("config", cty.DynamicPseudoType); a != nil {
 		e.raw["config"] = v

@@ -101,3 +101,10 @@ func statConfigFile(fsys fs.FS, dir, p string) (fs.FileInfo, error) {
 	}
 	return osStat(absPath(dir, p))
 }
+
+func openConfigFile(fsys fs.FS, dir, p string) (fs.File, error) {
+	if fp := fsPath(dir, p); fp != "" {
+		return fsys.Open(fp)
+	}
+	return osOpen(absPath(dir, p))
+}

@@ -33,3 +33,16 @@ func osReadFile(p string) ([]byte, error) {
 }
 
 func osStat(p string) (os.FileInfo, error) { return os.Stat(p) }
+
+// osOpen opens a regular file of the host file system.
+func osOpen(p string) (*os.File, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	return f, nil
+}

@@ -1,6 +1,12 @@
 package engine
 
-import "time"
+import (
+	"errors"
+	"time"
+
+	pbus "github.com/orch-dev/orch/providers/bus"
+	"github.com/orch-dev/orch/spec"
+)
 
 // historySize is how many past events the engine keeps for subscribers
 // that ask for events since a time (GET /v1/events?since=).
@@ -71,4 +77,24 @@ func (e *Engine) Subscribe(since time.Time) (past []Event, ch <-chan Event, canc
 			close(c)
 		}
 	}
+}
+
+// lifecycle lists the events of instances that modules see on the bus.
+var lifecycle = map[EventType]bool{
+	EventStarted: true, EventAdopted: true, EventCompleted: true, EventExited: true,
+	EventRestarting: true, EventHealthy: true, EventUnhealthy: true, EventFailed: true,
+	EventStopping: true, EventStopped: true, EventDestroyed: true,
+}
+
+// toModules publishes the lifecycle event ev on the modules' bus. Modules'
+// own transitions are published by the module provider.
+func (e *Engine) toModules(ev Event) {
+	if e.opts.Bus == nil || ev.Addr.IsZero() || ev.Addr.Kind == spec.KindModule || !lifecycle[ev.Type] {
+		return
+	}
+	var err error
+	if ev.Detail != "" && (ev.Type == EventFailed || ev.Type == EventUnhealthy || ev.Type == EventExited) {
+		err = errors.New(ev.Detail)
+	}
+	e.opts.Bus.Publish(pbus.LifecycleEvent(ev.Addr, ev.Type.String(), ev.Time, err))
 }

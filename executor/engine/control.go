@@ -168,8 +168,8 @@ func (e *Engine) requestRestart(a spec.Address) error {
 		return ErrStopping
 	case e.paused:
 		return ErrPaused
-	case a.Kind != spec.KindDaemon:
-		return fmt.Errorf("%s is not a daemon: only daemons can be restarted", a)
+	case !supervised(a.Kind):
+		return fmt.Errorf("%s is a %s: only daemons and modules can be restarted", a, a.Kind)
 	}
 	inst := e.insts[a]
 	if inst == nil || inst.res == nil || e.desired[a] == nil {

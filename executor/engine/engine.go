@@ -16,6 +16,7 @@ import (
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
+	pbus "github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -75,6 +76,10 @@ type Options struct {
 	// Rand returns a uniform number in [0, 1) for backoff jitter; default
 	// math/rand/v2.
 	Rand func() float64
+	// Bus is the modules' event bus: the lifecycle of every daemon and
+	// job is published there as orch.<kind>.<event> (orch.daemon.started,
+	// ...). Nil: nothing is published.
+	Bus *pbus.Bus
 }
 
 // Engine is orch up: it applies the configuration, supervises what runs,
@@ -201,6 +206,7 @@ func (e *Engine) emit(ev Event) {
 	e.outMu.Lock()
 	defer e.outMu.Unlock()
 	e.bus.publish(ev)
+	e.toModules(ev)
 	if e.opts.Out != nil {
 		e.opts.Out(ev)
 	}
@@ -390,7 +396,7 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 		}
 		inst := e.instance(rec.Addr)
 		inst.status = rec.Status
-		if e.busy[rec.Addr] || rec.Addr.Kind != spec.KindDaemon {
+		if e.busy[rec.Addr] || !supervised(rec.Addr.Kind) {
 			continue
 		}
 		obs := in.Observed[rec.Addr]
@@ -509,9 +515,22 @@ func (e *Engine) notReady(d spec.Address) string {
 			return "for " + d.String() + " to be healthy"
 		}
 		return ""
+	case spec.KindModule:
+		switch {
+		case inst == nil || !inst.running:
+			if inst != nil && inst.status == executor.StatusFailed {
+				return "for " + d.String() + ", which failed"
+			}
+			return "for " + d.String() + " to run"
+		}
+		return ""
 	}
-	return "for " + d.String() + ", which orch up cannot host yet"
+	return "for " + d.String() + ", which orch up cannot host"
 }
+
+// supervised says whether instances of kind are kept running (watched,
+// restarted by their policy, stopped on shutdown): daemons and modules.
+func supervised(k spec.Kind) bool { return k == spec.KindDaemon || k == spec.KindModule }
 
 // apply runs p in its own goroutine and calls done on the controller.
 // before, when set, runs first in that goroutine.
@@ -628,7 +647,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		default:
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting = ""
-			if o.Addr.Kind == spec.KindDaemon && rec.Status == executor.StatusRunning {
+			if supervised(o.Addr.Kind) && rec.Status == executor.StatusRunning {
 				if inst.timer != nil {
 					inst.timer.Stop()
 					inst.timer = nil

@@ -51,7 +51,7 @@ func (e *Engine) stopAll() error {
 	}
 	targets := map[spec.Address]*stopTarget{}
 	for _, rec := range stored {
-		if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && rec.Addr.Kind == spec.KindDaemon {
+		if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && supervised(rec.Addr.Kind) {
 			targets[rec.Addr] = &stopTarget{rec: rec}
 		}
 	}

@@ -101,6 +101,9 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	if obs.State == providers.StateMissing {
 		ev.Detail = "gone; its exit status is unknown"
 	}
+	if obs.Error != "" {
+		ev.Detail = obs.Error
+	}
 	if inst.manual {
 		inst.manual, inst.killing = false, false
 		ev.Detail = "restart requested"

@@ -110,7 +110,7 @@ func (m *Module) hostPublish(_ context.Context, mod api.Module, s []uint64) {
 		result(s, m.errorf("publish: data outside the module's memory"))
 		return
 	}
-	m.h.opts.Bus.Publish(bus.Event{Topic: topic, Data: data})
+	m.bus.Publish(bus.Event{Topic: topic, Data: data})
 	result(s, 0)
 }
 

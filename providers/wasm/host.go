@@ -104,6 +104,9 @@ type Options struct {
 	QueueLimit int
 	// Now is the clock of the now host function; default time.Now.
 	Now func() time.Time
+	// NoLifecycleEvents: transitions are not published on the bus (the
+	// module provider publishes them).
+	NoLifecycleEvents bool
 }
 
 // Host compiles and loads modules. It is safe for concurrent use; Close it
@@ -250,6 +253,11 @@ type LoadRequest struct {
 	// Resource is the module instance: Addr, Source (a .wasm file),
 	// SHA256, Config, Grants and Limits are read.
 	Resource *spec.Resource
+	// KV, Bus and Log, when set, are the module's instead of the host's
+	// Options.KV, Options.Bus and Options.Log.
+	KV  KV
+	Bus *bus.Bus
+	Log func(LogRecord)
 }
 
 // Load reads, verifies and compiles the module of req (a warm compilation
@@ -260,6 +268,17 @@ type LoadRequest struct {
 func (h *Host) Load(ctx context.Context, req LoadRequest) (*Module, error) {
 	r := req.Resource
 	m, err := h.load(ctx, r)
+	if err == nil {
+		if req.KV != nil {
+			m.kv = req.KV
+		}
+		if req.Bus != nil {
+			m.bus = req.Bus
+		}
+		if req.Log != nil {
+			m.logf = req.Log
+		}
+	}
 	if err != nil {
 		err = fmt.Errorf("%s: load %s: %w", r.Addr, r.Source, err)
 		h.report(StateChange{Addr: r.Addr, From: StateLoaded, To: StateFailed, Err: err})
@@ -273,7 +292,9 @@ func (h *Host) report(c StateChange) {
 	if h.opts.OnState != nil {
 		h.opts.OnState(c)
 	}
-	h.opts.Bus.Publish(bus.LifecycleEvent(c.Addr, c.To.String(), h.opts.Now(), c.Err))
+	if !h.opts.NoLifecycleEvents {
+		h.opts.Bus.Publish(bus.LifecycleEvent(c.Addr, c.To.String(), h.opts.Now(), c.Err))
+	}
 }
 
 func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
@@ -331,6 +352,7 @@ func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
 	if h.opts.KV != nil {
 		m.kv = h.opts.KV(r.Addr)
 	}
+	m.bus, m.logf = h.opts.Bus, h.opts.Log
 	m.state.Store(int32(StateLoaded))
 	return m, nil
 }

@@ -78,6 +78,8 @@ type Module struct {
 	limits spec.ModuleLimits
 	grants *spec.Grants
 	kv     KV
+	bus    *bus.Bus
+	logf   func(LogRecord)
 
 	rt       wazero.Runtime
 	compiled *compiled
@@ -162,7 +164,11 @@ func (m *Module) Close(ctx context.Context) error {
 // either way the module is closed when Run returns. Each call into the
 // guest has the budget Limits.CallTimeout, orch_stop included, whatever
 // ctx says.
-func (m *Module) Run(ctx context.Context) error {
+func (m *Module) Run(ctx context.Context) error { return m.RunReady(ctx, nil) }
+
+// RunReady is Run, calling ready (when not nil) once the module is
+// running: orch_start returned 0.
+func (m *Module) RunReady(ctx context.Context, ready func()) error {
 	if m.ran.Swap(true) {
 		return fmt.Errorf("%s: Run called twice", m.addr)
 	}
@@ -180,6 +186,9 @@ func (m *Module) Run(ctx context.Context) error {
 		return err
 	}
 	m.transition(StateRunning, nil)
+	if ready != nil {
+		ready()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -473,7 +482,7 @@ func (m *Module) deliver(ctx context.Context, ev bus.Event) error {
 }
 
 func (m *Module) subscribe(pattern string) {
-	cancel := m.h.opts.Bus.Subscribe(pattern, m.offer)
+	cancel := m.bus.Subscribe(pattern, m.offer)
 	m.mu.Lock()
 	m.subs = append(m.subs, cancel)
 	m.mu.Unlock()
@@ -565,8 +574,8 @@ func indexByte(b []byte, c byte) int {
 }
 
 func (m *Module) log(level Level, msg string) {
-	if m.h.opts.Log != nil {
-		m.h.opts.Log(LogRecord{Addr: m.addr, Level: level, Message: msg})
+	if m.logf != nil {
+		m.logf(LogRecord{Addr: m.addr, Level: level, Message: msg})
 	}
 }
 

@@ -270,8 +270,12 @@ func runtimeOf(cfg *spec.Config, a spec.Address) *spec.Runtime {
 // restartLocal is orch restart without an agent: stop, then a one-change
 // start through the executor, which records the new handle.
 func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Address) error {
-	if addr.Kind != spec.KindDaemon {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not a daemon: only daemons can be restarted", addr)}
+	switch addr.Kind {
+	case spec.KindDaemon:
+	case spec.KindModule:
+		return &exitError{code: ExitError, msg: fmt.Sprintf("%s: no agent runs for this directory, and %s", addr, unhosted)}
+	default:
+		return &exitError{code: ExitError, msg: fmt.Sprintf("%s is a %s: only daemons and modules can be restarted", addr, addr.Kind)}
 	}
 	s, err := a.open(dir, vf, lf, "restart")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers/docker"
+	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/pflag"
@@ -29,8 +30,13 @@ const ExitChanges = 2
 // providerSet wires the concrete backends. It is the one place that knows
 // them all.
 func providerSet() executor.Providers {
-	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{})}
+	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{}),
+		module.Kind: module.New(module.Options{Unhosted: unhosted})}
 }
+
+// unhosted is why a one-shot command cannot start a module.
+const unhosted = "modules run inside the engine: start them with orch up or orch agent (orch apply talks to a running agent)"
+
 
 // lockFlags are the state-locking flags of commands that write state.
 type lockFlags struct{ timeout time.Duration }

@@ -77,12 +77,17 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		r := a.loadConfig(dir, vf)
 		return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
 	}
+	mods, closeMods, err := hostModules(s)
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer closeMods()
 	ctx, stop := a.interruptible("\nStopping everything, dependents first. Press Ctrl-C again to quit at once (what runs keeps running).")
 	defer stop()
 	eng := engine.New(engine.Options{
 		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load,
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
-		Parallelism: a.settings.Parallelism, Out: out,
+		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(),
 	})
 	sock := a.settings.AgentSocketFor(s.stateDir)
 	ln, err := agent.Listen(sock)
