@@ -17,7 +17,8 @@ type Config struct {
 	// source snippets (hcl.NewDiagnosticTextWriter).
 	Files map[string]*hcl.File
 	// Hash is a SHA-256 of the names and bytes of every configuration file
-	// read, in order: two loads with the same Hash read the same text.
+	// read, in order, and of the content hashes of module binaries: two
+	// loads with the same Hash read the same text and the same modules.
 	Hash string
 
 	Project   Project

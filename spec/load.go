@@ -77,7 +77,30 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 	l := newLoader(fsys, dir, opts)
 	l.run()
 	l.redact()
+	l.hashBinaries()
 	return l.cfg, l.diags
+}
+
+// hashBinaries folds the content hashes of the module binaries into
+// Config.Hash: a rebuilt module is a changed configuration.
+func (l *loader) hashBinaries() {
+	var bins []string
+	for _, r := range l.cfg.Resources {
+		if r.SourceHash != "" {
+			bins = append(bins, r.Addr.String()+"="+r.SourceHash)
+		}
+	}
+	if len(bins) == 0 {
+		return
+	}
+	sort.Strings(bins)
+	h := sha256.New()
+	h.Write([]byte(l.cfg.Hash))
+	for _, b := range bins {
+		h.Write([]byte{0})
+		h.Write([]byte(b))
+	}
+	l.cfg.Hash = hex.EncodeToString(h.Sum(nil))
 }
 
 // ConfigFiles lists the configuration files of fsys's root, sorted.

@@ -111,6 +111,7 @@ type Engine struct {
 	// (reconcile, restarts) until an API apply.
 	paused  bool
 	waiters []func(err string) // API applies waiting for the round to settle
+	sources sources            // binaries watched for rebuilds
 	idle    []func()           // run once no apply is in flight
 }
 
@@ -267,6 +268,7 @@ func (e *Engine) reloaded(lr LoadResult) {
 		return // touched, not changed
 	}
 	e.cfg, e.files = lr.Config, lr.Files
+	e.watchSources(e.cfg)
 	for a := range e.insts {
 		e.instance(a)
 	}

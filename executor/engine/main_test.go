@@ -85,10 +85,31 @@ func cleanEnv(t *testing.T) []string {
 // of, and the log daemon.
 func startUp(t *testing.T, config string) *upProc {
 	t.Helper()
-	dir := t.TempDir()
+	return startUpIn(t, t.TempDir(), config)
+}
+
+// startUpIn is startUp in dir.
+func startUpIn(t *testing.T, dir, config string) *upProc {
+	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return restartUp(t, dir)
+}
+
+// stop sends SIGTERM to orch up and waits for it to exit 0.
+func (u *upProc) stop() {
+	u.t.Helper()
+	u.cmd.Process.Signal(syscall.SIGTERM)
+	<-u.exited
+	if u.err != nil {
+		u.t.Fatalf("orch up exited with %v after SIGTERM:\n%s", u.err, u.dump())
+	}
+}
+
+// restartUp runs orch up again in the directory of an earlier one.
+func restartUp(t *testing.T, dir string) *upProc {
+	t.Helper()
 	u := &upProc{t: t, dir: dir, exited: make(chan struct{})}
 	u.cmd = exec.Command(orchBin, "up", "-json", dir)
 	u.cmd.Env = cleanEnv(t)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/orch-dev/orch/spec"
 )
 
 // watchConfig watches the configuration directory (not its files: editors
@@ -27,6 +29,9 @@ func (e *Engine) watchConfig(ctx context.Context) error {
 		return err
 	}
 	stateDir := filepath.Clean(e.opts.StateDir)
+	dir = filepath.Clean(dir)
+	e.sources.w = w
+	e.watchSources(e.cfg)
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
@@ -41,7 +46,7 @@ func (e *Engine) watchConfig(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if ignoredPath(ev.Name, stateDir) {
+				if ignoredPath(ev.Name, stateDir) || filepath.Dir(filepath.Clean(ev.Name)) != dir && !e.isSource(ev.Name) {
 					continue
 				}
 				t.Reset(e.opts.Debounce)
@@ -74,4 +79,60 @@ func ignoredPath(name, stateDir string) bool {
 		return true
 	}
 	return false
+}
+
+// sources are the binaries the configuration names outside its own
+// directory's files (module sources, plugin executables): a rebuilt one is
+// a change to apply, so their directories are watched too.
+type sources struct {
+	mu    sync.Mutex
+	w     *fsnotify.Watcher
+	dirs  map[string]bool
+	files map[string]bool
+}
+
+// watchSources watches the directories of cfg's module sources and plugin
+// executables (from the controller, after each load).
+func (e *Engine) watchSources(cfg *spec.Config) {
+	if cfg == nil {
+		return
+	}
+	files := map[string]bool{}
+	for _, r := range cfg.Resources {
+		if r.Source != "" {
+			files[filepath.Clean(r.Source)] = true
+		}
+	}
+	for _, rt := range cfg.Runtimes {
+		if rt.Plugin != "" {
+			files[filepath.Clean(rt.Plugin)] = true
+		}
+	}
+	s := &e.sources
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return
+	}
+	s.files = files
+	if s.dirs == nil {
+		s.dirs = map[string]bool{}
+	}
+	for f := range files {
+		d := filepath.Dir(f)
+		if s.dirs[d] {
+			continue
+		}
+		// A directory that cannot be watched only loses hot reload of
+		// what it holds; the next load tries again.
+		if err := s.w.Add(d); err == nil {
+			s.dirs[d] = true
+		}
+	}
+}
+
+func (e *Engine) isSource(name string) bool {
+	e.sources.mu.Lock()
+	defer e.sources.mu.Unlock()
+	return e.sources.files[filepath.Clean(name)]
 }

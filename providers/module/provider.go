@@ -175,7 +175,10 @@ func startError(err error) error {
 }
 
 // Start loads the module, runs it and returns once it is running (its
-// start hook returned), or why it could not get there.
+// start hook returned) or has failed in its init or start hook: that
+// failure is an exit (Observed), not an error, so that the restart policy
+// applies. An error means the module cannot run as declared (unreadable
+// or invalid binary, checksum mismatch, no loader for its kind).
 func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (providers.StartResponse, error) {
 	r := req.Resource
 	if p.opts.Unhosted != "" {
@@ -238,11 +241,9 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	select {
 	case <-ready:
 	case <-h.done:
-		err := h.err
-		if err == nil {
-			err = errors.New("stopped before it was running")
-		}
-		return providers.StartResponse{}, startError(err)
+		// It failed in its init or start hook: started, and exited at
+		// once, as a process that crashes on start; its restart policy
+		// decides what comes next. Watch and Observe report how it ended.
 	case <-ctx.Done():
 		cancel()
 		<-h.done
