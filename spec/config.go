@@ -149,8 +149,8 @@ type Resource struct {
 	// changed binary is a changed module.
 	SourceHash string
 	Config     cty.Value // the module's configuration, any type; cty.NilVal when none
-	Grants *Grants
-	Limits ModuleLimits
+	Grants     *Grants
+	Limits     ModuleLimits
 
 	// Sensitive lists the attribute paths whose values derive from a
 	// sensitive variable, such as "env.DB_PASSWORD" or "command"; they must

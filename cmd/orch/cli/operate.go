@@ -37,7 +37,6 @@ func providerSet() executor.Providers {
 // unhosted is why a one-shot command cannot start a module.
 const unhosted = "modules run inside the engine: start them with orch up or orch agent (orch apply talks to a running agent)"
 
-
 // lockFlags are the state-locking flags of commands that write state.
 type lockFlags struct{ timeout time.Duration }
 
