@@ -11,9 +11,10 @@
 #
 #   make modules
 #
-# Today `orch validate` and `orch plan` accept it and the module host runs
-# these modules in its tests (providers/wasm); `orch up` does not host
-# modules yet, so their steps fail with a message saying so.
+# then `orch up examples/modules`. `orch status` shows the modules beside
+# the daemon, `orch logs module.eventcount` what the counter logged; the
+# counts are in the state store and survive restarts. Rebuild a module while
+# orch up runs and it is replaced (its content hash changed).
 
 daemon "ticker" {
   command = ["/bin/sh", "-c", "sleep 30"]
