@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -57,6 +58,7 @@ const (
 	ExportStart      = "orch_start"
 	ExportStop       = "orch_stop"
 	ExportOnEvent    = "orch_on_event"
+	ExportOnEvents   = "orch_on_events"
 	ExportAlloc      = "orch_alloc"
 	exportInitialize = "_initialize" // the reactor's entry: the Go runtime and package init
 )
@@ -84,7 +86,8 @@ type Module struct {
 	rt       wazero.Runtime
 	compiled *compiled
 	inst     api.Module // set by Run
-	fns      struct{ init, start, stop, onEvent, alloc api.Function }
+	fns      struct{ init, start, stop, onEvent, onEvents, alloc api.Function }
+	batch    []byte                     // the host-side encoding of a batch of events
 	buf      struct{ ptr, size uint32 } // the guest buffer of the last orch_alloc
 	stack    []uint64
 	stderr   head
@@ -251,6 +254,10 @@ func (m *Module) start(ctx context.Context) error {
 	m.fns.start = inst.ExportedFunction(ExportStart)
 	m.fns.stop = inst.ExportedFunction(ExportStop)
 	m.fns.onEvent = inst.ExportedFunction(ExportOnEvent)
+	m.fns.onEvents = inst.ExportedFunction(ExportOnEvents)
+	if f := m.fns.onEvents; f != nil && (len(f.Definition().ParamTypes()) != 3 || len(f.Definition().ResultTypes()) != 1) {
+		return m.fail(ExportOnEvents, errors.New("must take (ptr, len, count i32) and return a status i32"))
+	}
 	m.fns.alloc = inst.ExportedFunction(ExportAlloc)
 	m.stack = make([]uint64, 4)
 	if m.fns.init != nil {
@@ -441,21 +448,72 @@ func (m *Module) drain(ctx context.Context) error {
 		if len(evs) == 0 {
 			return nil
 		}
-		for i, ev := range evs {
+		for i := 0; i < len(evs); {
 			if ctx.Err() != nil {
 				// Stopping: what is left is dropped.
 				m.stats.dropped.Add(uint64(len(evs) - i))
 				return nil
 			}
-			if err := m.deliver(ctx, ev); err != nil {
+			n := 1
+			var err error
+			if m.fns.onEvents != nil {
+				n, err = m.deliverBatch(ctx, evs[i:])
+			} else {
+				err = m.deliver(ctx, evs[i])
+			}
+			if err != nil {
 				return err
 			}
-			evs[i] = bus.Event{}
+			clear(evs[i : i+n])
+			i += n
 		}
 		m.mu.Lock()
 		m.spare = evs[:0]
 		m.mu.Unlock()
 	}
+}
+
+// Batches of orch_on_events: at most this many events, and this many
+// bytes unless one event alone is larger. The call budget applies to a
+// whole batch.
+const (
+	maxBatchEvents = 256
+	maxBatchBytes  = 64 << 10
+)
+
+// deliverBatch hands the first events of evs (as many as a batch holds) to
+// orch_on_events in one call and returns how many it delivered. Each event
+// is encoded as topic length and data length (u32, little endian), then
+// the topic and the data.
+func (m *Module) deliverBatch(ctx context.Context, evs []bus.Event) (int, error) {
+	b := m.batch[:0]
+	n := 0
+	for _, ev := range evs {
+		size := 8 + len(ev.Topic) + len(ev.Data)
+		if n == maxBatchEvents || n > 0 && len(b)+size > maxBatchBytes {
+			break
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(ev.Topic)))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(ev.Data)))
+		b = append(b, ev.Topic...)
+		b = append(b, ev.Data...)
+		n++
+	}
+	m.batch = b
+	if uint32(len(b)) > m.buf.size {
+		if _, err := m.write(ctx, make([]byte, max(len(b), maxBatchBytes))); err != nil {
+			return 0, err
+		}
+	}
+	if !m.inst.Memory().Write(m.buf.ptr, b) {
+		return 0, m.fail(ExportOnEvents, errors.New("the event buffer is outside the module's memory"))
+	}
+	m.stack[0], m.stack[1], m.stack[2] = uint64(m.buf.ptr), uint64(len(b)), uint64(n)
+	if err := m.callStack(ctx, m.fns.onEvents, ExportOnEvents); err != nil {
+		return 0, err
+	}
+	m.stats.delivered.Add(uint64(n))
+	return n, nil
 }
 
 func (m *Module) deliver(ctx context.Context, ev bus.Event) error {

@@ -57,6 +57,9 @@ const (
 	Error
 )
 
+// errBatch: orch_on_events received a batch it cannot decode.
+var errBatch = errors.New("malformed batch of events")
+
 // ErrNotHosted is returned by host calls outside a wasip1 build.
 var ErrNotHosted = errors.New("guest: not running inside orch (build with GOOS=wasip1 GOARCH=wasm)")
 

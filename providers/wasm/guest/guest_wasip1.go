@@ -166,5 +166,38 @@ func orchOnEvent(topicPtr, topicLen, dataPtr, dataLen uint32) int32 {
 	t := topicPtr - base
 	d := dataPtr - base
 	ev := Event{Topic: string(buf[t : t+topicLen]), Data: append([]byte(nil), buf[d:d+dataLen]...)}
-	return status("event "+ev.Topic, module.OnEvent(ev))
+	if err := module.OnEvent(ev); err != nil {
+		return status("event "+ev.Topic, err)
+	}
+	return 0
+}
+
+// orch_on_events receives a batch of events in buf: per event, the topic's
+// and the data's length (u32, little endian), then the topic and the data.
+// The host prefers it to orch_on_event: one call per batch, not per event.
+//
+//go:wasmexport orch_on_events
+func orchOnEvents(ptr, n, count uint32) int32 {
+	if module.OnEvent == nil {
+		return 0
+	}
+	base := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+	b := buf[ptr-base : ptr-base+n]
+	for i := uint32(0); i < count; i++ {
+		if len(b) < 8 {
+			return status("events", errBatch)
+		}
+		tl := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		dl := uint32(b[4]) | uint32(b[5])<<8 | uint32(b[6])<<16 | uint32(b[7])<<24
+		b = b[8:]
+		if uint32(len(b)) < tl+dl {
+			return status("events", errBatch)
+		}
+		ev := Event{Topic: string(b[:tl]), Data: append([]byte(nil), b[tl:tl+dl]...)}
+		b = b[tl+dl:]
+		if err := module.OnEvent(ev); err != nil {
+			return status("event "+ev.Topic, err)
+		}
+	}
+	return 0
 }
