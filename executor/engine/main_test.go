@@ -42,6 +42,11 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
+	defer func() {
+		if guestsDir != "" {
+			os.RemoveAll(guestsDir)
+		}
+	}()
 	return m.Run()
 }
 

@@ -27,6 +27,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if hostile != "" {
+		os.RemoveAll(filepath.Dir(hostile))
+	}
+	os.Exit(code)
+}
+
 // hostileGuest builds the sandbox tests' guest (providers/wasm/testdata)
 // with the stock toolchain, once.
 func hostileGuest(t *testing.T) string {
