@@ -39,6 +39,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 	}
 	fn("log", (*Module).hostLog, []api.ValueType{i32, i32, i32}, nil)
 	fn("now", (*Module).hostNow, nil, []api.ValueType{i64})
+	fn("config", (*Module).hostConfig, []api.ValueType{i32, i32}, []api.ValueType{i32})
 	fn("publish", (*Module).hostPublish, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
 	fn("subscribe", (*Module).hostSubscribe, []api.ValueType{i32, i32}, []api.ValueType{i32})
 	fn("kv_get", (*Module).hostKVGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32})
@@ -123,6 +124,16 @@ func (m *Module) hostSubscribe(_ context.Context, mod api.Module, s []uint64) {
 	}
 	m.subscribe(p)
 	result(s, 0)
+}
+
+// config(buf_ptr, buf_cap i32) i32: the length of the module's
+// configuration as JSON, written into buf only when it fits.
+func (m *Module) hostConfig(_ context.Context, mod api.Module, s []uint64) {
+	if uint64(len(m.config)) <= s[1] && !mod.Memory().Write(uint32(s[0]), m.config) {
+		result(s, m.errorf("config: buffer outside the module's memory"))
+		return
+	}
+	result(s, int32(len(m.config)))
 }
 
 // kv_get(key_ptr, key_len, buf_ptr, buf_cap i32) i32: the value's length

@@ -427,6 +427,8 @@ func TestGrants(t *testing.T) {
 	f := newFixture(t, cacheState, nil)
 	results, cancel := collect(f.host, "escape.result")
 	defer cancel()
+	configs, cancelConfigs := collect(f.host, "escape.config")
+	defer cancelConfigs()
 	var vals []cty.Value
 	for _, p := range paths {
 		vals = append(vals, cty.StringVal(p))
@@ -454,6 +456,9 @@ func TestGrants(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(in, "written")); err == nil {
 		t.Error("the guest wrote into a read-only grant")
+	}
+	if got := string(next(t, configs).Data); !strings.Contains(got, `"mode":"escape"`) || !strings.Contains(got, `"/in/ok.txt"`) {
+		t.Errorf("config host function: %s", got)
 	}
 }
 

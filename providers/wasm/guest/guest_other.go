@@ -20,6 +20,9 @@ func Log(level Level, msg string) {}
 // Now returns orch's clock; outside wasip1, time.Now.
 func Now() time.Time { return time.Now() }
 
+// Config returns the module's configuration as JSON.
+func Config() ([]byte, error) { return nil, ErrNotHosted }
+
 // Publish puts data on the event bus under topic.
 func Publish(topic string, data []byte) error { return ErrNotHosted }
 

@@ -79,6 +79,26 @@ func Subscribe(pattern string) error {
 	return nil
 }
 
+//go:wasmimport orch config
+func hostConfig(buf unsafe.Pointer, bufCap uint32) int32
+
+// Config returns the module's configuration as JSON (null when it has
+// none): what Init received, at any time.
+func Config() ([]byte, error) {
+	v := make([]byte, 512)
+	for {
+		vp, vn := bytes(v)
+		n := hostConfig(vp, vn)
+		switch {
+		case n < 0:
+			return nil, ErrHost
+		case uint32(n) <= vn:
+			return v[:n], nil
+		}
+		v = make([]byte, n)
+	}
+}
+
 // Get returns the value of key; ok is false when there is none.
 func (kv) Get(key string) (value []byte, ok bool, err error) {
 	kp, kn := str(key)

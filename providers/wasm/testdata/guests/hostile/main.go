@@ -6,7 +6,8 @@
 //	trap    init panics
 //	escape  init reads each of paths, publishes what happened on
 //	        "escape.result" ("ok <path> <content>" or "err <path> <error>"),
-//	        then tries to write /in/written
+//	        then tries to write /in/written, then publishes its config
+//	        as the config host function gives it on "escape.config"
 //	sink    subscribes to "bench.*" and counts what it receives
 //
 // One guest for every case: each .wasm file costs a compilation, which is
@@ -83,7 +84,15 @@ func escape() error {
 	if err != nil {
 		msg = "err write " + err.Error()
 	}
-	return guest.Publish("escape.result", []byte(msg))
+	if err := guest.Publish("escape.result", []byte(msg)); err != nil {
+		return err
+	}
+	// The configuration, read through the host function this time.
+	c, err := guest.Config()
+	if err != nil {
+		return err
+	}
+	return guest.Publish("escape.config", c)
 }
 
 func main() {}
