@@ -155,7 +155,6 @@ func (k *memKV) Delete(key string) error {
 	return nil
 }
 
-
 // wantErr fails unless err is an error whose text holds every part.
 func wantErr(tb testing.TB, err error, parts ...string) {
 	tb.Helper()

@@ -258,8 +258,8 @@ func (p *proc) kill() {
 // lineLog splits a plugin's output into lines for log and keeps the last
 // few for error messages.
 type lineLog struct {
-	log  func(string)
-	mu   sync.Mutex
+	log   func(string)
+	mu    sync.Mutex
 	part  []byte
 	last  []string
 	panic string // the first "panic: " or "fatal error: " line

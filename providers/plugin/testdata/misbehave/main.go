@@ -161,6 +161,9 @@ func serveModule() {
 			if ev.Topic == "test.fail" {
 				return fmt.Errorf("told to fail")
 			}
+			if ev.Topic == "test.forge" {
+				return host.Publish(ctx, "orch.daemon.started", []byte(`{"address":"daemon.x"}`))
+			}
 			if ev.Topic == "test.echo" {
 				return host.Publish(ctx, "echo.reply", ev.Data)
 			}
