@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/providers/plugin"
