@@ -203,3 +203,63 @@ runtime "files" "b" {
 		})
 	}
 }
+
+// orch up with a provider plugin: the engine watches through the plugin
+// (a removed file is started again by its restart policy); after orch up
+// is killed, the plugin exits with it, and a new orch up relaunches it,
+// observes the file again and creates nothing twice; Ctrl-C stops it all.
+func TestProviderPluginUp(t *testing.T) {
+	bin := filesPlugin(t)
+	e := newEngineTest(t, `runtime "files" "local" {
+  plugin = "`+bin+`"
+  root   = "${path.root}/out"
+}
+
+daemon "a" {
+  runtime = runtime.files.local
+  content = "a"
+  restart {
+    backoff = "50ms"
+  }
+}
+`)
+	p := e.start("up")
+	fileRunning(e, p)
+	path := filepath.Join(e.dir, "out", "daemon.a")
+	ino := fileInode(t, path)
+	os.Remove(path)
+	e.waitFor(p, "the file started again", func() bool {
+		_, err := os.Stat(path)
+		return err == nil && strings.Count(p.output(), `"type":"started"`) == 2
+	})
+	fileRunning(e, p)
+	ino = fileInode(t, path)
+	if n := pluginProcs(t, bin); n != 1 {
+		t.Fatalf("%d plugin processes, want 1", n)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+	e.waitFor(nil, "the plugin to exit with orch", func() bool { return pluginProcs(t, bin) == 0 })
+
+	p2 := e.start("up")
+	fileRunning(e, p2)
+	if got := fileInode(t, path); got != ino || strings.Contains(p2.output(), `"type":"started"`) {
+		t.Fatalf("the file was created again after the restart (inode %d, was %d)\n%s", got, ino, p2.output())
+	}
+	p2.cmd.Process.Signal(syscall.SIGTERM)
+	<-p2.exited
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("orch up stopped, the file stays: %v\n%s", err, p2.output())
+	}
+	e.waitFor(nil, "the plugin to exit", func() bool { return pluginProcs(t, bin) == 0 })
+}
+
+// fileRunning waits until daemon.a runs, supervised (a file has no pid).
+func fileRunning(e *engineTest, p *engineProc) {
+	e.t.Helper()
+	e.waitFor(p, "daemon.a running", func() bool {
+		s := e.status()["daemon.a"]
+		return s.State == "running" && s.Supervised
+	})
+}
