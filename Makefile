@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test bench fuzz run modules fmt clean check-go
+.PHONY: all build test bench fuzz run modules plugins generate fmt clean check-go
 
 all: build
 
@@ -59,6 +59,27 @@ modules: check-go
 		echo "GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o $$d/$$n.wasm ./$$d"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$n.wasm ./$$d || exit 1; \
 	done
+
+# The example plugins (examples/plugins), native executables served over
+# go-plugin; `orch up examples/plugins/provider` runs the provider plugin.
+plugins: check-go
+	$(GO) build -o examples/plugins/bin/orch-provider-files ./examples/plugins/provider/orch-provider-files
+	$(GO) build -o examples/plugins/bin/orch-module-eventlog ./examples/plugins/module/orch-module-eventlog
+
+# Regenerate the plugin protocol's Go code (checked in) from its .proto.
+# Needs protoc (Debian: apt-get install -y protobuf-compiler); the two Go
+# code generators are installed here, pinned, into bin/tools.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+PROTO_DIR          := providers/plugin/proto
+generate: check-go
+	@command -v protoc >/dev/null 2>&1 || { echo "make: protoc is required (Debian: apt-get install -y protobuf-compiler)" >&2; exit 1; }
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/bin/tools $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH="$(CURDIR)/bin/tools:$$PATH" protoc -I $(PROTO_DIR) \
+		--go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
+		--go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
+		$(PROTO_DIR)/orchplugin.proto
 
 fmt: check-go
 	$(GO) fmt ./...

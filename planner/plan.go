@@ -169,7 +169,10 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		for _, r := range in.Config.Resources {
 			declared[r.Addr] = true
 			var schema *spec.RuntimeSchema
-			if rt := in.Config.Runtime(r.Runtime); rt != nil && rt.Plugin == "" {
+			// A plugin runtime's schema is its plugin's, when orch has
+			// it (its ForcesReplacement flags count); without one every
+			// unknown attribute forces replacement.
+			if rt := in.Config.Runtime(r.Runtime); rt != nil {
 				if s, ok := in.Schemas[rt.Kind]; ok {
 					schema = &s
 				}

@@ -22,6 +22,12 @@ type Options struct {
 	// Schemas describes the runtime kinds orch knows, keyed by kind. A
 	// runtime block of an unknown kind is an error unless it names a plugin.
 	Schemas map[string]RuntimeSchema
+	// PluginSchemas describes runtime kinds served by provider plugins, as
+	// their plugins declared them, keyed by kind: a runtime block that
+	// names a plugin and whose kind is here is validated like a built-in
+	// one, and so are the daemons and jobs on it. A plugin kind missing
+	// here accepts any attribute (its plugin has not been asked yet).
+	PluginSchemas map[string]RuntimeSchema
 	// VarFiles are -var-file contents, applied in order.
 	VarFiles []VarFile
 	// Vars are -var NAME=VALUE assignments, applied in order after VarFiles.

@@ -343,7 +343,22 @@ func (l *loader) declareRuntime(b *hcl.Block) {
 			}
 		}
 	case hasPlugin:
-		n.dynamic = true
+		ps, ok := l.opts.PluginSchemas[kind]
+		if !ok {
+			n.dynamic = true
+			break
+		}
+		n.schema = &ps
+		allowed := map[string]bool{"plugin": true, "sha256": true}
+		for _, a := range ps.Runtime {
+			allowed[a.Name] = true
+		}
+		for an, a := range attrs {
+			if !allowed[an] {
+				l.unsupported(a, fmt.Sprintf("runtime %q (as its plugin declares it)", kind), attrNames(ps.Runtime))
+				n.failed = true
+			}
+		}
 	default:
 		kinds := make([]string, 0, len(l.opts.Schemas))
 		for k := range l.opts.Schemas {

@@ -378,7 +378,7 @@ func (a *App) signalLocal(ctx context.Context, dir string, vf *varFlags, addr sp
 	if err != nil || len(rec.Handle) == 0 {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not running (nothing recorded)", addr)}
 	}
-	prov, ok := providerSet()[rec.Runtime.Type].(providers.Signaler)
+	prov, ok := a.providerSet()[rec.Runtime.Type].(providers.Signaler)
 	if !ok {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("the runtime of %s cannot send signals", addr)}
 	}

@@ -23,6 +23,9 @@ type App struct {
 	// environment themselves.
 	settings *Settings
 	noColor  bool
+	// plugins are the provider plugins launched so far (plugins.go);
+	// Run kills them before it returns.
+	plugins *plugins
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)
@@ -53,6 +56,7 @@ func silentFailure() error { return &exitError{code: ExitError} }
 // the process exit code. Single-dash long flags are accepted (see
 // NormaliseArgs).
 func (a *App) Run(args []string) int {
+	defer func() { a.plugins.close() }()
 	root := a.rootCommand()
 	root.SetArgs(NormaliseArgs(root, args))
 	root.SetIn(a.Stdin)

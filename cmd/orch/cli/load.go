@@ -65,6 +65,16 @@ func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 		return res
 	}
 	cfg, diags := spec.Load(dir, opts)
+	if !diags.HasErrors() && cfg != nil {
+		// Provider plugins declare their schemas: launch them and load
+		// again, validated by those (plugins.go).
+		schemas, pd := a.pluginSet().schemas(cfg)
+		if len(schemas) > 0 && !pd.HasErrors() {
+			opts.PluginSchemas = schemas
+			cfg, diags = spec.Load(dir, opts)
+		}
+		diags = append(diags, pd...)
+	}
 	res.cfg = cfg
 	rename := func(name string) string { return name }
 	if filepath.Clean(dir) != "." {

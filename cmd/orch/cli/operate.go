@@ -67,7 +67,7 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 	if res.diags.HasErrors() {
 		return nil, silentFailure()
 	}
-	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: providerSet()}
+	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: a.providerSet()}
 	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout})
 	if err != nil {
 		var le *state.LockedError

@@ -110,7 +110,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := executor.Refresh(context.Background(), nil, insts, providerSet(), cfg.Project.Name, stateDir)
+	in, err := executor.Refresh(context.Background(), nil, insts, a.providerSet(), cfg.Project.Name, stateDir)
 	if err != nil {
 		return nil, err
 	}

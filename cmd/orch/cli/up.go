@@ -67,6 +67,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		return err
 	}
 	defer s.close()
+	a.pluginSet().freeze() // the engine holds these providers until it exits
 	out := func(ev engine.Event) { fmt.Fprintln(w, ev.String()) }
 	if asJSON {
 		enc := json.NewEncoder(w)
