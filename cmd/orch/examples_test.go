@@ -17,8 +17,17 @@ import (
 // exampleExpect says, per runnable example, what orch up must have started
 // (or completed) once it reports ready.
 var exampleExpect = map[string][]string{
-	"quickstart": {"job.prepare completed", "daemon.producer started", "daemon.consumer started"},
-	"modules":    {"daemon.ticker started", "module.eventcount started", "module.transform started"},
+	"quickstart":       {"job.prepare completed", "daemon.producer started", "daemon.consumer started"},
+	"modules":          {"daemon.ticker started", "module.eventcount started", "module.transform started"},
+	"plugins/module":   {"daemon.ticker started", "module.eventlog started"},
+	"plugins/provider": {"daemon.greeting started", "daemon.motd started"},
+}
+
+// examplePlugins are the executables the plugin examples expect in
+// examples/plugins/bin (make plugins).
+var examplePlugins = map[string]string{
+	"orch-provider-files":  "./examples/plugins/provider/orch-provider-files",
+	"orch-module-eventlog": "./examples/plugins/module/orch-module-eventlog",
 }
 
 // TestExamplesRun runs `orch up` on a copy of each example of exampleExpect
@@ -27,10 +36,21 @@ var exampleExpect = map[string][]string{
 func TestExamplesRun(t *testing.T) {
 	for name, want := range exampleExpect {
 		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), name)
-			if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "examples", name))); err != nil {
+			top, _, _ := strings.Cut(name, "/")
+			root := filepath.Join(t.TempDir(), top)
+			if err := os.CopyFS(root, os.DirFS(filepath.Join("..", "..", "examples", top))); err != nil {
 				t.Fatal(err)
 			}
+			if top == "plugins" {
+				for bin, pkg := range examplePlugins {
+					cmd := exec.Command(goTool(), "build", "-o", filepath.Join(root, "bin", bin), pkg)
+					cmd.Dir = filepath.Join("..", "..")
+					if out, err := cmd.CombinedOutput(); err != nil {
+						t.Fatalf("building %s: %v\n%s", pkg, err, out)
+					}
+				}
+			}
+			dir := filepath.Join(filepath.Dir(root), name)
 			evs, dump := runUp(t, dir, func(evs []upEvent) bool {
 				for _, e := range evs {
 					if e.Type == "ready" {

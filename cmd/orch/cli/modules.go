@@ -10,6 +10,7 @@ import (
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/module"
+	"github.com/orch-dev/orch/providers/plugin"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/providers/wasm"
 	"github.com/orch-dev/orch/spec"
@@ -17,8 +18,9 @@ import (
 
 // hostModules makes the module provider of an engine (orch up, orch
 // agent) and puts it in s.provs: WebAssembly modules run in this process,
-// each with its KV namespace in the state store and its log file beside
-// the daemons' ones. close stops what still runs and releases the host.
+// module plugins in processes of their own (go-plugin), each with its KV
+// namespace in the state store and its log file beside the daemons' ones.
+// close stops what still runs and releases the host.
 func hostModules(s *session) (*module.Provider, func(), error) {
 	b := bus.NewBus()
 	host, err := wasm.NewHost(wasm.Options{StateDir: s.stateDir, Bus: b, NoLifecycleEvents: true})
@@ -29,10 +31,11 @@ func hostModules(s *session) (*module.Provider, func(), error) {
 		return filepath.Join(s.stateDir, "logs", process.FileName(a)+".log")
 	})
 	p := module.New(module.Options{
-		Wasm: wasm.Loader{Host: host},
-		Bus:  b,
-		KV:   func(a spec.Address) module.KV { return storeKV{s.store.KV(a.String())} },
-		Log:  logs.Write,
+		Wasm:   wasm.Loader{Host: host},
+		Plugin: plugin.NewLoader(plugin.LoaderOptions{}),
+		Bus:    b,
+		KV:     func(a spec.Address) module.KV { return storeKV{s.store.KV(a.String())} },
+		Log:    logs.Write,
 	})
 	s.provs[module.Kind] = p
 	return p, func() {

@@ -1,9 +1,17 @@
 # The example module plugin: orch-module-eventlog
 # (examples/plugins/module/orch-module-eventlog) writes orch's lifecycle
-# events to ./events.jsonl and counts them. Build it with `make plugins`.
-# The module provider that hosts module blocks in orch up is not wired yet;
-# providers/plugin's tests run this configuration through the plugin
-# Loader.
+# events to ./events.jsonl and counts them in its key-value namespace.
+# Build it with `make plugins`, then: orch up examples/plugins/module. The
+# plugin runs as its own process, launched by orch up over go-plugin; the
+# daemon below gives it something to record.
+
+daemon "ticker" {
+  command = ["/bin/sh", "-c", "sleep 5"]
+
+  restart {
+    policy = "always"
+  }
+}
 
 module "eventlog" {
   source = "../bin/orch-module-eventlog"
