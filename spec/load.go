@@ -81,6 +81,11 @@ func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
 // sources are read through fsys.
 func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 	l := newLoader(fsys, dir, opts)
+	defer func() {
+		if l.restoreGC != nil {
+			l.restoreGC()
+		}
+	}()
 	l.run()
 	l.redact()
 	l.hashBinaries()
@@ -154,6 +159,15 @@ func (l *loader) parseFiles() []*hcl.File {
 		err   error
 		file  *hcl.File
 		diags hcl.Diagnostics
+	}
+	var size int64
+	for _, name := range names {
+		if st, err := fs.Stat(l.fsys, name); err == nil {
+			size += st.Size()
+		}
+	}
+	if size >= largeSource && l.restoreGC == nil {
+		l.restoreGC = relaxGC()
 	}
 	results := make([]parsed, len(names))
 	parse := func(i int) {

@@ -22,6 +22,8 @@ type loader struct {
 	cfg   *Config
 	diags hcl.Diagnostics
 	funcs map[string]function.Function
+	// restoreGC ends the relaxed collection of a large load (relaxGC).
+	restoreGC func()
 
 	vars      map[string]*Variable
 	varVals   map[string]cty.Value // marked "sensitive" when the variable is

@@ -1,0 +1,52 @@
+package spec
+
+import (
+	"runtime/debug"
+	"sync"
+)
+
+// Loading a large configuration allocates a few hundred bytes per byte of
+// source (HCL's tokens and syntax tree, cty values), nearly all of it
+// garbage by the time Load returns, while the live heap stays small: with
+// the default GOGC the collector runs over and over during the load and
+// takes a third of its CPU. For the duration of a large load the collector
+// is relaxed to relaxedGCPercent; the previous setting comes back when the
+// last concurrent large load ends. The cost is transient memory: at most
+// about relaxedGCPercent/100 times the live heap of the load.
+const (
+	relaxedGCPercent = 400
+	largeSource      = 512 << 10 // bytes of configuration that make a load large
+)
+
+var gcRelax struct {
+	sync.Mutex
+	n    int // large loads in progress
+	old  int // the GC percent to restore
+	kept bool
+}
+
+// relaxGC relaxes the collector until the returned function is called.
+func relaxGC() (restore func()) {
+	gcRelax.Lock()
+	if gcRelax.n == 0 {
+		gcRelax.old = debug.SetGCPercent(relaxedGCPercent)
+		// GC off, or already more relaxed: leave it as it was.
+		gcRelax.kept = gcRelax.old < 0 || gcRelax.old >= relaxedGCPercent
+		if gcRelax.kept {
+			debug.SetGCPercent(gcRelax.old)
+		}
+	}
+	gcRelax.n++
+	gcRelax.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcRelax.Lock()
+			gcRelax.n--
+			if gcRelax.n == 0 && !gcRelax.kept {
+				debug.SetGCPercent(gcRelax.old)
+			}
+			gcRelax.Unlock()
+		})
+	}
+}
