@@ -357,8 +357,15 @@ func (l *loader) schemaAttr(e *instEval, a *hcl.Attribute, as AttrSchema, decl h
 }
 
 // checkFailed reports the error of a schema's Check or Resolve about
-// attribute a (name, within block when set), at the element it names.
+// attribute a (name, within block when set), at the element it names; an
+// errors.Join of several is reported as several diagnostics.
 func (e *instEval) checkFailed(a *hcl.Attribute, name, block string, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, one := range j.Unwrap() {
+			e.checkFailed(a, name, block, one)
+		}
+		return
+	}
 	rng := a.Expr.Range()
 	summary := "Invalid " + name
 	var ce *CheckError

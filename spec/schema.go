@@ -27,7 +27,8 @@ type AttrSchema struct {
 	// Check, when set, validates a known, non-null value when the
 	// configuration is loaded (a port mapping's syntax, say). Its error is
 	// reported at the attribute; a *CheckError can point at one element of
-	// a list and choose the summary. It must not do I/O. In-process only:
+	// a list and choose the summary, and an errors.Join of them reports
+	// each. It must not do I/O. In-process only:
 	// it does not cross a plugin's wire.
 	Check func(cty.Value) error
 }

@@ -49,6 +49,7 @@ type Provider struct {
 
 	mu      sync.Mutex
 	clients map[string]*client.Client
+	builds  map[string]*sync.Mutex // one per Engine and tag being built
 }
 
 // New returns a Provider. It connects to nothing until a method needs an
@@ -202,6 +203,11 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	e, err := p.engine(req.Runtime)
 	if err != nil {
 		return resp, opErr("start", addr, e, err)
+	}
+	if cs.Build != nil {
+		if err := p.ensureBuilt(ctx, e, addr, cs.Build, cs.Config.Image, req.Project); err != nil {
+			return resp, err
+		}
 	}
 	id, existing, err := p.create(ctx, e, addr, cs, req.ConfigHash)
 	if err != nil {
