@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -29,8 +30,11 @@ type Deleter interface {
 	Delete(ctx context.Context, req DeleteRequest) (DeleteResponse, error)
 }
 
-// HealthChecker runs a backend's own health check (a container's
-// HEALTHCHECK); orch's exec/http/tcp checks need no provider.
+// HealthChecker reports a backend's own health check (a container image's
+// HEALTHCHECK); orch's exec/http/tcp checks need no provider. The engine
+// of orch up follows it for daemons that declare no health block: their
+// dependents wait for HealthHealthy (or HealthNone), and HealthUnhealthy
+// restarts them per their policy.
 type HealthChecker interface {
 	Health(ctx context.Context, req HealthRequest) (HealthResponse, error)
 }
@@ -113,10 +117,35 @@ type HealthRequest struct {
 	Runtime *spec.Runtime
 	Addr    spec.Address
 	Handle  Handle
+	// Wait makes Health return only once the status differs from Prior,
+	// or with ctx's error when ctx is done first: a long poll, so that a
+	// backend that can push (an event stream) is not polled.
+	Wait  bool
+	Prior HealthStatus
 }
 type HealthResponse struct {
-	Healthy bool
-	Detail  string
+	Healthy bool // Status == HealthHealthy
+	Status  HealthStatus
+	Detail  string // the last probe's output or error, when known
+}
+
+// HealthStatus is what a backend's own health check says of an instance.
+type HealthStatus uint8
+
+const (
+	HealthNone      HealthStatus = iota // the instance has no health check of its own
+	HealthStarting                      // checked, no verdict yet
+	HealthHealthy                       // passing
+	HealthUnhealthy                     // failing, as the check's own retries count
+)
+
+var healthNames = [...]string{"none", "starting", "healthy", "unhealthy"}
+
+func (s HealthStatus) String() string {
+	if int(s) < len(healthNames) {
+		return healthNames[s]
+	}
+	return fmt.Sprintf("HealthStatus(%d)", uint8(s))
 }
 
 type AdoptRequest struct {

@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/client"
+
+	"github.com/orch-dev/orch/providers/docker/dockertest"
+)
+
+// Docker under orch up, against the real Engine (skipped without one,
+// failed under CI). The image is built by orch itself from a build block:
+// the static test server FROM scratch, with a HEALTHCHECK.
+
+// containerOf returns the id of the running container of addr in project.
+func containerOf(t *testing.T, cli *client.Client, project, addr string) string {
+	t.Helper()
+	list, err := cli.ContainerList(context.Background(), client.ContainerListOptions{
+		Filters: client.Filters{}.Add("label", "org.orch.project="+project).Add("label", "org.orch.address="+addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("%d running containers of %s", len(list.Items), addr)
+	}
+	return list.Items[0].ID
+}
+
+// TestDockerUp: a container whose image declares a HEALTHCHECK gates its
+// dependent until healthy; docker kill and docker rm -f behind orch's back
+// are noticed at once (the Engine pushes them) and the container is
+// started, or created, again; a failing image HEALTHCHECK restarts it.
+func TestDockerUp(t *testing.T) {
+	cli := dockertest.Engine(t)
+	project := dockertest.Project("orch-up")
+	dockertest.RemoveProject(t, cli, project)
+	ctxDir := dockertest.ServerContext(t, dockertest.HealthcheckLine("1s"))
+	dbPort, apiPort := freePort(t), freePort(t)
+	u := startUp(t, fmt.Sprintf(`
+orch {
+  name = %q
+}
+runtime "docker" "local" {}
+daemon "db" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+  ports = ["127.0.0.1:%d:8080"]
+  restart {
+    backoff      = "1ms"
+    max_restarts = 0
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+daemon "api" {
+  runtime    = runtime.docker.local
+  build {
+    context = %q
+  }
+  ports      = ["127.0.0.1:%d:8080"]
+  depends_on = [daemon.db]
+  restart {
+    backoff      = "1ms"
+    max_restarts = 0
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+`, project, ctxDir, dbPort, ctxDir, apiPort))
+
+	evs := u.waitFor("api started", func(evs []ev) bool { return count(evs, "daemon.api", "started") == 1 })
+	if h, a := index(evs, "daemon.db", "healthy", 0), index(evs, "daemon.api", "started", 0); h < 0 || h > a {
+		t.Fatalf("api started before db was healthy:\n%s", u.dump())
+	}
+	u.waitFor("api healthy", func(evs []ev) bool { return count(evs, "daemon.api", "healthy") == 1 })
+
+	// docker kill behind orch's back.
+	id := containerOf(t, cli, project, "daemon.db")
+	if _, err := cli.ContainerKill(context.Background(), id, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	evs = u.waitFor("db restarted", func(evs []ev) bool { return count(evs, "daemon.db", "started") == 2 })
+	if i := index(evs, "daemon.db", "exited", 0); i < 0 || evs[i].ExitCode == nil || *evs[i].ExitCode != 137 {
+		t.Errorf("no exit 137 for docker kill:\n%s", u.dump())
+	}
+	if id2 := containerOf(t, cli, project, "daemon.db"); id2 == id {
+		t.Error("the killed container was not replaced by a new one")
+	}
+
+	// docker rm -f behind orch's back: created again.
+	id = containerOf(t, cli, project, "daemon.api")
+	if _, err := cli.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	u.waitFor("api created again", func(evs []ev) bool { return count(evs, "daemon.api", "started") == 2 })
+	u.waitFor("api healthy again", func(evs []ev) bool { return count(evs, "daemon.api", "healthy") == 2 })
+
+	// The image's HEALTHCHECK fails: unhealthy, then restarted.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/sick", apiPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	evs = u.waitFor("api unhealthy and restarted", func(evs []ev) bool {
+		return count(evs, "daemon.api", "unhealthy") == 1 && count(evs, "daemon.api", "started") == 3
+	})
+	if i := index(evs, "daemon.api", "unhealthy", 0); !strings.Contains(evs[i].Detail, "health check") {
+		t.Errorf("unhealthy detail %q", evs[i].Detail)
+	}
+	u.waitFor("api healthy after its restart", func(evs []ev) bool { return count(evs, "daemon.api", "healthy") == 3 })
+	t.Logf("events:\n%s", u.dump())
+}
+
+// TestDockerUpErrors: a host port already in use and an image that is
+// neither local nor pullable are failures that name the daemon, and the
+// port or the image.
+func TestDockerUpErrors(t *testing.T) {
+	cli := dockertest.Engine(t)
+	project := dockertest.Project("orch-up-errors")
+	dockertest.RemoveProject(t, cli, project)
+	ctxDir := dockertest.ServerContext(t, "")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	missing := "orch-test/missing:" + project
+	u := startUp(t, fmt.Sprintf(`
+orch {
+  name = %q
+}
+runtime "docker" "local" {}
+daemon "web" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+  ports = ["127.0.0.1:%d:8080"]
+  restart {
+    policy = "never"
+  }
+}
+daemon "ghost" {
+  runtime = runtime.docker.local
+  image   = %q
+  restart {
+    policy = "never"
+  }
+}
+`, project, ctxDir, port, missing))
+	evs := u.waitFor("both failed", func(evs []ev) bool {
+		return count(evs, "daemon.web", "failed") > 0 && count(evs, "daemon.ghost", "failed") > 0
+	})
+	web := evs[index(evs, "daemon.web", "failed", 0)].Detail
+	if want := fmt.Sprintf("host port %d (ports entry \"127.0.0.1:%d:8080\") is already in use", port, port); !strings.Contains(web, want) {
+		t.Errorf("web failed with %q; want it to say %q", web, want)
+	}
+	ghost := evs[index(evs, "daemon.ghost", "failed", 0)].Detail
+	if want := fmt.Sprintf("image %q not found locally", missing); !strings.Contains(ghost, want) || !strings.Contains(ghost, "daemon.ghost") {
+		t.Errorf("ghost failed with %q; want it to name daemon.ghost and say %q", ghost, want)
+	}
+}
