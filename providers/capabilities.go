@@ -178,9 +178,16 @@ type LogsRequest struct {
 	Addr     spec.Address
 	Handle   Handle
 	StateDir string
+	// Tail > 0 starts the log at its last Tail lines; 0 at its start; < 0
+	// at its end (with Follow: only what is written from now on).
+	Tail int
+	// Follow keeps the log open: the reader then returns what is written
+	// until ctx is done or the instance's log ends. Backends that cannot
+	// follow ignore it (the process provider: orch logs -f tails files).
+	Follow bool
 }
 type LogsResponse struct {
-	// Log reads the log from its start; the caller closes it.
+	// Log reads the log as requested; the caller closes it.
 	Log io.ReadCloser
 }
 

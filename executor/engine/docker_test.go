@@ -1,12 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/client"
 
@@ -83,10 +87,42 @@ daemon "api" {
 	}
 	u.waitFor("api healthy", func(evs []ev) bool { return count(evs, "daemon.api", "healthy") == 1 })
 
+	// orch logs reads a container's log through the Engine: -n, then -f.
+	logs := exec.Command(orchBin, "logs", "-n", "1", "daemon.api", u.dir)
+	logs.Env = cleanEnv(t)
+	out, err := logs.CombinedOutput()
+	if err != nil || string(out) != "listening on 8080 args []\n" {
+		t.Errorf("orch logs -n 1: %q %v", out, err)
+	}
+	follow := exec.Command(orchBin, "logs", "-f", "-n", "-1", "daemon.db", u.dir)
+	follow.Env = cleanEnv(t)
+	var fout syncBuffer
+	follow.Stdout = &fout
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(fout.String(), "listening on 8080"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("orch logs -f printed %q", fout.String())
+		}
+	}
+
 	// docker kill behind orch's back.
 	id := containerOf(t, cli, project, "daemon.db")
 	if _, err := cli.ContainerKill(context.Background(), id, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		t.Fatal(err)
+	}
+	// The followed log ends with the container.
+	done := make(chan error, 1)
+	go func() { done <- follow.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("orch logs -f: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		follow.Process.Kill()
+		t.Error("orch logs -f went on after the container was killed")
 	}
 	evs = u.waitFor("db restarted", func(evs []ev) bool { return count(evs, "daemon.db", "started") == 2 })
 	if i := index(evs, "daemon.db", "exited", 0); i < 0 || evs[i].ExitCode == nil || *evs[i].ExitCode != 137 {
@@ -169,4 +205,22 @@ daemon "ghost" {
 	if want := fmt.Sprintf("image %q not found locally", missing); !strings.Contains(ghost, want) || !strings.Contains(ghost, "daemon.ghost") {
 		t.Errorf("ghost failed with %q; want it to name daemon.ghost and say %q", ghost, want)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -10,8 +10,12 @@ import (
 	"github.com/orch-dev/orch/spec"
 )
 
-// Kind is the runtime kind this provider serves.
-const Kind = "docker"
+// Kind is the runtime kind this provider serves by default; KindPodman is
+// the same provider pointed at Podman's Docker-compatible API.
+const (
+	Kind       = "docker"
+	KindPodman = "podman"
+)
 
 // Attribute names of the runtime block and of daemons and jobs.
 const (
@@ -35,6 +39,27 @@ func DefaultHost() string {
 	}
 	return client.DefaultDockerHost
 }
+
+// DefaultPodmanHost is the Podman API address a podman runtime uses when
+// it sets no host: $CONTAINER_HOST when set (Podman's own variable), else
+// root's socket unix:///run/podman/podman.sock, or for other users
+// $XDG_RUNTIME_DIR/podman/podman.sock (where `systemctl --user start
+// podman.socket` or `podman system service` listens).
+func DefaultPodmanHost() string {
+	if h := os.Getenv("CONTAINER_HOST"); h != "" {
+		return h
+	}
+	if os.Geteuid() != 0 {
+		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+			return "unix://" + d + "/podman/podman.sock"
+		}
+	}
+	return "unix:///run/podman/podman.sock"
+}
+
+// PodmanSchema describes the runtime kind "podman": the attributes of
+// "docker", with Podman's default host.
+func PodmanSchema() spec.RuntimeSchema { return schema(KindPodman, DefaultPodmanHost()) }
 
 // Schema describes the runtime kind "docker". A container may run its
 // image's own command, so command is optional.

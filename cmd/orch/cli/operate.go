@@ -29,7 +29,8 @@ const ExitChanges = 2
 // providerSet wires the concrete backends. It is the one place that knows
 // them all.
 func providerSet() executor.Providers {
-	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{})}
+	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{}),
+		docker.KindPodman: docker.New(docker.Options{Kind: docker.KindPodman})}
 }
 
 // lockFlags are the state-locking flags of commands that write state.
