@@ -6,7 +6,11 @@
 package dockertest
 
 import (
+	"archive/tar"
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -146,4 +150,59 @@ func RemoveProject(tb testing.TB, cli *client.Client, project string) {
 // Project is a project name no other test run uses.
 func Project(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9)
+}
+
+// BuildImage builds the build context dir through the Engine API into tag,
+// labelled as orch's for project (so that RemoveProject removes it), and
+// returns the Engine's error message when the build fails.
+func BuildImage(tb testing.TB, cli *client.Client, dir, tag, project string) {
+	tb.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range []string{"Dockerfile", "server"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(b))}); err != nil {
+			tb.Fatal(err)
+		}
+		tw.Write(b)
+	}
+	tw.Close()
+	res, err := cli.ImageBuild(context.Background(), &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
+		Labels: map[string]string{labelManagedBy: "orch", labelProject: project}})
+	if err != nil {
+		tb.Fatalf("building %s: %v", tag, err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
+			tb.Fatalf("building %s: %s", tag, msg.Error)
+		}
+	}
+}
+
+// RemoveContainers removes, now, every container orch made for project.
+func RemoveContainers(tb testing.TB, cli *client.Client, project string) {
+	ctx := context.Background()
+	f := client.Filters{}.Add("label", labelManagedBy+"=orch").Add("label", labelProject+"="+project)
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range list.Items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		}()
+	}
+	wg.Wait()
 }
