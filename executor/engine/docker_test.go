@@ -83,7 +83,7 @@ daemon "api" {
 
 	evs := u.waitFor("api started", func(evs []ev) bool { return count(evs, "daemon.api", "started") == 1 })
 	if h, a := index(evs, "daemon.db", "healthy", 0), index(evs, "daemon.api", "started", 0); h < 0 || h > a {
-		t.Fatalf("api started before db was healthy:\n%s", u.dump())
+		t.Fatalf("api started before db was healthy: %+v", evs)
 	}
 	u.waitFor("api healthy", func(evs []ev) bool { return count(evs, "daemon.api", "healthy") == 1 })
 
@@ -126,7 +126,7 @@ daemon "api" {
 	}
 	evs = u.waitFor("db restarted", func(evs []ev) bool { return count(evs, "daemon.db", "started") == 2 })
 	if i := index(evs, "daemon.db", "exited", 0); i < 0 || evs[i].ExitCode == nil || *evs[i].ExitCode != 137 {
-		t.Errorf("no exit 137 for docker kill:\n%s", u.dump())
+		t.Errorf("no exit 137 for docker kill: %+v", evs)
 	}
 	if id2 := containerOf(t, cli, project, "daemon.db"); id2 == id {
 		t.Error("the killed container was not replaced by a new one")
@@ -153,7 +153,6 @@ daemon "api" {
 		t.Errorf("unhealthy detail %q", evs[i].Detail)
 	}
 	u.waitFor("api healthy after its restart", func(evs []ev) bool { return count(evs, "daemon.api", "healthy") == 3 })
-	t.Logf("events:\n%s", u.dump())
 }
 
 // TestDockerUpErrors: a host port already in use and an image that is
