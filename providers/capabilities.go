@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -29,8 +30,11 @@ type Deleter interface {
 	Delete(ctx context.Context, req DeleteRequest) (DeleteResponse, error)
 }
 
-// HealthChecker runs a backend's own health check (a container's
-// HEALTHCHECK); orch's exec/http/tcp checks need no provider.
+// HealthChecker reports a backend's own health check (a container image's
+// HEALTHCHECK); orch's exec/http/tcp checks need no provider. The engine
+// of orch up follows it for daemons that declare no health block: their
+// dependents wait for HealthHealthy (or HealthNone), and HealthUnhealthy
+// restarts them per their policy.
 type HealthChecker interface {
 	Health(ctx context.Context, req HealthRequest) (HealthResponse, error)
 }
@@ -113,10 +117,35 @@ type HealthRequest struct {
 	Runtime *spec.Runtime
 	Addr    spec.Address
 	Handle  Handle
+	// Wait makes Health return only once the status differs from Prior,
+	// or with ctx's error when ctx is done first: a long poll, so that a
+	// backend that can push (an event stream) is not polled.
+	Wait  bool
+	Prior HealthStatus
 }
 type HealthResponse struct {
-	Healthy bool
-	Detail  string
+	Healthy bool // Status == HealthHealthy
+	Status  HealthStatus
+	Detail  string // the last probe's output or error, when known
+}
+
+// HealthStatus is what a backend's own health check says of an instance.
+type HealthStatus uint8
+
+const (
+	HealthNone      HealthStatus = iota // the instance has no health check of its own
+	HealthStarting                      // checked, no verdict yet
+	HealthHealthy                       // passing
+	HealthUnhealthy                     // failing, as the check's own retries count
+)
+
+var healthNames = [...]string{"none", "starting", "healthy", "unhealthy"}
+
+func (s HealthStatus) String() string {
+	if int(s) < len(healthNames) {
+		return healthNames[s]
+	}
+	return fmt.Sprintf("HealthStatus(%d)", uint8(s))
 }
 
 type AdoptRequest struct {
@@ -149,9 +178,16 @@ type LogsRequest struct {
 	Addr     spec.Address
 	Handle   Handle
 	StateDir string
+	// Tail > 0 starts the log at its last Tail lines; 0 at its start; < 0
+	// at its end (with Follow: only what is written from now on).
+	Tail int
+	// Follow keeps the log open: the reader then returns what is written
+	// until ctx is done or the instance's log ends. Backends that cannot
+	// follow ignore it (the process provider: orch logs -f tails files).
+	Follow bool
 }
 type LogsResponse struct {
-	// Log reads the log from its start; the caller closes it.
+	// Log reads the log as requested; the caller closes it.
 	Log io.ReadCloser
 }
 

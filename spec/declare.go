@@ -62,7 +62,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 				"%s already has a %s block at %s; merge the two into one.", addr, nb.Type, prev.block.DefRange)
 			continue
 		}
-		c, d := nb.Body.Content(nestedSchemas[nb.Type])
+		c, d := nb.Body.Content(l.nestedSchema(n, nb.Type))
 		l.diags = append(l.diags, d...)
 		if c == nil {
 			continue
@@ -79,7 +79,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 	// report only the misspelling.
 	if kind != KindModule && n.schema != nil && !diags.HasErrors() {
 		for _, as := range n.schema.Daemon {
-			if as.Required && n.attrs[as.Name] == nil {
+			if as.Required && n.attrs[as.Name] == nil && !waived(n, as) {
 				l.errorf(rangePtr(b.DefRange), "Missing required argument",
 					"%s runs on %s, which needs the argument %q (%s).", addr, n.runtime, as.Name, as.Doc)
 			}
@@ -98,7 +98,7 @@ var runtimeOnlySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name:
 // its runtime kind adds, built once per pair.
 func (l *loader) resourceSchema(kind Kind, rs *RuntimeSchema) *hcl.BodySchema {
 	base := schemaFor(kind)
-	if rs == nil || len(rs.Daemon) == 0 || kind == KindModule {
+	if rs == nil || len(rs.Daemon)+len(rs.Blocks) == 0 || kind == KindModule {
 		return base
 	}
 	key := kind.String() + "/" + rs.Kind
@@ -109,8 +109,46 @@ func (l *loader) resourceSchema(kind Kind, rs *RuntimeSchema) *hcl.BodySchema {
 	for _, a := range rs.Daemon {
 		s.Attributes = append(s.Attributes, hcl.AttributeSchema{Name: a.Name})
 	}
+	if len(rs.Blocks) > 0 {
+		s.Blocks = append([]hcl.BlockHeaderSchema(nil), base.Blocks...)
+		for _, b := range rs.Blocks {
+			s.Blocks = append(s.Blocks, hcl.BlockHeaderSchema{Type: b.Name})
+		}
+	}
 	l.schemaCache[key] = s
 	return s
+}
+
+// nestedSchema is the schema of a nested block of n: the language's own,
+// or one its runtime kind adds.
+func (l *loader) nestedSchema(n *node, typ string) *hcl.BodySchema {
+	if s, ok := nestedSchemas[typ]; ok {
+		return s
+	}
+	if n.schema != nil {
+		if b := n.schema.block(typ); b != nil {
+			key := "block/" + n.schema.Kind + "/" + typ
+			if s, ok := l.schemaCache[key]; ok {
+				return s
+			}
+			s := &hcl.BodySchema{}
+			for _, a := range b.Attrs {
+				s.Attributes = append(s.Attributes, hcl.AttributeSchema{Name: a.Name, Required: a.Required})
+			}
+			l.schemaCache[key] = s
+			return s
+		}
+	}
+	return &hcl.BodySchema{}
+}
+
+// waived reports whether as is required but another attribute or block
+// that n sets waives it (RequiredUnless).
+func waived(n *node, as AttrSchema) bool {
+	if as.RequiredUnless == "" {
+		return false
+	}
+	return n.attrs[as.RequiredUnless] != nil || n.nested[as.RequiredUnless] != nil
 }
 
 // extraAttributes lists the attributes a partial decode left over.

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -97,6 +99,12 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 			e.grants(nb)
 		case "limits":
 			e.limits(nb)
+		default:
+			if n.schema != nil {
+				if bs := n.schema.block(name); bs != nil {
+					e.runtimeBlock(nb, bs)
+				}
+			}
 		}
 	}
 	for _, d := range n.deps {
@@ -507,6 +515,9 @@ func (e *instEval) lifecycle(nb *nestedBlock) {
 	known := schemaAttrNames(schemaFor(e.n.kind))
 	if e.n.schema != nil {
 		known = append(known, attrNames(e.n.schema.Daemon)...)
+		for _, b := range e.n.schema.Blocks {
+			known = append(known, b.Name)
+		}
 	}
 	known = append(known, "health", "restart", "stop", "log", "grants", "limits")
 	exprs, d := hcl.ExprList(a.Expr)
@@ -635,4 +646,98 @@ func (l *loader) toBool(v cty.Value, rng hcl.Range, name string) (bool, bool) {
 		return false, false
 	}
 	return b.True(), true
+}
+
+// runtimeBlock evaluates a nested block a runtime kind adds (docker's
+// build) into an object in Attrs, then lets the schema resolve it.
+func (e *instEval) runtimeBlock(nb *nestedBlock, bs *BlockSchema) {
+	obj := map[string]cty.Value{}
+	before := e.errs
+	e.errs = false
+	for _, as := range bs.Attrs {
+		a := nb.attrs[as.Name]
+		if a == nil {
+			if as.Default != cty.NilVal {
+				obj[as.Name] = as.Default
+			} else {
+				obj[as.Name] = cty.NullVal(ctyTypeOr(as.Type))
+			}
+			continue
+		}
+		v, ok := e.value(a.Expr, ctyTypeOr(as.Type), bs.Name+"."+as.Name)
+		switch {
+		case !ok:
+			continue
+		case v == cty.NilVal:
+			v = as.Default
+			if v == cty.NilVal {
+				v = cty.NullVal(ctyTypeOr(as.Type))
+			}
+		case as.Check != nil:
+			if err := as.Check(v); err != nil {
+				e.checkFailed(a, as.Name, bs.Name, err)
+				continue
+			}
+		}
+		if as.Sensitive {
+			e.r.Sensitive[bs.Name+"."+as.Name] = true
+		}
+		obj[as.Name] = v
+	}
+	failed := e.errs
+	e.errs = before || failed
+	if failed {
+		return
+	}
+	v := cty.ObjectVal(obj)
+	if bs.Resolve != nil {
+		rv, err := e.l.resolveBlock(bs, v)
+		if err != nil {
+			var ce *CheckError
+			if errors.As(err, &ce) && ce.Attr != "" && nb.attrs[ce.Attr] != nil {
+				e.checkFailed(nb.attrs[ce.Attr], ce.Attr, bs.Name, err)
+				return
+			}
+			summary := "Invalid " + bs.Name + " block"
+			if ce != nil && ce.Summary != "" {
+				summary, err = ce.Summary, ce.Err
+			}
+			e.l.errorf(rangePtr(nb.block.DefRange), summary, "%s of %s: %s.", bs.Name, e.r.Addr, strings.TrimSuffix(err.Error(), "."))
+			e.errs = true
+			return
+		}
+		v = rv
+	}
+	e.r.Attrs[bs.Name] = v
+	e.raw[bs.Name] = v
+}
+
+func ctyTypeOr(t cty.Type) cty.Type {
+	if t == cty.NilType {
+		return cty.DynamicPseudoType
+	}
+	return t
+}
+
+// resolveBlock calls bs.Resolve once per distinct value in a load: the
+// instances of a count share their build context, hashed once.
+func (l *loader) resolveBlock(bs *BlockSchema, v cty.Value) (cty.Value, error) {
+	key := bs.Name + "\x00" + v.GoString()
+	l.resolvedMu.Lock()
+	r, ok := l.resolved[key]
+	if !ok {
+		r = &resolution{}
+		l.resolved[key] = r
+	}
+	l.resolvedMu.Unlock()
+	r.once.Do(func() {
+		r.v, r.err = bs.Resolve(v, FileContext{Dir: l.cfg.Dir, fsys: l.fsys})
+	})
+	return r.v, r.err
+}
+
+type resolution struct {
+	once sync.Once
+	v    cty.Value
+	err  error
 }

@@ -1,10 +1,12 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -325,7 +327,7 @@ func (l *loader) evalRuntime(n *node, ctx *hcl.EvalContext) {
 // schemaAttr evaluates one schema-declared attribute, filling its default.
 func (l *loader) schemaAttr(e *instEval, a *hcl.Attribute, as AttrSchema, decl hcl.Range) cty.Value {
 	if a == nil {
-		if as.Required {
+		if as.Required && !waived(e.n, as) {
 			l.errorf(rangePtr(decl), "Missing required argument", "The argument %q is required (%s).", as.Name, as.Doc)
 			e.errs = true
 		}
@@ -345,7 +347,49 @@ func (l *loader) schemaAttr(e *instEval, a *hcl.Attribute, as AttrSchema, decl h
 	if as.Sensitive && e.r != nil {
 		e.r.Sensitive[as.Name] = true
 	}
+	if as.Check != nil {
+		if err := as.Check(v); err != nil {
+			e.checkFailed(a, as.Name, "", err)
+			return cty.NilVal
+		}
+	}
 	return v
+}
+
+// checkFailed reports the error of a schema's Check or Resolve about
+// attribute a (name, within block when set), at the element it names; an
+// errors.Join of several is reported as several diagnostics.
+func (e *instEval) checkFailed(a *hcl.Attribute, name, block string, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, one := range j.Unwrap() {
+			e.checkFailed(a, name, block, one)
+		}
+		return
+	}
+	rng := a.Expr.Range()
+	summary := "Invalid " + name
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		if ce.InList {
+			if elems, d := hcl.ExprList(a.Expr); !d.HasErrors() && ce.Index >= 0 && ce.Index < len(elems) {
+				rng = elems[ce.Index].Range()
+			}
+		}
+		if ce.Summary != "" {
+			summary = ce.Summary
+		}
+		err = ce.Err
+	}
+	what := name
+	if block != "" {
+		what = block + "." + name
+	}
+	who := e.n.addr.String()
+	if e.r != nil {
+		who = e.r.Addr.String()
+	}
+	e.l.errorf(&rng, summary, "%s of %s: %s.", what, who, strings.TrimSuffix(err.Error(), "."))
+	e.errs = true
 }
 
 func (e *instEval) sha256(a *hcl.Attribute) string {

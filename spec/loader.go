@@ -43,6 +43,9 @@ type loader struct {
 	validations map[string][]validation
 	defaults    map[string]*typeexpr.Defaults
 	schemaCache map[string]*hcl.BodySchema
+	// resolved holds the results of BlockSchema.Resolve, by value.
+	resolved   map[string]*resolution
+	resolvedMu *sync.Mutex
 
 	// varObj and pathObj are built once, after the variables are resolved.
 	varObj, pathObj cty.Value
@@ -109,6 +112,8 @@ func newLoader(fsys fs.FS, dir string, opts Options) *loader {
 		validations: map[string][]validation{},
 		defaults:    map[string]*typeexpr.Defaults{},
 		schemaCache: map[string]*hcl.BodySchema{},
+		resolved:    map[string]*resolution{},
+		resolvedMu:  &sync.Mutex{},
 	}
 	l.funcs = functions(fsys, dir)
 	return l

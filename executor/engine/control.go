@@ -129,7 +129,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
-	if inst.res != nil && inst.res.Health != nil && inst.running {
+	if inst.running && (inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
 		switch {
 		case inst.healthy:
 			st.Health = "healthy"

@@ -138,7 +138,8 @@ type instance struct {
 	gen      uint64 // bumped for each new handle: older notifications are stale
 	running  bool
 	healthy  bool
-	checked  bool // a health check result came for this generation
+	checked  bool      // a health check result came for this generation
+	own      ownHealth // the backend's own health check, for this generation (ownhealth.go)
 	started  time.Time
 	cancel   context.CancelFunc // the watch and health monitor of gen
 	timer    *time.Timer        // a pending restart
@@ -485,6 +486,9 @@ func (e *Engine) blocked(a spec.Address, in map[spec.Address]*planner.Change, de
 			if d.Kind == spec.KindDaemon && c.Resource.Health != nil {
 				return "for " + d.String() + " to be healthy"
 			}
+			if e.ownHealthPossible(c.Resource) {
+				return "for " + d.String() + " to run (and be healthy, if it has a health check of its own)"
+			}
 			continue // started (or run to completion) first in the same apply
 		}
 		if why := e.notReady(d); why != "" {
@@ -513,7 +517,7 @@ func (e *Engine) notReady(d spec.Address) string {
 				return "for " + d.String() + ", which failed"
 			}
 			return "for " + d.String() + " to run"
-		case inst.res != nil && inst.res.Health != nil && !inst.healthy:
+		case e.gatedOnHealth(inst) && !inst.healthy:
 			return "for " + d.String() + " to be healthy"
 		}
 		return ""

@@ -32,6 +32,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	inst.gen++
 	gen, addr := inst.gen, inst.addr
 	inst.handle, inst.running, inst.healthy, inst.killing, inst.checked = handle, true, false, false, false
+	inst.own = ownUnknown
 	inst.started = time.Now()
 	ctx, cancel := context.WithCancel(e.ctx)
 	inst.cancel = cancel
@@ -72,6 +73,13 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 					return
 				}
 			}
+		}()
+	}
+	if hc, ok := p.(providers.HealthChecker); ok && e.ownHealthPossible(inst.res) {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			e.followOwnHealth(ctx, hc, rt, addr, handle, gen)
 		}()
 	}
 	if r := inst.res; r != nil && r.Health != nil {

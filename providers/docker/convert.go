@@ -69,6 +69,7 @@ type containerSpec struct {
 	Config *container.Config
 	Host   *container.HostConfig
 	Ports  []portSpec // as declared, to name a port in errors
+	Build  *build     // nil: run Config.Image as it is (pulled if missing)
 }
 
 type portSpec struct {
@@ -84,8 +85,15 @@ func buildSpec(r *spec.Resource, project, configHash, runtime string) (*containe
 	if err != nil {
 		return nil, err
 	}
+	b, err := buildOf(r)
+	if err != nil {
+		return nil, err
+	}
+	if image == "" && b != nil {
+		image = BuildTag(project, r.Addr.Name, b.buildHash())
+	}
 	if image == "" {
-		return nil, fmt.Errorf("image: no image given")
+		return nil, fmt.Errorf("image: no image given, and no build block")
 	}
 	cfg := &container.Config{
 		Image:      image,
@@ -144,7 +152,7 @@ func buildSpec(r *spec.Resource, project, configHash, runtime string) (*containe
 	if err != nil {
 		return nil, err
 	}
-	cs := &containerSpec{Name: ContainerName(project, r.Addr), Config: cfg, Host: host}
+	cs := &containerSpec{Name: ContainerName(project, r.Addr), Config: cfg, Host: host, Build: b}
 	for _, s := range ports {
 		ps, err := parsePort(s)
 		if err != nil {

@@ -1,8 +1,9 @@
-// Package docker is the runtime "docker": it runs daemons and jobs as
-// containers of a Docker Engine, through the Engine API and its official
-// Go client (github.com/moby/moby/client). A runtime's host attribute
-// names the Engine; Podman's Docker-compatible socket speaks the same API
-// but has not been tested.
+// Package docker is the runtimes "docker" and "podman": it runs daemons and
+// jobs as containers of a Docker Engine, through the Engine API and its
+// official Go client (github.com/moby/moby/client). A runtime's host
+// attribute names the Engine; a Provider made with Options{Kind:
+// KindPodman} serves "podman", the same code pointed at Podman's
+// Docker-compatible API (see docs/language.md for what was tested).
 //
 // # One instance
 //
@@ -42,6 +43,22 @@
 // over (Start after a crash between create and recording the handle); a
 // running one with another hash (create_before_destroy) makes Start use the
 // name with the hash appended. A container whose start fails is removed.
+//
+// # Build
+//
+// A build block (build.go) is resolved when the configuration is loaded:
+// its context must be a directory and its Dockerfile a file inside it, and
+// the hash of the files the Engine would be sent (.dockerignore honoured)
+// becomes the block's context_hash, so that an edit there replaces the
+// container. Start builds the image (ImageBuild, a tar of the context)
+// into image, or BuildTag(project, name, hash), unless an image at that
+// tag carries the same org.orch.build-hash label.
+//
+// # Health
+//
+// Health (health.go) reports the image's HEALTHCHECK as the Engine runs
+// it; with Wait it long-polls on the Engine's event stream of the
+// container, so the engine of orch up follows verdicts without polling.
 //
 // # Watch and Events
 //

@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +39,10 @@ const DefaultStopTimeout = 10 * time.Second
 type Options struct {
 	// PullTimeout bounds the pull of a missing image; default 10 minutes.
 	PullTimeout time.Duration
+	// Kind is the runtime kind served: Kind ("docker", the default) or
+	// KindPodman, the same provider pointed at Podman's Docker-compatible
+	// API (its default host is DefaultPodmanHost).
+	Kind string
 }
 
 // Provider is the runtime "docker": daemons and jobs as containers of a
@@ -49,6 +54,7 @@ type Provider struct {
 
 	mu      sync.Mutex
 	clients map[string]*client.Client
+	builds  map[string]*sync.Mutex // one per Engine and tag being built
 }
 
 // New returns a Provider. It connects to nothing until a method needs an
@@ -57,11 +63,27 @@ func New(opts Options) *Provider {
 	if opts.PullTimeout <= 0 {
 		opts.PullTimeout = 10 * time.Minute
 	}
+	if opts.Kind == "" {
+		opts.Kind = Kind
+	}
 	return &Provider{opts: opts, clients: map[string]*client.Client{}}
 }
 
-// Schema describes the runtime kind "docker".
-func (p *Provider) Schema() spec.RuntimeSchema { return Schema() }
+// Schema describes the runtime kind served: "docker" or "podman".
+func (p *Provider) Schema() spec.RuntimeSchema {
+	if p.opts.Kind == KindPodman {
+		return PodmanSchema()
+	}
+	return Schema()
+}
+
+// defaultHost is the Engine address of a runtime that sets no host.
+func (p *Provider) defaultHost() string {
+	if p.opts.Kind == KindPodman {
+		return DefaultPodmanHost()
+	}
+	return DefaultHost()
+}
 
 // Close releases the API clients. The Provider can still be used: a
 // later call makes a new client.
@@ -76,14 +98,15 @@ func (p *Provider) Close() error {
 	return err
 }
 
-// hostOf is the Engine address of rt: its host attribute, else DefaultHost.
-func hostOf(rt *spec.Runtime) string {
+// hostOf is the Engine address of rt: its host attribute, else the
+// kind's default.
+func (p *Provider) hostOf(rt *spec.Runtime) string {
 	if rt != nil {
 		if v, ok := rt.Attrs[AttrHost]; ok && v.IsKnown() && !v.IsNull() && v.AsString() != "" {
 			return v.AsString()
 		}
 	}
-	return DefaultHost()
+	return p.defaultHost()
 }
 
 // engine is one Engine as a method sees it: its client and address.
@@ -93,7 +116,7 @@ type engine struct {
 }
 
 func (p *Provider) engine(rt *spec.Runtime) (engine, error) {
-	host := hostOf(rt)
+	host := p.hostOf(rt)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c := p.clients[host]; c != nil {
@@ -203,6 +226,11 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if err != nil {
 		return resp, opErr("start", addr, e, err)
 	}
+	if cs.Build != nil {
+		if err := p.ensureBuilt(ctx, e, addr, cs.Build, cs.Config.Image, req.Project); err != nil {
+			return resp, err
+		}
+	}
 	id, existing, err := p.create(ctx, e, addr, cs, req.ConfigHash)
 	if err != nil {
 		return resp, err
@@ -248,7 +276,8 @@ func (p *Provider) create(ctx context.Context, e engine, addr spec.Address, cs *
 				return "", nil, &providers.Error{Op: "start", Retryable: client.IsErrConnectionFailed(perr), Attr: "image",
 					Err: fmt.Errorf("%s: image %q not found locally on Docker Engine %s and cannot be pulled: %w", addr, cs.Config.Image, e.host, perr)}
 			}
-		case cerrdefs.IsConflict(err) && !cleared:
+		case (cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "is already in use")) && !cleared:
+			// (Podman answers a taken name with a 500 that says so.)
 			cleared = true
 			c, ok, ierr := e.inspect(ctx, cs.Name)
 			switch {
@@ -488,9 +517,11 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 	return providers.SignalResponse{}, nil
 }
 
-// Logs opens the container's log from its start as the Engine keeps it
-// (stdout and stderr interleaved, without the Engine's stream headers).
-// It does not follow: the reader ends at the current end of the log.
+// Logs opens the container's log as the Engine keeps it (stdout and
+// stderr interleaved, without the Engine's stream headers), from its
+// start or its last req.Tail lines. With req.Follow the reader goes on
+// with what the container writes until ctx is done or the container
+// stops; without, it ends at the current end of the log.
 func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (providers.LogsResponse, error) {
 	hi, err := ParseHandle(req.Handle)
 	if err != nil {
@@ -507,7 +538,14 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 	if !ok {
 		return providers.LogsResponse{}, userErr("logs", req.Addr, "container %s is gone, and its log with it", shortID(hi.ID))
 	}
-	rc, err := e.ContainerLogs(ctx, hi.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: req.Follow}
+	switch {
+	case req.Tail > 0:
+		opts.Tail = strconv.Itoa(req.Tail)
+	case req.Tail < 0:
+		opts.Tail = "0"
+	}
+	rc, err := e.ContainerLogs(ctx, hi.ID, opts)
 	if err != nil {
 		return providers.LogsResponse{}, opErr("logs", req.Addr, e, err)
 	}

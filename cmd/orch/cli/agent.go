@@ -181,7 +181,9 @@ job.migrate, or a daemon's name alone: api), taking older lines from the
 rotated files (.log.1, .log.2, ...) when needed. -f then prints what is
 written, following the log across rotations, until Ctrl-C. The logs are
 files under <state dir>/logs/ written by orch's log daemon: this works the
-same with or without an agent running.`,
+same with or without an agent running. The log of a container (runtime
+docker or podman) is the one its Engine keeps, read through the Engine's
+API (-f follows it until the container stops or Ctrl-C).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names, dir := splitDir(args, 1)
@@ -194,12 +196,19 @@ same with or without an agent running.`,
 			if res.diags.HasErrors() {
 				return silentFailure()
 			}
-			path := filepath.Join(a.settings.StateDirFor(res.cfg), "logs", process.FileName(addr)+".log")
+			ctx, stop := a.quietInterruptible()
+			defer stop()
+			stateDir := a.settings.StateDirFor(res.cfg)
+			if ok, err := a.providerLogs(ctx, res.cfg, stateDir, addr, n, follow); ok {
+				if err != nil {
+					return &exitError{code: ExitError, msg: err.Error()}
+				}
+				return nil
+			}
+			path := filepath.Join(stateDir, "logs", process.FileName(addr)+".log")
 			if _, err := os.Stat(path); err != nil && !follow {
 				return &exitError{code: ExitError, msg: fmt.Sprintf("%s has no log yet (%s): has it been started?", addr, path)}
 			}
-			ctx, stop := a.quietInterruptible()
-			defer stop()
 			if err := agent.Tail(ctx, path, n, follow, a.Stdout); err != nil && ctx.Err() == nil {
 				return &exitError{code: ExitError, msg: err.Error()}
 			}

@@ -31,7 +31,8 @@ const ExitChanges = 2
 // them all.
 func providerSet() executor.Providers {
 	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{}),
-		module.Kind: module.New(module.Options{Unhosted: unhosted})}
+		docker.KindPodman: docker.New(docker.Options{Kind: docker.KindPodman}),
+		module.Kind:       module.New(module.Options{Unhosted: unhosted})}
 }
 
 // unhosted is why a one-shot command cannot start a module.

@@ -11,7 +11,8 @@ import (
 // line here; nothing registers itself from init().
 func Schemas() map[string]spec.RuntimeSchema {
 	return map[string]spec.RuntimeSchema{
-		process.Kind: process.Schema(),
-		docker.Kind:  docker.Schema(),
+		process.Kind:      process.Schema(),
+		docker.Kind:       docker.Schema(),
+		docker.KindPodman: docker.PodmanSchema(),
 	}
 }

@@ -2,8 +2,9 @@
 // server with a health endpoint, built by the tests with CGO_ENABLED=0 and
 // put into an image FROM scratch.
 //
-// It listens on $PORT (default 8080), answers /healthz with "ok" and / with
-// its argv and $GREETING, and exits 0 on SIGTERM. `server -healthcheck URL`
+// It listens on $PORT (default 8080), answers /healthz with "ok" (500 once
+// /sick was requested) and / with its argv and $GREETING, and exits 0 on
+// SIGTERM. `server -healthcheck URL`
 // instead GETs URL and exits 0 on a 200 (an image HEALTHCHECK: FROM
 // scratch has no curl).
 package main
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -31,7 +33,15 @@ func main() {
 		port = "8080"
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	var sick atomic.Bool
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			http.Error(w, "sick", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true); fmt.Fprintln(w, "now sick") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "args=%s greeting=%s\n", strings.Join(os.Args[1:], " "), os.Getenv("GREETING"))
 	})

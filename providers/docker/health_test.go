@@ -1,0 +1,233 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/docker/dockertest"
+)
+
+// TestHealth: an image HEALTHCHECK is reported (starting, then healthy,
+// then unhealthy once the server is sick) through long polls; an image
+// without one is HealthNone.
+func TestHealth(t *testing.T) {
+	cli := testEngine(t)
+	t.Parallel()
+	project := uniqueProject(t) + "-health"
+	dockertest.RemoveProject(t, cli, project)
+	ctxDir := dockertest.ServerContext(t, dockertest.HealthcheckLine("1s"))
+	port := freePort(t)
+	cfg := load(t, project, fmt.Sprintf(`
+daemon "web" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+  ports = ["127.0.0.1:%d:8080"]
+}
+daemon "plain" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+}
+`, ctxDir, port, dockertest.ServerContext(t, "")))
+	p := New(Options{})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	web := cfg.Resource(mustAddr(t, "daemon.web"))
+	rt := cfg.Runtime(web.Runtime)
+	resp := start(t, p, cli, cfg, web)
+	req := providers.HealthRequest{Runtime: rt, Addr: web.Addr, Handle: resp.Handle}
+	h, err := p.Health(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != providers.HealthStarting && h.Status != providers.HealthHealthy {
+		t.Fatalf("first status %v", h.Status)
+	}
+	for h.Status != providers.HealthHealthy {
+		req.Wait, req.Prior = true, h.Status
+		if h, err = p.Health(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !h.Healthy || !strings.Contains(h.Detail, "exit code 0") {
+		t.Errorf("healthy: %+v", h)
+	}
+	get(t, fmt.Sprintf("http://127.0.0.1:%d/sick", port))
+	req.Wait, req.Prior = true, providers.HealthHealthy
+	if h, err = p.Health(ctx, req); err != nil || h.Status != providers.HealthUnhealthy || h.Healthy {
+		t.Fatalf("after /sick: %+v %v", h, err)
+	}
+	t.Logf("unhealthy: %s", h.Detail)
+
+	// A long poll ends with its ctx.
+	wctx, wcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	req.Prior = providers.HealthUnhealthy
+	if _, err := p.Health(wctx, req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a cancelled long poll: %v", err)
+	}
+	wcancel()
+
+	plain := cfg.Resource(mustAddr(t, "daemon.plain"))
+	presp := start(t, p, cli, cfg, plain)
+	if h, err := p.Health(ctx, providers.HealthRequest{Runtime: rt, Addr: plain.Addr, Handle: presp.Handle}); err != nil || h.Status != providers.HealthNone {
+		t.Errorf("no HEALTHCHECK: %+v %v", h, err)
+	}
+	// A container that stopped has no verdict: an error.
+	cli.ContainerKill(ctx, mustID(t, presp.Handle), client.ContainerKillOptions{Signal: "SIGKILL"})
+	waitState(t, p, rt, plain.Addr, presp.Handle, providers.StateExited)
+	if _, err := p.Health(ctx, providers.HealthRequest{Runtime: rt, Addr: plain.Addr, Handle: presp.Handle}); err == nil {
+		t.Error("health of a stopped container")
+	}
+}
+
+// proxy forwards a unix socket to the Engine's, and can be cut and
+// restored, to play an Engine that goes away and comes back.
+type proxy struct {
+	t      *testing.T
+	path   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+}
+
+func newProxy(t *testing.T) *proxy {
+	host := DefaultHost()
+	if !strings.HasPrefix(host, "unix://") {
+		t.Skipf("the reconnection test needs a unix socket Engine, not %s", host)
+	}
+	dir, err := os.MkdirTemp("", "orch-proxy-") // short: a socket path is at most 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	px := &proxy{t: t, path: filepath.Join(dir, "e.sock"), target: strings.TrimPrefix(host, "unix://"), conns: map[net.Conn]bool{}}
+	px.up()
+	t.Cleanup(px.down)
+	return px
+}
+
+func (px *proxy) up() {
+	ln, err := net.Listen("unix", px.path)
+	if err != nil {
+		px.t.Fatal(err)
+	}
+	px.mu.Lock()
+	px.ln = ln
+	px.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("unix", px.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			px.mu.Lock()
+			px.conns[c], px.conns[u] = true, true
+			px.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+// down closes the listener and every connection: the Engine is away.
+func (px *proxy) down() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if px.ln != nil {
+		px.ln.Close()
+		px.ln = nil
+	}
+	for c := range px.conns {
+		c.Close()
+		delete(px.conns, c)
+	}
+	os.Remove(px.path)
+}
+
+// TestEngineGoesAway: while the Engine cannot be reached, a container is
+// killed; once it is back, the watch (which kept trying) reports the exit
+// from a fresh inspection, and the event stream says disconnected, then
+// reconnected.
+func TestEngineGoesAway(t *testing.T) {
+	cli := testEngine(t)
+	t.Parallel()
+	tag := uniqueTag("orch-test/server")
+	buildImage(t, cli, tag)
+	px := newProxy(t)
+	project := uniqueProject(t) + "-away"
+	cfg := load(t, project, webConfig(tag, freePort(t)))
+	r := cfg.Resource(mustAddr(t, "daemon.web"))
+	rt := cfg.Runtime(r.Runtime)
+	rt.Attrs[AttrHost] = ctyString("unix://" + px.path)
+	p := New(Options{})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	resp := start(t, p, cli, cfg, r)
+	evs, err := p.Events(ctx, providers.EventsRequest{Runtime: rt, Project: project})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := p.Watch(ctx, providers.WatchRequest{Runtime: rt, Addr: r.Addr, Handle: resp.Handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent := func(kind string) {
+		t.Helper()
+		for {
+			select {
+			case ev := <-evs:
+				if ev.Kind == kind {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q event", kind)
+			}
+		}
+	}
+	// Let both connect (an inspection through the proxy proves it runs).
+	observe(t, p, rt, r.Addr, resp.Handle)
+	px.down()
+	waitEvent("disconnected")
+	if _, err := cli.ContainerKill(ctx, mustID(t, resp.Handle), client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case obs := <-w.Exited:
+		t.Fatalf("the watch reported %+v while the Engine was away", obs)
+	case <-time.After(300 * time.Millisecond):
+	}
+	px.up()
+	select {
+	case obs := <-w.Exited:
+		if obs.State != providers.StateExited || obs.ExitCode != 137 {
+			t.Errorf("after the Engine came back: %+v", obs)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watch did not report the exit once the Engine came back")
+	}
+	waitEvent("reconnected")
+}
