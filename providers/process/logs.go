@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +23,13 @@ var fifoSeq atomic.Uint64
 
 // fifo is a daemon's FIFO between createFIFO and publishFIFO: made under
 // a temporary name, opened read-write (f, for the daemon's stdout and
-// stderr) and watched for opens (ifd).
+// stderr) and watched for opens (wd, opened).
 type fifo struct {
+	w          *openWatch
 	f          *os.File
 	tmp, final string
-	ifd        int
+	wd         int32
+	opened     <-chan struct{}
 	placed     bool
 }
 
@@ -55,27 +56,22 @@ func (p *Provider) createFIFO(logsDir, name string, cred *syscall.Credential) (*
 		// FIFO by path: let its user do that.
 		unix.Fchown(fd, int(cred.Uid), int(cred.Gid))
 	}
-	// Watch for logd's open before anyone but us can see the FIFO.
-	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	// Watch for logd's open before anyone but us can see the FIFO. Our
+	// own open above came before the watch: it does not count.
+	wd, opened, err := p.opens.add(tmp)
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return nil, fmt.Errorf("inotify: %w", err)
+		return nil, err
 	}
-	if _, err := unix.InotifyAddWatch(ifd, tmp, unix.IN_OPEN); err != nil {
-		unix.Close(ifd)
-		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("inotify %s: %w", tmp, err)
-	}
-	return &fifo{f: f, tmp: tmp, final: final, ifd: ifd}, nil
+	return &fifo{w: &p.opens, f: f, tmp: tmp, final: final, wd: wd, opened: opened}, nil
 }
 
 // close closes our end of the FIFO (the daemon has its own copies) and
 // removes it if it was never published.
 func (ff *fifo) close() {
 	ff.f.Close()
-	unix.Close(ff.ifd)
+	ff.w.remove(ff.wd)
 	if !ff.placed {
 		os.Remove(ff.tmp)
 	}
@@ -93,7 +89,7 @@ func (p *Provider) publishFIFO(logsDir string, ff *fifo) error {
 		return err
 	}
 	ff.placed = true
-	if err := waitOpened(ff.ifd, time.Now().Add(p.opts.LogdStartTimeout)); err != nil {
+	if err := waitOpened(ff.opened, time.Now().Add(p.opts.LogdStartTimeout)); err != nil {
 		os.Remove(ff.final)
 		return fmt.Errorf("the log daemon of %s did not open %s: %w", logsDir, filepath.Base(ff.final), err)
 	}
@@ -122,33 +118,6 @@ func (p *Provider) placeFIFO(logsDir, tmp, final string) error {
 		return err
 	}
 	return nil
-}
-
-// waitOpened waits for an IN_OPEN event on inotify descriptor ifd.
-func waitOpened(ifd int, deadline time.Time) error {
-	var buf [4096]byte
-	fds := []unix.PollFd{{Fd: int32(ifd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Read(ifd, buf[:])
-		if n > 0 {
-			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				if ev.Mask&unix.IN_OPEN != 0 {
-					return nil
-				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-			}
-			continue
-		}
-		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-			return err
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return errors.New("timed out")
-		}
-		unix.Poll(fds, max(int(min(left, time.Second)/time.Millisecond), 1))
-	}
 }
 
 // ensureLogd starts the log daemon of logsDir unless one runs (holds the

@@ -66,6 +66,8 @@ type Provider struct {
 
 	mu       sync.Mutex
 	children map[childKey]*child // processes this Provider started, while it lives
+
+	opens openWatch // logd's opens of new FIFOs
 }
 
 type childKey struct {
