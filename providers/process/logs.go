@@ -185,6 +185,15 @@ func (p *Provider) ensureLogd(logsDir string) error {
 	}
 }
 
+// writeJSON writes v as JSON into path, in place.
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

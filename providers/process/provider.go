@@ -263,7 +263,11 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 
 	resp.Handle = hi.Encode()
 	conf.Handle = []byte(resp.Handle)
-	err = writeJSONAtomic(confPath, conf) // logd reads it when it finds the FIFO
+	// Written in place, not through a temporary file and a rename (a
+	// file creation fewer per start): logd reads it when it finds the
+	// FIFO, which is published only after this write, and its reload on
+	// change ignores a half-written file and waits for the next event.
+	err = writeJSON(confPath, conf)
 	wrote := err == nil
 	if wrote {
 		err = p.publishFIFO(logsDir, ff)
