@@ -153,6 +153,7 @@ func (d *logd) run() error {
 	}
 	d.scan()
 
+	adding := make(chan struct{}, 32)
 	idle := time.NewTimer(d.idle)
 	d.mu.Lock()
 	if d.live > 0 {
@@ -168,7 +169,15 @@ func (d *logd) run() error {
 				return errors.New("watcher closed")
 			}
 			if ev.Has(fsnotify.Create) && strings.HasSuffix(ev.Name, fifoSuffix) {
-				d.add(ev.Name)
+				// Concurrently: a start waits for its FIFO to be opened,
+				// and opening one may wait for its log file's creation;
+				// a hundred starts at once must not queue behind each
+				// other's files.
+				go func(name string) {
+					adding <- struct{}{} // at most cap(adding) at once
+					defer func() { <-adding }()
+					d.add(name)
+				}(ev.Name)
 			}
 			if (ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write)) && strings.HasSuffix(ev.Name, confSuffix) {
 				d.reloadConf(strings.TrimSuffix(filepath.Base(ev.Name), confSuffix))
@@ -257,19 +266,31 @@ func (d *logd) add(path string) {
 		return
 	}
 	id := fileID{uint64(st.Dev), uint64(st.Ino)}
+	// Reserve the FIFO (a scan and an event may both find it) and count it
+	// live at once, so that tryExit cannot exit while it is being opened.
 	d.mu.Lock()
 	if d.open[id] {
 		d.mu.Unlock()
 		unix.Close(fd)
 		return
 	}
+	d.open[id] = true
+	d.live++
 	d.mu.Unlock()
+	unreserve := func() {
+		d.mu.Lock()
+		delete(d.open, id)
+		d.live--
+		d.mu.Unlock()
+		d.notify()
+	}
 
 	name := strings.TrimSuffix(filepath.Base(path), fifoSuffix)
 	lw, err := d.acquire(name)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "orch %s: %s: %v\n", LogdArg, name, err)
 		unix.Close(fd)
+		unreserve()
 		return
 	}
 	// A first read tells a FIFO with a writer (data or EAGAIN) from one
@@ -284,13 +305,10 @@ func (d *logd) add(path string) {
 	if n == 0 && rerr == nil {
 		unix.Close(fd)
 		d.release(name)
+		unreserve()
 		return
 	}
 	f := os.NewFile(uintptr(fd), path) // non-blocking: served by the poller
-	d.mu.Lock()
-	d.open[id] = true
-	d.live++
-	d.mu.Unlock()
 	d.notify()
 	go d.copy(f, id, name, lw)
 }
@@ -344,15 +362,24 @@ func (d *logd) acquire(name string) (*logWriter, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	lw := d.writers[name]
 	if lw == nil {
-		lw = &logWriter{path: filepath.Join(d.dir, name+logSuffix)}
-		if err := lw.open(); err != nil {
+		// Opened (created, the first time) outside the lock: other FIFOs
+		// are being opened meanwhile.
+		d.mu.Unlock()
+		fresh := &logWriter{path: filepath.Join(d.dir, name+logSuffix)}
+		if err := fresh.open(); err != nil {
 			return nil, err
 		}
-		d.writers[name] = lw
+		d.mu.Lock()
+		if lw = d.writers[name]; lw == nil {
+			lw = fresh
+			d.writers[name] = lw
+		} else {
+			fresh.close()
+		}
 	}
+	defer d.mu.Unlock()
 	lw.refs++
 	lw.setConf(conf.MaxSize, conf.MaxFiles)
 	return lw, nil
