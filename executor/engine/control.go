@@ -413,7 +413,7 @@ func (e *Engine) apiDestroy(cfg *spec.Config, res *ApplyResult, send func(*Apply
 		}
 		inst.running, inst.manual, inst.killing = false, false, false
 	}
-	e.deferred = map[spec.Address]string{}
+	e.deferred = map[spec.Address]*deferral{}
 	run := func() {
 		if e.stopping {
 			send(nil, ErrStopping)

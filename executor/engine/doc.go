@@ -13,14 +13,24 @@
 //	                                   | valid, new hash
 //	                                   v
 //	          +-----------------> reconcile: Refresh, Make, select, Apply
-//	          |                        |           (starts wait for their
-//	          | healthy, or            v            dependencies: healthy,
-//	          | an apply ended      supervise        running, or completed)
+//	          | again?                 |           (starts wait for their
+//	          |                        v            dependencies: healthy,
+//	          |                     supervise        running, or completed)
 //	          |                   (Watcher, health)
-//	          |                        | exit / unhealthy
-//	          |                        v
-//	          +--- deferred?       restart policy --> backoff --> one-change apply
+//	   promote: the deferred starts    |
+//	   now ready, applied at once <----+ healthy, or an apply ended
+//	   (no Refresh, alongside the      | exit / unhealthy
+//	   applies in flight)              v
+//	                               restart policy --> backoff --> one-change apply
 //	                                   '--> crash loop: failed until the config changes
+//
+// A start that waits for a dependency is held with its change from the
+// plan that deferred it. When a dependency turns healthy (or runs, or
+// completes) it is applied at once, in an apply of its own beside those
+// in flight (Engine.promote): only this engine acts on an instance that
+// waits, so its planned change still holds, and refreshing the world for
+// every event would put each dependent behind every other one. When the
+// configuration or the instance changed since, the round is planned again.
 //
 // One goroutine (Run's) owns all of the engine's books; watches, health
 // monitors, timers, applies and the directory watcher hand it closures.

@@ -100,11 +100,13 @@ type Engine struct {
 	insts     map[spec.Address]*instance
 	desired   map[spec.Address]*planner.Snapshot
 	busy      map[spec.Address]bool
-	deferred  map[spec.Address]string
-	applying  bool // a reconcile's apply is in flight
-	again     bool // reconcile again when it ends
-	showPlan  bool // the next reconcile follows a reload: print its plan
-	inflight  int  // applies in flight (reconcile and restarts)
+	deferred  map[spec.Address]*deferral // starts waiting for a dependency (promote)
+	deferHash string                     // configuration hash of the plan they come from
+	applying  bool                       // a reconcile's apply is in flight
+	promoting int                        // applies of promoted starts in flight
+	again     bool                       // reconcile again when it ends
+	showPlan  bool                       // the next reconcile follows a reload: print its plan
+	inflight  int                        // applies in flight (reconcile and restarts)
 	stopping  bool
 	firstDone bool
 	// paused: an API destroy took everything down; nothing is started
@@ -161,7 +163,7 @@ func New(opts Options) *Engine {
 	}
 	return &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
-		busy: map[spec.Address]bool{}, deferred: map[spec.Address]string{}}
+		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{}}
 }
 
 // Run applies the configuration and supervises until ctx is done; then it
@@ -351,12 +353,86 @@ func (e *Engine) reconcile() {
 			e.emit(Event{Type: EventPlanApplied, Detail: fmt.Sprintf("%d added, %d changed, %d replaced, %d destroyed",
 				s.Add, s.Change, s.Replace, s.Destroy)})
 		}
-		if e.again || len(e.deferred) > 0 {
-			e.reconcile()
-		} else {
-			e.ready()
-			e.settle("")
+		e.roundEnded()
+	})
+}
+
+// roundEnded follows the end of an apply of the round (a reconcile's or
+// a promotion's): the starts it let through are promoted, and the round
+// is planned again when something asked for it meanwhile.
+func (e *Engine) roundEnded() {
+	e.promote()
+	if e.again {
+		e.reconcile()
+		return
+	}
+	e.ready()
+	e.settle("")
+}
+
+// deferral is a start of the last reconcile's plan that waits for a
+// dependency; gen is its instance's generation when it was planned.
+type deferral struct {
+	change *planner.Change
+	gen    uint64
+}
+
+// promote starts at once the deferred starts whose dependencies became
+// ready since they were planned: it is called when one may have (a
+// dependency turned healthy, said it has no health check of its own, or
+// an apply that started or completed something ended). Their changes are
+// applied as planned, alongside whatever applies are in flight, without
+// refreshing and planning everything again: nothing but this engine acts
+// on an instance that waits, so the plan still holds. When it may not
+// (the configuration changed, or the instance got a new generation since)
+// the round is planned again instead (reconcile).
+func (e *Engine) promote() {
+	if len(e.deferred) == 0 || e.stopping || e.paused {
+		return
+	}
+	if e.deferHash != e.cfg.Hash {
+		e.reconcile() // a reload's reconcile is pending: it decides
+		return
+	}
+	in := map[spec.Address]*planner.Change{}
+	stale := false
+	for a, d := range e.deferred {
+		switch inst := e.insts[a]; {
+		case e.busy[a]:
+			e.again = true
+		case inst == nil || inst.gen != d.gen:
+			stale = true
+		default:
+			in[a] = d.change
 		}
+	}
+	cands := make([]spec.Address, 0, len(in))
+	for a := range in {
+		cands = append(cands, a)
+	}
+	batch, wait := e.gate(in)
+	for _, a := range cands {
+		if why, ok := wait[a]; ok {
+			e.waitingFor(a, why)
+		} else {
+			delete(e.deferred, a) // started now, or left to the supervisor
+		}
+	}
+	if stale {
+		defer e.reconcile() // once the others are under way
+	}
+	if len(batch) == 0 {
+		return
+	}
+	sub := &planner.Plan{Changes: batch, ConfigHash: e.deferHash}
+	for _, c := range batch {
+		e.busy[c.Addr] = true
+	}
+	e.promoting++
+	e.apply(sub, nil, func(res *executor.Result, err error) {
+		e.promoting--
+		e.afterApply(sub, res, err)
+		e.roundEnded()
 	})
 }
 
@@ -364,7 +440,7 @@ func (e *Engine) reconcile() {
 // with err when it could not go on, else once nothing is applying and no
 // start waits for a dependency.
 func (e *Engine) settle(err string) {
-	if len(e.waiters) == 0 || (err == "" && (e.applying || len(e.deferred) > 0)) {
+	if len(e.waiters) == 0 || (err == "" && e.unsettled()) {
 		return
 	}
 	ws := e.waiters
@@ -374,9 +450,15 @@ func (e *Engine) settle(err string) {
 	}
 }
 
+// unsettled says whether the round goes on: an apply of it in flight, or
+// a start waiting for a dependency.
+func (e *Engine) unsettled() bool {
+	return e.applying || e.promoting > 0 || len(e.deferred) > 0
+}
+
 // ready reports the end of the first round of applies, once.
 func (e *Engine) ready() {
-	if e.firstDone || e.applying || len(e.deferred) > 0 {
+	if e.firstDone || e.unsettled() {
 		return
 	}
 	e.firstDone = true
@@ -419,11 +501,11 @@ func starts(c *planner.Change) bool {
 	return c.Action == planner.Create || c.Action == planner.Start || c.Action == planner.Replace
 }
 
-// selectChanges picks the changes of plan to apply now.
+// selectChanges picks the changes of plan to apply now; the starts that
+// wait for a dependency are held in e.deferred, for promote.
 func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
 	var batch []*planner.Change
 	in := map[spec.Address]*planner.Change{}
-	deferred := map[spec.Address]string{}
 	for _, c := range plan.Changes {
 		if c.Action == planner.NoOp {
 			continue
@@ -438,39 +520,60 @@ func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
 		}
 		in[c.Addr] = c
 	}
+	held := make(map[spec.Address]*planner.Change, len(in))
+	for a, c := range in {
+		held[a] = c
+	}
+	now, wait := e.gate(in)
+	batch = append(batch, now...)
+	e.deferred = make(map[spec.Address]*deferral, len(wait))
+	e.deferHash = plan.ConfigHash
+	for a, why := range wait {
+		e.waitingFor(a, why)
+		e.deferred[a] = &deferral{change: held[a], gen: e.instance(a).gen}
+	}
+	sort.Slice(batch, func(i, j int) bool { return batch[i].Addr.Less(batch[j].Addr) })
+	return batch
+}
+
+// waitingFor records (and reports, when it changed) why a's start waits.
+func (e *Engine) waitingFor(a spec.Address, why string) {
+	if inst := e.instance(a); inst.waiting != why {
+		inst.waiting = why
+		e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
+	}
+}
+
+// gate splits the changes of in (which it empties of those it drops), in
+// dependency order, into those that may be applied now, sorted by
+// address, and the starts that must wait, with what they wait for. A
+// start of what this engine started and saw end is dropped: the
+// supervisor restarts it per its policy, or it stays down until its
+// configuration changes.
+func (e *Engine) gate(in map[spec.Address]*planner.Change) (now []*planner.Change, wait map[spec.Address]string) {
+	wait = map[spec.Address]string{}
 	for _, a := range e.cfg.Graph.TopoOrder() {
 		c := in[a]
 		if c == nil {
 			continue
 		}
 		if c.Action == planner.Start {
-			// What this engine started and saw end is restarted by the
-			// supervisor, per its policy, or stays down until its
-			// configuration changes.
 			if inst := e.insts[a]; inst != nil && inst.ran && inst.hash == c.Hash() {
 				delete(in, a)
 				continue
 			}
 		}
 		if starts(c) {
-			if why := e.blocked(a, in, deferred); why != "" {
-				deferred[a] = why
+			if why := e.blocked(a, in, wait); why != "" {
+				wait[a] = why
 				delete(in, a)
 				continue
 			}
 		}
-		batch = append(batch, c)
+		now = append(now, c)
 	}
-	for a, why := range deferred {
-		inst := e.instance(a)
-		if inst.waiting != why {
-			inst.waiting = why
-			e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
-		}
-	}
-	e.deferred = deferred
-	sort.Slice(batch, func(i, j int) bool { return batch[i].Addr.Less(batch[j].Addr) })
-	return batch
+	sort.Slice(now, func(i, j int) bool { return now[i].Addr.Less(now[j].Addr) })
+	return now, wait
 }
 
 // blocked says what a start of a waits for, or "".

@@ -94,9 +94,7 @@ func (e *Engine) ownHealthReport(addr spec.Address, gen uint64, resp providers.H
 	switch resp.Status {
 	case providers.HealthNone:
 		inst.own = ownNone
-		if len(e.deferred) > 0 {
-			e.reconcile()
-		}
+		e.promote()
 	case providers.HealthStarting:
 		inst.own = ownDeclared
 	case providers.HealthHealthy:

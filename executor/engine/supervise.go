@@ -207,6 +207,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 		} else if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Skipped == "" {
 			e.restartWith(addr, p)
 		}
+		e.promote() // what waited for it to run
 		if e.again {
 			e.reconcile()
 		}
@@ -223,9 +224,7 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	if ok {
 		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})
-		if len(e.deferred) > 0 {
-			e.reconcile()
-		}
+		e.promote()
 		return
 	}
 	inst.healthy = false

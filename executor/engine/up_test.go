@@ -336,3 +336,51 @@ daemon "other" {
 		t.Errorf("api stopped (%d) before db started again (%d):\n%s", j, i, u.dump())
 	}
 }
+
+// TestDependentStartsBesideApplyInFlight: a dependent starts as soon as
+// its dependency is healthy, while an apply of the round that started
+// earlier (a job, which runs until told to end) is still in flight. The
+// job is what makes db2 healthy, so db2 turns healthy only then.
+func TestDependentStartsBesideApplyInFlight(t *testing.T) {
+	tmp := t.TempDir()
+	done, running := filepath.Join(tmp, "done"), filepath.Join(tmp, "running")
+	u := startUp(t, fmt.Sprintf(`
+daemon "db1" {
+  command = ["/bin/sh", "-c", "exec sleep 300"]
+  health {
+    exec     = ["/bin/sh", "-c", "exit 0"]
+    interval = "20ms"
+  }
+}
+job "long" {
+  command    = ["/bin/sh", "-c", "touch %s; while [ ! -e %s ]; do sleep 0.02; done"]
+  depends_on = [daemon.db1]
+}
+daemon "db2" {
+  command = ["/bin/sh", "-c", "exec sleep 300"]
+  health {
+    exec     = ["/bin/sh", "-c", "test -e %s"]
+    interval = "20ms"
+    retries  = 1000
+  }
+}
+daemon "api" {
+  command    = ["/bin/sh", "-c", "exec sleep 300"]
+  depends_on = [daemon.db2]
+}
+`, running, done, running))
+	evs := u.waitFor("api started", func(evs []ev) bool { return count(evs, "daemon.api", "started") == 1 })
+	if n := count(evs, "job.long", "completed"); n != 0 {
+		t.Errorf("api started only once the job had completed:\n%s", u.dump())
+	}
+	if index(evs, "daemon.db2", "healthy", 0) > index(evs, "daemon.api", "started", 0) {
+		t.Errorf("api started before db2 was healthy:\n%s", u.dump())
+	}
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.waitFor("the job completed, then ready", func(evs []ev) bool {
+		return count(evs, "job.long", "completed") == 1 && count(evs, "", "ready") == 1
+	})
+	u.stop()
+}

@@ -19,9 +19,14 @@ var _ providers.HealthChecker = (*Provider)(nil)
 // (or HEALTHCHECK NONE), else starting, healthy or unhealthy (the Engine's
 // interval, timeout, start period and retries apply), with the last
 // probe's output as Detail. With req.Wait it follows the Engine's event
-// stream of that container and returns once the status is not req.Prior;
-// while the Engine cannot be reached it keeps trying. A container that is
-// gone, not running, or not orch's, is an error.
+// stream of that container, only its health_status, die and destroy
+// events (not the exec events of every probe), and returns once the
+// status is not req.Prior: a healthy or starting status is taken from
+// the event itself, at once (Detail then says only the exit code of a
+// healthy probe); an unhealthy one, or an event that does not carry the
+// status (Podman's), is inspected for the probe's output. While the Engine
+// cannot be reached it keeps trying. A container that is gone, not
+// running, or not orch's, is an error.
 func (p *Provider) Health(ctx context.Context, req providers.HealthRequest) (providers.HealthResponse, error) {
 	hi, err := ParseHandle(req.Handle)
 	if err != nil {
@@ -37,10 +42,12 @@ func (p *Provider) Health(ctx context.Context, req providers.HealthRequest) (pro
 		cancel := func() {}
 		if req.Wait {
 			// Subscribe first, then inspect: no change falls in between.
+			// "health_status" matches every "health_status: <status>".
 			var sctx context.Context
 			sctx, cancel = context.WithCancel(ctx)
 			res = e.Client.Events(sctx, client.EventsListOptions{Filters: client.Filters{}.
-				Add("type", string(events.ContainerEventType)).Add("container", hi.ID)})
+				Add("type", string(events.ContainerEventType)).Add("container", hi.ID).
+				Add("event", "health_status", string(events.ActionDie), string(events.ActionDestroy))})
 		}
 		c, ok, err := e.inspect(ctx, hi.ID)
 		switch {
@@ -71,18 +78,61 @@ func (p *Provider) Health(ctx context.Context, req providers.HealthRequest) (pro
 			cancel()
 			return resp, nil
 		}
-		select {
-		case <-res.Messages:
-			backoff.reset()
-		case <-res.Err:
-			if ctx.Err() == nil && !backoff.wait(ctx) {
-				cancel()
-				return providers.HealthResponse{}, ctx.Err()
-			}
-		case <-ctx.Done():
+		if resp, ok := waitHealth(ctx, res, req.Prior, backoff); ok {
+			cancel()
+			return resp, nil
 		}
-		cancel()
+		cancel() // inspect again
 	}
+}
+
+// waitHealth reads the event stream res until the health status differs
+// from prior; ok is false when the container must be inspected again
+// (an unhealthy verdict, whose probe output only an inspection has; a
+// die or destroy; a status the event does not carry; a broken stream,
+// after a pause; ctx done).
+func waitHealth(ctx context.Context, res client.EventsResult, prior providers.HealthStatus, b *backoff) (resp providers.HealthResponse, ok bool) {
+	for {
+		select {
+		case m := <-res.Messages:
+			b.reset()
+			status, known := healthOfEvent(string(m.Action))
+			switch {
+			case !known || status == providers.HealthUnhealthy:
+				return resp, false
+			case status == prior:
+				continue
+			case status == providers.HealthHealthy:
+				return providers.HealthResponse{Status: status, Healthy: true, Detail: "HEALTHCHECK exit code 0"}, true
+			}
+			return providers.HealthResponse{Status: status}, true
+		case <-res.Err:
+			if ctx.Err() == nil {
+				b.wait(ctx)
+			}
+			return resp, false
+		case <-ctx.Done():
+			return resp, false
+		}
+	}
+}
+
+// healthOfEvent reads the status of an Engine event "health_status:
+// <status>"; known is false for any other action.
+func healthOfEvent(action string) (status providers.HealthStatus, known bool) {
+	rest, ok := strings.CutPrefix(action, "health_status:")
+	if !ok {
+		return 0, false
+	}
+	switch container.HealthStatus(strings.TrimSpace(rest)) {
+	case container.Healthy:
+		return providers.HealthHealthy, true
+	case container.Unhealthy:
+		return providers.HealthUnhealthy, true
+	case container.Starting:
+		return providers.HealthStarting, true
+	}
+	return 0, false
 }
 
 // healthOf reads the health of an inspected container.

@@ -231,3 +231,20 @@ func TestEngineGoesAway(t *testing.T) {
 	}
 	waitEvent("reconnected")
 }
+
+func TestHealthOfEvent(t *testing.T) {
+	for action, want := range map[string]providers.HealthStatus{
+		"health_status: healthy":   providers.HealthHealthy,
+		"health_status: unhealthy": providers.HealthUnhealthy,
+		"health_status: starting":  providers.HealthStarting,
+	} {
+		if got, ok := healthOfEvent(action); !ok || got != want {
+			t.Errorf("%q: %v %v, want %v", action, got, ok, want)
+		}
+	}
+	for _, action := range []string{"health_status", "die", "exec_die", "health_status: bogus"} {
+		if got, ok := healthOfEvent(action); ok {
+			t.Errorf("%q: %v, want unknown", action, got)
+		}
+	}
+}

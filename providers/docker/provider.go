@@ -593,7 +593,11 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 		return resp, &providers.Error{Op: "adopt", Retryable: client.IsErrConnectionFailed(err),
 			Err: fmt.Errorf("Docker Engine %s: %w", e.host, err)}
 	}
-	for _, s := range list.Items {
+	// Inspected 8 at a time, as Observe does.
+	found := make([]*providers.Adoptable, len(list.Items))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, s := range list.Items {
 		if s.Labels[LabelManagedBy] != ManagedBy || s.State != container.StateRunning {
 			continue
 		}
@@ -601,20 +605,31 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 		if err != nil {
 			continue
 		}
-		c, ok, err := e.inspect(ctx, s.ID)
-		if err != nil || !ok {
-			continue
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, ok, err := e.inspect(ctx, s.ID)
+			if err != nil || !ok {
+				return
+			}
+			obs := observed(c)
+			if obs.State != providers.StateRunning {
+				return
+			}
+			found[i] = &providers.Adoptable{
+				Addr:       addr,
+				Handle:     HandleInfo{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/")}.Encode(),
+				ConfigHash: s.Labels[LabelConfigHash],
+				Observed:   obs,
+			}
+		}()
+	}
+	wg.Wait()
+	for _, a := range found {
+		if a != nil {
+			resp.Objects = append(resp.Objects, *a)
 		}
-		obs := observed(c)
-		if obs.State != providers.StateRunning {
-			continue
-		}
-		resp.Objects = append(resp.Objects, providers.Adoptable{
-			Addr:       addr,
-			Handle:     HandleInfo{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/")}.Encode(),
-			ConfigHash: s.Labels[LabelConfigHash],
-			Observed:   obs,
-		})
 	}
 	sort.Slice(resp.Objects, func(i, j int) bool { return resp.Objects[i].Addr.Less(resp.Objects[j].Addr) })
 	return resp, nil
