@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/providers/bus"
+	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/spec"
 	"github.com/tetratelabs/wazero"
 	"github.com/zclconf/go-cty/cty"
@@ -29,41 +30,20 @@ const (
 	DefaultCallTimeout = 5 * time.Second
 )
 
-// KV is one module's namespace of small persistent state. The engine backs
-// it with the state store (state.Store.KV(namespace)). Implementations
-// must be safe for concurrent use.
-type KV interface {
-	// Get returns the value of key; ok is false when there is none.
-	Get(key string) (value []byte, ok bool, err error)
-	Put(key string, value []byte) error
-	// Delete removes key; a missing key is not an error.
-	Delete(key string) error
-}
+// KV is one module's namespace of small persistent state (module.KV). The
+// engine backs it with the state store.
+type KV = module.KV
 
-// Level is the severity of a log line.
-type Level int32
+// Level is the severity of a log line, as the guest passes it to orch.log.
+type Level = module.Level
 
-// Levels of orch.log, as the guest passes them.
+// Levels of orch.log.
 const (
-	LevelDebug Level = iota
-	LevelInfo
-	LevelWarn
-	LevelError
+	LevelDebug = module.LevelDebug
+	LevelInfo  = module.LevelInfo
+	LevelWarn  = module.LevelWarn
+	LevelError = module.LevelError
 )
-
-func (l Level) String() string {
-	switch l {
-	case LevelDebug:
-		return "debug"
-	case LevelInfo:
-		return "info"
-	case LevelWarn:
-		return "warn"
-	case LevelError:
-		return "error"
-	}
-	return fmt.Sprintf("Level(%d)", int32(l))
-}
 
 // LogRecord is one line a module logged (orch.log), or wrote on its stdout
 // (LevelInfo) or stderr (LevelError).

@@ -18,7 +18,7 @@ func (l Loader) Load(ctx context.Context, req module.LoadRequest) (module.Guest,
 		lr.KV = req.Services.KV
 	}
 	if logf := req.Services.Log; logf != nil {
-		lr.Log = func(r LogRecord) { logf(module.Record{Addr: r.Addr, Level: module.Level(r.Level), Message: r.Message}) }
+		lr.Log = func(r LogRecord) { logf(module.Record{Addr: r.Addr, Level: r.Level, Message: r.Message}) }
 	}
 	m, err := l.Host.Load(ctx, lr)
 	if err != nil {

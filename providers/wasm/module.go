@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/providers/bus"
+	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/spec"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -21,36 +22,19 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 )
 
-// State is where a module is in its lifecycle (see the package doc).
-type State int32
+// State is where a module is in its lifecycle (see the package doc):
+// module.State.
+type State = module.State
 
 // States of a module.
 const (
-	StateLoaded State = iota
-	StateStarting
-	StateRunning
-	StateStopping
-	StateStopped
-	StateFailed
+	StateLoaded   = module.StateLoaded
+	StateStarting = module.StateStarting
+	StateRunning  = module.StateRunning
+	StateStopping = module.StateStopping
+	StateStopped  = module.StateStopped
+	StateFailed   = module.StateFailed
 )
-
-func (s State) String() string {
-	switch s {
-	case StateLoaded:
-		return "loaded"
-	case StateStarting:
-		return "starting"
-	case StateRunning:
-		return "running"
-	case StateStopping:
-		return "stopping"
-	case StateStopped:
-		return "stopped"
-	case StateFailed:
-		return "failed"
-	}
-	return fmt.Sprintf("State(%d)", int32(s))
-}
 
 // Names of the guest's exports (docs/modules.md).
 const (
