@@ -16,6 +16,7 @@ import (
 
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/docker/dockertest"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -83,7 +84,7 @@ func buildConfig(t *testing.T, dir, project, dockerfile, extra string) (*spec.Co
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin, err := os.ReadFile(serverBinary(t))
+	bin, err := os.ReadFile(dockertest.ServerBinary(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ const serverDockerfile = "FROM scratch\nCOPY server /server\nENTRYPOINT [\"/serv
 // (a replacement forced by build); a Dockerfile that fails is an error
 // naming the daemon with the Engine's message.
 func TestBuild(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	project := uniqueProject(t) + "-build"
 	removeImages(t, cli, project)
@@ -212,7 +213,7 @@ func mustEngine(t *testing.T, p *Provider, cfg *spec.Config) engine {
 }
 
 func TestBuildErrors(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	project := uniqueProject(t) + "-buildfail"
 	removeImages(t, cli, project)

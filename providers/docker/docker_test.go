@@ -1,20 +1,14 @@
 package docker
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,73 +22,12 @@ import (
 
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/docker/dockertest"
 	"github.com/orch-dev/orch/spec"
 )
 
-// The tests run against the Docker Engine at DefaultHost(). Without one
-// they skip, except under CI (CI set), where they fail: CI must run them.
-
-var fixture struct {
-	once   sync.Once
-	dir    string // temporary directory of the server binary
-	server string // path of the static test server
-	err    error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if fixture.dir != "" {
-		os.RemoveAll(fixture.dir)
-	}
-	os.Exit(code)
-}
-
-// engine returns a client of the test Engine, or skips (fails under CI).
-func testEngine(t *testing.T) *client.Client {
-	t.Helper()
-	cli, err := client.New(client.WithHost(DefaultHost()))
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = cli.Ping(ctx, client.PingOptions{})
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the Docker tests need a Docker Engine at %s, and CI must run them: %v", DefaultHost(), err)
-		}
-		t.Skipf("no Docker Engine at %s (%v); set CI=1 to make this a failure", DefaultHost(), err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
-// serverBinary builds testdata/server once, static (CGO_ENABLED=0), so
-// that it runs in an image FROM scratch.
-func serverBinary(t *testing.T) string {
-	t.Helper()
-	fixture.once.Do(func() {
-		fixture.dir, fixture.err = os.MkdirTemp("", "orch-docker-test-")
-		if fixture.err != nil {
-			return
-		}
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(gobin); err != nil {
-			gobin = "go"
-		}
-		out := filepath.Join(fixture.dir, "server")
-		cmd := exec.Command(gobin, "build", "-trimpath", "-o", out, "./testdata/server")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fixture.err = fmt.Errorf("building the test server: %v\n%s", err, b)
-			return
-		}
-		fixture.server = out
-	})
-	if fixture.err != nil {
-		t.Fatal(fixture.err)
-	}
-	return fixture.server
-}
+// The tests run against the Docker Engine of dockertest.Engine: without
+// one they skip, except under CI (CI set), where they fail.
 
 var tagSeq struct {
 	sync.Mutex
@@ -113,50 +46,11 @@ func uniqueTag(repo string) string {
 // Engine API, tagged tag, and removes it (by id) when the test ends.
 func buildImage(t *testing.T, cli *client.Client, tag string) string {
 	t.Helper()
-	bin, err := os.ReadFile(serverBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	files := []struct {
-		name string
-		mode int64
-		body []byte
-	}{
-		// The label makes each image distinct: removing one by id never
-		// touches another test's.
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY server /server\nEXPOSE 8080\nLABEL org.orch.test=" + strconvQuote(tag) + "\nENTRYPOINT [\"/server\"]\n")},
-		{"server", 0o755, bin},
-	}
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	res, err := cli.ImageBuild(ctx, &ctxTar, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
-	if err != nil {
-		t.Fatalf("building %s: %v", tag, err)
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
-			t.Fatalf("building %s: %s", tag, msg.Error)
-		}
-	}
-	img, err := cli.ImageInspect(ctx, tag)
+	// The label makes each image distinct: removing one by id never
+	// touches another test's.
+	dir := dockertest.ServerContext(t, "LABEL org.orch.test="+strconvQuote(tag)+"\n")
+	dockertest.BuildImage(t, cli, dir, tag, "")
+	img, err := cli.ImageInspect(context.Background(), tag)
 	if err != nil {
 		t.Fatalf("building %s: %v", tag, err)
 	}
@@ -302,7 +196,7 @@ func get(t *testing.T, url string) string {
 }
 
 func TestLifecycle(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	tag := uniqueTag("orch-test/server")
 	buildImage(t, cli, tag)
@@ -428,7 +322,7 @@ func TestLifecycle(t *testing.T) {
 // from the labels by a fresh provider; a no-op plan, then a replacement
 // when the image changes.
 func TestBehindOrchsBack(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	tag1, tag2 := uniqueTag("orch-test/server"), uniqueTag("orch-test/server")
 	buildImage(t, cli, tag1)
@@ -532,7 +426,7 @@ func mustID(t *testing.T, h providers.Handle) string {
 // TestStartErrors: a missing image and a port in use are clear errors
 // that leave no container behind.
 func TestStartErrors(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	tag := uniqueTag("orch-test/server")
 	buildImage(t, cli, tag)

@@ -23,7 +23,7 @@ import (
 // then unhealthy once the server is sick) through long polls; an image
 // without one is HealthNone.
 func TestHealth(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	project := uniqueProject(t) + "-health"
 	dockertest.RemoveProject(t, cli, project)
@@ -172,7 +172,7 @@ func (px *proxy) down() {
 // from a fresh inspection, and the event stream says disconnected, then
 // reconnected.
 func TestEngineGoesAway(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	tag := uniqueTag("orch-test/server")
 	buildImage(t, cli, tag)

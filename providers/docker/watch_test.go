@@ -9,13 +9,14 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/docker/dockertest"
 )
 
 // TestWatchAndEvents: docker kill and docker rm -f behind orch's back are
 // pushed at once, by Watch and by Events; it logs the time from docker
 // kill to the replacement running, as the engine would do it.
 func TestWatchAndEvents(t *testing.T) {
-	cli := testEngine(t)
+	cli := dockertest.Engine(t)
 	t.Parallel()
 	tag := uniqueTag("orch-test/server")
 	buildImage(t, cli, tag)

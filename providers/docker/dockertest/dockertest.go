@@ -153,8 +153,10 @@ func Project(prefix string) string {
 }
 
 // BuildImage builds the build context dir through the Engine API into tag,
-// labelled as orch's for project (so that RemoveProject removes it), and
-// returns the Engine's error message when the build fails.
+// labelled as orch's for project (so that RemoveProject removes it) unless
+// project is empty; a failed build fails tb with the Engine's message. The
+// image's labels pass to its containers: an image for containers that must
+// not look like orch's has no project.
 func BuildImage(tb testing.TB, cli *client.Client, dir, tag, project string) {
 	tb.Helper()
 	var buf bytes.Buffer
@@ -170,8 +172,11 @@ func BuildImage(tb testing.TB, cli *client.Client, dir, tag, project string) {
 		tw.Write(b)
 	}
 	tw.Close()
-	res, err := cli.ImageBuild(context.Background(), &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
-		Labels: map[string]string{labelManagedBy: "orch", labelProject: project}})
+	opts := client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true}
+	if project != "" {
+		opts.Labels = map[string]string{labelManagedBy: "orch", labelProject: project}
+	}
+	res, err := cli.ImageBuild(context.Background(), &buf, opts)
 	if err != nil {
 		tb.Fatalf("building %s: %v", tag, err)
 	}
