@@ -46,11 +46,24 @@ func identity(st fs.FileInfo) (fileID, bool) {
 		mtime: st.ModTime().UnixNano(), ctime: time.Unix(sys.Ctim.Unix()).UnixNano()}, true
 }
 
-// fileSHA256 returns the hex SHA-256 of the file p names (relative to the
-// configuration directory dir).
+// FileSHA256 returns the hex SHA-256 of the regular file at path (a
+// module's binary, a plugin's executable). A file unchanged since it was
+// last hashed in this process (same device, inode, size, mtime and ctime)
+// is not read again.
+func FileSHA256(path string) (string, error) {
+	return hashFile(path, func() (fs.FileInfo, error) { return osStat(path) },
+		func() (io.ReadCloser, error) { return osOpen(path) })
+}
+
+// fileSHA256 is FileSHA256 of the file p names in the configuration
+// (relative to the configuration directory dir, read through fsys).
 func fileSHA256(fsys fs.FS, dir, p string) (string, error) {
-	key := absPath(dir, p)
-	st, err := statConfigFile(fsys, dir, p)
+	return hashFile(absPath(dir, p), func() (fs.FileInfo, error) { return statConfigFile(fsys, dir, p) },
+		func() (io.ReadCloser, error) { return openConfigFile(fsys, dir, p) })
+}
+
+func hashFile(key string, stat func() (fs.FileInfo, error), open func() (io.ReadCloser, error)) (string, error) {
+	st, err := stat()
 	if err != nil {
 		return "", err
 	}
@@ -63,7 +76,7 @@ func fileSHA256(fsys fs.FS, dir, p string) (string, error) {
 			return h.hash, nil
 		}
 	}
-	f, err := openConfigFile(fsys, dir, p)
+	f, err := open()
 	if err != nil {
 		return "", err
 	}
@@ -73,12 +86,14 @@ func fileSHA256(fsys fs.FS, dir, p string) (string, error) {
 		return "", err
 	}
 	hash := hex.EncodeToString(sum.Sum(nil))
-	if st2, err := statConfigFile(fsys, dir, p); err == nil && trusted {
+	if trusted {
 		// A file that changed while it was read is not remembered.
-		if after, ok := identity(st2); ok && after == before {
-			hashCache.Lock()
-			hashCache.m[key] = hashedFile{id: after, hash: hash}
-			hashCache.Unlock()
+		if st2, err := stat(); err == nil {
+			if after, ok := identity(st2); ok && after == before {
+				hashCache.Lock()
+				hashCache.m[key] = hashedFile{id: after, hash: hash}
+				hashCache.Unlock()
+			}
 		}
 	}
 	return hash, nil

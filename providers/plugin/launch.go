@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/providers/plugin/wire"
+	"github.com/orch-dev/orch/spec"
 )
 
 // Binary names one plugin executable and the block that declared it.
@@ -44,20 +45,6 @@ func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("%s: the plugin %s does not have the declared checksum: sha256 = %q is declared, the file's is %q. Rebuild or reinstall the plugin you meant, or update sha256 if this binary is trusted", e.Block, e.Path, e.Want, e.Got)
 }
 
-// FileSHA256 returns the hex SHA-256 of the file at path.
-func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // verify checks that b's executable exists and has its pinned checksum.
 func (b Binary) verify() (*goplugin.SecureConfig, error) {
 	st, err := os.Stat(b.Path)
@@ -75,7 +62,7 @@ func (b Binary) verify() (*goplugin.SecureConfig, error) {
 	if err != nil || len(sum) != sha256.Size {
 		return nil, fmt.Errorf("%s: sha256 %q is not a hex SHA-256", b.Block, b.SHA256)
 	}
-	got, err := FileSHA256(b.Path)
+	got, err := spec.FileSHA256(b.Path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: plugin %s: %w", b.Block, b.Path, err)
 	}

@@ -158,7 +158,7 @@ func TestModuleExampleEventlog(t *testing.T) {
 // both hashes; nothing runs.
 func TestModuleChecksum(t *testing.T) {
 	r, _ := exampleModule(t)
-	sum, err := plugin.FileSHA256(r.Source)
+	sum, err := spec.FileSHA256(r.Source)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -445,13 +445,9 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if req.Resource == nil {
 		return resp, &providers.Error{Op: "start", Err: errors.New("no resource")}
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, r, err := runtimeAndResource("start", req.Runtime, req.Resource)
 	if err != nil {
-		return resp, &providers.Error{Op: "start", Err: err}
-	}
-	r, err := wire.ResourceOf(req.Resource)
-	if err != nil {
-		return resp, &providers.Error{Op: "start", Err: err}
+		return resp, err
 	}
 	err = p.call(ctx, "start", req.Resource.Addr.String(), p.opts.CallTimeout, func(ctx context.Context, c pb.ProviderClient) error {
 		out, err := c.Start(ctx, &pb.StartRequest{Runtime: rt, Resource: r, Project: req.Project,
@@ -590,13 +586,9 @@ func (p *Provider) Update(ctx context.Context, req providers.UpdateRequest) (pro
 	if req.Resource == nil {
 		return resp, &providers.Error{Op: "update", Err: errors.New("no resource")}
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, r, err := runtimeAndResource("update", req.Runtime, req.Resource)
 	if err != nil {
-		return resp, &providers.Error{Op: "update", Err: err}
-	}
-	r, err := wire.ResourceOf(req.Resource)
-	if err != nil {
-		return resp, &providers.Error{Op: "update", Err: err}
+		return resp, err
 	}
 	err = p.call(ctx, "update", req.Resource.Addr.String(), p.opts.CallTimeout, func(ctx context.Context, c pb.ProviderClient) error {
 		out, err := c.Update(ctx, &pb.UpdateRequest{Runtime: rt, Resource: r, Handle: req.Handle, StateDir: req.StateDir})
@@ -870,4 +862,17 @@ func (p *Provider) watchPoll(ctx context.Context, req providers.WatchRequest) (p
 			return providers.Observed{}, false
 		}
 	}
+}
+
+// runtimeAndResource converts what Start and Update send to the plugin.
+func runtimeAndResource(op string, rt *spec.Runtime, res *spec.Resource) (*pb.Runtime, *pb.Resource, error) {
+	prt, err := wire.RuntimeOf(rt)
+	if err != nil {
+		return nil, nil, &providers.Error{Op: op, Err: err}
+	}
+	pr, err := wire.ResourceOf(res)
+	if err != nil {
+		return nil, nil, &providers.Error{Op: op, Err: err}
+	}
+	return prt, pr, nil
 }

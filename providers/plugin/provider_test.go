@@ -202,7 +202,7 @@ func TestProviderRestartObservesAgain(t *testing.T) {
 // the block named; the right one launches.
 func TestProviderChecksum(t *testing.T) {
 	bin := pluginBin(t, "files")
-	sum, err := plugin.FileSHA256(bin)
+	sum, err := spec.FileSHA256(bin)
 	if err != nil {
 		t.Fatal(err)
 	}

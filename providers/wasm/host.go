@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/orch-dev/orch/providers/bus"
@@ -105,7 +104,6 @@ type Host struct {
 	runtimes map[uint32]wazero.Runtime // by memory cap, in pages
 	compiled map[compiledKey]*compiled
 	last     map[spec.Address]compiledKey // what each address loaded last
-	hashes   map[string]knownFile         // content hash of each file read, by path
 	seq      uint64                       // makes instance names unique
 }
 
@@ -134,7 +132,7 @@ func NewHost(opts Options) (*Host, error) {
 		opts.Now = time.Now
 	}
 	h := &Host{opts: opts, runtimes: map[uint32]wazero.Runtime{}, compiled: map[compiledKey]*compiled{},
-		last: map[spec.Address]compiledKey{}, hashes: map[string]knownFile{}}
+		last: map[spec.Address]compiledKey{}}
 	if opts.StateDir != "" {
 		dir := filepath.Join(opts.StateDir, CacheDirName)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -300,22 +298,23 @@ func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
 		pages = 65536
 	}
 	// A file seen before, unchanged (same inode, size, mtime and ctime),
-	// whose module is compiled already, is neither read nor hashed again:
-	// a restart only instantiates.
-	var bin []byte
-	hash, known := h.knownHash(r.Source)
-	if !known {
-		var err error
-		if bin, hash, err = h.readAndHash(r.Source); err != nil {
-			return nil, err
-		}
+	// whose module is compiled already, is neither read nor hashed again
+	// (spec.FileSHA256 remembers it): a restart only instantiates.
+	hash, err := spec.FileSHA256(r.Source)
+	if err != nil {
+		return nil, err
 	}
 	if r.SHA256 != "" && r.SHA256 != hash {
 		return nil, fmt.Errorf("its sha256 is %s, the configuration pins %s", hash, r.SHA256)
 	}
-	rt, c, err := h.compile(ctx, r.Addr, hash, bin, uint32(pages))
+	rt, c, err := h.compile(ctx, r.Addr, hash, nil, uint32(pages))
 	if errors.Is(err, errNeedBytes) {
-		if bin, hash, err = h.readAndHash(r.Source); err == nil {
+		var bin []byte
+		if bin, err = os.ReadFile(r.Source); err == nil {
+			// What is compiled is what was read: its own hash, should the
+			// file have changed since it was hashed.
+			sum := sha256.Sum256(bin)
+			hash = hex.EncodeToString(sum[:])
 			if r.SHA256 != "" && r.SHA256 != hash {
 				return nil, fmt.Errorf("its sha256 is %s, the configuration pins %s", hash, r.SHA256)
 			}
@@ -340,61 +339,3 @@ func (h *Host) load(ctx context.Context, r *spec.Resource) (*Module, error) {
 // errNeedBytes: compile has no compiled module for a hash known from a
 // file's identity, and needs the file's bytes.
 var errNeedBytes = errors.New("wasm: the module's bytes are needed")
-
-// fileIdentity tells whether a file changed without reading it; ctime
-// changes on every write or rename and cannot be set by a user.
-type fileIdentity struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime int64
-}
-
-func identify(path string) (fileIdentity, bool) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileIdentity{}, false
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fileIdentity{}, false
-	}
-	return fileIdentity{dev: uint64(sys.Dev), ino: sys.Ino, size: st.Size(),
-		mtime: sys.Mtim.Nano(), ctime: sys.Ctim.Nano()}, true
-}
-
-// knownHash returns the hash of path when the file is unchanged since it
-// was last read.
-func (h *Host) knownHash(path string) (string, bool) {
-	id, ok := identify(path)
-	if !ok {
-		return "", false
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	k, ok := h.hashes[path]
-	return k.hash, ok && k.id == id
-}
-
-// readAndHash reads path and remembers its hash under the identity it had
-// both before and after the read (a file changing meanwhile is not
-// remembered).
-func (h *Host) readAndHash(path string) ([]byte, string, error) {
-	before, okBefore := identify(path)
-	bin, err := os.ReadFile(path)
-	if err != nil {
-		return nil, "", err
-	}
-	sum := sha256.Sum256(bin)
-	hash := hex.EncodeToString(sum[:])
-	if after, ok := identify(path); okBefore && ok && before == after {
-		h.mu.Lock()
-		h.hashes[path] = knownFile{id: after, hash: hash}
-		h.mu.Unlock()
-	}
-	return bin, hash, nil
-}
-
-type knownFile struct {
-	id   fileIdentity
-	hash string
-}
