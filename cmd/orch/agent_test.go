@@ -67,7 +67,11 @@ type engineTest struct {
 }
 
 func newEngineTest(t *testing.T, config string) *engineTest {
-	dir := writeFiles(t, map[string]string{"main.hcl": config})
+	return engineTestIn(t, writeFiles(t, map[string]string{"main.hcl": config}))
+}
+
+// engineTestIn is an engineTest of the configuration directory dir.
+func engineTestIn(t *testing.T, dir string) *engineTest {
 	e := &engineTest{t: t, dir: dir, pids: &pidSet{pids: map[int]bool{}}}
 	t.Cleanup(func() {
 		e.pids.mu.Lock()

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,11 +23,52 @@ var exampleExpect = map[string][]string{
 	"plugins/provider": {"daemon.greeting started", "daemon.motd started"},
 }
 
-// examplePlugins are the executables the plugin examples expect in
+// examplePluginSources are the executables the plugin examples expect in
 // examples/plugins/bin (make plugins).
-var examplePlugins = map[string]string{
+var examplePluginSources = map[string]string{
 	"orch-provider-files":  "./examples/plugins/provider/orch-provider-files",
 	"orch-module-eventlog": "./examples/plugins/module/orch-module-eventlog",
+}
+
+var pluginBins struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// examplePlugins builds the example plugins once per test binary, into a
+// directory of testMain's, and returns that directory.
+func examplePlugins(t *testing.T) string {
+	t.Helper()
+	pluginBins.once.Do(func() {
+		pluginBins.dir = filepath.Join(testBinDir, "plugins")
+		for bin, pkg := range examplePluginSources {
+			cmd := exec.Command(goTool(), "build", "-o", filepath.Join(pluginBins.dir, bin), pkg)
+			cmd.Dir = filepath.Join("..", "..")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				pluginBins.err = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if pluginBins.err != nil {
+		t.Fatal(pluginBins.err)
+	}
+	return pluginBins.dir
+}
+
+// examplePluginsIn links the example plugins into dir.
+func examplePluginsIn(t *testing.T, dir string) {
+	t.Helper()
+	built := examplePlugins(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for bin := range examplePluginSources {
+		if err := os.Link(filepath.Join(built, bin), filepath.Join(dir, bin)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestExamplesRun runs `orch up` on a copy of each example of exampleExpect
@@ -41,42 +81,50 @@ func TestExamplesRun(t *testing.T) {
 			root := filepath.Join(t.TempDir(), top)
 			copyExample(t, filepath.Join("..", "..", "examples", top), root)
 			if top == "plugins" {
-				for bin, pkg := range examplePlugins {
-					cmd := exec.Command(goTool(), "build", "-o", filepath.Join(root, "bin", bin), pkg)
-					cmd.Dir = filepath.Join("..", "..")
-					if out, err := cmd.CombinedOutput(); err != nil {
-						t.Fatalf("building %s: %v\n%s", pkg, err, out)
-					}
-				}
+				examplePluginsIn(t, filepath.Join(root, "bin"))
 			}
-			dir := filepath.Join(filepath.Dir(root), name)
-			evs, dump := runUp(t, dir, func(evs []upEvent) bool {
-				for _, e := range evs {
-					if e.Type == "ready" {
+			e := engineTestIn(t, filepath.Join(filepath.Dir(root), name))
+			p := e.start("up")
+			var evs []upEvent
+			e.waitFor(p, "orch up to be ready", func() bool {
+				evs = upEvents(p.output())
+				for _, ev := range evs {
+					e.pids.add(ev.Pid)
+					if ev.Type == "ready" {
 						return true
 					}
 				}
 				return false
 			})
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
+			}
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("orch up exited %d after SIGTERM:\n%s", code, p.output())
+			}
 			for _, w := range want {
 				addr, typ, _ := strings.Cut(w, " ")
 				found := false
-				for _, e := range evs {
-					found = found || e.Address == addr && e.Type == typ
+				for _, ev := range evs {
+					found = found || ev.Address == addr && ev.Type == typ
 				}
 				if !found {
-					t.Errorf("no %q event\n%s", w, dump())
+					t.Errorf("no %q event\n%s", w, p.output())
 				}
 			}
-			for _, e := range evs {
-				if e.Type == "failed" || e.Type == "config_invalid" || e.Type == "error" {
-					t.Errorf("%s %s: %s\n%s", e.Address, e.Type, e.Detail, dump())
+			for _, ev := range upEvents(p.output()) {
+				if ev.Type == "failed" || ev.Type == "config_invalid" || ev.Type == "error" {
+					t.Errorf("%s %s: %s\n%s", ev.Address, ev.Type, ev.Detail, p.output())
 				}
 			}
 		})
 	}
 }
 
+// upEvent is an event of orch up -json.
 type upEvent struct {
 	Type    string `json:"type"`
 	Address string `json:"address"`
@@ -84,89 +132,17 @@ type upEvent struct {
 	Detail  string `json:"detail"`
 }
 
-// runUp runs orch up -json in dir until ready holds for its events, then
-// sends SIGTERM, waits for exit 0, and returns every event. The cleanup
-// kills what it reported a pid of, and the log daemon.
-func runUp(t *testing.T, dir string, ready func([]upEvent) bool) ([]upEvent, func() string) {
-	t.Helper()
-	home := t.TempDir()
-	cmd := exec.Command(orchBin, "up", "-json")
-	cmd.Dir = dir
-	cmd.Env = []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu   sync.Mutex
-		evs  []upEvent
-		done = make(chan error, 1)
-	)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var e upEvent
-			if json.Unmarshal(sc.Bytes(), &e) != nil {
-				e = upEvent{Type: "unparsed", Detail: sc.Text()}
-			}
-			mu.Lock()
-			evs = append(evs, e)
-			mu.Unlock()
-		}
-		done <- cmd.Wait()
-	}()
-	all := func() []upEvent {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]upEvent(nil), evs...)
-	}
-	dump := func() string {
-		var b strings.Builder
-		for _, e := range all() {
-			b.WriteString("  " + e.Address + " " + e.Type + " " + e.Detail + "\n")
-		}
-		return b.String() + "stderr:\n" + stderr.String()
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		for _, e := range all() {
-			if e.Pid > 0 {
-				syscall.Kill(-e.Pid, syscall.SIGKILL)
-			}
-		}
-		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !ready(all()) {
-		select {
-		case err := <-done:
-			t.Fatalf("orch up exited (%v) before it was ready:\n%s", err, dump())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("orch up not ready after 60s:\n%s", dump())
+// upEvents reads the events in orch up -json's output (other lines, such
+// as what it prints on stderr, are skipped).
+func upEvents(out string) []upEvent {
+	var evs []upEvent
+	for _, line := range strings.Split(out, "\n") {
+		var ev upEvent
+		if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &ev) == nil {
+			evs = append(evs, ev)
 		}
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("orch up exited with %v after SIGTERM:\n%s", err, dump())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("orch up still running 60s after SIGTERM:\n%s", dump())
-	}
-	return all(), dump
+	return evs
 }
 
 // copyExample copies the regular files of an example into dst, leaving out

@@ -14,7 +14,9 @@ import (
 
 // orchBin is the orch binary built once by TestMain; every test runs it as
 // a user would.
-var orchBin string
+// orchBin is the orch binary testMain builds into testBinDir, which it
+// removes at the end (with the example plugins built there).
+var orchBin, testBinDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
@@ -27,6 +29,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	testBinDir = dir
 	orchBin = filepath.Join(dir, "orch")
 	build := exec.Command(goTool(), "build", "-o", orchBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

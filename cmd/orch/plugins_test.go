@@ -2,41 +2,18 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 )
 
-var (
-	filesPluginOnce sync.Once
-	filesPluginDir  string
-	filesPluginErr  error
-)
-
-// filesPlugin builds the example provider plugin once per test binary and
-// returns its path.
+// filesPlugin returns the example provider plugin, built once per test
+// binary (examplePlugins).
 func filesPlugin(t *testing.T) string {
 	t.Helper()
-	filesPluginOnce.Do(func() {
-		filesPluginDir, filesPluginErr = os.MkdirTemp("", "orch-test-plugin-")
-		if filesPluginErr != nil {
-			return
-		}
-		cmd := exec.Command(goTool(), "build", "-o", filepath.Join(filesPluginDir, "orch-provider-files"), "./examples/plugins/provider/orch-provider-files")
-		cmd.Dir = "../.."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			filesPluginErr = err
-			t.Logf("%s", out)
-		}
-	})
-	if filesPluginErr != nil {
-		t.Fatal("building orch-provider-files:", filesPluginErr)
-	}
-	return filepath.Join(filesPluginDir, "orch-provider-files")
+	return filepath.Join(examplePlugins(t), "orch-provider-files")
 }
 
 // providerExample lays out examples/plugins/provider/main.hcl (or src) in
