@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers/wasm/wasmtest"
 )
 
 // orchBin and httpdBin are built once by TestMain: orch itself (driven as
@@ -42,11 +44,7 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 	}
-	defer func() {
-		if guestsDir != "" {
-			os.RemoveAll(guestsDir)
-		}
-	}()
+	defer wasmtest.Remove()
 	return m.Run()
 }
 

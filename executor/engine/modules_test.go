@@ -4,56 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/providers/wasm/wasmtest"
 )
 
-// Guests of the module tests, built once with the stock toolchain as WASI
-// reactors: the example eventcount and the sandbox's hostile guest.
-var (
-	guestsOnce sync.Once
-	guestsDir  string
-	guestsErr  error
-)
-
-func wasmGuest(t *testing.T, name string) string {
-	t.Helper()
-	guestsOnce.Do(func() {
-		guestsDir, guestsErr = os.MkdirTemp("", "orch-engine-guests-")
-		if guestsErr != nil {
-			return
-		}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for name, pkg := range map[string]string{
-			"eventcount": "github.com/orch-dev/orch/examples/modules/eventcount",
-			"hostile":    "github.com/orch-dev/orch/providers/wasm/testdata/guests/hostile",
-		} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cmd := exec.Command(goTool(), "build", "-buildmode=c-shared", "-o", filepath.Join(guestsDir, name+".wasm"), pkg)
-				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					mu.Lock()
-					guestsErr = errors.Join(guestsErr, fmt.Errorf("building %s: %v\n%s", pkg, err, out))
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-	})
-	if guestsErr != nil {
-		t.Fatal(guestsErr)
-	}
-	return filepath.Join(guestsDir, name+".wasm")
-}
+// wasmGuest returns the .wasm file of a guest (wasmtest.Packages): the
+// example eventcount or the sandbox's hostile guest.
+func wasmGuest(t *testing.T, name string) string { return wasmtest.Guest(t, name) }
 
 // copyGuest copies a guest into dir (so that the test may change it).
 func copyGuest(t *testing.T, name, dir string) string {

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,50 +15,18 @@ import (
 	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/providers/wasm"
+	"github.com/orch-dev/orch/providers/wasm/wasmtest"
 	"github.com/orch-dev/orch/spec"
 	"github.com/zclconf/go-cty/cty"
 )
 
-var (
-	buildOnce sync.Once
-	hostile   string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if hostile != "" {
-		os.RemoveAll(filepath.Dir(hostile))
-	}
+	wasmtest.Remove()
 	os.Exit(code)
 }
 
-// hostileGuest builds the sandbox tests' guest (providers/wasm/testdata)
-// with the stock toolchain, once.
-func hostileGuest(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "orch-module-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		hostile = filepath.Join(dir, "hostile.wasm")
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-o", hostile, "../wasm/testdata/guests/hostile")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return hostile
-}
+func hostileGuest(t *testing.T) string { return wasmtest.Guest(t, "hostile") }
 
 type fixture struct {
 	p      *module.Provider
@@ -72,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	b := bus.NewBus()
 	// The tests share the compilation cache: one compilation in all.
-	host, err := wasm.NewHost(wasm.Options{StateDir: filepath.Dir(hostileGuest(t)), Bus: b, NoLifecycleEvents: true})
+	host, err := wasm.NewHost(wasm.Options{StateDir: filepath.Join(filepath.Dir(hostileGuest(t)), "state"), Bus: b, NoLifecycleEvents: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,70 +14,30 @@ import (
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/wasm"
+	"github.com/orch-dev/orch/providers/wasm/wasmtest"
 	"github.com/orch-dev/orch/spec"
 	"github.com/zclconf/go-cty/cty"
 )
 
-// guestsDir holds the guests built once per test binary; cacheState is
-// the state directory whose compilation cache the tests share.
-var guestsDir, cacheState string
+// cacheState is the state directory whose compilation cache the tests
+// share.
+var cacheState string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "orch-wasm-guests-")
+	dir, err := os.MkdirTemp("", "orch-wasm-cache-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	guestsDir = dir
 	cacheState = filepath.Join(dir, "state")
 	code := m.Run()
 	os.RemoveAll(dir)
+	wasmtest.Remove()
 	os.Exit(code)
 }
 
-var guestPkgs = map[string]string{
-	"eventcount": "./examples/modules/eventcount",
-	"transform":  "./examples/modules/transform",
-	"hostile":    "./providers/wasm/testdata/guests/hostile",
-}
-
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
-
-// guest returns the path of the named guest's .wasm file, built with the
-// stock toolchain as a WASI reactor (all of them at once, the first time).
-func guest(tb testing.TB, name string) string {
-	tb.Helper()
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for name, pkg := range guestPkgs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-o", filepath.Join(guestsDir, name+".wasm"), pkg)
-				cmd.Dir = "../.."
-				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					mu.Lock()
-					buildErr = errors.Join(buildErr, fmt.Errorf("building %s: %v\n%s", pkg, err, out))
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return filepath.Join(guestsDir, name+".wasm")
-}
+// guest returns the .wasm file of the named guest (wasmtest.Packages).
+func guest(tb testing.TB, name string) string { return wasmtest.Guest(tb, name) }
 
 // storeKV backs a module's namespace with the state store, as the engine
 // does.
