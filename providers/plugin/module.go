@@ -271,6 +271,16 @@ func (g *Guest) Run(ctx context.Context, ready func()) error {
 	return g.stop(rctx)
 }
 
+// during names what a plugin was doing when its event stream broke: in
+// on_event when a batch it was sent is not acknowledged yet (which of the
+// process's exit and the stream's end is seen first does not matter).
+func during(pending []time.Time) string {
+	if len(pending) > 0 {
+		return "on_event"
+	}
+	return "event delivery"
+}
+
 // deliver sends queued events to the module until ctx is done (nil) or
 // the module fails (its error).
 func (g *Guest) deliver(ctx context.Context, stream grpc.BidiStreamingClient[pb.EventBatch, pb.DeliverAck]) error {
@@ -319,14 +329,14 @@ func (g *Guest) deliver(ctx context.Context, stream grpc.BidiStreamingClient[pb.
 		case <-ctx.Done():
 			return nil
 		case <-g.proc.exited:
-			return g.failure("event delivery", status.Error(codes.Unavailable, "exited"))
+			return g.failure(during(pending), status.Error(codes.Unavailable, "exited"))
 		case err := <-recvErr:
 			if err == io.EOF {
 				err = errors.New("the module ended its event stream")
 			}
 			return g.failure("on_event", err)
 		case err := <-sendErr:
-			return g.failure("event delivery", err)
+			return g.failure(during(pending), err)
 		case n := <-acks:
 			g.stats.delivered.Add(n)
 			if len(pending) > 0 {
