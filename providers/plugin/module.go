@@ -327,6 +327,22 @@ func (g *Guest) deliver(ctx context.Context, stream grpc.BidiStreamingClient[pb.
 		}
 		select {
 		case <-ctx.Done():
+			// Stopping: what was sent is handled (and counted) before
+			// the stop hook, within the budget; what is queued is not sent.
+			for len(pending) > 0 {
+				select {
+				case n := <-acks:
+					g.stats.delivered.Add(n)
+					pending = pending[1:]
+					arm()
+				case <-timer.C:
+					return nil
+				case <-recvErr:
+					return nil
+				case <-g.proc.exited:
+					return nil
+				}
+			}
 			return nil
 		case <-g.proc.exited:
 			return g.failure(during(pending), status.Error(codes.Unavailable, "exited"))
