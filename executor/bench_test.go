@@ -325,10 +325,11 @@ daemon "d" {
 // safety net, and the log daemon is stopped by its pid.
 //
 // Creating a file costs about 0.7 ms of kernel time on some file systems
-// (ext4 in the VM these were written on) against 10 us on tmpfs, and each
-// daemon needs three (its .logconf, its FIFO, its log): the shm variants
-// run the same apply with the state directory on /dev/shm, to tell orch's
-// own cost from the file system's.
+// (ext4 without a journal, in the VM these were written on, once many files
+// were deleted nearby) against 10 us on tmpfs; a daemon's start creates one,
+// its log (three before the pipe design): the shm variants run the same
+// apply with the state directory on /dev/shm, to tell orch's own cost from
+// the file system's.
 func BenchmarkApply1000(b *testing.B) {
 	for _, par := range []int{0, 50} {
 		name := "par=default"

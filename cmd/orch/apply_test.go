@@ -74,17 +74,16 @@ func project(t *testing.T, config string) string {
 			seen[l.Pid] = true
 		}
 		// The config may not load any more (the test broke it on purpose):
-		// the handles in the log directory's sidecars still name every pid.
-		sidecars, _ := filepath.Glob(filepath.Join(dir, ".orch", "logs", "*.logconf"))
-		for _, f := range sidecars {
-			var sc struct {
-				Handle json.RawMessage `json:"handle"`
-			}
-			if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &sc) == nil {
+		// the handles in the log directory's registry still name every pid.
+		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.registry")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				var sc struct {
+					Handle json.RawMessage `json:"handle"`
+				}
 				var h struct {
 					Pid int `json:"pid"`
 				}
-				if json.Unmarshal(sc.Handle, &h) == nil {
+				if json.Unmarshal([]byte(line), &sc) == nil && json.Unmarshal(sc.Handle, &h) == nil && h.Pid > 0 {
 					seen[h.Pid] = true
 				}
 			}

@@ -18,9 +18,10 @@
 //	  |                                                                   |
 //	  | stdout + stderr (one descriptor, opened O_RDWR)                   |
 //	  v                                                                   |
-//	<state>/logs/<name>.fifo      <name>.logconf: address, handle,        |
-//	  |                            config hash, max_size, max_files       |
-//	  | read (fsnotify finds new FIFOs)                                   |
+//	pipe (no file)                logd.registry, a line per start:        |
+//	  |                            address, handle, config hash, pipe,    |
+//	  |                            max_size, max_files                    |
+//	  | read end sent to logd over logd.sock (SCM_RIGHTS)                 |
 //	  v                                                                   |
 //	orch __logd <state>/logs: own session, one per directory (flock      |
 //	  |                        logd.lock), exits after LogdIdle idle      |
@@ -29,12 +30,12 @@
 //	<name>.log  <name>.log.1  ...  <name>.log.<max_files>                 |
 //	                                                                      |
 //	orch, later: Observe/Stop from the handle (pid + start time) ---------+
-//	             Adopt from the .logconf sidecars
+//	             Adopt from logd.registry
 //
 // <name> is FileName(address), for example "daemon.api[1]". Nothing ties a
 // daemon or logd to orch's lifetime: `orch apply` exits and both go on;
-// a later orch finds the daemon from its handle, or from the .logconf
-// sidecars (Adopt), and starts logd again if it had exited.
+// a later orch finds the daemon from its handle, or from the registry
+// (Adopt), and starts logd again if it had exited.
 //
 // # Start
 //
@@ -58,19 +59,30 @@
 //
 // # Logs
 //
-// For each daemon the provider creates <name>.fifo (mkfifo under a
-// temporary name, opened O_RDWR, F_SETPIPE_SZ 1 MiB, then renamed into
-// place) and hands it to the daemon as stdout and stderr. O_RDWR means the
-// open never blocks and the daemon never gets SIGPIPE, even while no logd
-// runs; up to 1 MiB is buffered meanwhile. logd reads every *.fifo of its
-// directory, those present when it starts and those fsnotify reports, and
-// reads a FIFO until its last writer is gone. Start waits (inotify
-// IN_OPEN) until logd has opened the FIFO before it starts the daemon, so
-// even a daemon that writes one line and exits loses nothing. The
-// handover between two logd instances has no gap either:
-// a provider holds logd.start.lock from the rename until it has checked
-// (logd.lock) or started a logd, and logd takes the same lock and scans
-// once more before it decides to exit.
+// For each daemon the provider makes a pipe (pipe2, then the read end
+// reopened O_RDWR through /proc/self/fd, F_SETPIPE_SZ 1 MiB) and hands the
+// read-write end to the daemon as stdout and stderr. Read-write means the
+// daemon never gets SIGPIPE, even while no logd reads: up to 1 MiB is
+// buffered meanwhile, then the daemon blocks. A pipe is no file: a start
+// creates no file of its own (the daemon's log is created by logd), which
+// matters where creating a file is dear (about 0.7 ms on this machine's
+// ext4, which has no journal and scans recently deleted inodes on every
+// creation).
+//
+// Once the daemon runs, the provider appends a line to logd.registry
+// (address, project, runtime, config hash, rotation settings, handle and
+// the pipe's inode) and sends the pipe's read end to logd over logd.sock
+// (SOCK_SEQPACKET, SCM_RIGHTS), starting a logd when none answers; Start
+// returns once logd has the descriptor, so even a daemon that writes one
+// line and exits loses nothing. logd reads each pipe until its last writer
+// is gone. A logd started later (after an idle exit, or after one was
+// killed) takes back the pipes of the registry's daemons that still run,
+// from /proc/<pid>/fd/1 when it is the pipe recorded, so a killed logd
+// loses no running daemon's output. The handover between two logd
+// instances has no gap either: logd exits only with no live pipe and no
+// connected provider, stops accepting first, and a provider whose
+// connection is refused or reset starts the next one (under
+// logd.start.lock, so only one at a time).
 //
 // # Handles and observation
 //
@@ -98,7 +110,7 @@
 //   - tie a daemon's or logd's life to orch's (no Pdeathsig, no shared
 //     process group or session, no pipes whose reader is orch);
 //   - change orch's own umask, rlimits or credentials;
-//   - block Start on a daemon's output, or lose a daemon's FIFO between
+//   - block Start on a daemon's output, or lose a daemon's pipe between
 //     two logd instances;
 //   - keep global state or register anything from init(): everything hangs
 //     off a Provider made by New.

@@ -6,30 +6,27 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 )
 
-// Names of logd's own files in the logs directory. None ends in .fifo,
-// .logconf or .log, so none can clash with a daemon's files (whose names
-// start with the kind of the address, "daemon." or "job.").
+// Names of logd's own files in the logs directory. None ends in .log, so
+// none can clash with a daemon's log (whose name starts with the kind of
+// the address, "daemon." or "job.").
 const (
 	logdLockName  = "logd.lock"       // held (flock) by the running logd
-	startLockName = "logd.start.lock" // held by a provider starting a daemon, and by logd deciding to exit
-	logdPidName   = "logd.pid"        // the running logd's pid
+	startLockName = "logd.start.lock" // held by a provider starting a logd
+	logdPidName   = "logd.pid"        // the running logd's pid, written once it listens
 	logdOutName   = "logd.out"        // logd's own diagnostics
-	fifoSuffix    = ".fifo"
-	confSuffix    = ".logconf"
+	logdSockName  = "logd.sock"       // logd's socket (SOCK_SEQPACKET)
 	logSuffix     = ".log"
 )
 
@@ -43,8 +40,8 @@ const (
 	DefaultLogMaxFiles = 3
 )
 
-// logConf is the sidecar <name>.logconf next to each FIFO. logd reads the
-// rotation settings; Adopt reads the rest.
+// logConf is what the registry keeps of a daemon: logd reads the rotation
+// settings; Adopt reads the rest.
 type logConf struct {
 	Address    string          `json:"address"`
 	Project    string          `json:"project,omitempty"`
@@ -55,25 +52,35 @@ type logConf struct {
 	Handle     json.RawMessage `json:"handle,omitempty"`
 }
 
-func readLogConf(path string) (logConf, error) {
-	var c logConf
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return c, err
-	}
-	err = json.Unmarshal(b, &c)
-	return c, err
+// logdMsg is a request to logd over its socket, one datagram each. "add"
+// carries the read end of a daemon's pipe (SCM_RIGHTS): logd copies it to
+// <name>.log until no writer is left. "conf" changes the rotation
+// settings of a log being written.
+type logdMsg struct {
+	Op       string `json:"op"`
+	Name     string `json:"name"`
+	MaxSize  int64  `json:"max_size"`
+	MaxFiles int    `json:"max_files"`
+}
+
+// logdReply answers a logdMsg.
+type logdReply struct {
+	Error string `json:"error,omitempty"`
 }
 
 // LogdMain is the log daemon, run as `orch __logd [--idle DURATION] DIR`
-// (args excludes LogdArg). It serves one logs directory: it reads every
-// DIR/<name>.fifo (those present when it starts and those created later),
-// appends what it reads to DIR/<name>.log and rotates that file by size
-// as DIR/<name>.logconf says. One logd runs per directory (it holds an
-// flock on DIR/logd.lock and writes its pid to DIR/logd.pid; a second one
-// returns 0 at once). It exits by itself, returning 0, once no FIFO has had
-// a live writer for the idle duration (default 30s), and on SIGTERM or
-// SIGINT. It returns 2 on bad arguments and 1 on a fault.
+// (args excludes LogdArg). It serves one logs directory: it listens on
+// DIR/logd.sock, takes the read ends of the daemons' pipes that providers
+// send it, appends what each carries to DIR/<name>.log and rotates that
+// file by size. When it starts it also takes back the pipes of the daemons
+// of DIR/logd.registry that still run (a log daemon that was killed loses
+// no running daemon's log: their pipes hold up to 1 MiB meanwhile). One
+// logd runs per directory (it holds an flock on DIR/logd.lock and writes
+// its pid to DIR/logd.pid once it listens; a second one returns 0 at
+// once). It exits by itself, returning 0, once no pipe has had a live
+// writer and no provider has been connected for the idle duration
+// (default 30s), and on SIGTERM or SIGINT. It returns 2 on bad arguments
+// and 1 on a fault.
 func LogdMain(args []string) int {
 	fs := flag.NewFlagSet(LogdArg, flag.ContinueOnError)
 	idle := fs.Duration("idle", DefaultLogdIdle, "exit after this long without a live writer")
@@ -90,6 +97,7 @@ func LogdMain(args []string) int {
 		open:    map[fileID]bool{},
 		writers: map[string]*logWriter{},
 		changed: make(chan struct{}, 1),
+		opening: make(chan struct{}, 32),
 	}
 	if err := d.run(); err != nil {
 		fmt.Fprintf(os.Stderr, "orch %s %s: %v\n", LogdArg, d.dir, err)
@@ -104,14 +112,16 @@ type logd struct {
 	dir  string
 	idle time.Duration
 	lock *os.File // DIR/logd.lock, flocked while this logd serves DIR
-	// released is set once tryExit gave up the lock (and the pid file).
-	released bool
+	ln   *net.UnixListener
 
 	mu      sync.Mutex
-	open    map[fileID]bool // FIFOs being read
+	open    map[fileID]bool // pipes being read
 	live    int             // len(open)
+	conns   int             // providers connected
+	closing bool            // tryExit decided: accept no more
 	writers map[string]*logWriter
-	changed chan struct{} // live changed
+	changed chan struct{} // live or conns changed
+	opening chan struct{} // bounds the log files being opened at once
 }
 
 func (d *logd) run() error {
@@ -127,209 +137,284 @@ func (d *logd) run() error {
 		}
 		return fmt.Errorf("lock: %w", err)
 	}
-	pidPath := filepath.Join(d.dir, logdPidName)
-	if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return err
-	}
-	defer func() {
-		if !d.released {
-			os.Remove(pidPath) // before the deferred lock.Close: still ours
-		}
-	}()
-
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 
-	w, err := fsnotify.NewWatcher()
+	// Only the holder of the lock binds: a socket left by a logd that was
+	// killed is stale.
+	sock := filepath.Join(d.dir, logdSockName)
+	os.Remove(sock)
+	err = viaDir(d.dir, logdSockName, func(path string) error {
+		ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+		d.ln = ln
+		return err
+	})
 	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	d.ln.SetUnlinkOnClose(false) // removed by us, while we hold the lock
+	exited := false
+	defer func() {
+		d.ln.Close()
+		if !exited {
+			os.Remove(sock) // before the deferred lock.Close: still ours
+			os.Remove(filepath.Join(d.dir, logdPidName))
+		}
+	}()
+	d.recover()
+	pidPath := filepath.Join(d.dir, logdPidName)
+	if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
-	defer w.Close()
-	// Watch first, then scan: a FIFO created in between is seen twice and
-	// opened once.
-	if err := w.Add(d.dir); err != nil {
-		return err
-	}
-	d.scan()
+	go d.accept()
 
-	adding := make(chan struct{}, 32)
 	idle := time.NewTimer(d.idle)
-	d.mu.Lock()
-	if d.live > 0 {
+	if !d.idleNow() {
 		idle.Stop()
 	}
-	d.mu.Unlock()
 	for {
 		select {
 		case <-sigs:
 			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return errors.New("watcher closed")
-			}
-			if ev.Has(fsnotify.Create) && strings.HasSuffix(ev.Name, fifoSuffix) {
-				// Concurrently: a start waits for its FIFO to be opened,
-				// and opening one may wait for its log file's creation;
-				// a hundred starts at once must not queue behind each
-				// other's files.
-				go func(name string) {
-					adding <- struct{}{} // at most cap(adding) at once
-					defer func() { <-adding }()
-					d.add(name)
-				}(ev.Name)
-			}
-			if (ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write)) && strings.HasSuffix(ev.Name, confSuffix) {
-				d.reloadConf(strings.TrimSuffix(filepath.Base(ev.Name), confSuffix))
-			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				return errors.New("watcher closed")
-			}
-			// An overflow loses events: look again.
-			fmt.Fprintf(os.Stderr, "orch %s: watch: %v; rescanning\n", LogdArg, err)
-			d.scan()
 		case <-d.changed:
-			d.mu.Lock()
-			live := d.live
-			d.mu.Unlock()
 			idle.Stop()
-			if live == 0 {
+			if d.idleNow() {
 				idle.Reset(d.idle)
 			}
 		case <-idle.C:
 			if d.tryExit() {
+				exited = true
 				return nil
 			}
-			d.mu.Lock()
-			if d.live == 0 {
+			if d.idleNow() {
 				idle.Reset(d.idle)
 			}
-			d.mu.Unlock()
 		}
 	}
 }
 
-// tryExit exits if no FIFO has a live writer. It first takes the start
-// lock, which a provider holds from the moment its FIFO is visible until it
-// has checked that a logd runs: so either the provider checked before this
-// point (and its FIFO is visible to the scan below), or it checks after
-// the instance lock is released here (and starts a new logd).
-func (d *logd) tryExit() bool {
-	sl, err := os.OpenFile(filepath.Join(d.dir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		// The logs directory was removed (the project deleted): nothing
-		// can publish a FIFO here any more, so nothing is left to serve.
-		if _, serr := os.Stat(d.dir); errors.Is(serr, fs.ErrNotExist) {
-			d.mu.Lock()
-			live := d.live
-			d.mu.Unlock()
-			return live == 0
-		}
-		return false
-	}
-	defer sl.Close() // releases the start lock, after the instance lock
-	if err := flockRetry(int(sl.Fd()), unix.LOCK_EX); err != nil {
-		return false
-	}
-	d.scan()
+func (d *logd) idleNow() bool {
 	d.mu.Lock()
-	live := d.live
-	d.mu.Unlock()
-	if live > 0 {
+	defer d.mu.Unlock()
+	return d.live == 0 && d.conns == 0
+}
+
+// tryExit exits if no pipe has a live writer and no provider is connected:
+// it stops accepting (a provider that connected meanwhile sees its
+// connection reset and starts another logd), removes the socket and the
+// pid file and releases the instance lock, in that order.
+func (d *logd) tryExit() bool {
+	d.mu.Lock()
+	if d.live > 0 || d.conns > 0 {
+		d.mu.Unlock()
 		return false
 	}
+	d.closing = true
+	d.mu.Unlock()
+	d.ln.Close()
+	os.Remove(filepath.Join(d.dir, logdSockName))
 	os.Remove(filepath.Join(d.dir, logdPidName))
 	unix.Flock(int(d.lock.Fd()), unix.LOCK_UN)
-	d.released = true
 	return true
 }
 
-// scan opens every FIFO of the directory not open yet.
-func (d *logd) scan() {
-	names, _ := filepath.Glob(filepath.Join(d.dir, "*"+fifoSuffix))
-	for _, n := range names {
-		d.add(n)
+func (d *logd) accept() {
+	for {
+		c, err := d.ln.AcceptUnix()
+		if err != nil {
+			d.mu.Lock()
+			closing := d.closing
+			d.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // out of descriptors, say
+			continue
+		}
+		d.mu.Lock()
+		if d.closing {
+			d.mu.Unlock()
+			c.Close()
+			continue
+		}
+		d.conns++
+		d.mu.Unlock()
+		d.notify()
+		go d.serve(c)
 	}
 }
 
-// add opens the FIFO at path and starts copying it, unless it is already
-// being read or has no writer.
-func (d *logd) add(path string) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return // gone already
+// serve answers the requests of one provider connection.
+func (d *logd) serve(c *net.UnixConn) {
+	defer func() {
+		c.Close()
+		d.mu.Lock()
+		d.conns--
+		d.mu.Unlock()
+		d.notify()
+	}()
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		if err != nil || n == 0 {
+			return
+		}
+		fds := receivedFDs(oob[:oobn])
+		var m logdMsg
+		var rep logdReply
+		if err := json.Unmarshal(buf[:n], &m); err != nil || m.Name == "" {
+			rep.Error = "bad request"
+		} else {
+			switch m.Op {
+			case "add":
+				if len(fds) != 1 {
+					rep.Error = "add needs one descriptor"
+					break
+				}
+				if err := d.add(fds[0], m); err != nil {
+					rep.Error = err.Error()
+				}
+				fds = fds[1:]
+			case "conf":
+				d.mu.Lock()
+				lw := d.writers[m.Name]
+				d.mu.Unlock()
+				if lw != nil {
+					lw.setConf(m.MaxSize, m.MaxFiles)
+				}
+			default:
+				rep.Error = "unknown op " + strconv.Quote(m.Op)
+			}
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		b, _ := json.Marshal(rep)
+		if _, err := c.Write(b); err != nil {
+			return
+		}
 	}
+}
+
+// receivedFDs returns the descriptors passed in a control message.
+func receivedFDs(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if got, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	return fds
+}
+
+// add takes the read end of a pipe (fd, which it owns from now on) and
+// copies it to the log of m.Name until no writer is left. A pipe already
+// being read (recover found it, say) is closed again.
+func (d *logd) add(fd int, m logdMsg) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		unix.Close(fd)
-		return
+		return errors.New("not a pipe")
 	}
 	id := fileID{uint64(st.Dev), uint64(st.Ino)}
-	// Reserve the FIFO (a scan and an event may both find it) and count it
-	// live at once, so that tryExit cannot exit while it is being opened.
+	// Reserve the pipe and count it live at once, so that the idle exit
+	// cannot happen while its log is being opened.
 	d.mu.Lock()
 	if d.open[id] {
 		d.mu.Unlock()
 		unix.Close(fd)
-		return
+		return nil
 	}
 	d.open[id] = true
 	d.live++
 	d.mu.Unlock()
-	unreserve := func() {
-		d.mu.Lock()
-		delete(d.open, id)
-		d.live--
-		d.mu.Unlock()
-		d.notify()
-	}
-
-	name := strings.TrimSuffix(filepath.Base(path), fifoSuffix)
-	lw, err := d.acquire(name)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "orch %s: %s: %v\n", LogdArg, name, err)
+	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		unreserve()
-		return
+		d.unreserve(id)
+		return err
 	}
-	// A first read tells a FIFO with a writer (data or EAGAIN) from one
-	// without (EOF): the provider makes a FIFO visible only once it holds a
-	// writer, so EOF here means its daemon is gone.
-	buf := getBuf()
-	n, rerr := unix.Read(fd, *buf)
-	if n > 0 {
-		lw.Write((*buf)[:n])
-	}
-	putBuf(buf)
-	if n == 0 && rerr == nil {
-		unix.Close(fd)
-		d.release(name)
-		unreserve()
-		return
-	}
-	f := os.NewFile(uintptr(fd), path) // non-blocking: served by the poller
+	f := os.NewFile(uintptr(fd), m.Name) // non-blocking: served by the poller
 	d.notify()
-	go d.copy(f, id, name, lw)
+	// The log is opened (created, the first time) off the caller's path:
+	// the pipe holds what the daemon writes meanwhile.
+	go func() {
+		d.opening <- struct{}{}
+		lw, err := d.acquire(m.Name, m.MaxSize, m.MaxFiles)
+		<-d.opening
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "orch %s: %s: %v\n", LogdArg, m.Name, err)
+			f.Close()
+			d.unreserve(id)
+			return
+		}
+		d.copy(f, id, m.Name, lw)
+	}()
+	return nil
 }
 
-// copy moves what the FIFO carries to the log until no writer is left.
+func (d *logd) unreserve(id fileID) {
+	d.mu.Lock()
+	delete(d.open, id)
+	d.live--
+	d.mu.Unlock()
+	d.notify()
+}
+
+// recover takes back the pipes of the registry's daemons that still run:
+// the daemon's fd 1 (or 2) is opened through /proc when it still is the
+// pipe recorded.
+func (d *logd) recover() {
+	entries, err := readRegistry(d.dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "orch %s: %v\n", LogdArg, err)
+		return
+	}
+	for name, e := range entries {
+		if e.Pipe == 0 || len(e.Handle) == 0 {
+			continue
+		}
+		hi, err := ParseHandle([]byte(e.Handle))
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(hi.Pid); !ok || st.StartTicks != hi.StartTicks {
+			continue // gone, or the pid was reused
+		}
+		for _, n := range []int{1, 2} {
+			fd, err := unix.Open(fmt.Sprintf("/proc/%d/fd/%d", hi.Pid, n), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Ino != e.Pipe {
+				unix.Close(fd)
+				continue
+			}
+			d.add(fd, logdMsg{Op: "add", Name: name, MaxSize: e.MaxSize, MaxFiles: e.MaxFiles})
+			break
+		}
+	}
+}
+
+// copy moves what the pipe carries to the log until no writer is left.
 func (d *logd) copy(f *os.File, id fileID, name string, lw *logWriter) {
 	defer func() {
 		f.Close()
 		d.release(name)
-		d.mu.Lock()
-		delete(d.open, id)
-		d.live--
-		d.mu.Unlock()
-		d.notify()
+		d.unreserve(id)
 	}()
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
 	// The buffer is taken only while data is there: thousands of idle
-	// FIFOs cost no memory.
+	// pipes cost no memory.
 	rc.Read(func(fd uintptr) bool {
 		buf := getBuf()
 		defer putBuf(buf)
@@ -354,17 +439,13 @@ func (d *logd) notify() {
 	}
 }
 
-// acquire returns the writer of name's log, opening it on first use and
-// taking the rotation settings from its .logconf.
-func (d *logd) acquire(name string) (*logWriter, error) {
-	conf, err := readLogConf(filepath.Join(d.dir, name+confSuffix))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
+// acquire returns the writer of name's log, opening it on first use, with
+// the rotation settings given.
+func (d *logd) acquire(name string, maxSize int64, maxFiles int) (*logWriter, error) {
 	d.mu.Lock()
 	lw := d.writers[name]
 	if lw == nil {
-		// Opened (created, the first time) outside the lock: other FIFOs
+		// Opened (created, the first time) outside the lock: other logs
 		// are being opened meanwhile.
 		d.mu.Unlock()
 		fresh := &logWriter{path: filepath.Join(d.dir, name+logSuffix)}
@@ -381,23 +462,8 @@ func (d *logd) acquire(name string) (*logWriter, error) {
 	}
 	defer d.mu.Unlock()
 	lw.refs++
-	lw.setConf(conf.MaxSize, conf.MaxFiles)
+	lw.setConf(maxSize, maxFiles)
 	return lw, nil
-}
-
-// reloadConf applies a rewritten .logconf (Provider.Update) to the log
-// being written, if any.
-func (d *logd) reloadConf(name string) {
-	conf, err := readLogConf(filepath.Join(d.dir, name+confSuffix))
-	if err != nil {
-		return // a half-written or removed file: the next event tells
-	}
-	d.mu.Lock()
-	lw := d.writers[name]
-	d.mu.Unlock()
-	if lw != nil {
-		lw.setConf(conf.MaxSize, conf.MaxFiles)
-	}
 }
 
 func (d *logd) release(name string) {
@@ -412,6 +478,22 @@ func (d *logd) release(name string) {
 		delete(d.writers, name)
 		lw.close()
 	}
+}
+
+// viaDir calls fn with a path to name in dir short enough for a unix
+// socket address (108 bytes): dir itself if that fits, else through
+// /proc/self/fd and a descriptor of dir.
+func viaDir(dir, name string, fn func(path string) error) error {
+	full := filepath.Join(dir, name)
+	if len(full) < 100 {
+		return fn(full)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fn(fmt.Sprintf("/proc/self/fd/%d/%s", fd, name))
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}

@@ -8,139 +8,171 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// pipeSize is what the provider asks for each FIFO (F_SETPIPE_SZ): a
-// daemon can write this much while logd is down before it blocks.
+// pipeSize is what the provider asks for each daemon's pipe
+// (F_SETPIPE_SZ): a daemon can write this much while no logd reads before
+// it blocks.
 const pipeSize = 1 << 20
 
-var fifoSeq atomic.Uint64
-
-// fifo is a daemon's FIFO between createFIFO and publishFIFO: made under
-// a temporary name, opened read-write (f, for the daemon's stdout and
-// stderr) and watched for opens (wd, opened).
-type fifo struct {
-	w          *openWatch
-	f          *os.File
-	tmp, final string
-	wd         int32
-	opened     <-chan struct{}
-	placed     bool
-}
-
-// createFIFO creates the FIFO of <logsDir>/<name>.fifo under a temporary
-// name that logd does not look at, and opens it O_RDWR: the open never
-// blocks and the daemon never gets SIGPIPE, even with no logd. A daemon
-// may start writing to it at once; the pipe holds its output until logd
-// reads it. close releases it.
-func (p *Provider) createFIFO(logsDir, name string, cred *syscall.Credential) (*fifo, error) {
-	final := filepath.Join(logsDir, name+fifoSuffix)
-	tmp := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), fifoSeq.Add(1))
-	if err := unix.Mkfifo(tmp, 0o600); err != nil {
-		return nil, fmt.Errorf("mkfifo %s: %w", tmp, err)
+// daemonPipe makes the pipe a daemon writes its stdout and stderr to. It
+// returns the daemon's end, opened read-write (through /proc/self/fd, from
+// the read end), so the daemon never gets SIGPIPE, even while no log
+// daemon reads: it blocks once the pipe is full instead; the read end, for
+// logd; and the pipe's inode, by which a later logd recognises it. A pipe
+// lives in no file system: making one creates no file.
+func daemonPipe(cred *syscall.Credential) (daemon *os.File, read int, ino uint64, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, -1, 0, fmt.Errorf("pipe: %w", err)
 	}
-	fd, err := unix.Open(tmp, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	unix.Close(p[1])
+	rw, err := unix.Open("/proc/self/fd/"+strconv.Itoa(p[0]), unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("open %s: %w", tmp, err)
+		unix.Close(p[0])
+		return nil, -1, 0, fmt.Errorf("reopen pipe read-write: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), final)
-	unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, pipeSize) // best effort: capped by /proc/sys/fs/pipe-max-size for non-root
+	var st unix.Stat_t
+	if err := unix.Fstat(rw, &st); err != nil {
+		unix.Close(p[0])
+		unix.Close(rw)
+		return nil, -1, 0, err
+	}
+	unix.FcntlInt(uintptr(rw), unix.F_SETPIPE_SZ, pipeSize) // best effort: capped by /proc/sys/fs/pipe-max-size for non-root
 	if cred != nil {
 		// A daemon that reopens /dev/stdout (/proc/self/fd/1) opens the
-		// FIFO by path: let its user do that.
-		unix.Fchown(fd, int(cred.Uid), int(cred.Gid))
+		// pipe by its inode: let its user do that.
+		unix.Fchown(rw, int(cred.Uid), int(cred.Gid))
 	}
-	// Watch for logd's open before anyone but us can see the FIFO. Our
-	// own open above came before the watch: it does not count.
-	wd, opened, err := p.opens.add(tmp)
+	return os.NewFile(uintptr(rw), "pipe"), p[0], st.Ino, nil
+}
+
+// errNoLogd says that no log daemon took the request: none runs, or the one
+// that ran was exiting.
+var errNoLogd = errors.New("no log daemon")
+
+// logdRequest sends m (and fd, unless negative) to the log daemon of
+// logsDir and waits for its answer. It starts a log daemon when none runs,
+// and tries again when the one it reached was exiting; it gives up after
+// LogdStartTimeout. The caller keeps fd: logd has a copy once this
+// returns nil.
+func (p *Provider) logdRequest(logsDir string, m logdMsg, fd int) error {
+	deadline := time.Now().Add(p.opts.LogdStartTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		err := sendLogd(logsDir, m, fd, p.opts.LogdStartTimeout)
+		if !errors.Is(err, errNoLogd) {
+			return err
+		}
+		started, err := p.ensureLogd(logsDir)
+		if err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the log daemon of %s did not answer within %s", logsDir, p.opts.LogdStartTimeout)
+		}
+		if !started {
+			// One holds the lock but did not answer: it is exiting.
+			time.Sleep(wait)
+		}
+	}
+}
+
+// sendLogd makes one request on a connection of its own. Failing to
+// reach logd, or losing it before its answer, is errNoLogd.
+func sendLogd(logsDir string, m logdMsg, fd int, timeout time.Duration) error {
+	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return nil, err
-	}
-	return &fifo{w: &p.opens, f: f, tmp: tmp, final: final, wd: wd, opened: opened}, nil
-}
-
-// close closes our end of the FIFO (the daemon has its own copies) and
-// removes it if it was never published.
-func (ff *fifo) close() {
-	ff.f.Close()
-	ff.w.remove(ff.wd)
-	if !ff.placed {
-		os.Remove(ff.tmp)
-	}
-}
-
-// publishFIFO renames the FIFO into place, where logd finds it, so logd
-// never sees a FIFO without a writer (for logd, EOF means the daemon is
-// gone). Rename and the check that a logd runs happen under the start
-// lock: see logd.tryExit for why. It returns once logd has opened the
-// FIFO (an inotify IN_OPEN on it): until then ff.f is the only thing that
-// keeps a short-lived daemon's output alive, and the caller may close it
-// right after. On an error the FIFO is removed.
-func (p *Provider) publishFIFO(logsDir string, ff *fifo) error {
-	if err := p.placeFIFO(logsDir, ff.tmp, ff.final); err != nil {
 		return err
 	}
-	ff.placed = true
-	if err := waitOpened(ff.opened, time.Now().Add(p.opts.LogdStartTimeout)); err != nil {
-		os.Remove(ff.final)
-		return fmt.Errorf("the log daemon of %s did not open %s: %w", logsDir, filepath.Base(ff.final), err)
-	}
-	return nil
-}
-
-// placeFIFO renames tmp to final and makes sure a logd runs, under the
-// start lock.
-func (p *Provider) placeFIFO(logsDir, tmp, final string) error {
-	sl, err := os.OpenFile(filepath.Join(logsDir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	defer unix.Close(s)
+	err = viaDir(logsDir, logdSockName, func(path string) error {
+		return unix.Connect(s, &unix.SockaddrUnix{Name: path})
+	})
 	if err != nil {
-		os.Remove(tmp)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+			return errNoLogd
+		}
+		return fmt.Errorf("connect to the log daemon: %w", err)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	b, err := json.Marshal(m)
+	if err != nil {
 		return err
 	}
-	defer sl.Close() // releases the start lock
-	if err := flockRetry(int(sl.Fd()), unix.LOCK_EX); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("lock %s: %w", sl.Name(), err)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return err
+	if err := unix.Sendmsg(s, b, oob, nil, 0); err != nil {
+		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+			return errNoLogd
+		}
+		return fmt.Errorf("send to the log daemon: %w", err)
 	}
-	if err := p.ensureLogd(logsDir); err != nil {
-		os.Remove(final)
-		return err
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Read(s, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return fmt.Errorf("the log daemon of %s did not answer within %s", logsDir, timeout)
+		}
+		if err != nil || n == 0 {
+			return errNoLogd // reset or closed: it was exiting
+		}
+		var rep logdReply
+		if err := json.Unmarshal(buf[:n], &rep); err != nil {
+			return fmt.Errorf("the log daemon answered %q", buf[:n])
+		}
+		if rep.Error != "" {
+			return fmt.Errorf("the log daemon: %s", rep.Error)
+		}
+		return nil
 	}
-	return nil
 }
 
 // ensureLogd starts the log daemon of logsDir unless one runs (holds the
-// instance lock), and waits until the new one holds it (it writes its pid
-// file after taking the lock). The caller holds the start lock, so no
-// other provider starts one meanwhile and no logd exits meanwhile without
-// a last scan.
-func (p *Provider) ensureLogd(logsDir string) error {
+// instance lock), and waits until the new one listens (it writes its pid
+// file then). It reports whether it started one. Providers (of this
+// process or another) serialise here on the start lock, so only one of
+// them starts a log daemon at a time.
+func (p *Provider) ensureLogd(logsDir string) (started bool, err error) {
+	if err := os.MkdirAll(logsDir, 0o755); err != nil {
+		return false, err
+	}
+	sl, err := os.OpenFile(filepath.Join(logsDir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return false, err
+	}
+	defer sl.Close() // releases the start lock
+	if err := flockRetry(int(sl.Fd()), unix.LOCK_EX); err != nil {
+		return false, fmt.Errorf("lock %s: %w", sl.Name(), err)
+	}
 	lf, err := os.OpenFile(filepath.Join(logsDir, logdLockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return err
+		return false, err
 	}
 	err = unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if err != nil {
 		lf.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil // a logd runs
+			return false, nil // a logd runs
 		}
-		return fmt.Errorf("lock %s: %w", lf.Name(), err)
+		return false, fmt.Errorf("lock %s: %w", lf.Name(), err)
 	}
 	unix.Flock(int(lf.Fd()), unix.LOCK_UN)
 	lf.Close()
+	return true, p.startLogd(logsDir)
+}
 
+// startLogd starts a log daemon for logsDir and waits until it listens.
+func (p *Provider) startLogd(logsDir string) error {
 	out, err := os.OpenFile(filepath.Join(logsDir, logdOutName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return err
@@ -166,7 +198,8 @@ func (p *Provider) ensureLogd(logsDir string) error {
 		return fmt.Errorf("cannot start the log daemon %q: %w", p.self[0], err)
 	}
 	exited := make(chan struct{})
-	go func() { proc.Wait(); close(exited) }() // reap it if it exits while orch runs
+	var status *os.ProcessState
+	go func() { status, _ = proc.Wait(); close(exited) }() // reap it if it exits while orch runs
 	want := strconv.Itoa(proc.Pid)
 	pidPath := filepath.Join(logsDir, logdPidName)
 	deadline := time.Now().Add(p.opts.LogdStartTimeout)
@@ -176,6 +209,12 @@ func (p *Provider) ensureLogd(logsDir string) error {
 		}
 		select {
 		case <-exited:
+			if status != nil && status.Success() {
+				// It ran and exited already: it found another logd, or
+				// it went idle (a very short LogdIdle) before we looked.
+				// The caller tries again.
+				return nil
+			}
 			return fmt.Errorf("the log daemon (%s %s) exited at once; see %s", p.self[0], LogdArg, out.Name())
 		case <-time.After(d):
 		}
@@ -183,21 +222,4 @@ func (p *Provider) ensureLogd(logsDir string) error {
 			return fmt.Errorf("the log daemon (pid %d) did not start within %s; see %s", proc.Pid, p.opts.LogdStartTimeout, out.Name())
 		}
 	}
-}
-
-// writeJSON writes v as JSON into path, in place.
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, append(b, '\n'), 0o644)
 }

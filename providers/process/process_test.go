@@ -235,14 +235,22 @@ func TestStartObserveStop(t *testing.T) {
 	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("sleeper"), Handle: h, Signal: spec.SIGTERM, Timeout: time.Second}); err != nil {
 		t.Fatalf("second stop: %v", err)
 	}
-	// Delete removes the FIFO and sidecar, keeps the log.
+	// Delete drops the registry entry (Adopt no longer finds it), keeps
+	// the log.
 	if _, err := e.p.Delete(context.Background(), providers.DeleteRequest{Addr: addr("sleeper"), Handle: h}); err != nil {
 		t.Fatal(err)
 	}
-	for _, suffix := range []string{".fifo", ".logconf"} {
-		if _, err := os.Stat(filepath.Join(e.state, "logs", "daemon.sleeper"+suffix)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s left after delete: %v", suffix, err)
-		}
+	if got, err := e.p.Adopt(context.Background(), providers.AdoptRequest{StateDir: e.state}); err != nil || len(got.Objects) != 0 {
+		t.Errorf("adopt after delete: %+v, %v", got.Objects, err)
+	}
+	if _, err := os.Stat(filepath.Join(e.state, "logs", "daemon.sleeper.log")); err != nil {
+		t.Errorf("log removed by delete: %v", err)
+	}
+	// A start creates no file but its log: the logs directory holds the
+	// log, the registry and logd's own files only.
+	names, _ := filepath.Glob(filepath.Join(e.state, "logs", "daemon.*"))
+	if len(names) != 1 || filepath.Base(names[0]) != "daemon.sleeper.log" {
+		t.Errorf("daemon files in logs: %v", names)
 	}
 }
 
@@ -727,5 +735,51 @@ func TestLogdHandoverUnderChurn(t *testing.T) {
 			name := fmt.Sprintf("churn%d_%d", w, i)
 			waitLog(t, filepath.Join(e.state, "logs", "daemon."+name+".log"), "out-"+name+"\n")
 		}
+	}
+}
+
+// TestLogdKilledLosesNoDaemon: a log daemon killed with SIGKILL while a
+// daemon writes leaves that daemon running (its pipe is read-write for it:
+// no SIGPIPE; it holds what is written meanwhile), and the next log daemon
+// takes its pipe back from the registry and /proc: the log goes on, with
+// the lines written in between.
+func TestLogdKilledLosesNoDaemon(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	r := res("chatty", "sh", "-c", `i=0; while :; do echo "tick $i"; i=$((i+1)); sleep 0.01; done`)
+	_, hi := e.start(r)
+	logs := filepath.Join(e.state, "logs")
+	logPath := filepath.Join(logs, "daemon.chatty.log")
+	waitLog(t, logPath, "tick 3\n")
+	pidb, _ := os.ReadFile(filepath.Join(logs, "logd.pid"))
+	first, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+	if first == 0 {
+		t.Fatal("no logd pid")
+	}
+	syscall.Kill(first, syscall.SIGKILL)
+	if !waitGone(first, 10*time.Second) {
+		t.Fatalf("logd %d survived SIGKILL", first)
+	}
+	before, _ := os.ReadFile(logPath)
+	time.Sleep(100 * time.Millisecond) // the daemon writes into its pipe meanwhile
+	if !alive(hi.Pid) {
+		t.Fatal("the daemon died with its log daemon")
+	}
+	// The next start brings a log daemon back; it recovers the pipe.
+	e.start(res("other", "sh", "-c", "echo other; exec sleep 60"))
+	waitLog(t, filepath.Join(logs, "daemon.other.log"), "other\n")
+	if !poll(10*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return len(b) > len(before)+200
+	}) {
+		t.Fatal("the chatty daemon's log stopped with the killed log daemon")
+	}
+	// Nothing was lost in between: the ticks are consecutive.
+	b, _ := os.ReadFile(logPath)
+	want := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if line != fmt.Sprintf("tick %d", want) {
+			t.Fatalf("line %q where %q was due", line, fmt.Sprintf("tick %d", want))
+		}
+		want++
 	}
 }

@@ -66,8 +66,6 @@ type Provider struct {
 
 	mu       sync.Mutex
 	children map[childKey]*child // processes this Provider started, while it lives
-
-	opens openWatch // logd's opens of new FIFOs
 }
 
 type childKey struct {
@@ -206,18 +204,16 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if conf.MaxFiles < 0 {
 		conf.MaxFiles = DefaultLogMaxFiles
 	}
-	confPath := filepath.Join(logsDir, name+confSuffix)
-	// The FIFO is made first and published (seen by logd) only once the
-	// daemon runs and its .logconf, handle included, is written: one
-	// .logconf write per start instead of two (creating a file is the
-	// dearest part of a start on some file systems), and nothing for logd
-	// to open when the start fails.
-	ff, err := p.createFIFO(logsDir, name, cred)
+	// The daemon writes to a pipe whose read end goes to the log daemon
+	// once the daemon runs and its registry line, handle included, is
+	// written. A pipe is no file: a start creates no file of its own
+	// (creating one is the dearest part of a start on some file systems).
+	out, readFD, pipeIno, err := daemonPipe(cred)
 	if err != nil {
 		return resp, startErr(addr, true, "%w", err)
 	}
-	defer ff.close()
-	out := ff.f
+	defer out.Close()
+	defer unix.Close(readFD)
 
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
@@ -243,12 +239,10 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		attr.Sys.Credential = cred
 		proc, err = os.StartProcess(path, r.Command, attr)
 		if err != nil {
-			// Nothing runs; the unpublished FIFO goes with ff.close.
 			return resp, attrErr(addr, "command", fmt.Errorf("cannot start %q: %w", path, err))
 		}
 	}
 	if err != nil {
-		// Nothing runs; the unpublished FIFO goes with ff.close.
 		return resp, startErr(addr, false, "%w", err)
 	}
 	// Not reaped yet, so /proc/<pid>/stat exists even if it already exited.
@@ -263,14 +257,9 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 
 	resp.Handle = hi.Encode()
 	conf.Handle = []byte(resp.Handle)
-	// Written in place, not through a temporary file and a rename (a
-	// file creation fewer per start): logd reads it when it finds the
-	// FIFO, which is published only after this write, and its reload on
-	// change ignores a half-written file and waits for the next event.
-	err = writeJSON(confPath, conf)
-	wrote := err == nil
-	if wrote {
-		err = p.publishFIFO(logsDir, ff)
+	err = appendRegistry(logsDir, regEntry{Name: name, logConf: conf, Pipe: pipeIno})
+	if err == nil {
+		err = p.logdRequest(logsDir, logdMsg{Op: "add", Name: name, MaxSize: conf.MaxSize, MaxFiles: conf.MaxFiles}, readFD)
 	}
 	if err != nil {
 		// Without its log the daemon must not run: end it, as if it had
@@ -280,9 +269,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 			<-c.done
 		}
 		p.forget(hi)
-		if wrote {
-			os.Remove(confPath)
-		}
+		appendRegistry(logsDir, regEntry{Name: name, logConf: logConf{Handle: conf.Handle}, Gone: true})
 		return resp, startErr(addr, true, "%w", err)
 	}
 	resp.Observed = providers.Observed{State: providers.StateRunning, Pid: proc.Pid, StartedAt: p.boot.startedAt(st.StartTicks)}
@@ -772,10 +759,10 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 	return providers.LogsResponse{Log: f}, nil
 }
 
-// Delete removes the provider's files of a stopped daemon: its FIFO and its
-// .logconf sidecar (so Adopt no longer finds it), if they still belong to
-// this handle. Log files are kept. A daemon that still runs is an error:
-// stop it first.
+// Delete forgets a stopped daemon: its registry entry goes (so Adopt no
+// longer finds it), unless a newer instance, from a create-before-destroy,
+// owns the name now. Log files are kept. A daemon that still runs is an
+// error: stop it first.
 func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (providers.DeleteResponse, error) {
 	hi, err := ParseHandle(req.Handle)
 	if err != nil {
@@ -789,39 +776,43 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 		return providers.DeleteResponse{}, nil
 	}
 	dir := filepath.Dir(hi.Log)
-	base := strings.TrimSuffix(filepath.Base(hi.Log), logSuffix)
-	confPath := filepath.Join(dir, base+confSuffix)
-	if conf, err := readLogConf(confPath); err == nil && len(conf.Handle) > 0 {
-		if other, err := ParseHandle(providers.Handle(conf.Handle)); err == nil && (other.Pid != hi.Pid || other.StartTicks != hi.StartTicks) {
-			return providers.DeleteResponse{}, nil // a newer instance owns the files now
-		}
+	name := strings.TrimSuffix(filepath.Base(hi.Log), logSuffix)
+	e, ok, err := registryEntry(dir, name)
+	if err != nil {
+		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}
-	for _, f := range []string{confPath, filepath.Join(dir, base+fifoSuffix)} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
-		}
+	if !ok {
+		return providers.DeleteResponse{}, nil
+	}
+	if other, err := ParseHandle(providers.Handle(e.Handle)); err == nil && (other.Pid != hi.Pid || other.StartTicks != hi.StartTicks) {
+		return providers.DeleteResponse{}, nil // a newer instance owns the name now
+	}
+	// The deletion names the handle it deletes: replayed after a newer
+	// instance's line, it deletes nothing.
+	if err := appendRegistry(dir, regEntry{Name: name, logConf: logConf{Handle: e.Handle}, Gone: true}); err != nil {
+		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}
 	return providers.DeleteResponse{}, nil
 }
 
 // Adopt finds the daemons of req.StateDir that still run, from the
-// .logconf sidecars Start writes next to each FIFO (address, handle,
-// config hash, project, runtime): a process cannot carry ownership labels,
+// registry Start appends to (address, handle, config hash, project,
+// runtime): a process cannot carry ownership labels,
 // and scanning every process of the host would not tell ours anyway. Only
 // those whose pid still runs with the recorded start time are returned,
-// sorted by address; sidecars of another project or runtime are skipped.
+// sorted by address; entries of another project or runtime are skipped.
 func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (providers.AdoptResponse, error) {
 	var resp providers.AdoptResponse
 	if req.StateDir == "" {
 		return resp, &providers.Error{Op: "adopt", Err: errors.New("no state directory")}
 	}
-	confs, err := filepath.Glob(filepath.Join(req.StateDir, "logs", "*"+confSuffix))
+	entries, err := readRegistry(filepath.Join(req.StateDir, "logs"))
 	if err != nil {
 		return resp, &providers.Error{Op: "adopt", Err: err}
 	}
-	for _, path := range confs {
-		conf, err := readLogConf(path)
-		if err != nil || len(conf.Handle) == 0 {
+	for _, e := range entries {
+		conf := e.logConf
+		if len(conf.Handle) == 0 {
 			continue
 		}
 		if req.Project != "" && conf.Project != "" && conf.Project != req.Project {

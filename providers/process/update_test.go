@@ -27,9 +27,9 @@ func TestUpdateLogRotation(t *testing.T) {
 	if _, err := e.p.Update(context.Background(), providers.UpdateRequest{Resource: r, Handle: h, StateDir: e.state}); err != nil {
 		t.Fatal(err)
 	}
-	conf, _ := os.ReadFile(filepath.Join(e.state, "logs", process.FileName(r.Addr)+".logconf"))
-	if !strings.Contains(string(conf), `"max_size":4096`) {
-		t.Fatalf(".logconf not rewritten: %s", conf)
+	reg, _ := os.ReadFile(filepath.Join(e.state, "logs", "logd.registry"))
+	if !strings.Contains(string(reg), `"max_size":4096`) {
+		t.Fatalf("registry not updated: %s", reg)
 	}
 	// At the old 1 MiB limit this output would take minutes to rotate.
 	if !poll(20*time.Second, func() bool { _, err := os.Stat(logPath + ".1"); return err == nil }) {
