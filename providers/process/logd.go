@@ -84,6 +84,7 @@ type logdReply struct {
 func LogdMain(args []string) int {
 	fs := flag.NewFlagSet(LogdArg, flag.ContinueOnError)
 	idle := fs.Duration("idle", DefaultLogdIdle, "exit after this long without a live writer")
+	readyFD := fs.Int("ready-fd", -1, "write one byte to this descriptor, and close it, once listening")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -91,7 +92,13 @@ func LogdMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "usage: %s [--idle DURATION] DIR\n", LogdArg)
 		return 2
 	}
+	var ready *os.File
+	if *readyFD >= 0 {
+		ready = os.NewFile(uintptr(*readyFD), "ready")
+		defer ready.Close() // an exit before listening closes it empty
+	}
 	d := &logd{
+		ready:   ready,
 		dir:     fs.Arg(0),
 		idle:    *idle,
 		open:    map[fileID]bool{},
@@ -109,10 +116,11 @@ func LogdMain(args []string) int {
 type fileID struct{ dev, ino uint64 }
 
 type logd struct {
-	dir  string
-	idle time.Duration
-	lock *os.File // DIR/logd.lock, flocked while this logd serves DIR
-	ln   *net.UnixListener
+	ready *os.File // told once listening; nil if nobody asked
+	dir   string
+	idle  time.Duration
+	lock  *os.File // DIR/logd.lock, flocked while this logd serves DIR
+	ln    *net.UnixListener
 
 	mu      sync.Mutex
 	open    map[fileID]bool // pipes being read
@@ -166,6 +174,11 @@ func (d *logd) run() error {
 	pidPath := filepath.Join(d.dir, logdPidName)
 	if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
+	}
+	if d.ready != nil {
+		d.ready.Write([]byte{'\n'})
+		d.ready.Close()
+		d.ready = nil
 	}
 	go d.accept()
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -187,39 +186,42 @@ func (p *Provider) startLogd(logsDir string) error {
 	if path == "" {
 		path = DefaultPath
 	}
-	argv := append(append([]string(nil), p.self...), LogdArg, "--idle", p.opts.LogdIdle.String(), logsDir)
+	// logd closes its end of ready once it listens (or exits): no
+	// polling for its pid file.
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer ready.Close()
+	argv := append(append([]string(nil), p.self...), LogdArg, "--idle", p.opts.LogdIdle.String(), "--ready-fd", "3", logsDir)
 	proc, err := os.StartProcess(p.self[0], argv, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{"PATH=" + path, HelperEnv + "=logd"},
-		Files: []*os.File{devnull, out, out},
+		Files: []*os.File{devnull, out, out, readyW},
 		Sys:   &syscall.SysProcAttr{Setsid: true}, // outlives orch, deaf to its terminal
 	})
+	readyW.Close()
 	if err != nil {
 		return fmt.Errorf("cannot start the log daemon %q: %w", p.self[0], err)
 	}
 	exited := make(chan struct{})
 	var status *os.ProcessState
 	go func() { status, _ = proc.Wait(); close(exited) }() // reap it if it exits while orch runs
-	want := strconv.Itoa(proc.Pid)
-	pidPath := filepath.Join(logsDir, logdPidName)
-	deadline := time.Now().Add(p.opts.LogdStartTimeout)
-	for d := time.Millisecond; ; d = min(2*d, 20*time.Millisecond) {
-		if b, err := os.ReadFile(pidPath); err == nil && strings.TrimSpace(string(b)) == want {
-			return nil
-		}
-		select {
-		case <-exited:
-			if status != nil && status.Success() {
-				// It ran and exited already: it found another logd, or
-				// it went idle (a very short LogdIdle) before we looked.
-				// The caller tries again.
-				return nil
-			}
-			return fmt.Errorf("the log daemon (%s %s) exited at once; see %s", p.self[0], LogdArg, out.Name())
-		case <-time.After(d):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the log daemon (pid %d) did not start within %s; see %s", proc.Pid, p.opts.LogdStartTimeout, out.Name())
-		}
+	ready.SetReadDeadline(time.Now().Add(p.opts.LogdStartTimeout))
+	var b [1]byte
+	if n, _ := ready.Read(b[:]); n == 1 {
+		return nil // it listens
 	}
+	// Closed without a word: it exited (or timed out).
+	select {
+	case <-exited:
+	case <-time.After(p.opts.LogdStartTimeout):
+		return fmt.Errorf("the log daemon (pid %d) did not start within %s; see %s", proc.Pid, p.opts.LogdStartTimeout, out.Name())
+	}
+	if status != nil && status.Success() {
+		// It ran and exited already: it found another logd, or it went
+		// idle (a very short LogdIdle) at once. The caller tries again.
+		return nil
+	}
+	return fmt.Errorf("the log daemon (%s %s) exited at once: %s; see %s", p.self[0], LogdArg, status, out.Name())
 }

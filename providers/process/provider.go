@@ -806,10 +806,18 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 	if req.StateDir == "" {
 		return resp, &providers.Error{Op: "adopt", Err: errors.New("no state directory")}
 	}
-	entries, err := readRegistry(filepath.Join(req.StateDir, "logs"))
+	var entries []regEntry
+	err := withRegistry(filepath.Join(req.StateDir, "logs"), func(live map[string]regEntry) {
+		entries = make([]regEntry, 0, len(live))
+		for _, e := range live {
+			entries = append(entries, e)
+		}
+	})
 	if err != nil {
 		return resp, &providers.Error{Op: "adopt", Err: err}
 	}
+	handles := make(map[spec.Address]providers.Handle, len(entries))
+	hashes := make(map[spec.Address]string, len(entries))
 	for _, e := range entries {
 		conf := e.logConf
 		if len(conf.Handle) == 0 {
@@ -825,12 +833,15 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 		if err != nil {
 			continue
 		}
-		h := providers.Handle(conf.Handle)
-		obs := p.observe(h)
-		if obs.State != providers.StateRunning {
-			continue
+		handles[addr] = providers.Handle(conf.Handle)
+		hashes[addr] = conf.ConfigHash
+	}
+	// In parallel for large registries, as a refresh would.
+	obs, _ := p.Observe(ctx, providers.ObserveRequest{Handles: handles})
+	for addr, o := range obs.Objects {
+		if o.State == providers.StateRunning {
+			resp.Objects = append(resp.Objects, providers.Adoptable{Addr: addr, Handle: handles[addr], ConfigHash: hashes[addr], Observed: o})
 		}
-		resp.Objects = append(resp.Objects, providers.Adoptable{Addr: addr, Handle: h, ConfigHash: conf.ConfigHash, Observed: obs})
 	}
 	sort.Slice(resp.Objects, func(i, j int) bool { return resp.Objects[i].Addr.Less(resp.Objects[j].Addr) })
 	return resp, nil

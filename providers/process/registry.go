@@ -167,7 +167,17 @@ var regCaches sync.Map // registry path -> *regCache
 
 // registryEntry returns the live entry of name in the registry of dir, if
 // any.
-func registryEntry(dir, name string) (regEntry, bool, error) {
+func registryEntry(dir, name string) (e regEntry, ok bool, err error) {
+	err = withRegistry(dir, func(live map[string]regEntry) {
+		e, ok = live[name]
+	})
+	return e, ok, err
+}
+
+// withRegistry calls fn with the live entries of the registry of dir (none
+// when it does not exist), read through the cache: only the lines appended
+// since the last call are parsed. fn must not keep the map.
+func withRegistry(dir string, fn func(live map[string]regEntry)) error {
 	path := filepath.Join(dir, registryName)
 	v, _ := regCaches.LoadOrStore(path, &regCache{})
 	c := v.(*regCache)
@@ -175,15 +185,16 @@ func registryEntry(dir, name string) (regEntry, bool, error) {
 	defer c.mu.Unlock()
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return regEntry{}, false, nil
+		fn(map[string]regEntry{})
+		return nil
 	}
 	if err != nil {
-		return regEntry{}, false, err
+		return err
 	}
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return regEntry{}, false, err
+		return err
 	}
 	if c.entries == nil || st.Ino != c.ino || uint64(st.Dev) != c.dev || st.Size < c.offset {
 		// First use, or compacted (another file) since: from the start.
@@ -193,15 +204,15 @@ func registryEntry(dir, name string) (regEntry, bool, error) {
 		b := make([]byte, st.Size-c.offset)
 		n, err := f.ReadAt(b, c.offset)
 		if err != nil && n == 0 {
-			return regEntry{}, false, err
+			return err
 		}
 		// Whole lines only: a line being written is read next time.
 		n = bytes.LastIndexByte(b[:n], '\n') + 1
 		replayRegistry(c.entries, b[:n])
 		c.offset += int64(n)
 	}
-	e, ok := c.entries[name]
-	return e, ok, nil
+	fn(c.entries)
+	return nil
 }
 
 // parseRegistry replays the lines of a registry.
