@@ -1,0 +1,129 @@
+package process
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func handleOf(pid int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"pid":%d,"start":1}`, pid))
+}
+
+// TestRegistryLastLineWins: a name's latest line wins; a deletion deletes
+// only the entry with its handle, so a deletion of an old instance
+// replayed after a newer instance's start deletes nothing.
+func TestRegistryLastLineWins(t *testing.T) {
+	dir := t.TempDir()
+	add := func(name string, pid int, size int64) {
+		t.Helper()
+		if err := appendRegistry(dir, regEntry{Name: name, logConf: logConf{Address: "daemon." + name, MaxSize: size, Handle: handleOf(pid)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := func(name string, pid int) {
+		t.Helper()
+		if err := appendRegistry(dir, regEntry{Name: name, logConf: logConf{Handle: handleOf(pid)}, Gone: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("a", 1, 10)
+	add("b", 2, 10)
+	add("a", 1, 20) // an update of a
+	add("b", 3, 10) // b replaced (create before destroy)
+	gone("b", 2)    // the old b deleted: the new one stays
+	add("c", 4, 10)
+	gone("c", 4)
+	for _, read := range []struct {
+		name string
+		get  func(string) (regEntry, bool)
+	}{
+		{"full", func(n string) (regEntry, bool) {
+			all, err := readRegistry(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, ok := all[n]
+			return e, ok
+		}},
+		{"cached", func(n string) (regEntry, bool) {
+			e, ok, err := registryEntry(dir, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e, ok
+		}},
+	} {
+		if e, ok := read.get("a"); !ok || e.MaxSize != 20 {
+			t.Errorf("%s: a = %+v, %v; want the update", read.name, e, ok)
+		}
+		if e, ok := read.get("b"); !ok || string(e.Handle) != string(handleOf(3)) {
+			t.Errorf("%s: b = %+v, %v; want the newer instance", read.name, e, ok)
+		}
+		if _, ok := read.get("c"); ok {
+			t.Errorf("%s: c deleted but found", read.name)
+		}
+	}
+	// The cache follows what is appended after it was filled.
+	add("d", 5, 10)
+	if _, ok, _ := registryEntry(dir, "d"); !ok {
+		t.Error("cached read missed a line appended since")
+	}
+	// A torn last line (a writer killed mid-write) is skipped.
+	f, _ := os.OpenFile(filepath.Join(dir, registryName), os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"name":"e","addr`)
+	f.Close()
+	if all, err := readRegistry(dir); err != nil || len(all) != 3 {
+		t.Errorf("with a torn line: %d entries, %v; want 3", len(all), err)
+	}
+}
+
+// TestRegistryCompactsUnderConcurrentWriters: writers append from many
+// goroutines while the file crosses the compaction threshold several
+// times; no line is lost and the file ends far smaller than everything
+// written.
+func TestRegistryCompactsUnderConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	const writers, each = 8, 2000
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				// Every writer rewrites its own 10 names over and over.
+				name := fmt.Sprintf("w%d-n%d", w, i%10)
+				if err := appendRegistry(dir, regEntry{Name: name, logConf: logConf{Address: name, MaxSize: int64(i), Handle: handleOf(i)}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	all, err := readRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != writers*10 {
+		t.Fatalf("%d live entries, want %d", len(all), writers*10)
+	}
+	for w := 0; w < writers; w++ {
+		for n := 0; n < 10; n++ {
+			e := all[fmt.Sprintf("w%d-n%d", w, n)]
+			if want := int64(each - 10 + n); e.MaxSize != want {
+				t.Errorf("w%d-n%d: max_size %d, want the last written %d", w, n, e.MaxSize, want)
+			}
+		}
+	}
+	st, err := os.Stat(filepath.Join(dir, registryName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() >= 4*registryCompactMin {
+		t.Errorf("registry is %d bytes after %d lines: never compacted", st.Size(), writers*each)
+	}
+}
