@@ -12,6 +12,7 @@ import (
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/docker/dockertest"
+	"github.com/orch-dev/orch/spec"
 )
 
 // TestHealth: an image HEALTHCHECK is reported (starting, then healthy,
@@ -92,10 +93,10 @@ daemon "plain" {
 	}
 }
 
-// TestEngineGoesAway: while the Engine cannot be reached, a container is
-// killed; once it is back, the watch (which kept trying) reports the exit
-// from a fresh inspection, and the event stream says disconnected, then
-// reconnected.
+// TestEngineGoesAway: while the Engine cannot be reached, calls fail as
+// unreachable and a container is killed; once it is back, the watch (which
+// kept trying) reports the exit from a fresh inspection, and the event
+// stream says disconnected, then reconnected.
 func TestEngineGoesAway(t *testing.T) {
 	cli := dockertest.Engine(t)
 	t.Parallel()
@@ -137,6 +138,14 @@ func TestEngineGoesAway(t *testing.T) {
 	observe(t, p, rt, r.Addr, resp.Handle)
 	px.Down()
 	waitEvent("disconnected")
+	// Calls fail as unreachable (not the container's failure), and
+	// retryable.
+	if _, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: map[spec.Address]providers.Handle{r.Addr: resp.Handle}}); !providers.IsUnreachable(err) || !providers.IsRetryable(err) {
+		t.Errorf("observe while the Engine is away: %v; want an unreachable, retryable error", err)
+	}
+	if _, err := p.Start(ctx, providers.StartRequest{Runtime: rt, Resource: r, Project: project, ConfigHash: "x"}); !providers.IsUnreachable(err) {
+		t.Errorf("start while the Engine is away: %v; want an unreachable error", err)
+	}
 	if _, err := cli.ContainerKill(ctx, mustID(t, resp.Handle), client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		t.Fatal(err)
 	}
