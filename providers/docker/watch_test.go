@@ -155,7 +155,9 @@ func TestEventsReconnect(t *testing.T) {
 // connection, or one that broke before it answered), and what does not (an
 // answer of the Engine, a cancelled call).
 func TestUnreachable(t *testing.T) {
-	get := func(err error) error { return &url.Error{Op: "Get", URL: "http://docker/v1.41/containers/x/json", Err: err} }
+	get := func(err error) error {
+		return &url.Error{Op: "Get", URL: "http://docker/v1.41/containers/x/json", Err: err}
+	}
 	for _, c := range []struct {
 		err  error
 		want bool
