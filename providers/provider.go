@@ -110,6 +110,14 @@ type StopResponse struct {
 type Error struct {
 	Op        string // "start", "stop", ...
 	Retryable bool
+	// Unreachable says the backend itself could not be reached (a Docker
+	// Engine whose socket is gone or refuses connections, a connection
+	// that broke during the call): the failure says nothing about the
+	// instance. The engine of orch up does not count it as the instance's
+	// crash; it waits for the backend to be back. Such an error is also
+	// Retryable. (Not carried over the plugin wire yet: a provider
+	// plugin's errors arrive without it.)
+	Unreachable bool
 	// Attr names the attribute of the declared instance the failure
 	// concerns ("command", "dir", "user", "ports", ...), when the provider
 	// knows it, so that orch points at where the user wrote it.
@@ -119,6 +127,13 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
+
+// IsUnreachable reports whether err says the backend could not be
+// reached at all (Error.Unreachable).
+func IsUnreachable(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Unreachable
+}
 
 // IsRetryable reports whether err says a retry may succeed.
 func IsRetryable(err error) bool {

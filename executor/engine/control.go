@@ -74,13 +74,15 @@ type InstanceStatus struct {
 
 // Status returns every recorded instance, plus declared ones whose start
 // waits, sorted by address. What runs is observed through the providers
-// after the books were read, outside the controller goroutine.
+// after the books were read, outside the controller goroutine; the
+// instances of a runtime that cannot be observed (its backend is away)
+// read as StateUnknown, and the others are reported all the same.
 func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	var (
-		out     []InstanceStatus
-		stored  []state.Instance
-		project string
-		ferr    error
+		out    []InstanceStatus
+		stored []state.Instance
+		rts    map[spec.Address]*spec.Runtime
+		ferr   error
 	)
 	err := e.call(ctx, func() {
 		if e.stopping {
@@ -91,7 +93,10 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		if ferr != nil {
 			return
 		}
-		project = e.project()
+		rts = map[spec.Address]*spec.Runtime{}
+		for _, rt := range e.cfg.Runtimes {
+			rts[rt.Addr] = rt
+		}
 		seen := map[spec.Address]bool{}
 		for _, rec := range stored {
 			seen[rec.Addr] = true
@@ -116,12 +121,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := executor.Refresh(ctx, nil, stored, e.opts.Providers, project, e.opts.StateDir)
-	if err != nil {
-		return nil, err
-	}
+	obs := observeStored(ctx, e.opts.Providers, rts, stored)
 	for i := range out {
-		out[i].Observed = in.Observed[out[i].Addr]
+		out[i].Observed = obs[out[i].Addr]
 	}
 	sortStatus(out)
 	return out, nil
@@ -377,6 +379,7 @@ func (e *Engine) apiApply(req ApplyRequest, send func(*ApplyResult, error)) {
 	e.paused = false
 	if cfg.Hash != e.cfg.Hash {
 		e.cfg, e.files = cfg, files
+		e.followRuntimes()
 		for a := range e.insts {
 			e.instance(a)
 		}

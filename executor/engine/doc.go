@@ -32,6 +32,14 @@
 // every event would put each dependent behind every other one. When the
 // configuration or the instance changed since, the round is planned again.
 //
+// A runtime whose backend goes away (a Docker Engine restarted) is
+// followed through its provider's optional providers.EventSource: the
+// engine says "unreachable", leaves what runs there as it is (a watch
+// that cannot reach its backend reports nothing), never counts a start
+// that could not reach the backend as a crash (the daemon waits for its
+// runtime instead; runtimes.go), and once the stream says "reconnected"
+// it says so, starts what waited, and reconciles from a fresh listing.
+//
 // One goroutine (Run's) owns all of the engine's books; watches, health
 // monitors, timers, applies and the directory watcher hand it closures.
 // Exits are pushed by the provider's optional providers.Watcher (the

@@ -112,9 +112,11 @@ type Engine struct {
 	// paused: an API destroy took everything down; nothing is started
 	// (reconcile, restarts) until an API apply.
 	paused  bool
-	waiters []func(err string) // API applies waiting for the round to settle
-	sources sources            // binaries watched for rebuilds
-	idle    []func()           // run once no apply is in flight
+	waiters []func(err string)       // API applies waiting for the round to settle
+	sources sources                  // binaries watched for rebuilds
+	idle    []func()                 // run once no apply is in flight
+	follows map[spec.Address]*follow // runtimes whose event streams are followed (runtimes.go)
+	away    map[spec.Address]bool    // runtimes whose stream said disconnected, until reconnected
 }
 
 // instance is what the engine knows of one declared instance.
@@ -151,6 +153,10 @@ type instance struct {
 	manual   bool   // stopped by the engine for a requested restart
 	restarts int    // restarts by this engine (policy, liveness, requested)
 	waiting  string // what it waits for, as last reported
+	// parked: its last start could not reach its runtime (runtimes.go);
+	// parkedTries counts those starts, for their backoff.
+	parked      bool
+	parkedTries int
 }
 
 // New returns an Engine; nothing happens until Run.
@@ -163,7 +169,8 @@ func New(opts Options) *Engine {
 	}
 	return &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
-		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{}}
+		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{},
+		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{}}
 }
 
 // Run applies the configuration and supervises until ctx is done; then it
@@ -184,6 +191,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.watchConfig(ctx); err != nil {
 		e.emit(Event{Type: EventError, Detail: "not watching the configuration for changes: " + err.Error()})
 	}
+	e.followRuntimes()
 	e.reconcile()
 	for {
 		select {
@@ -272,6 +280,7 @@ func (e *Engine) reloaded(lr LoadResult) {
 	}
 	e.cfg, e.files = lr.Config, lr.Files
 	e.watchSources(e.cfg)
+	e.followRuntimes()
 	for a := range e.insts {
 		e.instance(a)
 	}
@@ -615,6 +624,8 @@ func (e *Engine) notReady(d spec.Address) string {
 		return "for " + d.String() + " to complete"
 	case spec.KindDaemon:
 		switch {
+		case inst != nil && !inst.running && inst.parked:
+			return "for " + d.String() + ", which waits for " + inst.rt.String() + " to be reachable again"
 		case inst == nil || !inst.running:
 			if inst != nil && inst.status == executor.StatusFailed {
 				return "for " + d.String() + ", which failed"
@@ -677,6 +688,8 @@ func (e *Engine) progress(ev executor.StepEvent) {
 	}
 	out := Event{Addr: ev.Addr, Pid: ev.Observed.Pid}
 	switch {
+	case ev.Err != nil && supervised(ev.Addr.Kind) && unreachableStart(ev.Err):
+		return // not a failure: afterApply parks it, waiting for its runtime
 	case ev.Err != nil:
 		out.Type, out.Detail, out.Pid = EventFailed, ev.Err.Error(), 0
 		if ev.Addr.Kind == spec.KindJob && ev.Observed.State == providers.StateExited {
@@ -753,9 +766,15 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				inst.cancel()
 			}
 			inst.running = false
+			if supervised(o.Addr.Kind) && unreachableStart(o.Err) && !e.stopping {
+				e.park(inst, o.Err)
+			} else {
+				inst.parked, inst.parkedTries = false, 0
+			}
 		default:
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting = ""
+			inst.parked, inst.parkedTries = false, 0
 			if supervised(o.Addr.Kind) && rec.Status == executor.StatusRunning {
 				if inst.timer != nil {
 					inst.timer.Stop()

@@ -35,11 +35,14 @@ const (
 	EventReady                               // the first apply is done; supervising
 	EventShutdown                            // stopping everything (ctx done)
 	EventError                               // an infrastructure fault; the engine goes on
+	EventUnreachable                         // a runtime's backend cannot be reached (Addr: the runtime)
+	EventReconnected                         // it can be reached again; everything on it is looked at afresh
 )
 
 var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
 	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
-	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error"}
+	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
+	"unreachable", "reconnected"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {

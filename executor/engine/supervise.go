@@ -193,7 +193,9 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 		Observed: providers.Observed{State: providers.StateExited}, Reason: "restart policy " + inst.res.Restart.Policy.String()}
 	p := &planner.Plan{Changes: []*planner.Change{c}, ConfigHash: e.cfg.Hash}
 	e.busy[addr] = true
-	inst.restarts++
+	if !inst.parked { // trying again to reach the runtime is not one more restart
+		inst.restarts++
+	}
 	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
 	sweep := func() {
 		if prov != nil && len(old) > 0 {
@@ -203,7 +205,9 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	e.apply(p, sweep, func(res *executor.Result, err error) {
 		e.afterApply(p, res, err)
 		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err != nil && !e.stopping {
-			e.down(inst, true, 0) // a failed start counts as a crash
+			if !inst.parked { // parked: its runtime could not be reached, not a crash
+				e.down(inst, true, 0) // a failed start counts as a crash
+			}
 		} else if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Skipped == "" {
 			e.restartWith(addr, p)
 		}

@@ -209,8 +209,8 @@ func (p *Provider) ensureBuilt(ctx context.Context, e engine, addr spec.Address,
 }
 
 func buildErr(addr spec.Address, e engine, tag string, b *build, err error) error {
-	retry := client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded)
-	return &providers.Error{Op: "start", Attr: BlockBuild, Retryable: retry,
+	retry := unreachable(err) || errors.Is(err, context.DeadlineExceeded)
+	return &providers.Error{Op: "start", Attr: BlockBuild, Retryable: retry, Unreachable: unreachable(err),
 		Err: fmt.Errorf("%s: building image %s from %s (%s) on Docker Engine %s: %w", addr, tag, b.Context, b.Dockerfile, e.host, err)}
 }
 

@@ -158,6 +158,28 @@ func observe(t *testing.T, p *Provider, rt *spec.Runtime, addr spec.Address, h p
 	return resp.Objects[addr]
 }
 
+// waitListening polls the container's log until the test server says it
+// listens (after it has set up its SIGTERM handler), up to 20s.
+func waitListening(t *testing.T, p *Provider, rt *spec.Runtime, addr spec.Address, h providers.Handle) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lr, err := p.Logs(context.Background(), providers.LogsRequest{Runtime: rt, Addr: addr, Handle: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(lr.Log)
+		lr.Log.Close()
+		if strings.Contains(string(b), "listening on") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the server does not listen; its log: %q", addr, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitState polls Observe until it reports want, up to 10s.
 func waitState(t *testing.T, p *Provider, rt *spec.Runtime, addr spec.Address, h providers.Handle, want providers.State) providers.Observed {
 	t.Helper()
@@ -294,6 +316,10 @@ func TestLifecycle(t *testing.T) {
 	if _, err := p.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: r.Addr, Handle: resp2.Handle}); err == nil {
 		t.Error("delete of a running container succeeded")
 	}
+	// Only once the server handles SIGTERM (it says so by listening):
+	// before, the signal is lost (pid 1 without a handler) or ends it with
+	// the Go runtime's exit code 2.
+	waitListening(t, p, rt, r.Addr, resp2.Handle)
 	began := time.Now()
 	st, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: r.Addr, Handle: resp2.Handle, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout})
 	if err != nil {

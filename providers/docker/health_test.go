@@ -4,12 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +12,7 @@ import (
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/docker/dockertest"
+	"github.com/orch-dev/orch/spec"
 )
 
 // TestHealth: an image HEALTHCHECK is reported (starting, then healthy,
@@ -97,91 +93,21 @@ daemon "plain" {
 	}
 }
 
-// proxy forwards a unix socket to the Engine's, and can be cut and
-// restored, to play an Engine that goes away and comes back.
-type proxy struct {
-	t      *testing.T
-	path   string
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]bool
-}
-
-func newProxy(t *testing.T) *proxy {
-	host := DefaultHost()
-	if !strings.HasPrefix(host, "unix://") {
-		t.Skipf("the reconnection test needs a unix socket Engine, not %s", host)
-	}
-	dir, err := os.MkdirTemp("", "orch-proxy-") // short: a socket path is at most 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	px := &proxy{t: t, path: filepath.Join(dir, "e.sock"), target: strings.TrimPrefix(host, "unix://"), conns: map[net.Conn]bool{}}
-	px.up()
-	t.Cleanup(px.down)
-	return px
-}
-
-func (px *proxy) up() {
-	ln, err := net.Listen("unix", px.path)
-	if err != nil {
-		px.t.Fatal(err)
-	}
-	px.mu.Lock()
-	px.ln = ln
-	px.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("unix", px.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			px.mu.Lock()
-			px.conns[c], px.conns[u] = true, true
-			px.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-// down closes the listener and every connection: the Engine is away.
-func (px *proxy) down() {
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	if px.ln != nil {
-		px.ln.Close()
-		px.ln = nil
-	}
-	for c := range px.conns {
-		c.Close()
-		delete(px.conns, c)
-	}
-	os.Remove(px.path)
-}
-
-// TestEngineGoesAway: while the Engine cannot be reached, a container is
-// killed; once it is back, the watch (which kept trying) reports the exit
-// from a fresh inspection, and the event stream says disconnected, then
-// reconnected.
+// TestEngineGoesAway: while the Engine cannot be reached, calls fail as
+// unreachable and a container is killed; once it is back, the watch (which
+// kept trying) reports the exit from a fresh inspection, and the event
+// stream says disconnected, then reconnected.
 func TestEngineGoesAway(t *testing.T) {
 	cli := dockertest.Engine(t)
 	t.Parallel()
 	tag := uniqueTag("orch-test/server")
 	buildImage(t, cli, tag)
-	px := newProxy(t)
+	px := dockertest.NewProxy(t)
 	project := uniqueProject(t) + "-away"
 	cfg := load(t, project, webConfig(tag, freePort(t)))
 	r := cfg.Resource(mustAddr(t, "daemon.web"))
 	rt := cfg.Runtime(r.Runtime)
-	rt.Attrs[AttrHost] = ctyString("unix://" + px.path)
+	rt.Attrs[AttrHost] = ctyString(px.Host())
 	p := New(Options{})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -210,8 +136,16 @@ func TestEngineGoesAway(t *testing.T) {
 	}
 	// Let both connect (an inspection through the proxy proves it runs).
 	observe(t, p, rt, r.Addr, resp.Handle)
-	px.down()
+	px.Down()
 	waitEvent("disconnected")
+	// Calls fail as unreachable (not the container's failure), and
+	// retryable.
+	if _, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: map[spec.Address]providers.Handle{r.Addr: resp.Handle}}); !providers.IsUnreachable(err) || !providers.IsRetryable(err) {
+		t.Errorf("observe while the Engine is away: %v; want an unreachable, retryable error", err)
+	}
+	if _, err := p.Start(ctx, providers.StartRequest{Runtime: rt, Resource: r, Project: project, ConfigHash: "x"}); !providers.IsUnreachable(err) {
+		t.Errorf("start while the Engine is away: %v; want an unreachable error", err)
+	}
 	if _, err := cli.ContainerKill(ctx, mustID(t, resp.Handle), client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +154,7 @@ func TestEngineGoesAway(t *testing.T) {
 		t.Fatalf("the watch reported %+v while the Engine was away", obs)
 	case <-time.After(300 * time.Millisecond):
 	}
-	px.up()
+	px.Up()
 	select {
 	case obs := <-w.Exited:
 		if obs.State != providers.StateExited || obs.ExitCode != 137 {

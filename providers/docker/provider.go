@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -131,11 +133,30 @@ func (p *Provider) engine(rt *spec.Runtime) (engine, error) {
 }
 
 // opErr wraps a failure of op on addr. Failures to reach the Engine are
-// retryable; so are the Engine's own unavailable/internal errors.
+// retryable, and unreachable; so are the Engine's own unavailable/internal
+// errors retryable.
 func opErr(op string, addr spec.Address, e engine, err error) error {
-	retry := client.IsErrConnectionFailed(err) || cerrdefs.IsUnavailable(err) || cerrdefs.IsInternal(err) ||
-		errors.Is(err, context.DeadlineExceeded)
-	return &providers.Error{Op: op, Retryable: retry, Err: fmt.Errorf("%s: Docker Engine %s: %w", addr, e.host, err)}
+	away := unreachable(err)
+	retry := away || cerrdefs.IsUnavailable(err) || cerrdefs.IsInternal(err) || errors.Is(err, context.DeadlineExceeded)
+	return &providers.Error{Op: op, Retryable: retry, Unreachable: away, Err: fmt.Errorf("%s: Docker Engine %s: %w", addr, e.host, err)}
+}
+
+// unreachable says whether err is a failure to reach the Engine at all,
+// which says nothing about a container: no connection (the socket is gone,
+// refused, not ours to open), or a connection that broke before the
+// Engine answered (it went away during the call). An error the Engine
+// answered with is not.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if client.IsErrConnectionFailed(err) {
+		return true
+	}
+	var ue *url.Error // the HTTP transport's: the Engine did not answer
+	return errors.As(err, &ue) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ENOENT) || errors.Is(err, net.ErrClosed))
 }
 
 func userErr(op string, addr spec.Address, format string, args ...any) error {
@@ -273,7 +294,7 @@ func (p *Provider) create(ctx context.Context, e engine, addr spec.Address, cs *
 		case cerrdefs.IsNotFound(err) && !pulled && strings.Contains(strings.ToLower(err.Error()), "image"):
 			pulled = true
 			if perr := p.pull(ctx, e, cs.Config.Image); perr != nil {
-				return "", nil, &providers.Error{Op: "start", Retryable: client.IsErrConnectionFailed(perr), Attr: "image",
+				return "", nil, &providers.Error{Op: "start", Retryable: unreachable(perr), Unreachable: unreachable(perr), Attr: "image",
 					Err: fmt.Errorf("%s: image %q not found locally on Docker Engine %s and cannot be pulled: %w", addr, cs.Config.Image, e.host, perr)}
 			}
 		case (cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "is already in use")) && !cleared:
@@ -590,7 +611,7 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 	}
 	list, err := e.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return resp, &providers.Error{Op: "adopt", Retryable: client.IsErrConnectionFailed(err),
+		return resp, &providers.Error{Op: "adopt", Retryable: unreachable(err), Unreachable: unreachable(err),
 			Err: fmt.Errorf("Docker Engine %s: %w", e.host, err)}
 	}
 	// Inspected 8 at a time, as Observe does.

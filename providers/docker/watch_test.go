@@ -2,7 +2,13 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,5 +148,41 @@ func TestEventsReconnect(t *testing.T) {
 	}
 	cancel()
 	for range evs {
+	}
+}
+
+// TestUnreachable: what counts as not reaching the Engine at all (no
+// connection, or one that broke before it answered), and what does not (an
+// answer of the Engine, a cancelled call).
+func TestUnreachable(t *testing.T) {
+	get := func(err error) error {
+		return &url.Error{Op: "Get", URL: "http://docker/v1.41/containers/x/json", Err: err}
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{get(io.EOF), true},
+		{get(io.ErrUnexpectedEOF), true},
+		{get(&net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), true},
+		{get(&net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.ENOENT)}), true},
+		{fmt.Errorf("wrapped: %w", get(io.EOF)), true},
+		{io.EOF, false}, // not from the transport
+		{get(context.Canceled), false},
+		{errors.New("Error response from daemon: No such container: x"), false},
+		{nil, false},
+	} {
+		if got := unreachable(c.err); got != c.want {
+			t.Errorf("unreachable(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+	// A socket where nothing listens: the client's own connection error.
+	p := New(Options{})
+	defer p.Close()
+	rt := load(t, uniqueProject(t), "").Runtimes[0]
+	rt.Attrs[AttrHost] = ctyString(fmt.Sprintf("unix://%s/nothing.sock", t.TempDir()))
+	_, err := p.Adopt(context.Background(), providers.AdoptRequest{Runtime: rt, Project: "p"})
+	if !providers.IsUnreachable(err) || !providers.IsRetryable(err) {
+		t.Errorf("adopt from an Engine that is not there: %v; want unreachable and retryable", err)
 	}
 }

@@ -1,8 +1,9 @@
 // Package dockertest is what tests and benchmarks outside providers/docker
 // need to run against a real Docker Engine: the Engine or a skip (a
 // failure under CI), the static test server of providers/docker/testdata
-// as a build context FROM scratch, and the removal of what a project left.
-// Nothing is pulled: the Engine needs no registry.
+// as a build context FROM scratch, the removal of what a project left, and
+// a Proxy to the Engine that a test can cut and restore. Nothing is
+// pulled: the Engine needs no registry.
 package dockertest
 
 import (
