@@ -307,7 +307,18 @@ func TestStopSweepsGroupWhenLeaderExited(t *testing.T) {
 	// The leader exits on SIGTERM; its background child ignores it.
 	h, hi := e.start(res("leaver", "sh", "-c", `(trap "" TERM; exec sleep 1000) & sleep 1000`))
 	var members []int
-	if !poll(10*time.Second, func() bool { members = groupMembers(hi.Pgid); return len(members) >= 3 }) {
+	// Both sleeps have been exec'd (so the subshell's trap is set: under
+	// load, a SIGTERM before it would end the subshell too).
+	sleeps := func() int {
+		n := 0
+		for _, pid := range members {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "sleep" {
+				n++
+			}
+		}
+		return n
+	}
+	if !poll(10*time.Second, func() bool { members = groupMembers(hi.Pgid); return len(members) >= 3 && sleeps() >= 2 }) {
 		t.Fatalf("group %d has members %v", hi.Pgid, members)
 	}
 	resp, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("leaver"), Handle: h, Signal: spec.SIGTERM, Timeout: 300 * time.Millisecond})
