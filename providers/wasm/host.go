@@ -201,7 +201,7 @@ func (h *Host) compile(ctx context.Context, addr spec.Address, hash string, bin 
 		return nil, nil, errNeedBytes
 	}
 	if c == nil {
-		cm, err := rt.CompileModule(ctx, bin)
+		cm, err := rt.CompileModule(ctx, mergeDataSegments(bin))
 		if err != nil {
 			return nil, nil, err
 		}
