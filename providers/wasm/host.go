@@ -118,6 +118,10 @@ type compiledKey struct {
 type compiled struct {
 	c    wazero.CompiledModule
 	refs int
+	// ready is the memory size, in bytes, of each address's last instance
+	// when it became running: the capacity its next instance starts with
+	// (linearMemory).
+	ready map[spec.Address]uint64
 }
 
 // NewHost returns a Host; it creates the compilation cache directory.
@@ -210,6 +214,25 @@ func (h *Host) compile(ctx context.Context, addr spec.Address, hash string, bin 
 	}
 	c.refs++
 	return rt, c, nil
+}
+
+// memoryHint returns the memory size of addr's last instance of c when it
+// became running (0: none).
+func (h *Host) memoryHint(c *compiled, addr spec.Address) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return c.ready[addr]
+}
+
+// setMemoryHint records the memory size of addr's instance of c that
+// became running.
+func (h *Host) setMemoryHint(c *compiled, addr spec.Address, size uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.ready == nil {
+		c.ready = map[spec.Address]uint64{}
+	}
+	c.ready[addr] = size
 }
 
 // release drops a reference taken by compile.

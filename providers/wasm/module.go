@@ -18,6 +18,7 @@ import (
 	"github.com/orch-dev/orch/spec"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -228,7 +229,7 @@ func (m *Module) start(ctx context.Context) error {
 	}
 	cctx, cancel := m.callContext(ctx)
 	m.calling = "instantiate"
-	inst, err := m.rt.InstantiateModule(cctx, m.compiled.c, mc)
+	inst, err := m.rt.InstantiateModule(experimental.WithMemoryAllocator(cctx, memoryAllocator(m.h.memoryHint(m.compiled, m.addr))), m.compiled.c, mc)
 	cancel()
 	if err != nil {
 		return m.fail("instantiate", err)
@@ -254,7 +255,11 @@ func (m *Module) start(ctx context.Context) error {
 			return err
 		}
 	}
-	return m.call(ctx, m.fns.start, ExportStart)
+	if err := m.call(ctx, m.fns.start, ExportStart); err != nil {
+		return err
+	}
+	m.h.setMemoryHint(m.compiled, m.addr, uint64(inst.Memory().Size()))
+	return nil
 }
 
 // moduleKey is the context key of the Module a call into the guest is
