@@ -98,6 +98,7 @@ type Options struct {
 type Host struct {
 	opts  Options
 	cache wazero.CompilationCache
+	pool  memoryPool // memories of stopped modules, for the next ones
 
 	mu       sync.Mutex
 	closed   bool
@@ -169,6 +170,7 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, rt.Close(ctx))
 	}
 	errs = append(errs, h.cache.Close(ctx))
+	h.pool.close()
 	return errors.Join(errs...)
 }
 

@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -31,5 +32,40 @@ func TestMemoryHint(t *testing.T) {
 	t.Logf("memory hints %v, sizes when running %v", hints, sizes)
 	if len(sizes) != 2 || hints[0] != 0 || hints[1] != sizes[0] || sizes[1] != sizes[0] {
 		t.Fatalf("memory hints %v, sizes when running %v", hints, sizes)
+	}
+}
+
+// TestMemoryReused: a stopped module's memory is reused by the next
+// module, another one, which finds it exactly as a new memory: zero but
+// for its data segments.
+func TestMemoryReused(t *testing.T) {
+	f := newFixture(t, cacheState, nil)
+	src := guest(t, "hostile")
+	if err := f.start(t, resource(t, "first", src, hostile("sink"))).stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := wasm.PooledMemories(f.host); n != 1 {
+		t.Fatalf("%d memories pooled after a module stopped, want 1", n)
+	}
+	load := func(name string) *wasm.Module {
+		m, err := f.host.Load(context.Background(), wasm.LoadRequest{Resource: resource(t, name, src, hostile("sink"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	reused, pooled, err := wasm.InstantiateMemory(load("second"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pooled != 0 {
+		t.Fatalf("%d memories pooled while the second module ran, want 0: it took the first's", pooled)
+	}
+	fresh, _, err := wasm.InstantiateMemory(load("third"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(reused, fresh) {
+		t.Fatal("a reused memory differs from a new one")
 	}
 }

@@ -70,7 +70,8 @@ type Module struct {
 
 	rt       wazero.Runtime
 	compiled *compiled
-	inst     api.Module // set by Run
+	inst     api.Module    // set by Run
+	mem      *linearMemory // inst's memory
 	fns      struct{ init, start, stop, onEvent, onEvents, alloc api.Function }
 	batch    []byte                     // the host-side encoding of a batch of events
 	buf      struct{ ptr, size uint32 } // the guest buffer of the last orch_alloc
@@ -166,6 +167,7 @@ func (m *Module) RunReady(ctx context.Context, ready func()) error {
 		if m.inst != nil {
 			m.inst.Close(context.WithoutCancel(ctx))
 		}
+		m.reuseMemory()
 	}()
 	defer m.unsubscribe()
 	m.transition(StateStarting, nil)
@@ -198,39 +200,7 @@ func (m *Module) RunReady(ctx context.Context, ready func()) error {
 }
 
 func (m *Module) start(ctx context.Context) error {
-	mc := wazero.NewModuleConfig().
-		WithName(m.h.instanceName(m.addr)).
-		WithStartFunctions(exportInitialize).
-		WithRandSource(rand.Reader).
-		WithStdout(&lineWriter{m: m, level: LevelInfo}).
-		WithStderr(&lineWriter{m: m, level: LevelError, tail: &m.stderr})
-	if g := m.grants; g != nil {
-		if len(g.Dirs) > 0 {
-			fs := wazero.NewFSConfig()
-			guests := make([]string, 0, len(g.Dirs))
-			for guest := range g.Dirs {
-				guests = append(guests, guest)
-			}
-			sort.Strings(guests)
-			for _, guest := range guests {
-				if contains(g.Writable, guest) {
-					fs = fs.WithDirMount(g.Dirs[guest], guest)
-				} else {
-					fs = fs.WithReadOnlyDirMount(g.Dirs[guest], guest)
-				}
-			}
-			mc = mc.WithFSConfig(fs)
-		}
-		for _, k := range g.Env {
-			if v, ok := os.LookupEnv(k); ok {
-				mc = mc.WithEnv(k, v)
-			}
-		}
-	}
-	cctx, cancel := m.callContext(ctx)
-	m.calling = "instantiate"
-	inst, err := m.rt.InstantiateModule(experimental.WithMemoryAllocator(cctx, memoryAllocator(m.h.memoryHint(m.compiled, m.addr))), m.compiled.c, mc)
-	cancel()
+	inst, err := m.instantiate(ctx, &m.h.pool, exportInitialize)
 	if err != nil {
 		return m.fail("instantiate", err)
 	}
@@ -260,6 +230,55 @@ func (m *Module) start(ctx context.Context) error {
 	}
 	m.h.setMemoryHint(m.compiled, m.addr, uint64(inst.Memory().Size()))
 	return nil
+}
+
+// instantiate instantiates the module, with its grants, its memory from
+// pool (nil: a new one), and start as its start functions.
+func (m *Module) instantiate(ctx context.Context, pool *memoryPool, start ...string) (api.Module, error) {
+	mc := wazero.NewModuleConfig().
+		WithName(m.h.instanceName(m.addr)).
+		WithStartFunctions(start...).
+		WithRandSource(rand.Reader).
+		WithStdout(&lineWriter{m: m, level: LevelInfo}).
+		WithStderr(&lineWriter{m: m, level: LevelError, tail: &m.stderr})
+	if g := m.grants; g != nil {
+		if len(g.Dirs) > 0 {
+			fs := wazero.NewFSConfig()
+			guests := make([]string, 0, len(g.Dirs))
+			for guest := range g.Dirs {
+				guests = append(guests, guest)
+			}
+			sort.Strings(guests)
+			for _, guest := range guests {
+				if contains(g.Writable, guest) {
+					fs = fs.WithDirMount(g.Dirs[guest], guest)
+				} else {
+					fs = fs.WithReadOnlyDirMount(g.Dirs[guest], guest)
+				}
+			}
+			mc = mc.WithFSConfig(fs)
+		}
+		for _, k := range g.Env {
+			if v, ok := os.LookupEnv(k); ok {
+				mc = mc.WithEnv(k, v)
+			}
+		}
+	}
+	cctx, cancel := m.callContext(ctx)
+	defer cancel()
+	m.calling = "instantiate"
+	alloc := memoryAllocator(m.h.memoryHint(m.compiled, m.addr), pool, func(l *linearMemory) { m.mem = l })
+	return m.rt.InstantiateModule(experimental.WithMemoryAllocator(cctx, alloc), m.compiled.c, mc)
+}
+
+// reuseMemory gives the module's memory to the Host's pool, once nothing
+// runs in it: the module is closed and Run's goroutine, the only one that
+// calls into it, is done with it.
+func (m *Module) reuseMemory() {
+	if l := m.mem; l != nil {
+		m.mem = nil
+		m.h.pool.put(l.buf, l.used)
+	}
 }
 
 // moduleKey is the context key of the Module a call into the guest is
