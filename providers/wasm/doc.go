@@ -22,8 +22,9 @@
 //
 // Every transition is reported to Options.OnState, and published on the
 // Bus as an "orch.module.<state>" event. A failed module is closed: its
-// memory is released and nothing of it keeps running; restarting it is
-// its supervisor's decision (the engine applies the restart policy).
+// memory is released (zeroed, it may back a later instance: see
+// linearMemory) and nothing of it keeps running; restarting it is its
+// supervisor's decision (the engine applies the restart policy).
 //
 // The sandbox grants nothing by default: no files, no environment, no
 // arguments, no network, and wazero's fake clocks (time only through the

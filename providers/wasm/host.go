@@ -98,6 +98,7 @@ type Options struct {
 type Host struct {
 	opts  Options
 	cache wazero.CompilationCache
+	pool  memoryPool // memories of stopped modules, for the next ones
 
 	mu       sync.Mutex
 	closed   bool
@@ -118,6 +119,10 @@ type compiledKey struct {
 type compiled struct {
 	c    wazero.CompiledModule
 	refs int
+	// ready is the memory size, in bytes, of each address's last instance
+	// when it became running: the capacity its next instance starts with
+	// (linearMemory).
+	ready map[spec.Address]uint64
 }
 
 // NewHost returns a Host; it creates the compilation cache directory.
@@ -165,6 +170,7 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, rt.Close(ctx))
 	}
 	errs = append(errs, h.cache.Close(ctx))
+	h.pool.close()
 	return errors.Join(errs...)
 }
 
@@ -201,7 +207,7 @@ func (h *Host) compile(ctx context.Context, addr spec.Address, hash string, bin 
 		return nil, nil, errNeedBytes
 	}
 	if c == nil {
-		cm, err := rt.CompileModule(ctx, bin)
+		cm, err := rt.CompileModule(ctx, mergeDataSegments(bin))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -210,6 +216,25 @@ func (h *Host) compile(ctx context.Context, addr spec.Address, hash string, bin 
 	}
 	c.refs++
 	return rt, c, nil
+}
+
+// memoryHint returns the memory size of addr's last instance of c when it
+// became running (0: none).
+func (h *Host) memoryHint(c *compiled, addr spec.Address) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return c.ready[addr]
+}
+
+// setMemoryHint records the memory size of addr's instance of c that
+// became running.
+func (h *Host) setMemoryHint(c *compiled, addr spec.Address, size uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.ready == nil {
+		c.ready = map[spec.Address]uint64{}
+	}
+	c.ready[addr] = size
 }
 
 // release drops a reference taken by compile.

@@ -18,6 +18,7 @@ import (
 	"github.com/orch-dev/orch/spec"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -69,7 +70,8 @@ type Module struct {
 
 	rt       wazero.Runtime
 	compiled *compiled
-	inst     api.Module // set by Run
+	inst     api.Module    // set by Run
+	mem      *linearMemory // inst's memory
 	fns      struct{ init, start, stop, onEvent, onEvents, alloc api.Function }
 	batch    []byte                     // the host-side encoding of a batch of events
 	buf      struct{ ptr, size uint32 } // the guest buffer of the last orch_alloc
@@ -165,6 +167,7 @@ func (m *Module) RunReady(ctx context.Context, ready func()) error {
 		if m.inst != nil {
 			m.inst.Close(context.WithoutCancel(ctx))
 		}
+		m.reuseMemory()
 	}()
 	defer m.unsubscribe()
 	m.transition(StateStarting, nil)
@@ -197,9 +200,44 @@ func (m *Module) RunReady(ctx context.Context, ready func()) error {
 }
 
 func (m *Module) start(ctx context.Context) error {
+	inst, err := m.instantiate(ctx, &m.h.pool, exportInitialize)
+	if err != nil {
+		return m.fail("instantiate", err)
+	}
+	m.inst = inst
+	m.fns.init = inst.ExportedFunction(ExportInit)
+	m.fns.start = inst.ExportedFunction(ExportStart)
+	m.fns.stop = inst.ExportedFunction(ExportStop)
+	m.fns.onEvent = inst.ExportedFunction(ExportOnEvent)
+	m.fns.onEvents = inst.ExportedFunction(ExportOnEvents)
+	if f := m.fns.onEvents; f != nil && (len(f.Definition().ParamTypes()) != 3 || len(f.Definition().ResultTypes()) != 1) {
+		return m.fail(ExportOnEvents, errors.New("must take (ptr, len, count i32) and return a status i32"))
+	}
+	m.fns.alloc = inst.ExportedFunction(ExportAlloc)
+	m.stack = make([]uint64, 4)
+	if m.fns.init != nil {
+		ptr, err := m.write(ctx, m.config)
+		if err != nil {
+			return err
+		}
+		m.stack[0], m.stack[1] = uint64(ptr), uint64(len(m.config))
+		if err := m.callStack(ctx, m.fns.init, ExportInit); err != nil {
+			return err
+		}
+	}
+	if err := m.call(ctx, m.fns.start, ExportStart); err != nil {
+		return err
+	}
+	m.h.setMemoryHint(m.compiled, m.addr, uint64(inst.Memory().Size()))
+	return nil
+}
+
+// instantiate instantiates the module, with its grants, its memory from
+// pool (nil: a new one), and start as its start functions.
+func (m *Module) instantiate(ctx context.Context, pool *memoryPool, start ...string) (api.Module, error) {
 	mc := wazero.NewModuleConfig().
 		WithName(m.h.instanceName(m.addr)).
-		WithStartFunctions(exportInitialize).
+		WithStartFunctions(start...).
 		WithRandSource(rand.Reader).
 		WithStdout(&lineWriter{m: m, level: LevelInfo}).
 		WithStderr(&lineWriter{m: m, level: LevelError, tail: &m.stderr})
@@ -227,34 +265,20 @@ func (m *Module) start(ctx context.Context) error {
 		}
 	}
 	cctx, cancel := m.callContext(ctx)
+	defer cancel()
 	m.calling = "instantiate"
-	inst, err := m.rt.InstantiateModule(cctx, m.compiled.c, mc)
-	cancel()
-	if err != nil {
-		return m.fail("instantiate", err)
+	alloc := memoryAllocator(m.h.memoryHint(m.compiled, m.addr), pool, func(l *linearMemory) { m.mem = l })
+	return m.rt.InstantiateModule(experimental.WithMemoryAllocator(cctx, alloc), m.compiled.c, mc)
+}
+
+// reuseMemory gives the module's memory to the Host's pool, once nothing
+// runs in it: the module is closed and Run's goroutine, the only one that
+// calls into it, is done with it.
+func (m *Module) reuseMemory() {
+	if l := m.mem; l != nil {
+		m.mem = nil
+		m.h.pool.put(l.buf, l.used)
 	}
-	m.inst = inst
-	m.fns.init = inst.ExportedFunction(ExportInit)
-	m.fns.start = inst.ExportedFunction(ExportStart)
-	m.fns.stop = inst.ExportedFunction(ExportStop)
-	m.fns.onEvent = inst.ExportedFunction(ExportOnEvent)
-	m.fns.onEvents = inst.ExportedFunction(ExportOnEvents)
-	if f := m.fns.onEvents; f != nil && (len(f.Definition().ParamTypes()) != 3 || len(f.Definition().ResultTypes()) != 1) {
-		return m.fail(ExportOnEvents, errors.New("must take (ptr, len, count i32) and return a status i32"))
-	}
-	m.fns.alloc = inst.ExportedFunction(ExportAlloc)
-	m.stack = make([]uint64, 4)
-	if m.fns.init != nil {
-		ptr, err := m.write(ctx, m.config)
-		if err != nil {
-			return err
-		}
-		m.stack[0], m.stack[1] = uint64(ptr), uint64(len(m.config))
-		if err := m.callStack(ctx, m.fns.init, ExportInit); err != nil {
-			return err
-		}
-	}
-	return m.call(ctx, m.fns.start, ExportStart)
 }
 
 // moduleKey is the context key of the Module a call into the guest is
