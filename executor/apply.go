@@ -187,9 +187,11 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 				continue
 			}
 			running++
+			rec.running.Add(1)
 			go func(s *step) {
 				// In-flight steps finish even when ctx is cancelled.
 				err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
+				rec.running.Add(-1)
 				mu.Lock()
 				running--
 				var se *stateError

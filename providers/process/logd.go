@@ -78,7 +78,7 @@ type logdReply struct {
 // logd runs per directory (it holds an flock on DIR/logd.lock and writes
 // its pid to DIR/logd.pid once it listens; a second one returns 0 at
 // once). It exits by itself, returning 0, once no pipe has had a live
-// writer and no provider has been connected for the idle duration
+// writer and no request has come for the idle duration
 // (default 30s), and on SIGTERM or SIGINT. It returns 2 on bad arguments
 // and 1 on a fault.
 func LogdMain(args []string) int {
@@ -125,10 +125,10 @@ type logd struct {
 	mu      sync.Mutex
 	open    map[fileID]bool // pipes being read
 	live    int             // len(open)
-	conns   int             // providers connected
-	closing bool            // tryExit decided: accept no more
+	busy    int             // requests being handled
+	closing bool            // tryExit decided: take no more requests
 	writers map[string]*logWriter
-	changed chan struct{} // live or conns changed
+	changed chan struct{} // live or busy changed
 	opening chan struct{} // bounds the log files being opened at once
 }
 
@@ -210,16 +210,18 @@ func (d *logd) run() error {
 func (d *logd) idleNow() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.live == 0 && d.conns == 0
+	return d.live == 0 && d.busy == 0
 }
 
-// tryExit exits if no pipe has a live writer and no provider is connected:
-// it stops accepting (a provider that connected meanwhile sees its
-// connection reset and starts another logd), removes the socket and the
-// pid file and releases the instance lock, in that order.
+// tryExit exits if no pipe has a live writer and no request is being
+// handled: from then on it takes no request (a provider whose request
+// comes now sees its connection closed unanswered, or refused, and starts
+// another logd), and it removes the socket and the pid file and releases
+// the instance lock, in that order. Providers keep their connections
+// between requests: an idle connection does not keep logd alive.
 func (d *logd) tryExit() bool {
 	d.mu.Lock()
-	if d.live > 0 || d.conns > 0 {
+	if d.live > 0 || d.busy > 0 {
 		d.mu.Unlock()
 		return false
 	}
@@ -245,28 +247,13 @@ func (d *logd) accept() {
 			time.Sleep(10 * time.Millisecond) // out of descriptors, say
 			continue
 		}
-		d.mu.Lock()
-		if d.closing {
-			d.mu.Unlock()
-			c.Close()
-			continue
-		}
-		d.conns++
-		d.mu.Unlock()
-		d.notify()
 		go d.serve(c)
 	}
 }
 
 // serve answers the requests of one provider connection.
 func (d *logd) serve(c *net.UnixConn) {
-	defer func() {
-		c.Close()
-		d.mu.Lock()
-		d.conns--
-		d.mu.Unlock()
-		d.notify()
-	}()
+	defer c.Close()
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	for {
@@ -275,6 +262,17 @@ func (d *logd) serve(c *net.UnixConn) {
 			return
 		}
 		fds := receivedFDs(oob[:oobn])
+		d.mu.Lock()
+		if d.closing {
+			// Exiting: unanswered, the provider asks the next logd.
+			d.mu.Unlock()
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return
+		}
+		d.busy++
+		d.mu.Unlock()
 		var m logdMsg
 		var rep logdReply
 		if err := json.Unmarshal(buf[:n], &m); err != nil || m.Name == "" {
@@ -304,6 +302,11 @@ func (d *logd) serve(c *net.UnixConn) {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
+		// Counted live (add) before it stops being busy: no idle gap.
+		d.mu.Lock()
+		d.busy--
+		d.mu.Unlock()
+		d.notify()
 		b, _ := json.Marshal(rep)
 		if _, err := c.Write(b); err != nil {
 			return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,9 +61,10 @@ var errNoLogd = errors.New("no log daemon")
 // LogdStartTimeout. The caller keeps fd: logd has a copy once this
 // returns nil.
 func (p *Provider) logdRequest(logsDir string, m logdMsg, fd int) error {
+	c := p.logdConn(logsDir)
 	deadline := time.Now().Add(p.opts.LogdStartTimeout)
 	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
-		err := sendLogd(logsDir, m, fd, p.opts.LogdStartTimeout)
+		err := c.request(m, fd, p.opts.LogdStartTimeout)
 		if !errors.Is(err, errNoLogd) {
 			return err
 		}
@@ -80,25 +82,86 @@ func (p *Provider) logdRequest(logsDir string, m logdMsg, fd int) error {
 	}
 }
 
-// sendLogd makes one request on a connection of its own. Failing to
-// reach logd, or losing it before its answer, is errNoLogd.
-func sendLogd(logsDir string, m logdMsg, fd int, timeout time.Duration) error {
+// logdConn is a provider's connection to the log daemon of one logs
+// directory, kept between requests (a connection costs a socket, a
+// connect and a close) and made again when the log daemon it reached is
+// gone. Requests on it take turns.
+type logdConn struct {
+	dir string
+	mu  sync.Mutex
+	fd  int // -1: not connected
+}
+
+func (p *Provider) logdConn(logsDir string) *logdConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.logds[logsDir]
+	if c == nil {
+		c = &logdConn{dir: logsDir, fd: -1}
+		p.logds[logsDir] = c
+	}
+	return c
+}
+
+// request makes one request, connecting first if needed. Failing to reach
+// logd, or losing it before its answer, is errNoLogd (and the connection
+// is dropped).
+func (c *logdConn) request(m logdMsg, fd int, timeout time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		s, err := dialLogd(c.dir, timeout)
+		if err != nil {
+			return err
+		}
+		c.fd = s
+	}
+	err := logdExchange(c.fd, c.dir, m, fd, timeout)
+	if err != nil && !errors.Is(err, errLogdRefused) {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	if errors.Is(err, errLogdRefused) {
+		err = errors.Unwrap(err)
+	}
+	return err
+}
+
+// dialLogd connects to the log daemon of logsDir; errNoLogd when none
+// listens.
+func dialLogd(logsDir string, timeout time.Duration) (int, error) {
 	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return -1, err
 	}
-	defer unix.Close(s)
 	err = viaDir(logsDir, logdSockName, func(path string) error {
 		return unix.Connect(s, &unix.SockaddrUnix{Name: path})
 	})
 	if err != nil {
+		unix.Close(s)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
-			return errNoLogd
+			return -1, errNoLogd
 		}
-		return fmt.Errorf("connect to the log daemon: %w", err)
+		return -1, fmt.Errorf("connect to the log daemon: %w", err)
 	}
 	tv := unix.NsecToTimeval(timeout.Nanoseconds())
 	unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return s, nil
+}
+
+// errLogdRefused wraps an answer of logd that refuses a request: the
+// connection is fine.
+var errLogdRefused = errors.New("refused")
+
+type refusal struct{ err error }
+
+func (r refusal) Error() string        { return r.err.Error() }
+func (r refusal) Unwrap() error        { return r.err }
+func (r refusal) Is(target error) bool { return target == errLogdRefused }
+
+// logdExchange sends m (and fd, unless negative) on s and reads the
+// answer.
+func logdExchange(s int, logsDir string, m logdMsg, fd int, timeout time.Duration) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -108,7 +171,7 @@ func sendLogd(logsDir string, m logdMsg, fd int, timeout time.Duration) error {
 		oob = unix.UnixRights(fd)
 	}
 	if err := unix.Sendmsg(s, b, oob, nil, 0); err != nil {
-		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ENOTCONN) {
 			return errNoLogd
 		}
 		return fmt.Errorf("send to the log daemon: %w", err)
@@ -130,7 +193,7 @@ func sendLogd(logsDir string, m logdMsg, fd int, timeout time.Duration) error {
 			return fmt.Errorf("the log daemon answered %q", buf[:n])
 		}
 		if rep.Error != "" {
-			return fmt.Errorf("the log daemon: %s", rep.Error)
+			return refusal{fmt.Errorf("the log daemon: %s", rep.Error)}
 		}
 		return nil
 	}

@@ -65,7 +65,8 @@ type Provider struct {
 	umask   int // orch's umask at New; -1 if unknown
 
 	mu       sync.Mutex
-	children map[childKey]*child // processes this Provider started, while it lives
+	children map[childKey]*child  // processes this Provider started, while it lives
+	logds    map[string]*logdConn // connections to log daemons, by logs directory
 }
 
 type childKey struct {
@@ -90,6 +91,7 @@ func New(opts Options) *Provider {
 		boot:     readBootInfo(),
 		umask:    procUmask(),
 		children: map[childKey]*child{},
+		logds:    map[string]*logdConn{},
 	}
 	if p.opts.LogdIdle <= 0 {
 		p.opts.LogdIdle = DefaultLogdIdle

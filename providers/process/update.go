@@ -40,7 +40,7 @@ func (p *Provider) Update(ctx context.Context, req providers.UpdateRequest) (pro
 		return providers.UpdateResponse{}, &providers.Error{Op: "update", Retryable: true, Err: fmt.Errorf("%s: %w", addr, err)}
 	}
 	// Only a running logd has the log open; none running is no error.
-	if err := sendLogd(logsDir, logdMsg{Op: "conf", Name: name, MaxSize: e.MaxSize, MaxFiles: e.MaxFiles}, -1, p.opts.LogdStartTimeout); err != nil && !errors.Is(err, errNoLogd) {
+	if err := p.logdConn(logsDir).request(logdMsg{Op: "conf", Name: name, MaxSize: e.MaxSize, MaxFiles: e.MaxFiles}, -1, p.opts.LogdStartTimeout); err != nil && !errors.Is(err, errNoLogd) {
 		return providers.UpdateResponse{}, &providers.Error{Op: "update", Retryable: true, Err: fmt.Errorf("%s: %w", addr, err)}
 	}
 	return providers.UpdateResponse{}, nil
