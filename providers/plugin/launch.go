@@ -118,6 +118,7 @@ func launch(b Binary, o launchOptions) (*proc, error) {
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AutoMTLS:         true,
+		GRPCDialOptions:  wire.DialOptions(),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		StartTimeout:     o.startTimeout,
 		Managed:          true,

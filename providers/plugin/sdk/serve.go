@@ -32,7 +32,9 @@ func serve(name string, p goplugin.Plugin) {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: wire.Handshake,
 		Plugins:         goplugin.PluginSet{name: p},
-		GRPCServer:      goplugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
+		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: "plugin", Level: hclog.Warn, Output: os.Stderr, JSONFormat: true,
 		}),
