@@ -28,6 +28,7 @@ func ServeModule(m Module) {
 
 func serve(name string, p goplugin.Plugin) {
 	guardStdout()
+	limitProcs()
 	go watchParent()
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: wire.Handshake,
