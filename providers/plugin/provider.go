@@ -105,6 +105,9 @@ type Provider struct {
 	haveSchema bool
 	up         chan struct{} // closed and replaced at every successful launch
 	subs       map[*eventSub]struct{}
+
+	// runtimes encodes the runtime every call carries, once per version.
+	runtimes wire.RuntimeEncoder
 }
 
 // NewProvider returns the adapter of the plugin bin for runtime kind
@@ -409,7 +412,7 @@ func (p *Provider) callErr(ctx, cctx context.Context, pr *proc, op, who string, 
 
 func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (providers.ObserveResponse, error) {
 	resp := providers.ObserveResponse{Objects: map[spec.Address]providers.Observed{}}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "observe", Err: err}
 	}
@@ -445,7 +448,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if req.Resource == nil {
 		return resp, &providers.Error{Op: "start", Err: errors.New("no resource")}
 	}
-	rt, r, err := runtimeAndResource("start", req.Runtime, req.Resource)
+	rt, r, err := p.runtimeAndResource("start", req.Runtime, req.Resource)
 	if err != nil {
 		return resp, err
 	}
@@ -463,7 +466,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 
 func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (providers.StopResponse, error) {
 	var resp providers.StopResponse
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "stop", Err: err}
 	}
@@ -488,7 +491,7 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 	if !p.has(providers.CapDelete) {
 		return providers.DeleteResponse{}, nil
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: err}
 	}
@@ -510,7 +513,7 @@ func (p *Provider) Health(ctx context.Context, req providers.HealthRequest) (pro
 		st := o.Objects[req.Addr].State
 		return providers.HealthResponse{Healthy: st == providers.StateRunning, Detail: "observed " + st.String()}, nil
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "health", Err: err}
 	}
@@ -532,7 +535,7 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 	if !p.has(providers.CapAdopt) {
 		return resp, nil
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "adopt", Err: err}
 	}
@@ -564,7 +567,7 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 	if !p.has(providers.CapSignal) {
 		return providers.SignalResponse{}, p.unsupported("signal", req.Addr, "signals")
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: err}
 	}
@@ -586,7 +589,7 @@ func (p *Provider) Update(ctx context.Context, req providers.UpdateRequest) (pro
 	if req.Resource == nil {
 		return resp, &providers.Error{Op: "update", Err: errors.New("no resource")}
 	}
-	rt, r, err := runtimeAndResource("update", req.Runtime, req.Resource)
+	rt, r, err := p.runtimeAndResource("update", req.Runtime, req.Resource)
 	if err != nil {
 		return resp, err
 	}
@@ -607,7 +610,7 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 	if !p.has(providers.CapLogs) {
 		return providers.LogsResponse{}, p.unsupported("logs", req.Addr, "logs")
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.LogsResponse{}, &providers.Error{Op: "logs", Err: err}
 	}
@@ -682,7 +685,7 @@ func (p *Provider) notify(ev providers.Event) {
 // "reconnected" when it runs again (without an address: the reconciler
 // should look at every instance again). The stream survives relaunches.
 func (p *Provider) Events(ctx context.Context, req providers.EventsRequest) (<-chan providers.Event, error) {
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return nil, &providers.Error{Op: "events", Err: err}
 	}
@@ -790,7 +793,7 @@ func (p *Provider) sleep(ctx context.Context, d time.Duration) bool {
 // its handle, so an instance that outlived the crash is not reported as
 // exited.
 func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (providers.WatchResponse, error) {
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.WatchResponse{}, &providers.Error{Op: "watch", Err: err}
 	}
@@ -865,8 +868,8 @@ func (p *Provider) watchPoll(ctx context.Context, req providers.WatchRequest) (p
 }
 
 // runtimeAndResource converts what Start and Update send to the plugin.
-func runtimeAndResource(op string, rt *spec.Runtime, res *spec.Resource) (*pb.Runtime, *pb.Resource, error) {
-	prt, err := wire.RuntimeOf(rt)
+func (p *Provider) runtimeAndResource(op string, rt *spec.Runtime, res *spec.Resource) (*pb.Runtime, *pb.Resource, error) {
+	prt, err := p.runtimes.Encode(rt)
 	if err != nil {
 		return nil, nil, &providers.Error{Op: op, Err: err}
 	}
