@@ -227,11 +227,23 @@ func (p *Provider) launch() error {
 	var c pb.ProviderClient
 	var schema spec.RuntimeSchema
 	var caps []providers.Capability
+	var calls bool
 	if err == nil {
 		c = pr.raw.(pb.ProviderClient)
-		schema, caps, err = p.fetchSchema(c)
+		schema, caps, calls, err = p.fetchSchema(c)
 		if err != nil {
 			pr.kill()
+		}
+	}
+	if err == nil && calls {
+		// Without it (a plugin built with an older SDK, or a failure to
+		// open it), calls are unary.
+		if cs, cerr := openCalls(c); cerr == nil {
+			c = &callClient{ProviderClient: c, cs: cs}
+			go func() {
+				<-pr.exited
+				cs.close()
+			}()
 		}
 	}
 	p.mu.Lock()
@@ -262,24 +274,26 @@ func (p *Provider) launch() error {
 	return nil
 }
 
-func (p *Provider) fetchSchema(c pb.ProviderClient) (spec.RuntimeSchema, []providers.Capability, error) {
+// fetchSchema asks the plugin for its schema; calls says whether it
+// serves Calls.
+func (p *Provider) fetchSchema(c pb.ProviderClient) (s spec.RuntimeSchema, caps []providers.Capability, calls bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.StartTimeout)
 	defer cancel()
 	resp, err := c.GetSchema(ctx, &pb.GetSchemaRequest{})
 	if err != nil {
-		return spec.RuntimeSchema{}, nil, fmt.Errorf("%s: plugin %s: reading its schema: %v", p.bin.Block, p.bin.Path, status.Convert(err).Message())
+		return spec.RuntimeSchema{}, nil, false, fmt.Errorf("%s: plugin %s: reading its schema: %v", p.bin.Block, p.bin.Path, status.Convert(err).Message())
 	}
 	s, caps, unknown, err := wire.FromSchema(resp)
 	if err != nil {
-		return s, nil, fmt.Errorf("%s: plugin %s: invalid schema: %w", p.bin.Block, p.bin.Path, err)
+		return s, nil, false, fmt.Errorf("%s: plugin %s: invalid schema: %w", p.bin.Block, p.bin.Path, err)
 	}
 	if len(unknown) > 0 {
 		p.log("%s: plugin %s declares capabilities this orch does not know, ignored: %v", p.bin.Block, p.bin.Path, unknown)
 	}
 	if s.Kind != p.kind {
-		return s, nil, fmt.Errorf("%s: plugin %s serves runtime kind %q, not %q: fix the runtime block's kind or its plugin", p.bin.Block, p.bin.Path, s.Kind, p.kind)
+		return s, nil, false, fmt.Errorf("%s: plugin %s serves runtime kind %q, not %q: fix the runtime block's kind or its plugin", p.bin.Block, p.bin.Path, s.Kind, p.kind)
 	}
-	return s, caps, nil
+	return s, caps, resp.CallStream, nil
 }
 
 // monitor waits for pr to end. A crash (an exit orch did not ask for) is

@@ -39,6 +39,7 @@ func (s *providerServer) GetSchema(context.Context, *pb.GetSchemaRequest) (*pb.G
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "the plugin's schema cannot be encoded: %v", err)
 	}
+	resp.CallStream = true
 	return resp, nil
 }
 
