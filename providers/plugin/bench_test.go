@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/module"
@@ -35,10 +37,29 @@ func BenchmarkLaunch(b *testing.B) {
 // back; it reports the median besides the mean. Target: median under
 // 200 µs.
 func BenchmarkCallRoundTrip(b *testing.B) {
+	benchObserve(b, memRuntime())
+}
+
+// BenchmarkCallRoundTripAttrs is BenchmarkCallRoundTrip with a runtime
+// block of a few attributes, as configurations have them: every call
+// carries its runtime, which both ends convert.
+func BenchmarkCallRoundTripAttrs(b *testing.B) {
+	rt := memRuntime()
+	rt.Attrs = map[string]cty.Value{
+		"root":   cty.StringVal("/srv/orch/mem"),
+		"mode":   cty.StringVal("0640"),
+		"limit":  cty.NumberIntVal(64),
+		"hosts":  cty.ListVal([]cty.Value{cty.StringVal("a.example"), cty.StringVal("b.example")}),
+		"labels": cty.MapVal(map[string]cty.Value{"team": cty.StringVal("infra"), "tier": cty.StringVal("2")}),
+	}
+	benchObserve(b, rt)
+}
+
+func benchObserve(b *testing.B, rt *spec.Runtime) {
 	p := plugin.NewProvider("mem", plugin.Binary{Path: pluginBin(b, misbehave("provider", "ok")), Block: "runtime.mem.x"}, plugin.Options{})
 	defer p.Close()
 	ctx := context.Background()
-	req := providers.ObserveRequest{Runtime: memRuntime()}
+	req := providers.ObserveRequest{Runtime: rt}
 	if _, err := p.Observe(ctx, req); err != nil {
 		b.Fatal(err)
 	}

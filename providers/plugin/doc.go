@@ -52,8 +52,8 @@
 //
 // # Faults
 //
-// A provider plugin that exits unasked is noticed at once (a pidfd in
-// Go's poller): calls in flight fail with a retryable *providers.Error
+// A provider plugin that exits unasked is noticed at once (a thread
+// waits on its pidfd): calls in flight fail with a retryable *providers.Error
 // naming the instance and how the plugin ended (exit status, its panic
 // line), Events callers get "disconnected", and the plugin is relaunched
 // after a backoff (200ms doubling to 30s; reset once a plugin has lived
@@ -64,6 +64,10 @@
 // plugin, which is then relaunched. A module plugin that crashes, hangs
 // past limits.call_timeout in a hook or an event, or returns an error
 // makes Run return that error; the process is gone when Run returns.
+//
+// Calls to a provider plugin go through one long-lived stream (service
+// Provider's Calls, when the plugin declares call_stream), each answered
+// as its unary call would be; docs/plugins.md says why and how.
 //
 // This package must never publish module lifecycle events (the module
 // provider does), keep global state, or let a plugin process outlive the

@@ -118,6 +118,7 @@ func launch(b Binary, o launchOptions) (*proc, error) {
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AutoMTLS:         true,
+		GRPCDialOptions:  wire.DialOptions(),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		StartTimeout:     o.startTimeout,
 		Managed:          true,
@@ -173,18 +174,14 @@ func firstLine(s string) string {
 }
 
 // wait closes p.exited once the process is gone, noting how it ended. It
-// waits on the pidfd in Go's poller: go-plugin itself reaps the process.
+// waits on the pidfd: go-plugin itself reaps the process.
 func (p *proc) wait(pidfd int) {
 	defer close(p.exited)
-	if pidfd >= 0 {
-		f := os.NewFile(uintptr(pidfd), "pidfd")
-		if rc, err := f.SyscallConn(); err == nil {
-			rc.Read(func(fd uintptr) bool {
-				n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-				return n > 0
-			})
+	if !waitPidfd(pidfd) {
+		// No pidfd to wait on: go-plugin's reaping is the only sign.
+		for !p.client.Exited() {
+			time.Sleep(10 * time.Millisecond)
 		}
-		f.Close()
 	}
 	// go-plugin reaps it and then sets Exited under its lock; once it says
 	// so, cmd.ProcessState is safe to read.
@@ -203,6 +200,30 @@ func (p *proc) wait(pidfd int) {
 		p.exitMsg = p.cmd.ProcessState.String()
 	default:
 		p.exitMsg = "exited"
+	}
+}
+
+// waitPidfd waits until the process of pidfd has ended, and closes
+// pidfd. It reports false, at once, when it cannot wait (no pidfd).
+//
+// It blocks its thread in poll(2). Go's poller cannot wait on the pidfd:
+// it is blocking (RawConn.Read fails at once, "waiting for unsupported
+// file type"), and making it non-blocking would make the os.Process's
+// non-blocking too (a dup of it: one file description), whose Wait would
+// then fail (EAGAIN) instead of reaping the process.
+func waitPidfd(pidfd int) bool {
+	if pidfd < 0 {
+		return false
+	}
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		// A pidfd is readable once its process has ended.
+		n, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
 	}
 }
 

@@ -226,7 +226,7 @@ func (g *Guest) Run(ctx context.Context, ready func()) error {
 	// orch's services for the module, served back through the broker.
 	id := g.conn.broker.NextId()
 	go g.conn.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := grpc.NewServer(opts...)
+		s := grpc.NewServer(append(opts, wire.ServerOptions()...)...)
 		pb.RegisterHostServer(s, &hostServer{g: g})
 		return s
 	})

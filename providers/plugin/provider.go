@@ -105,6 +105,9 @@ type Provider struct {
 	haveSchema bool
 	up         chan struct{} // closed and replaced at every successful launch
 	subs       map[*eventSub]struct{}
+
+	// runtimes encodes the runtime every call carries, once per version.
+	runtimes wire.RuntimeEncoder
 }
 
 // NewProvider returns the adapter of the plugin bin for runtime kind
@@ -224,11 +227,23 @@ func (p *Provider) launch() error {
 	var c pb.ProviderClient
 	var schema spec.RuntimeSchema
 	var caps []providers.Capability
+	var calls bool
 	if err == nil {
 		c = pr.raw.(pb.ProviderClient)
-		schema, caps, err = p.fetchSchema(c)
+		schema, caps, calls, err = p.fetchSchema(c)
 		if err != nil {
 			pr.kill()
+		}
+	}
+	if err == nil && calls {
+		// Without it (a plugin built with an older SDK, or a failure to
+		// open it), calls are unary.
+		if cs, cerr := openCalls(c); cerr == nil {
+			c = &callClient{ProviderClient: c, cs: cs}
+			go func() {
+				<-pr.exited
+				cs.close()
+			}()
 		}
 	}
 	p.mu.Lock()
@@ -259,24 +274,26 @@ func (p *Provider) launch() error {
 	return nil
 }
 
-func (p *Provider) fetchSchema(c pb.ProviderClient) (spec.RuntimeSchema, []providers.Capability, error) {
+// fetchSchema asks the plugin for its schema; calls says whether it
+// serves Calls.
+func (p *Provider) fetchSchema(c pb.ProviderClient) (s spec.RuntimeSchema, caps []providers.Capability, calls bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.StartTimeout)
 	defer cancel()
 	resp, err := c.GetSchema(ctx, &pb.GetSchemaRequest{})
 	if err != nil {
-		return spec.RuntimeSchema{}, nil, fmt.Errorf("%s: plugin %s: reading its schema: %v", p.bin.Block, p.bin.Path, status.Convert(err).Message())
+		return spec.RuntimeSchema{}, nil, false, fmt.Errorf("%s: plugin %s: reading its schema: %v", p.bin.Block, p.bin.Path, status.Convert(err).Message())
 	}
 	s, caps, unknown, err := wire.FromSchema(resp)
 	if err != nil {
-		return s, nil, fmt.Errorf("%s: plugin %s: invalid schema: %w", p.bin.Block, p.bin.Path, err)
+		return s, nil, false, fmt.Errorf("%s: plugin %s: invalid schema: %w", p.bin.Block, p.bin.Path, err)
 	}
 	if len(unknown) > 0 {
 		p.log("%s: plugin %s declares capabilities this orch does not know, ignored: %v", p.bin.Block, p.bin.Path, unknown)
 	}
 	if s.Kind != p.kind {
-		return s, nil, fmt.Errorf("%s: plugin %s serves runtime kind %q, not %q: fix the runtime block's kind or its plugin", p.bin.Block, p.bin.Path, s.Kind, p.kind)
+		return s, nil, false, fmt.Errorf("%s: plugin %s serves runtime kind %q, not %q: fix the runtime block's kind or its plugin", p.bin.Block, p.bin.Path, s.Kind, p.kind)
 	}
-	return s, caps, nil
+	return s, caps, resp.CallStream, nil
 }
 
 // monitor waits for pr to end. A crash (an exit orch did not ask for) is
@@ -409,7 +426,7 @@ func (p *Provider) callErr(ctx, cctx context.Context, pr *proc, op, who string, 
 
 func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (providers.ObserveResponse, error) {
 	resp := providers.ObserveResponse{Objects: map[spec.Address]providers.Observed{}}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "observe", Err: err}
 	}
@@ -445,7 +462,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if req.Resource == nil {
 		return resp, &providers.Error{Op: "start", Err: errors.New("no resource")}
 	}
-	rt, r, err := runtimeAndResource("start", req.Runtime, req.Resource)
+	rt, r, err := p.runtimeAndResource("start", req.Runtime, req.Resource)
 	if err != nil {
 		return resp, err
 	}
@@ -463,7 +480,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 
 func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (providers.StopResponse, error) {
 	var resp providers.StopResponse
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "stop", Err: err}
 	}
@@ -488,7 +505,7 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 	if !p.has(providers.CapDelete) {
 		return providers.DeleteResponse{}, nil
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: err}
 	}
@@ -510,7 +527,7 @@ func (p *Provider) Health(ctx context.Context, req providers.HealthRequest) (pro
 		st := o.Objects[req.Addr].State
 		return providers.HealthResponse{Healthy: st == providers.StateRunning, Detail: "observed " + st.String()}, nil
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "health", Err: err}
 	}
@@ -532,7 +549,7 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 	if !p.has(providers.CapAdopt) {
 		return resp, nil
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return resp, &providers.Error{Op: "adopt", Err: err}
 	}
@@ -564,7 +581,7 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 	if !p.has(providers.CapSignal) {
 		return providers.SignalResponse{}, p.unsupported("signal", req.Addr, "signals")
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: err}
 	}
@@ -586,7 +603,7 @@ func (p *Provider) Update(ctx context.Context, req providers.UpdateRequest) (pro
 	if req.Resource == nil {
 		return resp, &providers.Error{Op: "update", Err: errors.New("no resource")}
 	}
-	rt, r, err := runtimeAndResource("update", req.Runtime, req.Resource)
+	rt, r, err := p.runtimeAndResource("update", req.Runtime, req.Resource)
 	if err != nil {
 		return resp, err
 	}
@@ -607,7 +624,7 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 	if !p.has(providers.CapLogs) {
 		return providers.LogsResponse{}, p.unsupported("logs", req.Addr, "logs")
 	}
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.LogsResponse{}, &providers.Error{Op: "logs", Err: err}
 	}
@@ -682,7 +699,7 @@ func (p *Provider) notify(ev providers.Event) {
 // "reconnected" when it runs again (without an address: the reconciler
 // should look at every instance again). The stream survives relaunches.
 func (p *Provider) Events(ctx context.Context, req providers.EventsRequest) (<-chan providers.Event, error) {
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return nil, &providers.Error{Op: "events", Err: err}
 	}
@@ -790,7 +807,7 @@ func (p *Provider) sleep(ctx context.Context, d time.Duration) bool {
 // its handle, so an instance that outlived the crash is not reported as
 // exited.
 func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (providers.WatchResponse, error) {
-	rt, err := wire.RuntimeOf(req.Runtime)
+	rt, err := p.runtimes.Encode(req.Runtime)
 	if err != nil {
 		return providers.WatchResponse{}, &providers.Error{Op: "watch", Err: err}
 	}
@@ -865,8 +882,8 @@ func (p *Provider) watchPoll(ctx context.Context, req providers.WatchRequest) (p
 }
 
 // runtimeAndResource converts what Start and Update send to the plugin.
-func runtimeAndResource(op string, rt *spec.Runtime, res *spec.Resource) (*pb.Runtime, *pb.Resource, error) {
-	prt, err := wire.RuntimeOf(rt)
+func (p *Provider) runtimeAndResource(op string, rt *spec.Runtime, res *spec.Resource) (*pb.Runtime, *pb.Resource, error) {
+	prt, err := p.runtimes.Encode(rt)
 	if err != nil {
 		return nil, nil, &providers.Error{Op: op, Err: err}
 	}

@@ -307,6 +307,47 @@ func TestProviderHang(t *testing.T) {
 	}
 }
 
+// Calls are concurrent: one that hangs holds up no other, and one whose
+// caller gives up returns at once, with the plugin left running (only a
+// call past its budget gets it killed).
+func TestProviderConcurrentCalls(t *testing.T) {
+	p, _ := newProvider(t, "mem", pluginBin(t, misbehave("provider", "hang")), plugin.Options{CallTimeout: time.Minute}, "")
+	rt := memRuntime()
+	if _, _, err := p.LoadSchema(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Running()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() {
+		_, err := p.Start(ctx, providers.StartRequest{Runtime: rt, Resource: daemon("a", nil)})
+		started <- err
+	}()
+	for i := 0; i < 20; i++ {
+		if _, err := p.Observe(context.Background(), providers.ObserveRequest{Runtime: rt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-started:
+		t.Fatalf("the hung start returned: %v", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-started:
+		wantErr(t, err, "daemon.a", "canceled")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the start whose caller gave up did not return")
+	}
+	if _, err := p.Observe(context.Background(), providers.ObserveRequest{Runtime: rt}); err != nil {
+		t.Fatal(err)
+	}
+	if np := p.Running(); np != pid {
+		t.Fatalf("the plugin changed: pid %d, was %d", np, pid)
+	}
+}
+
 // A plugin that exits before the handshake is a clear error with its last
 // words; so is a plugin of another kind.
 func TestProviderBadLaunch(t *testing.T) {

@@ -260,6 +260,156 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+// CallRequest is one call made through Calls, or the cancellation of one.
+type CallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the call on its stream; orch never reuses one on a stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// method is the full method name, as gRPC has it:
+	// "/orch.plugin.v1.Provider/Observe".
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// request is the method's request message, encoded.
+	Request []byte `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// timeout_ns is the call's budget from when it was sent; 0: none.
+	TimeoutNs int64 `protobuf:"varint,4,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	// cancel: orch no longer waits for the call id, which should stop; the
+	// other fields are unset.
+	Cancel        bool `protobuf:"varint,5,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRequest) Reset() {
+	*x = CallRequest{}
+	mi := &file_orchplugin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRequest) ProtoMessage() {}
+
+func (x *CallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchplugin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
+func (*CallRequest) Descriptor() ([]byte, []int) {
+	return file_orchplugin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CallRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CallRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *CallRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *CallRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+func (x *CallRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+// CallResponse is the end of a call made through Calls. A call that was
+// cancelled may get one or not.
+type CallResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// response is the method's response message, encoded, when the call
+	// succeeded.
+	Response []byte `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// status is the call's gRPC status when it failed: a google.rpc.Status
+	// (code, message, details such as an Error), encoded; empty on success.
+	Status        []byte `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResponse) Reset() {
+	*x = CallResponse{}
+	mi := &file_orchplugin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResponse) ProtoMessage() {}
+
+func (x *CallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchplugin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
+func (*CallResponse) Descriptor() ([]byte, []int) {
+	return file_orchplugin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CallResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CallResponse) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *CallResponse) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type AttrSchema struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -275,7 +425,7 @@ type AttrSchema struct {
 
 func (x *AttrSchema) Reset() {
 	*x = AttrSchema{}
-	mi := &file_orchplugin_proto_msgTypes[2]
+	mi := &file_orchplugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +437,7 @@ func (x *AttrSchema) String() string {
 func (*AttrSchema) ProtoMessage() {}
 
 func (x *AttrSchema) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[2]
+	mi := &file_orchplugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +450,7 @@ func (x *AttrSchema) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttrSchema.ProtoReflect.Descriptor instead.
 func (*AttrSchema) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{2}
+	return file_orchplugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AttrSchema) GetName() string {
@@ -360,7 +510,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_orchplugin_proto_msgTypes[3]
+	mi := &file_orchplugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +522,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[3]
+	mi := &file_orchplugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +535,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{3}
+	return file_orchplugin_proto_rawDescGZIP(), []int{5}
 }
 
 type GetSchemaResponse struct {
@@ -398,14 +548,16 @@ type GetSchemaResponse struct {
 	CommandRequired bool          `protobuf:"varint,5,opt,name=command_required,json=commandRequired,proto3" json:"command_required,omitempty"`
 	// capabilities lists the optional methods the plugin implements:
 	// delete, health, adopt, signal, logs, events, update, watch.
-	Capabilities  []string `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Capabilities []string `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// call_stream says that the plugin serves Calls.
+	CallStream    bool `protobuf:"varint,7,opt,name=call_stream,json=callStream,proto3" json:"call_stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_orchplugin_proto_msgTypes[4]
+	mi := &file_orchplugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +569,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[4]
+	mi := &file_orchplugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +582,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{4}
+	return file_orchplugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetSchemaResponse) GetProtocol() string {
@@ -475,6 +627,13 @@ func (x *GetSchemaResponse) GetCapabilities() []string {
 	return nil
 }
 
+func (x *GetSchemaResponse) GetCallStream() bool {
+	if x != nil {
+		return x.CallStream
+	}
+	return false
+}
+
 type Runtime struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"` // runtime.<kind>.<name>
@@ -487,7 +646,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_orchplugin_proto_msgTypes[5]
+	mi := &file_orchplugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +658,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[5]
+	mi := &file_orchplugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +671,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{5}
+	return file_orchplugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Runtime) GetAddress() string {
@@ -567,7 +726,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_orchplugin_proto_msgTypes[6]
+	mi := &file_orchplugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +738,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[6]
+	mi := &file_orchplugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +751,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{6}
+	return file_orchplugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Resource) GetAddress() string {
@@ -714,7 +873,7 @@ type Observed struct {
 
 func (x *Observed) Reset() {
 	*x = Observed{}
-	mi := &file_orchplugin_proto_msgTypes[7]
+	mi := &file_orchplugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +885,7 @@ func (x *Observed) String() string {
 func (*Observed) ProtoMessage() {}
 
 func (x *Observed) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[7]
+	mi := &file_orchplugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +898,7 @@ func (x *Observed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Observed.ProtoReflect.Descriptor instead.
 func (*Observed) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{7}
+	return file_orchplugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Observed) GetState() State {
@@ -794,7 +953,7 @@ type ObserveRequest struct {
 
 func (x *ObserveRequest) Reset() {
 	*x = ObserveRequest{}
-	mi := &file_orchplugin_proto_msgTypes[8]
+	mi := &file_orchplugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +965,7 @@ func (x *ObserveRequest) String() string {
 func (*ObserveRequest) ProtoMessage() {}
 
 func (x *ObserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[8]
+	mi := &file_orchplugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +978,7 @@ func (x *ObserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserveRequest.ProtoReflect.Descriptor instead.
 func (*ObserveRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{8}
+	return file_orchplugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ObserveRequest) GetRuntime() *Runtime {
@@ -845,7 +1004,7 @@ type ObserveResponse struct {
 
 func (x *ObserveResponse) Reset() {
 	*x = ObserveResponse{}
-	mi := &file_orchplugin_proto_msgTypes[9]
+	mi := &file_orchplugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1016,7 @@ func (x *ObserveResponse) String() string {
 func (*ObserveResponse) ProtoMessage() {}
 
 func (x *ObserveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[9]
+	mi := &file_orchplugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1029,7 @@ func (x *ObserveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserveResponse.ProtoReflect.Descriptor instead.
 func (*ObserveResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{9}
+	return file_orchplugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ObserveResponse) GetObjects() map[string]*Observed {
@@ -893,7 +1052,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_orchplugin_proto_msgTypes[10]
+	mi := &file_orchplugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1064,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[10]
+	mi := &file_orchplugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1077,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{10}
+	return file_orchplugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartRequest) GetRuntime() *Runtime {
@@ -966,7 +1125,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_orchplugin_proto_msgTypes[11]
+	mi := &file_orchplugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1137,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[11]
+	mi := &file_orchplugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1150,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{11}
+	return file_orchplugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartResponse) GetHandle() []byte {
@@ -1021,7 +1180,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_orchplugin_proto_msgTypes[12]
+	mi := &file_orchplugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1192,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[12]
+	mi := &file_orchplugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1205,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{12}
+	return file_orchplugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StopRequest) GetRuntime() *Runtime {
@@ -1094,7 +1253,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_orchplugin_proto_msgTypes[13]
+	mi := &file_orchplugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1265,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[13]
+	mi := &file_orchplugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1278,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{13}
+	return file_orchplugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StopResponse) GetKilled() bool {
@@ -1147,7 +1306,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_orchplugin_proto_msgTypes[14]
+	mi := &file_orchplugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1318,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[14]
+	mi := &file_orchplugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1331,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{14}
+	return file_orchplugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRequest) GetRuntime() *Runtime {
@@ -1204,7 +1363,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_orchplugin_proto_msgTypes[15]
+	mi := &file_orchplugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1375,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[15]
+	mi := &file_orchplugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1388,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{15}
+	return file_orchplugin_proto_rawDescGZIP(), []int{17}
 }
 
 type HealthRequest struct {
@@ -1243,7 +1402,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_orchplugin_proto_msgTypes[16]
+	mi := &file_orchplugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1414,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[16]
+	mi := &file_orchplugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1427,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{16}
+	return file_orchplugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HealthRequest) GetRuntime() *Runtime {
@@ -1302,7 +1461,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_orchplugin_proto_msgTypes[17]
+	mi := &file_orchplugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1473,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[17]
+	mi := &file_orchplugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1486,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{17}
+	return file_orchplugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -1355,7 +1514,7 @@ type AdoptRequest struct {
 
 func (x *AdoptRequest) Reset() {
 	*x = AdoptRequest{}
-	mi := &file_orchplugin_proto_msgTypes[18]
+	mi := &file_orchplugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1526,7 @@ func (x *AdoptRequest) String() string {
 func (*AdoptRequest) ProtoMessage() {}
 
 func (x *AdoptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[18]
+	mi := &file_orchplugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1539,7 @@ func (x *AdoptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdoptRequest.ProtoReflect.Descriptor instead.
 func (*AdoptRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{18}
+	return file_orchplugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AdoptRequest) GetRuntime() *Runtime {
@@ -1416,7 +1575,7 @@ type Adoptable struct {
 
 func (x *Adoptable) Reset() {
 	*x = Adoptable{}
-	mi := &file_orchplugin_proto_msgTypes[19]
+	mi := &file_orchplugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1587,7 @@ func (x *Adoptable) String() string {
 func (*Adoptable) ProtoMessage() {}
 
 func (x *Adoptable) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[19]
+	mi := &file_orchplugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1600,7 @@ func (x *Adoptable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Adoptable.ProtoReflect.Descriptor instead.
 func (*Adoptable) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{19}
+	return file_orchplugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Adoptable) GetAddress() string {
@@ -1481,7 +1640,7 @@ type AdoptResponse struct {
 
 func (x *AdoptResponse) Reset() {
 	*x = AdoptResponse{}
-	mi := &file_orchplugin_proto_msgTypes[20]
+	mi := &file_orchplugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1652,7 @@ func (x *AdoptResponse) String() string {
 func (*AdoptResponse) ProtoMessage() {}
 
 func (x *AdoptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[20]
+	mi := &file_orchplugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1665,7 @@ func (x *AdoptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdoptResponse.ProtoReflect.Descriptor instead.
 func (*AdoptResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{20}
+	return file_orchplugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AdoptResponse) GetObjects() []*Adoptable {
@@ -1528,7 +1687,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_orchplugin_proto_msgTypes[21]
+	mi := &file_orchplugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1699,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[21]
+	mi := &file_orchplugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1712,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{21}
+	return file_orchplugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SignalRequest) GetRuntime() *Runtime {
@@ -1592,7 +1751,7 @@ type SignalResponse struct {
 
 func (x *SignalResponse) Reset() {
 	*x = SignalResponse{}
-	mi := &file_orchplugin_proto_msgTypes[22]
+	mi := &file_orchplugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1763,7 @@ func (x *SignalResponse) String() string {
 func (*SignalResponse) ProtoMessage() {}
 
 func (x *SignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[22]
+	mi := &file_orchplugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1776,7 @@ func (x *SignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalResponse.ProtoReflect.Descriptor instead.
 func (*SignalResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{22}
+	return file_orchplugin_proto_rawDescGZIP(), []int{24}
 }
 
 type UpdateRequest struct {
@@ -1632,7 +1791,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_orchplugin_proto_msgTypes[23]
+	mi := &file_orchplugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1803,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[23]
+	mi := &file_orchplugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1816,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{23}
+	return file_orchplugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateRequest) GetRuntime() *Runtime {
@@ -1698,7 +1857,7 @@ type UpdateResponse struct {
 
 func (x *UpdateResponse) Reset() {
 	*x = UpdateResponse{}
-	mi := &file_orchplugin_proto_msgTypes[24]
+	mi := &file_orchplugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1869,7 @@ func (x *UpdateResponse) String() string {
 func (*UpdateResponse) ProtoMessage() {}
 
 func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[24]
+	mi := &file_orchplugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1882,7 @@ func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{24}
+	return file_orchplugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateResponse) GetHandle() []byte {
@@ -1752,7 +1911,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_orchplugin_proto_msgTypes[25]
+	mi := &file_orchplugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1923,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[25]
+	mi := &file_orchplugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1936,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{25}
+	return file_orchplugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LogsRequest) GetRuntime() *Runtime {
@@ -1817,7 +1976,7 @@ type LogsChunk struct {
 
 func (x *LogsChunk) Reset() {
 	*x = LogsChunk{}
-	mi := &file_orchplugin_proto_msgTypes[26]
+	mi := &file_orchplugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1988,7 @@ func (x *LogsChunk) String() string {
 func (*LogsChunk) ProtoMessage() {}
 
 func (x *LogsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[26]
+	mi := &file_orchplugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2001,7 @@ func (x *LogsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsChunk.ProtoReflect.Descriptor instead.
 func (*LogsChunk) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{26}
+	return file_orchplugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LogsChunk) GetData() []byte {
@@ -1862,7 +2021,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_orchplugin_proto_msgTypes[27]
+	mi := &file_orchplugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2033,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[27]
+	mi := &file_orchplugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2046,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{27}
+	return file_orchplugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EventsRequest) GetRuntime() *Runtime {
@@ -1916,7 +2075,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orchplugin_proto_msgTypes[28]
+	mi := &file_orchplugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2087,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[28]
+	mi := &file_orchplugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2100,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{28}
+	return file_orchplugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetAddress() string {
@@ -1983,7 +2142,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_orchplugin_proto_msgTypes[29]
+	mi := &file_orchplugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2154,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[29]
+	mi := &file_orchplugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2167,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{29}
+	return file_orchplugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchRequest) GetRuntime() *Runtime {
@@ -2041,7 +2200,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_orchplugin_proto_msgTypes[30]
+	mi := &file_orchplugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2212,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[30]
+	mi := &file_orchplugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2225,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{30}
+	return file_orchplugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WatchResponse) GetObserved() *Observed {
@@ -2087,7 +2246,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_orchplugin_proto_msgTypes[31]
+	mi := &file_orchplugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2258,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[31]
+	mi := &file_orchplugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2271,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{31}
+	return file_orchplugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InitRequest) GetConfig() []byte {
@@ -2144,7 +2303,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_orchplugin_proto_msgTypes[32]
+	mi := &file_orchplugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2315,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[32]
+	mi := &file_orchplugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2328,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{32}
+	return file_orchplugin_proto_rawDescGZIP(), []int{34}
 }
 
 type StartModuleRequest struct {
@@ -2180,7 +2339,7 @@ type StartModuleRequest struct {
 
 func (x *StartModuleRequest) Reset() {
 	*x = StartModuleRequest{}
-	mi := &file_orchplugin_proto_msgTypes[33]
+	mi := &file_orchplugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2351,7 @@ func (x *StartModuleRequest) String() string {
 func (*StartModuleRequest) ProtoMessage() {}
 
 func (x *StartModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[33]
+	mi := &file_orchplugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2364,7 @@ func (x *StartModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartModuleRequest.ProtoReflect.Descriptor instead.
 func (*StartModuleRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{33}
+	return file_orchplugin_proto_rawDescGZIP(), []int{35}
 }
 
 type StartModuleResponse struct {
@@ -2216,7 +2375,7 @@ type StartModuleResponse struct {
 
 func (x *StartModuleResponse) Reset() {
 	*x = StartModuleResponse{}
-	mi := &file_orchplugin_proto_msgTypes[34]
+	mi := &file_orchplugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2387,7 @@ func (x *StartModuleResponse) String() string {
 func (*StartModuleResponse) ProtoMessage() {}
 
 func (x *StartModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[34]
+	mi := &file_orchplugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2400,7 @@ func (x *StartModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartModuleResponse.ProtoReflect.Descriptor instead.
 func (*StartModuleResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{34}
+	return file_orchplugin_proto_rawDescGZIP(), []int{36}
 }
 
 type StopModuleRequest struct {
@@ -2252,7 +2411,7 @@ type StopModuleRequest struct {
 
 func (x *StopModuleRequest) Reset() {
 	*x = StopModuleRequest{}
-	mi := &file_orchplugin_proto_msgTypes[35]
+	mi := &file_orchplugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2423,7 @@ func (x *StopModuleRequest) String() string {
 func (*StopModuleRequest) ProtoMessage() {}
 
 func (x *StopModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[35]
+	mi := &file_orchplugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2436,7 @@ func (x *StopModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopModuleRequest.ProtoReflect.Descriptor instead.
 func (*StopModuleRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{35}
+	return file_orchplugin_proto_rawDescGZIP(), []int{37}
 }
 
 type StopModuleResponse struct {
@@ -2288,7 +2447,7 @@ type StopModuleResponse struct {
 
 func (x *StopModuleResponse) Reset() {
 	*x = StopModuleResponse{}
-	mi := &file_orchplugin_proto_msgTypes[36]
+	mi := &file_orchplugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2459,7 @@ func (x *StopModuleResponse) String() string {
 func (*StopModuleResponse) ProtoMessage() {}
 
 func (x *StopModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[36]
+	mi := &file_orchplugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2472,7 @@ func (x *StopModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopModuleResponse.ProtoReflect.Descriptor instead.
 func (*StopModuleResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{36}
+	return file_orchplugin_proto_rawDescGZIP(), []int{38}
 }
 
 type BusEvent struct {
@@ -2326,7 +2485,7 @@ type BusEvent struct {
 
 func (x *BusEvent) Reset() {
 	*x = BusEvent{}
-	mi := &file_orchplugin_proto_msgTypes[37]
+	mi := &file_orchplugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2497,7 @@ func (x *BusEvent) String() string {
 func (*BusEvent) ProtoMessage() {}
 
 func (x *BusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[37]
+	mi := &file_orchplugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2510,7 @@ func (x *BusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusEvent.ProtoReflect.Descriptor instead.
 func (*BusEvent) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{37}
+	return file_orchplugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BusEvent) GetTopic() string {
@@ -2377,7 +2536,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_orchplugin_proto_msgTypes[38]
+	mi := &file_orchplugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2548,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[38]
+	mi := &file_orchplugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2561,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{38}
+	return file_orchplugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EventBatch) GetEvents() []*BusEvent {
@@ -2421,7 +2580,7 @@ type DeliverAck struct {
 
 func (x *DeliverAck) Reset() {
 	*x = DeliverAck{}
-	mi := &file_orchplugin_proto_msgTypes[39]
+	mi := &file_orchplugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2592,7 @@ func (x *DeliverAck) String() string {
 func (*DeliverAck) ProtoMessage() {}
 
 func (x *DeliverAck) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[39]
+	mi := &file_orchplugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2605,7 @@ func (x *DeliverAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverAck.ProtoReflect.Descriptor instead.
 func (*DeliverAck) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{39}
+	return file_orchplugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeliverAck) GetEvents() uint64 {
@@ -2465,7 +2624,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_orchplugin_proto_msgTypes[40]
+	mi := &file_orchplugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2636,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[40]
+	mi := &file_orchplugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2649,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{40}
+	return file_orchplugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PublishRequest) GetEvents() []*BusEvent {
@@ -2508,7 +2667,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_orchplugin_proto_msgTypes[41]
+	mi := &file_orchplugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2679,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[41]
+	mi := &file_orchplugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2692,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{41}
+	return file_orchplugin_proto_rawDescGZIP(), []int{43}
 }
 
 type SubscribeRequest struct {
@@ -2545,7 +2704,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_orchplugin_proto_msgTypes[42]
+	mi := &file_orchplugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2716,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[42]
+	mi := &file_orchplugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2729,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{42}
+	return file_orchplugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SubscribeRequest) GetPattern() string {
@@ -2588,7 +2747,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_orchplugin_proto_msgTypes[43]
+	mi := &file_orchplugin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2759,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[43]
+	mi := &file_orchplugin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2772,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{43}
+	return file_orchplugin_proto_rawDescGZIP(), []int{45}
 }
 
 type KVGetRequest struct {
@@ -2625,7 +2784,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_orchplugin_proto_msgTypes[44]
+	mi := &file_orchplugin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2796,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[44]
+	mi := &file_orchplugin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2809,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{44}
+	return file_orchplugin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -2670,7 +2829,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_orchplugin_proto_msgTypes[45]
+	mi := &file_orchplugin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2841,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[45]
+	mi := &file_orchplugin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2854,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{45}
+	return file_orchplugin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KVGetResponse) GetValue() []byte {
@@ -2722,7 +2881,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_orchplugin_proto_msgTypes[46]
+	mi := &file_orchplugin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2893,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[46]
+	mi := &file_orchplugin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2906,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{46}
+	return file_orchplugin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KVPutRequest) GetKey() string {
@@ -2772,7 +2931,7 @@ type KVPutResponse struct {
 
 func (x *KVPutResponse) Reset() {
 	*x = KVPutResponse{}
-	mi := &file_orchplugin_proto_msgTypes[47]
+	mi := &file_orchplugin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2943,7 @@ func (x *KVPutResponse) String() string {
 func (*KVPutResponse) ProtoMessage() {}
 
 func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[47]
+	mi := &file_orchplugin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2956,7 @@ func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutResponse.ProtoReflect.Descriptor instead.
 func (*KVPutResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{47}
+	return file_orchplugin_proto_rawDescGZIP(), []int{49}
 }
 
 type KVDeleteRequest struct {
@@ -2809,7 +2968,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_orchplugin_proto_msgTypes[48]
+	mi := &file_orchplugin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +2980,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[48]
+	mi := &file_orchplugin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +2993,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{48}
+	return file_orchplugin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -2852,7 +3011,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_orchplugin_proto_msgTypes[49]
+	mi := &file_orchplugin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2864,7 +3023,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[49]
+	mi := &file_orchplugin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2877,7 +3036,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{49}
+	return file_orchplugin_proto_rawDescGZIP(), []int{51}
 }
 
 type LogRequest struct {
@@ -2890,7 +3049,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_orchplugin_proto_msgTypes[50]
+	mi := &file_orchplugin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2902,7 +3061,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[50]
+	mi := &file_orchplugin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2915,7 +3074,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{50}
+	return file_orchplugin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LogRequest) GetLevel() Level {
@@ -2940,7 +3099,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_orchplugin_proto_msgTypes[51]
+	mi := &file_orchplugin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3111,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[51]
+	mi := &file_orchplugin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3124,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{51}
+	return file_orchplugin_proto_rawDescGZIP(), []int{53}
 }
 
 var File_orchplugin_proto protoreflect.FileDescriptor
@@ -2980,7 +3139,18 @@ const file_orchplugin_proto_rawDesc = "" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x1c\n" +
 	"\tretryable\x18\x02 \x01(\bR\tretryable\x12\x12\n" +
 	"\x04attr\x18\x03 \x01(\tR\x04attr\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\xe0\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x86\x01\n" +
+	"\vCallRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
+	"\arequest\x18\x03 \x01(\fR\arequest\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x04 \x01(\x03R\ttimeoutNs\x12\x16\n" +
+	"\x06cancel\x18\x05 \x01(\bR\x06cancel\"R\n" +
+	"\fCallResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\fR\bresponse\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\fR\x06status\"\xe0\x01\n" +
 	"\n" +
 	"AttrSchema\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2990,14 +3160,16 @@ const file_orchplugin_proto_rawDesc = "" +
 	"\x12forces_replacement\x18\x05 \x01(\bR\x11forcesReplacement\x12\x1c\n" +
 	"\tsensitive\x18\x06 \x01(\bR\tsensitive\x12\x10\n" +
 	"\x03doc\x18\a \x01(\tR\x03doc\"\x12\n" +
-	"\x10GetSchemaRequest\"\xfc\x01\n" +
+	"\x10GetSchemaRequest\"\x9d\x02\n" +
 	"\x11GetSchemaResponse\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x124\n" +
 	"\aruntime\x18\x03 \x03(\v2\x1a.orch.plugin.v1.AttrSchemaR\aruntime\x122\n" +
 	"\x06daemon\x18\x04 \x03(\v2\x1a.orch.plugin.v1.AttrSchemaR\x06daemon\x12)\n" +
 	"\x10command_required\x18\x05 \x01(\bR\x0fcommandRequired\x12\"\n" +
-	"\fcapabilities\x18\x06 \x03(\tR\fcapabilities\"\xd6\x01\n" +
+	"\fcapabilities\x18\x06 \x03(\tR\fcapabilities\x12\x1f\n" +
+	"\vcall_stream\x18\a \x01(\bR\n" +
+	"callStream\"\xd6\x01\n" +
 	"\aRuntime\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -3186,7 +3358,7 @@ const file_orchplugin_proto_rawDesc = "" +
 	"LEVEL_INFO\x10\x01\x12\x0e\n" +
 	"\n" +
 	"LEVEL_WARN\x10\x02\x12\x0f\n" +
-	"\vLEVEL_ERROR\x10\x032\xe7\x06\n" +
+	"\vLEVEL_ERROR\x10\x032\xaf\a\n" +
 	"\bProvider\x12P\n" +
 	"\tGetSchema\x12 .orch.plugin.v1.GetSchemaRequest\x1a!.orch.plugin.v1.GetSchemaResponse\x12J\n" +
 	"\aObserve\x12\x1e.orch.plugin.v1.ObserveRequest\x1a\x1f.orch.plugin.v1.ObserveResponse\x12D\n" +
@@ -3199,7 +3371,8 @@ const file_orchplugin_proto_rawDesc = "" +
 	"\x06Update\x12\x1d.orch.plugin.v1.UpdateRequest\x1a\x1e.orch.plugin.v1.UpdateResponse\x12@\n" +
 	"\x04Logs\x12\x1b.orch.plugin.v1.LogsRequest\x1a\x19.orch.plugin.v1.LogsChunk0\x01\x12@\n" +
 	"\x06Events\x12\x1d.orch.plugin.v1.EventsRequest\x1a\x15.orch.plugin.v1.Event0\x01\x12F\n" +
-	"\x05Watch\x12\x1c.orch.plugin.v1.WatchRequest\x1a\x1d.orch.plugin.v1.WatchResponse0\x012\xb3\x02\n" +
+	"\x05Watch\x12\x1c.orch.plugin.v1.WatchRequest\x1a\x1d.orch.plugin.v1.WatchResponse0\x01\x12F\n" +
+	"\x05Calls\x12\x1b.orch.plugin.v1.CallRequest\x1a\x1c.orch.plugin.v1.CallResponse(\x010\x012\xb3\x02\n" +
 	"\x06Module\x12A\n" +
 	"\x04Init\x12\x1b.orch.plugin.v1.InitRequest\x1a\x1c.orch.plugin.v1.InitResponse\x12P\n" +
 	"\x05Start\x12\".orch.plugin.v1.StartModuleRequest\x1a#.orch.plugin.v1.StartModuleResponse\x12E\n" +
@@ -3226,151 +3399,155 @@ func file_orchplugin_proto_rawDescGZIP() []byte {
 }
 
 var file_orchplugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orchplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_orchplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_orchplugin_proto_goTypes = []any{
 	(State)(0),                  // 0: orch.plugin.v1.State
 	(Level)(0),                  // 1: orch.plugin.v1.Level
 	(*Value)(nil),               // 2: orch.plugin.v1.Value
 	(*Error)(nil),               // 3: orch.plugin.v1.Error
-	(*AttrSchema)(nil),          // 4: orch.plugin.v1.AttrSchema
-	(*GetSchemaRequest)(nil),    // 5: orch.plugin.v1.GetSchemaRequest
-	(*GetSchemaResponse)(nil),   // 6: orch.plugin.v1.GetSchemaResponse
-	(*Runtime)(nil),             // 7: orch.plugin.v1.Runtime
-	(*Resource)(nil),            // 8: orch.plugin.v1.Resource
-	(*Observed)(nil),            // 9: orch.plugin.v1.Observed
-	(*ObserveRequest)(nil),      // 10: orch.plugin.v1.ObserveRequest
-	(*ObserveResponse)(nil),     // 11: orch.plugin.v1.ObserveResponse
-	(*StartRequest)(nil),        // 12: orch.plugin.v1.StartRequest
-	(*StartResponse)(nil),       // 13: orch.plugin.v1.StartResponse
-	(*StopRequest)(nil),         // 14: orch.plugin.v1.StopRequest
-	(*StopResponse)(nil),        // 15: orch.plugin.v1.StopResponse
-	(*DeleteRequest)(nil),       // 16: orch.plugin.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 17: orch.plugin.v1.DeleteResponse
-	(*HealthRequest)(nil),       // 18: orch.plugin.v1.HealthRequest
-	(*HealthResponse)(nil),      // 19: orch.plugin.v1.HealthResponse
-	(*AdoptRequest)(nil),        // 20: orch.plugin.v1.AdoptRequest
-	(*Adoptable)(nil),           // 21: orch.plugin.v1.Adoptable
-	(*AdoptResponse)(nil),       // 22: orch.plugin.v1.AdoptResponse
-	(*SignalRequest)(nil),       // 23: orch.plugin.v1.SignalRequest
-	(*SignalResponse)(nil),      // 24: orch.plugin.v1.SignalResponse
-	(*UpdateRequest)(nil),       // 25: orch.plugin.v1.UpdateRequest
-	(*UpdateResponse)(nil),      // 26: orch.plugin.v1.UpdateResponse
-	(*LogsRequest)(nil),         // 27: orch.plugin.v1.LogsRequest
-	(*LogsChunk)(nil),           // 28: orch.plugin.v1.LogsChunk
-	(*EventsRequest)(nil),       // 29: orch.plugin.v1.EventsRequest
-	(*Event)(nil),               // 30: orch.plugin.v1.Event
-	(*WatchRequest)(nil),        // 31: orch.plugin.v1.WatchRequest
-	(*WatchResponse)(nil),       // 32: orch.plugin.v1.WatchResponse
-	(*InitRequest)(nil),         // 33: orch.plugin.v1.InitRequest
-	(*InitResponse)(nil),        // 34: orch.plugin.v1.InitResponse
-	(*StartModuleRequest)(nil),  // 35: orch.plugin.v1.StartModuleRequest
-	(*StartModuleResponse)(nil), // 36: orch.plugin.v1.StartModuleResponse
-	(*StopModuleRequest)(nil),   // 37: orch.plugin.v1.StopModuleRequest
-	(*StopModuleResponse)(nil),  // 38: orch.plugin.v1.StopModuleResponse
-	(*BusEvent)(nil),            // 39: orch.plugin.v1.BusEvent
-	(*EventBatch)(nil),          // 40: orch.plugin.v1.EventBatch
-	(*DeliverAck)(nil),          // 41: orch.plugin.v1.DeliverAck
-	(*PublishRequest)(nil),      // 42: orch.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),     // 43: orch.plugin.v1.PublishResponse
-	(*SubscribeRequest)(nil),    // 44: orch.plugin.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 45: orch.plugin.v1.SubscribeResponse
-	(*KVGetRequest)(nil),        // 46: orch.plugin.v1.KVGetRequest
-	(*KVGetResponse)(nil),       // 47: orch.plugin.v1.KVGetResponse
-	(*KVPutRequest)(nil),        // 48: orch.plugin.v1.KVPutRequest
-	(*KVPutResponse)(nil),       // 49: orch.plugin.v1.KVPutResponse
-	(*KVDeleteRequest)(nil),     // 50: orch.plugin.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),    // 51: orch.plugin.v1.KVDeleteResponse
-	(*LogRequest)(nil),          // 52: orch.plugin.v1.LogRequest
-	(*LogResponse)(nil),         // 53: orch.plugin.v1.LogResponse
-	nil,                         // 54: orch.plugin.v1.Runtime.AttrsEntry
-	nil,                         // 55: orch.plugin.v1.Resource.EnvEntry
-	nil,                         // 56: orch.plugin.v1.Resource.RlimitsEntry
-	nil,                         // 57: orch.plugin.v1.Resource.AttrsEntry
-	nil,                         // 58: orch.plugin.v1.ObserveRequest.HandlesEntry
-	nil,                         // 59: orch.plugin.v1.ObserveResponse.ObjectsEntry
+	(*CallRequest)(nil),         // 4: orch.plugin.v1.CallRequest
+	(*CallResponse)(nil),        // 5: orch.plugin.v1.CallResponse
+	(*AttrSchema)(nil),          // 6: orch.plugin.v1.AttrSchema
+	(*GetSchemaRequest)(nil),    // 7: orch.plugin.v1.GetSchemaRequest
+	(*GetSchemaResponse)(nil),   // 8: orch.plugin.v1.GetSchemaResponse
+	(*Runtime)(nil),             // 9: orch.plugin.v1.Runtime
+	(*Resource)(nil),            // 10: orch.plugin.v1.Resource
+	(*Observed)(nil),            // 11: orch.plugin.v1.Observed
+	(*ObserveRequest)(nil),      // 12: orch.plugin.v1.ObserveRequest
+	(*ObserveResponse)(nil),     // 13: orch.plugin.v1.ObserveResponse
+	(*StartRequest)(nil),        // 14: orch.plugin.v1.StartRequest
+	(*StartResponse)(nil),       // 15: orch.plugin.v1.StartResponse
+	(*StopRequest)(nil),         // 16: orch.plugin.v1.StopRequest
+	(*StopResponse)(nil),        // 17: orch.plugin.v1.StopResponse
+	(*DeleteRequest)(nil),       // 18: orch.plugin.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 19: orch.plugin.v1.DeleteResponse
+	(*HealthRequest)(nil),       // 20: orch.plugin.v1.HealthRequest
+	(*HealthResponse)(nil),      // 21: orch.plugin.v1.HealthResponse
+	(*AdoptRequest)(nil),        // 22: orch.plugin.v1.AdoptRequest
+	(*Adoptable)(nil),           // 23: orch.plugin.v1.Adoptable
+	(*AdoptResponse)(nil),       // 24: orch.plugin.v1.AdoptResponse
+	(*SignalRequest)(nil),       // 25: orch.plugin.v1.SignalRequest
+	(*SignalResponse)(nil),      // 26: orch.plugin.v1.SignalResponse
+	(*UpdateRequest)(nil),       // 27: orch.plugin.v1.UpdateRequest
+	(*UpdateResponse)(nil),      // 28: orch.plugin.v1.UpdateResponse
+	(*LogsRequest)(nil),         // 29: orch.plugin.v1.LogsRequest
+	(*LogsChunk)(nil),           // 30: orch.plugin.v1.LogsChunk
+	(*EventsRequest)(nil),       // 31: orch.plugin.v1.EventsRequest
+	(*Event)(nil),               // 32: orch.plugin.v1.Event
+	(*WatchRequest)(nil),        // 33: orch.plugin.v1.WatchRequest
+	(*WatchResponse)(nil),       // 34: orch.plugin.v1.WatchResponse
+	(*InitRequest)(nil),         // 35: orch.plugin.v1.InitRequest
+	(*InitResponse)(nil),        // 36: orch.plugin.v1.InitResponse
+	(*StartModuleRequest)(nil),  // 37: orch.plugin.v1.StartModuleRequest
+	(*StartModuleResponse)(nil), // 38: orch.plugin.v1.StartModuleResponse
+	(*StopModuleRequest)(nil),   // 39: orch.plugin.v1.StopModuleRequest
+	(*StopModuleResponse)(nil),  // 40: orch.plugin.v1.StopModuleResponse
+	(*BusEvent)(nil),            // 41: orch.plugin.v1.BusEvent
+	(*EventBatch)(nil),          // 42: orch.plugin.v1.EventBatch
+	(*DeliverAck)(nil),          // 43: orch.plugin.v1.DeliverAck
+	(*PublishRequest)(nil),      // 44: orch.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),     // 45: orch.plugin.v1.PublishResponse
+	(*SubscribeRequest)(nil),    // 46: orch.plugin.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),   // 47: orch.plugin.v1.SubscribeResponse
+	(*KVGetRequest)(nil),        // 48: orch.plugin.v1.KVGetRequest
+	(*KVGetResponse)(nil),       // 49: orch.plugin.v1.KVGetResponse
+	(*KVPutRequest)(nil),        // 50: orch.plugin.v1.KVPutRequest
+	(*KVPutResponse)(nil),       // 51: orch.plugin.v1.KVPutResponse
+	(*KVDeleteRequest)(nil),     // 52: orch.plugin.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),    // 53: orch.plugin.v1.KVDeleteResponse
+	(*LogRequest)(nil),          // 54: orch.plugin.v1.LogRequest
+	(*LogResponse)(nil),         // 55: orch.plugin.v1.LogResponse
+	nil,                         // 56: orch.plugin.v1.Runtime.AttrsEntry
+	nil,                         // 57: orch.plugin.v1.Resource.EnvEntry
+	nil,                         // 58: orch.plugin.v1.Resource.RlimitsEntry
+	nil,                         // 59: orch.plugin.v1.Resource.AttrsEntry
+	nil,                         // 60: orch.plugin.v1.ObserveRequest.HandlesEntry
+	nil,                         // 61: orch.plugin.v1.ObserveResponse.ObjectsEntry
 }
 var file_orchplugin_proto_depIdxs = []int32{
 	2,  // 0: orch.plugin.v1.AttrSchema.default:type_name -> orch.plugin.v1.Value
-	4,  // 1: orch.plugin.v1.GetSchemaResponse.runtime:type_name -> orch.plugin.v1.AttrSchema
-	4,  // 2: orch.plugin.v1.GetSchemaResponse.daemon:type_name -> orch.plugin.v1.AttrSchema
-	54, // 3: orch.plugin.v1.Runtime.attrs:type_name -> orch.plugin.v1.Runtime.AttrsEntry
-	55, // 4: orch.plugin.v1.Resource.env:type_name -> orch.plugin.v1.Resource.EnvEntry
-	56, // 5: orch.plugin.v1.Resource.rlimits:type_name -> orch.plugin.v1.Resource.RlimitsEntry
-	57, // 6: orch.plugin.v1.Resource.attrs:type_name -> orch.plugin.v1.Resource.AttrsEntry
+	6,  // 1: orch.plugin.v1.GetSchemaResponse.runtime:type_name -> orch.plugin.v1.AttrSchema
+	6,  // 2: orch.plugin.v1.GetSchemaResponse.daemon:type_name -> orch.plugin.v1.AttrSchema
+	56, // 3: orch.plugin.v1.Runtime.attrs:type_name -> orch.plugin.v1.Runtime.AttrsEntry
+	57, // 4: orch.plugin.v1.Resource.env:type_name -> orch.plugin.v1.Resource.EnvEntry
+	58, // 5: orch.plugin.v1.Resource.rlimits:type_name -> orch.plugin.v1.Resource.RlimitsEntry
+	59, // 6: orch.plugin.v1.Resource.attrs:type_name -> orch.plugin.v1.Resource.AttrsEntry
 	0,  // 7: orch.plugin.v1.Observed.state:type_name -> orch.plugin.v1.State
-	7,  // 8: orch.plugin.v1.ObserveRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	58, // 9: orch.plugin.v1.ObserveRequest.handles:type_name -> orch.plugin.v1.ObserveRequest.HandlesEntry
-	59, // 10: orch.plugin.v1.ObserveResponse.objects:type_name -> orch.plugin.v1.ObserveResponse.ObjectsEntry
-	7,  // 11: orch.plugin.v1.StartRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	8,  // 12: orch.plugin.v1.StartRequest.resource:type_name -> orch.plugin.v1.Resource
-	9,  // 13: orch.plugin.v1.StartResponse.observed:type_name -> orch.plugin.v1.Observed
-	7,  // 14: orch.plugin.v1.StopRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	9,  // 15: orch.plugin.v1.StopResponse.observed:type_name -> orch.plugin.v1.Observed
-	7,  // 16: orch.plugin.v1.DeleteRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	7,  // 17: orch.plugin.v1.HealthRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	7,  // 18: orch.plugin.v1.AdoptRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	9,  // 19: orch.plugin.v1.Adoptable.observed:type_name -> orch.plugin.v1.Observed
-	21, // 20: orch.plugin.v1.AdoptResponse.objects:type_name -> orch.plugin.v1.Adoptable
-	7,  // 21: orch.plugin.v1.SignalRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	7,  // 22: orch.plugin.v1.UpdateRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	8,  // 23: orch.plugin.v1.UpdateRequest.resource:type_name -> orch.plugin.v1.Resource
-	7,  // 24: orch.plugin.v1.LogsRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	7,  // 25: orch.plugin.v1.EventsRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	9,  // 26: orch.plugin.v1.Event.observed:type_name -> orch.plugin.v1.Observed
-	7,  // 27: orch.plugin.v1.WatchRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	9,  // 28: orch.plugin.v1.WatchResponse.observed:type_name -> orch.plugin.v1.Observed
-	39, // 29: orch.plugin.v1.EventBatch.events:type_name -> orch.plugin.v1.BusEvent
-	39, // 30: orch.plugin.v1.PublishRequest.events:type_name -> orch.plugin.v1.BusEvent
+	9,  // 8: orch.plugin.v1.ObserveRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	60, // 9: orch.plugin.v1.ObserveRequest.handles:type_name -> orch.plugin.v1.ObserveRequest.HandlesEntry
+	61, // 10: orch.plugin.v1.ObserveResponse.objects:type_name -> orch.plugin.v1.ObserveResponse.ObjectsEntry
+	9,  // 11: orch.plugin.v1.StartRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	10, // 12: orch.plugin.v1.StartRequest.resource:type_name -> orch.plugin.v1.Resource
+	11, // 13: orch.plugin.v1.StartResponse.observed:type_name -> orch.plugin.v1.Observed
+	9,  // 14: orch.plugin.v1.StopRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	11, // 15: orch.plugin.v1.StopResponse.observed:type_name -> orch.plugin.v1.Observed
+	9,  // 16: orch.plugin.v1.DeleteRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	9,  // 17: orch.plugin.v1.HealthRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	9,  // 18: orch.plugin.v1.AdoptRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	11, // 19: orch.plugin.v1.Adoptable.observed:type_name -> orch.plugin.v1.Observed
+	23, // 20: orch.plugin.v1.AdoptResponse.objects:type_name -> orch.plugin.v1.Adoptable
+	9,  // 21: orch.plugin.v1.SignalRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	9,  // 22: orch.plugin.v1.UpdateRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	10, // 23: orch.plugin.v1.UpdateRequest.resource:type_name -> orch.plugin.v1.Resource
+	9,  // 24: orch.plugin.v1.LogsRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	9,  // 25: orch.plugin.v1.EventsRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	11, // 26: orch.plugin.v1.Event.observed:type_name -> orch.plugin.v1.Observed
+	9,  // 27: orch.plugin.v1.WatchRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	11, // 28: orch.plugin.v1.WatchResponse.observed:type_name -> orch.plugin.v1.Observed
+	41, // 29: orch.plugin.v1.EventBatch.events:type_name -> orch.plugin.v1.BusEvent
+	41, // 30: orch.plugin.v1.PublishRequest.events:type_name -> orch.plugin.v1.BusEvent
 	1,  // 31: orch.plugin.v1.LogRequest.level:type_name -> orch.plugin.v1.Level
 	2,  // 32: orch.plugin.v1.Runtime.AttrsEntry.value:type_name -> orch.plugin.v1.Value
 	2,  // 33: orch.plugin.v1.Resource.AttrsEntry.value:type_name -> orch.plugin.v1.Value
-	9,  // 34: orch.plugin.v1.ObserveResponse.ObjectsEntry.value:type_name -> orch.plugin.v1.Observed
-	5,  // 35: orch.plugin.v1.Provider.GetSchema:input_type -> orch.plugin.v1.GetSchemaRequest
-	10, // 36: orch.plugin.v1.Provider.Observe:input_type -> orch.plugin.v1.ObserveRequest
-	12, // 37: orch.plugin.v1.Provider.Start:input_type -> orch.plugin.v1.StartRequest
-	14, // 38: orch.plugin.v1.Provider.Stop:input_type -> orch.plugin.v1.StopRequest
-	16, // 39: orch.plugin.v1.Provider.Delete:input_type -> orch.plugin.v1.DeleteRequest
-	18, // 40: orch.plugin.v1.Provider.Health:input_type -> orch.plugin.v1.HealthRequest
-	20, // 41: orch.plugin.v1.Provider.Adopt:input_type -> orch.plugin.v1.AdoptRequest
-	23, // 42: orch.plugin.v1.Provider.Signal:input_type -> orch.plugin.v1.SignalRequest
-	25, // 43: orch.plugin.v1.Provider.Update:input_type -> orch.plugin.v1.UpdateRequest
-	27, // 44: orch.plugin.v1.Provider.Logs:input_type -> orch.plugin.v1.LogsRequest
-	29, // 45: orch.plugin.v1.Provider.Events:input_type -> orch.plugin.v1.EventsRequest
-	31, // 46: orch.plugin.v1.Provider.Watch:input_type -> orch.plugin.v1.WatchRequest
-	33, // 47: orch.plugin.v1.Module.Init:input_type -> orch.plugin.v1.InitRequest
-	35, // 48: orch.plugin.v1.Module.Start:input_type -> orch.plugin.v1.StartModuleRequest
-	40, // 49: orch.plugin.v1.Module.Deliver:input_type -> orch.plugin.v1.EventBatch
-	37, // 50: orch.plugin.v1.Module.Stop:input_type -> orch.plugin.v1.StopModuleRequest
-	42, // 51: orch.plugin.v1.Host.Publish:input_type -> orch.plugin.v1.PublishRequest
-	44, // 52: orch.plugin.v1.Host.Subscribe:input_type -> orch.plugin.v1.SubscribeRequest
-	46, // 53: orch.plugin.v1.Host.KVGet:input_type -> orch.plugin.v1.KVGetRequest
-	48, // 54: orch.plugin.v1.Host.KVPut:input_type -> orch.plugin.v1.KVPutRequest
-	50, // 55: orch.plugin.v1.Host.KVDelete:input_type -> orch.plugin.v1.KVDeleteRequest
-	52, // 56: orch.plugin.v1.Host.Log:input_type -> orch.plugin.v1.LogRequest
-	6,  // 57: orch.plugin.v1.Provider.GetSchema:output_type -> orch.plugin.v1.GetSchemaResponse
-	11, // 58: orch.plugin.v1.Provider.Observe:output_type -> orch.plugin.v1.ObserveResponse
-	13, // 59: orch.plugin.v1.Provider.Start:output_type -> orch.plugin.v1.StartResponse
-	15, // 60: orch.plugin.v1.Provider.Stop:output_type -> orch.plugin.v1.StopResponse
-	17, // 61: orch.plugin.v1.Provider.Delete:output_type -> orch.plugin.v1.DeleteResponse
-	19, // 62: orch.plugin.v1.Provider.Health:output_type -> orch.plugin.v1.HealthResponse
-	22, // 63: orch.plugin.v1.Provider.Adopt:output_type -> orch.plugin.v1.AdoptResponse
-	24, // 64: orch.plugin.v1.Provider.Signal:output_type -> orch.plugin.v1.SignalResponse
-	26, // 65: orch.plugin.v1.Provider.Update:output_type -> orch.plugin.v1.UpdateResponse
-	28, // 66: orch.plugin.v1.Provider.Logs:output_type -> orch.plugin.v1.LogsChunk
-	30, // 67: orch.plugin.v1.Provider.Events:output_type -> orch.plugin.v1.Event
-	32, // 68: orch.plugin.v1.Provider.Watch:output_type -> orch.plugin.v1.WatchResponse
-	34, // 69: orch.plugin.v1.Module.Init:output_type -> orch.plugin.v1.InitResponse
-	36, // 70: orch.plugin.v1.Module.Start:output_type -> orch.plugin.v1.StartModuleResponse
-	41, // 71: orch.plugin.v1.Module.Deliver:output_type -> orch.plugin.v1.DeliverAck
-	38, // 72: orch.plugin.v1.Module.Stop:output_type -> orch.plugin.v1.StopModuleResponse
-	43, // 73: orch.plugin.v1.Host.Publish:output_type -> orch.plugin.v1.PublishResponse
-	45, // 74: orch.plugin.v1.Host.Subscribe:output_type -> orch.plugin.v1.SubscribeResponse
-	47, // 75: orch.plugin.v1.Host.KVGet:output_type -> orch.plugin.v1.KVGetResponse
-	49, // 76: orch.plugin.v1.Host.KVPut:output_type -> orch.plugin.v1.KVPutResponse
-	51, // 77: orch.plugin.v1.Host.KVDelete:output_type -> orch.plugin.v1.KVDeleteResponse
-	53, // 78: orch.plugin.v1.Host.Log:output_type -> orch.plugin.v1.LogResponse
-	57, // [57:79] is the sub-list for method output_type
-	35, // [35:57] is the sub-list for method input_type
+	11, // 34: orch.plugin.v1.ObserveResponse.ObjectsEntry.value:type_name -> orch.plugin.v1.Observed
+	7,  // 35: orch.plugin.v1.Provider.GetSchema:input_type -> orch.plugin.v1.GetSchemaRequest
+	12, // 36: orch.plugin.v1.Provider.Observe:input_type -> orch.plugin.v1.ObserveRequest
+	14, // 37: orch.plugin.v1.Provider.Start:input_type -> orch.plugin.v1.StartRequest
+	16, // 38: orch.plugin.v1.Provider.Stop:input_type -> orch.plugin.v1.StopRequest
+	18, // 39: orch.plugin.v1.Provider.Delete:input_type -> orch.plugin.v1.DeleteRequest
+	20, // 40: orch.plugin.v1.Provider.Health:input_type -> orch.plugin.v1.HealthRequest
+	22, // 41: orch.plugin.v1.Provider.Adopt:input_type -> orch.plugin.v1.AdoptRequest
+	25, // 42: orch.plugin.v1.Provider.Signal:input_type -> orch.plugin.v1.SignalRequest
+	27, // 43: orch.plugin.v1.Provider.Update:input_type -> orch.plugin.v1.UpdateRequest
+	29, // 44: orch.plugin.v1.Provider.Logs:input_type -> orch.plugin.v1.LogsRequest
+	31, // 45: orch.plugin.v1.Provider.Events:input_type -> orch.plugin.v1.EventsRequest
+	33, // 46: orch.plugin.v1.Provider.Watch:input_type -> orch.plugin.v1.WatchRequest
+	4,  // 47: orch.plugin.v1.Provider.Calls:input_type -> orch.plugin.v1.CallRequest
+	35, // 48: orch.plugin.v1.Module.Init:input_type -> orch.plugin.v1.InitRequest
+	37, // 49: orch.plugin.v1.Module.Start:input_type -> orch.plugin.v1.StartModuleRequest
+	42, // 50: orch.plugin.v1.Module.Deliver:input_type -> orch.plugin.v1.EventBatch
+	39, // 51: orch.plugin.v1.Module.Stop:input_type -> orch.plugin.v1.StopModuleRequest
+	44, // 52: orch.plugin.v1.Host.Publish:input_type -> orch.plugin.v1.PublishRequest
+	46, // 53: orch.plugin.v1.Host.Subscribe:input_type -> orch.plugin.v1.SubscribeRequest
+	48, // 54: orch.plugin.v1.Host.KVGet:input_type -> orch.plugin.v1.KVGetRequest
+	50, // 55: orch.plugin.v1.Host.KVPut:input_type -> orch.plugin.v1.KVPutRequest
+	52, // 56: orch.plugin.v1.Host.KVDelete:input_type -> orch.plugin.v1.KVDeleteRequest
+	54, // 57: orch.plugin.v1.Host.Log:input_type -> orch.plugin.v1.LogRequest
+	8,  // 58: orch.plugin.v1.Provider.GetSchema:output_type -> orch.plugin.v1.GetSchemaResponse
+	13, // 59: orch.plugin.v1.Provider.Observe:output_type -> orch.plugin.v1.ObserveResponse
+	15, // 60: orch.plugin.v1.Provider.Start:output_type -> orch.plugin.v1.StartResponse
+	17, // 61: orch.plugin.v1.Provider.Stop:output_type -> orch.plugin.v1.StopResponse
+	19, // 62: orch.plugin.v1.Provider.Delete:output_type -> orch.plugin.v1.DeleteResponse
+	21, // 63: orch.plugin.v1.Provider.Health:output_type -> orch.plugin.v1.HealthResponse
+	24, // 64: orch.plugin.v1.Provider.Adopt:output_type -> orch.plugin.v1.AdoptResponse
+	26, // 65: orch.plugin.v1.Provider.Signal:output_type -> orch.plugin.v1.SignalResponse
+	28, // 66: orch.plugin.v1.Provider.Update:output_type -> orch.plugin.v1.UpdateResponse
+	30, // 67: orch.plugin.v1.Provider.Logs:output_type -> orch.plugin.v1.LogsChunk
+	32, // 68: orch.plugin.v1.Provider.Events:output_type -> orch.plugin.v1.Event
+	34, // 69: orch.plugin.v1.Provider.Watch:output_type -> orch.plugin.v1.WatchResponse
+	5,  // 70: orch.plugin.v1.Provider.Calls:output_type -> orch.plugin.v1.CallResponse
+	36, // 71: orch.plugin.v1.Module.Init:output_type -> orch.plugin.v1.InitResponse
+	38, // 72: orch.plugin.v1.Module.Start:output_type -> orch.plugin.v1.StartModuleResponse
+	43, // 73: orch.plugin.v1.Module.Deliver:output_type -> orch.plugin.v1.DeliverAck
+	40, // 74: orch.plugin.v1.Module.Stop:output_type -> orch.plugin.v1.StopModuleResponse
+	45, // 75: orch.plugin.v1.Host.Publish:output_type -> orch.plugin.v1.PublishResponse
+	47, // 76: orch.plugin.v1.Host.Subscribe:output_type -> orch.plugin.v1.SubscribeResponse
+	49, // 77: orch.plugin.v1.Host.KVGet:output_type -> orch.plugin.v1.KVGetResponse
+	51, // 78: orch.plugin.v1.Host.KVPut:output_type -> orch.plugin.v1.KVPutResponse
+	53, // 79: orch.plugin.v1.Host.KVDelete:output_type -> orch.plugin.v1.KVDeleteResponse
+	55, // 80: orch.plugin.v1.Host.Log:output_type -> orch.plugin.v1.LogResponse
+	58, // [58:81] is the sub-list for method output_type
+	35, // [35:58] is the sub-list for method input_type
 	35, // [35:35] is the sub-list for extension type_name
 	35, // [35:35] is the sub-list for extension extendee
 	0,  // [0:35] is the sub-list for field type_name
@@ -3387,7 +3564,7 @@ func file_orchplugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchplugin_proto_rawDesc), len(file_orchplugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   58,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

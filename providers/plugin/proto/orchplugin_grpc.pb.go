@@ -40,6 +40,7 @@ const (
 	Provider_Logs_FullMethodName      = "/orch.plugin.v1.Provider/Logs"
 	Provider_Events_FullMethodName    = "/orch.plugin.v1.Provider/Events"
 	Provider_Watch_FullMethodName     = "/orch.plugin.v1.Provider/Watch"
+	Provider_Calls_FullMethodName     = "/orch.plugin.v1.Provider/Calls"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -63,6 +64,16 @@ type ProviderClient interface {
 	// Watch sends one WatchResponse once the instance no longer runs, then
 	// ends; cancelling the call ends the watch.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Calls carries unary calls of this service on one long-lived stream,
+	// when GetSchema declares call_stream: orch then makes its unary calls
+	// (all but GetSchema) through it, each a CallRequest answered by a
+	// CallResponse of the same id, in any order, several at a time. A call
+	// behaves as the unary call of its method would: same request, response,
+	// status and details, its deadline from timeout_ns, cancelled by a
+	// CallRequest with cancel or by the end of the stream. One stream costs
+	// a fraction of a unary call's HTTP/2 stream per call (its headers,
+	// trailers, and the wakeups of gRPC's goroutines for them).
+	Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CallRequest, CallResponse], error)
 }
 
 type providerClient struct {
@@ -220,6 +231,19 @@ func (c *providerClient) Watch(ctx context.Context, in *WatchRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Provider_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *providerClient) Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CallRequest, CallResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Provider_ServiceDesc.Streams[3], Provider_Calls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CallRequest, CallResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Provider_CallsClient = grpc.BidiStreamingClient[CallRequest, CallResponse]
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -241,6 +265,16 @@ type ProviderServer interface {
 	// Watch sends one WatchResponse once the instance no longer runs, then
 	// ends; cancelling the call ends the watch.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Calls carries unary calls of this service on one long-lived stream,
+	// when GetSchema declares call_stream: orch then makes its unary calls
+	// (all but GetSchema) through it, each a CallRequest answered by a
+	// CallResponse of the same id, in any order, several at a time. A call
+	// behaves as the unary call of its method would: same request, response,
+	// status and details, its deadline from timeout_ns, cancelled by a
+	// CallRequest with cancel or by the end of the stream. One stream costs
+	// a fraction of a unary call's HTTP/2 stream per call (its headers,
+	// trailers, and the wakeups of gRPC's goroutines for them).
+	Calls(grpc.BidiStreamingServer[CallRequest, CallResponse]) error
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -286,6 +320,9 @@ func (UnimplementedProviderServer) Events(*EventsRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedProviderServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedProviderServer) Calls(grpc.BidiStreamingServer[CallRequest, CallResponse]) error {
+	return status.Error(codes.Unimplemented, "method Calls not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -503,6 +540,13 @@ func _Provider_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Provider_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _Provider_Calls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ProviderServer).Calls(&grpc.GenericServerStream[CallRequest, CallResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Provider_CallsServer = grpc.BidiStreamingServer[CallRequest, CallResponse]
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -562,6 +606,12 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Watch",
 			Handler:       _Provider_Watch_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Calls",
+			Handler:       _Provider_Calls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "orchplugin.proto",

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/orch-dev/orch/providers/plugin/proto"
+	"github.com/orch-dev/orch/providers/plugin/wire"
 )
 
 // Module is a module plugin: the hooks orch calls. Every hook is optional
@@ -152,7 +153,7 @@ func (s *moduleServer) hook(name string, f func() error) (err error) {
 }
 
 func (s *moduleServer) Init(ctx context.Context, req *pb.InitRequest) (*pb.InitResponse, error) {
-	conn, err := s.broker.Dial(req.HostBrokerId)
+	conn, err := s.broker.DialWithOptions(req.HostBrokerId, wire.DialOptions()...)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cannot reach orch's host service: %v", err)
 	}

@@ -20,6 +20,8 @@ import (
 type providerServer struct {
 	pb.UnimplementedProviderServer
 	p providers.Provider
+	// runtimes decodes the runtime every call carries, once per version.
+	runtimes wire.RuntimeDecoder
 }
 
 func registerProvider(s *grpc.Server, p providers.Provider) {
@@ -37,11 +39,12 @@ func (s *providerServer) GetSchema(context.Context, *pb.GetSchemaRequest) (*pb.G
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "the plugin's schema cannot be encoded: %v", err)
 	}
+	resp.CallStream = true
 	return resp, nil
 }
 
 func (s *providerServer) Observe(ctx context.Context, req *pb.ObserveRequest) (*pb.ObserveResponse, error) {
-	rt, err := wire.FromRuntime(req.Runtime)
+	rt, err := s.runtimes.Decode(req.Runtime)
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -61,7 +64,7 @@ func (s *providerServer) Observe(ctx context.Context, req *pb.ObserveRequest) (*
 }
 
 func (s *providerServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.StartResponse, error) {
-	rt, err := wire.FromRuntime(req.Runtime)
+	rt, err := s.runtimes.Decode(req.Runtime)
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -78,8 +81,8 @@ func (s *providerServer) Start(ctx context.Context, req *pb.StartRequest) (*pb.S
 }
 
 // target decodes the runtime, address and signal most requests carry.
-func target(rtp *pb.Runtime, addr, sig string) (*spec.Runtime, spec.Address, spec.Signal, error) {
-	rt, err := wire.FromRuntime(rtp)
+func (s *providerServer) target(rtp *pb.Runtime, addr, sig string) (*spec.Runtime, spec.Address, spec.Signal, error) {
+	rt, err := s.runtimes.Decode(rtp)
 	if err != nil {
 		return nil, spec.Address{}, spec.Signal{}, err
 	}
@@ -87,17 +90,17 @@ func target(rtp *pb.Runtime, addr, sig string) (*spec.Runtime, spec.Address, spe
 	if err != nil {
 		return nil, spec.Address{}, spec.Signal{}, err
 	}
-	var s spec.Signal
+	var sg spec.Signal
 	if sig != "" {
-		if s, err = spec.ParseSignal(sig); err != nil {
+		if sg, err = spec.ParseSignal(sig); err != nil {
 			return nil, spec.Address{}, spec.Signal{}, err
 		}
 	}
-	return rt, a, s, nil
+	return rt, a, sg, nil
 }
 
 func (s *providerServer) Stop(ctx context.Context, req *pb.StopRequest) (*pb.StopResponse, error) {
-	rt, addr, sig, err := target(req.Runtime, req.Address, req.Signal)
+	rt, addr, sig, err := s.target(req.Runtime, req.Address, req.Signal)
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -114,7 +117,7 @@ func (s *providerServer) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb
 	if !ok {
 		return nil, unimplemented(providers.CapDelete)
 	}
-	rt, addr, _, err := target(req.Runtime, req.Address, "")
+	rt, addr, _, err := s.target(req.Runtime, req.Address, "")
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -129,7 +132,7 @@ func (s *providerServer) Health(ctx context.Context, req *pb.HealthRequest) (*pb
 	if !ok {
 		return nil, unimplemented(providers.CapHealth)
 	}
-	rt, addr, _, err := target(req.Runtime, req.Address, "")
+	rt, addr, _, err := s.target(req.Runtime, req.Address, "")
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -145,7 +148,7 @@ func (s *providerServer) Adopt(ctx context.Context, req *pb.AdoptRequest) (*pb.A
 	if !ok {
 		return nil, unimplemented(providers.CapAdopt)
 	}
-	rt, err := wire.FromRuntime(req.Runtime)
+	rt, err := s.runtimes.Decode(req.Runtime)
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -166,7 +169,7 @@ func (s *providerServer) Signal(ctx context.Context, req *pb.SignalRequest) (*pb
 	if !ok {
 		return nil, unimplemented(providers.CapSignal)
 	}
-	rt, addr, sig, err := target(req.Runtime, req.Address, req.Signal)
+	rt, addr, sig, err := s.target(req.Runtime, req.Address, req.Signal)
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -181,7 +184,7 @@ func (s *providerServer) Update(ctx context.Context, req *pb.UpdateRequest) (*pb
 	if !ok {
 		return nil, unimplemented(providers.CapUpdate)
 	}
-	rt, err := wire.FromRuntime(req.Runtime)
+	rt, err := s.runtimes.Decode(req.Runtime)
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -201,7 +204,7 @@ func (s *providerServer) Logs(req *pb.LogsRequest, stream grpc.ServerStreamingSe
 	if !ok {
 		return unimplemented(providers.CapLogs)
 	}
-	rt, addr, _, err := target(req.Runtime, req.Address, "")
+	rt, addr, _, err := s.target(req.Runtime, req.Address, "")
 	if err != nil {
 		return badRequest(err)
 	}
@@ -232,7 +235,7 @@ func (s *providerServer) Events(req *pb.EventsRequest, stream grpc.ServerStreami
 	if !ok {
 		return unimplemented(providers.CapEvents)
 	}
-	rt, err := wire.FromRuntime(req.Runtime)
+	rt, err := s.runtimes.Decode(req.Runtime)
 	if err != nil {
 		return badRequest(err)
 	}
@@ -260,7 +263,7 @@ func (s *providerServer) Watch(req *pb.WatchRequest, stream grpc.ServerStreaming
 	if !ok {
 		return unimplemented(providers.CapWatch)
 	}
-	rt, addr, _, err := target(req.Runtime, req.Address, "")
+	rt, addr, _, err := s.target(req.Runtime, req.Address, "")
 	if err != nil {
 		return badRequest(err)
 	}

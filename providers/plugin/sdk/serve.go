@@ -28,11 +28,14 @@ func ServeModule(m Module) {
 
 func serve(name string, p goplugin.Plugin) {
 	guardStdout()
+	limitProcs()
 	go watchParent()
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: wire.Handshake,
 		Plugins:         goplugin.PluginSet{name: p},
-		GRPCServer:      goplugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
+		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: "plugin", Level: hclog.Warn, Output: os.Stderr, JSONFormat: true,
 		}),
