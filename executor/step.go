@@ -50,7 +50,7 @@ func (e *Executor) provider(rt spec.Address) (providers.Provider, error) {
 // up brings the declared instance of c up and records it.
 func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (providers.Observed, error) {
 	r := c.Resource
-	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Desired.Encode(), ConfigHash: c.Hash(),
+	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Encoded(), ConfigHash: c.Hash(),
 		Status: StatusRunning}
 	switch c.Action {
 	case planner.Adopt, planner.Update:

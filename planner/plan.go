@@ -81,7 +81,28 @@ type Change struct {
 	// Observed is what runs now (zero for Create).
 	Observed providers.Observed
 
-	hash string // Desired.Hash(), once Make computed it
+	hash    string // Desired.Hash(), once Make computed it
+	encoded []byte // Desired.Encode(), likewise
+}
+
+// setDesired records the encoding and hash of c.Desired, computed once:
+// the executor stores the one and compares the other.
+func (c *Change) setDesired() {
+	c.encoded = c.Desired.Encode()
+	h := sha256.Sum256(c.encoded)
+	c.hash = hex.EncodeToString(h[:])
+}
+
+// Encoded returns the canonical encoding of the desired configuration
+// (Snapshot.Encode), or nil.
+func (c *Change) Encoded() []byte {
+	if c.Desired == nil {
+		return nil
+	}
+	if c.encoded != nil {
+		return c.encoded
+	}
+	return c.Desired.Encode()
 }
 
 // Hash returns the config hash of the desired configuration, or "".
@@ -214,11 +235,12 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		ad, ok := in.Adoptable[r.Addr]
 		if !ok {
 			c.Action = Create
+			c.setDesired()
 			return c, nil
 		}
 		c.Prior = &Stored{Addr: r.Addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		c.Observed = ad.Observed
-		c.hash = desired.Hash()
+		c.setDesired()
 		if ad.ConfigHash == c.hash {
 			c.Action = Adopt
 			c.Reason = "running, ours, and missing from state"
@@ -237,7 +259,7 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		return c, guardReplace(r, c)
 	}
 	applyIgnoreChanges(desired, old, r.Lifecycle.IgnoreChanges)
-	c.hash = desired.Hash()
+	c.setDesired()
 	// The config hash is that of the canonical encoding the instance was
 	// applied with (see Snapshot.Hash): when it is the desired one,
 	// nothing differs, and the attribute by attribute diff (a good part
