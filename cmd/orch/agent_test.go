@@ -437,3 +437,38 @@ daemon %q {
 		waitGone(t, s.Pid)
 	}
 }
+
+// TestRoutedPlanRefusesOtherVariables: orch plan and apply go to the
+// engine that runs for the directory, which plans with the variables it
+// was started with; a command whose -var values differ is refused with one
+// clear error instead of being planned without them, and one with the same
+// values goes through.
+func TestRoutedPlanRefusesOtherVariables(t *testing.T) {
+	e := newEngineTest(t, `
+variable "msg" {
+  type    = string
+  default = "a"
+}
+
+daemon "echo" {
+  command = ["/bin/sh", "-c", "echo ${var.msg}; exec sleep 600"]
+  stop {
+    timeout = "2s"
+  }
+}
+`)
+	p := e.start("up")
+	e.allRunning(p, "daemon.echo")
+
+	for _, verb := range [][]string{{"plan"}, {"apply", "-auto-approve"}} {
+		r := orch(t, e.dir, nil, append(verb, "-var", "msg=b", e.dir)...).want(t, 1)
+		if !strings.Contains(r.stderr, "plans and applies with the variable values it was started with") {
+			t.Errorf("%s -var msg=b through the agent: %q", verb[0], r.stderr)
+		}
+	}
+	r := orch(t, e.dir, nil, "plan", "-var", "msg=a", e.dir).want(t, 0)
+	if !strings.Contains(r.stdout, "No changes") {
+		t.Errorf("plan with the engine's own value: %s", r.stdout)
+	}
+	orch(t, e.dir, nil, "plan", e.dir).want(t, 0)
+}

@@ -21,7 +21,11 @@ var ErrNoAgent = errors.New("no agent listens")
 // concurrent use.
 type Client struct {
 	Socket string
-	hc     *http.Client
+	// Variables, when set, is the spec.Config.VariablesHash of the
+	// configuration as the caller loaded it: plan and apply are refused
+	// when the agent's variables differ.
+	Variables string
+	hc        *http.Client
 }
 
 // Dial connects to the agent's socket once to see that one listens, and
@@ -146,7 +150,7 @@ func (c *Client) Signal(ctx context.Context, addr, sig string) error {
 // /v1/plan).
 func (c *Client) Plan(ctx context.Context, destroy bool) (*PlanResponse, error) {
 	var out PlanResponse
-	return &out, c.call(ctx, http.MethodPost, "/plan", PlanRequest{Destroy: destroy}, &out)
+	return &out, c.call(ctx, http.MethodPost, "/plan", PlanRequest{Destroy: destroy, Variables: c.Variables}, &out)
 }
 
 // Apply applies (or destroys) through the agent, handing each line of the
@@ -158,7 +162,7 @@ func (c *Client) Apply(ctx context.Context, destroy bool, fingerprint string, fn
 	if destroy {
 		path = "/destroy"
 	}
-	resp, err := c.do(ctx, http.MethodPost, path, ApplyRequest{Fingerprint: fingerprint})
+	resp, err := c.do(ctx, http.MethodPost, path, ApplyRequest{Fingerprint: fingerprint, Variables: c.Variables})
 	if err != nil {
 		return nil, err
 	}

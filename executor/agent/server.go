@@ -325,6 +325,17 @@ func renderDiags(diags hcl.Diagnostics, files map[string]*hcl.File) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
+// sameVariables answers 409 and returns false when the caller's variables
+// (their hash, when given) differ from those of the configuration the
+// agent loaded.
+func sameVariables(w http.ResponseWriter, caller string, cfg *spec.Config) bool {
+	if caller == "" || cfg == nil || caller == cfg.VariablesHash() {
+		return true
+	}
+	writeJSON(w, http.StatusConflict, ErrorResponse{Error: "the engine running for this directory plans and applies with the variable values it was started with, and this command's (-var, -var-file, ORCH_VAR_*) differ: restart orch up or orch agent with these values, or stop it to plan and apply without it"})
+	return false
+}
+
 func planResponse(p *planner.Plan, diags hcl.Diagnostics, files map[string]*hcl.File) *PlanResponse {
 	return &PlanResponse{Text: planner.Render(p, planner.RenderOptions{}), Plan: planner.ToJSON(p),
 		HasChanges: p.HasChanges(), Diagnostics: renderDiags(diags, files)}
@@ -337,7 +348,7 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lr, ok := s.load(w)
-	if !ok {
+	if !ok || !sameVariables(w, req.Variables, lr.Config) {
 		return
 	}
 	p, diags, err := s.Engine.Plan(r.Context(), lr.Config, req.Destroy)
@@ -359,7 +370,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, destroy bool) {
 		return
 	}
 	lr, ok := s.load(w)
-	if !ok {
+	if !ok || !sameVariables(w, req.Variables, lr.Config) {
 		return
 	}
 	_, ch, cancel := s.Engine.Subscribe(time.Time{})

@@ -52,6 +52,10 @@ type RestartResponse struct {
 // PlanRequest is the body of POST /v1/plan.
 type PlanRequest struct {
 	Destroy bool `json:"destroy,omitempty"`
+	// Variables, when set, is the caller's spec.Config.VariablesHash: the
+	// agent refuses (409) when the values of its own variables differ,
+	// rather than plan with values the caller did not give.
+	Variables string `json:"variables,omitempty"`
 }
 
 // PlanResponse is the body of POST /v1/plan.
@@ -68,6 +72,8 @@ type ApplyRequest struct {
 	// Fingerprint of the plan the user approved (from POST /v1/plan);
 	// empty: apply whatever the plan is now (-auto-approve).
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Variables: as in PlanRequest.
+	Variables string `json:"variables,omitempty"`
 }
 
 // ApplyLine is one line of the NDJSON answer of POST /v1/apply and

@@ -66,6 +66,9 @@ func (a *App) agentFor(dir string, vf *varFlags) *agent.Client {
 	if err != nil {
 		return nil
 	}
+	// The agent plans with its own variables: it refuses when this
+	// command's values differ, rather than ignore them.
+	c.Variables = res.cfg.VariablesHash()
 	return c
 }
 
