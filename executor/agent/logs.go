@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -21,8 +22,9 @@ const maxRotated = 20
 // Tail writes the last n lines of the log at path (older lines come from
 // the rotated files path.1, path.2, ... when the current one has fewer;
 // n < 0: everything) to w. With follow it then writes what is appended,
-// across rotations (the file renamed to path.1 is read to its end before
-// the new path is opened) and truncations, polling every FollowPoll, until
+// across rotations (the file it held is read to its end, then the rotated
+// files newer than it, oldest first, when it was rotated more than once
+// since the last look, before the new path is opened) and truncations, polling every FollowPoll, until
 // ctx is done; a log that does not exist yet is waited for. It returns
 // ctx's error when following, else the first read or write error.
 func Tail(ctx context.Context, path string, n int, follow bool, w io.Writer) error {
@@ -82,6 +84,17 @@ func Tail(ctx context.Context, path string, n int, follow bool, w io.Writer) err
 						return err
 					}
 					f.Close()
+					// More than one rotation since the last look: the
+					// files between the one held and the current one.
+					for _, r := range newerRotated(path, held) {
+						b, err := os.ReadFile(r)
+						if err != nil {
+							continue // rotated away meanwhile
+						}
+						if _, err := w.Write(b); err != nil {
+							return err
+						}
+					}
 					if f, err = os.Open(path); err != nil {
 						f = nil
 					}
@@ -99,6 +112,23 @@ func Tail(ctx context.Context, path string, n int, follow bool, w io.Writer) err
 		case <-t.C:
 		}
 	}
+}
+
+// newerRotated returns the rotated files of path (path.1, path.2, ...)
+// newer than held, oldest first: those before held in the chain, or all of
+// them when held is no longer in it (rotated out of the files kept).
+func newerRotated(path string, held os.FileInfo) []string {
+	var newer []string
+	for i := 1; ; i++ {
+		name := path + "." + strconv.Itoa(i)
+		fi, err := os.Stat(name)
+		if err != nil || os.SameFile(fi, held) {
+			break
+		}
+		newer = append(newer, name)
+	}
+	slices.Reverse(newer)
+	return newer
 }
 
 // writeLast writes the last n lines, taking older ones from the rotated

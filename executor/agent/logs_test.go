@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTailFollowsSeveralRotationsBetweenLooks: a log rotated several times
+// between two looks of Tail (a chatty daemon, a small max_size) loses no
+// line: the files between the one Tail held and the new one are read, in
+// order. The writer renames as the log daemon does (path.N-1 to path.N,
+// ..., path to path.1).
+func TestTailFollowsSeveralRotationsBetweenLooks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "daemon.chatty.log")
+	const lines, perFile, keep = 400, 5, 200
+	rotate := func() {
+		os.Remove(path + "." + strconv.Itoa(keep))
+		for i := keep - 1; i >= 1; i-- {
+			os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
+		}
+		os.Rename(path, path+".1")
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuf{}
+	done := make(chan error, 1)
+	go func() { done <- Tail(ctx, path, -1, true, out) }() // all: whenever it starts, nothing is skipped
+
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < lines; i++ {
+		if i > 0 && i%perFile == 0 {
+			f.Close()
+			rotate()
+			if f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// About ten rotations per FollowPoll.
+			time.Sleep(FollowPoll / 10)
+		}
+		fmt.Fprintf(f, "line %d\n", i)
+	}
+	f.Close()
+	last := fmt.Sprintf("line %d\n", lines-1)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.HasSuffix(out.String(), last) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	for i, l := range got {
+		if want := fmt.Sprintf("line %d", i); l != want {
+			t.Fatalf("line %d of the output is %q, want %q (%d lines in all)", i, l, want, len(got))
+		}
+	}
+	if len(got) != lines {
+		t.Fatalf("%d lines followed, want %d", len(got), lines)
+	}
+}
