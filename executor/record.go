@@ -42,10 +42,10 @@ type recordOp struct {
 type groupCommit struct {
 	running atomic.Int64 // steps running; set by the executor
 	store   Recorder
-	ops    chan recordOp
-	wg     sync.WaitGroup
-	once   sync.Once
-	closed chan struct{}
+	ops     chan recordOp
+	wg      sync.WaitGroup
+	once    sync.Once
+	closed  chan struct{}
 }
 
 func newGroupCommit(store Recorder) *groupCommit {
