@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,18 +14,36 @@ import (
 
 // FileLog writes what modules log to one file per module, a line per
 // record: "2006-01-02T15:04:05.000Z07:00 level message". orch logs reads
-// these files as it reads the daemons' ones.
+// these files as it reads the daemons' ones. A file is rotated as the
+// daemons' logs are: past MaxSize bytes it becomes <path>.1 (<path>.1
+// becomes <path>.2, and so on), and MaxFiles rotated files are kept.
 type FileLog struct {
 	path func(spec.Address) string
+	// MaxSize and MaxFiles bound each module's log; NewFileLog sets them
+	// to DefaultLogMaxSize and DefaultLogMaxFiles.
+	MaxSize  int64
+	MaxFiles int
 
 	mu    sync.Mutex
-	files map[spec.Address]*os.File
+	files map[spec.Address]*logFile
 	now   func() time.Time
+}
+
+// Defaults of a FileLog, those of a daemon's log.
+const (
+	DefaultLogMaxSize  = 10 << 20
+	DefaultLogMaxFiles = 3
+)
+
+type logFile struct {
+	f    *os.File
+	size int64
 }
 
 // NewFileLog returns a sink writing the log of addr to path(addr).
 func NewFileLog(path func(spec.Address) string) *FileLog {
-	return &FileLog{path: path, files: map[spec.Address]*os.File{}, now: time.Now}
+	return &FileLog{path: path, files: map[spec.Address]*logFile{}, now: time.Now,
+		MaxSize: DefaultLogMaxSize, MaxFiles: DefaultLogMaxFiles}
 }
 
 // Write appends r to its module's file. A file that cannot be written is
@@ -34,31 +53,57 @@ func (l *FileLog) Write(r Record) {
 	line := l.now().Format("2006-01-02T15:04:05.000Z07:00") + " " + r.Level.String() + " " + msg + "\n"
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.files[r.Addr]
-	if f == nil {
-		p := l.path(r.Addr)
+	lf := l.files[r.Addr]
+	p := l.path(r.Addr)
+	if lf != nil && l.MaxSize > 0 && lf.size > 0 && lf.size+int64(len(line)) > l.MaxSize {
+		lf.f.Close()
+		delete(l.files, r.Addr)
+		lf = nil
+		rotate(p, l.MaxFiles)
+	}
+	if lf == nil {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 			return
 		}
-		var err error
-		if f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 			return
 		}
-		l.files[r.Addr] = f
+		lf = &logFile{f: f}
+		if fi, err := f.Stat(); err == nil {
+			lf.size = fi.Size()
+		}
+		l.files[r.Addr] = lf
 	}
-	if _, err := f.WriteString(line); err != nil {
+	n, err := lf.f.WriteString(line)
+	lf.size += int64(n)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 	}
+}
+
+// rotate renames path to path.1 (path.1 to path.2, ...), keeping keep
+// rotated files; with keep 0 the full file is removed.
+func rotate(path string, keep int) {
+	if keep <= 0 {
+		os.Remove(path)
+		return
+	}
+	os.Remove(path + "." + strconv.Itoa(keep))
+	for i := keep - 1; i >= 1; i-- {
+		os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
+	}
+	os.Rename(path, path+".1")
 }
 
 // Close closes every file.
 func (l *FileLog) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for a, f := range l.files {
-		f.Close()
+	for a, lf := range l.files {
+		lf.f.Close()
 		delete(l.files, a)
 	}
 }
