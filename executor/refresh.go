@@ -135,3 +135,45 @@ func decodeSnapshots(stored []state.Instance) []*planner.Snapshot {
 	wg.Wait()
 	return out
 }
+
+// ObserveRecorded observes the recorded instances through their
+// providers, one batched call per runtime (rts: the runtimes declared, by
+// address; one not declared is observed with no attributes). Unlike
+// Refresh, which a plan needs whole, it never fails: the instances of a
+// runtime that cannot be observed (a Docker Engine away) read as
+// StateUnknown, with why in Error, and the others are observed all the
+// same. For status.
+func ObserveRecorded(ctx context.Context, ps Providers, rts map[spec.Address]*spec.Runtime, stored []state.Instance) map[spec.Address]providers.Observed {
+	byRuntime := map[spec.Address]map[spec.Address]providers.Handle{}
+	for _, rec := range stored {
+		if rec.Runtime.IsZero() || len(rec.Handle) == 0 {
+			continue
+		}
+		if byRuntime[rec.Runtime] == nil {
+			byRuntime[rec.Runtime] = map[spec.Address]providers.Handle{}
+		}
+		byRuntime[rec.Runtime][rec.Addr] = rec.Handle
+	}
+	out := map[spec.Address]providers.Observed{}
+	for rtAddr, handles := range byRuntime {
+		p := ps[rtAddr.Type]
+		if p == nil {
+			continue
+		}
+		rt := rts[rtAddr]
+		if rt == nil {
+			rt = runtimeFor(nil, rtAddr)
+		}
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: handles})
+		if err != nil {
+			for a := range handles {
+				out[a] = providers.Observed{State: providers.StateUnknown, Error: "cannot observe it: " + err.Error()}
+			}
+			continue
+		}
+		for a, o := range resp.Objects {
+			out[a] = o
+		}
+	}
+	return out
+}

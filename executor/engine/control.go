@@ -121,7 +121,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs := observeStored(ctx, e.opts.Providers, rts, stored)
+	obs := executor.ObserveRecorded(ctx, e.opts.Providers, rts, stored)
 	for i := range out {
 		out[i].Observed = obs[out[i].Addr]
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
 )
@@ -174,43 +173,4 @@ func (e *Engine) unpark(a spec.Address) {
 		}
 		e.restart(inst.addr, inst.gen)
 	}
-}
-
-// observeStored observes the recorded instances through their providers,
-// one batched call per runtime (rts: the runtimes declared, by address).
-// The instances of a runtime that cannot be observed read as
-// StateUnknown, with why in Error; the others are observed all the same.
-func observeStored(ctx context.Context, ps map[string]providers.Provider, rts map[spec.Address]*spec.Runtime, stored []state.Instance) map[spec.Address]providers.Observed {
-	byRuntime := map[spec.Address]map[spec.Address]providers.Handle{}
-	for _, rec := range stored {
-		if rec.Runtime.IsZero() || len(rec.Handle) == 0 {
-			continue
-		}
-		if byRuntime[rec.Runtime] == nil {
-			byRuntime[rec.Runtime] = map[spec.Address]providers.Handle{}
-		}
-		byRuntime[rec.Runtime][rec.Addr] = rec.Handle
-	}
-	out := map[spec.Address]providers.Observed{}
-	for rtAddr, handles := range byRuntime {
-		p := ps[rtAddr.Type]
-		if p == nil {
-			continue
-		}
-		rt := rts[rtAddr]
-		if rt == nil {
-			rt = &spec.Runtime{Addr: rtAddr, Kind: rtAddr.Type, Name: rtAddr.Name}
-		}
-		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: handles})
-		if err != nil {
-			for a := range handles {
-				out[a] = providers.Observed{State: providers.StateUnknown, Error: "cannot observe it: " + err.Error()}
-			}
-			continue
-		}
-		for a, o := range resp.Objects {
-			out[a] = o
-		}
-	}
-	return out
 }

@@ -110,14 +110,22 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := executor.Refresh(context.Background(), nil, insts, a.providerSet(), cfg.Project.Name, stateDir)
-	if err != nil {
-		return nil, err
+	// What cannot be observed (a Docker Engine away) reads as unknown,
+	// with a warning; the rest is shown all the same.
+	rts := make(map[spec.Address]*spec.Runtime, len(cfg.Runtimes))
+	for _, rt := range cfg.Runtimes {
+		rts[rt.Addr] = rt
 	}
+	observed := executor.ObserveRecorded(context.Background(), a.providerSet(), rts, insts)
+	warned := map[spec.Address]bool{}
 	now := time.Now()
 	out := make([]JSONStatus, 0, len(insts))
 	for _, inst := range insts {
-		o := in.Observed[inst.Addr]
+		o := observed[inst.Addr]
+		if o.State == providers.StateUnknown && o.Error != "" && !warned[inst.Runtime] {
+			warned[inst.Runtime] = true
+			fmt.Fprintf(a.Stderr, "Warning: %s: %s; its instances show as unknown\n", inst.Runtime, o.Error)
+		}
 		l := JSONStatus{Address: inst.Addr.String(), State: o.State.String(), Status: inst.Status,
 			Pid: o.Pid, ID: o.ID, ConfigHash: inst.ConfigHash, LastError: inst.LastError, UpdatedAt: inst.UpdatedAt}
 		if !inst.Runtime.IsZero() {
