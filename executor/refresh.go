@@ -42,6 +42,22 @@ func runtimeFor(cfg *spec.Config, addr spec.Address) *spec.Runtime {
 // objects of the project that state does not know. The result is the
 // planner's input, without Config-independent fields filled by the caller.
 func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps Providers, project, stateDir string) (planner.Input, error) {
+	in, _, err := refresh(ctx, cfg, stored, ps, project, stateDir, false)
+	return in, err
+}
+
+// RefreshAround is Refresh that goes on around the runtimes it cannot
+// reach (providers.IsUnreachable: a Docker Engine away): their recorded
+// instances read as StateUnknown (why in Error), nothing of theirs is
+// adopted, and they are returned, with the error, so that the caller
+// leaves their changes out of what it applies. orch up uses it, so that an
+// Engine away does not hold back the process daemons.
+func RefreshAround(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps Providers, project, stateDir string) (planner.Input, map[spec.Address]error, error) {
+	return refresh(ctx, cfg, stored, ps, project, stateDir, true)
+}
+
+func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps Providers, project, stateDir string, around bool) (planner.Input, map[spec.Address]error, error) {
+	away := map[spec.Address]error{}
 	in := planner.Input{
 		Config: cfg, Schemas: ps.Schemas(),
 		Stored:    make(map[spec.Address]*planner.Stored, len(stored)),
@@ -70,11 +86,18 @@ func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 	for _, rtAddr := range rts {
 		p := ps[rtAddr.Type]
 		if p == nil {
-			return in, fmt.Errorf("state holds instances on %s, but orch has no provider for runtime kind %q", rtAddr, rtAddr.Type)
+			return in, away, fmt.Errorf("state holds instances on %s, but orch has no provider for runtime kind %q", rtAddr, rtAddr.Type)
 		}
 		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: runtimeFor(cfg, rtAddr), Handles: byRuntime[rtAddr]})
+		if err != nil && around && providers.IsUnreachable(err) {
+			away[rtAddr] = err
+			for a := range byRuntime[rtAddr] {
+				in.Observed[a] = providers.Observed{State: providers.StateUnknown, Error: "cannot observe it: " + err.Error()}
+			}
+			continue
+		}
 		if err != nil {
-			return in, fmt.Errorf("observing instances on %s: %w", rtAddr, err)
+			return in, away, fmt.Errorf("observing instances on %s: %w", rtAddr, err)
 		}
 		for a, o := range resp.Objects {
 			in.Observed[a] = o
@@ -84,12 +107,16 @@ func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 	if cfg != nil {
 		for _, rt := range cfg.Runtimes {
 			ad, ok := ps[rt.Kind].(providers.Adopter)
-			if !ok {
+			if !ok || away[rt.Addr] != nil {
 				continue
 			}
 			resp, err := ad.Adopt(ctx, providers.AdoptRequest{Runtime: rt, Project: project, StateDir: stateDir})
+			if err != nil && around && providers.IsUnreachable(err) {
+				away[rt.Addr] = err
+				continue
+			}
 			if err != nil {
-				return in, fmt.Errorf("listing adoptable instances on %s: %w", rt.Addr, err)
+				return in, away, fmt.Errorf("listing adoptable instances on %s: %w", rt.Addr, err)
 			}
 			for _, o := range resp.Objects {
 				o.Runtime = rt.Addr
@@ -100,7 +127,7 @@ func Refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 			}
 		}
 	}
-	return in, nil
+	return in, away, nil
 }
 
 // decodeSnapshots decodes the stored configurations (nil where one is

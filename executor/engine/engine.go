@@ -316,7 +316,7 @@ func (e *Engine) reconcile() {
 		e.settle("reading state: " + err.Error())
 		return
 	}
-	in, err := executor.Refresh(e.ctx, e.cfg, stored, e.opts.Providers, e.project(), e.opts.StateDir)
+	in, away, err := executor.RefreshAround(e.ctx, e.cfg, stored, e.opts.Providers, e.project(), e.opts.StateDir)
 	if err != nil {
 		e.emit(Event{Type: EventError, Detail: err.Error()})
 		e.settle(err.Error())
@@ -328,6 +328,10 @@ func (e *Engine) reconcile() {
 		e.showPlan = false
 		e.settle(renderDiags(diags, e.files))
 		return
+	}
+	e.backAgain(away)
+	if len(away) > 0 {
+		plan = e.around(plan, away)
 	}
 	for _, c := range plan.Changes {
 		if c.Desired != nil {
@@ -505,6 +509,69 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 		e.emit(Event{Type: EventAdopted, Addr: rec.Addr, Pid: obs.Pid, Detail: "already running"})
 	}
 }
+
+// around leaves out of plan the changes on the runtimes that could not be
+// reached (away): what runs there is unknown, so nothing is done to it
+// until the runtime is back. The runtimes are marked away (one
+// "unreachable" event each); their "reconnected" brings a reconcile, and
+// for a runtime without an event stream a reconcile is tried again
+// later. The starts left out wait for their runtime.
+func (e *Engine) around(plan *planner.Plan, away map[spec.Address]error) *planner.Plan {
+	for a, err := range away {
+		if !e.away[a] {
+			e.away[a] = true
+			e.emit(Event{Type: EventUnreachable, Addr: a,
+				Detail: "cannot reach it (" + err.Error() + "); what runs there is left as it is and looked at again once it is back"})
+		}
+	}
+	// A stream's "reconnected" brings a reconcile at once; this one is for
+	// runtimes without a stream, or one that never said disconnected.
+	time.AfterFunc(awayRetry, func() { e.post(e.reconcile) })
+	out := &planner.Plan{ConfigHash: plan.ConfigHash, Fingerprint: plan.Fingerprint, Destroy: plan.Destroy}
+	for _, c := range plan.Changes {
+		rt := spec.Address{}
+		switch {
+		case c.Resource != nil:
+			rt = c.Resource.Runtime
+		case c.Prior != nil:
+			rt = c.Prior.Runtime
+		}
+		if away[rt] == nil {
+			out.Changes = append(out.Changes, c)
+			continue
+		}
+		if c.Resource != nil && starts(c) {
+			e.waitingFor(c.Addr, "for "+rt.String()+" to be reachable again")
+		}
+	}
+	return out
+}
+
+// backAgain takes the runtimes marked away that a refresh reached again
+// (an adopting provider lists each declared runtime at every refresh):
+// as a stream's "reconnected" would, it says so and starts what waited.
+func (e *Engine) backAgain(away map[spec.Address]error) {
+	for a := range e.away {
+		if away[a] != nil {
+			continue
+		}
+		rt := e.cfg.Runtime(a)
+		if rt == nil {
+			continue
+		}
+		if _, ok := e.opts.Providers[rt.Kind].(providers.Adopter); !ok {
+			continue
+		}
+		delete(e.away, a)
+		e.emit(Event{Type: EventReconnected, Addr: a, Detail: "reachable again; looking at everything on it afresh"})
+		e.unpark(a)
+	}
+}
+
+// awayRetry is how long the engine waits before it looks again at a
+// runtime it could not reach and whose provider has no event stream to
+// say when it is back.
+const awayRetry = 2 * time.Second
 
 func starts(c *planner.Change) bool {
 	return c.Action == planner.Create || c.Action == planner.Start || c.Action == planner.Replace

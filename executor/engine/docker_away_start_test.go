@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/providers/docker"
+	"github.com/orch-dev/orch/providers/docker/dockertest"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+)
+
+// TestDockerEngineAwayAtStart: orch up starts while the Docker Engine of
+// one runtime cannot be reached (the real Engine behind a dockertest.Proxy
+// that is down). The process daemon starts all the same, the runtime is
+// said unreachable, the container daemon waits for it; once the Engine is
+// back the container is created, the only one of its address.
+func TestDockerEngineAwayAtStart(t *testing.T) {
+	cli := dockertest.Engine(t)
+	project := dockertest.Project("orch-up-away-start")
+	dockertest.RemoveProject(t, cli, project)
+	image := "orch-test/server:" + project
+	dockertest.BuildImage(t, cli, dockertest.ServerContext(t, ""), image, project)
+	px := dockertest.NewProxy(t)
+	px.Down()
+	down := true
+
+	dir := t.TempDir()
+	config := fmt.Sprintf(`
+orch {
+  name = %q
+}
+runtime "docker" "away" {
+  host = %q
+}
+daemon "web" {
+  runtime = runtime.docker.away
+  image   = %q
+  stop {
+    timeout = "1s"
+  }
+}
+daemon "tick" {
+  command = [%q, "-addr", "127.0.0.1:0"]
+}
+`, project, px.Host(), image, httpdBin)
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	provs := executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}}),
+		docker.Kind: docker.New(docker.Options{})}
+	cfg, diags := spec.Load(dir, spec.Options{Schemas: provs.Schemas()})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	stateDir := filepath.Join(dir, ".orch")
+	st, err := state.Open(filepath.Join(stateDir, "state.db"), state.Options{Operation: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: st, StateDir: stateDir, Out: log.out})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	t.Cleanup(func() {
+		if down {
+			px.Up() // the engine stops web through it
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		st.Close()
+		for _, ev := range log.all() {
+			if ev.Pid > 0 && ev.Addr.String() == "daemon.tick" {
+				syscall.Kill(-ev.Pid, syscall.SIGKILL)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		dockertest.RemoveContainers(t, cli, project)
+	})
+	const web, tick, rt = "daemon.web", "daemon.tick", "runtime.docker.away"
+	log.waitFor(t, "tick started, the runtime unreachable, web waiting", func(evs []Event) bool {
+		return countOf(evs, 0, tick, EventStarted) == 1 && countOf(evs, 0, rt, EventUnreachable) == 1 &&
+			countOf(evs, 0, web, EventWaiting) >= 1
+	})
+	if evs := log.all(); countOf(evs, 0, web, EventStarted) != 0 || countOf(evs, 0, web, EventFailed) != 0 {
+		t.Fatalf("web started or failed while its Engine is away:\n%s", log.dump())
+	}
+	if ids := ourContainers(t, cli, project, web); len(ids) != 0 {
+		t.Fatalf("containers of web while the Engine is away: %v", ids)
+	}
+
+	mark := len(log.all())
+	px.Up()
+	down = false
+	log.waitFor(t, "web started once the Engine is back", func(evs []Event) bool {
+		return countOf(evs, mark, web, EventStarted) == 1
+	})
+	soleContainer(t, cli, project, web, rt)
+	if evs := log.all(); countOf(evs, 0, web, EventFailed) != 0 || countOf(evs, 0, tick, EventStarted) != 1 {
+		t.Errorf("web failed, or tick was started again:\n%s", log.dump())
+	}
+}
