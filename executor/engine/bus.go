@@ -84,6 +84,7 @@ var lifecycle = map[EventType]bool{
 	EventStarted: true, EventAdopted: true, EventCompleted: true, EventExited: true,
 	EventRestarting: true, EventHealthy: true, EventUnhealthy: true, EventFailed: true,
 	EventStopping: true, EventStopped: true, EventDestroyed: true,
+	EventUnreachable: true, EventReconnected: true, // of runtimes: orch.runtime.*
 }
 
 // toModules publishes the lifecycle event ev on the modules' bus. Modules'
@@ -93,7 +94,7 @@ func (e *Engine) toModules(ev Event) {
 		return
 	}
 	var err error
-	if ev.Detail != "" && (ev.Type == EventFailed || ev.Type == EventUnhealthy || ev.Type == EventExited) {
+	if ev.Detail != "" && (ev.Type == EventFailed || ev.Type == EventUnhealthy || ev.Type == EventExited || ev.Type == EventUnreachable) {
 		err = errors.New(ev.Detail)
 	}
 	e.opts.Bus.Publish(pbus.LifecycleEvent(ev.Addr, ev.Type.String(), ev.Time, err))

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
+	pbus "github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/docker/dockertest"
 	"github.com/orch-dev/orch/providers/process"
@@ -65,7 +68,17 @@ daemon "tick" {
 		t.Fatal(err)
 	}
 	log := &eventLog{}
-	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: st, StateDir: stateDir, Out: log.out})
+	// Modules hear of the runtime too: orch.runtime.unreachable, then
+	// orch.runtime.reconnected.
+	bus := pbus.NewBus()
+	var topicsMu sync.Mutex
+	var topics []string
+	bus.Subscribe("orch.runtime.*", func(ev pbus.Event) {
+		topicsMu.Lock()
+		topics = append(topics, ev.Topic)
+		topicsMu.Unlock()
+	})
+	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: st, StateDir: stateDir, Out: log.out, Bus: bus})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(ctx) }()
@@ -110,6 +123,13 @@ daemon "tick" {
 		return countOf(evs, mark, web, EventStarted) == 1
 	})
 	soleContainer(t, cli, project, web, rt)
+	log.waitFor(t, "reconnected", func(evs []Event) bool { return countOf(evs, mark, rt, EventReconnected) == 1 })
+	topicsMu.Lock()
+	got := strings.Join(topics, " ")
+	topicsMu.Unlock()
+	if got != "orch.runtime.unreachable orch.runtime.reconnected" {
+		t.Errorf("published to modules: %q", got)
+	}
 	if evs := log.all(); countOf(evs, 0, web, EventFailed) != 0 || countOf(evs, 0, tick, EventStarted) != 1 {
 		t.Errorf("web failed, or tick was started again:\n%s", log.dump())
 	}
