@@ -196,8 +196,12 @@ type Error struct {
 	Retryable bool                   `protobuf:"varint,2,opt,name=retryable,proto3" json:"retryable,omitempty"`
 	// attr names the attribute of the declared instance the failure
 	// concerns, when the plugin knows it.
-	Attr          string `protobuf:"bytes,3,opt,name=attr,proto3" json:"attr,omitempty"`
-	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Attr    string `protobuf:"bytes,3,opt,name=attr,proto3" json:"attr,omitempty"`
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// unreachable: the backend could not be reached at all, which says
+	// nothing about the instance (providers.Error.Unreachable): orch up
+	// does not count such a failed start as a crash.
+	Unreachable   bool `protobuf:"varint,5,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,6 +262,13 @@ func (x *Error) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *Error) GetUnreachable() bool {
+	if x != nil {
+		return x.Unreachable
+	}
+	return false
 }
 
 // CallRequest is one call made through Calls, or the cancellation of one.
@@ -3134,12 +3145,13 @@ const file_orchplugin_proto_rawDesc = "" +
 	"\x10orchplugin.proto\x12\x0eorch.plugin.v1\"/\n" +
 	"\x05Value\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\fR\x04type\x12\x12\n" +
-	"\x04json\x18\x02 \x01(\fR\x04json\"c\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json\"\x85\x01\n" +
 	"\x05Error\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x1c\n" +
 	"\tretryable\x18\x02 \x01(\bR\tretryable\x12\x12\n" +
 	"\x04attr\x18\x03 \x01(\tR\x04attr\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\x86\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12 \n" +
+	"\vunreachable\x18\x05 \x01(\bR\vunreachable\"\x86\x01\n" +
 	"\vCallRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +

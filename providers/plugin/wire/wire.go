@@ -370,7 +370,8 @@ func FromHandles(m map[string][]byte) (map[spec.Address]providers.Handle, error)
 // Errors
 
 // Status turns a Go error into a gRPC status error that carries, as an
-// Error detail, what a *providers.Error says (op, retryable, attr).
+// Error detail, what a *providers.Error says (op, retryable, attr,
+// unreachable).
 func Status(op string, err error) error {
 	if err == nil {
 		return nil
@@ -381,7 +382,7 @@ func Status(op string, err error) error {
 	detail := &pb.Error{Op: op, Message: err.Error()}
 	var pe *providers.Error
 	if errors.As(err, &pe) {
-		detail.Op, detail.Retryable, detail.Attr = pe.Op, pe.Retryable, pe.Attr
+		detail.Op, detail.Retryable, detail.Attr, detail.Unreachable = pe.Op, pe.Retryable, pe.Attr, pe.Unreachable
 		if pe.Err != nil {
 			detail.Message = pe.Err.Error()
 		}
@@ -405,7 +406,7 @@ func FromStatus(err error) error {
 	}
 	for _, d := range st.Details() {
 		if e, ok := d.(*pb.Error); ok {
-			return &providers.Error{Op: e.Op, Retryable: e.Retryable, Attr: e.Attr, Err: errors.New(e.Message)}
+			return &providers.Error{Op: e.Op, Retryable: e.Retryable, Attr: e.Attr, Unreachable: e.Unreachable, Err: errors.New(e.Message)}
 		}
 	}
 	return err
