@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"time"
@@ -163,4 +164,28 @@ func (p *scanner) value(start int) ([]byte, bool) {
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
+}
+
+// recordCreatedAt reads created_at alone from a record in the shape
+// encodeInstance writes, where it is the last key but updated_at: the last
+// `,"created_at":"` is the record's own (one inside config, which comes
+// before, is earlier; one inside a string would have its quotes escaped).
+// Put needs only that of the record it replaces; decoding all of it was a
+// twentieth of orch's CPU in orch up of 100 daemons. ok is false when the
+// record is in another shape: decode it whole then.
+func recordCreatedAt(b []byte) (t time.Time, ok bool) {
+	const key = `,"created_at":"`
+	i := bytes.LastIndex(b, []byte(key))
+	if i < 0 {
+		return t, false
+	}
+	v := b[i+len(key):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 {
+		return t, false
+	}
+	if err := t.UnmarshalText(v[:j]); err != nil {
+		return t, false
+	}
+	return t, true
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
 )
 
 // FuzzDecodeRecord holds the fast decoder to encoding/json: whatever it
@@ -65,5 +68,25 @@ func TestDecodeFallback(t *testing.T) {
 	}
 	if _, err := decodeInstance([]byte("k"), []byte(`{"addr":`)); err == nil {
 		t.Error("a truncated record decoded")
+	}
+}
+
+// TestRecordCreatedAt: created_at read alone is what a whole decode reads,
+// even when the config holds a "created_at" of its own.
+func TestRecordCreatedAt(t *testing.T) {
+	created := time.Date(2026, 11, 22, 10, 0, 0, 123, time.UTC)
+	for _, cfg := range []string{`null`, `{"created_at":"1999-01-01T00:00:00Z","x":",\"created_at\":\""}`} {
+		b, err := encodeInstance(&Instance{Addr: spec.Address{Kind: spec.KindDaemon, Name: "d"}, Config: []byte(cfg),
+			LastError: `oops ,"created_at":"2000-01-01T00:00:00Z"`, CreatedAt: created, UpdatedAt: created.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := recordCreatedAt(b)
+		if !ok || !got.Equal(created) {
+			t.Errorf("config %s: created_at %v, %v; want %v", cfg, got, ok, created)
+		}
+	}
+	if _, ok := recordCreatedAt([]byte(`{"addr":"daemon.d"}`)); ok {
+		t.Error("a record without created_at read as having one")
 	}
 }

@@ -419,7 +419,11 @@ func (tx *Tx) Put(inst Instance) error {
 	if inst.CreatedAt.IsZero() {
 		inst.CreatedAt = tx.now
 		if old := tx.instances().Get(key); old != nil {
-			if prev, err := decodeInstance(key, old); err == nil && !prev.CreatedAt.IsZero() {
+			if t, ok := recordCreatedAt(old); ok {
+				if !t.IsZero() {
+					inst.CreatedAt = t
+				}
+			} else if prev, err := decodeInstance(key, old); err == nil && !prev.CreatedAt.IsZero() {
 				inst.CreatedAt = prev.CreatedAt
 			}
 		}
