@@ -60,16 +60,11 @@ func appendRegistry(dir string, e regEntry) error {
 	}
 	line = append(line, '\n')
 	path := filepath.Join(dir, registryName)
-	f, err := lockedRegistry(path, unix.LOCK_SH, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	_, err = f.Write(line) // one write: appends do not interleave
-	var size int64
-	if fi, serr := f.Stat(); serr == nil {
-		size = fi.Size()
-	}
-	f.Close() // releases the lock
+	v, _ := appenders.LoadOrStore(path, &appender{})
+	a := v.(*appender)
+	a.mu.Lock()
+	size, err := a.append(path, line)
+	a.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", path, err)
 	}
@@ -80,6 +75,45 @@ func appendRegistry(dir string, e regEntry) error {
 		}
 	}
 	return nil
+}
+
+// appender keeps a registry open for appending between appends (an open
+// and a close fewer per start).
+type appender struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+var appenders sync.Map // registry path -> *appender
+
+// append appends line under a shared flock and returns the file's size
+// after it. A file that a compaction replaced (no link left) is let go and
+// the one at path opened.
+func (a *appender) append(path string, line []byte) (int64, error) {
+	for range 100 {
+		if a.f == nil {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+			if err != nil {
+				return 0, err
+			}
+			a.f = f
+		}
+		fd := int(a.f.Fd())
+		if err := flockRetry(fd, unix.LOCK_SH); err != nil {
+			return 0, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err == nil && st.Nlink > 0 {
+			_, err := a.f.Write(line) // one write: appends do not interleave
+			size := st.Size + int64(len(line))
+			unix.Flock(fd, unix.LOCK_UN)
+			return size, err
+		}
+		unix.Flock(fd, unix.LOCK_UN)
+		a.f.Close()
+		a.f = nil
+	}
+	return 0, fmt.Errorf("%s keeps being replaced", path)
 }
 
 // lockedRegistry opens the registry at path, flocks it (how) and makes sure
