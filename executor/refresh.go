@@ -64,20 +64,12 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 		Observed:  make(map[spec.Address]providers.Observed, len(stored)),
 		Adoptable: map[spec.Address]providers.Adoptable{},
 	}
-	byRuntime := map[spec.Address]map[spec.Address]providers.Handle{}
 	snaps := decodeSnapshots(stored)
 	for i, inst := range stored {
-		st := &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle, Status: inst.Status,
-			Snapshot: snaps[i]}
-		in.Stored[inst.Addr] = st
-		if inst.Runtime.IsZero() || len(inst.Handle) == 0 {
-			continue
-		}
-		if byRuntime[inst.Runtime] == nil {
-			byRuntime[inst.Runtime] = map[spec.Address]providers.Handle{}
-		}
-		byRuntime[inst.Runtime][inst.Addr] = inst.Handle
+		in.Stored[inst.Addr] = &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle,
+			Status: inst.Status, Snapshot: snaps[i]}
 	}
+	byRuntime := handlesByRuntime(stored)
 	rts := make([]spec.Address, 0, len(byRuntime))
 	for a := range byRuntime {
 		rts = append(rts, a)
@@ -110,7 +102,8 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 			if !ok || away[rt.Addr] != nil {
 				continue
 			}
-			resp, err := ad.Adopt(ctx, providers.AdoptRequest{Runtime: rt, Project: project, StateDir: stateDir})
+			resp, err := ad.Adopt(ctx, providers.AdoptRequest{Runtime: rt, Project: project, StateDir: stateDir,
+				Known: func(a spec.Address) bool { _, ok := in.Stored[a]; return ok }})
 			if err != nil && around && providers.IsUnreachable(err) {
 				away[rt.Addr] = err
 				continue
@@ -163,35 +156,36 @@ func decodeSnapshots(stored []state.Instance) []*planner.Snapshot {
 	return out
 }
 
-// ObserveRecorded observes the recorded instances through their
-// providers, one batched call per runtime (rts: the runtimes declared, by
-// address; one not declared is observed with no attributes). Unlike
-// Refresh, which a plan needs whole, it never fails: the instances of a
-// runtime that cannot be observed (a Docker Engine away) read as
-// StateUnknown, with why in Error, and the others are observed all the
-// same. For status.
-func ObserveRecorded(ctx context.Context, ps Providers, rts map[spec.Address]*spec.Runtime, stored []state.Instance) map[spec.Address]providers.Observed {
-	byRuntime := map[spec.Address]map[spec.Address]providers.Handle{}
+// handlesByRuntime groups the handles of the recorded instances by
+// runtime, for one batched Observe each.
+func handlesByRuntime(stored []state.Instance) map[spec.Address]map[spec.Address]providers.Handle {
+	by := map[spec.Address]map[spec.Address]providers.Handle{}
 	for _, rec := range stored {
 		if rec.Runtime.IsZero() || len(rec.Handle) == 0 {
 			continue
 		}
-		if byRuntime[rec.Runtime] == nil {
-			byRuntime[rec.Runtime] = map[spec.Address]providers.Handle{}
+		if by[rec.Runtime] == nil {
+			by[rec.Runtime] = map[spec.Address]providers.Handle{}
 		}
-		byRuntime[rec.Runtime][rec.Addr] = rec.Handle
+		by[rec.Runtime][rec.Addr] = rec.Handle
 	}
+	return by
+}
+
+// ObserveRecorded observes the recorded instances through their
+// providers, one batched call per runtime, each with its settings in cfg
+// (a runtime cfg does not declare is observed with none). Unlike Refresh,
+// which a plan needs whole, it never fails: the instances of a runtime
+// that cannot be observed (a Docker Engine away) read as StateUnknown,
+// with why in Error, and the others are observed all the same. For status.
+func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored []state.Instance) map[spec.Address]providers.Observed {
 	out := map[spec.Address]providers.Observed{}
-	for rtAddr, handles := range byRuntime {
+	for rtAddr, handles := range handlesByRuntime(stored) {
 		p := ps[rtAddr.Type]
 		if p == nil {
 			continue
 		}
-		rt := rts[rtAddr]
-		if rt == nil {
-			rt = runtimeFor(nil, rtAddr)
-		}
-		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: handles})
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: runtimeFor(cfg, rtAddr), Handles: handles})
 		if err != nil {
 			for a := range handles {
 				out[a] = providers.Observed{State: providers.StateUnknown, Error: "cannot observe it: " + err.Error()}

@@ -152,6 +152,10 @@ type AdoptRequest struct {
 	Runtime  *spec.Runtime
 	Project  string
 	StateDir string
+	// Known, when set, says which addresses the state records: orch
+	// adopts none of them (it observes them from their handles), so a
+	// provider may leave them out rather than observe them twice.
+	Known func(spec.Address) bool
 }
 
 // Adoptable is one object the backend found that carries the project's

@@ -39,35 +39,31 @@ daemon "tick" {
   command = ["/bin/sleep", "600"]
 }
 `, proj, px.Host(), image))
-	down := false
 	t.Cleanup(func() {
-		if down {
-			px.Up() // for the destroy of project's cleanup
-		}
+		px.Down() // then Up, whether the test left it down or not: the
+		px.Up()   // destroy of project's cleanup goes through it
 	})
 	orch(t, dir, nil, "apply", "-auto-approve", dir).want(t, 0)
 	r := orch(t, dir, nil, "status", dir).want(t, 0)
-	if !strings.Contains(r.stdout, "daemon.web") || !regexpLine(r.stdout, "daemon.web", "running") {
+	if !lineHas(r.stdout, "daemon.web", "running") {
 		t.Fatalf("status with the Engine reachable:\n%s", r.stdout)
 	}
 
 	px.Down()
-	down = true
 	r = orch(t, dir, nil, "status", dir).want(t, 0)
-	if !regexpLine(r.stdout, "daemon.web", "unknown") || !regexpLine(r.stdout, "daemon.tick", "running") {
+	if !lineHas(r.stdout, "daemon.web", "unknown") || !lineHas(r.stdout, "daemon.tick", "running") {
 		t.Errorf("status with the Engine away:\n%s", r.stdout)
 	}
 	if strings.Count(r.stderr, "Warning: runtime.docker.away:") != 1 {
 		t.Errorf("want one warning naming the runtime, got:\n%s", r.stderr)
 	}
 	px.Up()
-	down = false
 	orch(t, dir, nil, "destroy", "-auto-approve", dir).want(t, 0)
 }
 
-// regexpLine says whether a line of out starts with addr and has word as a
+// lineHas says whether a line of out starts with addr and has word as a
 // field.
-func regexpLine(out, addr, word string) bool {
+func lineHas(out, addr, word string) bool {
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		if len(f) > 1 && f[0] == addr {

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers/process"
 )
 
 type syncBuf struct {
@@ -33,18 +34,10 @@ func (s *syncBuf) String() string {
 // TestTailFollowsSeveralRotationsBetweenLooks: a log rotated several times
 // between two looks of Tail (a chatty daemon, a small max_size) loses no
 // line: the files between the one Tail held and the new one are read, in
-// order. The writer renames as the log daemon does (path.N-1 to path.N,
-// ..., path to path.1).
+// order. The writer rotates with the log daemon's own process.RotateLog.
 func TestTailFollowsSeveralRotationsBetweenLooks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "daemon.chatty.log")
 	const lines, perFile, keep = 400, 5, 200
-	rotate := func() {
-		os.Remove(path + "." + strconv.Itoa(keep))
-		for i := keep - 1; i >= 1; i-- {
-			os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
-		}
-		os.Rename(path, path+".1")
-	}
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +54,7 @@ func TestTailFollowsSeveralRotationsBetweenLooks(t *testing.T) {
 	for i := 0; i < lines; i++ {
 		if i > 0 && i%perFile == 0 {
 			f.Close()
-			rotate()
+			process.RotateLog(path, keep) // as the log daemon does
 			if f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -81,7 +81,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	var (
 		out    []InstanceStatus
 		stored []state.Instance
-		rts    map[spec.Address]*spec.Runtime
+		cfg    *spec.Config
 		ferr   error
 	)
 	err := e.call(ctx, func() {
@@ -93,10 +93,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		if ferr != nil {
 			return
 		}
-		rts = map[spec.Address]*spec.Runtime{}
-		for _, rt := range e.cfg.Runtimes {
-			rts[rt.Addr] = rt
-		}
+		cfg = e.cfg // immutable: read outside the controller below
 		seen := map[spec.Address]bool{}
 		for _, rec := range stored {
 			seen[rec.Addr] = true
@@ -121,7 +118,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs := executor.ObserveRecorded(ctx, e.opts.Providers, rts, stored)
+	obs := executor.ObserveRecorded(ctx, e.opts.Providers, cfg, stored)
 	for i := range out {
 		out[i].Observed = obs[out[i].Addr]
 	}

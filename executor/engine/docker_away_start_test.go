@@ -1,22 +1,13 @@
 package engine
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
-	"github.com/orch-dev/orch/executor"
-	"github.com/orch-dev/orch/executor/state"
 	pbus "github.com/orch-dev/orch/providers/bus"
-	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/docker/dockertest"
-	"github.com/orch-dev/orch/providers/process"
-	"github.com/orch-dev/orch/spec"
 )
 
 // TestDockerEngineAwayAtStart: orch up starts while the Docker Engine of
@@ -32,7 +23,6 @@ func TestDockerEngineAwayAtStart(t *testing.T) {
 	dockertest.BuildImage(t, cli, dockertest.ServerContext(t, ""), image, project)
 	px := dockertest.NewProxy(t)
 	px.Down()
-	down := true
 
 	dir := t.TempDir()
 	config := fmt.Sprintf(`
@@ -53,21 +43,6 @@ daemon "tick" {
   command = [%q, "-addr", "127.0.0.1:0"]
 }
 `, project, px.Host(), image, httpdBin)
-	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	provs := executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}}),
-		docker.Kind: docker.New(docker.Options{})}
-	cfg, diags := spec.Load(dir, spec.Options{Schemas: provs.Schemas()})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	stateDir := filepath.Join(dir, ".orch")
-	st, err := state.Open(filepath.Join(stateDir, "state.db"), state.Options{Operation: "up"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := &eventLog{}
 	// Modules hear of the runtime too: orch.runtime.unreachable, then
 	// orch.runtime.reconnected.
 	bus := pbus.NewBus()
@@ -78,32 +53,7 @@ daemon "tick" {
 		topics = append(topics, ev.Topic)
 		topicsMu.Unlock()
 	})
-	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: st, StateDir: stateDir, Out: log.out, Bus: bus})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		if down {
-			px.Up() // the engine stops web through it
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		st.Close()
-		for _, ev := range log.all() {
-			if ev.Pid > 0 && ev.Addr.String() == "daemon.tick" {
-				syscall.Kill(-ev.Pid, syscall.SIGKILL)
-			}
-		}
-		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
-			var pid int
-			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		dockertest.RemoveContainers(t, cli, project)
-	})
+	_, log, _ := runAway(t, px, dir, config, bus)
 	const web, tick, rt = "daemon.web", "daemon.tick", "runtime.docker.away"
 	log.waitFor(t, "tick started, the runtime unreachable, web waiting", func(evs []Event) bool {
 		return countOf(evs, 0, tick, EventStarted) == 1 && countOf(evs, 0, rt, EventUnreachable) == 1 &&
@@ -118,7 +68,6 @@ daemon "tick" {
 
 	mark := len(log.all())
 	px.Up()
-	down = false
 	log.waitFor(t, "web started once the Engine is back", func(evs []Event) bool {
 		return countOf(evs, mark, web, EventStarted) == 1
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/providers"
+	pbus "github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/docker/dockertest"
 	"github.com/orch-dev/orch/providers/process"
@@ -204,46 +205,7 @@ daemon "tick" {
   }
 }
 `, project, px.Host(), image, httpdBin)
-	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	provs := executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}}),
-		docker.Kind: docker.New(docker.Options{})}
-	cfg, diags := spec.Load(dir, spec.Options{Schemas: provs.Schemas()})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	stateDir := filepath.Join(dir, ".orch")
-	st, err := state.Open(filepath.Join(stateDir, "state.db"), state.Options{Operation: "up"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := &eventLog{}
-	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: st, StateDir: stateDir, Out: log.out})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		log.setHook(nil)
-		px.Down() // Up again, if a failure left it down: the engine stops web through it
-		px.Up()
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		st.Close()
-		for _, ev := range log.all() {
-			if ev.Pid > 0 && ev.Addr.String() == "daemon.tick" {
-				syscall.Kill(-ev.Pid, syscall.SIGKILL)
-			}
-		}
-		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
-			var pid int
-			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
+	eng, log, ctx := runAway(t, px, dir, config, nil)
 	const web, tick, rt = "daemon.web", "daemon.tick", "runtime.docker.away"
 	log.waitFor(t, "ready", func(evs []Event) bool { return countOf(evs, 0, "", EventReady) == 1 })
 	if evs := log.all(); countOf(evs, 0, web, EventStarted) != 1 || countOf(evs, 0, tick, EventStarted) != 1 {
@@ -351,4 +313,54 @@ daemon "tick" {
 		}
 	}
 	t.Logf("events:\n%s", log.dump())
+}
+
+// runAway runs orch up's engine in this process over config, written to
+// dir, with the real process and docker providers (and bus, when not
+// nil). Its cleanup brings the proxy up again (the engine stops the
+// containers through it), stops the engine, and SIGKILLs what daemon.tick
+// ran and the log daemon.
+func runAway(t *testing.T, px *dockertest.Proxy, dir, config string, bus *pbus.Bus) (*Engine, *eventLog, context.Context) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	provs := executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}}),
+		docker.Kind: docker.New(docker.Options{})}
+	cfg, diags := spec.Load(dir, spec.Options{Schemas: provs.Schemas()})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	stateDir := filepath.Join(dir, ".orch")
+	st, err := state.Open(filepath.Join(stateDir, "state.db"), state.Options{Operation: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: st, StateDir: stateDir, Out: log.out, Bus: bus})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	t.Cleanup(func() {
+		log.setHook(nil)
+		px.Down() // then Up: whether a test left it down or not
+		px.Up()
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		st.Close()
+		for _, ev := range log.all() {
+			if ev.Pid > 0 && ev.Addr.String() == "daemon.tick" {
+				syscall.Kill(-ev.Pid, syscall.SIGKILL)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return eng, log, ctx
 }

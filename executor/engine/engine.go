@@ -117,6 +117,9 @@ type Engine struct {
 	idle    []func()                 // run once no apply is in flight
 	follows map[spec.Address]*follow // runtimes whose event streams are followed (runtimes.go)
 	away    map[spec.Address]bool    // runtimes whose stream said disconnected, until reconnected
+	// awayLook is the pending look again at runtimes a refresh could not
+	// reach (around); one at a time, however many reconciles ran meanwhile.
+	awayLook *time.Timer
 }
 
 // instance is what the engine knows of one declared instance.
@@ -526,7 +529,14 @@ func (e *Engine) around(plan *planner.Plan, away map[spec.Address]error) *planne
 	}
 	// A stream's "reconnected" brings a reconcile at once; this one is for
 	// runtimes without a stream, or one that never said disconnected.
-	time.AfterFunc(awayRetry, func() { e.post(e.reconcile) })
+	if e.awayLook == nil {
+		e.awayLook = time.AfterFunc(awayRetry, func() {
+			e.post(func() {
+				e.awayLook = nil
+				e.reconcile()
+			})
+		})
+	}
 	out := &planner.Plan{ConfigHash: plan.ConfigHash, Fingerprint: plan.Fingerprint, Destroy: plan.Destroy}
 	for _, c := range plan.Changes {
 		rt := spec.Address{}

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -31,8 +31,8 @@ type FileLog struct {
 
 // Defaults of a FileLog, those of a daemon's log.
 const (
-	DefaultLogMaxSize  = 10 << 20
-	DefaultLogMaxFiles = 3
+	DefaultLogMaxSize  = process.DefaultLogMaxSize
+	DefaultLogMaxFiles = process.DefaultLogMaxFiles
 )
 
 type logFile struct {
@@ -59,7 +59,7 @@ func (l *FileLog) Write(r Record) {
 		lf.f.Close()
 		delete(l.files, r.Addr)
 		lf = nil
-		rotate(p, l.MaxFiles)
+		process.RotateLog(p, l.MaxFiles)
 	}
 	if lf == nil {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -82,20 +82,6 @@ func (l *FileLog) Write(r Record) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 	}
-}
-
-// rotate renames path to path.1 (path.1 to path.2, ...), keeping keep
-// rotated files; with keep 0 the full file is removed.
-func rotate(path string, keep int) {
-	if keep <= 0 {
-		os.Remove(path)
-		return
-	}
-	os.Remove(path + "." + strconv.Itoa(keep))
-	for i := keep - 1; i >= 1; i-- {
-		os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
-	}
-	os.Rename(path, path+".1")
 }
 
 // Close closes every file.

@@ -611,18 +611,27 @@ func (w *logWriter) write(p []byte) {
 func (w *logWriter) rotate() {
 	w.f.Close()
 	w.f = nil
-	if w.maxFiles <= 0 {
-		os.Remove(w.path)
-	} else {
-		os.Remove(w.path + "." + strconv.Itoa(w.maxFiles))
-		for i := w.maxFiles - 1; i >= 1; i-- {
-			os.Rename(w.path+"."+strconv.Itoa(i), w.path+"."+strconv.Itoa(i+1))
-		}
-		os.Rename(w.path, w.path+".1")
-	}
+	RotateLog(w.path, w.maxFiles)
 	if err := w.open(); err != nil {
 		fmt.Fprintf(os.Stderr, "orch %s: %v\n", LogdArg, err)
 	}
+}
+
+// RotateLog moves a full log at path aside: path.N-1 becomes path.N, ...,
+// path becomes path.1, keeping keep rotated files (path.keep+1 is
+// removed); with keep 0 the log is removed. The log daemon rotates the
+// daemons' logs with it and the engine the modules' ones; orch logs
+// follows the same names.
+func RotateLog(path string, keep int) {
+	if keep <= 0 {
+		os.Remove(path)
+		return
+	}
+	os.Remove(path + "." + strconv.Itoa(keep))
+	for i := keep - 1; i >= 1; i-- {
+		os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
+	}
+	os.Rename(path, path+".1")
 }
 
 // writeFileAtomic writes path through a temporary file and a rename, so

@@ -117,12 +117,10 @@ func (c *logdConn) request(m logdMsg, fd int, timeout time.Duration) error {
 		c.fd = s
 	}
 	err := logdExchange(c.fd, c.dir, m, fd, timeout)
-	if err != nil && !errors.Is(err, errLogdRefused) {
-		unix.Close(c.fd)
+	var refused logdRefusal
+	if err != nil && !errors.As(err, &refused) {
+		unix.Close(c.fd) // lost, or in an unknown state: connect again
 		c.fd = -1
-	}
-	if errors.Is(err, errLogdRefused) {
-		err = errors.Unwrap(err)
 	}
 	return err
 }
@@ -149,15 +147,11 @@ func dialLogd(logsDir string, timeout time.Duration) (int, error) {
 	return s, nil
 }
 
-// errLogdRefused wraps an answer of logd that refuses a request: the
-// connection is fine.
-var errLogdRefused = errors.New("refused")
+// logdRefusal is logd's answer refusing a request: the connection itself
+// is fine.
+type logdRefusal struct{ reason string }
 
-type refusal struct{ err error }
-
-func (r refusal) Error() string        { return r.err.Error() }
-func (r refusal) Unwrap() error        { return r.err }
-func (r refusal) Is(target error) bool { return target == errLogdRefused }
+func (r logdRefusal) Error() string { return "the log daemon: " + r.reason }
 
 // logdExchange sends m (and fd, unless negative) on s and reads the
 // answer.
@@ -193,7 +187,7 @@ func logdExchange(s int, logsDir string, m logdMsg, fd int, timeout time.Duratio
 			return fmt.Errorf("the log daemon answered %q", buf[:n])
 		}
 		if rep.Error != "" {
-			return refusal{fmt.Errorf("the log daemon: %s", rep.Error)}
+			return logdRefusal{rep.Error}
 		}
 		return nil
 	}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
@@ -555,6 +557,12 @@ func TestAdoptAfterRestart(t *testing.T) {
 	if string(got.Objects[0].Handle) != string(h1) {
 		t.Fatalf("adopted handle %s, want %s", got.Objects[0].Handle, h1)
 	}
+	// What the state knows is left out (orch observes it from its handle).
+	known := func(a spec.Address) bool { return a == addr("a") }
+	if got, err := fresh.Adopt(context.Background(), providers.AdoptRequest{Project: "proj", StateDir: e.state, Known: known}); err != nil ||
+		len(got.Objects) != 1 || got.Objects[0].Addr != addr("b") {
+		t.Fatalf("adopt with a known: %+v, %v", got.Objects, err)
+	}
 	// The fresh instance stops what it did not start (pidfd wait).
 	if _, err := fresh.Stop(context.Background(), providers.StopRequest{Addr: addr("a"), Handle: h1, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
 		t.Fatal(err)
@@ -771,7 +779,20 @@ func TestLogdKilledLosesNoDaemon(t *testing.T) {
 		t.Fatalf("logd %d survived SIGKILL", first)
 	}
 	before, _ := os.ReadFile(logPath)
-	time.Sleep(100 * time.Millisecond) // the daemon writes into its pipe meanwhile
+	// The daemon goes on writing, into its pipe, with nobody reading: wait
+	// until the pipe holds something (FIONREAD through a reader of its own
+	// that reads nothing).
+	pipe, err := unix.Open(fmt.Sprintf("/proc/%d/fd/1", hi.Pid), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !poll(10*time.Second, func() bool {
+		n, err := unix.IoctlGetInt(pipe, unix.TIOCINQ) // FIONREAD
+		return err == nil && n > 0
+	}) {
+		t.Fatal("nothing written into the pipe while no log daemon read it")
+	}
+	unix.Close(pipe)
 	if !alive(hi.Pid) {
 		t.Fatal("the daemon died with its log daemon")
 	}

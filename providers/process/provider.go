@@ -802,7 +802,8 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 // runtime): a process cannot carry ownership labels,
 // and scanning every process of the host would not tell ours anyway. Only
 // those whose pid still runs with the recorded start time are returned,
-// sorted by address; entries of another project or runtime are skipped.
+// sorted by address; entries of another project or runtime, and those
+// req.Known names, are skipped.
 func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (providers.AdoptResponse, error) {
 	var resp providers.AdoptResponse
 	if req.StateDir == "" {
@@ -832,7 +833,7 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 			continue
 		}
 		addr, err := spec.ParseAddress(conf.Address)
-		if err != nil {
+		if err != nil || (req.Known != nil && req.Known(addr)) {
 			continue
 		}
 		handles[addr] = providers.Handle(conf.Handle)

@@ -112,11 +112,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 	}
 	// What cannot be observed (a Docker Engine away) reads as unknown,
 	// with a warning; the rest is shown all the same.
-	rts := make(map[spec.Address]*spec.Runtime, len(cfg.Runtimes))
-	for _, rt := range cfg.Runtimes {
-		rts[rt.Addr] = rt
-	}
-	observed := executor.ObserveRecorded(context.Background(), a.providerSet(), rts, insts)
+	observed := executor.ObserveRecorded(context.Background(), a.providerSet(), cfg, insts)
 	warned := map[spec.Address]bool{}
 	now := time.Now()
 	out := make([]JSONStatus, 0, len(insts))
