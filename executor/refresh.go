@@ -103,7 +103,13 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 				continue
 			}
 			resp, err := ad.Adopt(ctx, providers.AdoptRequest{Runtime: rt, Project: project, StateDir: stateDir,
-				Known: func(a spec.Address) bool { _, ok := in.Stored[a]; return ok }})
+				Known: func(a spec.Address) bool { _, ok := in.Stored[a]; return ok },
+				KnownHandle: func(a spec.Address) providers.Handle {
+					if st := in.Stored[a]; st != nil {
+						return st.Handle
+					}
+					return nil
+				}})
 			if err != nil && around && providers.IsUnreachable(err) {
 				away[rt.Addr] = err
 				continue

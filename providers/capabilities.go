@@ -156,6 +156,11 @@ type AdoptRequest struct {
 	// adopts none of them (it observes them from their handles), so a
 	// provider may leave them out rather than observe them twice.
 	Known func(spec.Address) bool
+	// KnownHandle, when set, gives the handle the state records for an
+	// address Known names. A provider that can hold several instances of
+	// one address (the process provider, after an orch was killed during
+	// a replace) stops the others, which nothing else would ever stop.
+	KnownHandle func(spec.Address) Handle
 }
 
 // Adoptable is one object the backend found that carries the project's

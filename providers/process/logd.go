@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers/owned"
 )
 
 // Names of logd's own files in the logs directory. None ends in .log, so
@@ -133,7 +135,12 @@ type logd struct {
 }
 
 func (d *logd) run() error {
-	lock, err := os.OpenFile(filepath.Join(d.dir, logdLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	// Everything logd reads (the registry) or serves (the socket) lives
+	// in DIR: one another user may write to is refused.
+	if err := owned.Dir(d.dir); err != nil {
+		return err
+	}
+	lock, err := owned.OpenFile(filepath.Join(d.dir, logdLockName), os.O_CREATE|os.O_RDWR)
 	if err != nil {
 		return err
 	}
@@ -162,6 +169,7 @@ func (d *logd) run() error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	d.ln.SetUnlinkOnClose(false) // removed by us, while we hold the lock
+	os.Chmod(sock, owned.FileMode)
 	exited := false
 	defer func() {
 		d.ln.Close()
@@ -172,7 +180,7 @@ func (d *logd) run() error {
 	}()
 	d.recover()
 	pidPath := filepath.Join(d.dir, logdPidName)
-	if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
 	if d.ready != nil {
@@ -391,8 +399,9 @@ func (d *logd) recover() {
 		fmt.Fprintf(os.Stderr, "orch %s: %v\n", LogdArg, err)
 		return
 	}
-	for name, e := range entries {
-		if e.Pipe == 0 || len(e.Handle) == 0 {
+	for _, e := range entries.inst {
+		name := e.Name
+		if e.Pipe == 0 || len(e.Handle) == 0 || e.Pending {
 			continue
 		}
 		hi, err := ParseHandle([]byte(e.Handle))
@@ -634,19 +643,25 @@ func RotateLog(path string, keep int) {
 	os.Rename(path, path+".1")
 }
 
-// writeFileAtomic writes path through a temporary file and a rename, so
-// that a reader sees the old content or the new, never half.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// writeFileAtomic writes path (mode 0600) through a temporary file and a
+// rename, so that a reader sees the old content or the new, never half.
+func writeFileAtomic(path string, data []byte) error {
 	tmp := fmt.Sprintf("%s.tmp-%d-%d", path, os.Getpid(), time.Now().UnixNano())
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		os.Remove(tmp)
+	f, err := owned.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return nil
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // flockRetry is flock that retries on EINTR.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers/owned"
 )
 
 // pipeSize is what the provider asks for each daemon's pipe
@@ -128,6 +130,10 @@ func (c *logdConn) request(m logdMsg, fd int, timeout time.Duration) error {
 // dialLogd connects to the log daemon of logsDir; errNoLogd when none
 // listens.
 func dialLogd(logsDir string, timeout time.Duration) (int, error) {
+	// A socket another user planted would receive the daemons' pipes.
+	if err := owned.Check(filepath.Join(logsDir, logdSockName)); err != nil {
+		return -1, err
+	}
 	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
@@ -199,10 +205,10 @@ func logdExchange(s int, logsDir string, m logdMsg, fd int, timeout time.Duratio
 // process or another) serialise here on the start lock, so only one of
 // them starts a log daemon at a time.
 func (p *Provider) ensureLogd(logsDir string) (started bool, err error) {
-	if err := os.MkdirAll(logsDir, 0o755); err != nil {
+	if err := owned.Dir(logsDir); err != nil {
 		return false, err
 	}
-	sl, err := os.OpenFile(filepath.Join(logsDir, startLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	sl, err := owned.OpenFile(filepath.Join(logsDir, startLockName), os.O_CREATE|os.O_RDWR)
 	if err != nil {
 		return false, err
 	}
@@ -210,7 +216,7 @@ func (p *Provider) ensureLogd(logsDir string) (started bool, err error) {
 	if err := flockRetry(int(sl.Fd()), unix.LOCK_EX); err != nil {
 		return false, fmt.Errorf("lock %s: %w", sl.Name(), err)
 	}
-	lf, err := os.OpenFile(filepath.Join(logsDir, logdLockName), os.O_CREATE|os.O_RDWR, 0o600)
+	lf, err := owned.OpenFile(filepath.Join(logsDir, logdLockName), os.O_CREATE|os.O_RDWR)
 	if err != nil {
 		return false, err
 	}
@@ -229,7 +235,7 @@ func (p *Provider) ensureLogd(logsDir string) (started bool, err error) {
 
 // startLogd starts a log daemon for logsDir and waits until it listens.
 func (p *Provider) startLogd(logsDir string) error {
-	out, err := os.OpenFile(filepath.Join(logsDir, logdOutName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	out, err := owned.OpenFile(filepath.Join(logsDir, logdOutName), os.O_CREATE|os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -58,11 +59,13 @@ type Options struct {
 // concurrent use. Processes it starts keep running when the Provider is
 // dropped or orch exits; only Stop ends them.
 type Provider struct {
-	opts    Options
-	self    []string // resolved SelfCommand; nil if selfErr
-	selfErr error
-	boot    bootInfo
-	umask   int // orch's umask at New; -1 if unknown
+	opts     Options
+	self     []string // resolved SelfCommand; nil if selfErr
+	selfErr  error
+	boot     bootInfo
+	umask    int     // orch's umask at New; -1 if unknown
+	me       starter // this orch process, as the registry names it
+	killHook killHook
 
 	mu       sync.Mutex
 	children map[childKey]*child  // processes this Provider started, while it lives
@@ -93,6 +96,11 @@ func New(opts Options) *Provider {
 		children: map[childKey]*child{},
 		logds:    map[string]*logdConn{},
 	}
+	p.me = starter{Pid: os.Getpid(), BootID: p.boot.bootID}
+	if st, ok := readStat(p.me.Pid); ok {
+		p.me.StartTicks = st.StartTicks
+	}
+	p.killHook = parseKillHook(os.Getenv(KillStartEnv))
 	if p.opts.LogdIdle <= 0 {
 		p.opts.LogdIdle = DefaultLogdIdle
 	}
@@ -185,8 +193,9 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	}
 
 	logsDir := filepath.Join(req.StateDir, "logs")
-	if err := os.MkdirAll(logsDir, 0o755); err != nil {
-		return resp, startErr(addr, true, "logs directory: %w", err)
+	if err := owned.Dir(logsDir); err != nil {
+		var ue *owned.UntrustedError
+		return resp, startErr(addr, !errors.As(err, &ue), "logs directory: %w", err)
 	}
 	name := FileName(addr)
 	logPath := filepath.Join(logsDir, name+logSuffix)
@@ -222,6 +231,27 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		return resp, startErr(addr, true, "%w", err)
 	}
 	defer devnull.Close()
+
+	// Record before run: the pending line (this start's ID, the pipe, who
+	// starts it) is in the registry before the fork, so that a daemon
+	// never runs without a line that Adopt reads, whenever orch dies. A
+	// write(2) is enough for that: the page cache outlives the writer, and
+	// what would lose it (the machine going down) ends the daemon too.
+	rec := regEntry{Name: name, ID: newStartID(), logConf: conf, Pipe: pipeIno, By: &p.me,
+		StopSignal: r.Stop.Signal.Name, StopTimeoutMS: r.Stop.Timeout.Milliseconds()}
+	step := p.killHook.begin()
+	step(stepPipe)
+	pending := rec
+	pending.Pending = true
+	if err := appendRegistry(logsDir, pending); err != nil {
+		var ue *owned.UntrustedError
+		return resp, startErr(addr, !errors.As(err, &ue), "%w", err)
+	}
+	forgetStart := func() {
+		appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
+	}
+	step(stepPending)
+
 	attr := &os.ProcAttr{
 		Dir:   r.Dir,
 		Env:   env,
@@ -236,15 +266,18 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		proc, err = p.startWrapped(attr, execSpec{
 			umask: umask, rlimits: r.Rlimits, cred: cred, statusFD: 3,
 			path: path, argv: r.Command,
-		})
+		}, step)
 	} else {
 		attr.Sys.Credential = cred
 		proc, err = os.StartProcess(path, r.Command, attr)
 		if err != nil {
+			forgetStart()
 			return resp, attrErr(addr, "command", fmt.Errorf("cannot start %q: %w", path, err))
 		}
+		step(stepForked)
 	}
 	if err != nil {
+		forgetStart()
 		return resp, startErr(addr, false, "%w", err)
 	}
 	// Not reaped yet, so /proc/<pid>/stat exists even if it already exited.
@@ -252,15 +285,17 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if !ok {
 		proc.Kill()
 		proc.Wait()
+		forgetStart()
 		return resp, startErr(addr, true, "process %d vanished before it could be inspected", proc.Pid)
 	}
 	hi := HandleInfo{Pid: proc.Pid, StartTicks: st.StartTicks, Pgid: proc.Pid, Log: logPath, BootID: p.boot.bootID}
 	p.track(proc, hi)
 
 	resp.Handle = hi.Encode()
-	conf.Handle = []byte(resp.Handle)
-	err = appendRegistry(logsDir, regEntry{Name: name, logConf: conf, Pipe: pipeIno})
+	rec.Handle = []byte(resp.Handle)
+	err = appendRegistry(logsDir, rec)
 	if err == nil {
+		step(stepCommitted)
 		err = p.logdRequest(logsDir, logdMsg{Op: "add", Name: name, MaxSize: conf.MaxSize, MaxFiles: conf.MaxFiles}, readFD)
 	}
 	if err != nil {
@@ -271,9 +306,10 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 			<-c.done
 		}
 		p.forget(hi)
-		appendRegistry(logsDir, regEntry{Name: name, logConf: logConf{Handle: conf.Handle}, Gone: true})
+		forgetStart()
 		return resp, startErr(addr, true, "%w", err)
 	}
+	step(stepLogd)
 	resp.Observed = providers.Observed{State: providers.StateRunning, Pid: proc.Pid, StartedAt: p.boot.startedAt(st.StartTicks)}
 	return resp, nil
 }
@@ -281,7 +317,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 // startWrapped starts the daemon through the exec wrapper and waits until
 // the wrapper has executed it (the status pipe closes empty) or failed
 // (the pipe carries the reason).
-func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec) (*os.Process, error) {
+func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec, step func(int)) (*os.Process, error) {
 	sr, sw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -295,6 +331,7 @@ func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec) (*os.Process, err
 	if err != nil {
 		return nil, fmt.Errorf("cannot start orch's exec wrapper %q: %w", p.self[0], err)
 	}
+	step(stepForked)
 	msg, _ := io.ReadAll(sr)
 	if len(msg) > 0 {
 		proc.Wait()
@@ -779,73 +816,20 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 	}
 	dir := filepath.Dir(hi.Log)
 	name := strings.TrimSuffix(filepath.Base(hi.Log), logSuffix)
-	e, ok, err := registryEntry(dir, name)
+	var e regEntry
+	var ok bool
+	err = withRegistry(dir, func(live *regLive) { e, ok = live.withHandle(name, hi) })
 	if err != nil {
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}
 	if !ok {
 		return providers.DeleteResponse{}, nil
 	}
-	if other, err := ParseHandle(providers.Handle(e.Handle)); err == nil && (other.Pid != hi.Pid || other.StartTicks != hi.StartTicks) {
-		return providers.DeleteResponse{}, nil // a newer instance owns the name now
-	}
-	// The deletion names the handle it deletes: replayed after a newer
-	// instance's line, it deletes nothing.
-	if err := appendRegistry(dir, regEntry{Name: name, logConf: logConf{Handle: e.Handle}, Gone: true}); err != nil {
+	// The deletion names the instance it deletes (by its ID, or, for a
+	// line of an older orch, by its handle): other instances of the name,
+	// a newer one from a create-before-destroy say, stay.
+	if err := appendRegistry(dir, regEntry{Name: name, ID: e.ID, logConf: logConf{Handle: e.Handle}, Gone: true}); err != nil {
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}
 	return providers.DeleteResponse{}, nil
-}
-
-// Adopt finds the daemons of req.StateDir that still run, from the
-// registry Start appends to (address, handle, config hash, project,
-// runtime): a process cannot carry ownership labels,
-// and scanning every process of the host would not tell ours anyway. Only
-// those whose pid still runs with the recorded start time are returned,
-// sorted by address; entries of another project or runtime, and those
-// req.Known names, are skipped.
-func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (providers.AdoptResponse, error) {
-	var resp providers.AdoptResponse
-	if req.StateDir == "" {
-		return resp, &providers.Error{Op: "adopt", Err: errors.New("no state directory")}
-	}
-	var entries []regEntry
-	err := withRegistry(filepath.Join(req.StateDir, "logs"), func(live map[string]regEntry) {
-		entries = make([]regEntry, 0, len(live))
-		for _, e := range live {
-			entries = append(entries, e)
-		}
-	})
-	if err != nil {
-		return resp, &providers.Error{Op: "adopt", Err: err}
-	}
-	handles := make(map[spec.Address]providers.Handle, len(entries))
-	hashes := make(map[spec.Address]string, len(entries))
-	for _, e := range entries {
-		conf := e.logConf
-		if len(conf.Handle) == 0 {
-			continue
-		}
-		if req.Project != "" && conf.Project != "" && conf.Project != req.Project {
-			continue
-		}
-		if req.Runtime != nil && conf.Runtime != "" && conf.Runtime != req.Runtime.Addr.String() {
-			continue
-		}
-		addr, err := spec.ParseAddress(conf.Address)
-		if err != nil || (req.Known != nil && req.Known(addr)) {
-			continue
-		}
-		handles[addr] = providers.Handle(conf.Handle)
-		hashes[addr] = conf.ConfigHash
-	}
-	// In parallel for large registries, as a refresh would.
-	obs, _ := p.Observe(ctx, providers.ObserveRequest{Handles: handles})
-	for addr, o := range obs.Objects {
-		if o.State == providers.StateRunning {
-			resp.Objects = append(resp.Objects, providers.Adoptable{Addr: addr, Handle: handles[addr], ConfigHash: hashes[addr], Observed: o})
-		}
-	}
-	sort.Slice(resp.Objects, func(i, j int) bool { return resp.Objects[i].Addr.Less(resp.Objects[j].Addr) })
-	return resp, nil
 }

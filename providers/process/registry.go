@@ -11,6 +11,9 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/owned"
 )
 
 // The registry is one file per logs directory, <state>/logs/logd.registry:
@@ -31,16 +34,155 @@ import (
 const registryName = "logd.registry"
 
 // regEntry is one line of the registry.
+//
+// A start writes two lines: a pending one before the fork (ID, name,
+// configuration, pipe, starter; no handle yet) and, once the daemon runs,
+// the committed one (the same ID, with the handle). So a daemon never runs
+// without a line naming it: an orch killed between the fork and the
+// committed line leaves the pending one, and the next Adopt finds the
+// daemon from it (by its pipe, see resolvePending). Lines are keyed by
+// ID, so one address can have several instances (create before destroy,
+// or a start cut short): Adopt adopts one and stops the others.
 type regEntry struct {
 	Name string `json:"name"` // FileName(address)
+	// ID names one start: the committed line of a start replaces its
+	// pending one, and a deletion names it. Lines of older orch versions
+	// have none and are keyed by name (the last line of a name wins).
+	ID string `json:"id,omitempty"`
 	logConf
 	// Pipe is the inode (in pipefs) of the pipe the daemon writes its
 	// stdout and stderr to: a log daemon started after the one that
-	// served it finds it again as /proc/<pid>/fd/1.
+	// served it finds it again as /proc/<pid>/fd/1, and Adopt finds the
+	// daemon of a pending start by it.
 	Pipe uint64 `json:"pipe,omitempty"`
-	// Gone deletes the entry of the same name and handle (Provider.Delete):
-	// a deletion never removes the entry of a newer instance.
+	// Pending marks the line written before the fork; the committed line
+	// (with the handle) replaces it.
+	Pending bool `json:"pending,omitempty"`
+	// By is the orch process that wrote the start: while it lives, its
+	// start may be in flight and nobody else touches the instance.
+	By *starter `json:"by,omitempty"`
+	// Stop is how the instance is stopped should Adopt find it left over.
+	StopSignal    string `json:"stop_signal,omitempty"`
+	StopTimeoutMS int64  `json:"stop_timeout_ms,omitempty"`
+	// Gone deletes the entry of the same ID (or, without an ID, of the
+	// same name and handle): a deletion never removes another instance.
 	Gone bool `json:"gone,omitempty"`
+
+	seq int // order of first appearance, set by replay
+}
+
+// starter identifies an orch process: pid, start time, boot.
+type starter struct {
+	Pid        int    `json:"pid"`
+	StartTicks uint64 `json:"start_ticks"`
+	BootID     string `json:"boot_id,omitempty"`
+}
+
+// key is the entry's key among the live ones.
+func (e *regEntry) key() string {
+	if e.ID != "" {
+		return e.ID
+	}
+	return "~" + e.Name
+}
+
+// regLive is the live entries of a registry: every instance that was
+// started (or is being started) and not deleted, by key, with an index by
+// name in order of their starts.
+type regLive struct {
+	inst  map[string]regEntry
+	names map[string][]string // name -> keys, oldest first
+	seq   int
+}
+
+func newRegLive() *regLive {
+	return &regLive{inst: map[string]regEntry{}, names: map[string][]string{}}
+}
+
+func (l *regLive) put(e regEntry) {
+	k := e.key()
+	if cur, ok := l.inst[k]; ok {
+		e.seq = cur.seq
+		if e.Name != cur.Name {
+			l.dropName(cur.Name, k)
+			l.names[e.Name] = append(l.names[e.Name], k)
+		}
+	} else {
+		l.seq++
+		e.seq = l.seq
+		l.names[e.Name] = append(l.names[e.Name], k)
+	}
+	l.inst[k] = e
+}
+
+func (l *regLive) remove(k string) {
+	cur, ok := l.inst[k]
+	if !ok {
+		return
+	}
+	delete(l.inst, k)
+	l.dropName(cur.Name, k)
+}
+
+func (l *regLive) dropName(name, k string) {
+	ks := l.names[name]
+	for i, x := range ks {
+		if x == k {
+			ks = append(ks[:i:i], ks[i+1:]...)
+			break
+		}
+	}
+	if len(ks) == 0 {
+		delete(l.names, name)
+	} else {
+		l.names[name] = ks
+	}
+}
+
+// of returns the instances of name, oldest first (pending ones included).
+func (l *regLive) of(name string) []regEntry {
+	ks := l.names[name]
+	out := make([]regEntry, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, l.inst[k])
+	}
+	return out
+}
+
+// latest returns the newest committed instance of name.
+func (l *regLive) latest(name string) (regEntry, bool) {
+	ks := l.names[name]
+	for i := len(ks) - 1; i >= 0; i-- {
+		if e := l.inst[ks[i]]; !e.Pending {
+			return e, true
+		}
+	}
+	return regEntry{}, false
+}
+
+// withHandle returns the instance of name whose handle names the same
+// process as hi.
+func (l *regLive) withHandle(name string, hi HandleInfo) (regEntry, bool) {
+	for _, k := range l.names[name] {
+		e := l.inst[k]
+		if e.Pending {
+			continue
+		}
+		if o, err := ParseHandle(providers.Handle(e.Handle)); err == nil && o.Pid == hi.Pid && o.StartTicks == hi.StartTicks {
+			return e, true
+		}
+	}
+	return regEntry{}, false
+}
+
+// sorted returns the live entries in the order of their starts.
+func (l *regLive) sorted() []regEntry {
+	out := make([]regEntry, 0, len(l.inst))
+	for _, e := range l.inst {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out
 }
 
 // registryCompactMin is the size below which the registry is never
@@ -66,6 +208,10 @@ func appendRegistry(dir string, e regEntry) error {
 	size, err := a.append(path, line)
 	a.mu.Unlock()
 	if err != nil {
+		var ue *owned.UntrustedError
+		if errors.As(err, &ue) {
+			return err
+		}
 		return fmt.Errorf("registry %s: %w", path, err)
 	}
 	if size >= registryCompactMin {
@@ -88,11 +234,12 @@ var appenders sync.Map // registry path -> *appender
 
 // append appends line under a shared flock and returns the file's size
 // after it. A file that a compaction replaced (no link left) is let go and
-// the one at path opened.
+// the one at path opened. A registry orch may not trust (another user's,
+// or writable by others) is refused.
 func (a *appender) append(path string, line []byte) (int64, error) {
 	for range 100 {
 		if a.f == nil {
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+			f, err := owned.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 			if err != nil {
 				return 0, err
 			}
@@ -121,7 +268,7 @@ func (a *appender) append(path string, line []byte) (int64, error) {
 // replaced it between the open and the lock).
 func lockedRegistry(path string, how, flag int) (*os.File, error) {
 	for range 100 {
-		f, err := os.OpenFile(path, flag|unix.O_CLOEXEC, 0o644)
+		f, err := owned.OpenFile(path, flag)
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +300,7 @@ func compactRegistry(path string) {
 	}
 	live := parseRegistry(data.Bytes())
 	var out bytes.Buffer
-	for _, e := range sortedEntries(live) {
+	for _, e := range live.sorted() {
 		b, err := json.Marshal(e)
 		if err != nil {
 			return
@@ -165,61 +312,65 @@ func compactRegistry(path string) {
 		compacted.Store(path, int64(data.Len())) // mostly live: not worth it yet
 		return
 	}
-	if err := writeFileAtomic(path, out.Bytes(), 0o644); err != nil {
+	if err := writeFileAtomic(path, out.Bytes()); err != nil {
 		return
 	}
 	compacted.Store(path, int64(out.Len()))
 }
 
-// readRegistry returns the live entries of the registry of dir by name;
-// none when it does not exist. The map is the caller's.
-func readRegistry(dir string) (map[string]regEntry, error) {
-	b, err := os.ReadFile(filepath.Join(dir, registryName))
+// readRegistry returns the live entries of the registry of dir; none when
+// it does not exist. They are the caller's.
+func readRegistry(dir string) (*regLive, error) {
+	path := filepath.Join(dir, registryName)
+	f, err := owned.OpenFile(path, os.O_RDONLY)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]regEntry{}, nil
+		return newRegLive(), nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	live := map[string]regEntry{}
-	replayRegistry(live, b)
-	return live, nil
+	defer f.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return parseRegistry(b.Bytes()), nil
+}
+
+// registryEntry returns the newest committed entry of name in the registry
+// of dir, if any.
+func registryEntry(dir, name string) (e regEntry, ok bool, err error) {
+	err = withRegistry(dir, func(live *regLive) {
+		e, ok = live.latest(name)
+	})
+	return e, ok, err
 }
 
 // regCache keeps a registry's live entries as of an offset in its file, so
 // that a lookup reads only what was appended since: a thousand deletions
 // read the file once, not a thousand times.
 type regCache struct {
-	mu      sync.Mutex
-	dev     uint64
-	ino     uint64
-	offset  int64
-	entries map[string]regEntry
+	mu     sync.Mutex
+	dev    uint64
+	ino    uint64
+	offset int64
+	live   *regLive
 }
 
 var regCaches sync.Map // registry path -> *regCache
 
-// registryEntry returns the live entry of name in the registry of dir, if
-// any.
-func registryEntry(dir, name string) (e regEntry, ok bool, err error) {
-	err = withRegistry(dir, func(live map[string]regEntry) {
-		e, ok = live[name]
-	})
-	return e, ok, err
-}
-
 // withRegistry calls fn with the live entries of the registry of dir (none
 // when it does not exist), read through the cache: only the lines appended
-// since the last call are parsed. fn must not keep the map.
-func withRegistry(dir string, fn func(live map[string]regEntry)) error {
+// since the last call are parsed. fn must not keep live, nor change it.
+func withRegistry(dir string, fn func(live *regLive)) error {
 	path := filepath.Join(dir, registryName)
 	v, _ := regCaches.LoadOrStore(path, &regCache{})
 	c := v.(*regCache)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, err := os.Open(path)
+	f, err := owned.OpenFile(path, os.O_RDONLY)
 	if errors.Is(err, os.ErrNotExist) {
-		fn(map[string]regEntry{})
+		fn(newRegLive())
 		return nil
 	}
 	if err != nil {
@@ -230,9 +381,9 @@ func withRegistry(dir string, fn func(live map[string]regEntry)) error {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return err
 	}
-	if c.entries == nil || st.Ino != c.ino || uint64(st.Dev) != c.dev || st.Size < c.offset {
+	if c.live == nil || st.Ino != c.ino || uint64(st.Dev) != c.dev || st.Size < c.offset {
 		// First use, or compacted (another file) since: from the start.
-		c.dev, c.ino, c.offset, c.entries = uint64(st.Dev), st.Ino, 0, map[string]regEntry{}
+		c.dev, c.ino, c.offset, c.live = uint64(st.Dev), st.Ino, 0, newRegLive()
 	}
 	if st.Size > c.offset {
 		b := make([]byte, st.Size-c.offset)
@@ -242,23 +393,23 @@ func withRegistry(dir string, fn func(live map[string]regEntry)) error {
 		}
 		// Whole lines only: a line being written is read next time.
 		n = bytes.LastIndexByte(b[:n], '\n') + 1
-		replayRegistry(c.entries, b[:n])
+		replayRegistry(c.live, b[:n])
 		c.offset += int64(n)
 	}
-	fn(c.entries)
+	fn(c.live)
 	return nil
 }
 
 // parseRegistry replays the lines of a registry.
-func parseRegistry(b []byte) map[string]regEntry {
-	live := map[string]regEntry{}
+func parseRegistry(b []byte) *regLive {
+	live := newRegLive()
 	replayRegistry(live, b)
 	return live
 }
 
 // replayRegistry applies the lines of b to live. A line that does not
 // parse (a writer cut off mid-line by a crash) is skipped.
-func replayRegistry(live map[string]regEntry, b []byte) {
+func replayRegistry(live *regLive, b []byte) {
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -271,20 +422,12 @@ func replayRegistry(live map[string]regEntry, b []byte) {
 			continue
 		}
 		if e.Gone {
-			if cur, ok := live[e.Name]; ok && bytes.Equal(cur.Handle, e.Handle) {
-				delete(live, e.Name)
+			k := e.key()
+			if cur, ok := live.inst[k]; ok && (e.ID != "" || bytes.Equal(cur.Handle, e.Handle)) {
+				live.remove(k)
 			}
 		} else {
-			live[e.Name] = e
+			live.put(e)
 		}
 	}
-}
-
-func sortedEntries(m map[string]regEntry) []regEntry {
-	out := make([]regEntry, 0, len(m))
-	for _, e := range m {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }

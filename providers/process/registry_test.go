@@ -46,8 +46,7 @@ func TestRegistryLastLineWins(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, ok := all[n]
-			return e, ok
+			return all.latest(n)
 		}},
 		{"cached", func(n string) (regEntry, bool) {
 			e, ok, err := registryEntry(dir, n)
@@ -76,8 +75,8 @@ func TestRegistryLastLineWins(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(dir, registryName), os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString(`{"name":"e","addr`)
 	f.Close()
-	if all, err := readRegistry(dir); err != nil || len(all) != 3 {
-		t.Errorf("with a torn line: %d entries, %v; want 3", len(all), err)
+	if all, err := readRegistry(dir); err != nil || len(all.inst) != 3 {
+		t.Errorf("with a torn line: %d entries, %v; want 3", len(all.inst), err)
 	}
 }
 
@@ -108,12 +107,12 @@ func TestRegistryCompactsUnderConcurrentWriters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != writers*10 {
-		t.Fatalf("%d live entries, want %d", len(all), writers*10)
+	if len(all.inst) != writers*10 {
+		t.Fatalf("%d live entries, want %d", len(all.inst), writers*10)
 	}
 	for w := 0; w < writers; w++ {
 		for n := 0; n < 10; n++ {
-			e := all[fmt.Sprintf("w%d-n%d", w, n)]
+			e, _ := all.latest(fmt.Sprintf("w%d-n%d", w, n))
 			if want := int64(each - 10 + n); e.MaxSize != want {
 				t.Errorf("w%d-n%d: max_size %d, want the last written %d", w, n, e.MaxSize, want)
 			}

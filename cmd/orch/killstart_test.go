@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/providers/process"
+)
+
+// killConfig is killDaemons daemons of three kinds (started directly,
+// through the exec wrapper, replaced create-before-destroy), each carrying
+// ORCH_KILLTEST=<mark>:<address> in its environment, by which the test
+// counts them in /proc. version is in their environment too: changing it
+// replaces them all.
+func killConfig(mark string, version int) string {
+	var b strings.Builder
+	for _, d := range []struct {
+		name, extra string
+		count       int
+	}{
+		{"plain", "", killDaemons / 2},
+		{"wrapped", `umask = "0077"`, killDaemons * 3 / 10},
+		{"cbd", "lifecycle {\n    create_before_destroy = true\n  }", killDaemons - killDaemons/2 - killDaemons*3/10},
+	} {
+		fmt.Fprintf(&b, `daemon %q {
+  count   = %d
+  command = ["/bin/sleep", "3600"]
+  env     = { ORCH_KILLTEST = "%s:daemon.%s[${count.index}]", VERSION = "%d" }
+  %s
+  stop {
+    timeout = "2s"
+  }
+}
+`, d.name, d.count, mark, d.name, version, d.extra)
+	}
+	return b.String()
+}
+
+const killDaemons = 200
+
+// marked returns the live processes whose environment holds
+// ORCH_KILLTEST=<mark>:..., by the address they carry.
+func marked(t *testing.T, mark string) map[string][]int {
+	t.Helper()
+	out := map[string][]int{}
+	names, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte("ORCH_KILLTEST=" + mark + ":")
+	for _, dir := range names {
+		pid, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil || !alive(pid) {
+			continue
+		}
+		env, err := os.ReadFile(dir + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, want); ok {
+				out[string(v)] = append(out[string(v)], pid)
+			}
+		}
+	}
+	return out
+}
+
+// checkOnePerDaemon fails unless exactly one process runs per daemon, each
+// of version.
+func checkOnePerDaemon(t *testing.T, mark, what string) {
+	t.Helper()
+	got := marked(t, mark)
+	var dups []string
+	n := 0
+	for a, pids := range got {
+		n += len(pids)
+		if len(pids) > 1 {
+			dups = append(dups, fmt.Sprintf("%s: pids %v", a, pids))
+		}
+	}
+	sort.Strings(dups)
+	if len(got) != killDaemons || n != killDaemons {
+		t.Fatalf("%s: %d processes for %d daemons (want %d); duplicates: %v", what, n, len(got), killDaemons, dups)
+	}
+}
+
+// applyKilled runs orch apply and makes sure it ended by SIGKILL: by the
+// start hook (env) or, when after > 0, by the test after that long.
+func applyKilled(t *testing.T, dir string, env []string, after time.Duration) {
+	t.Helper()
+	cmd := newOrchCmd(t, dir, "apply", "-auto-approve")
+	cmd.Env = append(cmd.Env, env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if after > 0 {
+		time.Sleep(after)
+		cmd.Process.Signal(syscall.SIGKILL)
+	}
+	err := cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if after > 0 && err == nil {
+		return // it finished before the kill: nothing to interrupt
+	}
+	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("orch apply (%v) was not killed: %v\n%s", env, err, out.String())
+	}
+}
+
+// TestApplyKilledMidStartLeavesNoDuplicate is issue 18 point 1: orch
+// apply of 200 daemons SIGKILLed at each step of a daemon's start (from
+// nothing, and during a replacement of them all), then at random moments;
+// after each, one clean apply runs exactly one process per daemon, and
+// orch destroy leaves none.
+func TestApplyKilledMidStartLeavesNoDuplicate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 daemons, 30 applies")
+	}
+	mark := fmt.Sprintf("k%d", time.Now().UnixNano())
+	dir := project(t, killConfig(mark, 0))
+	t.Cleanup(func() {
+		// Whatever the outcome, no marked process outlives the test.
+		for _, pids := range marked(t, mark) {
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	version := 0
+	write := func() {
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(killConfig(mark, version)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 18))
+	for step := 1; step <= 5; step++ {
+		// From nothing: the starts are of addresses the state does not know.
+		orch(t, dir, nil, "destroy", "-auto-approve").want(t, 0)
+		if got := marked(t, mark); len(got) != 0 {
+			t.Fatalf("before step %d: %d daemons survived destroy", step, len(got))
+		}
+		nth := 1 + rng.IntN(killDaemons)
+		applyKilled(t, dir, []string{fmt.Sprintf("%s=%d:%d", process.KillStartEnv, step, nth)}, 0)
+		orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+		checkOnePerDaemon(t, mark, fmt.Sprintf("killed at step %d of start %d, from nothing", step, nth))
+
+		// A replacement of them all: the state knows every address.
+		version++
+		write()
+		nth = 1 + rng.IntN(killDaemons)
+		applyKilled(t, dir, []string{fmt.Sprintf("%s=%d:%d", process.KillStartEnv, step, nth)}, 0)
+		orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+		checkOnePerDaemon(t, mark, fmt.Sprintf("killed at step %d of start %d, replacing", step, nth))
+	}
+
+	// Random moments: how long a whole replacement takes bounds them.
+	version++
+	write()
+	t0 := time.Now()
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	span := time.Since(t0)
+	for i := 0; i < 10; i++ {
+		version++
+		write()
+		if i%2 == 0 {
+			orch(t, dir, nil, "destroy", "-auto-approve").want(t, 0)
+		}
+		after := time.Duration(1 + rng.Int64N(int64(span)))
+		applyKilled(t, dir, nil, after)
+		orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+		checkOnePerDaemon(t, mark, fmt.Sprintf("random kill %d after %s", i, after))
+	}
+
+	orch(t, dir, nil, "destroy", "-auto-approve").want(t, 0)
+	if got := marked(t, mark); len(got) != 0 {
+		t.Fatalf("%d daemons survived destroy: %v", len(got), got)
+	}
+}
+
