@@ -188,4 +188,3 @@ func TestApplyKilledMidStartLeavesNoDuplicate(t *testing.T) {
 		t.Fatalf("%d daemons survived destroy: %v", len(got), got)
 	}
 }
-
