@@ -18,9 +18,10 @@
 //	  |                                                                   |
 //	  | stdout + stderr (one descriptor, opened O_RDWR)                   |
 //	  v                                                                   |
-//	pipe (no file)                logd.registry, a line per start:        |
-//	  |                            address, handle, config hash, pipe,    |
-//	  |                            max_size, max_files                    |
+//	pipe (no file)                logd.registry, per start: a pending    |
+//	  |                            line before the fork, the committed    |
+//	  |                            one (handle) after; address, config    |
+//	  |                            hash, pipe, max_size, max_files        |
 //	  | read end sent to logd over logd.sock (SCM_RIGHTS)                 |
 //	  v                                                                   |
 //	orch __logd <state>/logs: own session, one per directory (flock      |
@@ -69,9 +70,15 @@
 // ext4, which has no journal and scans recently deleted inodes on every
 // creation).
 //
-// Once the daemon runs, the provider appends a line to logd.registry
-// (address, project, runtime, config hash, rotation settings, handle and
-// the pipe's inode) and sends the pipe's read end to logd over logd.sock
+// Record before run: before the fork the provider appends a pending line
+// to logd.registry (a start ID, address, project, runtime, config hash,
+// rotation and stop settings, the pipe's inode, and the orch process that
+// starts it), and once the daemon runs the committed line (the same, with
+// the handle), so no daemon ever runs without a line Adopt reads. Adopt
+// finds the daemon of a pending line whose orch died by its pipe
+// (/proc/*/fd/1), adopts the newest instance of an address the state
+// lost, and stops the other instances a dead orch left running (see
+// Adopt). Then the provider sends the pipe's read end to logd over logd.sock
 // (SOCK_SEQPACKET, SCM_RIGHTS), starting a logd when none answers; Start
 // returns once logd has the descriptor, so even a daemon that writes one
 // line and exits loses nothing. logd reads each pipe until its last writer
@@ -105,6 +112,9 @@
 //
 //   - signal a pid without checking its start time first, or a process
 //     group whose leader's pid now belongs to another process;
+//   - run a daemon without a registry line naming it, or trust a logs
+//     directory, registry or socket another user owns or may write
+//     (providers/owned);
 //   - run a command through a shell, or pass orch's environment to a daemon
 //     beyond PATH;
 //   - tie a daemon's or logd's life to orch's (no Pdeathsig, no shared
