@@ -174,7 +174,9 @@ func TestAdoptLeavesStartsOfALiveOrch(t *testing.T) {
 	_, hi2 := e.start(res("w", "sleep", "61")) // the same Provider: its orch lives
 	known := func(a spec.Address) bool { return a == addr("w") }
 	got, err := e.p.Adopt(context.Background(), providers.AdoptRequest{Project: "proj", StateDir: e.state, Known: known,
-		KnownHandle: func(spec.Address) providers.Handle { return process.HandleInfo{Pid: hi1.Pid, StartTicks: hi1.StartTicks}.Encode() }})
+		KnownHandle: func(spec.Address) providers.Handle {
+			return process.HandleInfo{Pid: hi1.Pid, StartTicks: hi1.StartTicks}.Encode()
+		}})
 	if err != nil || len(got.Objects) != 0 || !alive(hi1.Pid) || !alive(hi2.Pid) {
 		t.Fatalf("adopted %+v, %v; alive %v %v", got.Objects, err, alive(hi1.Pid), alive(hi2.Pid))
 	}
