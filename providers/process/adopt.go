@@ -102,9 +102,6 @@ func (p *Provider) starterAlive(by *starter) bool {
 	if by == nil {
 		return false // a line of an older orch: its starter is long gone
 	}
-	if by.BootID != "" && p.boot.bootID != "" && by.BootID != p.boot.bootID {
-		return false
-	}
 	if by.Pid == p.me.Pid && by.StartTicks == p.me.StartTicks {
 		return true
 	}

@@ -96,7 +96,7 @@ func New(opts Options) *Provider {
 		children: map[childKey]*child{},
 		logds:    map[string]*logdConn{},
 	}
-	p.me = starter{Pid: os.Getpid(), BootID: p.boot.bootID}
+	p.me = starter{Pid: os.Getpid()}
 	if st, ok := readStat(p.me.Pid); ok {
 		p.me.StartTicks = st.StartTicks
 	}
@@ -292,8 +292,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	p.track(proc, hi)
 
 	resp.Handle = hi.Encode()
-	rec.Handle = []byte(resp.Handle)
-	err = appendRegistry(logsDir, rec)
+	err = appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, logConf: logConf{Handle: []byte(resp.Handle)}})
 	if err == nil {
 		step(stepCommitted)
 		err = p.logdRequest(logsDir, logdMsg{Op: "add", Name: name, MaxSize: conf.MaxSize, MaxFiles: conf.MaxFiles}, readFD)
@@ -828,7 +827,11 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 	// The deletion names the instance it deletes (by its ID, or, for a
 	// line of an older orch, by its handle): other instances of the name,
 	// a newer one from a create-before-destroy say, stay.
-	if err := appendRegistry(dir, regEntry{Name: name, ID: e.ID, logConf: logConf{Handle: e.Handle}, Gone: true}); err != nil {
+	gone := regEntry{Name: name, ID: e.ID, Gone: true}
+	if e.ID == "" {
+		gone.Handle = e.Handle
+	}
+	if err := appendRegistry(dir, gone); err != nil {
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}
 	return providers.DeleteResponse{}, nil

@@ -37,7 +37,8 @@ const registryName = "logd.registry"
 //
 // A start writes two lines: a pending one before the fork (ID, name,
 // configuration, pipe, starter; no handle yet) and, once the daemon runs,
-// the committed one (the same ID, with the handle). So a daemon never runs
+// the committed one (ID, name and handle only, merged into the pending
+// one when replayed). So a daemon never runs
 // without a line naming it: an orch killed between the fork and the
 // committed line leaves the pending one, and the next Adopt finds the
 // daemon from it (by its pipe, see resolvePending). Lines are keyed by
@@ -71,11 +72,11 @@ type regEntry struct {
 	seq int // order of first appearance, set by replay
 }
 
-// starter identifies an orch process: pid, start time, boot.
+// starter identifies an orch process: pid and start time (the boot is
+// the handle's: after a reboot no instance runs anyway).
 type starter struct {
 	Pid        int    `json:"pid"`
 	StartTicks uint64 `json:"start_ticks"`
-	BootID     string `json:"boot_id,omitempty"`
 }
 
 // key is the entry's key among the live ones.
@@ -421,12 +422,19 @@ func replayRegistry(live *regLive, b []byte) {
 		if err := json.Unmarshal(line, &e); err != nil || e.Name == "" {
 			continue
 		}
-		if e.Gone {
+		switch {
+		case e.Gone:
 			k := e.key()
 			if cur, ok := live.inst[k]; ok && (e.ID != "" || bytes.Equal(cur.Handle, e.Handle)) {
 				live.remove(k)
 			}
-		} else {
+		case e.ID != "" && e.Address == "":
+			// A committed line: the handle of a pending start.
+			if cur, ok := live.inst[e.ID]; ok {
+				cur.Handle, cur.Pending = e.Handle, false
+				live.inst[e.ID] = cur
+			}
+		default:
 			live.put(e)
 		}
 	}
