@@ -123,6 +123,7 @@ type logd struct {
 	idle  time.Duration
 	lock  *os.File // DIR/logd.lock, flocked while this logd serves DIR
 	ln    *net.UnixListener
+	own   []ownFile // the socket and pid file this logd made
 
 	mu      sync.Mutex
 	open    map[fileID]bool // pipes being read
@@ -170,12 +171,12 @@ func (d *logd) run() error {
 	}
 	d.ln.SetUnlinkOnClose(false) // removed by us, while we hold the lock
 	os.Chmod(sock, owned.FileMode)
+	d.remember(logdSockName)
 	exited := false
 	defer func() {
 		d.ln.Close()
 		if !exited {
-			os.Remove(sock) // before the deferred lock.Close: still ours
-			os.Remove(filepath.Join(d.dir, logdPidName))
+			d.removeOwn() // before the deferred lock.Close
 		}
 	}()
 	d.recover()
@@ -183,6 +184,7 @@ func (d *logd) run() error {
 	if err := writeFileAtomic(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
+	d.remember(logdPidName)
 	if d.ready != nil {
 		d.ready.Write([]byte{'\n'})
 		d.ready.Close()
@@ -236,10 +238,45 @@ func (d *logd) tryExit() bool {
 	d.closing = true
 	d.mu.Unlock()
 	d.ln.Close()
-	os.Remove(filepath.Join(d.dir, logdSockName))
-	os.Remove(filepath.Join(d.dir, logdPidName))
+	d.removeOwn()
 	unix.Flock(int(d.lock.Fd()), unix.LOCK_UN)
 	return true
+}
+
+// remember notes the identity (device and inode) of a file this logd just
+// made in its directory, so that it removes it only while it is still that
+// file.
+func (d *logd) remember(name string) {
+	var st unix.Stat_t
+	if unix.Lstat(filepath.Join(d.dir, name), &st) == nil {
+		d.own = append(d.own, ownFile{name, fileID{uint64(st.Dev), st.Ino}})
+	}
+}
+
+// removeOwn removes the socket and pid file this logd made, and only
+// those it can prove are its own: the logs directory may have been
+// removed and made again (orch destroy, rm -r .orch, a new apply) while
+// this logd lingered, and the files at those paths now belong to the log
+// daemon of the new directory. Nothing is removed when the lock file at
+// the path is not the one this logd holds.
+func (d *logd) removeOwn() {
+	var held, cur unix.Stat_t
+	if unix.Fstat(int(d.lock.Fd()), &held) != nil || unix.Lstat(filepath.Join(d.dir, logdLockName), &cur) != nil ||
+		held.Dev != cur.Dev || held.Ino != cur.Ino {
+		return
+	}
+	for _, f := range d.own {
+		path := filepath.Join(d.dir, f.name)
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) == nil && uint64(st.Dev) == f.id.dev && st.Ino == f.id.ino {
+			os.Remove(path)
+		}
+	}
+}
+
+type ownFile struct {
+	name string
+	id   fileID
 }
 
 func (d *logd) accept() {

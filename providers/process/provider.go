@@ -65,6 +65,7 @@ type Provider struct {
 	boot     bootInfo
 	umask    int     // orch's umask at New; -1 if unknown
 	me       starter // this orch process, as the registry names it
+	scans    groupScans
 	killHook killHook
 
 	mu       sync.Mutex
@@ -707,7 +708,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	}
 	gone := p.waitLeader(ctx, hi, c, deadline)
 	if gone {
-		gone = waitGroupGone(ctx, hi.Pgid, deadline)
+		gone = p.waitGroupGone(ctx, hi.Pgid, deadline)
 	}
 	if !gone {
 		if err := ctx.Err(); err != nil {
@@ -717,7 +718,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		resp.Killed = true
 		// SIGKILL is delivered when each member next runs: wait for that.
 		killDeadline := time.Now().Add(10 * time.Second)
-		if !p.waitLeader(ctx, hi, c, killDeadline) || !waitGroupGone(ctx, hi.Pgid, killDeadline) {
+		if !p.waitLeader(ctx, hi, c, killDeadline) || !p.waitGroupGone(ctx, hi.Pgid, killDeadline) {
 			return resp, &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: process group %d survived SIGKILL", req.Addr, hi.Pgid)}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,20 +52,79 @@ func waitExitPolling(ctx context.Context, hi HandleInfo, identify func(HandleInf
 
 // waitGroupGone waits until process group pgid has no live member (zombies
 // waiting for their parent do not count), until deadline or ctx is done.
-func waitGroupGone(ctx context.Context, pgid int, deadline time.Time) bool {
-	return pollUntil(ctx, deadline, func() bool { return !groupLive(pgid) })
+//
+// kill(-pgid, 0) says "no member" for one system call; while it finds
+// members (often only the exited leader, a zombie until init reaps it:
+// orch is not its parent when another orch started it), it is asked again
+// with a growing interval for groupReapWait. Only then is /proc read to
+// tell zombies from live members, through scans, one process's every
+// Stop waiting at once shares: the cost is that of a few scans of /proc
+// per destroy, not of one scan per daemon per poll.
+func (p *Provider) waitGroupGone(ctx context.Context, pgid int, deadline time.Time) bool {
+	first := time.Now()
+	return pollUntil(ctx, deadline, func() bool {
+		if unix.Kill(-pgid, 0) == unix.ESRCH {
+			return true
+		}
+		if time.Since(first) < groupReapWait {
+			return false
+		}
+		return !p.scans.groupLive(pgid, time.Now())
+	})
 }
 
-// groupLive reports whether process group pgid has a member that is not a
-// zombie. kill(-pgid, 0) answers "no member" cheaply; only when it finds
-// members is /proc scanned, to tell zombies from live ones.
-func groupLive(pgid int) bool {
-	if err := unix.Kill(-pgid, 0); err == unix.ESRCH {
-		return false
+// groupReapWait is how long a Stop waits for a process group to empty
+// (its zombies reaped) before it reads /proc to tell zombies from live
+// members.
+const groupReapWait = 100 * time.Millisecond
+
+// groupScans shares scans of /proc among the goroutines that ask at once
+// whether a process group has a live member.
+type groupScans struct {
+	mu      sync.Mutex
+	running chan struct{} // closed when the scan in flight ends; nil if none
+	at      time.Time     // when the last finished scan began
+	live    map[int]bool  // pgids with a live member, as of that scan
+	count   int           // scans done, for tests
+}
+
+// groupLive reports whether process group pgid had a live (not zombie)
+// member in a scan of /proc begun at since or later: a scan in flight that
+// began earlier is waited for, then a new one made (by one of the
+// goroutines asking, for all of them).
+func (s *groupScans) groupLive(pgid int, since time.Time) bool {
+	for {
+		s.mu.Lock()
+		if s.live != nil && !s.at.Before(since) {
+			v := s.live[pgid]
+			s.mu.Unlock()
+			return v
+		}
+		if ch := s.running; ch != nil {
+			s.mu.Unlock()
+			<-ch
+			continue
+		}
+		ch := make(chan struct{})
+		s.running = ch
+		s.mu.Unlock()
+		at := time.Now()
+		live := scanGroups()
+		s.mu.Lock()
+		s.live, s.at, s.running = live, at, nil
+		s.count++
+		s.mu.Unlock()
+		close(ch)
 	}
+}
+
+// scanGroups reads every process's /proc/<pid>/stat once and returns the
+// process groups that have a live (not zombie) member.
+func scanGroups() map[int]bool {
+	live := map[int]bool{}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return true
+		return live
 	}
 	defer d.Close()
 	names, _ := d.Readdirnames(-1)
@@ -73,11 +133,11 @@ func groupLive(pgid int) bool {
 			continue
 		}
 		pid := int(atou([]byte(n)))
-		if st, ok := readStat(pid); ok && st.Pgid == pgid && st.State != 'Z' && st.State != 'X' {
-			return true
+		if st, ok := readStat(pid); ok && st.State != 'Z' && st.State != 'X' {
+			live[st.Pgid] = true
 		}
 	}
-	return false
+	return live
 }
 
 // pollUntil calls done with a growing interval (1ms up to 50ms) until it
