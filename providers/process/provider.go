@@ -65,7 +65,7 @@ type Provider struct {
 	boot     bootInfo
 	umask    int     // orch's umask at New; -1 if unknown
 	me       starter // this orch process, as the registry names it
-	scans    groupScans
+	groups   groupIndex
 	killHook killHook
 
 	mu       sync.Mutex
@@ -708,7 +708,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	}
 	gone := p.waitLeader(ctx, hi, c, deadline)
 	if gone {
-		gone = p.waitGroupGone(ctx, hi.Pgid, deadline)
+		gone = p.waitGroupGone(ctx, hi.Pgid, member{hi.Pid, hi.StartTicks}, deadline)
 	}
 	if !gone {
 		if err := ctx.Err(); err != nil {
@@ -718,7 +718,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		resp.Killed = true
 		// SIGKILL is delivered when each member next runs: wait for that.
 		killDeadline := time.Now().Add(10 * time.Second)
-		if !p.waitLeader(ctx, hi, c, killDeadline) || !p.waitGroupGone(ctx, hi.Pgid, killDeadline) {
+		if !p.waitLeader(ctx, hi, c, killDeadline) || !p.waitGroupGone(ctx, hi.Pgid, member{hi.Pid, hi.StartTicks}, killDeadline) {
 			return resp, &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: process group %d survived SIGKILL", req.Addr, hi.Pgid)}
 		}
 	}

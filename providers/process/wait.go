@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,81 +51,115 @@ func waitExitPolling(ctx context.Context, hi HandleInfo, identify func(HandleInf
 	return pollUntil(ctx, deadline, func() bool { return identify(hi) != procAlive })
 }
 
-// waitGroupGone waits until process group pgid has no live member (zombies
-// waiting for their parent do not count), until deadline or ctx is done.
+// waitGroupGone waits until process group pgid, whose leader was leader,
+// has no live member (zombies waiting for their parent do not count),
+// until deadline or ctx is done.
 //
-// kill(-pgid, 0) says "no member" for one system call; while it finds
+// kill(-pgid, 0) says "no member" for one system call. While it finds
 // members (often only the exited leader, a zombie until init reaps it:
-// orch is not its parent when another orch started it), it is asked again
-// with a growing interval for groupReapWait. Only then is /proc read to
-// tell zombies from live members, through scans, one process's every
-// Stop waiting at once shares: the cost is that of a few scans of /proc
-// per destroy, not of one scan per daemon per poll.
-func (p *Provider) waitGroupGone(ctx context.Context, pgid int, deadline time.Time) bool {
-	first := time.Now()
+// orch is not its parent when another orch started it), the group's
+// members as an index of every group lists them are looked at one by one
+// (pid, start time, still in the group, not a zombie): the cost of a
+// check is the group's size, not the machine's. The index comes from one
+// scan of /proc that every Stop shares (see groupIndex).
+func (p *Provider) waitGroupGone(ctx context.Context, pgid int, leader member, deadline time.Time) bool {
+	var known []member
 	return pollUntil(ctx, deadline, func() bool {
 		if unix.Kill(-pgid, 0) == unix.ESRCH {
 			return true
 		}
-		if time.Since(first) < groupReapWait {
-			return false
+		if known == nil {
+			known = p.groups.members(pgid, leader, p.boot.clockHz)
 		}
-		return !p.scans.groupLive(pgid, time.Now())
+		for _, m := range known {
+			if st, ok := readStat(m.pid); ok && st.StartTicks == m.start && st.Pgid == pgid && st.State != 'Z' && st.State != 'X' {
+				return false
+			}
+		}
+		return true
 	})
 }
 
-// groupReapWait is how long a Stop waits for a process group to empty
-// (its zombies reaped) before it reads /proc to tell zombies from live
-// members.
-const groupReapWait = 100 * time.Millisecond
-
-// groupScans shares scans of /proc among the goroutines that ask at once
-// whether a process group has a live member.
-type groupScans struct {
-	mu      sync.Mutex
-	running chan struct{} // closed when the scan in flight ends; nil if none
-	at      time.Time     // when the last finished scan began
-	live    map[int]bool  // pgids with a live member, as of that scan
-	count   int           // scans done, for tests
+// member is a process of a group: pid and start time.
+type member struct {
+	pid   int
+	start uint64
 }
 
-// groupLive reports whether process group pgid had a live (not zombie)
-// member in a scan of /proc begun at since or later: a scan in flight that
-// began earlier is waited for, then a new one made (by one of the
-// goroutines asking, for all of them).
-func (s *groupScans) groupLive(pgid int, since time.Time) bool {
-	for {
-		s.mu.Lock()
-		if s.live != nil && !s.at.Before(since) {
-			v := s.live[pgid]
-			s.mu.Unlock()
-			return v
-		}
-		if ch := s.running; ch != nil {
-			s.mu.Unlock()
-			<-ch
-			continue
-		}
-		ch := make(chan struct{})
-		s.running = ch
-		s.mu.Unlock()
-		at := time.Now()
-		live := scanGroups()
-		s.mu.Lock()
-		s.live, s.at, s.running = live, at, nil
-		s.count++
-		s.mu.Unlock()
-		close(ch)
+// groupIndexTTL is how long a scan of /proc serves Stops.
+const groupIndexTTL = 2 * time.Second
+
+// groupIndex is every process group's live members, from one scan of
+// /proc shared by every Stop: a destroy scans /proc once, and again only
+// once the index is older than groupIndexTTL, or when a group's leader
+// still runs but is not in it (the group is younger than the scan) — not
+// once per daemon per poll. What it cannot see is a process that joins a
+// group after the scan (forked by a member) and outlives its parent; it
+// got the stop signal with the group, but a SIGKILL after the timeout
+// would miss it.
+type groupIndex struct {
+	mu       sync.Mutex
+	at       time.Time
+	atTicks  uint64 // the scan's start, in clock ticks after boot (as start times are)
+	groups   map[int][]member
+	building chan struct{} // closed when the scan in flight ends
+	scans    int           // scans done, for tests
+}
+
+// members returns the members of group pgid, leader included.
+func (x *groupIndex) members(pgid int, leader member, hz uint64) []member {
+	x.mu.Lock()
+	for x.building != nil {
+		ch := x.building
+		x.mu.Unlock()
+		<-ch
+		x.mu.Lock()
 	}
+	// A group whose leader started after the scan began is younger than
+	// the index: scan again.
+	if x.groups != nil && time.Since(x.at) < groupIndexTTL && leader.start < x.atTicks {
+		ms := x.groups[pgid]
+		x.mu.Unlock()
+		return withLeader(ms, leader)
+	}
+	ch := make(chan struct{})
+	x.building = ch
+	x.mu.Unlock()
+	at, atTicks := time.Now(), bootTicks(hz)
+	groups := scanGroups()
+	x.mu.Lock()
+	x.groups, x.at, x.atTicks, x.building = groups, at, atTicks, nil
+	x.scans++
+	ms := groups[pgid]
+	x.mu.Unlock()
+	close(ch)
+	return withLeader(ms, leader)
+}
+
+func withLeader(ms []member, leader member) []member {
+	if slices.Contains(ms, leader) {
+		return ms
+	}
+	return append(ms[:len(ms):len(ms)], leader)
+}
+
+// bootTicks is the time since boot (CLOCK_BOOTTIME, which start times in
+// /proc count from) in clock ticks of hz, rounded down.
+func bootTicks(hz uint64) uint64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
+		return 0 // unknown: every group counts as younger, and is scanned
+	}
+	return uint64(ts.Sec)*hz + uint64(ts.Nsec)*hz/1e9
 }
 
 // scanGroups reads every process's /proc/<pid>/stat once and returns the
-// process groups that have a live (not zombie) member.
-func scanGroups() map[int]bool {
-	live := map[int]bool{}
+// live (not zombie) members of every process group.
+func scanGroups() map[int][]member {
+	groups := map[int][]member{}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return live
+		return groups
 	}
 	defer d.Close()
 	names, _ := d.Readdirnames(-1)
@@ -134,10 +169,10 @@ func scanGroups() map[int]bool {
 		}
 		pid := int(atou([]byte(n)))
 		if st, ok := readStat(pid); ok && st.State != 'Z' && st.State != 'X' {
-			live[st.Pgid] = true
+			groups[st.Pgid] = append(groups[st.Pgid], member{pid, st.StartTicks})
 		}
 	}
-	return live
+	return groups
 }
 
 // pollUntil calls done with a growing interval (1ms up to 50ms) until it
