@@ -153,6 +153,7 @@ func (d *logd) run() error {
 		}
 		return fmt.Errorf("lock: %w", err)
 	}
+	raiseNofile()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
@@ -302,10 +303,13 @@ func (d *logd) serve(c *net.UnixConn) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	for {
-		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 {
 			return
 		}
+		// With no descriptor free the kernel drops the ones sent, and
+		// says so with MSG_CTRUNC.
+		truncated := flags&unix.MSG_CTRUNC != 0
 		fds := receivedFDs(oob[:oobn])
 		d.mu.Lock()
 		if d.closing {
@@ -327,9 +331,20 @@ func (d *logd) serve(c *net.UnixConn) {
 			case "add":
 				if len(fds) != 1 {
 					rep.Error = "add needs one descriptor"
+					if truncated {
+						rep.Error = noDescriptor(m.Name)
+					}
 					break
 				}
-				if err := d.add(fds[0], m); err != nil {
+				// A second descriptor, kept for the log file, which is
+				// opened later: a daemon whose output could not be
+				// written is refused now, never left half-started.
+				spare, err := unix.FcntlInt(uintptr(fds[0]), unix.F_DUPFD_CLOEXEC, 0)
+				if err != nil {
+					rep.Error = noDescriptor(m.Name)
+					break
+				}
+				if err := d.add(fds[0], spare, m); err != nil {
 					rep.Error = err.Error()
 				}
 				fds = fds[1:]
@@ -374,13 +389,40 @@ func receivedFDs(oob []byte) []int {
 	return fds
 }
 
+// noDescriptor is the refusal of a daemon's pipe when the log daemon has
+// no descriptor left.
+func noDescriptor(name string) string {
+	var lim unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	return fmt.Sprintf("no file descriptor left for the output of %s: the log daemon has all %d of its limit (RLIMIT_NOFILE) in use; raise the hard limit of orch's user (ulimit -Hn, or LimitNOFILE= for a service)", name, lim.Cur)
+}
+
+// raiseNofile raises the soft RLIMIT_NOFILE to the hard limit: the log
+// daemon holds two descriptors per running daemon (its pipe and its log).
+func raiseNofile() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+}
+
 // add takes the read end of a pipe (fd, which it owns from now on) and
-// copies it to the log of m.Name until no writer is left. A pipe already
-// being read (recover found it, say) is closed again.
-func (d *logd) add(fd int, m logdMsg) error {
+// copies it to the log of m.Name until no writer is left; spare (-1 for
+// none) is a descriptor it closes just before it opens the log, so that
+// there is one to open it with. A pipe already being read (recover found
+// it, say) is closed again.
+func (d *logd) add(fd, spare int, m logdMsg) error {
+	closeSpare := func() {
+		if spare >= 0 {
+			unix.Close(spare)
+			spare = -1
+		}
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		unix.Close(fd)
+		closeSpare()
 		return errors.New("not a pipe")
 	}
 	id := fileID{uint64(st.Dev), uint64(st.Ino)}
@@ -390,6 +432,7 @@ func (d *logd) add(fd int, m logdMsg) error {
 	if d.open[id] {
 		d.mu.Unlock()
 		unix.Close(fd)
+		closeSpare()
 		return nil
 	}
 	d.open[id] = true
@@ -397,6 +440,7 @@ func (d *logd) add(fd int, m logdMsg) error {
 	d.mu.Unlock()
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
+		closeSpare()
 		d.unreserve(id)
 		return err
 	}
@@ -406,6 +450,7 @@ func (d *logd) add(fd int, m logdMsg) error {
 	// the pipe holds what the daemon writes meanwhile.
 	go func() {
 		d.opening <- struct{}{}
+		closeSpare()
 		lw, err := d.acquire(m.Name, m.MaxSize, m.MaxFiles)
 		<-d.opening
 		if err != nil {
@@ -458,7 +503,7 @@ func (d *logd) recover() {
 				unix.Close(fd)
 				continue
 			}
-			d.add(fd, logdMsg{Op: "add", Name: name, MaxSize: e.MaxSize, MaxFiles: e.MaxFiles})
+			d.add(fd, -1, logdMsg{Op: "add", Name: name, MaxSize: e.MaxSize, MaxFiles: e.MaxFiles})
 			break
 		}
 	}
