@@ -153,7 +153,7 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 	var groups []*group
 	var pending []regEntry
 	err := withRegistry(logsDir, func(live *regLive) {
-		for name, keys := range live.names {
+		for _, keys := range live.names {
 			var g *group
 			for _, k := range keys {
 				e := live.inst[k]
@@ -184,7 +184,6 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 				}
 				g.insts = append(g.insts, e)
 			}
-			_ = name
 			if g != nil {
 				groups = append(groups, g)
 			}

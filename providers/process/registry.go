@@ -287,7 +287,8 @@ func lockedRegistry(path string, how, flag int) (*os.File, error) {
 }
 
 // compactRegistry rewrites the registry at path with its live entries
-// only, if that saves at least half of it. Best effort: an error leaves
+// only (pending starts, and instances whose process runs), if that saves
+// at least half of it. Best effort: an error leaves
 // the file as it was.
 func compactRegistry(path string) {
 	f, err := lockedRegistry(path, unix.LOCK_EX, os.O_RDONLY)
@@ -302,6 +303,11 @@ func compactRegistry(path string) {
 	live := parseRegistry(data.Bytes())
 	var out bytes.Buffer
 	for _, e := range live.sorted() {
+		if !e.Pending && !instanceRuns(e) {
+			// Ended (a crash restarted from another line, say): nothing
+			// reads its line any more, so it is not kept.
+			continue
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			return
@@ -318,6 +324,24 @@ func compactRegistry(path string) {
 	}
 	compacted.Store(path, int64(out.Len()))
 }
+
+// instanceRuns reports whether the process of a committed entry runs (a
+// zombie does not).
+func instanceRuns(e regEntry) bool {
+	hi, err := ParseHandle(providers.Handle(e.Handle))
+	if err != nil {
+		return false
+	}
+	if hi.BootID != "" && hi.BootID != bootID() {
+		return false
+	}
+	st, ok := readStat(hi.Pid)
+	return ok && st.StartTicks == hi.StartTicks && st.State != 'Z' && st.State != 'X'
+}
+
+var bootIDOnce = sync.OnceValue(func() string { return readBootInfo().bootID })
+
+func bootID() string { return bootIDOnce() }
 
 // readRegistry returns the live entries of the registry of dir; none when
 // it does not exist. They are the caller's.

@@ -95,7 +95,9 @@ func TestRegistryCompactsUnderConcurrentWriters(t *testing.T) {
 			for i := 0; i < each; i++ {
 				// Every writer rewrites its own 10 names over and over.
 				name := fmt.Sprintf("w%d-n%d", w, i%10)
-				if err := appendRegistry(dir, regEntry{Name: name, logConf: logConf{Address: name, MaxSize: int64(i), Handle: handleOf(i)}}); err != nil {
+				// Pending: compaction keeps them (it drops the lines of
+				// processes that do not run, as these fake handles).
+				if err := appendRegistry(dir, regEntry{Name: name, Pending: true, logConf: logConf{Address: name, MaxSize: int64(i)}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -112,7 +114,7 @@ func TestRegistryCompactsUnderConcurrentWriters(t *testing.T) {
 	}
 	for w := 0; w < writers; w++ {
 		for n := 0; n < 10; n++ {
-			e, _ := all.latest(fmt.Sprintf("w%d-n%d", w, n))
+			e := all.inst["~"+fmt.Sprintf("w%d-n%d", w, n)]
 			if want := int64(each - 10 + n); e.MaxSize != want {
 				t.Errorf("w%d-n%d: max_size %d, want the last written %d", w, n, e.MaxSize, want)
 			}
@@ -124,5 +126,31 @@ func TestRegistryCompactsUnderConcurrentWriters(t *testing.T) {
 	}
 	if st.Size() >= 4*registryCompactMin {
 		t.Errorf("registry is %d bytes after %d lines: never compacted", st.Size(), writers*each)
+	}
+}
+
+// TestRegistryCompactionDropsEnded: a compaction keeps pending starts and
+// the instances that run, and drops the lines of processes that ended (a
+// daemon restarted after each crash would otherwise grow the registry for
+// ever, a line per restart).
+func TestRegistryCompactionDropsEnded(t *testing.T) {
+	dir := t.TempDir()
+	self, _ := readStat(os.Getpid())
+	running := json.RawMessage(fmt.Sprintf(`{"pid":%d,"start_ticks":%d}`, os.Getpid(), self.StartTicks))
+	appendRegistry(dir, regEntry{Name: "runs", ID: "r", logConf: logConf{Address: "daemon.runs", Handle: running}})
+	appendRegistry(dir, regEntry{Name: "starting", ID: "s", Pending: true, logConf: logConf{Address: "daemon.starting"}})
+	for i := 0; i < 6000; i++ {
+		// Restarts of a crashing daemon: a new instance each time.
+		appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
+	}
+	all, err := readRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := all.latest("runs"); !ok || all.inst["s"].Name != "starting" {
+		t.Fatalf("compaction dropped a running instance or a pending start: %v", all.inst)
+	}
+	if n := len(all.of("crashes")); n > registryCompactMin/100 {
+		t.Fatalf("%d ended instances kept after compactions", n)
 	}
 }
