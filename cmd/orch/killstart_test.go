@@ -117,6 +117,36 @@ func applyKilled(t *testing.T, dir string, env []string, after time.Duration) {
 	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("orch apply (%v) was not killed: %v\n%s", env, err, out.String())
 	}
+	// Dead, it holds no lock, and nothing it started may keep it: a child
+	// it was forking when killed holds a copy of its descriptors until it
+	// executes its program (microseconds, more on a loaded machine).
+	lock := filepath.Join(dir, ".orch", "state.db.lock")
+	deadline := time.Now().Add(10 * time.Second)
+	for holders := lockHolders(lock); len(holders) > 0; holders = lockHolders(lock) {
+		if time.Now().After(deadline) {
+			t.Fatalf("orch apply (%v) was killed, and the state lock is still open in: %v", env, holders)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockHolders lists the processes that have path open, with their command
+// lines.
+func lockHolders(path string) []string {
+	var out []string
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == path {
+			dir := filepath.Dir(filepath.Dir(fd))
+			cmd, _ := os.ReadFile(dir + "/cmdline")
+			st, _ := os.ReadFile(dir + "/stat")
+			wchan, _ := os.ReadFile(dir + "/wchan")
+			stack, _ := os.ReadFile(dir + "/stack")
+			status, _ := os.ReadFile(dir + "/status")
+			out = append(out, filepath.Base(dir)+": "+strings.ReplaceAll(string(cmd), "\x00", " ")+"\nstat: "+string(st)+"\nwchan: "+string(wchan)+"\nstack: "+string(stack)+"\nstatus: "+string(status))
+		}
+	}
+	return out
 }
 
 // TestApplyKilledMidStartLeavesNoDuplicate is issue 18 point 1: orch
