@@ -218,3 +218,99 @@ func TestApplyKilledMidStartLeavesNoDuplicate(t *testing.T) {
 		t.Fatalf("%d daemons survived destroy: %v", len(got), got)
 	}
 }
+
+// TestUpKilledDuringReloadLeavesNoDuplicate is the same for orch up: it
+// runs the 200 daemons, their configuration changes (a hot reload
+// replaces them all) and orch up is SIGKILLed at a random moment of the
+// reload; one clean apply then runs exactly one process per daemon, and
+// orch destroy leaves none.
+func TestUpKilledDuringReloadLeavesNoDuplicate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 daemons, 4 reloads")
+	}
+	mark := fmt.Sprintf("u%d", time.Now().UnixNano())
+	dir := project(t, killConfig(mark, 0))
+	t.Cleanup(func() {
+		for _, pids := range marked(t, mark) {
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 19))
+	oneEach := func() bool {
+		got := marked(t, mark)
+		for _, pids := range got {
+			if len(pids) != 1 {
+				return false
+			}
+		}
+		return len(got) == killDaemons
+	}
+	for round := 1; round <= 4; round++ {
+		up := newOrchCmd(t, dir, "up", "-json", dir)
+		var out bytes.Buffer
+		up.Stdout, up.Stderr = &out, &out
+		if err := up.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { up.Wait(); close(exited) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for !oneEach() {
+			select {
+			case <-exited:
+				t.Fatalf("round %d: orch up exited:\n%s", round, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				up.Process.Kill()
+				<-exited
+				t.Fatalf("round %d: orch up never ran one process per daemon:\n%s", round, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(killConfig(mark, round)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
+		time.Sleep(after)
+		up.Process.Signal(syscall.SIGKILL)
+		<-exited
+		// A child it was forking when killed is a copy of it (its agent
+		// socket included) until it executes its program.
+		waitNoCopy(t, up.Args)
+		orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+		checkOnePerDaemon(t, mark, fmt.Sprintf("orch up killed %s into reload %d", after, round))
+	}
+	orch(t, dir, nil, "destroy", "-auto-approve").want(t, 0)
+	if got := marked(t, mark); len(got) != 0 {
+		t.Fatalf("%d daemons survived destroy: %v", len(got), got)
+	}
+}
+
+// waitNoCopy waits (10s deadline) until no live process has the command
+// line argv: a process killed while it forked leaves a child that is a
+// copy of it, descriptors included, until that child executes its program.
+func waitNoCopy(t *testing.T, argv []string) {
+	t.Helper()
+	want := strings.Join(argv, "\x00") + "\x00"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var copies []string
+		names, _ := filepath.Glob("/proc/[0-9]*")
+		for _, d := range names {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			if b, err := os.ReadFile(d + "/cmdline"); err == nil && string(b) == want && alive(pid) {
+				copies = append(copies, filepath.Base(d))
+			}
+		}
+		if len(copies) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes %v still run as %q", copies, argv)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
