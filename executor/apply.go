@@ -68,6 +68,11 @@ type StepEvent struct {
 	Skipped  bool
 	Elapsed  time.Duration
 	Observed providers.Observed
+	// Handle and Runtime, on a successful up step, are what was recorded
+	// for the instance (durable when the event is sent): a supervisor can
+	// take it over at once, before the rest of the apply ends.
+	Handle  providers.Handle
+	Runtime spec.Address
 }
 
 // Outcome is what happened to one change.

@@ -26,15 +26,23 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 		e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind})
 	}
 	var obs providers.Observed
+	var handle providers.Handle
 	var err error
 	if s.kind == StepDown {
 		err = e.down(ctx, cfg, c, rec)
 	} else {
-		obs, err = e.up(ctx, cfg, c, rec)
+		obs, handle, err = e.up(ctx, cfg, c, rec)
 	}
 	if e.Progress != nil {
-		e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
-			Elapsed: time.Since(start), Observed: obs})
+		ev := StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
+			Elapsed: time.Since(start), Observed: obs}
+		if err == nil {
+			ev.Handle = handle
+			if c.Resource != nil {
+				ev.Runtime = c.Resource.Runtime
+			}
+		}
+		e.Progress(ev)
 	}
 	return err
 }
@@ -47,8 +55,14 @@ func (e *Executor) provider(rt spec.Address) (providers.Provider, error) {
 	return p, nil
 }
 
-// up brings the declared instance of c up and records it.
-func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (providers.Observed, error) {
+// up brings the declared instance of c up and records it; it returns the
+// handle recorded (durable once up returns).
+func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (obs providers.Observed, h providers.Handle, err error) {
+	obs, err = e.upRecord(ctx, cfg, c, rec, &h)
+	return obs, h, err
+}
+
+func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit, handle *providers.Handle) (providers.Observed, error) {
 	r := c.Resource
 	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Encoded(), ConfigHash: c.Hash(),
 		Status: StatusRunning}
@@ -78,6 +92,7 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 				}
 			}
 		}
+		*handle = inst.Handle
 		return c.Observed, rec.put(inst)
 	}
 	p, err := e.provider(r.Runtime)
@@ -108,6 +123,7 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 		}
 		inst.Status = StatusCompleted
 	}
+	*handle = inst.Handle
 	return obs, rec.put(inst)
 }
 
@@ -160,7 +176,7 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change
 			return err
 		}
 		rt := runtimeFor(cfg, rtAddr)
-		sig, timeout := stopSettings(prior.Snapshot)
+		sig, timeout := StopSettings(prior.Snapshot)
 		if _, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
 			return err
 		}
@@ -176,9 +192,9 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change
 	return rec.delete(c.Addr)
 }
 
-// stopSettings reads the stop signal and timeout the prior instance was
+// StopSettings reads the stop signal and timeout the prior instance was
 // applied with.
-func stopSettings(s *planner.Snapshot) (spec.Signal, time.Duration) {
+func StopSettings(s *planner.Snapshot) (spec.Signal, time.Duration) {
 	sig, timeout := spec.SIGTERM, spec.DefaultStopTimeout
 	if s == nil {
 		return sig, timeout

@@ -168,6 +168,11 @@ type Health struct {
 	Timeout     time.Duration // default 5s
 	Retries     int           // failures in a row before unhealthy; default 3
 	StartPeriod time.Duration // failures ignored during it; default 0s
+	// StartTimeout bounds the time from start to the first passing probe:
+	// until then failures do not make the daemon unhealthy (it is
+	// starting, not failing); past it without a pass, it is unhealthy.
+	// Default DefaultStartTimeout.
+	StartTimeout time.Duration
 }
 
 // Restart is a daemon's restart policy.

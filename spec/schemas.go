@@ -77,7 +77,7 @@ var runtimeCoreAttrs = []string{"plugin", "sha256"}
 var nestedSchemas = map[string]*hcl.BodySchema{
 	"health": {Attributes: []hcl.AttributeSchema{
 		{Name: "exec"}, {Name: "http"}, {Name: "tcp"},
-		{Name: "interval"}, {Name: "timeout"}, {Name: "retries"}, {Name: "start_period"},
+		{Name: "interval"}, {Name: "timeout"}, {Name: "retries"}, {Name: "start_period"}, {Name: "start_timeout"},
 	}},
 	"restart": {Attributes: []hcl.AttributeSchema{
 		{Name: "policy"}, {Name: "backoff"}, {Name: "max_backoff"},

@@ -96,8 +96,14 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 // exited handles the end of generation gen of addr.
 func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping || e.busy[addr] {
-		return // stale, or the executor is acting on it and will look again
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
+		return // stale
+	}
+	if e.busy[addr] {
+		// The executor still acts on it (the apply that started it goes
+		// on): afterApply takes this exit once that apply ends.
+		inst.exitBusy, inst.exitBusyGen = &obs, gen
+		return
 	}
 	inst.running, inst.healthy = false, false
 	inst.cancel()
@@ -203,12 +209,8 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 		}
 	}
 	e.apply(p, sweep, func(res *executor.Result, err error) {
-		e.afterApply(p, res, err)
-		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err != nil && !e.stopping {
-			if !inst.parked { // parked: its runtime could not be reached, not a crash
-				e.down(inst, true, 0) // a failed start counts as a crash
-			}
-		} else if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Skipped == "" {
+		e.afterApply(p, res, err) // a failed start counts as a crash there
+		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped == "" {
 			e.restartWith(addr, p)
 		}
 		e.promote() // what waited for it to run

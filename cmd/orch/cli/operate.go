@@ -110,24 +110,54 @@ func (a *App) colour(w io.Writer) bool {
 }
 
 // interruptible returns a context cancelled by the first SIGINT or SIGTERM,
-// saying notice on stderr; a second one exits 130 at once.
+// saying notice on stderr; a second one exits 130 at once. Signals within
+// signalCoalesce of the first count as one (GNU timeout, and some service
+// managers, send two at once).
 func (a *App) interruptible(notice string) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	ctx, hurry, stop := a.interruptibleHurry(notice, "")
 	go func() {
-		n := 0
-		for range ch {
-			n++
-			if n == 1 {
-				fmt.Fprintln(a.Stderr, notice)
-				cancel()
-				continue
-			}
+		select {
+		case <-hurry:
 			os.Exit(130)
+		case <-ctx.Done():
 		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	return ctx, stop
+}
+
+// signalCoalesce is how close together two interrupts count as one.
+const signalCoalesce = 2 * time.Second
+
+// interruptibleHurry is interruptible for orch up and orch agent: the
+// first SIGINT or SIGTERM cancels the context (saying notice); one that
+// comes later than signalCoalesce after it closes hurry (saying
+// hurryNotice), and the caller stops what remains faster instead of
+// exiting with daemons left running.
+func (a *App) interruptibleHurry(notice, hurryNotice string) (context.Context, <-chan struct{}, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	hurry := make(chan struct{})
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		var first time.Time
+		for range ch {
+			switch {
+			case first.IsZero():
+				first = time.Now()
+				fmt.Fprintln(a.Stderr, notice)
+				cancel()
+			case time.Since(first) < signalCoalesce:
+				// the same interrupt, sent twice
+			default:
+				if hurryNotice != "" {
+					fmt.Fprintln(a.Stderr, hurryNotice)
+				}
+				close(hurry)
+				return
+			}
+		}
+	}()
+	return ctx, hurry, func() { signal.Stop(ch); cancel() }
 }
 
 // applyNotice is what an interrupted plan or apply says.
