@@ -29,9 +29,10 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 	var handle providers.Handle
 	var err error
 	if s.kind == StepDown {
-		err = e.down(ctx, cfg, c, rec)
+		err = e.down(ctx, cfg, s, rec)
 	} else {
 		obs, handle, err = e.up(ctx, cfg, c, rec)
+		s.handle = handle
 	}
 	if e.Progress != nil {
 		ev := StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
@@ -163,8 +164,17 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 	}
 }
 
-// down stops and deletes the prior instance of c and records it.
-func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) error {
+// down stops and deletes the prior instance of s's change and records it.
+// The old instance of a create_before_destroy replace is stopped only once
+// the new one is ready (Executor.Ready); when it never is, the new one is
+// stopped instead (revert).
+func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit) error {
+	c := s.change
+	if s.pair != nil && e.Ready != nil && len(s.pair.handle) > 0 && c.Resource != nil {
+		if err := e.Ready(ctx, c, s.pair.handle); err != nil {
+			return e.revert(ctx, cfg, c, s.pair.handle, err, rec)
+		}
+	}
 	prior := c.Prior
 	rtAddr := prior.Runtime
 	if rtAddr.IsZero() && prior.Snapshot != nil {
@@ -223,4 +233,35 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// revert stops the new instance h of c's create_before_destroy replace,
+// which did not become ready (why), and restores the record of the old
+// one, which keeps running.
+func (e *Executor) revert(ctx context.Context, cfg *spec.Config, c *planner.Change, h providers.Handle, why error, rec *groupCommit) error {
+	r := c.Resource
+	p, err := e.provider(r.Runtime)
+	if err != nil {
+		return err
+	}
+	rt := runtimeFor(cfg, r.Runtime)
+	if _, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: h, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout}); err != nil {
+		return fmt.Errorf("%s: the new instance did not become ready (%v), and stopping it failed: %w", c.Addr, why, err)
+	}
+	if d, ok := p.(providers.Deleter); ok {
+		d.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: c.Addr, Handle: h})
+	}
+	prior := c.Prior
+	old := state.Instance{Addr: c.Addr, Runtime: prior.Runtime, ConfigHash: prior.ConfigHash, Handle: prior.Handle,
+		Status: prior.Status, LastError: (&RevertedError{Addr: c.Addr, Err: why}).Error()}
+	if prior.Snapshot != nil {
+		old.Config = prior.Snapshot.Encode()
+	}
+	if old.Status == "" {
+		old.Status = StatusRunning
+	}
+	if err := rec.put(old); err != nil {
+		return err
+	}
+	return &RevertedError{Addr: c.Addr, Err: why}
 }

@@ -511,6 +511,7 @@ func (e *instEval) lifecycle(nb *nestedBlock) {
 	lc := &e.r.Lifecycle
 	e.boolean(nb, "create_before_destroy", &lc.CreateBeforeDestroy)
 	e.boolean(nb, "prevent_destroy", &lc.PreventDestroy)
+	e.integer(nb, "max_parallel", 1, &lc.MaxParallel)
 	a := nb.attrs["ignore_changes"]
 	if a == nil {
 		return

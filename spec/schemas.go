@@ -86,7 +86,7 @@ var nestedSchemas = map[string]*hcl.BodySchema{
 	"stop": {Attributes: []hcl.AttributeSchema{{Name: "signal"}, {Name: "timeout"}}},
 	"log":  {Attributes: []hcl.AttributeSchema{{Name: "max_size"}, {Name: "max_files"}}},
 	"lifecycle": {Attributes: []hcl.AttributeSchema{
-		{Name: "create_before_destroy"}, {Name: "prevent_destroy"}, {Name: "ignore_changes"},
+		{Name: "create_before_destroy"}, {Name: "prevent_destroy"}, {Name: "max_parallel"}, {Name: "ignore_changes"},
 	}},
 	"grants": {Attributes: []hcl.AttributeSchema{{Name: "dirs"}, {Name: "writable"}, {Name: "env"}}},
 	"limits": {Attributes: []hcl.AttributeSchema{{Name: "memory"}, {Name: "call_timeout"}}},

@@ -123,6 +123,9 @@ type Engine struct {
 	// awayLook is the pending look again at runtimes a refresh could not
 	// reach (around); one at a time, however many reconciles ran meanwhile.
 	awayLook *time.Timer
+
+	readyMu    sync.Mutex
+	readyWaits map[spec.Address][]*readyWait // Executor.Ready calls waiting (ready.go)
 }
 
 // instance is what the engine knows of one declared instance.
@@ -168,6 +171,13 @@ type instance struct {
 	// ended): afterApply handles it once the apply ends.
 	exitBusy    *providers.Observed
 	exitBusyGen uint64
+	// sickBusy: its health check said unhealthy while the executor still
+	// acted on it; afterApply acts on it once the apply ends.
+	sickBusy string
+	// reverted is the configuration hash of a create_before_destroy
+	// replace that was reverted (the new instance never became ready):
+	// it is not tried again until the configuration changes.
+	reverted string
 }
 
 // New returns an Engine; nothing happens until Run.
@@ -181,7 +191,8 @@ func New(opts Options) *Engine {
 	return &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
 		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{},
-		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{}}
+		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
+		readyWaits: map[spec.Address][]*readyWait{}}
 }
 
 // Run applies the configuration and supervises until ctx is done; then it
@@ -657,6 +668,10 @@ func (e *Engine) gate(in map[spec.Address]*planner.Change) (now []*planner.Chang
 				continue
 			}
 		}
+		if inst := e.insts[a]; inst != nil && inst.reverted != "" && inst.reverted == c.Hash() {
+			delete(in, a) // its new configuration never became ready: until it changes
+			continue
+		}
 		if starts(c) {
 			if why := e.blocked(a, in, wait); why != "" {
 				wait[a] = why
@@ -754,7 +769,7 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 	e.inflight++
 	cfg := e.cfg
 	ex := &executor.Executor{Providers: e.opts.Providers, Store: e.opts.Store, Parallelism: e.opts.Parallelism,
-		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.progress}
+		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.progress, Ready: e.waitReady}
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
@@ -896,6 +911,15 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if !strings.HasPrefix(o.Skipped, "not started") && !e.stopping {
 				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped})
 			}
+		case o.Err != nil && isReverted(o.Err):
+			// The new instance never became ready and was stopped; the old
+			// one runs on, as its restored record says.
+			inst.reverted = c.Hash()
+			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
+			if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+				e.supervise(inst, rec.Handle)
+				inst.healthy = true // it served before, and was not replaced
+			}
 		case o.Err != nil:
 			if c != nil && inst.hash != c.Hash() {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
@@ -917,6 +941,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if inst.hash != rec.ConfigHash {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
 			}
+			inst.reverted = ""
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting = ""
 			inst.parked, inst.parkedTries = false, 0
@@ -927,11 +952,16 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				}
 				if inst.running && bytes.Equal(inst.handle, rec.Handle) {
 					// Supervised since its step ended (superviseStarted);
-					// an exit seen while the apply went on is handled now.
+					// an exit or an unhealthy check seen while the apply
+					// went on is handled now.
 					if x := inst.exitBusy; x != nil && inst.exitBusyGen == inst.gen {
 						gen, obs := inst.gen, *x
 						exitsSeen = append(exitsSeen, func() { e.exited(inst.addr, gen, obs) })
+					} else if why := inst.sickBusy; why != "" && !inst.healthy {
+						gen := inst.gen
+						exitsSeen = append(exitsSeen, func() { e.health(inst.addr, gen, false, why) })
 					}
+					inst.sickBusy = ""
 				} else {
 					e.supervise(inst, rec.Handle)
 				}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -103,11 +104,13 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 		// The executor still acts on it (the apply that started it goes
 		// on): afterApply takes this exit once that apply ends.
 		inst.exitBusy, inst.exitBusyGen = &obs, gen
+		e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
 		return
 	}
 	inst.running, inst.healthy = false, false
 	inst.cancel()
 	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
+	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
 	if obs.State == providers.StateExited && obs.Signal == "" {
 		code := obs.ExitCode
 		ev.ExitCode = &code
@@ -230,11 +233,22 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	if ok {
 		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})
+		e.readyResolved(addr, inst.handle, nil)
 		e.promote()
 		return
 	}
+	if inst.sickBusy == "" || !e.busy[addr] {
+		e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	}
 	inst.healthy = false
-	e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	e.readyResolved(addr, inst.handle, errors.New(detail))
+	if e.busy[addr] {
+		// The apply that started it still acts on it (a
+		// create_before_destroy replace waits for it to be ready, and
+		// reverts it): afterApply acts once the apply ends.
+		inst.sickBusy = detail
+		return
+	}
 	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.killing {
 		return
 	}
