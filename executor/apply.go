@@ -41,6 +41,12 @@ type Executor struct {
 	// running and its record is restored, and the change fails with a
 	// *RevertedError. Nil: the old one is stopped once the new one runs.
 	Ready func(ctx context.Context, c *planner.Change, h providers.Handle) error
+	// WaitUp, when set, is called at the end of a successful start of a
+	// daemon (create, start, or a replace that is not
+	// create_before_destroy, which Ready covers) and holds its dependents
+	// until it returns; an error fails the step (orch apply waits for
+	// readiness this way; orch up gates dependents itself).
+	WaitUp func(ctx context.Context, c *planner.Change, h providers.Handle) error
 	// Progress, when set, is called for each step as it starts and ends,
 	// from the step's goroutine.
 	Progress func(StepEvent)

@@ -33,6 +33,10 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 	} else {
 		obs, handle, err = e.up(ctx, cfg, c, rec)
 		s.handle = handle
+		if err == nil && e.WaitUp != nil && c.Addr.Kind == spec.KindDaemon && len(handle) > 0 &&
+			(c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)) {
+			err = e.WaitUp(ctx, c, handle)
+		}
 	}
 	if e.Progress != nil {
 		ev := StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,

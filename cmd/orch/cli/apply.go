@@ -13,6 +13,7 @@ func (a *App) applyCommand() *cobra.Command {
 	var (
 		vf          varFlags
 		lf          lockFlags
+		wf          waitFlags
 		autoApprove bool
 	)
 	cmd := &cobra.Command{
@@ -25,11 +26,20 @@ branches in parallel (--parallelism). Each step's result is recorded in the
 state as it happens. A failure skips what depends on it and lets the rest
 finish. Ctrl-C lets the steps in flight finish, records them and exits 1.
 
+It waits for what it started to be ready (-wait=false: it does not): a
+daemon with a health check until a probe passes (within health.start_timeout
+or -wait-timeout), and only then starts what depends on it; a daemon
+without one must still run 500ms after its start. It exits 1 naming each
+daemon that exited or never became ready, with the last lines of its log.
+
 Given a plan file saved by orch plan -out, apply performs exactly that plan
 without asking, and refuses it when the configuration or the observed world
 changed since it was made.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wf.wait {
+				a.wait = &wf
+			}
 			arg := dirArg(args)
 			sp, isPlan, err := readSavedPlan(arg)
 			if err != nil {
@@ -49,6 +59,7 @@ changed since it was made.`,
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
+	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	return cmd
 }

@@ -175,7 +175,19 @@ func (a *App) confirm(question string) bool {
 func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy bool) error {
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: a.settings.Parallelism,
 		Project: s.cfg.Project.Name, StateDir: s.stateDir, Progress: a.progress()}
+	var ready *readiness
+	if a.wait != nil && !destroy {
+		ready = newReadiness(s, a.wait)
+		ready.install(ex)
+	}
 	res, err := ex.Apply(ctx, s.cfg, p)
+	var dead []error
+	if ready != nil && err == nil {
+		dead = ready.checkAlive(ctx)
+		for _, d := range dead {
+			fmt.Fprintf(a.Stderr, "Error: %v\n", d)
+		}
+	}
 	if res != nil {
 		a.writeDiags(res.Diagnostics, s.res.files)
 		for _, o := range res.Outcomes {
@@ -192,7 +204,7 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	if destroy {
 		verb = "Destroy"
 	}
-	if len(res.Diagnostics) > 0 {
+	if len(res.Diagnostics) > 0 || len(dead) > 0 {
 		fmt.Fprintf(a.Stdout, "\n%s failed. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
 		return silentFailure()
 	}
