@@ -27,10 +27,11 @@ type DamagedError struct {
 }
 
 func (e *DamagedError) Error() string {
-	return fmt.Sprintf("state file %s is damaged: %s. orch will not use it or replace it. "+
-		"Restore a good copy (orch keeps %s.backup from before its last state command that rewrote records; "+
-		"`orch state push FILE` loads a copy pulled earlier), or run `orch state recover` to move the file aside "+
-		"and rebuild the state from what the runtimes report",
+	return fmt.Sprintf("state file %s is damaged: %s.\n"+
+		"orch will neither use it nor replace it with a new state. Either restore a good copy of it "+
+		"(%s.backup, if there is one, is the copy orch state rm and orch state push keep; "+
+		"orch state push -force FILE loads a copy printed by orch state pull), "+
+		"or run orch state recover to set it aside and rebuild the state from what the runtimes report",
 		e.Path, e.Detail, e.Path)
 }
 
