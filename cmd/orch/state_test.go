@@ -175,6 +175,11 @@ func TestStateCommands(t *testing.T) {
 	if !strings.Contains(r.stderr, "lineage") {
 		t.Fatalf("push of another lineage:\n%s", r.stderr)
 	}
+	// The backup rm kept is a state file push takes as it is.
+	orch(t, dir, nil, "state", "push", "-force", filepath.Join(dir, ".orch", "state.db.backup")).want(t, 0)
+	if r := orch(t, dir, nil, "state", "list").want(t, 0); !strings.Contains(r.stdout, "worker[0]") {
+		t.Fatalf("not back after the push of the backup:\n%s", r.stdout)
+	}
 	orch(t, dir, nil, "state", "push", "-force", pullFile).want(t, 0)
 	if r := orch(t, dir, nil, "state", "list").want(t, 0); !strings.Contains(r.stdout, "worker[0]") {
 		t.Fatalf("not back after push:\n%s", r.stdout)

@@ -186,18 +186,29 @@ func (s *Store) Replace(snap *Snapshot, force bool) (backup string, err error) {
 		}
 		recs = append(recs, kv{[]byte(key), b})
 	}
+	refuse := func(btx *bolt.Tx, serial uint64) error {
+		lineage := string(btx.Bucket(bucketMeta).Get(keyLineage))
+		if !force && snap.Lineage != lineage {
+			return fmt.Errorf("%w: the snapshot has lineage %s and the state %s has lineage %s: it is another state (pass -force to replace it all the same)",
+				ErrRefusedPush, snap.Lineage, s.path, lineage)
+		}
+		if !force && snap.Serial < serial {
+			return fmt.Errorf("%w: the snapshot has serial %d, older than the state's %d: it would undo newer records (pull the state again, or pass -force)",
+				ErrRefusedPush, snap.Serial, serial)
+		}
+		return nil
+	}
+	// Refuse before the backup, so that a refused push keeps the backup
+	// of the last change; the lock keeps the state as it is meanwhile.
+	if err := s.view(refuse); err != nil {
+		return "", err
+	}
 	if backup, err = s.Backup(); err != nil {
 		return "", err
 	}
 	err = s.update(func(btx *bolt.Tx, serial uint64) (bool, error) {
-		lineage := string(btx.Bucket(bucketMeta).Get(keyLineage))
-		if !force && snap.Lineage != lineage {
-			return false, fmt.Errorf("%w: the snapshot has lineage %s and the state %s has lineage %s: it is another state (pass -force to replace it all the same)",
-				ErrRefusedPush, snap.Lineage, s.path, lineage)
-		}
-		if !force && snap.Serial < serial {
-			return false, fmt.Errorf("%w: the snapshot has serial %d, older than the state's %d: it would undo newer records (pull the state again, or pass -force)",
-				ErrRefusedPush, snap.Serial, serial)
+		if err := refuse(btx, serial); err != nil {
+			return false, err
 		}
 		for _, name := range [][]byte{bucketInstances, bucketKV} {
 			if btx.Bucket(name) != nil {
@@ -309,4 +320,16 @@ func Recover(path string, opts Options, force bool) (s *Store, movedTo string, e
 		return fail(err)
 	}
 	return s, movedTo, nil
+}
+
+// ReadSnapshot reads the whole state of the state file at path, such as
+// a state.db.backup, without any lock: the file must not be written
+// meanwhile. It is checked as an open checks it; its directory's
+// ownership is not (the caller names the file).
+func ReadSnapshot(path string) (*Snapshot, error) {
+	if _, err := verify(path, false); err != nil {
+		return nil, err
+	}
+	s := &Store{path: path, readOnly: true}
+	return s.Snapshot()
 }

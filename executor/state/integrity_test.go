@@ -402,6 +402,9 @@ func TestBackupAndReplace(t *testing.T) {
 	if n, _ := s.List(); len(n) != 9 {
 		t.Fatalf("a refused push changed the state: %d records", len(n))
 	}
+	if _, err := os.Stat(BackupPath(path)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused push replaced the backup: %v", err)
+	}
 	before, _ := s.Serial()
 	backup, err := s.Replace(&back, true)
 	if err != nil {

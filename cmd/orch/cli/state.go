@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -306,9 +308,9 @@ func (a *App) statePushCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "push FILE [DIR]",
-		Short: "Replace the state with a JSON document from orch state pull",
-		Long: `Replace the whole state with FILE ("-": standard input), a document printed
-by orch state pull. As with Terraform, a document of another lineage (pulled
+		Short: "Replace the state with a document from orch state pull, or a state file",
+		Long: `Replace the whole state with FILE ("-": standard input): a JSON document
+printed by orch state pull, or a state file such as .orch/state.db.backup. As with Terraform, a document of another lineage (pulled
 from another state) or with an older serial than the state's (the state has
 changed since it was pulled) is refused unless -force. The state file as it
 was is copied to state.db.backup first.
@@ -318,21 +320,9 @@ state.db.damaged-<time>) and the document becomes the new state: the way to
 restore a copy pulled earlier.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var src io.Reader = a.Stdin
-			name := "standard input"
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return &exitError{code: ExitError, msg: err.Error()}
-				}
-				defer f.Close()
-				src, name = f, args[0]
-			}
-			var snap state.Snapshot
-			dec := json.NewDecoder(src)
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&snap); err != nil {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not a state document from orch state pull: %v", name, err)}
+			snap, err := a.readPushed(args[0])
+			if err != nil {
+				return err
 			}
 			path := a.statePath(dirAfter(args, 1))
 			_, statErr := os.Lstat(path)
@@ -351,7 +341,7 @@ restore a copy pulled earlier.`,
 				return stateOpenErr(err, path)
 			}
 			defer st.Close()
-			backup, err := st.Replace(&snap, force || fresh)
+			backup, err := st.Replace(snap, force || fresh)
 			if err != nil {
 				return &exitError{code: ExitError, msg: err.Error()}
 			}
@@ -368,6 +358,36 @@ restore a copy pulled earlier.`,
 	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&force, "force", false, "push a document of another lineage or an older serial, or onto a damaged state file")
 	return cmd
+}
+
+// readPushed reads what orch state push is given: a JSON document from
+// orch state pull ("-": standard input), or a bbolt state file.
+func (a *App) readPushed(name string) (*state.Snapshot, error) {
+	var src io.Reader = a.Stdin
+	shown := "standard input"
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, &exitError{code: ExitError, msg: err.Error()}
+		}
+		defer f.Close()
+		src, shown = f, name
+	}
+	br := bufio.NewReader(src)
+	if b, _ := br.Peek(16); name != "-" && len(bytes.TrimSpace(b)) > 0 && bytes.TrimSpace(b)[0] != '{' {
+		snap, err := state.ReadSnapshot(name)
+		if err != nil {
+			return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s is neither a state document from orch state pull nor a readable state file: %v", name, err)}
+		}
+		return snap, nil
+	}
+	var snap state.Snapshot
+	dec := json.NewDecoder(br)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&snap); err != nil {
+		return nil, &exitError{code: ExitError, msg: fmt.Sprintf("%s is not a state document from orch state pull: %v", shown, err)}
+	}
+	return &snap, nil
 }
 
 func (a *App) stateCheckCommand() *cobra.Command {
