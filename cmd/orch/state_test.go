@@ -79,6 +79,8 @@ func TestDamagedState(t *testing.T) {
 	// Put the good state back for the cleanup's destroy.
 	defer os.WriteFile(path, good, 0o600)
 	ids, pageSize := usedPages(t, path)
+	pulled := filepath.Join(t.TempDir(), "pulled.json")
+	os.WriteFile(pulled, []byte(orch(t, dir, nil, "state", "pull").want(t, 0).stdout), 0o600)
 	damaged := map[string][]byte{
 		"truncated": good[:len(good)/2],
 		"empty":     {},
@@ -100,7 +102,7 @@ func TestDamagedState(t *testing.T) {
 			if err := os.WriteFile(path, content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			for _, args := range [][]string{{"status"}, {"plan"}, {"apply", "-auto-approve"}, {"destroy", "-auto-approve"}, {"state", "list"}} {
+			for _, args := range [][]string{{"status"}, {"plan"}, {"apply", "-auto-approve"}, {"destroy", "-auto-approve"}, {"state", "list"}, {"state", "check"}} {
 				r := orch(t, dir, nil, args...)
 				noPanic(t, r)
 				r.want(t, 1)
@@ -113,6 +115,18 @@ func TestDamagedState(t *testing.T) {
 			}
 		})
 	}
+	// A copy pulled earlier restores it: push refuses the damaged file
+	// without -force, and sets it aside with it.
+	os.WriteFile(path, make([]byte, len(good)), 0o600)
+	r := orch(t, dir, nil, "state", "push", pulled).want(t, 1)
+	if !strings.Contains(r.stderr, "pass -force") {
+		t.Fatalf("push onto a damaged file without -force:\n%s", r.stderr)
+	}
+	r = orch(t, dir, nil, "state", "push", "-force", pulled).want(t, 0)
+	if !strings.Contains(r.stdout, "Pushed 3 records") || !strings.Contains(r.stdout, ".damaged-") {
+		t.Fatalf("push -force onto a damaged file:\n%s", r.stdout)
+	}
+	orch(t, dir, nil, "plan", "-detailed-exitcode").want(t, 0)
 }
 
 // TestStateCommands: list, show, rm (forgets without stopping), pull,

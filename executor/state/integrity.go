@@ -162,7 +162,10 @@ func allZero(f *os.File, size int64) bool {
 // mapped file (a page number pointing past its end), becomes a
 // *DamagedError instead of killing orch. bbolt trusts the file's page
 // numbers and lengths; a damaged page makes it index out of range or
-// read outside the map.
+// read outside the map. A panic inside bolt.Open itself leaves that
+// bbolt handle (its descriptor and flock) unclosed, as bbolt gives no way
+// to close it; this is why verify opens read-only (a shared flock) and
+// loads the free list before any writer opens the file.
 func guard(path string, fn func() error) (err error) {
 	old := debug.SetPanicOnFault(true)
 	defer func() {
