@@ -82,24 +82,27 @@ func parseMeta(b []byte) (boltMeta, string) {
 // mapping it, and refuses a file bbolt would misread or fault on: empty,
 // shorter than its meta pages say, or with no valid meta page. It is a
 // few hundred bytes of reading. A missing file is returned as the
-// *fs.PathError of os.Open.
-func checkHeader(path string) error {
+// *fs.PathError of os.Open. suspect is true when the file is usable but
+// one meta page is invalid (a torn write, or damage: bbolt falls back to
+// the other, older one) or its size is not a whole number of pages; the
+// caller then runs the full check.
+func checkHeader(path string) (suspect bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return false, err
 	}
 	size := fi.Size()
 	if size == 0 {
-		return &DamagedError{Path: path, Detail: "it is empty (0 bytes)"}
+		return false, &DamagedError{Path: path, Detail: "it is empty (0 bytes)"}
 	}
 	first := make([]byte, pageHeaderSize+metaSize)
 	if _, err := f.ReadAt(first, 0); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return false, err
 	}
 	m0, bad0 := parseMeta(first)
 	pageSize := int64(os.Getpagesize())
@@ -128,22 +131,22 @@ func checkHeader(path string) error {
 	default:
 		if bad0 == "no bbolt magic number" && (bad1 == "short" || bad1 == "no bbolt magic number") {
 			if allZero(f, size) {
-				return &DamagedError{Path: path, Detail: fmt.Sprintf("it holds only zero bytes (%d)", size)}
+				return false, &DamagedError{Path: path, Detail: fmt.Sprintf("it holds only zero bytes (%d)", size)}
 			}
-			return &DamagedError{Path: path, Detail: fmt.Sprintf("it is not a bbolt database (%d bytes, no bbolt header)", size)}
+			return false, &DamagedError{Path: path, Detail: fmt.Sprintf("it is not a bbolt database (%d bytes, no bbolt header)", size)}
 		}
-		return &DamagedError{Path: path, Detail: fmt.Sprintf("both meta pages are invalid (page 0: %s; page 1: %s)", bad0, bad1)}
+		return false, &DamagedError{Path: path, Detail: fmt.Sprintf("both meta pages are invalid (page 0: %s; page 1: %s)", bad0, bad1)}
 	}
 	if int64(m.pageSize) != pageSize && bad0 == "" && bad1 == "" && m0.pageSize != m1.pageSize {
-		return &DamagedError{Path: path, Detail: "the meta pages disagree on the page size"}
+		return false, &DamagedError{Path: path, Detail: "the meta pages disagree on the page size"}
 	}
 	if m.pgid < 2 || m.root >= m.pgid || (m.freelist != noFreelist && m.freelist >= m.pgid) {
-		return &DamagedError{Path: path, Detail: fmt.Sprintf("the meta page points outside the file's %d pages", m.pgid)}
+		return false, &DamagedError{Path: path, Detail: fmt.Sprintf("the meta page points outside the file's %d pages", m.pgid)}
 	}
 	if need := int64(m.pgid) * int64(m.pageSize); need > size || need/int64(m.pageSize) != int64(m.pgid) {
-		return &DamagedError{Path: path, Detail: fmt.Sprintf("it is truncated: %d bytes, and its pages need %d", size, need)}
+		return false, &DamagedError{Path: path, Detail: fmt.Sprintf("it is truncated: %d bytes, and its pages need %d", size, need)}
 	}
-	return nil
+	return bad0 != "" || bad1 != "" || size%int64(m.pageSize) != 0, nil
 }
 
 // allZero reports whether the first MiB of f is all zero bytes.
@@ -237,16 +240,19 @@ func walk(btx *bolt.Tx) (records int, err error) {
 
 // verify checks the file at path before orch uses it: the meta pages
 // (checkHeader), then a read-only open of it with its free-page list
-// loaded and every page in use read (walk). With full, bbolt's own
-// consistency check (Tx.Check: every page reachable or free exactly once,
-// keys in order) runs as well, and every instance record is decoded.
+// loaded and every page in use read (walk). With full, or when the meta
+// pages look off (checkHeader's suspect), bbolt's own consistency check
+// (Tx.Check: every page reachable or free exactly once, keys in order)
+// runs as well, and every instance record is decoded.
 // It returns the number of instance records.
 func verify(path string, full bool) (int, error) {
-	if err := checkHeader(path); err != nil {
+	suspect, err := checkHeader(path)
+	if err != nil {
 		return 0, err
 	}
+	full = full || suspect
 	var records int
-	err := guard(path, func() error {
+	err = guard(path, func() error {
 		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: busyTimeout, PreLoadFreelist: true, NoStatistics: true})
 		if err != nil {
 			return openError(path, err)
