@@ -98,7 +98,7 @@ type Store struct {
 // a directory orch creates is 0700, files 0600. An existing file is
 // checked before anything is written to it (see verify): a damaged one,
 // even an empty one, is refused with a *DamagedError, never replaced. A
-// new file is built aside and renamed into place, so that a crash never
+// new file is built aside and linked into place, so that a crash never
 // leaves an empty state.db behind.
 func Open(path string, opts Options) (*Store, error) {
 	if err := owned.Dir(filepath.Dir(path)); err != nil {
@@ -154,22 +154,20 @@ func (s *Store) init() error {
 				return fmt.Errorf("state: %s is a bbolt file but not an orch state file (no %q bucket)", s.path, bucketMeta)
 			}
 			var err error
-			s.lineage, err = initBuckets(btx, "", 0)
+			s.lineage, err = initBuckets(btx)
 			return err
 		})
 	})
 }
 
-// initBuckets creates the buckets and meta keys of a state in an empty
-// bbolt file, with lineage (a new random one when empty) and serial.
-func initBuckets(btx *bolt.Tx, lineage string, serial uint64) (string, error) {
-	if lineage == "" {
-		var raw [16]byte
-		if _, err := rand.Read(raw[:]); err != nil {
-			return "", err
-		}
-		lineage = hex.EncodeToString(raw[:])
+// initBuckets creates the buckets and meta keys of a new state, with a
+// new random lineage and serial 0, in an empty bbolt file.
+func initBuckets(btx *bolt.Tx) (string, error) {
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
 	}
+	lineage := hex.EncodeToString(raw[:])
 	meta, err := btx.CreateBucket(bucketMeta)
 	if err != nil {
 		return "", err
@@ -177,7 +175,7 @@ func initBuckets(btx *bolt.Tx, lineage string, serial uint64) (string, error) {
 	for _, kv := range [][2][]byte{
 		{keyFormat, []byte(strconv.Itoa(FormatVersion))},
 		{keyLineage, []byte(lineage)},
-		{keySerial, strconv.AppendUint(nil, serial, 10)},
+		{keySerial, []byte("0")},
 	} {
 		if err := meta.Put(kv[0], kv[1]); err != nil {
 			return "", err
@@ -196,16 +194,15 @@ func initBuckets(btx *bolt.Tx, lineage string, serial uint64) (string, error) {
 func (s *Store) create() error {
 	return s.build(func(btx *bolt.Tx) error {
 		var err error
-		s.lineage, err = initBuckets(btx, "", 0)
+		s.lineage, err = initBuckets(btx)
 		return err
-	}, false)
+	})
 }
 
 // build writes a new bbolt file with fn in one transaction, in a
-// temporary file in the state's directory, and moves it to s.path:
-// replacing what is there when replace, failing when anything is there
-// otherwise. The directory is synced after.
-func (s *Store) build(fn func(btx *bolt.Tx) error, replace bool) error {
+// temporary file in the state's directory, and links it to s.path, which
+// must not exist. The directory is synced after.
+func (s *Store) build(fn func(btx *bolt.Tx) error) error {
 	dir := filepath.Dir(s.path)
 	f, err := os.CreateTemp(dir, filepath.Base(s.path)+".new-*")
 	if err != nil {
@@ -228,12 +225,7 @@ func (s *Store) build(fn func(btx *bolt.Tx) error, replace bool) error {
 	if err != nil {
 		return fmt.Errorf("state: create %s: %w", s.path, err)
 	}
-	if replace {
-		err = os.Rename(tmp, s.path)
-	} else {
-		err = os.Link(tmp, s.path)
-	}
-	if err != nil {
+	if err := os.Link(tmp, s.path); err != nil {
 		return fmt.Errorf("state: create %s: %w", s.path, err)
 	}
 	return syncDir(dir)
