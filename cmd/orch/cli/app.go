@@ -140,6 +140,7 @@ a flag's value may follow it as the next argument or after '='.`,
 		a.signalCommand(),
 		a.destroyCommand(),
 		a.statusCommand(),
+		a.stateCommand(),
 		a.settingsCommand(),
 		a.versionCommand(),
 	)
