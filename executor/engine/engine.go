@@ -931,6 +931,13 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				e.supervise(inst, rec.Handle)
 				inst.healthy = true // it served before, and was not replaced
 			}
+		case o.Err != nil && c != nil && c.Action == planner.Update && rec.Status == executor.StatusRunning:
+			// A failed in-place update leaves the instance running as it
+			// was (its record unchanged): its supervision goes on; the
+			// next plan shows the update again.
+			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+				e.supervise(inst, rec.Handle)
+			}
 		case o.Err != nil:
 			if c != nil && inst.hash != c.Hash() {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
