@@ -269,7 +269,7 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			switch ev.Type {
-			case engine.EventStarted:
+			case engine.EventStarted, engine.EventCompleted: // a job: run again to completion
 				writeJSON(w, http.StatusOK, RestartResponse{Address: a.String(), Pid: ev.Pid})
 				return
 			case engine.EventFailed:

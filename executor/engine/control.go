@@ -171,8 +171,8 @@ func (e *Engine) requestRestart(a spec.Address) error {
 		return ErrStopping
 	case e.paused:
 		return ErrPaused
-	case !supervised(a.Kind):
-		return fmt.Errorf("%s is a %s: only daemons and modules can be restarted", a, a.Kind)
+	case !supervised(a.Kind) && a.Kind != spec.KindJob:
+		return fmt.Errorf("%s is a %s: only daemons, jobs and modules can be restarted", a, a.Kind)
 	}
 	inst := e.insts[a]
 	if inst == nil || inst.res == nil || e.desired[a] == nil {

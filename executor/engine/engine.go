@@ -124,6 +124,10 @@ type Engine struct {
 	// reach (around); one at a time, however many reconciles ran meanwhile.
 	awayLook *time.Timer
 
+	// hasBlocked: an apply skipped a start because what it needs failed;
+	// a later successful restart plans the round again.
+	hasBlocked bool
+
 	readyMu    sync.Mutex
 	readyWaits map[spec.Address][]*readyWait // Executor.Ready calls waiting (ready.go)
 }
@@ -183,6 +187,9 @@ type instance struct {
 	paused       bool
 	healthCancel context.CancelFunc
 	genCtx       context.Context // the context of the current generation's supervision
+	// withPending is the plan of a restart or replace of this instance
+	// whose restart_with dependents are restarted once it is healthy.
+	withPending *planner.Plan
 	// reverted is the configuration hash of a create_before_destroy
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
@@ -890,9 +897,10 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	var replaced []spec.Address
 	var failedStarts []*instance
 	var exitsSeen []func()
+	blocked := false
 	defer func() {
 		for _, a := range replaced {
-			e.restartWith(a, p)
+			e.restartWithWhenReady(a, p)
 		}
 		// A failed start is retried by the restart policy, with the
 		// backoff and crash-loop accounting of an exit.
@@ -904,11 +912,22 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		for _, f := range exitsSeen {
 			f()
 		}
+		if blocked {
+			e.hasBlocked = true
+		}
 	}()
 	for _, o := range res.Outcomes {
 		c := p.Change(o.Addr)
 		rec, ok := recs[o.Addr]
 		if !ok {
+			if o.Skipped != "" && !e.stopping && e.cfg.Resource(o.Addr) != nil && !strings.HasPrefix(o.Skipped, "not started") {
+				// Never started: what it needs failed. It stays visible
+				// (status, events) as blocked on that, and is planned
+				// again once what blocks it is restarted.
+				e.waitingFor(o.Addr, o.Skipped)
+				blocked = true
+				continue
+			}
 			if inst := e.insts[o.Addr]; inst != nil && (e.cfg.Resource(o.Addr) == nil || o.Err == nil) {
 				e.forget(inst)
 			}
@@ -952,7 +971,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				break
 			}
 			inst.parked, inst.parkedTries = false, 0
-			if o.Addr.Kind == spec.KindDaemon && c != nil && starts(c) && !e.stopping {
+			if (o.Addr.Kind == spec.KindDaemon || o.Addr.Kind == spec.KindJob) && c != nil && starts(c) && !e.stopping {
 				failedStarts = append(failedStarts, inst)
 			}
 		default:

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -233,3 +234,81 @@ daemon "stubborn" {
 
 // signalCoalesceForTest mirrors cmd/orch/cli's signalCoalesce.
 const signalCoalesceForTest = 2 * time.Second
+
+// restart_with restarts the dependent once its dependency is healthy
+// again, not as soon as it started.
+func TestRestartWithWaitsForHealthy(t *testing.T) {
+	port := freePort(t)
+	u := startUp(t, fmt.Sprintf(`
+daemon "db" {
+  command = [%q, "-addr", "127.0.0.1:%d", "-delay", "400ms"]
+  health {
+    http     = "http://127.0.0.1:%d/healthz"
+    interval = "20ms"
+  }
+}
+daemon "api" {
+  command      = ["/bin/sleep", "612"]
+  restart_with = [daemon.db]
+  depends_on   = [daemon.db]
+}
+`, httpdBin, port, port))
+	u.waitFor("api started", func(evs []ev) bool { return count(evs, "daemon.api", "started") == 1 })
+	cmd := exec.Command(orchBin, "restart", "db", u.dir)
+	cmd.Env = cleanEnv(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("orch restart db: %v\n%s", err, out)
+	}
+	evs := u.waitFor("api restarted with db", func(evs []ev) bool {
+		return count(evs, "daemon.db", "healthy") == 2 && count(evs, "daemon.api", "started") == 2
+	})
+	if i, j := index(evs, "daemon.db", "healthy", 1), index(evs, "daemon.api", "exited", 0); i < 0 || j < i {
+		t.Errorf("api was restarted before db was healthy again:\n%s", u.dump())
+	}
+}
+
+// A job's restart policy applies under orch up: a failed run is retried,
+// and what depends on it starts once it completes.
+func TestJobRestartPolicyUnderUp(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "marker")
+	u := startUp(t, fmt.Sprintf(`
+job "flaky" {
+  command = ["/bin/sh", "-c", "test -e %s || { touch %s; echo first run fails >&2; exit 1; }"]
+  restart {
+    policy  = "on-failure"
+    backoff = "10ms"
+  }
+}
+daemon "app" {
+  command    = ["/bin/sleep", "600"]
+  depends_on = [job.flaky]
+}
+`, marker, marker))
+	evs := u.waitFor("the job retried, then app", func(evs []ev) bool {
+		return count(evs, "job.flaky", "completed") == 1 && count(evs, "daemon.app", "started") == 1
+	})
+	if count(evs, "job.flaky", "failed") != 1 {
+		t.Errorf("want one failed run before the completed one:\n%s", u.dump())
+	}
+}
+
+// orch restart job.x runs a completed job again.
+func TestRestartRunsJobAgain(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "runs")
+	u := startUp(t, fmt.Sprintf(`
+job "once" {
+  command = ["/bin/sh", "-c", "echo run >> %s"]
+}
+`, out))
+	u.waitFor("completed", func(evs []ev) bool { return count(evs, "job.once", "completed") == 1 })
+	cmd := exec.Command(orchBin, "restart", "job.once", u.dir)
+	cmd.Env = cleanEnv(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("orch restart job.once: %v\n%s", err, b)
+	}
+	u.waitFor("completed again", func(evs []ev) bool { return count(evs, "job.once", "completed") == 2 })
+	b, _ := os.ReadFile(out)
+	if n := strings.Count(string(b), "run"); n != 2 {
+		t.Errorf("the job ran %d times, want 2", n)
+	}
+}

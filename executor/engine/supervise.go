@@ -228,7 +228,12 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	e.apply(p, sweep, func(res *executor.Result, err error) {
 		e.afterApply(p, res, err) // a failed start counts as a crash there
 		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped == "" {
-			e.restartWith(addr, p)
+			e.restartWithWhenReady(addr, p)
+			if e.hasBlocked {
+				// What a failure blocked may start now.
+				e.hasBlocked = false
+				e.again = true
+			}
 		}
 		e.promote() // what waited for it to run
 		if e.again {
@@ -247,6 +252,10 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	if ok {
 		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})
+		if p := inst.withPending; p != nil {
+			inst.withPending = nil
+			e.restartWith(addr, p)
+		}
 		e.readyResolved(addr, inst.handle, nil)
 		e.promote()
 		return
@@ -278,6 +287,18 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		defer e.bg.Done()
 		prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: stop.Signal, Timeout: stop.Timeout})
 	}()
+}
+
+// restartWithWhenReady restarts the restart_with dependents of dep once
+// dep is ready again: at once when it has no health check (or is healthy
+// already), else when its health check passes.
+func (e *Engine) restartWithWhenReady(dep spec.Address, p *planner.Plan) {
+	inst := e.insts[dep]
+	if inst != nil && inst.res != nil && inst.res.Health != nil && !inst.healthy {
+		inst.withPending = p
+		return
+	}
+	e.restartWith(dep, p)
 }
 
 // restartWith restarts the running daemons that declare restart_with on
