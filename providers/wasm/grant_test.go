@@ -4,6 +4,7 @@ package wasm_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orch-dev/orch/providers/bus"
 	"github.com/orch-dev/orch/providers/wasm"
 	"github.com/orch-dev/orch/spec"
 	"github.com/zclconf/go-cty/cty"
@@ -185,6 +187,18 @@ func resolutions(t *testing.T, fn func(t *testing.T)) {
 func TestGrantSymlinkEscape(t *testing.T) {
 	resolutions(t, func(t *testing.T) {
 		in, outside := grantLayout(t)
+		// A directory the guest reads in several batches of fd_readdir.
+		var many []string
+		if err := os.Mkdir(filepath.Join(in, "many"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			name := fmt.Sprintf("f%03d", i)
+			many = append(many, name)
+			if err := os.WriteFile(filepath.Join(in, "many", name), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		checkCases(t, in, true, []fsCase{
 			// Making links out.
 			{[]string{"symlink", "../outside", "/in/esc"}, "err"},
@@ -244,6 +258,8 @@ func TestGrantSymlinkEscape(t *testing.T) {
 			{[]string{"readdir", "/in/sub/up"}, "ok file"},
 			{[]string{"readdir", "/in/sub"}, "ok hard2,up"},
 			{[]string{"remove", "/in/sub/hard2"}, "ok"},
+			{[]string{"rw", "/in/sub/rw"}, "ok world|11|HELLO again|2001-02-03T04:05:06Z"},
+			{[]string{"readdir", "/in/many"}, "ok " + strings.Join(many, ",")},
 			// Removing a link out removes the link, not what it points to.
 			{[]string{"remove", "/in/hostrel"}, "ok"},
 		})
@@ -340,4 +356,56 @@ func TestGrantSymlinkRace(t *testing.T) {
 		os.Remove(filepath.Join(outside, "f"))
 		checkOutside(t, outside)
 	})
+}
+
+// BenchmarkGrantRead: a guest reads a 64-byte file of a directory grant
+// with os.ReadFile (path_open, fd_filestat_get, fd_read, fd_close), at
+// depth 1 (/in/small.txt) and 4 (/in/a/b/c/small.txt), resolved with
+// openat2 or with os.Root's walk. One op is one read; the guest reads in
+// batches of up to 2000 per event.
+func BenchmarkGrantRead(b *testing.B) {
+	dir := b.TempDir()
+	deep := filepath.Join(dir, "a", "b", "c")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range []string{dir, deep} {
+		if err := os.WriteFile(filepath.Join(d, "small.txt"), []byte(strings.Repeat("x", 64)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, res := range []string{"openat2", "walk"} {
+		for _, p := range []string{"/in/small.txt", "/in/a/b/c/small.txt"} {
+			b.Run(res+"/depth"+strconv.Itoa(strings.Count(p, "/")-1), func(b *testing.B) {
+				if res == "openat2" && !wasm.HasOpenat2() {
+					b.Skip("the kernel has no openat2")
+				}
+				defer wasm.UseOpenat2(res == "openat2")()
+				f := newFixture(b, cacheState, nil)
+				r := resource(b, "reader", guest(b, "hostile"), cty.ObjectVal(map[string]cty.Value{
+					"mode": cty.StringVal("reader"), "paths": cty.ListVal([]cty.Value{cty.StringVal(p)})}))
+				r.Grants = &spec.Grants{Dirs: map[string]string{"/in": dir}}
+				done, cancel := collect(f.host, "bench.done")
+				defer cancel()
+				rn := f.start(b, r)
+				read := func(n int) {
+					f.host.Bus().Publish(bus.Event{Topic: "bench.read", Data: []byte(strconv.Itoa(n))})
+					select {
+					case <-done:
+					case err := <-rn.done:
+						b.Fatalf("%v\n%s", err, f.rec.logText())
+					case <-time.After(time.Minute):
+						b.Fatal("no bench.done within a minute")
+					}
+				}
+				read(100) // warm
+				b.ResetTimer()
+				for left := b.N; left > 0; {
+					n := min(left, 2000)
+					read(n)
+					left -= n
+				}
+			})
+		}
+	}
 }

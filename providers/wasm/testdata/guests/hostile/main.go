@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/orch-dev/orch/providers/wasm/guest"
 )
@@ -133,7 +134,8 @@ func escape() error {
 
 // fsop runs one operation: read P, write P DATA, symlink TARGET LINK,
 // link OLD NEW, rename OLD NEW, mkdir P, remove P, readlink P, stat P,
-// lstat P, readdir P, or race P W N: read P and write W over and over
+// lstat P, readdir P, rw P (writes, reads at offsets, seeks, truncates,
+// appends, sets the times of P and tells what it found), or race P W N: read P and write W over and over
 // until N reads succeeded and N failed, one read anything but "INSIDE",
 // or 200000 rounds, and tell how many read "INSIDE", failed, or read
 // anything else.
@@ -180,6 +182,8 @@ func fsop(op []string) (string, error) {
 		}
 		sort.Strings(names)
 		return strings.Join(names, ","), err
+	case "rw":
+		return rw(arg(1))
 	case "race":
 		n, _ := strconv.Atoi(arg(3))
 		var inside, failed, leaked, rounds int
@@ -200,6 +204,54 @@ func fsop(op []string) (string, error) {
 		return fmt.Sprintf("inside=%d failed=%d leaked=%d rounds=%d %s", inside, failed, leaked, rounds, leak), nil
 	}
 	return "", fmt.Errorf("unknown op %q", op[0])
+}
+
+// rw exercises the calls on an open file: pwrite, pread, seek,
+// ftruncate, fsync, append, and path_filestat_set_times.
+func rw(p string) (string, error) {
+	if err := os.WriteFile(p, []byte("hello world"), 0o644); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("HELLO"), 0); err != nil {
+		return "", err
+	}
+	b := make([]byte, 5)
+	if _, err := f.ReadAt(b, 6); err != nil {
+		return "", err
+	}
+	end, err := f.Seek(0, 2)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Truncate(5); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	a, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return "", err
+	}
+	if _, err := a.Write([]byte(" again")); err != nil {
+		return "", err
+	}
+	a.Close()
+	mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", err
+	}
+	all, err := os.ReadFile(p)
+	return fmt.Sprintf("%s|%d|%s|%s", b, end, all, fi.ModTime().UTC().Format(time.RFC3339)), err
 }
 
 func main() {}
