@@ -22,11 +22,10 @@ import (
 // link is followed only while it stays beneath it. Where the kernel has
 // openat2 (Linux 5.6), the kernel resolves with RESOLVE_BENEATH; otherwise
 // (an older kernel, a seccomp filter refusing it) os.Root walks the path
-// one element at a time with O_NOFOLLOW. Operations
-// on a path's last element (mkdir, unlink, rmdir, rename, link, symlink,
-// readlink, lstat, open with O_NOFOLLOW) run on the directory that holds
-// it, opened beneath the root, with the *at system call that does not
-// follow it.
+// one element at a time with O_NOFOLLOW. Operations on a path's last
+// element (mkdir, unlink, rmdir, rename, link, symlink, readlink, open
+// with O_NOFOLLOW) run on the directory that holds it, opened beneath the
+// root, with the *at system call that does not follow it.
 //
 // A symbolic link whose target would leave the grant, read from the link's
 // directory as the guest names it, or absolute, is refused (EPERM); a link
@@ -104,12 +103,10 @@ func (g *grantFS) open(p string, flag int, perm fs.FileMode) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	// Keep the descriptor, not the os.File (which would close it).
-	fd, err := unix.Dup(int(f.Fd()))
+	// Keep the descriptor, not the os.File (which would close it);
+	// F_DUPFD_CLOEXEC, lest a process orch starts meanwhile inherit it.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	f.Close()
-	if err == nil {
-		unix.CloseOnExec(fd)
-	}
 	return fd, err
 }
 
@@ -221,14 +218,7 @@ func (g *grantFS) Rmdir(p string) experimentalsys.Errno {
 
 // Unlink implements experimentalsys.FS.
 func (g *grantFS) Unlink(p string) experimentalsys.Errno {
-	e := errno(g.at(p, func(dirfd int, base string) error { return unix.Unlinkat(dirfd, base, 0) }))
-	if e == experimentalsys.EPERM {
-		// Unlink of a directory: EISDIR on Linux, EPERM elsewhere.
-		if st, e2 := g.Lstat(p); e2 == 0 && st.Mode.IsDir() {
-			e = experimentalsys.EISDIR
-		}
-	}
-	return e
+	return errno(g.at(p, func(dirfd int, base string) error { return unix.Unlinkat(dirfd, base, 0) }))
 }
 
 // Link implements experimentalsys.FS. linkat without AT_SYMLINK_FOLLOW:
@@ -290,6 +280,23 @@ func (g *grantFS) Utimens(p string, atim, mtim int64) experimentalsys.Errno {
 	return errno(g.root.Chtimes(name(p), t(atim), t(mtim)))
 }
 
+// oflags are wazero's open flags and the system's.
+var oflags = [...]struct {
+	w experimentalsys.Oflag
+	o int
+}{
+	{experimentalsys.O_APPEND, unix.O_APPEND},
+	{experimentalsys.O_CREAT, unix.O_CREAT},
+	{experimentalsys.O_DIRECTORY, unix.O_DIRECTORY},
+	{experimentalsys.O_DSYNC, unix.O_DSYNC},
+	{experimentalsys.O_EXCL, unix.O_EXCL},
+	{experimentalsys.O_NOFOLLOW, unix.O_NOFOLLOW},
+	{experimentalsys.O_NONBLOCK, unix.O_NONBLOCK},
+	{experimentalsys.O_RSYNC, unix.O_RSYNC},
+	{experimentalsys.O_SYNC, unix.O_SYNC},
+	{experimentalsys.O_TRUNC, unix.O_TRUNC},
+}
+
 // openFlags converts wazero's open flags to the system's.
 func openFlags(f experimentalsys.Oflag) int {
 	var o int
@@ -301,21 +308,7 @@ func openFlags(f experimentalsys.Oflag) int {
 	default:
 		o = unix.O_RDONLY
 	}
-	for _, b := range []struct {
-		w experimentalsys.Oflag
-		o int
-	}{
-		{experimentalsys.O_APPEND, unix.O_APPEND},
-		{experimentalsys.O_CREAT, unix.O_CREAT},
-		{experimentalsys.O_DIRECTORY, unix.O_DIRECTORY},
-		{experimentalsys.O_DSYNC, unix.O_DSYNC},
-		{experimentalsys.O_EXCL, unix.O_EXCL},
-		{experimentalsys.O_NOFOLLOW, unix.O_NOFOLLOW},
-		{experimentalsys.O_NONBLOCK, unix.O_NONBLOCK},
-		{experimentalsys.O_RSYNC, unix.O_RSYNC},
-		{experimentalsys.O_SYNC, unix.O_SYNC},
-		{experimentalsys.O_TRUNC, unix.O_TRUNC},
-	} {
+	for _, b := range oflags {
 		if f&b.w != 0 {
 			o |= b.o
 		}
@@ -407,6 +400,8 @@ type grantFile struct {
 	isDir   bool
 }
 
+var _ experimentalsys.PollableFile = (*grantFile)(nil)
+
 func newGrantFile(fd int, name string, flag experimentalsys.Oflag) *grantFile {
 	f := &grantFile{fd: fd, name: name, append: flag&experimentalsys.O_APPEND != 0}
 	f.seeker.f = f
@@ -462,6 +457,34 @@ func (f *grantFile) SetAppend(enable bool) experimentalsys.Errno {
 	}
 	f.append = enable
 	return 0
+}
+
+// IsNonblock implements experimentalsys.PollableFile.
+func (f *grantFile) IsNonblock() bool {
+	fl, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_NONBLOCK != 0
+}
+
+// SetNonblock implements experimentalsys.PollableFile.
+func (f *grantFile) SetNonblock(enable bool) experimentalsys.Errno {
+	if f.closed {
+		return experimentalsys.EBADF
+	}
+	return errno(unix.SetNonblock(f.fd, enable))
+}
+
+// Poll implements experimentalsys.PollableFile: POLLIN only, as wazero's
+// own files.
+func (f *grantFile) Poll(flag experimentalsys.Pflag, timeoutMillis int32) (bool, experimentalsys.Errno) {
+	if f.closed {
+		return false, experimentalsys.EBADF
+	}
+	if flag != experimentalsys.POLLIN {
+		return false, experimentalsys.ENOTSUP
+	}
+	fds := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLIN}}
+	n, err := retry(func() (int, error) { return unix.Poll(fds, int(timeoutMillis)) })
+	return n > 0, errno(err)
 }
 
 // Stat implements experimentalsys.File.
