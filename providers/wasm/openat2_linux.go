@@ -19,9 +19,10 @@ const (
 // racing with ".."): use os.Root.
 var errNoOpenat2 = errors.New("no openat2")
 
-// hasOpenat2 reports whether the kernel has openat2, once.
+// hasOpenat2 reports whether the kernel has openat2 (and no seccomp
+// filter refuses it), once.
 var hasOpenat2 = sync.OnceValue(func() bool {
-	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+	fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
 	if err != nil {
 		return false
 	}
