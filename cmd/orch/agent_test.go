@@ -64,6 +64,8 @@ type engineTest struct {
 	t    *testing.T
 	dir  string
 	pids *pidSet
+	// env is added to the environment of the engines start runs.
+	env []string
 }
 
 func newEngineTest(t *testing.T, config string) *engineTest {
@@ -97,6 +99,7 @@ func (e *engineTest) start(verb string) *engineProc {
 	t.Helper()
 	p := &engineProc{exited: make(chan struct{})}
 	p.cmd = newOrchCmd(t, e.dir, verb, "-json", e.dir)
+	p.cmd.Env = append(p.cmd.Env, e.env...)
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
