@@ -25,7 +25,7 @@ func TestNormaliseArgs(t *testing.T) {
 		{[]string{"fmt", "-"}, []string{"fmt", "-"}},
 		{[]string{"fmt", "-check", "--", "-diff"}, []string{"fmt", "--check", "--", "-diff"}},
 		// A flag of another command is not this command's.
-		{[]string{"graph", "-json"}, []string{"graph", "-json"}},
+		{[]string{"graph", "-detailed-exitcode"}, []string{"graph", "-detailed-exitcode"}},
 		{nil, []string{}},
 	} {
 		if got := NormaliseArgs(root, tc.in); !reflect.DeepEqual(got, tc.want) {
