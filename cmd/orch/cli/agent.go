@@ -246,6 +246,16 @@ func (a *App) applyViaAgent(c *agent.Client, autoApprove, destroy bool) error {
 	}
 	changes := true
 	res, err := c.Apply(ctx, destroy, fp, func(l agent.ApplyLine) {
+		if a.jsonApply {
+			switch {
+			case l.Plan != nil:
+				changes = l.Plan.HasChanges
+				a.emit(JSONApplyLine{Type: "plan", Plan: l.Plan.Plan})
+			case l.Event != nil:
+				a.emit(JSONApplyLine{Type: "event", Event: l.Event})
+			}
+			return
+		}
 		switch {
 		case l.Plan != nil:
 			changes = l.Plan.HasChanges
@@ -268,6 +278,13 @@ func (a *App) applyViaAgent(c *agent.Client, autoApprove, destroy bool) error {
 	})
 	if err != nil {
 		return a.agentErr(err)
+	}
+	if a.jsonApply {
+		a.emitSummary(res.OK, res.Add, res.Change, res.Replace, res.Destroy)
+		if !res.OK {
+			return &exitError{code: ExitError, msg: res.Error}
+		}
+		return nil
 	}
 	if !changes && res.OK {
 		return nil

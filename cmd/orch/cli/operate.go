@@ -150,6 +150,10 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 		a.writeDiags(res.Diagnostics, s.res.files)
 		for _, o := range res.Outcomes {
 			if o.Skipped != "" && o.Err == nil {
+				if a.jsonApply {
+					a.emit(JSONApplyLine{Type: "skipped", Address: o.Addr.String(), Reason: o.Skipped})
+					continue
+				}
 				fmt.Fprintf(a.Stderr, "%s: not applied, %s\n", o.Addr, o.Skipped)
 			}
 		}
@@ -161,6 +165,13 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	verb := "Apply"
 	if destroy {
 		verb = "Destroy"
+	}
+	if a.jsonApply {
+		a.emitSummary(len(res.Diagnostics) == 0, sum.Add, sum.Change, sum.Replace, sum.Destroy)
+		if len(res.Diagnostics) > 0 {
+			return silentFailure()
+		}
+		return nil
 	}
 	if len(res.Diagnostics) > 0 {
 		fmt.Fprintf(a.Stdout, "\n%s failed. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
@@ -182,6 +193,9 @@ var progressVerbs = map[planner.Action][2]string{
 // progress prints one line as a step starts and one as it ends, like
 // Terraform; a replacement's two steps are told apart.
 func (a *App) progress() func(executor.StepEvent) {
+	if a.jsonApply {
+		return a.emitStep
+	}
 	return func(ev executor.StepEvent) {
 		v := progressVerbs[ev.Action]
 		if ev.Action == planner.Replace {

@@ -76,6 +76,9 @@ a variable's value (it says so in one line on stderr).`,
 				return &exitError{code: ExitError, msg: err.Error()}
 			}
 			lines = filter.keep(lines)
+			if lines == nil {
+				lines = []JSONStatus{}
+			}
 			if asJSON {
 				return writeJSON(a.Stdout, lines)
 			}
