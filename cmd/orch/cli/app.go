@@ -222,3 +222,14 @@ func (a *App) chdir(root *cobra.Command, args []string) ([]string, error) {
 	}
 	return args, nil
 }
+
+// Command returns orch's root command with every subcommand, completion
+// and help included, as the binary runs it: for generating documentation
+// (gendocs) and for checking docs/cli.md against it. Run is what executes
+// a command line.
+func (a *App) Command() *cobra.Command {
+	root := a.rootCommand()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	return root
+}
