@@ -61,6 +61,17 @@ func TestCountNamesThroughAgent(t *testing.T) {
 		t.Errorf("status DIR worker[1]: %v %s", err, r.stdout)
 	}
 
+	r = orch(t, e.dir, nil, "status", e.dir, "nope").want(t, 1)
+	if !strings.Contains(r.stderr, "matches daemon.nope") {
+		t.Errorf("status DIR nope: %q", r.stderr)
+	}
+
+	// apply -json through the agent: the agent's plan, then the summary.
+	r = orch(t, e.dir, nil, "apply", "-json", "-auto-approve", e.dir).want(t, 0)
+	if !strings.HasPrefix(r.stdout, `{"type":"plan","plan":{`) || !strings.HasSuffix(r.stdout, `{"type":"summary","ok":true,"add":0,"change":0,"replace":0,"destroy":0}`+"\n") {
+		t.Errorf("apply -json through the agent:\n%s", r.stdout)
+	}
+
 	r = orch(t, e.dir, nil, "restart", "-json", "worker", e.dir).want(t, 0)
 	var restarted []restartLine
 	if err := json.Unmarshal([]byte(r.stdout), &restarted); err != nil || len(restarted) != 2 {

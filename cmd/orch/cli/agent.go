@@ -143,6 +143,9 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		}
 	}
 	st.Instances = kept
+	if len(kept) == 0 && len(filter) > 0 {
+		return filter.none(st.Dir)
+	}
 	if asJSON {
 		lines := make([]JSONStatus, 0, len(st.Instances))
 		for _, in := range st.Instances {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -76,6 +77,9 @@ a variable's value (it says so in one line on stderr).`,
 				return &exitError{code: ExitError, msg: err.Error()}
 			}
 			lines = filter.keep(lines)
+			if len(lines) == 0 && len(filter) > 0 {
+				return filter.none(dir)
+			}
 			if lines == nil {
 				lines = []JSONStatus{}
 			}
@@ -200,4 +204,13 @@ func (f nameFilter) keep(lines []JSONStatus) []JSONStatus {
 		}
 	}
 	return out
+}
+
+// none is the error of a filter that matched no instance.
+func (f nameFilter) none(dir string) error {
+	names := make([]string, len(f))
+	for i, n := range f {
+		names[i] = n.String()
+	}
+	return &exitError{code: ExitError, msg: fmt.Sprintf("no instance of %s matches %s", dir, strings.Join(names, ", "))}
 }
