@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +245,63 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(wait)
+	}
+}
+
+// TestStateDirWhileConfigInvalid: without an agent, the commands on what
+// runs find the state through orch { state_dir } when it can still be
+// read, and through -state-dir when it cannot.
+func TestStateDirWhileConfigInvalid(t *testing.T) {
+	const cfg = `
+orch {
+  state_dir = "run"
+}
+
+daemon "svc" {
+  command = ["/bin/sh", "-c", "echo svc-up; exec sleep 600"]
+}
+`
+	dir := writeFiles(t, map[string]string{"main.hcl": cfg})
+	run := filepath.Join(dir, "run")
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644)
+		os.Remove(filepath.Join(dir, "broken.hcl"))
+		orch(t, dir, nil, "destroy", "-auto-approve")
+		if b, err := os.ReadFile(filepath.Join(run, "logs", "logd.pid")); err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	st := statusOrNil(t, dir)
+	pid := st["daemon.svc"].Pid
+	if pid == 0 {
+		t.Fatalf("daemon.svc not running: %v", st)
+	}
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+
+	// A syntax error in another file: orch { state_dir } still reads.
+	os.WriteFile(filepath.Join(dir, "broken.hcl"), []byte("daemon \"x\" {\n"), 0o644)
+	r := orch(t, dir, nil, "status", "-json").want(t, 0)
+	if !strings.Contains(r.stderr, "going on with the state in "+run) || !strings.Contains(r.stdout, `"daemon.svc"`) {
+		t.Errorf("status with broken.hcl:\n%s\n%s", r.stdout, r.stderr)
+	}
+	waitUntil(t, "svc's log", func() bool {
+		return strings.Contains(orch(t, dir, nil, "logs", "svc").stdout, "svc-up")
+	})
+	orch(t, dir, nil, "signal", "svc", "CONT").want(t, 0)
+
+	// state_dir from a variable without a value: -state-dir finds it.
+	os.Remove(filepath.Join(dir, "broken.hcl"))
+	os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(strings.Replace(cfg, `state_dir = "run"`, "state_dir = var.sd", 1)+"variable \"sd\" {\n  type = string\n}\n"), 0o644)
+	r = orch(t, dir, nil, "status", "-state-dir", "run", "-json").want(t, 0)
+	if !strings.Contains(r.stdout, `"daemon.svc"`) || !strings.Contains(r.stderr, "No value for required variable") {
+		t.Errorf("status -state-dir run:\n%s\n%s", r.stdout, r.stderr)
+	}
+	r = orch(t, dir, []string{"ORCH_STATE_DIR=" + run}, "logs", "svc").want(t, 0)
+	if !strings.Contains(r.stdout, "svc-up") {
+		t.Errorf("logs with ORCH_STATE_DIR:\n%s\n%s", r.stdout, r.stderr)
 	}
 }
