@@ -109,6 +109,11 @@ func TestCountNamesWithoutAgent(t *testing.T) {
 	if strings.Count(r.stdout, "HUP sent to daemon.worker[") != 2 {
 		t.Errorf("signal worker HUP: %q", r.stdout)
 	}
+	r = orch(t, dir, nil, "signal", "-json", "worker[0]", "cont").want(t, 0)
+	var sent []struct{ Address, Signal string }
+	if err := json.Unmarshal([]byte(r.stdout), &sent); err != nil || len(sent) != 1 || sent[0].Address != "daemon.worker[0]" || sent[0].Signal != "SIGCONT" {
+		t.Errorf("signal -json worker[0] cont: %v %q", err, r.stdout)
+	}
 	r = orch(t, dir, nil, "restart", "worker[1]").want(t, 0)
 	if !strings.HasPrefix(r.stdout, "daemon.worker[1] restarted [pid=") || strings.Contains(r.stdout, "worker[0]") {
 		t.Errorf("restart worker[1]: %q", r.stdout)
