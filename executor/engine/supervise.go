@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -96,12 +97,20 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 // exited handles the end of generation gen of addr.
 func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping || e.busy[addr] {
-		return // stale, or the executor is acting on it and will look again
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
+		return // stale
+	}
+	if e.busy[addr] {
+		// The executor still acts on it (the apply that started it goes
+		// on): afterApply takes this exit once that apply ends.
+		inst.exitBusy, inst.exitBusyGen = &obs, gen
+		e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
+		return
 	}
 	inst.running, inst.healthy = false, false
 	inst.cancel()
 	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
+	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
 	if obs.State == providers.StateExited && obs.Signal == "" {
 		code := obs.ExitCode
 		ev.ExitCode = &code
@@ -203,12 +212,8 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 		}
 	}
 	e.apply(p, sweep, func(res *executor.Result, err error) {
-		e.afterApply(p, res, err)
-		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err != nil && !e.stopping {
-			if !inst.parked { // parked: its runtime could not be reached, not a crash
-				e.down(inst, true, 0) // a failed start counts as a crash
-			}
-		} else if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Skipped == "" {
+		e.afterApply(p, res, err) // a failed start counts as a crash there
+		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped == "" {
 			e.restartWith(addr, p)
 		}
 		e.promote() // what waited for it to run
@@ -228,11 +233,22 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	if ok {
 		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})
+		e.readyResolved(addr, inst.handle, nil)
 		e.promote()
 		return
 	}
+	if inst.sickBusy == "" || !e.busy[addr] {
+		e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	}
 	inst.healthy = false
-	e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	e.readyResolved(addr, inst.handle, errors.New(detail))
+	if e.busy[addr] {
+		// The apply that started it still acts on it (a
+		// create_before_destroy replace waits for it to be ready, and
+		// reverts it): afterApply acts once the apply ends.
+		inst.sickBusy = detail
+		return
+	}
 	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.killing {
 		return
 	}

@@ -32,6 +32,9 @@ type App struct {
 	// plugins are the provider plugins launched so far (plugins.go);
 	// Run kills them before it returns.
 	plugins *plugins
+	// wait is orch apply's -wait and -wait-timeout (nil: no waiting, as
+	// for destroy).
+	wait *waitFlags
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)

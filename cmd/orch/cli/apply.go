@@ -13,6 +13,7 @@ func (a *App) applyCommand() *cobra.Command {
 	var (
 		vf          varFlags
 		lf          lockFlags
+		wf          waitFlags
 		autoApprove bool
 	)
 	cmd := &cobra.Command{
@@ -25,6 +26,12 @@ branches in parallel (--parallelism). Each step's result is recorded in the
 state as it happens. A failure skips what depends on it and lets the rest
 finish. Ctrl-C lets the steps in flight finish, records them and exits 1.
 
+It waits for what it started to be ready (-wait=false: it does not): a
+daemon with a health check until a probe passes (within health.start_timeout
+or -wait-timeout), and only then starts what depends on it; a daemon
+without one must still run 500ms after its start. It exits 1 naming each
+daemon that exited or never became ready, with the last lines of its log.
+
 Given a plan file saved by orch plan -out, apply performs exactly that plan
 without asking, and refuses it when the configuration or the observed world
 changed since it was made.
@@ -34,6 +41,9 @@ event, summary; docs/cli.md); it needs -auto-approve or a plan file, as
 there is no prompt to answer.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wf.wait {
+				a.wait = &wf
+			}
 			arg := dirArg(args)
 			if a.jsonApply && !autoApprove {
 				if _, isPlan, _ := readSavedPlan(arg); !isPlan {
@@ -58,6 +68,7 @@ there is no prompt to answer.`,
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
+	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve or a plan file)")
 	return cmd
