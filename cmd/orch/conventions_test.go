@@ -36,7 +36,7 @@ func TestUnknownFlagSuggests(t *testing.T) {
 		{[]string{"plan", "--detailed-exitcod"}, "unknown flag -detailed-exitcod; did you mean -detailed-exitcode?"},
 		{[]string{"apply", "-auto-aprove"}, "unknown flag -auto-aprove; did you mean -auto-approve?"},
 		{[]string{"logs", "-follw", "api"}, "unknown flag -follw; did you mean -follow?"},
-		{[]string{"validate", "-zzzzzz"}, "unknown flag -zzzzzz; run orch validate -help for the flags"},
+		{[]string{"validate", "-zzzzzz"}, "Error: unknown flag -zzzzzz\nRun 'orch validate -help' for usage.\n"},
 		{[]string{"plan", "-chdir=" + dir}, "-chdir must come before the subcommand"},
 	} {
 		r := orch(t, dir, nil, tc.args...).want(t, 1)

@@ -146,11 +146,10 @@ func suggestFlag(cmd *cobra.Command, err error) error {
 			}
 		})
 	}
-	dash := "-"
 	if best == "" {
-		return fmt.Errorf("unknown flag %s%s; run orch %s -help for the flags", dash, name, cmd.Name())
+		return fmt.Errorf("unknown flag -%s", name) // Run then says: Run 'orch CMD -help' for usage.
 	}
-	return fmt.Errorf("unknown flag %s%s; did you mean -%s?", dash, name, best)
+	return fmt.Errorf("unknown flag -%s; did you mean -%s?", name, best)
 }
 
 // editDistance is the Levenshtein distance between a and b.
