@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,7 +142,11 @@ Ctrl-C).`,
 				wg.Wait()
 			} else {
 				for i, ad := range addrs {
-					errs[i] = a.logsOf(ctx, l, ad, n, follow, writers[i])
+					var w io.Writer = writers[i]
+					if !asJSON && len(addrs) == 1 {
+						w = a.Stdout // as it is: no line to rewrite
+					}
+					errs[i] = a.logsOf(ctx, l, ad, n, follow, w)
 					writers[i].flush()
 				}
 			}
@@ -193,7 +198,7 @@ type lineWriter struct {
 func (lw *lineWriter) Write(p []byte) (int, error) {
 	lw.buf = append(lw.buf, p...)
 	for {
-		i := indexByte(lw.buf, '\n')
+		i := bytes.IndexByte(lw.buf, '\n')
 		if i < 0 {
 			return len(p), nil
 		}
@@ -202,15 +207,6 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 		}
 		lw.buf = lw.buf[i+1:]
 	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func (lw *lineWriter) flush() {
