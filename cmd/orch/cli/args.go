@@ -43,13 +43,23 @@ func normaliseFor(cmd *cobra.Command, args []string) []string {
 		body := strings.TrimPrefix(arg[1:], "-")
 		double := arg[1] == '-'
 		name, _, hasValue := strings.Cut(body, "=")
-		if !double && len(name) < 2 {
-			out = append(out, arg) // a shorthand such as -h
-			continue
+		var f *pflag.Flag
+		if double || len(name) >= 2 {
+			f = lookupFlag(cmd, name)
 		}
-		f := lookupFlag(cmd, name)
 		if f == nil {
-			if !double && cmd.HasParent() && !shorthands(cmd, body) {
+			switch {
+			case double:
+			case shorthands(cmd, body):
+				// -h, -n 5, -fn5: one-letter flags; the value of the
+				// last one, when it needs one and has none here, is
+				// the next argument, verbatim (-n -1)
+				if needsValue(cmd, body) && i+1 < len(args) {
+					out = append(out, arg)
+					i++
+					arg = args[i]
+				}
+			case len(name) >= 2 && cmd.HasParent():
 				// -bogus: an unknown long flag, reported as one (not as
 				// the shorthands -b -o -g ...).
 				arg = "-" + arg
@@ -70,12 +80,7 @@ func normaliseFor(cmd *cobra.Command, args []string) []string {
 // cluster of one-letter flags of cmd: -fn5 is -f -n 5.
 func shorthands(cmd *cobra.Command, s string) bool {
 	for i := 0; i < len(s); i++ {
-		var f *pflag.Flag
-		for _, fs := range []*pflag.FlagSet{cmd.Flags(), cmd.InheritedFlags()} {
-			if f == nil {
-				f = fs.ShorthandLookup(s[i : i+1])
-			}
-		}
+		f := shorthandFlag(cmd, s[i:i+1])
 		if s[i] == 'h' && f == nil {
 			continue // help, added when cobra executes
 		}
@@ -87,6 +92,30 @@ func shorthands(cmd *cobra.Command, s string) bool {
 		}
 	}
 	return true
+}
+
+// needsValue reports whether the cluster of one-letter flags s ends with
+// one that takes a value, with no value after it: -n, -fn.
+func needsValue(cmd *cobra.Command, s string) bool {
+	for i := 0; i < len(s); i++ {
+		f := shorthandFlag(cmd, s[i:i+1])
+		if f == nil {
+			return false
+		}
+		if f.NoOptDefVal == "" {
+			return i == len(s)-1
+		}
+	}
+	return false
+}
+
+func shorthandFlag(cmd *cobra.Command, c string) *pflag.Flag {
+	for _, fs := range []*pflag.FlagSet{cmd.Flags(), cmd.InheritedFlags()} {
+		if f := fs.ShorthandLookup(c); f != nil {
+			return f
+		}
+	}
+	return nil
 }
 
 // lookupFlag finds a long flag of cmd: its own, its inherited persistent

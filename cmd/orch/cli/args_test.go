@@ -26,6 +26,10 @@ func TestNormaliseArgs(t *testing.T) {
 		{[]string{"validate", "-bogus"}, []string{"validate", "--bogus"}},
 		{[]string{"logs", "-fn5", "api"}, []string{"logs", "-fn5", "api"}},
 		{[]string{"logs", "-follw", "api"}, []string{"logs", "--follw", "api"}},
+		// The value of a one-letter flag is kept verbatim too.
+		{[]string{"logs", "-n", "-10", "api"}, []string{"logs", "-n", "-10", "api"}},
+		{[]string{"logs", "-fn", "-5", "-json", "api"}, []string{"logs", "-fn", "-5", "--json", "api"}},
+		{[]string{"logs", "-n", "-json", "api"}, []string{"logs", "-n", "-json", "api"}},
 		{[]string{"fmt", "-"}, []string{"fmt", "-"}},
 		{[]string{"fmt", "-check", "--", "-diff"}, []string{"fmt", "--check", "--", "-diff"}},
 		// A flag of another command is not this command's.
