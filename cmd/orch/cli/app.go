@@ -118,7 +118,9 @@ func (a *App) rootCommand() *cobra.Command {
 the runtime backends they run on, and keeps the host in that state.
 
 Every long flag may be written with one dash or two (-json or --json), and
-a flag's value may follow it as the next argument or after '='.`,
+a flag's value may follow it as the next argument or after '='. orch
+-chdir=DIR COMMAND runs COMMAND in DIR. docs/cli.md is the reference; make
+docs writes these helps as man pages.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       a.Version,
