@@ -76,6 +76,9 @@ func newEngineTest(t *testing.T, config string) *engineTest {
 func engineTestIn(t *testing.T, dir string) *engineTest {
 	e := &engineTest{t: t, dir: dir, pids: &pidSet{pids: map[int]bool{}}}
 	t.Cleanup(func() {
+		// A test that failed before it saw a pid: the log daemon's
+		// registry still names it.
+		e.pids.add(registeredPids(filepath.Join(dir, ".orch"))...)
 		e.pids.mu.Lock()
 		for pid := range e.pids.pids {
 			syscall.Kill(-pid, syscall.SIGKILL)
