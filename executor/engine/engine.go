@@ -174,6 +174,15 @@ type instance struct {
 	// sickBusy: its health check said unhealthy while the executor still
 	// acted on it; afterApply acts on it once the apply ends.
 	sickBusy string
+	// applied is the stop signal and timeout of the configuration the
+	// running instance was applied with (appliedStop of its record): an
+	// edit not applied yet does not change how it is stopped.
+	applied spec.Stop
+	// paused: stopped with SIGSTOP by orch pause; its health checks are
+	// suspended (healthCancel) until orch resume.
+	paused       bool
+	healthCancel context.CancelFunc
+	genCtx       context.Context // the context of the current generation's supervision
 	// reverted is the configuration hash of a create_before_destroy
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
@@ -527,6 +536,7 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 			continue
 		}
 		inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
+		inst.applied = appliedStopOf(rec)
 		e.supervise(inst, rec.Handle)
 		e.emit(Event{Type: EventAdopted, Addr: rec.Addr, Pid: obs.Pid, Detail: "already running"})
 	}
@@ -916,9 +926,17 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			// one runs on, as its restored record says.
 			inst.reverted = c.Hash()
 			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
+			inst.applied = appliedStopOf(rec)
 			if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
 				e.supervise(inst, rec.Handle)
 				inst.healthy = true // it served before, and was not replaced
+			}
+		case o.Err != nil && c != nil && c.Action == planner.Update && rec.Status == executor.StatusRunning:
+			// A failed in-place update leaves the instance running as it
+			// was (its record unchanged): its supervision goes on; the
+			// next plan shows the update again.
+			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+				e.supervise(inst, rec.Handle)
 			}
 		case o.Err != nil:
 			if c != nil && inst.hash != c.Hash() {
@@ -942,6 +960,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
 			}
 			inst.reverted = ""
+			inst.applied = appliedStopOf(rec)
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting = ""
 			inst.parked, inst.parkedTries = false, 0

@@ -143,6 +143,12 @@ func probeExec(ctx context.Context, argv []string, r *spec.Resource) error {
 //
 // Failures during h.StartPeriod never count. The first probe runs at once.
 func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, report func(healthy bool, detail string)) {
+	monitorFrom(ctx, h, r, started, false, report)
+}
+
+// monitorFrom is monitor starting from ready (a daemon resumed after a
+// pause, which had passed before) or from starting.
+func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, ready bool, report func(healthy bool, detail string)) {
 	interval := h.Interval
 	if interval <= 0 {
 		interval = 10 * time.Second
@@ -158,6 +164,9 @@ func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time
 		unhealthy
 	)
 	status, fails := starting, 0
+	if ready {
+		status = healthy
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

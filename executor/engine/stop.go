@@ -230,6 +230,12 @@ func (e *Engine) stopOne(rec state.Instance) bool {
 	return true
 }
 
+// appliedStopOf is appliedStop as a spec.Stop.
+func appliedStopOf(rec state.Instance) spec.Stop {
+	sig, timeout := appliedStop(rec)
+	return spec.Stop{Signal: sig, Timeout: timeout}
+}
+
 // appliedStop is the stop signal and timeout rec's instance was applied
 // with: an edit of its stop block that is not applied yet does not change
 // how it is stopped.

@@ -37,6 +37,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	inst.started = time.Now()
 	ctx, cancel := context.WithCancel(e.ctx)
 	inst.cancel = cancel
+	inst.genCtx = ctx
 	p := e.opts.Providers[inst.rt.Type]
 	if p == nil {
 		return
@@ -83,15 +84,28 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 			e.followOwnHealth(ctx, hc, rt, addr, handle, gen)
 		}()
 	}
-	if r := inst.res; r != nil && r.Health != nil {
-		e.bg.Add(1)
-		go func() {
-			defer e.bg.Done()
-			monitor(ctx, r.Health, r, inst.started, func(ok bool, detail string) {
-				e.post(func() { e.health(addr, gen, ok, detail) })
-			})
-		}()
+	inst.paused = false
+	e.monitorHealth(ctx, inst, false)
+}
+
+// monitorHealth starts the health monitor of inst's current generation
+// under ctx (cancelled with the generation), from ready or starting;
+// inst.healthCancel suspends it (pause).
+func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) {
+	r := inst.res
+	if r == nil || r.Health == nil {
+		return
 	}
+	hctx, cancel := context.WithCancel(ctx)
+	inst.healthCancel = cancel
+	addr, gen, started := inst.addr, inst.gen, inst.started
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		monitorFrom(hctx, r.Health, r, started, ready, func(ok bool, detail string) {
+			e.post(func() { e.health(addr, gen, ok, detail) })
+		})
+	}()
 }
 
 // exited handles the end of generation gen of addr.
@@ -205,7 +219,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	if !inst.parked { // trying again to reach the runtime is not one more restart
 		inst.restarts++
 	}
-	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
+	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.stopSettings()
 	sweep := func() {
 		if prov != nil && len(old) > 0 {
 			prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: old, Signal: spec.Signal{Name: "SIGKILL", Num: 9}, Timeout: stop.Timeout})
@@ -226,8 +240,8 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 // health handles a transition of generation gen's health check.
 func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
-		return
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping || inst.paused {
+		return // stale, or a probe that was in flight when it was paused
 	}
 	inst.checked = true
 	if ok {
@@ -255,7 +269,7 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	// Liveness: stop it; its watch reports the exit, which counts as a
 	// failure and restarts it per its policy.
 	inst.killing = true
-	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
+	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.stopSettings()
 	if prov == nil {
 		return
 	}
@@ -282,7 +296,7 @@ func (e *Engine) restartWith(dep spec.Address, p *planner.Plan) {
 		}
 		inst.manual = true
 		e.emit(Event{Type: EventRestarting, Addr: inst.addr, Detail: "now, with " + dep.String() + " (restart_with)"})
-		e.stopAsync(inst, inst.res.Stop.Signal)
+		e.stopAsync(inst, inst.stopSettings().Signal)
 	}
 }
 
@@ -293,4 +307,16 @@ func hasAddr(as []spec.Address, a spec.Address) bool {
 		}
 	}
 	return false
+}
+
+// stopSettings is how inst's running process is stopped: with the
+// settings it was applied with, else (not recorded yet) its declared ones.
+func (inst *instance) stopSettings() spec.Stop {
+	if inst.applied.Signal.Name != "" {
+		return inst.applied
+	}
+	if inst.res != nil {
+		return inst.res.Stop
+	}
+	return spec.Stop{Signal: spec.SIGTERM, Timeout: spec.DefaultStopTimeout}
 }

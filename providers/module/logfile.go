@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
@@ -62,11 +63,14 @@ func (l *FileLog) Write(r Record) {
 		process.RotateLog(p, l.MaxFiles)
 	}
 	if lf == nil {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		// The directory and the file must be orch's own (providers/owned):
+		// another user who may write them could forge what orch logs
+		// shows.
+		if err := owned.Dir(filepath.Dir(p)); err != nil {
 			fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 			return
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		f, err := owned.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 			return

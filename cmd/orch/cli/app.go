@@ -159,6 +159,7 @@ docs writes these helps as man pages.`,
 		a.signalCommand(),
 		a.destroyCommand(),
 		a.statusCommand(),
+		a.stateCommand(),
 		a.settingsCommand(),
 		a.versionCommand(),
 	)
