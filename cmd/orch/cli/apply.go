@@ -34,13 +34,22 @@ daemon that exited or never became ready, with the last lines of its log.
 
 Given a plan file saved by orch plan -out, apply performs exactly that plan
 without asking, and refuses it when the configuration or the observed world
-changed since it was made.`,
+changed since it was made.
+
+-json prints JSON lines instead of text (plan, step, skipped, diagnostic,
+event, summary; docs/cli.md); it needs -auto-approve or a plan file, as
+there is no prompt to answer.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if wf.wait {
 				a.wait = &wf
 			}
 			arg := dirArg(args)
+			if a.jsonApply && !autoApprove {
+				if _, isPlan, _ := readSavedPlan(arg); !isPlan {
+					return usageError{fmt.Errorf("-json needs -auto-approve (or a saved plan): there is no prompt to answer")}
+				}
+			}
 			sp, isPlan, err := readSavedPlan(arg)
 			if err != nil {
 				return &exitError{code: ExitError, msg: err.Error()}
@@ -61,6 +70,7 @@ changed since it was made.`,
 	lf.register(cmd.Flags())
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve or a plan file)")
 	return cmd
 }
 
@@ -76,15 +86,20 @@ func (a *App) destroyCommand() *cobra.Command {
 		Long: `Plan the destruction of every instance the state of DIR records (and every
 running object of this project a provider can find), show it, ask for
 confirmation (unless -auto-approve), and stop and remove them in reverse
-dependency order. Instances with lifecycle.prevent_destroy refuse.`,
+dependency order. Instances with lifecycle.prevent_destroy refuse. -json
+prints JSON lines as apply -json does; it needs -auto-approve.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.jsonApply && !autoApprove {
+				return usageError{fmt.Errorf("-json needs -auto-approve: there is no prompt to answer")}
+			}
 			return a.applyDir(dirArg(args), &vf, &lf, autoApprove, true)
 		},
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "destroy without asking for confirmation")
+	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve)")
 	return cmd
 }
 
@@ -107,7 +122,15 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	if a.jsonApply {
+		a.emitPlan(p)
+		if !p.HasChanges() {
+			a.emitSummary(true, 0, 0, 0, 0)
+			return nil
+		}
+	} else {
+		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	}
 	if !p.HasChanges() {
 		return nil
 	}
@@ -163,7 +186,15 @@ func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
 		}
 		return &exitError{code: ExitError, msg: "Saved plan is stale: " + why + ".\nThe plan was: " + sp.Summary + "\nRun orch plan again and review the new plan."}
 	}
-	fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	if a.jsonApply {
+		a.emitPlan(p)
+		if !p.HasChanges() {
+			a.emitSummary(true, 0, 0, 0, 0)
+			return nil
+		}
+	} else {
+		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	}
 	if !p.HasChanges() {
 		return nil
 	}

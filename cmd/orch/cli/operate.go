@@ -185,6 +185,10 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	if ready != nil && err == nil {
 		dead = ready.checkAlive(ctx)
 		for _, d := range dead {
+			if a.jsonApply {
+				a.emit(JSONApplyLine{Type: "diagnostic", Diagnostic: &JSONDiagnostic{Severity: "error", Summary: d.Error()}})
+				continue
+			}
 			fmt.Fprintf(a.Stderr, "Error: %v\n", d)
 		}
 	}
@@ -192,6 +196,10 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 		a.writeDiags(res.Diagnostics, s.res.files)
 		for _, o := range res.Outcomes {
 			if o.Skipped != "" && o.Err == nil {
+				if a.jsonApply {
+					a.emit(JSONApplyLine{Type: "skipped", Address: o.Addr.String(), Reason: o.Skipped})
+					continue
+				}
 				fmt.Fprintf(a.Stderr, "%s: not applied, %s\n", o.Addr, o.Skipped)
 			}
 		}
@@ -203,6 +211,14 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	verb := "Apply"
 	if destroy {
 		verb = "Destroy"
+	}
+	if a.jsonApply {
+		ok := len(res.Diagnostics) == 0 && len(dead) == 0
+		a.emitSummary(ok, sum.Add, sum.Change, sum.Replace, sum.Destroy)
+		if !ok {
+			return silentFailure()
+		}
+		return nil
 	}
 	if len(res.Diagnostics) > 0 || len(dead) > 0 {
 		fmt.Fprintf(a.Stdout, "\n%s failed. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
@@ -224,6 +240,9 @@ var progressVerbs = map[planner.Action][2]string{
 // progress prints one line as a step starts and one as it ends, like
 // Terraform; a replacement's two steps are told apart.
 func (a *App) progress() func(executor.StepEvent) {
+	if a.jsonApply {
+		return a.emitStep
+	}
 	return func(ev executor.StepEvent) {
 		v := progressVerbs[ev.Action]
 		if ev.Action == planner.Replace {

@@ -31,7 +31,8 @@ apply every valid edit of DIR (only the difference: untouched daemons keep
 running). An invalid edit is reported and changes nothing.
 
 Ctrl-C (SIGINT) or SIGTERM stops every daemon, dependents first, each
-within its stop timeout, and exits 0; a second Ctrl-C exits at once. The
+within its stop timeout, and exits 0; a second Ctrl-C (more than 2 s
+later) kills what still runs (SIGKILL, dependents first) instead of waiting. The
 state keeps the stopped daemons (status "stopped"): the next orch up starts
 them again. orch up holds the state lock while it runs; orch status works
 meanwhile.
