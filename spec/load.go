@@ -175,9 +175,21 @@ func (l *loader) parseFiles() []*hcl.File {
 	results := make([]parsed, len(names))
 	parse := func(i int) {
 		name := names[i]
-		src, err := fs.ReadFile(l.fsys, name)
+		src, tooBig, err := readConfigSource(l.fsys, name)
 		if err != nil {
 			results[i] = parsed{err: err}
+			return
+		}
+		// The limits are checked before HCL's parser runs: too deep a
+		// source would overflow its stack (limits.go).
+		var d *hcl.Diagnostic
+		if tooBig {
+			d = sizeDiag(name, src)
+		} else {
+			d = CheckSource(src, name)
+		}
+		if d != nil {
+			results[i] = parsed{src: src, file: refusedFile(src, d), diags: hcl.Diagnostics{d}}
 			return
 		}
 		var f *hcl.File
