@@ -948,21 +948,25 @@ func tokenNesting(tokens hclsyntax.Tokens, mode scanMode, limit int) (at, deepes
 	return s.at, s.max
 }
 
-// refusedFile is the hcl.File of a source refused before parsing: its
-// bytes only, for the snippet of d, unless the line of d is too long to
-// show (60,000 "[" on one line).
+// refusedFile is the hcl.File of a source refused before parsing, for the
+// snippet of d: its bytes, cut a little after d's place (60,000 "[" make
+// one line too long to show), or none when even that line is too long.
 func refusedFile(src []byte, d *hcl.Diagnostic) *hcl.File {
 	if d.Subject == nil {
 		return &hcl.File{Body: hcl.EmptyBody()}
 	}
 	at := d.Subject.Start.Byte
 	ls := bytes.LastIndexByte(src[:at], '\n') + 1
-	le := bytes.IndexByte(src[at:], '\n')
-	if le < 0 {
-		le = len(src) - at
+	end := len(src)
+	if le := bytes.IndexByte(src[at:], '\n'); le >= 0 {
+		end = at + le
 	}
-	if at+le-ls > 1000 {
+	end = min(end, at+60)
+	for end < len(src) && end > at && !utf8.RuneStart(src[end]) {
+		end--
+	}
+	if end-ls > 1000 {
 		return &hcl.File{Body: hcl.EmptyBody()}
 	}
-	return &hcl.File{Body: hcl.EmptyBody(), Bytes: src}
+	return &hcl.File{Body: hcl.EmptyBody(), Bytes: src[:end:end]}
 }
