@@ -34,6 +34,13 @@ type Options struct {
 	Vars []string
 	// Environ is the environment searched for ORCH_VAR_<name>; nil for none.
 	Environ []string
+	// CheckPrograms reports the program of a daemon or job on a process
+	// runtime that is not found (in its PATH: its env's, else Environ's,
+	// else orch's own) or not executable, at its place in the command: an
+	// error, or a warning when a job may create it first (programs.go).
+	// orch validate and orch plan want it; a load to apply, destroy or
+	// show state does not (a missing program fails that one start).
+	CheckPrograms bool
 }
 
 // VarFile is the content of a -var-file: HCL attributes NAME = VALUE.
