@@ -104,7 +104,7 @@ func functions(fsys fs.FS, dir string) map[string]function.Function {
 		"file": fileFn, "filebase64": fileBase64, "fileexists": fileExists, "flatten": stdlib.FlattenFunc,
 		"floor": stdlib.FloorFunc, "format": stdlib.FormatFunc, "formatdate": stdlib.FormatDateFunc,
 		"formatlist": stdlib.FormatListFunc, "indent": stdlib.IndentFunc, "index": indexFunc,
-		"join": stdlib.JoinFunc, "jsondecode": stdlib.JSONDecodeFunc, "jsonencode": stdlib.JSONEncodeFunc,
+		"join": stdlib.JoinFunc, "jsondecode": jsonDecodeFunc, "jsonencode": stdlib.JSONEncodeFunc,
 		"keys": stdlib.KeysFunc, "length": lengthFunc, "log": stdlib.LogFunc, "lookup": stdlib.LookupFunc,
 		"lower": stdlib.LowerFunc, "max": stdlib.MaxFunc, "md5": crypto.Md5Func, "merge": stdlib.MergeFunc,
 		"min": stdlib.MinFunc, "one": oneFunc,
@@ -235,6 +235,48 @@ var lengthFunc = function.New(&function.Spec{
 		return v.Length(), nil
 	},
 })
+
+// jsonDecodeFunc is go-cty's jsondecode, refusing JSON nested deeper than
+// MaxNestingDepth: its decoder recurses once per level, and a deep enough
+// document (a file read with file(), a string) overflows the Go stack.
+var jsonDecodeFunc = function.New(&function.Spec{
+	Description: stdlib.JSONDecodeFunc.Description(),
+	Params:      []function.Parameter{{Name: "str", Type: cty.String, AllowUnknown: true}},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		if v := args[0]; v.IsKnown() && !v.IsNull() {
+			if at := jsonDepthPassed(v.AsString(), MaxNestingDepth); at >= 0 {
+				return cty.NilType, function.NewArgErrorf(0, "the JSON nests deeper than %d levels (at byte %d), the most orch accepts", MaxNestingDepth, at)
+			}
+		}
+		return stdlib.JSONDecodeFunc.ReturnTypeForValues(args)
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		return stdlib.JSONDecodeFunc.Call(args)
+	},
+})
+
+// jsonDepthPassed returns the byte offset of the array or object that
+// passes limit levels of nesting in the JSON text s, or -1.
+func jsonDepthPassed(s string, limit int) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[', '{':
+			if depth++; depth > limit {
+				return i
+			}
+		case ']', '}':
+			depth--
+		case '"':
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return -1
+}
 
 // indexFunc is Terraform's index(list, value): the index of value in a
 // list or tuple (go-cty's stdlib index is another function, collection[key]).

@@ -75,6 +75,8 @@ var funcCases = []funcCase{
 	{"index", `index(["a", "b", "c"], "d")`, ``, "item not found"},
 	{"join", `join(", ", ["foo", "bar"])`, `"foo, bar"`, ""},
 	{"jsondecode", `jsondecode("{\"hello\": \"world\"}")`, `{hello = "world"}`, ""},
+	{"jsondecode", `jsondecode(file("data/deep.json"))`, ``, "nests deeper than 256 levels (at byte 256)"},
+	{"jsondecode", `jsondecode(file("data/ok.json"))`, `[[[[["x]]"]]]]]`, ""},
 	{"jsonencode", `jsonencode({hello = "world"})`, `"{\"hello\":\"world\"}"`, ""},
 	{"keys", `keys({a = 1, c = 2, d = 3})`, `["a", "c", "d"]`, ""},
 	{"length", `length("hello")`, `5`, ""},
@@ -148,6 +150,8 @@ var funcFS = fstest.MapFS{
 	"data/self.tmpl":  {Data: []byte("${templatefile(\"data/self.tmpl\", {})}")},
 	"data/deep.tmpl":  {Data: []byte(strings.Repeat("${[", 60000))},
 	"data/.keep":      {Data: nil},
+	"data/deep.json":  {Data: []byte(strings.Repeat("[", 1000000) + strings.Repeat("]", 1000000))},
+	"data/ok.json":    {Data: []byte(`[[[[["x]]"]]]]]`)},
 	"data/empty.tmpl": {Data: []byte("")},
 }
 
