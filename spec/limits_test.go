@@ -207,3 +207,53 @@ func TestVarFileAndVarNesting(t *testing.T) {
 		t.Fatalf("%s", renderDiags(diags))
 	}
 }
+
+// TestNestingMatchesLexer: on sources chosen to be hard (heredocs, escapes,
+// comments, directives, identifiers with '-', unclosed things), the byte
+// scan measures exactly what HCL's own lexer's tokens give.
+func TestNestingMatchesLexer(t *testing.T) {
+	sources := []string{
+		"a = <<EOT\n  [[[\n  EOT\nb = [[1]]\n",
+		"a = <<-EOT\n  ${[[x]]}\n  EOT\n",
+		"a = <<EOT\n${<<INNER\n[[${[1]}]]\nINNER\n}\nEOT\n",
+		"a = <<EOT\r\n[${[1]}\r\nEOT\r\nb = [[2]]\r\n",
+		"a = <<EOT\nEOT",
+		"a = <<EOT \n[[\nEOT\n",
+		`a = "${"}"}" b = "${ {x = [1]} }"`,
+		`a = "\${[[[x" b = "$${[[[" c = "%%{if x}" d = "$$${[1]}"`,
+		`a = "%{ if x }[%{ else }]%{ endif }%{for v in y}${v}%{endfor}"`,
+		`a = "%{/* c */if x}y%{endif}"`,
+		"a = [1 /* ] */, 2] # ]\nb = (1 // )\n+ 2)\n",
+		"a = 1 /* unterminated [[ ",
+		"a = x-y-z - 1e+5 - 1E-3 - 2\n",
+		"a = {for k, v in x : k => v + 1\n+ 2}\nb = {\n  c = 1 + 2\n  d = 3 - 4\n}\n",
+		"a = [for x in y: x if x > 0 && !x || x >= 2]\n",
+		"ünïcode-x = [ü-ber - 1]\n",
+		"a = x[*].y[*][0].*.z\n",
+		"a = x ? y ? 1 : 2 : z ? 3 : 4\n",
+		`a = "${x ~}" b = "${~ [1] ~}"`,
+		"a = \"unterminated [[\nb = [[1]]\n",
+		"a = \"${x\" b = [[1]]\n",
+		"}}} a = [[1]] \"${ } }\"",
+		"a = %{if x}\n",
+		"a = <<EOT\n%{ if x }\n[[${y}]]\n%{ endif }\nEOT\n",
+		"a = f(g(h([{b = (1)}])))\n",
+	}
+	for _, src := range sources {
+		for _, mode := range []scanMode{modeConfig, modeExpression, modeTemplate} {
+			_, got := nativeNesting([]byte(src), mode, 1<<30)
+			var tokens hclsyntax.Tokens
+			switch mode {
+			case modeConfig:
+				tokens, _ = hclsyntax.LexConfig([]byte(src), "f", hcl.InitialPos)
+			case modeExpression:
+				tokens, _ = hclsyntax.LexExpression([]byte(src), "f", hcl.InitialPos)
+			case modeTemplate:
+				tokens, _ = hclsyntax.LexTemplate([]byte(src), "f", hcl.InitialPos)
+			}
+			if _, want := tokenNesting(tokens, mode, 1<<30); got != want {
+				t.Errorf("mode %d, %q: the scan finds %d, HCL's tokens %d", mode, src, got, want)
+			}
+		}
+	}
+}
