@@ -199,6 +199,13 @@ type nestScanner struct {
 // passes limit (-1 if never) and the deepest nesting seen; the scan stops
 // at the first offset past the limit.
 func nativeNesting(src []byte, mode scanMode, limit int) (at, deepest int) {
+	var s nestScanner
+	return s.measure(src, mode, limit)
+}
+
+// measure is nativeNesting on s, whose stacks are reused from a previous
+// measure (jsonNesting measures every string of a file).
+func (s *nestScanner) measure(src []byte, mode scanMode, limit int) (at, deepest int) {
 	if !utf8.Valid(src) {
 		// HCL's lexer reads bytes that are not UTF-8 in ways hard to
 		// foretell (some become part of an identifier); such a source
@@ -214,7 +221,8 @@ func nativeNesting(src []byte, mode scanMode, limit int) (at, deepest int) {
 		}
 		return tokenNesting(tokens, mode, limit)
 	}
-	s := &nestScanner{src: src, limit: limit, at: -1, noClose: len(src) + 1}
+	*s = nestScanner{src: src, limit: limit, at: -1, noClose: len(src) + 1,
+		frames: s.frames[:0], modes: s.modes[:0], retBraces: s.retBraces[:0]}
 	switch mode {
 	case modeConfig:
 		s.frames = append(s.frames, nestFrame{kind: frBody})
@@ -786,6 +794,7 @@ func isIDContinue(r rune) bool {
 func jsonNesting(src []byte, limit int) (at, deepest int) {
 	depth := 0
 	var stack, lastKey []byte
+	var sc nestScanner
 	for i := 0; i < len(src); {
 		c := src[i]
 		switch c {
@@ -841,10 +850,10 @@ func jsonNesting(src []byte, limit int) (at, deepest int) {
 			// a template nests only with ${ and %{
 			if asExpr || bytes.IndexByte(content, '$') >= 0 || bytes.IndexByte(content, '%') >= 0 {
 				inner := limit - depth - 1
-				ta, td := nativeNesting(content, modeTemplate, inner)
+				ta, td := sc.measure(content, modeTemplate, inner)
 				ea, ed := -1, 0
 				if asExpr {
-					ea, ed = nativeNesting(content, modeExpression, inner)
+					ea, ed = sc.measure(content, modeExpression, inner)
 				}
 				deepest = max(deepest, depth+1+max(td, ed))
 				if ta >= 0 || ea >= 0 {
