@@ -35,6 +35,9 @@ type App struct {
 	// wait is orch apply's -wait and -wait-timeout (nil: no waiting, as
 	// for destroy).
 	wait *waitFlags
+	// checkPrograms: orch validate and orch plan report a command whose
+	// program is not found (spec.Options.CheckPrograms).
+	checkPrograms bool
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)

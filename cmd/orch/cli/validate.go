@@ -37,6 +37,7 @@ instead. Exits 0 when the configuration is valid, 1 otherwise.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
+			a.checkPrograms = true
 			res := a.loadConfig(dir, &vf)
 			if asJSON {
 				out := newJSONDiagnostics(res.diags, res.files)
