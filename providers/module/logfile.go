@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/orch-dev/orch/providers/logfile"
 	"github.com/orch-dev/orch/providers/owned"
-	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -32,8 +32,8 @@ type FileLog struct {
 
 // Defaults of a FileLog, those of a daemon's log.
 const (
-	DefaultLogMaxSize  = process.DefaultLogMaxSize
-	DefaultLogMaxFiles = process.DefaultLogMaxFiles
+	DefaultLogMaxSize  = logfile.DefaultMaxSize
+	DefaultLogMaxFiles = logfile.DefaultMaxFiles
 )
 
 type logFile struct {
@@ -60,7 +60,7 @@ func (l *FileLog) Write(r Record) {
 		lf.f.Close()
 		delete(l.files, r.Addr)
 		lf = nil
-		process.RotateLog(p, l.MaxFiles)
+		logfile.Rotate(p, l.MaxFiles)
 	}
 	if lf == nil {
 		// The directory and the file must be orch's own (providers/owned):
