@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test bench fuzz run modules plugins generate fmt clean check-go
+.PHONY: all build test bench fuzz run modules plugins generate docs fmt clean check-go
 
 all: build
 
@@ -80,6 +80,14 @@ generate: check-go
 		--go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
 		--go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
 		$(PROTO_DIR)/orchplugin.proto
+
+# Man pages, one per command (orch.1, orch-plan.1, ...), generated from the
+# commands themselves (cobra/doc) into bin/man; read one with
+# man -l bin/man/orch-plan.1, or install them under a MANPATH directory.
+# docs/cli.md is written by hand and checked against the commands by the
+# tests of cmd/orch.
+docs: check-go
+	$(GO) run ./cmd/orch/cli/gendocs -out bin/man -version $(VERSION)
 
 fmt: check-go
 	$(GO) fmt ./...

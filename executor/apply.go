@@ -35,6 +35,18 @@ type Executor struct {
 	Parallelism int
 	Project     string
 	StateDir    string // absolute
+	// Ready, when set, is asked before the old instance of a
+	// create_before_destroy replace is stopped whether the new one (h)
+	// became ready; on an error the new one is stopped, the old one keeps
+	// running and its record is restored, and the change fails with a
+	// *RevertedError. Nil: the old one is stopped once the new one runs.
+	Ready func(ctx context.Context, c *planner.Change, h providers.Handle) error
+	// WaitUp, when set, is called at the end of a successful start of a
+	// daemon (create, start, or a replace that is not
+	// create_before_destroy, which Ready covers) and holds its dependents
+	// until it returns; an error fails the step (orch apply waits for
+	// readiness this way; orch up gates dependents itself).
+	WaitUp func(ctx context.Context, c *planner.Change, h providers.Handle) error
 	// Progress, when set, is called for each step as it starts and ends,
 	// from the step's goroutine.
 	Progress func(StepEvent)
@@ -68,6 +80,11 @@ type StepEvent struct {
 	Skipped  bool
 	Elapsed  time.Duration
 	Observed providers.Observed
+	// Handle and Runtime, on a successful up step, are what was recorded
+	// for the instance (durable when the event is sent): a supervisor can
+	// take it over at once, before the rest of the apply ends.
+	Handle  providers.Handle
+	Runtime spec.Address
 }
 
 // Outcome is what happened to one change.
@@ -116,6 +133,10 @@ type step struct {
 	failed error  // set when this step failed
 	skip   string // set when a dependency failed
 	done   bool
+	// pair is, for the down step of a create-before-destroy replace, its
+	// up step; handle is what an up step started.
+	pair   *step
+	handle providers.Handle
 }
 
 // Apply performs the plan's changes. cfg is the configuration the plan was
@@ -258,6 +279,7 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 			steps = append(steps, down, up)
 			if c.CreateBeforeDestroy {
 				link(up, down) // down after up
+				down.pair = up
 			} else {
 				link(down, up)
 			}
@@ -267,6 +289,7 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 			steps = append(steps, s)
 		}
 	}
+	rolling(p, ups, downs)
 	// dependencies between instances
 	for _, s := range steps {
 		c := s.change
@@ -355,3 +378,56 @@ func failureDiag(s *step) *hcl.Diagnostic {
 	}
 	return d
 }
+
+// rolling orders the replaces of the instances of one block (count,
+// for_each) so that at most lifecycle.max_parallel of them are under way
+// at once (Lifecycle.ReplaceParallel): the replace of the i-th instance
+// begins once that of the (i-N)-th has ended. A replace that fails skips
+// those after it: a rollout stops at its first failure.
+func rolling(p *planner.Plan, ups, downs map[spec.Address]*step) {
+	blocks := map[spec.Address][]*planner.Change{}
+	var order []spec.Address
+	for _, c := range p.Changes {
+		if c.Action != planner.Replace || c.Resource == nil || c.Resource.Lifecycle.ReplaceParallel() == 0 {
+			continue
+		}
+		b := c.Addr.Block()
+		if blocks[b] == nil {
+			order = append(order, b)
+		}
+		blocks[b] = append(blocks[b], c)
+	}
+	for _, b := range order {
+		cs := blocks[b]
+		if len(cs) < 2 {
+			continue
+		}
+		sort.Slice(cs, func(i, j int) bool { return cs[i].Addr.Less(cs[j].Addr) })
+		n := cs[0].Resource.Lifecycle.ReplaceParallel()
+		for i := n; i < len(cs); i++ {
+			prev, next := cs[i-n], cs[i]
+			last, first := ups[prev.Addr], downs[next.Addr]
+			if prev.CreateBeforeDestroy {
+				last = downs[prev.Addr]
+			}
+			if next.CreateBeforeDestroy {
+				first = ups[next.Addr]
+			}
+			link(last, first)
+		}
+	}
+}
+
+// RevertedError is the failure of a create_before_destroy replace whose
+// new instance did not become ready: the new one was stopped and the old
+// one kept running, its record restored.
+type RevertedError struct {
+	Addr spec.Address
+	Err  error
+}
+
+func (e *RevertedError) Error() string {
+	return fmt.Sprintf("%s: the new instance did not become ready (%v); it was stopped, and the old one keeps running", e.Addr, e.Err)
+}
+
+func (e *RevertedError) Unwrap() error { return e.Err }

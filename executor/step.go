@@ -26,15 +26,28 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 		e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind})
 	}
 	var obs providers.Observed
+	var handle providers.Handle
 	var err error
 	if s.kind == StepDown {
-		err = e.down(ctx, cfg, c, rec)
+		err = e.down(ctx, cfg, s, rec)
 	} else {
-		obs, err = e.up(ctx, cfg, c, rec)
+		obs, handle, err = e.up(ctx, cfg, c, rec)
+		s.handle = handle
+		if err == nil && e.WaitUp != nil && c.Addr.Kind == spec.KindDaemon && len(handle) > 0 &&
+			(c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)) {
+			err = e.WaitUp(ctx, c, handle)
+		}
 	}
 	if e.Progress != nil {
-		e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
-			Elapsed: time.Since(start), Observed: obs})
+		ev := StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
+			Elapsed: time.Since(start), Observed: obs}
+		if err == nil {
+			ev.Handle = handle
+			if c.Resource != nil {
+				ev.Runtime = c.Resource.Runtime
+			}
+		}
+		e.Progress(ev)
 	}
 	return err
 }
@@ -47,8 +60,14 @@ func (e *Executor) provider(rt spec.Address) (providers.Provider, error) {
 	return p, nil
 }
 
-// up brings the declared instance of c up and records it.
-func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (providers.Observed, error) {
+// up brings the declared instance of c up and records it; it returns the
+// handle recorded (durable once up returns).
+func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (obs providers.Observed, h providers.Handle, err error) {
+	obs, err = e.upRecord(ctx, cfg, c, rec, &h)
+	return obs, h, err
+}
+
+func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit, handle *providers.Handle) (providers.Observed, error) {
 	r := c.Resource
 	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Encoded(), ConfigHash: c.Hash(),
 		Status: StatusRunning}
@@ -78,6 +97,7 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 				}
 			}
 		}
+		*handle = inst.Handle
 		return c.Observed, rec.put(inst)
 	}
 	p, err := e.provider(r.Runtime)
@@ -108,6 +128,7 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 		}
 		inst.Status = StatusCompleted
 	}
+	*handle = inst.Handle
 	return obs, rec.put(inst)
 }
 
@@ -147,8 +168,17 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 	}
 }
 
-// down stops and deletes the prior instance of c and records it.
-func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) error {
+// down stops and deletes the prior instance of s's change and records it.
+// The old instance of a create_before_destroy replace is stopped only once
+// the new one is ready (Executor.Ready); when it never is, the new one is
+// stopped instead (revert).
+func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit) error {
+	c := s.change
+	if s.pair != nil && e.Ready != nil && len(s.pair.handle) > 0 && c.Resource != nil {
+		if err := e.Ready(ctx, c, s.pair.handle); err != nil {
+			return e.revert(ctx, cfg, c, s.pair.handle, err, rec)
+		}
+	}
 	prior := c.Prior
 	rtAddr := prior.Runtime
 	if rtAddr.IsZero() && prior.Snapshot != nil {
@@ -160,7 +190,7 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change
 			return err
 		}
 		rt := runtimeFor(cfg, rtAddr)
-		sig, timeout := stopSettings(prior.Snapshot)
+		sig, timeout := StopSettings(prior.Snapshot)
 		if _, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
 			return err
 		}
@@ -176,9 +206,9 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, c *planner.Change
 	return rec.delete(c.Addr)
 }
 
-// stopSettings reads the stop signal and timeout the prior instance was
+// StopSettings reads the stop signal and timeout the prior instance was
 // applied with.
-func stopSettings(s *planner.Snapshot) (spec.Signal, time.Duration) {
+func StopSettings(s *planner.Snapshot) (spec.Signal, time.Duration) {
 	sig, timeout := spec.SIGTERM, spec.DefaultStopTimeout
 	if s == nil {
 		return sig, timeout
@@ -207,4 +237,35 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// revert stops the new instance h of c's create_before_destroy replace,
+// which did not become ready (why), and restores the record of the old
+// one, which keeps running.
+func (e *Executor) revert(ctx context.Context, cfg *spec.Config, c *planner.Change, h providers.Handle, why error, rec *groupCommit) error {
+	r := c.Resource
+	p, err := e.provider(r.Runtime)
+	if err != nil {
+		return err
+	}
+	rt := runtimeFor(cfg, r.Runtime)
+	if _, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: h, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout}); err != nil {
+		return fmt.Errorf("%s: the new instance did not become ready (%v), and stopping it failed: %w", c.Addr, why, err)
+	}
+	if d, ok := p.(providers.Deleter); ok {
+		d.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: c.Addr, Handle: h})
+	}
+	prior := c.Prior
+	old := state.Instance{Addr: c.Addr, Runtime: prior.Runtime, ConfigHash: prior.ConfigHash, Handle: prior.Handle,
+		Status: prior.Status, LastError: (&RevertedError{Addr: c.Addr, Err: why}).Error()}
+	if prior.Snapshot != nil {
+		old.Config = prior.Snapshot.Encode()
+	}
+	if old.Status == "" {
+		old.Status = StatusRunning
+	}
+	if err := rec.put(old); err != nil {
+		return err
+	}
+	return &RevertedError{Addr: c.Addr, Err: why}
 }

@@ -124,6 +124,11 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 				"interval": dur(h.Interval), "timeout": dur(h.Timeout),
 				"retries": cty.NumberIntVal(int64(h.Retries)), "start_period": dur(h.StartPeriod),
 			}
+			if h.StartTimeout != spec.DefaultStartTimeout {
+				// Only when set otherwise: configurations applied before
+				// start_timeout existed keep their hash.
+				hv["start_timeout"] = dur(h.StartTimeout)
+			}
 			switch h.Kind {
 			case spec.HealthExec:
 				hv["exec"] = strList(h.Exec)

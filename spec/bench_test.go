@@ -132,3 +132,51 @@ func BenchmarkLoad10kTypical(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckSource measures the pre-parse limits check (limits.go) on
+// the files of BenchmarkLoad10k, to set against the load itself.
+func BenchmarkCheckSource(b *testing.B) {
+	dir := b.TempDir()
+	writeBenchConfig(b, dir, 10000, 20)
+	names, err := ConfigFiles(os.DirFS(dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var srcs [][]byte
+	size := 0
+	for _, n := range names {
+		src, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		srcs = append(srcs, src)
+		size += len(src)
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, src := range srcs {
+			if d := CheckSource(src, names[j]); d != nil {
+				b.Fatal(d)
+			}
+		}
+	}
+}
+
+// BenchmarkCheckSourceAdversarial measures the check on 8 MiB built to be
+// slow: unterminated comments, and brackets in strings.
+func BenchmarkCheckSourceAdversarial(b *testing.B) {
+	for name, src := range map[string]string{
+		"open-comments": "a = 1\n" + strings.Repeat("/*{}\n", MaxConfigFileSize/5-4),
+		"strings":       "a = \"" + strings.Repeat("[", MaxConfigFileSize-10) + "\"",
+		"heredoc":       "a = <<EOT\n" + strings.Repeat("x[\n", MaxConfigFileSize/3-10) + "EOT\n",
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(src)))
+			for i := 0; i < b.N; i++ {
+				CheckSource([]byte(src), "main.hcl")
+			}
+		})
+	}
+}

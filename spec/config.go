@@ -168,6 +168,11 @@ type Health struct {
 	Timeout     time.Duration // default 5s
 	Retries     int           // failures in a row before unhealthy; default 3
 	StartPeriod time.Duration // failures ignored during it; default 0s
+	// StartTimeout bounds the time from start to the first passing probe:
+	// until then failures do not make the daemon unhealthy (it is
+	// starting, not failing); past it without a pass, it is unhealthy.
+	// Default DefaultStartTimeout.
+	StartTimeout time.Duration
 }
 
 // Restart is a daemon's restart policy.
@@ -198,6 +203,22 @@ type Lifecycle struct {
 	CreateBeforeDestroy bool
 	PreventDestroy      bool
 	IgnoreChanges       []string // attribute names
+	// MaxParallel bounds how many instances of one block (count,
+	// for_each) are replaced at once; 0: not set (1 under
+	// create_before_destroy, else all at once).
+	MaxParallel int
+}
+
+// ReplaceParallel is how many instances of the block of r are replaced
+// at once: 0 for no bound.
+func (lc Lifecycle) ReplaceParallel() int {
+	if lc.MaxParallel > 0 {
+		return lc.MaxParallel
+	}
+	if lc.CreateBeforeDestroy {
+		return 1
+	}
+	return 0
 }
 
 // Grants opens parts of the host to a WebAssembly module.

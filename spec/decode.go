@@ -22,6 +22,7 @@ const (
 	DefaultHealthInterval = 10 * time.Second
 	DefaultHealthTimeout  = 5 * time.Second
 	DefaultHealthRetries  = 3
+	DefaultStartTimeout   = 60 * time.Second
 	DefaultBackoff        = 200 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultMaxRestarts    = 5
@@ -390,7 +391,8 @@ func (e *instEval) boolean(nb *nestedBlock, name string, dst *bool) {
 }
 
 func (e *instEval) health(nb *nestedBlock) *Health {
-	h := &Health{Interval: DefaultHealthInterval, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries}
+	h := &Health{Interval: DefaultHealthInterval, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries,
+		StartTimeout: DefaultStartTimeout}
 	var probes []string
 	if a := nb.attrs["exec"]; a != nil {
 		if v, ok := e.value(a.Expr, stringList, "health.exec"); ok && v != cty.NilVal {
@@ -433,6 +435,7 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 	e.duration(nb, "interval", &h.Interval)
 	e.duration(nb, "timeout", &h.Timeout)
 	e.duration(nb, "start_period", &h.StartPeriod)
+	e.duration(nb, "start_timeout", &h.StartTimeout)
 	e.integer(nb, "retries", 1, &h.Retries)
 	if h.Interval == 0 && !e.errs {
 		e.l.errorf(rangePtr(nb.block.DefRange), "Invalid duration", "health.interval of %s must be more than zero.", e.r.Addr)
@@ -508,6 +511,7 @@ func (e *instEval) lifecycle(nb *nestedBlock) {
 	lc := &e.r.Lifecycle
 	e.boolean(nb, "create_before_destroy", &lc.CreateBeforeDestroy)
 	e.boolean(nb, "prevent_destroy", &lc.PreventDestroy)
+	e.integer(nb, "max_parallel", 1, &lc.MaxParallel)
 	a := nb.attrs["ignore_changes"]
 	if a == nil {
 		return

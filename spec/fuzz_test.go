@@ -5,6 +5,7 @@ import (
 	"testing/fstest"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // fuzzDir is the fake absolute directory fuzz inputs are loaded as.
@@ -78,6 +79,85 @@ func FuzzParseAddress(f *testing.F) {
 		}
 		if a != b {
 			t.Fatalf("round trip of %q: %#v then %#v", s, a, b)
+		}
+	})
+}
+
+// astDepth is the depth of the syntax tree under n.
+func astDepth(n hclsyntax.Node) int {
+	w := &depthWalker{}
+	hclsyntax.Walk(n, w)
+	return w.max
+}
+
+type depthWalker struct{ depth, max int }
+
+func (w *depthWalker) Enter(hclsyntax.Node) hcl.Diagnostics {
+	w.depth++
+	w.max = max(w.max, w.depth)
+	return nil
+}
+
+func (w *depthWalker) Exit(hclsyntax.Node) hcl.Diagnostics {
+	w.depth--
+	return nil
+}
+
+// FuzzNesting checks the nesting pre-scan (limits.go) against HCL itself,
+// for a configuration file (mode 0), a bare template (1) and a standalone
+// expression (2): the scan never finds less nesting than HCL's own lexer's
+// tokens hold; what it accepts parses into a syntax tree no deeper than
+// its count allows (so HCL's parser cannot overflow on it); and what HCL
+// parses without error into a shallow tree, the scan accepts. Seeds are in
+// testdata/fuzz/FuzzNesting.
+func FuzzNesting(f *testing.F) {
+	f.Add(uint8(0), []byte(equivHCL))
+	f.Add(uint8(1), []byte("a ${b} %{if c}d%{else}${[e]}%{endif}"))
+	f.Add(uint8(2), []byte(`{a = [1 + 2, "${x}"], b = <<EOT
+${c}
+EOT
+}`))
+	f.Fuzz(func(t *testing.T, mode uint8, src []byte) {
+		m := scanMode(mode % 3)
+		_, scan := nativeNesting(src, m, 1<<30)
+		var tokens hclsyntax.Tokens
+		switch m {
+		case modeConfig:
+			tokens, _ = hclsyntax.LexConfig(src, "f", hcl.InitialPos)
+		case modeTemplate:
+			tokens, _ = hclsyntax.LexTemplate(src, "f", hcl.InitialPos)
+		case modeExpression:
+			tokens, _ = hclsyntax.LexExpression(src, "f", hcl.InitialPos)
+		}
+		if _, tok := tokenNesting(tokens, m, 1<<30); scan < tok {
+			t.Fatalf("the scan finds nesting %d, HCL's tokens %d", scan, tok)
+		}
+		if scan > MaxNestingDepth {
+			return // refused: never parsed
+		}
+		var node hclsyntax.Node
+		var diags hcl.Diagnostics
+		switch m {
+		case modeConfig:
+			var file *hcl.File
+			file, diags = hclsyntax.ParseConfig(src, "f", hcl.InitialPos)
+			if file != nil {
+				node, _ = file.Body.(*hclsyntax.Body)
+			}
+		case modeTemplate:
+			node, diags = hclsyntax.ParseTemplate(src, "f", hcl.InitialPos)
+		case modeExpression:
+			node, diags = hclsyntax.ParseExpression(src, "f", hcl.InitialPos)
+		}
+		if node == nil {
+			return
+		}
+		ast := astDepth(node)
+		if ast > 4*scan+8 {
+			t.Fatalf("nesting %d by the scan, but a syntax tree %d deep", scan, ast)
+		}
+		if !diags.HasErrors() && ast <= 32 && CheckSource(src, "f.hcl") != nil && m == modeConfig {
+			t.Fatalf("a valid configuration %d deep is refused (scan %d)", ast, scan)
 		}
 	})
 }

@@ -34,6 +34,13 @@ type Options struct {
 	Vars []string
 	// Environ is the environment searched for ORCH_VAR_<name>; nil for none.
 	Environ []string
+	// CheckPrograms reports the program of a daemon or job on a process
+	// runtime that is not found (in its PATH: its env's, else Environ's,
+	// else orch's own) or not executable, at its place in the command: an
+	// error, or a warning when a job may create it first (programs.go).
+	// orch validate and orch plan want it; a load to apply, destroy or
+	// show state does not (a missing program fails that one start).
+	CheckPrograms bool
 }
 
 // VarFile is the content of a -var-file: HCL attributes NAME = VALUE.
@@ -175,9 +182,21 @@ func (l *loader) parseFiles() []*hcl.File {
 	results := make([]parsed, len(names))
 	parse := func(i int) {
 		name := names[i]
-		src, err := fs.ReadFile(l.fsys, name)
+		src, tooBig, err := readConfigSource(l.fsys, name)
 		if err != nil {
 			results[i] = parsed{err: err}
+			return
+		}
+		// The limits are checked before HCL's parser runs: too deep a
+		// source would overflow its stack (limits.go).
+		var d *hcl.Diagnostic
+		if tooBig {
+			d = sizeDiag(name, src)
+		} else {
+			d = CheckSource(src, name)
+		}
+		if d != nil {
+			results[i] = parsed{src: src, file: refusedFile(src, d), diags: hcl.Diagnostics{d}}
 			return
 		}
 		var f *hcl.File

@@ -340,7 +340,7 @@ job "migrate" {
 				if r.Umask != 0o027 || r.Rlimits["nofile"] != 4096 {
 					t.Errorf("umask %o rlimits %v", r.Umask, r.Rlimits)
 				}
-				wantH := &Health{Kind: HealthHTTP, HTTP: "http://127.0.0.1:8080/healthz", Interval: 2 * time.Second, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries}
+				wantH := &Health{Kind: HealthHTTP, HTTP: "http://127.0.0.1:8080/healthz", Interval: 2 * time.Second, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries, StartTimeout: DefaultStartTimeout}
 				if !reflect.DeepEqual(r.Health, wantH) {
 					t.Errorf("health = %+v", r.Health)
 				}

@@ -196,6 +196,9 @@ func (l *loader) run() {
 		return
 	}
 	l.buildConfig()
+	if l.opts.CheckPrograms {
+		l.checkPrograms()
+	}
 }
 
 func (l *loader) decodeProject(b *hcl.Block) {

@@ -77,7 +77,7 @@ var runtimeCoreAttrs = []string{"plugin", "sha256"}
 var nestedSchemas = map[string]*hcl.BodySchema{
 	"health": {Attributes: []hcl.AttributeSchema{
 		{Name: "exec"}, {Name: "http"}, {Name: "tcp"},
-		{Name: "interval"}, {Name: "timeout"}, {Name: "retries"}, {Name: "start_period"},
+		{Name: "interval"}, {Name: "timeout"}, {Name: "retries"}, {Name: "start_period"}, {Name: "start_timeout"},
 	}},
 	"restart": {Attributes: []hcl.AttributeSchema{
 		{Name: "policy"}, {Name: "backoff"}, {Name: "max_backoff"},
@@ -86,7 +86,7 @@ var nestedSchemas = map[string]*hcl.BodySchema{
 	"stop": {Attributes: []hcl.AttributeSchema{{Name: "signal"}, {Name: "timeout"}}},
 	"log":  {Attributes: []hcl.AttributeSchema{{Name: "max_size"}, {Name: "max_files"}}},
 	"lifecycle": {Attributes: []hcl.AttributeSchema{
-		{Name: "create_before_destroy"}, {Name: "prevent_destroy"}, {Name: "ignore_changes"},
+		{Name: "create_before_destroy"}, {Name: "prevent_destroy"}, {Name: "max_parallel"}, {Name: "ignore_changes"},
 	}},
 	"grants": {Attributes: []hcl.AttributeSchema{{Name: "dirs"}, {Name: "writable"}, {Name: "env"}}},
 	"limits": {Attributes: []hcl.AttributeSchema{{Name: "memory"}, {Name: "call_timeout"}}},

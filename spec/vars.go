@@ -136,6 +136,13 @@ func (l *loader) resolveVariables() {
 	for _, vf := range l.opts.VarFiles {
 		var f *hcl.File
 		var d hcl.Diagnostics
+		if lim := CheckSource(vf.Src, vf.Name); lim != nil {
+			l.diags = append(l.diags, lim)
+			if _, shown := l.cfg.Files[vf.Name]; !shown {
+				l.cfg.Files[vf.Name] = refusedFile(vf.Src, lim)
+			}
+			continue
+		}
 		if strings.HasSuffix(vf.Name, ".json") {
 			f, d = json.Parse(vf.Src, vf.Name)
 		} else {
@@ -213,6 +220,12 @@ func (l *loader) variableValue(v *Variable, rv rawValue) (cty.Value, string, boo
 		shown := strconv.Quote(rv.text)
 		if v.Sensitive {
 			shown = "(sensitive value)"
+		}
+		if at := checkExpressionSource([]byte(rv.text)); at >= 0 {
+			l.errorf(rangePtr(v.DeclRange), "Value for variable nested too deeply",
+				"The value for variable %q from %s passes %d levels of nesting (at byte %d), the most orch accepts; orch refuses it before parsing.",
+				v.Name, rv.source, MaxNestingDepth, at)
+			return cty.NilVal, "", false
 		}
 		expr, d := hclsyntax.ParseExpression([]byte(rv.text), rv.source, hcl.InitialPos)
 		if d.HasErrors() {

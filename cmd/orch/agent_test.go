@@ -64,6 +64,8 @@ type engineTest struct {
 	t    *testing.T
 	dir  string
 	pids *pidSet
+	// env is added to the environment of the engines start runs.
+	env []string
 }
 
 func newEngineTest(t *testing.T, config string) *engineTest {
@@ -74,6 +76,9 @@ func newEngineTest(t *testing.T, config string) *engineTest {
 func engineTestIn(t *testing.T, dir string) *engineTest {
 	e := &engineTest{t: t, dir: dir, pids: &pidSet{pids: map[int]bool{}}}
 	t.Cleanup(func() {
+		// A test that failed before it saw a pid: the log daemon's
+		// registry still names it.
+		e.pids.add(registeredPids(filepath.Join(dir, ".orch"))...)
 		e.pids.mu.Lock()
 		for pid := range e.pids.pids {
 			syscall.Kill(-pid, syscall.SIGKILL)
@@ -97,6 +102,7 @@ func (e *engineTest) start(verb string) *engineProc {
 	t.Helper()
 	p := &engineProc{exited: make(chan struct{})}
 	p.cmd = newOrchCmd(t, e.dir, verb, "-json", e.dir)
+	p.cmd.Env = append(p.cmd.Env, e.env...)
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

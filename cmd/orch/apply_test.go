@@ -75,18 +75,8 @@ func project(t *testing.T, config string) string {
 		}
 		// The config may not load any more (the test broke it on purpose):
 		// the handles in the log directory's registry still name every pid.
-		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.registry")); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				var sc struct {
-					Handle json.RawMessage `json:"handle"`
-				}
-				var h struct {
-					Pid int `json:"pid"`
-				}
-				if json.Unmarshal([]byte(line), &sc) == nil && json.Unmarshal(sc.Handle, &h) == nil && h.Pid > 0 {
-					seen[h.Pid] = true
-				}
-			}
+		for _, pid := range registeredPids(filepath.Join(dir, ".orch")) {
+			seen[pid] = true
 		}
 		if r := orch(t, dir, nil, "destroy", "-auto-approve"); r.code != 0 {
 			t.Logf("cleanup: orch destroy failed (%d): %s", r.code, r.stderr)
@@ -378,4 +368,28 @@ daemon "a" {
 	if r := orch(t, dir, []string{"ORCH_VAR_mode=env"}, "plan", "-detailed-exitcode").want(t, 0); !strings.Contains(r.stdout, "No changes") {
 		t.Fatalf("the saved plan did not apply MODE=env:\n%s", r.stdout)
 	}
+}
+
+// registeredPids lists the pids of the daemons and jobs the log daemon of
+// stateDir registered: the handles in its registry name every process the
+// process runtime started there, whatever the state or the configuration
+// now say.
+func registeredPids(stateDir string) []int {
+	var pids []int
+	b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.registry"))
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var sc struct {
+			Handle json.RawMessage `json:"handle"`
+		}
+		var h struct {
+			Pid int `json:"pid"`
+		}
+		if json.Unmarshal([]byte(line), &sc) == nil && json.Unmarshal(sc.Handle, &h) == nil && h.Pid > 0 {
+			pids = append(pids, h.Pid)
+		}
+	}
+	return pids
 }

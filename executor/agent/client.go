@@ -146,6 +146,18 @@ func (c *Client) Signal(ctx context.Context, addr, sig string) error {
 	return c.call(ctx, http.MethodPost, addrPath("/signal/", addr), SignalRequest{Signal: sig}, nil)
 }
 
+// Pause stops a daemon with SIGSTOP until Resume (POST /v1/pause).
+func (c *Client) Pause(ctx context.Context, addr string) (*PauseResponse, error) {
+	var out PauseResponse
+	return &out, c.call(ctx, http.MethodPost, addrPath("/pause/", addr), nil, &out)
+}
+
+// Resume continues a paused daemon (POST /v1/resume).
+func (c *Client) Resume(ctx context.Context, addr string) (*PauseResponse, error) {
+	var out PauseResponse
+	return &out, c.call(ctx, http.MethodPost, addrPath("/resume/", addr), nil, &out)
+}
+
 // Plan asks the agent for a plan of the configuration on disk (POST
 // /v1/plan).
 func (c *Client) Plan(ctx context.Context, destroy bool) (*PlanResponse, error) {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/orch-dev/orch/providers/owned"
 )
 
 // maxSocketPath is the longest path a unix socket can be bound to
@@ -22,7 +24,9 @@ type Listener struct {
 }
 
 // Listen creates the unix socket at path with owner-only permissions
-// (0600; its directory is created 0700 when missing). A socket left by an
+// (0600; its directory is created 0700 when missing). A directory that
+// another user owns or may write is refused (providers/owned): that user
+// could replace the socket and answer for the agent. A socket left by an
 // agent that was killed is detected (connecting to it fails) and
 // replaced; a live one is an error. The socket is bound under a temporary
 // name, made 0600, then renamed into place, so nobody else can ever
@@ -31,8 +35,8 @@ func Listen(path string) (*Listener, error) {
 	if len(path)+len(".00000000.tmp") > maxSocketPath {
 		return nil, fmt.Errorf("the agent socket path %s is too long for a unix socket (%d bytes at most): set agent_socket (--agent-socket, ORCH_AGENT_SOCKET) to a shorter one", path, maxSocketPath-len(".00000000.tmp"))
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
+	if err := owned.Dir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("agent socket: %w", err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

@@ -43,6 +43,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/logs/{addr}", s.logs)
 	mux.HandleFunc("POST /v1/restart/{addr}", s.restart)
 	mux.HandleFunc("POST /v1/signal/{addr}", s.signal)
+	mux.HandleFunc("POST /v1/pause/{addr}", func(w http.ResponseWriter, r *http.Request) { s.pause(w, r, true) })
+	mux.HandleFunc("POST /v1/resume/{addr}", func(w http.ResponseWriter, r *http.Request) { s.pause(w, r, false) })
 	mux.HandleFunc("POST /v1/plan", s.plan)
 	mux.HandleFunc("POST /v1/apply", func(w http.ResponseWriter, r *http.Request) { s.apply(w, r, false) })
 	mux.HandleFunc("POST /v1/destroy", func(w http.ResponseWriter, r *http.Request) { s.apply(w, r, true) })
@@ -120,6 +122,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID}
 		if st.Status == "waiting" {
 			in.State = "-"
+		}
+		if st.Paused && st.Observed.State.String() == "running" {
+			in.State = "paused"
 		}
 		if !st.Runtime.IsZero() {
 			in.Runtime = st.Runtime.String()
@@ -264,7 +269,7 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			switch ev.Type {
-			case engine.EventStarted:
+			case engine.EventStarted, engine.EventCompleted: // a job: run again to completion
 				writeJSON(w, http.StatusOK, RestartResponse{Address: a.String(), Pid: ev.Pid})
 				return
 			case engine.EventFailed:
@@ -477,4 +482,24 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, destroy bool) {
 			return
 		}
 	}
+}
+
+// pause pauses (or resumes) a daemon: POST /v1/pause/{addr},
+// /v1/resume/{addr}; the answer is {"address": ..., "paused": bool}.
+func (s *Server) pause(w http.ResponseWriter, r *http.Request, pause bool) {
+	a, ok := pathAddr(w, r)
+	if !ok {
+		return
+	}
+	var err error
+	if pause {
+		err = s.Engine.Pause(r.Context(), a)
+	} else {
+		err = s.Engine.Resume(r.Context(), a)
+	}
+	if err != nil {
+		engineErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PauseResponse{Address: a.String(), Paused: pause})
 }

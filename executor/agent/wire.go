@@ -14,10 +14,10 @@ const APIVersion = "v1"
 type Instance struct {
 	Address    string     `json:"address"`
 	Runtime    string     `json:"runtime,omitempty"`
-	State      string     `json:"state"`  // observed: running, exited, missing, unknown
+	State      string     `json:"state"`  // observed: running (paused: stopped by orch pause), exited, missing, unknown
 	Status     string     `json:"status"` // recorded: running, completed, failed, stopped; waiting
 	Supervised bool       `json:"supervised"`
-	Health     string     `json:"health,omitempty"` // starting, healthy, unhealthy; "" without a check
+	Health     string     `json:"health,omitempty"` // starting, healthy, unhealthy, paused; "" without a check
 	Restarts   int        `json:"restarts"`
 	Waiting    string     `json:"waiting,omitempty"`
 	Pid        int        `json:"pid,omitempty"`
@@ -101,4 +101,10 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 	// Diagnostics, rendered, when the configuration is invalid.
 	Diagnostics string `json:"diagnostics,omitempty"`
+}
+
+// PauseResponse answers POST /v1/pause and /v1/resume.
+type PauseResponse struct {
+	Address string `json:"address"`
+	Paused  bool   `json:"paused"`
 }

@@ -64,7 +64,8 @@ type InstanceStatus struct {
 	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet
 	Observed   providers.Observed
 	Supervised bool   // this engine watches it run
-	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy"
+	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy", "paused"
+	Paused     bool   // orch pause stopped it"
 	Restarts   int    // restarts by this engine (policy, liveness, requested)
 	Waiting    string // what its start waits for
 	ConfigHash string
@@ -128,8 +129,11 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
+	st.Paused = inst.running && inst.paused
 	if inst.running && (inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
 		switch {
+		case inst.paused:
+			st.Health = "paused"
 		case inst.healthy:
 			st.Health = "healthy"
 		case inst.checked:
@@ -167,8 +171,8 @@ func (e *Engine) requestRestart(a spec.Address) error {
 		return ErrStopping
 	case e.paused:
 		return ErrPaused
-	case !supervised(a.Kind):
-		return fmt.Errorf("%s is a %s: only daemons and modules can be restarted", a, a.Kind)
+	case !supervised(a.Kind) && a.Kind != spec.KindJob:
+		return fmt.Errorf("%s is a %s: only daemons, jobs and modules can be restarted", a, a.Kind)
 	}
 	inst := e.insts[a]
 	if inst == nil || inst.res == nil || e.desired[a] == nil {
@@ -193,14 +197,14 @@ func (e *Engine) requestRestart(a spec.Address) error {
 		return nil // already under way
 	}
 	inst.manual = true
-	e.stopAsync(inst, inst.res.Stop.Signal)
+	e.stopAsync(inst, inst.stopSettings().Signal)
 	return nil
 }
 
 // stopAsync stops inst's current process in the background; its watch
 // reports the exit.
 func (e *Engine) stopAsync(inst *instance, sig spec.Signal) {
-	prov, rt, h, addr, timeout := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.addr, inst.res.Stop.Timeout
+	prov, rt, h, addr, timeout := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.addr, inst.stopSettings().Timeout
 	if prov == nil {
 		return
 	}
@@ -452,4 +456,86 @@ func (e *Engine) apiDestroy(cfg *spec.Config, res *ApplyResult, send func(*Apply
 		return
 	}
 	run()
+}
+
+// Pause stops daemon a where it is: SIGSTOP to its whole process group
+// (its container), its health checks suspended so that a paused daemon
+// is never taken for a dead one; orch status shows it paused. Pausing a
+// paused daemon does nothing.
+func (e *Engine) Pause(ctx context.Context, a spec.Address) error { return e.pauseResume(ctx, a, true) }
+
+// Resume continues a paused daemon (SIGCONT) and its health checks, from
+// where they were (a daemon that was ready is checked as a live one).
+func (e *Engine) Resume(ctx context.Context, a spec.Address) error {
+	return e.pauseResume(ctx, a, false)
+}
+
+func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) error {
+	var (
+		req  providers.SignalRequest
+		prov providers.Provider
+		gen  uint64
+		done bool
+		ferr error
+	)
+	err := e.call(ctx, func() {
+		inst := e.insts[a]
+		switch {
+		case e.stopping:
+			ferr = ErrStopping
+		case a.Kind != spec.KindDaemon:
+			ferr = fmt.Errorf("%s is a %s: only daemons can be paused", a, a.Kind)
+		case inst == nil || !inst.running:
+			ferr = fmt.Errorf("%s is not running", a)
+		case e.busy[a]:
+			ferr = fmt.Errorf("%s is being changed right now; try again", a)
+		case pause == inst.paused:
+			done = true // already so
+		default:
+			prov, gen = e.opts.Providers[inst.rt.Type], inst.gen
+			req = providers.SignalRequest{Runtime: e.runtime(inst.rt), Addr: a, Handle: inst.handle, Signal: spec.Signal{Name: "SIGCONT", Num: 18}}
+			if pause {
+				req.Signal = spec.Signal{Name: "SIGSTOP", Num: 19}
+				// Suspend the checks before the process stops answering.
+				inst.paused = true
+				if inst.healthCancel != nil {
+					inst.healthCancel()
+				}
+			}
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil || done {
+		return err
+	}
+	s, ok := prov.(providers.Signaler)
+	if !ok {
+		err = fmt.Errorf("the runtime of %s cannot send signals, so it cannot pause", a)
+	} else if _, serr := s.Signal(ctx, req); serr != nil {
+		err = serr
+	}
+	cerr := e.call(ctx, func() {
+		inst := e.insts[a]
+		if inst == nil || inst.gen != gen || !inst.running {
+			return
+		}
+		switch {
+		case err != nil && pause: // not paused after all
+			inst.paused = false
+			e.monitorHealth(inst.genCtx, inst, inst.healthy)
+		case err != nil:
+		case pause:
+			e.emit(Event{Type: EventPaused, Addr: a, Detail: "SIGSTOP to its process group; health checks suspended"})
+		default:
+			inst.paused = false
+			e.monitorHealth(inst.genCtx, inst, inst.healthy)
+			e.emit(Event{Type: EventResumed, Addr: a})
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -80,6 +80,9 @@ type Options struct {
 	// job is published there as orch.<kind>.<event> (orch.daemon.started,
 	// ...). Nil: nothing is published.
 	Bus *pbus.Bus
+	// Hurry, when closed during shutdown, makes the stops still to come or
+	// in progress use SIGKILL at once (a second interrupt). Nil: never.
+	Hurry <-chan struct{}
 }
 
 // Engine is orch up: it applies the configuration, supervises what runs,
@@ -120,6 +123,13 @@ type Engine struct {
 	// awayLook is the pending look again at runtimes a refresh could not
 	// reach (around); one at a time, however many reconciles ran meanwhile.
 	awayLook *time.Timer
+
+	// hasBlocked: an apply skipped a start because what it needs failed;
+	// a later successful restart plans the round again.
+	hasBlocked bool
+
+	readyMu    sync.Mutex
+	readyWaits map[spec.Address][]*readyWait // Executor.Ready calls waiting (ready.go)
 }
 
 // instance is what the engine knows of one declared instance.
@@ -160,6 +170,30 @@ type instance struct {
 	// parkedTries counts those starts, for their backoff.
 	parked      bool
 	parkedTries int
+	// exitBusy is an exit of generation exitBusyGen seen while the
+	// executor still acted on the instance (its start's apply had not
+	// ended): afterApply handles it once the apply ends.
+	exitBusy    *providers.Observed
+	exitBusyGen uint64
+	// sickBusy: its health check said unhealthy while the executor still
+	// acted on it; afterApply acts on it once the apply ends.
+	sickBusy string
+	// applied is the stop signal and timeout of the configuration the
+	// running instance was applied with (appliedStop of its record): an
+	// edit not applied yet does not change how it is stopped.
+	applied spec.Stop
+	// paused: stopped with SIGSTOP by orch pause; its health checks are
+	// suspended (healthCancel) until orch resume.
+	paused       bool
+	healthCancel context.CancelFunc
+	genCtx       context.Context // the context of the current generation's supervision
+	// withPending is the plan of a restart or replace of this instance
+	// whose restart_with dependents are restarted once it is healthy.
+	withPending *planner.Plan
+	// reverted is the configuration hash of a create_before_destroy
+	// replace that was reverted (the new instance never became ready):
+	// it is not tried again until the configuration changes.
+	reverted string
 }
 
 // New returns an Engine; nothing happens until Run.
@@ -173,7 +207,8 @@ func New(opts Options) *Engine {
 	return &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
 		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{},
-		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{}}
+		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
+		readyWaits: map[spec.Address][]*readyWait{}}
 }
 
 // Run applies the configuration and supervises until ctx is done; then it
@@ -508,6 +543,7 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 			continue
 		}
 		inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
+		inst.applied = appliedStopOf(rec)
 		e.supervise(inst, rec.Handle)
 		e.emit(Event{Type: EventAdopted, Addr: rec.Addr, Pid: obs.Pid, Detail: "already running"})
 	}
@@ -649,6 +685,10 @@ func (e *Engine) gate(in map[spec.Address]*planner.Change) (now []*planner.Chang
 				continue
 			}
 		}
+		if inst := e.insts[a]; inst != nil && inst.reverted != "" && inst.reverted == c.Hash() {
+			delete(in, a) // its new configuration never became ready: until it changes
+			continue
+		}
 		if starts(c) {
 			if why := e.blocked(a, in, wait); why != "" {
 				wait[a] = why
@@ -694,6 +734,17 @@ func (e *Engine) notReady(d spec.Address) string {
 	case spec.KindJob:
 		switch {
 		case inst != nil && inst.status == executor.StatusCompleted:
+			// Readiness gates through a completed job: what it depended
+			// on must be ready too (a warm start, with the job done in an
+			// earlier run, still waits for the database behind it).
+			for _, dd := range e.cfg.Graph.DependenciesOf(d) {
+				if dd.Kind == spec.KindRuntime {
+					continue
+				}
+				if why := e.notReady(dd); why != "" {
+					return why
+				}
+			}
 			return ""
 		case inst != nil && inst.status == executor.StatusFailed:
 			return "for " + d.String() + ", which failed"
@@ -735,7 +786,7 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 	e.inflight++
 	cfg := e.cfg
 	ex := &executor.Executor{Providers: e.opts.Providers, Store: e.opts.Store, Parallelism: e.opts.Parallelism,
-		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.progress}
+		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.progress, Ready: e.waitReady}
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
@@ -791,6 +842,34 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		out.Type = EventStarted
 	}
 	e.emit(out)
+	if ev.Err == nil && ev.Kind != executor.StepDown && supervised(ev.Addr.Kind) && len(ev.Handle) > 0 &&
+		(ev.Action == planner.Create || ev.Action == planner.Start || ev.Action == planner.Replace) {
+		// Supervision from the first moment: the exit watch and the
+		// health checks of what just started begin now, not when the
+		// rest of its apply ends (an unrelated job may run for long).
+		addr, rt, h := ev.Addr, ev.Runtime, ev.Handle
+		e.post(func() { e.superviseStarted(addr, rt, h) })
+	}
+}
+
+// superviseStarted takes under supervision an instance that a step of an
+// apply in flight just started as h (its record is durable).
+func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h providers.Handle) {
+	if e.stopping {
+		return
+	}
+	inst := e.instance(addr)
+	if inst.running && bytes.Equal(inst.handle, h) {
+		return
+	}
+	if inst.timer != nil {
+		inst.timer.Stop()
+		inst.timer = nil
+	}
+	inst.ran, inst.rt = true, rt
+	inst.waiting = ""
+	inst.parked, inst.parkedTries = false, 0
+	e.supervise(inst, h)
 }
 
 // afterApply takes the results of an apply into the engine's books: new
@@ -816,15 +895,39 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		recs[r.Addr] = r
 	}
 	var replaced []spec.Address
+	var failedStarts []*instance
+	var exitsSeen []func()
+	blocked := false
 	defer func() {
 		for _, a := range replaced {
-			e.restartWith(a, p)
+			e.restartWithWhenReady(a, p)
+		}
+		// A failed start is retried by the restart policy, with the
+		// backoff and crash-loop accounting of an exit.
+		for _, inst := range failedStarts {
+			if e.insts[inst.addr] == inst && !inst.running && inst.timer == nil {
+				e.down(inst, true, 0)
+			}
+		}
+		for _, f := range exitsSeen {
+			f()
+		}
+		if blocked {
+			e.hasBlocked = true
 		}
 	}()
 	for _, o := range res.Outcomes {
 		c := p.Change(o.Addr)
 		rec, ok := recs[o.Addr]
 		if !ok {
+			if o.Skipped != "" && !e.stopping && e.cfg.Resource(o.Addr) != nil && !strings.HasPrefix(o.Skipped, "not started") {
+				// Never started: what it needs failed. It stays visible
+				// (status, events) as blocked on that, and is planned
+				// again once what blocks it is restarted.
+				e.waitingFor(o.Addr, o.Skipped)
+				blocked = true
+				continue
+			}
 			if inst := e.insts[o.Addr]; inst != nil && (e.cfg.Resource(o.Addr) == nil || o.Err == nil) {
 				e.forget(inst)
 			}
@@ -837,7 +940,27 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if !strings.HasPrefix(o.Skipped, "not started") && !e.stopping {
 				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped})
 			}
+		case o.Err != nil && isReverted(o.Err):
+			// The new instance never became ready and was stopped; the old
+			// one runs on, as its restored record says.
+			inst.reverted = c.Hash()
+			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
+			inst.applied = appliedStopOf(rec)
+			if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+				e.supervise(inst, rec.Handle)
+				inst.healthy = true // it served before, and was not replaced
+			}
+		case o.Err != nil && c != nil && c.Action == planner.Update && rec.Status == executor.StatusRunning:
+			// A failed in-place update leaves the instance running as it
+			// was (its record unchanged): its supervision goes on; the
+			// next plan shows the update again.
+			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+				e.supervise(inst, rec.Handle)
+			}
 		case o.Err != nil:
+			if c != nil && inst.hash != c.Hash() {
+				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
+			}
 			inst.ran, inst.hash = true, c.Hash()
 			if inst.cancel != nil {
 				inst.cancel()
@@ -845,10 +968,18 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.running = false
 			if supervised(o.Addr.Kind) && unreachableStart(o.Err) && !e.stopping {
 				e.park(inst, o.Err)
-			} else {
-				inst.parked, inst.parkedTries = false, 0
+				break
+			}
+			inst.parked, inst.parkedTries = false, 0
+			if (o.Addr.Kind == spec.KindDaemon || o.Addr.Kind == spec.KindJob) && c != nil && starts(c) && !e.stopping {
+				failedStarts = append(failedStarts, inst)
 			}
 		default:
+			if inst.hash != rec.ConfigHash {
+				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
+			}
+			inst.reverted = ""
+			inst.applied = appliedStopOf(rec)
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting = ""
 			inst.parked, inst.parkedTries = false, 0
@@ -857,7 +988,22 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 					inst.timer.Stop()
 					inst.timer = nil
 				}
-				e.supervise(inst, rec.Handle)
+				if inst.running && bytes.Equal(inst.handle, rec.Handle) {
+					// Supervised since its step ended (superviseStarted);
+					// an exit or an unhealthy check seen while the apply
+					// went on is handled now.
+					if x := inst.exitBusy; x != nil && inst.exitBusyGen == inst.gen {
+						gen, obs := inst.gen, *x
+						exitsSeen = append(exitsSeen, func() { e.exited(inst.addr, gen, obs) })
+					} else if why := inst.sickBusy; why != "" && !inst.healthy {
+						gen := inst.gen
+						exitsSeen = append(exitsSeen, func() { e.health(inst.addr, gen, false, why) })
+					}
+					inst.sickBusy = ""
+				} else {
+					e.supervise(inst, rec.Handle)
+				}
+				inst.exitBusy = nil
 				if c != nil && c.Action == planner.Replace {
 					replaced = append(replaced, o.Addr)
 				}

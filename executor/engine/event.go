@@ -37,12 +37,14 @@ const (
 	EventError                               // an infrastructure fault; the engine goes on
 	EventUnreachable                         // a runtime's backend cannot be reached (Addr: the runtime)
 	EventReconnected                         // it can be reached again; everything on it is looked at afresh
+	EventPaused                              // orch pause stopped it (SIGSTOP); its health checks wait
+	EventResumed                             // orch resume continued it (SIGCONT)
 )
 
 var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
 	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
 	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
-	"unreachable", "reconnected"}
+	"unreachable", "reconnected", "paused", "resumed"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {

@@ -133,21 +133,40 @@ func probeExec(ctx context.Context, argv []string, r *spec.Resource) error {
 }
 
 // monitor probes h every interval until ctx is done and calls report on
-// each transition: healthy after a pass (from unknown or unhealthy),
-// unhealthy after retries failures in a row, failures during the start
-// period not counted. The first probe runs at once.
+// each transition. It is a startup probe until the first pass and a
+// liveness probe after:
+//
+//   - starting (unknown): failures do not count; a pass makes it healthy;
+//     no pass within h.StartTimeout since started makes it unhealthy.
+//   - healthy: retries failures in a row make it unhealthy.
+//   - unhealthy: a pass makes it healthy again.
+//
+// Failures during h.StartPeriod never count. The first probe runs at once.
 func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, report func(healthy bool, detail string)) {
+	monitorFrom(ctx, h, r, started, false, report)
+}
+
+// monitorFrom is monitor starting from ready (a daemon resumed after a
+// pause, which had passed before) or from starting.
+func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, ready bool, report func(healthy bool, detail string)) {
 	interval := h.Interval
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	retries := max(h.Retries, 1)
+	startTimeout := h.StartTimeout
+	if startTimeout <= 0 {
+		startTimeout = spec.DefaultStartTimeout
+	}
 	const (
-		unknown = iota
+		starting = iota
 		healthy
 		unhealthy
 	)
-	status, fails := unknown, 0
+	status, fails := starting, 0
+	if ready {
+		status = healthy
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -160,6 +179,7 @@ func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time
 		if ctx.Err() != nil {
 			return
 		}
+		up := time.Since(started)
 		switch {
 		case err == nil:
 			fails = 0
@@ -167,8 +187,14 @@ func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time
 				status = healthy
 				report(true, "")
 			}
-		case time.Since(started) < h.StartPeriod:
+		case up < h.StartPeriod:
 			// not counted
+		case status == starting:
+			fails++
+			if up >= startTimeout {
+				status = unhealthy
+				report(false, fmt.Sprintf("%v (not ready within start_timeout %s: %d failed probes, none passed)", err, startTimeout, fails))
+			}
 		default:
 			fails++
 			if fails >= retries && status != unhealthy {
@@ -176,6 +202,13 @@ func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time
 				report(false, fmt.Sprintf("%v (%d failures in a row)", err, fails))
 			}
 		}
-		t.Reset(interval)
+		next := interval
+		if status == starting {
+			// Do not probe past the deadline by most of an interval.
+			if left := startTimeout - up; left > 0 && left < next {
+				next = left
+			}
+		}
+		t.Reset(next)
 	}
 }

@@ -73,7 +73,7 @@ type upProc struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	events []ev
-	stderr bytes.Buffer
+	stderr lockedBuffer
 	exited chan struct{}
 	err    error
 }
@@ -272,4 +272,23 @@ func renameSave(t *testing.T, dir, content string) {
 	if err := os.Rename(tmp, filepath.Join(dir, "main.hcl")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lockedBuffer is orch up's stderr: written by the process's copier,
+// read by dump from the test's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

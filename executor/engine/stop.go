@@ -55,8 +55,49 @@ func (e *Engine) stopAll() error {
 			targets[rec.Addr] = &stopTarget{rec: rec}
 		}
 	}
+	recs := make(map[spec.Address]state.Instance, len(stored))
+	for _, rec := range stored {
+		recs[rec.Addr] = rec
+	}
+	// Edges between targets go through what is not stopped here (a
+	// completed job, a daemon that is not running): an app that depends on
+	// a migrate job that depends on the database stops before the
+	// database. behind memoises, for each address that is not a target,
+	// the targets it depends on, transitively.
+	behind := map[spec.Address][]spec.Address{}
+	var through func(a spec.Address, rec *state.Instance, seen map[spec.Address]bool) []spec.Address
+	through = func(a spec.Address, rec *state.Instance, seen map[spec.Address]bool) []spec.Address {
+		var out []spec.Address
+		for _, d := range e.dependsOnAddr(a, rec) {
+			if d == a || seen[d] {
+				continue
+			}
+			seen[d] = true
+			if targets[d] != nil {
+				out = append(out, d)
+				continue
+			}
+			ts, ok := behind[d]
+			if !ok {
+				var drec *state.Instance
+				if r, ok := recs[d]; ok {
+					drec = &r
+				}
+				ts = through(d, drec, map[spec.Address]bool{d: true})
+				behind[d] = ts
+			}
+			for _, t := range ts {
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+		}
+		return out
+	}
 	for a, t := range targets {
-		for _, d := range e.dependsOn(t.rec) {
+		rec := t.rec
+		for _, d := range through(a, &rec, map[spec.Address]bool{a: true}) {
 			if dt := targets[d]; dt != nil && d != a {
 				t.deps = append(t.deps, d)
 				dt.waitFor++
@@ -120,14 +161,17 @@ func (e *Engine) stopAll() error {
 	})
 }
 
-// dependsOn lists what rec's instance depends on: from the configuration
-// when it is declared, else from the configuration it was applied with.
-func (e *Engine) dependsOn(rec state.Instance) []spec.Address {
-	if e.cfg.Resource(rec.Addr) != nil {
-		return e.cfg.Graph.DependenciesOf(rec.Addr)
+// dependsOnAddr lists what a depends on: from the configuration when it
+// is declared, else from the configuration its record (when there is
+// one) was applied with.
+func (e *Engine) dependsOnAddr(a spec.Address, rec *state.Instance) []spec.Address {
+	if e.cfg.Resource(a) != nil {
+		return e.cfg.Graph.DependenciesOf(a)
 	}
-	if snap, err := planner.DecodeSnapshot(rec.Config); err == nil {
-		return snap.DependsOn
+	if rec != nil {
+		if snap, err := planner.DecodeSnapshot(rec.Config); err == nil {
+			return snap.DependsOn
+		}
 	}
 	return nil
 }
@@ -139,17 +183,34 @@ func (e *Engine) stopOne(rec state.Instance) bool {
 	if p == nil {
 		return false
 	}
-	sig, timeout := spec.SIGTERM, spec.DefaultStopTimeout
-	if r := e.cfg.Resource(rec.Addr); r != nil {
-		sig, timeout = r.Stop.Signal, r.Stop.Timeout
-	}
+	sig, timeout := appliedStop(rec)
 	rt := e.runtime(rec.Runtime)
 	e.emit(Event{Type: EventStopping, Addr: rec.Addr})
 	// A bound on top of the timeout: Stop kills after it, and waits for
 	// the kill too.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+15*time.Second)
 	defer cancel()
-	resp, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: rec.Addr, Handle: rec.Handle, Signal: sig, Timeout: timeout})
+	req := providers.StopRequest{Runtime: rt, Addr: rec.Addr, Handle: rec.Handle, Signal: sig, Timeout: timeout}
+	if e.hurried() {
+		req.Signal, req.Timeout = sigKill, 0
+	}
+	var resp providers.StopResponse
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err = p.Stop(ctx, req)
+	}()
+	select {
+	case <-done:
+	case <-e.opts.Hurry:
+		if req.Signal != sigKill {
+			kill := req
+			kill.Signal, kill.Timeout = sigKill, 0
+			p.Stop(ctx, kill)
+		}
+		<-done
+	}
 	if err != nil {
 		e.emit(Event{Type: EventError, Addr: rec.Addr, Detail: err.Error()})
 		return false
@@ -167,4 +228,33 @@ func (e *Engine) stopOne(rec state.Instance) bool {
 	}
 	e.emit(ev)
 	return true
+}
+
+// appliedStopOf is appliedStop as a spec.Stop.
+func appliedStopOf(rec state.Instance) spec.Stop {
+	sig, timeout := appliedStop(rec)
+	return spec.Stop{Signal: sig, Timeout: timeout}
+}
+
+// appliedStop is the stop signal and timeout rec's instance was applied
+// with: an edit of its stop block that is not applied yet does not change
+// how it is stopped.
+func appliedStop(rec state.Instance) (spec.Signal, time.Duration) {
+	snap, err := planner.DecodeSnapshot(rec.Config)
+	if err != nil {
+		return executor.StopSettings(nil)
+	}
+	return executor.StopSettings(snap)
+}
+
+var sigKill = spec.Signal{Name: "SIGKILL", Num: 9}
+
+// hurried says whether a second interrupt asked for the stops to kill.
+func (e *Engine) hurried() bool {
+	select {
+	case <-e.opts.Hurry:
+		return e.opts.Hurry != nil
+	default:
+		return false
+	}
 }

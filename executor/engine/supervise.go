@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,6 +37,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	inst.started = time.Now()
 	ctx, cancel := context.WithCancel(e.ctx)
 	inst.cancel = cancel
+	inst.genCtx = ctx
 	p := e.opts.Providers[inst.rt.Type]
 	if p == nil {
 		return
@@ -82,26 +84,47 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 			e.followOwnHealth(ctx, hc, rt, addr, handle, gen)
 		}()
 	}
-	if r := inst.res; r != nil && r.Health != nil {
-		e.bg.Add(1)
-		go func() {
-			defer e.bg.Done()
-			monitor(ctx, r.Health, r, inst.started, func(ok bool, detail string) {
-				e.post(func() { e.health(addr, gen, ok, detail) })
-			})
-		}()
+	inst.paused = false
+	e.monitorHealth(ctx, inst, false)
+}
+
+// monitorHealth starts the health monitor of inst's current generation
+// under ctx (cancelled with the generation), from ready or starting;
+// inst.healthCancel suspends it (pause).
+func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) {
+	r := inst.res
+	if r == nil || r.Health == nil {
+		return
 	}
+	hctx, cancel := context.WithCancel(ctx)
+	inst.healthCancel = cancel
+	addr, gen, started := inst.addr, inst.gen, inst.started
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		monitorFrom(hctx, r.Health, r, started, ready, func(ok bool, detail string) {
+			e.post(func() { e.health(addr, gen, ok, detail) })
+		})
+	}()
 }
 
 // exited handles the end of generation gen of addr.
 func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping || e.busy[addr] {
-		return // stale, or the executor is acting on it and will look again
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
+		return // stale
+	}
+	if e.busy[addr] {
+		// The executor still acts on it (the apply that started it goes
+		// on): afterApply takes this exit once that apply ends.
+		inst.exitBusy, inst.exitBusyGen = &obs, gen
+		e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
+		return
 	}
 	inst.running, inst.healthy = false, false
 	inst.cancel()
 	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
+	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
 	if obs.State == providers.StateExited && obs.Signal == "" {
 		code := obs.ExitCode
 		ev.ExitCode = &code
@@ -196,20 +219,21 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	if !inst.parked { // trying again to reach the runtime is not one more restart
 		inst.restarts++
 	}
-	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
+	prov, rt, old, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.stopSettings()
 	sweep := func() {
 		if prov != nil && len(old) > 0 {
 			prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: old, Signal: spec.Signal{Name: "SIGKILL", Num: 9}, Timeout: stop.Timeout})
 		}
 	}
 	e.apply(p, sweep, func(res *executor.Result, err error) {
-		e.afterApply(p, res, err)
-		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err != nil && !e.stopping {
-			if !inst.parked { // parked: its runtime could not be reached, not a crash
-				e.down(inst, true, 0) // a failed start counts as a crash
+		e.afterApply(p, res, err) // a failed start counts as a crash there
+		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped == "" {
+			e.restartWithWhenReady(addr, p)
+			if e.hasBlocked {
+				// What a failure blocked may start now.
+				e.hasBlocked = false
+				e.again = true
 			}
-		} else if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Skipped == "" {
-			e.restartWith(addr, p)
 		}
 		e.promote() // what waited for it to run
 		if e.again {
@@ -221,25 +245,40 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 // health handles a transition of generation gen's health check.
 func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
-		return
+	if inst == nil || inst.gen != gen || !inst.running || e.stopping || inst.paused {
+		return // stale, or a probe that was in flight when it was paused
 	}
 	inst.checked = true
 	if ok {
 		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})
+		if p := inst.withPending; p != nil {
+			inst.withPending = nil
+			e.restartWith(addr, p)
+		}
+		e.readyResolved(addr, inst.handle, nil)
 		e.promote()
 		return
 	}
+	if inst.sickBusy == "" || !e.busy[addr] {
+		e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	}
 	inst.healthy = false
-	e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
+	e.readyResolved(addr, inst.handle, errors.New(detail))
+	if e.busy[addr] {
+		// The apply that started it still acts on it (a
+		// create_before_destroy replace waits for it to be ready, and
+		// reverts it): afterApply acts once the apply ends.
+		inst.sickBusy = detail
+		return
+	}
 	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.killing {
 		return
 	}
 	// Liveness: stop it; its watch reports the exit, which counts as a
 	// failure and restarts it per its policy.
 	inst.killing = true
-	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.res.Stop
+	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.stopSettings()
 	if prov == nil {
 		return
 	}
@@ -248,6 +287,18 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		defer e.bg.Done()
 		prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: stop.Signal, Timeout: stop.Timeout})
 	}()
+}
+
+// restartWithWhenReady restarts the restart_with dependents of dep once
+// dep is ready again: at once when it has no health check (or is healthy
+// already), else when its health check passes.
+func (e *Engine) restartWithWhenReady(dep spec.Address, p *planner.Plan) {
+	inst := e.insts[dep]
+	if inst != nil && inst.res != nil && inst.res.Health != nil && !inst.healthy {
+		inst.withPending = p
+		return
+	}
+	e.restartWith(dep, p)
 }
 
 // restartWith restarts the running daemons that declare restart_with on
@@ -266,7 +317,7 @@ func (e *Engine) restartWith(dep spec.Address, p *planner.Plan) {
 		}
 		inst.manual = true
 		e.emit(Event{Type: EventRestarting, Addr: inst.addr, Detail: "now, with " + dep.String() + " (restart_with)"})
-		e.stopAsync(inst, inst.res.Stop.Signal)
+		e.stopAsync(inst, inst.stopSettings().Signal)
 	}
 }
 
@@ -277,4 +328,16 @@ func hasAddr(as []spec.Address, a spec.Address) bool {
 		}
 	}
 	return false
+}
+
+// stopSettings is how inst's running process is stopped: with the
+// settings it was applied with, else (not recorded yet) its declared ones.
+func (inst *instance) stopSettings() spec.Stop {
+	if inst.applied.Signal.Name != "" {
+		return inst.applied
+	}
+	if inst.res != nil {
+		return inst.res.Stop
+	}
+	return spec.Stop{Signal: spec.SIGTERM, Timeout: spec.DefaultStopTimeout}
 }

@@ -1,6 +1,10 @@
 package state
 
-import "testing"
+import (
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // BenchmarkPutEach puts one record per transaction: one fsync'd commit
 // (and one open and close of the file) per op.
@@ -55,5 +59,52 @@ func BenchmarkList10000(b *testing.B) {
 		if err != nil || len(list) != 10000 {
 			b.Fatal(len(list), err)
 		}
+	}
+}
+
+// BenchmarkOpen* measure the check every open makes (meta pages, a walk
+// of every page in use) against a bare bbolt open and close, for 1,000
+// and 10,000 records; BenchmarkCheck* the full check (orch state check).
+func BenchmarkVerify1000(b *testing.B)    { benchVerify(b, 1000, false) }
+func BenchmarkVerify10000(b *testing.B)   { benchVerify(b, 10000, false) }
+func BenchmarkCheck1000(b *testing.B)     { benchVerify(b, 1000, true) }
+func BenchmarkCheck10000(b *testing.B)    { benchVerify(b, 10000, true) }
+func BenchmarkOpenRO10000(b *testing.B)   { benchOpen(b, 10000) }
+func BenchmarkBareOpen10000(b *testing.B) { benchBareOpen(b, 10000) }
+
+func benchVerify(b *testing.B, n int, full bool) {
+	path := writeState(b, b.TempDir(), n)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := verify(path, full)
+		if err != nil || got != n {
+			b.Fatal(got, err)
+		}
+	}
+}
+
+// benchOpen is OpenReadOnly and one List, what orch status does.
+func benchOpen(b *testing.B, n int) {
+	path := writeState(b, b.TempDir(), n)
+	for b.Loop() {
+		s, err := OpenReadOnly(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if l, err := s.List(); err != nil || len(l) != n {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+func benchBareOpen(b *testing.B, n int) {
+	path := writeState(b, b.TempDir(), n)
+	for b.Loop() {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
 	}
 }

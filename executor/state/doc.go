@@ -34,6 +34,24 @@
 // must exclude writers (`orch plan` by default, like Terraform) uses Open
 // with its own operation name and gets the LockedError instead.
 //
+// # Integrity and ownership
+//
+// Open and OpenReadOnly check the file before using it (integrity.go):
+// the meta pages read with pread (an empty, zero, truncated or non-bbolt
+// file is named as such), then a read-only open with the free list loaded
+// and a walk of every key and value. Every transaction runs under guard,
+// which turns a panic inside bbolt or a fault on the mapped file into a
+// *DamagedError (errors.Is ErrDamaged) naming the file and what to do.
+// Check adds bbolt's Tx.Check and a decode of every record (orch state
+// check). A damaged or empty file is never replaced: a new state file is
+// built aside and linked into place. Recover sets a damaged file aside
+// under the lock; Backup, Snapshot, ReadSnapshot and Replace serve orch
+// state rm, pull and push.
+//
+// The state directory, the file and the lock file must belong to orch's
+// user (or root) and not be writable by others (providers/owned); what
+// the store creates is 0700 (directory) and 0600 (files).
+//
 // # On-disk format (format 1)
 //
 // A bbolt file with three top-level buckets:
@@ -67,5 +85,7 @@
 //     caller. The caller must not pass sensitive values in Config (store a
 //     hash instead); the store writes whatever it is given.
 //   - Import the planner or any provider implementation; it depends only on
-//     spec (addresses) and providers (the Handle type).
+//     spec (addresses), providers (the Handle type) and providers/owned.
+//   - Panic on a damaged file, or replace one (even an empty one) with a
+//     new state.
 package state

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/orch-dev/orch/providers/owned"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,9 +55,10 @@ type fileLock struct {
 // (zero or less: not at all). onWait, when not nil, is called after each
 // failed attempt (tests use it to know a waiter is waiting).
 func acquireLock(path string, info LockInfo, timeout time.Duration, onWait func()) (*fileLock, error) {
-	// os.OpenFile opens with O_CLOEXEC: a daemon forked by orch never
-	// inherits the lock.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// owned.OpenFile opens with O_CLOEXEC (a daemon forked by orch never
+	// inherits the lock) and O_NOFOLLOW, and refuses a lock file another
+	// user owns or may write.
+	f, err := owned.OpenFile(path, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, fmt.Errorf("open state lock: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -91,8 +92,19 @@ type Store struct {
 // directory) when missing, and takes the writer lock on path+".lock".
 // When another writer holds the lock it waits up to opts.LockTimeout and
 // then returns a *LockedError naming the holder.
+//
+// The directory, the file and the lock file must belong to the user
+// running orch (or root) and not be writable by others (providers/owned);
+// a directory orch creates is 0700, files 0600. An existing file is
+// checked before anything is written to it (see verify): a damaged one,
+// even an empty one, is refused with a *DamagedError, never replaced. A
+// new file is built aside and linked into place, so that a crash never
+// leaves an empty state.db behind.
 func Open(path string, opts Options) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := owned.Dir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if err := owned.Check(path); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	host, _ := os.Hostname()
@@ -114,9 +126,17 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// init creates the buckets and the meta keys of a new state file, or
-// checks those of an existing one, and reads the lineage.
+// init creates a new state file, or checks an existing one, and reads the
+// lineage. The caller holds the lock.
 func (s *Store) init() error {
+	if _, err := os.Lstat(s.path); errors.Is(err, fs.ErrNotExist) {
+		return s.create()
+	} else if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if _, err := verify(s.path, false); err != nil {
+		return err
+	}
 	return s.withDB(true, func(db *bolt.DB) error {
 		err := db.View(func(btx *bolt.Tx) error {
 			var err error
@@ -126,47 +146,123 @@ func (s *Store) init() error {
 		if !errors.Is(err, errNoMeta) {
 			return err
 		}
+		// A bbolt file without a single bucket holds nothing (an older
+		// orch created the file and its buckets in two steps): make it a
+		// state.
 		return db.Update(func(btx *bolt.Tx) error {
 			if k, _ := btx.Cursor().First(); k != nil {
 				return fmt.Errorf("state: %s is a bbolt file but not an orch state file (no %q bucket)", s.path, bucketMeta)
 			}
-			var raw [16]byte
-			if _, err := rand.Read(raw[:]); err != nil {
-				return err
-			}
-			s.lineage = hex.EncodeToString(raw[:])
-			meta, err := btx.CreateBucket(bucketMeta)
-			if err != nil {
-				return err
-			}
-			for _, kv := range [][2][]byte{
-				{keyFormat, []byte(strconv.Itoa(FormatVersion))},
-				{keyLineage, []byte(s.lineage)},
-				{keySerial, []byte("0")},
-			} {
-				if err := meta.Put(kv[0], kv[1]); err != nil {
-					return err
-				}
-			}
-			if _, err := btx.CreateBucket(bucketInstances); err != nil {
-				return err
-			}
-			_, err = btx.CreateBucket(bucketKV)
+			var err error
+			s.lineage, err = initBuckets(btx)
 			return err
 		})
 	})
 }
 
+// initBuckets creates the buckets and meta keys of a new state, with a
+// new random lineage and serial 0, in an empty bbolt file.
+func initBuckets(btx *bolt.Tx) (string, error) {
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	lineage := hex.EncodeToString(raw[:])
+	meta, err := btx.CreateBucket(bucketMeta)
+	if err != nil {
+		return "", err
+	}
+	for _, kv := range [][2][]byte{
+		{keyFormat, []byte(strconv.Itoa(FormatVersion))},
+		{keyLineage, []byte(lineage)},
+		{keySerial, []byte("0")},
+	} {
+		if err := meta.Put(kv[0], kv[1]); err != nil {
+			return "", err
+		}
+	}
+	if _, err := btx.CreateBucket(bucketInstances); err != nil {
+		return "", err
+	}
+	_, err = btx.CreateBucket(bucketKV)
+	return lineage, err
+}
+
+// create makes a new state file at s.path: built whole in a temporary
+// file beside it, synced, and linked into place (link fails rather than
+// replace a file that appeared meanwhile).
+func (s *Store) create() error {
+	return s.build(func(btx *bolt.Tx) error {
+		var err error
+		s.lineage, err = initBuckets(btx)
+		return err
+	})
+}
+
+// build writes a new bbolt file with fn in one transaction, in a
+// temporary file in the state's directory, and links it to s.path, which
+// must not exist. The directory is synced after.
+func (s *Store) build(fn func(btx *bolt.Tx) error) error {
+	dir := filepath.Dir(s.path)
+	f, err := os.CreateTemp(dir, filepath.Base(s.path)+".new-*")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp)
+	if err := os.Chmod(tmp, owned.FileMode); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	db, err := bolt.Open(tmp, owned.FileMode, &bolt.Options{Timeout: busyTimeout, NoStatistics: true})
+	if err != nil {
+		return fmt.Errorf("state: create %s: %w", tmp, err)
+	}
+	err = db.Update(fn)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state: create %s: %w", s.path, err)
+	}
+	if err := os.Link(tmp, s.path); err != nil {
+		return fmt.Errorf("state: create %s: %w", s.path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("state: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
 // OpenReadOnly opens the state file at path for reading. It takes no lock
 // and coexists with a writer: each read waits at most for the writer's
 // transaction in flight and sees everything committed before it. A
-// missing file is an error that wraps fs.ErrNotExist.
+// missing file is an error that wraps fs.ErrNotExist. The directory and
+// the file are checked for ownership and the file for damage as by Open.
 func OpenReadOnly(path string) (*Store, error) {
-	if _, err := os.Stat(path); err != nil {
+	if err := owned.Check(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if _, err := os.Lstat(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("state: no state at %s: %w", path, fs.ErrNotExist)
 		}
 		return nil, fmt.Errorf("state: %w", err)
+	}
+	if err := owned.Check(path); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if _, err := verify(path, false); err != nil {
+		return nil, err
 	}
 	s := &Store{path: path, readOnly: true}
 	err := s.view(func(btx *bolt.Tx, _ uint64) error { return nil })
@@ -204,24 +300,38 @@ func (s *Store) checkMeta(btx *bolt.Tx) (lineage string, serial uint64, err erro
 }
 
 // withDB opens the bbolt file for one operation and closes it after.
-// The caller holds s.mu (or is init, before s is shared).
+// The caller holds s.mu (or is init, before s is shared). A panic inside
+// bbolt, or a fault reading the mapped file, is a *DamagedError (guard):
+// the file was checked when the store was opened, so this means it was
+// damaged since, by something other than orch.
 func (s *Store) withDB(write bool, fn func(*bolt.DB) error) error {
-	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
-		Timeout:      busyTimeout,
-		ReadOnly:     !write,
-		NoStatistics: true,
+	return guard(s.path, func() error {
+		db, err := bolt.Open(s.path, owned.FileMode, &bolt.Options{
+			Timeout:      busyTimeout,
+			ReadOnly:     !write,
+			NoStatistics: true,
+		})
+		if err != nil {
+			return openError(s.path, err)
+		}
+		err = fn(db)
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("state: close %s: %w", s.path, cerr)
+		}
+		return err
 	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("state: %s is busy: another process kept it open for more than %s", s.path, busyTimeout)
+}
+
+// openError is the error for a failed bolt.Open of path.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("state: %s is busy: another process kept it open for more than %s", path, busyTimeout)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
+		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
+		return &DamagedError{Path: path, Detail: "bbolt refused it: " + err.Error()}
 	}
-	if err != nil {
-		return fmt.Errorf("state: open %s: %w", s.path, err)
-	}
-	err = fn(db)
-	if cerr := db.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("state: close %s: %w", s.path, cerr)
-	}
-	return err
+	return fmt.Errorf("state: open %s: %w", path, err)
 }
 
 // view runs fn in a read-only snapshot.

@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/logfile"
+	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -31,8 +32,8 @@ type FileLog struct {
 
 // Defaults of a FileLog, those of a daemon's log.
 const (
-	DefaultLogMaxSize  = process.DefaultLogMaxSize
-	DefaultLogMaxFiles = process.DefaultLogMaxFiles
+	DefaultLogMaxSize  = logfile.DefaultMaxSize
+	DefaultLogMaxFiles = logfile.DefaultMaxFiles
 )
 
 type logFile struct {
@@ -59,14 +60,17 @@ func (l *FileLog) Write(r Record) {
 		lf.f.Close()
 		delete(l.files, r.Addr)
 		lf = nil
-		process.RotateLog(p, l.MaxFiles)
+		logfile.Rotate(p, l.MaxFiles)
 	}
 	if lf == nil {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		// The directory and the file must be orch's own (providers/owned):
+		// another user who may write them could forge what orch logs
+		// shows.
+		if err := owned.Dir(filepath.Dir(p)); err != nil {
 			fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 			return
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		f, err := owned.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "orch: %s: log: %v\n", r.Addr, err)
 			return

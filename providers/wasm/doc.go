@@ -29,7 +29,9 @@
 // The sandbox grants nothing by default: no files, no environment, no
 // arguments, no network, and wazero's fake clocks (time only through the
 // host function now). Spec grants mount directories (read-only unless
-// writable) and pass named environment variables.
+// writable) and pass named environment variables. Every path a guest
+// names in a mounted directory is resolved beneath it, never through a
+// symbolic link out of it (grantFS: openat2 RESOLVE_BENEATH, or os.Root).
 //
 // Calls into one guest are serialized by its Module: the guest is never
 // entered by two goroutines. Host functions run on the calling goroutine.

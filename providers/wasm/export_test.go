@@ -33,6 +33,7 @@ func InstantiateMemory(m *Module, fromPool bool) ([]byte, int, error) {
 	}
 	inst, err := m.instantiate(context.WithValue(ctx, moduleKey{}, m), pool)
 	pooled := PooledMemories(m.h)
+	defer m.closeGrants()
 	if err != nil {
 		return nil, pooled, err
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -71,6 +73,7 @@ type Module struct {
 	rt       wazero.Runtime
 	compiled *compiled
 	inst     api.Module    // set by Run
+	grantFS  []*grantFS    // inst's directory grants, closed after it
 	mem      *linearMemory // inst's memory
 	fns      struct{ init, start, stop, onEvent, onEvents, alloc api.Function }
 	batch    []byte                     // the host-side encoding of a batch of events
@@ -167,6 +170,7 @@ func (m *Module) RunReady(ctx context.Context, ready func()) error {
 		if m.inst != nil {
 			m.inst.Close(context.WithoutCancel(ctx))
 		}
+		m.closeGrants()
 		m.reuseMemory()
 	}()
 	defer m.unsubscribe()
@@ -250,11 +254,18 @@ func (m *Module) instantiate(ctx context.Context, pool *memoryPool, start ...str
 			}
 			sort.Strings(guests)
 			for _, guest := range guests {
-				if contains(g.Writable, guest) {
-					fs = fs.WithDirMount(g.Dirs[guest], guest)
-				} else {
-					fs = fs.WithReadOnlyDirMount(g.Dirs[guest], guest)
+				// Not wazero's DirFS: it follows a symbolic link the
+				// guest made out of the grant (grantFS).
+				gfs, err := openGrant(g.Dirs[guest])
+				if err != nil {
+					return nil, fmt.Errorf("grant %s: %w", guest, err)
 				}
+				m.grantFS = append(m.grantFS, gfs)
+				var sfs experimentalsys.FS = gfs
+				if !contains(g.Writable, guest) {
+					sfs = &sysfs.ReadFS{FS: gfs}
+				}
+				fs = fs.(sysfs.FSConfig).WithSysFSMount(sfs, guest)
 			}
 			mc = mc.WithFSConfig(fs)
 		}
@@ -269,6 +280,15 @@ func (m *Module) instantiate(ctx context.Context, pool *memoryPool, start ...str
 	m.calling = "instantiate"
 	alloc := memoryAllocator(m.h.memoryHint(m.compiled, m.addr), pool, func(l *linearMemory) { m.mem = l })
 	return m.rt.InstantiateModule(experimental.WithMemoryAllocator(cctx, alloc), m.compiled.c, mc)
+}
+
+// closeGrants closes the roots of the directory grants, once the instance
+// (and the files it opened through them) is closed.
+func (m *Module) closeGrants() {
+	for _, g := range m.grantFS {
+		g.Close()
+	}
+	m.grantFS = nil
 }
 
 // reuseMemory gives the module's memory to the Host's pool, once nothing

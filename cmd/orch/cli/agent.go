@@ -5,22 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/engine"
-	"github.com/orch-dev/orch/executor/state"
-	"github.com/orch-dev/orch/planner"
-	"github.com/orch-dev/orch/providers"
-	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
 )
@@ -118,154 +111,10 @@ func renderEvent(raw json.RawMessage) string {
 	return e.String()
 }
 
-func (a *App) eventsCommand() *cobra.Command {
-	var (
-		vf     varFlags
-		asJSON bool
-		since  string
-	)
-	cmd := &cobra.Command{
-		Use:   "events [DIR]",
-		Short: "Stream what the agent (or orch up) does and sees",
-		Long: `Stream the events of the agent or orch up that runs for DIR, one per line,
-until Ctrl-C: started, exited (code or signal), healthy, unhealthy,
-restarting in Xs, failed, config reloaded, plan applied, adopted, ...
--json prints each as a JSON object {time, type, address, pid, exit_code,
-signal, detail}. -since also prints the recent events kept by the agent
-(the last 4,096) from a time (RFC 3339), a duration back from now (5m), or
-all. It needs a running agent.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := dirArg(args)
-			c := a.agentFor(dir, &vf)
-			if c == nil {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent or orch up is running for %s: start one with orch agent %s (or orch up %s)", dir, dir, dir)}
-			}
-			ctx, stop := a.quietInterruptible()
-			defer stop()
-			err := c.Events(ctx, since, func(raw json.RawMessage) error {
-				var err error
-				if asJSON {
-					_, err = fmt.Fprintf(a.Stdout, "%s\n", raw)
-				} else {
-					_, err = fmt.Fprintln(a.Stdout, renderEvent(raw))
-				}
-				return err
-			})
-			if err != nil && ctx.Err() == nil {
-				return a.agentErr(err)
-			}
-			return nil
-		},
-	}
-	vf.register(cmd.Flags())
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
-	cmd.Flags().StringVar(&since, "since", "", "also print the kept events since `WHEN` (RFC 3339 time, duration such as 5m, or all)")
-	return cmd
-}
-
 // quietInterruptible returns a context cancelled by SIGINT or SIGTERM,
 // for commands that only read and stop quietly.
 func (a *App) quietInterruptible() (context.Context, func()) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-}
-
-func (a *App) logsCommand() *cobra.Command {
-	var (
-		vf     varFlags
-		follow bool
-		n      int
-	)
-	cmd := &cobra.Command{
-		Use:   "logs [-f] [-n N] NAME [DIR]",
-		Short: "Print a daemon's or a job's log",
-		Long: `Print the last N lines (default 10; -n -1: all) of the log of NAME (daemon.api,
-job.migrate, or a daemon's name alone: api), taking older lines from the
-rotated files (.log.1, .log.2, ...) when needed. -f then prints what is
-written, following the log across rotations, until Ctrl-C. The logs are
-files under <state dir>/logs/ written by orch's log daemon: this works the
-same with or without an agent running. The log of a container (runtime
-docker or podman) is the one its Engine keeps, read through the Engine's
-API (-f follows it until the container stops or Ctrl-C).`,
-		Args: cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			names, dir := splitDir(args, 1)
-			addr, err := parseName(names[0])
-			if err != nil {
-				return err
-			}
-			res := a.loadConfig(dir, &vf)
-			a.writeDiags(res.diags, res.files)
-			if res.diags.HasErrors() {
-				return silentFailure()
-			}
-			ctx, stop := a.quietInterruptible()
-			defer stop()
-			stateDir := a.settings.StateDirFor(res.cfg)
-			if ok, err := a.providerLogs(ctx, res.cfg, stateDir, addr, n, follow); ok {
-				if err != nil {
-					return &exitError{code: ExitError, msg: err.Error()}
-				}
-				return nil
-			}
-			path := filepath.Join(stateDir, "logs", process.FileName(addr)+".log")
-			if _, err := os.Stat(path); err != nil && !follow {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("%s has no log yet (%s): has it been started?", addr, path)}
-			}
-			if err := agent.Tail(ctx, path, n, follow, a.Stdout); err != nil && ctx.Err() == nil {
-				return &exitError{code: ExitError, msg: err.Error()}
-			}
-			return nil
-		},
-	}
-	vf.register(cmd.Flags())
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is written")
-	cmd.Flags().IntVarP(&n, "lines", "n", 10, "print the last `N` lines (-1: all)")
-	return cmd
-}
-
-func (a *App) restartCommand() *cobra.Command {
-	var (
-		vf varFlags
-		lf lockFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "restart NAME [DIR]",
-		Short: "Restart a daemon",
-		Long: `Stop daemon NAME (daemon.api, or api) with its stop signal and timeout, and
-start it again. When an agent (or orch up) runs for DIR, it does this and
-goes on supervising the new process; its backoff and crash-loop count
-start afresh, and a daemon a crash loop marked failed runs again.
-Without an agent, orch takes the state lock, stops the daemon through its
-runtime, starts it with the configuration on disk, and records the new
-process in the state.`,
-		Args: cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			names, dir := splitDir(args, 1)
-			addr, err := parseName(names[0])
-			if err != nil {
-				return err
-			}
-			if c := a.agentFor(dir, &vf); c != nil {
-				ctx, stop := a.interruptible(applyNotice)
-				defer stop()
-				r, err := c.Restart(ctx, addr.String())
-				if err != nil {
-					return a.agentErr(err)
-				}
-				if r.Pid != 0 {
-					fmt.Fprintf(a.Stdout, "%s restarted [pid=%d]\n", addr, r.Pid)
-				} else {
-					fmt.Fprintf(a.Stdout, "%s restarting\n", addr)
-				}
-				return nil
-			}
-			return a.restartLocal(dir, &vf, &lf, addr)
-		},
-	}
-	vf.register(cmd.Flags())
-	lf.register(cmd.Flags())
-	return cmd
 }
 
 // runtimeOf returns the declared runtime a, or the built-in one of that
@@ -279,134 +128,23 @@ func runtimeOf(cfg *spec.Config, a spec.Address) *spec.Runtime {
 	return &spec.Runtime{Addr: a, Kind: a.Type, Name: a.Name}
 }
 
-// restartLocal is orch restart without an agent: stop, then a one-change
-// start through the executor, which records the new handle.
-func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Address) error {
-	switch addr.Kind {
-	case spec.KindDaemon:
-	case spec.KindModule:
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s: no agent runs for this directory, and %s", addr, unhosted)}
-	default:
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s is a %s: only daemons and modules can be restarted", addr, addr.Kind)}
-	}
-	s, err := a.open(dir, vf, lf, "restart")
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	ctx, stop := a.interruptible(applyNotice)
-	defer stop()
-	p, err := a.plan(ctx, s, false)
-	if err != nil {
-		return err
-	}
-	c := p.Change(addr)
-	if c == nil || c.Resource == nil || c.Desired == nil {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not declared in %s", addr, s.cfg.Dir)}
-	}
-	rec, err := s.store.Get(addr)
-	if err != nil {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s has not been applied yet: run orch apply", addr)}
-	}
-	prov := s.provs[rec.Runtime.Type]
-	if prov == nil {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s runs on %s, which this orch does not have", addr, rec.Runtime)}
-	}
-	rt := runtimeOf(s.cfg, rec.Runtime)
-	if len(rec.Handle) > 0 {
-		if _, err := prov.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: addr, Handle: rec.Handle,
-			Signal: c.Resource.Stop.Signal, Timeout: c.Resource.Stop.Timeout}); err != nil {
-			return &exitError{code: ExitError, msg: fmt.Sprintf("stopping %s: %s", addr, err)}
-		}
-	}
-	start := &planner.Change{Addr: addr, Action: planner.Start, Resource: c.Resource, Desired: c.Desired,
-		Prior:    &planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status},
-		Observed: providers.Observed{State: providers.StateExited}, Reason: "orch restart"}
-	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: 1, Project: s.cfg.Project.Name, StateDir: s.stateDir}
-	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, &planner.Plan{Changes: []*planner.Change{start}, ConfigHash: p.ConfigHash})
-	if err != nil {
-		return &exitError{code: ExitError, msg: err.Error()}
-	}
-	if len(res.Diagnostics) > 0 {
-		a.writeDiags(res.Diagnostics, s.res.files)
-		return silentFailure()
-	}
-	fmt.Fprintf(a.Stdout, "%s restarted [pid=%d]\n", addr, res.Outcomes[0].Pid)
-	return nil
-}
-
-func (a *App) signalCommand() *cobra.Command {
-	var vf varFlags
-	cmd := &cobra.Command{
-		Use:   "signal NAME SIGNAL [DIR]",
-		Short: "Send a signal to a daemon",
-		Long: `Send SIGNAL (HUP, SIGHUP, usr1, ...) to daemon NAME (daemon.api, or api): to
-its whole process group, for the process runtime. Through the agent (or
-orch up) when one runs for DIR, else straight through the daemon's
-runtime; either way the pid is checked to still be the daemon's first.
-The signal changes nothing in orch's state; a daemon that exits because of
-it is handled by its restart policy when an agent runs.`,
-		Args: cobra.RangeArgs(2, 3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			names, dir := splitDir(args, 2)
-			addr, err := parseName(names[0])
-			if err != nil {
-				return err
-			}
-			sig, err := spec.ParseSignal(names[1])
-			if err != nil {
-				return usageError{err}
-			}
-			ctx, stop := a.interruptible(applyNotice)
-			defer stop()
-			if c := a.agentFor(dir, &vf); c != nil {
-				if err := c.Signal(ctx, addr.String(), sig.Name); err != nil {
-					return a.agentErr(err)
-				}
-			} else if err := a.signalLocal(ctx, dir, &vf, addr, sig); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.Stdout, "%s sent to %s\n", sig.Name, addr)
-			return nil
-		},
-	}
-	vf.register(cmd.Flags())
-	return cmd
-}
-
-func (a *App) signalLocal(ctx context.Context, dir string, vf *varFlags, addr spec.Address, sig spec.Signal) error {
-	res := a.loadConfig(dir, vf)
-	a.writeDiags(res.diags, res.files)
-	if res.diags.HasErrors() {
-		return silentFailure()
-	}
-	stateDir := a.settings.StateDirFor(res.cfg)
-	st, err := state.OpenReadOnly(filepath.Join(stateDir, "state.db"))
-	if err != nil {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s has not been applied yet: %s", addr, err)}
-	}
-	rec, err := st.Get(addr)
-	st.Close()
-	if err != nil || len(rec.Handle) == 0 {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not running (nothing recorded)", addr)}
-	}
-	prov, ok := a.providerSet()[rec.Runtime.Type].(providers.Signaler)
-	if !ok {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("the runtime of %s cannot send signals", addr)}
-	}
-	if _, err := prov.Signal(ctx, providers.SignalRequest{Runtime: runtimeOf(res.cfg, rec.Runtime), Addr: addr, Handle: rec.Handle, Signal: sig}); err != nil {
-		return &exitError{code: ExitError, msg: err.Error()}
-	}
-	return nil
-}
-
 // statusViaAgent is orch status while an agent runs.
-func (a *App) statusViaAgent(c *agent.Client, asJSON bool) error {
+func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) error {
 	ctx, stop := a.interruptible(applyNotice)
 	defer stop()
 	st, err := c.Status(ctx)
 	if err != nil {
 		return a.agentErr(err)
+	}
+	kept := st.Instances[:0:0]
+	for _, in := range st.Instances {
+		if filter.match(in.Address) {
+			kept = append(kept, in)
+		}
+	}
+	st.Instances = kept
+	if len(kept) == 0 && len(filter) > 0 {
+		return filter.none(st.Dir)
 	}
 	if asJSON {
 		lines := make([]JSONStatus, 0, len(st.Instances))
@@ -511,6 +249,16 @@ func (a *App) applyViaAgent(c *agent.Client, autoApprove, destroy bool) error {
 	}
 	changes := true
 	res, err := c.Apply(ctx, destroy, fp, func(l agent.ApplyLine) {
+		if a.jsonApply {
+			switch {
+			case l.Plan != nil:
+				changes = l.Plan.HasChanges
+				a.emit(JSONApplyLine{Type: "plan", Plan: l.Plan.Plan})
+			case l.Event != nil:
+				a.emit(JSONApplyLine{Type: "event", Event: l.Event})
+			}
+			return
+		}
 		switch {
 		case l.Plan != nil:
 			changes = l.Plan.HasChanges
@@ -533,6 +281,13 @@ func (a *App) applyViaAgent(c *agent.Client, autoApprove, destroy bool) error {
 	})
 	if err != nil {
 		return a.agentErr(err)
+	}
+	if a.jsonApply {
+		a.emitSummary(res.OK, res.Add, res.Change, res.Replace, res.Destroy)
+		if !res.OK {
+			return &exitError{code: ExitError, msg: res.Error}
+		}
+		return nil
 	}
 	if !changes && res.OK {
 		return nil

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -23,9 +26,18 @@ type App struct {
 	// environment themselves.
 	settings *Settings
 	noColor  bool
+	// jsonApply: apply or destroy -json; plans, steps, diagnostics and
+	// the summary are JSON lines on stdout (applyjson.go).
+	jsonApply bool
 	// plugins are the provider plugins launched so far (plugins.go);
 	// Run kills them before it returns.
 	plugins *plugins
+	// wait is orch apply's -wait and -wait-timeout (nil: no waiting, as
+	// for destroy).
+	wait *waitFlags
+	// checkPrograms: orch validate and orch plan report a command whose
+	// program is not found (spec.Options.CheckPrograms).
+	checkPrograms bool
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)
@@ -58,6 +70,11 @@ func silentFailure() error { return &exitError{code: ExitError} }
 func (a *App) Run(args []string) int {
 	defer func() { a.plugins.close() }()
 	root := a.rootCommand()
+	args, err := a.chdir(root, args)
+	if err != nil {
+		fmt.Fprintf(a.Stderr, "Error: %s\n", err)
+		return ExitError
+	}
 	root.SetArgs(NormaliseArgs(root, args))
 	root.SetIn(a.Stdin)
 	root.SetOut(a.Stdout)
@@ -75,7 +92,7 @@ func (a *App) Run(args []string) int {
 	}
 	fmt.Fprintf(a.Stderr, "Error: %s\n", err)
 	if cmd != nil && isUsageError(err) {
-		fmt.Fprintf(a.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		fmt.Fprintf(a.Stderr, "Run '%s -help' for usage.\n", cmd.CommandPath())
 	}
 	return ExitError
 }
@@ -104,12 +121,16 @@ func (a *App) rootCommand() *cobra.Command {
 the runtime backends they run on, and keeps the host in that state.
 
 Every long flag may be written with one dash or two (-json or --json), and
-a flag's value may follow it as the next argument or after '='.`,
+a flag's value may follow it as the next argument or after '='. orch
+-chdir=DIR COMMAND runs COMMAND in DIR. docs/cli.md is the reference; make
+docs writes these helps as man pages.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       a.Version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Name() == "help" {
-				return nil // help must work whatever the settings say
+			if cmd.Name() == "help" || cmd.Name() == cobra.ShellCompRequestCmd || cmd.Name() == cobra.ShellCompNoDescRequestCmd ||
+				cmd.HasParent() && cmd.Parent().Name() == "completion" {
+				return nil // help and completion must work whatever the settings say
 			}
 			s, err := LoadSettings(cmd.Flags())
 			if err != nil {
@@ -119,8 +140,12 @@ a flag's value may follow it as the next argument or after '='.`,
 			return nil
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetVersionTemplate("orch {{.Version}}\n")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{suggestFlag(cmd, err)} })
+	// -chdir is taken out of the arguments by Run (chdir) before cobra
+	// parses them; it is declared here for -help and the documentation.
+	root.Flags().String("chdir", "", "switch to `DIR` before doing anything else (only before the subcommand: orch -chdir=DIR plan)")
+	root.Flags().Bool("version", false, "print orch's version (as orch version does)")
 	addSettingsFlags(root.PersistentFlags())
 	root.PersistentFlags().BoolVar(&a.noColor, "no-color", false, "never print colours (as does NO_COLOR)")
 	root.AddCommand(
@@ -135,27 +160,87 @@ a flag's value may follow it as the next argument or after '='.`,
 		a.logsCommand(),
 		a.restartCommand(),
 		a.signalCommand(),
+		a.pauseCommand(),
+		a.resumeCommand(),
 		a.destroyCommand(),
 		a.statusCommand(),
+		a.stateCommand(),
 		a.settingsCommand(),
 		a.versionCommand(),
 	)
 	return root
 }
 
+// JSONVersion is the output of `orch version -json`.
+type JSONVersion struct {
+	Version  string `json:"version"`
+	Go       string `json:"go"`
+	Platform string `json:"platform"`
+}
+
 func (a *App) versionCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print orch's version",
 		Long: `Print the version of this orch binary on standard output. It is "dev" for
 a build without release information; releases set it with
--ldflags "-X main.version=...". It reads no settings and no configuration.`,
+-ldflags "-X main.version=...". It reads no settings and no configuration.
+orch --version prints the same line. -json prints {version, go, platform}.`,
 		Args: cobra.NoArgs,
 		// version must work whatever the settings say.
 		PersistentPreRun: func(*cobra.Command, []string) {},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				return writeJSON(a.Stdout, JSONVersion{Version: a.Version, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH})
+			}
 			_, err := fmt.Fprintf(a.Stdout, "orch %s\n", a.Version)
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print {version, go, platform} as JSON")
+	return cmd
+}
+
+// chdir takes -chdir=DIR (or -chdir DIR, one dash or two) out of the
+// arguments before the subcommand and switches to DIR, as Terraform does:
+// everything after, the settings file and -var-file paths included, is
+// relative to DIR.
+func (a *App) chdir(root *cobra.Command, args []string) ([]string, error) {
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" || !strings.HasPrefix(arg, "-") || arg == "-" {
+			return args, nil // the subcommand: -chdir after it is an unknown flag
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if name != "chdir" {
+			if f := lookupFlag(root, name); f != nil && !hasVal && f.NoOptDefVal == "" {
+				i++ // the value of a flag before the subcommand
+			}
+			continue
+		}
+		n := 1
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("-chdir needs a directory: orch -chdir=DIR COMMAND")
+			}
+			val, n = args[i+1], 2
+		}
+		if err := os.Chdir(val); err != nil {
+			return nil, fmt.Errorf("-chdir=%s: %w", val, unwrapPathError(err))
+		}
+		return append(append([]string{}, args[:i]...), args[i+n:]...), nil
+	}
+	return args, nil
+}
+
+// Command returns orch's root command with every subcommand, completion
+// and help included, as the binary runs it: for generating documentation
+// (gendocs) and for checking docs/cli.md against it. Run is what executes
+// a command line.
+func (a *App) Command() *cobra.Command {
+	root := a.rootCommand()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	return root
 }

@@ -13,6 +13,7 @@ func (a *App) applyCommand() *cobra.Command {
 	var (
 		vf          varFlags
 		lf          lockFlags
+		wf          waitFlags
 		autoApprove bool
 	)
 	cmd := &cobra.Command{
@@ -25,12 +26,30 @@ branches in parallel (--parallelism). Each step's result is recorded in the
 state as it happens. A failure skips what depends on it and lets the rest
 finish. Ctrl-C lets the steps in flight finish, records them and exits 1.
 
+It waits for what it started to be ready (-wait=false: it does not): a
+daemon with a health check until a probe passes (within health.start_timeout
+or -wait-timeout), and only then starts what depends on it; a daemon
+without one must still run 500ms after its start. It exits 1 naming each
+daemon that exited or never became ready, with the last lines of its log.
+
 Given a plan file saved by orch plan -out, apply performs exactly that plan
 without asking, and refuses it when the configuration or the observed world
-changed since it was made.`,
+changed since it was made.
+
+-json prints JSON lines instead of text (plan, step, skipped, diagnostic,
+event, summary; docs/cli.md); it needs -auto-approve or a plan file, as
+there is no prompt to answer.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wf.wait {
+				a.wait = &wf
+			}
 			arg := dirArg(args)
+			if a.jsonApply && !autoApprove {
+				if _, isPlan, _ := readSavedPlan(arg); !isPlan {
+					return usageError{fmt.Errorf("-json needs -auto-approve (or a saved plan): there is no prompt to answer")}
+				}
+			}
 			sp, isPlan, err := readSavedPlan(arg)
 			if err != nil {
 				return &exitError{code: ExitError, msg: err.Error()}
@@ -49,7 +68,9 @@ changed since it was made.`,
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
+	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve or a plan file)")
 	return cmd
 }
 
@@ -65,15 +86,20 @@ func (a *App) destroyCommand() *cobra.Command {
 		Long: `Plan the destruction of every instance the state of DIR records (and every
 running object of this project a provider can find), show it, ask for
 confirmation (unless -auto-approve), and stop and remove them in reverse
-dependency order. Instances with lifecycle.prevent_destroy refuse.`,
+dependency order. Instances with lifecycle.prevent_destroy refuse. -json
+prints JSON lines as apply -json does; it needs -auto-approve.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.jsonApply && !autoApprove {
+				return usageError{fmt.Errorf("-json needs -auto-approve: there is no prompt to answer")}
+			}
 			return a.applyDir(dirArg(args), &vf, &lf, autoApprove, true)
 		},
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "destroy without asking for confirmation")
+	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve)")
 	return cmd
 }
 
@@ -96,7 +122,15 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	if a.jsonApply {
+		a.emitPlan(p)
+		if !p.HasChanges() {
+			a.emitSummary(true, 0, 0, 0, 0)
+			return nil
+		}
+	} else {
+		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	}
 	if !p.HasChanges() {
 		return nil
 	}
@@ -152,7 +186,15 @@ func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
 		}
 		return &exitError{code: ExitError, msg: "Saved plan is stale: " + why + ".\nThe plan was: " + sp.Summary + "\nRun orch plan again and review the new plan."}
 	}
-	fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	if a.jsonApply {
+		a.emitPlan(p)
+		if !p.HasChanges() {
+			a.emitSummary(true, 0, 0, 0, 0)
+			return nil
+		}
+	} else {
+		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+	}
 	if !p.HasChanges() {
 		return nil
 	}

@@ -21,11 +21,19 @@ func TestNormaliseArgs(t *testing.T) {
 		// Shorthands, unknown names, stdin and everything after -- stay.
 		{[]string{"fmt", "-h"}, []string{"fmt", "-h"}},
 		{[]string{"fmt", "-help"}, []string{"fmt", "--help"}},
-		{[]string{"validate", "-bogus"}, []string{"validate", "-bogus"}},
+		// An unknown long name is reported as one, not as shorthands;
+		// a cluster of shorthands stays.
+		{[]string{"validate", "-bogus"}, []string{"validate", "--bogus"}},
+		{[]string{"logs", "-fn5", "api"}, []string{"logs", "-fn5", "api"}},
+		{[]string{"logs", "-follw", "api"}, []string{"logs", "--follw", "api"}},
+		// The value of a one-letter flag is kept verbatim too.
+		{[]string{"logs", "-n", "-10", "api"}, []string{"logs", "-n", "-10", "api"}},
+		{[]string{"logs", "-fn", "-5", "-json", "api"}, []string{"logs", "-fn", "-5", "--json", "api"}},
+		{[]string{"logs", "-n", "-json", "api"}, []string{"logs", "-n", "-json", "api"}},
 		{[]string{"fmt", "-"}, []string{"fmt", "-"}},
 		{[]string{"fmt", "-check", "--", "-diff"}, []string{"fmt", "--check", "--", "-diff"}},
 		// A flag of another command is not this command's.
-		{[]string{"graph", "-json"}, []string{"graph", "-json"}},
+		{[]string{"graph", "-detailed-exitcode"}, []string{"graph", "--detailed-exitcode"}},
 		{nil, []string{}},
 	} {
 		if got := NormaliseArgs(root, tc.in); !reflect.DeepEqual(got, tc.want) {

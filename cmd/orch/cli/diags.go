@@ -23,6 +23,10 @@ func (a *App) writeDiags(diags hcl.Diagnostics, files map[string]*hcl.File) {
 	if len(diags) == 0 {
 		return
 	}
+	if a.jsonApply {
+		a.emitDiags(diags, files)
+		return
+	}
 	width, colour := defaultWidth, false
 	if f, ok := a.Stderr.(*os.File); ok {
 		if w := terminalWidth(f.Fd()); w > 0 {

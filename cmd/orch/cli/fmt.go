@@ -117,6 +117,11 @@ func isNativeConfig(name string) bool {
 // formatHCL returns src in canonical form, or the syntax errors that stop
 // it from being formatted.
 func formatHCL(src []byte, name string) ([]byte, hcl.Diagnostics) {
+	// The HCL parser recurses once per nesting level: input past orch's
+	// limits is refused before it runs (a stack overflow otherwise).
+	if d := spec.CheckSource(src, name); d != nil {
+		return nil, hcl.Diagnostics{d}
+	}
 	_, diags := hclwrite.ParseConfig(src, name, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, diags
@@ -188,6 +193,9 @@ func (a *App) fmtStdin(ff fmtFlags) (changed bool, err error) {
 // sourceFile returns src as an hcl.File for rendering diagnostics: with
 // the syntax tree, however partial, the enclosing block is named.
 func sourceFile(src []byte, name string) *hcl.File {
+	if spec.CheckSource(src, name) != nil {
+		return &hcl.File{Bytes: src} // past the limits: not parsed
+	}
 	f, _ := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	if f == nil {
 		f = &hcl.File{}

@@ -41,9 +41,10 @@ type loadResult struct {
 func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 	res := loadResult{files: map[string]*hcl.File{}}
 	opts := spec.Options{
-		Schemas: Schemas(),
-		Vars:    vf.vars,
-		Environ: os.Environ(),
+		Schemas:       Schemas(),
+		Vars:          vf.vars,
+		Environ:       os.Environ(),
+		CheckPrograms: a.checkPrograms,
 	}
 	if vf.environ != nil {
 		opts.Environ = vf.environ

@@ -16,10 +16,11 @@ import (
 
 // providerLogs prints the log of addr through its runtime's provider
 // (providers.LogReader) when the instance runs on a runtime other than
-// process (a container: the Engine keeps its log). handled is false when
-// the log is a file of the process provider's log daemon, which the
+// process (a container: the Engine keeps its log), written to w. handled
+// is false when the log is a file under the state directory (the process
+// provider's log daemon's, or a module's written by the engine), which the
 // caller tails itself. n and follow are orch logs' -n and -f.
-func (a *App) providerLogs(ctx context.Context, cfg *spec.Config, stateDir string, addr spec.Address, n int, follow bool) (handled bool, err error) {
+func (a *App) providerLogs(ctx context.Context, cfg *spec.Config, stateDir string, addr spec.Address, n int, follow bool, w io.Writer) (handled bool, err error) {
 	path := filepath.Join(stateDir, "state.db")
 	st, err := state.OpenReadOnly(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -42,9 +43,11 @@ func (a *App) providerLogs(ctx context.Context, cfg *spec.Config, stateDir strin
 	if rec == nil || rec.Runtime.Type == process.Kind || rec.Runtime.IsZero() {
 		return false, nil
 	}
-	lr, ok := providerSet()[rec.Runtime.Type].(providers.LogReader)
+	// The whole set, plugins included; a runtime that keeps no log of its
+	// own (module: the engine writes the file) is read from the file.
+	lr, ok := a.providerSet()[rec.Runtime.Type].(providers.LogReader)
 	if !ok {
-		return true, fmt.Errorf("%s runs on %s, whose runtime cannot show logs", addr, rec.Runtime)
+		return false, nil
 	}
 	tail := n // orch logs: -n -1 is everything, -n 0 nothing
 	switch {
@@ -60,7 +63,7 @@ func (a *App) providerLogs(ctx context.Context, cfg *spec.Config, stateDir strin
 	}
 	defer resp.Log.Close()
 	go func() { <-ctx.Done(); resp.Log.Close() }()
-	if _, err := io.Copy(a.Stdout, resp.Log); err != nil && ctx.Err() == nil {
+	if _, err := io.Copy(w, resp.Log); err != nil && ctx.Err() == nil {
 		return true, err
 	}
 	return true, nil

@@ -110,24 +110,54 @@ func (a *App) colour(w io.Writer) bool {
 }
 
 // interruptible returns a context cancelled by the first SIGINT or SIGTERM,
-// saying notice on stderr; a second one exits 130 at once.
+// saying notice on stderr; a second one exits 130 at once. Signals within
+// signalCoalesce of the first count as one (GNU timeout, and some service
+// managers, send two at once).
 func (a *App) interruptible(notice string) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	ctx, hurry, stop := a.interruptibleHurry(notice, "")
 	go func() {
-		n := 0
-		for range ch {
-			n++
-			if n == 1 {
-				fmt.Fprintln(a.Stderr, notice)
-				cancel()
-				continue
-			}
+		select {
+		case <-hurry:
 			os.Exit(130)
+		case <-ctx.Done():
 		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	return ctx, stop
+}
+
+// signalCoalesce is how close together two interrupts count as one.
+const signalCoalesce = 2 * time.Second
+
+// interruptibleHurry is interruptible for orch up and orch agent: the
+// first SIGINT or SIGTERM cancels the context (saying notice); one that
+// comes later than signalCoalesce after it closes hurry (saying
+// hurryNotice), and the caller stops what remains faster instead of
+// exiting with daemons left running.
+func (a *App) interruptibleHurry(notice, hurryNotice string) (context.Context, <-chan struct{}, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	hurry := make(chan struct{})
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		var first time.Time
+		for range ch {
+			switch {
+			case first.IsZero():
+				first = time.Now()
+				fmt.Fprintln(a.Stderr, notice)
+				cancel()
+			case time.Since(first) < signalCoalesce:
+				// the same interrupt, sent twice
+			default:
+				if hurryNotice != "" {
+					fmt.Fprintln(a.Stderr, hurryNotice)
+				}
+				close(hurry)
+				return
+			}
+		}
+	}()
+	return ctx, hurry, func() { signal.Stop(ch); cancel() }
 }
 
 // applyNotice is what an interrupted plan or apply says.
@@ -145,11 +175,31 @@ func (a *App) confirm(question string) bool {
 func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy bool) error {
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: a.settings.Parallelism,
 		Project: s.cfg.Project.Name, StateDir: s.stateDir, Progress: a.progress()}
+	var ready *readiness
+	if a.wait != nil && !destroy {
+		ready = newReadiness(s, a.wait)
+		ready.install(ex)
+	}
 	res, err := ex.Apply(ctx, s.cfg, p)
+	var dead []error
+	if ready != nil && err == nil {
+		dead = ready.checkAlive(ctx)
+		for _, d := range dead {
+			if a.jsonApply {
+				a.emit(JSONApplyLine{Type: "diagnostic", Diagnostic: &JSONDiagnostic{Severity: "error", Summary: d.Error()}})
+				continue
+			}
+			fmt.Fprintf(a.Stderr, "Error: %v\n", d)
+		}
+	}
 	if res != nil {
 		a.writeDiags(res.Diagnostics, s.res.files)
 		for _, o := range res.Outcomes {
 			if o.Skipped != "" && o.Err == nil {
+				if a.jsonApply {
+					a.emit(JSONApplyLine{Type: "skipped", Address: o.Addr.String(), Reason: o.Skipped})
+					continue
+				}
 				fmt.Fprintf(a.Stderr, "%s: not applied, %s\n", o.Addr, o.Skipped)
 			}
 		}
@@ -162,7 +212,15 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	if destroy {
 		verb = "Destroy"
 	}
-	if len(res.Diagnostics) > 0 {
+	if a.jsonApply {
+		ok := len(res.Diagnostics) == 0 && len(dead) == 0
+		a.emitSummary(ok, sum.Add, sum.Change, sum.Replace, sum.Destroy)
+		if !ok {
+			return silentFailure()
+		}
+		return nil
+	}
+	if len(res.Diagnostics) > 0 || len(dead) > 0 {
 		fmt.Fprintf(a.Stdout, "\n%s failed. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
 		return silentFailure()
 	}
@@ -182,6 +240,9 @@ var progressVerbs = map[planner.Action][2]string{
 // progress prints one line as a step starts and one as it ends, like
 // Terraform; a replacement's two steps are told apart.
 func (a *App) progress() func(executor.StepEvent) {
+	if a.jsonApply {
+		return a.emitStep
+	}
 	return func(ev executor.StepEvent) {
 		v := progressVerbs[ev.Action]
 		if ev.Action == planner.Replace {

@@ -58,6 +58,7 @@ as JSON (docs/plan-json.md). With -detailed-exitcode the exit code is 0 for
 no changes, 2 for changes and 1 for an error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.checkPrograms = true
 			if c := a.agentFor(dirArg(args), &vf); c != nil {
 				if out != "" {
 					return &exitError{code: ExitError, msg: "an agent (or orch up) runs for " + dirArg(args) + ": it applies edits itself, so a plan cannot be saved; use orch apply, which asks the agent"}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -42,28 +43,45 @@ func (a *App) statusCommand() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "status [DIR]",
+		Use:   "status [DIR [NAME...]]",
 		Short: "List what orch manages and how it is doing",
 		Long: `List every instance the state of DIR records with what runs now: its state
 (running, exited, missing), the status orch recorded, pid, uptime and the
 config hash it runs. It reads the state without taking the lock, and
 changes nothing. When an agent (or orch up) runs for DIR, it asks the agent
 instead, which also knows each daemon's health and how many times it
-restarted it.`,
-		Args: cobra.MaximumNArgs(1),
+restarted it. NAMEs after DIR keep only those instances: api, daemon.api,
+worker (every instance of a block with count: worker[0], worker[1], ...)
+or worker[1]. The state and the agent are found through the state
+directory: this works while the configuration on disk is invalid or lacks
+a variable's value (it says so in one line on stderr).`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if c := a.agentFor(dirArg(args), &vf); c != nil {
-				return a.statusViaAgent(c, asJSON)
+			dir := "."
+			if len(args) > 0 {
+				dir = args[0]
 			}
-			res := a.loadConfig(dirArg(args), &vf)
-			a.writeDiags(res.diags, res.files)
-			if res.diags.HasErrors() {
-				return silentFailure()
+			filter, err := parseFilter(args)
+			if err != nil {
+				return err
 			}
-			stateDir := a.settings.StateDirFor(res.cfg)
-			lines, err := a.status(res.cfg, stateDir)
+			l, err := a.locate(dir, &vf)
+			if err != nil {
+				return err
+			}
+			if c := a.agentOf(l); c != nil {
+				return a.statusViaAgent(c, asJSON, filter)
+			}
+			lines, err := a.status(l.cfg, l.stateDir)
 			if err != nil {
 				return &exitError{code: ExitError, msg: err.Error()}
+			}
+			lines = filter.keep(lines)
+			if len(lines) == 0 && len(filter) > 0 {
+				return filter.none(dir)
+			}
+			if lines == nil {
+				lines = []JSONStatus{}
 			}
 			if asJSON {
 				return writeJSON(a.Stdout, lines)
@@ -137,4 +155,62 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// nameFilter is the NAMEs of orch status; empty keeps everything.
+type nameFilter []spec.Address
+
+func parseFilter(args []string) (nameFilter, error) {
+	if len(args) < 2 {
+		return nil, nil
+	}
+	var f nameFilter
+	for _, s := range args[1:] {
+		addr, err := parseName(s)
+		if err != nil {
+			return nil, err
+		}
+		f = append(f, addr)
+	}
+	return f, nil
+}
+
+// match reports whether the instance address s is one the filter names:
+// the address itself, or an instance of a block named without a key.
+func (f nameFilter) match(s string) bool {
+	if len(f) == 0 {
+		return true
+	}
+	addr, err := spec.ParseAddress(s)
+	if err != nil {
+		return false
+	}
+	for _, n := range f {
+		if n == addr || n.Key == spec.NoKey && addr.Block() == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (f nameFilter) keep(lines []JSONStatus) []JSONStatus {
+	if len(f) == 0 {
+		return lines
+	}
+	out := lines[:0:0]
+	for _, l := range lines {
+		if f.match(l.Address) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// none is the error of a filter that matched no instance.
+func (f nameFilter) none(dir string) error {
+	names := make([]string, len(f))
+	for i, n := range f {
+		names[i] = n.String()
+	}
+	return &exitError{code: ExitError, msg: fmt.Sprintf("no instance of %s matches %s", dir, strings.Join(names, ", "))}
 }

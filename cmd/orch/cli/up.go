@@ -31,7 +31,8 @@ apply every valid edit of DIR (only the difference: untouched daemons keep
 running). An invalid edit is reported and changes nothing.
 
 Ctrl-C (SIGINT) or SIGTERM stops every daemon, dependents first, each
-within its stop timeout, and exits 0; a second Ctrl-C exits at once. The
+within its stop timeout, and exits 0; a second Ctrl-C (more than 2 s
+later) kills what still runs (SIGKILL, dependents first) instead of waiting. The
 state keeps the stopped daemons (status "stopped"): the next orch up starts
 them again. orch up holds the state lock while it runs; orch status works
 meanwhile.
@@ -83,12 +84,13 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	defer closeMods()
-	ctx, stop := a.interruptible("\nStopping everything, dependents first. Press Ctrl-C again to quit at once (what runs keeps running).")
+	ctx, hurry, stop := a.interruptibleHurry("\nStopping everything, dependents first. Press Ctrl-C again to kill what still runs.",
+		"\nKilling what still runs (SIGKILL), dependents first.")
 	defer stop()
 	eng := engine.New(engine.Options{
 		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load,
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
-		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(),
+		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
 	})
 	sock := a.settings.AgentSocketFor(s.stateDir)
 	ln, err := agent.Listen(sock)

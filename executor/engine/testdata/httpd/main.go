@@ -1,13 +1,22 @@
 // Command httpd is a tiny HTTP server for the engine's health-check tests:
-// GET /healthz answers 200, or 503 while the file named by -sick exists.
-// It listens on -addr (127.0.0.1 only) after -delay, and exits on SIGTERM.
+// GET /healthz answers 200, or 503 while the file named by -sick exists;
+// GET / answers its -id. It listens on -addr (127.0.0.1 only) after
+// -delay, with SO_REUSEPORT under -reuseport (so that a new instance can
+// bind beside the old one, as servers do for a zero-downtime replace; its
+// health is then served on an -health-addr of its own, since a probe of
+// the shared port may reach either), and
+// exits on SIGTERM after closing its listener.
 package main
 
 import (
+	"context"
 	"flag"
 	"log"
+	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -15,9 +24,18 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	sick := flag.String("sick", "", "answer 503 while this file exists")
 	delay := flag.Duration("delay", 0, "wait this long before listening")
+	reuse := flag.Bool("reuseport", false, "listen with SO_REUSEPORT")
+	id := flag.String("id", "", "what GET / answers")
+	healthAddr := flag.String("health-addr", "", "serve /healthz on this address of its own (an admin port) instead")
 	flag.Parse()
 	time.Sleep(*delay)
-	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	hmux := mux
+	if *healthAddr != "" {
+		hmux = http.NewServeMux()
+		go func() { log.Fatal(http.ListenAndServe(*healthAddr, hmux)) }()
+	}
+	hmux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if *sick != "" {
 			if _, err := os.Stat(*sick); err == nil {
 				http.Error(w, "sick", http.StatusServiceUnavailable)
@@ -26,5 +44,36 @@ func main() {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	log.Fatal(http.ListenAndServe(*addr, nil))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(*id + "\n")) })
+	lc := net.ListenConfig{}
+	if *reuse {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
+		<-ch
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx) // stop accepting, finish what is in flight
+		os.Exit(0)
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+	select {}
 }

@@ -1,0 +1,485 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+	"github.com/spf13/cobra"
+)
+
+// The commands that operate on what runs: events, logs, restart, signal
+// (status is in status.go). They find the agent and the state from the
+// state directory (locate), so they work while the configuration on disk
+// is invalid or lacks a variable's value. A NAME without a key (worker)
+// addresses every instance of a counted block (worker[0], worker[1]).
+
+func (a *App) eventsCommand() *cobra.Command {
+	var (
+		vf     varFlags
+		asJSON bool
+		since  string
+	)
+	cmd := &cobra.Command{
+		Use:   "events [DIR]",
+		Short: "Stream what the agent (or orch up) does and sees",
+		Long: `Stream the events of the agent or orch up that runs for DIR, one per line,
+until Ctrl-C: started, exited (code or signal), healthy, unhealthy,
+restarting in Xs, failed, config reloaded, plan applied, adopted, ...
+-json prints each as a JSON object {time, type, address, pid, exit_code,
+signal, detail}. -since also prints the recent events kept by the agent
+(the last 4,096) from a time (RFC 3339), a duration back from now (5m), or
+all. It needs a running agent, found through the state directory: it works
+while the configuration on disk is invalid.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := dirArg(args)
+			l, err := a.locate(dir, &vf)
+			if err != nil {
+				return err
+			}
+			c := a.agentOf(l)
+			if c == nil {
+				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent or orch up is running for %s (nothing answers at %s): start one with orch agent %s (or orch up %s)",
+					dir, a.settings.AgentSocketFor(l.stateDir), dir, dir)}
+			}
+			ctx, stop := a.quietInterruptible()
+			defer stop()
+			err = c.Events(ctx, since, func(raw json.RawMessage) error {
+				var err error
+				if asJSON {
+					_, err = fmt.Fprintf(a.Stdout, "%s\n", raw)
+				} else {
+					_, err = fmt.Fprintln(a.Stdout, renderEvent(raw))
+				}
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				return a.agentErr(err)
+			}
+			return nil
+		},
+	}
+	vf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
+	cmd.Flags().StringVar(&since, "since", "", "also print the kept events since `WHEN` (RFC 3339 time, duration such as 5m, or all)")
+	return cmd
+}
+
+// JSONLogLine is one line of `orch logs -json`.
+type JSONLogLine struct {
+	Address string `json:"address"`
+	Line    string `json:"line"`
+}
+
+func (a *App) logsCommand() *cobra.Command {
+	var (
+		vf     varFlags
+		follow bool
+		n      int
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [-n N] NAME [DIR]",
+		Short: "Print the log of a daemon, job or module",
+		Long: `Print the last N lines (default 10; -n -1: all) of the log of NAME (daemon.api,
+job.migrate, module.counter, or a daemon's name alone: api), taking older
+lines from the rotated files (.log.1, .log.2, ...) when needed. -f then
+prints what is written, following the log across rotations, until Ctrl-C.
+A NAME without a key names every instance of a block with count or
+for_each (worker: worker[0], worker[1], ...); each line is then prefixed
+with its instance's address. -json prints one JSON object per line,
+{address, line}.
+
+The logs are files under <state dir>/logs/ written by orch's log daemon
+(the modules' by the engine): this works the same with or without an agent
+running, and while the configuration on disk is invalid. The log of a
+container (runtime docker or podman) is the one its Engine keeps, read
+through the Engine's API (-f follows it until the container stops or
+Ctrl-C).`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, dir := splitDir(args, 1)
+			addr, err := parseName(names[0])
+			if err != nil {
+				return err
+			}
+			l, err := a.locate(dir, &vf)
+			if err != nil {
+				return err
+			}
+			addrs := expand([]spec.Address{addr}, a.knownInstances(l, nil))
+			ctx, stop := a.quietInterruptible()
+			defer stop()
+			var mu sync.Mutex
+			writers := make([]*lineWriter, len(addrs))
+			for i, ad := range addrs {
+				writers[i] = &lineWriter{mu: &mu, w: a.Stdout, addr: ad.String(), asJSON: asJSON, prefix: len(addrs) > 1}
+			}
+			errs := make([]error, len(addrs))
+			if follow && len(addrs) > 1 {
+				var wg sync.WaitGroup
+				for i, ad := range addrs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						errs[i] = a.logsOf(ctx, l, ad, n, follow, writers[i])
+						writers[i].flush()
+					}()
+				}
+				wg.Wait()
+			} else {
+				for i, ad := range addrs {
+					var w io.Writer = writers[i]
+					if !asJSON && len(addrs) == 1 {
+						w = a.Stdout // as it is: no line to rewrite
+					}
+					errs[i] = a.logsOf(ctx, l, ad, n, follow, w)
+					writers[i].flush()
+				}
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err := errors.Join(errs...); err != nil {
+				return &exitError{code: ExitError, msg: err.Error()}
+			}
+			return nil
+		},
+	}
+	vf.register(cmd.Flags())
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is written")
+	cmd.Flags().IntVarP(&n, "lines", "n", 10, "print the last `N` lines (-1: all)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print each line as a JSON object {address, line}")
+	return cmd
+}
+
+// logsOf prints the log of one instance: through its runtime's provider
+// when that one keeps it (a container's), else the file under the state
+// directory.
+func (a *App) logsOf(ctx context.Context, l *located, addr spec.Address, n int, follow bool, w io.Writer) error {
+	if ok, err := a.providerLogs(ctx, l.cfg, l.stateDir, addr, n, follow, w); ok {
+		return err
+	}
+	path := filepath.Join(l.stateDir, "logs", process.FileName(addr)+".log")
+	if _, err := os.Stat(path); err != nil && !follow {
+		return fmt.Errorf("%s has no log yet (%s): has it been started?", addr, path)
+	}
+	if err := agent.Tail(ctx, path, n, follow, w); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	return nil
+}
+
+// lineWriter writes whole lines to w under a lock shared by the writers of
+// one command, prefixed with the instance's address when several logs are
+// printed together, or as JSON objects.
+type lineWriter struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	addr   string
+	asJSON bool
+	prefix bool
+	buf    []byte
+}
+
+func (lw *lineWriter) Write(p []byte) (int, error) {
+	lw.buf = append(lw.buf, p...)
+	for {
+		i := bytes.IndexByte(lw.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if err := lw.emit(string(lw.buf[:i])); err != nil {
+			return 0, err
+		}
+		lw.buf = lw.buf[i+1:]
+	}
+}
+
+func (lw *lineWriter) flush() {
+	if len(lw.buf) > 0 {
+		lw.emit(string(lw.buf))
+		lw.buf = nil
+	}
+}
+
+func (lw *lineWriter) emit(line string) error {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	var err error
+	switch {
+	case lw.asJSON:
+		var b []byte
+		b, err = json.Marshal(JSONLogLine{Address: lw.addr, Line: line})
+		if err == nil {
+			_, err = fmt.Fprintf(lw.w, "%s\n", b)
+		}
+	case lw.prefix:
+		_, err = fmt.Fprintf(lw.w, "%s | %s\n", lw.addr, line)
+	default:
+		_, err = fmt.Fprintln(lw.w, line)
+	}
+	return err
+}
+
+// JSONRestart is one element of the array `orch restart -json` prints.
+type JSONRestart struct {
+	Address string `json:"address"`
+	// Pid is the new process's; 0 while the agent is still starting it
+	// (Restarting is then true).
+	Pid        int  `json:"pid,omitempty"`
+	Restarting bool `json:"restarting,omitempty"`
+}
+
+func (a *App) restartCommand() *cobra.Command {
+	var (
+		vf     varFlags
+		lf     lockFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "restart NAME [DIR]",
+		Short: "Restart a daemon or a module",
+		Long: `Stop daemon NAME (daemon.api, or api) with its stop signal and timeout, and
+start it again. A NAME without a key restarts every instance of a block
+with count or for_each (worker: worker[0], worker[1], ...), one after the
+other; worker[1] only that one. When an agent (or orch up) runs for DIR, it
+does this and goes on supervising the new process; its backoff and
+crash-loop count start afresh, and a daemon a crash loop marked failed
+runs again. The agent is found through the state directory, so this works
+while the configuration on disk is invalid.
+
+Without an agent, orch takes the state lock, stops the daemon through its
+runtime, starts it with the configuration on disk (which must then be
+valid), and records the new process in the state. -json prints an array
+of {address, pid}.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, dir := splitDir(args, 1)
+			addr, err := parseName(names[0])
+			if err != nil {
+				return err
+			}
+			l, err := a.locate(dir, &vf)
+			if err != nil {
+				return err
+			}
+			var out []JSONRestart
+			defer func() {
+				if asJSON && out != nil {
+					writeJSON(a.Stdout, out)
+				}
+			}()
+			if c := a.agentOf(l); c != nil {
+				ctx, stop := a.interruptible(applyNotice)
+				defer stop()
+				st, err := c.Status(ctx)
+				if err != nil {
+					return a.agentErr(err)
+				}
+				out = []JSONRestart{}
+				for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
+					r, err := c.Restart(ctx, ad.String())
+					if err != nil {
+						return a.agentErr(err)
+					}
+					out = append(out, JSONRestart{Address: ad.String(), Pid: r.Pid, Restarting: r.Pid == 0})
+					if asJSON {
+						continue
+					}
+					if r.Pid != 0 {
+						fmt.Fprintf(a.Stdout, "%s restarted [pid=%d]\n", ad, r.Pid)
+					} else {
+						fmt.Fprintf(a.Stdout, "%s restarting\n", ad)
+					}
+				}
+				return nil
+			}
+			if l.cfg == nil {
+				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s, and without one orch restart starts %s with the configuration on disk, which does not load: fix it (orch validate %s), or run orch agent %s", dir, addr, dir, dir)}
+			}
+			out = []JSONRestart{}
+			for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, nil)) {
+				pid, err := a.restartLocal(dir, &vf, &lf, ad)
+				if err != nil {
+					return err
+				}
+				out = append(out, JSONRestart{Address: ad.String(), Pid: pid})
+				if !asJSON {
+					fmt.Fprintf(a.Stdout, "%s restarted [pid=%d]\n", ad, pid)
+				}
+			}
+			return nil
+		},
+	}
+	vf.register(cmd.Flags())
+	lf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {address, pid}")
+	return cmd
+}
+
+// restartLocal is orch restart without an agent: stop, then a one-change
+// start through the executor, which records the new handle. It returns the
+// new pid.
+func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Address) (int, error) {
+	switch addr.Kind {
+	case spec.KindDaemon:
+	case spec.KindModule:
+		return 0, &exitError{code: ExitError, msg: fmt.Sprintf("%s: no agent runs for this directory, and %s", addr, unhosted)}
+	default:
+		return 0, &exitError{code: ExitError, msg: fmt.Sprintf("%s is a %s: only daemons and modules can be restarted", addr, addr.Kind)}
+	}
+	s, err := a.open(dir, vf, lf, "restart")
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	ctx, stop := a.interruptible(applyNotice)
+	defer stop()
+	p, err := a.plan(ctx, s, false)
+	if err != nil {
+		return 0, err
+	}
+	c := p.Change(addr)
+	if c == nil || c.Resource == nil || c.Desired == nil {
+		return 0, &exitError{code: ExitError, msg: fmt.Sprintf("%s is not declared in %s", addr, s.cfg.Dir)}
+	}
+	rec, err := s.store.Get(addr)
+	if err != nil {
+		return 0, &exitError{code: ExitError, msg: fmt.Sprintf("%s has not been applied yet: run orch apply", addr)}
+	}
+	prov := s.provs[rec.Runtime.Type]
+	if prov == nil {
+		return 0, &exitError{code: ExitError, msg: fmt.Sprintf("%s runs on %s, which this orch does not have", addr, rec.Runtime)}
+	}
+	rt := runtimeOf(s.cfg, rec.Runtime)
+	if len(rec.Handle) > 0 {
+		if _, err := prov.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: addr, Handle: rec.Handle,
+			Signal: c.Resource.Stop.Signal, Timeout: c.Resource.Stop.Timeout}); err != nil {
+			return 0, &exitError{code: ExitError, msg: fmt.Sprintf("stopping %s: %s", addr, err)}
+		}
+	}
+	start := &planner.Change{Addr: addr, Action: planner.Start, Resource: c.Resource, Desired: c.Desired,
+		Prior:    &planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status},
+		Observed: providers.Observed{State: providers.StateExited}, Reason: "orch restart"}
+	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: 1, Project: s.cfg.Project.Name, StateDir: s.stateDir}
+	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, &planner.Plan{Changes: []*planner.Change{start}, ConfigHash: p.ConfigHash})
+	if err != nil {
+		return 0, &exitError{code: ExitError, msg: err.Error()}
+	}
+	if len(res.Diagnostics) > 0 {
+		a.writeDiags(res.Diagnostics, s.res.files)
+		return 0, silentFailure()
+	}
+	return res.Outcomes[0].Pid, nil
+}
+
+// JSONSignal is one element of the array `orch signal -json` prints.
+type JSONSignal struct {
+	Address string `json:"address"`
+	Signal  string `json:"signal"`
+}
+
+func (a *App) signalCommand() *cobra.Command {
+	var (
+		vf     varFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "signal NAME SIGNAL [DIR]",
+		Short: "Send a signal to a daemon",
+		Long: `Send SIGNAL (HUP, SIGHUP, usr1, ...) to daemon NAME (daemon.api, or api): to
+its whole process group, for the process runtime. A NAME without a key
+signals every instance of a block with count or for_each (worker:
+worker[0], worker[1], ...). Through the agent (or orch up) when one runs
+for DIR, else straight through the daemon's runtime; either way the pid is
+checked to still be the daemon's first. Both find the daemon from the state
+directory, so this works while the configuration on disk is invalid.
+The signal changes nothing in orch's state; a daemon that exits because of
+it is handled by its restart policy when an agent runs. -json prints an
+array of {address, signal}.`,
+		Args: cobra.RangeArgs(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, dir := splitDir(args, 2)
+			addr, err := parseName(names[0])
+			if err != nil {
+				return err
+			}
+			sig, err := spec.ParseSignal(names[1])
+			if err != nil {
+				return usageError{err}
+			}
+			l, err := a.locate(dir, &vf)
+			if err != nil {
+				return err
+			}
+			ctx, stop := a.interruptible(applyNotice)
+			defer stop()
+			out := []JSONSignal{}
+			c := a.agentOf(l)
+			var st *agent.StatusResponse
+			if c != nil {
+				if st, err = c.Status(ctx); err != nil {
+					return a.agentErr(err)
+				}
+			}
+			for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
+				if c != nil {
+					if err := c.Signal(ctx, ad.String(), sig.Name); err != nil {
+						return a.agentErr(err)
+					}
+				} else if err := a.signalLocal(ctx, l, ad, sig); err != nil {
+					return err
+				}
+				out = append(out, JSONSignal{Address: ad.String(), Signal: sig.Name})
+				if !asJSON {
+					fmt.Fprintf(a.Stdout, "%s sent to %s\n", sig.Name, ad)
+				}
+			}
+			if asJSON {
+				return writeJSON(a.Stdout, out)
+			}
+			return nil
+		},
+	}
+	vf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {address, signal}")
+	return cmd
+}
+
+func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, sig spec.Signal) error {
+	insts, err := l.recorded()
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	for _, in := range insts {
+		if in.Addr != addr {
+			continue
+		}
+		if len(in.Handle) == 0 {
+			break
+		}
+		prov, ok := a.providerSet()[in.Runtime.Type].(providers.Signaler)
+		if !ok {
+			return &exitError{code: ExitError, msg: fmt.Sprintf("the runtime of %s cannot send signals", addr)}
+		}
+		if _, err := prov.Signal(ctx, providers.SignalRequest{Runtime: runtimeOf(l.cfg, in.Runtime), Addr: addr, Handle: in.Handle, Signal: sig}); err != nil {
+			return &exitError{code: ExitError, msg: err.Error()}
+		}
+		return nil
+	}
+	return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not running (nothing recorded)", addr)}
+}

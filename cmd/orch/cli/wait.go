@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+	"github.com/spf13/pflag"
+)
+
+// waitFlags are orch apply's -wait and -wait-timeout.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&w.wait, "wait", true, "wait for what was started to be ready; dependents start only once their dependencies are (-wait=false: return once started)")
+	fs.DurationVar(&w.timeout, "wait-timeout", 0, "bound on the whole wait for readiness (`DURATION`; 0: each daemon's health.start_timeout)")
+}
+
+// aliveAfter is how long after its start a daemon without a health check
+// must still run for orch apply to call it started (one that dies at once,
+// on a missing file or a port in use, is reported, not "complete").
+const aliveAfter = 500 * time.Millisecond
+
+// readiness is orch apply's wait: a daemon with a health check is ready
+// once a probe passes (dependents wait for it); one without is checked
+// still running aliveAfter after its start, all at once after the apply.
+type readiness struct {
+	s        *session
+	deadline time.Time // zero: none beyond each start_timeout
+
+	mu      sync.Mutex
+	started []startedDaemon // without a health check, for checkAlive
+}
+
+type startedDaemon struct {
+	addr    spec.Address
+	rt      spec.Address
+	handle  providers.Handle
+	started time.Time
+}
+
+func newReadiness(s *session, w *waitFlags) *readiness {
+	r := &readiness{s: s}
+	if w.timeout > 0 {
+		r.deadline = time.Now().Add(w.timeout)
+	}
+	return r
+}
+
+// install makes ex wait for readiness.
+func (r *readiness) install(ex *executor.Executor) {
+	ex.WaitUp = r.waitUp
+	ex.Ready = r.waitUp
+}
+
+func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.Handle) error {
+	res := c.Resource
+	if res.Health == nil {
+		r.mu.Lock()
+		r.started = append(r.started, startedDaemon{addr: c.Addr, rt: res.Runtime, handle: h, started: time.Now()})
+		r.mu.Unlock()
+		return nil
+	}
+	hc := res.Health
+	limit := hc.StartTimeout
+	if limit <= 0 {
+		limit = spec.DefaultStartTimeout
+	}
+	deadline := time.Now().Add(limit)
+	why := fmt.Sprintf("not ready within start_timeout %s", limit)
+	if !r.deadline.IsZero() && r.deadline.Before(deadline) {
+		deadline, why = r.deadline, "not ready within -wait-timeout"
+	}
+	every := min(hc.Interval, 200*time.Millisecond)
+	if every <= 0 {
+		every = 200 * time.Millisecond
+	}
+	for {
+		err := engine.Probe(ctx, hc, res)
+		if err == nil {
+			return nil
+		}
+		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
+			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+endText(o)+")")
+		}
+		if time.Now().After(deadline) {
+			return r.failure(ctx, c.Addr, res.Runtime, h, fmt.Sprintf("%s; the last probe: %v", why, err))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// checkAlive reports the daemons without a health check that this apply
+// started and that no longer run aliveAfter after their start.
+func (r *readiness) checkAlive(ctx context.Context) []error {
+	r.mu.Lock()
+	ds := r.started
+	r.started = nil
+	r.mu.Unlock()
+	if len(ds) == 0 {
+		return nil
+	}
+	last := ds[0].started
+	for _, d := range ds {
+		if d.started.After(last) {
+			last = d.started
+		}
+	}
+	if wait := time.Until(last.Add(aliveAfter)); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	byRT := map[spec.Address]map[spec.Address]providers.Handle{}
+	for _, d := range ds {
+		if byRT[d.rt] == nil {
+			byRT[d.rt] = map[spec.Address]providers.Handle{}
+		}
+		byRT[d.rt][d.addr] = d.handle
+	}
+	var errs []error
+	for rtAddr, hs := range byRT {
+		p := r.s.provs[rtAddr.Type]
+		if p == nil {
+			continue
+		}
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: r.runtime(rtAddr), Handles: hs})
+		if err != nil {
+			continue
+		}
+		for a, h := range hs {
+			if o, ok := resp.Objects[a]; ok && (o.State == providers.StateExited || o.State == providers.StateMissing) {
+				errs = append(errs, r.failure(ctx, a, rtAddr, h, "exited right after it started ("+endText(o)+")"))
+			}
+		}
+	}
+	return errs
+}
+
+func (r *readiness) runtime(a spec.Address) *spec.Runtime {
+	if rt := r.s.cfg.Runtime(a); rt != nil {
+		return rt
+	}
+	return &spec.Runtime{Addr: a, Kind: a.Type, Name: a.Name}
+}
+
+func (r *readiness) observe(ctx context.Context, rtAddr, addr spec.Address, h providers.Handle) (providers.Observed, bool) {
+	p := r.s.provs[rtAddr.Type]
+	if p == nil {
+		return providers.Observed{}, false
+	}
+	resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: r.runtime(rtAddr), Handles: map[spec.Address]providers.Handle{addr: h}})
+	if err != nil {
+		return providers.Observed{}, false
+	}
+	o, ok := resp.Objects[addr]
+	return o, ok
+}
+
+// failure is the error of a daemon that is not ready, with the last lines
+// of its log.
+func (r *readiness) failure(ctx context.Context, addr, rtAddr spec.Address, h providers.Handle, why string) error {
+	msg := fmt.Sprintf("%s %s", addr, why)
+	if lines := r.lastLines(ctx, addr, rtAddr, h, 10); len(lines) > 0 {
+		msg += "\n  its last log lines:\n    " + strings.Join(lines, "\n    ")
+	}
+	return &notReadyError{addr: addr, msg: msg}
+}
+
+type notReadyError struct {
+	addr spec.Address
+	msg  string
+}
+
+func (e *notReadyError) Error() string { return e.msg }
+
+func (r *readiness) lastLines(ctx context.Context, addr, rtAddr spec.Address, h providers.Handle, n int) []string {
+	lp, ok := r.s.provs[rtAddr.Type].(providers.LogReader)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := lp.Logs(ctx, providers.LogsRequest{Runtime: r.runtime(rtAddr), Addr: addr, Handle: h, StateDir: r.s.stateDir, Tail: n})
+	if err != nil || resp.Log == nil {
+		return nil
+	}
+	defer resp.Log.Close()
+	var lines []string
+	sc := bufio.NewScanner(resp.Log)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+func endText(o providers.Observed) string {
+	switch {
+	case o.Signal != "":
+		return "killed by " + o.Signal
+	case o.State == providers.StateExited:
+		return fmt.Sprintf("code %d", o.ExitCode)
+	}
+	return "its exit status is unknown"
+}

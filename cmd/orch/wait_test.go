@@ -1,0 +1,87 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// orch apply reports a daemon that died at once: exit 1, its name, how it
+// ended and its last log lines, never "Apply complete!".
+func TestApplyReportsDaemonThatDied(t *testing.T) {
+	dir := project(t, `
+daemon "crash" {
+  command = ["/bin/sh", "-c", "echo 'listen: address already in use' >&2; exit 3"]
+  restart {
+    policy = "never"
+  }
+}
+daemon "fine" {
+  command = ["/bin/sleep", "600"]
+}
+`)
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	out := r.stdout + r.stderr
+	for _, want := range []string{"daemon.crash", "code 3", "address already in use"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Apply complete!") {
+		t.Errorf("apply said complete though daemon.crash died:\n%s", out)
+	}
+}
+
+// orch apply starts a dependent only once its dependency is ready: the
+// migrate job finds the database's ready mark.
+func TestApplyWaitsForReadiness(t *testing.T) {
+	dir := project(t, `
+daemon "db" {
+  command = ["/bin/sh", "-c", "sleep 0.7; touch ready; exec sleep 600"]
+  health {
+    exec     = ["/bin/test", "-e", "ready"]
+    interval = "50ms"
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+job "migrate" {
+  command    = ["/bin/test", "-e", "ready"]
+  depends_on = [daemon.db]
+}
+`)
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	if !strings.Contains(r.stdout, "Apply complete!") {
+		t.Errorf("apply did not complete:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// A daemon that never becomes ready fails orch apply with the reason,
+// and what depends on it is not started.
+func TestApplyNeverReady(t *testing.T) {
+	dir := project(t, `
+daemon "db" {
+  command = ["/bin/sleep", "600"]
+  health {
+    exec          = ["/bin/false"]
+    interval      = "50ms"
+    start_timeout = "400ms"
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+daemon "app" {
+  command    = ["/bin/sleep", "600"]
+  depends_on = [daemon.db]
+}
+`)
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	out := r.stdout + r.stderr
+	if !strings.Contains(out, "not ready within start_timeout") {
+		t.Errorf("apply output lacks the reason:\n%s", out)
+	}
+	if st := status(t, dir)["daemon.app"]; st.Pid != 0 {
+		t.Errorf("daemon.app started (pid %d) though daemon.db never became ready", st.Pid)
+	}
+}

@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// agentPost sends POST path to the agent of orch up in dir and returns
+// the status code and body.
+func agentCall(t *testing.T, dir, method, path string) (int, string) {
+	t.Helper()
+	sock := filepath.Join(dir, ".orch", "agent.sock")
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+	req, err := http.NewRequest(method, "http://agent/v1"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// procState is the state letter of pid in /proc (T: stopped).
+func procState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+// Pause is a state: the daemon's group is stopped, status says paused,
+// and its health check does not kill it; resume continues it.
+func TestPauseIsAState(t *testing.T) {
+	port := freePort(t)
+	u := startUp(t, fmt.Sprintf(`
+daemon "web" {
+  command = [%q, "-addr", "127.0.0.1:%d"]
+  health {
+    http     = "http://127.0.0.1:%d/healthz"
+    interval = "20ms"
+    timeout  = "100ms"
+    retries  = 2
+  }
+  restart {
+    backoff = "1ms"
+  }
+}
+`, httpdBin, port, port))
+	evs := u.waitFor("healthy", func(evs []ev) bool { return count(evs, "daemon.web", "healthy") == 1 })
+	pid := pids(evs)["daemon.web"]
+	if code, body := agentCall(t, u.dir, "POST", "/pause/daemon.web"); code != 200 {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	u.waitFor("paused", func(evs []ev) bool { return count(evs, "daemon.web", "paused") == 1 })
+	// The stop takes effect when the process next enters the kernel.
+	for deadline := time.Now().Add(10 * time.Second); procState(pid) != "T"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d is in state %q after pause, want T (stopped)", pid, procState(pid))
+		}
+	}
+	// Several health intervals and probe timeouts pass: a paused daemon is
+	// not taken for a dead one.
+	time.Sleep(500 * time.Millisecond)
+	_, body := agentCall(t, u.dir, "GET", "/status")
+	var st struct {
+		Instances []struct {
+			Address, State, Health string
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("status: %v: %s", err, body)
+	}
+	for _, in := range st.Instances {
+		if in.Address == "daemon.web" && (in.State != "paused" || in.Health != "paused") {
+			t.Errorf("status of a paused daemon: state %q health %q, want paused", in.State, in.Health)
+		}
+	}
+	evs = u.all()
+	if n := count(evs, "daemon.web", "unhealthy") + count(evs, "daemon.web", "exited"); n != 0 {
+		t.Fatalf("the paused daemon was declared unhealthy or stopped:\n%s", u.dump())
+	}
+	if code, body := agentCall(t, u.dir, "POST", "/resume/daemon.web"); code != 200 {
+		t.Fatalf("resume: %d %s", code, body)
+	}
+	u.waitFor("resumed", func(evs []ev) bool { return count(evs, "daemon.web", "resumed") == 1 })
+	if st := procState(pid); st == "T" || st == "" {
+		t.Fatalf("pid %d is in state %q after resume", pid, st)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := count(u.all(), "daemon.web", "started"); n != 1 {
+		t.Errorf("started %d times, want once:\n%s", n, u.dump())
+	}
+}

@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// readyWait is an Executor.Ready call waiting for the instance started as
+// handle to pass its health check.
+type readyWait struct {
+	handle providers.Handle
+	ch     chan error // buffered: one result
+}
+
+// waitReady is the engine's Executor.Ready: a create_before_destroy
+// replace stops the old instance only once the new one (h) is ready. The
+// new one is supervised from its start (superviseStarted), so its health
+// check says so: healthy -> nil; unhealthy (no pass within start_timeout,
+// or failures after a pass) or an exit -> the reason. Without a health
+// check, running is ready.
+func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.Handle) error {
+	r := c.Resource
+	if r == nil || r.Health == nil {
+		return nil
+	}
+	w := &readyWait{handle: h, ch: make(chan error, 1)}
+	e.readyMu.Lock()
+	e.readyWaits[c.Addr] = append(e.readyWaits[c.Addr], w)
+	e.readyMu.Unlock()
+	defer e.dropReadyWait(c.Addr, w)
+	// Already healthy (or gone) before the wait began: the controller
+	// knows. superviseStarted was posted before this, so it ran first.
+	e.post(func() {
+		inst := e.insts[c.Addr]
+		switch {
+		case inst == nil || !bytes.Equal(inst.handle, h):
+		case !inst.running:
+			e.readyResolved(c.Addr, h, errors.New("it exited"))
+		case inst.healthy:
+			e.readyResolved(c.Addr, h, nil)
+		}
+	})
+	limit := r.Health.StartTimeout
+	if limit <= 0 {
+		limit = spec.DefaultStartTimeout
+	}
+	// The health monitor reports at start_timeout; this bound is only for
+	// a monitor that cannot report (its probe hangs past its timeout).
+	t := time.NewTimer(limit + r.Health.Timeout + 5*time.Second)
+	defer t.Stop()
+	select {
+	case err := <-w.ch:
+		return err
+	case <-t.C:
+		return fmt.Errorf("not ready within start_timeout %s", limit)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.dead:
+		return errors.New("the engine stopped")
+	}
+}
+
+// readyResolved answers the waits for addr started as h.
+func (e *Engine) readyResolved(addr spec.Address, h providers.Handle, err error) {
+	e.readyMu.Lock()
+	defer e.readyMu.Unlock()
+	ws := e.readyWaits[addr]
+	kept := ws[:0]
+	for _, w := range ws {
+		if bytes.Equal(w.handle, h) {
+			select {
+			case w.ch <- err:
+			default:
+			}
+			continue
+		}
+		kept = append(kept, w)
+	}
+	if len(kept) == 0 {
+		delete(e.readyWaits, addr)
+	} else {
+		e.readyWaits[addr] = kept
+	}
+}
+
+func (e *Engine) dropReadyWait(addr spec.Address, w *readyWait) {
+	e.readyMu.Lock()
+	defer e.readyMu.Unlock()
+	ws := e.readyWaits[addr]
+	for i, x := range ws {
+		if x == w {
+			e.readyWaits[addr] = append(ws[:i:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(e.readyWaits[addr]) == 0 {
+		delete(e.readyWaits, addr)
+	}
+}
+
+func isReverted(err error) bool {
+	var re *executor.RevertedError
+	return errors.As(err, &re)
+}
+
+// exitText says how a process ended, for a reason.
+func exitText(o providers.Observed) string {
+	switch {
+	case o.Signal != "":
+		return "killed by " + o.Signal
+	case o.State == providers.StateExited:
+		return fmt.Sprintf("code %d", o.ExitCode)
+	}
+	return "exit status unknown"
+}

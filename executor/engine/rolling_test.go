@@ -1,0 +1,197 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rollingConfig is three instances of a server that binds with
+// SO_REUSEPORT after a delay, behind a health check on an admin port of
+// each instance's own, replaced create-before-destroy; version (1 or 2)
+// changes their env (a replace). base is 9 free ports: the 3 shared
+// service ports, then the admin ports of version 1, then of version 2.
+func rollingConfig(base int, version int, extra string) string {
+	h := base + 3*version
+	return fmt.Sprintf(`
+daemon "web" {
+  count   = 3
+  command = [%q, "-reuseport", "-delay", "300ms", "-addr", "127.0.0.1:${%d + count.index}", "-health-addr", "127.0.0.1:${%d + count.index}", "-id", "v%d"%s]
+  env = {
+    VERSION = "%d"
+  }
+  health {
+    http          = "http://127.0.0.1:${%d + count.index}/healthz"
+    interval      = "20ms"
+    start_timeout = "3s"
+  }
+  lifecycle {
+    create_before_destroy = true
+  }
+  stop {
+    timeout = "5s"
+  }
+}
+`, httpdBin, base, h, version, extra, version, h)
+}
+
+// freePorts returns n consecutive free ports of 127.0.0.1.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := freePort(t)
+		ok := true
+		for i := 1; i < n && ok; i++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no consecutive free ports")
+	return 0
+}
+
+// load sends requests to the ports round robin until stop, counting
+// those refused (no listener at all) and other failures.
+type load struct {
+	mu      sync.Mutex
+	ok      int
+	refused int
+	other   []string
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startLoad(base, n int) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	go func() {
+		defer close(l.done)
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", base+i%n))
+			l.mu.Lock()
+			switch {
+			case err == nil:
+				resp.Body.Close()
+				l.ok++
+			case errors.Is(err, syscall.ECONNREFUSED):
+				l.refused++
+			default:
+				l.other = append(l.other, err.Error())
+			}
+			l.mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return l
+}
+
+func (l *load) end() (ok, refused int, other []string) {
+	close(l.stop)
+	<-l.done
+	return l.ok, l.refused, l.other
+}
+
+// A create_before_destroy replace of count = 3 is rolling: one instance at
+// a time, the old one stopped only once the new one is healthy, and no
+// request is refused meanwhile.
+func TestRollingReplaceRefusesNothing(t *testing.T) {
+	base := freePorts(t, 9)
+	dir := t.TempDir()
+	u := startUpIn(t, dir, rollingConfig(base, 1, ""))
+	u.waitFor("three healthy", func(evs []ev) bool {
+		return count(evs, "daemon.web[0]", "healthy") == 1 && count(evs, "daemon.web[1]", "healthy") == 1 &&
+			count(evs, "daemon.web[2]", "healthy") == 1
+	})
+	l := startLoad(base, 3)
+	renameSave(t, dir, rollingConfig(base, 2, ""))
+	evs := u.waitFor("three replaced", func(evs []ev) bool {
+		return count(evs, "daemon.web[0]", "stopped") == 1 && count(evs, "daemon.web[1]", "stopped") == 1 &&
+			count(evs, "daemon.web[2]", "stopped") == 1
+	})
+	ok, refused, other := l.end()
+	t.Logf("%d requests answered, %d refused, %d other failures %v", ok, refused, len(other), other)
+	if refused != 0 {
+		t.Errorf("%d of %d requests refused during the rolling replace:\n%s", refused, ok+refused, u.dump())
+	}
+	// One at a time: instance i+1's new process starts after instance i's
+	// old one stopped, and each old one stops after its successor is
+	// healthy.
+	for i := 0; i < 3; i++ {
+		a := fmt.Sprintf("daemon.web[%d]", i)
+		newHealthy, oldStopped := index(evs, a, "healthy", 1), index(evs, a, "stopped", 0)
+		if newHealthy < 0 || oldStopped < newHealthy {
+			t.Errorf("%s: the old instance stopped before the new one was healthy:\n%s", a, u.dump())
+		}
+		if i > 0 {
+			prev := fmt.Sprintf("daemon.web[%d]", i-1)
+			if index(evs, a, "started", 1) < index(evs, prev, "stopped", 0) {
+				t.Errorf("%s was replaced alongside %s (max_parallel 1):\n%s", a, prev, u.dump())
+			}
+		}
+	}
+}
+
+// When the new instance of a create_before_destroy replace never becomes
+// ready, it is stopped and the old one keeps serving (auto-revert), with
+// the reason reported; the rollout stops there.
+func TestReplaceRevertsWhenNeverReady(t *testing.T) {
+	base := freePorts(t, 9)
+	dir := t.TempDir()
+	sick := filepath.Join(dir, "sick")
+	u := startUpIn(t, dir, rollingConfig(base, 1, ""))
+	evs := u.waitFor("three healthy", func(evs []ev) bool {
+		return count(evs, "daemon.web[0]", "healthy") == 1 && count(evs, "daemon.web[1]", "healthy") == 1 &&
+			count(evs, "daemon.web[2]", "healthy") == 1
+	})
+	old := pids(evs)
+	if err := os.WriteFile(sick, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(base, 3)
+	renameSave(t, dir, rollingConfig(base, 2, fmt.Sprintf(", \"-sick\", %q", sick)))
+	evs = u.waitFor("the replace reverted", func(evs []ev) bool {
+		return count(evs, "daemon.web[0]", "failed") == 1
+	})
+	ok, refused, _ := l.end()
+	i := index(evs, "daemon.web[0]", "failed", 0)
+	if !strings.Contains(evs[i].Detail, "did not become ready") {
+		t.Errorf("failed detail %q", evs[i].Detail)
+	}
+	for j := 0; j < 3; j++ {
+		a := fmt.Sprintf("daemon.web[%d]", j)
+		if !alive(old[a]) {
+			t.Errorf("%s: the old instance (pid %d) was stopped:\n%s", a, old[a], u.dump())
+		}
+		if j > 0 && count(evs, a, "started") != 1 {
+			t.Errorf("%s was replaced though the rollout failed at web[0]:\n%s", a, u.dump())
+		}
+	}
+	if refused != 0 {
+		t.Errorf("%d of %d requests refused during the reverted replace", refused, ok+refused)
+	}
+	// It stays reverted: no crash loop of the new configuration.
+	time.Sleep(300 * time.Millisecond)
+	if n := count(u.all(), "daemon.web[0]", "started"); n != 2 {
+		t.Errorf("web[0] started %d times, want 2 (the first, the reverted one):\n%s", n, u.dump())
+	}
+}
