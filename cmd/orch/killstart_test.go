@@ -121,13 +121,19 @@ func applyKilled(t *testing.T, dir string, env []string, after time.Duration) {
 	// it was forking when killed holds a copy of its descriptors until it
 	// executes its program (microseconds, more on a loaded machine).
 	lock := filepath.Join(dir, ".orch", "state.db.lock")
+	f, err := os.Open(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for holders := lockHolders(lock); len(holders) > 0; holders = lockHolders(lock) {
+	for syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("orch apply (%v) was killed, and the state lock is still open in: %v", env, holders)
+			t.Fatalf("orch apply (%v) was killed, and the state lock is still held; open in: %v", env, lockHolders(lock))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
 
 // lockHolders lists the processes that have path open, with their command
