@@ -64,20 +64,40 @@ func waitExitPolling(ctx context.Context, hi HandleInfo, identify func(HandleInf
 // scan of /proc that every Stop shares (see groupIndex).
 func (p *Provider) waitGroupGone(ctx context.Context, pgid int, leader member, deadline time.Time) bool {
 	var known []member
+	var rescanned time.Time
 	return pollUntil(ctx, deadline, func() bool {
 		if unix.Kill(-pgid, 0) == unix.ESRCH {
 			return true
 		}
 		if known == nil {
-			known = p.groups.members(pgid, leader, p.boot.clockHz)
+			known = p.groups.members(pgid, leader, p.boot.clockHz, time.Time{})
 		}
-		for _, m := range known {
-			if st, ok := readStat(m.pid); ok && st.StartTicks == m.start && st.Pgid == pgid && st.State != 'Z' && st.State != 'X' {
-				return false
-			}
+		if anyLive(known, pgid) {
+			return false
 		}
-		return true
+		// kill(-pgid, 0) found a member and none known lives: the
+		// leader's zombie explains that. Without one, a process joined
+		// the group after the index was made: scan again, once.
+		if st, ok := readStat(leader.pid); ok && st.StartTicks == leader.start && st.Pgid == pgid && (st.State == 'Z' || st.State == 'X') {
+			return true
+		}
+		if !rescanned.IsZero() {
+			return true
+		}
+		rescanned = time.Now()
+		known = p.groups.members(pgid, leader, p.boot.clockHz, rescanned)
+		return !anyLive(known, pgid)
 	})
+}
+
+// anyLive reports whether a member of ms still runs in group pgid.
+func anyLive(ms []member, pgid int) bool {
+	for _, m := range ms {
+		if st, ok := readStat(m.pid); ok && st.StartTicks == m.start && st.Pgid == pgid && st.State != 'Z' && st.State != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 // member is a process of a group: pid and start time.
@@ -91,12 +111,13 @@ const groupIndexTTL = 2 * time.Second
 
 // groupIndex is every process group's live members, from one scan of
 // /proc shared by every Stop: a destroy scans /proc once, and again only
-// once the index is older than groupIndexTTL, or when a group's leader
-// still runs but is not in it (the group is younger than the scan) — not
-// once per daemon per poll. What it cannot see is a process that joins a
-// group after the scan (forked by a member) and outlives its parent; it
-// got the stop signal with the group, but a SIGKILL after the timeout
-// would miss it.
+// once the index is older than groupIndexTTL, for a group whose leader
+// started after the scan, or for a Stop whose group has a member that is
+// neither known nor the leader's zombie — not once per daemon per poll.
+// What it cannot see is a process that joined a group after the scan
+// (forked by a member) while the leader is an unreaped zombie; it got the
+// stop signal with the group, but a SIGKILL after the timeout would miss
+// it.
 type groupIndex struct {
 	mu       sync.Mutex
 	at       time.Time
@@ -106,8 +127,9 @@ type groupIndex struct {
 	scans    int           // scans done, for tests
 }
 
-// members returns the members of group pgid, leader included.
-func (x *groupIndex) members(pgid int, leader member, hz uint64) []member {
+// members returns the members of group pgid, leader included, from a
+// scan begun at notBefore or later.
+func (x *groupIndex) members(pgid int, leader member, hz uint64, notBefore time.Time) []member {
 	x.mu.Lock()
 	for x.building != nil {
 		ch := x.building
@@ -117,7 +139,7 @@ func (x *groupIndex) members(pgid int, leader member, hz uint64) []member {
 	}
 	// A group whose leader started after the scan began is younger than
 	// the index: scan again.
-	if x.groups != nil && time.Since(x.at) < groupIndexTTL && leader.start < x.atTicks {
+	if x.groups != nil && time.Since(x.at) < groupIndexTTL && leader.start < x.atTicks && !x.at.Before(notBefore) {
 		ms := x.groups[pgid]
 		x.mu.Unlock()
 		return withLeader(ms, leader)
