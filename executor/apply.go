@@ -113,7 +113,7 @@ func (r *Result) Summary() planner.Summary {
 		switch o.Action {
 		case planner.Create:
 			s.Add++
-		case planner.Update, planner.Start, planner.Adopt:
+		case planner.Update, planner.Start, planner.Adopt, planner.Reload:
 			s.Change++
 		case planner.Replace:
 			s.Replace++
@@ -359,7 +359,7 @@ func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
 func failureDiag(s *step) *hcl.Diagnostic {
 	c := s.change
 	verb := map[planner.Action]string{planner.Create: "create", planner.Start: "start", planner.Update: "update",
-		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt"}[c.Action]
+		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt", planner.Reload: "reload"}[c.Action]
 	d := &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  fmt.Sprintf("Failed to %s %s", verb, c.Addr),

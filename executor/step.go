@@ -72,6 +72,24 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Encoded(), ConfigHash: c.Hash(),
 		Status: StatusRunning}
 	switch c.Action {
+	case planner.Reload:
+		// A change confined to the daemon's reload.on: its signal to the
+		// main process, and the new configuration recorded.
+		inst.Handle = c.Prior.Handle
+		p, err := e.provider(r.Runtime)
+		if err != nil {
+			return c.Observed, err
+		}
+		s, ok := p.(providers.Signaler)
+		if !ok {
+			return c.Observed, fmt.Errorf("%s: its runtime cannot send signals, so it cannot be reloaded", c.Addr)
+		}
+		if _, err := s.Signal(ctx, providers.SignalRequest{Runtime: runtimeFor(cfg, r.Runtime), Addr: c.Addr,
+			Handle: c.Prior.Handle, Signal: r.Reload.Signal, MainOnly: true}); err != nil {
+			return c.Observed, err
+		}
+		*handle = inst.Handle
+		return c.Observed, rec.put(inst)
 	case planner.Adopt, planner.Update:
 		// Record what the running instance runs now; an update first
 		// reaches it through the provider when the provider can take it.

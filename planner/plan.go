@@ -24,9 +24,10 @@ const (
 	Delete                // applied, no longer declared
 	Start                 // declared and applied, but not running
 	Adopt                 // ours and running, but missing from state
+	Reload                // a change confined to a daemon's reload.on: its signal, no replacement
 )
 
-var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt"}
+var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt", "reload"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -147,7 +148,7 @@ func (p *Plan) Summary() Summary {
 		switch c.Action {
 		case Create:
 			s.Add++
-		case Update, Start, Adopt:
+		case Update, Start, Adopt, Reload:
 			s.Change++
 		case Replace:
 			s.Replace++
@@ -273,6 +274,11 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		}
 	}
 	running := c.Observed.State == providers.StateRunning
+	if running && reloadable(r, old, c.Diffs) {
+		c.Action, c.ForcedBy = Reload, nil
+		c.Reason = "reload: " + r.Reload.Signal.Name
+		return c, nil
+	}
 	switch {
 	case len(c.ForcedBy) > 0:
 		c.Action = Replace
@@ -454,4 +460,38 @@ func fingerprint(p *Plan) string {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// reloadable says whether diffs, the changes of a running daemon, are all
+// applied by its reload signal: each is an attribute its reload.on names,
+// or its reload inputs (the content of the files it names), or the
+// reload block itself, and at least one is not the block itself. A daemon
+// applied before it had a reload block is not reloaded for gaining one.
+func reloadable(r *spec.Resource, old *Snapshot, diffs []AttrDiff) bool {
+	if r.Reload == nil || len(diffs) == 0 {
+		return false
+	}
+	if _, had := old.Values[ReloadInputsAttr]; !had {
+		return false
+	}
+	some := false
+	for _, d := range diffs {
+		switch {
+		case d.Name == ReloadAttr:
+		case d.Name == ReloadInputsAttr:
+			some = true
+		default:
+			named := false
+			for _, a := range r.Reload.Attrs {
+				if a == d.Name {
+					named = true
+				}
+			}
+			if !named {
+				return false
+			}
+			some = true
+		}
+	}
+	return some
 }

@@ -220,6 +220,12 @@ func (e *Engine) stopAsync(inst *instance, sig spec.Signal) {
 // Signal sends sig to daemon a, which must be running, through its
 // provider's optional providers.Signaler.
 func (e *Engine) Signal(ctx context.Context, a spec.Address, sig spec.Signal) error {
+	return e.SignalMain(ctx, a, sig, false)
+}
+
+// SignalMain is Signal to the daemon's main process alone when mainOnly
+// (orch signal -main), as a reload does.
+func (e *Engine) SignalMain(ctx context.Context, a spec.Address, sig spec.Signal, mainOnly bool) error {
 	var (
 		req  providers.SignalRequest
 		prov providers.Provider
@@ -234,7 +240,7 @@ func (e *Engine) Signal(ctx context.Context, a spec.Address, sig spec.Signal) er
 			ferr = fmt.Errorf("%s is not running", a)
 		default:
 			prov = e.opts.Providers[inst.rt.Type]
-			req = providers.SignalRequest{Runtime: e.runtime(inst.rt), Addr: a, Handle: inst.handle, Signal: sig}
+			req = providers.SignalRequest{Runtime: e.runtime(inst.rt), Addr: a, Handle: inst.handle, Signal: sig, MainOnly: mainOnly}
 		}
 	})
 	if err == nil {

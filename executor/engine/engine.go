@@ -835,6 +835,8 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		out.Type = EventAdopted
 	case ev.Action == planner.Update:
 		out.Type = EventUpdated
+	case ev.Action == planner.Reload:
+		out.Type, out.Detail = EventReloaded, "signalled to apply its new configuration"
 	case ev.Addr.Kind == spec.KindJob:
 		code := ev.Observed.ExitCode
 		out.Type, out.ExitCode, out.Pid = EventCompleted, &code, 0
@@ -950,7 +952,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				e.supervise(inst, rec.Handle)
 				inst.healthy = true // it served before, and was not replaced
 			}
-		case o.Err != nil && c != nil && c.Action == planner.Update && rec.Status == executor.StatusRunning:
+		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && rec.Status == executor.StatusRunning:
 			// A failed in-place update leaves the instance running as it
 			// was (its record unchanged): its supervision goes on; the
 			// next plan shows the update again.

@@ -395,8 +395,9 @@ type JSONSignal struct {
 
 func (a *App) signalCommand() *cobra.Command {
 	var (
-		vf     varFlags
-		asJSON bool
+		vf       varFlags
+		asJSON   bool
+		mainOnly bool
 	)
 	cmd := &cobra.Command{
 		Use:   "signal NAME SIGNAL [DIR]",
@@ -438,10 +439,10 @@ array of {address, signal}.`,
 			}
 			for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
 				if c != nil {
-					if err := c.Signal(ctx, ad.String(), sig.Name); err != nil {
+					if err := c.SignalMain(ctx, ad.String(), sig.Name, mainOnly); err != nil {
 						return a.agentErr(err)
 					}
-				} else if err := a.signalLocal(ctx, l, ad, sig); err != nil {
+				} else if err := a.signalLocal(ctx, l, ad, sig, mainOnly); err != nil {
 					return err
 				}
 				out = append(out, JSONSignal{Address: ad.String(), Signal: sig.Name})
@@ -457,10 +458,11 @@ array of {address, signal}.`,
 	}
 	vf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {address, signal}")
+	cmd.Flags().BoolVar(&mainOnly, "main", false, "signal the daemon's main process only, not its whole process group")
 	return cmd
 }
 
-func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, sig spec.Signal) error {
+func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, sig spec.Signal, mainOnly bool) error {
 	insts, err := l.recorded()
 	if err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
@@ -476,7 +478,7 @@ func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, si
 		if !ok {
 			return &exitError{code: ExitError, msg: fmt.Sprintf("the runtime of %s cannot send signals", addr)}
 		}
-		if _, err := prov.Signal(ctx, providers.SignalRequest{Runtime: runtimeOf(l.cfg, in.Runtime), Addr: addr, Handle: in.Handle, Signal: sig}); err != nil {
+		if _, err := prov.Signal(ctx, providers.SignalRequest{Runtime: runtimeOf(l.cfg, in.Runtime), Addr: addr, Handle: in.Handle, Signal: sig, MainOnly: mainOnly}); err != nil {
 			return &exitError{code: ExitError, msg: err.Error()}
 		}
 		return nil
