@@ -44,7 +44,7 @@ daemon "web" {
 }
 
 // freePorts returns n consecutive free ports of 127.0.0.1.
-func freePorts(t *testing.T, n int) int {
+func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	for try := 0; try < 50; try++ {
 		base := freePort(t)
@@ -194,4 +194,42 @@ func TestReplaceRevertsWhenNeverReady(t *testing.T) {
 	if n := count(u.all(), "daemon.web[0]", "started"); n != 2 {
 		t.Errorf("web[0] started %d times, want 2 (the first, the reverted one):\n%s", n, u.dump())
 	}
+}
+
+// BenchmarkRollingReplace3: three instances behind a request loop, all
+// replaced create-before-destroy (one at a time, each old one stopped once
+// its successor is healthy); the time of a whole rollout and the requests
+// refused during it (must be 0).
+func BenchmarkRollingReplace3(b *testing.B) {
+	base := freePorts(b, 9)
+	be := newBenchEnv(b, rollingConfig(base, 1, ""))
+	r := be.run()
+	defer r.stop(b)
+	for healthy := 0; healthy < 3; {
+		r.wait(b, "healthy", func(ev Event) bool { return ev.Type == EventHealthy })
+		healthy++
+	}
+	var lat []time.Duration
+	refusedTotal, answered := 0, 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		version := 2 - i%2 // 2, 1, 2, ...
+		l := startLoad(base, 3)
+		tmp := filepath.Join(be.dir, "main.hcl.tmp")
+		os.WriteFile(tmp, []byte(rollingConfig(base, version, "")), 0o644)
+		t0 := time.Now()
+		os.Rename(tmp, filepath.Join(be.dir, "main.hcl"))
+		for stopped := 0; stopped < 3; {
+			r.wait(b, "an old instance stopped", func(ev Event) bool { return ev.Type == EventStopped })
+			stopped++
+		}
+		lat = append(lat, time.Since(t0))
+		ok, refused, _ := l.end()
+		refusedTotal += refused
+		answered += ok
+	}
+	b.StopTimer()
+	reportMedian(b, "ms-median-rollout", lat)
+	b.ReportMetric(float64(refusedTotal), "refused-total")
+	b.ReportMetric(float64(answered), "answered-total")
 }
