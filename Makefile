@@ -94,3 +94,13 @@ fmt: check-go
 
 clean:
 	rm -rf bin
+
+# The whole suite while another process keeps both cores busy, as the
+# tests must pass on a loaded machine (stress-ng, from Debian, installed
+# when missing). RUNS times in a row.
+RUNS ?= 3
+test-busy: check-go
+	@command -v stress-ng >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq stress-ng; }
+	@stress-ng --cpu 2 --timeout 3h --quiet & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null' EXIT; \
+	for i in $$(seq 1 $(RUNS)); do echo "==> make test under load, run $$i of $(RUNS)"; $(MAKE) --no-print-directory test || exit 1; done
