@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test bench fuzz run modules plugins generate docs fmt clean check-go
+.PHONY: all build test test-busy bench fuzz run modules plugins generate docs fmt clean check-go
 
 all: build
 
