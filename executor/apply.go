@@ -431,3 +431,17 @@ func (e *RevertedError) Error() string {
 }
 
 func (e *RevertedError) Unwrap() error { return e.Err }
+
+// NotReadyError is the failure of a rolling replace (without
+// create_before_destroy) whose new instance started but did not become
+// ready: it runs on, and the replaces after it do not begin.
+type NotReadyError struct {
+	Addr spec.Address
+	Err  error
+}
+
+func (e *NotReadyError) Error() string {
+	return fmt.Sprintf("%s: the new instance did not become ready (%v); the rolling replace stops here", e.Addr, e.Err)
+}
+
+func (e *NotReadyError) Unwrap() error { return e.Err }

@@ -33,8 +33,9 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 	} else {
 		obs, handle, err = e.up(ctx, cfg, c, rec)
 		s.handle = handle
-		if err == nil && e.WaitUp != nil && c.Addr.Kind == spec.KindDaemon && len(handle) > 0 &&
-			(c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)) {
+		switch {
+		case err != nil || c.Addr.Kind != spec.KindDaemon || len(handle) == 0:
+		case e.WaitUp != nil && (c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)):
 			err = e.WaitUp(ctx, c, handle)
 		}
 	}
@@ -48,6 +49,15 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 			}
 		}
 		e.Progress(ev)
+	}
+	if err == nil && s.kind == StepUp && e.Ready != nil && e.WaitUp == nil && c.Action == planner.Replace &&
+		!c.CreateBeforeDestroy && c.Resource.Lifecycle.ReplaceParallel() > 0 && len(handle) > 0 {
+		// A rolling replace that stops first: the next instance's replace
+		// begins only once this one is ready again. Asked after the step
+		// was reported, so that a supervisor (orch up) watches it already.
+		if rerr := e.Ready(ctx, c, handle); rerr != nil {
+			err = &NotReadyError{Addr: c.Addr, Err: rerr}
+		}
 	}
 	return err
 }

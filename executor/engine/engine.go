@@ -959,7 +959,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
 				e.supervise(inst, rec.Handle)
 			}
-		case o.Err != nil:
+		case o.Err != nil && !isNotReady(o.Err):
 			if c != nil && inst.hash != c.Hash() {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
 			}
@@ -976,6 +976,13 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if (o.Addr.Kind == spec.KindDaemon || o.Addr.Kind == spec.KindJob) && c != nil && starts(c) && !e.stopping {
 				failedStarts = append(failedStarts, inst)
 			}
+		case o.Err != nil && isNotReady(o.Err):
+			// A rolling replace stopped: this instance started but did not
+			// become ready; it runs on under supervision (its liveness and
+			// restart policy act), and the instances after it keep their
+			// old configuration.
+			e.emit(Event{Type: EventFailed, Addr: o.Addr, Detail: o.Err.Error()})
+			fallthrough
 		default:
 			if inst.hash != rec.ConfigHash {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count

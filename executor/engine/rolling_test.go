@@ -233,3 +233,38 @@ func BenchmarkRollingReplace3(b *testing.B) {
 	b.ReportMetric(float64(refusedTotal), "refused-total")
 	b.ReportMetric(float64(answered), "answered-total")
 }
+
+// Without create_before_destroy, lifecycle { max_parallel = 1 } still
+// rolls: the next instance is stopped only once the one replaced before it
+// is ready again (a proxy in front always has one to send to).
+func TestRollingStopFirst(t *testing.T) {
+	base := freePorts(t, 2)
+	conf := func(v int) string {
+		return fmt.Sprintf(`
+daemon "app" {
+  count   = 2
+  command = [%q, "-delay", "500ms", "-addr", "127.0.0.1:${%d + count.index}"]
+  env     = { VERSION = "%d" }
+  health {
+    http     = "http://127.0.0.1:${%d + count.index}/healthz"
+    interval = "20ms"
+  }
+  lifecycle {
+    max_parallel = 1
+  }
+}
+`, httpdBin, base, v, base)
+	}
+	dir := t.TempDir()
+	u := startUpIn(t, dir, conf(1))
+	u.waitFor("two healthy", func(evs []ev) bool {
+		return count(evs, "daemon.app[0]", "healthy") == 1 && count(evs, "daemon.app[1]", "healthy") == 1
+	})
+	renameSave(t, dir, conf(2))
+	evs := u.waitFor("both replaced and healthy", func(evs []ev) bool {
+		return count(evs, "daemon.app[0]", "healthy") == 2 && count(evs, "daemon.app[1]", "healthy") == 2
+	})
+	if h0, s1 := index(evs, "daemon.app[0]", "healthy", 1), index(evs, "daemon.app[1]", "stopped", 0); s1 < h0 {
+		t.Fatalf("app[1] was stopped before the new app[0] was healthy:\n%s", u.dump())
+	}
+}
