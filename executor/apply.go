@@ -47,6 +47,9 @@ type Executor struct {
 	// until it returns; an error fails the step (orch apply waits for
 	// readiness this way; orch up gates dependents itself).
 	WaitUp func(ctx context.Context, c *planner.Change, h providers.Handle) error
+	// Kill, when closed, makes the stops still to come or under way use
+	// SIGKILL at once (orch up's second interrupt). Nil: never.
+	Kill <-chan struct{}
 	// Progress, when set, is called for each step as it starts and ends,
 	// from the step's goroutine.
 	Progress func(StepEvent)
@@ -85,6 +88,9 @@ type StepEvent struct {
 	// take it over at once, before the rest of the apply ends.
 	Handle  providers.Handle
 	Runtime spec.Address
+	// Killed, on a down step, says the instance did not stop within its
+	// timeout (or a kill was asked) and was killed.
+	Killed bool
 }
 
 // Outcome is what happened to one change.
@@ -268,7 +274,7 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 	for _, c := range p.Changes {
 		switch c.Action {
 		case planner.NoOp:
-		case planner.Delete:
+		case planner.Delete, planner.Stop:
 			s := &step{change: c, kind: StepDown}
 			downs[c.Addr] = s
 			steps = append(steps, s)
@@ -290,6 +296,7 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 		}
 	}
 	rolling(p, ups, downs)
+	memo := map[spec.Address][]spec.Address{}
 	// dependencies between instances
 	for _, s := range steps {
 		c := s.change
@@ -301,14 +308,57 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 			}
 			continue
 		}
-		// A prior instance stops after the prior instances that depend on it.
-		for _, d := range priorDeps(c) {
-			if dd := downs[d]; dd != nil {
+		// A prior instance stops after the prior instances that depend on
+		// it, also through what does not go down in this plan (a
+		// completed job between an app and its database).
+		for _, d := range downDeps(c, p, downs, memo) {
+			if dd := downs[d]; dd != nil && dd != s {
 				link(s, dd) // s (the dependent) goes down before its dependency
 			}
 		}
 	}
 	return steps
+}
+
+// downDeps lists the addresses with a down step that the prior instance
+// of c depends on, directly or through instances of p without one. memo
+// holds, for each address without a down step, what it leads to.
+func downDeps(c *planner.Change, p *planner.Plan, downs map[spec.Address]*step, memo map[spec.Address][]spec.Address) []spec.Address {
+	var out []spec.Address
+	seen := map[spec.Address]bool{c.Addr: true}
+	var walk func(deps []spec.Address)
+	walk = func(deps []spec.Address) {
+		for _, d := range deps {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			if downs[d] != nil {
+				out = append(out, d)
+				continue
+			}
+			through, ok := memo[d]
+			if !ok {
+				memo[d] = nil // a cycle through d leads nowhere
+				var dc *planner.Change
+				if p != nil {
+					dc = p.Change(d)
+				}
+				if dc != nil {
+					through = downDeps(dc, p, downs, memo)
+				}
+				memo[d] = through
+			}
+			for _, t := range through {
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+		}
+	}
+	walk(priorDeps(c))
+	return out
 }
 
 // priorDeps lists what the prior instance of a change depended on.
@@ -359,7 +409,7 @@ func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
 func failureDiag(s *step) *hcl.Diagnostic {
 	c := s.change
 	verb := map[planner.Action]string{planner.Create: "create", planner.Start: "start", planner.Update: "update",
-		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt", planner.Reload: "reload"}[c.Action]
+		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt", planner.Reload: "reload", planner.Stop: "stop"}[c.Action]
 	d := &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  fmt.Sprintf("Failed to %s %s", verb, c.Addr),

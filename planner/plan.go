@@ -25,9 +25,10 @@ const (
 	Start                 // declared and applied, but not running
 	Adopt                 // ours and running, but missing from state
 	Reload                // a change confined to a daemon's reload.on: its signal, no replacement
+	Stop                  // orch up's shutdown: stop it, keep its record (status stopped)
 )
 
-var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt", "reload"}
+var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt", "reload", "stop"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -494,4 +495,27 @@ func reloadable(r *spec.Resource, old *Snapshot, diffs []AttrDiff) bool {
 		}
 	}
 	return some
+}
+
+// StatusStopped is the stored status of a daemon that orch up stopped on
+// its way out: its record (and handle) stays, a later orch up starts it.
+const StatusStopped = "stopped"
+
+// StopAll plans orch up's shutdown from what the state records: every
+// daemon and module recorded running is stopped (Stop: its record stays,
+// marked stopped); everything else is a NoOp, kept in the plan so that the
+// walker orders the stops through it (an app that depends on the database
+// through a migrate job stops first). Nothing is observed: a stop of what
+// already ended is quick.
+func StopAll(stored map[spec.Address]*Stored) *Plan {
+	p := &Plan{Changes: make([]*Change, 0, len(stored))}
+	for addr, st := range stored {
+		c := &Change{Addr: addr, Action: NoOp, Prior: st}
+		if (addr.Kind == spec.KindDaemon || addr.Kind == spec.KindModule) && st.Status == "running" && len(st.Handle) > 0 {
+			c.Action = Stop
+		}
+		p.Changes = append(p.Changes, c)
+	}
+	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Addr.Less(p.Changes[j].Addr) })
+	return p
 }

@@ -23,7 +23,7 @@ import (
 // StatusStopped is the stored status of a daemon that orch up stopped on
 // its way out. The record (and its handle) stays: a later orch up plans a
 // start for it, orch destroy removes it.
-const StatusStopped = "stopped"
+const StatusStopped = planner.StatusStopped
 
 // DefaultDebounce is how long the configuration directory must stay quiet
 // after a change before it is read again.
