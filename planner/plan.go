@@ -519,3 +519,15 @@ func StopAll(stored map[spec.Address]*Stored) *Plan {
 	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Addr.Less(p.Changes[j].Addr) })
 	return p
 }
+
+// Restart plans one start of an instance that ran as prior and is to run
+// again as desired (r): a restart by a restart policy or by orch restart.
+// The planner makes every Change; this one needs no refresh, since only
+// its caller acts on the instance.
+func Restart(r *spec.Resource, desired *Snapshot, prior *Stored, reason string) *Plan {
+	c := &Change{Addr: r.Addr, Action: Start, Resource: r, Desired: desired, Prior: prior,
+		Observed: providers.Observed{State: providers.StateExited}, Reason: reason,
+		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
+	c.setDesired()
+	return &Plan{Changes: []*Change{c}}
+}

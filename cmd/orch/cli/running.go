@@ -367,16 +367,23 @@ func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Ad
 	}
 	rt := runtimeOf(s.cfg, rec.Runtime)
 	if len(rec.Handle) > 0 {
+		// Stopped as it was applied: an edit of its stop block that is
+		// not applied yet does not change how it is stopped.
+		var applied *planner.Snapshot
+		if snap, err := planner.DecodeSnapshot(rec.Config); err == nil {
+			applied = snap
+		}
+		sig, timeout := executor.StopSettings(applied)
 		if _, err := prov.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: addr, Handle: rec.Handle,
-			Signal: c.Resource.Stop.Signal, Timeout: c.Resource.Stop.Timeout}); err != nil {
+			Signal: sig, Timeout: timeout}); err != nil {
 			return 0, &exitError{code: ExitError, msg: fmt.Sprintf("stopping %s: %s", addr, err)}
 		}
 	}
-	start := &planner.Change{Addr: addr, Action: planner.Start, Resource: c.Resource, Desired: c.Desired,
-		Prior:    &planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status},
-		Observed: providers.Observed{State: providers.StateExited}, Reason: "orch restart"}
+	start := planner.Restart(c.Resource, c.Desired,
+		&planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status}, "orch restart")
+	start.ConfigHash = p.ConfigHash
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: 1, Project: s.cfg.Project.Name, StateDir: s.stateDir}
-	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, &planner.Plan{Changes: []*planner.Change{start}, ConfigHash: p.ConfigHash})
+	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, start)
 	if err != nil {
 		return 0, &exitError{code: ExitError, msg: err.Error()}
 	}
