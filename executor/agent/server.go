@@ -120,7 +120,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		in := Instance{Address: st.Addr.String(), State: st.Observed.State.String(), Status: st.Status,
 			Supervised: st.Supervised, Health: st.Health, Restarts: st.Restarts, Waiting: st.Waiting,
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID}
-		if st.Status == "waiting" {
+		if st.Status == "waiting" || st.Status == "blocked" {
 			in.State = "-"
 		}
 		if st.Paused && st.Observed.State.String() == "running" {

@@ -61,7 +61,7 @@ func (e *Engine) call(ctx context.Context, f func()) error {
 type InstanceStatus struct {
 	Addr       spec.Address
 	Runtime    spec.Address
-	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet
+	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed
 	Observed   providers.Observed
 	Supervised bool   // this engine watches it run
 	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy", "paused"
@@ -108,6 +108,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		for a, inst := range e.insts {
 			if !seen[a] && inst.waiting != "" && inst.res != nil {
 				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: "waiting"}
+				if !inst.blockedBy.IsZero() {
+					st.Status = "blocked"
+				}
 				e.books(inst, &st)
 				out = append(out, st)
 			}

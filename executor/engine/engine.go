@@ -190,6 +190,8 @@ type instance struct {
 	// withPending is the plan of a restart or replace of this instance
 	// whose restart_with dependents are restarted once it is healthy.
 	withPending *planner.Plan
+	// blockedBy is the failed instance its start waits on, at the root.
+	blockedBy spec.Address
 	// reverted is the configuration hash of a create_before_destroy
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
@@ -659,11 +661,42 @@ func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
 }
 
 // waitingFor records (and reports, when it changed) why a's start waits.
+// When what it waits for is, at its root, an instance that failed, it is
+// blocked on that instance (status "blocked", event "blocked"), not
+// merely waiting.
 func (e *Engine) waitingFor(a spec.Address, why string) {
-	if inst := e.instance(a); inst.waiting != why {
-		inst.waiting = why
-		e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
+	inst := e.instance(a)
+	by, blocked := e.failedBehind(a, map[spec.Address]bool{})
+	if inst.waiting == why && inst.blockedBy == by {
+		return
 	}
+	inst.waiting, inst.blockedBy = why, by
+	if blocked {
+		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + by.String() + ", which failed (" + why + ")"})
+		return
+	}
+	e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
+}
+
+// failedBehind finds a failed instance among what a depends on,
+// transitively.
+func (e *Engine) failedBehind(a spec.Address, seen map[spec.Address]bool) (spec.Address, bool) {
+	if e.cfg == nil {
+		return spec.Address{}, false
+	}
+	for _, d := range e.cfg.Graph.DependenciesOf(a) {
+		if d.Kind == spec.KindRuntime || seen[d] {
+			continue
+		}
+		seen[d] = true
+		if inst := e.insts[d]; inst != nil && inst.status == executor.StatusFailed && !inst.running {
+			return d, true
+		}
+		if by, ok := e.failedBehind(d, seen); ok {
+			return by, true
+		}
+	}
+	return spec.Address{}, false
 }
 
 // gate splits the changes of in (which it empties of those it drops), in
@@ -869,7 +902,7 @@ func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h provider
 		inst.timer = nil
 	}
 	inst.ran, inst.rt = true, rt
-	inst.waiting = ""
+	inst.waiting, inst.blockedBy = "", spec.Address{}
 	inst.parked, inst.parkedTries = false, 0
 	e.supervise(inst, h)
 }
@@ -898,7 +931,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	}
 	var replaced []spec.Address
 	var failedStarts []*instance
-	var exitsSeen []func()
+	var exitsSeen, skipped []func()
 	blocked := false
 	defer func() {
 		for _, a := range replaced {
@@ -914,6 +947,9 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		for _, f := range exitsSeen {
 			f()
 		}
+		for _, f := range skipped {
+			f()
+		}
 		if blocked {
 			e.hasBlocked = true
 		}
@@ -926,7 +962,8 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				// Never started: what it needs failed. It stays visible
 				// (status, events) as blocked on that, and is planned
 				// again once what blocks it is restarted.
-				e.waitingFor(o.Addr, o.Skipped)
+				addr, why := o.Addr, o.Skipped
+				skipped = append(skipped, func() { e.waitingFor(addr, why) }) // once every status is in
 				blocked = true
 				continue
 			}
@@ -990,7 +1027,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.reverted = ""
 			inst.applied = appliedStopOf(rec)
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
-			inst.waiting = ""
+			inst.waiting, inst.blockedBy = "", spec.Address{}
 			inst.parked, inst.parkedTries = false, 0
 			if supervised(o.Addr.Kind) && rec.Status == executor.StatusRunning {
 				if inst.timer != nil {
