@@ -143,6 +143,7 @@ type step struct {
 	// up step; handle is what an up step started.
 	pair   *step
 	handle providers.Handle
+	pid    int // what an up step started, when the runtime has pids
 }
 
 // Apply performs the plan's changes. cfg is the configuration the plan was
@@ -389,6 +390,9 @@ func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
 		if o == nil {
 			o = &Outcome{Addr: s.change.Addr, Action: s.change.Action}
 			byAddr[s.change.Addr] = o
+		}
+		if s.kind == StepUp && s.pid != 0 {
+			o.Pid = s.pid
 		}
 		if s.failed != nil && o.Err == nil {
 			o.Err = s.failed

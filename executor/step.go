@@ -35,7 +35,7 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 		obs, killed = sr.Observed, sr.Killed
 	} else {
 		obs, handle, err = e.up(ctx, cfg, c, rec)
-		s.handle = handle
+		s.handle, s.pid = handle, obs.Pid
 		switch {
 		case err != nil || c.Addr.Kind != spec.KindDaemon || len(handle) == 0:
 		case e.WaitUp != nil && (c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)):
