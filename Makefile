@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test bench fuzz run modules plugins generate docs fmt clean check-go
+.PHONY: all build test test-busy bench fuzz run modules plugins generate docs fmt clean check-go
 
 all: build
 
@@ -94,3 +94,13 @@ fmt: check-go
 
 clean:
 	rm -rf bin
+
+# The whole suite while another process keeps both cores busy, as the
+# tests must pass on a loaded machine (stress-ng, from Debian, installed
+# when missing). RUNS times in a row.
+RUNS ?= 3
+test-busy: check-go
+	@command -v stress-ng >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq stress-ng; }
+	@stress-ng --cpu 2 --timeout 3h --quiet & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null' EXIT; \
+	for i in $$(seq 1 $(RUNS)); do echo "==> make test under load, run $$i of $(RUNS)"; $(MAKE) --no-print-directory test || exit 1; done

@@ -47,6 +47,9 @@ type Executor struct {
 	// until it returns; an error fails the step (orch apply waits for
 	// readiness this way; orch up gates dependents itself).
 	WaitUp func(ctx context.Context, c *planner.Change, h providers.Handle) error
+	// Kill, when closed, makes the stops still to come or under way use
+	// SIGKILL at once (orch up's second interrupt). Nil: never.
+	Kill <-chan struct{}
 	// Progress, when set, is called for each step as it starts and ends,
 	// from the step's goroutine.
 	Progress func(StepEvent)
@@ -85,6 +88,9 @@ type StepEvent struct {
 	// take it over at once, before the rest of the apply ends.
 	Handle  providers.Handle
 	Runtime spec.Address
+	// Killed, on a down step, says the instance did not stop within its
+	// timeout (or a kill was asked) and was killed.
+	Killed bool
 }
 
 // Outcome is what happened to one change.
@@ -113,7 +119,7 @@ func (r *Result) Summary() planner.Summary {
 		switch o.Action {
 		case planner.Create:
 			s.Add++
-		case planner.Update, planner.Start, planner.Adopt:
+		case planner.Update, planner.Start, planner.Adopt, planner.Reload:
 			s.Change++
 		case planner.Replace:
 			s.Replace++
@@ -137,6 +143,7 @@ type step struct {
 	// up step; handle is what an up step started.
 	pair   *step
 	handle providers.Handle
+	pid    int // what an up step started, when the runtime has pids
 }
 
 // Apply performs the plan's changes. cfg is the configuration the plan was
@@ -268,7 +275,7 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 	for _, c := range p.Changes {
 		switch c.Action {
 		case planner.NoOp:
-		case planner.Delete:
+		case planner.Delete, planner.Stop:
 			s := &step{change: c, kind: StepDown}
 			downs[c.Addr] = s
 			steps = append(steps, s)
@@ -290,6 +297,7 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 		}
 	}
 	rolling(p, ups, downs)
+	memo := map[spec.Address][]spec.Address{}
 	// dependencies between instances
 	for _, s := range steps {
 		c := s.change
@@ -301,14 +309,57 @@ func (e *Executor) buildSteps(cfg *spec.Config, p *planner.Plan) []*step {
 			}
 			continue
 		}
-		// A prior instance stops after the prior instances that depend on it.
-		for _, d := range priorDeps(c) {
-			if dd := downs[d]; dd != nil {
+		// A prior instance stops after the prior instances that depend on
+		// it, also through what does not go down in this plan (a
+		// completed job between an app and its database).
+		for _, d := range downDeps(c, p, downs, memo) {
+			if dd := downs[d]; dd != nil && dd != s {
 				link(s, dd) // s (the dependent) goes down before its dependency
 			}
 		}
 	}
 	return steps
+}
+
+// downDeps lists the addresses with a down step that the prior instance
+// of c depends on, directly or through instances of p without one. memo
+// holds, for each address without a down step, what it leads to.
+func downDeps(c *planner.Change, p *planner.Plan, downs map[spec.Address]*step, memo map[spec.Address][]spec.Address) []spec.Address {
+	var out []spec.Address
+	seen := map[spec.Address]bool{c.Addr: true}
+	var walk func(deps []spec.Address)
+	walk = func(deps []spec.Address) {
+		for _, d := range deps {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			if downs[d] != nil {
+				out = append(out, d)
+				continue
+			}
+			through, ok := memo[d]
+			if !ok {
+				memo[d] = nil // a cycle through d leads nowhere
+				var dc *planner.Change
+				if p != nil {
+					dc = p.Change(d)
+				}
+				if dc != nil {
+					through = downDeps(dc, p, downs, memo)
+				}
+				memo[d] = through
+			}
+			for _, t := range through {
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+		}
+	}
+	walk(priorDeps(c))
+	return out
 }
 
 // priorDeps lists what the prior instance of a change depended on.
@@ -340,6 +391,9 @@ func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
 			o = &Outcome{Addr: s.change.Addr, Action: s.change.Action}
 			byAddr[s.change.Addr] = o
 		}
+		if s.kind == StepUp && s.pid != 0 {
+			o.Pid = s.pid
+		}
 		if s.failed != nil && o.Err == nil {
 			o.Err = s.failed
 			res.Diagnostics = append(res.Diagnostics, failureDiag(s))
@@ -359,7 +413,7 @@ func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
 func failureDiag(s *step) *hcl.Diagnostic {
 	c := s.change
 	verb := map[planner.Action]string{planner.Create: "create", planner.Start: "start", planner.Update: "update",
-		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt"}[c.Action]
+		planner.Replace: "replace", planner.Delete: "destroy", planner.Adopt: "adopt", planner.Reload: "reload", planner.Stop: "stop"}[c.Action]
 	d := &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  fmt.Sprintf("Failed to %s %s", verb, c.Addr),
@@ -431,3 +485,17 @@ func (e *RevertedError) Error() string {
 }
 
 func (e *RevertedError) Unwrap() error { return e.Err }
+
+// NotReadyError is the failure of a rolling replace (without
+// create_before_destroy) whose new instance started but did not become
+// ready: it runs on, and the replaces after it do not begin.
+type NotReadyError struct {
+	Addr spec.Address
+	Err  error
+}
+
+func (e *NotReadyError) Error() string {
+	return fmt.Sprintf("%s: the new instance did not become ready (%v); the rolling replace stops here", e.Addr, e.Err)
+}
+
+func (e *NotReadyError) Unwrap() error { return e.Err }

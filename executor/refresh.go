@@ -204,3 +204,15 @@ func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored
 	}
 	return out
 }
+
+// StoredOf turns state records into the planner's view of them, their
+// configurations decoded (in parallel for many).
+func StoredOf(stored []state.Instance) map[spec.Address]*planner.Stored {
+	out := make(map[spec.Address]*planner.Stored, len(stored))
+	snaps := decodeSnapshots(stored)
+	for i, inst := range stored {
+		out[inst.Addr] = &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle,
+			Status: inst.Status, Snapshot: snaps[i]}
+	}
+	return out
+}

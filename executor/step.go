@@ -27,20 +27,24 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 	}
 	var obs providers.Observed
 	var handle providers.Handle
+	var killed bool
 	var err error
 	if s.kind == StepDown {
-		err = e.down(ctx, cfg, s, rec)
+		var sr providers.StopResponse
+		sr, err = e.down(ctx, cfg, s, rec)
+		obs, killed = sr.Observed, sr.Killed
 	} else {
 		obs, handle, err = e.up(ctx, cfg, c, rec)
-		s.handle = handle
-		if err == nil && e.WaitUp != nil && c.Addr.Kind == spec.KindDaemon && len(handle) > 0 &&
-			(c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)) {
+		s.handle, s.pid = handle, obs.Pid
+		switch {
+		case err != nil || c.Addr.Kind != spec.KindDaemon || len(handle) == 0:
+		case e.WaitUp != nil && (c.Action == planner.Create || c.Action == planner.Start || (c.Action == planner.Replace && !c.CreateBeforeDestroy)):
 			err = e.WaitUp(ctx, c, handle)
 		}
 	}
 	if e.Progress != nil {
 		ev := StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
-			Elapsed: time.Since(start), Observed: obs}
+			Elapsed: time.Since(start), Observed: obs, Killed: killed}
 		if err == nil {
 			ev.Handle = handle
 			if c.Resource != nil {
@@ -48,6 +52,15 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 			}
 		}
 		e.Progress(ev)
+	}
+	if err == nil && s.kind == StepUp && e.Ready != nil && e.WaitUp == nil && c.Action == planner.Replace &&
+		!c.CreateBeforeDestroy && c.Resource.Lifecycle.ReplaceParallel() > 0 && len(handle) > 0 {
+		// A rolling replace that stops first: the next instance's replace
+		// begins only once this one is ready again. Asked after the step
+		// was reported, so that a supervisor (orch up) watches it already.
+		if rerr := e.Ready(ctx, c, handle); rerr != nil {
+			err = &NotReadyError{Addr: c.Addr, Err: rerr}
+		}
 	}
 	return err
 }
@@ -72,6 +85,24 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Encoded(), ConfigHash: c.Hash(),
 		Status: StatusRunning}
 	switch c.Action {
+	case planner.Reload:
+		// A change confined to the daemon's reload.on: its signal to the
+		// main process, and the new configuration recorded.
+		inst.Handle = c.Prior.Handle
+		p, err := e.provider(r.Runtime)
+		if err != nil {
+			return c.Observed, err
+		}
+		s, ok := p.(providers.Signaler)
+		if !ok {
+			return c.Observed, fmt.Errorf("%s: its runtime cannot send signals, so it cannot be reloaded", c.Addr)
+		}
+		if _, err := s.Signal(ctx, providers.SignalRequest{Runtime: runtimeFor(cfg, r.Runtime), Addr: c.Addr,
+			Handle: c.Prior.Handle, Signal: r.Reload.Signal, MainOnly: true}); err != nil {
+			return c.Observed, err
+		}
+		*handle = inst.Handle
+		return c.Observed, rec.put(inst)
 	case planner.Adopt, planner.Update:
 		// Record what the running instance runs now; an update first
 		// reaches it through the provider when the provider can take it.
@@ -172,11 +203,12 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 // The old instance of a create_before_destroy replace is stopped only once
 // the new one is ready (Executor.Ready); when it never is, the new one is
 // stopped instead (revert).
-func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit) error {
+func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit) (providers.StopResponse, error) {
+	var sr providers.StopResponse
 	c := s.change
 	if s.pair != nil && e.Ready != nil && len(s.pair.handle) > 0 && c.Resource != nil {
 		if err := e.Ready(ctx, c, s.pair.handle); err != nil {
-			return e.revert(ctx, cfg, c, s.pair.handle, err, rec)
+			return sr, e.revert(ctx, cfg, c, s.pair.handle, err, rec)
 		}
 	}
 	prior := c.Prior
@@ -187,23 +219,70 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 	if len(prior.Handle) > 0 && !rtAddr.IsZero() {
 		p, err := e.provider(rtAddr)
 		if err != nil {
-			return err
+			return sr, err
 		}
 		rt := runtimeFor(cfg, rtAddr)
 		sig, timeout := StopSettings(prior.Snapshot)
-		if _, err := p.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
-			return err
+		if sr, err = e.stop(ctx, p, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
+			return sr, err
 		}
 		if d, ok := p.(providers.Deleter); ok {
 			if _, err := d.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle}); err != nil {
-				return err
+				return sr, err
 			}
 		}
 	}
 	if c.Action == planner.Replace && c.CreateBeforeDestroy {
-		return nil // the new instance's record replaced the old one already
+		return sr, nil // the new instance's record replaced the old one already
 	}
-	return rec.delete(c.Addr)
+	if c.Action == planner.Stop {
+		// orch up's shutdown: the record stays, marked stopped; a later
+		// orch up starts it again, orch destroy removes it.
+		inst := state.Instance{Addr: c.Addr, Runtime: prior.Runtime, ConfigHash: prior.ConfigHash, Handle: prior.Handle,
+			Status: planner.StatusStopped}
+		if prior.Snapshot != nil {
+			inst.Config = prior.Snapshot.Encode()
+		}
+		return sr, rec.put(inst)
+	}
+	return sr, rec.delete(c.Addr)
+}
+
+var sigKill = spec.Signal{Name: "SIGKILL", Num: 9}
+
+// stop stops through p, with SIGKILL at once once e.Kill is closed (a
+// second interrupt of orch up), also for a stop already under way.
+func (e *Executor) stop(ctx context.Context, p providers.Provider, req providers.StopRequest) (providers.StopResponse, error) {
+	if e.Kill == nil {
+		return p.Stop(ctx, req)
+	}
+	select {
+	case <-e.Kill:
+		req.Signal, req.Timeout = sigKill, 0
+	default:
+	}
+	type result struct {
+		resp providers.StopResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := p.Stop(ctx, req)
+		done <- result{resp, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-e.Kill:
+		if req.Signal != sigKill {
+			kill := req
+			kill.Signal, kill.Timeout = sigKill, 0
+			p.Stop(ctx, kill)
+		}
+		r = <-done
+		r.resp.Killed = true
+	}
+	return r.resp, r.err
 }
 
 // StopSettings reads the stop signal and timeout the prior instance was

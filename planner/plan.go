@@ -24,9 +24,11 @@ const (
 	Delete                // applied, no longer declared
 	Start                 // declared and applied, but not running
 	Adopt                 // ours and running, but missing from state
+	Reload                // a change confined to a daemon's reload.on: its signal, no replacement
+	Stop                  // orch up's shutdown: stop it, keep its record (status stopped)
 )
 
-var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt"}
+var actionNames = [...]string{"no-op", "create", "update", "replace", "delete", "start", "adopt", "reload", "stop"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -147,7 +149,7 @@ func (p *Plan) Summary() Summary {
 		switch c.Action {
 		case Create:
 			s.Add++
-		case Update, Start, Adopt:
+		case Update, Start, Adopt, Reload:
 			s.Change++
 		case Replace:
 			s.Replace++
@@ -273,6 +275,11 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		}
 	}
 	running := c.Observed.State == providers.StateRunning
+	if running && reloadable(r, old, c.Diffs) {
+		c.Action, c.ForcedBy = Reload, nil
+		c.Reason = "reload: " + r.Reload.Signal.Name
+		return c, nil
+	}
 	switch {
 	case len(c.ForcedBy) > 0:
 		c.Action = Replace
@@ -454,4 +461,73 @@ func fingerprint(p *Plan) string {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// reloadable says whether diffs, the changes of a running daemon, are all
+// applied by its reload signal: each is an attribute its reload.on names,
+// or its reload inputs (the content of the files it names), or the
+// reload block itself, and at least one is not the block itself. A daemon
+// applied before it had a reload block is not reloaded for gaining one.
+func reloadable(r *spec.Resource, old *Snapshot, diffs []AttrDiff) bool {
+	if r.Reload == nil || len(diffs) == 0 {
+		return false
+	}
+	if _, had := old.Values[ReloadInputsAttr]; !had {
+		return false
+	}
+	some := false
+	for _, d := range diffs {
+		switch {
+		case d.Name == ReloadAttr:
+		case d.Name == ReloadInputsAttr:
+			some = true
+		default:
+			named := false
+			for _, a := range r.Reload.Attrs {
+				if a == d.Name {
+					named = true
+				}
+			}
+			if !named {
+				return false
+			}
+			some = true
+		}
+	}
+	return some
+}
+
+// StatusStopped is the stored status of a daemon that orch up stopped on
+// its way out: its record (and handle) stays, a later orch up starts it.
+const StatusStopped = "stopped"
+
+// StopAll plans orch up's shutdown from what the state records: every
+// daemon and module recorded running is stopped (Stop: its record stays,
+// marked stopped); everything else is a NoOp, kept in the plan so that the
+// walker orders the stops through it (an app that depends on the database
+// through a migrate job stops first). Nothing is observed: a stop of what
+// already ended is quick.
+func StopAll(stored map[spec.Address]*Stored) *Plan {
+	p := &Plan{Changes: make([]*Change, 0, len(stored))}
+	for addr, st := range stored {
+		c := &Change{Addr: addr, Action: NoOp, Prior: st}
+		if (addr.Kind == spec.KindDaemon || addr.Kind == spec.KindModule) && st.Status == "running" && len(st.Handle) > 0 {
+			c.Action = Stop
+		}
+		p.Changes = append(p.Changes, c)
+	}
+	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Addr.Less(p.Changes[j].Addr) })
+	return p
+}
+
+// Restart plans one start of an instance that ran as prior and is to run
+// again as desired (r): a restart by a restart policy or by orch restart.
+// The planner makes every Change; this one needs no refresh, since only
+// its caller acts on the instance.
+func Restart(r *spec.Resource, desired *Snapshot, prior *Stored, reason string) *Plan {
+	c := &Change{Addr: r.Addr, Action: Start, Resource: r, Desired: desired, Prior: prior,
+		Observed: providers.Observed{State: providers.StateExited}, Reason: reason,
+		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
+	c.setDesired()
+	return &Plan{Changes: []*Change{c}}
 }

@@ -77,6 +77,10 @@ func (r *renderer) change(c *Change) {
 		sym, color, headline = "  +", green, "will be created"
 	case Update:
 		sym, color, headline = "  ~", yellow, "will be updated in-place"
+	case Stop:
+		sym, color, headline = "  ~", yellow, "will be stopped"
+	case Reload:
+		sym, color, headline = "  ~", yellow, "will be reloaded in place ("+c.Reason+")"
 	case Start:
 		sym, color, headline = "  ~", yellow, "will be started ("+c.Reason+")"
 	case Adopt:

@@ -16,6 +16,15 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
+// ReloadAttr and ReloadInputsAttr are the snapshot attributes of a
+// daemon's reload block: its signal and the attributes it applies, and a
+// hash of the inputs it names (file contents), so that a change of one of
+// those files plans a reload.
+const (
+	ReloadAttr       = "reload"
+	ReloadInputsAttr = "reload_inputs"
+)
+
 // Snapshot is an instance's configuration flattened into named attribute
 // values: what the planner diffs, what the state stores as "applied", and
 // what the config hash is computed from.
@@ -118,6 +127,22 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 				}
 			}
 			set(name, v, forces)
+		}
+		if rl := r.Reload; rl != nil {
+			on := make([]cty.Value, 0, len(rl.Attrs))
+			for _, a := range rl.Attrs {
+				on = append(on, cty.StringVal(a))
+			}
+			onv := cty.ListValEmpty(cty.String)
+			if len(on) > 0 {
+				onv = cty.ListVal(on)
+			}
+			set(ReloadAttr, cty.ObjectVal(map[string]cty.Value{"signal": cty.StringVal(rl.Signal.Name), "on": onv}), false)
+			h := sha256.New()
+			for _, in := range rl.Inputs {
+				fmt.Fprintf(h, "%d:%s", len(in), in)
+			}
+			set(ReloadInputsAttr, cty.StringVal(hex.EncodeToString(h.Sum(nil))), false)
 		}
 		if h := r.Health; h != nil {
 			hv := map[string]cty.Value{

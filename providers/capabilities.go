@@ -179,6 +179,11 @@ type SignalRequest struct {
 	Addr    spec.Address
 	Handle  Handle
 	Signal  spec.Signal
+	// MainOnly sends the signal to the daemon's main process alone, not
+	// to its whole process group (a reload: nginx's master re-reads its
+	// configuration and replaces its workers itself). Backends whose
+	// instance is one process (a container's init) ignore it.
+	MainOnly bool
 }
 type SignalResponse struct{}
 

@@ -20,6 +20,10 @@ type Config struct {
 	// read, in order, and of the content hashes of module binaries: two
 	// loads with the same Hash read the same text and the same modules.
 	Hash string
+	// Reads lists the files of the directory that the configuration's
+	// functions read (file(), templatefile(), ...), relative to Dir; their
+	// content is part of Hash.
+	Reads []string
 
 	Project   Project
 	Variables map[string]*Variable
@@ -129,6 +133,7 @@ type Resource struct {
 	// the runtime's schema, converted, defaults filled in.
 	Attrs map[string]cty.Value
 
+	Reload    *Reload // nil: every forcing change replaces the daemon
 	Health    *Health // nil when none declared
 	Restart   Restart
 	Stop      Stop
@@ -156,6 +161,16 @@ type Resource struct {
 	// sensitive variable, such as "env.DB_PASSWORD" or "command"; they must
 	// never be printed.
 	Sensitive map[string]bool
+}
+
+// Reload says which changes of a daemon are applied by a signal to its
+// main process instead of a replacement (Nomad's change_mode = "signal").
+type Reload struct {
+	Signal Signal   // default SIGHUP
+	Attrs  []string // attributes (env, command, ...) whose change it applies
+	// Inputs are the other entries of on, evaluated (file("nginx.conf"):
+	// the file's content): when one changes, the daemon is reloaded.
+	Inputs []string
 }
 
 // Health is a daemon's health check.

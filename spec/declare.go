@@ -321,6 +321,17 @@ func (l *loader) exprsOf(n *node) []hcl.Expression {
 			if bt == "lifecycle" && name == "ignore_changes" {
 				continue
 			}
+			if bt == "reload" && name == "on" {
+				// Bare names (env) name attributes; the rest is evaluated.
+				if exprs, d := hcl.ExprList(a.Expr); !d.HasErrors() {
+					for _, x := range exprs {
+						if t, d := hcl.AbsTraversalForExpr(x); d.HasErrors() || len(t) != 1 {
+							out = append(out, x)
+						}
+					}
+					continue
+				}
+			}
 			out = append(out, a.Expr)
 		}
 	}

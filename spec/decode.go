@@ -96,6 +96,8 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 			e.log(nb)
 		case "lifecycle":
 			e.lifecycle(nb)
+		case "reload":
+			e.reload(nb)
 		case "grants":
 			e.grants(nb)
 		case "limits":
@@ -545,6 +547,55 @@ func (e *instEval) lifecycle(nb *nestedBlock) {
 		}
 		lc.IgnoreChanges = append(lc.IgnoreChanges, name)
 	}
+}
+
+// reload reads reload { signal, on }: the entries of on that name an
+// attribute of the daemon (env, command) are Attrs; the others are
+// evaluated (file("nginx.conf")) into Inputs.
+func (e *instEval) reload(nb *nestedBlock) {
+	rl := &Reload{Signal: Signal{Name: "SIGHUP", Num: 1}}
+	if s, a := e.str(nb, "signal"); a != nil {
+		sig, err := ParseSignal(s)
+		if err != nil {
+			e.l.errorf(rangePtr(a.Expr.Range()), "Invalid signal", "reload.signal of %s: %s.", e.r.Addr, err)
+			e.errs = true
+		} else {
+			rl.Signal = sig
+		}
+	}
+	a := nb.attrs["on"]
+	if a == nil {
+		return
+	}
+	exprs, d := hcl.ExprList(a.Expr)
+	if d.HasErrors() {
+		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid reload.on", "reload.on must be a list of attribute names and inputs, such as [env, file(\"nginx.conf\")].")
+		e.errs = true
+		return
+	}
+	known := schemaAttrNames(schemaFor(e.n.kind))
+	if e.n.schema != nil {
+		known = append(known, attrNames(e.n.schema.Daemon)...)
+	}
+	for _, x := range exprs {
+		if t, d := hcl.AbsTraversalForExpr(x); !d.HasErrors() && len(t) == 1 {
+			name := t.RootName()
+			if !contains(known, name) || contains([]string{"count", "for_each", "depends_on", "runtime", "restart_with"}, name) {
+				e.l.errorf(rangePtr(x.Range()), "Invalid reload.on entry", "%s",
+					withSuggestion("A bare name in reload.on must name an attribute of this daemon whose change the signal applies.", name, known))
+				e.errs = true
+				continue
+			}
+			rl.Attrs = append(rl.Attrs, name)
+			continue
+		}
+		v, ok := e.value(x, cty.String, "reload.on")
+		if !ok || v == cty.NilVal {
+			continue
+		}
+		rl.Inputs = append(rl.Inputs, v.AsString())
+	}
+	e.r.Reload = rl
 }
 
 func (e *instEval) grants(nb *nestedBlock) {

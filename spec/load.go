@@ -96,6 +96,7 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 	l.run()
 	l.redact()
 	l.hashBinaries()
+	l.hashReads()
 	return l.cfg, l.diags
 }
 

@@ -22,6 +22,7 @@ type loader struct {
 	cfg   *Config
 	diags hcl.Diagnostics
 	funcs map[string]function.Function
+	reads *readsFS // what funcs read of the directory (reads.go)
 	// restoreGC ends the relaxed collection of a large load (relaxGC).
 	restoreGC func()
 
@@ -115,7 +116,8 @@ func newLoader(fsys fs.FS, dir string, opts Options) *loader {
 		resolved:    map[string]*resolution{},
 		resolvedMu:  &sync.Mutex{},
 	}
-	l.funcs = functions(fsys, dir)
+	l.reads = newReadsFS(fsys)
+	l.funcs = functions(l.reads, dir)
 	return l
 }
 

@@ -50,7 +50,7 @@ var processAttrs = []hcl.AttributeSchema{
 var daemonSchema = &hcl.BodySchema{
 	Attributes: append(append([]hcl.AttributeSchema{}, metaAttrs...), processAttrs...),
 	Blocks: []hcl.BlockHeaderSchema{
-		{Type: "health"}, {Type: "restart"}, {Type: "stop"}, {Type: "log"}, {Type: "lifecycle"},
+		{Type: "health"}, {Type: "restart"}, {Type: "stop"}, {Type: "log"}, {Type: "lifecycle"}, {Type: "reload"},
 	},
 }
 
@@ -83,8 +83,9 @@ var nestedSchemas = map[string]*hcl.BodySchema{
 		{Name: "policy"}, {Name: "backoff"}, {Name: "max_backoff"},
 		{Name: "max_restarts"}, {Name: "window"},
 	}},
-	"stop": {Attributes: []hcl.AttributeSchema{{Name: "signal"}, {Name: "timeout"}}},
-	"log":  {Attributes: []hcl.AttributeSchema{{Name: "max_size"}, {Name: "max_files"}}},
+	"stop":   {Attributes: []hcl.AttributeSchema{{Name: "signal"}, {Name: "timeout"}}},
+	"reload": {Attributes: []hcl.AttributeSchema{{Name: "signal"}, {Name: "on", Required: true}}},
+	"log":    {Attributes: []hcl.AttributeSchema{{Name: "max_size"}, {Name: "max_files"}}},
 	"lifecycle": {Attributes: []hcl.AttributeSchema{
 		{Name: "create_before_destroy"}, {Name: "prevent_destroy"}, {Name: "max_parallel"}, {Name: "ignore_changes"},
 	}},

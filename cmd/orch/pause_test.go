@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -33,5 +35,26 @@ daemon "worker" {
 	st = e.status()
 	if st["daemon.worker[1]"].State != "running" || st["daemon.worker[0]"].State != "paused" {
 		t.Errorf("after resume of worker[1]: %+v", st)
+	}
+}
+
+// orch restart without an agent prints the pid of the new process (it
+// printed [pid=0]).
+func TestRestartWithoutAgentPrintsPid(t *testing.T) {
+	dir := project(t, `
+daemon "a" {
+  command = ["/bin/sleep", "600"]
+  stop {
+    timeout = "2s"
+  }
+}
+`)
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	r := orch(t, dir, nil, "restart", "a").want(t, 0)
+	if strings.Contains(r.stdout, "[pid=0]") || !strings.Contains(r.stdout, "[pid=") {
+		t.Errorf("orch restart printed %q", r.stdout)
+	}
+	if pid := status(t, dir)["daemon.a"].Pid; pid == 0 || !strings.Contains(r.stdout, fmt.Sprintf("[pid=%d]", pid)) {
+		t.Errorf("orch restart printed %q; status says pid %d", r.stdout, pid)
 	}
 }

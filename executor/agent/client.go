@@ -143,7 +143,12 @@ func (c *Client) Restart(ctx context.Context, addr string) (*RestartResponse, er
 
 // Signal sends a signal to a daemon (POST /v1/signal).
 func (c *Client) Signal(ctx context.Context, addr, sig string) error {
-	return c.call(ctx, http.MethodPost, addrPath("/signal/", addr), SignalRequest{Signal: sig}, nil)
+	return c.SignalMain(ctx, addr, sig, false)
+}
+
+// SignalMain is Signal to the daemon's main process alone when main.
+func (c *Client) SignalMain(ctx context.Context, addr, sig string, main bool) error {
+	return c.call(ctx, http.MethodPost, addrPath("/signal/", addr), SignalRequest{Signal: sig, Main: main}, nil)
 }
 
 // Pause stops a daemon with SIGSTOP until Resume (POST /v1/pause).

@@ -120,7 +120,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		in := Instance{Address: st.Addr.String(), State: st.Observed.State.String(), Status: st.Status,
 			Supervised: st.Supervised, Health: st.Health, Restarts: st.Restarts, Waiting: st.Waiting,
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID}
-		if st.Status == "waiting" {
+		if st.Status == "waiting" || st.Status == "blocked" {
 			in.State = "-"
 		}
 		if st.Paused && st.Observed.State.String() == "running" {
@@ -297,7 +297,7 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := s.Engine.Signal(r.Context(), a, sig); err != nil {
+	if err := s.Engine.SignalMain(r.Context(), a, sig, req.Main); err != nil {
 		engineErr(w, err)
 		return
 	}

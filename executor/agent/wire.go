@@ -40,7 +40,8 @@ type StatusResponse struct {
 
 // SignalRequest is the body of POST /v1/signal/{addr}.
 type SignalRequest struct {
-	Signal string `json:"signal"` // "HUP", "SIGHUP", any case
+	Signal string `json:"signal"`         // "HUP", "SIGHUP", any case
+	Main   bool   `json:"main,omitempty"` // to the main process only, not its group
 }
 
 // RestartResponse is the body of POST /v1/restart/{addr}.

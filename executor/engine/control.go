@@ -61,7 +61,7 @@ func (e *Engine) call(ctx context.Context, f func()) error {
 type InstanceStatus struct {
 	Addr       spec.Address
 	Runtime    spec.Address
-	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet
+	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed
 	Observed   providers.Observed
 	Supervised bool   // this engine watches it run
 	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy", "paused"
@@ -108,6 +108,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		for a, inst := range e.insts {
 			if !seen[a] && inst.waiting != "" && inst.res != nil {
 				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: "waiting"}
+				if !inst.blockedBy.IsZero() {
+					st.Status = "blocked"
+				}
 				e.books(inst, &st)
 				out = append(out, st)
 			}
@@ -220,6 +223,12 @@ func (e *Engine) stopAsync(inst *instance, sig spec.Signal) {
 // Signal sends sig to daemon a, which must be running, through its
 // provider's optional providers.Signaler.
 func (e *Engine) Signal(ctx context.Context, a spec.Address, sig spec.Signal) error {
+	return e.SignalMain(ctx, a, sig, false)
+}
+
+// SignalMain is Signal to the daemon's main process alone when mainOnly
+// (orch signal -main), as a reload does.
+func (e *Engine) SignalMain(ctx context.Context, a spec.Address, sig spec.Signal, mainOnly bool) error {
 	var (
 		req  providers.SignalRequest
 		prov providers.Provider
@@ -234,7 +243,7 @@ func (e *Engine) Signal(ctx context.Context, a spec.Address, sig spec.Signal) er
 			ferr = fmt.Errorf("%s is not running", a)
 		default:
 			prov = e.opts.Providers[inst.rt.Type]
-			req = providers.SignalRequest{Runtime: e.runtime(inst.rt), Addr: a, Handle: inst.handle, Signal: sig}
+			req = providers.SignalRequest{Runtime: e.runtime(inst.rt), Addr: a, Handle: inst.handle, Signal: sig, MainOnly: mainOnly}
 		}
 	})
 	if err == nil {

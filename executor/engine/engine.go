@@ -23,7 +23,7 @@ import (
 // StatusStopped is the stored status of a daemon that orch up stopped on
 // its way out. The record (and its handle) stays: a later orch up plans a
 // start for it, orch destroy removes it.
-const StatusStopped = "stopped"
+const StatusStopped = planner.StatusStopped
 
 // DefaultDebounce is how long the configuration directory must stay quiet
 // after a change before it is read again.
@@ -190,6 +190,8 @@ type instance struct {
 	// withPending is the plan of a restart or replace of this instance
 	// whose restart_with dependents are restarted once it is healthy.
 	withPending *planner.Plan
+	// blockedBy is the failed instance its start waits on, at the root.
+	blockedBy spec.Address
 	// reverted is the configuration hash of a create_before_destroy
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
@@ -659,11 +661,42 @@ func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
 }
 
 // waitingFor records (and reports, when it changed) why a's start waits.
+// When what it waits for is, at its root, an instance that failed, it is
+// blocked on that instance (status "blocked", event "blocked"), not
+// merely waiting.
 func (e *Engine) waitingFor(a spec.Address, why string) {
-	if inst := e.instance(a); inst.waiting != why {
-		inst.waiting = why
-		e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
+	inst := e.instance(a)
+	by, blocked := e.failedBehind(a, map[spec.Address]bool{})
+	if inst.waiting == why && inst.blockedBy == by {
+		return
 	}
+	inst.waiting, inst.blockedBy = why, by
+	if blocked {
+		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + by.String() + ", which failed (" + why + ")"})
+		return
+	}
+	e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
+}
+
+// failedBehind finds a failed instance among what a depends on,
+// transitively.
+func (e *Engine) failedBehind(a spec.Address, seen map[spec.Address]bool) (spec.Address, bool) {
+	if e.cfg == nil {
+		return spec.Address{}, false
+	}
+	for _, d := range e.cfg.Graph.DependenciesOf(a) {
+		if d.Kind == spec.KindRuntime || seen[d] {
+			continue
+		}
+		seen[d] = true
+		if inst := e.insts[d]; inst != nil && inst.status == executor.StatusFailed && !inst.running {
+			return d, true
+		}
+		if by, ok := e.failedBehind(d, seen); ok {
+			return by, true
+		}
+	}
+	return spec.Address{}, false
 }
 
 // gate splits the changes of in (which it empties of those it drops), in
@@ -835,6 +868,8 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		out.Type = EventAdopted
 	case ev.Action == planner.Update:
 		out.Type = EventUpdated
+	case ev.Action == planner.Reload:
+		out.Type, out.Detail = EventReloaded, "signalled to apply its new configuration"
 	case ev.Addr.Kind == spec.KindJob:
 		code := ev.Observed.ExitCode
 		out.Type, out.ExitCode, out.Pid = EventCompleted, &code, 0
@@ -867,7 +902,7 @@ func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h provider
 		inst.timer = nil
 	}
 	inst.ran, inst.rt = true, rt
-	inst.waiting = ""
+	inst.waiting, inst.blockedBy = "", spec.Address{}
 	inst.parked, inst.parkedTries = false, 0
 	e.supervise(inst, h)
 }
@@ -896,7 +931,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	}
 	var replaced []spec.Address
 	var failedStarts []*instance
-	var exitsSeen []func()
+	var exitsSeen, skipped []func()
 	blocked := false
 	defer func() {
 		for _, a := range replaced {
@@ -912,6 +947,9 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		for _, f := range exitsSeen {
 			f()
 		}
+		for _, f := range skipped {
+			f()
+		}
 		if blocked {
 			e.hasBlocked = true
 		}
@@ -924,7 +962,8 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				// Never started: what it needs failed. It stays visible
 				// (status, events) as blocked on that, and is planned
 				// again once what blocks it is restarted.
-				e.waitingFor(o.Addr, o.Skipped)
+				addr, why := o.Addr, o.Skipped
+				skipped = append(skipped, func() { e.waitingFor(addr, why) }) // once every status is in
 				blocked = true
 				continue
 			}
@@ -950,14 +989,14 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				e.supervise(inst, rec.Handle)
 				inst.healthy = true // it served before, and was not replaced
 			}
-		case o.Err != nil && c != nil && c.Action == planner.Update && rec.Status == executor.StatusRunning:
+		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && rec.Status == executor.StatusRunning:
 			// A failed in-place update leaves the instance running as it
 			// was (its record unchanged): its supervision goes on; the
 			// next plan shows the update again.
 			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
 				e.supervise(inst, rec.Handle)
 			}
-		case o.Err != nil:
+		case o.Err != nil && !isNotReady(o.Err):
 			if c != nil && inst.hash != c.Hash() {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
 			}
@@ -974,6 +1013,13 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if (o.Addr.Kind == spec.KindDaemon || o.Addr.Kind == spec.KindJob) && c != nil && starts(c) && !e.stopping {
 				failedStarts = append(failedStarts, inst)
 			}
+		case o.Err != nil && isNotReady(o.Err):
+			// A rolling replace stopped: this instance started but did not
+			// become ready; it runs on under supervision (its liveness and
+			// restart policy act), and the instances after it keep their
+			// old configuration.
+			e.emit(Event{Type: EventFailed, Addr: o.Addr, Detail: o.Err.Error()})
+			fallthrough
 		default:
 			if inst.hash != rec.ConfigHash {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
@@ -981,7 +1027,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.reverted = ""
 			inst.applied = appliedStopOf(rec)
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
-			inst.waiting = ""
+			inst.waiting, inst.blockedBy = "", spec.Address{}
 			inst.parked, inst.parkedTries = false, 0
 			if supervised(o.Addr.Kind) && rec.Status == executor.StatusRunning {
 				if inst.timer != nil {

@@ -39,12 +39,14 @@ const (
 	EventReconnected                         // it can be reached again; everything on it is looked at afresh
 	EventPaused                              // orch pause stopped it (SIGSTOP); its health checks wait
 	EventResumed                             // orch resume continued it (SIGCONT)
+	EventReloaded                            // its reload signal applied a change of its reload.on
+	EventBlocked                             // its start waits on an instance that failed (Detail names it)
 )
 
 var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
 	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
 	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
-	"unreachable", "reconnected", "paused", "resumed"}
+	"unreachable", "reconnected", "paused", "resumed", "reloaded", "blocked"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {

@@ -312,3 +312,33 @@ job "once" {
 		t.Errorf("the job ran %d times, want 2", n)
 	}
 }
+
+// A dependent of a failed instance is shown blocked, naming it, and
+// starts once it recovers.
+func TestDependentOfFailedIsBlocked(t *testing.T) {
+	work := filepath.Join(t.TempDir(), "work")
+	u := startUp(t, fmt.Sprintf(`
+daemon "db" {
+  command = ["/bin/sleep", "1000"]
+  dir     = %q
+  restart {
+    policy       = "always"
+    backoff      = "50ms"
+    max_backoff  = "100ms"
+    max_restarts = 0
+  }
+}
+daemon "app" {
+  command    = ["/bin/sleep", "1000"]
+  depends_on = [daemon.db]
+}
+`, work))
+	evs := u.waitFor("app blocked", func(evs []ev) bool { return count(evs, "daemon.app", "blocked") >= 1 })
+	if i := index(evs, "daemon.app", "blocked", 0); !strings.Contains(evs[i].Detail, "daemon.db") {
+		t.Errorf("blocked detail %q does not name daemon.db", evs[i].Detail)
+	}
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.waitFor("app started once db runs", func(evs []ev) bool { return count(evs, "daemon.app", "started") == 1 })
+}

@@ -106,6 +106,11 @@ func (e *Engine) dropReadyWait(addr spec.Address, w *readyWait) {
 	}
 }
 
+func isNotReady(err error) bool {
+	var nr *executor.NotReadyError
+	return errors.As(err, &nr)
+}
+
 func isReverted(err error) bool {
 	var re *executor.RevertedError
 	return errors.As(err, &re)

@@ -44,7 +44,7 @@ daemon "web" {
 }
 
 // freePorts returns n consecutive free ports of 127.0.0.1.
-func freePorts(t *testing.T, n int) int {
+func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	for try := 0; try < 50; try++ {
 		base := freePort(t)
@@ -193,5 +193,78 @@ func TestReplaceRevertsWhenNeverReady(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := count(u.all(), "daemon.web[0]", "started"); n != 2 {
 		t.Errorf("web[0] started %d times, want 2 (the first, the reverted one):\n%s", n, u.dump())
+	}
+}
+
+// BenchmarkRollingReplace3: three instances behind a request loop, all
+// replaced create-before-destroy (one at a time, each old one stopped once
+// its successor is healthy); the time of a whole rollout and the requests
+// refused during it (must be 0).
+func BenchmarkRollingReplace3(b *testing.B) {
+	base := freePorts(b, 9)
+	be := newBenchEnv(b, rollingConfig(base, 1, ""))
+	r := be.run()
+	defer r.stop(b)
+	for healthy := 0; healthy < 3; {
+		r.wait(b, "healthy", func(ev Event) bool { return ev.Type == EventHealthy })
+		healthy++
+	}
+	var lat []time.Duration
+	refusedTotal, answered := 0, 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		version := 2 - i%2 // 2, 1, 2, ...
+		l := startLoad(base, 3)
+		tmp := filepath.Join(be.dir, "main.hcl.tmp")
+		os.WriteFile(tmp, []byte(rollingConfig(base, version, "")), 0o644)
+		t0 := time.Now()
+		os.Rename(tmp, filepath.Join(be.dir, "main.hcl"))
+		for stopped := 0; stopped < 3; {
+			r.wait(b, "an old instance stopped", func(ev Event) bool { return ev.Type == EventStopped })
+			stopped++
+		}
+		lat = append(lat, time.Since(t0))
+		ok, refused, _ := l.end()
+		refusedTotal += refused
+		answered += ok
+	}
+	b.StopTimer()
+	reportMedian(b, "ms-median-rollout", lat)
+	b.ReportMetric(float64(refusedTotal), "refused-total")
+	b.ReportMetric(float64(answered), "answered-total")
+}
+
+// Without create_before_destroy, lifecycle { max_parallel = 1 } still
+// rolls: the next instance is stopped only once the one replaced before it
+// is ready again (a proxy in front always has one to send to).
+func TestRollingStopFirst(t *testing.T) {
+	base := freePorts(t, 2)
+	conf := func(v int) string {
+		return fmt.Sprintf(`
+daemon "app" {
+  count   = 2
+  command = [%q, "-delay", "500ms", "-addr", "127.0.0.1:${%d + count.index}"]
+  env     = { VERSION = "%d" }
+  health {
+    http     = "http://127.0.0.1:${%d + count.index}/healthz"
+    interval = "20ms"
+  }
+  lifecycle {
+    max_parallel = 1
+  }
+}
+`, httpdBin, base, v, base)
+	}
+	dir := t.TempDir()
+	u := startUpIn(t, dir, conf(1))
+	u.waitFor("two healthy", func(evs []ev) bool {
+		return count(evs, "daemon.app[0]", "healthy") == 1 && count(evs, "daemon.app[1]", "healthy") == 1
+	})
+	renameSave(t, dir, conf(2))
+	evs := u.waitFor("both replaced and healthy", func(evs []ev) bool {
+		return count(evs, "daemon.app[0]", "healthy") == 2 && count(evs, "daemon.app[1]", "healthy") == 2
+	})
+	if h0, s1 := index(evs, "daemon.app[0]", "healthy", 1), index(evs, "daemon.app[1]", "stopped", 0); s1 < h0 {
+		t.Fatalf("app[1] was stopped before the new app[0] was healthy:\n%s", u.dump())
 	}
 }

@@ -211,10 +211,10 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	if inst.res == nil || desired == nil {
 		return
 	}
-	c := &planner.Change{Addr: addr, Action: planner.Start, Resource: inst.res, Desired: desired,
-		Prior:    &planner.Stored{Addr: addr, Runtime: inst.rt, ConfigHash: inst.hash, Handle: inst.handle, Status: executor.StatusRunning},
-		Observed: providers.Observed{State: providers.StateExited}, Reason: "restart policy " + inst.res.Restart.Policy.String()}
-	p := &planner.Plan{Changes: []*planner.Change{c}, ConfigHash: e.cfg.Hash}
+	p := planner.Restart(inst.res, desired,
+		&planner.Stored{Addr: addr, Runtime: inst.rt, ConfigHash: inst.hash, Handle: inst.handle, Status: executor.StatusRunning},
+		"restart policy "+inst.res.Restart.Policy.String())
+	p.ConfigHash = e.cfg.Hash
 	e.busy[addr] = true
 	if !inst.parked { // trying again to reach the runtime is not one more restart
 		inst.restarts++

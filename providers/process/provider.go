@@ -771,6 +771,12 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 	if !alive {
 		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: process %d is not running", req.Addr, hi.Pid)}
 	}
+	if req.MainOnly {
+		if err := unix.Kill(hi.Pid, req.Signal.Num); err != nil {
+			return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: %s to process %d: %w", req.Addr, req.Signal, hi.Pid, err)}
+		}
+		return providers.SignalResponse{}, nil
+	}
 	if err := unix.Kill(-hi.Pgid, req.Signal.Num); err != nil {
 		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: %s to process group %d: %w", req.Addr, req.Signal, hi.Pgid, err)}
 	}

@@ -232,6 +232,7 @@ var progressVerbs = map[planner.Action][2]string{
 	planner.Create:  {"Creating...", "Creation complete"},
 	planner.Start:   {"Starting...", "Started"},
 	planner.Update:  {"Updating in-place...", "Update complete"},
+	planner.Reload:  {"Reloading...", "Reloaded"},
 	planner.Adopt:   {"Adopting...", "Adopted"},
 	planner.Delete:  {"Destroying...", "Destruction complete"},
 	planner.Replace: {"Replacing...", "Replaced"},

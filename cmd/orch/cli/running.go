@@ -367,16 +367,23 @@ func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Ad
 	}
 	rt := runtimeOf(s.cfg, rec.Runtime)
 	if len(rec.Handle) > 0 {
+		// Stopped as it was applied: an edit of its stop block that is
+		// not applied yet does not change how it is stopped.
+		var applied *planner.Snapshot
+		if snap, err := planner.DecodeSnapshot(rec.Config); err == nil {
+			applied = snap
+		}
+		sig, timeout := executor.StopSettings(applied)
 		if _, err := prov.Stop(ctx, providers.StopRequest{Runtime: rt, Addr: addr, Handle: rec.Handle,
-			Signal: c.Resource.Stop.Signal, Timeout: c.Resource.Stop.Timeout}); err != nil {
+			Signal: sig, Timeout: timeout}); err != nil {
 			return 0, &exitError{code: ExitError, msg: fmt.Sprintf("stopping %s: %s", addr, err)}
 		}
 	}
-	start := &planner.Change{Addr: addr, Action: planner.Start, Resource: c.Resource, Desired: c.Desired,
-		Prior:    &planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status},
-		Observed: providers.Observed{State: providers.StateExited}, Reason: "orch restart"}
+	start := planner.Restart(c.Resource, c.Desired,
+		&planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status}, "orch restart")
+	start.ConfigHash = p.ConfigHash
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: 1, Project: s.cfg.Project.Name, StateDir: s.stateDir}
-	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, &planner.Plan{Changes: []*planner.Change{start}, ConfigHash: p.ConfigHash})
+	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, start)
 	if err != nil {
 		return 0, &exitError{code: ExitError, msg: err.Error()}
 	}
@@ -395,8 +402,9 @@ type JSONSignal struct {
 
 func (a *App) signalCommand() *cobra.Command {
 	var (
-		vf     varFlags
-		asJSON bool
+		vf       varFlags
+		asJSON   bool
+		mainOnly bool
 	)
 	cmd := &cobra.Command{
 		Use:   "signal NAME SIGNAL [DIR]",
@@ -438,10 +446,10 @@ array of {address, signal}.`,
 			}
 			for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
 				if c != nil {
-					if err := c.Signal(ctx, ad.String(), sig.Name); err != nil {
+					if err := c.SignalMain(ctx, ad.String(), sig.Name, mainOnly); err != nil {
 						return a.agentErr(err)
 					}
-				} else if err := a.signalLocal(ctx, l, ad, sig); err != nil {
+				} else if err := a.signalLocal(ctx, l, ad, sig, mainOnly); err != nil {
 					return err
 				}
 				out = append(out, JSONSignal{Address: ad.String(), Signal: sig.Name})
@@ -457,10 +465,11 @@ array of {address, signal}.`,
 	}
 	vf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {address, signal}")
+	cmd.Flags().BoolVar(&mainOnly, "main", false, "signal the daemon's main process only, not its whole process group")
 	return cmd
 }
 
-func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, sig spec.Signal) error {
+func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, sig spec.Signal, mainOnly bool) error {
 	insts, err := l.recorded()
 	if err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
@@ -476,7 +485,7 @@ func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, si
 		if !ok {
 			return &exitError{code: ExitError, msg: fmt.Sprintf("the runtime of %s cannot send signals", addr)}
 		}
-		if _, err := prov.Signal(ctx, providers.SignalRequest{Runtime: runtimeOf(l.cfg, in.Runtime), Addr: addr, Handle: in.Handle, Signal: sig}); err != nil {
+		if _, err := prov.Signal(ctx, providers.SignalRequest{Runtime: runtimeOf(l.cfg, in.Runtime), Addr: addr, Handle: in.Handle, Signal: sig, MainOnly: mainOnly}); err != nil {
 			return &exitError{code: ExitError, msg: err.Error()}
 		}
 		return nil
