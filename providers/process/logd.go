@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/orch-dev/orch/providers/logfile"
 	"net"
 	"os"
 	"os/signal"
@@ -38,8 +39,8 @@ const DefaultLogdIdle = 30 * time.Second
 
 // Defaults for a resource whose Log settings are zero.
 const (
-	DefaultLogMaxSize  = 10 << 20
-	DefaultLogMaxFiles = 3
+	DefaultLogMaxSize  = logfile.DefaultMaxSize
+	DefaultLogMaxFiles = logfile.DefaultMaxFiles
 )
 
 // logConf is what the registry keeps of a daemon: logd reads the rotation
@@ -708,22 +709,9 @@ func (w *logWriter) rotate() {
 	}
 }
 
-// RotateLog moves a full log at path aside: path.N-1 becomes path.N, ...,
-// path becomes path.1, keeping keep rotated files (path.keep+1 is
-// removed); with keep 0 the log is removed. The log daemon rotates the
-// daemons' logs with it and the engine the modules' ones; orch logs
-// follows the same names.
-func RotateLog(path string, keep int) {
-	if keep <= 0 {
-		os.Remove(path)
-		return
-	}
-	os.Remove(path + "." + strconv.Itoa(keep))
-	for i := keep - 1; i >= 1; i-- {
-		os.Rename(path+"."+strconv.Itoa(i), path+"."+strconv.Itoa(i+1))
-	}
-	os.Rename(path, path+".1")
-}
+// RotateLog moves a full log at path aside (logfile.Rotate, shared with
+// the module host so that every log of orch rotates to the same names).
+func RotateLog(path string, keep int) { logfile.Rotate(path, keep) }
 
 // writeFileAtomic writes path (mode 0600) through a temporary file and a
 // rename, so that a reader sees the old content or the new, never half.
