@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/providers/owned"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"time"
 )
 
@@ -32,7 +34,16 @@ type Client struct {
 // returns a client for it. It returns an error wrapping ErrNoAgent when
 // the socket does not exist or nothing accepts on it (a stale socket of a
 // killed agent).
+//
+// A socket in a directory, or a socket itself, that another user owns or
+// can write is refused (owned.Check): whoever could put it there could
+// answer for the agent.
 func Dial(socket string) (*Client, error) {
+	for _, p := range []string{filepath.Dir(socket), socket} {
+		if err := owned.Check(p); err != nil {
+			return nil, fmt.Errorf("not talking to the agent socket %s: %w", socket, err)
+		}
+	}
 	c, err := net.DialTimeout("unix", socket, 2*time.Second)
 	if err != nil {
 		if isConnRefused(err) {
