@@ -90,12 +90,16 @@ type Options struct {
 type Engine struct {
 	opts Options
 
-	outMu sync.Mutex // serialises Out and guards bus
+	outMu sync.Mutex // serialises Out and guards bus and redactor
 	bus   bus
-	msgs  chan func() // work for the controller goroutine
-	dead  chan struct{}
-	bg    sync.WaitGroup
-	ctx   context.Context
+	// redactor removes the sensitive values of every configuration this
+	// engine loaded (an old value may still be quoted by what runs from
+	// before an edit) from what it reports: events, and the agent API.
+	redactor *spec.Redactor
+	msgs     chan func() // work for the controller goroutine
+	dead     chan struct{}
+	bg       sync.WaitGroup
+	ctx      context.Context
 
 	// Owned by the controller goroutine (Run).
 	cfg       *spec.Config
@@ -117,6 +121,7 @@ type Engine struct {
 	paused  bool
 	waiters []func(err string)       // API applies waiting for the round to settle
 	sources sources                  // binaries watched for rebuilds
+	invalid string                   // the last config_invalid reported, until a valid load
 	idle    []func()                 // run once no apply is in flight
 	follows map[spec.Address]*follow // runtimes whose event streams are followed (runtimes.go)
 	away    map[spec.Address]bool    // runtimes whose stream said disconnected, until reconnected
@@ -220,12 +225,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.cfg, e.files = e.opts.Config, e.opts.Files
 	if e.cfg == nil {
 		lr := e.load()
+		e.noteSecrets(lr.Config)
 		if lr.Diags.HasErrors() {
 			e.emit(Event{Type: EventConfigInvalid, Detail: renderDiags(lr.Diags, lr.Files)})
 			return errors.New("the configuration is invalid")
 		}
 		e.cfg, e.files = lr.Config, lr.Files
 	}
+	e.noteSecrets(e.cfg)
 	if err := e.watchConfig(ctx); err != nil {
 		e.emit(Event{Type: EventError, Detail: "not watching the configuration for changes: " + err.Error()})
 	}
@@ -255,11 +262,36 @@ func (e *Engine) emit(ev Event) {
 	}
 	e.outMu.Lock()
 	defer e.outMu.Unlock()
+	// The detail may quote a command, an environment value or a health
+	// URL (an error of the backend, a probe's failure): no sensitive
+	// value leaves the engine.
+	ev.Detail = e.redactor.Redact(ev.Detail)
 	e.bus.publish(ev)
 	e.toModules(ev)
 	if e.opts.Out != nil {
 		e.opts.Out(ev)
 	}
+}
+
+// noteSecrets adds cfg's sensitive values to those the engine's reports
+// never show.
+func (e *Engine) noteSecrets(cfg *spec.Config) {
+	r := cfg.Redactor()
+	if r == nil {
+		return
+	}
+	e.outMu.Lock()
+	e.redactor = e.redactor.Union(r)
+	e.outMu.Unlock()
+}
+
+// Redact returns s without the sensitive values of any configuration the
+// engine loaded (for the agent API).
+func (e *Engine) Redact(s string) string {
+	e.outMu.Lock()
+	r := e.redactor
+	e.outMu.Unlock()
+	return r.Redact(s)
 }
 
 func (e *Engine) project() string {
@@ -309,10 +341,20 @@ func (e *Engine) reloaded(lr LoadResult) {
 	if e.stopping {
 		return
 	}
+	e.noteSecrets(lr.Config)
 	if lr.Diags.HasErrors() {
-		e.emit(Event{Type: EventConfigInvalid, Detail: renderDiags(lr.Diags, lr.Files)})
+		// Reported once per distinct problem: a directory written to
+		// again and again (a log, a build) while a save is invalid does
+		// not repeat it.
+		detail := renderDiags(lr.Diags, lr.Files)
+		if detail == e.invalid {
+			return
+		}
+		e.invalid = detail
+		e.emit(Event{Type: EventConfigInvalid, Detail: detail})
 		return
 	}
+	e.invalid = ""
 	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash {
 		return // touched, not changed
 	}

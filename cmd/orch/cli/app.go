@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -38,6 +39,9 @@ type App struct {
 	// checkPrograms: orch validate and orch plan report a command whose
 	// program is not found (spec.Options.CheckPrograms).
 	checkPrograms bool
+	// redactor removes the sensitive values of the configurations loaded
+	// so far from everything written on Stdout and Stderr (redact.go).
+	redactor *spec.Redactor
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)
@@ -69,6 +73,7 @@ func silentFailure() error { return &exitError{code: ExitError} }
 // NormaliseArgs).
 func (a *App) Run(args []string) int {
 	defer func() { a.plugins.close() }()
+	a.Stdout, a.Stderr = a.redacting(a.Stdout), a.redacting(a.Stderr)
 	root := a.rootCommand()
 	args, err := a.chdir(root, args)
 	if err != nil {
