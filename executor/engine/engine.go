@@ -59,6 +59,10 @@ type Options struct {
 	Vars     []string
 	VarFiles []spec.VarFile
 	Environ  []string
+	// WatchFiles are files outside the configuration's own that Load
+	// reads (the -var-files, when Load is set): a change to one is a
+	// change to the configuration.
+	WatchFiles []string
 
 	Providers executor.Providers
 	// Store is the state, opened for writing: the caller holds its lock for
@@ -343,6 +347,7 @@ func (e *Engine) reloaded(lr LoadResult) {
 	}
 	e.noteSecrets(lr.Config)
 	if lr.Diags.HasErrors() {
+		e.watchSources(lr.Config, true)
 		// Reported once per distinct problem: a directory written to
 		// again and again (a log, a build) while a save is invalid does
 		// not repeat it.
@@ -359,7 +364,7 @@ func (e *Engine) reloaded(lr LoadResult) {
 		return // touched, not changed
 	}
 	e.cfg, e.files = lr.Config, lr.Files
-	e.watchSources(e.cfg)
+	e.watchSources(e.cfg, false)
 	e.followRuntimes()
 	for a := range e.insts {
 		e.instance(a)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
@@ -40,8 +41,9 @@ type App struct {
 	// program is not found (spec.Options.CheckPrograms).
 	checkPrograms bool
 	// redactor removes the sensitive values of the configurations loaded
-	// so far from everything written on Stdout and Stderr (redact.go).
-	redactor *spec.Redactor
+	// so far from everything written on Stdout and Stderr (redact.go);
+	// orch up loads again on its watcher's goroutine.
+	redactor atomic.Pointer[spec.Redactor]
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)

@@ -77,7 +77,7 @@ func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 		diags = append(diags, pd...)
 	}
 	res.cfg = cfg
-	a.redactor = a.redactor.Union(cfg.Redactor())
+	a.noteSecrets(cfg)
 	rename := func(name string) string { return name }
 	if filepath.Clean(dir) != "." {
 		rename = func(name string) string { return filepath.Join(dir, name) }

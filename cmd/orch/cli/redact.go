@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/orch-dev/orch/spec"
 )
 
 // redactWriter removes, from each write, the sensitive values of the
@@ -29,14 +30,29 @@ func (a *App) redacting(w io.Writer) io.Writer {
 }
 
 func (r *redactWriter) Write(p []byte) (int, error) {
-	if r.a.redactor == nil {
+	rd := r.a.redactor.Load()
+	if rd == nil {
 		return r.w.Write(p)
 	}
-	red := r.a.redactor.Redact(string(p))
+	red := rd.Redact(string(p))
 	if _, err := io.WriteString(r.w, red); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// noteSecrets adds cfg's sensitive values to those never written.
+func (a *App) noteSecrets(cfg *spec.Config) {
+	r := cfg.Redactor()
+	if r == nil {
+		return
+	}
+	for {
+		old := a.redactor.Load()
+		if a.redactor.CompareAndSwap(old, old.Union(r)) {
+			return
+		}
+	}
 }
 
 // fileOf returns the file w writes to, for terminal checks.
@@ -52,14 +68,15 @@ func fileOf(w io.Writer) (*os.File, bool) {
 // summaries and details, before they are wrapped for the terminal (a
 // value split over two lines would escape redactWriter).
 func (a *App) redactDiags(diags hcl.Diagnostics) hcl.Diagnostics {
-	if a.redactor == nil {
+	rd := a.redactor.Load()
+	if rd == nil {
 		return diags
 	}
 	out := make(hcl.Diagnostics, len(diags))
 	for i, d := range diags {
 		c := *d
-		c.Summary = a.redactor.Redact(d.Summary)
-		c.Detail = a.redactor.Redact(d.Detail)
+		c.Summary = rd.Redact(d.Summary)
+		c.Detail = rd.Redact(d.Detail)
 		out[i] = &c
 	}
 	return out
