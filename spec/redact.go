@@ -101,12 +101,19 @@ type Redactor struct {
 }
 
 // NewRedactor returns a Redactor of secrets (values shorter than
-// MinRedactLength are left out), or nil when none is left. Besides each
+// MinRedactLength, and bare numbers, are left out), or nil when none is
+// left. Besides each
 // value as it is, its forms as written in JSON and in a URL are removed.
 func NewRedactor(secrets ...string) *Redactor {
 	set := map[string]bool{}
 	for _, s := range secrets {
 		if len(s) < MinRedactLength {
+			continue
+		}
+		if _, err := strconv.ParseFloat(s, 64); err == nil {
+			// A bare number (a sensitive port) cannot be told from a
+			// pid, a time or a count: removing it would garble the JSON
+			// orch writes. Text derived from it ("host:8443") still goes.
 			continue
 		}
 		set[s] = true

@@ -9,7 +9,7 @@ import (
 )
 
 func TestRedactorForms(t *testing.T) {
-	r := NewRedactor("p@ss w\"rd", "ab", "hunter2", "hunter22")
+	r := NewRedactor("p@ss w\"rd", "ab", "hunter2", "hunter22", "18080")
 	for in, want := range map[string]string{
 		"exec /x/hunter2: no such file":       "exec /x/(sensitive value): no such file",
 		"hunter22 and hunter2":                "(sensitive value) and (sensitive value)",
