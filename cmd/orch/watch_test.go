@@ -109,3 +109,41 @@ func TestUpIgnoresItsOwnLog(t *testing.T) {
 	wait("config_reloaded after conf/msg.txt changed", func() bool { return count("config_reloaded") == 2 })
 	e.status()
 }
+
+// TestUpReloadsVarFile: orch up -var-file FILE, FILE outside the
+// configuration directory; an edit of FILE is an edit of the
+// configuration.
+func TestUpReloadsVarFile(t *testing.T) {
+	e := newEngineTest(t, `variable "msg" {
+  type = string
+}
+
+daemon "show" {
+  command = ["/bin/sh", "-c", "echo \"$MSG\"; exec sleep 1000"]
+  env     = { MSG = var.msg }
+}
+`)
+	vars := filepath.Join(t.TempDir(), "vars.txt")
+	if err := os.WriteFile(vars, []byte("msg = \"one\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &engineProc{exited: make(chan struct{})}
+	p.cmd = newOrchCmd(t, e.dir, "up", "-json", "-var-file", vars, e.dir)
+	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	e.waitFor(p, "ready", func() bool { return strings.Contains(p.output(), `"type":"ready"`) })
+	e.status()
+	if err := os.WriteFile(vars, []byte("msg = \"two\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(p, "config_reloaded", func() bool { return strings.Contains(p.output(), `"type":"config_reloaded"`) })
+	e.waitFor(p, "daemon.show started again", func() bool { return strings.Count(p.output(), `"type":"started"`) == 2 })
+	e.status()
+}

@@ -360,8 +360,8 @@ func (e *Engine) reloaded(lr LoadResult) {
 		return
 	}
 	e.invalid = ""
-	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash {
-		return // touched, not changed
+	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash && lr.Config.VariablesHash() == e.cfg.VariablesHash() {
+		return // touched, not changed (an edited -var-file changes only the variables)
 	}
 	e.cfg, e.files = lr.Config, lr.Files
 	e.watchSources(e.cfg, false)
