@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -94,12 +95,12 @@ type Options struct {
 type Engine struct {
 	opts Options
 
-	outMu sync.Mutex // serialises Out and guards bus and redactor
+	outMu sync.Mutex // serialises Out and guards bus
 	bus   bus
 	// redactor removes the sensitive values of every configuration this
 	// engine loaded (an old value may still be quoted by what runs from
 	// before an edit) from what it reports: events, and the agent API.
-	redactor *spec.Redactor
+	redactor atomic.Pointer[spec.Redactor]
 	msgs     chan func() // work for the controller goroutine
 	dead     chan struct{}
 	bg       sync.WaitGroup
@@ -269,7 +270,7 @@ func (e *Engine) emit(ev Event) {
 	// The detail may quote a command, an environment value or a health
 	// URL (an error of the backend, a probe's failure): no sensitive
 	// value leaves the engine.
-	ev.Detail = e.redactor.Redact(ev.Detail)
+	ev.Detail = e.redactor.Load().Redact(ev.Detail)
 	e.bus.publish(ev)
 	e.toModules(ev)
 	if e.opts.Out != nil {
@@ -284,18 +285,18 @@ func (e *Engine) noteSecrets(cfg *spec.Config) {
 	if r == nil {
 		return
 	}
-	e.outMu.Lock()
-	e.redactor = e.redactor.Union(r)
-	e.outMu.Unlock()
+	for {
+		old := e.redactor.Load()
+		if e.redactor.CompareAndSwap(old, old.Union(r)) {
+			return
+		}
+	}
 }
 
 // Redact returns s without the sensitive values of any configuration the
 // engine loaded (for the agent API).
 func (e *Engine) Redact(s string) string {
-	e.outMu.Lock()
-	r := e.redactor
-	e.outMu.Unlock()
-	return r.Redact(s)
+	return e.redactor.Load().Redact(s)
 }
 
 func (e *Engine) project() string {
