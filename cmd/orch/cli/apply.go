@@ -59,7 +59,7 @@ there is no prompt to answer.`,
 				if err := sp.checkGiven(arg, &vf); err != nil {
 					return err
 				}
-				if a.agentFor(sp.Dir, &varFlags{vars: sp.Vars}) != nil {
+				if a.agentFor(sp.Dir, &varFlags{vars: append(append([]string{}, sp.Vars...), vf.vars...), varFiles: vf.varFiles}) != nil {
 					return &exitError{code: ExitError, msg: "an agent (or orch up) runs for " + sp.Dir + ": run orch apply " + sp.Dir + " instead of a saved plan"}
 				}
 				return a.applySaved(sp, &vf, &lf)
