@@ -153,6 +153,7 @@ type step struct {
 func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan) (*Result, error) {
 	steps := e.buildSteps(cfg, p)
 	rec := newGroupCommit(e.Store)
+	rec.redact = cfg.Redactor()
 	defer rec.close()
 
 	par := e.Parallelism

@@ -41,11 +41,13 @@ type recordOp struct {
 // much later, and a lone step (a restart) never waits.
 type groupCommit struct {
 	running atomic.Int64 // steps running; set by the executor
-	store   Recorder
-	ops     chan recordOp
-	wg      sync.WaitGroup
-	once    sync.Once
-	closed  chan struct{}
+	// redact removes sensitive values from what put records (LastError).
+	redact *spec.Redactor
+	store  Recorder
+	ops    chan recordOp
+	wg     sync.WaitGroup
+	once   sync.Once
+	closed chan struct{}
 }
 
 func newGroupCommit(store Recorder) *groupCommit {
@@ -123,8 +125,11 @@ func (g *groupCommit) do(op recordOp) error {
 	return nil
 }
 
-func (g *groupCommit) put(inst state.Instance) error { return g.do(recordOp{put: &inst}) }
-func (g *groupCommit) delete(a spec.Address) error   { return g.do(recordOp{del: a}) }
+func (g *groupCommit) put(inst state.Instance) error {
+	inst.LastError = g.redact.Redact(inst.LastError)
+	return g.do(recordOp{put: &inst})
+}
+func (g *groupCommit) delete(a spec.Address) error { return g.do(recordOp{del: a}) }
 
 // close stops the writer once every step has returned (each step waits
 // for its own record, so nothing is pending by then).

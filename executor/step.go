@@ -42,6 +42,10 @@ func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *
 			err = e.WaitUp(ctx, c, handle)
 		}
 	}
+	// A failure may quote what the step ran (a command, an environment
+	// value, a health URL): it leaves the executor without any sensitive
+	// value, for the progress report, the outcome and its diagnostic.
+	err = spec.RedactError(cfg.Redactor(), err)
 	if e.Progress != nil {
 		ev := StepEvent{Addr: c.Addr, Action: c.Action, Kind: s.kind, Done: true, Err: err,
 			Elapsed: time.Since(start), Observed: obs, Killed: killed}

@@ -36,6 +36,9 @@ type Config struct {
 	Graph *Graph
 
 	byAddr map[Address]*Resource // index of Resources, built by Load
+	// redactor removes the values of sensitive variables, and of what
+	// derives from them, from text (Redactor, redact.go)
+	redactor *Redactor
 }
 
 // Resource returns the instance at addr, or nil. It is O(1) on a Config

@@ -51,7 +51,36 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (this agent speaks %s)", r.Method, r.URL.Path, APIVersion))
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// No sensitive value of the configuration leaves in an answer
+		// (a status's last_error, an event, a failed apply's
+		// diagnostics); a log is the daemon's own output, served as is.
+		if !strings.HasPrefix(r.URL.Path, "/v1/logs/") && s.Engine != nil {
+			w = redactingWriter{ResponseWriter: w, redact: s.Engine.Redact}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// redactingWriter removes sensitive values from each write of an answer
+// (the JSON encoder writes each value whole).
+type redactingWriter struct {
+	http.ResponseWriter
+	redact func(string) string
+}
+
+func (w redactingWriter) Write(p []byte) (int, error) {
+	red := w.redact(string(p))
+	if _, err := io.WriteString(w.ResponseWriter, red); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w redactingWriter) Flush() {
+	if fl, ok := w.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
 }
 
 // Serve answers requests on ln until ctx is done, then closes ln (which

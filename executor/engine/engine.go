@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -59,6 +60,10 @@ type Options struct {
 	Vars     []string
 	VarFiles []spec.VarFile
 	Environ  []string
+	// WatchFiles are files outside the configuration's own that Load
+	// reads (the -var-files, when Load is set): a change to one is a
+	// change to the configuration.
+	WatchFiles []string
 
 	Providers executor.Providers
 	// Store is the state, opened for writing: the caller holds its lock for
@@ -92,10 +97,14 @@ type Engine struct {
 
 	outMu sync.Mutex // serialises Out and guards bus
 	bus   bus
-	msgs  chan func() // work for the controller goroutine
-	dead  chan struct{}
-	bg    sync.WaitGroup
-	ctx   context.Context
+	// redactor removes the sensitive values of every configuration this
+	// engine loaded (an old value may still be quoted by what runs from
+	// before an edit) from what it reports: events, and the agent API.
+	redactor atomic.Pointer[spec.Redactor]
+	msgs     chan func() // work for the controller goroutine
+	dead     chan struct{}
+	bg       sync.WaitGroup
+	ctx      context.Context
 
 	// Owned by the controller goroutine (Run).
 	cfg       *spec.Config
@@ -117,6 +126,7 @@ type Engine struct {
 	paused  bool
 	waiters []func(err string)       // API applies waiting for the round to settle
 	sources sources                  // binaries watched for rebuilds
+	invalid string                   // the last config_invalid reported, until a valid load
 	idle    []func()                 // run once no apply is in flight
 	follows map[spec.Address]*follow // runtimes whose event streams are followed (runtimes.go)
 	away    map[spec.Address]bool    // runtimes whose stream said disconnected, until reconnected
@@ -222,12 +232,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.cfg, e.files = e.opts.Config, e.opts.Files
 	if e.cfg == nil {
 		lr := e.load()
+		e.noteSecrets(lr.Config)
 		if lr.Diags.HasErrors() {
 			e.emit(Event{Type: EventConfigInvalid, Detail: renderDiags(lr.Diags, lr.Files)})
 			return errors.New("the configuration is invalid")
 		}
 		e.cfg, e.files = lr.Config, lr.Files
 	}
+	e.noteSecrets(e.cfg)
 	if err := e.watchConfig(ctx); err != nil {
 		e.emit(Event{Type: EventError, Detail: "not watching the configuration for changes: " + err.Error()})
 	}
@@ -257,11 +269,36 @@ func (e *Engine) emit(ev Event) {
 	}
 	e.outMu.Lock()
 	defer e.outMu.Unlock()
+	// The detail may quote a command, an environment value or a health
+	// URL (an error of the backend, a probe's failure): no sensitive
+	// value leaves the engine.
+	ev.Detail = e.redactor.Load().Redact(ev.Detail)
 	e.bus.publish(ev)
 	e.toModules(ev)
 	if e.opts.Out != nil {
 		e.opts.Out(ev)
 	}
+}
+
+// noteSecrets adds cfg's sensitive values to those the engine's reports
+// never show.
+func (e *Engine) noteSecrets(cfg *spec.Config) {
+	r := cfg.Redactor()
+	if r == nil {
+		return
+	}
+	for {
+		old := e.redactor.Load()
+		if e.redactor.CompareAndSwap(old, old.Union(r)) {
+			return
+		}
+	}
+}
+
+// Redact returns s without the sensitive values of any configuration the
+// engine loaded (for the agent API).
+func (e *Engine) Redact(s string) string {
+	return e.redactor.Load().Redact(s)
 }
 
 func (e *Engine) project() string {
@@ -311,15 +348,26 @@ func (e *Engine) reloaded(lr LoadResult) {
 	if e.stopping {
 		return
 	}
+	e.noteSecrets(lr.Config)
 	if lr.Diags.HasErrors() {
-		e.emit(Event{Type: EventConfigInvalid, Detail: renderDiags(lr.Diags, lr.Files)})
+		e.watchSources(lr.Config, true)
+		// Reported once per distinct problem: a directory written to
+		// again and again (a log, a build) while a save is invalid does
+		// not repeat it.
+		detail := renderDiags(lr.Diags, lr.Files)
+		if detail == e.invalid {
+			return
+		}
+		e.invalid = detail
+		e.emit(Event{Type: EventConfigInvalid, Detail: detail})
 		return
 	}
-	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash {
-		return // touched, not changed
+	e.invalid = ""
+	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash && lr.Config.VariablesHash() == e.cfg.VariablesHash() {
+		return // touched, not changed (an edited -var-file changes only the variables)
 	}
 	e.cfg, e.files = lr.Config, lr.Files
-	e.watchSources(e.cfg)
+	e.watchSources(e.cfg, false)
 	e.followRuntimes()
 	for a := range e.insts {
 		e.instance(a)

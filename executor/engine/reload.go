@@ -12,9 +12,12 @@ import (
 )
 
 // watchConfig watches the configuration directory (not its files: editors
-// save by renaming a new file over the old one) until ctx is done. After
-// DefaultDebounce of quiet following a change it reads the whole
-// directory again and hands the result to the controller.
+// save by renaming a new file over the old one) until ctx is done. Only
+// what the configuration reads counts (relevant): its *.hcl and
+// *.hcl.json files, the -var-files, the files its functions read and the
+// binaries it names; a log written next to it, or the state directory,
+// never does. After DefaultDebounce of quiet following a change it reads
+// the whole directory again and hands the result to the controller.
 func (e *Engine) watchConfig(ctx context.Context) error {
 	dir := e.opts.Dir
 	if dir == "" {
@@ -31,7 +34,7 @@ func (e *Engine) watchConfig(ctx context.Context) error {
 	stateDir := filepath.Clean(e.opts.StateDir)
 	dir = filepath.Clean(dir)
 	e.sources.w = w
-	e.watchSources(e.cfg)
+	e.watchSources(e.cfg, false)
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
@@ -46,7 +49,7 @@ func (e *Engine) watchConfig(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				if ignoredPath(ev.Name, stateDir) || filepath.Dir(filepath.Clean(ev.Name)) != dir && !e.isSource(ev.Name) {
+				if !e.relevant(ev.Name, dir, stateDir) {
 					continue
 				}
 				t.Reset(e.opts.Debounce)
@@ -81,9 +84,24 @@ func ignoredPath(name, stateDir string) bool {
 	return false
 }
 
-// sources are the binaries the configuration names outside its own
-// directory's files (module sources, plugin executables): a rebuilt one is
-// a change to apply, so their directories are watched too.
+// relevant reports whether a change to name may change the configuration
+// in dir: a configuration file of dir, or a file the configuration reads
+// (watchSources).
+func (e *Engine) relevant(name, dir, stateDir string) bool {
+	c := filepath.Clean(name)
+	if c == stateDir || strings.HasPrefix(c, stateDir+string(filepath.Separator)) {
+		return false
+	}
+	if e.isSource(c) {
+		return true
+	}
+	return filepath.Dir(c) == dir && !ignoredPath(c, stateDir) && spec.IsConfigFile(c)
+}
+
+// sources are the files the configuration reads besides its own *.hcl
+// files: module sources and plugin executables (a rebuilt one is a change
+// to apply), the -var-files, and the files its functions read
+// (Config.Reads). Their directories are watched too.
 type sources struct {
 	mu    sync.Mutex
 	w     *fsnotify.Watcher
@@ -91,9 +109,10 @@ type sources struct {
 	files map[string]bool
 }
 
-// watchSources watches the directories of cfg's module sources and plugin
-// executables (from the controller, after each load).
-func (e *Engine) watchSources(cfg *spec.Config) {
+// watchSources watches what cfg reads outside its *.hcl files (from the
+// controller, after each load). keep adds to what is watched already
+// (after an invalid load, which may have read less than the valid one).
+func (e *Engine) watchSources(cfg *spec.Config, keep bool) {
 	if cfg == nil {
 		return
 	}
@@ -108,11 +127,29 @@ func (e *Engine) watchSources(cfg *spec.Config) {
 			files[filepath.Clean(rt.Plugin)] = true
 		}
 	}
+	for _, name := range cfg.Reads {
+		files[filepath.Join(cfg.Dir, filepath.FromSlash(name))] = true
+	}
+	for _, vf := range e.opts.VarFiles {
+		if abs, err := filepath.Abs(vf.Name); err == nil {
+			files[abs] = true
+		}
+	}
+	for _, name := range e.opts.WatchFiles {
+		if abs, err := filepath.Abs(name); err == nil {
+			files[abs] = true
+		}
+	}
 	s := &e.sources
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w == nil {
 		return
+	}
+	if keep {
+		for f := range s.files {
+			files[f] = true
+		}
 	}
 	s.files = files
 	if s.dirs == nil {

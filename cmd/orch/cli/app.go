@@ -7,7 +7,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
+	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -38,6 +40,10 @@ type App struct {
 	// checkPrograms: orch validate and orch plan report a command whose
 	// program is not found (spec.Options.CheckPrograms).
 	checkPrograms bool
+	// redactor removes the sensitive values of the configurations loaded
+	// so far from everything written on Stdout and Stderr (redact.go);
+	// orch up loads again on its watcher's goroutine.
+	redactor atomic.Pointer[spec.Redactor]
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)
@@ -69,6 +75,7 @@ func silentFailure() error { return &exitError{code: ExitError} }
 // NormaliseArgs).
 func (a *App) Run(args []string) int {
 	defer func() { a.plugins.close() }()
+	a.Stdout, a.Stderr = a.redacting(a.Stdout), a.redacting(a.Stderr)
 	root := a.rootCommand()
 	args, err := a.chdir(root, args)
 	if err != nil {

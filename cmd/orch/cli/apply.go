@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/orch-dev/orch/planner"
 	"github.com/spf13/cobra"
@@ -55,13 +56,13 @@ there is no prompt to answer.`,
 				return &exitError{code: ExitError, msg: err.Error()}
 			}
 			if isPlan {
-				if len(vf.vars) > 0 || len(vf.varFiles) > 0 {
-					return usageError{fmt.Errorf("a saved plan carries its own variables; -var and -var-file cannot be used with %s", arg)}
+				if err := sp.checkGiven(arg, &vf); err != nil {
+					return err
 				}
-				if a.agentFor(sp.Dir, &varFlags{vars: sp.Vars}) != nil {
+				if a.agentFor(sp.Dir, &varFlags{vars: append(append([]string{}, sp.Vars...), vf.vars...), varFiles: vf.varFiles}) != nil {
 					return &exitError{code: ExitError, msg: "an agent (or orch up) runs for " + sp.Dir + ": run orch apply " + sp.Dir + " instead of a saved plan"}
 				}
-				return a.applySaved(sp, &lf)
+				return a.applySaved(sp, &vf, &lf)
 			}
 			return a.applyDir(arg, &vf, &lf, autoApprove, false)
 		},
@@ -151,8 +152,19 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 
 // applySaved re-plans from the plan file's recorded inputs and applies only
 // if the result is the same plan.
-func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
-	vf := varFlags{vars: sp.Vars, environ: append([]string{}, sp.Environ...)}
+//
+// The values of its sensitive variables are not in the file: they come
+// from given (-var, -var-file) and the environment (ORCH_VAR_<name>), and
+// must be those the plan was made with.
+func (a *App) applySaved(sp *savedPlan, given *varFlags, lf *lockFlags) error {
+	vf := varFlags{vars: append(append([]string{}, sp.Vars...), given.vars...),
+		environ: append([]string{}, sp.Environ...), varFiles: append([]string{}, given.varFiles...)}
+	for _, kv := range orchVarEnviron(os.Environ()) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(kv, "ORCH_VAR_"), "=")
+		if sp.isSensitive(name) {
+			vf.environ = append(vf.environ, kv)
+		}
+	}
 	tmp, err := os.MkdirTemp("", "orch-plan-vars-")
 	if err != nil {
 		return err
@@ -167,9 +179,18 @@ func (a *App) applySaved(sp *savedPlan, lf *lockFlags) error {
 	}
 	s, err := a.open(sp.Dir, &vf, lf, "apply")
 	if err != nil {
+		if len(sp.Sensitive) > 0 {
+			fmt.Fprintf(a.Stderr, "The plan file does not hold the values of its sensitive variables (%s): give them again, as when the plan was made, with -var, -var-file or ORCH_VAR_<name>.\n", sp.sensitiveNames())
+		}
 		return err
 	}
 	defer s.close()
+	for _, sec := range sp.Sensitive {
+		v := s.cfg.Variables[sec.Name]
+		if v == nil || !v.Sensitive || secretHash(sp.Salt, v) != sec.Hash {
+			return &exitError{code: ExitError, msg: fmt.Sprintf("Saved plan was made with another value of the sensitive variable %q: a plan file does not hold sensitive values, so give the one the plan was made with (-var, -var-file or ORCH_VAR_%s).", sec.Name, sec.Name)}
+		}
+	}
 	if sp.StateDir != "" && sp.StateDir != s.stateDir {
 		return &exitError{code: ExitError, msg: fmt.Sprintf("Saved plan is for the state in %s, but this apply would use %s (check --state-dir and ORCH_STATE_DIR).", sp.StateDir, s.stateDir)}
 	}

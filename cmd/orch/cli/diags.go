@@ -23,12 +23,13 @@ func (a *App) writeDiags(diags hcl.Diagnostics, files map[string]*hcl.File) {
 	if len(diags) == 0 {
 		return
 	}
+	diags = a.redactDiags(diags)
 	if a.jsonApply {
 		a.emitDiags(diags, files)
 		return
 	}
 	width, colour := defaultWidth, false
-	if f, ok := a.Stderr.(*os.File); ok {
+	if f, ok := fileOf(a.Stderr); ok {
 		if w := terminalWidth(f.Fd()); w > 0 {
 			width = w
 		}

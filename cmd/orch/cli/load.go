@@ -77,6 +77,7 @@ func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 		diags = append(diags, pd...)
 	}
 	res.cfg = cfg
+	a.noteSecrets(cfg)
 	rename := func(name string) string { return name }
 	if filepath.Clean(dir) != "." {
 		rename = func(name string) string { return filepath.Join(dir, name) }

@@ -101,7 +101,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 }
 
 func (a *App) colour(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := fileOf(w)
 	if !ok || a.noColor {
 		return false
 	}

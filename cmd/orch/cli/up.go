@@ -88,7 +88,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		"\nKilling what still runs (SIGKILL), dependents first.")
 	defer stop()
 	eng := engine.New(engine.Options{
-		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load,
+		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load, WatchFiles: vf.varFiles,
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
 	})
