@@ -3,7 +3,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/orch-dev/orch/cmd/orch/cli"
 	"github.com/orch-dev/orch/providers/process"
@@ -18,5 +20,25 @@ func main() {
 	if code, ok := process.HelperMain(os.Args[1:]); ok {
 		os.Exit(code)
 	}
-	os.Exit((&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:]))
+	os.Exit(run())
+}
+
+// run runs the command line. ORCH_CPUPROFILE=FILE (undocumented, for
+// benchmarks and profiling) writes a CPU profile of the whole command to
+// FILE, for go tool pprof.
+func run() int {
+	if path := os.Getenv("ORCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "orch: ORCH_CPUPROFILE:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "orch: ORCH_CPUPROFILE:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	return (&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:])
 }
