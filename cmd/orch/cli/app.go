@@ -38,6 +38,18 @@ type App struct {
 	// checkPrograms: orch validate and orch plan report a command whose
 	// program is not found (spec.Options.CheckPrograms).
 	checkPrograms bool
+	// loaded is what agentFor loaded when no agent answered, taken by the
+	// next loadConfig of the same directory and flags (open's): a plan
+	// loads its configuration once, not twice (loading is most of a
+	// large plan's CPU).
+	loaded *pendingLoad
+}
+
+type pendingLoad struct {
+	dir           string
+	vf            *varFlags
+	checkPrograms bool
+	res           loadResult
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)
