@@ -31,13 +31,13 @@ test: check-go
 # 1,000 sleep daemons through the built binary, against terraform's plans
 # of 1,000 terraform_data when terraform is on PATH) run at 10,000 too with
 # ORCH_BENCH_10K=1 (several minutes): make bench ORCH_BENCH_10K=1, or only
-# them: make bench-scale ORCH_BENCH_10K=1.
+# them: make bench-scale ORCH_BENCH_10K=1 (or ORCH_BENCH_SCALE=1000,5000).
 bench: check-go
 	ORCH_BENCH_10K=$(ORCH_BENCH_10K) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz
 
 bench-scale: check-go
-	ORCH_BENCH_10K=$(ORCH_BENCH_10K) $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m -v ./cmd/orch
+	ORCH_BENCH_10K=$(ORCH_BENCH_10K) ORCH_BENCH_SCALE=$(ORCH_BENCH_SCALE) $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m -v ./cmd/orch
 
 # Every func FuzzXxx in a *_test.go file, found with grep, one at a time
 # (go test -fuzz takes one target in one package).

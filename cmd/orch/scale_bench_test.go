@@ -7,7 +7,7 @@ package main
 //	ORCH_BENCH_10K=1 go test -run '^$' -bench 'Scale' -benchtime 1x -timeout 30m ./cmd/orch
 //
 // For each size (1,000 always, 10,000 with ORCH_BENCH_10K=1, as it takes
-// minutes) one iteration runs, in a fresh directory written by
+// minutes; ORCH_BENCH_SCALE=1000,5000 names the sizes) one iteration runs, in a fresh directory written by
 // testdata/scale/gen-orch.sh: orch plan of everything new, orch apply
 // (create; it waits 500 ms after the last start, as users see), a no-op
 // orch plan, a one-line change (plan, then apply; apply again with
@@ -188,6 +188,16 @@ func BenchmarkScale(b *testing.B) {
 	if os.Getenv("ORCH_BENCH_10K") != "" {
 		sizes = append(sizes, 10000)
 	}
+	if list := os.Getenv("ORCH_BENCH_SCALE"); list != "" {
+		sizes = nil
+		for _, f := range strings.Split(list, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 10 {
+				b.Fatalf("ORCH_BENCH_SCALE=%q: want sizes like 1000,5000", list)
+			}
+			sizes = append(sizes, n)
+		}
+	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
@@ -266,14 +276,16 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(sec(noop.wall), "noop-plan-s")
 	b.ReportMetric(sec(noop.cpu), "noop-plan-cpu-s")
 	b.ReportMetric(sec(changePlan.wall+changeApply.wall), "change-plan+apply-s")
+	b.ReportMetric(sec(changePlan.cpu+changeApply.cpu), "change-plan+apply-cpu-s")
+	b.ReportMetric(sec(planNew.cpu), "plan-new-cpu-s")
 	b.ReportMetric(sec(changeApplyNoWait.wall), "change-apply-nowait-s")
 	b.ReportMetric(sec(destroy.wall), "destroy-s")
 	b.ReportMetric(sec(destroy.cpu), "destroy-cpu-s")
 	b.ReportMetric(float64(peak)/1024, "orch-peak-MB")
 	b.ReportMetric(float64(logdPeak)/1024, "logd-peak-MB")
-	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (apply -wait=false %.2fs), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB, log daemon %d MB",
+	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (cpu %.2fs; apply -wait=false %.2fs), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB, log daemon %d MB",
 		n, sec(planNew.wall), sec(planNew.cpu), sec(create.wall), sec(create.cpu), sec(noop.wall), sec(noop.cpu), noop.maxrssKB/1024,
-		sec(changePlan.wall), sec(changeApply.wall), sec(changeApplyNoWait.wall), sec(destroy.wall), sec(destroy.cpu), peak/1024, logdPeak/1024)
+		sec(changePlan.wall), sec(changeApply.wall), sec(changePlan.cpu+changeApply.cpu), sec(changeApplyNoWait.wall), sec(destroy.wall), sec(destroy.cpu), peak/1024, logdPeak/1024)
 
 	tf := terraform1000(b)
 	if tf.err != "" {
@@ -284,6 +296,8 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(sec(tf.planNew.wall), "tf1000-plan-new-s")
 	b.ReportMetric(sec(tf.planNoop.wall)/sec(noop.wall), "tf1000-noop/noop")
 	b.ReportMetric(sec(tf.planNew.wall)/sec(planNew.wall), "tf1000-new/plan-new")
+	b.ReportMetric(sec(tf.planNoop.cpu)/sec(noop.cpu), "tf1000-noop/noop-cpu")
+	b.ReportMetric(sec(tf.planNew.cpu)/sec(planNew.cpu), "tf1000-new/plan-new-cpu")
 	b.Logf("terraform, %d terraform_data: plan of new %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs); terraform no-op / orch no-op at n=%d: %.1fx (cpu %.1fx); terraform plan of %d new / orch plan of %d new: %.1fx (cpu %.1fx)",
 		tfN, sec(tf.planNew.wall), sec(tf.planNew.cpu), sec(tf.planNoop.wall), sec(tf.planNoop.cpu),
 		n, sec(tf.planNoop.wall)/sec(noop.wall), sec(tf.planNoop.cpu)/sec(noop.cpu),
