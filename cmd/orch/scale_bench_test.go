@@ -198,8 +198,21 @@ func BenchmarkScale(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
+	// Every daemon costs the log daemon two descriptors (its end of the
+	// pipe, the log file), which inherits its limit from orch, which
+	// inherits it from here: the soft limit is raised to the hard one
+	// (syscall.Setrlimit, so that os/exec does not restore the old soft
+	// limit in the children).
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			if need := uint64(2*n + 256); lim.Max > 0 && lim.Max < need {
+				b.Skipf("%d daemons need about %d descriptors in the log daemon; the hard RLIMIT_NOFILE here is %d", n, need, lim.Max)
+			}
 			for i := 0; i < b.N; i++ {
 				benchScale(b, n)
 			}
