@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test test-busy bench fuzz run modules plugins generate docs fmt clean check-go
+.PHONY: all build test test-busy bench bench-scale fuzz run modules plugins generate docs fmt clean check-go
 
 all: build
 
@@ -26,10 +26,18 @@ test: check-go
 	@if [ -z "$(RACE)" ]; then echo "make: cgo is unavailable (no C compiler): testing without -race" >&2; fi
 	$(GO) test $(RACE) -count=1 -timeout 15m ./...
 
-# Benchmarks, then every fuzz target for $(FUZZTIME) each.
+# Benchmarks, then every fuzz target for $(FUZZTIME) each. The scale
+# benchmarks (cmd/orch BenchmarkScale: create, plan, change and destroy of
+# 1,000 sleep daemons through the built binary, against terraform's plans
+# of 1,000 terraform_data when terraform is on PATH) run at 10,000 too with
+# ORCH_BENCH_10K=1 (several minutes): make bench ORCH_BENCH_10K=1, or only
+# them: make bench-scale ORCH_BENCH_10K=1 (or ORCH_BENCH_SCALE=1000,5000).
 bench: check-go
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	ORCH_BENCH_10K=$(ORCH_BENCH_10K) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz
+
+bench-scale: check-go
+	ORCH_BENCH_10K=$(ORCH_BENCH_10K) ORCH_BENCH_SCALE=$(ORCH_BENCH_SCALE) $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m -v ./cmd/orch
 
 # Every func FuzzXxx in a *_test.go file, found with grep, one at a time
 # (go test -fuzz takes one target in one package).

@@ -135,8 +135,11 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 func decodeSnapshots(stored []state.Instance) []*planner.Snapshot {
 	out := make([]*planner.Snapshot, len(stored))
 	decode := func(lo, hi int) {
+		// one decoder per goroutine: the values the instances have in
+		// common are decoded once and shared
+		dec := planner.NewSnapshotDecoder()
 		for i := lo; i < hi; i++ {
-			if snap, err := planner.DecodeSnapshot(stored[i].Config); err == nil {
+			if snap, err := dec.Decode(stored[i].Config); err == nil {
 				out[i] = snap
 			}
 		}

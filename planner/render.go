@@ -2,7 +2,9 @@ package planner
 
 import (
 	"fmt"
+	"math/big"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/orch-dev/orch/spec"
@@ -279,7 +281,15 @@ func formatValue(v cty.Value, indent int, path string, sensitive map[string]bool
 	case t == cty.String:
 		return quote(v.AsString())
 	case t == cty.Number:
-		return v.AsBigFloat().Text('f', -1)
+		bf := v.AsBigFloat()
+		// an integer (a port, a count, most numbers of a plan) without
+		// big.Float's decimal conversion: the same text
+		if bf.Sign() != 0 && bf.IsInt() {
+			if i, acc := bf.Int64(); acc == big.Exact {
+				return strconv.FormatInt(i, 10)
+			}
+		}
+		return bf.Text('f', -1)
 	case t == cty.Bool:
 		if v.True() {
 			return "true"
@@ -296,7 +306,7 @@ func formatValue(v cty.Value, indent int, path string, sensitive map[string]bool
 			if !e.Type().IsPrimitiveType() {
 				simple = false
 			}
-			parts = append(parts, formatValue(e, indent+2, fmt.Sprintf("%s[%d]", path, i), sensitive))
+			parts = append(parts, formatValue(e, indent+2, elemPath(path, i, sensitive), sensitive))
 		}
 		if simple {
 			return "[" + strings.Join(parts, ", ") + "]"
@@ -304,27 +314,53 @@ func formatValue(v cty.Value, indent int, path string, sensitive map[string]bool
 		pad := strings.Repeat(" ", indent+2)
 		return "[\n" + pad + strings.Join(parts, ",\n"+pad) + ",\n" + strings.Repeat(" ", indent) + "]"
 	case t.IsMapType() || t.IsObjectType():
-		m := v.AsValueMap()
-		if len(m) == 0 {
+		// cty iterates maps and objects in key order: no map, no sort
+		if v.LengthInt() == 0 {
 			return "{}"
 		}
-		keys := sortedKeysV(m)
 		w := 0
-		for _, k := range keys {
-			if l := len(mapKey(k)); l > w {
+		for it := v.ElementIterator(); it.Next(); {
+			k, _ := it.Element()
+			if l := len(mapKey(k.AsString())); l > w {
 				w = l
 			}
 		}
 		pad := strings.Repeat(" ", indent+2)
 		var b strings.Builder
 		b.WriteString("{\n")
-		for _, k := range keys {
-			fmt.Fprintf(&b, "%s%-*s = %s\n", pad, w, mapKey(k), formatValue(m[k], indent+2, path+"."+k, sensitive))
+		for it := v.ElementIterator(); it.Next(); {
+			kv, e := it.Element()
+			k := kv.AsString()
+			mk := mapKey(k)
+			b.WriteString(pad)
+			b.WriteString(mk)
+			for n := len(mk); n < w; n++ {
+				b.WriteByte(' ')
+			}
+			b.WriteString(" = ")
+			b.WriteString(formatValue(e, indent+2, keyPath(path, k, sensitive), sensitive))
+			b.WriteByte('\n')
 		}
 		b.WriteString(strings.Repeat(" ", indent) + "}")
 		return b.String()
 	}
 	return v.GoString()
+}
+
+// elemPath and keyPath are the paths of an element and of a key under
+// path, which only a sensitive map needs (none: "", no allocation).
+func elemPath(path string, i int, sensitive map[string]bool) string {
+	if len(sensitive) == 0 {
+		return ""
+	}
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+func keyPath(path, k string, sensitive map[string]bool) string {
+	if len(sensitive) == 0 {
+		return ""
+	}
+	return path + "." + k
 }
 
 func mapKey(k string) string {

@@ -365,7 +365,7 @@ func (s *Snapshot) Hash() string {
 
 // DecodeSnapshot reads what Encode wrote.
 func DecodeSnapshot(b []byte) (*Snapshot, error) {
-	if s, ok := decodeFast(b); ok {
+	if s, ok := decodeFast(b, nil); ok {
 		return s, nil
 	}
 	return decodeSlow(b)

@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/json"
 )
 
@@ -97,6 +96,7 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 	l.redact()
 	l.hashBinaries()
 	l.hashReads()
+	slimFiles(l.cfg.Files)
 	return l.cfg, l.diags
 }
 
@@ -205,7 +205,7 @@ func (l *loader) parseFiles() []*hcl.File {
 		if strings.HasSuffix(name, ".json") {
 			f, diags = json.Parse(src, name)
 		} else {
-			f, diags = hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+			f, diags = parseNative(src, name)
 		}
 		results[i] = parsed{src: src, file: f, diags: diags}
 	}

@@ -3,7 +3,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 
 	"github.com/orch-dev/orch/cmd/orch/cli"
 	"github.com/orch-dev/orch/providers/process"
@@ -18,5 +21,35 @@ func main() {
 	if code, ok := process.HelperMain(os.Args[1:]); ok {
 		os.Exit(code)
 	}
-	os.Exit((&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:]))
+	os.Exit(run())
+}
+
+// run runs the command line. ORCH_CPUPROFILE=FILE (undocumented, for
+// benchmarks and profiling) writes a CPU profile of the whole command to
+// FILE, for go tool pprof; ORCH_MEMPROFILE=FILE its allocations (and the
+// heap in use when it returns).
+func run() int {
+	if path := os.Getenv("ORCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "orch: ORCH_CPUPROFILE:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "orch: ORCH_CPUPROFILE:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if path := os.Getenv("ORCH_MEMPROFILE"); path != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
+	return (&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:])
 }

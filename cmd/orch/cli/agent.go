@@ -57,6 +57,7 @@ func (a *App) agentFor(dir string, vf *varFlags) *agent.Client {
 	}
 	c, err := agent.Dial(a.settings.AgentSocketFor(a.settings.StateDirFor(res.cfg)))
 	if err != nil {
+		a.loaded = &pendingLoad{dir: dir, vf: vf, checkPrograms: a.checkPrograms, res: res}
 		return nil
 	}
 	// The agent plans with its own variables: it refuses when this

@@ -44,6 +44,18 @@ type App struct {
 	// so far from everything written on Stdout and Stderr (redact.go);
 	// orch up loads again on its watcher's goroutine.
 	redactor atomic.Pointer[spec.Redactor]
+	// loaded is what agentFor loaded when no agent answered, taken by the
+	// next loadConfig of the same directory and flags (open's): a plan
+	// loads its configuration once, not twice (loading is most of a
+	// large plan's CPU).
+	loaded *pendingLoad
+}
+
+type pendingLoad struct {
+	dir           string
+	vf            *varFlags
+	checkPrograms bool
+	res           loadResult
 }
 
 // Exit codes. Besides these, plan -detailed-exitcode exits ExitChanges (2)

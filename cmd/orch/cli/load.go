@@ -39,6 +39,12 @@ type loadResult struct {
 // renamed to the path relative to where orch was started (dir/main.hcl),
 // so that they can be opened as printed.
 func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
+	if p := a.loaded; p != nil {
+		a.loaded = nil
+		if p.dir == dir && p.vf == vf && p.checkPrograms == a.checkPrograms {
+			return p.res
+		}
+	}
 	res := loadResult{files: map[string]*hcl.File{}}
 	opts := spec.Options{
 		Schemas:       Schemas(),

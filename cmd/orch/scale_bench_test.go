@@ -1,0 +1,318 @@
+package main
+
+// The scale benchmarks of issue 19: what a user runs, through the built
+// binary, against real processes (sleep), side by side with Terraform.
+//
+//	go test -run '^$' -bench 'Scale/n=1000' -benchtime 1x ./cmd/orch
+//	ORCH_BENCH_10K=1 go test -run '^$' -bench 'Scale' -benchtime 1x -timeout 30m ./cmd/orch
+//
+// For each size (1,000 always, 10,000 with ORCH_BENCH_10K=1, as it takes
+// minutes; ORCH_BENCH_SCALE=1000,5000 names the sizes) one iteration runs, in a fresh directory written by
+// testdata/scale/gen-orch.sh: orch plan of everything new, orch apply
+// (create; it waits 500 ms after the last start, as users see), a no-op
+// orch plan, a one-line change (plan, then apply; apply again with
+// -wait=false for a second line) and orch destroy. It reports each one's
+// wall time and CPU time (user+sys of the child), orch's peak RSS over all
+// of them (getrusage of the child) and the log daemon's (VmHWM of
+// /proc/PID/status, read before destroy). With terraform on PATH it also
+// plans 1,000 terraform_data resources (testdata/scale/gen-terraform.sh)
+// new and then with nothing to change, once per run, and reports the
+// ratios. It asserts nothing about times; it fails if a command fails or
+// a plan does not say what it should.
+//
+// Every daemon the run started is stopped at the end by its process group
+// (from the log daemon's registry), and the log daemon by its pid.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// scaleRun is one command's measurement.
+type scaleRun struct {
+	wall, cpu time.Duration
+	maxrssKB  int64
+	stdout    string
+}
+
+// runScale runs orch (or another program, when bin is not orchBin) in dir
+// and measures it; it fails the benchmark if the command fails.
+func runScale(b *testing.B, env []string, dir, bin string, args ...string) scaleRun {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		b.Fatalf("%s %v: %v\n%s\n%s", filepath.Base(bin), args, err, tail(stdout.String(), 2000), tail(stderr.String(), 2000))
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return scaleRun{
+		wall:     wall,
+		cpu:      time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		maxrssKB: ru.Maxrss,
+		stdout:   stdout.String(),
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// scaleEnv is the environment of every command: a fresh HOME (no user
+// settings), PATH, and nothing else of ours.
+func scaleEnv(b *testing.B) []string {
+	home := b.TempDir()
+	return []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
+}
+
+func gen(b *testing.B, script string, n int, dir string) {
+	b.Helper()
+	out, err := exec.Command("sh", filepath.Join("testdata", "scale", script), strconv.Itoa(n), dir).CombinedOutput()
+	if err != nil {
+		b.Fatalf("%s: %v\n%s", script, err, out)
+	}
+}
+
+// vmHWM is the peak RSS (KiB) of a live process, from /proc/PID/status.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+func logdPid(stateDir string) int {
+	b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// stopScale stops every process the run in stateDir started: each daemon
+// by its process group (SIGKILL: destroy already asked them nicely), then
+// the log daemon by its pid.
+func stopScale(stateDir string) (left int) {
+	for _, pid := range registeredPids(stateDir) {
+		if alive(pid) {
+			left++
+			syscall.Kill(-pid, syscall.SIGKILL)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if pid := logdPid(stateDir); pid > 0 && alive(pid) {
+		syscall.Kill(pid, syscall.SIGTERM)
+		deadline := time.Now().Add(5 * time.Second)
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return left
+}
+
+// tfResult is Terraform's side, measured once per run.
+type tfResult struct {
+	planNew, planNoop scaleRun
+	err               string
+}
+
+var (
+	tfOnce sync.Once
+	tf     tfResult
+)
+
+const tfN = 1000
+
+// terraform1000 measures terraform plan of 1,000 new terraform_data
+// resources, applies them, then measures the no-op plan (which refreshes
+// all 1,000, as orch's does).
+func terraform1000(b *testing.B) tfResult {
+	tfOnce.Do(func() {
+		bin, err := exec.LookPath("terraform")
+		if err != nil {
+			tf.err = "terraform is not on PATH"
+			return
+		}
+		dir, err := os.MkdirTemp("", "orch-scale-tf-")
+		if err != nil {
+			tf.err = err.Error()
+			return
+		}
+		defer os.RemoveAll(dir)
+		gen(b, "gen-terraform.sh", tfN, dir)
+		env := append(scaleEnv(b), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1", "TF_CLI_CONFIG_FILE=/dev/null")
+		runScale(b, env, dir, bin, "init", "-input=false", "-no-color")
+		tf.planNew = runScale(b, env, dir, bin, "plan", "-input=false", "-no-color", "-lock=false")
+		if !strings.Contains(tf.planNew.stdout, fmt.Sprintf("Plan: %d to add", tfN)) {
+			b.Fatalf("terraform plan of %d new:\n%s", tfN, tail(tf.planNew.stdout, 500))
+		}
+		runScale(b, env, dir, bin, "apply", "-input=false", "-no-color", "-auto-approve", "-lock=false")
+		tf.planNoop = runScale(b, env, dir, bin, "plan", "-input=false", "-no-color", "-lock=false")
+		if !strings.Contains(tf.planNoop.stdout, "No changes") {
+			b.Fatalf("terraform no-op plan:\n%s", tail(tf.planNoop.stdout, 500))
+		}
+	})
+	return tf
+}
+
+func BenchmarkScale(b *testing.B) {
+	sizes := []int{1000}
+	if os.Getenv("ORCH_BENCH_10K") != "" {
+		sizes = append(sizes, 10000)
+	}
+	if list := os.Getenv("ORCH_BENCH_SCALE"); list != "" {
+		sizes = nil
+		for _, f := range strings.Split(list, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 10 {
+				b.Fatalf("ORCH_BENCH_SCALE=%q: want sizes like 1000,5000", list)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	// Every daemon costs the log daemon two descriptors (its end of the
+	// pipe, the log file), which inherits its limit from orch, which
+	// inherits it from here: the soft limit is raised to the hard one
+	// (syscall.Setrlimit, so that os/exec does not restore the old soft
+	// limit in the children).
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			if need := uint64(2*n + 256); lim.Max > 0 && lim.Max < need {
+				b.Skipf("%d daemons need about %d descriptors in the log daemon; the hard RLIMIT_NOFILE here is %d", n, need, lim.Max)
+			}
+			for i := 0; i < b.N; i++ {
+				benchScale(b, n)
+			}
+		})
+	}
+}
+
+func sec(d time.Duration) float64 { return d.Seconds() }
+
+func benchScale(b *testing.B, n int) {
+	dir := b.TempDir()
+	stateDir := filepath.Join(dir, ".orch")
+	defer func() {
+		if left := stopScale(stateDir); left > 0 {
+			b.Errorf("%d daemons still ran after orch destroy (killed)", left)
+		}
+	}()
+	gen(b, "gen-orch.sh", n, dir)
+	env := scaleEnv(b)
+	var peak int64
+	orchRun := func(args ...string) scaleRun {
+		r := runScale(b, env, dir, orchBin, args...)
+		peak = max(peak, r.maxrssKB)
+		return r
+	}
+	expect := func(r scaleRun, what, want string) {
+		if !strings.Contains(r.stdout, want) {
+			b.Fatalf("%s: want %q in:\n%s", what, want, tail(r.stdout, 1000))
+		}
+	}
+
+	planNew := orchRun("plan")
+	expect(planNew, "plan of new", fmt.Sprintf("Plan: %d to add, 0 to change", n))
+	create := orchRun("apply", "-auto-approve")
+	expect(create, "create", fmt.Sprintf("Resources: %d added", n))
+	noop := orchRun("plan")
+	expect(noop, "no-op plan", "No changes")
+
+	edit := func(i int, from, to string) {
+		path := filepath.Join(dir, "main.hcl")
+		src, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		old := fmt.Sprintf("daemon \"d%05d\" {\n  command = [\"sleep\", \"86400\"]\n  env     = { INDEX = \"%s\" }", i, from)
+		if !bytes.Contains(src, []byte(old)) {
+			b.Fatalf("daemon d%05d not found in main.hcl", i)
+		}
+		src = bytes.Replace(src, []byte(old), []byte(strings.Replace(old, `"`+from+`" }`, `"`+to+`" }`, 1)), 1)
+		if err := os.WriteFile(path, src, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	edit(n/2, strconv.Itoa(n/2), "changed")
+	changePlan := orchRun("plan")
+	expect(changePlan, "plan of one change", "Plan: 0 to add, 0 to change, 1 to replace")
+	changeApply := orchRun("apply", "-auto-approve")
+	expect(changeApply, "apply of one change", "1 replaced")
+	edit(n/3, strconv.Itoa(n/3), "changed")
+	changeApplyNoWait := orchRun("apply", "-auto-approve", "-wait=false")
+	expect(changeApplyNoWait, "apply -wait=false of one change", "1 replaced")
+
+	logd := logdPid(stateDir)
+	logdPeak := vmHWM(logd)
+	destroy := orchRun("destroy", "-auto-approve")
+	expect(destroy, "destroy", fmt.Sprintf("%d destroyed", n))
+	if logd > 0 && alive(logd) {
+		logdPeak = max(logdPeak, vmHWM(logd))
+	}
+
+	b.ReportMetric(sec(planNew.wall), "plan-new-s")
+	b.ReportMetric(sec(create.wall), "create-s")
+	b.ReportMetric(sec(create.cpu), "create-cpu-s")
+	b.ReportMetric(sec(noop.wall), "noop-plan-s")
+	b.ReportMetric(sec(noop.cpu), "noop-plan-cpu-s")
+	b.ReportMetric(sec(changePlan.wall+changeApply.wall), "change-plan+apply-s")
+	b.ReportMetric(sec(changePlan.cpu+changeApply.cpu), "change-plan+apply-cpu-s")
+	b.ReportMetric(sec(planNew.cpu), "plan-new-cpu-s")
+	b.ReportMetric(sec(changeApplyNoWait.wall), "change-apply-nowait-s")
+	b.ReportMetric(sec(destroy.wall), "destroy-s")
+	b.ReportMetric(sec(destroy.cpu), "destroy-cpu-s")
+	b.ReportMetric(float64(peak)/1024, "orch-peak-MB")
+	b.ReportMetric(float64(logdPeak)/1024, "logd-peak-MB")
+	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (cpu %.2fs; apply -wait=false %.2fs), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB, log daemon %d MB",
+		n, sec(planNew.wall), sec(planNew.cpu), sec(create.wall), sec(create.cpu), sec(noop.wall), sec(noop.cpu), noop.maxrssKB/1024,
+		sec(changePlan.wall), sec(changeApply.wall), sec(changePlan.cpu+changeApply.cpu), sec(changeApplyNoWait.wall), sec(destroy.wall), sec(destroy.cpu), peak/1024, logdPeak/1024)
+
+	tf := terraform1000(b)
+	if tf.err != "" {
+		b.Logf("no Terraform comparison: %s", tf.err)
+		return
+	}
+	b.ReportMetric(sec(tf.planNoop.wall), "tf1000-noop-plan-s")
+	b.ReportMetric(sec(tf.planNew.wall), "tf1000-plan-new-s")
+	b.ReportMetric(sec(tf.planNoop.wall)/sec(noop.wall), "tf1000-noop/noop")
+	b.ReportMetric(sec(tf.planNew.wall)/sec(planNew.wall), "tf1000-new/plan-new")
+	b.ReportMetric(sec(tf.planNoop.cpu)/sec(noop.cpu), "tf1000-noop/noop-cpu")
+	b.ReportMetric(sec(tf.planNew.cpu)/sec(planNew.cpu), "tf1000-new/plan-new-cpu")
+	b.Logf("terraform, %d terraform_data: plan of new %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs); terraform no-op / orch no-op at n=%d: %.1fx (cpu %.1fx); terraform plan of %d new / orch plan of %d new: %.1fx (cpu %.1fx)",
+		tfN, sec(tf.planNew.wall), sec(tf.planNew.cpu), sec(tf.planNoop.wall), sec(tf.planNoop.cpu),
+		n, sec(tf.planNoop.wall)/sec(noop.wall), sec(tf.planNoop.cpu)/sec(noop.cpu),
+		tfN, n, sec(tf.planNew.wall)/sec(planNew.wall), sec(tf.planNew.cpu)/sec(planNew.cpu))
+}
