@@ -94,8 +94,8 @@ func firstError(diags hcl.Diagnostics) string {
 // plan.
 func (a *App) agentOf(l *located) *agent.Client {
 	c, err := agent.Dial(a.settings.AgentSocketFor(l.stateDir))
-	if err != nil {
-		return nil
+	if err != nil || !state.Held(filepath.Join(l.stateDir, "state.db")) {
+		return nil // none, or a killed agent's socket (agentFor)
 	}
 	return c
 }
