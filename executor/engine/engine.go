@@ -200,6 +200,11 @@ type instance struct {
 	// withPending is the plan of a restart or replace of this instance
 	// whose restart_with dependents are restarted once it is healthy.
 	withPending *planner.Plan
+	// healthOf, when healthOfSet, is the health check of the running
+	// instance instead of the declared one (a reverted replace: the old
+	// instance, checked as it was applied).
+	healthOf    *spec.Health
+	healthOfSet bool
 	// blockedBy is the failed instance its start waits on, at the root.
 	blockedBy spec.Address
 	// reverted is the configuration hash of a create_before_destroy
@@ -950,6 +955,7 @@ func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h provider
 		inst.timer = nil
 	}
 	inst.ran, inst.rt = true, rt
+	inst.healthOf, inst.healthOfSet = nil, false
 	inst.waiting, inst.blockedBy = "", spec.Address{}
 	inst.parked, inst.parkedTries = false, 0
 	e.supervise(inst, h)
@@ -1034,6 +1040,9 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
 			inst.applied = appliedStopOf(rec)
 			if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+				// Checked as it was applied, until the configuration
+				// changes: the declared check is the new one's.
+				inst.healthOf, inst.healthOfSet = healthApplied(rec), true
 				e.supervise(inst, rec.Handle)
 				inst.healthy = true // it served before, and was not replaced
 			}
@@ -1073,6 +1082,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				inst.history, inst.attempt = nil, 0 // a new configuration: a new count
 			}
 			inst.reverted = ""
+			inst.healthOf, inst.healthOfSet = nil, false
 			inst.applied = appliedStopOf(rec)
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting, inst.blockedBy = "", spec.Address{}

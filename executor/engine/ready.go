@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/zclconf/go-cty/cty"
 	"time"
 
 	"github.com/orch-dev/orch/executor"
@@ -125,4 +127,65 @@ func exitText(o providers.Observed) string {
 		return fmt.Sprintf("code %d", o.ExitCode)
 	}
 	return "exit status unknown"
+}
+
+// healthApplied is the health check rec's instance was applied with, read
+// from its recorded configuration: after a revert the old instance runs
+// on, and must be checked as it was declared then, not as now (a new
+// health port would find nothing there and kill it). nil when it had none
+// or the record cannot be read.
+func healthApplied(rec state.Instance) *spec.Health {
+	snap, err := planner.DecodeSnapshot(rec.Config)
+	if err != nil {
+		return nil
+	}
+	v, ok := snap.Values["health"]
+	if !ok || v.IsNull() || !v.Type().IsObjectType() {
+		return nil
+	}
+	h := &spec.Health{Interval: spec.DefaultHealthInterval, Timeout: spec.DefaultHealthTimeout,
+		Retries: spec.DefaultHealthRetries, StartTimeout: spec.DefaultStartTimeout}
+	str := func(name string) (string, bool) {
+		if !v.Type().HasAttribute(name) {
+			return "", false
+		}
+		x := v.GetAttr(name)
+		if x.IsNull() || x.Type() != cty.String {
+			return "", false
+		}
+		return x.AsString(), true
+	}
+	durOf := func(name string, dst *time.Duration) {
+		if s, ok := str(name); ok {
+			if d, err := time.ParseDuration(s); err == nil {
+				*dst = d
+			}
+		}
+	}
+	durOf("interval", &h.Interval)
+	durOf("timeout", &h.Timeout)
+	durOf("start_period", &h.StartPeriod)
+	durOf("start_timeout", &h.StartTimeout)
+	if v.Type().HasAttribute("retries") {
+		if x := v.GetAttr("retries"); !x.IsNull() && x.Type() == cty.Number {
+			if n, acc := x.AsBigFloat().Int64(); acc == 0 && n > 0 {
+				h.Retries = int(n)
+			}
+		}
+	}
+	switch {
+	case v.Type().HasAttribute("http"):
+		h.Kind, h.HTTP = spec.HealthHTTP, v.GetAttr("http").AsString()
+	case v.Type().HasAttribute("tcp"):
+		h.Kind, h.TCP = spec.HealthTCP, v.GetAttr("tcp").AsString()
+	case v.Type().HasAttribute("exec"):
+		h.Kind = spec.HealthExec
+		for it := v.GetAttr("exec").ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			h.Exec = append(h.Exec, e.AsString())
+		}
+	default:
+		return nil
+	}
+	return h
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -43,13 +44,16 @@ daemon "web" {
 `, httpdBin, base, h, version, extra, version, h)
 }
 
-// freePorts returns n consecutive free ports of 127.0.0.1.
+// freePorts returns n consecutive free ports of 127.0.0.1, below the
+// kernel's ephemeral range (32768 and up by default): ports that the
+// outgoing connections of the other tests running meanwhile are never
+// given, so that none is taken between this check and the test's use.
 func freePorts(t testing.TB, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := freePort(t)
+	for try := 0; try < 200; try++ {
+		base := 20000 + rand.IntN(12000-n)
 		ok := true
-		for i := 1; i < n && ok; i++ {
+		for i := 0; i < n && ok; i++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 			if err != nil {
 				ok = false
@@ -189,10 +193,16 @@ func TestReplaceRevertsWhenNeverReady(t *testing.T) {
 	if refused != 0 {
 		t.Errorf("%d of %d requests refused during the reverted replace", refused, ok+refused)
 	}
-	// It stays reverted: no crash loop of the new configuration.
-	time.Sleep(300 * time.Millisecond)
-	if n := count(u.all(), "daemon.web[0]", "started"); n != 2 {
+	// It stays reverted: no crash loop of the new configuration, and the
+	// old instance is checked as it was applied (its own admin port), so
+	// that past start_timeout (3s) it is not taken for a dead one.
+	time.Sleep(3500 * time.Millisecond)
+	evs = u.all()
+	if n := count(evs, "daemon.web[0]", "started"); n != 2 {
 		t.Errorf("web[0] started %d times, want 2 (the first, the reverted one):\n%s", n, u.dump())
+	}
+	if !alive(old["daemon.web[0]"]) || count(evs, "daemon.web[0]", "exited") != 0 {
+		t.Errorf("the old web[0] (pid %d), kept by the revert, was stopped afterwards:\n%s", old["daemon.web[0]"], u.dump())
 	}
 }
 

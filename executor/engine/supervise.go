@@ -93,7 +93,14 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 // inst.healthCancel suspends it (pause).
 func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) {
 	r := inst.res
-	if r == nil || r.Health == nil {
+	if r == nil {
+		return
+	}
+	h := r.Health
+	if inst.healthOfSet {
+		h = inst.healthOf
+	}
+	if h == nil {
 		return
 	}
 	hctx, cancel := context.WithCancel(ctx)
@@ -102,7 +109,7 @@ func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) 
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		monitorFrom(hctx, r.Health, r, started, ready, func(ok bool, detail string) {
+		monitorFrom(hctx, h, r, started, ready, func(ok bool, detail string) {
 			e.post(func() { e.health(addr, gen, ok, detail) })
 		})
 	}()
