@@ -51,7 +51,19 @@ func Dial(socket string) (*Client, error) {
 		}
 		return nil, err
 	}
+	// A connection is not an agent: the socket of a killed agent may still
+	// be held (a process it was forking keeps a copy of it until it
+	// executes), and then the kernel queues connections that nobody will
+	// ever answer, or resets them. A live agent answers an unknown path at
+	// once, from its server's goroutine, whatever its engine is doing.
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, werr := io.WriteString(c, "GET /v1/-ping HTTP/1.0\r\nHost: agent\r\n\r\n")
+	line := make([]byte, 5)
+	_, rerr := io.ReadFull(c, line)
 	c.Close()
+	if werr != nil || rerr != nil || string(line) != "HTTP/" {
+		return nil, fmt.Errorf("%w on %s (a socket that does not answer: its agent was killed)", ErrNoAgent, socket)
+	}
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)

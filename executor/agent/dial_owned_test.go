@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,15 +23,7 @@ func TestDialRefusesUntrustedSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go http.Serve(ln, http.NotFoundHandler()) // answers as an agent does
 	if _, err := Dial(sock); err != nil {
 		t.Fatalf("a socket in a private directory: %v", err)
 	}
@@ -39,5 +33,19 @@ func TestDialRefusesUntrustedSocket(t *testing.T) {
 	_, err = Dial(sock)
 	if err == nil || !strings.Contains(err.Error(), "writable by others") {
 		t.Fatalf("Dial of a socket in a 0777 directory = %v, want a refusal", err)
+	}
+}
+
+// A socket that accepts but never answers (a killed agent's, still held
+// by a process it was forking) is no agent.
+func TestDialRefusesSilentSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // never accepts: the kernel queues the connection
+	if _, err := Dial(sock); !errors.Is(err, ErrNoAgent) {
+		t.Fatalf("Dial of a socket nobody answers = %v, want ErrNoAgent", err)
 	}
 }
