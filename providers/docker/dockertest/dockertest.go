@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -118,7 +119,11 @@ func ServerContext(tb testing.TB, extra string) string {
 	if err := os.WriteFile(filepath.Join(dir, "server"), bin, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	df := "FROM scratch\nCOPY server /server\nEXPOSE 8080\n" + extra + "ENTRYPOINT [\"/server\"]\n"
+	// A label of its own first: no two contexts share a cached layer, so
+	// that a test removing its image (with its untagged parents) never
+	// removes a layer another test's build, in another package running at
+	// the same time, is using ("No such image: sha256:...").
+	df := "FROM scratch\nLABEL org.orch.test.context=" + strconv.Quote(dir) + "\nCOPY server /server\nEXPOSE 8080\n" + extra + "ENTRYPOINT [\"/server\"]\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		tb.Fatal(err)
 	}
