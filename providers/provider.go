@@ -60,6 +60,18 @@ type Observed struct {
 	Error string
 }
 
+// Ended says how an instance that is no longer running ended, for a
+// message: "killed by SIGKILL", "code 3", or that it is not known.
+func (o Observed) Ended() string {
+	switch {
+	case o.Signal != "":
+		return "killed by " + o.Signal
+	case o.State == StateExited:
+		return fmt.Sprintf("code %d", o.ExitCode)
+	}
+	return "its exit status is unknown"
+}
+
 // ObserveRequest names the objects to look at.
 type ObserveRequest struct {
 	Runtime *spec.Runtime

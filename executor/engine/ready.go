@@ -118,17 +118,6 @@ func isReverted(err error) bool {
 	return errors.As(err, &re)
 }
 
-// exitText says how a process ended, for a reason.
-func exitText(o providers.Observed) string {
-	switch {
-	case o.Signal != "":
-		return "killed by " + o.Signal
-	case o.State == providers.StateExited:
-		return fmt.Sprintf("code %d", o.ExitCode)
-	}
-	return "exit status unknown"
-}
-
 // healthApplied is the health check rec's instance was applied with, read
 // from its recorded configuration: after a revert the old instance runs
 // on, and must be checked as it was declared then, not as now (a new

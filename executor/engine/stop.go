@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"time"
 
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
@@ -88,19 +87,14 @@ func (e *Engine) stopProgress(ev executor.StepEvent) {
 	e.emit(out)
 }
 
-// appliedStopOf is appliedStop as a spec.Stop.
-func appliedStopOf(rec state.Instance) spec.Stop {
-	sig, timeout := appliedStop(rec)
-	return spec.Stop{Signal: sig, Timeout: timeout}
-}
-
-// appliedStop is the stop signal and timeout rec's instance was applied
+// appliedStopOf is the stop signal and timeout rec's instance was applied
 // with: an edit of its stop block that is not applied yet does not change
 // how it is stopped.
-func appliedStop(rec state.Instance) (spec.Signal, time.Duration) {
+func appliedStopOf(rec state.Instance) spec.Stop {
 	snap, err := planner.DecodeSnapshot(rec.Config)
 	if err != nil {
-		return executor.StopSettings(nil)
+		snap = nil // unreadable: the defaults
 	}
-	return executor.StopSettings(snap)
+	sig, timeout := executor.StopSettings(snap)
+	return spec.Stop{Signal: sig, Timeout: timeout}
 }

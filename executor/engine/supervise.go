@@ -125,13 +125,13 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 		// The executor still acts on it (the apply that started it goes
 		// on): afterApply takes this exit once that apply ends.
 		inst.exitBusy, inst.exitBusyGen = &obs, gen
-		e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
+		e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", obs.Ended()))
 		return
 	}
 	inst.running, inst.healthy = false, false
 	inst.cancel()
 	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
-	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", exitText(obs)))
+	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", obs.Ended()))
 	if obs.State == providers.StateExited && obs.Signal == "" {
 		code := obs.ExitCode
 		ev.ExitCode = &code

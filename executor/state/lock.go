@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/orch-dev/orch/providers/owned"
@@ -141,50 +140,4 @@ func flock(f *os.File, how int) error {
 			return err
 		}
 	}
-}
-
-// Held reports whether a writer holds the lock of the state file at path
-// (orch apply, orch up, orch agent). It reads the kernel's table of locks
-// (/proc/locks), so it never takes the lock itself, even for a moment
-// (a writer starting beside it is not refused); where that table cannot
-// be read, it probes with a non-blocking flock. A missing lock file is not
-// held. The agent holds the lock for its whole run, so a socket found
-// while the lock is free is a dead agent's (or one that a process it was
-// forking held a moment longer), never a live one.
-func Held(path string) bool {
-	f, err := os.OpenFile(path+".lock", os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err == nil {
-		if held, ok := flockedInTable(st); ok {
-			return held
-		}
-	}
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
-	}
-	flock(f, unix.LOCK_UN)
-	return false
-}
-
-// flockedInTable looks up a FLOCK on the file st in /proc/locks; ok is
-// false when the table cannot be read.
-func flockedInTable(st unix.Stat_t) (held, ok bool) {
-	b, err := os.ReadFile("/proc/locks")
-	if err != nil {
-		return false, false
-	}
-	id := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		// "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"; a blocked
-		// waiter's line starts with "1: ->".
-		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == id {
-			return true, true
-		}
-	}
-	return false, true
 }

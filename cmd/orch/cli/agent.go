@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/orch-dev/orch/executor/state"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,14 +55,7 @@ func (a *App) agentFor(dir string, vf *varFlags) *agent.Client {
 	if res.diags.HasErrors() || res.cfg == nil {
 		return nil
 	}
-	stateDir := a.settings.StateDirFor(res.cfg)
-	c, err := agent.Dial(a.settings.AgentSocketFor(stateDir))
-	if err == nil && !state.Held(filepath.Join(stateDir, "state.db")) {
-		// A socket that accepts while nobody holds the state lock is a
-		// killed agent's, held a moment longer by a process it was
-		// forking: no agent runs.
-		err = agent.ErrNoAgent
-	}
+	c, err := agent.Dial(a.settings.AgentSocketFor(a.settings.StateDirFor(res.cfg)))
 	if err != nil {
 		a.loaded = &pendingLoad{dir: dir, vf: vf, checkPrograms: a.checkPrograms, res: res}
 		return nil

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -94,8 +95,8 @@ func firstError(diags hcl.Diagnostics) string {
 // plan.
 func (a *App) agentOf(l *located) *agent.Client {
 	c, err := agent.Dial(a.settings.AgentSocketFor(l.stateDir))
-	if err != nil || !state.Held(filepath.Join(l.stateDir, "state.db")) {
-		return nil // none, or a killed agent's socket (agentFor)
+	if err != nil {
+		return nil // none, or a killed agent's socket (agent.Dial asks it)
 	}
 	return c
 }
@@ -158,6 +159,20 @@ func expand(names []spec.Address, known []spec.Address) []spec.Address {
 		}
 	}
 	return out
+}
+
+// instancesOf resolves name to the instances it addresses (worker: every
+// worker[i]), against what the agent c supervises when c is not nil (asked
+// once), the state and the configuration.
+func (a *App) instancesOf(ctx context.Context, l *located, c *agent.Client, name spec.Address) ([]spec.Address, error) {
+	var st *agent.StatusResponse
+	if c != nil {
+		var err error
+		if st, err = c.Status(ctx); err != nil {
+			return nil, a.agentErr(err)
+		}
+	}
+	return expand([]spec.Address{name}, a.knownInstances(l, st)), nil
 }
 
 // knownInstances lists the instances to resolve names against: what the

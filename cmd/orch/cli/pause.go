@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/orch-dev/orch/executor/agent"
-	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -58,12 +57,12 @@ pause does. -json prints an array of {address, paused}.`
 			}
 			ctx, stop := a.quietInterruptible()
 			defer stop()
-			var st *agent.StatusResponse
-			if st, err = c.Status(ctx); err != nil {
-				return a.agentErr(err)
+			targets, err := a.instancesOf(ctx, l, c, addr)
+			if err != nil {
+				return err
 			}
 			out := []JSONPause{}
-			for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
+			for _, ad := range targets {
 				var resp *agent.PauseResponse
 				if pause {
 					resp, err = c.Pause(ctx, ad.String())

@@ -286,12 +286,12 @@ of {address, pid}.`,
 			if c := a.agentOf(l); c != nil {
 				ctx, stop := a.interruptible(applyNotice)
 				defer stop()
-				st, err := c.Status(ctx)
+				targets, err := a.instancesOf(ctx, l, c, addr)
 				if err != nil {
-					return a.agentErr(err)
+					return err
 				}
 				out = []JSONRestart{}
-				for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
+				for _, ad := range targets {
 					r, err := c.Restart(ctx, ad.String())
 					if err != nil {
 						return a.agentErr(err)
@@ -438,13 +438,11 @@ array of {address, signal}.`,
 			defer stop()
 			out := []JSONSignal{}
 			c := a.agentOf(l)
-			var st *agent.StatusResponse
-			if c != nil {
-				if st, err = c.Status(ctx); err != nil {
-					return a.agentErr(err)
-				}
+			targets, err := a.instancesOf(ctx, l, c, addr)
+			if err != nil {
+				return err
 			}
-			for _, ad := range expand([]spec.Address{addr}, a.knownInstances(l, st)) {
+			for _, ad := range targets {
 				if c != nil {
 					if err := c.SignalMain(ctx, ad.String(), sig.Name, mainOnly); err != nil {
 						return a.agentErr(err)

@@ -92,7 +92,7 @@ func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.H
 			return nil
 		}
 		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
-			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+endText(o)+")")
+			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
 		}
 		if time.Now().After(deadline) {
 			return r.failure(ctx, c.Addr, res.Runtime, h, fmt.Sprintf("%s; the last probe: %v", why, err))
@@ -147,7 +147,7 @@ func (r *readiness) checkAlive(ctx context.Context) []error {
 		}
 		for a, h := range hs {
 			if o, ok := resp.Objects[a]; ok && (o.State == providers.StateExited || o.State == providers.StateMissing) {
-				errs = append(errs, r.failure(ctx, a, rtAddr, h, "exited right after it started ("+endText(o)+")"))
+				errs = append(errs, r.failure(ctx, a, rtAddr, h, "exited right after it started ("+o.Ended()+")"))
 			}
 		}
 	}
@@ -213,14 +213,4 @@ func (r *readiness) lastLines(ctx context.Context, addr, rtAddr spec.Address, h 
 		}
 	}
 	return lines
-}
-
-func endText(o providers.Observed) string {
-	switch {
-	case o.Signal != "":
-		return "killed by " + o.Signal
-	case o.State == providers.StateExited:
-		return fmt.Sprintf("code %d", o.ExitCode)
-	}
-	return "its exit status is unknown"
 }
