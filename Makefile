@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build test test-busy bench bench-scale fuzz run modules plugins generate docs fmt clean check-go
+.PHONY: all build deps test test-busy bench bench-scale fuzz run modules plugins generate docs fmt clean check-go
 
 all: build
 
@@ -21,7 +21,31 @@ check-go:
 build: check-go
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/orch
 
-test: check-go
+# What the tests use from Debian, installed when a command of it is missing
+# (each entry is command:package). Add a line when a test needs a new one.
+DEB_PACKAGES := \
+	dig:dnsutils \
+	wrk:wrk \
+	etcd:etcd-server \
+	etcdctl:etcd-client \
+	promtool:prometheus \
+	debootstrap:debootstrap \
+	avahi-browse:avahi-utils \
+	strace:strace \
+	tmux:tmux \
+	ip:iproute2 \
+	chromium:chromium
+
+deps:
+	@missing=""; for e in $(DEB_PACKAGES); do \
+		command -v $${e%%:*} >/dev/null 2>&1 || missing="$$missing $${e#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make: installing Debian packages the tests use:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: check-go deps
 	$(GO) vet ./...
 	@if [ -z "$(RACE)" ]; then echo "make: cgo is unavailable (no C compiler): testing without -race" >&2; fi
 	$(GO) test $(RACE) -count=1 -timeout 15m ./...
