@@ -161,8 +161,46 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 				hv["http"] = cty.StringVal(h.HTTP)
 			case spec.HealthTCP:
 				hv["tcp"] = cty.StringVal(h.TCP)
+			case spec.HealthNotify:
+				hv["notify"] = cty.True
+				if h.Watchdog > 0 {
+					hv["watchdog"] = dur(h.Watchdog)
+				}
 			}
 			set("health", cty.ObjectVal(hv), false)
+		}
+		if sv := r.Service; sv != nil {
+			// Applied without a restart: the engine moves the instance's
+			// records and routes.
+			v := map[string]cty.Value{
+				"name": cty.StringVal(sv.Name), "host": cty.StringVal(sv.Host),
+				"port": cty.NumberIntVal(int64(sv.Port)), "drain": dur(sv.Drain),
+			}
+			if sv.Route != nil {
+				v["route"] = cty.StringVal(sv.Route.String())
+			}
+			if sv.MDNS != "" {
+				v["mdns"] = cty.StringVal(sv.MDNS)
+			}
+			set("service", cty.ObjectVal(v), false)
+		}
+		if rs := r.Resources; !rs.IsZero() {
+			v := map[string]cty.Value{}
+			if rs.MemoryMax > 0 {
+				v["memory_max"] = cty.NumberUIntVal(rs.MemoryMax)
+			}
+			if rs.CPUMax > 0 {
+				v["cpu_max"] = cty.NumberFloatVal(rs.CPUMax)
+			}
+			if rs.PidsMax > 0 {
+				v["pids_max"] = cty.NumberIntVal(rs.PidsMax)
+			}
+			set("resources", cty.ObjectVal(v), true)
+		}
+		if p := r.Placement; p != nil {
+			set("placement", cty.ObjectVal(map[string]cty.Value{
+				"node": cty.StringVal(p.Node), "labels": strMap(p.Labels), "spread": cty.BoolVal(p.Spread),
+			}), true)
 		}
 		set("stop", cty.ObjectVal(map[string]cty.Value{
 			"signal": cty.StringVal(r.Stop.Signal.Name), "timeout": dur(r.Stop.Timeout),

@@ -72,7 +72,56 @@ type Project struct {
 	Name string
 	// StateDir is where orch keeps its state, logs and lock, relative to
 	// Dir unless absolute; default ".orch".
-	StateDir  string
+	StateDir string
+	// DNS, Proxy and HTTP are the agent's listeners (orch { dns {}, proxy
+	// {}, http {} }); each is nil, and off, unless declared.
+	DNS   *DNSListener
+	Proxy *ProxyListener
+	HTTP  *HTTPListener
+	// Backend is where state and locks live (orch { backend "etcd" {} });
+	// nil: the embedded bbolt file under StateDir.
+	Backend   *Backend
+	DeclRange hcl.Range
+}
+
+// DNSListener is orch { dns { listen, zone } }: the agent answers A, AAAA
+// and SRV queries for the ready instances of services in Zone.
+type DNSListener struct {
+	Listen    string // host:port, UDP and TCP
+	Zone      string // default DefaultDNSZone; always ends with "."
+	DeclRange hcl.Range
+}
+
+// ProxyListener is orch { proxy { listen, tls {} } }: the agent's HTTP
+// reverse proxy to the routes of services.
+type ProxyListener struct {
+	Listen    string
+	TLS       *TLSFiles // nil: plain HTTP
+	DeclRange hcl.Range
+}
+
+// HTTPListener is orch { http { listen, token } }: the agent's web page,
+// /metrics and API over TCP.
+type HTTPListener struct {
+	Listen string
+	// Token, when set, is required (Authorization: Bearer) by every request
+	// that changes something; "" refuses those requests over TCP.
+	Token     string
+	DeclRange hcl.Range
+}
+
+// TLSFiles names PEM files, absolute; "" when not given.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// Backend is orch { backend "etcd" { ... } }.
+type Backend struct {
+	Kind      string // "etcd"
+	Endpoints []string
+	Prefix    string        // default "/orch/<project name>"
+	LockTTL   time.Duration // lease of the lock; default DefaultLockTTL
+	TLS       *TLSFiles
 	DeclRange hcl.Range
 }
 
@@ -138,6 +187,13 @@ type Resource struct {
 
 	Reload    *Reload // nil: every forcing change replaces the daemon
 	Health    *Health // nil when none declared
+	// Service publishes a daemon in DNS, mDNS and on the proxy; nil when
+	// none declared.
+	Service *Service
+	// Resources caps what a daemon or job may use; zero: no limits.
+	Resources Resources
+	// Placement says on which nodes an instance may run; nil when none.
+	Placement *Placement
 	Restart   Restart
 	Stop      Stop
 	Log       Log
@@ -191,6 +247,54 @@ type Health struct {
 	// starting, not failing); past it without a pass, it is unhealthy.
 	// Default DefaultStartTimeout.
 	StartTimeout time.Duration
+	// Notify is true when readiness is the daemon's own sd_notify READY=1
+	// (Kind is HealthNotify).
+	Notify bool
+	// Watchdog, with Notify, is the longest time between two WATCHDOG=1
+	// before the daemon is unhealthy; 0: none.
+	Watchdog time.Duration
+}
+
+// Service is a daemon's service block.
+type Service struct {
+	Name string // default: the daemon block's name; a DNS label
+	Host string // the address the instance listens on; default "127.0.0.1"
+	Port int    // required, 1 to 65535
+	// Route is where the proxy sends requests for the service; nil: not on
+	// the proxy.
+	Route *Route
+	// MDNS is the DNS-SD service type announced, such as "_http._tcp"; ""
+	// announces nothing.
+	MDNS string
+	// Drain is the longest wait for in-flight proxied requests before the
+	// instance gets its stop signal; default DefaultDrain.
+	Drain time.Duration
+}
+
+// Route is a service's route on the proxy: route = "api.localhost/v1".
+type Route struct {
+	Host string // "" matches any host
+	Path string // path prefix; default "/"
+}
+
+// String renders the route as written: host and path.
+func (r Route) String() string { return r.Host + r.Path }
+
+// Resources is the resources block of a daemon or job.
+type Resources struct {
+	MemoryMax uint64  // bytes; 0: no limit
+	CPUMax    float64 // cores; 0: no limit
+	PidsMax   int64   // 0: no limit
+}
+
+// IsZero reports whether no limit is set.
+func (r Resources) IsZero() bool { return r == Resources{} }
+
+// Placement is the placement block: which nodes may run an instance.
+type Placement struct {
+	Node   string            // "" : any node
+	Labels map[string]string // every one must match the node's labels
+	Spread bool              // spread the instances of a block over nodes; default false
 }
 
 // Restart is a daemon's restart policy.

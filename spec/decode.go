@@ -102,6 +102,12 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 			e.grants(nb)
 		case "limits":
 			e.limits(nb)
+		case "service":
+			e.service(nb)
+		case "resources":
+			e.resources(nb)
+		case "placement":
+			e.placement(nb)
 		default:
 			if n.schema != nil {
 				if bs := n.schema.block(name); bs != nil {
@@ -424,10 +430,20 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 			e.errs = true
 		}
 	}
+	e.boolean(nb, "notify", &h.Notify)
+	if wa := e.duration(nb, "watchdog", &h.Watchdog); wa != nil && !h.Notify {
+		e.l.errorf(rangePtr(wa.Expr.Range()), "Watchdog without notify",
+			"health.watchdog of %s needs notify = true: the watchdog is the daemon's WATCHDOG=1 on its NOTIFY_SOCKET.", e.r.Addr)
+		e.errs = true
+	}
+	if h.Notify {
+		h.Kind = HealthNotify
+		probes = append(probes, "notify")
+	}
 	switch {
 	case len(probes) == 0 && !e.errs:
 		e.l.errorf(rangePtr(nb.block.DefRange), "Health check without a probe",
-			"The health block of %s needs one of exec, http or tcp.", e.r.Addr)
+			"The health block of %s needs one of exec, http, tcp or notify = true.", e.r.Addr)
 		e.errs = true
 	case len(probes) > 1:
 		e.l.errorf(rangePtr(nb.block.DefRange), "Conflicting health probes",
@@ -525,7 +541,7 @@ func (e *instEval) lifecycle(nb *nestedBlock) {
 			known = append(known, b.Name)
 		}
 	}
-	known = append(known, "health", "restart", "stop", "log", "grants", "limits")
+	known = append(known, "health", "restart", "stop", "log", "grants", "limits", "service", "resources", "placement")
 	exprs, d := hcl.ExprList(a.Expr)
 	if d.HasErrors() {
 		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid ignore_changes", "ignore_changes must be a list of attribute names, such as [env, restart].")
@@ -671,11 +687,14 @@ func ParseSize(s string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
-	units := map[string]uint64{"": 1, "B": 1, "KB": 1000, "KiB": 1 << 10, "MB": 1000 * 1000, "MiB": 1 << 20,
-		"GB": 1000 * 1000 * 1000, "GiB": 1 << 30}
+	// K, M, G and T alone are binary, as in systemd's MemoryMax=.
+	units := map[string]uint64{"": 1, "B": 1, "KB": 1000, "KiB": 1 << 10, "K": 1 << 10,
+		"MB": 1000 * 1000, "MiB": 1 << 20, "M": 1 << 20,
+		"GB": 1000 * 1000 * 1000, "GiB": 1 << 30, "G": 1 << 30,
+		"TB": 1000 * 1000 * 1000 * 1000, "TiB": 1 << 40, "T": 1 << 40}
 	m, ok := units[strings.TrimSpace(t[i:])]
 	if !ok {
-		return 0, fmt.Errorf("%q has an unknown unit; use B, KB, KiB, MB, MiB, GB or GiB", s)
+		return 0, fmt.Errorf("%q has an unknown unit; use B, K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB or TiB", s)
 	}
 	if n > (1<<63)/m {
 		return 0, fmt.Errorf("%q is too large", s)

@@ -85,9 +85,10 @@ const (
 	HealthExec            // run a command; exit 0 is healthy
 	HealthHTTP            // GET a URL; 2xx or 3xx is healthy
 	HealthTCP             // connect to host:port
+	HealthNotify          // the daemon says READY=1 on its NOTIFY_SOCKET
 )
 
-var healthNames = [...]string{"none", "exec", "http", "tcp"}
+var healthNames = [...]string{"none", "exec", "http", "tcp", "notify"}
 
 func (h HealthKind) String() string {
 	if int(h) < len(healthNames) {

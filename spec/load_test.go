@@ -737,13 +737,14 @@ func TestParseRestartPolicy(t *testing.T) {
 }
 
 func TestParseSize(t *testing.T) {
-	good := map[string]uint64{"4096": 4096, "1B": 1, "1KB": 1000, "1KiB": 1024, "10MB": 10e6, "64MiB": 64 << 20, "2GiB": 2 << 30, "1 GB": 1e9}
+	good := map[string]uint64{"4096": 4096, "1B": 1, "1KB": 1000, "1KiB": 1024, "10MB": 10e6, "64MiB": 64 << 20, "2GiB": 2 << 30, "1 GB": 1e9,
+		"256M": 256 << 20, "1K": 1024, "1G": 1 << 30, "1TB": 1e12, "1T": 1 << 40}
 	for s, want := range good {
 		if n, err := ParseSize(s); err != nil || n != want {
 			t.Errorf("ParseSize(%q) = %d, %v", s, n, err)
 		}
 	}
-	for _, s := range []string{"", "MiB", "-1", "1TB", "1.5GiB", "99999999999999999999", "9999999999999GiB"} {
+	for _, s := range []string{"", "MiB", "-1", "1PB", "1m", "1.5GiB", "99999999999999999999", "9999999999999GiB"} {
 		if n, err := ParseSize(s); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", s, n)
 		}

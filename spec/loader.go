@@ -198,6 +198,7 @@ func (l *loader) run() {
 		return
 	}
 	l.buildConfig()
+	l.checkServices()
 	if l.opts.CheckPrograms {
 		l.checkPrograms()
 	}
@@ -234,6 +235,9 @@ func (l *loader) decodeProject(b *hcl.Block) {
 		case "state_dir":
 			l.cfg.Project.StateDir = v
 		}
+	}
+	for _, nb := range content.Blocks {
+		l.decodeProjectBlock(nb)
 	}
 }
 

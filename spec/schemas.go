@@ -19,7 +19,20 @@ var rootSchema = &hcl.BodySchema{
 
 var orchSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "state_dir"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "dns"}, {Type: "proxy"}, {Type: "http"}, {Type: "backend", LabelNames: []string{"kind"}},
+	},
 }
+
+var projectBlockSchemas = map[string]*hcl.BodySchema{
+	"dns":   {Attributes: []hcl.AttributeSchema{{Name: "listen", Required: true}, {Name: "zone"}}},
+	"proxy": {Attributes: []hcl.AttributeSchema{{Name: "listen", Required: true}}, Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}}},
+	"http":  {Attributes: []hcl.AttributeSchema{{Name: "listen", Required: true}, {Name: "token"}}},
+	"backend": {Attributes: []hcl.AttributeSchema{{Name: "endpoints", Required: true}, {Name: "prefix"}, {Name: "lock_ttl"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}}},
+}
+
+var tlsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "ca"}, {Name: "cert"}, {Name: "key"}}}
 
 var variableSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
@@ -51,6 +64,7 @@ var daemonSchema = &hcl.BodySchema{
 	Attributes: append(append([]hcl.AttributeSchema{}, metaAttrs...), processAttrs...),
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "health"}, {Type: "restart"}, {Type: "stop"}, {Type: "log"}, {Type: "lifecycle"}, {Type: "reload"},
+		{Type: "service"}, {Type: "resources"}, {Type: "placement"},
 	},
 }
 
@@ -58,6 +72,7 @@ var jobSchema = &hcl.BodySchema{
 	Attributes: daemonSchema.Attributes,
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "restart"}, {Type: "stop"}, {Type: "log"}, {Type: "lifecycle"},
+		{Type: "resources"}, {Type: "placement"},
 	},
 }
 
@@ -78,7 +93,13 @@ var nestedSchemas = map[string]*hcl.BodySchema{
 	"health": {Attributes: []hcl.AttributeSchema{
 		{Name: "exec"}, {Name: "http"}, {Name: "tcp"},
 		{Name: "interval"}, {Name: "timeout"}, {Name: "retries"}, {Name: "start_period"}, {Name: "start_timeout"},
+		{Name: "notify"}, {Name: "watchdog"},
 	}},
+	"service": {Attributes: []hcl.AttributeSchema{
+		{Name: "name"}, {Name: "host"}, {Name: "port", Required: true}, {Name: "route"}, {Name: "mdns"}, {Name: "drain"},
+	}},
+	"resources": {Attributes: []hcl.AttributeSchema{{Name: "memory_max"}, {Name: "cpu_max"}, {Name: "pids_max"}}},
+	"placement": {Attributes: []hcl.AttributeSchema{{Name: "node"}, {Name: "labels"}, {Name: "spread"}}},
 	"restart": {Attributes: []hcl.AttributeSchema{
 		{Name: "policy"}, {Name: "backoff"}, {Name: "max_backoff"},
 		{Name: "max_restarts"}, {Name: "window"},

@@ -1,0 +1,6 @@
+daemon "api" {
+  command = ["/bin/api"]
+  service { # ERROR: Missing required argument
+    route = "api.localhost/"
+  }
+}
