@@ -138,3 +138,32 @@ func TestParseRoute(t *testing.T) {
 		}
 	}
 }
+
+// A value from a -var-file that does not fit its variable is reported at
+// its line in that file, at the element at fault.
+func TestVarFileValueReportedInItsFile(t *testing.T) {
+	src := map[string]string{"main.hcl": `
+variable "ports" {
+  type = map(number)
+}
+variable "name" {
+  type     = string
+  nullable = false
+}
+`}
+	_, diags := loadFiles(src, Options{VarFiles: []VarFile{{Name: "prod.orchvars", Src: []byte(
+		"name = null\nports = {\n  http  = 80\n  https = \"four\"\n}\n")}}})
+	got := map[string]int{}
+	for _, d := range diags {
+		if d.Subject == nil {
+			t.Fatalf("diagnostic without a place: %s", d.Error())
+		}
+		if d.Subject.Filename != "prod.orchvars" {
+			t.Errorf("%s reported in %s, not in the var file", d.Summary, d.Subject.Filename)
+		}
+		got[d.Summary] = d.Subject.Start.Line
+	}
+	if got["Invalid value for variable"] != 4 || got["Null value for non-nullable variable"] != 1 || len(got) != 2 {
+		t.Errorf("diagnostics at %v; want the https entry (line 4) and name (line 1):\n%s", got, renderDiags(diags))
+	}
+}

@@ -3,6 +3,8 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -310,6 +312,11 @@ func (l *loader) decodeModule(e *instEval, attr attrFunc) {
 			e.errs = true
 		default:
 			r.SourceHash = hash
+			if err := checkModuleFile(l.fsys, l.cfg.Dir, r.Source); err != nil {
+				l.errorf(rangePtr(e.n.attrs["source"].Expr.Range()), "Not a module",
+					"The source of %s, %s, %v: a module is a WebAssembly file (it starts with \\0asm) or a plugin executable.", r.Addr, r.Source, err)
+				e.errs = true
+			}
 		}
 	}
 	if v, a := attr("config", cty.DynamicPseudoType); a != nil {
@@ -446,7 +453,25 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 			"The health block of %s needs one of exec, http, tcp or notify = true.", e.r.Addr)
 		e.errs = true
 	case len(probes) > 1:
-		e.l.errorf(rangePtr(nb.block.DefRange), "Conflicting health probes",
+		// At the probe written second: the one to remove, most likely.
+		at := nb.block.DefRange
+		var first *hcl.Range
+		for _, p := range probes {
+			a := nb.attrs[p]
+			if a == nil {
+				continue
+			}
+			r := a.NameRange
+			if first == nil || r.Start.Byte < first.Start.Byte {
+				if first != nil {
+					at = *first
+				}
+				first = &r
+			} else if at == nb.block.DefRange || r.Start.Byte < at.Start.Byte {
+				at = r
+			}
+		}
+		e.l.errorf(rangePtr(at), "Conflicting health probes",
 			"The health block of %s sets %s; a health check has exactly one probe. Keep one.", e.r.Addr, strings.Join(probes, " and "))
 		e.errs = true
 	}
@@ -456,7 +481,11 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 	e.duration(nb, "start_timeout", &h.StartTimeout)
 	e.integer(nb, "retries", 1, &h.Retries)
 	if h.Interval == 0 && !e.errs {
-		e.l.errorf(rangePtr(nb.block.DefRange), "Invalid duration", "health.interval of %s must be more than zero.", e.r.Addr)
+		at := nb.block.DefRange
+		if a := nb.attrs["interval"]; a != nil {
+			at = a.Expr.Range()
+		}
+		e.l.errorf(rangePtr(at), "Invalid duration", "health.interval of %s must be more than zero.", e.r.Addr)
 		e.errs = true
 	}
 	return h
@@ -620,13 +649,14 @@ func (e *instEval) grants(nb *nestedBlock) {
 		if v, ok := e.value(a.Expr, stringMap, "grants.dirs"); ok && v != cty.NilVal {
 			for guest, host := range v.AsValueMap() {
 				hp := absPath(e.l.cfg.Dir, host.AsString())
+				at := elemRange(a.Expr, cty.Path{cty.IndexStep{Key: cty.StringVal(guest)}})
 				if !strings.HasPrefix(guest, "/") {
-					e.l.errorf(rangePtr(a.Expr.Range()), "Invalid grant", "grants.dirs of %s: the guest path %q must be absolute, such as \"/data\".", e.r.Addr, guest)
+					e.l.errorf(rangePtr(at), "Invalid grant", "grants.dirs of %s: the guest path %q must be absolute, such as \"/data\".", e.r.Addr, guest)
 					e.errs = true
 					continue
 				}
 				if st, err := statConfigFile(e.l.fsys, e.l.cfg.Dir, host.AsString()); err != nil || !st.IsDir() {
-					e.l.errorf(rangePtr(a.Expr.Range()), "Granted directory not found",
+					e.l.errorf(rangePtr(at), "Granted directory not found",
 						"grants.dirs of %s maps %q to %s, which is not an existing directory.", e.r.Addr, guest, hp)
 					e.errs = true
 					continue
@@ -637,9 +667,9 @@ func (e *instEval) grants(nb *nestedBlock) {
 	}
 	if a := nb.attrs["writable"]; a != nil {
 		if v, ok := e.value(a.Expr, stringList, "grants.writable"); ok && v != cty.NilVal {
-			for _, w := range stringsOf(v) {
+			for i, w := range stringsOf(v) {
 				if _, ok := g.Dirs[w]; !ok {
-					e.l.errorf(rangePtr(a.Expr.Range()), "Invalid grant", "grants.writable of %s names %q, which is not a guest path of grants.dirs.", e.r.Addr, w)
+					e.l.errorf(rangePtr(elemRange(a.Expr, cty.Path{cty.IndexStep{Key: cty.NumberIntVal(int64(i))}})), "Invalid grant", "grants.writable of %s names %q, which is not a guest path of grants.dirs.", e.r.Addr, w)
 					e.errs = true
 					continue
 				}
@@ -814,4 +844,29 @@ type resolution struct {
 	once sync.Once
 	v    cty.Value
 	err  error
+}
+
+// checkModuleFile refuses a module source that is neither WebAssembly
+// (its magic bytes) nor an executable file (a plugin): a text file or a
+// data file named by mistake fails here, at its source line, not at
+// apply.
+func checkModuleFile(fsys fs.FS, dir, p string) error {
+	f, err := openConfigFile(fsys, dir, p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var magic [4]byte
+	n, _ := io.ReadFull(f, magic[:])
+	if n == 4 && string(magic[:]) == "\x00asm" {
+		return nil
+	}
+	st, err := statConfigFile(fsys, dir, p)
+	if err != nil {
+		return err
+	}
+	if st.Mode()&0o111 == 0 {
+		return fmt.Errorf("is neither WebAssembly nor executable")
+	}
+	return nil
 }

@@ -119,7 +119,12 @@ func (e *instEval) value(expr hcl.Expression, ty cty.Type, name string) (cty.Val
 	}
 	conv, err := convert.Convert(v, ty)
 	if err != nil {
-		e.l.errorf(rangePtr(expr.Range()), "Incorrect attribute value type",
+		err = elemError(v, ty, err)
+		at := expr.Range()
+		if pe, ok := err.(cty.PathError); ok {
+			at = elemRange(expr, pe.Path)
+		}
+		e.l.errorf(&at, "Incorrect attribute value type",
 			"Inappropriate value for %s of %s: %s.", name, e.n.addr, describeConvError(err, ty))
 		e.errs = true
 		return cty.NilVal, false
@@ -154,6 +159,80 @@ func describeConvError(err error, ty cty.Type) string {
 		return fmt.Sprintf("%s: %s (a %s is required)", formatPath(pe.Path), pe.Error(), ty.FriendlyName())
 	}
 	return fmt.Sprintf("%s is required", ty.FriendlyName())
+}
+
+// elemError turns a failed conversion of a whole collection into the
+// failure of its first element that does not convert, with that element's
+// path: converting {A = "x", B = ["y"]} to a map of strings fails without
+// saying that B is at fault.
+func elemError(v cty.Value, ty cty.Type, err error) error {
+	if pe, ok := err.(cty.PathError); ok && len(pe.Path) > 0 {
+		return err
+	}
+	if !(ty.IsMapType() || ty.IsListType() || ty.IsSetType()) || v.IsNull() || !v.IsKnown() || !v.CanIterateElements() {
+		return err
+	}
+	et := ty.ElementType()
+	for it := v.ElementIterator(); it.Next(); {
+		k, x := it.Element()
+		if _, e := convert.Convert(x, et); e != nil {
+			p := cty.Path{cty.IndexStep{Key: k}}
+			if pe, ok := e.(cty.PathError); ok {
+				p = append(p, pe.Path...)
+			}
+			return p.NewErrorf("%s", e.Error())
+		}
+	}
+	return err
+}
+
+// elemRange finds where the element at path was written inside expr (a
+// map entry, a list element, an object attribute), so that a diagnostic
+// points at the entry at fault, not at the whole attribute. It falls back
+// to the closest enclosing expression it can find.
+func elemRange(expr hcl.Expression, path cty.Path) hcl.Range {
+	for _, step := range path {
+		var key cty.Value
+		switch st := step.(type) {
+		case cty.GetAttrStep:
+			key = cty.StringVal(st.Name)
+		case cty.IndexStep:
+			key = st.Key
+		default:
+			return expr.Range()
+		}
+		next := hcl.Expression(nil)
+		if key.Type() == cty.Number {
+			if items, d := hcl.ExprList(expr); !d.HasErrors() {
+				if i, acc := key.AsBigFloat().Int64(); acc == 0 && i >= 0 && int(i) < len(items) {
+					next = items[i]
+				}
+			}
+		} else if key.Type() == cty.String {
+			if pairs, d := hcl.ExprMap(expr); !d.HasErrors() {
+				for _, kv := range pairs {
+					k, d := kv.Key.Value(nil)
+					if d.HasErrors() {
+						// a bare word key (env = { PATH = ... })
+						if t := hcl.ExprAsKeyword(kv.Key); t != "" {
+							k = cty.StringVal(t)
+						} else {
+							continue
+						}
+					}
+					if k.Type() == cty.String && k.IsKnown() && !k.IsNull() && k.AsString() == key.AsString() {
+						next = kv.Value
+						break
+					}
+				}
+			}
+		}
+		if next == nil {
+			return expr.Range()
+		}
+		expr = next
+	}
+	return expr.Range()
 }
 
 func formatPath(p cty.Path) string {
@@ -373,6 +452,13 @@ func (e *instEval) checkFailed(a *hcl.Attribute, name, block string, err error) 
 		if ce.InList {
 			if elems, d := hcl.ExprList(a.Expr); !d.HasErrors() && ce.Index >= 0 && ce.Index < len(elems) {
 				rng = elems[ce.Index].Range()
+			}
+		}
+		if ce.InMap {
+			// the entry's key and value: its whole line
+			k := elemRange(a.Expr, cty.Path{cty.IndexStep{Key: cty.StringVal(ce.Key)}})
+			if k != a.Expr.Range() {
+				rng = k
 			}
 		}
 		if ce.Summary != "" {

@@ -63,7 +63,10 @@ type CheckError struct {
 	// Index is the element of a list value at fault, when InList.
 	Index  int
 	InList bool
-	Err    error
+	// Key is the entry of a map value at fault, when InMap.
+	Key   string
+	InMap bool
+	Err   error
 }
 
 func (e *CheckError) Error() string { return e.Err.Error() }

@@ -252,14 +252,24 @@ func (l *loader) variableValue(v *Variable, rv rawValue) (cty.Value, string, boo
 	if d := l.defaults[v.Name]; d != nil {
 		val = d.Apply(val)
 	}
+	// A value from a -var-file is reported where that file sets it (at the
+	// element at fault); one from -var or the environment at the variable.
+	at := v.DeclRange
+	if rv.expr != nil {
+		at = rv.expr.Range()
+	}
 	conv, err := convert.Convert(val, v.Type)
 	if err != nil {
-		l.errorf(rangePtr(v.DeclRange), "Invalid value for variable",
+		err = elemError(val, v.Type, err)
+		if pe, ok := err.(cty.PathError); ok && rv.expr != nil {
+			at = elemRange(rv.expr, pe.Path)
+		}
+		l.errorf(rangePtr(at), "Invalid value for variable",
 			"The value for variable %q from %s is not a %s: %s.", v.Name, rv.source, typeexpr.TypeString(v.Type), describeConvError(err, v.Type))
 		return cty.NilVal, "", false
 	}
 	if conv.IsNull() && !v.Nullable {
-		l.errorf(rangePtr(v.DeclRange), "Null value for non-nullable variable",
+		l.errorf(rangePtr(at), "Null value for non-nullable variable",
 			"Variable %q is not nullable, but %s sets it to null.", v.Name, rv.source)
 		return cty.NilVal, "", false
 	}

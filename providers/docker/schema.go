@@ -2,7 +2,9 @@ package docker
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/moby/moby/client"
 	"github.com/zclconf/go-cty/cty"
@@ -85,7 +87,7 @@ func schema(kind, host string) spec.RuntimeSchema {
 			{Name: AttrNetwork, Type: cty.String, ForcesReplacement: true,
 				Doc: "the network to attach to (bridge, host, none or a user-defined network)"},
 			{Name: AttrLabels, Type: cty.Map(cty.String), ForcesReplacement: true,
-				Doc: "container labels; keys under org.orch. are reserved"},
+				Doc: "container labels; keys under org.orch. are reserved", Check: checkLabels},
 			{Name: AttrMemory, Type: cty.String,
 				Doc: "memory limit, such as \"256MiB\"; changed in place"},
 			{Name: AttrCPUs, Type: cty.Number,
@@ -119,6 +121,20 @@ func checkEach(v cty.Value, summary string, check func(string) error) error {
 		}
 		if err != nil {
 			errs = append(errs, &spec.CheckError{Summary: summary, InList: true, Index: i, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkLabels refuses, at load, labels in orch's own prefix: orch reads
+// them to know what it owns.
+func checkLabels(v cty.Value) error {
+	var errs []error
+	for it := v.ElementIterator(); it.Next(); {
+		k, _ := it.Element()
+		if key := k.AsString(); strings.HasPrefix(key, reservedLabelPrefix) {
+			errs = append(errs, &spec.CheckError{Summary: "Reserved label", Key: key, InMap: true,
+				Err: fmt.Errorf("%q is under %q, the prefix of the labels orch sets to know what it owns; choose another key", key, reservedLabelPrefix)})
 		}
 	}
 	return errors.Join(errs...)

@@ -35,3 +35,23 @@ daemon "web" {
 		t.Errorf("docker's host %q", got)
 	}
 }
+
+// TestReservedLabelRefusedAtLoad: a label under orch's own prefix is an
+// error at load, at the line of that entry, not at apply.
+func TestReservedLabelRefusedAtLoad(t *testing.T) {
+	src := `runtime "docker" "local" {}
+daemon "web" {
+  runtime = runtime.docker.local
+  image   = "web:1"
+  labels = {
+    team           = "shop"
+    "org.orch.own" = "mine"
+  }
+}
+`
+	_, diags := spec.LoadFS(fstest.MapFS{"main.hcl": {Data: []byte(src)}}, "/cfg",
+		spec.Options{Schemas: map[string]spec.RuntimeSchema{Kind: Schema()}})
+	if len(diags) != 1 || diags[0].Summary != "Reserved label" || diags[0].Subject == nil || diags[0].Subject.Start.Line != 7 {
+		t.Fatalf("want one Reserved label error at line 7, got %v", diags)
+	}
+}

@@ -1,8 +1,8 @@
 daemon "api" {
   command = ["/bin/api"]
-  health { # ERROR: Conflicting health probes
+  health {
     notify = true
-    tcp    = "127.0.0.1:80"
+    tcp    = "127.0.0.1:80" # ERROR: Conflicting health probes
   }
 }
 

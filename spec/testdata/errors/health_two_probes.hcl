@@ -1,7 +1,7 @@
 daemon "api" {
   command = ["/bin/api"]
-  health { # ERROR: Conflicting health probes
+  health {
     http = "http://127.0.0.1:8080/healthz"
-    tcp  = "127.0.0.1:8080"
+    tcp  = "127.0.0.1:8080" # ERROR: Conflicting health probes
   }
 }
