@@ -185,8 +185,8 @@ type Resource struct {
 	// the runtime's schema, converted, defaults filled in.
 	Attrs map[string]cty.Value
 
-	Reload    *Reload // nil: every forcing change replaces the daemon
-	Health    *Health // nil when none declared
+	Reload *Reload // nil: every forcing change replaces the daemon
+	Health *Health // nil when none declared
 	// Service publishes a daemon in DNS, mDNS and on the proxy; nil when
 	// none declared.
 	Service *Service

@@ -81,11 +81,11 @@ var SIGTERM = Signal{Name: "SIGTERM", Num: syscall.SIGTERM}
 type HealthKind uint8
 
 const (
-	HealthNone HealthKind = iota
-	HealthExec            // run a command; exit 0 is healthy
-	HealthHTTP            // GET a URL; 2xx or 3xx is healthy
-	HealthTCP             // connect to host:port
-	HealthNotify          // the daemon says READY=1 on its NOTIFY_SOCKET
+	HealthNone   HealthKind = iota
+	HealthExec              // run a command; exit 0 is healthy
+	HealthHTTP              // GET a URL; 2xx or 3xx is healthy
+	HealthTCP               // connect to host:port
+	HealthNotify            // the daemon says READY=1 on its NOTIFY_SOCKET
 )
 
 var healthNames = [...]string{"none", "exec", "http", "tcp", "notify"}
