@@ -38,7 +38,7 @@ to stderr, one line per event (-json: one JSON object per line). SIGTERM or
 SIGINT stops every daemon, dependents first, and exits 0.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runEngine(dirArg(args), &vf, &lf, asJSON, a.Stderr, "agent")
+			return a.runEngine(dirArg(args), &vf, &lf, asJSON, a.Stderr, "agent", upOutput{})
 		},
 	}
 	vf.register(cmd.Flags())

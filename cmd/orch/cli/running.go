@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/orch-dev/orch/executor"
@@ -92,16 +94,19 @@ func (a *App) logsCommand() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "logs [-f] [-n N] NAME [DIR]",
-		Short: "Print the log of a daemon, job or module",
-		Long: `Print the last N lines (default 10; -n -1: all) of the log of NAME (daemon.api,
-job.migrate, module.counter, or a daemon's name alone: api), taking older
-lines from the rotated files (.log.1, .log.2, ...) when needed. -f then
-prints what is written, following the log across rotations, until Ctrl-C.
-A NAME without a key names every instance of a block with count or
-for_each (worker: worker[0], worker[1], ...); each line is then prefixed
-with its instance's address. -json prints one JSON object per line,
-{address, line}.
+		Use:   "logs [-f] [-n N] [NAME...] [DIR]",
+		Short: "Print the logs of daemons, jobs and modules",
+		Long: `Print the last N lines (default 10; -n -1: all) of the log of each NAME
+(daemon.api, job.migrate, module.counter, or a daemon's name alone: api),
+taking older lines from the rotated files (.log.1, .log.2, ...) when
+needed. -f then prints what is written, following the logs across
+rotations, until Ctrl-C. Without a NAME, every instance's log. A NAME
+without a key names every instance of a block with count or for_each
+(worker: worker[0], worker[1], ...). When several logs are printed, each
+line is prefixed with its instance's address. -json prints one JSON object
+per line, {address, line}. The last argument is the configuration
+directory when it is one and is written as a path (".", "./app",
+"/srv/app"); otherwise it is a NAME.
 
 The logs are files under <state dir>/logs/ written by orch's log daemon
 (the modules' by the engine): this works the same with or without an agent
@@ -109,18 +114,28 @@ running, and while the configuration on disk is invalid. The log of a
 container (runtime docker or podman) is the one its Engine keeps, read
 through the Engine's API (-f follows it until the container stops or
 Ctrl-C).`,
-		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, dir := splitDir(args, 1)
-			addr, err := parseName(names[0])
-			if err != nil {
-				return err
+			names, dir := splitPathDir(args)
+			var want []spec.Address
+			for _, n := range names {
+				addr, err := parseName(n)
+				if err != nil {
+					return err
+				}
+				want = append(want, addr)
 			}
 			l, err := a.locate(dir, &vf)
 			if err != nil {
 				return err
 			}
-			addrs := expand([]spec.Address{addr}, a.knownInstances(l, nil))
+			known := a.knownInstances(l, nil)
+			if len(want) == 0 {
+				want = loggable(known)
+				if len(want) == 0 {
+					return &exitError{code: ExitError, msg: "nothing has run here yet: no daemon, job or module is declared or recorded"}
+				}
+			}
+			addrs := expand(want, known)
 			ctx, stop := a.quietInterruptible()
 			defer stop()
 			var mu sync.Mutex
@@ -489,4 +504,35 @@ func (a *App) signalLocal(ctx context.Context, l *located, addr spec.Address, si
 		return nil
 	}
 	return &exitError{code: ExitError, msg: fmt.Sprintf("%s is not running (nothing recorded)", addr)}
+}
+
+// splitPathDir splits the arguments of a command taking names and an
+// optional directory: the last argument is the directory when it is
+// written as a path (".", "..", or with a '/') and is a directory.
+func splitPathDir(args []string) ([]string, string) {
+	if n := len(args); n > 0 {
+		last := args[n-1]
+		if last == "." || last == ".." || strings.Contains(last, "/") {
+			if st, err := os.Stat(last); err == nil && st.IsDir() {
+				return args[:n-1], last
+			}
+		}
+	}
+	return args, "."
+}
+
+// loggable is every instance in known that keeps a log (daemons, jobs,
+// modules), sorted, without duplicates.
+func loggable(known []spec.Address) []spec.Address {
+	seen := map[spec.Address]bool{}
+	var out []spec.Address
+	for _, a := range known {
+		if seen[a] || (a.Kind != spec.KindDaemon && a.Kind != spec.KindJob && a.Kind != spec.KindModule) {
+			continue
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
 }

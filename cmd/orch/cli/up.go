@@ -16,9 +16,11 @@ import (
 
 func (a *App) upCommand() *cobra.Command {
 	var (
-		vf     varFlags
-		lf     lockFlags
-		asJSON bool
+		vf          varFlags
+		lf          lockFlags
+		asJSON      bool
+		noLogPrefix bool
+		quiet       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
@@ -43,26 +45,45 @@ restart, signal, plan, apply and destroy talk to it (docs/agent-api.md).
 
 Each line says what happened: "12:00:01 daemon.api started pid=123". With
 -json, each event is one JSON object per line: {time, type, address, pid,
-exit_code, signal, detail}.`,
+exit_code, signal, detail}.
+
+Between those lines, as Docker Compose does, orch up prints what each
+daemon, job and module writes (stdout and stderr, from its log file), one
+line at a time, prefixed with its name ("api[1] | listening on :8081"),
+names aligned and each in a colour of its own on a terminal (none under
+NO_COLOR, -no-color or when the output is not a terminal). --no-log-prefix
+prints the lines bare; --quiet prints orch's lines only, and with the exit
+of a daemon or job that failed, its last lines. Output written before orch
+up began is not repeated (orch logs shows it); -json prints events only.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.up(dirArg(args), &vf, &lf, asJSON)
+			return a.up(dirArg(args), &vf, &lf, asJSON, upOutput{prefix: !noLogPrefix, quiet: quiet})
 		},
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines (and no daemon output)")
+	cmd.Flags().BoolVar(&noLogPrefix, "no-log-prefix", false, "print the daemons' lines without their names")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print orch's lines only (and the last lines of a failed exit)")
 	return cmd
 }
 
-func (a *App) up(dir string, vf *varFlags, lf *lockFlags, asJSON bool) error {
-	return a.runEngine(dir, vf, lf, asJSON, a.Stdout, "up")
+// upOutput is how orch up prints the daemons' own output.
+type upOutput struct {
+	forward bool // print it at all (orch up without -json)
+	prefix  bool
+	quiet   bool
+}
+
+func (a *App) up(dir string, vf *varFlags, lf *lockFlags, asJSON bool, uo upOutput) error {
+	uo.forward = !asJSON
+	return a.runEngine(dir, vf, lf, asJSON, a.Stdout, "up", uo)
 }
 
 // runEngine is orch up and orch agent: it takes the lock, runs the engine
 // and serves its API on the agent socket until SIGINT or SIGTERM, printing
 // events to out.
-func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w io.Writer, op string) error {
+func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w io.Writer, op string, uo upOutput) error {
 	s, err := a.open(dir, vf, lf, op)
 	if err != nil {
 		return err
@@ -74,6 +95,13 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
 		out = func(ev engine.Event) { enc.Encode(ev) }
+	}
+	if uo.forward {
+		fw := newLogForwarder(w, s.cfg, s.stateDir, a.colour(w), uo.prefix, uo.quiet)
+		fw.start()
+		defer fw.stop()
+		print := out
+		out = func(ev engine.Event) { fw.event(ev, print) }
 	}
 	load := func() engine.LoadResult {
 		r := a.loadConfig(dir, vf)

@@ -1,0 +1,355 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+)
+
+// forwardPoll is how often orch up looks for new output of the daemons it
+// forwards. One goroutine reads every log in turn and writes what it found
+// in one write: at 100 daemons writing 1,000 lines/s each, that is 20
+// writes a second, not 100,000.
+const forwardPoll = 50 * time.Millisecond
+
+// forwardChunk bounds what one look reads of one log, so that a daemon
+// that floods its log cannot starve the others' lines.
+const forwardChunk = 256 << 10
+
+// lastLinesDelay is how long after a failed exit its last lines are read.
+const lastLinesDelay = 100 * time.Millisecond
+
+// lastLines is how many of its last lines a daemon that exits with an
+// error shows with its exit under --quiet.
+const lastLines = 5
+
+// logForwarder is orch up's Compose-like output: each daemon's and job's
+// output, a line at a time, prefixed by its name (aligned, a stable colour
+// per name on a terminal), interleaved with orch's own lifecycle lines.
+// It follows the log files orch's log daemon writes (and the engine, for
+// modules), so it sees exactly what `orch logs` shows; a follower starts
+// when an instance starts or is adopted and ends when it is destroyed.
+type logForwarder struct {
+	mu       sync.Mutex // guards out (shared with the lifecycle lines) and files
+	out      io.Writer
+	logsDir  string
+	colour   bool
+	prefix   bool // false: --no-log-prefix
+	quiet    bool // --quiet: lifecycle lines only, and the last lines of a failed exit
+	width    int  // of the widest name so far: names are padded to it
+	files    map[spec.Address]*followed
+	startLen map[string]int64 // sizes of the logs that existed when orch up began
+	buf      bytes.Buffer
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// followed is one log being forwarded.
+type followed struct {
+	addr    spec.Address
+	name    string
+	path    string
+	colour  int
+	f       *os.File
+	ino     uint64
+	partial []byte // the start of a line not yet ended
+}
+
+func newLogForwarder(out io.Writer, cfg *spec.Config, stateDir string, colour, prefix, quiet bool) *logForwarder {
+	lf := &logForwarder{out: out, logsDir: filepath.Join(stateDir, "logs"), colour: colour, prefix: prefix, quiet: quiet,
+		files: map[spec.Address]*followed{}, startLen: map[string]int64{}, done: make(chan struct{})}
+	// Names are aligned on the widest declared (a later, wider one widens
+	// the column from then on).
+	for _, r := range cfg.Resources {
+		lf.width = max(lf.width, len(forwardName(r.Addr)))
+	}
+	// What the logs held before orch up began is not shown again: orch
+	// logs has it. What is written from now on is, including the first
+	// lines of a daemon adopted or started before its follower begins.
+	if ents, err := os.ReadDir(lf.logsDir); err == nil {
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				lf.startLen[e.Name()] = fi.Size()
+			}
+		}
+	}
+	return lf
+}
+
+// start runs the reading loop until stop.
+func (lf *logForwarder) start() {
+	lf.wg.Add(1)
+	go func() {
+		defer lf.wg.Done()
+		t := time.NewTicker(forwardPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-lf.done:
+				lf.poll(true)
+				return
+			case <-t.C:
+				lf.poll(false)
+			}
+		}
+	}()
+}
+
+// stop reads what is left, then closes every log.
+func (lf *logForwarder) stop() {
+	close(lf.done)
+	lf.wg.Wait()
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	for _, f := range lf.files {
+		if f.f != nil {
+			f.f.Close()
+		}
+	}
+}
+
+// event prints a lifecycle line through print (under the lock shared with
+// the forwarded lines, so that lines never interleave mid-line) and
+// starts or ends followers.
+func (lf *logForwarder) event(ev engine.Event, print func(engine.Event)) {
+	a := ev.Addr
+	forwardable := a.Kind == spec.KindDaemon || a.Kind == spec.KindJob || a.Kind == spec.KindModule
+	ended := ev.Type == engine.EventExited || ev.Type == engine.EventFailed || ev.Type == engine.EventCompleted ||
+		ev.Type == engine.EventStopped || ev.Type == engine.EventDestroyed
+	if forwardable && !lf.quiet {
+		lf.mu.Lock()
+		// A job says nothing before it completes: its first event starts
+		// its follower as well as a start does.
+		if lf.files[a] == nil && (ended && ev.Type != engine.EventDestroyed || ev.Type == engine.EventStarted || ev.Type == engine.EventAdopted) {
+			lf.follow(a)
+		}
+		lf.mu.Unlock()
+		if ended {
+			// Its last words come before the line that says it ended.
+			lf.poll(false)
+		}
+	}
+	lf.mu.Lock()
+	print(ev)
+	if lf.quiet && forwardable && failedExit(ev) {
+		// A moment later: the log daemon may still be writing its last
+		// words when the exit is seen.
+		lf.wg.Add(1)
+		time.AfterFunc(lastLinesDelay, func() {
+			defer lf.wg.Done()
+			lf.mu.Lock()
+			defer lf.mu.Unlock()
+			lf.writeLast(a)
+		})
+	}
+	switch {
+	case !forwardable || lf.quiet:
+	case ev.Type == engine.EventDestroyed:
+		if f := lf.files[a]; f != nil {
+			if f.f != nil {
+				f.f.Close()
+			}
+			delete(lf.files, a)
+		}
+	}
+	lf.mu.Unlock()
+}
+
+// failedExit reports whether ev ends a daemon or job with an error.
+func failedExit(ev engine.Event) bool {
+	switch ev.Type {
+	case engine.EventExited:
+		return ev.Signal != "" || ev.ExitCode != nil && *ev.ExitCode != 0
+	case engine.EventFailed:
+		return true
+	}
+	return false
+}
+
+// follow begins forwarding addr's log; mu held.
+func (lf *logForwarder) follow(a spec.Address) {
+	name := forwardName(a)
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	f := &followed{addr: a, name: name, path: filepath.Join(lf.logsDir, process.FileName(a)+".log"), colour: int(h.Sum32() % uint32(len(nameColours)))}
+	if len(name) > lf.width {
+		lf.width = len(name)
+	}
+	lf.files[a] = f
+	lf.open(f, true)
+}
+
+// forwardName is how an instance's lines are prefixed: a daemon by its
+// name ("api[1]"), a job or module by its address ("job.migrate"), since a
+// job may share a daemon's name.
+func forwardName(a spec.Address) string {
+	if a.Kind == spec.KindDaemon {
+		return a.Name + keySuffix(a)
+	}
+	return a.String()
+}
+
+// keySuffix is the "[1]" of an instance address, "" for a block without
+// count or for_each.
+func keySuffix(a spec.Address) string {
+	s, b := a.String(), a.Block().String()
+	return s[len(b):]
+}
+
+// open (re)opens f's log: at the length it had when orch up began when
+// first is set and it existed then, else at its start (a log created or
+// rotated since). A log that does not exist yet is tried again later.
+func (lf *logForwarder) open(f *followed, first bool) {
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(fh.Fd()), &st); err != nil {
+		fh.Close()
+		return
+	}
+	if first {
+		if n, ok := lf.startLen[filepath.Base(f.path)]; ok && n <= st.Size {
+			fh.Seek(n, io.SeekStart)
+		}
+	}
+	f.f, f.ino = fh, st.Ino
+}
+
+// poll reads what each log gained and writes it, prefixed, in one write.
+func (lf *logForwarder) poll(final bool) {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	var chunk [32 << 10]byte
+	for _, f := range lf.files {
+		if f.f == nil {
+			lf.open(f, true)
+			if f.f == nil {
+				continue
+			}
+		}
+		for read := 0; read < forwardChunk; {
+			k, _ := f.f.Read(chunk[:])
+			if k > 0 {
+				read += k
+				lf.lines(f, chunk[:k])
+				continue
+			}
+			// At the end: has the log been rotated or truncated?
+			var st syscall.Stat_t
+			if err := syscall.Stat(f.path, &st); err != nil {
+				break
+			}
+			if st.Ino != f.ino {
+				f.f.Close()
+				f.f = nil
+				lf.open(f, false)
+				if f.f == nil {
+					break
+				}
+				continue
+			}
+			if pos, err := f.f.Seek(0, io.SeekCurrent); err == nil && st.Size < pos {
+				f.f.Seek(0, io.SeekStart)
+				continue
+			}
+			break
+		}
+		if final && len(f.partial) > 0 {
+			lf.line(f, f.partial)
+			f.partial = nil
+		}
+	}
+	if lf.buf.Len() > 0 {
+		lf.out.Write(lf.buf.Bytes())
+		lf.buf.Reset()
+	}
+}
+
+// lines appends the whole lines of p, prefixed, to the buffer; mu held.
+func (lf *logForwarder) lines(f *followed, p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			f.partial = append(f.partial, p...)
+			if len(f.partial) > 64<<10 { // a line that never ends: cut it
+				lf.line(f, f.partial)
+				f.partial = f.partial[:0]
+			}
+			return
+		}
+		if len(f.partial) > 0 {
+			f.partial = append(f.partial, p[:i]...)
+			lf.line(f, f.partial)
+			f.partial = f.partial[:0]
+		} else {
+			lf.line(f, p[:i])
+		}
+		p = p[i+1:]
+	}
+}
+
+// nameColours are the ANSI colours of names, as Compose picks them.
+var nameColours = [...]string{"36", "33", "32", "35", "34", "96", "93", "92", "95", "94"}
+
+func (lf *logForwarder) line(f *followed, l []byte) {
+	l = bytes.TrimSuffix(l, []byte{'\r'})
+	if lf.prefix {
+		if lf.colour {
+			fmt.Fprintf(&lf.buf, "\x1b[%sm%-*s |\x1b[0m ", nameColours[f.colour], lf.width, f.name)
+		} else {
+			fmt.Fprintf(&lf.buf, "%-*s | ", lf.width, f.name)
+		}
+	}
+	lf.buf.Write(l)
+	lf.buf.WriteByte('\n')
+}
+
+// writeLast writes the last lines of a's log under its exit line (for
+// --quiet, where its output was not forwarded); mu held.
+func (lf *logForwarder) writeLast(a spec.Address) {
+	path := filepath.Join(lf.logsDir, process.FileName(a)+".log")
+	fh, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return
+	}
+	const window = 8 << 10
+	off := max(fi.Size()-window, 0)
+	if n, ok := lf.startLen[filepath.Base(path)]; ok && n > off && n <= fi.Size() {
+		off = n // only what it wrote under this orch up
+	}
+	b := make([]byte, fi.Size()-off)
+	k, _ := fh.ReadAt(b, off)
+	b = bytes.TrimRight(b[:k], "\n")
+	if len(b) == 0 {
+		return
+	}
+	ls := bytes.Split(b, []byte{'\n'})
+	if off > 0 && len(ls) > 1 && lf.startLen[filepath.Base(path)] != off {
+		ls = ls[1:] // the first may be cut
+	}
+	if len(ls) > lastLines {
+		ls = ls[len(ls)-lastLines:]
+	}
+	var out bytes.Buffer
+	for _, l := range ls {
+		fmt.Fprintf(&out, "    %s | %s\n", a, bytes.TrimSuffix(l, []byte{'\r'}))
+	}
+	lf.out.Write(out.Bytes())
+}

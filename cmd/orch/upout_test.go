@@ -1,0 +1,254 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startWith runs orch <verb> args... DIR as start does, without -json.
+func (e *engineTest) startWith(verb string, args ...string) *engineProc {
+	t := e.t
+	t.Helper()
+	p := &engineProc{exited: make(chan struct{})}
+	p.cmd = newOrchCmd(t, e.dir, append(append([]string{verb}, args...), e.dir)...)
+	p.cmd.Env = append(p.cmd.Env, e.env...)
+	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// interrupt sends SIGINT and waits for orch to exit.
+func (p *engineProc) interrupt(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("orch did not exit after SIGINT:\n%s", p.output())
+	}
+}
+
+const forwardConfig = `
+variable "tok" {
+  type      = string
+  sensitive = true
+  default   = "s3cr3t-tok"
+}
+
+job "migrate" {
+  command = ["sh", "-c", "echo migrated"]
+}
+
+daemon "api" {
+  count      = 2
+  command    = ["sh", "-c", "echo hello ${count.index}; echo token ${var.tok}; exec sleep 600"]
+  depends_on = [job.migrate]
+}
+
+daemon "crash" {
+  command = ["sh", "-c", "echo before crash; echo Address already in use >&2; exit 3"]
+  restart {
+    policy = "never"
+  }
+}
+`
+
+// TestUpForwardsDaemonOutput: orch up prints each daemon's and job's
+// lines prefixed with its name, aligned, without colour when piped, with
+// sensitive values redacted; -quiet prints only orch's lines and the last
+// lines of a failed exit; what was written before orch up began is not
+// printed again; orch logs without a name prints every log.
+func TestUpForwardsDaemonOutput(t *testing.T) {
+	e := newEngineTest(t, forwardConfig)
+	p := e.startWith("up")
+	e.waitFor(p, "every forwarded line", func() bool {
+		out := p.output()
+		for _, want := range []string{"api[0]      | hello 0", "api[1]      | hello 1", "job.migrate | migrated",
+			"crash       | Address already in use", "daemon.crash exited"} {
+			if !strings.Contains(out, want) {
+				return false
+			}
+		}
+		return true
+	})
+	e.status() // remember the pids for the cleanup
+	p.interrupt(t)
+	out := p.output()
+	if strings.Contains(out, "s3cr3t-tok") || !strings.Contains(out, "api[0]      | token (sensitive value)") {
+		t.Errorf("a sensitive value was forwarded, or its line was not:\n%s", out)
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("colour written to a pipe:\n%q", out)
+	}
+	prefixed := regexp.MustCompile(`^(\S+ *) \| `)
+	width := -1
+	for _, l := range strings.Split(out, "\n") {
+		if m := prefixed.FindStringSubmatch(l); m != nil {
+			if width >= 0 && len(m[1]) != width {
+				t.Errorf("names not aligned: %q is %d wide, others %d", l, len(m[1]), width)
+			}
+			width = len(m[1])
+		}
+	}
+	// The crash's last words come before its exit line.
+	if i, j := strings.Index(out, "crash       | Address already in use"), strings.Index(out, "daemon.crash exited"); i > j {
+		t.Errorf("the crash's output comes after its exit:\n%s", out)
+	}
+
+	q := e.startWith("up", "-quiet")
+	e.waitFor(q, "the crash's last lines under its exit", func() bool {
+		return strings.Contains(q.output(), "    daemon.crash | Address already in use")
+	})
+	e.status()
+	q.interrupt(t)
+	if out := q.output(); strings.Contains(out, "api[0]") && strings.Contains(out, "| hello") {
+		t.Errorf("-quiet forwarded daemon output:\n%s", out)
+	}
+
+	r := e.startWith("up", "-no-log-prefix")
+	e.waitFor(r, "hello again", func() bool {
+		return strings.Contains(r.output(), "\nhello 1\n") && strings.Contains(r.output(), "\nhello 0\n")
+	})
+	e.status()
+	r.interrupt(t)
+	if n := strings.Count(r.output(), "hello 0"); n != 1 {
+		t.Errorf("hello 0 printed %d times: what the log held before orch up began was repeated:\n%s", n, r.output())
+	}
+
+	logs := orch(t, e.dir, nil, "logs", "-n", "1", e.dir).want(t, 0)
+	for _, want := range []string{"daemon.api[0] | ", "daemon.api[1] | ", "daemon.crash | ", "job.migrate | migrated"} {
+		if !strings.Contains(logs.stdout, want) {
+			t.Errorf("orch logs without a name lacks %q:\n%s", want, logs.stdout)
+		}
+	}
+}
+
+// BenchmarkUpLogForward: orch up (the built binary) with 100 daemons each
+// writing 1,000 lines a second, its output to a file. It reports the CPU
+// orch up used per second of wall time while forwarding (cpu-%), that of
+// the same run with -quiet (quiet-cpu-%: the engine and supervision
+// alone), their difference (forward-cpu-%: the forwarding; the target is
+// under 10% of one core), and checks that every line written in the
+// measured window reached the output.
+func BenchmarkUpLogForward(b *testing.B) {
+	const daemons, rate = 100, 1000
+	bin := filepath.Join(b.TempDir(), "chatter")
+	if out, err := exec.Command(goTool(), "build", "-o", bin, "./testdata/chatter").CombinedOutput(); err != nil {
+		b.Fatalf("building chatter: %v\n%s", err, out)
+	}
+	measure := func(b *testing.B, quiet bool) (cpuPct float64, lines int) {
+		dir := b.TempDir()
+		cfg := fmt.Sprintf(`daemon "c" {
+  count   = %d
+  command = [%q, "-rate", "%d", "-id", "c${count.index}"]
+}
+`, daemons, bin, rate)
+		os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644)
+		outPath := filepath.Join(dir, "up.out")
+		outF, _ := os.Create(outPath)
+		defer outF.Close()
+		args := []string{"up"}
+		if quiet {
+			args = append(args, "-quiet")
+		}
+		cmd := exec.Command(orchBin, append(args, dir)...)
+		cmd.Dir = dir
+		home := b.TempDir()
+		cmd.Env = []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
+		cmd.Stdout, cmd.Stderr = outF, outF
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+			stopRegistered(filepath.Join(dir, ".orch"))
+		}()
+		// Wait until all run and output flows (reading only what is new).
+		deadline := time.Now().Add(3 * time.Minute)
+		rd, _ := os.Open(outPath)
+		defer rd.Close()
+		var tail []byte
+		for {
+			chunk, _ := io.ReadAll(rd)
+			tail = append(tail[max(0, len(tail)-16):], chunk...)
+			if strings.Contains(string(tail), "ready:") {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("orch up never got ready")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		before := cpuTicks(b, cmd.Process.Pid)
+		sizeBefore := fileSize(outPath)
+		start := time.Now()
+		time.Sleep(5 * time.Second)
+		after := cpuTicks(b, cmd.Process.Pid)
+		wall := time.Since(start)
+		written := fileSize(outPath) - sizeBefore
+		cpuPct = float64(after-before) / 100 / wall.Seconds() * 100 // USER_HZ = 100
+		lines = int(written / int64(len("c00 line 12345 the quick brown fox jumps over the lazy dog\n")+len("c00 | ")))
+		return cpuPct, lines
+	}
+	for i := 0; i < b.N; i++ {
+		fwd, lines := measure(b, false)
+		quiet, _ := measure(b, true)
+		b.ReportMetric(fwd, "cpu-%")
+		b.ReportMetric(quiet, "quiet-cpu-%")
+		b.ReportMetric(fwd-quiet, "forward-cpu-%")
+		b.ReportMetric(float64(lines)/5, "lines/s")
+	}
+}
+
+// cpuTicks is the user+system CPU time of pid in clock ticks.
+func cpuTicks(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+func fileSize(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// stopRegistered kills the process groups of the daemons the log daemon's
+// registry names, and the log daemon.
+func stopRegistered(stateDir string) {
+	for _, pid := range registeredPids(stateDir) {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
