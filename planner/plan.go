@@ -60,6 +60,11 @@ type Input struct {
 	Adoptable map[spec.Address]providers.Adoptable
 	// Destroy plans the removal of everything (orch destroy).
 	Destroy bool
+	// Targets, when set, limits the plan to these instances (a block
+	// address: all its instances) and what they need (-target); Replace
+	// forces the replacement of these (-replace).
+	Targets []spec.Address
+	Replace []spec.Address
 }
 
 // Change is the decision for one instance.
@@ -186,7 +191,12 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 	if in.Config != nil {
 		p.ConfigHash = in.Config.Hash
 	}
-	var diags hcl.Diagnostics
+	targets, diags := resolveNames(in, in.Targets, "target")
+	replace, d := resolveNames(in, in.Replace, "replace")
+	diags = append(diags, d...)
+	if diags.HasErrors() {
+		return p, diags
+	}
 	declared := map[spec.Address]bool{}
 	if in.Config != nil && !in.Destroy {
 		for _, r := range in.Config.Resources {
@@ -202,6 +212,9 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 			}
 			desired := SnapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schema)
 			c, d := decide(r, desired, in)
+			if replace[r.Addr] {
+				d = append(d, forceReplace(r, c)...)
+			}
 			diags = append(diags, d...)
 			p.Changes = append(p.Changes, c)
 		}
@@ -224,9 +237,34 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		p.Changes = append(p.Changes, &Change{Addr: addr, Action: Delete, Prior: prior, Observed: ad.Observed,
 			Reason: "left over by an earlier apply: ours, running, and no longer declared"})
 	}
+	if len(targets) > 0 {
+		keep := targeted(in, targets)
+		kept := p.Changes[:0]
+		for _, c := range p.Changes {
+			if keep[c.Addr] {
+				kept = append(kept, c)
+			}
+		}
+		p.Changes = kept
+		diags = append(diags, targetWarning(targets))
+	}
 	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Addr.Less(p.Changes[j].Addr) })
 	p.Fingerprint = fingerprint(p)
 	return p, diags
+}
+
+// forceReplace turns the change of an instance named by -replace into a
+// Replace, unless it is created anyway.
+func forceReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
+	switch c.Action {
+	case Create, Replace:
+		return nil
+	}
+	c.Action = Replace
+	if len(c.ForcedBy) == 0 {
+		c.Reason = ReasonReplaceRequested
+	}
+	return guardReplace(r, c)
 }
 
 func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnostics) {

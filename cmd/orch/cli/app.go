@@ -31,6 +31,8 @@ type App struct {
 	// jsonApply: apply or destroy -json; plans, steps, diagnostics and
 	// the summary are JSON lines on stdout (applyjson.go).
 	jsonApply bool
+	// partial is -target and -replace of plan, apply and destroy.
+	partial partialFlags
 	// plugins are the provider plugins launched so far (plugins.go);
 	// Run kills them before it returns.
 	plugins *plugins

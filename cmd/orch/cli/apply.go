@@ -56,6 +56,9 @@ there is no prompt to answer.`,
 				return &exitError{code: ExitError, msg: err.Error()}
 			}
 			if isPlan {
+				if a.partial.set() {
+					return usageError{fmt.Errorf("-target and -replace are part of a saved plan: give them to orch plan -out")}
+				}
 				if err := sp.checkGiven(arg, &vf); err != nil {
 					return err
 				}
@@ -72,6 +75,7 @@ there is no prompt to answer.`,
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve or a plan file)")
+	a.partial.register(cmd.Flags(), true)
 	return cmd
 }
 
@@ -101,11 +105,15 @@ prints JSON lines as apply -json does; it needs -auto-approve.`,
 	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "destroy without asking for confirmation")
 	cmd.Flags().BoolVar(&a.jsonApply, "json", false, "print JSON lines (needs -auto-approve)")
+	a.partial.register(cmd.Flags(), false)
 	return cmd
 }
 
 func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, destroy bool) error {
 	if c := a.agentFor(dir, vf); c != nil {
+		if err := a.partial.refuseAgent(dir); err != nil {
+			return err
+		}
 		return a.applyViaAgent(c, autoApprove, destroy)
 	}
 	op := "apply"
@@ -177,6 +185,7 @@ func (a *App) applySaved(sp *savedPlan, given *varFlags, lf *lockFlags) error {
 		}
 		vf.varFiles = append(vf.varFiles, name)
 	}
+	a.partial = partialFlags{targets: sp.Targets, replace: sp.Replace}
 	s, err := a.open(sp.Dir, &vf, lf, "apply")
 	if err != nil {
 		if len(sp.Sensitive) > 0 {

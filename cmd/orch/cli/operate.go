@@ -92,6 +92,9 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
 	in.Destroy = destroy
+	if in.Targets, in.Replace, err = a.partial.addresses(); err != nil {
+		return nil, err
+	}
 	p, diags := planner.Make(in)
 	a.writeDiags(diags, s.res.files)
 	if diags.HasErrors() {

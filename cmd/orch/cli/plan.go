@@ -42,6 +42,10 @@ type savedPlan struct {
 	// Salt is random, for the hashes of Sensitive.
 	Salt      string        `json:"salt,omitempty"`
 	Sensitive []savedSecret `json:"sensitive_variables,omitempty"`
+	// Targets and Replace are the plan's -target and -replace: applying
+	// it plans with them again.
+	Targets []string `json:"targets,omitempty"`
+	Replace []string `json:"replace,omitempty"`
 }
 
 // savedSecret is a sensitive variable of a saved plan: its name and the
@@ -81,6 +85,9 @@ no changes, 2 for changes and 1 for an error.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.checkPrograms = true
 			if c := a.agentFor(dirArg(args), &vf); c != nil {
+				if err := a.partial.refuseAgent(dirArg(args)); err != nil {
+					return err
+				}
 				if out != "" {
 					return &exitError{code: ExitError, msg: "an agent (or orch up) runs for " + dirArg(args) + ": it applies edits itself, so a plan cannot be saved; use orch apply, which asks the agent"}
 				}
@@ -105,7 +112,7 @@ no changes, 2 for changes and 1 for an error.`,
 				fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
 			}
 			if out != "" {
-				if err := writeSavedPlan(out, s, &vf, p); err != nil {
+				if err := writeSavedPlan(out, s, &vf, p, a.partial); err != nil {
 					return &exitError{code: ExitError, msg: err.Error()}
 				}
 				if !asJSON {
@@ -124,12 +131,14 @@ no changes, 2 for changes and 1 for an error.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
 	cmd.Flags().BoolVar(&destroy, "destroy", false, "plan the destruction of everything orch manages for this configuration")
+	a.partial.register(cmd.Flags(), true)
 	return cmd
 }
 
-func writeSavedPlan(path string, s *session, vf *varFlags, p *planner.Plan) error {
+func writeSavedPlan(path string, s *session, vf *varFlags, p *planner.Plan, pf partialFlags) error {
 	sp := savedPlan{FormatVersion: savedPlanFormat, Dir: s.cfg.Dir, Destroy: p.Destroy, StateDir: s.stateDir,
-		ConfigHash: p.ConfigHash, Fingerprint: p.Fingerprint, Summary: planner.SummaryLine(p)}
+		ConfigHash: p.ConfigHash, Fingerprint: p.Fingerprint, Summary: planner.SummaryLine(p),
+		Targets: pf.targets, Replace: pf.replace}
 	sensitive := map[string]bool{}
 	for name, v := range s.cfg.Variables {
 		if v.Sensitive {
