@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers/docker/dockertest"
 )
 
 // startWith runs orch <verb> args... DIR as start does, without -json.
@@ -251,4 +253,35 @@ func stopRegistered(stateDir string) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// TestUpForwardsContainerOutput: a container's output (read through the
+// Engine's log API) is forwarded as a process's is.
+func TestUpForwardsContainerOutput(t *testing.T) {
+	cli := dockertest.Engine(t)
+	proj := dockertest.Project("orch-up-forward")
+	dockertest.RemoveProject(t, cli, proj)
+	t.Cleanup(func() { dockertest.RemoveProject(t, cli, proj) })
+	image := "orch-test/server:" + proj
+	dockertest.BuildImage(t, cli, dockertest.ServerContext(t, ""), image, proj)
+	e := newEngineTest(t, fmt.Sprintf(`
+orch {
+  name = %q
+}
+runtime "docker" "local" {}
+daemon "web" {
+  runtime = runtime.docker.local
+  image   = %q
+  command = ["forwarded-arg"]
+  stop {
+    timeout = "1s"
+  }
+}
+`, proj, image))
+	p := e.startWith("up")
+	e.waitFor(p, "the container's first line", func() bool {
+		return strings.Contains(p.output(), "web | listening on") && strings.Contains(p.output(), "forwarded-arg")
+	})
+	p.interrupt(t)
+	orch(t, e.dir, nil, "destroy", "-auto-approve", e.dir).want(t, 0)
 }

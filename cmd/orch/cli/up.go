@@ -98,6 +98,8 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	}
 	if uo.forward {
 		fw := newLogForwarder(w, s.cfg, s.stateDir, a.colour(w), uo.prefix, uo.quiet)
+		fw.streamed, fw.openStream = a.containerLogs(s)
+		fw.errOut = a.Stderr
 		fw.start()
 		defer fw.stop()
 		print := out

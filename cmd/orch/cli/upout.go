@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
@@ -44,6 +46,7 @@ type logForwarder struct {
 	out      io.Writer
 	logsDir  string
 	colour   bool
+	errOut   io.Writer
 	prefix   bool // false: --no-log-prefix
 	quiet    bool // --quiet: lifecycle lines only, and the last lines of a failed exit
 	width    int  // of the widest name so far: names are padded to it
@@ -52,6 +55,14 @@ type logForwarder struct {
 	buf      bytes.Buffer
 	done     chan struct{}
 	wg       sync.WaitGroup
+	// streamed tells an instance whose runtime keeps its log (a
+	// container's, through its Engine) from one whose log is a file under
+	// the state directory; openStream opens such a log, from its start or
+	// from now. nil: files only.
+	streamed   func(a spec.Address) bool
+	openStream func(ctx context.Context, a spec.Address, fromStart bool) (io.ReadCloser, error)
+	ctx        context.Context
+	cancel     context.CancelFunc
 }
 
 // followed is one log being forwarded.
@@ -63,11 +74,16 @@ type followed struct {
 	f       *os.File
 	ino     uint64
 	partial []byte // the start of a line not yet ended
+	// stream is a container's log, read by a goroutine of its own
+	// (isStream; nil until it is open).
+	stream   io.ReadCloser
+	isStream bool
 }
 
 func newLogForwarder(out io.Writer, cfg *spec.Config, stateDir string, colour, prefix, quiet bool) *logForwarder {
 	lf := &logForwarder{out: out, logsDir: filepath.Join(stateDir, "logs"), colour: colour, prefix: prefix, quiet: quiet,
 		files: map[spec.Address]*followed{}, startLen: map[string]int64{}, done: make(chan struct{})}
+	lf.ctx, lf.cancel = context.WithCancel(context.Background())
 	// Names are aligned on the widest declared (a later, wider one widens
 	// the column from then on).
 	for _, r := range cfg.Resources {
@@ -107,14 +123,24 @@ func (lf *logForwarder) start() {
 
 // stop reads what is left, then closes every log.
 func (lf *logForwarder) stop() {
+	lf.cancel() // ends the containers' streams
 	close(lf.done)
-	lf.wg.Wait()
+	lf.wg.Wait() // the last look at the files, then the loop ends
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	for _, f := range lf.files {
-		if f.f != nil {
-			f.f.Close()
-		}
+		f.close()
+	}
+}
+
+func (f *followed) close() {
+	if f.f != nil {
+		f.f.Close()
+		f.f = nil
+	}
+	if f.stream != nil {
+		f.stream.Close()
+		f.stream = nil
 	}
 }
 
@@ -130,8 +156,14 @@ func (lf *logForwarder) event(ev engine.Event, print func(engine.Event)) {
 		lf.mu.Lock()
 		// A job says nothing before it completes: its first event starts
 		// its follower as well as a start does.
-		if lf.files[a] == nil && (ended && ev.Type != engine.EventDestroyed || ev.Type == engine.EventStarted || ev.Type == engine.EventAdopted) {
-			lf.follow(a)
+		fresh := ev.Type == engine.EventStarted || ev.Type == engine.EventAdopted
+		if f := lf.files[a]; f != nil && f.isStream && fresh {
+			// A container's log is the container's: a new one, a new log.
+			f.close()
+			delete(lf.files, a)
+		}
+		if lf.files[a] == nil && (ended && ev.Type != engine.EventDestroyed || fresh) {
+			lf.follow(a, ev.Type == engine.EventStarted)
 		}
 		lf.mu.Unlock()
 		if ended {
@@ -156,9 +188,7 @@ func (lf *logForwarder) event(ev engine.Event, print func(engine.Event)) {
 	case !forwardable || lf.quiet:
 	case ev.Type == engine.EventDestroyed:
 		if f := lf.files[a]; f != nil {
-			if f.f != nil {
-				f.f.Close()
-			}
+			f.close()
 			delete(lf.files, a)
 		}
 	}
@@ -176,8 +206,9 @@ func failedExit(ev engine.Event) bool {
 	return false
 }
 
-// follow begins forwarding addr's log; mu held.
-func (lf *logForwarder) follow(a spec.Address) {
+// follow begins forwarding addr's log (a container's from its start when
+// it was just started); mu held.
+func (lf *logForwarder) follow(a spec.Address, fromStart bool) {
 	name := forwardName(a)
 	h := fnv.New32a()
 	h.Write([]byte(name))
@@ -186,7 +217,48 @@ func (lf *logForwarder) follow(a spec.Address) {
 		lf.width = len(name)
 	}
 	lf.files[a] = f
+	if lf.streamed != nil && lf.streamed(a) {
+		// Opened by a goroutine: the engine that reports this event
+		// must not wait for an Engine's answer.
+		f.isStream = true
+		lf.wg.Add(1)
+		go func() {
+			defer lf.wg.Done()
+			rc, err := lf.openStream(lf.ctx, a, fromStart)
+			lf.mu.Lock()
+			if err != nil || lf.files[a] != f {
+				lf.mu.Unlock()
+				if err == nil {
+					rc.Close() // replaced or destroyed meanwhile
+				} else if lf.ctx.Err() == nil {
+					fmt.Fprintf(lf.errOut, "orch up: cannot follow the log of %s: %v\n", a, err)
+				}
+				return
+			}
+			f.stream = rc
+			lf.mu.Unlock()
+			lf.readStream(f, rc)
+		}()
+		return
+	}
 	lf.open(f, true)
+}
+
+// readStream forwards a container's log until it ends or is closed; the
+// reading loop writes what it gathered.
+func (lf *logForwarder) readStream(f *followed, rc io.ReadCloser) {
+	var chunk [32 << 10]byte
+	for {
+		k, err := rc.Read(chunk[:])
+		if k > 0 {
+			lf.mu.Lock()
+			lf.lines(f, chunk[:k])
+			lf.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // forwardName is how an instance's lines are prefixed: a daemon by its
@@ -233,6 +305,9 @@ func (lf *logForwarder) poll(final bool) {
 	defer lf.mu.Unlock()
 	var chunk [32 << 10]byte
 	for _, f := range lf.files {
+		if f.isStream {
+			continue
+		}
 		if f.f == nil {
 			lf.open(f, true)
 			if f.f == nil {
@@ -352,4 +427,43 @@ func (lf *logForwarder) writeLast(a spec.Address) {
 		fmt.Fprintf(&out, "    %s | %s\n", a, bytes.TrimSuffix(l, []byte{'\r'}))
 	}
 	lf.out.Write(out.Bytes())
+}
+
+// containerLogs gives orch up's output the logs that a runtime keeps
+// (providers.LogReader: a container's), found through the instance's
+// record: streamed says which instances those are, from the declared
+// runtime (no I/O), and open opens one.
+func (a *App) containerLogs(s *session) (streamed func(spec.Address) bool, open func(context.Context, spec.Address, bool) (io.ReadCloser, error)) {
+	streamed = func(addr spec.Address) bool {
+		if addr.Kind == spec.KindModule {
+			return false
+		}
+		r := s.cfg.Resource(addr)
+		if r == nil || r.Runtime.IsZero() || r.Runtime.Type == process.Kind {
+			return false
+		}
+		_, ok := s.provs[r.Runtime.Type].(providers.LogReader)
+		return ok
+	}
+	open = func(ctx context.Context, addr spec.Address, fromStart bool) (io.ReadCloser, error) {
+		rec, err := s.store.Get(addr)
+		if err != nil {
+			return nil, err
+		}
+		lr, ok := s.provs[rec.Runtime.Type].(providers.LogReader)
+		if !ok {
+			return nil, fmt.Errorf("runtime %s keeps no log", rec.Runtime)
+		}
+		tail := -1 // from now: an adopted container's past is in orch logs
+		if fromStart {
+			tail = 0
+		}
+		resp, err := lr.Logs(ctx, providers.LogsRequest{Runtime: runtimeOf(s.cfg, rec.Runtime), Addr: addr, Handle: rec.Handle,
+			StateDir: s.stateDir, Tail: tail, Follow: true})
+		if err != nil {
+			return nil, err
+		}
+		return resp.Log, nil
+	}
+	return streamed, open
 }
