@@ -102,8 +102,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		fw.errOut = a.Stderr
 		fw.start()
 		defer fw.stop()
-		print := out
-		out = func(ev engine.Event) { fw.event(ev, print) }
+		out = fw.event
 	}
 	load := func() engine.LoadResult {
 		r := a.loadConfig(dir, vf)

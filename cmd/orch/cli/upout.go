@@ -41,8 +41,16 @@ const lastLines = 5
 // It follows the log files orch's log daemon writes (and the engine, for
 // modules), so it sees exactly what `orch logs` shows; a follower starts
 // when an instance starts or is adopted and ends when it is destroyed.
+//
+// The engine only queues its events (event never waits for a read or a
+// write); one goroutine takes the queue in order, reads the logs and
+// writes, so that output can never slow supervision down.
 type logForwarder struct {
-	mu       sync.Mutex // guards out (shared with the lifecycle lines) and files
+	qmu   sync.Mutex // guards queue
+	queue []queued
+	wake  chan struct{}
+
+	mu       sync.Mutex // guards what follows; the loop and the streams' readers take it
 	out      io.Writer
 	logsDir  string
 	colour   bool
@@ -52,7 +60,7 @@ type logForwarder struct {
 	width    int  // of the widest name so far: names are padded to it
 	files    map[spec.Address]*followed
 	startLen map[string]int64 // sizes of the logs that existed when orch up began
-	buf      bytes.Buffer
+	buf      bytes.Buffer     // what the next write writes
 	done     chan struct{}
 	wg       sync.WaitGroup
 	// streamed tells an instance whose runtime keeps its log (a
@@ -63,6 +71,13 @@ type logForwarder struct {
 	openStream func(ctx context.Context, a spec.Address, fromStart bool) (io.ReadCloser, error)
 	ctx        context.Context
 	cancel     context.CancelFunc
+}
+
+// queued is an event to print, or (last set) the last lines of an
+// instance to show under --quiet.
+type queued struct {
+	ev   engine.Event
+	last spec.Address
 }
 
 // followed is one log being forwarded.
@@ -82,7 +97,8 @@ type followed struct {
 
 func newLogForwarder(out io.Writer, cfg *spec.Config, stateDir string, colour, prefix, quiet bool) *logForwarder {
 	lf := &logForwarder{out: out, logsDir: filepath.Join(stateDir, "logs"), colour: colour, prefix: prefix, quiet: quiet,
-		files: map[spec.Address]*followed{}, startLen: map[string]int64{}, done: make(chan struct{})}
+		files: map[spec.Address]*followed{}, startLen: map[string]int64{}, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		errOut: io.Discard}
 	lf.ctx, lf.cancel = context.WithCancel(context.Background())
 	// Names are aligned on the widest declared (a later, wider one widens
 	// the column from then on).
@@ -102,7 +118,7 @@ func newLogForwarder(out io.Writer, cfg *spec.Config, stateDir string, colour, p
 	return lf
 }
 
-// start runs the reading loop until stop.
+// start runs the loop until stop.
 func (lf *logForwarder) start() {
 	lf.wg.Add(1)
 	go func() {
@@ -112,20 +128,21 @@ func (lf *logForwarder) start() {
 		for {
 			select {
 			case <-lf.done:
-				lf.poll(true)
+				lf.round(true)
 				return
+			case <-lf.wake:
 			case <-t.C:
-				lf.poll(false)
 			}
+			lf.round(false)
 		}
 	}()
 }
 
-// stop reads what is left, then closes every log.
+// stop prints what is queued and read, then closes every log.
 func (lf *logForwarder) stop() {
 	lf.cancel() // ends the containers' streams
 	close(lf.done)
-	lf.wg.Wait() // the last look at the files, then the loop ends
+	lf.wg.Wait()
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	for _, f := range lf.files {
@@ -144,55 +161,84 @@ func (f *followed) close() {
 	}
 }
 
-// event prints a lifecycle line through print (under the lock shared with
-// the forwarded lines, so that lines never interleave mid-line) and
-// starts or ends followers.
-func (lf *logForwarder) event(ev engine.Event, print func(engine.Event)) {
-	a := ev.Addr
-	forwardable := a.Kind == spec.KindDaemon || a.Kind == spec.KindJob || a.Kind == spec.KindModule
-	ended := ev.Type == engine.EventExited || ev.Type == engine.EventFailed || ev.Type == engine.EventCompleted ||
-		ev.Type == engine.EventStopped || ev.Type == engine.EventDestroyed
-	if forwardable && !lf.quiet {
-		lf.mu.Lock()
-		// A job says nothing before it completes: its first event starts
-		// its follower as well as a start does.
-		fresh := ev.Type == engine.EventStarted || ev.Type == engine.EventAdopted
-		if f := lf.files[a]; f != nil && f.isStream && fresh {
-			// A container's log is the container's: a new one, a new log.
-			f.close()
-			delete(lf.files, a)
-		}
-		if lf.files[a] == nil && (ended && ev.Type != engine.EventDestroyed || fresh) {
-			lf.follow(a, ev.Type == engine.EventStarted)
-		}
-		lf.mu.Unlock()
-		if ended {
-			// Its last words come before the line that says it ended.
-			lf.poll(false)
-		}
-	}
-	lf.mu.Lock()
-	print(ev)
-	if lf.quiet && forwardable && failedExit(ev) {
+// event queues ev; the loop prints it. It never waits for I/O.
+func (lf *logForwarder) event(ev engine.Event) {
+	lf.enqueue(queued{ev: ev})
+	if lf.quiet && forwardable(ev.Addr) && failedExit(ev) {
 		// A moment later: the log daemon may still be writing its last
 		// words when the exit is seen.
-		lf.wg.Add(1)
-		time.AfterFunc(lastLinesDelay, func() {
-			defer lf.wg.Done()
-			lf.mu.Lock()
-			defer lf.mu.Unlock()
-			lf.writeLast(a)
-		})
+		a := ev.Addr
+		time.AfterFunc(lastLinesDelay, func() { lf.enqueue(queued{last: a}) })
 	}
-	switch {
-	case !forwardable || lf.quiet:
-	case ev.Type == engine.EventDestroyed:
-		if f := lf.files[a]; f != nil {
-			f.close()
-			delete(lf.files, a)
+}
+
+func (lf *logForwarder) enqueue(q queued) {
+	lf.qmu.Lock()
+	lf.queue = append(lf.queue, q)
+	lf.qmu.Unlock()
+	select {
+	case lf.wake <- struct{}{}:
+	default:
+	}
+}
+
+func forwardable(a spec.Address) bool {
+	return a.Kind == spec.KindDaemon || a.Kind == spec.KindJob || a.Kind == spec.KindModule
+}
+
+// round takes the queue in order (starting and ending followers, reading
+// an instance's last words before the line that says it ended), then
+// reads what every log gained, and writes it all in one write.
+func (lf *logForwarder) round(final bool) {
+	lf.qmu.Lock()
+	queue := lf.queue
+	lf.queue = nil
+	lf.qmu.Unlock()
+	lf.mu.Lock()
+	for _, q := range queue {
+		if !q.last.IsZero() {
+			lf.writeLast(q.last)
+			continue
 		}
+		ev, a := q.ev, q.ev.Addr
+		if forwardable(a) && !lf.quiet {
+			ended := ev.Type == engine.EventExited || ev.Type == engine.EventFailed || ev.Type == engine.EventCompleted ||
+				ev.Type == engine.EventStopped || ev.Type == engine.EventDestroyed
+			fresh := ev.Type == engine.EventStarted || ev.Type == engine.EventAdopted
+			if f := lf.files[a]; f != nil && f.isStream && fresh {
+				// A container's log is the container's: a new one, a new log.
+				f.close()
+				delete(lf.files, a)
+			}
+			// A job says nothing before it completes: its first event
+			// starts its follower as well as a start does.
+			if lf.files[a] == nil && (ended && ev.Type != engine.EventDestroyed || fresh) {
+				lf.follow(a, ev.Type == engine.EventStarted)
+			}
+			if f := lf.files[a]; f != nil && ended {
+				// Its last words come before the line that says it ended.
+				lf.read(f, false)
+			}
+			if ev.Type == engine.EventDestroyed {
+				if f := lf.files[a]; f != nil {
+					f.close()
+					delete(lf.files, a)
+				}
+			}
+		}
+		lf.buf.WriteString(ev.String())
+		lf.buf.WriteByte('\n')
 	}
+	for _, f := range lf.files {
+		lf.read(f, final)
+	}
+	out := lf.buf.Bytes()
+	lf.buf = bytes.Buffer{}
 	lf.mu.Unlock()
+	// Written outside the lock: the streams' readers go on meanwhile.
+	if len(out) > 0 {
+		lf.out.Write(out)
+	}
 }
 
 // failedExit reports whether ev ends a daemon or job with an error.
@@ -299,56 +345,50 @@ func (lf *logForwarder) open(f *followed, first bool) {
 	f.f, f.ino = fh, st.Ino
 }
 
-// poll reads what each log gained and writes it, prefixed, in one write.
-func (lf *logForwarder) poll(final bool) {
-	lf.mu.Lock()
-	defer lf.mu.Unlock()
-	var chunk [32 << 10]byte
-	for _, f := range lf.files {
-		if f.isStream {
-			continue
-		}
+// read appends to the buffer the whole lines f's log gained (at most
+// forwardChunk of them, so that a flood cannot starve the others), across
+// a rotation or a truncation; with final, an unended last line too. mu held.
+func (lf *logForwarder) read(f *followed, final bool) {
+	if f.isStream {
+		return
+	}
+	if f.f == nil {
+		lf.open(f, true)
 		if f.f == nil {
-			lf.open(f, true)
-			if f.f == nil {
-				continue
-			}
-		}
-		for read := 0; read < forwardChunk; {
-			k, _ := f.f.Read(chunk[:])
-			if k > 0 {
-				read += k
-				lf.lines(f, chunk[:k])
-				continue
-			}
-			// At the end: has the log been rotated or truncated?
-			var st syscall.Stat_t
-			if err := syscall.Stat(f.path, &st); err != nil {
-				break
-			}
-			if st.Ino != f.ino {
-				f.f.Close()
-				f.f = nil
-				lf.open(f, false)
-				if f.f == nil {
-					break
-				}
-				continue
-			}
-			if pos, err := f.f.Seek(0, io.SeekCurrent); err == nil && st.Size < pos {
-				f.f.Seek(0, io.SeekStart)
-				continue
-			}
-			break
-		}
-		if final && len(f.partial) > 0 {
-			lf.line(f, f.partial)
-			f.partial = nil
+			return
 		}
 	}
-	if lf.buf.Len() > 0 {
-		lf.out.Write(lf.buf.Bytes())
-		lf.buf.Reset()
+	var chunk [32 << 10]byte
+	for read := 0; read < forwardChunk; {
+		k, _ := f.f.Read(chunk[:])
+		if k > 0 {
+			read += k
+			lf.lines(f, chunk[:k])
+			continue
+		}
+		// At the end: has the log been rotated or truncated?
+		var st syscall.Stat_t
+		if err := syscall.Stat(f.path, &st); err != nil {
+			break
+		}
+		if st.Ino != f.ino {
+			f.f.Close()
+			f.f = nil
+			lf.open(f, false)
+			if f.f == nil {
+				break
+			}
+			continue
+		}
+		if pos, err := f.f.Seek(0, io.SeekCurrent); err == nil && st.Size < pos {
+			f.f.Seek(0, io.SeekStart)
+			continue
+		}
+		break
+	}
+	if final && len(f.partial) > 0 {
+		lf.line(f, f.partial)
+		f.partial = nil
 	}
 }
 
@@ -391,8 +431,8 @@ func (lf *logForwarder) line(f *followed, l []byte) {
 	lf.buf.WriteByte('\n')
 }
 
-// writeLast writes the last lines of a's log under its exit line (for
-// --quiet, where its output was not forwarded); mu held.
+// writeLast adds the last lines of a's log to the buffer (for --quiet,
+// where its output was not forwarded); mu held.
 func (lf *logForwarder) writeLast(a spec.Address) {
 	path := filepath.Join(lf.logsDir, process.FileName(a)+".log")
 	fh, err := os.Open(path)
@@ -422,11 +462,9 @@ func (lf *logForwarder) writeLast(a spec.Address) {
 	if len(ls) > lastLines {
 		ls = ls[len(ls)-lastLines:]
 	}
-	var out bytes.Buffer
 	for _, l := range ls {
-		fmt.Fprintf(&out, "    %s | %s\n", a, bytes.TrimSuffix(l, []byte{'\r'}))
+		fmt.Fprintf(&lf.buf, "    %s | %s\n", a, bytes.TrimSuffix(l, []byte{'\r'}))
 	}
-	lf.out.Write(out.Bytes())
 }
 
 // containerLogs gives orch up's output the logs that a runtime keeps
