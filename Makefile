@@ -34,7 +34,8 @@ DEB_PACKAGES := \
 	strace:strace \
 	tmux:tmux \
 	ip:iproute2 \
-	chromium:chromium
+	chromium:chromium \
+	nginx:nginx
 
 deps:
 	@missing=""; for e in $(DEB_PACKAGES); do \
