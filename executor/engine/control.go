@@ -214,6 +214,7 @@ func (e *Engine) stopAsync(inst *instance, sig spec.Signal) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		e.drainBefore(context.WithoutCancel(e.ctx), addr, h)
 		if _, err := prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: sig, Timeout: timeout}); err != nil {
 			e.emit(Event{Type: EventError, Addr: addr, Detail: "stopping: " + err.Error()})
 		}

@@ -6,8 +6,9 @@
 //   - Routing: the request's host (without its port, any case) must be a
 //     route's host exactly; among that host's routes the longest path
 //     prefix that matches on a segment boundary wins ("/v1" matches "/v1"
-//     and "/v1/x", not "/v10"). The path is passed on unchanged. No
-//     route: 404. A route without a ready instance: 503.
+//     and "/v1/x", not "/v10"); when none does, the routes without a host
+//     (any host) are tried the same way. The path is passed on unchanged.
+//     No route: 404. A route without a ready instance: 503.
 //   - Balancing: round robin over the route's ready instances.
 //   - Passive failure detection: an instance that refuses a connection
 //     (any failure to connect: nothing was sent) is skipped at once, the
@@ -305,13 +306,15 @@ func (t *table) match(host, path string) *route {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	rs := t.hosts[strings.ToLower(strings.TrimSuffix(host, "."))]
 	if path == "" {
 		path = "/"
 	}
-	for _, r := range rs {
-		if prefixMatch(r.path, path) {
-			return r
+	// The host's own routes first, then those of any host.
+	for _, h := range [2]string{strings.ToLower(strings.TrimSuffix(host, ".")), ""} {
+		for _, r := range t.hosts[h] {
+			if prefixMatch(r.path, path) {
+				return r
+			}
 		}
 	}
 	return nil

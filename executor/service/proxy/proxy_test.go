@@ -102,6 +102,16 @@ func TestRoutesByHostAndLongestPrefix(t *testing.T) {
 	if code, _ := get(t, p, "nope.localhost", "/"); code != http.StatusNotFound {
 		t.Errorf("unknown host: %d", code)
 	}
+	// A route without a host takes any host that has no route of its own
+	// for the path.
+	anyHost := startUpstream(t, "any", nil)
+	reg.Set(inst(anyHost, "0", "", "/health"))
+	if code, body := get(t, p, "nope.localhost", "/health/x"); code != 200 || body != "any nope.localhost /health/x" {
+		t.Errorf("any host: %d %q", code, body)
+	}
+	if code, body := get(t, p, "api.localhost", "/health"); code != 200 || !strings.HasPrefix(body, "root ") {
+		t.Errorf("api.localhost's own / before any host's /health: %d %q", code, body)
+	}
 	if code, _ := get(t, p, "web.localhost", "/"); code != http.StatusNotFound {
 		t.Errorf("web.localhost/ outside its prefix: %d", code)
 	}
