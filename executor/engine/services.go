@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/service"
 	svcdns "github.com/orch-dev/orch/executor/service/dns"
+	"github.com/orch-dev/orch/executor/service/mdns"
 	"github.com/orch-dev/orch/executor/service/proxy"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
@@ -40,7 +40,7 @@ type services struct {
 	reg   *service.Registry
 	dns   *svcdns.Server
 	proxy *proxy.Proxy
-	mdns  announcer
+	mdns  *mdns.Announcer
 	zone  string
 	// dnsAt and proxyAt are the listeners' declarations in force.
 	dnsAt, proxyAt string
@@ -52,8 +52,6 @@ type services struct {
 	stopping map[string]bool // registration IDs drained for a stop: never registered again
 }
 
-// announcer is the mDNS announcer (executor/service/mdns).
-type announcer interface{ Close() error }
 
 type svcSeen struct {
 	handle string
@@ -62,8 +60,6 @@ type svcSeen struct {
 	hash   string
 }
 
-// newAnnouncer starts the mDNS announcer of reg; set by services_mdns.go.
-var newAnnouncer func(reg *service.Registry) (announcer, error)
 
 // hasServices says whether cfg publishes anything.
 func hasServices(cfg *spec.Config) bool {
@@ -133,10 +129,10 @@ func (e *Engine) startServices(cfg *spec.Config) error {
 			}
 		}
 	}
-	if s.mdns == nil && newAnnouncer != nil && wantsMDNS(cfg) {
-		a, err := newAnnouncer(s.reg)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("mdns: %w", err))
+	if s.mdns == nil && wantsMDNS(cfg) {
+		// Not a declared listener: without it the rest goes on.
+		if a, err := mdns.New(s.reg); err != nil {
+			e.emit(Event{Type: EventError, Detail: "mDNS: not announcing services: " + err.Error()})
 		} else {
 			s.mdns = a
 		}
