@@ -71,6 +71,11 @@ type InstanceStatus struct {
 	ConfigHash string
 	LastError  string
 	UpdatedAt  time.Time
+	// Service and Route: its service name and proxy route, as declared;
+	// Registered: in DNS and on the proxy now (ready).
+	Service    string
+	Route      string
+	Registered bool
 }
 
 // Status returns every recorded instance, plus declared ones whose start
@@ -132,6 +137,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
+	e.serviceBooks(inst, st)
 	st.Paused = inst.running && inst.paused
 	if inst.running && (inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
 		switch {

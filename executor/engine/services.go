@@ -430,3 +430,18 @@ func (d *draining) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 	}
 	return providers.DeleteResponse{}, nil
 }
+
+// serviceBooks fills in the service of inst for Status.
+func (e *Engine) serviceBooks(inst *instance, st *InstanceStatus) {
+	if inst.res == nil || inst.res.Service == nil {
+		return
+	}
+	sv := inst.res.Service
+	st.Service = sv.Name
+	if sv.Route != nil {
+		st.Route = sv.Route.String()
+	}
+	if e.svc != nil && inst.running {
+		_, st.Registered = e.svc.reg.Get(serviceID(inst.addr, inst.handle))
+	}
+}
