@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -14,6 +13,7 @@ import (
 	svcdns "github.com/orch-dev/orch/executor/service/dns"
 	"github.com/orch-dev/orch/executor/service/mdns"
 	"github.com/orch-dev/orch/executor/service/proxy"
+	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
 )
@@ -199,37 +199,8 @@ func serviceID(addr spec.Address, h providers.Handle) string {
 	return addr.String() + "#" + hex.EncodeToString(sum[:6])
 }
 
-// serviceLabel names one instance under its service: its count index, its
-// for_each key when that is a DNS label, or "0".
-func serviceLabel(a spec.Address) string {
-	switch a.Key.Type {
-	case spec.IntKeyType:
-		return strconv.Itoa(a.Key.Int)
-	case spec.StringKeyType:
-		k := strings.ToLower(a.Key.Str)
-		if isLabel(k) {
-			return k
-		}
-		sum := sha256.Sum256([]byte(a.Key.Str))
-		return "k" + hex.EncodeToString(sum[:4])
-	}
-	return "0"
-}
-
-func isLabel(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 func serviceInstance(addr spec.Address, h providers.Handle, sv *spec.Service) service.Instance {
-	in := service.Instance{ID: serviceID(addr, h), Addr: addr.String(), Service: sv.Name, Label: serviceLabel(addr),
+	in := service.Instance{ID: serviceID(addr, h), Addr: addr.String(), Service: sv.Name, Label: planner.ServiceLabel(addr),
 		Host: sv.Host, Port: sv.Port, MDNS: sv.MDNS, Drain: sv.Drain}
 	if sv.Route != nil {
 		in.Route = &service.Route{Host: strings.ToLower(sv.Route.Host), Path: sv.Route.Path}
