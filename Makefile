@@ -35,7 +35,8 @@ DEB_PACKAGES := \
 	tmux:tmux \
 	ip:iproute2 \
 	chromium:chromium \
-	nginx:nginx
+	nginx:nginx \
+	python3:python3
 
 deps:
 	@missing=""; for e in $(DEB_PACKAGES); do \
