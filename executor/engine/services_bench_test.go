@@ -1,10 +1,17 @@
 package engine
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,4 +97,120 @@ daemon "api" {
 	b.StopTimer()
 	reportMedian(b, "ms-median-to-dns", toDNS)
 	reportMedian(b, "ms-median-to-routed", toRoute)
+}
+
+// BenchmarkAgentRestartToRouted: orch up (the built binary) publishes two
+// instances; it is killed with SIGKILL (its DNS server and proxy go with it;
+// the daemons run on) and started again.
+// Reported: the median from the new orch up's exec to its DNS answering
+// both instances and its proxy answering, in ms (the issue's bound: 1 s
+// from the restart).
+func BenchmarkAgentRestartToRouted(b *testing.B) {
+	base := freePorts(b, 4)
+	dir := b.TempDir()
+	conf := fmt.Sprintf(`
+orch {
+  dns {
+    listen = "127.0.0.1:%d"
+  }
+  proxy {
+    listen = "127.0.0.1:%d"
+  }
+}
+daemon "api" {
+  count   = 2
+  command = [%q, "-addr", "127.0.0.1:${%d + count.index}"]
+  health {
+    http     = "http://127.0.0.1:${%d + count.index}/healthz"
+    interval = "1s"
+  }
+  service {
+    port  = %d + count.index
+    route = "/"
+  }
+}
+`, base+2, base+3, httpdBin, base, base, base)
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(conf), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var procs []*exec.Cmd
+	var mu sync.Mutex
+	pids := map[int]bool{}
+	defer func() {
+		for _, c := range procs {
+			c.Process.Kill()
+			c.Wait()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for pid := range pids {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		if raw, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	up := func() *exec.Cmd {
+		c := exec.Command(orchBin, "up", "-json", dir)
+		c.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
+		out, _ := c.StdoutPipe()
+		if err := c.Start(); err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				var e ev
+				if json.Unmarshal(sc.Bytes(), &e) == nil && e.Pid > 0 && e.Type == "started" {
+					mu.Lock()
+					pids[e.Pid] = true
+					mu.Unlock()
+				}
+			}
+		}()
+		procs = append(procs, c)
+		return c
+	}
+	dnsc := &dns.Client{Net: "udp", Timeout: 200 * time.Millisecond}
+	q := new(dns.Msg)
+	q.SetQuestion("api.orch.internal.", dns.TypeSRV)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: time.Second}
+	back := func() bool {
+		m, _, err := dnsc.Exchange(q, fmt.Sprintf("127.0.0.1:%d", base+2))
+		if err != nil || len(m.Answer) != 2 {
+			return false
+		}
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", base+3))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	waitBack := func(limit time.Duration) time.Duration {
+		t0 := time.Now()
+		for !back() {
+			if time.Since(t0) > limit {
+				b.Fatalf("not back within %s", limit)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(t0)
+	}
+	c := up()
+	waitBack(30 * time.Second)
+	var ds []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		t0 := time.Now()
+		c = up()
+		waitBack(30 * time.Second)
+		ds = append(ds, time.Since(t0))
+	}
+	b.StopTimer()
+	reportMedian(b, "ms-median-restart-to-routed", ds)
 }
