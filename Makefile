@@ -36,7 +36,8 @@ DEB_PACKAGES := \
 	ip:iproute2 \
 	chromium:chromium \
 	nginx:nginx \
-	python3:python3
+	python3:python3 \
+	dnsperf:dnsperf
 
 deps:
 	@missing=""; for e in $(DEB_PACKAGES); do \
