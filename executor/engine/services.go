@@ -48,7 +48,7 @@ type services struct {
 	// that did not change (controller goroutine).
 	seen map[spec.Address]svcSeen
 
-	mu       sync.Mutex
+	mu       sync.Mutex      // guards zone and stopping
 	stopping map[string]bool // registration IDs drained for a stop: never registered again
 }
 
@@ -92,6 +92,9 @@ func (e *Engine) startServices(cfg *spec.Config) error {
 	if d := cfg.Project.DNS; d == nil && s.dns != nil {
 		s.dns.Close()
 		s.dns, s.dnsAt = nil, ""
+		s.mu.Lock()
+		s.zone = ""
+		s.mu.Unlock()
 	} else if d != nil && d.Listen+" "+d.Zone != s.dnsAt {
 		srv, err := svcdns.Listen(d.Listen, d.Zone, s.reg)
 		if err != nil {
@@ -100,7 +103,10 @@ func (e *Engine) startServices(cfg *spec.Config) error {
 			if s.dns != nil {
 				s.dns.Close()
 			}
-			s.dns, s.dnsAt, s.zone = srv, d.Listen+" "+d.Zone, srv.Zone()
+			s.dns, s.dnsAt = srv, d.Listen+" "+d.Zone
+			s.mu.Lock()
+			s.zone = srv.Zone()
+			s.mu.Unlock()
 		}
 	}
 	if p := cfg.Project.Proxy; p == nil && s.proxy != nil {
@@ -251,7 +257,7 @@ func (e *Engine) syncServices() {
 		in := serviceInstance(a, inst.handle, sv)
 		if s.reg.Set(in) {
 			if registered {
-				e.emitService(EventServiceRegistered, in, "moved from "+describe(cur, s.zone))
+				e.emitService(EventServiceRegistered, in, "moved from "+describe(cur, s.zoneNow()))
 			} else {
 				e.emitService(EventServiceRegistered, in, "")
 			}
@@ -288,6 +294,14 @@ func (e *Engine) notReadyWhy(inst *instance) string {
 	return "not healthy"
 }
 
+// zoneNow is the DNS zone served ("" when DNS is off); read from the
+// goroutines of stops too.
+func (s *services) zoneNow() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.zone
+}
+
 func (s *services) isStopping(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -319,7 +333,7 @@ func (e *Engine) emitService(t EventType, in service.Instance, why string) {
 	if err != nil {
 		return
 	}
-	d := describe(in, e.svc.zone)
+	d := describe(in, e.svc.zoneNow())
 	if why != "" {
 		d += " (" + why + ")"
 	}

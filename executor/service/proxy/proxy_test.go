@@ -265,7 +265,7 @@ func TestDrainWaitsForInflight(t *testing.T) {
 		defer wg.Done()
 		slowCode, _ = get(t, p, "api.localhost", "/slow") // round robin: the first goes to slow
 	}()
-	for p.Inflight(si.ID) != 1 {
+	for p.Inflight(si.ID) != 1 || slow.hits.Load() != 1 { // in flight, and arrived
 		time.Sleep(time.Millisecond)
 	}
 	drained := make(chan struct{})
@@ -273,8 +273,13 @@ func TestDrainWaitsForInflight(t *testing.T) {
 		reg.Drain(context.Background(), si.ID)
 		close(drained)
 	}()
-	// Meanwhile every new request goes to the other instance.
-	for reg.View().Has("api") && len(reg.View().Service("api")) != 1 {
+	// Meanwhile every new request goes to the other instance. (Get takes
+	// the registry's lock, held until the watchers, the proxy's among
+	// them, have followed the removal.)
+	for {
+		if _, ok := reg.Get(si.ID); !ok {
+			break
+		}
 		time.Sleep(time.Millisecond)
 	}
 	before := slow.hits.Load()
