@@ -141,7 +141,7 @@ func TestServicesRollingReplaceUnderWrk(t *testing.T) {
 	if got := digShort(t, base+7, "web.orch.internal", "SRV"); got != fmt.Sprintf("0 1 %d 0.web.orch.internal. 0 1 %d 1.web.orch.internal. 0 1 %d 2.web.orch.internal.", base, base+1, base+2) {
 		t.Errorf("SRV web before: %q", got)
 	}
-	cmd := exec.Command(wrk, "-t", "2", "-c", "16", "-d", "8s", "-H", "Host: web.localhost", "http://"+proxyAddr+"/")
+	cmd := exec.Command(wrk, "-t", "2", "-c", "16", "-d", "10s", "-H", "Host: web.localhost", "http://"+proxyAddr+"/")
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -154,7 +154,11 @@ func TestServicesRollingReplaceUnderWrk(t *testing.T) {
 		return count(evs, "daemon.web[0]", "stopped") == 1 && count(evs, "daemon.web[1]", "stopped") == 1 &&
 			count(evs, "daemon.web[2]", "stopped") == 1
 	})
-	replacedAt := time.Now()
+	// The whole rollout ran under the load: wrk had not ended.
+	var ws syscall.WaitStatus
+	if pid, _ := syscall.Wait4(cmd.Process.Pid, &ws, syscall.WNOHANG, nil); pid != 0 {
+		t.Fatalf("wrk ended before the rollout did (a machine this slow needs a longer load):\n%s", u.dump())
+	}
 	err := cmd.Wait()
 	r := parseWrk(out.String())
 	t.Logf("wrk:\n%s", r.out)
@@ -163,9 +167,6 @@ func TestServicesRollingReplaceUnderWrk(t *testing.T) {
 	}
 	if r.non2xx != 0 || r.sockErrs != 0 {
 		t.Errorf("%d non-2xx responses and %d socket errors of %d requests during the rolling replace:\n%s\n%s", r.non2xx, r.sockErrs, r.requests, r.out, u.dump())
-	}
-	if !replacedAt.Before(time.Now()) || cmd.ProcessState == nil {
-		t.Fatal("wrk did not run through the replace")
 	}
 	evs := u.all()
 	for i := 0; i < 3; i++ {
@@ -319,5 +320,46 @@ daemon "api" {
 	}
 	if n != 1 || !strings.Contains(u.stderr.String(), want) {
 		t.Errorf("%d error events; stderr %q:\n%s", n, u.stderr.String(), u.dump())
+	}
+}
+
+// A change of the service block applies in place: the daemon is not
+// restarted, and its route moves.
+func TestServiceRouteMovesInPlace(t *testing.T) {
+	base := freePorts(t, 2)
+	conf := func(route string) string {
+		return fmt.Sprintf(`
+orch {
+  proxy { listen = "127.0.0.1:%d" }
+}
+daemon "api" {
+  command = [%q, "-addr", "127.0.0.1:%d", "-id", "api"]
+  service {
+    port  = %d
+    route = %q
+  }
+}
+`, base+1, httpdBin, base, base, route)
+	}
+	dir := t.TempDir()
+	u := startUpIn(t, dir, conf("one.localhost/"))
+	u.waitFor("registered", func(evs []ev) bool { return count(evs, "daemon.api", "service_registered") == 1 })
+	proxy := fmt.Sprintf("127.0.0.1:%d", base+1)
+	if code, body := proxyGet(t, proxy, "one.localhost"); code != 200 || body != "api\n" {
+		t.Fatalf("one.localhost: %d %q", code, body)
+	}
+	renameSave(t, dir, conf("two.localhost/"))
+	evs := u.waitFor("moved", func(evs []ev) bool { return count(evs, "daemon.api", "service_registered") == 2 })
+	if d := evs[index(evs, "daemon.api", "service_registered", 1)].Detail; !strings.Contains(d, "route two.localhost/ (moved from 127.0.0.1:") {
+		t.Errorf("moved: %q", d)
+	}
+	if n := count(evs, "daemon.api", "started"); n != 1 {
+		t.Errorf("started %d times: a service change restarted it:\n%s", n, u.dump())
+	}
+	if code, _ := proxyGet(t, proxy, "one.localhost"); code != http.StatusNotFound {
+		t.Errorf("the old route still answers: %d", code)
+	}
+	if code, body := proxyGet(t, proxy, "two.localhost"); code != 200 || body != "api\n" {
+		t.Errorf("two.localhost: %d %q", code, body)
 	}
 }
