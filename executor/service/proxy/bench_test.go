@@ -76,7 +76,7 @@ func tool(b *testing.B, name, pkg string) string {
 // wrkRPS runs wrk against url for d and returns its requests per second;
 // a non-2xx response or a socket error fails the benchmark.
 func wrkRPS(b *testing.B, wrk, url string, d time.Duration) float64 {
-	out, err := exec.Command(wrk, "-t", "2", "-c", "64", "-d", d.String(), "-H", "Host: app.localhost", url).CombinedOutput()
+	out, err := exec.Command(wrk, "-t", "2", "-c", "64", "-d", d.String(), "--timeout", "10s", "-H", "Host: app.localhost", url).CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
 	}
