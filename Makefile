@@ -34,7 +34,10 @@ DEB_PACKAGES := \
 	strace:strace \
 	tmux:tmux \
 	ip:iproute2 \
-	chromium:chromium
+	chromium:chromium \
+	nginx:nginx \
+	python3:python3 \
+	dnsperf:dnsperf
 
 deps:
 	@missing=""; for e in $(DEB_PACKAGES); do \

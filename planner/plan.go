@@ -87,6 +87,10 @@ type Change struct {
 	CreateBeforeDestroy bool
 	// Observed is what runs now (zero for Create).
 	Observed providers.Observed
+	// Published lists the DNS records, proxy routes and mDNS
+	// announcements the change adds ("+ ...") and removes ("- ..."),
+	// from the service blocks of Prior and Desired (services.go).
+	Published []string
 
 	hash    string // Desired.Hash(), once Make computed it
 	encoded []byte // Desired.Encode(), likewise
@@ -249,6 +253,7 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		diags = append(diags, targetWarning(targets))
 	}
 	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Addr.Less(p.Changes[j].Addr) })
+	publish(in.Config, p)
 	p.Fingerprint = fingerprint(p)
 	return p, diags
 }

@@ -122,6 +122,13 @@ func (r *renderer) change(c *Change) {
 		r.diffs(c)
 	}
 	r.b.WriteString("    }\n")
+	for _, l := range c.Published {
+		color := green
+		if strings.HasPrefix(l, "-") {
+			color = red
+		}
+		r.b.WriteString("      " + r.c(color, "# "+l) + "\n")
+	}
 }
 
 func blockHeader(a spec.Address) string {

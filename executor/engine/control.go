@@ -71,6 +71,11 @@ type InstanceStatus struct {
 	ConfigHash string
 	LastError  string
 	UpdatedAt  time.Time
+	// Service and Route: its service name and proxy route, as declared;
+	// Registered: in DNS and on the proxy now (ready).
+	Service    string
+	Route      string
+	Registered bool
 }
 
 // Status returns every recorded instance, plus declared ones whose start
@@ -132,6 +137,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
+	e.serviceBooks(inst, st)
 	st.Paused = inst.running && inst.paused
 	if inst.running && (inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
 		switch {
@@ -214,6 +220,7 @@ func (e *Engine) stopAsync(inst *instance, sig spec.Signal) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		e.drainBefore(context.WithoutCancel(e.ctx), addr, h)
 		if _, err := prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: sig, Timeout: timeout}); err != nil {
 			e.emit(Event{Type: EventError, Addr: addr, Detail: "stopping: " + err.Error()})
 		}

@@ -140,6 +140,10 @@ type Engine struct {
 
 	readyMu    sync.Mutex
 	readyWaits map[spec.Address][]*readyWait // Executor.Ready calls waiting (ready.go)
+
+	// svc is the service registry and the listeners that follow it
+	// (services.go); nil while the configuration publishes no service.
+	svc *services
 }
 
 // instance is what the engine knows of one declared instance.
@@ -245,15 +249,24 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.cfg, e.files = lr.Config, lr.Files
 	}
 	e.noteSecrets(e.cfg)
+	if err := e.startServices(e.cfg); err != nil {
+		// A listener that cannot be bound: nothing was started.
+		e.closeServices()
+		e.emit(Event{Type: EventError, Detail: err.Error()})
+		return err
+	}
+	defer e.closeServices()
 	if err := e.watchConfig(ctx); err != nil {
 		e.emit(Event{Type: EventError, Detail: "not watching the configuration for changes: " + err.Error()})
 	}
 	e.followRuntimes()
 	e.reconcile()
+	e.syncServices()
 	for {
 		select {
 		case f := <-e.msgs:
 			f()
+			e.syncServices()
 		case <-ctx.Done():
 			return e.shutdown()
 		}
@@ -372,6 +385,11 @@ func (e *Engine) reloaded(lr LoadResult) {
 		return // touched, not changed (an edited -var-file changes only the variables)
 	}
 	e.cfg, e.files = lr.Config, lr.Files
+	if err := e.startServices(e.cfg); err != nil {
+		// The listener in force (if any) goes on; the rest of the edit
+		// is applied.
+		e.emit(Event{Type: EventError, Detail: err.Error()})
+	}
 	e.watchSources(e.cfg, false)
 	e.followRuntimes()
 	for a := range e.insts {
@@ -871,7 +889,7 @@ func supervised(k spec.Kind) bool { return k == spec.KindDaemon || k == spec.Kin
 func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Result, error)) {
 	e.inflight++
 	cfg := e.cfg
-	ex := &executor.Executor{Providers: e.opts.Providers, Store: e.opts.Store, Parallelism: e.opts.Parallelism,
+	ex := &executor.Executor{Providers: e.drainingProviders(e.opts.Providers), Store: e.opts.Store, Parallelism: e.opts.Parallelism,
 		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.progress, Ready: e.waitReady}
 	e.bg.Add(1)
 	go func() {

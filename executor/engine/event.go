@@ -41,12 +41,18 @@ const (
 	EventResumed                             // orch resume continued it (SIGCONT)
 	EventReloaded                            // its reload signal applied a change of its reload.on
 	EventBlocked                             // its start waits on an instance that failed (Detail names it)
+
+	// Services (services.go): Detail is the DNS name, the address and
+	// the route; for a deregistration, why.
+	EventServiceRegistered   // it is ready: in DNS, on the proxy, announced
+	EventServiceDeregistered // it left DNS, the proxy and mDNS
 )
 
 var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
 	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
 	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
-	"unreachable", "reconnected", "paused", "resumed", "reloaded", "blocked"}
+	"unreachable", "reconnected", "paused", "resumed", "reloaded", "blocked",
+	"service_registered", "service_deregistered"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {

@@ -57,7 +57,7 @@ func (e *Engine) stopAll() error {
 	if n == 0 {
 		return nil
 	}
-	ex := &executor.Executor{Providers: e.opts.Providers, Store: e.opts.Store, Parallelism: n,
+	ex := &executor.Executor{Providers: e.drainingProviders(e.opts.Providers), Store: e.opts.Store, Parallelism: n,
 		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.stopProgress, Kill: e.opts.Hurry}
 	_, err = ex.Apply(context.Background(), e.cfg, p)
 	return err

@@ -35,6 +35,10 @@ type JSONStatus struct {
 	Health     string `json:"health,omitempty"` // starting, healthy, unhealthy
 	Restarts   *int   `json:"restarts,omitempty"`
 	Waiting    string `json:"waiting,omitempty"`
+	// Service and Route are the daemon's service name and proxy route,
+	// as declared (status_services.go).
+	Service string `json:"service,omitempty"`
+	Route   string `json:"route,omitempty"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -91,7 +95,7 @@ a variable's value (it says so in one line on stderr).`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tCONFIG")
+			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tCONFIG\tSERVICE\tROUTE")
 			for _, l := range lines {
 				pid, up := "-", "-"
 				if l.Pid != 0 {
@@ -104,7 +108,7 @@ a variable's value (it says so in one line on stderr).`,
 				if len(hash) > 12 {
 					hash = hash[:12]
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, hash)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, hash, dash(l.Service), dash(l.Route))
 			}
 			return tw.Flush()
 		},
@@ -145,6 +149,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 		if !inst.Runtime.IsZero() {
 			l.Runtime = inst.Runtime.String()
 		}
+		l.Service, l.Route = serviceOf(cfg, inst.Addr)
 		if o.State == providers.StateRunning && !o.StartedAt.IsZero() {
 			started := o.StartedAt
 			l.StartedAt = &started

@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/executor/service"
+)
+
+// nginxConf serves the upstream (a small fixed response on up) and, on
+// px, nginx's own reverse proxy to it, with kept-alive upstream
+// connections as a tuned nginx has them.
+const nginxConf = `
+daemon off;
+master_process on;
+worker_processes auto;
+user root root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream app {
+    server 127.0.0.1:%[2]d;
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:%[2]d;
+    location / { return 200 "hello from the upstream\n"; }
+  }
+  server {
+    listen 127.0.0.1:%[3]d;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+    }
+  }
+}
+`
+
+func freeTCPPort(b *testing.B) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func tool(b *testing.B, name, pkg string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			b.Fatalf("%s is not installed (Debian's %s; make deps installs it)", name, pkg)
+		}
+		b.Skipf("%s is not installed (Debian's %s; make deps installs it)", name, pkg)
+	}
+	return p
+}
+
+// wrkRPS runs wrk against url for d and returns its requests per second;
+// a non-2xx response or a socket error fails the benchmark.
+func wrkRPS(b *testing.B, wrk, url string, d time.Duration) float64 {
+	out, err := exec.Command(wrk, "-t", "2", "-c", "64", "-d", d.String(), "--timeout", "10s", "-H", "Host: app.localhost", url).CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out)
+	}
+	if regexp.MustCompile(`Non-2xx|Socket errors`).Match(out) {
+		b.Fatalf("wrk saw failures:\n%s", out)
+	}
+	m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("wrk:\n%s", out)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// BenchmarkVsNginx: the proxy's throughput on a small response against
+// nginx's reverse proxy (Debian's, tuned with upstream keepalive) to the
+// same upstream (an nginx server block), measured side by side in one
+// run: wrk (2 threads, 64 connections) alternates between the two, 3 s
+// each, b.N rounds. Reported: requests per second of each and the ratio.
+func BenchmarkVsNginx(b *testing.B) {
+	nginx, wrk := tool(b, "nginx", "nginx"), tool(b, "wrk", "wrk")
+	dir := b.TempDir()
+	up, px := freeTCPPort(b), freeTCPPort(b)
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, up, px)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", conf)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", px)); err == nil {
+			c.Close()
+			break
+		}
+		if i > 500 {
+			b.Fatal("nginx does not listen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	reg := service.New()
+	p, err := Listen("127.0.0.1:0", nil, reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	reg.Set(service.Instance{ID: "app#0", Addr: "daemon.app", Service: "app", Label: "0", Host: "127.0.0.1", Port: up,
+		Route: &service.Route{Host: "app.localhost", Path: "/"}})
+	const d = 3 * time.Second
+	wrkRPS(b, wrk, "http://"+p.Addr()+"/", time.Second) // warm both
+	wrkRPS(b, wrk, fmt.Sprintf("http://127.0.0.1:%d/", px), time.Second)
+	var orch, ngx float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ngx += wrkRPS(b, wrk, fmt.Sprintf("http://127.0.0.1:%d/", px), d)
+		orch += wrkRPS(b, wrk, "http://"+p.Addr()+"/", d)
+	}
+	b.StopTimer()
+	b.ReportMetric(orch/float64(b.N), "orch-req/s")
+	b.ReportMetric(ngx/float64(b.N), "nginx-req/s")
+	b.ReportMetric(orch/ngx, "ratio")
+}
