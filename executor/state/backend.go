@@ -1,0 +1,223 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/orch-dev/orch/providers/owned"
+)
+
+// A Store keeps its records in the bbolt file at its path unless it was
+// opened with a BackendConfig: then a Backend registered for its Kind
+// (package executor/state/etcdstate registers "etcd") holds them. The
+// Store's API, the record format and the serial and lineage rules are the
+// same on every backend; only where the bytes live, and how the writer
+// is kept alone, differ.
+//
+// The bbolt file does not go through this interface: its code path is the
+// one it always was, so that the single-host path pays nothing for the
+// others (no registry lookup, no extra allocation per transaction beyond
+// the one Tx wrapper).
+
+// Backend is the storage of a Store other than the bbolt file. A Backend
+// returned by an Opener for writing holds the writer lock until Close, and
+// every write it commits must be fenced: refused, with an error wrapping
+// ErrLockLost, unless it still holds the lock at the moment of the commit.
+type Backend interface {
+	// View runs fn on one consistent snapshot.
+	View(fn func(BackendTx) error) error
+	// Update runs fn and commits what it wrote, atomically, when fn
+	// returns nil and changed or not; when changed is true the serial
+	// moves on by one in the same commit.
+	Update(fn func(BackendTx) (changed bool, err error)) error
+	// Lineage is the state's lineage, read or made when it was opened.
+	Lineage() string
+	// Where names the state for messages: "etcd http://127.0.0.1:2379
+	// prefix /orch/app".
+	Where() string
+	// Close releases the lock (a writer) and every connection.
+	Close() error
+}
+
+// BackendTx is one transaction of a Backend. Keys of records are
+// addresses (spec.Address.String()); values are the JSON records of
+// record.go, which the backend stores as opaque bytes. Bytes returned are
+// valid only during the transaction.
+type BackendTx interface {
+	// Serial is the serial as of the start of the transaction.
+	Serial() uint64
+	// Lineage is the lineage as of the start of the transaction.
+	Lineage() string
+	// Record returns the record of key, or nil when there is none. It sees
+	// the transaction's own writes.
+	Record(key []byte) ([]byte, error)
+	// Records calls fn for every record, in key order.
+	Records(fn func(key, value []byte) error) error
+	PutRecord(key, value []byte) error
+	DeleteRecord(key []byte) error
+	// KVGet returns the value of key in namespace ns, or nil when none.
+	KVGet(ns, key string) ([]byte, error)
+	// KVList calls fn for every key of ns that starts with prefix, in
+	// bytewise key order.
+	KVList(ns, prefix string, fn func(key string, value []byte) error) error
+	KVPut(ns, key string, value []byte) error
+	KVDelete(ns, key string) error
+	KVDrop(ns string) error
+	// KVNamespaces lists the namespaces that hold at least one key.
+	KVNamespaces() ([]string, error)
+	// Reset drops every record and KV namespace and sets the lineage and
+	// the serial (Replace, and migrations, load a whole state so).
+	Reset(lineage string, serial uint64) error
+}
+
+// ErrLockLost is wrapped by the error of a write refused because the
+// writer no longer holds the lock (its lease lapsed while it was paused or
+// cut off, and another writer may have taken it since). Nothing of that
+// write was committed; the writer must stop writing.
+var ErrLockLost = errors.New("state: the state lock was lost")
+
+// BackendConfig says where a state that is not a bbolt file lives. It is
+// what the configuration's orch { backend "KIND" { ... } } block, or the
+// ORCH_BACKEND setting, declares, and what the state directory's pointer
+// file (PointerPath) records.
+type BackendConfig struct {
+	Kind      string        `json:"kind"` // "etcd"
+	Endpoints []string      `json:"endpoints"`
+	Prefix    string        `json:"prefix"`
+	LockTTL   time.Duration `json:"lock_ttl,omitempty"` // 0: the backend's default
+	CA        string        `json:"ca,omitempty"`       // TLS files, absolute paths; "" when none
+	Cert      string        `json:"cert,omitempty"`
+	Key       string        `json:"key,omitempty"`
+}
+
+// Same reports whether c and o name the same state (kind, prefix and the
+// same set of endpoints); the lock TTL and TLS files may differ.
+func (c *BackendConfig) Same(o *BackendConfig) bool {
+	if c.Kind != o.Kind || c.Prefix != o.Prefix || len(c.Endpoints) != len(o.Endpoints) {
+		return false
+	}
+	a, b := append([]string{}, c.Endpoints...), append([]string{}, o.Endpoints...)
+	sort.Strings(a)
+	sort.Strings(b)
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *BackendConfig) String() string {
+	return fmt.Sprintf("%s %v prefix %s", c.Kind, c.Endpoints, c.Prefix)
+}
+
+// An Opener opens the state a BackendConfig names: for writing (taking
+// the lock as Options say, and creating an empty state when there is
+// none) or, when readOnly, for reading (a missing state is an error
+// wrapping fs.ErrNotExist).
+type Opener func(cfg BackendConfig, opts Options, readOnly bool) (Backend, error)
+
+var (
+	openersMu sync.Mutex
+	openers   = map[string]Opener{}
+)
+
+// RegisterBackend makes kind available to Open and OpenReadOnly. The
+// package of a backend does not register itself: the program that links
+// it does (orch's cmd/orch/cli), so that a program without it does not
+// carry its code.
+func RegisterBackend(kind string, open Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	openers[kind] = open
+}
+
+func opener(kind string) (Opener, error) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	o := openers[kind]
+	if o == nil {
+		return nil, fmt.Errorf("state: no %q backend in this orch", kind)
+	}
+	return o, nil
+}
+
+// PointerPath is the file, beside the state file path, that says where
+// the state of that state directory lives when it is not in path: it
+// holds the BackendConfig as JSON. orch state migrate writes it (and
+// removes it when the state comes back to a file); Open writes it when a
+// configuration declares a backend. Commands that find the state through
+// the state directory alone (status, logs, orch state list) follow it.
+func PointerPath(path string) string { return path + ".backend" }
+
+// ReadPointer returns the BackendConfig recorded beside path, or nil when
+// there is none.
+func ReadPointer(path string) (*BackendConfig, error) {
+	p := PointerPath(path)
+	if err := owned.Check(p); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var c BackendConfig
+	if err := json.Unmarshal(b, &c); err != nil || c.Kind == "" {
+		return nil, fmt.Errorf("state: %s does not say where the state is (%v); remove it if the state is in %s", p, err, path)
+	}
+	return &c, nil
+}
+
+// WritePointer records cfg beside path (0600, atomically).
+func WritePointer(path string, cfg *BackendConfig) error {
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	b = append(b, '\n')
+	return writeAtomically(PointerPath(path), func(f *os.File) error {
+		_, err := f.Write(b)
+		return err
+	})
+}
+
+// RemovePointer removes the pointer beside path; a missing one is fine.
+func RemovePointer(path string) error {
+	if err := os.Remove(PointerPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// openBackend opens the Store of a backend. path is the state file the
+// state directory would hold; it is where Backup writes and where the
+// pointer is kept.
+func openBackend(path string, cfg BackendConfig, opts Options, readOnly bool) (*Store, error) {
+	open, err := opener(cfg.Kind)
+	if err != nil {
+		return nil, err
+	}
+	be, err := open(cfg, opts, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, readOnly: readOnly, be: be, lineage: be.Lineage()}, nil
+}
+
+// Where names the state for messages: the bbolt file's path, or the
+// backend's description.
+func (s *Store) Where() string {
+	if s.be != nil {
+		return s.be.Where()
+	}
+	return s.path
+}
+
+// IsFile reports whether the store is the bbolt file at its path.
+func (s *Store) IsFile() bool { return s.be == nil }
