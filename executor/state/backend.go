@@ -204,6 +204,15 @@ func openBackend(path string, cfg BackendConfig, opts Options, readOnly bool) (*
 		return nil, err
 	}
 	be, err := open(cfg, opts, readOnly)
+	var moved *MovedError
+	if errors.As(err, &moved) && !opts.Import && moved.To == path {
+		// It came back to this very file while this process followed
+		// the pointer: use the file.
+		if readOnly {
+			return OpenReadOnly(path)
+		}
+		return Open(path, Options{Operation: opts.Operation, LockTimeout: opts.LockTimeout, onWait: opts.onWait})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -221,3 +230,60 @@ func (s *Store) Where() string {
 
 // IsFile reports whether the store is the bbolt file at its path.
 func (s *Store) IsFile() bool { return s.be == nil }
+
+// OpenBackend opens the state cfg names for writing, without looking at
+// the state file at path or its pointer (orch state migrate does that
+// itself). path is where Backup writes.
+func OpenBackend(path string, cfg BackendConfig, opts Options) (*Store, error) {
+	return openBackend(path, cfg, opts, false)
+}
+
+// Load replaces the whole state with snap, lineage included, without
+// Replace's refusals and backup: orch state migrate loads a state into a
+// new store so. The serial ends one past snap's.
+func (s *Store) Load(snap *Snapshot) error {
+	recs, err := checkSnapshot(snap)
+	if err != nil {
+		return err
+	}
+	err = s.update(func(bt BackendTx) (bool, error) {
+		return true, load(bt, snap, recs, snap.Serial+1)
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.lineage = snap.Lineage
+	s.mu.Unlock()
+	return nil
+}
+
+// A Mover is a Backend that can leave a marker saying where its state
+// went, and drop the state, under its lock.
+type Mover interface {
+	MoveOut(to string) error
+}
+
+// MoveOut drops the whole state of a backend store, leaving the marker
+// that it was moved to to (orch state migrate -to file, once the file is
+// in place): a writer that followed the old pointer and waited for the
+// lock finds the marker, not an empty state to fill again.
+func (s *Store) MoveOut(to string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.be.(Mover)
+	if !ok {
+		return fmt.Errorf("state: %s cannot be moved out", s.Where())
+	}
+	return m.MoveOut(to)
+}
+
+// MovedError is a backend's error for a state that orch state migrate
+// moved to the file To.
+type MovedError struct {
+	Where, To string
+}
+
+func (e *MovedError) Error() string {
+	return fmt.Sprintf("state: the state in %s was moved to the file %s by orch state migrate -to file", e.Where, e.To)
+}

@@ -71,6 +71,10 @@ type Options struct {
 	// lives (orch { backend "etcd" { ... } }); nil: the bbolt file at the
 	// path, or where that path's pointer (PointerPath) says.
 	Backend *BackendConfig
+	// Import opens a backend to receive a whole state (orch state
+	// migrate, then Load): it must hold no state, or only the marker of
+	// one moved away.
+	Import bool
 
 	onWait func() // tests: called each time Open finds the lock held and waits
 }
