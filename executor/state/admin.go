@@ -35,6 +35,10 @@ func Check(path string) (records int, err error) {
 		return 0, fmt.Errorf("state: %w", err)
 	}
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if ptr, _ := ReadPointer(path); ptr != nil {
+			return 0, fmt.Errorf("state: the state of %s is in %s (see %s): orch state check checks a state file, and etcd checks its own data (etcdctl endpoint health, etcdctl check)",
+				filepath.Dir(path), ptr, PointerPath(path))
+		}
 		return 0, fmt.Errorf("state: no state at %s: %w", path, fs.ErrNotExist)
 	}
 	return verify(path, true)
@@ -358,6 +362,12 @@ func Recover(path string, opts Options, force bool) (s *Store, movedTo string, e
 	if err := owned.Check(path); err != nil {
 		return nil, "", fmt.Errorf("state: %w", err)
 	}
+	if ptr, err := ReadPointer(path); err != nil {
+		return nil, "", err
+	} else if ptr != nil {
+		return nil, "", fmt.Errorf("state: the state of %s is in %s (see %s), which keeps its own copies: orch state recover rebuilds a damaged state file only",
+			filepath.Dir(path), ptr, PointerPath(path))
+	}
 	host, _ := os.Hostname()
 	info := LockInfo{Pid: os.Getpid(), Operation: opts.Operation, Since: time.Now().UTC().Truncate(time.Second), Host: host}
 	l, err := acquireLock(path+".lock", info, opts.LockTimeout, opts.onWait)
@@ -397,4 +407,22 @@ func ReadSnapshot(path string) (*Snapshot, error) {
 	}
 	s := &Store{path: path, readOnly: true}
 	return s.Snapshot()
+}
+
+// RetireFile renames the state file of a store opened on it (with the
+// lock) to path.migrated-<UTC time>, once orch state migrate has copied
+// it elsewhere and written the pointer: a writer waiting for the lock then
+// finds no file and follows the pointer. The copy is kept, never read
+// again by orch. It returns the new name.
+func (s *Store) RetireFile() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.be != nil || s.readOnly || s.closed {
+		return "", fmt.Errorf("state: %s is not a state file open for writing", s.Where())
+	}
+	dst := fmt.Sprintf("%s.migrated-%s", s.path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := os.Rename(s.path, dst); err != nil {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	return dst, syncDir(filepath.Dir(s.path))
 }

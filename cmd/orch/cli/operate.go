@@ -69,7 +69,11 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 		return nil, silentFailure()
 	}
 	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: a.providerSet()}
-	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout})
+	be, err := backendFor(res.cfg)
+	if err != nil {
+		return nil, &exitError{code: ExitError, msg: err.Error()}
+	}
+	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout, Backend: be})
 	if err != nil {
 		var le *state.LockedError
 		if errors.As(err, &le) {

@@ -478,7 +478,9 @@ func (b *Backend) MoveOut(to string) error {
 	resp, err := b.cli.Txn(ctx).If(b.fence()).Then(
 		clientv3.OpDelete(b.p+"instances/", clientv3.WithPrefix()),
 		clientv3.OpDelete(b.p+"kv/", clientv3.WithPrefix()),
-		clientv3.OpDelete(b.p+"meta/", clientv3.WithPrefix()),
+		clientv3.OpDelete(b.p+"meta/format"),
+		clientv3.OpDelete(b.p+"meta/lineage"),
+		clientv3.OpDelete(b.p+"meta/serial"),
 		clientv3.OpPut(b.p+"meta/moved", to),
 	).Commit()
 	if err != nil {

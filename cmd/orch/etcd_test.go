@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/executor/state/etcdstate"
+	"github.com/orch-dev/orch/executor/state/etcdstate/etcdtest"
+)
+
+func init() { etcdstate.Register() }
+
+// etcdEnv is the ORCH_BACKEND setting naming the cluster's etcd, at
+// prefix.
+func etcdEnv(c *etcdtest.Cluster, prefix string) string {
+	var hosts []string
+	for _, ep := range c.Endpoints() {
+		hosts = append(hosts, strings.TrimPrefix(ep, "http://"))
+	}
+	return "ORCH_BACKEND=etcd://" + strings.Join(hosts, ",") + prefix
+}
+
+// TestStateMigrate1000 moves the state of 1,000 applied jobs from the
+// state file to etcd and back, with orch state migrate, and checks that
+// orch plan prints the same bytes before and after each move.
+func TestStateMigrate1000(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	cfg := "orch {\n  name = \"mig\"\n}\njob \"j\" {\n  count   = 1000\n  command = [\"/bin/true\"]\n}\n"
+	dir := project(t, cfg)
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	// A plan that reads every record: 990 to replace (their stored
+	// configuration is shown), 10 to destroy.
+	changed := strings.Replace(strings.Replace(cfg, "1000", "990", 1), `["/bin/true"]`, `["/bin/true", "again"]`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := orch(t, dir, nil, "plan", "-no-color").want(t, 0).stdout
+	if !strings.Contains(before, "Plan: 0 to add, 0 to change, 990 to replace, 10 to destroy.") {
+		t.Fatalf("plan before:\n%s", tail(before, 2000))
+	}
+	beforeJSON := orch(t, dir, nil, "plan", "-json").want(t, 0).stdout
+
+	env := []string{etcdEnv(c, "/orch/mig")}
+	out := orch(t, dir, env, "state", "migrate", "-to", "etcd").want(t, 0).stdout
+	if !strings.Contains(out, "Moved 1000 records to etcd") {
+		t.Fatalf("migrate -to etcd: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".orch", "state.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("state.db still there after the migration: %v", err)
+	}
+	if got := orch(t, dir, env, "plan", "-no-color").want(t, 0).stdout; got != before {
+		t.Fatalf("plan on etcd differs from the plan on the file:\n%s", firstDiff(before, got))
+	}
+	if got := orch(t, dir, env, "plan", "-json").want(t, 0).stdout; got != beforeJSON {
+		t.Fatalf("plan -json on etcd differs:\n%s", firstDiff(beforeJSON, got))
+	}
+	// Without the setting, the pointer in the state directory leads there.
+	if got := orch(t, dir, nil, "plan", "-no-color").want(t, 0).stdout; got != before {
+		t.Fatalf("plan through the pointer differs:\n%s", firstDiff(before, got))
+	}
+	if got := orch(t, dir, nil, "state", "list").want(t, 0).stdout; strings.Count(got, "\n") != 1000 {
+		t.Fatalf("state list through the pointer: %d lines", strings.Count(got, "\n"))
+	}
+	// Again: the prefix holds a state now.
+	r := orch(t, dir, env, "state", "migrate", "-to", "etcd").want(t, 1)
+	if !strings.Contains(r.stderr, "already in etcd") {
+		t.Fatalf("second migrate -to etcd: %s", r.stderr)
+	}
+
+	out = orch(t, dir, nil, "state", "migrate", "-to", "file").want(t, 0).stdout
+	if !strings.Contains(out, "Moved 1000 records to ") {
+		t.Fatalf("migrate -to file: %s", out)
+	}
+	if got := orch(t, dir, nil, "plan", "-no-color").want(t, 0).stdout; got != before {
+		t.Fatalf("plan on the file again differs:\n%s", firstDiff(before, got))
+	}
+	if got := orch(t, dir, nil, "plan", "-json").want(t, 0).stdout; got != beforeJSON {
+		t.Fatalf("plan -json on the file again differs:\n%s", firstDiff(beforeJSON, got))
+	}
+	// The etcd prefix says where the state went; with ORCH_BACKEND still
+	// set, orch refuses rather than start an empty state there.
+	r = orch(t, dir, env, "plan").want(t, 1)
+	if !strings.Contains(r.stderr, "still in") {
+		t.Fatalf("plan with ORCH_BACKEND after moving back: %s", r.stderr)
+	}
+	orch(t, dir, nil, "state", "check").want(t, 0)
+}
+
+// TestEtcdLockHolderNamed: while another process holds the etcd lock,
+// orch apply fails at once naming it, or waits with -lock-timeout.
+func TestEtcdLockHolderNamed(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	dir := project(t, "orch {\n  name = \"lk\"\n}\njob \"j\" {\n  command = [\"/bin/true\"]\n}\n")
+	env := []string{etcdEnv(c, "/orch/lk")}
+	orch(t, dir, env, "apply", "-auto-approve").want(t, 0)
+
+	cfg := state.BackendConfig{Kind: etcdstate.Kind, Endpoints: c.Endpoints(), Prefix: "/orch/lk"}
+	holder, err := etcdstate.Open(cfg, state.Options{Operation: "apply"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := orch(t, dir, env, "apply", "-auto-approve").want(t, 1)
+	if !strings.Contains(r.stderr, fmt.Sprintf("state locked by pid %d", os.Getpid())) || !strings.Contains(r.stderr, "/orch/lk/lock") {
+		t.Fatalf("second apply: %s", r.stderr)
+	}
+	go func() {
+		time.Sleep(time.Second)
+		holder.Close()
+	}()
+	orch(t, dir, env, "apply", "-auto-approve", "-lock-timeout", "30s").want(t, 0)
+}
+
+// firstDiff shows the first line where a and b differ.
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(al), len(bl)) {
+		if al[i] != bl[i] {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, al[i], bl[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d and %d lines", len(al), len(bl))
+}
