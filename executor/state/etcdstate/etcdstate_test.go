@@ -73,7 +73,7 @@ func open(t testing.TB, cfg state.BackendConfig, opts state.Options) *state.Stor
 var cluster *etcdtest.Cluster
 
 // shared returns one cluster for the tests that do not stop members.
-func shared(t *testing.T) *etcdtest.Cluster {
+func shared(t testing.TB) *etcdtest.Cluster {
 	if cluster == nil {
 		cluster = etcdtest.Start(&noCleanup{t}, 3)
 	}
@@ -84,7 +84,7 @@ var sharedDirs []string
 
 // noCleanup hands the shared cluster's cleanup to TestMain rather than to
 // the first test that uses it.
-type noCleanup struct{ *testing.T }
+type noCleanup struct{ testing.TB }
 
 func (n *noCleanup) Cleanup(func()) {}
 func (n *noCleanup) TempDir() string {

@@ -80,12 +80,12 @@ func Start(t testing.TB, n int) *Cluster {
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", token,
 			// Fast elections, so that tests of a killed member are quick.
-			"--heartbeat-interval", "50", "--election-timeout", "500",
+			"--heartbeat-interval", "100", "--election-timeout", "1000",
 			"--log-level", "warn", "--logger", "zap"}
 		m.start(t)
 	}
 	t.Cleanup(c.Stop)
-	if err := c.WaitHealthy(30 * time.Second); err != nil {
+	if err := c.WaitHealthy(90 * time.Second); err != nil {
 		msg := fmt.Sprintf("etcd cluster did not start: %v", err)
 		for _, m := range c.Members {
 			msg += fmt.Sprintf("\n--- %s:\n%s", m.Name, m.Output())
