@@ -287,3 +287,15 @@ type MovedError struct {
 func (e *MovedError) Error() string {
 	return fmt.Sprintf("state: the state in %s was moved to the file %s by orch state migrate -to file", e.Where, e.To)
 }
+
+// LockLost returns a channel closed when the store's lock is found lost
+// (the lease of an etcd lock lapsed while this process was paused or cut
+// off): every write is refused from then on, wrapping ErrLockLost. It is
+// nil, never closed, for the state file, whose flock cannot be lost while
+// the process lives, and for readers.
+func (s *Store) LockLost() <-chan struct{} {
+	if l, ok := s.be.(interface{ Lost() <-chan struct{} }); ok {
+		return l.Lost()
+	}
+	return nil
+}

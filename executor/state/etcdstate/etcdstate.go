@@ -100,6 +100,7 @@ type Backend struct {
 	lockRev int64
 	stopKA  context.CancelFunc
 	kaDone  chan struct{}
+	lostCh  chan struct{} // closed when the lease is found lapsed
 
 	mu      sync.Mutex
 	lineage string
@@ -355,13 +356,25 @@ func (b *Backend) lock(opts state.Options) error {
 	}
 	b.stopKA = stop
 	b.kaDone = make(chan struct{})
+	b.lostCh = make(chan struct{})
 	go func() {
 		defer close(b.kaDone)
 		for range ch {
 		}
+		// The client closes the channel when the lease is gone (it
+		// lapsed, or was revoked) or when Close stops it.
+		if kctx.Err() == nil {
+			close(b.lostCh)
+		}
 	}()
 	return nil
 }
+
+// Lost is closed when the writer's lease is found lapsed: the lock is no
+// longer this writer's, and every write will be refused. A long-running
+// writer (orch up, the agent) should stop what it is doing. Nil for a
+// reader.
+func (b *Backend) Lost() <-chan struct{} { return b.lostCh }
 
 // lost is the error of a write whose fence failed: the lock is no longer
 // this writer's (or, if it still is, a key was changed under the

@@ -2,6 +2,7 @@ package etcdstate_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/executor/state/etcdstate"
@@ -410,5 +413,66 @@ func TestQuorumLost(t *testing.T) {
 	}
 	if strings.Join(addrs, " ") != "daemon.a[0] daemon.a[2]" {
 		t.Fatalf("records: %v", addrs)
+	}
+}
+
+// TestDeadHolderLapses: a holder killed with SIGKILL (no Close) keeps the
+// lock only until its lease lapses; the next writer waiting with a
+// timeout gets it then, with no force-unlock.
+func TestDeadHolderLapses(t *testing.T) {
+	c := shared(t)
+	prefix := "/orch/dead"
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"=writer", envEndpoints+"="+strings.Join(c.Endpoints(), ","), envPrefix+"="+prefix)
+	cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if line != "locked\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child: %q", line)
+	}
+	_, err := etcdstate.Open(cfgOf(c, prefix, 0), state.Options{Operation: "apply"}, false)
+	var le *state.LockedError
+	if !errors.As(err, &le) || le.Pid != cmd.Process.Pid {
+		t.Fatalf("while the child holds it: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	st := open(t, cfgOf(c, prefix, 0), state.Options{Operation: "apply", LockTimeout: 30 * time.Second})
+	if err := st.Put(inst("after", 0)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockLostIsSignalled: when the lease is gone (revoked here, as etcd
+// does when it lapses), LockLost is closed and writes are refused with
+// ErrLockLost.
+func TestLockLostIsSignalled(t *testing.T) {
+	c := shared(t)
+	st := open(t, cfgOf(c, "/orch/lost", 0), state.Options{Operation: "up"})
+	if err := st.Put(inst("a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	cli := c.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/orch/lost/lock")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("lock key: %v", err)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.LockLost():
+	case <-time.After(30 * time.Second):
+		t.Fatal("LockLost not closed 30s after the lease was revoked")
+	}
+	if err := st.Put(inst("a", 1)); !errors.Is(err, state.ErrLockLost) {
+		t.Fatalf("write after the lease was revoked: %v", err)
 	}
 }
