@@ -126,3 +126,61 @@ func firstDiff(a, b string) string {
 	}
 	return fmt.Sprintf("lengths %d and %d lines", len(al), len(bl))
 }
+
+// TestEtcdMemberAndQuorumLoss runs orch apply with the state in etcd
+// (declared in HCL) while members go away: with one of three killed,
+// apply goes on; with two, apply refuses to change anything (no new
+// daemon starts) and the running daemons keep running; once the members
+// are back, apply goes on with the same daemons.
+func TestEtcdMemberAndQuorumLoss(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	eps := `"` + strings.Join(c.Endpoints(), `", "`) + `"`
+	head := "orch {\n  name = \"q\"\n  backend \"etcd\" {\n    endpoints = [" + eps + "]\n    lock_ttl = \"2s\"\n  }\n}\n"
+	daemon := func(name string) string {
+		return "daemon \"" + name + "\" {\n  command = [\"/bin/sleep\", \"600\"]\n  stop {\n    timeout = \"2s\"\n  }\n}\n"
+	}
+	dir := project(t, head+daemon("a"))
+	write := func(cfg string) {
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	pidA := status(t, dir)["daemon.a"].Pid
+	if !alive(pidA) {
+		t.Fatalf("daemon.a not running: pid %d", pidA)
+	}
+
+	c.Members[0].Stop()
+	write(head + daemon("a") + daemon("b"))
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	pidB := status(t, dir)["daemon.b"].Pid
+	if !alive(pidB) || status(t, dir)["daemon.a"].Pid != pidA {
+		t.Fatalf("with one member down: a=%d b=%d", status(t, dir)["daemon.a"].Pid, pidB)
+	}
+
+	c.Members[1].Stop()
+	before := len(registeredPids(filepath.Join(dir, ".orch")))
+	write(head + daemon("a") + daemon("b") + daemon("c"))
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	if !strings.Contains(r.stderr, "majority of the etcd members") {
+		t.Fatalf("apply without quorum: %s", r.stderr)
+	}
+	if n := len(registeredPids(filepath.Join(dir, ".orch"))); n != before {
+		t.Fatalf("apply without quorum started something: %d registered pids, %d before", n, before)
+	}
+	if !alive(pidA) || !alive(pidB) {
+		t.Fatal("a daemon stopped while etcd had no quorum")
+	}
+
+	c.Members[0].Restart(t)
+	c.Members[1].Restart(t)
+	if err := c.WaitHealthy(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	st := status(t, dir)
+	if st["daemon.a"].Pid != pidA || st["daemon.b"].Pid != pidB || !alive(st["daemon.c"].Pid) {
+		t.Fatalf("after quorum came back: %+v", st)
+	}
+}
