@@ -7,15 +7,8 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor/state"
-	"github.com/orch-dev/orch/executor/state/etcdstate"
 	"github.com/orch-dev/orch/spec"
 )
-
-// The etcd backend is linked here, the one place that wires concrete
-// pieces together; the state package only knows the interface. The
-// single-host path never calls into it: state.Open uses it only when a
-// backend is declared or the state directory's pointer names it.
-func init() { etcdstate.Register() }
 
 // envBackend is the setting that overrides the configuration's backend
 // block: "file" (the state file, whatever the configuration declares) or
@@ -56,7 +49,7 @@ func parseBackend(v, project string) (*state.BackendConfig, error) {
 	}
 	rest, query, _ := strings.Cut(rest, "?")
 	hosts, prefix, _ := strings.Cut(rest, "/")
-	cfg := &state.BackendConfig{Kind: etcdstate.Kind, Prefix: "/" + prefix}
+	cfg := &state.BackendConfig{Kind: "etcd", Prefix: "/" + prefix}
 	if prefix == "" {
 		cfg.Prefix = "/orch/" + project
 	}
