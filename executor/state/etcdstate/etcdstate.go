@@ -72,7 +72,8 @@ const DefaultLockTTL = 10 * time.Second
 // after this long.
 var RequestTimeout = 5 * time.Second
 
-// lockPoll is how often a writer waiting for the lock tries again.
+// lockPoll is the least time between two attempts of a writer waiting
+// for the lock.
 const lockPoll = 25 * time.Millisecond
 
 // maxTxnOps is how many operations one etcd transaction carries at most
@@ -342,7 +343,23 @@ func (b *Backend) lock(opts state.Options) error {
 			}
 			return le
 		}
-		time.Sleep(min(left, lockPoll))
+		// Wait for the holder's key to go (released, or lapsed) rather
+		// than retry the transaction: each attempt is a raft proposal.
+		// The watch starts after the revision the attempt saw, so no
+		// deletion is missed; it is cut every second all the same, and
+		// by the deadline.
+		wctx, wcancel := context.WithTimeout(clientv3.WithRequireLeader(context.Background()), min(left, time.Second))
+		for wr := range b.cli.Watch(wctx, b.lockKey, clientv3.WithRev(resp.Header.Revision+1)) {
+			gone := false
+			for _, ev := range wr.Events {
+				gone = gone || ev.Type == clientv3.EventTypeDelete
+			}
+			if gone || wr.Err() != nil {
+				break
+			}
+		}
+		wcancel()
+		time.Sleep(lockPoll) // not a busy loop when the watch fails at once
 	}
 	// Keep the lease alive while this process runs. The client renews it
 	// every TTL/3; when this process is paused or cut off past the TTL,
