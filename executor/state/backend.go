@@ -299,3 +299,21 @@ func (s *Store) LockLost() <-chan struct{} {
 	}
 	return nil
 }
+
+// CheckLock returns an error wrapping ErrLockLost when the store's lock is
+// no longer its own, asking the backend (one linearizable read for etcd);
+// nil for the state file, whose flock cannot be lost while the process
+// lives. Writes are fenced whatever this says; a writer calls it before
+// side effects that no fence covers, such as starting processes after a
+// long wait at a prompt.
+func (s *Store) CheckLock() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if c, ok := s.be.(interface{ CheckLock() error }); ok && !s.readOnly {
+		return c.CheckLock()
+	}
+	return nil
+}

@@ -177,6 +177,11 @@ func (a *App) confirm(question string) bool {
 
 // execute applies p and reports progress and the result.
 func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy bool) error {
+	// The lock may have lapsed while orch waited at the prompt (an etcd
+	// lease, when orch was paused or cut off): start nothing then.
+	if err := s.store.CheckLock(); err != nil {
+		return &exitError{code: ExitError, msg: err.Error() + ".\nNothing was started or stopped; plan again."}
+	}
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: a.settings.Parallelism,
 		Project: s.cfg.Project.Name, StateDir: s.stateDir, Progress: a.progress()}
 	var ready *readiness

@@ -393,6 +393,21 @@ func (b *Backend) lock(opts state.Options) error {
 // reader.
 func (b *Backend) Lost() <-chan struct{} { return b.lostCh }
 
+// CheckLock returns nil when the lock key is still this writer's, and
+// the error of lost otherwise.
+func (b *Backend) CheckLock() error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	resp, err := b.cli.Get(ctx, b.lockKey)
+	if err != nil {
+		return b.etcdErr("read the lock", err)
+	}
+	if len(resp.Kvs) == 1 && resp.Kvs[0].CreateRevision == b.lockRev {
+		return nil
+	}
+	return b.lost()
+}
+
 // lost is the error of a write whose fence failed: the lock is no longer
 // this writer's (or, if it still is, a key was changed under the
 // transaction, which only a process writing without the lock can do).
@@ -410,7 +425,7 @@ func (b *Backend) lost() error {
 			json.Unmarshal(resp.Kvs[0].Value, &li)
 			holder = fmt.Sprintf("pid %d on host %s holds it now (%s since %s)", li.Pid, li.Host, li.Operation, li.Since.Format(time.RFC3339))
 		}
-		return fmt.Errorf("%w: %s: this orch's lease lapsed (it was paused or cut off from etcd for more than %s) and %s; the write was refused and nothing of it was committed",
+		return fmt.Errorf("%w: %s: this orch's lease lapsed (it was paused or cut off from etcd for more than %s) and %s; nothing was written",
 			state.ErrLockLost, b.Where(), b.cfg.LockTTL, holder)
 	}
 	return fmt.Errorf("state: %s: a key was changed under this write by a process that does not hold the lock; the write was refused and nothing of it was committed", b.Where())
