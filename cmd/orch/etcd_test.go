@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,4 +188,82 @@ func TestEtcdMemberAndQuorumLoss(t *testing.T) {
 	if st["daemon.a"].Pid != pidA || st["daemon.b"].Pid != pidB || !alive(st["daemon.c"].Pid) {
 		t.Fatalf("after quorum came back: %+v", st)
 	}
+}
+
+// TestEtcdPausedApplyIsFenced: an orch apply waiting at its prompt holds
+// the etcd lock; it is paused (SIGSTOP) past its lease, another orch apply
+// takes the lock and starts the daemon; the first, resumed (SIGCONT) and
+// approved, starts nothing and writes nothing, naming the new holder.
+// Exactly one process runs the daemon afterwards.
+func TestEtcdPausedApplyIsFenced(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	eps := `"` + strings.Join(c.Endpoints(), `", "`) + `"`
+	cfg := "orch {\n  name = \"fence\"\n  backend \"etcd\" {\n    endpoints = [" + eps + "]\n    lock_ttl = \"1s\"\n  }\n}\n" +
+		"daemon \"a\" {\n  command = [\"/bin/sleep\", \"600\"]\n  stop {\n    timeout = \"2s\"\n  }\n}\n"
+	dir := project(t, cfg)
+
+	first := exec.Command(orchBin, "apply")
+	first.Dir = dir
+	home := t.TempDir()
+	first.Env = []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
+	stdin, _ := first.StdinPipe()
+	var out syncBuffer
+	first.Stdout, first.Stderr = &out, &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { first.Process.Kill(); first.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "Enter a value") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first apply never asked:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := first.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The second apply waits for the first's lease (1s) to lapse.
+	orch(t, dir, nil, "apply", "-auto-approve", "-lock-timeout", "60s").want(t, 0)
+	pid := status(t, dir)["daemon.a"].Pid
+	pids := len(registeredPids(filepath.Join(dir, ".orch")))
+
+	first.Process.Signal(syscall.SIGCONT)
+	io.WriteString(stdin, "yes\n")
+	err := first.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("the resumed apply: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "lock was lost") || !strings.Contains(out.String(), "Nothing was started or stopped") {
+		t.Fatalf("the resumed apply's output:\n%s", out.String())
+	}
+	if n := len(registeredPids(filepath.Join(dir, ".orch"))); n != pids {
+		t.Fatalf("the resumed apply started something: %d registered pids, %d before", n, pids)
+	}
+	st := status(t, dir)
+	if st["daemon.a"].Pid != pid || !alive(pid) {
+		t.Fatalf("daemon.a after the resumed apply: %+v (was pid %d)", st["daemon.a"], pid)
+	}
+	if r := orch(t, dir, nil, "plan", "-detailed-exitcode"); r.code != 0 {
+		t.Fatalf("plan after: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
