@@ -8,12 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
+	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/orch-dev/orch/providers/owned"
+	"github.com/orch-dev/orch/spec"
 )
 
 // This file holds what `orch state` needs beyond the executor's reads and
@@ -34,6 +35,10 @@ func Check(path string) (records int, err error) {
 		return 0, fmt.Errorf("state: %w", err)
 	}
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if ptr, _ := ReadPointer(path); ptr != nil {
+			return 0, fmt.Errorf("state: the state of %s is in %s (see %s): orch state check checks a state file, and etcd checks its own data (etcdctl endpoint health, etcdctl check)",
+				filepath.Dir(path), ptr, PointerPath(path))
+		}
 		return 0, fmt.Errorf("state: no state at %s: %w", path, fs.ErrNotExist)
 	}
 	return verify(path, true)
@@ -46,14 +51,26 @@ func BackupPath(path string) string { return path + ".backup" }
 // BackupPath(path) (mode 0600), replacing the previous backup, and
 // returns that path. Commands that rewrite or forget records (state rm,
 // push) call it first; Replace does itself.
+//
+// The backup of a state kept elsewhere (etcd) is a bbolt state file all
+// the same, built from one snapshot of it, so that orch state push
+// restores either the same way.
 func (s *Store) Backup() (string, error) {
 	dst := BackupPath(s.path)
-	err := s.view(func(btx *bolt.Tx, _ uint64) error {
-		return writeAtomically(dst, func(f *os.File) error {
-			_, err := btx.WriteTo(f)
-			return err
+	var err error
+	if s.be != nil {
+		var snap *Snapshot
+		if snap, err = s.Snapshot(); err == nil {
+			err = WriteFile(dst, snap)
+		}
+	} else {
+		err = s.view(func(bt BackendTx) error {
+			return writeAtomically(dst, func(f *os.File) error {
+				_, err := bt.(*boltTx).btx.WriteTo(f)
+				return err
+			})
 		})
-	})
+	}
 	if err != nil {
 		return "", fmt.Errorf("state: backup to %s: %w", dst, err)
 	}
@@ -107,34 +124,59 @@ type Snapshot struct {
 // Snapshot reads the whole state in one transaction.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	out := &Snapshot{Format: FormatVersion, Instances: []json.RawMessage{}}
-	err := s.view(func(btx *bolt.Tx, serial uint64) error {
-		out.Serial = serial
-		out.Lineage = string(btx.Bucket(bucketMeta).Get(keyLineage))
-		tx := &Tx{btx: btx, serial: serial}
-		insts, err := tx.List()
+	err := s.view(func(bt BackendTx) error {
+		out.Serial = bt.Serial()
+		out.Lineage = bt.Lineage()
+		err := bt.Records(func(k, v []byte) error {
+			out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		for _, inst := range insts {
-			b := tx.instances().Get([]byte(inst.Addr.String()))
-			out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, b...)))
+		// Records come in key order; the document lists them in address
+		// order, as List does.
+		addrs := make([]spec.Address, len(out.Instances))
+		for i, raw := range out.Instances {
+			var r struct {
+				Addr string `json:"addr"`
+			}
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return fmt.Errorf("state: corrupt record: %w", err)
+			}
+			if addrs[i], err = spec.ParseAddress(r.Addr); err != nil {
+				return fmt.Errorf("state: record %q: %w", r.Addr, err)
+			}
 		}
-		root := btx.Bucket(bucketKV)
-		if root == nil {
-			return nil
+		idx := make([]int, len(addrs))
+		for i := range idx {
+			idx[i] = i
 		}
-		return root.ForEachBucket(func(ns []byte) error {
+		sort.SliceStable(idx, func(i, j int) bool { return addrs[idx[i]].Less(addrs[idx[j]]) })
+		sorted := make([]json.RawMessage, len(idx))
+		for i, j := range idx {
+			sorted[i] = out.Instances[j]
+		}
+		out.Instances = sorted
+		nss, err := bt.KVNamespaces()
+		if err != nil {
+			return err
+		}
+		for _, ns := range nss {
 			m := map[string][]byte{}
-			err := root.Bucket(ns).ForEach(func(k, v []byte) error {
-				m[string(k)] = append([]byte{}, v...)
+			err := bt.KVList(ns, "", func(k string, v []byte) error {
+				m[k] = append([]byte{}, v...)
 				return nil
 			})
+			if err != nil {
+				return err
+			}
 			if out.KV == nil {
 				out.KV = map[string]map[string][]byte{}
 			}
-			out.KV[string(ns)] = m
-			return err
-		})
+			out.KV[ns] = m
+		}
+		return nil
 	})
 	return out, err
 }
@@ -154,43 +196,15 @@ func (s *Store) Replace(snap *Snapshot, force bool) (backup string, err error) {
 	if s.readOnly {
 		return "", ErrReadOnly
 	}
-	if snap.Format < 1 || snap.Format > FormatVersion {
-		return "", fmt.Errorf("%w: the snapshot has format %d, and this orch reads format 1 to %d", ErrUnsupportedFormat, snap.Format, FormatVersion)
+	recs, err := checkSnapshot(snap)
+	if err != nil {
+		return "", err
 	}
-	if len(snap.Lineage) != 32 {
-		return "", fmt.Errorf("state: the snapshot's lineage %q is not 32 hex digits", snap.Lineage)
-	}
-	if _, err := hex.DecodeString(snap.Lineage); err != nil {
-		return "", fmt.Errorf("state: the snapshot's lineage %q is not 32 hex digits", snap.Lineage)
-	}
-	type kv struct{ k, v []byte }
-	recs := make([]kv, 0, len(snap.Instances))
-	seen := map[string]bool{}
-	for i, raw := range snap.Instances {
-		var r record
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return "", fmt.Errorf("state: instance %d of the snapshot: %w", i, err)
-		}
-		inst, err := decodeInstance([]byte(r.Addr), raw)
-		if err != nil {
-			return "", fmt.Errorf("state: instance %d of the snapshot: %w", i, err)
-		}
-		key := inst.Addr.String()
-		if seen[key] {
-			return "", fmt.Errorf("state: the snapshot holds %s twice", key)
-		}
-		seen[key] = true
-		b, err := encodeInstance(&inst)
-		if err != nil {
-			return "", err
-		}
-		recs = append(recs, kv{[]byte(key), b})
-	}
-	refuse := func(btx *bolt.Tx, serial uint64) error {
-		lineage := string(btx.Bucket(bucketMeta).Get(keyLineage))
+	refuse := func(bt BackendTx) error {
+		lineage, serial := bt.Lineage(), bt.Serial()
 		if !force && snap.Lineage != lineage {
 			return fmt.Errorf("%w: the snapshot has lineage %s and the state %s has lineage %s: it is another state (pass -force to replace it all the same)",
-				ErrRefusedPush, snap.Lineage, s.path, lineage)
+				ErrRefusedPush, snap.Lineage, s.Where(), lineage)
 		}
 		if !force && snap.Serial < serial {
 			return fmt.Errorf("%w: the snapshot has serial %d, older than the state's %d: it would undo newer records (pull the state again, or pass -force)",
@@ -206,58 +220,11 @@ func (s *Store) Replace(snap *Snapshot, force bool) (backup string, err error) {
 	if backup, err = s.Backup(); err != nil {
 		return "", err
 	}
-	err = s.update(func(btx *bolt.Tx, serial uint64) (bool, error) {
-		if err := refuse(btx, serial); err != nil {
+	err = s.update(func(bt BackendTx) (bool, error) {
+		if err := refuse(bt); err != nil {
 			return false, err
 		}
-		for _, name := range [][]byte{bucketInstances, bucketKV} {
-			if btx.Bucket(name) != nil {
-				if err := btx.DeleteBucket(name); err != nil {
-					return false, err
-				}
-			}
-		}
-		insts, err := btx.CreateBucket(bucketInstances)
-		if err != nil {
-			return false, err
-		}
-		for _, r := range recs {
-			if err := insts.Put(r.k, r.v); err != nil {
-				return false, fmt.Errorf("state: put %s: %w", r.k, err)
-			}
-		}
-		root, err := btx.CreateBucket(bucketKV)
-		if err != nil {
-			return false, err
-		}
-		for ns, m := range snap.KV {
-			if ns == "" || len(ns) > MaxKVNamespace {
-				return false, fmt.Errorf("state: the snapshot's KV namespace %q is empty or too long", ns)
-			}
-			b, err := root.CreateBucket([]byte(ns))
-			if err != nil {
-				return false, err
-			}
-			for k, v := range m {
-				if k == "" || len(k) > MaxKVKey || len(v) > MaxKVValue {
-					return false, fmt.Errorf("state: the snapshot's KV %s: key %q or its value is empty or too long", ns, k)
-				}
-				if err := b.Put([]byte(k), v); err != nil {
-					return false, err
-				}
-			}
-		}
-		meta := btx.Bucket(bucketMeta)
-		if err := meta.Put(keyLineage, []byte(snap.Lineage)); err != nil {
-			return false, err
-		}
-		next := max(snap.Serial, serial+1)
-		// update adds one to the serial it read when fn changed
-		// something: leave it next-1.
-		if err := meta.Put(keySerial, strconv.AppendUint(nil, next-1, 10)); err != nil {
-			return false, err
-		}
-		return true, nil
+		return true, load(bt, snap, recs, max(snap.Serial, bt.Serial()+1))
 	})
 	if err != nil {
 		return backup, err
@@ -266,6 +233,108 @@ func (s *Store) Replace(snap *Snapshot, force bool) (backup string, err error) {
 	s.lineage = snap.Lineage
 	s.mu.Unlock()
 	return backup, nil
+}
+
+type kv struct{ k, v []byte }
+
+// load replaces everything in bt with snap (its records already checked
+// and encoded in recs), with the serial next once the update commits.
+func load(bt BackendTx, snap *Snapshot, recs []kv, next uint64) error {
+	// update adds one to the serial when fn changed something: leave it
+	// next-1.
+	if err := bt.Reset(snap.Lineage, next-1); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := bt.PutRecord(r.k, r.v); err != nil {
+			return fmt.Errorf("state: put %s: %w", r.k, err)
+		}
+	}
+	for ns, m := range snap.KV {
+		if ns == "" || len(ns) > MaxKVNamespace {
+			return fmt.Errorf("state: the snapshot's KV namespace %q is empty or too long", ns)
+		}
+		for k, v := range m {
+			if k == "" || len(k) > MaxKVKey || len(v) > MaxKVValue {
+				return fmt.Errorf("state: the snapshot's KV %s: key %q or its value is empty or too long", ns, k)
+			}
+			if v == nil {
+				v = []byte{}
+			}
+			if err := bt.KVPut(ns, k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkSnapshot checks every record of snap (it must decode, once each)
+// and returns them encoded as the store writes them.
+func checkSnapshot(snap *Snapshot) ([]kv, error) {
+	if snap.Format < 1 || snap.Format > FormatVersion {
+		return nil, fmt.Errorf("%w: the snapshot has format %d, and this orch reads format 1 to %d", ErrUnsupportedFormat, snap.Format, FormatVersion)
+	}
+	if len(snap.Lineage) != 32 {
+		return nil, fmt.Errorf("state: the snapshot's lineage %q is not 32 hex digits", snap.Lineage)
+	}
+	if _, err := hex.DecodeString(snap.Lineage); err != nil {
+		return nil, fmt.Errorf("state: the snapshot's lineage %q is not 32 hex digits", snap.Lineage)
+	}
+	recs := make([]kv, 0, len(snap.Instances))
+	seen := map[string]bool{}
+	for i, raw := range snap.Instances {
+		var r record
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("state: instance %d of the snapshot: %w", i, err)
+		}
+		inst, err := decodeInstance([]byte(r.Addr), raw)
+		if err != nil {
+			return nil, fmt.Errorf("state: instance %d of the snapshot: %w", i, err)
+		}
+		key := inst.Addr.String()
+		if seen[key] {
+			return nil, fmt.Errorf("state: the snapshot holds %s twice", key)
+		}
+		seen[key] = true
+		b, err := encodeInstance(&inst)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, kv{[]byte(key), b})
+	}
+	return recs, nil
+}
+
+// WriteFile writes snap as a new bbolt state file at path, replacing any
+// file there (through a temporary file renamed into place): a backup, or
+// the state migrated back from another backend. Lineage and serial are
+// snap's.
+func WriteFile(path string, snap *Snapshot) error {
+	recs, err := checkSnapshot(snap)
+	if err != nil {
+		return err
+	}
+	return writeAtomically(path, func(f *os.File) error {
+		db, err := bolt.Open(f.Name(), owned.FileMode, &bolt.Options{Timeout: busyTimeout, NoStatistics: true})
+		if err != nil {
+			return err
+		}
+		err = db.Update(func(btx *bolt.Tx) error {
+			if _, err := initBuckets(btx); err != nil {
+				return err
+			}
+			bt := &boltTx{btx: btx}
+			if err := load(bt, snap, recs, snap.Serial+1); err != nil {
+				return err
+			}
+			return nil
+		})
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 }
 
 // moveAside renames the state file at path (which must not be open by
@@ -292,6 +361,12 @@ func Recover(path string, opts Options, force bool) (s *Store, movedTo string, e
 	}
 	if err := owned.Check(path); err != nil {
 		return nil, "", fmt.Errorf("state: %w", err)
+	}
+	if ptr, err := ReadPointer(path); err != nil {
+		return nil, "", err
+	} else if ptr != nil {
+		return nil, "", fmt.Errorf("state: the state of %s is in %s (see %s), which keeps its own copies: orch state recover rebuilds a damaged state file only",
+			filepath.Dir(path), ptr, PointerPath(path))
 	}
 	host, _ := os.Hostname()
 	info := LockInfo{Pid: os.Getpid(), Operation: opts.Operation, Since: time.Now().UTC().Truncate(time.Second), Host: host}
@@ -332,4 +407,22 @@ func ReadSnapshot(path string) (*Snapshot, error) {
 	}
 	s := &Store{path: path, readOnly: true}
 	return s.Snapshot()
+}
+
+// RetireFile renames the state file of a store opened on it (with the
+// lock) to path.migrated-<UTC time>, once orch state migrate has copied
+// it elsewhere and written the pointer: a writer waiting for the lock then
+// finds no file and follows the pointer. The copy is kept, never read
+// again by orch. It returns the new name.
+func (s *Store) RetireFile() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.be != nil || s.readOnly || s.closed {
+		return "", fmt.Errorf("state: %s is not a state file open for writing", s.Where())
+	}
+	dst := fmt.Sprintf("%s.migrated-%s", s.path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := os.Rename(s.path, dst); err != nil {
+		return "", fmt.Errorf("state: %w", err)
+	}
+	return dst, syncDir(filepath.Dir(s.path))
 }

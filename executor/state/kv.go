@@ -1,11 +1,8 @@
 package state
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Limits of the KV namespaces. They keep module state small: the whole
@@ -62,25 +59,6 @@ func (kv *KV) checkKey(key string) error {
 	return nil
 }
 
-// bucket returns the namespace's bucket in btx, or nil when it does not
-// exist (and create is false).
-func (kv *KV) bucket(btx *bolt.Tx, create bool) (*bolt.Bucket, error) {
-	root := btx.Bucket(bucketKV)
-	if root == nil {
-		if !create {
-			return nil, nil
-		}
-		var err error
-		if root, err = btx.CreateBucket(bucketKV); err != nil {
-			return nil, err
-		}
-	}
-	if !create {
-		return root.Bucket([]byte(kv.ns)), nil
-	}
-	return root.CreateBucketIfNotExists([]byte(kv.ns))
-}
-
 // Get returns a copy of the value of key, or an error wrapping
 // ErrNotFound.
 func (kv *KV) Get(key string) ([]byte, error) {
@@ -88,13 +66,14 @@ func (kv *KV) Get(key string) ([]byte, error) {
 		return nil, err
 	}
 	var out []byte
-	err := kv.s.view(func(btx *bolt.Tx, _ uint64) error {
-		b, _ := kv.bucket(btx, false)
-		if b != nil {
-			if k, v := b.Cursor().Seek([]byte(key)); k != nil && string(k) == key {
-				out = append([]byte{}, v...)
-				return nil
-			}
+	err := kv.s.view(func(bt BackendTx) error {
+		v, err := bt.KVGet(kv.ns, key)
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			out = append([]byte{}, v...)
+			return nil
 		}
 		return fmt.Errorf("%w: KV %s: %q", ErrNotFound, kv.ns, key)
 	})
@@ -109,15 +88,14 @@ func (kv *KV) Put(key string, value []byte) error {
 	if len(value) > MaxKVValue {
 		return fmt.Errorf("%w: KV %s: value of %q is %d bytes, the limit is %d", ErrTooLarge, kv.ns, key, len(value), MaxKVValue)
 	}
-	return kv.s.update(func(btx *bolt.Tx, _ uint64) (bool, error) {
-		b, err := kv.bucket(btx, true)
-		if err != nil {
+	if value == nil {
+		value = []byte{}
+	}
+	return kv.s.update(func(bt BackendTx) (bool, error) {
+		if err := bt.KVPut(kv.ns, key, value); err != nil {
 			return false, fmt.Errorf("state: KV %s: %w", kv.ns, err)
 		}
-		if value == nil {
-			value = []byte{}
-		}
-		return false, b.Put([]byte(key), value)
+		return false, nil
 	})
 }
 
@@ -126,12 +104,8 @@ func (kv *KV) Delete(key string) error {
 	if err := kv.checkKey(key); err != nil {
 		return err
 	}
-	return kv.s.update(func(btx *bolt.Tx, _ uint64) (bool, error) {
-		b, _ := kv.bucket(btx, false)
-		if b == nil {
-			return false, nil
-		}
-		return false, b.Delete([]byte(key))
+	return kv.s.update(func(bt BackendTx) (bool, error) {
+		return false, bt.KVDelete(kv.ns, key)
 	})
 }
 
@@ -142,17 +116,11 @@ func (kv *KV) List(prefix string) ([]KVEntry, error) {
 		return nil, err
 	}
 	var out []KVEntry
-	err := kv.s.view(func(btx *bolt.Tx, _ uint64) error {
-		b, _ := kv.bucket(btx, false)
-		if b == nil {
+	err := kv.s.view(func(bt BackendTx) error {
+		return bt.KVList(kv.ns, prefix, func(k string, v []byte) error {
+			out = append(out, KVEntry{Key: k, Value: append([]byte{}, v...)})
 			return nil
-		}
-		p := []byte(prefix)
-		c := b.Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			out = append(out, KVEntry{Key: string(k), Value: append([]byte{}, v...)})
-		}
-		return nil
+		})
 	})
 	return out, err
 }
@@ -163,11 +131,7 @@ func (kv *KV) Drop() error {
 	if err := kv.checkNS(); err != nil {
 		return err
 	}
-	return kv.s.update(func(btx *bolt.Tx, _ uint64) (bool, error) {
-		root := btx.Bucket(bucketKV)
-		if root == nil || root.Bucket([]byte(kv.ns)) == nil {
-			return false, nil
-		}
-		return false, root.DeleteBucket([]byte(kv.ns))
+	return kv.s.update(func(bt BackendTx) (bool, error) {
+		return false, bt.KVDrop(kv.ns)
 	})
 }

@@ -67,6 +67,14 @@ type Options struct {
 	// LockTimeout is how long Open waits for another writer to release
 	// the lock. Zero or less: fail at once with a *LockedError.
 	LockTimeout time.Duration
+	// Backend, when set, is where the configuration declares the state
+	// lives (orch { backend "etcd" { ... } }); nil: the bbolt file at the
+	// path, or where that path's pointer (PointerPath) says.
+	Backend *BackendConfig
+	// Import opens a backend to receive a whole state (orch state
+	// migrate, then Load): it must hold no state, or only the marker of
+	// one moved away.
+	Import bool
 
 	onWait func() // tests: called each time Open finds the lock held and waits
 }
@@ -86,6 +94,8 @@ type Store struct {
 	mu      sync.Mutex // serialises transactions and guards closed
 	closed  bool
 	lineage string
+
+	be Backend // nil: the bbolt file at path
 }
 
 // Open opens the state file at path for writing, creating it (and its
@@ -104,6 +114,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := owned.Dir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	if opts.Backend != nil {
+		return openDeclared(path, opts)
+	}
 	if err := owned.Check(path); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -121,7 +134,47 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{path: path, lock: l}
 	if err := s.init(); err != nil {
 		l.release()
+		if errors.Is(err, errMoved) {
+			// The state was moved elsewhere (orch state migrate) while
+			// this process waited for the lock: follow it.
+			if ptr, perr := ReadPointer(path); perr == nil && ptr != nil {
+				return openBackend(path, *ptr, opts, false)
+			}
+		}
 		return nil, err
+	}
+	return s, nil
+}
+
+// errMoved is init's error for a missing state file whose pointer says
+// where the state is.
+var errMoved = errors.New("state: moved")
+
+// openDeclared opens the state of a backend the configuration declares:
+// refused while the state is still in the file at path, or recorded as
+// being elsewhere.
+func openDeclared(path string, opts Options) (*Store, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("state: the configuration keeps the state in %s, and it is still in %s: move it there with orch state migrate -to %s (the daemons keep running)",
+			opts.Backend, path, opts.Backend.Kind)
+	}
+	ptr, err := ReadPointer(path)
+	if err != nil {
+		return nil, err
+	}
+	if ptr != nil && !ptr.Same(opts.Backend) {
+		return nil, fmt.Errorf("state: the configuration keeps the state in %s, and %s says it is in %s: move it with orch state migrate, or correct the configuration",
+			opts.Backend, PointerPath(path), ptr)
+	}
+	s, err := openBackend(path, *opts.Backend, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	if ptr == nil {
+		if err := WritePointer(path, opts.Backend); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("state: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -130,6 +183,11 @@ func Open(path string, opts Options) (*Store, error) {
 // lineage. The caller holds the lock.
 func (s *Store) init() error {
 	if _, err := os.Lstat(s.path); errors.Is(err, fs.ErrNotExist) {
+		if ptr, err := ReadPointer(s.path); err != nil {
+			return err
+		} else if ptr != nil {
+			return errMoved
+		}
 		return s.create()
 	} else if err != nil {
 		return fmt.Errorf("state: %w", err)
@@ -254,6 +312,11 @@ func OpenReadOnly(path string) (*Store, error) {
 	}
 	if _, err := os.Lstat(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			if ptr, perr := ReadPointer(path); perr != nil {
+				return nil, perr
+			} else if ptr != nil {
+				return openBackend(path, *ptr, Options{}, true)
+			}
 			return nil, fmt.Errorf("state: no state at %s: %w", path, fs.ErrNotExist)
 		}
 		return nil, fmt.Errorf("state: %w", err)
@@ -265,7 +328,7 @@ func OpenReadOnly(path string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, readOnly: true}
-	err := s.view(func(btx *bolt.Tx, _ uint64) error { return nil })
+	err := s.view(func(BackendTx) error { return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -335,11 +398,14 @@ func openError(path string, err error) error {
 }
 
 // view runs fn in a read-only snapshot.
-func (s *Store) view(fn func(btx *bolt.Tx, serial uint64) error) error {
+func (s *Store) view(fn func(bt BackendTx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if s.be != nil {
+		return s.be.View(fn)
 	}
 	return s.withDB(false, func(db *bolt.DB) error {
 		return db.View(func(btx *bolt.Tx) error {
@@ -350,15 +416,15 @@ func (s *Store) view(fn func(btx *bolt.Tx, serial uint64) error) error {
 			if s.lineage == "" {
 				s.lineage = lineage
 			}
-			return fn(btx, serial)
+			return fn(&boltTx{btx: btx, serial: serial, lineage: lineage})
 		})
 	})
 }
 
-// update runs fn in a write transaction, committed and fsynced before it
-// returns. fn returns whether it changed an instance record; if so the
-// serial moves on.
-func (s *Store) update(fn func(btx *bolt.Tx, serial uint64) (changed bool, err error)) error {
+// update runs fn in a write transaction, committed (and, for the bbolt
+// file, fsynced) before it returns. fn returns whether it changed an
+// instance record; if so the serial moves on.
+func (s *Store) update(fn func(bt BackendTx) (changed bool, err error)) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
@@ -367,17 +433,21 @@ func (s *Store) update(fn func(btx *bolt.Tx, serial uint64) (changed bool, err e
 	if s.closed {
 		return ErrClosed
 	}
+	if s.be != nil {
+		return s.be.Update(fn)
+	}
 	return s.withDB(true, func(db *bolt.DB) error {
 		return db.Update(func(btx *bolt.Tx) error {
-			_, serial, err := s.checkMeta(btx)
+			lineage, serial, err := s.checkMeta(btx)
 			if err != nil {
 				return err
 			}
-			changed, err := fn(btx, serial)
+			bt := &boltTx{btx: btx, serial: serial, lineage: lineage}
+			changed, err := fn(bt)
 			if err != nil || !changed {
 				return err
 			}
-			return btx.Bucket(bucketMeta).Put(keySerial, strconv.AppendUint(nil, serial+1, 10))
+			return btx.Bucket(bucketMeta).Put(keySerial, strconv.AppendUint(nil, bt.serial+1, 10))
 		})
 	})
 }
@@ -391,6 +461,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.be != nil {
+		return s.be.Close()
+	}
 	if s.lock != nil {
 		return s.lock.release()
 	}
@@ -410,7 +483,7 @@ func (s *Store) Lineage() string {
 // transactions that changed an instance record. KV writes do not move it.
 func (s *Store) Serial() (uint64, error) {
 	var n uint64
-	err := s.view(func(_ *bolt.Tx, serial uint64) error { n = serial; return nil })
+	err := s.view(func(bt BackendTx) error { n = bt.Serial(); return nil })
 	return n, err
 }
 
@@ -450,8 +523,8 @@ func (s *Store) Delete(addr spec.Address) error {
 // if fn changed anything. fn must not call methods of the Store.
 func (s *Store) Update(fn func(tx *Tx) error) error {
 	now := time.Now().UTC()
-	return s.update(func(btx *bolt.Tx, serial uint64) (bool, error) {
-		tx := &Tx{btx: btx, writable: true, serial: serial, now: now}
+	return s.update(func(bt BackendTx) (bool, error) {
+		tx := &Tx{bt: bt, writable: true, serial: bt.Serial(), now: now}
 		err := fn(tx)
 		return tx.changed, err
 	})
@@ -460,8 +533,8 @@ func (s *Store) Update(fn func(tx *Tx) error) error {
 // View runs fn on one consistent read-only snapshot, such as the records
 // and the serial they belong to. fn must not call methods of the Store.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	return s.view(func(btx *bolt.Tx, serial uint64) error {
-		return fn(&Tx{btx: btx, serial: serial})
+	return s.view(func(bt BackendTx) error {
+		return fn(&Tx{bt: bt, serial: bt.Serial()})
 	})
 }
 
@@ -469,7 +542,7 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 // only while that function runs and must not be shared between
 // goroutines.
 type Tx struct {
-	btx      *bolt.Tx
+	bt       BackendTx
 	writable bool
 	serial   uint64
 	changed  bool
@@ -479,13 +552,14 @@ type Tx struct {
 // Serial returns the serial as of the start of the transaction.
 func (tx *Tx) Serial() uint64 { return tx.serial }
 
-func (tx *Tx) instances() *bolt.Bucket { return tx.btx.Bucket(bucketInstances) }
-
 // Get returns the record of addr, or ErrNotFound. It sees the
 // transaction's own writes.
 func (tx *Tx) Get(addr spec.Address) (Instance, error) {
 	key := []byte(addr.String())
-	b := tx.instances().Get(key)
+	b, err := tx.bt.Record(key)
+	if err != nil {
+		return Instance{}, err
+	}
 	if b == nil {
 		return Instance{}, fmt.Errorf("%w: %s", ErrNotFound, addr)
 	}
@@ -494,13 +568,11 @@ func (tx *Tx) Get(addr spec.Address) (Instance, error) {
 
 // List returns every record, sorted by address.
 func (tx *Tx) List() ([]Instance, error) {
-	n := 0
-	c := tx.instances().Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		n++
+	var out []Instance
+	if c, ok := tx.bt.(interface{ count() int }); ok {
+		out = make([]Instance, 0, c.count())
 	}
-	out := make([]Instance, 0, n)
-	err := tx.instances().ForEach(func(k, v []byte) error {
+	err := tx.bt.Records(func(k, v []byte) error {
 		inst, err := decodeInstance(k, v)
 		if err != nil {
 			return err
@@ -510,6 +582,9 @@ func (tx *Tx) List() ([]Instance, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if out == nil {
+		out = []Instance{}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
 	return out, nil
@@ -528,7 +603,11 @@ func (tx *Tx) Put(inst Instance) error {
 	key := []byte(inst.Addr.String())
 	if inst.CreatedAt.IsZero() {
 		inst.CreatedAt = tx.now
-		if old := tx.instances().Get(key); old != nil {
+		old, err := tx.bt.Record(key)
+		if err != nil {
+			return err
+		}
+		if old != nil {
 			if t, ok := recordCreatedAt(old); ok {
 				if !t.IsZero() {
 					inst.CreatedAt = t
@@ -543,7 +622,7 @@ func (tx *Tx) Put(inst Instance) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.instances().Put(key, b); err != nil {
+	if err := tx.bt.PutRecord(key, b); err != nil {
 		return fmt.Errorf("state: put %s: %w", key, err)
 	}
 	tx.changed = true
@@ -556,11 +635,14 @@ func (tx *Tx) Delete(addr spec.Address) error {
 		return ErrReadOnly
 	}
 	key := []byte(addr.String())
-	b := tx.instances()
-	if b.Get(key) == nil {
+	old, err := tx.bt.Record(key)
+	if err != nil {
+		return err
+	}
+	if old == nil {
 		return nil
 	}
-	if err := b.Delete(key); err != nil {
+	if err := tx.bt.DeleteRecord(key); err != nil {
 		return fmt.Errorf("state: delete %s: %w", key, err)
 	}
 	tx.changed = true

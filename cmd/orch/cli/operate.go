@@ -69,7 +69,11 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 		return nil, silentFailure()
 	}
 	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: a.providerSet()}
-	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout})
+	be, err := backendFor(res.cfg)
+	if err != nil {
+		return nil, &exitError{code: ExitError, msg: err.Error()}
+	}
+	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout, Backend: be})
 	if err != nil {
 		var le *state.LockedError
 		if errors.As(err, &le) {
@@ -176,6 +180,11 @@ func (a *App) confirm(question string) bool {
 
 // execute applies p and reports progress and the result.
 func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy bool) error {
+	// The lock may have lapsed while orch waited at the prompt (an etcd
+	// lease, when orch was paused or cut off): start nothing then.
+	if err := s.store.CheckLock(); err != nil {
+		return &exitError{code: ExitError, msg: err.Error() + ".\nNothing was started or stopped; plan again."}
+	}
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: a.settings.Parallelism,
 		Project: s.cfg.Project.Name, StateDir: s.stateDir, Progress: a.progress()}
 	var ready *readiness

@@ -41,7 +41,7 @@ rm and push take the state lock and keep a copy of the state file as it
 was, in state.db.backup (0600), before they change it.`,
 	}
 	cmd.AddCommand(a.stateListCommand(), a.stateShowCommand(), a.stateRmCommand(), a.statePullCommand(),
-		a.statePushCommand(), a.stateCheckCommand(), a.stateRecoverCommand())
+		a.statePushCommand(), a.stateCheckCommand(), a.stateRecoverCommand(), a.stateMigrateCommand())
 	return cmd
 }
 
@@ -88,7 +88,9 @@ func (a *App) openStateRO(dir string) (*state.Store, string, error) {
 func (a *App) openStateRW(dir string, lf *lockFlags, op string) (*state.Store, string, error) {
 	path := a.statePath(dir)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, path, &exitError{code: ExitError, msg: fmt.Sprintf("no state at %s: nothing has been applied with this state directory", path)}
+		if ptr, _ := state.ReadPointer(path); ptr == nil {
+			return nil, path, &exitError{code: ExitError, msg: fmt.Sprintf("no state at %s: nothing has been applied with this state directory", path)}
+		}
 	}
 	st, err := state.Open(path, state.Options{Operation: op, LockTimeout: lf.timeout})
 	if err != nil {

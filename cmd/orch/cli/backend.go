@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/spec"
+)
+
+// envBackend is the setting that overrides the configuration's backend
+// block: "file" (the state file, whatever the configuration declares) or
+// etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=10s&ca=F&cert=F&key=F]
+// (etcds:// for TLS endpoints).
+const envBackend = "ORCH_BACKEND"
+
+// backendFor returns where the state of cfg lives: the ORCH_BACKEND
+// setting when set, else the configuration's orch { backend } block, else
+// nil, the state file.
+func backendFor(cfg *spec.Config) (*state.BackendConfig, error) {
+	if v := os.Getenv(envBackend); v != "" {
+		return parseBackend(v, cfg.Project.Name)
+	}
+	b := cfg.Project.Backend
+	if b == nil {
+		return nil, nil
+	}
+	out := &state.BackendConfig{Kind: b.Kind, Endpoints: b.Endpoints, Prefix: b.Prefix, LockTTL: b.LockTTL}
+	if b.TLS != nil {
+		out.CA, out.Cert, out.Key = b.TLS.CA, b.TLS.Cert, b.TLS.Key
+	}
+	return out, nil
+}
+
+// parseBackend reads the ORCH_BACKEND setting; the prefix defaults to
+// /orch/<project>.
+func parseBackend(v, project string) (*state.BackendConfig, error) {
+	if v == "file" {
+		return nil, nil
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("%s=%q: %s; it is file, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=10s&ca=FILE&cert=FILE&key=FILE]", envBackend, v, why)
+	}
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok || (scheme != "etcd" && scheme != "etcds") {
+		return nil, bad("unknown backend")
+	}
+	rest, query, _ := strings.Cut(rest, "?")
+	hosts, prefix, _ := strings.Cut(rest, "/")
+	cfg := &state.BackendConfig{Kind: "etcd", Prefix: "/" + prefix}
+	if prefix == "" {
+		cfg.Prefix = "/orch/" + project
+	}
+	if strings.HasSuffix(cfg.Prefix, "/") || strings.Contains(cfg.Prefix, "//") {
+		return nil, bad("the prefix must not end with / or hold //")
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		if h == "" {
+			return nil, bad("an endpoint is empty")
+		}
+		if scheme == "etcds" {
+			h = "https://" + h
+		}
+		cfg.Endpoints = append(cfg.Endpoints, h)
+	}
+	if query != "" {
+		for _, kv := range strings.Split(query, "&") {
+			k, val, _ := strings.Cut(kv, "=")
+			switch k {
+			case "lock_ttl":
+				d, err := time.ParseDuration(val)
+				if err != nil || d < time.Second || d%time.Second != 0 {
+					return nil, bad("lock_ttl is a whole number of seconds, 1s or more")
+				}
+				cfg.LockTTL = d
+			case "ca":
+				cfg.CA = val
+			case "cert":
+				cfg.Cert = val
+			case "key":
+				cfg.Key = val
+			default:
+				return nil, bad(fmt.Sprintf("unknown parameter %q", k))
+			}
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,210 @@
+// Package etcdtest starts a real etcd cluster (Debian's etcd-server, the
+// etcd binary on PATH) for tests: three members on 127.0.0.1, .2 and .3,
+// their data in the test's temporary directory, each stopped by its pid
+// when the test ends.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Member is one etcd process of a Cluster.
+type Member struct {
+	Name      string
+	ClientURL string
+	PeerURL   string
+	dir       string
+	args      []string
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	out       *bytes.Buffer
+	waitDone  chan struct{}
+}
+
+// Cluster is a running etcd cluster.
+type Cluster struct {
+	t       testing.TB
+	Members []*Member
+}
+
+// Endpoints are the client URLs of every member.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ClientURL)
+	}
+	return out
+}
+
+// Start starts a cluster of n members and waits until it answers. When
+// the etcd binary is missing it fails the test if CI=true, and skips it
+// otherwise.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("etcd is not installed (Debian package etcd-server; make deps installs it): %v", err)
+		}
+		t.Skipf("etcd is not installed (Debian package etcd-server; make deps installs it): %v", err)
+	}
+	c := &Cluster{t: t}
+	var initial []string
+	for i := 0; i < n; i++ {
+		ip := fmt.Sprintf("127.0.0.%d", i+1)
+		m := &Member{Name: fmt.Sprintf("m%d", i+1),
+			ClientURL: "http://" + freeAddr(t, ip), PeerURL: "http://" + freeAddr(t, ip),
+			dir: filepath.Join(t.TempDir(), "etcd")}
+		c.Members = append(c.Members, m)
+		initial = append(initial, m.Name+"="+m.PeerURL)
+	}
+	token := fmt.Sprintf("orch-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	for _, m := range c.Members {
+		m.args = []string{bin, "--name", m.Name, "--data-dir", m.dir,
+			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", token,
+			// Fast elections, so that tests of a killed member are quick.
+			"--heartbeat-interval", "100", "--election-timeout", "1000",
+			"--log-level", "warn", "--logger", "zap"}
+		m.start(t)
+	}
+	t.Cleanup(c.Stop)
+	if err := c.WaitHealthy(90 * time.Second); err != nil {
+		msg := fmt.Sprintf("etcd cluster did not start: %v", err)
+		for _, m := range c.Members {
+			msg += fmt.Sprintf("\n--- %s:\n%s", m.Name, m.Output())
+		}
+		t.Fatal(msg)
+	}
+	return c
+}
+
+func freeAddr(t testing.TB, ip string) string {
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (m *Member) start(t testing.TB) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(m.args[0], m.args[1:]...)
+	m.out = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = m.out, m.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start etcd %s: %v", m.Name, err)
+	}
+	m.cmd = cmd
+	done := make(chan struct{})
+	m.waitDone = done
+	go func() { cmd.Wait(); close(done) }()
+}
+
+// Output is what the member printed.
+func (m *Member) Output() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.out == nil {
+		return ""
+	}
+	return m.out.String()
+}
+
+// Stop kills the member (SIGKILL to its pid) and waits for it.
+func (m *Member) Stop() {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.waitDone
+	m.cmd = nil
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts a stopped member again on its data directory.
+func (m *Member) Restart(t testing.TB) {
+	for i, a := range m.args {
+		if a == "new" && m.args[i-1] == "--initial-cluster-state" {
+			m.args[i] = "existing"
+		}
+	}
+	m.start(t)
+}
+
+// Stop stops every member.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		m.Stop()
+	}
+}
+
+// Client is a client of the whole cluster.
+func (c *Cluster) Client() *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// WaitHealthy waits until a linearizable read succeeds on every running
+// member.
+func (c *Cluster) WaitHealthy(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		last = nil
+		for _, m := range c.Members {
+			m.mu.Lock()
+			running := m.cmd != nil
+			m.mu.Unlock()
+			if !running {
+				continue
+			}
+			if err := ping(m.ClientURL); err != nil {
+				last = fmt.Errorf("%s: %w", m.Name, err)
+				break
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+func ping(url string) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = cli.Get(ctx, "health")
+	return err
+}
