@@ -514,3 +514,36 @@ func rss(pids []int) uint64 {
 	}
 	return sum
 }
+
+// Sweep removes the empty cgroups below parent named prefix and 16 hex
+// digits (a start's ID), except keep: those of earlier starts of a daemon that ended
+// without a stop (it exited, and was started again), which nothing else
+// would remove. A cgroup with processes in it stays.
+func (h *Host) Sweep(parent, prefix string, keep Group) {
+	if !h.Usable() {
+		return
+	}
+	top := filepath.Join(h.Unified, parent)
+	ents, err := os.ReadDir(top)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.IsDir() || len(rest) != 16 || strings.Trim(rest, "0123456789abcdef") != "" || filepath.Join(top, e.Name()) == keep.Path {
+			continue
+		}
+		g := Group{Path: filepath.Join(top, e.Name())}
+		if g.Populated() {
+			continue
+		}
+		if unix.Rmdir(g.Path) != nil {
+			continue
+		}
+		for c, base := range h.V1 {
+			if unix.Rmdir(filepath.Join(base, parent, e.Name())) == nil {
+				g.setV1(c, "")
+			}
+		}
+	}
+}
