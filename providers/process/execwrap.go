@@ -66,7 +66,7 @@ type execSpec struct {
 	umask    int // -1: leave it
 	rlimits  map[string]uint64
 	cred     *syscall.Credential
-	statusFD int // -1: none
+	statusFD int               // -1: none
 	cgroups  map[string]string // v1 controller -> cgroup directory to join
 	path     string
 	argv     []string
