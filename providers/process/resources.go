@@ -5,7 +5,7 @@ import (
 	"github.com/orch-dev/orch/spec"
 )
 
-// limitsOf is the resources block of r as cgroup limits.
+// limitsOf is r's resources block as cgroup limits.
 func limitsOf(r *spec.Resource) cgroup.Limits {
-	return cgroup.Limits{}
+	return cgroup.Limits{MemoryMax: r.Resources.MemoryMax, CPUMax: r.Resources.CPUMax, PidsMax: r.Resources.PidsMax}
 }
