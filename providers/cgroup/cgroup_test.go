@@ -133,8 +133,9 @@ func TestKillReachesSetsidGrandchild(t *testing.T) {
 		t.Fatal("the grandchild never wrote its pid")
 	}
 	t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
-	if procs := g.Procs(); len(procs) != 2 {
-		t.Fatalf("cgroup holds %v, want the daemon and its grandchild", procs)
+	// The shells' helpers (mv) come and go: wait for the two sleeps.
+	if !poll(context.Background(), time.Now().Add(10*time.Second), func() bool { return len(g.Procs()) == 2 }) {
+		t.Fatalf("cgroup holds %v, want the daemon and its grandchild", g.Procs())
 	}
 	if err := g.Kill(); err != nil {
 		t.Fatal(err)
