@@ -10,6 +10,7 @@ import (
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/notify"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -115,4 +116,26 @@ func usage(hi HandleInfo, obs *providers.Observed) {
 	if u, ok := hi.Cgroup.Usage(); ok {
 		obs.Memory, obs.CPU = u.Memory, u.CPU
 	}
+}
+
+// notifySocket binds (or takes again) the notify socket of addr and
+// forgets what an earlier instance said on it: the instance about to
+// start announces itself. The Provider holds it as long as it lives (one
+// per address), so that an orch apply's daemons are heard until it exits.
+func (p *Provider) notifySocket(stateDir string, addr spec.Address) (*notify.Socket, error) {
+	path, err := notify.Path(stateDir, addr)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sock := p.notify[path]
+	if sock == nil {
+		if sock, err = notify.Listen(path); err != nil {
+			return nil, err
+		}
+		p.notify[path] = sock
+	}
+	sock.Reset()
+	return sock, nil
 }

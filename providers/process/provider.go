@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/notify"
 	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
 )
@@ -78,6 +80,7 @@ type Provider struct {
 	mu       sync.Mutex
 	children map[childKey]*child  // processes this Provider started, while it lives
 	logds    map[string]*logdConn // connections to log daemons, by logs directory
+	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
 }
 
 type childKey struct {
@@ -106,6 +109,7 @@ func New(opts Options) *Provider {
 		umask:    procUmask(),
 		children: map[childKey]*child{},
 		logds:    map[string]*logdConn{},
+		notify:   map[string]*notify.Socket{},
 	}
 	p.me = starter{Pid: os.Getpid()}
 	if st, ok := readStat(p.me.Pid); ok {
@@ -172,7 +176,21 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if req.StateDir == "" {
 		return resp, startErr(addr, false, "no state directory")
 	}
-	env := daemonEnv(r.Env)
+	envMap := r.Env
+	if r.Health != nil && r.Health.Notify {
+		// Bound before the daemon runs, so that no READY=1 is lost; held
+		// until the daemon is deleted (the engine's monitor shares it).
+		sock, err := p.notifySocket(req.StateDir, addr)
+		if err != nil {
+			return resp, attrErr(addr, "health", err)
+		}
+		envMap = maps.Clone(r.Env)
+		if envMap == nil {
+			envMap = map[string]string{}
+		}
+		maps.Copy(envMap, notify.Env(sock.Path(), r.Health.Watchdog))
+	}
+	env := daemonEnv(envMap)
 	if r.Dir != "" {
 		fi, err := os.Stat(r.Dir)
 		if err != nil {
