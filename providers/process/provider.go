@@ -78,8 +78,8 @@ type Provider struct {
 	cg       *cgroup.Host // nil: cgroups off
 
 	mu       sync.Mutex
-	children map[childKey]*child  // processes this Provider started, while it lives
-	logds    map[string]*logdConn // connections to log daemons, by logs directory
+	children map[childKey]*child       // processes this Provider started, while it lives
+	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
 }
 
