@@ -35,6 +35,10 @@ type JSONStatus struct {
 	Health     string `json:"health,omitempty"` // starting, healthy, unhealthy
 	Restarts   *int   `json:"restarts,omitempty"`
 	Waiting    string `json:"waiting,omitempty"`
+	// Memory and CPU use while it runs, when its runtime can tell (a
+	// native daemon in a cgroup of its own).
+	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -91,7 +95,7 @@ a variable's value (it says so in one line on stderr).`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tCONFIG")
+			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tMEM\tCPU\tCONFIG")
 			for _, l := range lines {
 				pid, up := "-", "-"
 				if l.Pid != 0 {
@@ -104,7 +108,8 @@ a variable's value (it says so in one line on stderr).`,
 				if len(hash) > 12 {
 					hash = hash[:12]
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, hash)
+				mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, mem, cpu, hash)
 			}
 			return tw.Flush()
 		},
@@ -149,6 +154,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 			started := o.StartedAt
 			l.StartedAt = &started
 			l.UptimeSec = now.Sub(o.StartedAt).Truncate(time.Second).Seconds()
+			l.MemoryBytes, l.CPUSeconds = o.Memory, o.CPU.Seconds()
 		} else {
 			l.Pid = 0
 		}
