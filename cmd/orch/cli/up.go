@@ -75,6 +75,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		enc.SetEscapeHTML(false)
 		out = func(ev engine.Event) { enc.Encode(ev) }
 	}
+	out = systemdNotify(out)
 	load := func() engine.LoadResult {
 		r := a.loadConfig(dir, vf)
 		return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
