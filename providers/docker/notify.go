@@ -90,4 +90,3 @@ func limitsOf(r *spec.Resource, cs *containerSpec) error {
 	}
 	return nil
 }
-
