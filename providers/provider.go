@@ -63,6 +63,9 @@ type Observed struct {
 	// tell (a native daemon without a cgroup).
 	Memory uint64
 	CPU    time.Duration
+	// Says is what a running instance says of itself, when it does (the
+	// last STATUS= of a daemon speaking sd_notify).
+	Says string
 }
 
 // Ended says how an instance that is no longer running ended, for a

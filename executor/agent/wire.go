@@ -33,6 +33,8 @@ type Instance struct {
 	// tell (a native daemon in a cgroup of its own).
 	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	// Says is what the instance says of itself (sd_notify STATUS=).
+	Says string `json:"says,omitempty"`
 }
 
 // StatusResponse is the body of GET /v1/status.

@@ -74,6 +74,11 @@ daemon "dep" {
 	if n := count(u.all(), "daemon.slow", "restarting"); n != 0 {
 		t.Fatalf("restarted:\n%s", u.dump())
 	}
+	// Its STATUS= is in the status.
+	_, body := agentCall(t, u.dir, "GET", "/status")
+	if !strings.Contains(body, `"says":"warming done"`) {
+		t.Fatalf("STATUS=warming done is not in the status: %s", body)
+	}
 }
 
 // A daemon that stops sending WATCHDOG=1 is unhealthy once the watchdog

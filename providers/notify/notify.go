@@ -170,6 +170,14 @@ func Listen(path string) (*Socket, error) {
 	return s, nil
 }
 
+// Lookup returns the socket this process bound at path, or nil; it takes
+// no reference (no Close).
+func Lookup(path string) *Socket {
+	socketsMu.Lock()
+	defer socketsMu.Unlock()
+	return sockets[path]
+}
+
 // Close drops one Listen; the last closes the socket (its file stays).
 func (s *Socket) Close() {
 	socketsMu.Lock()

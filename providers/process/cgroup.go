@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -138,4 +139,23 @@ func (p *Provider) notifySocket(stateDir string, addr spec.Address) (*notify.Soc
 	}
 	sock.Reset()
 	return sock, nil
+}
+
+// says is the last STATUS= of daemon addr on its notify socket, when this
+// orch process listens there (it started the daemon, or its engine
+// follows it).
+func (p *Provider) says(addr spec.Address, h providers.Handle) string {
+	hi, err := ParseHandle(h)
+	if err != nil || hi.Log == "" {
+		return ""
+	}
+	path, err := notify.Path(filepath.Dir(filepath.Dir(hi.Log)), addr)
+	if err != nil {
+		return ""
+	}
+	if s := notify.Lookup(path); s != nil {
+		st, _ := s.State()
+		return st.Status
+	}
+	return ""
 }

@@ -644,6 +644,9 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	}
 	resp := providers.ObserveResponse{Objects: make(map[spec.Address]providers.Observed, len(items))}
 	for _, it := range items {
+		if it.obs.State == providers.StateRunning {
+			it.obs.Says = p.says(it.addr, it.h)
+		}
 		resp.Objects[it.addr] = it.obs
 	}
 	return resp, nil

@@ -154,7 +154,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 			l := JSONStatus{Address: in.Address, Runtime: in.Runtime, State: in.State, Status: in.Status, Pid: in.Pid,
 				ID: in.ID, StartedAt: in.StartedAt, UptimeSec: in.UptimeSec, ConfigHash: in.ConfigHash, LastError: in.LastError,
 				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting,
-				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds}
+				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says}
 			if in.UpdatedAt != nil {
 				l.UpdatedAt = *in.UpdatedAt
 			}
@@ -189,6 +189,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 			status = "waiting " + l.Waiting
 		}
 		mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
+		status = withSays(status, l.Says)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, mem, cpu, hash)
 	}
 	return tw.Flush()

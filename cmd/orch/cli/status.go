@@ -39,6 +39,9 @@ type JSONStatus struct {
 	// native daemon in a cgroup of its own).
 	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	// Says is what it says of itself: the last STATUS= of a daemon with
+	// health { notify = true }.
+	Says string `json:"says,omitempty"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -109,7 +112,7 @@ a variable's value (it says so in one line on stderr).`,
 					hash = hash[:12]
 				}
 				mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, mem, cpu, hash)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, withSays(l.Status, l.Says), pid, up, mem, cpu, hash)
 			}
 			return tw.Flush()
 		},
@@ -154,7 +157,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 			started := o.StartedAt
 			l.StartedAt = &started
 			l.UptimeSec = now.Sub(o.StartedAt).Truncate(time.Second).Seconds()
-			l.MemoryBytes, l.CPUSeconds = o.Memory, o.CPU.Seconds()
+			l.MemoryBytes, l.CPUSeconds, l.Says = o.Memory, o.CPU.Seconds(), o.Says
 		} else {
 			l.Pid = 0
 		}

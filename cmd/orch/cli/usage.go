@@ -21,3 +21,15 @@ func usageColumns(mem uint64, cpu float64) (string, string) {
 	}
 	return m, c
 }
+
+// withSays appends what a daemon says of itself (sd_notify STATUS=) to its
+// status column, cut to 40 characters.
+func withSays(status, says string) string {
+	if says == "" {
+		return status
+	}
+	if r := []rune(says); len(r) > 40 {
+		says = string(r[:39]) + "…"
+	}
+	return status + " (" + says + ")"
+}
