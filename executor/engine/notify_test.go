@@ -71,7 +71,7 @@ daemon "dep" {
 	if want := fmt.Sprintf("ready %d ", pids(evs)["daemon.slow"]); !strings.HasPrefix(string(b), want) {
 		t.Fatalf("mark %q, want %q...", b, want)
 	}
-	if n := count(u.all(), "daemon.slow", "restarting"); n != 0 {
+	if n := count(u.all(), "daemon.slow", "exited") + count(u.all(), "daemon.slow", "restarting"); n != 0 {
 		t.Fatalf("restarted:\n%s", u.dump())
 	}
 	// Its STATUS= is in the status.

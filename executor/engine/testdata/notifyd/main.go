@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -46,12 +48,19 @@ func main() {
 			*every = d / 2
 		}
 	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	if *every <= 0 {
+		<-stop
+		return
+	}
 	start := time.Now()
 	for {
-		if *every <= 0 {
-			select {}
+		select {
+		case <-stop:
+			return
+		case <-time.After(*every):
 		}
-		time.Sleep(*every)
 		if *stopAfter > 0 && time.Since(start) > *stopAfter {
 			continue
 		}
