@@ -192,7 +192,15 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		status = withSays(status, l.Says)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, mem, cpu, hash)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	rts := make([]string, len(st.Instances))
+	for i, l := range st.Instances {
+		rts[i] = l.Runtime
+	}
+	printContainment(a.Stdout, rts)
+	return nil
 }
 
 // planViaAgent is orch plan while an agent runs for the directory.

@@ -114,7 +114,15 @@ a variable's value (it says so in one line on stderr).`,
 				mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, withSays(l.Status, l.Says), pid, up, mem, cpu, hash)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			rts := make([]string, len(lines))
+			for i, l := range lines {
+				rts[i] = l.Runtime
+			}
+			printContainment(a.Stdout, rts)
+			return nil
 		},
 	}
 	vf.register(cmd.Flags())
