@@ -56,8 +56,16 @@ type Observed struct {
 	ExitCode  int    // valid when State is StateExited and Signal is empty
 	Signal    string // the signal that ended it, when known
 	// Error says why it ended, when the provider knows more than an exit
-	// status (a module's trap, a plugin's crash).
+	// status (a module's trap, a plugin's crash, "out of memory").
 	Error string
+	// Memory is what a running instance uses now, in bytes, and CPU the
+	// CPU time it has used since it started; 0 when the provider cannot
+	// tell (a native daemon without a cgroup).
+	Memory uint64
+	CPU    time.Duration
+	// Says is what a running instance says of itself, when it does (the
+	// last STATUS= of a daemon speaking sd_notify).
+	Says string
 }
 
 // Ended says how an instance that is no longer running ended, for a

@@ -148,7 +148,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	for _, st := range sts {
 		in := Instance{Address: st.Addr.String(), State: st.Observed.State.String(), Status: st.Status,
 			Supervised: st.Supervised, Health: st.Health, Restarts: st.Restarts, Waiting: st.Waiting,
-			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID}
+			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID,
+			MemoryBytes: st.Observed.Memory, CPUSeconds: st.Observed.CPU.Seconds(), Says: st.Observed.Says}
 		if st.Status == "waiting" || st.Status == "blocked" {
 			in.State = "-"
 		}

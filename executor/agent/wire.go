@@ -29,6 +29,12 @@ type Instance struct {
 	ConfigHash string     `json:"config_hash,omitempty"`
 	LastError  string     `json:"last_error,omitempty"`
 	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+	// Memory and CPU use of a running instance, when its runtime can
+	// tell (a native daemon in a cgroup of its own).
+	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	// Says is what the instance says of itself (sd_notify STATUS=).
+	Says string `json:"says,omitempty"`
 }
 
 // StatusResponse is the body of GET /v1/status.

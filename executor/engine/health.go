@@ -22,7 +22,10 @@ import (
 //   - exec: the command exits 0; it runs in r's directory with r's env
 //     plus PATH, in its own process group, killed as a group on timeout;
 //   - http: a GET answers 2xx or 3xx (redirects are not followed);
-//   - tcp:  a connection to host:port is accepted.
+//   - tcp:  a connection to host:port is accepted;
+//   - notify: nothing to probe: readiness is the daemon's own READY=1 on
+//     its notify socket, which the engine follows (monitorNotify), and
+//     Probe passes.
 //
 // r may be nil (exec then runs in the current directory with PATH only).
 func Probe(ctx context.Context, h *spec.Health, r *spec.Resource) error {

@@ -106,12 +106,18 @@ func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) 
 	hctx, cancel := context.WithCancel(ctx)
 	inst.healthCancel = cancel
 	addr, gen, started := inst.addr, inst.gen, inst.started
+	handle, rt := inst.handle, e.runtime(inst.rt)
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		monitorFrom(hctx, h, r, started, ready, func(ok bool, detail string) {
+		report := func(ok bool, detail string) {
 			e.post(func() { e.health(addr, gen, ok, detail) })
-		})
+		}
+		if h.Kind == spec.HealthNotify {
+			e.monitorNotify(hctx, h, r, rt, handle, started, ready, report)
+			return
+		}
+		monitorFrom(hctx, h, r, started, ready, report)
 	}()
 }
 

@@ -240,6 +240,12 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		runtime = req.Runtime.Addr.String()
 	}
 	cs, err := buildSpec(r, req.Project, req.ConfigHash, runtime)
+	if err == nil {
+		err = limitsOf(r, cs)
+	}
+	if err == nil {
+		err = withNotify(cs, r, req.StateDir)
+	}
 	if err != nil {
 		return resp, userErr("start", addr, "%w", err)
 	}

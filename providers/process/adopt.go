@@ -301,12 +301,15 @@ func (p *Provider) resolvePending(logsDir string, pending []regEntry) ([]regEntr
 			for _, pid := range holders[e.Pipe] {
 				unix.Kill(pid, syscall.SIGKILL)
 			}
+			if e.Cgroup != nil {
+				e.Cgroup.Remove() // kills what is in it first
+			}
 			if err := appendRegistry(logsDir, regEntry{Name: e.Name, ID: e.ID, Gone: true}); err != nil {
 				return found, err
 			}
 			continue
 		}
-		hi := HandleInfo{Pid: leader, StartTicks: lst.StartTicks, Pgid: leader, Log: filepath.Join(logsDir, e.Name+logSuffix), BootID: p.boot.bootID}
+		hi := HandleInfo{Pid: leader, StartTicks: lst.StartTicks, Pgid: leader, Log: filepath.Join(logsDir, e.Name+logSuffix), BootID: p.boot.bootID, Cgroup: e.Cgroup}
 		e.Pending = false
 		e.Handle = []byte(hi.Encode())
 		if err := appendRegistry(logsDir, e); err != nil {

@@ -90,7 +90,7 @@ func TestAdoptFindsStartsCutShort(t *testing.T) {
 				mark := fmt.Sprintf("cut%d-%d", step, time.Now().UnixNano())
 				t.Cleanup(func() {
 					for _, pid := range marked(mark) {
-						syscall.Kill(-pid, syscall.SIGKILL)
+						killGroup(pid)
 					}
 				})
 				applyKilledAt(t, state, ticking(mark, wrapped), step)
@@ -142,7 +142,7 @@ func TestAdoptStopsLeftoversOfKnownAddress(t *testing.T) {
 	mark := fmt.Sprintf("known-%d", time.Now().UnixNano())
 	t.Cleanup(func() {
 		for _, pid := range marked(mark) {
-			syscall.Kill(-pid, syscall.SIGKILL)
+			killGroup(pid)
 		}
 	})
 	r := ticking(mark, false)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers/cgroup"
 )
 
 // ExecArg is the hidden first argument that makes orch run ExecMain.
@@ -64,7 +66,8 @@ type execSpec struct {
 	umask    int // -1: leave it
 	rlimits  map[string]uint64
 	cred     *syscall.Credential
-	statusFD int // -1: none
+	statusFD int               // -1: none
+	cgroups  map[string]string // v1 controller -> cgroup directory to join
 	path     string
 	argv     []string
 }
@@ -96,6 +99,14 @@ func (s execSpec) args() []string {
 	}
 	if s.statusFD >= 0 {
 		a = append(a, "--status-fd", strconv.Itoa(s.statusFD))
+	}
+	ctls := make([]string, 0, len(s.cgroups))
+	for c := range s.cgroups {
+		ctls = append(ctls, c)
+	}
+	sort.Strings(ctls)
+	for _, c := range ctls {
+		a = append(a, "--cgroup", c+"="+s.cgroups[c])
 	}
 	a = append(a, "--", s.path)
 	return append(a, s.argv...)
@@ -152,6 +163,15 @@ func parseExecArgs(args []string) (execSpec, error) {
 				}
 			}
 			s.cred = c
+		case "--cgroup":
+			c, dir, ok := strings.Cut(v, "=")
+			if !ok || c == "" || !strings.HasPrefix(dir, "/") {
+				return s, fmt.Errorf("bad --cgroup %q", v)
+			}
+			if s.cgroups == nil {
+				s.cgroups = map[string]string{}
+			}
+			s.cgroups[c] = dir
 		case "--status-fd":
 			fd, err := strconv.Atoi(v)
 			if err != nil || fd < 0 {
@@ -163,7 +183,7 @@ func parseExecArgs(args []string) (execSpec, error) {
 		}
 	}
 	if len(args) < 2 {
-		return s, fmt.Errorf("usage: %s [--umask OOOO] [--rlimit NAME=N]... [--cred UID:GID[:G,...]] [--status-fd FD] -- PATH ARGV0 [ARG...]", ExecArg)
+		return s, fmt.Errorf("usage: %s [--umask OOOO] [--rlimit NAME=N]... [--cred UID:GID[:G,...]] [--status-fd FD] [--cgroup CONTROLLER=DIR]... -- PATH ARGV0 [ARG...]", ExecArg)
 	}
 	s.path, s.argv = args[0], args[1:]
 	return s, nil
@@ -208,6 +228,10 @@ func (s execSpec) apply() error {
 		// Closed by a successful exec: the provider reads EOF and knows
 		// the daemon runs.
 		unix.CloseOnExec(s.statusFD)
+	}
+	// First, while still orch's user: the cgroup files are orch's.
+	if err := cgroup.Join(s.cgroups); err != nil {
+		return err
 	}
 	if s.umask >= 0 {
 		syscall.Umask(s.umask)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/cgroup"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -28,6 +29,10 @@ type HandleInfo struct {
 	// BootID is the kernel's boot id when the process was started; start
 	// ticks only mean something within one boot.
 	BootID string `json:"boot_id,omitempty"`
+	// Cgroup is the daemon's own cgroup, when the host gave it one: stop
+	// kills what is left in it, pause freezes it. nil: the daemon is held
+	// by its process group only.
+	Cgroup *cgroup.Group `json:"cgroup,omitempty"`
 }
 
 // ParseHandle decodes a handle produced by this provider.

@@ -116,9 +116,13 @@ func (e *env) start(r *spec.Resource) (providers.Handle, process.HandleInfo) {
 }
 
 func killGroupAtCleanup(t *testing.T, pgid int) {
+	g := daemonCgroup(pgid)
 	t.Cleanup(func() {
 		syscall.Kill(-pgid, syscall.SIGKILL)
 		waitGone(pgid, 5*time.Second)
+		if g != nil {
+			g.Remove()
+		}
 	})
 }
 
@@ -707,7 +711,7 @@ func benchObserve(b *testing.B, n int) {
 	}
 	b.Cleanup(func() {
 		for _, g := range pgids {
-			syscall.Kill(-g, syscall.SIGKILL)
+			killGroup(g)
 		}
 	})
 	b.ResetTimer()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
@@ -20,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/notify"
 	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
 )
@@ -53,6 +56,11 @@ type Options struct {
 	// LogdStartTimeout bounds the wait for a newly started log daemon;
 	// default 10s.
 	LogdStartTimeout time.Duration
+	// NoCgroups holds daemons in process groups only, as on a host where
+	// orch can write no cgroup (resource limits are then an error).
+	// Default: each daemon gets a cgroup of its own when the host allows
+	// (cgroup.Detect).
+	NoCgroups bool
 }
 
 // Provider is the built-in runtime "process". Its methods are safe for
@@ -67,10 +75,12 @@ type Provider struct {
 	me       starter // this orch process, as the registry names it
 	groups   groupIndex
 	killHook killHook
+	cg       *cgroup.Host // nil: cgroups off
 
 	mu       sync.Mutex
-	children map[childKey]*child  // processes this Provider started, while it lives
-	logds    map[string]*logdConn // connections to log daemons, by logs directory
+	children map[childKey]*child       // processes this Provider started, while it lives
+	logds    map[string]*logdConn      // connections to log daemons, by logs directory
+	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
 }
 
 type childKey struct {
@@ -84,6 +94,9 @@ type child struct {
 	done     chan struct{} // closed once reaped
 	state    *os.ProcessState
 	exitedAt time.Time
+	// oomKills is its cgroup's OOM count, read when it was reaped: an
+	// empty cgroup is removed then.
+	oomKills uint64
 }
 
 // New returns a Provider. It reads a few constants of the host (boot id,
@@ -96,12 +109,16 @@ func New(opts Options) *Provider {
 		umask:    procUmask(),
 		children: map[childKey]*child{},
 		logds:    map[string]*logdConn{},
+		notify:   map[string]*notify.Socket{},
 	}
 	p.me = starter{Pid: os.Getpid()}
 	if st, ok := readStat(p.me.Pid); ok {
 		p.me.StartTicks = st.StartTicks
 	}
 	p.killHook = parseKillHook(os.Getenv(KillStartEnv))
+	if !opts.NoCgroups {
+		p.cg = cgroup.Detect()
+	}
 	if p.opts.LogdIdle <= 0 {
 		p.opts.LogdIdle = DefaultLogdIdle
 	}
@@ -159,7 +176,21 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if req.StateDir == "" {
 		return resp, startErr(addr, false, "no state directory")
 	}
-	env := daemonEnv(r.Env)
+	envMap := r.Env
+	if r.Health != nil && r.Health.Notify {
+		// Bound before the daemon runs, so that no READY=1 is lost; held
+		// until the daemon is deleted (the engine's monitor shares it).
+		sock, err := p.notifySocket(req.StateDir, addr)
+		if err != nil {
+			return resp, attrErr(addr, "health", err)
+		}
+		envMap = maps.Clone(r.Env)
+		if envMap == nil {
+			envMap = map[string]string{}
+		}
+		maps.Copy(envMap, notify.Env(sock.Path(), r.Health.Watchdog))
+	}
+	env := daemonEnv(envMap)
 	if r.Dir != "" {
 		fi, err := os.Stat(r.Dir)
 		if err != nil {
@@ -185,6 +216,13 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		if _, ok := rlimitResources[n]; !ok {
 			return resp, attrErr(addr, "rlimits", fmt.Errorf("unknown resource limit %q", n))
 		}
+	}
+	limits := limitsOf(r)
+	if !limits.IsZero() && !p.cg.Usable() {
+		// Before anything is made: limits nothing can enforce are the
+		// configuration's error, not the host's.
+		_, err := p.makeCgroup(addr, req.Project, req.StateDir, "", "", limits)
+		return resp, err
 	}
 	umask := int(r.Umask.Perm())
 	wrap := umask != p.umask || len(r.Rlimits) > 0
@@ -242,13 +280,27 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		StopSignal: r.Stop.Signal.Name, StopTimeoutMS: r.Stop.Timeout.Milliseconds()}
 	step := p.killHook.begin()
 	step(stepPipe)
+	// The daemon's cgroup is made before the fork and named in the
+	// pending line, so that whatever becomes of this start finds it (an
+	// orch killed in between leaves an empty one, which the next start
+	// of the name sweeps away).
+	grp, err := p.makeCgroup(addr, req.Project, req.StateDir, name, rec.ID, limits)
+	if err != nil {
+		return resp, err
+	}
 	pending := rec
-	pending.Pending = true
+	pending.Pending, pending.Cgroup = true, grp
 	if err := appendRegistry(logsDir, pending); err != nil {
+		if grp != nil {
+			grp.Remove()
+		}
 		var ue *owned.UntrustedError
 		return resp, startErr(addr, !errors.As(err, &ue), "%w", err)
 	}
 	forgetStart := func() {
+		if grp != nil {
+			grp.Remove()
+		}
 		appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
 	}
 	step(stepPending)
@@ -262,11 +314,29 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		// not reach it.
 		Sys: &syscall.SysProcAttr{Setsid: true},
 	}
+	if grp != nil {
+		// Forked into its cgroup (clone3 CLONE_INTO_CGROUP): nothing it
+		// does can happen outside it.
+		fd, err := grp.Open()
+		if err != nil {
+			forgetStart()
+			return resp, startErr(addr, true, "%w", err)
+		}
+		defer fd.Close()
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(fd.Fd())
+		// v1 controllers (a hybrid host) are joined by the wrapper,
+		// before it executes the daemon.
+		wrap = wrap || len(grp.V1) > 0
+	}
 	var proc *os.Process
 	if wrap {
+		var v1 map[string]string
+		if grp != nil {
+			v1 = grp.V1
+		}
 		proc, err = p.startWrapped(attr, execSpec{
 			umask: umask, rlimits: r.Rlimits, cred: cred, statusFD: 3,
-			path: path, argv: r.Command,
+			cgroups: v1, path: path, argv: r.Command,
 		}, step)
 	} else {
 		attr.Sys.Credential = cred
@@ -289,7 +359,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		forgetStart()
 		return resp, startErr(addr, true, "process %d vanished before it could be inspected", proc.Pid)
 	}
-	hi := HandleInfo{Pid: proc.Pid, StartTicks: st.StartTicks, Pgid: proc.Pid, Log: logPath, BootID: p.boot.bootID}
+	hi := HandleInfo{Pid: proc.Pid, StartTicks: st.StartTicks, Pgid: proc.Pid, Log: logPath, BootID: p.boot.bootID, Cgroup: grp}
 	p.track(proc, hi)
 
 	resp.Handle = hi.Encode()
@@ -302,6 +372,9 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		// Without its log the daemon must not run: end it, as if it had
 		// never started.
 		unix.Kill(-hi.Pgid, syscall.SIGKILL)
+		if grp != nil {
+			grp.Kill()
+		}
 		if c := p.child(hi); c != nil {
 			<-c.done
 		}
@@ -359,8 +432,18 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 		// exited, Wait reaps it at once.
 		p.waitPidfd(context.Background(), hi)
 		st, _ := proc.Wait()
+		var oom uint64
+		if g := hi.Cgroup; g != nil {
+			// A daemon that ended on its own leaves an empty cgroup that
+			// no stop will come for (it may be started again instead).
+			// What it left running keeps it, for stop to kill.
+			oom = g.OOMKills()
+			if !g.Populated() {
+				g.Remove()
+			}
+		}
 		p.mu.Lock()
-		c.state, c.exitedAt = st, time.Now()
+		c.state, c.exitedAt, c.oomKills = st, time.Now(), oom
 		p.mu.Unlock()
 		close(c.done)
 	}()
@@ -561,6 +644,9 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	}
 	resp := providers.ObserveResponse{Objects: make(map[spec.Address]providers.Observed, len(items))}
 	for _, it := range items {
+		if it.obs.State == providers.StateRunning {
+			it.obs.Says = p.says(it.addr, it.h)
+		}
 		resp.Objects[it.addr] = it.obs
 	}
 	return resp, nil
@@ -571,7 +657,9 @@ func (p *Provider) observe(h providers.Handle) providers.Observed {
 	if err != nil {
 		return providers.Observed{State: providers.StateUnknown}
 	}
-	return p.observeInfo(hi)
+	obs := p.observeInfo(hi)
+	usage(hi, &obs)
+	return obs
 }
 
 func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
@@ -582,7 +670,9 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 			obs.State = providers.StateExited
 			p.mu.Lock()
 			exitStatus(c.state, &obs)
+			oom := c.oomKills
 			p.mu.Unlock()
+			obs.Error = oomReason(oom, obs)
 		default:
 			obs.State = providers.StateRunning
 		}
@@ -603,6 +693,9 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 				obs.Signal = unix.SignalName(ws.Signal())
 			} else {
 				obs.ExitCode = ws.ExitStatus()
+			}
+			if hi.Cgroup != nil {
+				obs.Error = oomReason(hi.Cgroup.OOMKills(), obs)
 			}
 		}
 	default:
@@ -696,9 +789,16 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		ident = p.identify(hi)
 	}
 	if ident == procOther {
-		// The pid (and so the group id) is someone else's now: ours is gone.
+		// The pid (and so the group id) is someone else's now: ours is
+		// gone. Its cgroup, named for this start alone, holds only what
+		// it left behind.
 		resp.Observed = providers.Observed{State: providers.StateMissing, Pid: hi.Pid}
-		return resp, nil
+		return resp, endCgroup(ctx, req.Addr, hi.Cgroup)
+	}
+	if hi.Cgroup != nil && hi.Cgroup.Frozen() {
+		// A frozen daemon (orch pause) would handle its stop signal only
+		// once thawed.
+		hi.Cgroup.Thaw(ctx)
 	}
 	// Alive, a zombie, or gone with its pid free: in each case a group
 	// with that id can only be ours (or what is left of it).
@@ -723,15 +823,23 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		}
 	}
 	resp.Observed = providers.Observed{State: providers.StateExited, Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
+	var oom uint64
+	if hi.Cgroup != nil {
+		oom = hi.Cgroup.OOMKills()
+	}
 	if c != nil {
 		p.mu.Lock()
 		exitStatus(c.state, &resp.Observed)
+		oom = max(oom, c.oomKills)
 		p.mu.Unlock()
 		p.forget(hi)
 	} else if ident == procGone {
 		resp.Observed.State = providers.StateMissing
 	}
-	return resp, nil
+	resp.Observed.Error = oomReason(oom, resp.Observed)
+	// The process group is gone; whatever the daemon spawned outside it
+	// (a setsid grandchild) goes with its cgroup.
+	return resp, endCgroup(ctx, req.Addr, hi.Cgroup)
 }
 
 // waitLeader waits until the group leader has exited (reaped, for a
@@ -770,6 +878,21 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 	}
 	if !alive {
 		return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: process %d is not running", req.Addr, hi.Pid)}
+	}
+	if hi.Cgroup != nil && !req.MainOnly && (req.Signal.Num == syscall.SIGSTOP || req.Signal.Num == syscall.SIGCONT) {
+		// A daemon with a cgroup is paused by freezing it (orch pause
+		// sends SIGSTOP, orch resume SIGCONT): the whole cgroup stops,
+		// setsid grandchildren included, and no process sees a signal.
+		var err error
+		if req.Signal.Num == syscall.SIGSTOP {
+			err = hi.Cgroup.Freeze(ctx)
+		} else {
+			err = hi.Cgroup.Thaw(ctx)
+		}
+		if err != nil {
+			return providers.SignalResponse{}, &providers.Error{Op: "signal", Err: fmt.Errorf("%s: %w", req.Addr, err)}
+		}
+		return providers.SignalResponse{}, nil
 	}
 	if req.MainOnly {
 		if err := unix.Kill(hi.Pid, req.Signal.Num); err != nil {
@@ -817,6 +940,9 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: process %d still runs; stop it first", req.Addr, hi.Pid)}
 	}
 	p.forget(hi)
+	if err := endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
+		return providers.DeleteResponse{}, err
+	}
 	if hi.Log == "" {
 		return providers.DeleteResponse{}, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/cgroup"
 	"github.com/orch-dev/orch/providers/owned"
 )
 
@@ -59,6 +60,10 @@ type regEntry struct {
 	// Pending marks the line written before the fork; the committed line
 	// (with the handle) replaces it.
 	Pending bool `json:"pending,omitempty"`
+	// Cgroup is the daemon's cgroup, on the pending line: it is made
+	// before the fork, and a pending start that Adopt resolves gets it
+	// back in its handle (or removed, with what is in it).
+	Cgroup *cgroup.Group `json:"cgroup,omitempty"`
 	// By is the orch process that wrote the start: while it lives, its
 	// start may be in flight and nobody else touches the instance.
 	By *starter `json:"by,omitempty"`

@@ -153,7 +153,8 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 			restarts := in.Restarts
 			l := JSONStatus{Address: in.Address, Runtime: in.Runtime, State: in.State, Status: in.Status, Pid: in.Pid,
 				ID: in.ID, StartedAt: in.StartedAt, UptimeSec: in.UptimeSec, ConfigHash: in.ConfigHash, LastError: in.LastError,
-				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting}
+				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting,
+				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says}
 			if in.UpdatedAt != nil {
 				l.UpdatedAt = *in.UpdatedAt
 			}
@@ -167,7 +168,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tHEALTH\tRESTARTS\tPID\tUPTIME\tCONFIG")
+	fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tHEALTH\tRESTARTS\tPID\tUPTIME\tMEM\tCPU\tCONFIG")
 	for _, l := range st.Instances {
 		pid, up, health := "-", "-", l.Health
 		if l.Pid != 0 {
@@ -187,9 +188,19 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		if l.Waiting != "" && status == "waiting" {
 			status = "waiting " + l.Waiting
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, hash)
+		mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
+		status = withSays(status, l.Says)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, mem, cpu, hash)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	rts := make([]string, len(st.Instances))
+	for i, l := range st.Instances {
+		rts[i] = l.Runtime
+	}
+	printContainment(a.Stdout, rts)
+	return nil
 }
 
 // planViaAgent is orch plan while an agent runs for the directory.

@@ -39,6 +39,13 @@ type JSONStatus struct {
 	// as declared (status_services.go).
 	Service string `json:"service,omitempty"`
 	Route   string `json:"route,omitempty"`
+	// Memory and CPU use while it runs, when its runtime can tell (a
+	// native daemon in a cgroup of its own).
+	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	// Says is what it says of itself: the last STATUS= of a daemon with
+	// health { notify = true }.
+	Says string `json:"says,omitempty"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -95,7 +102,7 @@ a variable's value (it says so in one line on stderr).`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tCONFIG\tSERVICE\tROUTE")
+			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tMEM\tCPU\tCONFIG\tSERVICE\tROUTE")
 			for _, l := range lines {
 				pid, up := "-", "-"
 				if l.Pid != 0 {
@@ -108,9 +115,19 @@ a variable's value (it says so in one line on stderr).`,
 				if len(hash) > 12 {
 					hash = hash[:12]
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, l.Status, pid, up, hash, dash(l.Service), dash(l.Route))
+				mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, withSays(l.Status, l.Says), pid, up, mem, cpu, hash,
+					dash(l.Service), dash(l.Route))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			rts := make([]string, len(lines))
+			for i, l := range lines {
+				rts[i] = l.Runtime
+			}
+			printContainment(a.Stdout, rts)
+			return nil
 		},
 	}
 	vf.register(cmd.Flags())
@@ -154,6 +171,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 			started := o.StartedAt
 			l.StartedAt = &started
 			l.UptimeSec = now.Sub(o.StartedAt).Truncate(time.Second).Seconds()
+			l.MemoryBytes, l.CPUSeconds, l.Says = o.Memory, o.CPU.Seconds(), o.Says
 		} else {
 			l.Pid = 0
 		}

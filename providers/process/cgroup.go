@@ -1,0 +1,161 @@
+package process
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/notify"
+	"github.com/orch-dev/orch/spec"
+)
+
+// Containment says how this Provider holds its daemons: in cgroups of
+// their own ("cgroup v2", or "cgroup v2 with v1 controllers (hybrid
+// host)"), or in process groups only, and why ("process groups (no
+// writable cgroup: ...)"). orch status shows it when it is the fallback.
+func (p *Provider) Containment() string {
+	if p.cg == nil {
+		return "process groups (cgroups turned off)"
+	}
+	return p.cg.Mode()
+}
+
+// Contained reports whether new daemons get cgroups of their own.
+func (p *Provider) Contained() bool { return p.cg.Usable() }
+
+// projectGroup names a project's cgroup below orch's: the project's name,
+// made safe, and a hash of its state directory, so that two projects of
+// one name in two directories keep apart.
+func projectGroup(project, stateDir string) string {
+	sum := sha256.Sum256([]byte(stateDir))
+	name := "orch"
+	if project != "" {
+		name += "-" + strings.Map(func(r rune) rune {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+				return r
+			}
+			return '_'
+		}, project)
+	}
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	return name + "-" + hex.EncodeToString(sum[:4])
+}
+
+// makeCgroup makes the cgroup of a daemon about to start (name is its
+// file name, id its start's): nil when the host gives none and limits
+// are zero. Limits without a cgroup to enforce them are an error naming
+// the daemon and the attribute.
+func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id string, l cgroup.Limits) (*cgroup.Group, error) {
+	if !p.cg.Usable() {
+		if !l.IsZero() {
+			why := "cgroups are turned off"
+			if p.cg != nil {
+				why = p.cg.Check(l).Error()
+			}
+			return nil, attrErr(addr, "resources", fmt.Errorf("%s", why))
+		}
+		return nil, nil
+	}
+	if err := p.cg.Check(l); err != nil {
+		return nil, attrErr(addr, "resources", err)
+	}
+	parent := projectGroup(project, stateDir)
+	g, err := p.cg.Create(parent, name+"."+id, l)
+	if err != nil {
+		if !l.IsZero() {
+			return nil, attrErr(addr, "resources", err)
+		}
+		return nil, startErr(addr, true, "%w", err)
+	}
+	p.cg.Sweep(parent, name+".", g)
+	return &g, nil
+}
+
+// endCgroup kills what is left in a stopped daemon's cgroup (a grandchild
+// that left its session and process group), waits for it to be empty and
+// removes it.
+func endCgroup(ctx context.Context, addr spec.Address, g *cgroup.Group) error {
+	if g == nil {
+		return nil
+	}
+	if g.Populated() {
+		g.Kill()
+		if !g.WaitEmpty(ctx, time.Now().Add(10*time.Second)) {
+			return &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: processes of cgroup %s survived cgroup.kill", addr, g.Path)}
+		}
+	}
+	if err := g.Remove(); err != nil {
+		return &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: %w", addr, err)}
+	}
+	return nil
+}
+
+// oomReason says how a daemon that ended was killed for memory, from its
+// cgroup's OOM count; "" when it was not.
+func oomReason(oomKills uint64, obs providers.Observed) string {
+	if oomKills == 0 || obs.Signal != "SIGKILL" {
+		return ""
+	}
+	return "out of memory: the kernel killed it over its memory_max"
+}
+
+// usage fills obs with the memory and CPU use of a running daemon's
+// cgroup.
+func usage(hi HandleInfo, obs *providers.Observed) {
+	if hi.Cgroup == nil || obs.State != providers.StateRunning {
+		return
+	}
+	if u, ok := hi.Cgroup.Usage(); ok {
+		obs.Memory, obs.CPU = u.Memory, u.CPU
+	}
+}
+
+// notifySocket binds (or takes again) the notify socket of addr and
+// forgets what an earlier instance said on it: the instance about to
+// start announces itself. The Provider holds it as long as it lives (one
+// per address), so that an orch apply's daemons are heard until it exits.
+func (p *Provider) notifySocket(stateDir string, addr spec.Address) (*notify.Socket, error) {
+	path, err := notify.Path(stateDir, addr)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sock := p.notify[path]
+	if sock == nil {
+		if sock, err = notify.Listen(path); err != nil {
+			return nil, err
+		}
+		p.notify[path] = sock
+	}
+	sock.Reset()
+	return sock, nil
+}
+
+// says is the last STATUS= of daemon addr on its notify socket, when this
+// orch process listens there (it started the daemon, or its engine
+// follows it).
+func (p *Provider) says(addr spec.Address, h providers.Handle) string {
+	hi, err := ParseHandle(h)
+	if err != nil || hi.Log == "" {
+		return ""
+	}
+	path, err := notify.Path(filepath.Dir(filepath.Dir(hi.Log)), addr)
+	if err != nil {
+		return ""
+	}
+	if s := notify.Lookup(path); s != nil {
+		st, _ := s.State()
+		return st.Status
+	}
+	return ""
+}

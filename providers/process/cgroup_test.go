@@ -1,0 +1,328 @@
+package process_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+)
+
+// cgroupRel is pid's path in the unified cgroup hierarchy.
+func cgroupRel(pid string) string {
+	b, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+	for _, line := range strings.Split(string(b), "\n") {
+		if rel, ok := strings.CutPrefix(line, "0::"); ok {
+			return rel
+		}
+	}
+	return ""
+}
+
+// daemonCgroup is the cgroup the provider made for the daemon pid, nil
+// when it has none (a daemon's cgroup is in a project cgroup "orch-*"
+// below the test's own).
+func daemonCgroup(pid int) *cgroup.Group {
+	h := cgroup.Detect()
+	rel, own := cgroupRel(strconv.Itoa(pid)), cgroupRel("self")
+	if !h.Usable() || rel == "" || own == "" || !strings.HasPrefix(filepath.Base(filepath.Dir(rel)), "orch-") {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(rel, strings.TrimSuffix(own, "/")+"/")
+	if !ok {
+		return nil
+	}
+	return &cgroup.Group{Path: filepath.Join(h.Unified, rest)}
+}
+
+// killGroup SIGKILLs the process group pgid and removes the cgroup of its
+// leader, which the provider made: tests that end their daemons so leave
+// no cgroup behind.
+func killGroup(pgid int) {
+	g := daemonCgroup(pgid)
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	if g != nil {
+		g.Remove()
+	}
+}
+
+func removeCgroupAtCleanup(t testing.TB, pid int) {
+	if g := daemonCgroup(pid); g != nil {
+		t.Cleanup(func() { g.Remove() })
+	}
+}
+
+// needCgroups skips (fails under CI) where the host gives daemons no
+// cgroup.
+func needCgroups(t *testing.T) *cgroup.Host {
+	t.Helper()
+	h := cgroup.Detect()
+	if !h.Usable() {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no writable cgroup on this CI machine: %s", h.Why)
+		}
+		t.Skipf("no writable cgroup: %s", h.Why)
+	}
+	return h
+}
+
+func procState(pid int) byte {
+	st, _, _, _, _ := stat(pid)
+	return st
+}
+
+// grandchildDaemon is a daemon whose child leaves its session and process
+// group (setsid) and writes its pid to a file.
+func grandchildDaemon(t *testing.T, name string) (*spec.Resource, func() int) {
+	pidFile := filepath.Join(t.TempDir(), "grandchild")
+	r := res(name, "sh", "-c", "setsid sh -c 'echo $$ > "+pidFile+".tmp; mv "+pidFile+".tmp "+pidFile+"; exec sleep 600' & exec sleep 600")
+	r.Stop = spec.Stop{Signal: spec.SIGTERM, Timeout: 5 * time.Second}
+	return r, func() int {
+		var gc int
+		if !poll(10*time.Second, func() bool {
+			b, _ := os.ReadFile(pidFile)
+			gc, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			return gc > 0
+		}) {
+			t.Fatal("the grandchild never wrote its pid")
+		}
+		t.Cleanup(func() { syscall.Kill(gc, syscall.SIGKILL) })
+		if _, _, sid, _, _ := stat(gc); sid != gc {
+			t.Fatalf("grandchild %d is not in a session of its own (sid %d)", gc, sid)
+		}
+		return gc
+	}
+}
+
+// TestDestroyKillsSetsidGrandchild: stop and delete (what orch destroy
+// does) leave nothing of a daemon whose grandchild left its process group,
+// and no cgroup.
+func TestDestroyKillsSetsidGrandchild(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	r, grandchild := grandchildDaemon(t, "forker")
+	h, hi := e.start(r)
+	gc := grandchild()
+	if hi.Cgroup == nil {
+		t.Fatal("no cgroup in the handle")
+	}
+	if got := daemonCgroup(gc); got == nil || got.Path != hi.Cgroup.Path {
+		t.Fatalf("grandchild in cgroup %v, want %s", got, hi.Cgroup.Path)
+	}
+	ctx := context.Background()
+	if _, err := e.p.Stop(ctx, providers.StopRequest{Addr: r.Addr, Handle: h, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Delete(ctx, providers.DeleteRequest{Addr: r.Addr, Handle: h}); err != nil {
+		t.Fatal(err)
+	}
+	if st := procState(gc); st != 0 && st != 'Z' {
+		t.Fatalf("grandchild %d survived destroy (state %c)", gc, st)
+	}
+	if hi.Cgroup.Exists() {
+		t.Fatalf("cgroup %s left behind", hi.Cgroup.Path)
+	}
+}
+
+// TestDestroyWithoutCgroupsMissesGrandchild is the fallback, and why
+// cgroups matter: held by its process group only, the grandchild escapes.
+func TestDestroyWithoutCgroupsMissesGrandchild(t *testing.T) {
+	e := newEnv(t, process.Options{NoCgroups: true})
+	if c := e.p.Containment(); !strings.Contains(c, "process groups") {
+		t.Fatalf("containment %q", c)
+	}
+	r, grandchild := grandchildDaemon(t, "forker")
+	h, hi := e.start(r)
+	gc := grandchild()
+	if hi.Cgroup != nil {
+		t.Fatalf("a cgroup with cgroups off: %+v", hi.Cgroup)
+	}
+	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: r.Addr, Handle: h, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout}); err != nil {
+		t.Fatal(err)
+	}
+	if st := procState(gc); st == 0 || st == 'Z' {
+		t.Fatal("the grandchild is gone without a cgroup: this test no longer shows what cgroups add")
+	}
+}
+
+// TestAdoptedStopUsesCgroup: an orch started later (a new Provider) stops
+// a daemon it did not start through the cgroup its handle names.
+func TestAdoptedStopUsesCgroup(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	r, grandchild := grandchildDaemon(t, "adopted")
+	_, hi := e.start(r)
+	gc := grandchild()
+	later := process.New(process.Options{})
+	got, err := later.Adopt(context.Background(), providers.AdoptRequest{StateDir: e.state})
+	if err != nil || len(got.Objects) != 1 {
+		t.Fatalf("adopt: %+v %v", got, err)
+	}
+	ahi, err := process.ParseHandle(got.Objects[0].Handle)
+	if err != nil || ahi.Cgroup == nil || ahi.Cgroup.Path != hi.Cgroup.Path {
+		t.Fatalf("adopted handle %+v (%v), want cgroup %s", ahi, err, hi.Cgroup.Path)
+	}
+	if _, err := later.Stop(context.Background(), providers.StopRequest{Addr: r.Addr, Handle: got.Objects[0].Handle, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout}); err != nil {
+		t.Fatal(err)
+	}
+	if st := procState(gc); st != 0 && st != 'Z' {
+		t.Fatalf("grandchild %d survived the adopted stop", gc)
+	}
+	if hi.Cgroup.Exists() {
+		t.Fatal("cgroup left behind")
+	}
+}
+
+// TestPauseFreezes: SIGSTOP through the provider (orch pause) freezes the
+// cgroup: the processes are frozen, not stopped by a signal, and count no
+// further; SIGCONT thaws them.
+func TestPauseFreezes(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	out := filepath.Join(t.TempDir(), "n")
+	r := res("counter", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > "+out+"; done")
+	h, hi := e.start(r)
+	if !poll(10*time.Second, func() bool { _, err := os.Stat(out); return err == nil }) {
+		t.Fatal("the counter never counted")
+	}
+	ctx := context.Background()
+	stop, _ := spec.ParseSignal("STOP")
+	cont, _ := spec.ParseSignal("CONT")
+	if _, err := e.p.Signal(ctx, providers.SignalRequest{Addr: r.Addr, Handle: h, Signal: stop}); err != nil {
+		t.Fatal(err)
+	}
+	if !hi.Cgroup.Frozen() {
+		t.Fatal("cgroup not frozen")
+	}
+	if st := procState(hi.Pid); st == 'T' || st == 't' {
+		t.Fatalf("process state %c: stopped by a signal, not frozen", st)
+	}
+	a, _ := os.ReadFile(out)
+	time.Sleep(100 * time.Millisecond)
+	b, _ := os.ReadFile(out)
+	if string(a) != string(b) {
+		t.Fatalf("a frozen counter counted on: %q -> %q", a, b)
+	}
+	resp, _ := e.p.Observe(ctx, providers.ObserveRequest{Handles: map[spec.Address]providers.Handle{r.Addr: h}})
+	if resp.Objects[r.Addr].State != providers.StateRunning {
+		t.Fatalf("a frozen daemon observed %+v", resp.Objects[r.Addr])
+	}
+	if _, err := e.p.Signal(ctx, providers.SignalRequest{Addr: r.Addr, Handle: h, Signal: cont}); err != nil {
+		t.Fatal(err)
+	}
+	if hi.Cgroup.Frozen() {
+		t.Fatal("still frozen after SIGCONT")
+	}
+	if !poll(10*time.Second, func() bool { c, _ := os.ReadFile(out); return len(c) > 0 && string(c) != string(b) }) {
+		t.Fatal("the thawed counter does not count")
+	}
+	// Stop works on a frozen daemon too.
+	if _, err := e.p.Signal(ctx, providers.SignalRequest{Addr: r.Addr, Handle: h, Signal: stop}); err != nil {
+		t.Fatal(err)
+	}
+	sresp, err := e.p.Stop(ctx, providers.StopRequest{Addr: r.Addr, Handle: h, Signal: spec.SIGTERM, Timeout: 5 * time.Second})
+	if err != nil || sresp.Killed {
+		t.Fatalf("stop of a frozen daemon: %+v %v", sresp, err)
+	}
+}
+
+// TestMemoryMaxOOM: a daemon over memory_max is killed by the kernel and
+// ends with the reason "out of memory".
+func TestMemoryMaxOOM(t *testing.T) {
+	h := needCgroups(t)
+	e := newEnv(t, process.Options{})
+	r := res("hog", "sh", "-c", "x=0123456789abcdef; while :; do x=$x$x; done")
+	r.Resources.MemoryMax = 16 << 20
+	if err := h.Check(cgroup.Limits{MemoryMax: r.Resources.MemoryMax}); err != nil {
+		t.Fatal(err)
+	}
+	hd, hi := e.start(r)
+	w, err := e.p.Watch(context.Background(), providers.WatchRequest{Addr: r.Addr, Handle: hd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obs providers.Observed
+	select {
+	case obs = <-w.Exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the hog was not killed; cgroup %+v", hi.Cgroup)
+	}
+	if obs.Signal != "SIGKILL" || !strings.Contains(obs.Error, "out of memory") {
+		t.Fatalf("the hog ended %+v, want SIGKILL with out of memory", obs)
+	}
+	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: r.Addr, Handle: hd}); err != nil {
+		t.Fatal(err)
+	}
+	if hi.Cgroup.Exists() {
+		t.Fatal("cgroup left behind")
+	}
+}
+
+// TestResourcesWithoutCgroup: limits that no cgroup can enforce are an
+// error naming the daemon and the resources attribute; nothing starts.
+func TestResourcesWithoutCgroup(t *testing.T) {
+	e := newEnv(t, process.Options{NoCgroups: true})
+	r := res("limited", "sleep", "600")
+	r.Resources.MemoryMax = 64 << 20
+	_, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state})
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Attr != "resources" || !strings.Contains(err.Error(), "daemon.limited") || !strings.Contains(err.Error(), "cgroup") {
+		t.Fatalf("start = %v, want a resources error naming daemon.limited", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.state, "logs", "daemon.limited.log")); err == nil {
+		t.Fatal("a log was made for a daemon that must not start")
+	}
+}
+
+// TestObserveUsage: a running daemon's memory and CPU use are observed.
+func TestObserveUsage(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	r := res("busy", "sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; exec sleep 600")
+	h, _ := e.start(r)
+	var o providers.Observed
+	if !poll(20*time.Second, func() bool {
+		resp, _ := e.p.Observe(context.Background(), providers.ObserveRequest{Handles: map[spec.Address]providers.Handle{r.Addr: h}})
+		o = resp.Objects[r.Addr]
+		return o.Memory > 0 && o.CPU >= 10*time.Millisecond
+	}) {
+		t.Fatalf("observed %+v", o)
+	}
+}
+
+// BenchmarkStartCgroup is BenchmarkStart with cgroups: their cost per
+// native daemon start is the difference.
+func BenchmarkStartCgroup(b *testing.B) {
+	if !cgroup.Detect().Usable() {
+		b.Skip("no writable cgroup")
+	}
+	benchStart(b, process.Options{})
+}
+
+func BenchmarkStartNoCgroup(b *testing.B) { benchStart(b, process.Options{NoCgroups: true}) }
+
+func benchStart(b *testing.B, opts process.Options) {
+	e := &env{p: process.New(opts), state: b.TempDir()}
+	b.Cleanup(func() { stopLogd(nil, e.state) })
+	r := res("bench", "sleep", "600")
+	kill, _ := spec.ParseSignal("KILL")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: r.Addr, Handle: resp.Handle, Signal: kill, Timeout: 5 * time.Second}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
