@@ -136,9 +136,19 @@ func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 // until ctx is done, the agent stops, or fn returns an error. since is
 // passed as is ("" for new events only).
 func (c *Client) Events(ctx context.Context, since string, fn func(json.RawMessage) error) error {
-	path := "/events"
+	q := url.Values{}
 	if since != "" {
-		path += "?since=" + url.QueryEscape(since)
+		q.Set("since", since)
+	}
+	return c.EventsQuery(ctx, q, fn)
+}
+
+// EventsQuery is Events with the query of GET /v1/events: since, until,
+// type, addr, topic (EventFilter.Values).
+func (c *Client) EventsQuery(ctx context.Context, q url.Values, fn func(json.RawMessage) error) error {
+	path := "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
@@ -156,6 +166,38 @@ func (c *Client) Events(ctx context.Context, since string, fn func(json.RawMessa
 		return ctx.Err()
 	}
 	return sc.Err()
+}
+
+// Snapshot returns the engine's books with what each instance uses (GET
+// /v1/snapshot).
+func (c *Client) Snapshot(ctx context.Context) (*SnapshotResponse, error) {
+	var out SnapshotResponse
+	return &out, c.call(ctx, http.MethodGet, "/snapshot", nil, &out)
+}
+
+// LastPlan returns the last plan with changes the engine applied (GET
+// /v1/plan/last).
+func (c *Client) LastPlan(ctx context.Context) (*LastPlanResponse, error) {
+	var out LastPlanResponse
+	return &out, c.call(ctx, http.MethodGet, "/plan/last", nil, &out)
+}
+
+// Metrics returns the Prometheus text of GET /metrics.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("talking to the agent on %s: %w", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("the agent answered %s", resp.Status)
+	}
+	return string(b), err
 }
 
 // Restart restarts a daemon and returns its new pid (POST /v1/restart).

@@ -207,3 +207,26 @@ func (s *Sampler) covers(pids []int) bool {
 func processExists(pid int) bool {
 	return syscall.Kill(pid, 0) != syscall.ESRCH
 }
+
+// Members returns pid and every live process of the group it leads
+// (pid first), in one pass over /proc: what orch trace attaches to.
+func Members(pid int) []int {
+	out := []int{pid}
+	d, err := os.Open("/proc")
+	if err != nil {
+		return out
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	buf := make([]byte, 1024)
+	for _, n := range names {
+		p, err := strconv.Atoi(n)
+		if err != nil || p == pid {
+			continue
+		}
+		if st, ok := readStat("/proc/"+n+"/stat", buf); ok && st.pgrp == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
