@@ -120,7 +120,7 @@ func (s *Server) lastPlan(w http.ResponseWriter, r *http.Request) {
 // format (GET /metrics, here and on the web listener).
 func (s *Server) MetricsHandler() http.Handler {
 	s.metricsOnce.Do(func() {
-		s.metrics = metrics.Handler(metrics.Registry(s.Engine, s.sampler()))
+		s.metrics = metrics.Handler(metrics.New(s.Engine, s.sampler()))
 	})
 	return s.metrics
 }
