@@ -92,6 +92,9 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
 	})
+	// Modules' own states and what they publish reach the event stream
+	// (orch events, the web page).
+	defer eng.ForwardBus(mods.Bus())()
 	sock := a.settings.AgentSocketFor(s.stateDir)
 	ln, err := agent.Listen(sock)
 	if err != nil {
