@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -267,4 +268,23 @@ func (c *Client) Apply(ctx context.Context, destroy bool, fingerprint string, fn
 		return nil, err
 	}
 	return nil, errors.New("the agent ended the apply without a result (did it stop?)")
+}
+
+// Logs copies the log of addr (GET /v1/logs): its last n lines, then with
+// follow what is written, until ctx is done.
+func (c *Client) Logs(ctx context.Context, addr string, n int, follow bool, w io.Writer) error {
+	path := addrPath("/logs/", addr) + "?n=" + strconv.Itoa(n)
+	if follow {
+		path += "&follow=1"
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

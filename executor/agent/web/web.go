@@ -16,9 +16,9 @@ package web
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
