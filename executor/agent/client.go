@@ -176,6 +176,13 @@ func (c *Client) Snapshot(ctx context.Context) (*SnapshotResponse, error) {
 	return &out, c.call(ctx, http.MethodGet, "/snapshot", nil, &out)
 }
 
+// Usage returns what each running instance uses, by address (GET
+// /v1/usage).
+func (c *Client) Usage(ctx context.Context) (map[string]Usage, error) {
+	var out map[string]Usage
+	return out, c.call(ctx, http.MethodGet, "/usage", nil, &out)
+}
+
 // LastPlan returns the last plan with changes the engine applied (GET
 // /v1/plan/last).
 func (c *Client) LastPlan(ctx context.Context) (*LastPlanResponse, error) {

@@ -98,6 +98,39 @@ func (s *Server) Snapshot(r *http.Request) (*SnapshotResponse, error) {
 	return out, nil
 }
 
+// Usage is one running instance's entry in GET /v1/usage.
+type Usage struct {
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSBytes   uint64  `json:"rss_bytes"`
+	Procs      int     `json:"processes"`
+}
+
+// usage answers GET /v1/usage: what each running instance uses, by
+// address; what watchers read between events (CPU and memory change
+// without them), a tenth of the size of a snapshot.
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
+	snap, err := s.Engine.Snapshot(r.Context())
+	if err != nil {
+		engineErr(w, err)
+		return
+	}
+	pids := make([]int, 0, len(snap))
+	for _, in := range snap {
+		if in.Running && in.Pid > 0 {
+			pids = append(pids, in.Pid)
+		}
+	}
+	usage := s.sampler().Sample(pids)
+	out := make(map[string]Usage, len(pids))
+	for _, in := range snap {
+		if u, ok := usage[in.Pid]; ok && in.Running && in.Pid > 0 {
+			out[in.Addr.String()] = Usage{CPUSeconds: u.CPU.Seconds(), CPUPercent: u.CPUPercent, RSSBytes: u.RSS, Procs: u.Procs}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	out, err := s.Snapshot(r)
 	if err != nil {

@@ -58,6 +58,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+	mux.HandleFunc("GET /v1/usage", s.usage)
 	mux.HandleFunc("GET /v1/plan/last", s.lastPlan)
 	mux.HandleFunc("POST /v1/trace/{addr}", s.trace)
 	mux.Handle("GET /metrics", s.MetricsHandler())

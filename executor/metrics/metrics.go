@@ -7,7 +7,7 @@
 //
 // A scrape reads the engine's books (engine.Snapshot, which observes
 // nothing) and the last pass of a shared procstat.Sampler over /proc,
-// which a scrape refreshes in the background when older than 2 s: a
+// which a scrape refreshes in the background when older than 3 s: a
 // scrape never waits for the providers or for /proc.
 package metrics
 

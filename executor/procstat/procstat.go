@@ -135,7 +135,7 @@ func readStat(path string, buf []byte) (stat, bool) {
 // answered from the last pass, and a pass older than MaxAge is made again
 // in the background, so no caller waits for one but the first.
 type Sampler struct {
-	// MaxAge is how old a pass may be before another is made; default 2 s.
+	// MaxAge is how old a pass may be before another is made; default 3 s.
 	MaxAge time.Duration
 
 	mu      sync.Mutex
@@ -151,7 +151,7 @@ type Sampler struct {
 func (s *Sampler) Sample(pids []int) map[int]Usage {
 	maxAge := s.MaxAge
 	if maxAge <= 0 {
-		maxAge = 2 * time.Second
+		maxAge = 3 * time.Second
 	}
 	s.mu.Lock()
 	if s.cur == nil {

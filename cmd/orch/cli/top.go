@@ -19,7 +19,7 @@ own: loaded, running, stopping, ...), health, restarts, pid or container
 id, uptime, CPU (share of one core) and memory of its process group.
 
 It follows the agent's event stream: a crash, a restart or a health change
-shows at once; CPU and memory are sampled every 2 s.
+shows at once; CPU and memory are sampled every 3 s.
 
 Keys: up/down (j/k), PgUp/PgDn, Home/End move; Enter follows the selected
 instance's log (q or Esc: back); r restarts it; x stops it (its stop

@@ -134,7 +134,7 @@ func Start(t testing.TB, config string, extraArgs ...string) *Up {
 		close(u.exited)
 	}()
 	t.Cleanup(u.kill)
-	u.WaitFor("ready", func(e Event) bool { return e.Type == "ready" })
+	u.wait("ready", 2*time.Minute, func(e Event) bool { return e.Type == "ready" })
 	return u
 }
 
@@ -185,7 +185,12 @@ func (u *Up) Dump() string {
 // returns it.
 func (u *Up) WaitFor(what string, match func(Event) bool) Event {
 	u.T.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	return u.wait(what, 30*time.Second, match)
+}
+
+func (u *Up) wait(what string, limit time.Duration, match func(Event) bool) Event {
+	u.T.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		for _, e := range u.Events() {
 			if match(e) {
@@ -198,7 +203,7 @@ func (u *Up) WaitFor(what string, match func(Event) bool) Event {
 		default:
 		}
 		if time.Now().After(deadline) {
-			u.T.Fatalf("no %s within 30s:\n%s", what, u.Dump())
+			u.T.Fatalf("no %s within %v:\n%s", what, limit, u.Dump())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -239,3 +239,12 @@ func TestChromium(t *testing.T) {
 		}
 	}
 }
+
+func netListen() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -61,6 +61,10 @@ type (
 		snap *agent.SnapshotResponse
 		err  error
 	}
+	usageMsg struct {
+		usage map[string]agent.Usage
+		err   error
+	}
 	eventMsg       json.RawMessage
 	streamEndedMsg struct{ err error }
 	tickMsg        struct{}
@@ -114,7 +118,7 @@ func (m *model) Init() tea.Cmd {
 }
 
 func tick() tea.Cmd {
-	return tea.Tick(2*time.Second, func(time.Time) tea.Msg { return tickMsg{} })
+	return tea.Tick(3*time.Second, func(time.Time) tea.Msg { return tickMsg{} })
 }
 
 func (m *model) fetch() tea.Cmd {
@@ -123,6 +127,17 @@ func (m *model) fetch() tea.Cmd {
 		defer cancel()
 		s, err := m.c.Snapshot(ctx)
 		return snapshotMsg{s, err}
+	}
+}
+
+// fetchUsage reads what each instance uses (CPU, memory), which changes
+// without events.
+func (m *model) fetchUsage() tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		defer cancel()
+		u, err := m.c.Usage(ctx)
+		return usageMsg{u, err}
 	}
 }
 
@@ -172,7 +187,17 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case streamEndedMsg:
 		m.err = fmt.Errorf("the agent's event stream ended (did it stop?): %v", msg.err)
 	case tickMsg:
-		return m, tea.Batch(m.refresh(), tick())
+		return m, tea.Batch(m.fetchUsage(), tick())
+	case usageMsg:
+		if msg.err == nil && m.snap != nil {
+			for i := range m.snap.Instances {
+				in := &m.snap.Instances[i]
+				if u, ok := msg.usage[in.Address]; ok {
+					in.CPUSeconds, in.CPUPercent, in.RSSBytes, in.Procs = u.CPUSeconds, u.CPUPercent, u.RSSBytes, u.Procs
+				}
+			}
+			m.arrange()
+		}
 	case doneMsg:
 		m.message = msg.text
 		return m, m.refresh()
@@ -471,7 +496,7 @@ func (m *model) View() string {
 	}
 	h := m.listHeight()
 	for i := m.offset; i < len(m.rows) && i < m.offset+h; i++ {
-		r := cols.row(m.rows[i], m.snap.Time)
+		r := cols.row(m.rows[i], time.Now())
 		if i == m.cursor {
 			r = "\x1b[7m" + padRight(r, w) + "\x1b[0m"
 		}

@@ -57,6 +57,16 @@ async function refresh() {
   }
 }
 
+async function usage() {
+  try {
+    const u = await (await api("/v1/usage")).json();
+    for (const i of instances) Object.assign(i, u[i.address] || {});
+    render();
+  } catch (e) {
+    text($("#message"), "cannot read the agent: " + e.message);
+  }
+}
+
 // soon refreshes once after a burst of events.
 function soon() { if (!refreshTimer) refreshTimer = setTimeout(refresh, 250); }
 
@@ -180,5 +190,5 @@ $("#filter").addEventListener("input", render);
 refresh();
 plan();
 follow();
-// CPU and memory change without events: sampled every 5 s.
-setInterval(refresh, 5000);
+// CPU and memory change without events: read every 10 s.
+setInterval(usage, 10000);
