@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -136,9 +137,19 @@ func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 // until ctx is done, the agent stops, or fn returns an error. since is
 // passed as is ("" for new events only).
 func (c *Client) Events(ctx context.Context, since string, fn func(json.RawMessage) error) error {
-	path := "/events"
+	q := url.Values{}
 	if since != "" {
-		path += "?since=" + url.QueryEscape(since)
+		q.Set("since", since)
+	}
+	return c.EventsQuery(ctx, q, fn)
+}
+
+// EventsQuery is Events with the query of GET /v1/events: since, until,
+// type, addr, topic (EventFilter.Values).
+func (c *Client) EventsQuery(ctx context.Context, q url.Values, fn func(json.RawMessage) error) error {
+	path := "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
@@ -156,6 +167,45 @@ func (c *Client) Events(ctx context.Context, since string, fn func(json.RawMessa
 		return ctx.Err()
 	}
 	return sc.Err()
+}
+
+// Snapshot returns the engine's books with what each instance uses (GET
+// /v1/snapshot).
+func (c *Client) Snapshot(ctx context.Context) (*SnapshotResponse, error) {
+	var out SnapshotResponse
+	return &out, c.call(ctx, http.MethodGet, "/snapshot", nil, &out)
+}
+
+// Usage returns what each running instance uses, by address (GET
+// /v1/usage).
+func (c *Client) Usage(ctx context.Context) (map[string]Usage, error) {
+	var out map[string]Usage
+	return out, c.call(ctx, http.MethodGet, "/usage", nil, &out)
+}
+
+// LastPlan returns the last plan with changes the engine applied (GET
+// /v1/plan/last).
+func (c *Client) LastPlan(ctx context.Context) (*LastPlanResponse, error) {
+	var out LastPlanResponse
+	return &out, c.call(ctx, http.MethodGet, "/plan/last", nil, &out)
+}
+
+// Metrics returns the Prometheus text of GET /metrics.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("talking to the agent on %s: %w", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("the agent answered %s", resp.Status)
+	}
+	return string(b), err
 }
 
 // Restart restarts a daemon and returns its new pid (POST /v1/restart).
@@ -225,4 +275,23 @@ func (c *Client) Apply(ctx context.Context, destroy bool, fingerprint string, fn
 		return nil, err
 	}
 	return nil, errors.New("the agent ended the apply without a result (did it stop?)")
+}
+
+// Logs copies the log of addr (GET /v1/logs): its last n lines, then with
+// follow what is written, until ctx is done.
+func (c *Client) Logs(ctx context.Context, addr string, n int, follow bool, w io.Writer) error {
+	path := addrPath("/logs/", addr) + "?n=" + strconv.Itoa(n)
+	if follow {
+		path += "&follow=1"
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

@@ -12,10 +12,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/executor/procstat"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
@@ -33,12 +35,33 @@ type Server struct {
 	// LogPath returns the current log file of an instance (rotated ones
 	// are LogPath + ".1", ".2", ...).
 	LogPath func(spec.Address) string
+	// Sampler reads the CPU and memory of what runs, shared by every
+	// watcher (metrics, snapshot, the web page); nil: one of its own.
+	Sampler *procstat.Sampler
+
+	samplerOnce sync.Once
+	metricsOnce sync.Once
+	metrics     http.Handler
+}
+
+func (s *Server) sampler() *procstat.Sampler {
+	s.samplerOnce.Do(func() {
+		if s.Sampler == nil {
+			s.Sampler = &procstat.Sampler{}
+		}
+	})
+	return s.Sampler
 }
 
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/snapshot", s.snapshot)
+	mux.HandleFunc("GET /v1/usage", s.usage)
+	mux.HandleFunc("GET /v1/plan/last", s.lastPlan)
+	mux.HandleFunc("POST /v1/trace/{addr}", s.trace)
+	mux.Handle("GET /metrics", s.MetricsHandler())
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("GET /v1/logs/{addr}", s.logs)
 	mux.HandleFunc("POST /v1/restart/{addr}", s.restart)
@@ -202,42 +225,21 @@ func parseSince(s string) (time.Time, error) {
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	since, err := parseSince(r.URL.Query().Get("since"))
+	f, err := ParseEventFilter(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	past, ch, cancel := s.Engine.Subscribe(since)
-	defer cancel()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	for _, ev := range past {
-		if enc.Encode(ev) != nil {
-			return
+	s.Stream(r, f, func(ev engine.Event) error { return enc.Encode(ev) }, func() {
+		if fl != nil {
+			fl.Flush()
 		}
-	}
-	if fl != nil {
-		fl.Flush()
-	}
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				return // too slow: dropped
-			}
-			if enc.Encode(ev) != nil {
-				return
-			}
-			if fl != nil {
-				fl.Flush()
-			}
-		case <-r.Context().Done():
-			return
-		}
-	}
+	})
 }
 
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {

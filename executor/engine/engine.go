@@ -144,6 +144,8 @@ type Engine struct {
 	// svc is the service registry and the listeners that follow it
 	// (services.go); nil while the configuration publishes no service.
 	svc *services
+
+	stats stats // counters for metrics and orch top (observe.go)
 }
 
 // instance is what the engine knows of one declared instance.
@@ -291,6 +293,7 @@ func (e *Engine) emit(ev Event) {
 	// URL (an error of the backend, a probe's failure): no sensitive
 	// value leaves the engine.
 	ev.Detail = e.redactor.Load().Redact(ev.Detail)
+	e.stats.event(ev)
 	e.bus.publish(ev)
 	e.toModules(ev)
 	if e.opts.Out != nil {
@@ -897,7 +900,9 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 		if before != nil {
 			before()
 		}
+		t0 := time.Now()
 		res, err := ex.Apply(e.ctx, cfg, p)
+		e.stats.applied(p, time.Since(t0), res, err)
 		e.post(func() {
 			e.inflight--
 			done(res, err)

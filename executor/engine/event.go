@@ -41,6 +41,8 @@ const (
 	EventResumed                             // orch resume continued it (SIGCONT)
 	EventReloaded                            // its reload signal applied a change of its reload.on
 	EventBlocked                             // its start waits on an instance that failed (Detail names it)
+	EventModuleState                         // a module went through a state of its own (Detail: loaded, starting, running, stopping, stopped, failed)
+	EventPublished                           // a module published on the bus (Topic; Detail: the data)
 
 	// Services (services.go): Detail is the DNS name, the address and
 	// the route; for a deregistration, why.
@@ -52,7 +54,7 @@ var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "
 	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
 	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
 	"unreachable", "reconnected", "paused", "resumed", "reloaded", "blocked",
-	"service_registered", "service_deregistered"}
+	"module_state", "published", "service_registered", "service_deregistered"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {
@@ -85,6 +87,7 @@ type Event struct {
 	ExitCode *int   // set when an exit code is known
 	Signal   string // the signal that ended it
 	Detail   string
+	Topic    string // the bus topic of a published event
 }
 
 type jsonEvent struct {
@@ -95,12 +98,13 @@ type jsonEvent struct {
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Signal   string    `json:"signal,omitempty"`
 	Detail   string    `json:"detail,omitempty"`
+	Topic    string    `json:"topic,omitempty"`
 }
 
 // MarshalJSON renders the event as one NDJSON object: {time, type,
 // address, pid, exit_code, signal, detail}.
 func (e Event) MarshalJSON() ([]byte, error) {
-	j := jsonEvent{Time: e.Time, Type: e.Type, Pid: e.Pid, ExitCode: e.ExitCode, Signal: e.Signal, Detail: e.Detail}
+	j := jsonEvent{Time: e.Time, Type: e.Type, Pid: e.Pid, ExitCode: e.ExitCode, Signal: e.Signal, Detail: e.Detail, Topic: e.Topic}
 	if !e.Addr.IsZero() {
 		j.Address = e.Addr.String()
 	}
@@ -114,7 +118,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*e = Event{Time: j.Time, Type: j.Type, Pid: j.Pid, ExitCode: j.ExitCode, Signal: j.Signal, Detail: j.Detail}
+	*e = Event{Time: j.Time, Type: j.Type, Pid: j.Pid, ExitCode: j.ExitCode, Signal: j.Signal, Detail: j.Detail, Topic: j.Topic}
 	if j.Address != "" {
 		a, err := spec.ParseAddress(j.Address)
 		if err != nil {
@@ -144,6 +148,8 @@ func (e Event) String() string {
 		b.WriteString("plan applied")
 	case EventPlan:
 		b.WriteString("applying")
+	case EventPublished:
+		b.WriteString("published " + e.Topic)
 	default:
 		b.WriteString(e.Type.String())
 	}

@@ -178,10 +178,12 @@ func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started 
 			return
 		case <-t.C:
 		}
+		t0 := time.Now()
 		err := Probe(ctx, h, r)
 		if ctx.Err() != nil {
 			return
 		}
+		probed(ctx, time.Since(t0), err)
 		up := time.Since(started)
 		switch {
 		case err == nil:

@@ -103,7 +103,7 @@ func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) 
 	if h == nil {
 		return
 	}
-	hctx, cancel := context.WithCancel(ctx)
+	hctx, cancel := context.WithCancel(e.stats.probeContext(ctx, inst.addr))
 	inst.healthCancel = cancel
 	addr, gen, started := inst.addr, inst.gen, inst.started
 	handle, rt := inst.handle, e.runtime(inst.rt)

@@ -28,58 +28,6 @@ import (
 // is invalid or lacks a variable's value. A NAME without a key (worker)
 // addresses every instance of a counted block (worker[0], worker[1]).
 
-func (a *App) eventsCommand() *cobra.Command {
-	var (
-		vf     varFlags
-		asJSON bool
-		since  string
-	)
-	cmd := &cobra.Command{
-		Use:   "events [DIR]",
-		Short: "Stream what the agent (or orch up) does and sees",
-		Long: `Stream the events of the agent or orch up that runs for DIR, one per line,
-until Ctrl-C: started, exited (code or signal), healthy, unhealthy,
-restarting in Xs, failed, config reloaded, plan applied, adopted, ...
--json prints each as a JSON object {time, type, address, pid, exit_code,
-signal, detail}. -since also prints the recent events kept by the agent
-(the last 4,096) from a time (RFC 3339), a duration back from now (5m), or
-all. It needs a running agent, found through the state directory: it works
-while the configuration on disk is invalid.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := dirArg(args)
-			l, err := a.locate(dir, &vf)
-			if err != nil {
-				return err
-			}
-			c := a.agentOf(l)
-			if c == nil {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent or orch up is running for %s (nothing answers at %s): start one with orch agent %s (or orch up %s)",
-					dir, a.settings.AgentSocketFor(l.stateDir), dir, dir)}
-			}
-			ctx, stop := a.quietInterruptible()
-			defer stop()
-			err = c.Events(ctx, since, func(raw json.RawMessage) error {
-				var err error
-				if asJSON {
-					_, err = fmt.Fprintf(a.Stdout, "%s\n", raw)
-				} else {
-					_, err = fmt.Fprintln(a.Stdout, renderEvent(raw))
-				}
-				return err
-			})
-			if err != nil && ctx.Err() == nil {
-				return a.agentErr(err)
-			}
-			return nil
-		},
-	}
-	vf.register(cmd.Flags())
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
-	cmd.Flags().StringVar(&since, "since", "", "also print the kept events since `WHEN` (RFC 3339 time, duration such as 5m, or all)")
-	return cmd
-}
-
 // JSONLogLine is one line of `orch logs -json`.
 type JSONLogLine struct {
 	Address string `json:"address"`

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 
 	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/executor/agent/web"
 	"github.com/orch-dev/orch/executor/engine"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
@@ -122,6 +124,9 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
 	})
+	// Modules' own states and what they publish reach the event stream
+	// (orch events, the web page).
+	defer eng.ForwardBus(mods.Bus())()
 	sock := a.settings.AgentSocketFor(s.stateDir)
 	ln, err := agent.Listen(sock)
 	if err != nil {
@@ -137,6 +142,23 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		srv.Serve(srvCtx, ln)
 	}()
 	defer func() { srvStop(); <-served }()
+	if h := s.cfg.Project.HTTP; h != nil {
+		// The web page and /metrics, as declared when orch up started (an
+		// edit of orch { http } takes effect at the next start).
+		wl, err := net.Listen("tcp", h.Listen)
+		if err != nil {
+			return &exitError{code: ExitError, msg: fmt.Sprintf("cannot serve orch { http } (%s:%d) on %s: %v",
+				h.DeclRange.Filename, h.DeclRange.Start.Line, h.Listen, err)}
+		}
+		ws := &web.Server{API: srv, Token: h.Token, Listen: wl.Addr().String()}
+		webDone := make(chan struct{})
+		go func() {
+			defer close(webDone)
+			ws.Serve(srvCtx, wl)
+		}()
+		defer func() { srvStop(); <-webDone }()
+		fmt.Fprintf(a.Stderr, "Serving the web page and /metrics on http://%s/\n", wl.Addr())
+	}
 	if err := eng.Run(ctx); err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
 	}

@@ -1,0 +1,181 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/orch-dev/orch/executor/procstat"
+)
+
+// TraceRequest is the body of POST /v1/trace/{addr}.
+type TraceRequest struct {
+	// Filters are strace's -e expressions, passed as they are
+	// (trace=openat, signal=none, ...).
+	Filters []string `json:"filters,omitempty"`
+	// EBPF asks bpftrace for a count of the system calls by name instead,
+	// printed when the client ends the trace.
+	EBPF bool `json:"ebpf,omitempty"`
+}
+
+// pidPrefix is how strace -f starts a line of a process other than the
+// only one it traces.
+var pidPrefix = regexp.MustCompile(`^\[pid\s+(\d+)\] `)
+
+// trace attaches strace -f to the whole process group of a running
+// daemon (for a container, its init's group, by host pids) and streams
+// its output as text/plain, one line per system call, each starting with
+// "[pid N] ". When the client goes, strace is interrupted, which detaches
+// it from every process: the daemon runs on, untouched.
+func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
+	a, ok := pathAddr(w, r)
+	if !ok {
+		return
+	}
+	var req TraceRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && err != io.EOF {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	tool := "strace"
+	if req.EBPF {
+		tool = "bpftrace"
+	}
+	path, err := exec.LookPath(tool)
+	if err != nil {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("cannot trace %s: %s is not installed where the agent runs (on Debian: apt-get install %s)", a, tool, tool))
+		return
+	}
+	obs, err := s.Engine.Observe(r.Context(), a)
+	if err != nil {
+		engineErr(w, err)
+		return
+	}
+	if obs.Pid <= 0 {
+		writeError(w, http.StatusConflict, fmt.Errorf("cannot trace %s: it has no process on this host (pid unknown)", a))
+		return
+	}
+	pids := procstat.Members(obs.Pid)
+	var args []string
+	if req.EBPF {
+		var conds []string
+		for _, p := range pids {
+			conds = append(conds, "pid == "+strconv.Itoa(p))
+		}
+		// Children forked later are counted too: their parent is one.
+		prog := fmt.Sprintf("tracepoint:raw_syscalls:sys_enter /%s/ { @[ksym(*(kaddr(\"sys_call_table\") + args->id * 8))] = count(); }", strings.Join(conds, " || "))
+		args = []string{"-e", prog}
+	} else {
+		args = []string{"-f", "-qq"}
+		for _, f := range req.Filters {
+			args = append(args, "-e", f)
+		}
+		for _, p := range pids {
+			args = append(args, "-p", strconv.Itoa(p))
+		}
+	}
+	cmd := exec.Command(path, args...)
+	// Its own process group: a Ctrl-C at the agent's terminal (orch up)
+	// is not strace's, and stopping it is this handler's business.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if req.EBPF {
+		cmd.Stdout = cmd.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("cannot trace %s: %w", a, err))
+		return
+	}
+	waited := make(chan error, 1)
+	lines := make(chan string, 256)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		waited <- cmd.Wait()
+	}()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	fmt.Fprintf(w, "# tracing %s: %s attached to %d process(es): %s\n", a, tool, len(pids), strings.Trim(fmt.Sprint(pids), "[]"))
+	if fl != nil {
+		fl.Flush()
+	}
+	main := strconv.Itoa(obs.Pid)
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			// SIGINT: strace detaches from every tracee and exits;
+			// bpftrace prints its maps and exits.
+			cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	var done <-chan struct{} = r.Context().Done()
+	var kill <-chan time.Time
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				err := <-waited
+				if !stopped && err != nil {
+					var ee *exec.ExitError
+					if errors.As(err, &ee) {
+						fmt.Fprintf(w, "# %s ended: %v\n", tool, err)
+					}
+				}
+				return
+			}
+			if !req.EBPF && !pidPrefix.MatchString(l) {
+				l = "[pid " + main + "] " + l
+			}
+			if _, err := io.WriteString(w, l+"\n"); err != nil {
+				stop()
+				continue
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-done:
+			done = nil
+			stop()
+			kill = time.After(10 * time.Second)
+		case <-kill:
+			// strace detaches on SIGINT; should it hang, SIGKILL ends it
+			// and the kernel detaches its tracees (they are not killed).
+			cmd.Process.Kill()
+		}
+	}
+}
+
+// Trace streams the trace of addr (POST /v1/trace) to out until ctx is
+// done or the daemon ends; the agent then detaches.
+func (c *Client) Trace(ctx context.Context, addr string, req TraceRequest, out io.Writer) error {
+	resp, err := c.do(ctx, http.MethodPost, addrPath("/trace/", addr), req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(out, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
