@@ -172,7 +172,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		in := Instance{Address: st.Addr.String(), State: st.Observed.State.String(), Status: st.Status,
 			Supervised: st.Supervised, Health: st.Health, Restarts: st.Restarts, Waiting: st.Waiting,
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID,
-			MemoryBytes: st.Observed.Memory, CPUSeconds: st.Observed.CPU.Seconds(), Says: st.Observed.Says}
+			MemoryBytes: st.Observed.Memory, CPUSeconds: st.Observed.CPU.Seconds(), Says: st.Observed.Says,
+			Service: st.Service, Route: st.Route, Registered: st.Registered}
 		if st.Status == "waiting" || st.Status == "blocked" {
 			in.State = "-"
 		}

@@ -154,7 +154,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 			l := JSONStatus{Address: in.Address, Runtime: in.Runtime, State: in.State, Status: in.Status, Pid: in.Pid,
 				ID: in.ID, StartedAt: in.StartedAt, UptimeSec: in.UptimeSec, ConfigHash: in.ConfigHash, LastError: in.LastError,
 				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting,
-				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says}
+				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says, Service: in.Service, Route: in.Route}
 			if in.UpdatedAt != nil {
 				l.UpdatedAt = *in.UpdatedAt
 			}
@@ -168,7 +168,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tHEALTH\tRESTARTS\tPID\tUPTIME\tMEM\tCPU\tCONFIG")
+	fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tHEALTH\tRESTARTS\tPID\tUPTIME\tMEM\tCPU\tCONFIG\tSERVICE\tROUTE")
 	for _, l := range st.Instances {
 		pid, up, health := "-", "-", l.Health
 		if l.Pid != 0 {
@@ -190,7 +190,12 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		}
 		mem, cpu := usageColumns(l.MemoryBytes, l.CPUSeconds)
 		status = withSays(status, l.Says)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, mem, cpu, hash)
+		service := dash(l.Service)
+		if l.Service != "" && !l.Registered {
+			service += " (not ready)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, mem, cpu, hash,
+			service, dash(l.Route))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
