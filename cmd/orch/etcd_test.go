@@ -157,6 +157,11 @@ func TestEtcdMemberAndQuorumLoss(t *testing.T) {
 	}
 
 	c.Members[0].Stop()
+	// When the stopped member led, the others elect a leader first; on a
+	// busy machine that can take longer than orch's 5 s per request.
+	if err := c.WaitHealthy(time.Minute); err != nil {
+		t.Fatalf("the two members left never agreed: %v", err)
+	}
 	write(head + daemon("a") + daemon("b"))
 	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
 	pidB := status(t, dir)["daemon.b"].Pid

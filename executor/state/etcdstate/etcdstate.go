@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -311,16 +312,28 @@ func (b *Backend) lock(opts state.Options) error {
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(state.LockInfo{Pid: os.Getpid(), Operation: opts.Operation,
 		Since: time.Now().UTC().Truncate(time.Second), Host: host})
-	ctx, cancel := b.ctx()
 	ttl := int64((b.cfg.LockTTL + time.Second - 1) / time.Second)
-	g, err := b.cli.Grant(ctx, ttl)
-	cancel()
-	if err != nil {
-		return b.etcdErr("grant the lock's lease", err)
+	// The lease is granted afresh for an attempt once half its TTL has
+	// gone by: nothing keeps it alive while this writer waits for
+	// another's lock, and a put bound to a lapsed lease fails.
+	var granted time.Time
+	grant := func() error {
+		ctx, cancel := b.ctx()
+		g, err := b.cli.Grant(ctx, ttl)
+		cancel()
+		if err != nil {
+			return b.etcdErr("grant the lock's lease", err)
+		}
+		b.lease, granted = g.ID, time.Now()
+		return nil
 	}
-	b.lease = g.ID
 	deadline := time.Now().Add(opts.LockTimeout)
 	for {
+		if time.Since(granted) > time.Duration(ttl)*time.Second/2 {
+			if err := grant(); err != nil {
+				return err
+			}
+		}
 		ctx, cancel := b.ctx()
 		resp, err := b.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(b.lockKey), "=", 0)).
@@ -328,6 +341,10 @@ func (b *Backend) lock(opts state.Options) error {
 			Else(clientv3.OpGet(b.lockKey)).
 			Commit()
 		cancel()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			granted = time.Time{} // it lapsed on the way: another one
+			continue
+		}
 		if err != nil {
 			return b.etcdErr("take the lock", err)
 		}
