@@ -333,10 +333,15 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
-	if err := m.SetUnitPropertiesContext(ctx, hi.Unit, true,
-		sd.Property{Name: "KillSignal", Value: dbus.MakeVariant(int32(sig.Num))},
-		sd.Property{Name: "TimeoutStopUSec", Value: dbus.MakeVariant(uint64(timeout / time.Microsecond))}); err != nil && !notLoaded(err) {
-		return resp, m.err(p, "stop", req.Addr, err)
+	if u.KillSignal != int32(sig.Num) || u.StopTimeout != timeout {
+		// Asked for another signal or timeout than the unit was made with
+		// (systemd cannot change them on a running unit): the same steps
+		// by hand, then systemd's stop for what is left.
+		killed, err := p.stopByHand(ctx, m, hi.Unit, sig, timeout)
+		if err != nil {
+			return resp, m.err(p, "stop", req.Addr, err)
+		}
+		resp.Killed = killed
 	}
 	done := make(chan string, 1)
 	if _, err := m.StopUnitContext(ctx, hi.Unit, "replace", done); err != nil {
@@ -362,8 +367,39 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		return resp, nil
 	}
 	resp.Observed = u.observed("")
-	resp.Killed = sig.Num != syscall.SIGKILL && (u.Result == "timeout" || resp.Observed.Signal == "SIGKILL")
+	resp.Killed = resp.Killed || sig.Num != syscall.SIGKILL && (u.Result == "timeout" || resp.Observed.Signal == "SIGKILL")
 	return resp, nil
+}
+
+// stopByHand sends sig to every process of unit name, waits up to timeout
+// for its main process to end, and sends SIGKILL to what is left then.
+// killed says it came to that.
+func (p *Provider) stopByHand(ctx context.Context, m manager, name string, sig spec.Signal, timeout time.Duration) (killed bool, err error) {
+	if err := m.KillUnitWithTarget(ctx, name, sd.All, int32(sig.Num)); err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(timeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		u, err := m.read(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		if !u.running() {
+			return false, nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(min(wait, time.Until(deadline)+time.Millisecond)):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	if err := m.KillUnitWithTarget(ctx, name, sd.All, int32(syscall.SIGKILL)); err != nil {
+		return false, err
+	}
+	return sig.Num != syscall.SIGKILL, nil
 }
 
 // Delete unloads a stopped unit (reset-failed; a unit kept after its

@@ -32,6 +32,8 @@ type unit struct {
 	ExecCode    int32 // ExecMainCode: CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0 while it runs or never ran
 	ExecStatus  int32 // ExecMainStatus: the exit code or the signal number
 	ExecStart   time.Time
+	KillSignal  int32
+	StopTimeout time.Duration
 	Marks       marks
 }
 
@@ -76,6 +78,10 @@ func (m manager) read(ctx context.Context, name string) (unit, error) {
 	u.ExecStatus, _ = sp["ExecMainStatus"].(int32)
 	if v, ok := sp["ExecMainStartTimestamp"].(uint64); ok && v > 0 {
 		u.ExecStart = time.UnixMicro(int64(v))
+	}
+	u.KillSignal, _ = sp["KillSignal"].(int32)
+	if v, ok := sp["TimeoutStopUSec"].(uint64); ok {
+		u.StopTimeout = time.Duration(v) * time.Microsecond
 	}
 	if f, ok := sp["LogExtraFields"].([][]byte); ok {
 		u.Marks = parseMarks(f)
