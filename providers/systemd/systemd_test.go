@@ -30,7 +30,8 @@ func TestSystemd(t *testing.T) {
 	t.Run("AdoptAndReplace", testAdoptAndReplace)
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Reexec", testReexec)
-	// t.Run("Engine", testEngine)
+	t.Run("Engine", testEngine)
+	t.Run("NoBus", testNoBus)
 }
 
 // testLifecycle: a daemon's unit and its properties, its log, a signal to

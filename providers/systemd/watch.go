@@ -192,16 +192,25 @@ func (mo *monitor) follow(ctx context.Context, conn *dbus.Conn, ch chan *dbus.Si
 				if len(sig.Body) < 3 {
 					continue
 				}
-				if owner, _ := sig.Body[2].(string); owner == "" {
+				prev, _ := sig.Body[1].(string)
+				owner, _ := sig.Body[2].(string)
+				switch {
+				case owner == "":
 					if !away {
 						away = true
 						mo.send(note{kind: "disconnected"})
 					}
-				} else if away {
-					// systemd is back (daemon-reexec): its subscribers
-					// are not all kept, so subscribe again.
+				case away || prev != "":
+					// systemd is back, or another systemd process took its
+					// name over (daemon-reexec hands the name from the old
+					// connection to the new one): what happened meanwhile
+					// was not seen, and its subscribers are not all kept,
+					// so subscribe again and say so.
+					if !away {
+						mo.send(note{kind: "disconnected"})
+					}
 					if err := subscribeSystemd(conn); err != nil {
-						return away
+						return true
 					}
 					away = false
 					mo.send(note{kind: "reconnected"})
