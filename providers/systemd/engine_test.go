@@ -225,9 +225,10 @@ daemon "w" {
 	systemctl(t, "stop", foreign)
 }
 
-// testNoBus: orch apply with a systemd runtime whose bus cannot be
-// reached fails that daemon with an error naming the runtime; a process
-// daemon of the same configuration runs.
+// testNoBus: with a systemd runtime whose bus cannot be reached, orch
+// apply fails with an error naming the runtime and the bus (it cannot
+// list what runs there), and orch up runs the process daemon of the same
+// configuration while the systemd one waits for its runtime.
 func testNoBus(t *testing.T) {
 	project := uniqueProject(t)
 	dir := filepath.Join(os.TempDir(), project)
@@ -246,17 +247,20 @@ daemon "p" {
   command = ["/bin/sleep", "1001"]
 }
 `, project))
-	env := []string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/no-such-bus"}
-	out, code := orchCmd(t, env, "apply", "-auto-approve", dir)
-	t.Cleanup(func() { orchCmd(t, env, "destroy", "-auto-approve", dir) })
-	if code != 1 || !strings.Contains(out, "daemon.s") || !strings.Contains(out, "runtime.systemd.host") || !strings.Contains(out, "cannot reach systemd") {
+	const noBus = "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/no-such-bus"
+	out, code := orchCmd(t, []string{noBus}, "apply", "-auto-approve", dir)
+	if code != 1 || !strings.Contains(out, "runtime.systemd.host: cannot reach systemd on the system bus unix:path=/run/no-such-bus") {
 		t.Errorf("apply without a bus: exit %d\n%s", code, out)
 	}
-	st, _ := orchCmd(t, env, "status", dir)
-	if !strings.Contains(st, "daemon.p") || !strings.Contains(st, "running") {
-		t.Errorf("the process daemon does not run:\n%s\n%s", st, out)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
+	up := startUp(t, dir)
+	waitFor(t, "daemon.p to start and daemon.s to wait for its runtime", func() bool {
+		return up.events("started", "daemon.p") == 1 && up.events("waiting", "daemon.s") >= 1
+	})
+	if !strings.Contains(up.output(), "runtime.systemd.host: cannot reach systemd on the system bus unix:path=/run/no-such-bus") {
+		t.Errorf("orch up does not say why runtime.systemd.host is unreachable:\n%s", up.output())
 	}
-	if out, err := exec.Command("pgrep", "-f", "sleep 1001").Output(); err != nil || len(out) == 0 {
-		t.Errorf("no process of daemon.p")
+	if len(processes("/bin/sleep 1001")) != 1 {
+		t.Errorf("daemon.p does not run")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -215,3 +216,24 @@ type ctyValue = cty.Value
 func ctyString(s string) cty.Value { return cty.StringVal(s) }
 
 func fstestMap(main string) fstest.MapFS { return fstest.MapFS{"main.hcl": {Data: []byte(main)}} }
+
+// processes lists the pids whose command line (arguments joined by
+// spaces) is cmdline.
+func processes(cmdline string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) == cmdline {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

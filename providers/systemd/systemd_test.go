@@ -145,8 +145,8 @@ func testStopTimeoutKills(t *testing.T) {
 		if d := time.Since(t0); d < time.Second {
 			t.Errorf("%s: killed after %s, before the timeout", c.declared, d)
 		}
-		if out, _ := exec.Command("pgrep", "-f", "sleep 1000").Output(); len(out) > 0 {
-			t.Errorf("%s: a process of the unit survived: %s", c.declared, out)
+		if ps := processes("sleep 1000"); len(ps) > 0 {
+			t.Errorf("%s: a process of the unit survived: %v", c.declared, ps)
 		}
 		if s := show(t, unit, "Result"); s != c.result {
 			t.Errorf("%s: Result %s, want %s", c.declared, s, c.result)

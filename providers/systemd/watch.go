@@ -399,22 +399,23 @@ func (p *Provider) unitEvent(ctx context.Context, rt *spec.Runtime, name, projec
 		return providers.Event{}, false
 	}
 	ev := providers.Event{Addr: addr, Time: time.Now(), Observed: u.observed("")}
-	run, was := u.running(), last[name]
+	// A unit seen for the first time that does not run has stopped
+	// since it was started (this stream began after that).
+	run := u.running()
+	was, before := last[name]
 	switch {
 	case !u.Loaded:
-		delete(known, name)
-		delete(last, name)
 		ev.Kind = "destroyed"
-	case run && !was:
+	case run && (!was || !before):
 		ev.Kind = "started"
-	case !run && was:
+	case !run && (was || !before):
 		ev.Kind = "exited"
 	default:
-		last[name] = run
 		return providers.Event{}, false
 	}
 	last[name] = run
 	if !u.Loaded {
+		delete(known, name)
 		delete(last, name)
 	}
 	return ev, true
