@@ -30,6 +30,8 @@ func TestSystemd(t *testing.T) {
 	t.Run("AdoptAndReplace", testAdoptAndReplace)
 	t.Run("Unreachable", testUnreachable)
 	t.Run("Reexec", testReexec)
+	t.Run("Notify", testNotify)
+	t.Run("Resources", testResources)
 	t.Run("Engine", testEngine)
 	t.Run("NoBus", testNoBus)
 }

@@ -27,6 +27,7 @@ type unit struct {
 	ActiveState string
 	SubState    string
 	Result      string // the service's: success, exit-code, signal, timeout, oom-kill, ...
+	Type        string // the service's Type: exec, notify
 	Invocation  string
 	MainPID     int
 	ExecCode    int32 // ExecMainCode: CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0 while it runs or never ran
@@ -71,6 +72,7 @@ func (m manager) read(ctx context.Context, name string) (unit, error) {
 		return u, err
 	}
 	u.Result = str(sp["Result"])
+	u.Type = str(sp["Type"])
 	if v, ok := sp["MainPID"].(uint32); ok {
 		u.MainPID = int(v)
 	}
@@ -145,7 +147,9 @@ func (u unit) observed(inv string) providers.Observed {
 	case "oom-kill":
 		obs.Error = "out of memory"
 	case "timeout":
-		obs.Error = "stop timed out; killed"
+		obs.Error = "timed out; killed"
+	case "watchdog":
+		obs.Error = "missed its watchdog (WATCHDOG=1)"
 	case "exit-code", "signal", "core-dump", "success", "":
 	default:
 		obs.Error = "systemd: " + u.Result
