@@ -45,7 +45,9 @@ func uniqueProject(t *testing.T) string {
 
 // load loads body as the configuration of project, with the runtime
 // "systemd" "host" declared.
-func load(t *testing.T, project, body string) *spec.Config {
+func load(t *testing.T, project, body string) *spec.Config { return loadB(t, project, body) }
+
+func loadB(t testing.TB, project, body string) *spec.Config {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), project)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
