@@ -462,7 +462,8 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 }
 
 // Adopt lists the running units of req.Project on req.Runtime from their
-// ownership marks, sorted by address. A unit of an address the state knows
+// ownership marks, sorted by address; of several units of one address, the
+// newest (the others are stopped). A unit of an address the state knows
 // under another unit name (the new unit of a replace that a killed orch
 // did not record, or the old one it did not stop) is stopped and removed:
 // nothing else would.
@@ -477,6 +478,7 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 		return resp, m.err(p, "adopt", spec.Address{}, err)
 	}
 	rt := runtimeName(req.Runtime)
+	found := map[spec.Address][]unit{}
 	for _, st := range list {
 		u, err := m.read(ctx, st.Name)
 		if err != nil {
@@ -498,6 +500,17 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 			}
 			continue
 		}
+		found[addr] = append(found[addr], u)
+	}
+	for addr, us := range found {
+		// Several units of one address (a replace whose orch was killed
+		// before it stopped the old one): the newest is adopted, the
+		// others are stopped.
+		sort.Slice(us, func(i, j int) bool { return us[i].ExecStart.After(us[j].ExecStart) })
+		for _, old := range us[1:] {
+			p.remove(ctx, m, old.Name)
+		}
+		u := us[0]
 		resp.Objects = append(resp.Objects, providers.Adoptable{
 			Addr:       addr,
 			Handle:     HandleInfo{Unit: u.Name, Invocation: u.Invocation, Scope: m.bus.scope}.Encode(),

@@ -292,6 +292,15 @@ func testAdoptAndReplace(t *testing.T) {
 	if n := len(units(t, "orch-"+f.project+"-*")); n != 2 {
 		t.Errorf("%d units, want 2", n)
 	}
+	// State lost with both running: the newer is adopted, the older stopped.
+	ad, err = p2.Adopt(context.Background(), providers.AdoptRequest{Runtime: f.rt, Project: f.project})
+	if err != nil || len(ad.Objects) != 1 || string(ad.Objects[0].Handle) != string(newer.Handle) {
+		t.Errorf("adopt of two units of one address: %+v %v, want %s", ad.Objects, err, newer.Handle)
+	}
+	if u := units(t, "orch-"+f.project+"-*"); len(u) != 1 || u[0] != unitOf(t, newer.Handle) {
+		t.Errorf("units after adoption: %v", u)
+	}
+	resp, newer = newer, f.start(f.r, "hash-c0123456789")
 	// orch was killed before it recorded the new one: the state names
 	// the old handle; adoption stops the unknown unit.
 	ad, err = p2.Adopt(context.Background(), providers.AdoptRequest{Runtime: f.rt, Project: f.project,
