@@ -30,7 +30,11 @@ func benchInMachine(b *testing.B, name string) bool {
 	}
 	m := systemdtest.Boot(b)
 	m.BuildOrch(b)
-	out := m.RunSelf(b, pkg, "-test.run=^$", "-test.bench=^"+name+"$", "-test.benchtime=5x", "-test.timeout=20m")
+	n := "5x" // iterations inside; ORCH_SYSTEMD_BENCHTIME overrides
+	if v := os.Getenv("ORCH_SYSTEMD_BENCHTIME"); v != "" {
+		n = v
+	}
+	out := m.RunSelf(b, pkg, "-test.run=^$", "-test.bench=^"+name+"$", "-test.benchtime="+n, "-test.timeout=30m")
 	// "BenchmarkX  5  123 ns/op  4.5 ms/100-units ..."
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -223,7 +224,8 @@ func Boot(tb testing.TB) *Machine {
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	name := "orch-systemd-test-" + hex.EncodeToString(rnd[:])
-	base := []string{"run", "-d", "--name", name, "--label", "org.orch.test=systemd",
+	removeOrphans()
+	base := []string{"run", "-d", "--name", name, "--label", "org.orch.test=systemd", "--label", "org.orch.test.pid=" + strconv.Itoa(os.Getpid()),
 		"--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",
 		"--stop-signal", "SIGRTMIN+3", "-v", dir + ":/orch:ro", "-e", "container=docker"}
 	var st syscall.Statfs_t
@@ -275,6 +277,24 @@ func Boot(tb testing.TB) *Machine {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return m
+}
+
+// removeOrphans removes the machines of test processes that are gone
+// (killed before their cleanup ran).
+func removeOrphans() {
+	out, err := docker(context.Background(), "ps", "-a", "--filter", "label=org.orch.test=systemd", "--format", `{{.ID}} {{.Label "org.orch.test.pid"}}`)
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 && syscall.Kill(pid, 0) == syscall.ESRCH {
+			docker(context.Background(), "rm", "-f", "-v", f[0])
+		}
+	}
 }
 
 // Exec runs a command in the machine and returns its combined output.
