@@ -20,6 +20,7 @@ import (
 	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/systemd"
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/pflag"
 )
@@ -32,7 +33,7 @@ const ExitChanges = 2
 func providerSet() executor.Providers {
 	return executor.Providers{process.Kind: process.New(process.Options{}), docker.Kind: docker.New(docker.Options{}),
 		docker.KindPodman: docker.New(docker.Options{Kind: docker.KindPodman}),
-		module.Kind:       module.New(module.Options{Unhosted: unhosted})}
+		module.Kind:       module.New(module.Options{Unhosted: unhosted}), systemd.Kind: systemd.New(systemd.Options{})}
 }
 
 // unhosted is why a one-shot command cannot start a module.

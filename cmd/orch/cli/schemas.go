@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/systemd"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -14,5 +15,6 @@ func Schemas() map[string]spec.RuntimeSchema {
 		process.Kind:      process.Schema(),
 		docker.Kind:       docker.Schema(),
 		docker.KindPodman: docker.PodmanSchema(),
+		systemd.Kind:      systemd.Schema(),
 	}
 }
