@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -183,7 +184,9 @@ func BenchmarkUpLogForward(b *testing.B) {
 		var (
 			mu      sync.Mutex
 			written int64
+			nl      int64
 		)
+		readerDone := make(chan struct{})
 		ready := make(chan struct{})
 		go func() {
 			var buf [64 << 10]byte
@@ -193,6 +196,7 @@ func BenchmarkUpLogForward(b *testing.B) {
 				k, err := out.Read(buf[:])
 				mu.Lock()
 				written += int64(k)
+				nl += int64(bytes.Count(buf[:k], []byte{'\n'}))
 				mu.Unlock()
 				if !seen {
 					tail = append(tail[max(0, len(tail)-16):], buf[:k]...)
@@ -202,15 +206,22 @@ func BenchmarkUpLogForward(b *testing.B) {
 					}
 				}
 				if err != nil {
+					close(readerDone)
 					return
 				}
 			}
 		}()
-		defer func() {
-			cmd.Process.Signal(syscall.SIGINT)
-			cmd.Wait()
-			stopRegistered(filepath.Join(dir, ".orch"))
-		}()
+		stopped := false
+		stop := func() {
+			if !stopped {
+				stopped = true
+				cmd.Process.Signal(syscall.SIGINT)
+				<-readerDone
+				cmd.Wait()
+				stopRegistered(filepath.Join(dir, ".orch"))
+			}
+		}
+		defer stop()
 		select {
 		case <-ready:
 		case <-time.After(3 * time.Minute):
@@ -229,6 +240,19 @@ func BenchmarkUpLogForward(b *testing.B) {
 		n := written - sizeBefore
 		mu.Unlock()
 		cpuPct = float64(after-before) / 100 / wall.Seconds() * 100 // USER_HZ = 100
+		// Every line the daemons wrote while orch up ran reaches its
+		// output by the time it exits: its lines against the logs'.
+		stop()
+		logged := int64(0)
+		files, _ := filepath.Glob(filepath.Join(dir, ".orch", "logs", "*.log*"))
+		for _, f := range files {
+			data, _ := os.ReadFile(f)
+			logged += int64(bytes.Count(data, []byte{'\n'}))
+		}
+		if !quiet {
+			b.ReportMetric(float64(logged), "lines-logged")
+			b.ReportMetric(float64(nl), "lines-printed")
+		}
 		lines = int(n / int64(len("c00 line 12345 the quick brown fox jumps over the lazy dog\n")+len("c00   | ")))
 		return cpuPct, lines
 	}

@@ -61,6 +61,7 @@ type logForwarder struct {
 	files    map[spec.Address]*followed
 	startLen map[string]int64 // sizes of the logs that existed when orch up began
 	buf      bytes.Buffer     // what the next write writes
+	spare    bytes.Buffer     // the other buffer, being written or free
 	done     chan struct{}
 	wg       sync.WaitGroup
 	// streamed tells an instance whose runtime keeps its log (a
@@ -89,6 +90,8 @@ type followed struct {
 	f       *os.File
 	ino     uint64
 	partial []byte // the start of a line not yet ended
+	prefix  []byte // "name   | ", coloured, for the width it was made at
+	pwidth  int
 	// stream is a container's log, read by a goroutine of its own
 	// (isStream; nil until it is open).
 	stream   io.ReadCloser
@@ -232,13 +235,19 @@ func (lf *logForwarder) round(final bool) {
 	for _, f := range lf.files {
 		lf.read(f, final)
 	}
-	out := lf.buf.Bytes()
-	lf.buf = bytes.Buffer{}
+	// Written outside the lock (the streams' readers go on meanwhile),
+	// from the buffer the next round does not fill: the two take turns.
+	out := lf.buf
+	lf.buf, lf.spare = lf.spare, bytes.Buffer{}
+	lf.buf.Reset()
 	lf.mu.Unlock()
-	// Written outside the lock: the streams' readers go on meanwhile.
-	if len(out) > 0 {
-		lf.out.Write(out)
+	if out.Len() > 0 {
+		lf.out.Write(out.Bytes())
 	}
+	out.Reset()
+	lf.mu.Lock()
+	lf.spare = out
+	lf.mu.Unlock()
 }
 
 // failedExit reports whether ev ends a daemon or job with an error.
@@ -347,7 +356,8 @@ func (lf *logForwarder) open(f *followed, first bool) {
 
 // read appends to the buffer the whole lines f's log gained (at most
 // forwardChunk of them, so that a flood cannot starve the others), across
-// a rotation or a truncation; with final, an unended last line too. mu held.
+// a rotation or a truncation; with final, everything, and an unended last
+// line too. mu held.
 func (lf *logForwarder) read(f *followed, final bool) {
 	if f.isStream {
 		return
@@ -359,7 +369,7 @@ func (lf *logForwarder) read(f *followed, final bool) {
 		}
 	}
 	var chunk [32 << 10]byte
-	for read := 0; read < forwardChunk; {
+	for read := 0; final || read < forwardChunk; {
 		k, _ := f.f.Read(chunk[:])
 		if k > 0 {
 			read += k
@@ -421,11 +431,16 @@ var nameColours = [...]string{"36", "33", "32", "35", "34", "96", "93", "92", "9
 func (lf *logForwarder) line(f *followed, l []byte) {
 	l = bytes.TrimSuffix(l, []byte{'\r'})
 	if lf.prefix {
-		if lf.colour {
-			fmt.Fprintf(&lf.buf, "\x1b[%sm%-*s |\x1b[0m ", nameColours[f.colour], lf.width, f.name)
-		} else {
-			fmt.Fprintf(&lf.buf, "%-*s | ", lf.width, f.name)
+		if f.prefix == nil || f.pwidth != lf.width {
+			var b bytes.Buffer
+			if lf.colour {
+				fmt.Fprintf(&b, "\x1b[%sm%-*s |\x1b[0m ", nameColours[f.colour], lf.width, f.name)
+			} else {
+				fmt.Fprintf(&b, "%-*s | ", lf.width, f.name)
+			}
+			f.prefix, f.pwidth = b.Bytes(), lf.width
 		}
+		lf.buf.Write(f.prefix)
 	}
 	lf.buf.Write(l)
 	lf.buf.WriteByte('\n')
