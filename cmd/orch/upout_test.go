@@ -227,7 +227,9 @@ func BenchmarkUpLogForward(b *testing.B) {
 		case <-time.After(3 * time.Minute):
 			b.Fatalf("orch up never got ready")
 		}
-		time.Sleep(time.Second)
+		// The writers start before orch up is ready: let it catch up on
+		// that backlog, so that the window measures the steady state.
+		time.Sleep(15 * time.Second)
 		before := cpuTicks(b, cmd.Process.Pid)
 		mu.Lock()
 		sizeBefore := written
