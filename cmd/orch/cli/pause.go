@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -42,18 +43,9 @@ pause does. -json prints an array of {address, paused}.`
 		Long:  long,
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, dir := splitDir(args, 1)
-			addr, err := parseName(names[0])
+			addr, l, c, err := a.nameOnAgent(args, &vf, "orch "+verb+" acts on what orch up or orch agent supervises")
 			if err != nil {
 				return err
-			}
-			l, err := a.locate(dir, &vf)
-			if err != nil {
-				return err
-			}
-			c := a.agentOf(l)
-			if c == nil {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: orch %s acts on what orch up or orch agent supervises", l.dir, verb)}
 			}
 			ctx, stop := a.quietInterruptible()
 			defer stop()
@@ -86,4 +78,24 @@ pause does. -json prints an array of {address, paused}.`
 	vf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {address, paused}")
 	return cmd
+}
+
+// nameOnAgent reads the NAME [DIR] arguments of a command that only works
+// through a running agent: the address named, where its state is, and the
+// agent's client; without an agent, an error ending with why.
+func (a *App) nameOnAgent(args []string, vf *varFlags, why string) (spec.Address, *located, *agent.Client, error) {
+	names, dir := splitDir(args, 1)
+	addr, err := parseName(names[0])
+	if err != nil {
+		return spec.Address{}, nil, nil, err
+	}
+	l, err := a.locate(dir, vf)
+	if err != nil {
+		return spec.Address{}, nil, nil, err
+	}
+	c := a.agentOf(l)
+	if c == nil {
+		return spec.Address{}, nil, nil, &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: %s", l.dir, why)}
+	}
+	return addr, l, c, nil
 }

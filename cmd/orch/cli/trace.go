@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"io"
 	"os"
 
@@ -33,18 +32,9 @@ repeatable). -o writes the trace to FILE instead of standard output.
 Ctrl-C (bpftrace must be installed; without it, the error says so).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, dir := splitDir(args, 1)
-			addr, err := parseName(names[0])
+			addr, _, c, err := a.nameOnAgent(args, &vf, "orch trace attaches through orch up or orch agent")
 			if err != nil {
 				return err
-			}
-			l, err := a.locate(dir, &vf)
-			if err != nil {
-				return err
-			}
-			c := a.agentOf(l)
-			if c == nil {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: orch trace attaches through orch up or orch agent", l.dir)}
 			}
 			var out io.Writer = a.Stdout
 			if output != "" {
