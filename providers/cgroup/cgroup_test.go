@@ -249,3 +249,40 @@ func BenchmarkCreateRemove(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestCreateWhileSiblingsEnd: the project directory goes with its last
+// daemon, so daemons of one project starting while others end race for
+// it. Every Create must succeed however the two interleave (1,000
+// concurrent job starts once failed with "mkdir: no such file or
+// directory" for the child of a parent just removed).
+func TestCreateWhileSiblingsEnd(t *testing.T) {
+	h := host(t)
+	parent := project(t)
+	l := Limits{MemoryMax: 64 << 20, PidsMax: 64}
+	const workers, rounds = 8, 60
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			for i := 0; i < rounds; i++ {
+				g, err := h.Create(parent, fmt.Sprintf("job.j%d.%016x", w, i), l)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := g.Remove(); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.Unified, parent)); !os.IsNotExist(err) {
+		t.Errorf("project cgroup left after its last daemon: %v", err)
+	}
+}

@@ -52,22 +52,21 @@ func (h *Host) Create(parent, name string, l Limits) (Group, error) {
 			v2ctl = append(v2ctl, c)
 		}
 	}
-	top := filepath.Join(h.Unified, parent)
-	if err := mkdir(top); err != nil {
-		return g, err
-	}
 	if len(v2ctl) > 0 {
 		if err := h.delegate(h.Unified, v2ctl); err != nil {
 			return g, err
 		}
-		if err := enable(top, v2ctl); err != nil {
-			return g, err
-		}
 	}
-	g.Path = filepath.Join(top, name)
-	if err := mkdir(g.Path); err != nil {
+	p, err := mkdirUnder(h.Unified, parent, name, func(top string) error {
+		if len(v2ctl) > 0 {
+			return enable(top, v2ctl)
+		}
+		return nil
+	})
+	if err != nil {
 		return g, err
 	}
+	g.Path = p
 	fail := func(err error) (Group, error) {
 		g.Remove()
 		return Group{}, err
@@ -169,12 +168,39 @@ func enable(dir string, ctl []string) error {
 }
 
 func v1Dir(base, parent, name string) (string, error) {
+	return mkdirUnder(base, parent, name, nil)
+}
+
+// mkdirUnder makes base/parent/name, and base/parent first with prepare
+// run on it. The project directory goes with its last daemon (Remove), so
+// another daemon of the project ending between the two mkdirs removes the
+// parent under this one: the child's mkdir then fails with ENOENT, and
+// the parent is made (and prepared) again. Each round sees the parent
+// gone only when a daemon ended in that moment; 100 rounds in a row is a
+// parent that cannot stay, reported as the mkdir's error.
+func mkdirUnder(base, parent, name string, prepare func(top string) error) (string, error) {
 	top := filepath.Join(base, parent)
-	if err := mkdir(top); err != nil {
-		return "", err
-	}
 	d := filepath.Join(top, name)
-	return d, mkdir(d)
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = mkdir(top); err != nil {
+			return "", err
+		}
+		if prepare != nil {
+			if err = prepare(top); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					continue
+				}
+				return "", err
+			}
+		}
+		if err = mkdir(d); err == nil {
+			return d, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+	}
+	return "", err
 }
 
 func validName(s string) bool {
