@@ -16,6 +16,9 @@ import (
 type tmuxPane struct {
 	t    *testing.T
 	sock string
+	// more, when set, tells what else to show when a wait fails (what
+	// orch itself says of the instances).
+	more func() string
 }
 
 func newTmux(t *testing.T, env []string, argv ...string) *tmuxPane {
@@ -69,7 +72,11 @@ func (p *tmuxPane) waitFor(what string, cond func(screen string) bool) time.Dura
 			return time.Since(start)
 		}
 		if time.Since(start) > 30*time.Second {
-			p.t.Fatalf("orch top never showed %s; the screen:\n%s", what, s)
+			extra := ""
+			if p.more != nil {
+				extra = p.more()
+			}
+			p.t.Fatalf("orch top never showed %s; the screen:\n%s\n%s", what, s, extra)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -116,6 +123,10 @@ daemon "api" {
 	st := e.allRunning(p, "daemon.worker[0]", "daemon.worker[1]", "daemon.api")
 	home := t.TempDir()
 	pane := newTmux(t, []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}, orchBin, "top", e.dir)
+	pane.more = func() string {
+		r := orch(t, e.dir, nil, "status", e.dir)
+		return "orch status:\n" + r.stdout + r.stderr + "\norch up's output:\n" + p.output()
+	}
 	// 100 columns: ADDRESS KIND STATE RST PID/ID UPTIME CPU MEM
 	pane.waitFor("the three daemons running", func(s string) bool {
 		for _, a := range []string{"daemon.api", "daemon.worker[0]", "daemon.worker[1]"} {

@@ -952,15 +952,21 @@ func (e *Engine) progress(ev executor.StepEvent) {
 	default:
 		out.Type = EventStarted
 	}
-	e.emit(out)
 	if ev.Err == nil && ev.Kind != executor.StepDown && supervised(ev.Addr.Kind) && len(ev.Handle) > 0 &&
 		(ev.Action == planner.Create || ev.Action == planner.Start || ev.Action == planner.Replace) {
 		// Supervision from the first moment: the exit watch and the
 		// health checks of what just started begin now, not when the
 		// rest of its apply ends (an unrelated job may run for long).
+		// The event goes out once the books say so: a reader that asks
+		// for a snapshot on "started" (orch top) sees it running.
 		addr, rt, h := ev.Addr, ev.Runtime, ev.Handle
-		e.post(func() { e.superviseStarted(addr, rt, h) })
+		e.post(func() {
+			e.superviseStarted(addr, rt, h)
+			e.emit(out)
+		})
+		return
 	}
+	e.emit(out)
 }
 
 // superviseStarted takes under supervision an instance that a step of an
