@@ -153,7 +153,9 @@ func (s *Server) lastPlan(w http.ResponseWriter, r *http.Request) {
 // format (GET /metrics, here and on the web listener).
 func (s *Server) MetricsHandler() http.Handler {
 	s.metricsOnce.Do(func() {
-		s.metrics = metrics.Handler(metrics.New(s.Engine, s.sampler()))
+		c := metrics.New(s.Engine, s.sampler())
+		c.Calls = s.ModuleCalls
+		s.metrics = metrics.Handler(c)
 	})
 	return s.metrics
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/orch-dev/orch/executor/procstat"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -38,6 +39,9 @@ type Server struct {
 	// Sampler reads the CPU and memory of what runs, shared by every
 	// watcher (metrics, snapshot, the web page); nil: one of its own.
 	Sampler *procstat.Sampler
+	// ModuleCalls reads the hosted modules' calls for /metrics
+	// (*module.Provider's CallStats); nil: none.
+	ModuleCalls func() map[spec.Address]map[module.Hook]module.CallHistogram
 
 	samplerOnce sync.Once
 	metricsOnce sync.Once

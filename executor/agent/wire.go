@@ -31,13 +31,13 @@ type Instance struct {
 	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
 	// Memory and CPU use of a running instance, when its runtime can
 	// tell (a native daemon in a cgroup of its own).
-	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
+	MemoryBytes uint64 `json:"memory_bytes,omitempty"`
 	// Service and Route are what a daemon's service block publishes;
 	// Registered says whether it is published now (ready).
-	Service    string `json:"service,omitempty"`
-	Route      string `json:"route,omitempty"`
-	Registered bool   `json:"registered,omitempty"`
-	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	Service    string  `json:"service,omitempty"`
+	Route      string  `json:"route,omitempty"`
+	Registered bool    `json:"registered,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	// Says is what the instance says of itself (sd_notify STATUS=).
 	Says string `json:"says,omitempty"`
 }

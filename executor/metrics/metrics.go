@@ -20,6 +20,7 @@ import (
 
 	"github.com/orch-dev/orch/executor/engine"
 	"github.com/orch-dev/orch/executor/procstat"
+	"github.com/orch-dev/orch/providers/module"
 	"github.com/orch-dev/orch/spec"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,6 +42,9 @@ type Source interface {
 type Collector struct {
 	src     Source
 	sampler *procstat.Sampler
+	// Calls, when set, reads the hosted modules' calls (module call
+	// latency): *module.Provider's CallStats.
+	Calls func() map[spec.Address]map[module.Hook]module.CallHistogram
 }
 
 // New returns a collector of src; sampler, shared with the engine's other
@@ -176,15 +180,49 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 	for _, t := range types {
 		events.add(float64(st.Events[t]), label("type", t.String()))
 	}
+	calls := c.moduleCalls()
 	var out []*dto.MetricFamily
 	for _, f := range []family{scrape, state, ready, restarts, exits, exitCode, start, probe, probeLast, probeFail, cpu, mem,
-		applies, applyFail, applyDur, reloads, events} {
+		applies, applyFail, applyDur, reloads, events, calls} {
 		if len(f.Metric) > 0 {
 			out = append(out, f.MetricFamily)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out, nil
+}
+
+// moduleCalls is orch_module_call_duration_seconds: a histogram of the
+// calls into each hosted module, by hook (init, start, event, stop).
+func (c *Collector) moduleCalls() family {
+	if c.Calls == nil {
+		return family{&dto.MetricFamily{}}
+	}
+	stats := c.Calls()
+	f := newFamily("orch_module_call_duration_seconds",
+		"Calls from orch into the module, by hook (init, start, event: one call per event or per batch, stop), and how long they took.",
+		dto.MetricType_HISTOGRAM, len(stats))
+	addrs := make([]spec.Address, 0, len(stats))
+	for a := range stats {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	for _, a := range addrs {
+		for _, hk := range module.Hooks() {
+			ch, ok := stats[a][hk]
+			if !ok {
+				continue
+			}
+			h := &dto.Histogram{SampleCount: proto.Uint64(ch.Count), SampleSum: proto.Float64(ch.Sum.Seconds())}
+			var cum uint64
+			for i, b := range module.CallBuckets {
+				cum += ch.Buckets[i]
+				h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(b), CumulativeCount: proto.Uint64(cum)})
+			}
+			f.Metric = append(f.Metric, &dto.Metric{Label: []*dto.LabelPair{label("address", a.String()), label("hook", hk.String())}, Histogram: h})
+		}
+	}
+	return f
 }
 
 func b2f(b bool) float64 {

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor/agent/agenttest"
+	"github.com/orch-dev/orch/providers/wasm/wasmtest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	agenttest.Cleanup()
+	wasmtest.Remove()
 	os.Exit(code)
 }
 
@@ -162,4 +164,67 @@ daemon "s" {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestModuleCallLatency hosts a real WebAssembly module (eventcount, built
+// with GOOS=wasip1) that counts daemons' lifecycle events: its init and
+// start hooks and one event call per event it was sent show in
+// orch_module_call_duration_seconds, a histogram promtool accepts.
+func TestModuleCallLatency(t *testing.T) {
+	wasm := wasmtest.Guest(t, "eventcount")
+	u := agenttest.Start(t, `
+daemon "crashy" {
+  command = ["/bin/sleep", "1000"]
+  restart {
+    policy  = "always"
+    backoff = "1ms"
+  }
+}
+module "eventcount" {
+  source = "`+wasm+`"
+  config = { events = ["started", "exited"] }
+}
+`)
+	c := u.Client()
+	pid := u.Started("daemon.crashy", 1)
+	calls := func() (text string, n float64) {
+		text, err := c.Metrics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ = sample(t, text, "orch_module_call_duration_seconds_count", `{address="module.eventcount",hook="event"}`)
+		return text, n
+	}
+	var text string
+	agenttest.Eventually(t, "the module running", func() bool {
+		text, _ = calls()
+		_, ok := sample(t, text, "orch_module_call_duration_seconds_count", `{address="module.eventcount",hook="start"}`)
+		return ok
+	})
+	_, before := calls()
+	syscall.Kill(pid, syscall.SIGKILL)
+	u.Started("daemon.crashy", 2)
+	// The crash and the restart reach it (in one call or two: events go
+	// to a WebAssembly module in batches).
+	agenttest.Eventually(t, "the module's event calls of the crash in /metrics", func() bool {
+		var n float64
+		text, n = calls()
+		return n > before
+	})
+	for _, hook := range []string{"init", "start"} {
+		n, ok := sample(t, text, "orch_module_call_duration_seconds_count", `{address="module.eventcount",hook="`+hook+`"}`)
+		if !ok || n != 1 {
+			t.Errorf("%s hook calls = %v (found: %v), want 1", hook, n, ok)
+		}
+	}
+	sum, _ := sample(t, text, "orch_module_call_duration_seconds_sum", `{address="module.eventcount",hook="event"}`)
+	inf, _ := sample(t, text, "orch_module_call_duration_seconds_bucket", `{address="module.eventcount",hook="event",le="+Inf"}`)
+	cnt, _ := sample(t, text, "orch_module_call_duration_seconds_count", `{address="module.eventcount",hook="event"}`)
+	if sum <= 0 || inf != cnt {
+		t.Errorf("event calls: sum %v s, +Inf bucket %v, count %v: want a positive sum and the +Inf bucket equal to the count", sum, inf, cnt)
+	}
+	if t.Failed() {
+		t.Log(grep(text, "orch_module_call"))
+	}
+	promtool(t, text)
 }

@@ -65,6 +65,7 @@ type hosted struct {
 	state   atomic.Int32
 	done    chan struct{} // closed when Run returned
 	err     error         // why it failed; valid after done
+	calls   *Calls        // the guest's, when it counts them
 }
 
 // handle is what state stores for a module.
@@ -174,6 +175,26 @@ func startError(err error) error {
 	return &providers.Error{Op: "start", Attr: "source", Err: err}
 }
 
+// CallStats returns, for each module hosted here now, its calls so far
+// per hook and how long they took (module call latency, for metrics).
+func (p *Provider) CallStats() map[spec.Address]map[Hook]CallHistogram {
+	p.mu.Lock()
+	calls := make(map[spec.Address]*Calls, len(p.running))
+	for a, h := range p.running {
+		if h.calls != nil {
+			calls[a] = h.calls
+		}
+	}
+	p.mu.Unlock()
+	out := make(map[spec.Address]map[Hook]CallHistogram, len(calls))
+	for a, c := range calls {
+		if s := c.Snapshot(); len(s) > 0 {
+			out[a] = s
+		}
+	}
+	return out
+}
+
 // Start loads the module, runs it and returns once it is running (its
 // start hook returned) or has failed in its init or start hook: that
 // failure is an exit (Observed), not an error, so that the restart policy
@@ -219,6 +240,11 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		close(h.done)
 		h.set(p, StateFailed, err)
 		return providers.StartResponse{}, startError(err)
+	}
+	if c, ok := guest.(Counted); ok {
+		p.mu.Lock()
+		h.calls = c.Calls()
+		p.mu.Unlock()
 	}
 	h.set(p, StateLoaded, nil)
 	ready := make(chan struct{})

@@ -151,7 +151,12 @@ type Guest struct {
 	closed bool // no more events are queued
 	notify chan struct{}
 	stats  struct{ delivered, dropped atomic.Uint64 }
+	calls  module.Calls
 }
+
+// Calls returns the module's call counts and latencies: each hook, and
+// each batch of events from its sending to the module's acknowledgement.
+func (g *Guest) Calls() *module.Calls { return &g.calls }
 
 // Stats returns the module's event counts so far.
 func (g *Guest) Stats() Stats {
@@ -203,7 +208,10 @@ func (g *Guest) failure(what string, err error) error {
 func (g *Guest) hook(ctx context.Context, what string, f func(context.Context) error) error {
 	cctx, cancel := context.WithTimeout(ctx, g.budget)
 	defer cancel()
-	if err := f(cctx); err != nil {
+	began := time.Now()
+	err := f(cctx)
+	g.calls.Observe(hookNamed(what), time.Since(began))
+	if err != nil {
 		return g.failure(what, err)
 	}
 	return nil
@@ -356,6 +364,7 @@ func (g *Guest) deliver(ctx context.Context, stream grpc.BidiStreamingClient[pb.
 		case n := <-acks:
 			g.stats.delivered.Add(n)
 			if len(pending) > 0 {
+				g.calls.Observe(module.HookEvent, time.Since(pending[0]))
 				pending = pending[1:]
 			}
 			arm()
@@ -380,6 +389,18 @@ func (g *Guest) deliver(ctx context.Context, stream grpc.BidiStreamingClient[pb.
 			}
 		}
 	}
+}
+
+func hookNamed(what string) module.Hook {
+	switch what {
+	case "init":
+		return module.HookInit
+	case "start":
+		return module.HookStart
+	case "stop":
+		return module.HookStop
+	}
+	return module.HookEvent
 }
 
 // stop closes the module: its stop hook within the budget; the caller

@@ -31,3 +31,4 @@ type guest struct{ m *Module }
 
 func (g guest) Run(ctx context.Context, ready func()) error { return g.m.RunReady(ctx, ready) }
 func (g guest) Close(ctx context.Context) error             { return g.m.Close(ctx) }
+func (g guest) Calls() *module.Calls                        { return g.m.Calls() }

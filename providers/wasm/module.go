@@ -90,6 +90,7 @@ type Module struct {
 	wake    chan struct{}
 	subs    []func()
 	stats   struct{ delivered, dropped atomic.Uint64 }
+	calls   module.Calls
 	calling string  // the hook being called, for errors
 	budget  *budget // the context of calls into the guest (callContext)
 }
@@ -385,11 +386,29 @@ func (m *Module) call(ctx context.Context, fn api.Function, name string) error {
 	return m.callStack(ctx, fn, name)
 }
 
+// Calls returns the module's call counts and latencies.
+func (m *Module) Calls() *module.Calls { return &m.calls }
+
+// hookOf is the hook an export is, for the call latency metric.
+func hookOf(export string) module.Hook {
+	switch export {
+	case ExportInit:
+		return module.HookInit
+	case ExportStart:
+		return module.HookStart
+	case ExportStop:
+		return module.HookStop
+	}
+	return module.HookEvent
+}
+
 // callStack calls fn with its parameters in m.stack; its result must be 0.
 func (m *Module) callStack(ctx context.Context, fn api.Function, name string) error {
 	cctx, cancel := m.callContext(ctx)
 	m.calling = name
+	began := time.Now()
 	err := fn.CallWithStack(cctx, m.stack)
+	m.calls.Observe(hookOf(name), time.Since(began))
 	cancel()
 	if err != nil {
 		return m.fail(name, err)

@@ -136,7 +136,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	served := make(chan struct{})
 	srv := &agent.Server{Engine: eng, Dir: s.cfg.Dir, Load: load, LogPath: func(addr spec.Address) string {
 		return filepath.Join(s.stateDir, "logs", process.FileName(addr)+".log")
-	}}
+	}, ModuleCalls: mods.CallStats}
 	go func() {
 		defer close(served)
 		srv.Serve(srvCtx, ln)
