@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -83,5 +86,52 @@ daemon "app" {
 	}
 	if st := status(t, dir)["daemon.app"]; st.Pid != 0 {
 		t.Errorf("daemon.app started (pid %d) though daemon.db never became ready", st.Pid)
+	}
+}
+
+// orch apply waits for a daemon declared with health { notify = true } to
+// say READY=1 (notifyd, speaking sd_notify through go-systemd): the job
+// that depends on it finds what the daemon made before it said so. One
+// that never says it fails the apply with the reason.
+func TestApplyWaitsForNotifyReady(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "notifyd")
+	if out, err := exec.Command(goTool(), "build", "-o", bin, "../../executor/engine/testdata/notifyd").CombinedOutput(); err != nil {
+		t.Fatalf("building notifyd: %v\n%s", err, out)
+	}
+	dir := project(t, fmt.Sprintf(`
+daemon "db" {
+  command = ["/bin/sh", "-c", "sleep 0.7; touch ready; exec %s -status 'accepting connections'"]
+  health {
+    notify = true
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+job "migrate" {
+  command    = ["/bin/test", "-e", "ready"]
+  depends_on = [daemon.db]
+}
+`, bin))
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	if !strings.Contains(r.stdout, "Apply complete!") {
+		t.Errorf("apply did not complete:\n%s%s", r.stdout, r.stderr)
+	}
+
+	silent := project(t, `
+daemon "quiet" {
+  command = ["/bin/sleep", "600"]
+  health {
+    notify        = true
+    start_timeout = "500ms"
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+`)
+	r = orch(t, silent, nil, "apply", "-auto-approve").want(t, 1)
+	if out := r.stdout + r.stderr; !strings.Contains(out, "daemon.quiet not ready within start_timeout 500ms; no READY=1 on its notify socket") {
+		t.Errorf("apply output lacks the reason:\n%s", out)
 	}
 }

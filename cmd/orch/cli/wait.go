@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/orch-dev/orch/executor/engine"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/notify"
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/pflag"
 )
@@ -82,6 +84,9 @@ func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.H
 	if !r.deadline.IsZero() && r.deadline.Before(deadline) {
 		deadline, why = r.deadline, "not ready within -wait-timeout"
 	}
+	if hc.Notify {
+		return r.waitNotify(ctx, c, h, deadline, why)
+	}
 	every := min(hc.Interval, 200*time.Millisecond)
 	if every <= 0 {
 		every = 200 * time.Millisecond
@@ -101,6 +106,81 @@ func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.H
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(every):
+		}
+	}
+}
+
+// waitNotify waits for a daemon declared with health { notify = true } to
+// say READY=1. A backend that follows readiness itself (systemd: the
+// unit is Type=notify, and NOTIFY_SOCKET is systemd's) is asked through
+// its Health; otherwise the message comes to the daemon's notify socket,
+// which the process provider bound in this process before the start.
+func (r *readiness) waitNotify(ctx context.Context, c *planner.Change, h providers.Handle, deadline time.Time, why string) error {
+	res := c.Resource
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	notReady := func(detail string) error {
+		return r.failure(context.WithoutCancel(ctx), c.Addr, res.Runtime, h, why+"; "+detail)
+	}
+	if hc, ok := r.s.provs[res.Runtime.Type].(providers.HealthChecker); ok {
+		req := providers.HealthRequest{Runtime: r.runtime(res.Runtime), Addr: c.Addr, Handle: h}
+		for {
+			resp, err := hc.Health(ctx, req)
+			switch {
+			case ctx.Err() != nil && time.Now().Before(deadline):
+				return ctx.Err()
+			case ctx.Err() != nil:
+				return notReady("its runtime says: " + resp.Detail)
+			case err != nil:
+				return r.failure(ctx, c.Addr, res.Runtime, h, "readiness unknown: "+err.Error())
+			case resp.Status == providers.HealthHealthy:
+				return nil
+			case resp.Status == providers.HealthUnhealthy:
+				return r.failure(ctx, c.Addr, res.Runtime, h, "never became ready: "+resp.Detail)
+			}
+			if resp.Status == providers.HealthNone {
+				break // the backend leaves it to orch's own socket
+			}
+			req.Wait, req.Prior = true, resp.Status
+		}
+	}
+	path, err := notify.Path(r.s.stateDir, c.Addr)
+	var sock *notify.Socket
+	if err == nil {
+		sock, err = notify.Listen(path)
+	}
+	if err != nil {
+		return r.failure(ctx, c.Addr, res.Runtime, h, "notify socket: "+err.Error())
+	}
+	defer sock.Close()
+	pid, cgroup := 0, ""
+	if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.Pid > 0 {
+		pid, cgroup = o.Pid, notify.CgroupOf(o.Pid)
+		if cgroup == notify.CgroupOf(os.Getpid()) {
+			cgroup = "" // orch's own: says nothing of the sender
+		}
+	}
+	for {
+		st, wake := sock.State()
+		if st.Ready != nil && st.Ready.From(pid, cgroup) {
+			return nil
+		}
+		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
+			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
+		}
+		// A message wakes this at once; the exit check needs a poll.
+		select {
+		case <-wake:
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			if time.Now().Before(deadline) {
+				return ctx.Err()
+			}
+			detail := "no READY=1 on its notify socket"
+			if st.Status != "" {
+				detail += " (it said STATUS=" + st.Status + ")"
+			}
+			return notReady(detail)
 		}
 	}
 }
