@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,4 +122,42 @@ func procState(pid int) string {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return strings.Fields(s[i+1:])[0]
+}
+
+// orch trace -ebpf counts the daemon's system calls with bpftrace for
+// -for, then prints them ("openat: N"). Where bpftrace cannot attach (a
+// container without tracefs, as the machine these tests were written on)
+// it must say so: exit 1 with bpftrace's own error, never a silent empty
+// count. Either way the daemon runs on.
+func TestTraceEBPF(t *testing.T) {
+	if _, err := exec.LookPath("bpftrace"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("bpftrace is not installed (Debian package bpftrace; make deps)")
+		}
+		t.Skip("bpftrace is not installed (Debian package bpftrace; make deps)")
+	}
+	e := newEngineTest(t, `
+daemon "opener" {
+  command = ["/bin/sh", "-c", "while :; do cat /etc/hostname >/dev/null; sleep 0.1; done"]
+}
+`)
+	p := e.start("up")
+	pid := e.allRunning(p, "daemon.opener")["daemon.opener"].Pid
+	r := orch(t, e.dir, nil, "trace", "-ebpf", "-for", "2s", "opener", e.dir)
+	switch r.code {
+	case 0:
+		if !regexp.MustCompile(`(?m)^openat: [1-9]\d*$`).MatchString(r.stdout) {
+			t.Errorf("no count of openat:\n%s%s", r.stdout, r.stderr)
+		}
+	case 1:
+		if !strings.Contains(r.stderr, "cannot trace daemon.opener: bpftrace ended") || !strings.Contains(r.stdout, "ERROR") {
+			t.Errorf("bpftrace failed without saying why:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+		}
+		t.Logf("bpftrace cannot attach here; orch said:\n%s%s", r.stdout, r.stderr)
+	default:
+		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !alive(pid) {
+		t.Fatalf("daemon.opener (pid %d) did not survive the trace", pid)
+	}
 }

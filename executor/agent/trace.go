@@ -24,8 +24,11 @@ type TraceRequest struct {
 	// (trace=openat, signal=none, ...).
 	Filters []string `json:"filters,omitempty"`
 	// EBPF asks bpftrace for a count of the system calls by name instead,
-	// printed when the client ends the trace.
+	// printed when the trace ends after For.
 	EBPF bool `json:"ebpf,omitempty"`
+	// For ends the trace after this long (the tracer is interrupted, and
+	// bpftrace prints its counts); 0: when the client goes.
+	For time.Duration `json:"for,omitempty"`
 }
 
 // pidPrefix is how strace -f starts a line of a process other than the
@@ -72,8 +75,9 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		for _, p := range pids {
 			conds = append(conds, "pid == "+strconv.Itoa(p))
 		}
-		// Children forked later are counted too: their parent is one.
-		prog := fmt.Sprintf("tracepoint:raw_syscalls:sys_enter /%s/ { @[ksym(*(kaddr(\"sys_call_table\") + args->id * 8))] = count(); }", strings.Join(conds, " || "))
+		// One probe per system call (tracepoint:syscalls:sys_enter_*),
+		// counted by its name: the processes of the daemon's group now.
+		prog := fmt.Sprintf("tracepoint:syscalls:sys_enter_* /%s/ { @[probe] = count(); }", strings.Join(conds, " || "))
 		args = []string{"-e", prog}
 	} else {
 		args = []string{"-f", "-qq"}
@@ -112,9 +116,12 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		waited <- cmd.Wait()
 	}()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	// How the tracer ended, when it failed on its own (it could not
+	// attach, a kernel without tracepoints): the client's error.
+	w.Header().Set("Trailer", traceErrorTrailer)
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
-	fmt.Fprintf(w, "# tracing %s: %s attached to %d process(es): %s\n", a, tool, len(pids), strings.Trim(fmt.Sprint(pids), "[]"))
+	fmt.Fprintf(w, "# tracing %s: %s started on %d process(es): %s\n", a, tool, len(pids), strings.Trim(fmt.Sprint(pids), "[]"))
 	if fl != nil {
 		fl.Flush()
 	}
@@ -130,6 +137,12 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	}
 	var done <-chan struct{} = r.Context().Done()
 	var kill <-chan time.Time
+	var until <-chan time.Time
+	if req.For > 0 {
+		t := time.NewTimer(req.For)
+		defer t.Stop()
+		until = t.C
+	}
 	for {
 		select {
 		case l, ok := <-lines:
@@ -139,11 +152,17 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 					var ee *exec.ExitError
 					if errors.As(err, &ee) {
 						fmt.Fprintf(w, "# %s ended: %v\n", tool, err)
+						w.Header().Set(traceErrorTrailer, fmt.Sprintf("%s ended: %v", tool, err))
 					}
 				}
 				return
 			}
-			if !req.EBPF && !pidPrefix.MatchString(l) {
+			if req.EBPF {
+				// @[tracepoint:syscalls:sys_enter_openat]: 12 -> openat: 12
+				if m := syscallCount.FindStringSubmatch(l); m != nil {
+					l = m[1] + ": " + m[2]
+				}
+			} else if !pidPrefix.MatchString(l) {
 				l = "[pid " + main + "] " + l
 			}
 			if _, err := io.WriteString(w, l+"\n"); err != nil {
@@ -153,6 +172,10 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 			if fl != nil {
 				fl.Flush()
 			}
+		case <-until:
+			until = nil
+			stop()
+			kill = time.After(10 * time.Second)
 		case <-done:
 			done = nil
 			stop()
@@ -177,5 +200,17 @@ func (c *Client) Trace(ctx context.Context, addr string, req TraceRequest, out i
 	if ctx.Err() != nil {
 		return nil
 	}
+	if err == nil {
+		if msg := resp.Trailer.Get(traceErrorTrailer); msg != "" {
+			return fmt.Errorf("cannot trace %s: %s", addr, msg)
+		}
+	}
 	return err
 }
+
+// traceErrorTrailer is the HTTP trailer of POST /v1/trace that says how
+// the tracer failed.
+const traceErrorTrailer = "Orch-Trace-Error"
+
+// syscallCount is a line of bpftrace's map of counts by probe.
+var syscallCount = regexp.MustCompile(`^@\[tracepoint:syscalls:sys_enter_(\w+)\]: (\d+)$`)
