@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/orch-dev/orch/providers"
@@ -44,14 +45,38 @@ func (hi HandleInfo) Encode() providers.Handle {
 }
 
 // UnitName is the name of the transient service unit of addr in project:
-// "orch-<project>-<address>.service" with every character a unit name
-// cannot hold, and the address's dots and brackets, turned into dashes
-// ("orch-shop-daemon-api-0.service" for daemon.api[0]). Distinct
-// addresses can map onto one name (daemon.a-b and daemon.a.b); the unit's
-// ownership fields tell them apart, and Start refuses a name that another
-// address holds.
+// "orch-<project>-<kind>-<name>[.<index>].service" ("orch-shop-daemon-api.0.service"
+// for daemon.api[0]) when the name holds only letters, digits, "_" and
+// "-" and the key, if any, is a count index. Any other address (a name
+// with dots, a for_each key) is cleaned (each run of other characters
+// becomes a dash) and given 8 hex digits of its hash, so that distinct
+// addresses never share a unit: daemon.a-b is orch-p-daemon-a-b.service,
+// daemon.a.b orch-p-daemon-a-b-<hash>.service.
 func UnitName(project string, addr spec.Address) string {
-	return unitPrefix(project) + clean(addr.String()) + ".service"
+	return unitPrefix(project) + unitPart(addr) + ".service"
+}
+
+func unitPart(addr spec.Address) string {
+	plain := addr.Name != "" && addr.Key.Type != spec.StringKeyType
+	for i := 0; plain && i < len(addr.Name); i++ {
+		c := addr.Name[i]
+		plain = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	}
+	if plain {
+		out := addr.Kind.String() + "-" + addr.Name
+		if addr.Key.Type == spec.IntKeyType {
+			out += "." + strconv.Itoa(addr.Key.Int)
+		}
+		if len(out) <= 100 {
+			return out
+		}
+	}
+	sum := sha256.Sum256([]byte(addr.String()))
+	out := clean(addr.String())
+	if len(out) > 90 {
+		out = out[:90]
+	}
+	return out + "-" + hex.EncodeToString(sum[:4])
 }
 
 // unitPrefix is what every unit name of project starts with.
