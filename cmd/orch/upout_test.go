@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -324,4 +325,66 @@ daemon "web" {
 	})
 	p.interrupt(t)
 	orch(t, e.dir, nil, "destroy", "-auto-approve", e.dir).want(t, 0)
+}
+
+// orch up | head: once the reader is gone, orch up stops everything in
+// order, as on Ctrl-C, and exits, instead of dying of SIGPIPE with its
+// daemons left running.
+func TestUpStopsWhenItsOutputCloses(t *testing.T) {
+	e := newEngineTest(t, `
+daemon "chatty" {
+  command = ["/bin/sh", "-c", "while :; do echo tick; sleep 0.05; done"]
+}
+`)
+	cmd := newOrchCmd(t, e.dir, "up", e.dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A file, not a pipe: the log daemon orch starts outlives it, and
+	// Wait would wait for it to close a pipe it inherited.
+	errFile, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errFile.Close()
+	cmd.Stderr = errFile
+	stderr := func() string { b, _ := os.ReadFile(errFile.Name()); return string(b) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	// Read until the daemon's own output comes (it runs), then go, as
+	// head does.
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "tick") {
+			break
+		}
+	}
+	pid := e.status()["daemon.chatty"].Pid
+	if pid == 0 {
+		t.Fatalf("daemon.chatty does not run")
+	}
+	out.Close()
+	select {
+	case <-exited:
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			t.Fatalf("orch up died of %v (%v):\n%s", ws.Signal(), waitErr, stderr())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("orch up still runs 30 s after its output closed:\n%s", stderr())
+	}
+	if !strings.Contains(stderr(), "was closed (a broken pipe): stopping everything") {
+		t.Errorf("orch up did not say why it stopped:\n%s", stderr())
+	}
+	if alive(pid) {
+		t.Errorf("daemon.chatty (pid %d) still runs after orch up exited", pid)
+	}
 }

@@ -142,13 +142,34 @@ const signalCoalesce = 2 * time.Second
 // hurryNotice), and the caller stops what remains faster instead of
 // exiting with daemons left running.
 func (a *App) interruptibleHurry(notice, hurryNotice string) (context.Context, <-chan struct{}, func()) {
+	return a.interruptibleHurryOr(notice, hurryNotice, nil, "")
+}
+
+// interruptibleHurryOr is interruptibleHurry where gone, when closed,
+// counts as a first interrupt too (orch up's output was closed), with its
+// own notice.
+func (a *App) interruptibleHurryOr(notice, hurryNotice string, gone <-chan struct{}, goneNotice string) (context.Context, <-chan struct{}, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	hurry := make(chan struct{})
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		var first time.Time
-		for range ch {
+		for {
+			select {
+			case <-gone:
+				gone = nil
+				if first.IsZero() {
+					first = time.Now()
+					fmt.Fprintln(a.Stderr, goneNotice)
+					cancel()
+				}
+				continue
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+			}
 			switch {
 			case first.IsZero():
 				first = time.Now()

@@ -3,10 +3,15 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"sync"
+	"syscall"
 
 	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/agent/web"
@@ -92,6 +97,15 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	}
 	defer s.close()
 	a.pluginSet().freeze() // the engine holds these providers until it exits
+	// A closed output (orch up | head, once head is done) is an interrupt:
+	// everything is stopped in order, as on Ctrl-C, instead of orch dying
+	// of SIGPIPE with its daemons left running. Notify, not Ignore: an
+	// ignored signal would be ignored by every daemon orch starts too.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
+	pw := &pipeWatch{w: w, gone: make(chan struct{})}
+	w = pw
 	out := func(ev engine.Event) { fmt.Fprintln(w, ev.String()) }
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -116,8 +130,9 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	defer closeMods()
-	ctx, hurry, stop := a.interruptibleHurry("\nStopping everything, dependents first. Press Ctrl-C again to kill what still runs.",
-		"\nKilling what still runs (SIGKILL), dependents first.")
+	ctx, hurry, stop := a.interruptibleHurryOr("\nStopping everything, dependents first. Press Ctrl-C again to kill what still runs.",
+		"\nKilling what still runs (SIGKILL), dependents first.",
+		pw.gone, "\nThe output of orch "+op+" was closed (a broken pipe): stopping everything, dependents first.")
 	defer stop()
 	eng := engine.New(engine.Options{
 		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load, WatchFiles: vf.varFiles,
@@ -163,4 +178,20 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	return nil
+}
+
+// pipeWatch is orch up's output: gone is closed at the first write that
+// finds the reader gone (EPIPE).
+type pipeWatch struct {
+	w    io.Writer
+	once sync.Once
+	gone chan struct{}
+}
+
+func (p *pipeWatch) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		p.once.Do(func() { close(p.gone) })
+	}
+	return n, err
 }
