@@ -35,7 +35,8 @@ const systemPrivate = "unix:path=/run/systemd/private"
 // the system bus at $DBUS_SYSTEM_BUS_ADDRESS, else D-Bus's default socket
 // (or, for root on a system without a bus daemon, systemd's private
 // socket); the user bus at $DBUS_SESSION_BUS_ADDRESS, else
-// $XDG_RUNTIME_DIR/bus. A user scope with neither is an error: orch never
+// $XDG_RUNTIME_DIR/bus (or, without one, the user manager's own socket,
+// $XDG_RUNTIME_DIR/systemd/private). A user scope with neither is an error: orch never
 // launches a bus of its own.
 func locate(scope string) (busAddr, error) {
 	switch scope {
@@ -44,6 +45,14 @@ func locate(scope string) (busAddr, error) {
 			return busAddr{scope, a, true}, nil
 		}
 		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+			// Without a user bus (no dbus-user-session), the user's
+			// manager still answers on its own socket, as systemctl
+			// --user finds it.
+			if _, err := os.Stat(d + "/bus"); err != nil {
+				if _, err := os.Stat(d + "/systemd/private"); err == nil {
+					return busAddr{scope, "unix:path=" + d + "/systemd/private", false}, nil
+				}
+			}
 			return busAddr{scope, "unix:path=" + d + "/bus", true}, nil
 		}
 		return busAddr{}, errors.New(`scope = "user" needs the user's systemd bus, and neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set (run orch in the user's login session, or set XDG_RUNTIME_DIR=/run/user/$UID)`)

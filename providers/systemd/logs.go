@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 
@@ -35,8 +36,15 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 		return providers.LogsResponse{}, userErr("logs", req.Addr, "", "%s: reading the journal needs journalctl: %v", runtimeName(req.Runtime), err)
 	}
 	args := []string{"--no-pager", "--quiet", "-o", "json", "--output-fields=MESSAGE"}
-	if scopeOf(req.Runtime) == ScopeUser || hi.Scope == ScopeUser {
-		args = append(args, "--user")
+	// A user manager's unit is _SYSTEMD_USER_UNIT (its _SYSTEMD_UNIT is
+	// user@UID.service), and its lines are in the user's journal, or in
+	// the system's for a system user (root): journalctl reads every file
+	// it may, and the match picks this user's unit.
+	// journald does not attach a user unit's LogExtraFields (it reads
+	// only the system manager's), so there the unit and the uid select.
+	match := []string{"_SYSTEMD_UNIT=" + hi.Unit, FieldManagedBy + "=" + ManagedBy}
+	if hi.Scope == ScopeUser || hi.Scope == "" && scopeOf(req.Runtime) == ScopeUser {
+		match = []string{"_SYSTEMD_USER_UNIT=" + hi.Unit, "_UID=" + strconv.Itoa(os.Getuid())}
 	}
 	switch {
 	case req.Tail > 0:
@@ -47,7 +55,7 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 	if req.Follow {
 		args = append(args, "--follow")
 	}
-	args = append(args, "_SYSTEMD_UNIT="+hi.Unit, FieldManagedBy+"="+ManagedBy)
+	args = append(args, match...)
 	ctx, cancel := context.WithCancel(ctx)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	out, err := cmd.StdoutPipe()

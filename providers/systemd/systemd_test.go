@@ -34,6 +34,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("Resources", testResources)
 	t.Run("Engine", testEngine)
 	t.Run("NoBus", testNoBus)
+	t.Run("UserScope", testUserScope)
 }
 
 // testLifecycle: a daemon's unit and its properties, its log, a signal to
@@ -413,5 +414,74 @@ func testReexec(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatal("no exited event after daemon-reexec")
 		}
+	}
+}
+
+// testUserScope: scope = "user" runs the unit under the user's own
+// manager (root's, user@0.service, started through PAM as a login would),
+// not under PID 1: reached on the user bus ($XDG_RUNTIME_DIR/bus, from
+// dbus-user-session), and on a machine without one on the manager's own
+// socket ($XDG_RUNTIME_DIR/systemd/private): started, observed, logged,
+// stopped and deleted there.
+func testUserScope(t *testing.T) {
+	systemctl(t, "start", "user@0.service")
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+	waitFor(t, "root's user manager and bus", func() bool {
+		_, err1 := os.Stat("/run/user/0/systemd/private")
+		_, err2 := os.Stat("/run/user/0/bus")
+		return err1 == nil && err2 == nil
+	})
+	// Without a user bus: a runtime directory with the manager's socket
+	// only.
+	nobus := t.TempDir()
+	if err := os.Symlink("/run/user/0/systemd", nobus+"/systemd"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, dir string }{{"bus", "/run/user/0"}, {"private socket", nobus}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("XDG_RUNTIME_DIR", c.dir)
+			userScopeLifecycle(t)
+		})
+	}
+}
+
+func userScopeLifecycle(t *testing.T) {
+	f := newFixture(t, "runtime \"systemd\" \"mine\" {\n  scope = \"user\"\n}\n"+
+		"daemon \"d\" {\n  runtime = runtime.systemd.mine\n  command = [\"/bin/sh\", \"-c\", \"echo hello from the user manager; exec sleep 600\"]\n}\n")
+	resp := f.start(f.r, "h")
+	hi, err := systemd.ParseHandle(resp.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hi.Scope != systemd.ScopeUser {
+		t.Errorf("handle scope %q, want user", hi.Scope)
+	}
+	user := func(args ...string) string {
+		cmd := exec.Command("systemctl", append([]string{"--user"}, args...)...)
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR=/run/user/0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("systemctl --user %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if pid := user("show", "-p", "MainPID", "--value", hi.Unit); pid != strconv.Itoa(resp.Observed.Pid) || resp.Observed.Pid == 0 {
+		t.Errorf("the user manager's MainPID %s, observed pid %d", pid, resp.Observed.Pid)
+	}
+	if got := show(t, hi.Unit, "LoadState"); got != "not-found" {
+		t.Errorf("the system manager has the unit too (LoadState %s)", got)
+	}
+	if o := f.observe(resp.Handle); o.State != providers.StateRunning || o.Pid != resp.Observed.Pid {
+		t.Errorf("observed %+v", o)
+	}
+	waitFor(t, "its line in the journal", func() bool {
+		return strings.Contains(f.readLogs(resp.Handle), "hello from the user manager\n")
+	})
+	if st := f.stop(resp.Handle, "SIGTERM", 5*time.Second); st.Observed.State == providers.StateRunning {
+		t.Errorf("still running after stop: %+v", st.Observed)
+	}
+	f.delete(resp.Handle)
+	if got := user("show", "-p", "LoadState", "--value", hi.Unit); got != "not-found" {
+		t.Errorf("after delete, the user manager still has the unit (LoadState %s)", got)
 	}
 }

@@ -44,9 +44,9 @@ func Inside() bool { return os.Getenv(EnvInside) == "1" }
 const (
 	Suite    = "bookworm"
 	Variant  = "minbase"
-	Packages = "systemd,systemd-sysv,dbus"
+	Packages = "systemd,systemd-sysv,dbus,libpam-systemd,dbus-user-session"
 	Mirror   = "http://deb.debian.org/debian"
-	recipe   = "3" // bump when build changes what it makes
+	recipe   = "4" // bump when build changes what it makes
 )
 
 // Key identifies the image by its inputs.
