@@ -2,6 +2,7 @@ package process
 
 import (
 	"bytes"
+	"container/list"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -32,6 +33,13 @@ const (
 	logdSockName  = "logd.sock"       // logd's socket (SOCK_SEQPACKET)
 	logSuffix     = ".log"
 )
+
+// DefaultLogdOpenLogs is how many log files the log daemon keeps open at
+// most: it holds one descriptor per daemon (its pipe) and this many more,
+// not two per daemon (issue 19). A write to a log that was closed opens
+// it again (O_APPEND), which costs an open(2) and an fstat(2) only when
+// more than this many daemons write in turn.
+const DefaultLogdOpenLogs = 512
 
 // DefaultLogdIdle is how long logd lingers without any daemon writing to
 // it before it exits.
@@ -88,11 +96,16 @@ func LogdMain(args []string) int {
 	fs := flag.NewFlagSet(LogdArg, flag.ContinueOnError)
 	idle := fs.Duration("idle", DefaultLogdIdle, "exit after this long without a live writer")
 	readyFD := fs.Int("ready-fd", -1, "write one byte to this descriptor, and close it, once listening")
+	maxOpen := fs.Int("open-logs", DefaultLogdOpenLogs, "keep at most this many log files open (least recently written closed first)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "usage: %s [--idle DURATION] DIR\n", LogdArg)
+		fmt.Fprintf(os.Stderr, "usage: %s [--idle DURATION] [--open-logs N] DIR\n", LogdArg)
+		return 2
+	}
+	if *maxOpen < 1 {
+		fmt.Fprintf(os.Stderr, "%s: --open-logs must be at least 1\n", LogdArg)
 		return 2
 	}
 	var ready *os.File
@@ -106,6 +119,7 @@ func LogdMain(args []string) int {
 		idle:    *idle,
 		open:    map[fileID]bool{},
 		writers: map[string]*logWriter{},
+		files:   &openLogs{max: *maxOpen},
 		changed: make(chan struct{}, 1),
 		opening: make(chan struct{}, 32),
 	}
@@ -132,6 +146,7 @@ type logd struct {
 	busy    int             // requests being handled
 	closing bool            // tryExit decided: take no more requests
 	writers map[string]*logWriter
+	files   *openLogs     // bounds the log files open at once
 	changed chan struct{} // live or busy changed
 	opening chan struct{} // bounds the log files being opened at once
 }
@@ -399,7 +414,8 @@ func noDescriptor(name string) string {
 }
 
 // raiseNofile raises the soft RLIMIT_NOFILE to the hard limit: the log
-// daemon holds two descriptors per running daemon (its pipe and its log).
+// daemon holds a descriptor per running daemon (its pipe), and up to
+// --open-logs log files.
 func raiseNofile() {
 	var lim unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
@@ -556,7 +572,7 @@ func (d *logd) acquire(name string, maxSize int64, maxFiles int) (*logWriter, er
 		// Opened (created, the first time) outside the lock: other logs
 		// are being opened meanwhile.
 		d.mu.Unlock()
-		fresh := &logWriter{path: filepath.Join(d.dir, name+logSuffix)}
+		fresh := &logWriter{path: filepath.Join(d.dir, name+logSuffix), files: d.files}
 		if err := fresh.open(); err != nil {
 			return nil, err
 		}
@@ -614,8 +630,14 @@ func putBuf(b *[]byte) { bufPool.Put(b) }
 // files are removed. A file never grows past maxSize: a write that would
 // cross it is split after its last newline that fits (or at maxSize when a
 // single line is longer).
+//
+// Its file is open only while it is among the files.max most recently
+// written logs (openLogs): a write to a closed one opens it again, with
+// O_APPEND, and its size is read afresh from the file.
 type logWriter struct {
-	refs int // guarded by logd.mu
+	refs  int           // guarded by logd.mu
+	elem  *list.Element // in files.lru while f may be open; guarded by files.mu
+	files *openLogs
 
 	mu       sync.Mutex
 	path     string
@@ -637,10 +659,19 @@ func (w *logWriter) setConf(maxSize int64, maxFiles int) {
 	w.maxSize, w.maxFiles = maxSize, maxFiles
 }
 
+// open opens the log (w.mu held, or w not shared yet) and counts it
+// among the open files, closing the least recently written ones beyond
+// the bound. Out of descriptors, it closes one more and tries again.
 func (w *logWriter) open() error {
 	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if (errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) && w.files != nil && w.files.evict(w, 1) {
+		f, err = os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	}
 	if err != nil {
 		return err
+	}
+	if w.files != nil {
+		w.files.opened(w)
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -658,6 +689,9 @@ func (w *logWriter) close() {
 		w.f.Close()
 		w.f = nil
 	}
+	if w.files != nil {
+		w.files.remove(w)
+	}
 }
 
 // Write appends p, rotating as needed. Errors are reported on logd's
@@ -665,6 +699,9 @@ func (w *logWriter) close() {
 func (w *logWriter) Write(p []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.f != nil && w.files != nil {
+		w.files.touch(w)
+	}
 	for len(p) > 0 {
 		if w.f == nil {
 			if err := w.open(); err != nil {
@@ -707,6 +744,75 @@ func (w *logWriter) rotate() {
 	if err := w.open(); err != nil {
 		fmt.Fprintf(os.Stderr, "orch %s: %v\n", LogdArg, err)
 	}
+}
+
+// openLogs is the set of log files open, most recently written first.
+// Lock order: a logWriter's mu, then openLogs.mu; closing another writer's
+// file takes its mu with TryLock only (a writer busy writing is skipped:
+// it is the most recent anyway).
+type openLogs struct {
+	mu  sync.Mutex
+	max int
+	lru list.List // of *logWriter
+}
+
+// opened counts w's file as open and most recent, and closes the least
+// recently written ones beyond max.
+func (o *openLogs) opened(w *logWriter) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if w.elem == nil {
+		w.elem = o.lru.PushFront(w)
+	} else {
+		o.lru.MoveToFront(w.elem)
+	}
+	o.evictLocked(w, o.lru.Len()-o.max)
+}
+
+// touch makes w the most recently written.
+func (o *openLogs) touch(w *logWriter) {
+	o.mu.Lock()
+	if w.elem != nil {
+		o.lru.MoveToFront(w.elem)
+	}
+	o.mu.Unlock()
+}
+
+// remove forgets w (its file is closed).
+func (o *openLogs) remove(w *logWriter) {
+	o.mu.Lock()
+	if w.elem != nil {
+		o.lru.Remove(w.elem)
+		w.elem = nil
+	}
+	o.mu.Unlock()
+}
+
+// evict closes n files other than keep's, least recently written first;
+// it reports whether it closed any.
+func (o *openLogs) evict(keep *logWriter, n int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.evictLocked(keep, n) > 0
+}
+
+func (o *openLogs) evictLocked(keep *logWriter, n int) (closed int) {
+	for e := o.lru.Back(); e != nil && closed < n; {
+		prev := e.Prev()
+		w := e.Value.(*logWriter)
+		if w != keep && w.mu.TryLock() {
+			if w.f != nil {
+				w.f.Close()
+				w.f = nil
+			}
+			o.lru.Remove(e)
+			w.elem = nil
+			w.mu.Unlock()
+			closed++
+		}
+		e = prev
+	}
+	return closed
 }
 
 // RotateLog moves a full log at path aside (logfile.Rotate, shared with

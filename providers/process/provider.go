@@ -56,6 +56,9 @@ type Options struct {
 	// LogdStartTimeout bounds the wait for a newly started log daemon;
 	// default 10s.
 	LogdStartTimeout time.Duration
+	// LogdOpenLogs bounds the log files the log daemon keeps open at
+	// once; default DefaultLogdOpenLogs (512).
+	LogdOpenLogs int
 	// NoCgroups holds daemons in process groups only, as on a host where
 	// orch can write no cgroup (resource limits are then an error).
 	// Default: each daemon gets a cgroup of its own when the host allows
