@@ -297,6 +297,14 @@ func TestObserveUsage(t *testing.T) {
 	}) {
 		t.Fatalf("observed %+v", o)
 	}
+	// A plan asks for the state alone (NoUsage): the cgroup is not read.
+	resp, err := e.p.Observe(context.Background(), providers.ObserveRequest{Handles: map[spec.Address]providers.Handle{r.Addr: h}, NoUsage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := resp.Objects[r.Addr]; o.State != providers.StateRunning || o.Memory != 0 || o.CPU != 0 {
+		t.Fatalf("observed with NoUsage: %+v", o)
+	}
 }
 
 // BenchmarkStartCgroup is BenchmarkStart with cgroups: their cost per

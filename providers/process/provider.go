@@ -642,7 +642,7 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	}
 	if workers <= 1 {
 		for i := range items {
-			items[i].obs = p.observe(items[i].h)
+			items[i].obs = p.observe(items[i].h, !req.NoUsage)
 		}
 	} else {
 		var wg sync.WaitGroup
@@ -653,7 +653,7 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 			go func() {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
-					items[i].obs = p.observe(items[i].h)
+					items[i].obs = p.observe(items[i].h, !req.NoUsage)
 				}
 			}()
 		}
@@ -669,13 +669,15 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	return resp, nil
 }
 
-func (p *Provider) observe(h providers.Handle) providers.Observed {
+func (p *Provider) observe(h providers.Handle, withUsage bool) providers.Observed {
 	hi, err := ParseHandle(h)
 	if err != nil {
 		return providers.Observed{State: providers.StateUnknown}
 	}
 	obs := p.observeInfo(hi)
-	usage(hi, &obs)
+	if withUsage {
+		usage(hi, &obs)
+	}
 	return obs
 }
 
