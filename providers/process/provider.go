@@ -82,6 +82,7 @@ type Provider struct {
 
 	mu       sync.Mutex
 	children map[childKey]*child       // processes this Provider started, while it lives
+	sweepAt  int                       // len(children) at which track forgets long-ended ones
 	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
 }
@@ -420,35 +421,20 @@ func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec, step func(int)) (
 func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 	c := &child{done: make(chan struct{})}
 	p.mu.Lock()
-	// Forget children that ended long ago.
-	for k, o := range p.children {
-		if !o.exitedAt.IsZero() && time.Since(o.exitedAt) > 10*time.Minute {
-			delete(p.children, k)
+	// Forget children that ended long ago: looked for each time the map
+	// has doubled since, not at every start (10,000 starts would look
+	// 50 million times).
+	if len(p.children) >= p.sweepAt {
+		for k, o := range p.children {
+			if !o.exitedAt.IsZero() && time.Since(o.exitedAt) > 10*time.Minute {
+				delete(p.children, k)
+			}
 		}
+		p.sweepAt = max(64, 2*len(p.children))
 	}
 	p.children[childKey{hi.Pid, hi.StartTicks}] = c
 	p.mu.Unlock()
-	// One descriptor per child, not two: os.StartProcess keeps a pidfd in
-	// proc, and waiting in Go's poller needs one of our own (Wait's
-	// waitid would hold an OS thread per child: a thousand daemons, a
-	// thousand threads). The child is not reaped yet, so its pid cannot
-	// have changed hands: ours is opened, proc's released, and the child
-	// reaped by pid once ours says it has exited. With 10,000 daemons
-	// that is 10,000 descriptors in orch, not 20,000 (issue 19).
-	pidfd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
-	if err == nil {
-		proc.Release()
-	}
-	go func() {
-		var ws *syscall.WaitStatus
-		if err == nil {
-			ws = reapPidfd(pidfd, hi.Pid)
-		} else if st, _ := proc.Wait(); st != nil {
-			// No pidfd (Linux < 5.3): a thread waits.
-			if w, ok := st.Sys().(syscall.WaitStatus); ok {
-				ws = &w
-			}
-		}
+	finish := func(ws *syscall.WaitStatus) {
 		var oom uint64
 		if g := hi.Cgroup; g != nil {
 			// A daemon that ended on its own leaves an empty cgroup that
@@ -463,7 +449,114 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 		c.state, c.exitedAt, c.oomKills = ws, time.Now(), oom
 		p.mu.Unlock()
 		close(c.done)
+	}
+	// One descriptor per child, not two: os.StartProcess keeps a pidfd in
+	// proc, and waiting for many children without a thread each needs one
+	// of our own. The child is not reaped yet, so its pid cannot have
+	// changed hands: ours is opened, proc's released, and the child
+	// reaped by pid once ours says it has exited. With 10,000 daemons
+	// that is 10,000 descriptors in orch, not 20,000 (issue 19). The
+	// pidfds wait in one epoll set (reaper), not each in a goroutine
+	// parked in Go's poller with its stack and an os.File.
+	pidfd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
+	if err == nil {
+		proc.Release()
+		if !reapLater(pidfd, hi.Pid, finish) {
+			go func() { finish(reapPidfd(pidfd, hi.Pid)) }()
+		}
+		return
+	}
+	go func() {
+		// No pidfd (Linux < 5.3): a thread waits.
+		var ws *syscall.WaitStatus
+		if st, _ := proc.Wait(); st != nil {
+			if w, ok := st.Sys().(syscall.WaitStatus); ok {
+				ws = &w
+			}
+		}
+		finish(ws)
 	}()
+}
+
+// reaper waits for the children of this process to exit: their pidfds in
+// one epoll set, watched by one goroutine (a thread in epoll_wait).
+var reaper struct {
+	once  sync.Once
+	ep    int
+	err   error
+	mu    sync.Mutex
+	waits map[int32]reapWait // by pidfd
+}
+
+type reapWait struct {
+	pid  int
+	done func(*syscall.WaitStatus)
+}
+
+// reapLater reaps child pid once its pidfd (which reapLater owns if it
+// reports true) says it has exited, and then calls done, on a goroutine
+// of its own, with how it ended.
+func reapLater(pidfd, pid int, done func(*syscall.WaitStatus)) bool {
+	reaper.once.Do(func() {
+		reaper.ep, reaper.err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if reaper.err == nil {
+			reaper.waits = map[int32]reapWait{}
+			go reapLoop()
+		}
+	})
+	if reaper.err != nil {
+		return false
+	}
+	reaper.mu.Lock()
+	reaper.waits[int32(pidfd)] = reapWait{pid, done}
+	reaper.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pidfd)}
+	if err := unix.EpollCtl(reaper.ep, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
+		reaper.mu.Lock()
+		delete(reaper.waits, int32(pidfd))
+		reaper.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// reapLoop reaps the children whose pidfds are readable. Only it removes
+// a pidfd and closes it, so a descriptor number is reused only after.
+func reapLoop() {
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(reaper.ep, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			panic(fmt.Sprintf("process: epoll_wait of the child reaper: %v", err))
+		}
+		for _, ev := range events[:n] {
+			reaper.mu.Lock()
+			w, ok := reaper.waits[ev.Fd]
+			delete(reaper.waits, ev.Fd)
+			reaper.mu.Unlock()
+			if !ok {
+				continue
+			}
+			unix.EpollCtl(reaper.ep, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+			var ws syscall.WaitStatus
+			var got *syscall.WaitStatus
+			for {
+				_, err := syscall.Wait4(w.pid, &ws, 0, nil)
+				if err == syscall.EINTR {
+					continue
+				}
+				if err == nil {
+					got = &ws
+				}
+				break
+			}
+			unix.Close(int(ev.Fd))
+			go w.done(got)
+		}
+	}
 }
 
 func (p *Provider) child(hi HandleInfo) *child {
