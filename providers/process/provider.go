@@ -83,6 +83,7 @@ type Provider struct {
 	mu       sync.Mutex
 	children map[childKey]*child       // processes this Provider started, while it lives
 	sweepAt  int                       // len(children) at which track forgets long-ended ones
+	cgLists  map[string]*cgList        // by project cgroup: names with cgroups when first looked
 	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
 }
@@ -112,6 +113,7 @@ func New(opts Options) *Provider {
 		boot:     readBootInfo(),
 		umask:    procUmask(),
 		children: map[childKey]*child{},
+		cgLists:  map[string]*cgList{},
 		logds:    map[string]*logdConn{},
 		notify:   map[string]*notify.Socket{},
 	}
