@@ -80,7 +80,7 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 		if p == nil {
 			return in, away, fmt.Errorf("state holds instances on %s, but orch has no provider for runtime kind %q", rtAddr, rtAddr.Type)
 		}
-		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: runtimeFor(cfg, rtAddr), Handles: byRuntime[rtAddr]})
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: runtimeFor(cfg, rtAddr), Handles: byRuntime[rtAddr], NoUsage: true})
 		if err != nil && around && providers.IsUnreachable(err) {
 			away[rtAddr] = err
 			for a := range byRuntime[rtAddr] {

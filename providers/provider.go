@@ -84,6 +84,10 @@ func (o Observed) Ended() string {
 type ObserveRequest struct {
 	Runtime *spec.Runtime
 	Handles map[spec.Address]Handle
+	// NoUsage asks for each object's state alone: Memory and CPU may be
+	// left zero. A plan shows neither, and reading them (a cgroup's files
+	// per daemon) was a third of a no-op plan of 10,000 daemons.
+	NoUsage bool
 }
 
 // ObserveResponse has one entry per requested handle.

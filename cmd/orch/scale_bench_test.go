@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers/process"
 )
 
 // scaleRun is one command's measurement.
@@ -198,9 +200,11 @@ func BenchmarkScale(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
-	// Every daemon costs the log daemon two descriptors (its end of the
-	// pipe, the log file), which inherits its limit from orch, which
-	// inherits it from here: the soft limit is raised to the hard one
+	// Every daemon costs the log daemon one descriptor (its end of the
+	// pipe; it keeps at most process.DefaultLogdOpenLogs log files open)
+	// and orch one (the pidfd it reaps the daemon through). The log
+	// daemon inherits its limit from orch, which inherits it from here:
+	// the soft limit is raised to the hard one
 	// (syscall.Setrlimit, so that os/exec does not restore the old soft
 	// limit in the children).
 	var lim syscall.Rlimit
@@ -210,8 +214,8 @@ func BenchmarkScale(b *testing.B) {
 	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			if need := uint64(2*n + 256); lim.Max > 0 && lim.Max < need {
-				b.Skipf("%d daemons need about %d descriptors in the log daemon; the hard RLIMIT_NOFILE here is %d", n, need, lim.Max)
+			if need := uint64(n + process.DefaultLogdOpenLogs + 256); lim.Max > 0 && lim.Max < need {
+				b.Skipf("%d daemons need about %d descriptors in the log daemon and in orch; the hard RLIMIT_NOFILE here is %d", n, need, lim.Max)
 			}
 			for i := 0; i < b.N; i++ {
 				benchScale(b, n)

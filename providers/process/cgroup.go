@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/orch-dev/orch/providers"
@@ -69,6 +71,7 @@ func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id str
 		return nil, attrErr(addr, "resources", err)
 	}
 	parent := projectGroup(project, stateDir)
+	stale := p.staleCgroups(parent, name)
 	g, err := p.cg.Create(parent, name+"."+id, l)
 	if err != nil {
 		if !l.IsZero() {
@@ -76,8 +79,53 @@ func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id str
 		}
 		return nil, startErr(addr, true, "%w", err)
 	}
-	p.cg.Sweep(parent, name+".", g)
+	if stale {
+		p.cg.Sweep(parent, name+".", g)
+	}
 	return &g, nil
+}
+
+// cgList is the names that had cgroups in a project's cgroup when this
+// Provider first started something there.
+type cgList struct {
+	once  sync.Once
+	names map[string]bool // guarded by Provider.mu after once
+}
+
+// staleCgroups reports whether name may have cgroups of earlier starts
+// to sweep in parent: it had one when this Provider first looked, and no
+// start of it here has swept since. The project's cgroup is listed once
+// per Provider, not at every start (10,000 starts read a directory of up
+// to 10,000 entries each: half of the CPU of orch apply at 3,000 daemons,
+// issue 19). The cgroups of this Provider's own starts are its children's,
+// removed when they end or are stopped.
+func (p *Provider) staleCgroups(parent, name string) bool {
+	p.mu.Lock()
+	l := p.cgLists[parent]
+	if l == nil {
+		l = &cgList{}
+		p.cgLists[parent] = l
+	}
+	p.mu.Unlock()
+	l.once.Do(func() {
+		names := map[string]bool{}
+		ents, _ := os.ReadDir(filepath.Join(p.cg.Unified, parent))
+		for _, e := range ents {
+			// name.<16 hex digits>: a start's cgroup
+			n := e.Name()
+			if len(n) > 17 && n[len(n)-17] == '.' && strings.Trim(n[len(n)-16:], "0123456789abcdef") == "" {
+				names[n[:len(n)-17]] = true
+			}
+		}
+		p.mu.Lock()
+		l.names = names
+		p.mu.Unlock()
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	had := l.names[name]
+	delete(l.names, name)
+	return had
 }
 
 // endCgroup kills what is left in a stopped daemon's cgroup (a grandchild

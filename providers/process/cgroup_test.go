@@ -297,6 +297,14 @@ func TestObserveUsage(t *testing.T) {
 	}) {
 		t.Fatalf("observed %+v", o)
 	}
+	// A plan asks for the state alone (NoUsage): the cgroup is not read.
+	resp, err := e.p.Observe(context.Background(), providers.ObserveRequest{Handles: map[spec.Address]providers.Handle{r.Addr: h}, NoUsage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := resp.Objects[r.Addr]; o.State != providers.StateRunning || o.Memory != 0 || o.CPU != 0 {
+		t.Fatalf("observed with NoUsage: %+v", o)
+	}
 }
 
 // BenchmarkStartCgroup is BenchmarkStart with cgroups: their cost per
@@ -324,5 +332,40 @@ func benchStart(b *testing.B, opts process.Options) {
 		if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: r.Addr, Handle: resp.Handle, Signal: kill, Timeout: 5 * time.Second}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStartSweepsEarlierCgroupsOfItsName: the empty cgroup an earlier
+// start of a name left (its daemon exited while no orch ran) is removed by
+// the name's next start, by another orch (Provider); one of another name
+// is left for that name's start.
+func TestStartSweepsEarlierCgroupsOfItsName(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	_, hi := e.start(res("a", "sleep", "60"))
+	g := daemonCgroup(hi.Pid)
+	if g == nil {
+		t.Skip("the daemon's cgroup is not below this process's")
+	}
+	parent := filepath.Dir(g.Path)
+	staleB := filepath.Join(parent, "daemon.b.0123456789abcdef")
+	staleC := filepath.Join(parent, "daemon.c.0123456789abcdef")
+	for _, d := range []string{staleB, staleC} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(d) })
+	}
+	e2 := &env{t: t, p: process.New(process.Options{}), state: e.state}
+	e2.start(res("b", "sleep", "60"))
+	if _, err := os.Stat(staleB); !os.IsNotExist(err) {
+		t.Errorf("the earlier cgroup of daemon.b is still there after its start: %v", err)
+	}
+	if _, err := os.Stat(staleC); err != nil {
+		t.Errorf("the start of daemon.b removed daemon.c's cgroup: %v", err)
+	}
+	e2.start(res("c", "sleep", "60"))
+	if _, err := os.Stat(staleC); !os.IsNotExist(err) {
+		t.Errorf("the earlier cgroup of daemon.c is still there after its start: %v", err)
 	}
 }

@@ -82,7 +82,10 @@
 // (SOCK_SEQPACKET, SCM_RIGHTS), starting a logd when none answers; Start
 // returns once logd has the descriptor, so even a daemon that writes one
 // line and exits loses nothing. logd reads each pipe until its last writer
-// is gone. A logd started later (after an idle exit, or after one was
+// is gone, all of them through epoll (a set and a goroutine per core, up
+// to four), and keeps at most --open-logs (512) log files open: the least
+// recently written is closed and opened again, O_APPEND, at its next
+// write. So logd holds about one descriptor per daemon. A logd started later (after an idle exit, or after one was
 // killed) takes back the pipes of the registry's daemons that still run,
 // from /proc/<pid>/fd/1 when it is the pipe recorded, so a killed logd
 // loses no running daemon's output. The handover between two logd
@@ -99,7 +102,8 @@
 // is "missing" and is never signalled. Observe reads /proc/<pid>/stat by
 // hand, in parallel for large batches. Processes started by this Provider
 // value are its children: it reaps them (no zombies) and reports their exit
-// code or signal. Stop waits on a pidfd (poll(2)), or polls /proc where
+// code or signal; it waits for them on their pidfds in one epoll set (one
+// descriptor per child, no goroutine per child). Stop waits on a pidfd (poll(2)), or polls /proc where
 // pidfd_open is missing.
 //
 // # Entry points cmd/orch must dispatch

@@ -2,6 +2,7 @@ package process
 
 import (
 	"bytes"
+	"container/list"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -32,6 +34,13 @@ const (
 	logdSockName  = "logd.sock"       // logd's socket (SOCK_SEQPACKET)
 	logSuffix     = ".log"
 )
+
+// DefaultLogdOpenLogs is how many log files the log daemon keeps open at
+// most: it holds one descriptor per daemon (its pipe) and this many more,
+// not two per daemon (issue 19). A write to a log that was closed opens
+// it again (O_APPEND), which costs an open(2) and an fstat(2) only when
+// more than this many daemons write in turn.
+const DefaultLogdOpenLogs = 512
 
 // DefaultLogdIdle is how long logd lingers without any daemon writing to
 // it before it exits.
@@ -88,11 +97,16 @@ func LogdMain(args []string) int {
 	fs := flag.NewFlagSet(LogdArg, flag.ContinueOnError)
 	idle := fs.Duration("idle", DefaultLogdIdle, "exit after this long without a live writer")
 	readyFD := fs.Int("ready-fd", -1, "write one byte to this descriptor, and close it, once listening")
+	maxOpen := fs.Int("open-logs", DefaultLogdOpenLogs, "keep at most this many log files open (least recently written closed first)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "usage: %s [--idle DURATION] DIR\n", LogdArg)
+		fmt.Fprintf(os.Stderr, "usage: %s [--idle DURATION] [--open-logs N] DIR\n", LogdArg)
+		return 2
+	}
+	if *maxOpen < 1 {
+		fmt.Fprintf(os.Stderr, "%s: --open-logs must be at least 1\n", LogdArg)
 		return 2
 	}
 	var ready *os.File
@@ -106,6 +120,7 @@ func LogdMain(args []string) int {
 		idle:    *idle,
 		open:    map[fileID]bool{},
 		writers: map[string]*logWriter{},
+		files:   &openLogs{max: *maxOpen},
 		changed: make(chan struct{}, 1),
 		opening: make(chan struct{}, 32),
 	}
@@ -132,6 +147,8 @@ type logd struct {
 	busy    int             // requests being handled
 	closing bool            // tryExit decided: take no more requests
 	writers map[string]*logWriter
+	files   *openLogs     // bounds the log files open at once
+	loops   []*pipeLoop   // copy the pipes to the logs
 	changed chan struct{} // live or busy changed
 	opening chan struct{} // bounds the log files being opened at once
 }
@@ -155,6 +172,9 @@ func (d *logd) run() error {
 		return fmt.Errorf("lock: %w", err)
 	}
 	raiseNofile()
+	if err := d.startLoops(); err != nil {
+		return err
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
@@ -399,7 +419,8 @@ func noDescriptor(name string) string {
 }
 
 // raiseNofile raises the soft RLIMIT_NOFILE to the hard limit: the log
-// daemon holds two descriptors per running daemon (its pipe and its log).
+// daemon holds a descriptor per running daemon (its pipe), and up to
+// --open-logs log files.
 func raiseNofile() {
 	var lim unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
@@ -445,7 +466,6 @@ func (d *logd) add(fd, spare int, m logdMsg) error {
 		d.unreserve(id)
 		return err
 	}
-	f := os.NewFile(uintptr(fd), m.Name) // non-blocking: served by the poller
 	d.notify()
 	// The log is opened (created, the first time) off the caller's path:
 	// the pipe holds what the daemon writes meanwhile.
@@ -456,11 +476,11 @@ func (d *logd) add(fd, spare int, m logdMsg) error {
 		<-d.opening
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "orch %s: %s: %v\n", LogdArg, m.Name, err)
-			f.Close()
+			unix.Close(fd)
 			d.unreserve(id)
 			return
 		}
-		d.copy(f, id, m.Name, lw)
+		d.watch(&logPipe{fd: fd, id: id, name: m.Name, lw: lw})
 	}()
 	return nil
 }
@@ -510,34 +530,108 @@ func (d *logd) recover() {
 	}
 }
 
-// copy moves what the pipe carries to the log until no writer is left.
-func (d *logd) copy(f *os.File, id fileID, name string, lw *logWriter) {
-	defer func() {
-		f.Close()
-		d.release(name)
-		d.unreserve(id)
-	}()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
+// A logPipe is a daemon's pipe being copied to its log.
+type logPipe struct {
+	fd   int // non-blocking
+	id   fileID
+	name string
+	lw   *logWriter
+}
+
+// pipeLoop copies a share of the pipes to their logs: one epoll set and
+// one goroutine that waits on it (a thread in epoll_wait). A pipe costs its
+// descriptor and a few dozen bytes, not a goroutine parked in Go's poller
+// with its stack and an os.File (10,000 daemons: about 50 MB, issue 19).
+type pipeLoop struct {
+	ep    int
+	mu    sync.Mutex
+	pipes map[int32]*logPipe
+}
+
+// startLoops starts the pipe loops, one per core up to four.
+func (d *logd) startLoops() error {
+	for range min(max(runtime.GOMAXPROCS(0), 1), 4) {
+		ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("epoll: %w", err)
+		}
+		lp := &pipeLoop{ep: ep, pipes: map[int32]*logPipe{}}
+		d.loops = append(d.loops, lp)
+		go d.serveLoop(lp)
 	}
-	// The buffer is taken only while data is there: thousands of idle
-	// pipes cost no memory.
-	rc.Read(func(fd uintptr) bool {
-		buf := getBuf()
-		defer putBuf(buf)
-		for {
-			n, err := unix.Read(int(fd), *buf)
-			if n > 0 {
-				lw.Write((*buf)[:n])
-				continue
-			}
+	return nil
+}
+
+// watch starts copying p, or ends it at once if it cannot.
+func (d *logd) watch(p *logPipe) {
+	lp := d.loops[p.fd%len(d.loops)]
+	lp.mu.Lock()
+	lp.pipes[int32(p.fd)] = p
+	lp.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.fd)}
+	if err := unix.EpollCtl(lp.ep, unix.EPOLL_CTL_ADD, p.fd, &ev); err != nil {
+		fmt.Fprintf(os.Stderr, "orch %s: %s: epoll: %v\n", LogdArg, p.name, err)
+		lp.mu.Lock()
+		delete(lp.pipes, int32(p.fd))
+		lp.mu.Unlock()
+		d.endPipe(p)
+	}
+}
+
+func (d *logd) endPipe(p *logPipe) {
+	unix.Close(p.fd)
+	d.release(p.name)
+	d.unreserve(p.id)
+}
+
+// serveLoop copies what the pipes of lp carry to their logs, and ends a
+// pipe once no writer is left. Only this goroutine removes a pipe and
+// closes its descriptor, so a descriptor number is reused only after.
+func (d *logd) serveLoop(lp *pipeLoop) {
+	events := make([]unix.EpollEvent, 256)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.EpollWait(lp.ep, events, -1)
+		if err != nil {
 			if err == unix.EINTR {
 				continue
 			}
-			return err != unix.EAGAIN // EOF, or a real error: done
+			fmt.Fprintf(os.Stderr, "orch %s: epoll_wait: %v\n", LogdArg, err)
+			return
 		}
-	})
+		for _, ev := range events[:n] {
+			lp.mu.Lock()
+			p := lp.pipes[ev.Fd]
+			lp.mu.Unlock()
+			if p == nil || !copyPipe(p, buf) {
+				continue
+			}
+			lp.mu.Lock()
+			delete(lp.pipes, ev.Fd)
+			lp.mu.Unlock()
+			unix.EpollCtl(lp.ep, unix.EPOLL_CTL_DEL, p.fd, nil)
+			d.endPipe(p)
+		}
+	}
+}
+
+// copyPipe moves what p holds to its log, up to 16 buffers at a time (the
+// epoll set is level-triggered: the rest comes next round, after the
+// other pipes had their turn). It reports whether p has ended (no writer
+// left, or an error).
+func copyPipe(p *logPipe, buf []byte) (ended bool) {
+	for range 16 {
+		n, err := unix.Read(p.fd, buf)
+		if n > 0 {
+			p.lw.Write(buf[:n])
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		return err != unix.EAGAIN // EOF, or a real error: done
+	}
+	return false
 }
 
 func (d *logd) notify() {
@@ -556,7 +650,7 @@ func (d *logd) acquire(name string, maxSize int64, maxFiles int) (*logWriter, er
 		// Opened (created, the first time) outside the lock: other logs
 		// are being opened meanwhile.
 		d.mu.Unlock()
-		fresh := &logWriter{path: filepath.Join(d.dir, name+logSuffix)}
+		fresh := &logWriter{path: filepath.Join(d.dir, name+logSuffix), files: d.files}
 		if err := fresh.open(); err != nil {
 			return nil, err
 		}
@@ -604,18 +698,19 @@ func viaDir(dir, name string, fn func(path string) error) error {
 	return fn(fmt.Sprintf("/proc/self/fd/%d/%s", fd, name))
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
-
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
-
 // logWriter appends to one log file and rotates it by size: <path> is
 // renamed <path>.1, <path>.1 <path>.2, and so on up to maxFiles; older
 // files are removed. A file never grows past maxSize: a write that would
 // cross it is split after its last newline that fits (or at maxSize when a
 // single line is longer).
+//
+// Its file is open only while it is among the files.max most recently
+// written logs (openLogs): a write to a closed one opens it again, with
+// O_APPEND, and its size is read afresh from the file.
 type logWriter struct {
-	refs int // guarded by logd.mu
+	refs  int           // guarded by logd.mu
+	elem  *list.Element // in files.lru while f may be open; guarded by files.mu
+	files *openLogs
 
 	mu       sync.Mutex
 	path     string
@@ -637,10 +732,19 @@ func (w *logWriter) setConf(maxSize int64, maxFiles int) {
 	w.maxSize, w.maxFiles = maxSize, maxFiles
 }
 
+// open opens the log (w.mu held, or w not shared yet) and counts it
+// among the open files, closing the least recently written ones beyond
+// the bound. Out of descriptors, it closes one more and tries again.
 func (w *logWriter) open() error {
 	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if (errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) && w.files != nil && w.files.evict(w, 1) {
+		f, err = os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	}
 	if err != nil {
 		return err
+	}
+	if w.files != nil {
+		w.files.opened(w)
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -658,6 +762,9 @@ func (w *logWriter) close() {
 		w.f.Close()
 		w.f = nil
 	}
+	if w.files != nil {
+		w.files.remove(w)
+	}
 }
 
 // Write appends p, rotating as needed. Errors are reported on logd's
@@ -665,6 +772,9 @@ func (w *logWriter) close() {
 func (w *logWriter) Write(p []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.f != nil && w.files != nil {
+		w.files.touch(w)
+	}
 	for len(p) > 0 {
 		if w.f == nil {
 			if err := w.open(); err != nil {
@@ -707,6 +817,75 @@ func (w *logWriter) rotate() {
 	if err := w.open(); err != nil {
 		fmt.Fprintf(os.Stderr, "orch %s: %v\n", LogdArg, err)
 	}
+}
+
+// openLogs is the set of log files open, most recently written first.
+// Lock order: a logWriter's mu, then openLogs.mu; closing another writer's
+// file takes its mu with TryLock only (a writer busy writing is skipped:
+// it is the most recent anyway).
+type openLogs struct {
+	mu  sync.Mutex
+	max int
+	lru list.List // of *logWriter
+}
+
+// opened counts w's file as open and most recent, and closes the least
+// recently written ones beyond max.
+func (o *openLogs) opened(w *logWriter) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if w.elem == nil {
+		w.elem = o.lru.PushFront(w)
+	} else {
+		o.lru.MoveToFront(w.elem)
+	}
+	o.evictLocked(w, o.lru.Len()-o.max)
+}
+
+// touch makes w the most recently written.
+func (o *openLogs) touch(w *logWriter) {
+	o.mu.Lock()
+	if w.elem != nil {
+		o.lru.MoveToFront(w.elem)
+	}
+	o.mu.Unlock()
+}
+
+// remove forgets w (its file is closed).
+func (o *openLogs) remove(w *logWriter) {
+	o.mu.Lock()
+	if w.elem != nil {
+		o.lru.Remove(w.elem)
+		w.elem = nil
+	}
+	o.mu.Unlock()
+}
+
+// evict closes n files other than keep's, least recently written first;
+// it reports whether it closed any.
+func (o *openLogs) evict(keep *logWriter, n int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.evictLocked(keep, n) > 0
+}
+
+func (o *openLogs) evictLocked(keep *logWriter, n int) (closed int) {
+	for e := o.lru.Back(); e != nil && closed < n; {
+		prev := e.Prev()
+		w := e.Value.(*logWriter)
+		if w != keep && w.mu.TryLock() {
+			if w.f != nil {
+				w.f.Close()
+				w.f = nil
+			}
+			o.lru.Remove(e)
+			w.elem = nil
+			w.mu.Unlock()
+			closed++
+		}
+		e = prev
+	}
+	return closed
 }
 
 // RotateLog moves a full log at path aside (logfile.Rotate, shared with

@@ -256,7 +256,11 @@ func (p *Provider) startLogd(logsDir string) error {
 		return err
 	}
 	defer ready.Close()
-	argv := append(append([]string(nil), p.self...), LogdArg, "--idle", p.opts.LogdIdle.String(), "--ready-fd", "3", logsDir)
+	argv := append(append([]string(nil), p.self...), LogdArg, "--idle", p.opts.LogdIdle.String(), "--ready-fd", "3")
+	if p.opts.LogdOpenLogs > 0 {
+		argv = append(argv, "--open-logs", strconv.Itoa(p.opts.LogdOpenLogs))
+	}
+	argv = append(argv, logsDir)
 	proc, err := os.StartProcess(p.self[0], argv, &os.ProcAttr{
 		Dir:   "/",
 		Env:   []string{"PATH=" + path, HelperEnv + "=logd"},

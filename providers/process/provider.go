@@ -56,6 +56,9 @@ type Options struct {
 	// LogdStartTimeout bounds the wait for a newly started log daemon;
 	// default 10s.
 	LogdStartTimeout time.Duration
+	// LogdOpenLogs bounds the log files the log daemon keeps open at
+	// once; default DefaultLogdOpenLogs (512).
+	LogdOpenLogs int
 	// NoCgroups holds daemons in process groups only, as on a host where
 	// orch can write no cgroup (resource limits are then an error).
 	// Default: each daemon gets a cgroup of its own when the host allows
@@ -79,6 +82,8 @@ type Provider struct {
 
 	mu       sync.Mutex
 	children map[childKey]*child       // processes this Provider started, while it lives
+	sweepAt  int                       // len(children) at which track forgets long-ended ones
+	cgLists  map[string]*cgList        // by project cgroup: names with cgroups when first looked
 	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
 }
@@ -92,7 +97,7 @@ type childKey struct {
 // reaps it and knows how it ended.
 type child struct {
 	done     chan struct{} // closed once reaped
-	state    *os.ProcessState
+	state    *syscall.WaitStatus
 	exitedAt time.Time
 	// oomKills is its cgroup's OOM count, read when it was reaped: an
 	// empty cgroup is removed then.
@@ -108,6 +113,7 @@ func New(opts Options) *Provider {
 		boot:     readBootInfo(),
 		umask:    procUmask(),
 		children: map[childKey]*child{},
+		cgLists:  map[string]*cgList{},
 		logds:    map[string]*logdConn{},
 		notify:   map[string]*notify.Socket{},
 	}
@@ -383,7 +389,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		return resp, startErr(addr, true, "%w", err)
 	}
 	step(stepLogd)
-	resp.Observed = providers.Observed{State: providers.StateRunning, Pid: proc.Pid, StartedAt: p.boot.startedAt(st.StartTicks)}
+	resp.Observed = providers.Observed{State: providers.StateRunning, Pid: hi.Pid, StartedAt: p.boot.startedAt(st.StartTicks)}
 	return resp, nil
 }
 
@@ -417,21 +423,20 @@ func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec, step func(int)) (
 func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 	c := &child{done: make(chan struct{})}
 	p.mu.Lock()
-	// Forget children that ended long ago.
-	for k, o := range p.children {
-		if !o.exitedAt.IsZero() && time.Since(o.exitedAt) > 10*time.Minute {
-			delete(p.children, k)
+	// Forget children that ended long ago: looked for each time the map
+	// has doubled since, not at every start (10,000 starts would look
+	// 50 million times).
+	if len(p.children) >= p.sweepAt {
+		for k, o := range p.children {
+			if !o.exitedAt.IsZero() && time.Since(o.exitedAt) > 10*time.Minute {
+				delete(p.children, k)
+			}
 		}
+		p.sweepAt = max(64, 2*len(p.children))
 	}
 	p.children[childKey{hi.Pid, hi.StartTicks}] = c
 	p.mu.Unlock()
-	go func() {
-		// Wait on a pidfd in Go's poller first: a goroutine parked there
-		// holds no OS thread, while Wait's waitid would hold one per child
-		// (a thousand daemons, a thousand threads). Once the child has
-		// exited, Wait reaps it at once.
-		p.waitPidfd(context.Background(), hi)
-		st, _ := proc.Wait()
+	finish := func(ws *syscall.WaitStatus) {
 		var oom uint64
 		if g := hi.Cgroup; g != nil {
 			// A daemon that ended on its own leaves an empty cgroup that
@@ -443,10 +448,117 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 			}
 		}
 		p.mu.Lock()
-		c.state, c.exitedAt, c.oomKills = st, time.Now(), oom
+		c.state, c.exitedAt, c.oomKills = ws, time.Now(), oom
 		p.mu.Unlock()
 		close(c.done)
+	}
+	// One descriptor per child, not two: os.StartProcess keeps a pidfd in
+	// proc, and waiting for many children without a thread each needs one
+	// of our own. The child is not reaped yet, so its pid cannot have
+	// changed hands: ours is opened, proc's released, and the child
+	// reaped by pid once ours says it has exited. With 10,000 daemons
+	// that is 10,000 descriptors in orch, not 20,000 (issue 19). The
+	// pidfds wait in one epoll set (reaper), not each in a goroutine
+	// parked in Go's poller with its stack and an os.File.
+	pidfd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
+	if err == nil {
+		proc.Release()
+		if !reapLater(pidfd, hi.Pid, finish) {
+			go func() { finish(reapPidfd(pidfd, hi.Pid)) }()
+		}
+		return
+	}
+	go func() {
+		// No pidfd (Linux < 5.3): a thread waits.
+		var ws *syscall.WaitStatus
+		if st, _ := proc.Wait(); st != nil {
+			if w, ok := st.Sys().(syscall.WaitStatus); ok {
+				ws = &w
+			}
+		}
+		finish(ws)
 	}()
+}
+
+// reaper waits for the children of this process to exit: their pidfds in
+// one epoll set, watched by one goroutine (a thread in epoll_wait).
+var reaper struct {
+	once  sync.Once
+	ep    int
+	err   error
+	mu    sync.Mutex
+	waits map[int32]reapWait // by pidfd
+}
+
+type reapWait struct {
+	pid  int
+	done func(*syscall.WaitStatus)
+}
+
+// reapLater reaps child pid once its pidfd (which reapLater owns if it
+// reports true) says it has exited, and then calls done, on a goroutine
+// of its own, with how it ended.
+func reapLater(pidfd, pid int, done func(*syscall.WaitStatus)) bool {
+	reaper.once.Do(func() {
+		reaper.ep, reaper.err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if reaper.err == nil {
+			reaper.waits = map[int32]reapWait{}
+			go reapLoop()
+		}
+	})
+	if reaper.err != nil {
+		return false
+	}
+	reaper.mu.Lock()
+	reaper.waits[int32(pidfd)] = reapWait{pid, done}
+	reaper.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pidfd)}
+	if err := unix.EpollCtl(reaper.ep, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
+		reaper.mu.Lock()
+		delete(reaper.waits, int32(pidfd))
+		reaper.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// reapLoop reaps the children whose pidfds are readable. Only it removes
+// a pidfd and closes it, so a descriptor number is reused only after.
+func reapLoop() {
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(reaper.ep, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			panic(fmt.Sprintf("process: epoll_wait of the child reaper: %v", err))
+		}
+		for _, ev := range events[:n] {
+			reaper.mu.Lock()
+			w, ok := reaper.waits[ev.Fd]
+			delete(reaper.waits, ev.Fd)
+			reaper.mu.Unlock()
+			if !ok {
+				continue
+			}
+			unix.EpollCtl(reaper.ep, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+			var ws syscall.WaitStatus
+			var got *syscall.WaitStatus
+			for {
+				_, err := syscall.Wait4(w.pid, &ws, 0, nil)
+				if err == syscall.EINTR {
+					continue
+				}
+				if err == nil {
+					got = &ws
+				}
+				break
+			}
+			unix.Close(int(ev.Fd))
+			go w.done(got)
+		}
+	}
 }
 
 func (p *Provider) child(hi HandleInfo) *child {
@@ -625,7 +737,7 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	}
 	if workers <= 1 {
 		for i := range items {
-			items[i].obs = p.observe(items[i].h)
+			items[i].obs = p.observe(items[i].h, !req.NoUsage)
 		}
 	} else {
 		var wg sync.WaitGroup
@@ -636,7 +748,7 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 			go func() {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
-					items[i].obs = p.observe(items[i].h)
+					items[i].obs = p.observe(items[i].h, !req.NoUsage)
 				}
 			}()
 		}
@@ -652,13 +764,15 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	return resp, nil
 }
 
-func (p *Provider) observe(h providers.Handle) providers.Observed {
+func (p *Provider) observe(h providers.Handle, withUsage bool) providers.Observed {
 	hi, err := ParseHandle(h)
 	if err != nil {
 		return providers.Observed{State: providers.StateUnknown}
 	}
 	obs := p.observeInfo(hi)
-	usage(hi, &obs)
+	if withUsage {
+		usage(hi, &obs)
+	}
 	return obs
 }
 
@@ -713,16 +827,40 @@ func isDone(ch <-chan struct{}) bool {
 	}
 }
 
-func exitStatus(st *os.ProcessState, obs *providers.Observed) {
-	if st == nil {
+func exitStatus(ws *syscall.WaitStatus, obs *providers.Observed) {
+	if ws == nil {
 		return
 	}
-	ws, ok := st.Sys().(syscall.WaitStatus)
-	if ok && ws.Signaled() {
+	if ws.Signaled() {
 		obs.Signal = unix.SignalName(ws.Signal())
 		return
 	}
-	obs.ExitCode = st.ExitCode()
+	obs.ExitCode = ws.ExitStatus()
+}
+
+// reapPidfd waits, in Go's poller, until the child pid of pidfd (opened
+// PIDFD_NONBLOCK; reapPidfd closes it) has exited, and reaps it.
+func reapPidfd(pidfd, pid int) *syscall.WaitStatus {
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	if rc, err := f.SyscallConn(); err == nil && f.SetReadDeadline(time.Time{}) == nil {
+		rc.Read(func(fd uintptr) bool {
+			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			return n > 0
+		})
+	}
+	// Exited (or the poller could not hold the pidfd: then wait4 blocks
+	// a thread, as Wait would have).
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			f.Close()
+			if err != nil {
+				return nil
+			}
+			return &ws
+		}
+	}
 }
 
 // procIdentity says what a handle's pid is now.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func handleOf(pid int) json.RawMessage {
@@ -152,5 +154,61 @@ func TestRegistryCompactionDropsEnded(t *testing.T) {
 	}
 	if n := len(all.of("crashes")); n > registryCompactMin/100 {
 		t.Fatalf("%d ended instances kept after compactions", n)
+	}
+}
+
+// TestRegistryCompactionRemembered: the size a compaction left is kept
+// beside the registry, so that a new orch process (here: this process's
+// memory of it forgotten) does not compact a registry of live daemons at
+// its first append, and does once the file has doubled since.
+func TestRegistryCompactionRemembered(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, registryName)
+	self, _ := readStat(os.Getpid())
+	running := json.RawMessage(fmt.Sprintf(`{"pid":%d,"start_ticks":%d}`, os.Getpid(), self.StartTicks))
+	// Live entries only, more than registryCompactMin of them: the first
+	// compaction finds nothing to drop and decides against.
+	for i := 0; ; i++ {
+		appendRegistry(dir, regEntry{Name: fmt.Sprint("d", i), ID: fmt.Sprint("i", i), logConf: logConf{Address: "daemon.d", Handle: running}})
+		if v, ok := compacted.Load(path); ok && v.(int64) > 0 {
+			break
+		}
+	}
+	inode := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	mark, err := os.ReadFile(path + registryMarkSuffix)
+	if err != nil {
+		t.Fatalf("no mark beside the registry: %v", err)
+	}
+	before := inode()
+	compacted.Delete(path) // a new process
+	appendRegistry(dir, regEntry{Name: "ended", ID: "e", logConf: logConf{Address: "daemon.ended", Handle: handleOf(1 << 22)}})
+	if inode() != before {
+		t.Fatalf("a new process compacted the registry at its first append (mark %q)", mark)
+	}
+	// Once the file has doubled since, it is compacted (the ended line
+	// dropped): within as many bytes of appends again as it holds.
+	ended := func() bool {
+		all, err := readRegistry(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := all.latest("ended")
+		return ok
+	}
+	st, _ := os.Stat(path)
+	limit := st.Size()
+	for i := 0; ended(); i++ {
+		if st, _ := os.Stat(path); st.Size() > 2*limit+1024 {
+			t.Fatalf("the registry grew to %d bytes (mark %q) and was never compacted", st.Size(), mark)
+		}
+		for j := 0; j < 100; j++ {
+			appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i, "-", j), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
+		}
 	}
 }

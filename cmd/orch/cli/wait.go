@@ -221,7 +221,7 @@ func (r *readiness) checkAlive(ctx context.Context) []error {
 		if p == nil {
 			continue
 		}
-		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: r.runtime(rtAddr), Handles: hs})
+		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: r.runtime(rtAddr), Handles: hs, NoUsage: true})
 		if err != nil {
 			continue
 		}
