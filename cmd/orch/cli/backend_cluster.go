@@ -1,0 +1,277 @@
+//go:build !noetcd
+
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/executor/cluster"
+	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/executor/state/etcdstate"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers/owned"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+)
+
+// orch agent -node: one node of a project on several hosts. The cluster
+// (registration, election, placement) is executor/cluster's; here it is
+// wired to the ordinary engine, which runs on a configuration restricted
+// to this node's assignments (cluster.Only) and keeps its records in the
+// node's own state (<prefix>/nodes/NAME). A change of assignments is
+// applied as orch apply through an agent is (engine.Apply); the engine is
+// not told about nodes.
+
+func init() { runNodeAgent = (*App).runNode }
+
+func (a *App) runNode(dir string, vf *varFlags, lf *lockFlags, asJSON bool, nf nodeFlags) error {
+	res := a.loadConfig(dir, vf)
+	a.writeDiags(res.diags, res.files)
+	if res.diags.HasErrors() {
+		return silentFailure()
+	}
+	be, err := backendFor(res.cfg)
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	if be == nil || be.Kind != etcdstate.Kind {
+		return &exitError{code: ExitError, msg: fmt.Sprintf("orch agent -node %s: a project on several hosts keeps its state in etcd: declare orch { backend \"etcd\" { endpoints = [...] } }, or set %s=etcd://HOST:PORT", nf.node, envBackend)}
+	}
+	ctx, hurry, stop := a.interruptibleHurry("\nStopping this node's instances, dependents first. Press Ctrl-C again to kill what still runs.",
+		"\nKilling what still runs (SIGKILL), dependents first.")
+	defer stop()
+	logf := nodeLogger(a.Stderr, nf.node, asJSON)
+	for {
+		err := a.nodeRound(ctx, hurry, dir, vf, lf, asJSON, nf, *be, logf)
+		if !errors.Is(err, cluster.ErrLost) || ctx.Err() != nil {
+			return err
+		}
+		logf("its instances are stopped; joining the cluster again")
+	}
+}
+
+// nodeLogger writes what the node does to w, a line each (a JSON object
+// with -json, of type "node").
+func nodeLogger(w io.Writer, node string, asJSON bool) func(string, ...any) {
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		msg := fmt.Sprintf(format, args...)
+		if asJSON {
+			enc.Encode(map[string]any{"time": time.Now(), "type": "node", "node": node, "detail": msg})
+			return
+		}
+		fmt.Fprintf(w, "%s node %s: %s\n", time.Now().Format("15:04:05.000"), node, msg)
+	}
+}
+
+// nodeRound joins the cluster and runs this node's instances until ctx
+// ends (nil) or the node's lease is lost (cluster.ErrLost, once its
+// instances are stopped).
+func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, vf *varFlags, lf *lockFlags, asJSON bool,
+	nf nodeFlags, be state.BackendConfig, logf func(string, ...any)) error {
+	host, _ := os.Hostname()
+	m, err := cluster.Join(ctx, cluster.Options{Backend: be, Logf: logf,
+		Node: cluster.Info{Name: nf.node, Labels: nf.parsed, Capacity: nf.capacity, Address: host}})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	logf("joined the cluster at %s (lease %s)", strings.Join(be.Endpoints, ","), m.TTL())
+	closed := false
+	leave := func() {
+		if closed {
+			return
+		}
+		closed = true
+		if err := m.Close(); err != nil {
+			logf("leaving the cluster: %v", err)
+		}
+	}
+	defer leave()
+
+	res := a.loadConfig(dir, vf)
+	if res.diags.HasErrors() {
+		a.writeDiags(res.diags, res.files)
+		return silentFailure()
+	}
+	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: a.providerSet()}
+	if err := owned.Dir(s.stateDir); err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	// This node's own state. A previous agent of the node (killed) holds
+	// its lock until its lease lapses: wait for that at least.
+	timeout := lf.timeout
+	if least := 2*m.TTL() + etcdstate.RequestTimeout; timeout < least {
+		timeout = least
+	}
+	st, err := state.OpenBackend(filepath.Join(s.stateDir, "state.db"), cluster.NodeBackend(be, nf.node),
+		state.Options{Operation: "agent -node " + nf.node, LockTimeout: timeout})
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer st.Close()
+	s.store = st
+
+	// What is assigned to this node, and the configuration restricted to it.
+	var mine atomic.Pointer[map[string]bool]
+	mine.Store(&map[string]bool{})
+	restrict := func(r loadResult) engine.LoadResult {
+		if r.diags.HasErrors() || r.cfg == nil {
+			return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
+		}
+		m.Declare(planner.PlaceInstancesOf(r.cfg))
+		set := *mine.Load()
+		keys := make([]string, 0, len(set))
+		for k := range set {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		cfg := cluster.Only(r.cfg, func(a spec.Address) bool { return set[a.String()] }, nf.node+"\x00"+strings.Join(keys, "\x00"))
+		return engine.LoadResult{Config: cfg, Diags: r.diags, Files: r.files}
+	}
+	load := func() engine.LoadResult { return restrict(a.loadConfig(dir, vf)) }
+	first := restrict(res) // declares: the leader can place
+
+	kick := make(chan struct{}, 1)
+	gotFirst := make(chan struct{})
+	var firstOnce sync.Once
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		m.Watch(watchCtx, func(as *cluster.Assignments) {
+			set := map[string]bool{}
+			for _, x := range as.Mine(nf.node) {
+				set[x] = true
+			}
+			changed := !maps.Equal(set, *mine.Load())
+			if changed {
+				mine.Store(&set)
+				logf("assigned %d instance(s) by leader %s: %s", len(set), as.Leader, strings.Join(as.Mine(nf.node), " "))
+			}
+			firstOnce.Do(func() { close(gotFirst) })
+			if changed {
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+	select {
+	case <-gotFirst:
+		first = load()
+		select {
+		case <-kick: // the engine starts with these
+		default:
+		}
+	case <-m.Lost():
+		return cluster.ErrLost
+	case <-ctx.Done():
+		return nil
+	}
+
+	a.pluginSet().freeze()
+	out := func(ev engine.Event) { fmt.Fprintln(a.Stderr, ev.String()) }
+	if asJSON {
+		enc := json.NewEncoder(a.Stderr)
+		enc.SetEscapeHTML(false)
+		out = func(ev engine.Event) { enc.Encode(ev) }
+	}
+	mods, closeMods, err := hostModules(s)
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer closeMods()
+	engCtx, stopEng := context.WithCancel(ctx)
+	defer stopEng()
+	eng := engine.New(engine.Options{
+		Dir: s.cfg.Dir, Config: first.Config, Files: first.Files, Load: load, WatchFiles: vf.varFiles,
+		Providers: s.provs, Store: st, StateDir: s.stateDir, Project: s.cfg.Project.Name,
+		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
+	})
+	defer eng.ForwardBus(mods.Bus())()
+
+	ln, err := agent.Listen(a.settings.AgentSocketFor(s.stateDir))
+	if err != nil {
+		return &exitError{code: ExitError, msg: "cannot serve the agent API: " + err.Error()}
+	}
+	srvCtx, srvStop := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	srv := &agent.Server{Engine: eng, Dir: s.cfg.Dir, Load: load, LogPath: func(addr spec.Address) string {
+		return filepath.Join(s.stateDir, "logs", process.FileName(addr)+".log")
+	}}
+	go func() {
+		defer close(served)
+		srv.Serve(srvCtx, ln)
+	}()
+	defer func() { srvStop(); <-served }()
+
+	// A lost lease stops the engine, and with it every instance of the
+	// node (its stops cannot be recorded: the node's state lock went
+	// with the lease; the next round's refresh finds them stopped).
+	var lost atomic.Bool
+	go func() {
+		select {
+		case <-m.Lost():
+			lost.Store(true)
+			stopEng()
+		case <-engCtx.Done():
+		}
+	}()
+	// New assignments are applied as orch apply does through an agent.
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		for {
+			select {
+			case <-engCtx.Done():
+				return
+			case <-kick:
+			}
+			lr := load()
+			if lr.Diags.HasErrors() {
+				continue // the engine reports it from its own reload
+			}
+			r, err := eng.Apply(engCtx, engine.ApplyRequest{Config: lr.Config, Files: lr.Files})
+			switch {
+			case err != nil && engCtx.Err() == nil:
+				logf("applying the new assignment: %v", err)
+			case r != nil && r.Err != "":
+				logf("applying the new assignment: %s", r.Err)
+			}
+		}
+	}()
+	runErr := eng.Run(engCtx)
+	stopEng()
+	<-applied
+	if lost.Load() {
+		return cluster.ErrLost
+	}
+	leave() // only now: the leader moves nothing before this node stopped it
+	if runErr != nil && ctx.Err() == nil {
+		return &exitError{code: ExitError, msg: runErr.Error()}
+	}
+	return nil
+}

@@ -1,0 +1,415 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/orch-dev/orch/executor/cluster"
+	"github.com/orch-dev/orch/executor/state/etcdstate/etcdtest"
+)
+
+// Several hosts, as several orch agent -node processes on this host, each
+// with its own state directory, against a real 3-member etcd.
+//
+// A partition is simulated by SIGSTOP of an agent past its lease: from
+// etcd's side it is the same as a cut (no renewal; the lease lapses and
+// the node's key goes), and, as on a partitioned host, the agent's daemons
+// go on running meanwhile, which is exactly the duplicate hazard. It
+// needs no privileges, no veth pairs and no routing between namespaces.
+// What it does not show is an agent that runs while cut off; that one
+// stops its instances on its own deadline (cluster.Member's keepAlive),
+// the same code path a SIGCONT takes.
+
+// clusterTTL is the node lease of the tests (the backend's lock_ttl).
+const clusterTTL = 3 * time.Second
+
+type clusterTest struct {
+	t     *testing.T
+	dir   string
+	token string
+	config string
+	etcd  *etcdtest.Cluster
+	env   string // ORCH_BACKEND=...
+	cli   *clientv3.Client
+	keys  cluster.Keys
+	nodes map[string]*nodeProc
+	pids  *pidSet
+}
+
+type nodeProc struct {
+	name     string
+	stateDir string
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	out      *syncBuffer
+}
+
+const clusterConfig = `orch {
+  name = "multi"
+}
+
+daemon "web" {
+  count   = 3
+  command = ["/bin/sh", "-c", "while :; do sleep 1; done", "TOKEN-web-${count.index}"]
+  placement {
+    spread = true
+  }
+}
+
+daemon "pinned" {
+  command = ["/bin/sh", "-c", "while :; do sleep 1; done", "TOKEN-pinned"]
+  placement {
+    node = "n2"
+  }
+}
+`
+
+func newClusterTest(t *testing.T, config string) *clusterTest {
+	c := &clusterTest{t: t, nodes: map[string]*nodeProc{}, pids: &pidSet{pids: map[int]bool{}}}
+	c.token = fmt.Sprintf("orch-cl-%d-%d", os.Getpid(), time.Now().UnixNano())
+	c.config = strings.ReplaceAll(config, "TOKEN", c.token)
+	// The agents start on a project that declares nothing; startAll
+	// writes the configuration once every node joined, so that where
+	// instances land does not depend on which agent came first.
+	c.dir = writeFiles(t, map[string]string{"main.hcl": "orch {\n  name = \"multi\"\n}\n"})
+	c.etcd = etcdtest.Start(t, 3)
+	c.env = etcdEnv(c.etcd, "/orch/multi") + "?lock_ttl=" + clusterTTL.String()
+	c.cli = c.etcd.Client()
+	c.keys = cluster.Keys{P: "/orch/multi"}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.cmd.Process.Signal(syscall.SIGCONT)
+			n.cmd.Process.Kill()
+			<-n.exited
+			c.pids.add(registeredPids(n.stateDir)...)
+		}
+		c.pids.mu.Lock()
+		for pid := range c.pids.pids {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		c.pids.mu.Unlock()
+		for _, n := range c.nodes {
+			if b, err := os.ReadFile(filepath.Join(n.stateDir, "logs", "logd.pid")); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	})
+	return c
+}
+
+// start runs orch agent -node name (again, when it ran before).
+func (c *clusterTest) start(name string, args ...string) *nodeProc {
+	c.t.Helper()
+	n := c.nodes[name]
+	if n == nil {
+		n = &nodeProc{name: name, stateDir: filepath.Join(c.t.TempDir(), name), out: &syncBuffer{}}
+		c.nodes[name] = n
+	} else {
+		fmt.Fprintf(n.out, "--- started again\n")
+	}
+	n.cmd = newOrchCmd(c.t, c.dir, append([]string{"agent", "-node", name}, append(args, c.dir)...)...)
+	n.cmd.Env = append(n.cmd.Env, c.env, "ORCH_STATE_DIR="+n.stateDir)
+	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
+	if err := n.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(n.cmd, n.exited)
+	return n
+}
+
+// startAll starts an agent per name, waits until every one joined, then
+// declares the configuration (the agents reload it, as after an edit).
+func (c *clusterTest) startAll(names ...string) {
+	c.t.Helper()
+	for _, n := range names {
+		c.start(n)
+	}
+	// Joined, and their engines watch the directory (ready is said after
+	// the watch began).
+	c.waitFor("every node to join", func() bool {
+		for _, n := range names {
+			if !strings.Contains(c.nodes[n].out.String(), "ready:") {
+				return false
+			}
+		}
+		return len(c.liveNodes()) == len(names)
+	})
+	if err := os.WriteFile(filepath.Join(c.dir, "main.hcl"), []byte(c.config), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *clusterTest) liveNodes() map[string]bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nodes, _, _, err := cluster.ReadNodes(ctx, c.cli, c.keys)
+	if err != nil {
+		c.t.Fatalf("reading the nodes: %v", err)
+	}
+	out := map[string]bool{}
+	for _, n := range nodes {
+		out[n.Name] = true
+	}
+	return out
+}
+
+func (c *clusterTest) outputs() string {
+	var b strings.Builder
+	names := make([]string, 0, len(c.nodes))
+	for name := range c.nodes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(&b, "--- agent %s:\n%s\n", name, tail(c.nodes[name].out.String(), 3000))
+	}
+	return b.String()
+}
+
+// waitFor polls cond until it holds, failing the test at a deadline or
+// when an agent that should run has exited.
+func (c *clusterTest) waitFor(what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 25*time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s\nassignments: %+v\n%s", what, c.assignments(), c.outputs())
+		}
+		time.Sleep(wait)
+	}
+}
+
+func (c *clusterTest) assignments() *cluster.Assignments {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, a, _, err := cluster.ReadNodes(ctx, c.cli, c.keys)
+	if err != nil {
+		c.t.Fatalf("reading the assignments: %v", err)
+	}
+	return a
+}
+
+// status is what node's agent says runs, by address (through orch
+// status -json, which asks the agent of that state directory).
+func (c *clusterTest) status(node string) map[string]agentStatus {
+	n := c.nodes[node]
+	cmd := newOrchCmd(c.t, c.dir, "status", "-json", c.dir)
+	cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+n.stateDir)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil
+	}
+	var lines []agentStatus
+	if json.Unmarshal(out, &lines) != nil {
+		return nil
+	}
+	st := map[string]agentStatus{}
+	for _, l := range lines {
+		st[l.Address] = l
+		c.pids.add(l.Pid)
+	}
+	return st
+}
+
+// placedAndRunning reports whether every address is assigned to a live
+// node whose agent runs it (supervised, its pid alive), and returns
+// address -> node.
+func (c *clusterTest) placedAndRunning(addrs ...string) (map[string]string, bool) {
+	a := c.assignments()
+	got := map[string]string{}
+	stats := map[string]map[string]agentStatus{}
+	for _, addr := range addrs {
+		node := a.Assign[addr]
+		if node == "" || c.nodes[node] == nil {
+			return nil, false
+		}
+		if stats[node] == nil {
+			stats[node] = c.status(node)
+		}
+		s := stats[node][addr]
+		if s.State != "running" || !s.Supervised || !alive(s.Pid) {
+			return nil, false
+		}
+		got[addr] = node
+	}
+	return got, true
+}
+
+// exactlyOne reports whether one process, and only one, runs each
+// instance (by its token in argv).
+func (c *clusterTest) exactlyOne(names ...string) bool {
+	for _, n := range names {
+		if procsWith(c.t, c.token+"-"+n) != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// spreadRunning waits until the web instances run one per node and the
+// pinned one on n2, each once.
+func (c *clusterTest) spreadRunning() map[string]string {
+	c.t.Helper()
+	var got map[string]string
+	c.waitFor("one web instance per node, pinned on n2", func() bool {
+		var ok bool
+		if got, ok = c.placedAndRunning(webAddrs...); !ok {
+			return false
+		}
+		seen := map[string]bool{got["daemon.web[0]"]: true, got["daemon.web[1]"]: true, got["daemon.web[2]"]: true}
+		return len(seen) == 3 && got["daemon.pinned"] == "n2" && c.exactlyOne(webTokens...)
+	})
+	return got
+}
+
+var webAddrs = []string{"daemon.web[0]", "daemon.web[1]", "daemon.web[2]", "daemon.pinned"}
+var webTokens = []string{"web-0", "web-1", "web-2", "pinned"}
+
+// TestClusterSpreadAndPin: three agents; the three instances of a spread
+// daemon land one per node, the pinned one on its node, every one running
+// once.
+func TestClusterSpreadAndPin(t *testing.T) {
+	c := newClusterTest(t, clusterConfig)
+	c.startAll("n1", "n2", "n3")
+	c.spreadRunning()
+	// Each node's state holds its own instances only.
+	a := c.assignments()
+	for _, n := range []string{"n1", "n2", "n3"} {
+		st := c.status(n)
+		for addr := range st {
+			if a.Assign[addr] != n {
+				t.Errorf("node %s's state records %s, assigned to %q", n, addr, a.Assign[addr])
+			}
+		}
+	}
+}
+
+// TestClusterFailoverPaused: an agent stopped (SIGSTOP) past its lease has
+// its instances placed and started on the other nodes; once it runs again
+// (SIGCONT) it stops its own copies, and one process runs per instance.
+func TestClusterFailoverPaused(t *testing.T) {
+	c := newClusterTest(t, clusterConfig)
+	c.startAll("n1", "n2", "n3")
+	before := c.spreadRunning()
+	// Cut n3 (never n2: the pinned daemon has nowhere else to go).
+	victim := "n3"
+	var moved []string
+	for addr, n := range before {
+		if n == victim {
+			moved = append(moved, addr)
+		}
+	}
+	oldPids := map[string]int{}
+	st := c.status(victim)
+	for _, addr := range moved {
+		oldPids[addr] = st[addr].Pid
+	}
+	cut := time.Now()
+	c.nodes[victim].cmd.Process.Signal(syscall.SIGSTOP)
+	c.waitFor(victim+"'s instances running elsewhere", func() bool {
+		got, ok := c.placedAndRunning(webAddrs...)
+		if !ok {
+			return false
+		}
+		for _, addr := range moved {
+			if got[addr] == victim {
+				return false
+			}
+		}
+		return true
+	})
+	failover := time.Since(cut)
+	t.Logf("failover after SIGSTOP of %s (lease %s): %s to run %v elsewhere", victim, clusterTTL, failover.Round(time.Millisecond), moved)
+	// The paused agent's daemons ran on: two copies meanwhile, as on a
+	// partitioned host; the resumed agent must end its own.
+	for _, addr := range moved {
+		tok := strings.TrimSuffix(strings.NewReplacer("daemon.", "", "[", "-").Replace(addr), "]")
+		if n := procsWith(t, c.token+"-"+tok); n != 2 {
+			t.Fatalf("%s runs %d times while %s is paused, want 2 (the paused copy and its replacement)", addr, n, victim)
+		}
+	}
+	c.nodes[victim].cmd.Process.Signal(syscall.SIGCONT)
+	c.waitFor("the resumed agent to stop its own copies", func() bool {
+		for _, pid := range oldPids {
+			if alive(pid) {
+				return false
+			}
+		}
+		return c.exactlyOne(webTokens...)
+	})
+	// It joins again, and takes nothing back (placement is stable).
+	c.waitFor(victim+" to join again", func() bool { return c.liveNodes()[victim] })
+	if got, ok := c.placedAndRunning(webAddrs...); !ok || !c.exactlyOne(webTokens...) {
+		t.Fatalf("after %s came back: %v running=%v\n%s", victim, got, ok, c.outputs())
+	}
+	if !strings.Contains(c.nodes[victim].out.String(), "lost its lease") {
+		t.Errorf("%s does not say it lost its lease:\n%s", victim, c.outputs())
+	}
+}
+
+// TestClusterFailoverKilled: an agent killed with SIGKILL (its daemons
+// left running, as after a crash of orch) has its instances placed on
+// the others; started again, it stops what it no longer runs.
+func TestClusterFailoverKilled(t *testing.T) {
+	c := newClusterTest(t, clusterConfig)
+	c.startAll("n1", "n2", "n3")
+	before := c.spreadRunning()
+	victim := "n1" // the first to start: most likely the leader
+	var moved []string
+	for addr, n := range before {
+		if n == victim {
+			moved = append(moved, addr)
+		}
+	}
+	orphans := map[string]int{}
+	st := c.status(victim)
+	for _, addr := range moved {
+		orphans[addr] = st[addr].Pid
+	}
+	cut := time.Now()
+	c.nodes[victim].cmd.Process.Kill()
+	<-c.nodes[victim].exited
+	c.waitFor(victim+"'s instances running elsewhere", func() bool {
+		got, ok := c.placedAndRunning(webAddrs...)
+		if !ok {
+			return false
+		}
+		for _, addr := range moved {
+			if got[addr] == victim {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("failover after SIGKILL of %s (lease %s): %s to run %v elsewhere", victim, clusterTTL, time.Since(cut).Round(time.Millisecond), moved)
+	for addr, pid := range orphans {
+		if !alive(pid) {
+			t.Fatalf("%s (pid %d) died with its agent: the test shows nothing", addr, pid)
+		}
+	}
+	c.start(victim)
+	c.waitFor("one process per instance after "+victim+" came back", func() bool {
+		for _, pid := range orphans {
+			if alive(pid) {
+				return false
+			}
+		}
+		_, ok := c.placedAndRunning(webAddrs...)
+		return ok && c.exactlyOne(webTokens...)
+	})
+}
