@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/cluster"
 	"github.com/orch-dev/orch/executor/state/etcdstate/etcdtest"
 )
@@ -36,16 +37,16 @@ import (
 const clusterTTL = 3 * time.Second
 
 type clusterTest struct {
-	t     *testing.T
-	dir   string
-	token string
+	t      *testing.T
+	dir    string
+	token  string
 	config string
-	etcd  *etcdtest.Cluster
-	env   string // ORCH_BACKEND=...
-	cli   *clientv3.Client
-	keys  cluster.Keys
-	nodes map[string]*nodeProc
-	pids  *pidSet
+	etcd   *etcdtest.Cluster
+	env    string // ORCH_BACKEND=...
+	cli    *clientv3.Client
+	keys   cluster.Keys
+	nodes  map[string]*nodeProc
+	pids   *pidSet
 }
 
 type nodeProc struct {
@@ -204,26 +205,26 @@ func (c *clusterTest) assignments() *cluster.Assignments {
 	return a
 }
 
-// status is what node's agent says runs, by address (through orch
-// status -json, which asks the agent of that state directory).
+// status is what node's agent says runs, by address (through the agent
+// API on that node's state directory; orch status shows every node).
 func (c *clusterTest) status(node string) map[string]agentStatus {
 	n := c.nodes[node]
-	cmd := newOrchCmd(c.t, c.dir, "status", "-json", c.dir)
-	cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+n.stateDir)
-	out, err := cmd.Output()
+	cl, err := agent.Dial(filepath.Join(n.stateDir, "agent.sock"))
+	if err != nil || cl == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := cl.Status(ctx)
 	if err != nil {
 		return nil
 	}
-	var lines []agentStatus
-	if json.Unmarshal(out, &lines) != nil {
-		return nil
+	out := map[string]agentStatus{}
+	for _, in := range st.Instances {
+		out[in.Address] = agentStatus{Address: in.Address, State: in.State, Status: in.Status, Pid: in.Pid, Supervised: in.Supervised}
+		c.pids.add(in.Pid)
 	}
-	st := map[string]agentStatus{}
-	for _, l := range lines {
-		st[l.Address] = l
-		c.pids.add(l.Pid)
-	}
-	return st
+	return out
 }
 
 // placedAndRunning reports whether every address is assigned to a live
@@ -297,6 +298,36 @@ func TestClusterSpreadAndPin(t *testing.T) {
 			}
 		}
 	}
+	// orch status shows every node's instances with their node, from any
+	// state directory (here: no agent's).
+	cmd := newOrchCmd(t, c.dir, "status", "-json", c.dir)
+	cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("orch status -json: %v\n%s", err, out)
+	}
+	var lines []struct {
+		Address, Node, State string
+		Pid                  int
+	}
+	if err := json.Unmarshal(out, &lines); err != nil {
+		t.Fatalf("orch status -json: %v\n%s", err, out)
+	}
+	if len(lines) != len(webAddrs) {
+		t.Fatalf("orch status -json: %d lines, want %d:\n%s", len(lines), len(webAddrs), out)
+	}
+	for _, l := range lines {
+		if l.Node != a.Assign[l.Address] || l.State != "running" || !alive(l.Pid) {
+			t.Errorf("orch status: %+v; assigned to %s", l, a.Assign[l.Address])
+		}
+	}
+	cmd = newOrchCmd(t, c.dir, "status", c.dir)
+	cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+t.TempDir())
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "NODE") || !strings.Contains(string(out), "n2    daemon.pinned") {
+		t.Errorf("orch status: %v\n%s", err, out)
+	}
+	t.Logf("orch status:\n%s", out)
 }
 
 // TestClusterFailoverPaused: an agent stopped (SIGSTOP) past its lease has

@@ -26,6 +26,7 @@ import (
 	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // orch agent -node: one node of a project on several hosts. The cluster
@@ -274,4 +275,82 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 		return &exitError{code: ExitError, msg: runErr.Error()}
 	}
 	return nil
+}
+
+func init() { clusterStatus = (*App).clusterStatus }
+
+// clusterStatus is orch status of a project on several hosts: the
+// records of every node's state, each line with its node; what runs on a
+// node of this host (its registered address is this host's name) is
+// observed, the rest reads unknown. Instances no node takes are listed
+// as unplaced, with why. multi is false when no node ever ran the
+// project.
+func (a *App) clusterStatus(cfg *spec.Config, be *state.BackendConfig) ([]JSONStatus, bool, error) {
+	if be.Kind != etcdstate.Kind {
+		return nil, false, nil
+	}
+	cli, err := etcdstate.NewClient(*be)
+	if err != nil {
+		return nil, false, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), etcdstate.RequestTimeout)
+	defer cancel()
+	k := cluster.Keys{P: strings.TrimSuffix(be.Prefix, "/")}
+	infos, as, _, err := cluster.ReadNodes(ctx, cli, k)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the nodes of %s: %w", be, err)
+	}
+	states, err := cli.Get(ctx, k.NodeState(""), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the nodes of %s: %w", be, err)
+	}
+	names := map[string]bool{}
+	for _, kv := range states.Kvs {
+		if n, _, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), k.NodeState("")), "/"); ok {
+			names[n] = true
+		}
+	}
+	if len(names) == 0 && len(infos) == 0 {
+		return nil, false, nil
+	}
+	host, _ := os.Hostname()
+	live := map[string]cluster.Info{}
+	for _, in := range infos {
+		live[in.Name] = in
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	var out []JSONStatus
+	for _, n := range sorted {
+		st, err := state.OpenBackendReadOnly(filepath.Join(a.settings.StateDirFor(cfg), "state.db"), cluster.NodeBackend(*be, n))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, true, err
+		}
+		insts, err := st.List()
+		st.Close()
+		if err != nil {
+			return nil, true, err
+		}
+		info, up := live[n]
+		node := n
+		if !up {
+			node += " (down)"
+		}
+		for _, l := range a.statusLines(cfg, insts, up && info.Address == host) {
+			l.Node = node
+			out = append(out, l)
+		}
+	}
+	for addr, why := range as.Unplaced {
+		out = append(out, JSONStatus{Address: addr, State: "unplaced", Status: why})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out, true, nil
 }
