@@ -37,7 +37,7 @@ import (
 const clusterTTL = 3 * time.Second
 
 type clusterTest struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	token  string
 	config string
@@ -77,14 +77,17 @@ daemon "pinned" {
 }
 `
 
-func newClusterTest(t *testing.T, config string) *clusterTest {
+func newClusterTest(t testing.TB, config string) *clusterTest {
 	c := &clusterTest{t: t, nodes: map[string]*nodeProc{}, pids: &pidSet{pids: map[int]bool{}}}
 	c.token = fmt.Sprintf("orch-cl-%d-%d", os.Getpid(), time.Now().UnixNano())
 	c.config = strings.ReplaceAll(config, "TOKEN", c.token)
 	// The agents start on a project that declares nothing; startAll
 	// writes the configuration once every node joined, so that where
 	// instances land does not depend on which agent came first.
-	c.dir = writeFiles(t, map[string]string{"main.hcl": "orch {\n  name = \"multi\"\n}\n"})
+	c.dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(c.dir, "main.hcl"), []byte("orch {\n  name = \"multi\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c.etcd = etcdtest.Start(t, 3)
 	c.env = etcdEnv(c.etcd, "/orch/multi") + "?lock_ttl=" + clusterTTL.String()
 	c.cli = c.etcd.Client()
@@ -122,7 +125,7 @@ func (c *clusterTest) start(name string, args ...string) *nodeProc {
 	} else {
 		fmt.Fprintf(n.out, "--- started again\n")
 	}
-	n.cmd = newOrchCmd(c.t, c.dir, append([]string{"agent", "-node", name}, append(args, c.dir)...)...)
+	n.cmd = orchCmdTB(c.t, c.dir, append([]string{"agent", "-node", name}, append(args, c.dir)...)...)
 	n.cmd.Env = append(n.cmd.Env, c.env, "ORCH_STATE_DIR="+n.stateDir)
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 	if err := n.cmd.Start(); err != nil {
@@ -186,7 +189,18 @@ func (c *clusterTest) outputs() string {
 // when an agent that should run has exited.
 func (c *clusterTest) waitFor(what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	c.waitWithin(60*time.Second, what, cond)
+}
+
+// waitForLong is waitFor for the benchmarks of 1,000 daemons.
+func (c *clusterTest) waitForLong(what string, cond func() bool) {
+	c.t.Helper()
+	c.waitWithin(10*time.Minute, what, cond)
+}
+
+func (c *clusterTest) waitWithin(limit time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(limit)
 	for wait := time.Millisecond; !cond(); wait = min(2*wait, 25*time.Millisecond) {
 		if time.Now().After(deadline) {
 			c.t.Fatalf("timed out waiting for %s\nassignments: %+v\n%s", what, c.assignments(), c.outputs())
@@ -255,7 +269,7 @@ func (c *clusterTest) placedAndRunning(addrs ...string) (map[string]string, bool
 // instance (by its token in argv).
 func (c *clusterTest) exactlyOne(names ...string) bool {
 	for _, n := range names {
-		if procsWith(c.t, c.token+"-"+n) != 1 {
+		if procsWithTB(c.t, c.token+"-"+n) != 1 {
 			return false
 		}
 	}
@@ -276,6 +290,50 @@ func (c *clusterTest) spreadRunning() map[string]string {
 		return len(seen) == 3 && got["daemon.pinned"] == "n2" && c.exactlyOne(webTokens...)
 	})
 	return got
+}
+
+// orchCmdTB is newOrchCmd for a test or a benchmark.
+func orchCmdTB(t testing.TB, dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command(orchBin, args...)
+	cmd.Dir = dir
+	home := t.TempDir()
+	cmd.Env = []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+// procsWithTB is procsWith for a test or a benchmark.
+func procsWithTB(t testing.TB, token string) int {
+	if tt, ok := t.(*testing.T); ok {
+		return procsWith(tt, token)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := map[int]int{}
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + ent.Name() + "/cmdline")
+		if err != nil || !alive(pid) {
+			continue
+		}
+		for _, arg := range strings.Split(string(b), "\x00") {
+			if arg == token {
+				parent[pid] = ppid(pid)
+				break
+			}
+		}
+	}
+	n := 0
+	for _, pp := range parent {
+		if _, child := parent[pp]; !child {
+			n++
+		}
+	}
+	return n
 }
 
 var webAddrs = []string{"daemon.web[0]", "daemon.web[1]", "daemon.web[2]", "daemon.pinned"}
