@@ -386,6 +386,48 @@ func TestClusterSpreadAndPin(t *testing.T) {
 		t.Errorf("orch status: %v\n%s", err, out)
 	}
 	t.Logf("orch status:\n%s", out)
+
+	// orch plan shows the placement: everything stays; after an edit, a
+	// fourth web instance is placed, and a pin to a node that is not
+	// there is unplaced.
+	plan := func(args ...string) (string, int) {
+		cmd := newOrchCmd(t, c.dir, append([]string{"plan"}, append(args, c.dir)...)...)
+		cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	if out, code := plan("-detailed-exitcode"); code != 0 || !strings.Contains(out, "Placement: 0 to place, 0 to move, 0 to remove, 0 unplaced, 4 staying.") {
+		t.Errorf("orch plan with nothing to place: exit %d\n%s", code, out)
+	}
+	edited := strings.Replace(c.config, "count   = 3", "count   = 4", 1) + `
+daemon "lost" {
+  command = ["/bin/true"]
+  placement {
+    node = "n9"
+  }
+}
+`
+	if err := os.WriteFile(filepath.Join(c.dir, "main.hcl"), []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out2, code := plan("-detailed-exitcode")
+	if code != 2 || !strings.Contains(out2, "daemon.web[3]  + n") || !strings.Contains(out2, `daemon.lost    ! nowhere  no live node is named "n9" (placement.node)`) ||
+		!strings.Contains(out2, "Placement: 1 to place, 0 to move, 0 to remove, 1 unplaced, 4 staying.") {
+		t.Errorf("orch plan of an edit: exit %d\n%s", code, out2)
+	}
+	t.Logf("orch plan:\n%s", out2)
+	// orch apply here would start everything on this host: refused.
+	cmd = newOrchCmd(t, c.dir, "apply", "-auto-approve", c.dir)
+	cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "runs on several hosts") {
+		t.Errorf("orch apply on several hosts: %v\n%s", err, out)
+	}
 }
 
 // TestClusterFailoverPaused: an agent stopped (SIGSTOP) past its lease has

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/orch-dev/orch/executor/agent"
@@ -353,4 +354,118 @@ func (a *App) clusterStatus(cfg *spec.Config, be *state.BackendConfig) ([]JSONSt
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Address < out[j].Address })
 	return out, true, nil
+}
+
+func init() { clusterPlan = (*App).clusterPlan }
+
+// PlacementJSON is one line of orch plan -json in a project on several
+// hosts.
+type PlacementJSON struct {
+	Address string `json:"address"`
+	// Action: "stay", "place" (new), "move" (its node is gone or no
+	// longer qualifies), "remove" (no longer declared), "unplaced".
+	Action string `json:"action"`
+	Node   string `json:"node,omitempty"`
+	From   string `json:"from,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// clusterPlan prints where each instance runs now and where the leader
+// would place it with the configuration in the directory and the live
+// nodes (planner.Place, as the leader runs it).
+func (a *App) clusterPlan(cfg *spec.Config, be *state.BackendConfig, asJSON, detailed bool) (bool, error) {
+	cli, err := etcdstate.NewClient(*be)
+	if err != nil {
+		return false, &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), etcdstate.RequestTimeout)
+	defer cancel()
+	k := cluster.Keys{P: strings.TrimSuffix(be.Prefix, "/")}
+	infos, cur, _, err := cluster.ReadNodes(ctx, cli, k)
+	if err != nil {
+		return false, &exitError{code: ExitError, msg: fmt.Sprintf("reading the nodes of %s: %v", be, err)}
+	}
+	if len(infos) == 0 && len(cur.Assign) == 0 {
+		return false, nil // one host
+	}
+	var nodes []planner.Node
+	var names []string
+	live := map[string]bool{}
+	for _, in := range infos {
+		nodes = append(nodes, planner.Node{Name: in.Name, Labels: in.Labels, Capacity: in.Capacity})
+		names = append(names, in.Name)
+		live[in.Name] = true
+	}
+	sort.Strings(names)
+	p := planner.Place(planner.PlaceInstancesOf(cfg), nodes, cur.Assign)
+	var rows []PlacementJSON
+	changes := 0
+	for addr, node := range p.Assign {
+		r := PlacementJSON{Address: addr, Node: node, Action: "stay"}
+		if from, ok := cur.Assign[addr]; !ok {
+			r.Action = "place"
+		} else if from != node {
+			r.Action, r.From = "move", from
+			if !live[from] {
+				r.Reason = from + " is down"
+			} else {
+				r.Reason = from + " no longer qualifies"
+			}
+		}
+		rows = append(rows, r)
+	}
+	for addr, why := range p.Unplaced {
+		rows = append(rows, PlacementJSON{Address: addr, Action: "unplaced", From: cur.Assign[addr], Reason: why})
+	}
+	for addr, from := range cur.Assign {
+		if _, ok := p.Assign[addr]; !ok {
+			if _, ok := p.Unplaced[addr]; !ok {
+				rows = append(rows, PlacementJSON{Address: addr, Action: "remove", From: from, Reason: "no longer declared"})
+			}
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Address < rows[j].Address })
+	count := map[string]int{}
+	for _, r := range rows {
+		count[r.Action]++
+		if r.Action != "stay" {
+			changes++
+		}
+	}
+	if asJSON {
+		if rows == nil {
+			rows = []PlacementJSON{}
+		}
+		if err := writeJSON(a.Stdout, map[string]any{"nodes": names, "leader": cur.Leader, "placements": rows}); err != nil {
+			return true, err
+		}
+	} else {
+		fmt.Fprintf(a.Stdout, "Placement on %d live node(s) (%s), leader %s:\n\n", len(names), strings.Join(names, ", "), dash(cur.Leader))
+		tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
+		for _, r := range rows {
+			var where string
+			switch r.Action {
+			case "stay":
+				where = r.Node
+			case "place":
+				where = "+ " + r.Node
+			case "move":
+				where = r.From + " -> " + r.Node
+			case "remove":
+				where = "- " + r.From
+			case "unplaced":
+				where = "! nowhere"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Address, where, r.Reason)
+		}
+		tw.Flush()
+		fmt.Fprintf(a.Stdout, "\nPlacement: %d to place, %d to move, %d to remove, %d unplaced, %d staying.\n",
+			count["place"], count["move"], count["remove"], count["unplaced"], count["stay"])
+		fmt.Fprintln(a.Stdout, "Each agent (orch agent -node) applies its part of an edit of the configuration itself.")
+	}
+	if detailed && changes > 0 {
+		return true, &exitError{code: ExitChanges}
+	}
+	return true, nil
 }
