@@ -300,11 +300,11 @@ func (a *App) clusterStatus(cfg *spec.Config, be *state.BackendConfig) ([]JSONSt
 	k := cluster.Keys{P: strings.TrimSuffix(be.Prefix, "/")}
 	infos, as, _, err := cluster.ReadNodes(ctx, cli, k)
 	if err != nil {
-		return nil, false, fmt.Errorf("reading the nodes of %s: %w", be, err)
+		return nil, false, etcdstate.Err(*be, "read the nodes", err)
 	}
 	states, err := cli.Get(ctx, k.NodeState(""), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		return nil, false, fmt.Errorf("reading the nodes of %s: %w", be, err)
+		return nil, false, etcdstate.Err(*be, "read the nodes", err)
 	}
 	names := map[string]bool{}
 	for _, kv := range states.Kvs {
@@ -384,7 +384,7 @@ func (a *App) clusterPlan(cfg *spec.Config, be *state.BackendConfig, asJSON, det
 	k := cluster.Keys{P: strings.TrimSuffix(be.Prefix, "/")}
 	infos, cur, _, err := cluster.ReadNodes(ctx, cli, k)
 	if err != nil {
-		return false, &exitError{code: ExitError, msg: fmt.Sprintf("reading the nodes of %s: %v", be, err)}
+		return false, &exitError{code: ExitError, msg: etcdstate.Err(*be, "read the nodes", err).Error()}
 	}
 	if len(infos) == 0 && len(cur.Assign) == 0 {
 		return false, nil // one host

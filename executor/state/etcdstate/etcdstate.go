@@ -183,6 +183,13 @@ func (b *Backend) Lineage() string {
 	return b.lineage
 }
 
+// Err is the error of a failed request to the etcd of cfg, as the
+// backend words it: it names the state, and says what a timeout most
+// likely means (no quorum).
+func Err(cfg state.BackendConfig, what string, err error) error {
+	return (&Backend{cfg: cfg}).etcdErr(what, err)
+}
+
 // etcdErr is the error of a failed request: it names the state, and says
 // what a timeout most likely means.
 func (b *Backend) etcdErr(what string, err error) error {
