@@ -47,6 +47,8 @@ type clusterTest struct {
 	keys   cluster.Keys
 	nodes  map[string]*nodeProc
 	pids   *pidSet
+	// args are more flags of orch agent, per node.
+	args map[string][]string
 }
 
 type nodeProc struct {
@@ -141,7 +143,7 @@ func (c *clusterTest) start(name string, args ...string) *nodeProc {
 func (c *clusterTest) startAll(names ...string) {
 	c.t.Helper()
 	for _, n := range names {
-		c.start(n)
+		c.start(n, c.args[n]...)
 	}
 	// Joined, and their engines watch the directory (ready is said after
 	// the watch began).
@@ -343,9 +345,21 @@ var webTokens = []string{"web-0", "web-1", "web-2", "pinned"}
 // daemon land one per node, the pinned one on its node, every one running
 // once.
 func TestClusterSpreadAndPin(t *testing.T) {
-	c := newClusterTest(t, clusterConfig)
+	c := newClusterTest(t, clusterConfig+`
+daemon "fast" {
+  command = ["/bin/sh", "-c", "while :; do sleep 1; done", "TOKEN-fast"]
+  placement {
+    labels = { disk = "ssd" }
+  }
+}
+`)
+	c.args = map[string][]string{"n1": {"-labels", "disk=hdd,zone=a"}, "n3": {"-labels", "zone=b,disk=ssd", "-capacity", "5"}}
 	c.startAll("n1", "n2", "n3")
 	c.spreadRunning()
+	c.waitFor("daemon.fast on n3, the node labelled disk=ssd", func() bool {
+		got, ok := c.placedAndRunning("daemon.fast")
+		return ok && got["daemon.fast"] == "n3" && c.exactlyOne("fast")
+	})
 	// Each node's state holds its own instances only.
 	a := c.assignments()
 	for _, n := range []string{"n1", "n2", "n3"} {
@@ -371,8 +385,8 @@ func TestClusterSpreadAndPin(t *testing.T) {
 	if err := json.Unmarshal(out, &lines); err != nil {
 		t.Fatalf("orch status -json: %v\n%s", err, out)
 	}
-	if len(lines) != len(webAddrs) {
-		t.Fatalf("orch status -json: %d lines, want %d:\n%s", len(lines), len(webAddrs), out)
+	if len(lines) != len(webAddrs)+1 {
+		t.Fatalf("orch status -json: %d lines, want %d:\n%s", len(lines), len(webAddrs)+1, out)
 	}
 	for _, l := range lines {
 		if l.Node != a.Assign[l.Address] || l.State != "running" || !alive(l.Pid) {
@@ -402,7 +416,7 @@ func TestClusterSpreadAndPin(t *testing.T) {
 		}
 		return string(out), code
 	}
-	if out, code := plan("-detailed-exitcode"); code != 0 || !strings.Contains(out, "Placement: 0 to place, 0 to move, 0 to remove, 0 unplaced, 4 staying.") {
+	if out, code := plan("-detailed-exitcode"); code != 0 || !strings.Contains(out, "Placement: 0 to place, 0 to move, 0 to remove, 0 unplaced, 5 staying.") {
 		t.Errorf("orch plan with nothing to place: exit %d\n%s", code, out)
 	}
 	edited := strings.Replace(c.config, "count   = 3", "count   = 4", 1) + `
@@ -418,7 +432,7 @@ daemon "lost" {
 	}
 	out2, code := plan("-detailed-exitcode")
 	if code != 2 || !strings.Contains(out2, "daemon.web[3]  + n") || !strings.Contains(out2, `daemon.lost    ! nowhere  no live node is named "n9" (placement.node)`) ||
-		!strings.Contains(out2, "Placement: 1 to place, 0 to move, 0 to remove, 1 unplaced, 4 staying.") {
+		!strings.Contains(out2, "Placement: 1 to place, 0 to move, 0 to remove, 1 unplaced, 5 staying.") {
 		t.Errorf("orch plan of an edit: exit %d\n%s", code, out2)
 	}
 	t.Logf("orch plan:\n%s", out2)
@@ -543,4 +557,26 @@ func TestClusterFailoverKilled(t *testing.T) {
 		_, ok := c.placedAndRunning(webAddrs...)
 		return ok && c.exactlyOne(webTokens...)
 	})
+}
+
+// TestAgentNodeFlags: bad -node, -labels and -capacity, and -node without
+// the etcd backend, are each one clear error.
+func TestAgentNodeFlags(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"main.hcl": "orch {\n  name = \"one\"\n}\n"})
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-labels", "a=b"}, "-labels and -capacity need -node NAME"},
+		{[]string{"-node", "1x"}, `-node "1x": a node name uses letters, digits, '-' and '_', starting with a letter`},
+		{[]string{"-node", "n1", "-labels", "a=b,c"}, `-labels "a=b,c": "c" is not KEY=VALUE`},
+		{[]string{"-node", "n1", "-labels", "a=b,a=c"}, `-labels "a=b,a=c": "a" is given twice`},
+		{[]string{"-node", "n1", "-capacity", "-1"}, "-capacity -1: it is 0 (no limit) or more"},
+		{[]string{"-node", "n1"}, "orch agent -node n1: a project on several hosts keeps its state in etcd"},
+	} {
+		r := orch(t, dir, nil, append(append([]string{"agent"}, c.args...), dir)...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "Error:") != 1 {
+			t.Errorf("orch agent %v: exit %d\n%s\nwant %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
 }

@@ -233,10 +233,17 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	// A lost lease stops the engine, and with it every instance of the
 	// node (its stops cannot be recorded: the node's state lock went
 	// with the lease; the next round's refresh finds them stopped).
+	// The node's state lock has a lease of its own: lost alone (etcd
+	// expired it while the node's lease held on), the engine could no
+	// longer record anything; that ends the round the same way.
 	var lost atomic.Bool
 	go func() {
 		select {
 		case <-m.Lost():
+			lost.Store(true)
+			stopEng()
+		case <-st.LockLost():
+			logf("the node's state lock was lost: stopping its instances")
 			lost.Store(true)
 			stopEng()
 		case <-engCtx.Done():
