@@ -507,30 +507,46 @@ func TestClusterFailoverPaused(t *testing.T) {
 	}
 }
 
-// TestClusterFailoverKilled: an agent killed with SIGKILL (its daemons
-// left running, as after a crash of orch) has its instances placed on
-// the others; started again, it stops what it no longer runs.
+// TestClusterFailoverKilled: the leader's agent killed with SIGKILL (its
+// daemons left running, as after a crash of orch): another agent is
+// elected and places the dead node's instances on the others (a daemon
+// pinned to it is unplaced meanwhile); started again, the agent stops
+// what it no longer runs, takes its pinned daemon back, and one process
+// runs per instance.
 func TestClusterFailoverKilled(t *testing.T) {
 	c := newClusterTest(t, clusterConfig)
 	c.startAll("n1", "n2", "n3")
 	before := c.spreadRunning()
-	victim := "n1" // the first to start: most likely the leader
+	victim := c.assignments().Leader
+	if c.nodes[victim] == nil {
+		t.Fatalf("no leader in the assignments: %+v", c.assignments())
+	}
 	var moved []string
 	for addr, n := range before {
-		if n == victim {
+		if n == victim && addr != "daemon.pinned" {
 			moved = append(moved, addr)
+		}
+	}
+	var others []string // what must run elsewhere while the victim is gone
+	for _, addr := range webAddrs {
+		if before[addr] != victim || addr != "daemon.pinned" {
+			others = append(others, addr)
 		}
 	}
 	orphans := map[string]int{}
 	st := c.status(victim)
-	for _, addr := range moved {
-		orphans[addr] = st[addr].Pid
+	for addr, s := range st {
+		orphans[addr] = s.Pid
 	}
 	cut := time.Now()
 	c.nodes[victim].cmd.Process.Kill()
 	<-c.nodes[victim].exited
 	c.waitFor(victim+"'s instances running elsewhere", func() bool {
-		got, ok := c.placedAndRunning(webAddrs...)
+		a := c.assignments()
+		if a.Leader == victim || a.Leader == "" {
+			return false
+		}
+		got, ok := c.placedAndRunning(others...)
 		if !ok {
 			return false
 		}
@@ -541,7 +557,13 @@ func TestClusterFailoverKilled(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("failover after SIGKILL of %s (lease %s): %s to run %v elsewhere", victim, clusterTTL, time.Since(cut).Round(time.Millisecond), moved)
+	t.Logf("failover after SIGKILL of the leader %s (lease %s): %s to run %v elsewhere; leader now %s", victim, clusterTTL,
+		time.Since(cut).Round(time.Millisecond), moved, c.assignments().Leader)
+	if victim == "n2" {
+		if why := c.assignments().Unplaced["daemon.pinned"]; !strings.Contains(why, `no live node is named "n2"`) {
+			t.Errorf("daemon.pinned while n2 is gone: %q", why)
+		}
+	}
 	for addr, pid := range orphans {
 		if !alive(pid) {
 			t.Fatalf("%s (pid %d) died with its agent: the test shows nothing", addr, pid)
@@ -549,8 +571,9 @@ func TestClusterFailoverKilled(t *testing.T) {
 	}
 	c.start(victim)
 	c.waitFor("one process per instance after "+victim+" came back", func() bool {
-		for _, pid := range orphans {
-			if alive(pid) {
+		a := c.assignments()
+		for addr, pid := range orphans {
+			if alive(pid) && a.Assign[addr] != victim {
 				return false
 			}
 		}
