@@ -277,7 +277,12 @@ func (m *Member) keepAlive() {
 		case m.ctx.Err() != nil:
 			return
 		}
-		t.Reset(every)
+		// The next renewal in TTL/3, or at once the deadline passes:
+		// a failed renewal must not make it late.
+		m.mu.Lock()
+		left := time.Until(m.deadline)
+		m.mu.Unlock()
+		t.Reset(max(0, min(every, left)))
 	}
 }
 

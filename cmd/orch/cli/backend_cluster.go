@@ -57,14 +57,41 @@ func (a *App) runNode(dir string, vf *varFlags, lf *lockFlags, asJSON bool, nf n
 		"\nKilling what still runs (SIGKILL), dependents first.")
 	defer stop()
 	logf := nodeLogger(a.Stderr, nf.node, asJSON)
+	rejoin := false
 	for {
-		err := a.nodeRound(ctx, hurry, dir, vf, lf, asJSON, nf, *be, logf)
-		if !errors.Is(err, cluster.ErrLost) || ctx.Err() != nil {
+		err := a.nodeRound(ctx, hurry, dir, vf, lf, asJSON, nf, *be, logf, rejoin)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var je *joinError
+		switch {
+		case errors.Is(err, cluster.ErrLost):
+			logf("its instances are stopped; joining the cluster again")
+			rejoin = true
+		case rejoin && errors.As(err, &je):
+			// Cut off from etcd after it ran: it waits for etcd to
+			// answer again, as long as it takes.
+			logf("cannot join the cluster again (%v); trying again in %s", je.err, rejoinPause)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(rejoinPause):
+			}
+		default:
 			return err
 		}
-		logf("its instances are stopped; joining the cluster again")
 	}
 }
+
+// rejoinPause is the wait between two attempts of a node cut off from
+// etcd to join again.
+const rejoinPause = time.Second
+
+// joinError is a failure to join the cluster: the first time, the
+// agent exits with it; after the node ran, the agent tries again.
+type joinError struct{ err error }
+
+func (e *joinError) Error() string { return e.err.Error() }
 
 // nodeLogger writes what the node does to w, a line each (a JSON object
 // with -json, of type "node").
@@ -88,13 +115,16 @@ func nodeLogger(w io.Writer, node string, asJSON bool) func(string, ...any) {
 // ends (nil) or the node's lease is lost (cluster.ErrLost, once its
 // instances are stopped).
 func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, vf *varFlags, lf *lockFlags, asJSON bool,
-	nf nodeFlags, be state.BackendConfig, logf func(string, ...any)) error {
+	nf nodeFlags, be state.BackendConfig, logf func(string, ...any), rejoin bool) error {
 	host, _ := os.Hostname()
 	m, err := cluster.Join(ctx, cluster.Options{Backend: be, Logf: logf,
 		Node: cluster.Info{Name: nf.node, Labels: nf.parsed, Capacity: nf.capacity, Address: host}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if rejoin {
+			return &joinError{err}
 		}
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
@@ -129,6 +159,9 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	st, err := state.OpenBackend(filepath.Join(s.stateDir, "state.db"), cluster.NodeBackend(be, nf.node),
 		state.Options{Operation: "agent -node " + nf.node, LockTimeout: timeout})
 	if err != nil {
+		if rejoin {
+			return &joinError{err}
+		}
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	defer st.Close()
@@ -208,9 +241,10 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	defer closeMods()
 	engCtx, stopEng := context.WithCancel(ctx)
 	defer stopEng()
+	ns := newNodeStore(engCtx, st)
 	eng := engine.New(engine.Options{
 		Dir: s.cfg.Dir, Config: first.Config, Files: first.Files, Load: load, WatchFiles: vf.varFiles,
-		Providers: s.provs, Store: st, StateDir: s.stateDir, Project: s.cfg.Project.Name,
+		Providers: s.provs, Store: ns, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
 	})
 	defer eng.ForwardBus(mods.Bus())()
@@ -240,10 +274,12 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	go func() {
 		select {
 		case <-m.Lost():
+			ns.lost.Store(true)
 			lost.Store(true)
 			stopEng()
 		case <-st.LockLost():
 			logf("the node's state lock was lost: stopping its instances")
+			ns.lost.Store(true)
 			lost.Store(true)
 			stopEng()
 		case <-engCtx.Done():
@@ -475,4 +511,69 @@ func (a *App) clusterPlan(cfg *spec.Config, be *state.BackendConfig, asJSON, det
 		return true, &exitError{code: ExitChanges}
 	}
 	return true, nil
+}
+
+// nodeStore is the node's state as the engine sees it: the etcd store,
+// and a copy of its records kept in memory (refreshed after writes, at
+// most every nodeStoreRefresh). Once the node is lost, List answers from
+// the copy: the engine's shutdown lists what to stop, and a node cut off
+// from etcd could read nothing, so stop nothing. Writes go to etcd
+// always (and are refused once the lock is lost).
+type nodeStore struct {
+	*state.Store
+	lost  atomic.Bool
+	dirty chan struct{}
+
+	mu   sync.Mutex
+	last []state.Instance
+}
+
+const nodeStoreRefresh = 250 * time.Millisecond
+
+func newNodeStore(ctx context.Context, st *state.Store) *nodeStore {
+	s := &nodeStore{Store: st, dirty: make(chan struct{}, 1)}
+	s.List()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.dirty:
+			}
+			if s.lost.Load() {
+				return
+			}
+			s.List()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(nodeStoreRefresh):
+			}
+		}
+	}()
+	return s
+}
+
+func (s *nodeStore) List() ([]state.Instance, error) {
+	if s.lost.Load() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return append([]state.Instance(nil), s.last...), nil
+	}
+	insts, err := s.Store.List()
+	if err == nil {
+		s.mu.Lock()
+		s.last = append([]state.Instance(nil), insts...)
+		s.mu.Unlock()
+	}
+	return insts, err
+}
+
+func (s *nodeStore) Update(fn func(tx *state.Tx) error) error {
+	err := s.Store.Update(fn)
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+	return err
 }
