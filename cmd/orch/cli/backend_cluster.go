@@ -274,12 +274,12 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	go func() {
 		select {
 		case <-m.Lost():
-			ns.lost.Store(true)
+			ns.lose()
 			lost.Store(true)
 			stopEng()
 		case <-st.LockLost():
 			logf("the node's state lock was lost: stopping its instances")
-			ns.lost.Store(true)
+			ns.lose()
 			lost.Store(true)
 			stopEng()
 		case <-engCtx.Done():
@@ -516,13 +516,15 @@ func (a *App) clusterPlan(cfg *spec.Config, be *state.BackendConfig, asJSON, det
 // nodeStore is the node's state as the engine sees it: the etcd store,
 // and a copy of its records kept in memory (refreshed after writes, at
 // most every nodeStoreRefresh). Once the node is lost, List answers from
-// the copy: the engine's shutdown lists what to stop, and a node cut off
-// from etcd could read nothing, so stop nothing. Writes go to etcd
-// always (and are refused once the lock is lost).
+// the copy (also a List already waiting for etcd) and new writes fail at
+// once: the engine's shutdown lists what to stop, and a node cut off from
+// etcd could otherwise read nothing (and stop nothing), or wait
+// RequestTimeout per read before it stops anything.
 type nodeStore struct {
 	*state.Store
-	lost  atomic.Bool
-	dirty chan struct{}
+	lostCh   chan struct{}
+	lostOnce sync.Once
+	dirty    chan struct{}
 
 	mu   sync.Mutex
 	last []state.Instance
@@ -531,17 +533,16 @@ type nodeStore struct {
 const nodeStoreRefresh = 250 * time.Millisecond
 
 func newNodeStore(ctx context.Context, st *state.Store) *nodeStore {
-	s := &nodeStore{Store: st, dirty: make(chan struct{}, 1)}
+	s := &nodeStore{Store: st, dirty: make(chan struct{}, 1), lostCh: make(chan struct{})}
 	s.List()
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.dirty:
-			}
-			if s.lost.Load() {
+			case <-s.lostCh:
 				return
+			case <-s.dirty:
 			}
 			s.List()
 			select {
@@ -554,26 +555,56 @@ func newNodeStore(ctx context.Context, st *state.Store) *nodeStore {
 	return s
 }
 
+// lose makes the store answer from its copy from now on.
+func (s *nodeStore) lose() { s.lostOnce.Do(func() { close(s.lostCh) }) }
+
+func (s *nodeStore) cached() []state.Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]state.Instance(nil), s.last...)
+}
+
 func (s *nodeStore) List() ([]state.Instance, error) {
-	if s.lost.Load() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return append([]state.Instance(nil), s.last...), nil
+	select {
+	case <-s.lostCh:
+		return s.cached(), nil
+	default:
 	}
-	insts, err := s.Store.List()
-	if err == nil {
-		s.mu.Lock()
-		s.last = append([]state.Instance(nil), insts...)
-		s.mu.Unlock()
+	type result struct {
+		insts []state.Instance
+		err   error
 	}
-	return insts, err
+	ch := make(chan result, 1)
+	go func() {
+		insts, err := s.Store.List()
+		ch <- result{insts, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err == nil {
+			s.mu.Lock()
+			s.last = append([]state.Instance(nil), r.insts...)
+			s.mu.Unlock()
+		}
+		return r.insts, r.err
+	case <-s.lostCh:
+		return s.cached(), nil
+	}
 }
 
 func (s *nodeStore) Update(fn func(tx *state.Tx) error) error {
-	err := s.Store.Update(fn)
+	defer func() {
+		select {
+		case s.dirty <- struct{}{}:
+		default:
+		}
+	}()
+	// A write already under way is not abandoned: fn may not have run
+	// yet, and runs on the caller's data.
 	select {
-	case s.dirty <- struct{}{}:
+	case <-s.lostCh:
+		return fmt.Errorf("%w: the node lost its lease", state.ErrLockLost)
 	default:
 	}
-	return err
+	return s.Store.Update(fn)
 }
