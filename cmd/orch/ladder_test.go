@@ -40,6 +40,7 @@ var ladder = []struct {
 	{5, "executor/state", false},
 	{1, "executor/state/etcdstate/etcdtest", false},
 	{6, "executor/state/etcdstate", false},
+	{7, "executor/cluster", false},
 	{1, "executor/procstat", false},
 	{1, "executor/service", false},
 	{2, "executor/service/", false},

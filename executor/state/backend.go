@@ -238,6 +238,14 @@ func OpenBackend(path string, cfg BackendConfig, opts Options) (*Store, error) {
 	return openBackend(path, cfg, opts, false)
 }
 
+// OpenBackendReadOnly opens the state cfg names for reading, without
+// looking at a state file or its pointer: orch status reads the state of
+// each node of a multi-node project so. A missing state is an error
+// wrapping fs.ErrNotExist.
+func OpenBackendReadOnly(path string, cfg BackendConfig) (*Store, error) {
+	return openBackend(path, cfg, Options{}, true)
+}
+
 // Load replaces the whole state with snap, lineage included, without
 // Replace's refusals and backup: orch state migrate loads a state into a
 // new store so. The serial ends one past snap's.

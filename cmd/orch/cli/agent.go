@@ -23,6 +23,7 @@ func (a *App) agentCommand() *cobra.Command {
 		vf     varFlags
 		lf     lockFlags
 		asJSON bool
+		nf     nodeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent [DIR]",
@@ -35,16 +36,91 @@ status, events, logs, restart, signal, plan, apply and destroy talk to it.
 It runs in the foreground of its own process, like dockerd: run it under
 systemd, or with nohup orch agent DIR 2>agent.log &. What it does is logged
 to stderr, one line per event (-json: one JSON object per line). SIGTERM or
-SIGINT stops every daemon, dependents first, and exits 0.`,
+SIGINT stops every daemon, dependents first, and exits 0.
+
+With -node NAME the project runs on several hosts: its state must be in
+etcd (orch { backend "etcd" } or ORCH_BACKEND=etcd://...). The agent
+registers its node (with -labels and -capacity) under a lease of the
+backend's lock_ttl; one agent of the project is elected leader and places
+every instance on a node (placement { node, labels, spread }); each agent
+runs and supervises the instances placed on its own node only, with its
+records under <prefix>/nodes/NAME. When a node's lease lapses (the agent
+died, or was cut off), the leader places its instances on the other nodes;
+an agent that finds its own lease lapsed stops its instances, then joins
+again. Each agent needs its own state directory (ORCH_STATE_DIR).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if nf.node != "" || cmd.Flags().Changed("labels") || cmd.Flags().Changed("capacity") {
+				if err := nf.check(); err != nil {
+					return err
+				}
+				if runNodeAgent == nil {
+					return &exitError{code: ExitError, msg: "orch agent -node: this orch was built without etcd (-tags noetcd), and several hosts need it"}
+				}
+				return runNodeAgent(a, dirArg(args), &vf, &lf, asJSON, nf)
+			}
 			return a.runEngine(dirArg(args), &vf, &lf, asJSON, a.Stderr, "agent", upOutput{})
 		},
 	}
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "log events as JSON lines")
+	cmd.Flags().StringVar(&nf.node, "node", "", "run as node `NAME` of a project on several hosts (needs the etcd backend)")
+	cmd.Flags().StringVar(&nf.labels, "labels", "", "the node's labels, `K=V,...`, matched by placement { labels }")
+	cmd.Flags().IntVar(&nf.capacity, "capacity", 0, "the most instances the node runs (`N`; 0: no limit)")
 	return cmd
+}
+
+// nodeFlags are orch agent's flags of a node of several hosts.
+type nodeFlags struct {
+	node     string
+	labels   string
+	capacity int
+	parsed   map[string]string
+}
+
+// runNodeAgent runs orch agent -node; nil in an orch built without etcd
+// (backend_cluster.go sets it).
+var runNodeAgent func(a *App, dir string, vf *varFlags, lf *lockFlags, asJSON bool, nf nodeFlags) error
+
+func (nf *nodeFlags) check() error {
+	if nf.node == "" {
+		return usageError{errors.New("-labels and -capacity need -node NAME")}
+	}
+	if !validNodeName(nf.node) {
+		return usageError{fmt.Errorf("-node %q: a node name uses letters, digits, '-' and '_', starting with a letter", nf.node)}
+	}
+	if nf.capacity < 0 {
+		return usageError{fmt.Errorf("-capacity %d: it is 0 (no limit) or more", nf.capacity)}
+	}
+	nf.parsed = map[string]string{}
+	if nf.labels == "" {
+		return nil
+	}
+	for _, kv := range strings.Split(nf.labels, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usageError{fmt.Errorf("-labels %q: %q is not KEY=VALUE", nf.labels, kv)}
+		}
+		if _, dup := nf.parsed[k]; dup {
+			return usageError{fmt.Errorf("-labels %q: %q is given twice", nf.labels, k)}
+		}
+		nf.parsed[k] = v
+	}
+	return nil
+}
+
+// validNodeName is spec's rule for placement.node.
+func validNodeName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '-' || r == '_'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // agentFor returns a client of the agent (or orch up) that runs for the

@@ -110,6 +110,9 @@ prints JSON lines as apply -json does; it needs -auto-approve.`,
 }
 
 func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, destroy bool) error {
+	if err := a.refuseOnSeveralHosts(dir, vf); err != nil {
+		return err
+	}
 	if c := a.agentFor(dir, vf); c != nil {
 		if err := a.partial.refuseAgent(dir); err != nil {
 			return err

@@ -88,3 +88,51 @@ func parseBackend(v, project string) (*state.BackendConfig, error) {
 	}
 	return cfg, nil
 }
+
+// clusterPlan prints the placement of a project on several hosts (orch
+// plan there); nil in an orch built without etcd (backend_cluster.go sets
+// it). done is false for a project on one host, which plans as ever.
+var clusterPlan func(a *App, cfg *spec.Config, be *state.BackendConfig, asJSON, detailed bool) (done bool, err error)
+
+// loadForCluster loads the configuration of dir, and returns it with its
+// etcd backend when it has one; else it leaves the load for the command's
+// own (a.loaded), so that a project on one host loads it once as before.
+func (a *App) loadForCluster(dir string, vf *varFlags) (*spec.Config, *state.BackendConfig) {
+	if clusterPlan == nil {
+		return nil, nil
+	}
+	res := a.loadConfig(dir, vf)
+	if !res.diags.HasErrors() && res.cfg != nil {
+		if be, err := backendFor(res.cfg); err == nil && be != nil && be.Kind == "etcd" {
+			a.loaded = &pendingLoad{dir: dir, vf: vf, checkPrograms: a.checkPrograms, res: res}
+			return res.cfg, be
+		}
+	}
+	a.loaded = &pendingLoad{dir: dir, vf: vf, checkPrograms: a.checkPrograms, res: res}
+	return nil, nil
+}
+
+// placementPlan is orch plan of a project on several hosts: where each
+// instance runs and would run; done is false on one host.
+func (a *App) placementPlan(dir string, vf *varFlags, asJSON, detailed bool) (bool, error) {
+	cfg, be := a.loadForCluster(dir, vf)
+	if cfg == nil {
+		return false, nil
+	}
+	return clusterPlan(a, cfg, be, asJSON, detailed)
+}
+
+// refuseOnSeveralHosts refuses orch apply and destroy in a project on
+// several hosts: the project's own prefix holds no instance there (each
+// node's state does), so an apply here would start everything on this
+// host beside what the agents run.
+func (a *App) refuseOnSeveralHosts(dir string, vf *varFlags) error {
+	cfg, be := a.loadForCluster(dir, vf)
+	if cfg == nil {
+		return nil
+	}
+	if _, multi, err := clusterStatus(a, cfg, be); err != nil || !multi {
+		return err
+	}
+	return &exitError{code: ExitError, msg: fmt.Sprintf("%s runs on several hosts (orch agent -node): the agents apply every edit of the configuration themselves, each its own part; orch plan shows where each instance runs", dir)}
+}

@@ -84,6 +84,9 @@ no changes, 2 for changes and 1 for an error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.checkPrograms = true
+			if done, err := a.placementPlan(dirArg(args), &vf, asJSON, detailed); done || err != nil {
+				return err
+			}
 			if c := a.agentFor(dirArg(args), &vf); c != nil {
 				if err := a.partial.refuseAgent(dirArg(args)); err != nil {
 					return err

@@ -46,6 +46,9 @@ type JSONStatus struct {
 	// Says is what it says of itself: the last STATUS= of a daemon with
 	// health { notify = true }.
 	Says string `json:"says,omitempty"`
+	// Node is the node that runs it, in a project on several hosts
+	// (orch agent -node); "" on one host.
+	Node string `json:"node,omitempty"`
 }
 
 func (a *App) statusCommand() *cobra.Command {
@@ -80,12 +83,20 @@ a variable's value (it says so in one line on stderr).`,
 			if err != nil {
 				return err
 			}
-			if c := a.agentOf(l); c != nil {
-				return a.statusViaAgent(c, asJSON, filter)
-			}
-			lines, err := a.status(l.cfg, l.stateDir)
+			// A project on several hosts: every node's state, from
+			// etcd, whichever agent answers here (it knows its own
+			// node only).
+			lines, multi, err := a.clusterStatusOf(l.cfg)
 			if err != nil {
 				return &exitError{code: ExitError, msg: err.Error()}
+			}
+			if !multi {
+				if c := a.agentOf(l); c != nil {
+					return a.statusViaAgent(c, asJSON, filter)
+				}
+				if lines, err = a.status(l.cfg, l.stateDir); err != nil {
+					return &exitError{code: ExitError, msg: err.Error()}
+				}
 			}
 			lines = filter.keep(lines)
 			if len(lines) == 0 && len(filter) > 0 {
@@ -102,8 +113,14 @@ a variable's value (it says so in one line on stderr).`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
+			if multi {
+				fmt.Fprint(tw, "NODE\t")
+			}
 			fmt.Fprintln(tw, "ADDRESS\tSTATE\tSTATUS\tPID\tUPTIME\tMEM\tCPU\tCONFIG\tSERVICE\tROUTE")
 			for _, l := range lines {
+				if multi {
+					fmt.Fprint(tw, dash(l.Node)+"\t")
+				}
 				pid, up := "-", "-"
 				if l.Pid != 0 {
 					pid = fmt.Sprint(l.Pid)
@@ -149,9 +166,34 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.statusLines(cfg, insts, true), nil
+}
+
+// clusterStatus reads the states of every node of a project on several
+// hosts; nil in an orch built without etcd (backend_cluster.go sets it).
+// multi is false for a project on one host.
+var clusterStatus func(a *App, cfg *spec.Config, be *state.BackendConfig) (lines []JSONStatus, multi bool, err error)
+
+func (a *App) clusterStatusOf(cfg *spec.Config) ([]JSONStatus, bool, error) {
+	if cfg == nil || clusterStatus == nil {
+		return nil, false, nil
+	}
+	be, err := backendFor(cfg)
+	if err != nil || be == nil {
+		return nil, false, err
+	}
+	return clusterStatus(a, cfg, be)
+}
+
+// statusLines is orch status's line of each recorded instance, with what
+// runs now when observe is set (else each reads unknown).
+func (a *App) statusLines(cfg *spec.Config, insts []state.Instance, observe bool) []JSONStatus {
 	// What cannot be observed (a Docker Engine away) reads as unknown,
 	// with a warning; the rest is shown all the same.
-	observed := executor.ObserveRecorded(context.Background(), a.providerSet(), cfg, insts)
+	observed := map[spec.Address]providers.Observed{}
+	if observe {
+		observed = executor.ObserveRecorded(context.Background(), a.providerSet(), cfg, insts)
+	}
 	warned := map[spec.Address]bool{}
 	now := time.Now()
 	out := make([]JSONStatus, 0, len(insts))
@@ -177,7 +219,7 @@ func (a *App) status(cfg *spec.Config, stateDir string) ([]JSONStatus, error) {
 		}
 		out = append(out, l)
 	}
-	return out, nil
+	return out
 }
 
 // nameFilter is the NAMEs of orch status; empty keeps everything.

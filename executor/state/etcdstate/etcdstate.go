@@ -122,6 +122,27 @@ func Open(cfg state.BackendConfig, opts state.Options, readOnly bool) (state.Bac
 	if cfg.LockTTL <= 0 {
 		cfg.LockTTL = DefaultLockTTL
 	}
+	cli, err := NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{cli: cli, cfg: cfg, p: cfg.Prefix + "/", lockKey: cfg.Prefix + "/lock"}
+	if readOnly {
+		err = b.openReader()
+	} else {
+		err = b.openWriter(opts)
+	}
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// NewClient connects to the etcd cfg names (its endpoints and TLS
+// files), as the backend does; executor/cluster uses it for the nodes,
+// the leader election and the assignments of a multi-node project.
+func NewClient(cfg state.BackendConfig) (*clientv3.Client, error) {
 	var tlsCfg *tls.Config
 	if cfg.CA != "" || cfg.Cert != "" {
 		info := transport.TLSInfo{CertFile: cfg.Cert, KeyFile: cfg.Key, TrustedCAFile: cfg.CA}
@@ -143,17 +164,7 @@ func Open(cfg state.BackendConfig, opts state.Options, readOnly bool) (state.Bac
 	if err != nil {
 		return nil, fmt.Errorf("state: etcd %v: %w", cfg.Endpoints, err)
 	}
-	b := &Backend{cli: cli, cfg: cfg, p: cfg.Prefix + "/", lockKey: cfg.Prefix + "/lock"}
-	if readOnly {
-		err = b.openReader()
-	} else {
-		err = b.openWriter(opts)
-	}
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	return b, nil
+	return cli, nil
 }
 
 func (b *Backend) ctx() (context.Context, context.CancelFunc) {
@@ -170,6 +181,13 @@ func (b *Backend) Lineage() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.lineage
+}
+
+// Err is the error of a failed request to the etcd of cfg, as the
+// backend words it: it names the state, and says what a timeout most
+// likely means (no quorum).
+func Err(cfg state.BackendConfig, what string, err error) error {
+	return (&Backend{cfg: cfg}).etcdErr(what, err)
 }
 
 // etcdErr is the error of a failed request: it names the state, and says

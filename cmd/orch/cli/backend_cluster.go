@@ -1,0 +1,610 @@
+//go:build !noetcd
+
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/executor/cluster"
+	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/executor/state"
+	"github.com/orch-dev/orch/executor/state/etcdstate"
+	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers/owned"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// orch agent -node: one node of a project on several hosts. The cluster
+// (registration, election, placement) is executor/cluster's; here it is
+// wired to the ordinary engine, which runs on a configuration restricted
+// to this node's assignments (cluster.Only) and keeps its records in the
+// node's own state (<prefix>/nodes/NAME). A change of assignments is
+// applied as orch apply through an agent is (engine.Apply); the engine is
+// not told about nodes.
+
+func init() { runNodeAgent = (*App).runNode }
+
+func (a *App) runNode(dir string, vf *varFlags, lf *lockFlags, asJSON bool, nf nodeFlags) error {
+	res := a.loadConfig(dir, vf)
+	a.writeDiags(res.diags, res.files)
+	if res.diags.HasErrors() {
+		return silentFailure()
+	}
+	be, err := backendFor(res.cfg)
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	if be == nil || be.Kind != etcdstate.Kind {
+		return &exitError{code: ExitError, msg: fmt.Sprintf("orch agent -node %s: a project on several hosts keeps its state in etcd: declare orch { backend \"etcd\" { endpoints = [...] } }, or set %s=etcd://HOST:PORT", nf.node, envBackend)}
+	}
+	ctx, hurry, stop := a.interruptibleHurry("\nStopping this node's instances, dependents first. Press Ctrl-C again to kill what still runs.",
+		"\nKilling what still runs (SIGKILL), dependents first.")
+	defer stop()
+	logf := nodeLogger(a.Stderr, nf.node, asJSON)
+	rejoin := false
+	for {
+		err := a.nodeRound(ctx, hurry, dir, vf, lf, asJSON, nf, *be, logf, rejoin)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var je *joinError
+		switch {
+		case errors.Is(err, cluster.ErrLost):
+			logf("its instances are stopped; joining the cluster again")
+			rejoin = true
+		case rejoin && errors.As(err, &je):
+			// Cut off from etcd after it ran: it waits for etcd to
+			// answer again, as long as it takes.
+			logf("cannot join the cluster again (%v); trying again in %s", je.err, rejoinPause)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(rejoinPause):
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// rejoinPause is the wait between two attempts of a node cut off from
+// etcd to join again.
+const rejoinPause = time.Second
+
+// joinError is a failure to join the cluster: the first time, the
+// agent exits with it; after the node ran, the agent tries again.
+type joinError struct{ err error }
+
+func (e *joinError) Error() string { return e.err.Error() }
+
+// nodeLogger writes what the node does to w, a line each (a JSON object
+// with -json, of type "node").
+func nodeLogger(w io.Writer, node string, asJSON bool) func(string, ...any) {
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		msg := fmt.Sprintf(format, args...)
+		if asJSON {
+			enc.Encode(map[string]any{"time": time.Now(), "type": "node", "node": node, "detail": msg})
+			return
+		}
+		fmt.Fprintf(w, "%s node %s: %s\n", time.Now().Format("15:04:05.000"), node, msg)
+	}
+}
+
+// nodeRound joins the cluster and runs this node's instances until ctx
+// ends (nil) or the node's lease is lost (cluster.ErrLost, once its
+// instances are stopped).
+func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, vf *varFlags, lf *lockFlags, asJSON bool,
+	nf nodeFlags, be state.BackendConfig, logf func(string, ...any), rejoin bool) error {
+	host, _ := os.Hostname()
+	m, err := cluster.Join(ctx, cluster.Options{Backend: be, Logf: logf,
+		Node: cluster.Info{Name: nf.node, Labels: nf.parsed, Capacity: nf.capacity, Address: host}})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if rejoin {
+			return &joinError{err}
+		}
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	logf("joined the cluster at %s (lease %s)", strings.Join(be.Endpoints, ","), m.TTL())
+	closed := false
+	leave := func() {
+		if closed {
+			return
+		}
+		closed = true
+		if err := m.Close(); err != nil {
+			logf("leaving the cluster: %v", err)
+		}
+	}
+	defer leave()
+
+	res := a.loadConfig(dir, vf)
+	if res.diags.HasErrors() {
+		a.writeDiags(res.diags, res.files)
+		return silentFailure()
+	}
+	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: a.providerSet()}
+	if err := owned.Dir(s.stateDir); err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	// This node's own state. A previous agent of the node (killed) holds
+	// its lock until its lease lapses: wait for that at least.
+	timeout := lf.timeout
+	if least := 2*m.TTL() + etcdstate.RequestTimeout; timeout < least {
+		timeout = least
+	}
+	st, err := state.OpenBackend(filepath.Join(s.stateDir, "state.db"), cluster.NodeBackend(be, nf.node),
+		state.Options{Operation: "agent -node " + nf.node, LockTimeout: timeout})
+	if err != nil {
+		if rejoin {
+			return &joinError{err}
+		}
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer st.Close()
+	s.store = st
+
+	// What is assigned to this node, and the configuration restricted to it.
+	var mine atomic.Pointer[map[string]bool]
+	mine.Store(&map[string]bool{})
+	restrict := func(r loadResult) engine.LoadResult {
+		if r.diags.HasErrors() || r.cfg == nil {
+			return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
+		}
+		m.Declare(planner.PlaceInstancesOf(r.cfg))
+		set := *mine.Load()
+		keys := make([]string, 0, len(set))
+		for k := range set {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		cfg := cluster.Only(r.cfg, func(a spec.Address) bool { return set[a.String()] }, nf.node+"\x00"+strings.Join(keys, "\x00"))
+		return engine.LoadResult{Config: cfg, Diags: r.diags, Files: r.files}
+	}
+	load := func() engine.LoadResult { return restrict(a.loadConfig(dir, vf)) }
+	first := restrict(res) // declares: the leader can place
+
+	kick := make(chan struct{}, 1)
+	gotFirst := make(chan struct{})
+	var firstOnce sync.Once
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		m.Watch(watchCtx, func(as *cluster.Assignments) {
+			set := map[string]bool{}
+			for _, x := range as.Mine(nf.node) {
+				set[x] = true
+			}
+			changed := !maps.Equal(set, *mine.Load())
+			if changed {
+				mine.Store(&set)
+				logf("assigned %d instance(s) by leader %s: %s", len(set), as.Leader, strings.Join(as.Mine(nf.node), " "))
+			}
+			firstOnce.Do(func() { close(gotFirst) })
+			if changed {
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+	select {
+	case <-gotFirst:
+		first = load()
+		select {
+		case <-kick: // the engine starts with these
+		default:
+		}
+	case <-m.Lost():
+		return cluster.ErrLost
+	case <-ctx.Done():
+		return nil
+	}
+
+	a.pluginSet().freeze()
+	out := func(ev engine.Event) { fmt.Fprintln(a.Stderr, ev.String()) }
+	if asJSON {
+		enc := json.NewEncoder(a.Stderr)
+		enc.SetEscapeHTML(false)
+		out = func(ev engine.Event) { enc.Encode(ev) }
+	}
+	mods, closeMods, err := hostModules(s)
+	if err != nil {
+		return &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer closeMods()
+	engCtx, stopEng := context.WithCancel(ctx)
+	defer stopEng()
+	ns := newNodeStore(engCtx, st)
+	eng := engine.New(engine.Options{
+		Dir: s.cfg.Dir, Config: first.Config, Files: first.Files, Load: load, WatchFiles: vf.varFiles,
+		Providers: s.provs, Store: ns, StateDir: s.stateDir, Project: s.cfg.Project.Name,
+		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
+	})
+	defer eng.ForwardBus(mods.Bus())()
+
+	ln, err := agent.Listen(a.settings.AgentSocketFor(s.stateDir))
+	if err != nil {
+		return &exitError{code: ExitError, msg: "cannot serve the agent API: " + err.Error()}
+	}
+	srvCtx, srvStop := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	srv := &agent.Server{Engine: eng, Dir: s.cfg.Dir, Load: load, LogPath: func(addr spec.Address) string {
+		return filepath.Join(s.stateDir, "logs", process.FileName(addr)+".log")
+	}}
+	go func() {
+		defer close(served)
+		srv.Serve(srvCtx, ln)
+	}()
+	defer func() { srvStop(); <-served }()
+
+	// A lost lease stops the engine, and with it every instance of the
+	// node (its stops cannot be recorded: the node's state lock went
+	// with the lease; the next round's refresh finds them stopped).
+	// The node's state lock has a lease of its own: lost alone (etcd
+	// expired it while the node's lease held on), the engine could no
+	// longer record anything; that ends the round the same way.
+	var lost atomic.Bool
+	go func() {
+		select {
+		case <-m.Lost():
+			ns.lose()
+			lost.Store(true)
+			stopEng()
+		case <-st.LockLost():
+			logf("the node's state lock was lost: stopping its instances")
+			ns.lose()
+			lost.Store(true)
+			stopEng()
+		case <-engCtx.Done():
+		}
+	}()
+	// New assignments are applied as orch apply does through an agent.
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		for {
+			select {
+			case <-engCtx.Done():
+				return
+			case <-kick:
+			}
+			lr := load()
+			if lr.Diags.HasErrors() {
+				continue // the engine reports it from its own reload
+			}
+			r, err := eng.Apply(engCtx, engine.ApplyRequest{Config: lr.Config, Files: lr.Files})
+			switch {
+			case err != nil && engCtx.Err() == nil:
+				logf("applying the new assignment: %v", err)
+			case r != nil && r.Err != "":
+				logf("applying the new assignment: %s", r.Err)
+			}
+		}
+	}()
+	runErr := eng.Run(engCtx)
+	stopEng()
+	<-applied
+	if lost.Load() {
+		return cluster.ErrLost
+	}
+	leave() // only now: the leader moves nothing before this node stopped it
+	if runErr != nil && ctx.Err() == nil {
+		return &exitError{code: ExitError, msg: runErr.Error()}
+	}
+	return nil
+}
+
+func init() { clusterStatus = (*App).clusterStatus }
+
+// clusterStatus is orch status of a project on several hosts: the
+// records of every node's state, each line with its node; what runs on a
+// node of this host (its registered address is this host's name) is
+// observed, the rest reads unknown. Instances no node takes are listed
+// as unplaced, with why. multi is false when no node ever ran the
+// project.
+func (a *App) clusterStatus(cfg *spec.Config, be *state.BackendConfig) ([]JSONStatus, bool, error) {
+	if be.Kind != etcdstate.Kind {
+		return nil, false, nil
+	}
+	cli, err := etcdstate.NewClient(*be)
+	if err != nil {
+		return nil, false, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), etcdstate.RequestTimeout)
+	defer cancel()
+	k := cluster.Keys{P: strings.TrimSuffix(be.Prefix, "/")}
+	infos, as, _, err := cluster.ReadNodes(ctx, cli, k)
+	if err != nil {
+		return nil, false, etcdstate.Err(*be, "read the nodes", err)
+	}
+	states, err := cli.Get(ctx, k.NodeState(""), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, false, etcdstate.Err(*be, "read the nodes", err)
+	}
+	names := map[string]bool{}
+	for _, kv := range states.Kvs {
+		if n, _, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), k.NodeState("")), "/"); ok {
+			names[n] = true
+		}
+	}
+	if len(names) == 0 && len(infos) == 0 {
+		return nil, false, nil
+	}
+	host, _ := os.Hostname()
+	live := map[string]cluster.Info{}
+	for _, in := range infos {
+		live[in.Name] = in
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	var out []JSONStatus
+	for _, n := range sorted {
+		st, err := state.OpenBackendReadOnly(filepath.Join(a.settings.StateDirFor(cfg), "state.db"), cluster.NodeBackend(*be, n))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, true, err
+		}
+		insts, err := st.List()
+		st.Close()
+		if err != nil {
+			return nil, true, err
+		}
+		info, up := live[n]
+		node := n
+		if !up {
+			node += " (down)"
+		}
+		for _, l := range a.statusLines(cfg, insts, up && info.Address == host) {
+			l.Node = node
+			out = append(out, l)
+		}
+	}
+	for addr, why := range as.Unplaced {
+		out = append(out, JSONStatus{Address: addr, State: "unplaced", Status: why})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out, true, nil
+}
+
+func init() { clusterPlan = (*App).clusterPlan }
+
+// PlacementJSON is one line of orch plan -json in a project on several
+// hosts.
+type PlacementJSON struct {
+	Address string `json:"address"`
+	// Action: "stay", "place" (new), "move" (its node is gone or no
+	// longer qualifies), "remove" (no longer declared), "unplaced".
+	Action string `json:"action"`
+	Node   string `json:"node,omitempty"`
+	From   string `json:"from,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// clusterPlan prints where each instance runs now and where the leader
+// would place it with the configuration in the directory and the live
+// nodes (planner.Place, as the leader runs it).
+func (a *App) clusterPlan(cfg *spec.Config, be *state.BackendConfig, asJSON, detailed bool) (bool, error) {
+	cli, err := etcdstate.NewClient(*be)
+	if err != nil {
+		return false, &exitError{code: ExitError, msg: err.Error()}
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), etcdstate.RequestTimeout)
+	defer cancel()
+	k := cluster.Keys{P: strings.TrimSuffix(be.Prefix, "/")}
+	infos, cur, _, err := cluster.ReadNodes(ctx, cli, k)
+	if err != nil {
+		return false, &exitError{code: ExitError, msg: etcdstate.Err(*be, "read the nodes", err).Error()}
+	}
+	if len(infos) == 0 && len(cur.Assign) == 0 {
+		return false, nil // one host
+	}
+	var nodes []planner.Node
+	var names []string
+	live := map[string]bool{}
+	for _, in := range infos {
+		nodes = append(nodes, planner.Node{Name: in.Name, Labels: in.Labels, Capacity: in.Capacity})
+		names = append(names, in.Name)
+		live[in.Name] = true
+	}
+	sort.Strings(names)
+	p := planner.Place(planner.PlaceInstancesOf(cfg), nodes, cur.Assign)
+	var rows []PlacementJSON
+	changes := 0
+	for addr, node := range p.Assign {
+		r := PlacementJSON{Address: addr, Node: node, Action: "stay"}
+		if from, ok := cur.Assign[addr]; !ok {
+			r.Action = "place"
+		} else if from != node {
+			r.Action, r.From = "move", from
+			if !live[from] {
+				r.Reason = from + " is down"
+			} else {
+				r.Reason = from + " no longer qualifies"
+			}
+		}
+		rows = append(rows, r)
+	}
+	for addr, why := range p.Unplaced {
+		rows = append(rows, PlacementJSON{Address: addr, Action: "unplaced", From: cur.Assign[addr], Reason: why})
+	}
+	for addr, from := range cur.Assign {
+		if _, ok := p.Assign[addr]; !ok {
+			if _, ok := p.Unplaced[addr]; !ok {
+				rows = append(rows, PlacementJSON{Address: addr, Action: "remove", From: from, Reason: "no longer declared"})
+			}
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Address < rows[j].Address })
+	count := map[string]int{}
+	for _, r := range rows {
+		count[r.Action]++
+		if r.Action != "stay" {
+			changes++
+		}
+	}
+	if asJSON {
+		if rows == nil {
+			rows = []PlacementJSON{}
+		}
+		if err := writeJSON(a.Stdout, map[string]any{"nodes": names, "leader": cur.Leader, "placements": rows}); err != nil {
+			return true, err
+		}
+	} else {
+		fmt.Fprintf(a.Stdout, "Placement on %d live node(s) (%s), leader %s:\n\n", len(names), strings.Join(names, ", "), dash(cur.Leader))
+		tw := tabwriter.NewWriter(a.Stdout, 2, 4, 2, ' ', 0)
+		for _, r := range rows {
+			var where string
+			switch r.Action {
+			case "stay":
+				where = r.Node
+			case "place":
+				where = "+ " + r.Node
+			case "move":
+				where = r.From + " -> " + r.Node
+			case "remove":
+				where = "- " + r.From
+			case "unplaced":
+				where = "! nowhere"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Address, where, r.Reason)
+		}
+		tw.Flush()
+		fmt.Fprintf(a.Stdout, "\nPlacement: %d to place, %d to move, %d to remove, %d unplaced, %d staying.\n",
+			count["place"], count["move"], count["remove"], count["unplaced"], count["stay"])
+		fmt.Fprintln(a.Stdout, "Each agent (orch agent -node) applies its part of an edit of the configuration itself.")
+	}
+	if detailed && changes > 0 {
+		return true, &exitError{code: ExitChanges}
+	}
+	return true, nil
+}
+
+// nodeStore is the node's state as the engine sees it: the etcd store,
+// and a copy of its records kept in memory (refreshed after writes, at
+// most every nodeStoreRefresh). Once the node is lost, List answers from
+// the copy (also a List already waiting for etcd) and new writes fail at
+// once: the engine's shutdown lists what to stop, and a node cut off from
+// etcd could otherwise read nothing (and stop nothing), or wait
+// RequestTimeout per read before it stops anything.
+type nodeStore struct {
+	*state.Store
+	lostCh   chan struct{}
+	lostOnce sync.Once
+	dirty    chan struct{}
+
+	mu   sync.Mutex
+	last []state.Instance
+}
+
+const nodeStoreRefresh = 250 * time.Millisecond
+
+func newNodeStore(ctx context.Context, st *state.Store) *nodeStore {
+	s := &nodeStore{Store: st, dirty: make(chan struct{}, 1), lostCh: make(chan struct{})}
+	s.List()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.lostCh:
+				return
+			case <-s.dirty:
+			}
+			s.List()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(nodeStoreRefresh):
+			}
+		}
+	}()
+	return s
+}
+
+// lose makes the store answer from its copy from now on.
+func (s *nodeStore) lose() { s.lostOnce.Do(func() { close(s.lostCh) }) }
+
+func (s *nodeStore) cached() []state.Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]state.Instance(nil), s.last...)
+}
+
+func (s *nodeStore) List() ([]state.Instance, error) {
+	select {
+	case <-s.lostCh:
+		return s.cached(), nil
+	default:
+	}
+	type result struct {
+		insts []state.Instance
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		insts, err := s.Store.List()
+		ch <- result{insts, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err == nil {
+			s.mu.Lock()
+			s.last = append([]state.Instance(nil), r.insts...)
+			s.mu.Unlock()
+		}
+		return r.insts, r.err
+	case <-s.lostCh:
+		return s.cached(), nil
+	}
+}
+
+func (s *nodeStore) Update(fn func(tx *state.Tx) error) error {
+	defer func() {
+		select {
+		case s.dirty <- struct{}{}:
+		default:
+		}
+	}()
+	// A write already under way is not abandoned: fn may not have run
+	// yet, and runs on the caller's data.
+	select {
+	case <-s.lostCh:
+		return fmt.Errorf("%w: the node lost its lease", state.ErrLockLost)
+	default:
+	}
+	return s.Store.Update(fn)
+}
