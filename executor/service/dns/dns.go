@@ -8,8 +8,9 @@
 //
 // Questions outside the zone are REFUSED, never forwarded: this server is
 // not a resolver. Answers carry TTL 0, since an instance leaves as soon as
-// it stops being ready. It serves UDP and TCP on the same address, with
-// github.com/miekg/dns.
+// it stops being ready. It serves UDP and TCP on the same address: TCP
+// with github.com/miekg/dns's server, UDP with a loop of its own (udp.go)
+// that answers the usual questions from a table of packed replies.
 package dns
 
 import (
@@ -18,6 +19,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	mdns "github.com/miekg/dns"
 	"github.com/orch-dev/orch/executor/service"
@@ -30,10 +32,15 @@ const DefaultZone = "orch.internal."
 type Server struct {
 	zone string // lower case, ends with "."
 	reg  *service.Registry
-	udp  *mdns.Server
+	udp  *mdns.Server // only for a wildcard address (see udp.go)
 	tcp  *mdns.Server
 	addr string
 	wg   sync.WaitGroup
+
+	fast    *udpServer
+	table   atomic.Pointer[replies]
+	rebuild chan struct{}
+	closed  chan struct{}
 }
 
 // Listen binds addr (UDP and TCP) and serves zone from reg until Close.
@@ -54,10 +61,25 @@ func Listen(addr, zone string, reg *service.Registry) (*Server, error) {
 		pc.Close()
 		return nil, service.NewListenError("dns", addr, err)
 	}
-	s := &Server{zone: zone, reg: reg, addr: pc.LocalAddr().String()}
-	s.udp = &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
+	s := &Server{zone: zone, reg: reg, addr: pc.LocalAddr().String(), rebuild: make(chan struct{}, 1), closed: make(chan struct{})}
+	s.table.Store(&replies{})
 	s.tcp = &mdns.Server{Listener: ln, Handler: s}
-	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
+	servers := []*mdns.Server{s.tcp}
+	if uc := pc.(*net.UDPConn); uc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		// Replies must leave from the address each question came to:
+		// miekg/dns's server does that (with IP_PKTINFO).
+		s.udp = &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
+		servers = append(servers, s.udp)
+	} else {
+		s.fast = newUDPServer(s, uc)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.buildReplies()
+		}()
+		reg.Watch(func([]service.Instance, []service.Instance, *service.View) { s.stale() })
+	}
+	for _, srv := range servers {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -76,7 +98,14 @@ func (s *Server) Zone() string { return s.zone }
 // Close stops serving and releases the address.
 func (s *Server) Close() error {
 	ctx := context.Background()
-	err := errors.Join(s.udp.ShutdownContext(ctx), s.tcp.ShutdownContext(ctx))
+	close(s.closed)
+	err := s.tcp.ShutdownContext(ctx)
+	if s.udp != nil {
+		err = errors.Join(err, s.udp.ShutdownContext(ctx))
+	}
+	if s.fast != nil {
+		err = errors.Join(err, s.fast.close())
+	}
 	s.wg.Wait()
 	return err
 }
@@ -98,17 +127,16 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		return
 	}
 	if w.RemoteAddr() != nil && w.RemoteAddr().Network() == "udp" {
-		size := mdns.MinMsgSize
-		if o := req.IsEdns0(); o != nil {
-			size = max(int(o.UDPSize()), mdns.MinMsgSize)
-		}
-		m.Truncate(size)
+		m.Truncate(udpSize(req))
 	}
 	w.WriteMsg(m)
 }
 
 // Answer builds the reply to req (nil: none is sent).
-func (s *Server) Answer(req *mdns.Msg) *mdns.Msg {
+func (s *Server) Answer(req *mdns.Msg) *mdns.Msg { return s.answer(req, s.reg.View()) }
+
+// answer builds the reply to req from the view v.
+func (s *Server) answer(req *mdns.Msg, v *service.View) *mdns.Msg {
 	if req.Response {
 		return nil
 	}
@@ -133,7 +161,6 @@ func (s *Server) Answer(req *mdns.Msg) *mdns.Msg {
 		return m
 	}
 	m.Authoritative = true
-	v := s.reg.View()
 	if name == s.zone {
 		switch q.Qtype {
 		case mdns.TypeSOA, mdns.TypeANY:
