@@ -37,6 +37,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -64,6 +65,30 @@ type upConn struct {
 	idleSince time.Time
 }
 
+// open says whether the instance has not closed u (nor sent anything
+// unasked): a peek that does not wait.
+func (u *upConn) open() bool {
+	if u.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := u.c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = err == syscall.EAGAIN // nothing to read: neither data nor the end
+		return true
+	})
+	return alive
+}
+
 func (u *upConn) close() {
 	u.c.Close()
 	u.br.Reset(nil)
@@ -73,14 +98,15 @@ func (u *upConn) close() {
 }
 
 // getConn returns an idle connection to b (reused: true) or a new one;
-// fresh: only one idle for less than staleAfter.
-func (b *backend) getConn(fresh bool) (*upConn, bool, error) {
+// checked: only one idle for less than staleAfter that the instance has
+// not closed (for a request that cannot be sent again).
+func (b *backend) getConn(checked bool) (*upConn, bool, error) {
 	b.poolMu.Lock()
 	for n := len(b.pool); n > 0; n = len(b.pool) {
 		u := b.pool[n-1]
 		b.pool[n-1] = nil
 		b.pool = b.pool[:n-1]
-		if fresh && time.Since(u.idleSince) > staleAfter {
+		if checked && (time.Since(u.idleSince) > staleAfter || !u.open()) {
 			b.poolMu.Unlock()
 			u.close()
 			b.poolMu.Lock()
@@ -536,7 +562,7 @@ func (b *backend) exchange(br *bufio.Reader, bw *bufio.Writer, req *request, cli
 	replayable := req.length <= 0 && (string(req.method) == "GET" || string(req.method) == "HEAD" ||
 		string(req.method) == "OPTIONS" || string(req.method) == "TRACE")
 	for attempt := 0; ; attempt++ {
-		u, reused, err := b.getConn(req.length > 0)
+		u, reused, err := b.getConn(!replayable)
 		if err != nil {
 			return false, false, err
 		}
