@@ -47,31 +47,41 @@ type Server struct {
 // A bound address that is in use is one *service.ListenError naming the
 // listener; nothing is left bound then.
 func Listen(addr, zone string, reg *service.Registry) (*Server, error) {
+	return listen(addr, zone, reg, udpSockets())
+}
+
+// listen is Listen with n UDP sockets on the address (see udp.go).
+func listen(addr, zone string, reg *service.Registry, n int) (*Server, error) {
 	if zone == "" {
 		zone = DefaultZone
 	}
 	zone = mdns.Fqdn(strings.ToLower(zone))
-	pc, err := net.ListenPacket("udp", addr)
+	conns, err := listenUDP(addr, n)
 	if err != nil {
 		return nil, service.NewListenError("dns", addr, err)
 	}
-	// TCP on the port UDP got (addr may say port 0).
+	pc := conns[0]
+	// TCP on the port UDP got (addr may say port 0). Bound without
+	// SO_REUSEPORT, it is also what tells a second server on the same
+	// address that it is in use.
 	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
-		pc.Close()
+		for _, c := range conns {
+			c.Close()
+		}
 		return nil, service.NewListenError("dns", addr, err)
 	}
 	s := &Server{zone: zone, reg: reg, addr: pc.LocalAddr().String(), rebuild: make(chan struct{}, 1), closed: make(chan struct{})}
 	s.table.Store(&replies{})
 	s.tcp = &mdns.Server{Listener: ln, Handler: s}
 	servers := []*mdns.Server{s.tcp}
-	if uc := pc.(*net.UDPConn); uc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+	if len(conns) == 1 && pc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
 		// Replies must leave from the address each question came to:
 		// miekg/dns's server does that (with IP_PKTINFO).
 		s.udp = &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
 		servers = append(servers, s.udp)
 	} else {
-		s.fast = newUDPServer(s, uc)
+		s.fast = newUDPServer(s, conns)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -54,7 +54,12 @@ func BenchmarkDnsperf(b *testing.B) {
 	ref := &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
 	go ref.ActivateAndServe()
 	defer ref.Shutdown()
-	servers := []struct{ name, addr string }{{"orch", s.Addr()}, {"miekg", pc.LocalAddr().String()}}
+	s1, err := listen("127.0.0.1:0", "orch.internal.", reg, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s1.Close()
+	servers := []struct{ name, addr string }{{"orch", s.Addr()}, {"orch1", s1.Addr()}, {"miekg", pc.LocalAddr().String()}}
 	data := filepath.Join(b.TempDir(), "queries")
 	os.WriteFile(data, []byte("api.orch.internal A\napi.orch.internal SRV\n0.api.orch.internal A\n"), 0o644)
 	lat := regexp.MustCompile(`(?m)^> NOERROR .* ([0-9.]+)$`)

@@ -9,8 +9,9 @@ package dns
 // collector round often, and the goroutines queue on the socket's write
 // lock: that was the 99th percentile of 5.5 ms at 20,000 q/s (p50 0.2 ms).
 //
-// Here a few goroutines (one per P) each read the socket in a loop, with
-// buffers of their own, and answer the usual question — one question of
+// Here a few sockets on the same address (SO_REUSEPORT, one per P) are
+// each read by a goroutine in a loop, with buffers of its own, which
+// answers the usual question — one question of
 // class IN, at most an OPT record, a name of letters, digits, '-' and '_'
 // — from a table of packed replies: the reply to every question about a
 // name the zone holds (its apex, every service, every instance, every
@@ -28,13 +29,17 @@ package dns
 // must leave from the address each question came to (IP_PKTINFO).
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
+	"syscall"
 
 	mdns "github.com/miekg/dns"
 	"github.com/orch-dev/orch/executor/service"
+	"golang.org/x/sys/unix"
 )
 
 // tableTypes are the question types the table holds replies to.
@@ -126,38 +131,79 @@ func b2i(b bool) byte {
 	return 0
 }
 
-// readers is how many goroutines read the socket.
-var readers = 1
+// udpSockets is how many UDP sockets serve a specific address: one per P
+// (up to 4), bound with SO_REUSEPORT, so that the kernel spreads the
+// clients over them and no goroutine waits for another's turn on a
+// socket.
+func udpSockets() int { return min(runtime.GOMAXPROCS(0), 4) }
 
-// udpServer reads one UDP socket.
-type udpServer struct {
-	s    *Server
-	conn *net.UDPConn
-	wg   sync.WaitGroup
+// listenUDP binds n UDP sockets to addr with SO_REUSEPORT (the first on
+// the port addr says, the others on the port it got); a wildcard
+// address gets one.
+func listenUDP(addr string, n int) ([]*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	if n <= 1 {
+		lc.Control = nil
+	}
+	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conns := []*net.UDPConn{pc.(*net.UDPConn)}
+	if conns[0].LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		return conns, nil
+	}
+	for len(conns) < n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", conns[0].LocalAddr().String())
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, pc.(*net.UDPConn))
+	}
+	return conns, nil
 }
 
-func newUDPServer(s *Server, conn *net.UDPConn) *udpServer {
-	u := &udpServer{s: s, conn: conn}
-	for range readers {
+// udpServer reads UDP sockets, each with a goroutine of its own.
+type udpServer struct {
+	s     *Server
+	conns []*net.UDPConn
+	wg    sync.WaitGroup
+}
+
+func newUDPServer(s *Server, conns []*net.UDPConn) *udpServer {
+	u := &udpServer{s: s, conns: conns}
+	for _, c := range conns {
 		u.wg.Add(1)
-		go u.serve()
+		go u.serve(c)
 	}
 	return u
 }
 
 func (u *udpServer) close() error {
-	err := u.conn.Close()
+	var err error
+	for _, c := range u.conns {
+		err = errors.Join(err, c.Close())
+	}
 	u.wg.Wait()
 	return err
 }
 
-func (u *udpServer) serve() {
+func (u *udpServer) serve(conn *net.UDPConn) {
 	defer u.wg.Done()
 	in := make([]byte, 65535)
 	out := make([]byte, 65535)
 	var key [3 + 256]byte
 	for {
-		n, addr, err := u.conn.ReadFromUDPAddrPort(in)
+		n, addr, err := conn.ReadFromUDPAddrPort(in)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -170,7 +216,7 @@ func (u *udpServer) serve() {
 			r = u.s.slowReply(pkt)
 		}
 		if r != nil {
-			u.conn.WriteToUDPAddrPort(r, addr)
+			conn.WriteToUDPAddrPort(r, addr)
 		}
 	}
 }
