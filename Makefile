@@ -37,7 +37,8 @@ DEB_PACKAGES := \
 	chromium:chromium \
 	nginx:nginx \
 	python3:python3 \
-	dnsperf:dnsperf
+	dnsperf:dnsperf \
+	dnsmasq:dnsmasq-base
 
 deps:
 	@missing=""; for e in $(DEB_PACKAGES); do \
