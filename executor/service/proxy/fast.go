@@ -310,17 +310,19 @@ func (p *Proxy) serveConn(c net.Conn) {
 	}
 }
 
-// readHead returns the request head buffered in br, up to and with its
-// blank line, without consuming it; nil when it does not fit the buffer.
+// readHead returns the head buffered in br, up to and with its blank
+// line, without consuming it; nil when it does not fit the buffer or ends
+// with a bare LF (net/http's lenient parser takes those).
 func readHead(br *bufio.Reader) ([]byte, error) {
 	for {
 		n := br.Buffered()
 		if n > 0 {
 			b, _ := br.Peek(n)
-			if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-				return b[:i+4], nil
+			// The first line end followed by an empty line.
+			if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 && (i == 0 || b[i-1] == '\r') && !bytes.Contains(b[:i], []byte("\n\n")) {
+				return b[:i+3], nil
 			}
-			if n >= br.Size() {
+			if bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n")) || n >= br.Size() {
 				return nil, nil
 			}
 		}
@@ -334,6 +336,10 @@ func readHead(br *bufio.Reader) ([]byte, error) {
 func parseRequest(head []byte, req *request) {
 	*req = request{head: head, length: -1, headers: req.headers[:0], conn: req.conn[:0], xff: req.xff[:0]}
 	eol := bytes.Index(head, []byte("\r\n"))
+	if eol <= 0 {
+		req.fallback = true // a bare LF, or empty lines first
+		return
+	}
 	line := head[:eol]
 	rest := head[eol+2:]
 	sp1 := bytes.IndexByte(line, ' ')
@@ -494,7 +500,7 @@ tries:
 			if !b.acquire() {
 				continue
 			}
-			keep, begun, err := b.exchange(br, bw, req, client)
+			keep, begun, err := b.exchange(c, br, bw, req, client)
 			b.release()
 			if err == nil {
 				b.failed.Store(0)
@@ -545,7 +551,7 @@ func statusText(code int) string {
 
 // errStale is a kept-alive connection that the instance closed before
 // it answered (before it read the request, as far as one can tell).
-var errStale = errors.New("the instance closed a kept-alive connection")
+var errStale = errors.New("the instance closed the connection before it answered")
 
 // staleAfter is how long a kept-alive connection may have been idle and
 // still carry a request with a body (which cannot be sent again).
@@ -555,7 +561,7 @@ const staleAfter = 2 * time.Second
 // whether the client connection serves another request; begun, whether
 // any of the response reached the client's buffer (then an error can
 // only close the connection).
-func (b *backend) exchange(br *bufio.Reader, bw *bufio.Writer, req *request, client string) (keep, begun bool, err error) {
+func (b *backend) exchange(cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req *request, client string) (keep, begun bool, err error) {
 	// A request without a body, of a method that may be repeated, is sent
 	// again on a new connection when a kept-alive one turns out closed
 	// (as net/http's Transport does).
@@ -566,7 +572,7 @@ func (b *backend) exchange(br *bufio.Reader, bw *bufio.Writer, req *request, cli
 		if err != nil {
 			return false, false, err
 		}
-		keep, begun, reusable, err := exchangeOn(u, br, bw, req, client)
+		keep, begun, reusable, err := exchangeOn(u, cc, br, bw, req, client)
 		if err == nil && reusable {
 			b.putConn(u)
 		} else {
@@ -581,7 +587,7 @@ func (b *backend) exchange(br *bufio.Reader, bw *bufio.Writer, req *request, cli
 
 // exchangeOn is one attempt of exchange, on u; reusable says whether u
 // can carry another request.
-func exchangeOn(u *upConn, br *bufio.Reader, bw *bufio.Writer, req *request, client string) (keep, begun, reusable bool, err error) {
+func exchangeOn(u *upConn, cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req *request, client string) (keep, begun, reusable bool, err error) {
 	w := u.bw
 	w.Write(req.method)
 	w.WriteByte(' ')
@@ -647,12 +653,15 @@ func exchangeOn(u *upConn, br *bufio.Reader, bw *bufio.Writer, req *request, cli
 			br.Discard(len(req.head))
 			req.consumed = true
 		}
-		begun = true
 		status, framing, length, upClose, err := copyResponseHead(bw, head, req.close)
 		u.br.Discard(len(head))
 		if err != nil {
+			if !begun {
+				bw.Reset(cc) // what it wrote of the head: a 502 goes instead
+			}
 			return false, begun, false, err
 		}
+		begun = true
 		if status == 101 {
 			return false, begun, false, errors.New("the instance switched protocols unasked")
 		}
@@ -703,7 +712,7 @@ const (
 func readResponseHead(br *bufio.Reader) ([]byte, error) {
 	head, err := readHead(br)
 	if err == nil && head == nil {
-		err = errors.New("response head too long")
+		err = errors.New("response head too long or not CRLF-delimited")
 	}
 	return head, err
 }
@@ -726,12 +735,17 @@ func copyResponseHead(bw *bufio.Writer, head []byte, closeClient bool) (status, 
 	length = -1
 	var conn [4][]byte
 	nconn := 0
+	chunked := false // a Transfer-Encoding: the Content-Length is not passed on
 	// First the Connection headers (they name others to leave out).
 	for r := rest; len(r) > 2; {
 		eol := bytes.Index(r, []byte("\r\n"))
 		l := r[:eol]
 		r = r[eol+2:]
-		if colon := bytes.IndexByte(l, ':'); colon > 0 && eqFold(l[:colon], "connection") {
+		colon := bytes.IndexByte(l, ':')
+		if colon > 0 && eqFold(l[:colon], "transfer-encoding") {
+			chunked = true
+		}
+		if colon > 0 && eqFold(l[:colon], "connection") {
 			v := bytes.Trim(l[colon+1:], " \t")
 			if nconn < len(conn) {
 				conn[nconn] = v
@@ -764,9 +778,13 @@ func copyResponseHead(bw *bufio.Writer, head []byte, closeClient bool) (status, 
 				return 0, 0, 0, false, errors.New("bad Content-Length from the instance")
 			}
 			length = n
-			if framing == frameNone {
-				framing = frameLength
+			if chunked {
+				// Both: the instance's own smuggling; chunked wins, as
+				// RFC 9112 says, and its connection is not kept.
+				upClose = true
+				continue
 			}
+			framing = frameLength
 		case eqFold(name, "transfer-encoding"):
 			if !eqFold(value, "chunked") {
 				return 0, 0, 0, false, errors.New("unsupported Transfer-Encoding from the instance")
@@ -780,16 +798,8 @@ func copyResponseHead(bw *bufio.Writer, head []byte, closeClient bool) (status, 
 		if listedIn(conn[:nconn], name) {
 			continue
 		}
-		if framing == frameChunked && eqFold(name, "content-length") {
-			continue
-		}
 		bw.Write(l)
 		bw.WriteString("\r\n")
-	}
-	if framing == frameChunked && length >= 0 {
-		// Both: the instance's own smuggling; trust chunked, as RFC 9112
-		// says, and do not keep its connection.
-		upClose = true
 	}
 	if closeClient || (framing == frameNone && status >= 200 && status != 204 && status != 304) {
 		bw.WriteString("Connection: close\r\n")

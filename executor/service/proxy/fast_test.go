@@ -278,3 +278,57 @@ func TestResponseUntilClose(t *testing.T) {
 		t.Errorf("head %q, %d bytes of body", head, len(body))
 	}
 }
+
+// rawUpstream answers every request on a connection with resp, then
+// closes it.
+func rawUpstream(t *testing.T, resp string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, resp)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// What an instance answers ambiguously or wrongly does not reach the
+// client as it is: both Content-Length and chunked go on as chunked only;
+// a malformed response is a 502. A request ending in bare LFs (which
+// net/http takes) is served, not waited on.
+func TestUpstreamFramingAndBareLF(t *testing.T) {
+	reg := service.New()
+	p := listen(t, reg)
+	both := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+	bad := rawUpstream(t, "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n")
+	reg.Set(service.Instance{ID: "both#0", Service: "both", Label: "0", Host: "127.0.0.1", Port: both, Route: &service.Route{Host: "both.localhost", Path: "/"}})
+	reg.Set(service.Instance{ID: "bad#0", Service: "bad", Label: "0", Host: "127.0.0.1", Port: bad, Route: &service.Route{Host: "bad.localhost", Path: "/"}})
+	out := rawExchange(t, p, "GET / HTTP/1.1\r\nHost: both.localhost\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") || strings.Contains(strings.ToLower(out), "content-length") || !strings.HasSuffix(out, "\r\n\r\n5\r\nhello\r\n0\r\n\r\n") {
+		t.Errorf("CL and chunked from the instance:\n%q", out)
+	}
+	out = rawExchange(t, p, "GET / HTTP/1.1\r\nHost: bad.localhost\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 502 ") || !strings.Contains(out, "service bad") {
+		t.Errorf("a malformed response:\n%q", out)
+	}
+	u := startUpstream(t, "api", nil)
+	reg.Set(inst(u, "0", "api.localhost", "/"))
+	out = rawExchange(t, p, "GET /lf HTTP/1.1\nHost: api.localhost\nConnection: close\n\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(out, "api api.localhost /lf") {
+		t.Errorf("bare LFs:\n%q", out)
+	}
+}
