@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	mdns "github.com/miekg/dns"
 	"github.com/orch-dev/orch/executor/service"
@@ -56,21 +57,11 @@ func listen(addr, zone string, reg *service.Registry, n int) (*Server, error) {
 		zone = DefaultZone
 	}
 	zone = mdns.Fqdn(strings.ToLower(zone))
-	conns, err := listenUDP(addr, n)
+	conns, ln, err := listenBoth(addr, n)
 	if err != nil {
 		return nil, service.NewListenError("dns", addr, err)
 	}
 	pc := conns[0]
-	// TCP on the port UDP got (addr may say port 0). Bound without
-	// SO_REUSEPORT, it is also what tells a second server on the same
-	// address that it is in use.
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		for _, c := range conns {
-			c.Close()
-		}
-		return nil, service.NewListenError("dns", addr, err)
-	}
 	s := &Server{zone: zone, reg: reg, addr: pc.LocalAddr().String(), rebuild: make(chan struct{}, 1), closed: make(chan struct{})}
 	s.table.Store(&replies{})
 	s.tcp = &mdns.Server{Listener: ln, Handler: s}
@@ -97,6 +88,33 @@ func listen(addr, zone string, reg *service.Registry, n int) (*Server, error) {
 		}()
 	}
 	return s, nil
+}
+
+// listenBoth binds n UDP sockets and a TCP listener on the same port of
+// addr. When addr says port 0, the port UDP got may be in use for TCP
+// (by any connection from it): then another port is tried, as the kernel
+// would have chosen one that is free for both.
+func listenBoth(addr string, n int) ([]*net.UDPConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		conns, err := listenUDP(addr, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		// TCP on the port UDP got. Bound without SO_REUSEPORT, it is also
+		// what tells a second server on the same address that it is in
+		// use.
+		ln, err := net.Listen("tcp", conns[0].LocalAddr().String())
+		if err == nil {
+			return conns, ln, nil
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 // Addr is the address served (the port chosen when addr said 0).

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -122,12 +123,13 @@ func startDnsmasq(b *testing.B) string {
 		b.Log("dnsmasq is not installed (Debian's dnsmasq-base): no reference from a C server")
 		return ""
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	conns, ln, err := listenBoth("127.0.0.1:0", 1) // a port free for UDP and TCP
 	if err != nil {
 		b.Fatal(err)
 	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := conns[0].LocalAddr().String()
+	conns[0].Close()
+	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	args := []string{"-k", "--conf-file=/dev/null", "--port=" + port, "--listen-address=127.0.0.1", "--bind-interfaces",
 		"--no-resolv", "--no-hosts", "--pid-file=", "--local=/orch.internal/", "--host-record=0.api.orch.internal,127.0.0.1"}
@@ -139,23 +141,34 @@ func startDnsmasq(b *testing.B) string {
 			fmt.Sprintf("--srv-host=api.orch.internal,%d.api.orch.internal,%d,0,1", i, 8080+i))
 	}
 	cmd := exec.Command(path, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	b.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		<-exited
 	})
 	c := &mdns.Client{Net: "udp", Timeout: 100 * time.Millisecond}
 	q := new(mdns.Msg)
 	q.SetQuestion("api.orch.internal.", mdns.TypeA)
-	for i := 0; ; i++ {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		if m, _, err := c.Exchange(q, addr); err == nil && len(m.Answer) == 3 {
 			return addr
 		}
-		if i > 100 {
-			b.Fatal("dnsmasq does not answer")
+		select {
+		case err := <-exited:
+			exited <- err
+			b.Fatalf("dnsmasq exited: %v\n%s", err, stderr.Bytes())
+		case <-time.After(10 * time.Millisecond): // polling: it says nothing when it is ready
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("dnsmasq does not answer on %s within 30 s\n%s", addr, stderr.Bytes())
 		}
 	}
 }
