@@ -78,7 +78,6 @@ func listen(addr, zone string, reg *service.Registry, n int) (*Server, error) {
 			defer s.wg.Done()
 			s.buildReplies()
 		}()
-		reg.Watch(func([]service.Instance, []service.Instance, *service.View) { s.stale() })
 	}
 	for _, srv := range servers {
 		s.wg.Add(1)

@@ -2,7 +2,10 @@ package dns
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 	"github.com/orch-dev/orch/executor/service"
@@ -85,5 +88,26 @@ func TestTableRepliesAsTheSlowWay(t *testing.T) {
 	}
 	if s.fastReply(pkt, out, key[:0]) == nil {
 		t.Error("not answered from the table")
+	}
+}
+
+// A question that finds the table older than the registry's view has it
+// built again (and is answered the slow way meanwhile, correctly).
+func TestTableBuiltAgainWhenAsked(t *testing.T) {
+	reg := service.New()
+	s := serve(t, reg)
+	for i, ip := range []string{"127.0.0.1", "127.0.0.2"} {
+		reg.Set(api(i, fmt.Sprint(i), ip, 8080+i))
+		want := []string{"127.0.0.1", "127.0.0.2"}[:i+1]
+		if got := short(t, s, "api.orch.internal", "A"); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("after instance %d: %q, want %q", i, got, want)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for s.table.Load().view != reg.View() {
+			if time.Now().After(deadline) {
+				t.Fatal("the table was not built again after a question")
+			}
+			time.Sleep(time.Millisecond) // polling the builder's result
+		}
 	}
 }
