@@ -2,11 +2,20 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -330,5 +339,43 @@ func TestUpstreamFramingAndBareLF(t *testing.T) {
 	out = rawExchange(t, p, "GET /lf HTTP/1.1\nHost: api.localhost\nConnection: close\n\n")
 	if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(out, "api api.localhost /lf") {
 		t.Errorf("bare LFs:\n%q", out)
+	}
+}
+
+// HTTPS: net/http terminates TLS and the httputil path serves it; curl
+// checks the certificate it was given.
+func TestHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "api.localhost"},
+		DNSNames: []string{"api.localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	cert, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	reg := service.New()
+	p, err := Listen("127.0.0.1:0", &TLSFiles{Cert: cert, Key: keyFile}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	u := startUpstream(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Header.Get("X-Forwarded-Proto"), r.URL.Path)
+	})
+	reg.Set(inst(u, "0", "api.localhost", "/"))
+	_, port, _ := net.SplitHostPort(p.Addr())
+	out, err := exec.Command("curl", "-sS", "--cacert", cert, "--resolve", "api.localhost:"+port+":127.0.0.1",
+		"https://api.localhost:"+port+"/secure").CombinedOutput()
+	if err != nil || string(out) != "https /secure" {
+		t.Errorf("curl over HTTPS: %v %q", err, out)
 	}
 }
