@@ -40,8 +40,9 @@ type Server struct {
 
 	fast    *udpServer
 	table   atomic.Pointer[replies]
-	rebuild chan struct{}
-	closed  chan struct{}
+	rebuild   chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // Listen binds addr (UDP and TCP) and serves zone from reg until Close.
@@ -125,7 +126,11 @@ func (s *Server) Zone() string { return s.zone }
 // Close stops serving and releases the address.
 func (s *Server) Close() error {
 	ctx := context.Background()
-	close(s.closed)
+	first := false
+	s.closeOnce.Do(func() { close(s.closed); first = true })
+	if !first {
+		return errors.New("dns server on " + s.addr + " already closed")
+	}
 	err := s.tcp.ShutdownContext(ctx)
 	if s.udp != nil {
 		err = errors.Join(err, s.udp.ShutdownContext(ctx))
