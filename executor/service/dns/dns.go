@@ -38,8 +38,8 @@ type Server struct {
 	addr string
 	wg   sync.WaitGroup
 
-	fast    *udpServer
-	table   atomic.Pointer[replies]
+	fast      *udpServer
+	table     atomic.Pointer[replies]
 	rebuild   chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
