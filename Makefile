@@ -38,7 +38,8 @@ DEB_PACKAGES := \
 	nginx:nginx \
 	python3:python3 \
 	dnsperf:dnsperf \
-	bpftrace:bpftrace
+	bpftrace:bpftrace \
+	dnsmasq:dnsmasq-base
 
 deps:
 	@missing=""; for e in $(DEB_PACKAGES); do \

@@ -85,3 +85,18 @@ func BenchmarkQueries(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBuildTable: building the table of packed replies (after each
+// change of the registry) for 1,000 ready instances of 100 services.
+func BenchmarkBuildTable(b *testing.B) {
+	reg := service.New()
+	for i := 0; i < 1000; i++ {
+		reg.Set(service.Instance{ID: fmt.Sprintf("svc%d#%d", i/10, i), Service: fmt.Sprintf("svc%d", i/10), Label: fmt.Sprint(i % 10),
+			Host: "127.0.0.1", Port: 8000 + i})
+	}
+	s := &Server{zone: DefaultZone, reg: reg}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.buildTable(reg.View())
+	}
+}

@@ -8,8 +8,9 @@
 //
 // Questions outside the zone are REFUSED, never forwarded: this server is
 // not a resolver. Answers carry TTL 0, since an instance leaves as soon as
-// it stops being ready. It serves UDP and TCP on the same address, with
-// github.com/miekg/dns.
+// it stops being ready. It serves UDP and TCP on the same address: TCP
+// with github.com/miekg/dns's server, UDP with a loop of its own (udp.go)
+// that answers the usual questions from a table of packed replies.
 package dns
 
 import (
@@ -18,6 +19,8 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	mdns "github.com/miekg/dns"
 	"github.com/orch-dev/orch/executor/service"
@@ -30,34 +33,54 @@ const DefaultZone = "orch.internal."
 type Server struct {
 	zone string // lower case, ends with "."
 	reg  *service.Registry
-	udp  *mdns.Server
+	udp  *mdns.Server // only for a wildcard address (see udp.go)
 	tcp  *mdns.Server
 	addr string
 	wg   sync.WaitGroup
+
+	fast      *udpServer
+	table     atomic.Pointer[replies]
+	rebuild   chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // Listen binds addr (UDP and TCP) and serves zone from reg until Close.
 // A bound address that is in use is one *service.ListenError naming the
 // listener; nothing is left bound then.
 func Listen(addr, zone string, reg *service.Registry) (*Server, error) {
+	return listen(addr, zone, reg, udpSockets())
+}
+
+// listen is Listen with n UDP sockets on the address (see udp.go).
+func listen(addr, zone string, reg *service.Registry, n int) (*Server, error) {
 	if zone == "" {
 		zone = DefaultZone
 	}
 	zone = mdns.Fqdn(strings.ToLower(zone))
-	pc, err := net.ListenPacket("udp", addr)
+	conns, ln, err := listenBoth(addr, n)
 	if err != nil {
 		return nil, service.NewListenError("dns", addr, err)
 	}
-	// TCP on the port UDP got (addr may say port 0).
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return nil, service.NewListenError("dns", addr, err)
-	}
-	s := &Server{zone: zone, reg: reg, addr: pc.LocalAddr().String()}
-	s.udp = &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
+	pc := conns[0]
+	s := &Server{zone: zone, reg: reg, addr: pc.LocalAddr().String(), rebuild: make(chan struct{}, 1), closed: make(chan struct{})}
+	s.table.Store(&replies{})
 	s.tcp = &mdns.Server{Listener: ln, Handler: s}
-	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
+	servers := []*mdns.Server{s.tcp}
+	if len(conns) == 1 && pc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		// Replies must leave from the address each question came to:
+		// miekg/dns's server does that (with IP_PKTINFO).
+		s.udp = &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
+		servers = append(servers, s.udp)
+	} else {
+		s.fast = newUDPServer(s, conns)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.buildReplies()
+		}()
+	}
+	for _, srv := range servers {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -65,6 +88,33 @@ func Listen(addr, zone string, reg *service.Registry) (*Server, error) {
 		}()
 	}
 	return s, nil
+}
+
+// listenBoth binds n UDP sockets and a TCP listener on the same port of
+// addr. When addr says port 0, the port UDP got may be in use for TCP
+// (by any connection from it): then another port is tried, as the kernel
+// would have chosen one that is free for both.
+func listenBoth(addr string, n int) ([]*net.UDPConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		conns, err := listenUDP(addr, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		// TCP on the port UDP got. Bound without SO_REUSEPORT, it is also
+		// what tells a second server on the same address that it is in
+		// use.
+		ln, err := net.Listen("tcp", conns[0].LocalAddr().String())
+		if err == nil {
+			return conns, ln, nil
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 // Addr is the address served (the port chosen when addr said 0).
@@ -76,7 +126,18 @@ func (s *Server) Zone() string { return s.zone }
 // Close stops serving and releases the address.
 func (s *Server) Close() error {
 	ctx := context.Background()
-	err := errors.Join(s.udp.ShutdownContext(ctx), s.tcp.ShutdownContext(ctx))
+	first := false
+	s.closeOnce.Do(func() { close(s.closed); first = true })
+	if !first {
+		return errors.New("dns server on " + s.addr + " already closed")
+	}
+	err := s.tcp.ShutdownContext(ctx)
+	if s.udp != nil {
+		err = errors.Join(err, s.udp.ShutdownContext(ctx))
+	}
+	if s.fast != nil {
+		err = errors.Join(err, s.fast.close())
+	}
 	s.wg.Wait()
 	return err
 }
@@ -98,17 +159,16 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		return
 	}
 	if w.RemoteAddr() != nil && w.RemoteAddr().Network() == "udp" {
-		size := mdns.MinMsgSize
-		if o := req.IsEdns0(); o != nil {
-			size = max(int(o.UDPSize()), mdns.MinMsgSize)
-		}
-		m.Truncate(size)
+		m.Truncate(udpSize(req))
 	}
 	w.WriteMsg(m)
 }
 
 // Answer builds the reply to req (nil: none is sent).
-func (s *Server) Answer(req *mdns.Msg) *mdns.Msg {
+func (s *Server) Answer(req *mdns.Msg) *mdns.Msg { return s.answer(req, s.reg.View()) }
+
+// answer builds the reply to req from the view v.
+func (s *Server) answer(req *mdns.Msg, v *service.View) *mdns.Msg {
 	if req.Response {
 		return nil
 	}
@@ -133,7 +193,6 @@ func (s *Server) Answer(req *mdns.Msg) *mdns.Msg {
 		return m
 	}
 	m.Authoritative = true
-	v := s.reg.View()
 	if name == s.zone {
 		switch q.Qtype {
 		case mdns.TypeSOA, mdns.TypeANY:

@@ -1,7 +1,9 @@
 // Package proxy is the agent's reverse proxy: HTTP (and WebSocket
 // upgrades) on the orch block's proxy.listen, routed by host and longest
 // path prefix to the ready instances of a service, from the service
-// registry, with net/http/httputil.
+// registry: HTTP/1.1 on a fast path of its own (fast.go), the rest
+// (HTTPS, WebSocket upgrades, chunked request bodies, 100-continue) with
+// net/http/httputil.
 //
 //   - Routing: the request's host (without its port, any case) must be a
 //     route's host exactly; among that host's routes the longest path
@@ -62,6 +64,13 @@ type Proxy struct {
 	ln   net.Listener
 	srv  *http.Server
 	done chan struct{}
+
+	// The plain listener's fast path (fast.go): its client connections,
+	// and the listener of those handed to srv.
+	hand   *handoff
+	connMu sync.Mutex
+	conns  map[net.Conn]struct{}
+	fastWG sync.WaitGroup
 }
 
 type backend struct {
@@ -74,6 +83,12 @@ type backend struct {
 	failed   atomic.Int64 // unix nanoseconds until which it is left out
 	idleOnce sync.Once
 	idle     chan struct{} // closed once removed with nothing in flight
+
+	// The fast path's connections to it (fast.go).
+	dialer     *net.Dialer
+	poolMu     sync.Mutex
+	pool       []*upConn
+	poolClosed bool
 }
 
 type table struct {
@@ -114,6 +129,12 @@ func New(reg *service.Registry) *Proxy {
 // Listen binds addr and serves there (HTTPS when tlsFiles is set) until
 // Close. An address that cannot be bound is one *service.ListenError.
 func Listen(addr string, tlsFiles *TLSFiles, reg *service.Registry) (*Proxy, error) {
+	return listenProxy(addr, tlsFiles, reg, false)
+}
+
+// listenProxy is Listen; with slow, net/http serves every request (as HTTPS
+// does): the benchmark's reference.
+func listenProxy(addr string, tlsFiles *TLSFiles, reg *service.Registry, slow bool) (*Proxy, error) {
 	var cfg *tls.Config
 	if tlsFiles != nil {
 		cert, err := tls.LoadX509KeyPair(tlsFiles.Cert, tlsFiles.Key)
@@ -131,10 +152,26 @@ func Listen(addr string, tlsFiles *TLSFiles, reg *service.Registry) (*Proxy, err
 	}
 	p := New(reg)
 	p.ln = ln
-	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: headTimeout, ErrorLog: nil}
+	if cfg != nil || slow {
+		// HTTPS: net/http terminates TLS and serves every request.
+		go func() {
+			defer close(p.done)
+			p.srv.Serve(ln)
+		}()
+		return p, nil
+	}
+	// HTTP: the fast path serves HTTP/1.1 and hands net/http the rest.
+	p.hand = &handoff{conns: make(chan net.Conn), closed: make(chan struct{}), addr: ln.Addr()}
+	p.conns = map[net.Conn]struct{}{}
+	p.fastWG.Add(1)
+	go func() {
+		defer p.fastWG.Done()
+		p.serveFast(ln)
+	}()
 	go func() {
 		defer close(p.done)
-		p.srv.Serve(ln)
+		p.srv.Serve(p.hand)
 	}()
 	return p, nil
 }
@@ -145,14 +182,27 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // Close stops serving at once and closes every pooled connection.
 func (p *Proxy) Close() error {
 	var err error
+	if p.hand != nil {
+		err = p.ln.Close()
+		p.fastWG.Wait()
+		p.connMu.Lock()
+		for c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+		p.connMu.Unlock()
+	}
 	if p.srv != nil {
-		err = p.srv.Close()
+		if e := p.srv.Close(); err == nil {
+			err = e
+		}
 		<-p.done
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, b := range p.live {
 		b.tr.CloseIdleConnections()
+		b.closePool(true)
 	}
 	return err
 }
@@ -217,7 +267,7 @@ func (p *Proxy) retire(b *backend) {
 
 func (p *Proxy) newBackend(inst service.Instance) *backend {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &backend{p: p, inst: inst, addr: inst.Endpoint(), idle: make(chan struct{}),
+	return &backend{p: p, inst: inst, addr: inst.Endpoint(), idle: make(chan struct{}), dialer: d,
 		tr: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024,
 			IdleConnTimeout: 90 * time.Second, DisableCompression: true, ExpectContinueTimeout: time.Second}}
 }
@@ -226,6 +276,7 @@ func (p *Proxy) newBackend(inst service.Instance) *backend {
 func (b *backend) markIdle() {
 	b.idleOnce.Do(func() {
 		b.tr.CloseIdleConnections()
+		b.closePool(true)
 		close(b.idle)
 	})
 }
@@ -274,6 +325,7 @@ func (p *Proxy) WaitIdle(ctx context.Context, id string) {
 		case <-b.idle:
 		case <-ctx.Done():
 			b.tr.CloseIdleConnections()
+			b.closePool(false)
 			return
 		}
 	}
