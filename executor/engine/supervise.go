@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor"
-	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
@@ -198,15 +197,7 @@ func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
 }
 
 func (e *Engine) markFailed(a spec.Address, why string) {
-	err := e.opts.Store.Update(func(tx *state.Tx) error {
-		inst, err := tx.Get(a)
-		if err != nil {
-			return err
-		}
-		inst.Status, inst.LastError = executor.StatusFailed, why
-		return tx.Put(inst)
-	})
-	if err != nil {
+	if err := executor.MarkFailed(e.opts.Store, e.cfg.Redactor(), a, why); err != nil {
 		e.emit(Event{Type: EventError, Addr: a, Detail: "recording the failure: " + err.Error()})
 	}
 }
