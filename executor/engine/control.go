@@ -61,7 +61,7 @@ func (e *Engine) call(ctx context.Context, f func()) error {
 type InstanceStatus struct {
 	Addr       spec.Address
 	Runtime    spec.Address
-	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed
+	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed or is held, "held" when orch stop stopped it
 	Observed   providers.Observed
 	Supervised bool   // this engine watches it run
 	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy", "paused"
@@ -137,6 +137,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
+	if inst.held && !inst.running {
+		st.Status, st.Waiting = "held", HeldWhy
+	}
 	e.serviceBooks(inst, st)
 	st.Paused = inst.running && inst.paused
 	if inst.running && (inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
@@ -189,6 +192,9 @@ func (e *Engine) requestRestart(a spec.Address) error {
 	}
 	if e.busy[a] {
 		return fmt.Errorf("%s is being changed right now; try again", a)
+	}
+	if inst.held {
+		return e.requestStart(a) // orch restart of what orch stop held: its start
 	}
 	inst.history, inst.attempt = nil, 0
 	if inst.timer != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/engine/gate"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
@@ -213,6 +214,9 @@ type instance struct {
 	healthOfSet bool
 	// blockedBy is the failed instance its start waits on, at the root.
 	blockedBy spec.Address
+	// held: stopped by the user (orch stop); no policy starts it, its
+	// dependents are blocked on it, until orch start.
+	held bool
 	// reverted is the configuration hash of a create_before_destroy
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
@@ -537,10 +541,11 @@ func (e *Engine) promote() {
 	for a := range in {
 		cands = append(cands, a)
 	}
-	batch, wait := e.gate(in)
+	dec := e.gate(in)
+	batch := dec.Now
 	for _, a := range cands {
-		if why, ok := wait[a]; ok {
-			e.waitingFor(a, why)
+		if w, ok := dec.Wait[a]; ok {
+			e.waitingFor(a, w)
 		} else {
 			delete(e.deferred, a) // started now, or left to the supervisor
 		}
@@ -663,7 +668,7 @@ func (e *Engine) around(plan *planner.Plan, away map[spec.Address]error) *planne
 			continue
 		}
 		if c.Resource != nil && starts(c) {
-			e.waitingFor(c.Addr, "for "+rt.String()+" to be reachable again")
+			e.waitFor(c.Addr, "for "+rt.String()+" to be reachable again")
 		}
 	}
 	return out
@@ -695,9 +700,7 @@ func (e *Engine) backAgain(away map[spec.Address]error) {
 // say when it is back.
 const awayRetry = 2 * time.Second
 
-func starts(c *planner.Change) bool {
-	return c.Action == planner.Create || c.Action == planner.Start || c.Action == planner.Replace
-}
+func starts(c *planner.Change) bool { return gate.Starts(c) }
 
 // selectChanges picks the changes of plan to apply now; the starts that
 // wait for a dependency are held in e.deferred, for promote.
@@ -722,165 +725,120 @@ func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
 	for a, c := range in {
 		held[a] = c
 	}
-	now, wait := e.gate(in)
-	batch = append(batch, now...)
-	e.deferred = make(map[spec.Address]*deferral, len(wait))
+	dec := e.gate(in)
+	batch = append(batch, dec.Now...)
+	e.deferred = make(map[spec.Address]*deferral, len(dec.Wait))
 	e.deferHash = plan.ConfigHash
-	for a, why := range wait {
-		e.waitingFor(a, why)
+	for a, w := range dec.Wait {
+		e.waitingFor(a, w)
 		e.deferred[a] = &deferral{change: held[a], gen: e.instance(a).gen}
 	}
 	sort.Slice(batch, func(i, j int) bool { return batch[i].Addr.Less(batch[j].Addr) })
 	return batch
 }
 
+// waitFor records (and reports) that a's start waits for why, naming the
+// failed or held instance behind it, if any (gate.BlockedBy).
+func (e *Engine) waitFor(a spec.Address, why string) {
+	w := gate.Wait{Why: why}
+	if e.cfg != nil {
+		w.BlockedBy, w.Blocker, _ = gate.BlockedBy(e.cfg.Graph, e.readiness(), a)
+	}
+	e.waitingFor(a, w)
+}
+
 // waitingFor records (and reports, when it changed) why a's start waits.
-// When what it waits for is, at its root, an instance that failed, it is
-// blocked on that instance (status "blocked", event "blocked"), not
-// merely waiting.
-func (e *Engine) waitingFor(a spec.Address, why string) {
+// When what it waits for is, at its root, an instance that failed or that
+// the user stopped, it is blocked on that instance (status "blocked",
+// event "blocked"), not merely waiting.
+func (e *Engine) waitingFor(a spec.Address, w gate.Wait) {
 	inst := e.instance(a)
-	by, blocked := e.failedBehind(a, map[spec.Address]bool{})
-	if inst.waiting == why && inst.blockedBy == by {
+	if inst.waiting == w.Why && inst.blockedBy == w.BlockedBy {
 		return
 	}
-	inst.waiting, inst.blockedBy = why, by
-	if blocked {
-		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + by.String() + ", which failed (" + why + ")"})
-		return
+	inst.waiting, inst.blockedBy = w.Why, w.BlockedBy
+	switch {
+	case w.BlockedBy.IsZero():
+		e.emit(Event{Type: EventWaiting, Addr: a, Detail: w.Why})
+	case w.Blocker == gate.Held:
+		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + w.BlockedBy.String() + ", which was stopped by user (" + w.Why + ")"})
+	default:
+		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + w.BlockedBy.String() + ", which failed (" + w.Why + ")"})
 	}
-	e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
 }
 
-// failedBehind finds a failed instance among what a depends on,
-// transitively.
-func (e *Engine) failedBehind(a spec.Address, seen map[spec.Address]bool) (spec.Address, bool) {
-	if e.cfg == nil {
-		return spec.Address{}, false
-	}
-	for _, d := range e.cfg.Graph.DependenciesOf(a) {
-		if d.Kind == spec.KindRuntime || seen[d] {
+// gate decides, through the pure gate.Decide, which changes of in (which
+// it empties of those it drops) may be applied now, sorted by address,
+// and which starts must wait, with what they wait for. A start of what
+// this engine started and saw end is dropped first: the supervisor
+// restarts it per its policy, or it stays down until its configuration
+// changes; so are the changes of a held instance (orch stop).
+func (e *Engine) gate(in map[spec.Address]*planner.Change) gate.Decision {
+	var gated map[spec.Address]string
+	for a, c := range in {
+		inst := e.insts[a]
+		if inst != nil && c.Action == planner.Start && inst.ran && inst.hash == c.Hash() {
+			delete(in, a)
 			continue
 		}
-		seen[d] = true
-		if inst := e.insts[d]; inst != nil && inst.status == executor.StatusFailed && !inst.running {
-			return d, true
-		}
-		if by, ok := e.failedBehind(d, seen); ok {
-			return by, true
-		}
-	}
-	return spec.Address{}, false
-}
-
-// gate splits the changes of in (which it empties of those it drops), in
-// dependency order, into those that may be applied now, sorted by
-// address, and the starts that must wait, with what they wait for. A
-// start of what this engine started and saw end is dropped: the
-// supervisor restarts it per its policy, or it stays down until its
-// configuration changes.
-func (e *Engine) gate(in map[spec.Address]*planner.Change) (now []*planner.Change, wait map[spec.Address]string) {
-	wait = map[spec.Address]string{}
-	for _, a := range e.cfg.Graph.TopoOrder() {
-		c := in[a]
-		if c == nil {
-			continue
-		}
-		if c.Action == planner.Start {
-			if inst := e.insts[a]; inst != nil && inst.ran && inst.hash == c.Hash() {
-				delete(in, a)
-				continue
-			}
-		}
-		if inst := e.insts[a]; inst != nil && inst.reverted != "" && inst.reverted == c.Hash() {
+		if inst != nil && inst.reverted != "" && inst.reverted == c.Hash() {
 			delete(in, a) // its new configuration never became ready: until it changes
 			continue
 		}
-		if starts(c) {
-			if why := e.blocked(a, in, wait); why != "" {
-				wait[a] = why
-				delete(in, a)
-				continue
-			}
-		}
-		now = append(now, c)
-	}
-	sort.Slice(now, func(i, j int) bool { return now[i].Addr.Less(now[j].Addr) })
-	return now, wait
-}
-
-// blocked says what a start of a waits for, or "".
-func (e *Engine) blocked(a spec.Address, in map[spec.Address]*planner.Change, deferred map[spec.Address]string) string {
-	for _, d := range e.cfg.Graph.DependenciesOf(a) {
-		if d.Kind == spec.KindRuntime {
+		if !gate.Starts(c) || c.Resource == nil {
 			continue
 		}
-		if _, ok := deferred[d]; ok {
-			return "for " + d.String() + ", which waits itself"
+		why := ""
+		switch {
+		case a.Kind == spec.KindDaemon && c.Resource.Health != nil:
+			why = "to be healthy"
+		case e.ownHealthPossible(c.Resource):
+			why = "to run (and be healthy, if it has a health check of its own)"
 		}
-		if c := in[d]; c != nil && starts(c) {
-			if d.Kind == spec.KindDaemon && c.Resource.Health != nil {
-				return "for " + d.String() + " to be healthy"
+		if why != "" {
+			if gated == nil {
+				gated = map[spec.Address]string{}
 			}
-			if e.ownHealthPossible(c.Resource) {
-				return "for " + d.String() + " to run (and be healthy, if it has a health check of its own)"
-			}
-			continue // started (or run to completion) first in the same apply
-		}
-		if why := e.notReady(d); why != "" {
-			return why
+			gated[a] = why
 		}
 	}
-	return ""
+	dec := gate.Decide(gate.Input{Graph: e.cfg.Graph, Changes: in, Instances: e.readiness(), Gated: gated})
+	for a := range dec.Wait {
+		delete(in, a)
+	}
+	for _, a := range dec.Held {
+		delete(in, a)
+	}
+	return dec
 }
 
-// notReady says why dependency d does not let its dependents start, or "".
-func (e *Engine) notReady(d spec.Address) string {
-	inst := e.insts[d]
-	switch d.Kind {
-	case spec.KindJob:
-		switch {
-		case inst != nil && inst.status == executor.StatusCompleted:
-			// Readiness gates through a completed job: what it depended
-			// on must be ready too (a warm start, with the job done in an
-			// earlier run, still waits for the database behind it).
-			for _, dd := range e.cfg.Graph.DependenciesOf(d) {
-				if dd.Kind == spec.KindRuntime {
-					continue
-				}
-				if why := e.notReady(dd); why != "" {
-					return why
-				}
-			}
-			return ""
-		case inst != nil && inst.status == executor.StatusFailed:
-			return "for " + d.String() + ", which failed"
-		}
-		return "for " + d.String() + " to complete"
-	case spec.KindDaemon:
-		switch {
-		case inst != nil && !inst.running && inst.parked:
-			return "for " + d.String() + ", which waits for " + inst.rt.String() + " to be reachable again"
-		case inst == nil || !inst.running:
-			if inst != nil && inst.status == executor.StatusFailed {
-				return "for " + d.String() + ", which failed"
-			}
-			return "for " + d.String() + " to run"
-		case e.gatedOnHealth(inst) && !inst.healthy:
-			return "for " + d.String() + " to be healthy"
-		}
-		return ""
-	case spec.KindModule:
-		switch {
-		case inst == nil || !inst.running:
-			if inst != nil && inst.status == executor.StatusFailed {
-				return "for " + d.String() + ", which failed"
-			}
-			return "for " + d.String() + " to run"
-		}
-		return ""
+// readiness is what the gate knows of every instance of the engine's
+// books.
+func (e *Engine) readiness() map[spec.Address]gate.Instance {
+	m := make(map[spec.Address]gate.Instance, len(e.insts))
+	for a, inst := range e.insts {
+		m[a] = gate.Instance{Readiness: e.readinessOf(inst), Runtime: inst.rt}
 	}
-	return "for " + d.String() + ", which orch up cannot host"
+	return m
+}
+
+func (e *Engine) readinessOf(inst *instance) gate.Readiness {
+	switch {
+	case inst.held:
+		return gate.Held
+	case inst.running:
+		if inst.addr.Kind == spec.KindDaemon && e.gatedOnHealth(inst) && !inst.healthy {
+			return gate.Running
+		}
+		return gate.Ready
+	case inst.parked:
+		return gate.Away
+	case inst.status == executor.StatusFailed:
+		return gate.Failed
+	case inst.status == executor.StatusCompleted:
+		return gate.Completed
+	}
+	return gate.Down
 }
 
 // supervised says whether instances of kind are kept running (watched,
@@ -935,9 +893,12 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		}
 	case ev.Kind == executor.StepDown:
 		out.Pid = 0
-		if ev.Action == planner.Delete {
+		switch ev.Action {
+		case planner.Delete:
 			out.Type = EventDestroyed
-		} else {
+		case planner.Stop: // orch stop (hold.go)
+			out.Type, out.Detail, out.Signal = EventStopped, "by user; held until orch start", ev.Observed.Signal
+		default:
 			out.Type, out.Detail = EventStopped, "replaced"
 		}
 	case ev.Action == planner.Adopt:
@@ -1046,7 +1007,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 				// (status, events) as blocked on that, and is planned
 				// again once what blocks it is restarted.
 				addr, why := o.Addr, o.Skipped
-				skipped = append(skipped, func() { e.waitingFor(addr, why) }) // once every status is in
+				skipped = append(skipped, func() { e.waitFor(addr, why) }) // once every status is in
 				blocked = true
 				continue
 			}

@@ -291,6 +291,9 @@ func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
 			s.Status = "blocked"
 		}
 	}
+	if inst.held && !inst.running {
+		s.Status, s.Waiting = "held", HeldWhy
+	}
 	as := e.stats.addr(a)
 	if inst.running {
 		s.StartedAt = inst.started
@@ -332,6 +335,8 @@ func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
 		default:
 			s.State = "running"
 		}
+	case s.Status == "held":
+		s.State = "held"
 	case s.Status == "waiting" || s.Status == "blocked":
 		s.State = s.Status
 	case inst.timer != nil:

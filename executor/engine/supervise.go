@@ -164,7 +164,7 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
 	inst.killing = false
 	r := inst.res
-	if r == nil || e.paused {
+	if r == nil || e.paused || inst.held {
 		return
 	}
 	rp := r.Restart
@@ -207,7 +207,7 @@ func (e *Engine) markFailed(a spec.Address, why string) {
 // may have left behind.
 func (e *Engine) restart(addr spec.Address, gen uint64) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || inst.running || e.stopping || e.paused || e.busy[addr] {
+	if inst == nil || inst.gen != gen || inst.running || inst.held || e.stopping || e.paused || e.busy[addr] {
 		return
 	}
 	inst.timer = nil
