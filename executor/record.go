@@ -148,7 +148,7 @@ func MarkFailed(store Recorder, redact *spec.Redactor, a spec.Address, why strin
 		if err != nil {
 			return err
 		}
-		inst.Status, inst.LastError = StatusFailed, redact.Redact(why)
+		inst.Status, inst.LastError = StatusFailed.String(), redact.Redact(why)
 		return tx.Put(inst)
 	})
 }

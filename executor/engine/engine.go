@@ -166,10 +166,10 @@ type instance struct {
 	res      *spec.Resource // nil once no longer declared
 	rt       spec.Address
 	handle   providers.Handle
-	hash     string // config hash it was last started or adopted with
-	status   string // stored status
-	ran      bool   // started, adopted or attempted by this engine
-	gen      uint64 // bumped for each new handle: older notifications are stale
+	hash     string         // config hash it was last started or adopted with
+	status   planner.Status // stored status
+	ran      bool           // started, adopted or attempted by this engine
+	gen      uint64         // bumped for each new handle: older notifications are stale
 	running  bool
 	healthy  bool
 	checked  bool      // a health check result came for this generation
@@ -612,12 +612,12 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 			continue
 		}
 		inst := e.instance(rec.Addr)
-		inst.status = rec.Status
+		inst.status = recStatus(rec)
 		if e.busy[rec.Addr] || !supervised(rec.Addr.Kind) {
 			continue
 		}
 		obs := in.Observed[rec.Addr]
-		if obs.State != providers.StateRunning || rec.Status != executor.StatusRunning {
+		if obs.State != providers.StateRunning || recStatus(rec) != executor.StatusRunning {
 			continue
 		}
 		if inst.running && bytes.Equal(inst.handle, rec.Handle) {
@@ -1002,11 +1002,11 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		c := p.Change(o.Addr)
 		rec, ok := recs[o.Addr]
 		if !ok {
-			if o.Skipped != "" && !e.stopping && e.cfg.Resource(o.Addr) != nil && !strings.HasPrefix(o.Skipped, "not started") {
+			if o.Skipped.Reason == executor.SkipDependencyFailed && !e.stopping && e.cfg.Resource(o.Addr) != nil {
 				// Never started: what it needs failed. It stays visible
 				// (status, events) as blocked on that, and is planned
 				// again once what blocks it is restarted.
-				addr, why := o.Addr, o.Skipped
+				addr, why := o.Addr, o.Skipped.String()
 				skipped = append(skipped, func() { e.waitFor(addr, why) }) // once every status is in
 				blocked = true
 				continue
@@ -1017,11 +1017,11 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			continue
 		}
 		inst := e.instance(o.Addr)
-		inst.status = rec.Status
+		inst.status = recStatus(rec)
 		switch {
-		case o.Skipped != "":
-			if !strings.HasPrefix(o.Skipped, "not started") && !e.stopping {
-				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped})
+		case !o.Skipped.IsZero():
+			if o.Skipped.Reason == executor.SkipDependencyFailed && !e.stopping {
+				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped.String()})
 			}
 		case o.Err != nil && isReverted(o.Err):
 			// The new instance never became ready and was stopped; the old
@@ -1029,14 +1029,14 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.reverted = c.Hash()
 			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
 			inst.applied = appliedStopOf(rec)
-			if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+			if recStatus(rec) == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
 				// Checked as it was applied, until the configuration
 				// changes: the declared check is the new one's.
 				inst.healthOf, inst.healthOfSet = healthApplied(rec), true
 				e.supervise(inst, rec.Handle)
 				inst.healthy = true // it served before, and was not replaced
 			}
-		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && rec.Status == executor.StatusRunning:
+		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && recStatus(rec) == executor.StatusRunning:
 			// A failed in-place update leaves the instance running as it
 			// was (its record unchanged): its supervision goes on; the
 			// next plan shows the update again.
@@ -1077,7 +1077,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting, inst.blockedBy = "", spec.Address{}
 			inst.parked, inst.parkedTries = false, 0
-			if supervised(o.Addr.Kind) && rec.Status == executor.StatusRunning {
+			if supervised(o.Addr.Kind) && recStatus(rec) == executor.StatusRunning {
 				if inst.timer != nil {
 					inst.timer.Stop()
 					inst.timer = nil
@@ -1115,3 +1115,6 @@ func (e *Engine) forget(inst *instance) {
 	}
 	delete(e.insts, inst.addr)
 }
+
+// recStatus is the status rec records.
+func recStatus(rec state.Instance) planner.Status { return planner.ParseStatus(rec.Status) }

@@ -262,7 +262,7 @@ func (e *Engine) Snapshot(ctx context.Context) ([]InstanceSnapshot, error) {
 		e.stats.mu.Lock()
 		defer e.stats.mu.Unlock()
 		for a, inst := range e.insts {
-			if inst.res == nil && !inst.running && inst.status == "" {
+			if inst.res == nil && !inst.running && inst.status == planner.StatusNone {
 				continue
 			}
 			out = append(out, e.snapshotOf(a, inst))
@@ -280,7 +280,7 @@ func (e *Engine) Snapshot(ctx context.Context) ([]InstanceSnapshot, error) {
 
 // snapshotOf is one instance's snapshot; e.stats.mu is held.
 func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
-	s := InstanceSnapshot{Addr: a, Runtime: inst.rt, Status: inst.status, Running: inst.running,
+	s := InstanceSnapshot{Addr: a, Runtime: inst.rt, Status: inst.status.String(), Running: inst.running,
 		Restarts: inst.restarts, Waiting: inst.waiting}
 	var st InstanceStatus
 	e.books(inst, &st)

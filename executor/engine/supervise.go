@@ -217,7 +217,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	}
 	p := planner.Restart(inst.res, desired,
 		&planner.Stored{Addr: addr, Runtime: inst.rt, ConfigHash: inst.hash, Handle: inst.handle, Status: executor.StatusRunning},
-		"restart policy "+inst.res.Restart.Policy.String())
+		planner.Reason{Kind: planner.ReasonRestartPolicy, Arg: inst.res.Restart.Policy.String()})
 	p.ConfigHash = e.cfg.Hash
 	e.busy[addr] = true
 	if !inst.parked { // trying again to reach the runtime is not one more restart
@@ -231,7 +231,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	}
 	e.apply(p, sweep, func(res *executor.Result, err error) {
 		e.afterApply(p, res, err) // a failed start counts as a crash there
-		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped == "" {
+		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped.IsZero() {
 			e.restartWithWhenReady(addr, p)
 			if e.hasBlocked {
 				// What a failure blocked may start now.
