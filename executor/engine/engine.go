@@ -149,38 +149,33 @@ type Engine struct {
 	stats stats // counters for metrics and orch top (observe.go)
 }
 
-// instance is what the engine knows of one declared instance.
+// instance is what the engine knows of one declared instance: its
+// supervisor (the state machine, drawn in supervisor.go), the handle and
+// generation it watches, and the books of its restart policy. A daemon's
+// restart policy, one generation per handle:
 //
-// A daemon's supervision, one generation per handle:
-//
-//	        start / adopt                      exit (policy says restart)
-//	(none) --------------> running --------------------------------> backoff
-//	                        |   ^  \ health fails retries times           |
-//	                        |   |   '-> stop it, then as an exit          | timer
-//	           exit (policy |   '-----------------------------------------'
-//	           says no)     v                  (restart: a one-change apply)
-//	                     exited       crash loop (max_restarts within window)
-//	                                  -> failed; both stay until the config changes
+//	exit (policy says restart) --> backoff timer --> restart: a one-change
+//	apply (planner.Restart); health fails retries times --> stopFor(liveness),
+//	then as an exit; crash loop (max_restarts within window) --> failed
+//	(executor.MarkFailed), until the config changes.
 type instance struct {
-	addr     spec.Address
-	res      *spec.Resource // nil once no longer declared
-	rt       spec.Address
-	handle   providers.Handle
-	hash     string         // config hash it was last started or adopted with
-	status   planner.Status // stored status
-	ran      bool           // started, adopted or attempted by this engine
-	gen      uint64         // bumped for each new handle: older notifications are stale
-	running  bool
-	healthy  bool
-	checked  bool      // a health check result came for this generation
+	addr   spec.Address
+	res    *spec.Resource // nil once no longer declared
+	rt     spec.Address
+	handle providers.Handle
+	hash   string         // config hash it was last started or adopted with
+	status planner.Status // stored status
+	ran    bool           // started, adopted or attempted by this engine
+	gen    uint64         // bumped for each new handle: older notifications are stale
+	// sup is its state machine: down, starting, ready, unhealthy,
+	// held; paused and stopping over a running one (supervisor.go).
+	sup      supervisor
 	own      ownHealth // the backend's own health check, for this generation (ownhealth.go)
 	started  time.Time
 	cancel   context.CancelFunc // the watch and health monitor of gen
 	timer    *time.Timer        // a pending restart
 	attempt  int                // backoff exponent
 	history  restartHistory
-	killing  bool   // stopped by the engine because it was unhealthy
-	manual   bool   // stopped by the engine for a requested restart
 	restarts int    // restarts by this engine (policy, liveness, requested)
 	waiting  string // what it waits for, as last reported
 	// parked: its last start could not reach its runtime (runtimes.go);
@@ -199,9 +194,8 @@ type instance struct {
 	// running instance was applied with (appliedStop of its record): an
 	// edit not applied yet does not change how it is stopped.
 	applied spec.Stop
-	// paused: stopped with SIGSTOP by orch pause; its health checks are
-	// suspended (healthCancel) until orch resume.
-	paused       bool
+	// healthCancel suspends its health checks (orch pause) until orch
+	// resume.
 	healthCancel context.CancelFunc
 	genCtx       context.Context // the context of the current generation's supervision
 	// withPending is the plan of a restart or replace of this instance
@@ -214,9 +208,6 @@ type instance struct {
 	healthOfSet bool
 	// blockedBy is the failed instance its start waits on, at the root.
 	blockedBy spec.Address
-	// held: stopped by the user (orch stop); no policy starts it, its
-	// dependents are blocked on it, until orch start.
-	held bool
 	// reverted is the configuration hash of a create_before_destroy
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
@@ -596,7 +587,7 @@ func (e *Engine) ready() {
 	e.firstDone = true
 	n := 0
 	for _, inst := range e.insts {
-		if inst.running {
+		if inst.sup.running() {
 			n++
 		}
 	}
@@ -620,7 +611,7 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 		if obs.State != providers.StateRunning || recStatus(rec) != executor.StatusRunning {
 			continue
 		}
-		if inst.running && bytes.Equal(inst.handle, rec.Handle) {
+		if inst.sup.running() && bytes.Equal(inst.handle, rec.Handle) {
 			continue
 		}
 		inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
@@ -824,10 +815,10 @@ func (e *Engine) readiness() map[spec.Address]gate.Instance {
 
 func (e *Engine) readinessOf(inst *instance) gate.Readiness {
 	switch {
-	case inst.held:
+	case inst.sup.held():
 		return gate.Held
-	case inst.running:
-		if inst.addr.Kind == spec.KindDaemon && e.gatedOnHealth(inst) && !inst.healthy {
+	case inst.sup.running():
+		if inst.addr.Kind == spec.KindDaemon && e.gatedOnHealth(inst) && !inst.sup.healthy() {
 			return gate.Running
 		}
 		return gate.Ready
@@ -937,7 +928,7 @@ func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h provider
 		return
 	}
 	inst := e.instance(addr)
-	if inst.running && bytes.Equal(inst.handle, h) {
+	if inst.sup.running() && bytes.Equal(inst.handle, h) {
 		return
 	}
 	if inst.timer != nil {
@@ -984,7 +975,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		// A failed start is retried by the restart policy, with the
 		// backoff and crash-loop accounting of an exit.
 		for _, inst := range failedStarts {
-			if e.insts[inst.addr] == inst && !inst.running && inst.timer == nil {
+			if e.insts[inst.addr] == inst && !inst.sup.running() && inst.timer == nil {
 				e.down(inst, true, 0)
 			}
 		}
@@ -1029,18 +1020,18 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.reverted = c.Hash()
 			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
 			inst.applied = appliedStopOf(rec)
-			if recStatus(rec) == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+			if recStatus(rec) == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.sup.running() && bytes.Equal(inst.handle, rec.Handle)) {
 				// Checked as it was applied, until the configuration
 				// changes: the declared check is the new one's.
 				inst.healthOf, inst.healthOfSet = healthApplied(rec), true
 				e.supervise(inst, rec.Handle)
-				inst.healthy = true // it served before, and was not replaced
+				e.illegal(inst.addr, inst.sup.verdict(true)) // it served before, and was not replaced
 			}
 		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && recStatus(rec) == executor.StatusRunning:
 			// A failed in-place update leaves the instance running as it
 			// was (its record unchanged): its supervision goes on; the
 			// next plan shows the update again.
-			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+			if !(inst.sup.running() && bytes.Equal(inst.handle, rec.Handle)) {
 				e.supervise(inst, rec.Handle)
 			}
 		case o.Err != nil && !isNotReady(o.Err):
@@ -1051,7 +1042,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if inst.cancel != nil {
 				inst.cancel()
 			}
-			inst.running = false
+			inst.sup.end()
 			if supervised(o.Addr.Kind) && unreachableStart(o.Err) && !e.stopping {
 				e.park(inst, o.Err)
 				break
@@ -1082,14 +1073,14 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 					inst.timer.Stop()
 					inst.timer = nil
 				}
-				if inst.running && bytes.Equal(inst.handle, rec.Handle) {
+				if inst.sup.running() && bytes.Equal(inst.handle, rec.Handle) {
 					// Supervised since its step ended (superviseStarted);
 					// an exit or an unhealthy check seen while the apply
 					// went on is handled now.
 					if x := inst.exitBusy; x != nil && inst.exitBusyGen == inst.gen {
 						gen, obs := inst.gen, *x
 						exitsSeen = append(exitsSeen, func() { e.exited(inst.addr, gen, obs) })
-					} else if why := inst.sickBusy; why != "" && !inst.healthy {
+					} else if why := inst.sickBusy; why != "" && !inst.sup.healthy() {
 						gen := inst.gen
 						exitsSeen = append(exitsSeen, func() { e.health(inst.addr, gen, false, why) })
 					}

@@ -75,13 +75,13 @@ func (e *Engine) requestStop(a spec.Address, done func(error)) {
 		done(err)
 		return
 	}
-	if inst.held {
+	if inst.sup.held() {
 		done(nil)
 		return
 	}
-	inst.hold()
 	delete(e.deferred, a)
-	if !inst.running {
+	if !inst.sup.running() {
+		e.hold(inst)
 		e.emit(Event{Type: EventStopped, Addr: a, Detail: "by user (it was not running); held until orch start"})
 		e.promote() // what waits for it is blocked by it now
 		done(nil)
@@ -89,7 +89,6 @@ func (e *Engine) requestStop(a spec.Address, done func(error)) {
 	}
 	stored, err := e.opts.Store.List()
 	if err != nil {
-		inst.release()
 		done(fmt.Errorf("reading state: %w", err))
 		return
 	}
@@ -101,10 +100,7 @@ func (e *Engine) requestStop(a spec.Address, done func(error)) {
 	}
 	p := planner.StopAll(rec)
 	if c := p.Change(a); c == nil || c.Action != planner.Stop {
-		// Not recorded running (its record is being written by a start
-		// that has not ended): held, and stopped when that ends.
-		e.emit(Event{Type: EventStopped, Addr: a, Detail: "by user; held until orch start"})
-		done(nil)
+		done(fmt.Errorf("%s is not recorded running; try again", a))
 		return
 	}
 	p.ConfigHash = e.cfg.Hash
@@ -112,6 +108,7 @@ func (e *Engine) requestStop(a spec.Address, done func(error)) {
 	// its health is not checked.
 	handle := inst.handle
 	inst.stopSupervising()
+	e.hold(inst)
 	e.readyResolved(a, handle, errors.New("stopped by user"))
 	e.busy[a] = true
 	e.emit(Event{Type: EventStopping, Addr: a, Detail: "by user"})
@@ -124,6 +121,12 @@ func (e *Engine) requestStop(a spec.Address, done func(error)) {
 				}
 			}
 		}
+		if err != nil && inst.sup.held() {
+			// Not stopped: no hold; the next round takes it back under
+			// supervision as it is.
+			e.illegal(a, inst.sup.release())
+			e.reconcile()
+		}
 		e.promote() // what waits for it is blocked by it now
 		done(err)
 	})
@@ -134,13 +137,13 @@ func (e *Engine) requestStart(a spec.Address) error {
 	if err != nil {
 		return err
 	}
-	if !inst.held {
-		if inst.running {
+	if !inst.sup.held() {
+		if inst.sup.running() {
 			return nil
 		}
 		return e.requestRestart(a)
 	}
-	inst.release()
+	e.illegal(a, inst.sup.release())
 	inst.ran, inst.history, inst.attempt = false, nil, 0
 	inst.waiting, inst.blockedBy = "", spec.Address{}
 	e.reconcile() // plans its start (and its dependents') as declared now
