@@ -137,6 +137,9 @@ daemon "late" {
 	if !strings.Contains(string(mustRead(t, "/proc/"+itoa(st["daemon.db"].Pid)+"/cmdline")), "601") {
 		t.Errorf("daemon.db was not started with the edit made while it was held")
 	}
+	if strings.Contains(p.output(), "internal: supervisor") {
+		t.Errorf("the engine asked its supervisor for an illegal transition:\n%s", p.output())
+	}
 }
 
 func mustRead(t *testing.T, path string) []byte {

@@ -274,9 +274,17 @@ func (inst *instance) state(exits uint64) State {
 // engine, not of what it runs).
 func (e *Engine) illegal(a spec.Address, err error) {
 	if err != nil {
+		if illegalSeen != nil {
+			illegalSeen(a, err)
+		}
 		e.emit(Event{Type: EventError, Addr: a, Detail: "internal: " + err.Error()})
 	}
 }
+
+// illegalSeen, when set (by the package's tests, before any engine
+// runs), is told of every illegal transition, so that a test run in
+// which one happened fails.
+var illegalSeen func(spec.Address, error)
 
 // hold marks inst stopped by the user (orch stop), once its supervision
 // ended: no restart policy, no edit and no promotion starts it until
