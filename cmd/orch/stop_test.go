@@ -72,12 +72,14 @@ func TestStopStaysStoppedUntilStart(t *testing.T) {
 	if s := st["daemon.api"]; s.State != "running" || s.Pid != apiPid {
 		t.Errorf("daemon.api after orch stop of its dependency: %+v, want still running as pid %d", s, apiPid)
 	}
+	// Its output reaches the test through a pipe: the event printed before
+	// orch stop answered may still be on its way.
+	e.waitFor(p, "the stopped event of daemon.db", func() bool {
+		return countEvents(upEvents(p.output()), "stopped", "daemon.db") == 1
+	})
 	evs := upEvents(p.output())
 	startedBefore := countEvents(evs, "started", "daemon.db")
 	ticks := countEvents(evs, "exited", "daemon.tick")
-	if countEvents(evs, "stopped", "daemon.db") != 1 {
-		t.Errorf("want one stopped event of daemon.db:\n%s", p.output())
-	}
 
 	// Two more exits of tick (two seconds and more, a hundred backoffs of
 	// db), and db is still down.

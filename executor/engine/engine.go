@@ -576,7 +576,22 @@ func (e *Engine) settle(err string) {
 // unsettled says whether the round goes on: an apply of it in flight, or
 // a start waiting for a dependency.
 func (e *Engine) unsettled() bool {
-	return e.applying || e.promoting > 0 || len(e.deferred) > 0
+	if e.applying || e.promoting > 0 {
+		return true
+	}
+	for a := range e.deferred {
+		// A start blocked by a held instance waits for orch start, not
+		// for the round: an orch apply meanwhile does not wait for it.
+		if inst := e.insts[a]; inst == nil || inst.blockedBy.IsZero() || !e.isHeld(inst.blockedBy) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) isHeld(a spec.Address) bool {
+	inst := e.insts[a]
+	return inst != nil && inst.sup.held()
 }
 
 // ready reports the end of the first round of applies, once.

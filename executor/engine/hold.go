@@ -7,6 +7,7 @@ import (
 
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/planner"
+	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -106,13 +107,21 @@ func (e *Engine) requestStop(a spec.Address, done func(error)) {
 	p.ConfigHash = e.cfg.Hash
 	// No more supervision of this generation: its exit is not a crash,
 	// its health is not checked.
-	handle := inst.handle
+	handle, paused := inst.handle, inst.sup.isPaused()
+	prov, rt := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt)
 	inst.stopSupervising()
 	e.hold(inst)
 	e.readyResolved(a, handle, errors.New("stopped by user"))
 	e.busy[a] = true
 	e.emit(Event{Type: EventStopping, Addr: a, Detail: "by user"})
-	e.apply(p, func() { e.drainBefore(context.WithoutCancel(e.ctx), a, handle) }, func(res *executor.Result, err error) {
+	before := func() {
+		if s, ok := prov.(providers.Signaler); ok && paused {
+			// Continued first, so that it can act on its stop signal.
+			s.Signal(context.WithoutCancel(e.ctx), providers.SignalRequest{Runtime: rt, Addr: a, Handle: handle, Signal: spec.Signal{Name: "SIGCONT", Num: 18}})
+		}
+		e.drainBefore(context.WithoutCancel(e.ctx), a, handle)
+	}
+	e.apply(p, before, func(res *executor.Result, err error) {
 		e.afterApply(p, res, err)
 		if err == nil && res != nil {
 			for _, o := range res.Outcomes {
