@@ -61,6 +61,10 @@ func TestStopStaysStoppedUntilStart(t *testing.T) {
 	st := e.allRunning(p, "daemon.db", "daemon.api", "daemon.tick")
 	dbPid, apiPid := st["daemon.db"].Pid, st["daemon.api"].Pid
 
+	// One clear error for what cannot be stopped.
+	if r := orch(t, e.dir, nil, "stop", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, "daemon.nosuch is not declared") {
+		t.Errorf("orch stop nosuch: exit %d, stderr %q", r.code, r.stderr)
+	}
 	r := orch(t, e.dir, nil, "stop", "db").want(t, 0)
 	if r.stdout != "daemon.db stopped\n" {
 		t.Errorf("orch stop printed %q", r.stdout)
