@@ -97,9 +97,41 @@ type StepEvent struct {
 type Outcome struct {
 	Addr    spec.Address
 	Action  planner.Action
-	Err     error  // nil when it succeeded
-	Skipped string // why it did not run, when it did not
+	Err     error // nil when it succeeded
+	Skipped Skip  // why it did not run, when it did not (zero when it ran)
 	Pid     int
+}
+
+// SkipReason is why a step did not run: a closed vocabulary.
+type SkipReason uint8
+
+const (
+	NotSkipped           SkipReason = iota // it ran
+	SkipInterrupted                        // the apply was interrupted before it began
+	SkipDependencyFailed                   // something it needs failed (Skip.Failed names the root cause)
+)
+
+// Skip is why a step did not run (Outcome.Skipped). Its String is the
+// text orch prints and sends ("skipped because daemon.db failed").
+type Skip struct {
+	Reason SkipReason
+	// Failed, for SkipDependencyFailed, is the instance whose failure
+	// it follows: the root of a chain (a dependent of a skipped step
+	// names what the skipped one followed).
+	Failed spec.Address
+}
+
+// IsZero says it ran.
+func (s Skip) IsZero() bool { return s.Reason == NotSkipped }
+
+func (s Skip) String() string {
+	switch s.Reason {
+	case SkipInterrupted:
+		return "not started: the apply was interrupted"
+	case SkipDependencyFailed:
+		return "skipped because " + s.Failed.String() + " failed"
+	}
+	return ""
 }
 
 // Result of an Apply.
@@ -113,7 +145,7 @@ type Result struct {
 func (r *Result) Summary() planner.Summary {
 	var s planner.Summary
 	for _, o := range r.Outcomes {
-		if o.Err != nil || o.Skipped != "" {
+		if o.Err != nil || !o.Skipped.IsZero() {
 			continue
 		}
 		switch o.Action {
@@ -136,8 +168,8 @@ type step struct {
 	deps   []*step // must finish first
 	rdeps  []*step
 	wait   int
-	failed error  // set when this step failed
-	skip   string // set when a dependency failed
+	failed error // set when this step failed
+	skip   Skip  // set when a dependency failed, or the apply was interrupted
 	done   bool
 	// pair is, for the down step of a create-before-destroy replace, its
 	// up step; handle is what an up step started.
@@ -180,8 +212,8 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		s.done = true
 		remaining--
 		for _, d := range s.rdeps {
-			if s.failed != nil || s.skip != "" {
-				if d.skip == "" && !d.done {
+			if s.failed != nil || !s.skip.IsZero() {
+				if d.skip.IsZero() && !d.done {
 					d.skip = skipReason(s)
 				}
 			}
@@ -198,7 +230,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		}
 		for len(ready) > 0 {
 			s := ready[0]
-			stop := s.skip != "" || interrupted || fatal != nil
+			stop := !s.skip.IsZero() || interrupted || fatal != nil
 			if !stop && running >= par {
 				break
 			}
@@ -206,8 +238,8 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			if stop {
 				// Steps whose dependencies failed, or any step once
 				// interrupted, finish without running.
-				if s.skip == "" {
-					s.skip = "not started: the apply was interrupted"
+				if s.skip.IsZero() {
+					s.skip = Skip{Reason: SkipInterrupted}
 				}
 				finish(s)
 				if e.Progress != nil {
@@ -261,11 +293,11 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 
 // skipReason is why the dependents of s do not run: the reason s itself
 // was skipped (so a chain names the root cause), or its failure.
-func skipReason(s *step) string {
-	if s.skip != "" {
+func skipReason(s *step) Skip {
+	if !s.skip.IsZero() {
 		return s.skip
 	}
-	return "skipped because " + s.change.Addr.String() + " failed"
+	return Skip{Reason: SkipDependencyFailed, Failed: s.change.Addr}
 }
 
 // buildSteps turns changes into steps and orders them.
@@ -399,7 +431,7 @@ func (e *Executor) result(p *planner.Plan, steps []*step) *Result {
 			o.Err = s.failed
 			res.Diagnostics = append(res.Diagnostics, failureDiag(s))
 		}
-		if s.skip != "" && o.Skipped == "" && o.Err == nil {
+		if !s.skip.IsZero() && o.Skipped.IsZero() && o.Err == nil {
 			o.Skipped = s.skip
 		}
 	}

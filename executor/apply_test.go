@@ -213,11 +213,11 @@ func TestFailureSkipsDependentsOnly(t *testing.T) {
 	for _, o := range res.Outcomes {
 		outcome[o.Addr.String()] = o
 	}
-	if outcome["daemon.b"].Err == nil || outcome["daemon.a"].Skipped == "" || outcome["daemon.solo"].Err != nil || outcome["daemon.c"].Err != nil {
+	if outcome["daemon.b"].Err == nil || outcome["daemon.a"].Skipped.IsZero() || outcome["daemon.solo"].Err != nil || outcome["daemon.c"].Err != nil {
 		t.Fatalf("outcomes: %+v", outcome)
 	}
-	if !strings.Contains(outcome["daemon.a"].Skipped, "daemon.b failed") {
-		t.Fatalf("skip reason: %q", outcome["daemon.a"].Skipped)
+	if !strings.Contains(outcome["daemon.a"].Skipped.String(), "daemon.b failed") {
+		t.Fatalf("skip reason: %q", outcome["daemon.a"].Skipped.String())
 	}
 	if f.rec.index("start daemon.a") >= 0 {
 		t.Fatal("the dependent of a failed step was started")
@@ -226,7 +226,7 @@ func TestFailureSkipsDependentsOnly(t *testing.T) {
 		t.Fatalf("want one diagnostic at the command of daemon.b (line 6), got %v", res.Diagnostics)
 	}
 	b, err := f.store.Get(spec.Address{Kind: spec.KindDaemon, Name: "b"})
-	if err != nil || b.Status != StatusFailed || !strings.Contains(b.LastError, "no such file") {
+	if err != nil || b.Status != StatusFailed.String() || !strings.Contains(b.LastError, "no such file") {
 		t.Fatalf("failed instance not recorded: %+v %v", b, err)
 	}
 	// Fixed: the next apply starts b and then a.
@@ -281,7 +281,7 @@ func TestReplaceOrdering(t *testing.T) {
 				t.Fatalf("calls %v", f.rec.calls)
 			}
 			inst, err := f.store.Get(spec.Address{Kind: spec.KindDaemon, Name: "x"})
-			if err != nil || !strings.Contains(string(inst.Config), "/bin/x") || inst.Status != StatusRunning {
+			if err != nil || !strings.Contains(string(inst.Config), "/bin/x") || inst.Status != StatusRunning.String() {
 				t.Fatalf("record after replace: %+v %v", inst, err)
 			}
 		})

@@ -242,7 +242,7 @@ func BenchmarkNoopPlan10k(b *testing.B) {
 			hi.Log = filepath.Join(stateDir, "logs", process.FileName(r.Addr)+".log")
 		}
 		insts = append(insts, state.Instance{Addr: r.Addr, Runtime: r.Runtime, Config: snap.Encode(),
-			ConfigHash: snap.Hash(), Handle: hi.Encode(), Status: StatusRunning})
+			ConfigHash: snap.Hash(), Handle: hi.Encode(), Status: StatusRunning.String()})
 	}
 	if len(insts) < 10000 {
 		b.Fatalf("%d instances declared, want 10,000 or more", len(insts))

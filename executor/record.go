@@ -137,3 +137,18 @@ func (g *groupCommit) close() {
 	g.once.Do(func() { close(g.closed) })
 	g.wg.Wait()
 }
+
+// MarkFailed records that a's instance failed for why, a failure the
+// executor did not see happen (a crash loop that orch up's supervisor
+// gives up on): its record stays, with status failed and why as its last
+// error. The executor is the only writer of records; the engine asks it.
+func MarkFailed(store Recorder, redact *spec.Redactor, a spec.Address, why string) error {
+	return store.Update(func(tx *state.Tx) error {
+		inst, err := tx.Get(a)
+		if err != nil {
+			return err
+		}
+		inst.Status, inst.LastError = StatusFailed.String(), redact.Redact(why)
+		return tx.Put(inst)
+	})
+}

@@ -67,7 +67,7 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 	snaps := decodeSnapshots(stored)
 	for i, inst := range stored {
 		in.Stored[inst.Addr] = &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle,
-			Status: inst.Status, Snapshot: snaps[i]}
+			Status: planner.ParseStatus(inst.Status), Snapshot: snaps[i]}
 	}
 	byRuntime := handlesByRuntime(stored)
 	rts := make([]spec.Address, 0, len(byRuntime))
@@ -215,7 +215,7 @@ func StoredOf(stored []state.Instance) map[spec.Address]*planner.Stored {
 	snaps := decodeSnapshots(stored)
 	for i, inst := range stored {
 		out[inst.Addr] = &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle,
-			Status: inst.Status, Snapshot: snaps[i]}
+			Status: planner.ParseStatus(inst.Status), Snapshot: snaps[i]}
 	}
 	return out
 }

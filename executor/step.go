@@ -12,11 +12,13 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// Stored statuses the executor writes.
+// Stored statuses the executor writes (as their String, in
+// state.Instance.Status).
 const (
-	StatusRunning   = "running"
-	StatusFailed    = "failed"
+	StatusRunning   = planner.StatusRunning
+	StatusFailed    = planner.StatusFailed
 	StatusCompleted = planner.StatusCompleted
+	StatusStopped   = planner.StatusStopped
 )
 
 func (e *Executor) runStep(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit) error {
@@ -87,7 +89,7 @@ func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, 
 func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit, handle *providers.Handle) (providers.Observed, error) {
 	r := c.Resource
 	inst := state.Instance{Addr: c.Addr, Runtime: r.Runtime, Config: c.Encoded(), ConfigHash: c.Hash(),
-		Status: StatusRunning}
+		Status: StatusRunning.String()}
 	switch c.Action {
 	case planner.Reload:
 		// A change confined to the daemon's reload.on: its signal to the
@@ -112,7 +114,7 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 		// reaches it through the provider when the provider can take it.
 		inst.Handle = c.Prior.Handle
 		if c.Prior.Status == StatusCompleted {
-			inst.Status = StatusCompleted
+			inst.Status = StatusCompleted.String()
 		}
 		if c.Action == planner.Update && c.Observed.State == providers.StateRunning && !r.Runtime.IsZero() {
 			p, err := e.provider(r.Runtime)
@@ -147,7 +149,7 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 	resp, err := p.Start(ctx, providers.StartRequest{Runtime: rt, Resource: r, Project: e.Project,
 		ConfigHash: inst.ConfigHash, StateDir: e.StateDir})
 	if err != nil {
-		inst.Status, inst.LastError = StatusFailed, err.Error()
+		inst.Status, inst.LastError = StatusFailed.String(), err.Error()
 		return providers.Observed{}, firstErr(err, rec.put(inst))
 	}
 	inst.Handle = resp.Handle
@@ -158,10 +160,10 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 			err = jobError(c.Addr, obs)
 		}
 		if err != nil {
-			inst.Status, inst.LastError = StatusFailed, err.Error()
+			inst.Status, inst.LastError = StatusFailed.String(), err.Error()
 			return obs, firstErr(err, rec.put(inst))
 		}
-		inst.Status = StatusCompleted
+		inst.Status = StatusCompleted.String()
 	}
 	*handle = inst.Handle
 	return obs, rec.put(inst)
@@ -243,7 +245,7 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		// orch up's shutdown: the record stays, marked stopped; a later
 		// orch up starts it again, orch destroy removes it.
 		inst := state.Instance{Addr: c.Addr, Runtime: prior.Runtime, ConfigHash: prior.ConfigHash, Handle: prior.Handle,
-			Status: planner.StatusStopped}
+			Status: StatusStopped.String()}
 		if prior.Snapshot != nil {
 			inst.Config = prior.Snapshot.Encode()
 		}
@@ -340,12 +342,12 @@ func (e *Executor) revert(ctx context.Context, cfg *spec.Config, c *planner.Chan
 	}
 	prior := c.Prior
 	old := state.Instance{Addr: c.Addr, Runtime: prior.Runtime, ConfigHash: prior.ConfigHash, Handle: prior.Handle,
-		Status: prior.Status, LastError: (&RevertedError{Addr: c.Addr, Err: why}).Error()}
+		Status: prior.Status.String(), LastError: (&RevertedError{Addr: c.Addr, Err: why}).Error()}
 	if prior.Snapshot != nil {
 		old.Config = prior.Snapshot.Encode()
 	}
 	if old.Status == "" {
-		old.Status = StatusRunning
+		old.Status = StatusRunning.String()
 	}
 	if err := rec.put(old); err != nil {
 		return err

@@ -62,7 +62,7 @@ func storedFrom(cfg *spec.Config) map[spec.Address]*Stored {
 			panic(err)
 		}
 		out[r.Addr] = &Stored{Addr: r.Addr, Snapshot: snap, ConfigHash: snap.Hash(),
-			Handle: providers.Handle(fmt.Sprintf(`{"pid":%d}`, 1000+i)), Status: "running"}
+			Handle: providers.Handle(fmt.Sprintf(`{"pid":%d}`, 1000+i)), Status: StatusRunning}
 	}
 	return out
 }
@@ -122,7 +122,7 @@ func parseCase(t *testing.T, path string) goldenCase {
 			o.State = providers.StateUnknown
 		case "status":
 			// "addr status failed": the stored status
-			in.Stored[addr].Status = f[2]
+			in.Stored[addr].Status = ParseStatus(f[2])
 			continue
 		default:
 			t.Fatalf("unknown observed state %q", f[1])

@@ -54,7 +54,7 @@ func ToJSON(p *Plan) *JSONPlan {
 		Summary: JSONSummary{s.Add, s.Change, s.Replace, s.Destroy}, Changes: []JSONChange{}}
 	for _, c := range p.Changes {
 		jc := JSONChange{Address: c.Addr.String(), Kind: c.Addr.Kind.String(), Name: c.Addr.Name,
-			Action: c.Action.String(), Reason: c.Reason, ForcesReplacement: c.ForcedBy,
+			Action: c.Action.String(), Reason: c.Reason.String(), ForcesReplacement: c.ForcedBy,
 			CreateBeforeDestroy: c.CreateBeforeDestroy, ConfigHash: c.Hash(), Pid: c.Observed.Pid}
 		if c.Observed.State != 0 {
 			jc.ObservedState = c.Observed.State.String()

@@ -44,7 +44,7 @@ type Stored struct {
 	Snapshot   *Snapshot
 	ConfigHash string
 	Handle     providers.Handle
-	Status     string
+	Status     Status
 }
 
 // Input is everything the planner looks at.
@@ -82,7 +82,7 @@ type Change struct {
 	// ForcedBy lists the attributes whose change forces a Replace; Reason
 	// says why a Replace or Start happens when no attribute does.
 	ForcedBy []string
-	Reason   string
+	Reason   Reason
 	// CreateBeforeDestroy orders a Replace as create, then delete.
 	CreateBeforeDestroy bool
 	// Observed is what runs now (zero for Create).
@@ -239,7 +239,7 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		}
 		prior := &Stored{Addr: addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		p.Changes = append(p.Changes, &Change{Addr: addr, Action: Delete, Prior: prior, Observed: ad.Observed,
-			Reason: "left over by an earlier apply: ours, running, and no longer declared"})
+			Reason: Reason{Kind: ReasonLeftOver}})
 	}
 	if len(targets) > 0 {
 		keep := targeted(in, targets)
@@ -267,7 +267,7 @@ func forceReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
 	}
 	c.Action = Replace
 	if len(c.ForcedBy) == 0 {
-		c.Reason = ReasonReplaceRequested
+		c.Reason = Reason{Kind: ReasonReplaceRequested}
 	}
 	return guardReplace(r, c)
 }
@@ -288,11 +288,11 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 		c.setDesired()
 		if ad.ConfigHash == c.hash {
 			c.Action = Adopt
-			c.Reason = "running, ours, and missing from state"
+			c.Reason = Reason{Kind: ReasonAdopted}
 			return c, nil
 		}
 		c.Action = Replace
-		c.Reason = "adopted instance runs a different configuration"
+		c.Reason = Reason{Kind: ReasonAdoptedDiffers}
 		return c, guardReplace(r, c)
 	}
 	c.Prior = st
@@ -300,7 +300,7 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 	old := st.Snapshot
 	if old == nil {
 		c.Action = Replace
-		c.Reason = "the stored configuration is unreadable"
+		c.Reason = Reason{Kind: ReasonUnreadable}
 		return c, guardReplace(r, c)
 	}
 	applyIgnoreChanges(desired, old, r.Lifecycle.IgnoreChanges)
@@ -320,7 +320,7 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 	running := c.Observed.State == providers.StateRunning
 	if running && reloadable(r, old, c.Diffs) {
 		c.Action, c.ForcedBy = Reload, nil
-		c.Reason = "reload: " + r.Reload.Signal.Name
+		c.Reason = Reason{Kind: ReasonReload, Arg: r.Reload.Signal.Name}
 		return c, nil
 	}
 	switch {
@@ -343,33 +343,30 @@ func decide(r *spec.Resource, desired *Snapshot, in Input) (*Change, hcl.Diagnos
 	return c, nil
 }
 
-// StatusCompleted is the stored status of a job that exited 0.
-const StatusCompleted = "completed"
-
 // jobCompleted reports whether a job that is not running finished well: the
 // executor recorded it completed (its pid is gone by now), or it was seen
 // exiting 0.
-func jobCompleted(o providers.Observed, status string) bool {
+func jobCompleted(o providers.Observed, status Status) bool {
 	if status == StatusCompleted {
 		return true
 	}
-	return status != "failed" && o.State == providers.StateExited && o.ExitCode == 0 && o.Signal == ""
+	return status != StatusFailed && o.State == providers.StateExited && o.ExitCode == 0 && o.Signal == ""
 }
 
-func notRunningReason(o providers.Observed, status string) string {
+func notRunningReason(o providers.Observed, status Status) Reason {
 	switch {
-	case status == "failed":
-		return "its last start failed"
+	case status == StatusFailed:
+		return Reason{Kind: ReasonLastStartFailed}
 	case o.State == providers.StateExited && o.Signal != "":
-		return "it was killed by " + o.Signal
-	case o.State == providers.StateExited && status == "stopped":
-		return "it was stopped"
+		return Reason{Kind: ReasonKilled, Arg: o.Signal}
+	case o.State == providers.StateExited && status == StatusStopped:
+		return Reason{Kind: ReasonStopped}
 	case o.State == providers.StateExited:
-		return fmt.Sprintf("it exited with code %d", o.ExitCode)
+		return Reason{Kind: ReasonExited, Code: o.ExitCode}
 	case o.State == providers.StateMissing:
-		return "it is not running"
+		return Reason{Kind: ReasonNotRunning}
 	}
-	return "its state is unknown"
+	return Reason{Kind: ReasonStateUnknown}
 }
 
 func guardReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
@@ -382,7 +379,7 @@ func guardReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
 	}
 	what := "a change of " + joinNames(c.ForcedBy)
 	if len(c.ForcedBy) == 0 {
-		what = c.Reason
+		what = c.Reason.String()
 	}
 	return hcl.Diagnostics{{
 		Severity: hcl.DiagError,
@@ -540,10 +537,6 @@ func reloadable(r *spec.Resource, old *Snapshot, diffs []AttrDiff) bool {
 	return some
 }
 
-// StatusStopped is the stored status of a daemon that orch up stopped on
-// its way out: its record (and handle) stays, a later orch up starts it.
-const StatusStopped = "stopped"
-
 // StopAll plans orch up's shutdown from what the state records: every
 // daemon and module recorded running is stopped (Stop: its record stays,
 // marked stopped); everything else is a NoOp, kept in the plan so that the
@@ -554,7 +547,7 @@ func StopAll(stored map[spec.Address]*Stored) *Plan {
 	p := &Plan{Changes: make([]*Change, 0, len(stored))}
 	for addr, st := range stored {
 		c := &Change{Addr: addr, Action: NoOp, Prior: st}
-		if (addr.Kind == spec.KindDaemon || addr.Kind == spec.KindModule) && st.Status == "running" && len(st.Handle) > 0 {
+		if (addr.Kind == spec.KindDaemon || addr.Kind == spec.KindModule) && st.Status == StatusRunning && len(st.Handle) > 0 {
 			c.Action = Stop
 		}
 		p.Changes = append(p.Changes, c)
@@ -567,7 +560,7 @@ func StopAll(stored map[spec.Address]*Stored) *Plan {
 // again as desired (r): a restart by a restart policy or by orch restart.
 // The planner makes every Change; this one needs no refresh, since only
 // its caller acts on the instance.
-func Restart(r *spec.Resource, desired *Snapshot, prior *Stored, reason string) *Plan {
+func Restart(r *spec.Resource, desired *Snapshot, prior *Stored, reason Reason) *Plan {
 	c := &Change{Addr: r.Addr, Action: Start, Resource: r, Desired: desired, Prior: prior,
 		Observed: providers.Observed{State: providers.StateExited}, Reason: reason,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}

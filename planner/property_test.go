@@ -79,7 +79,7 @@ func applyOnPaper(p *Plan, in Input) Input {
 			if err != nil {
 				panic(err)
 			}
-			out.Stored[c.Addr] = &Stored{Addr: c.Addr, Snapshot: snap, ConfigHash: snap.Hash(), Handle: providers.Handle("h"), Status: "running"}
+			out.Stored[c.Addr] = &Stored{Addr: c.Addr, Snapshot: snap, ConfigHash: snap.Hash(), Handle: providers.Handle("h"), Status: StatusRunning}
 			out.Observed[c.Addr] = providers.Observed{State: providers.StateRunning, Pid: 1}
 			delete(out.Adoptable, c.Addr)
 		}

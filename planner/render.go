@@ -82,23 +82,23 @@ func (r *renderer) change(c *Change) {
 	case Stop:
 		sym, color, headline = "  ~", yellow, "will be stopped"
 	case Reload:
-		sym, color, headline = "  ~", yellow, "will be reloaded in place ("+c.Reason+")"
+		sym, color, headline = "  ~", yellow, "will be reloaded in place ("+c.Reason.String()+")"
 	case Start:
-		sym, color, headline = "  ~", yellow, "will be started ("+c.Reason+")"
+		sym, color, headline = "  ~", yellow, "will be started ("+c.Reason.String()+")"
 	case Adopt:
-		sym, color, headline = "  ~", cyan, "will be adopted ("+c.Reason+")"
+		sym, color, headline = "  ~", cyan, "will be adopted ("+c.Reason.String()+")"
 	case Delete:
 		sym, color, headline = "  -", red, "will be destroyed"
-		if c.Reason != "" {
-			headline += " (" + c.Reason + ")"
+		if !c.Reason.IsZero() {
+			headline += " (" + c.Reason.String() + ")"
 		}
 	case Replace:
 		sym, color, headline = "-/+", red, "must be replaced"
 		if c.CreateBeforeDestroy {
 			sym = "+/-"
 		}
-		if c.Reason != "" {
-			headline += " (" + c.Reason + ")"
+		if !c.Reason.IsZero() {
+			headline += " (" + c.Reason.String() + ")"
 		}
 	}
 	fmt.Fprintf(&r.b, "\n  %s %s %s\n", r.c(bold, "#"), r.c(bold, c.Addr.String()), headline)

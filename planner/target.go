@@ -9,10 +9,6 @@ import (
 	"github.com/orch-dev/orch/spec"
 )
 
-// ReasonReplaceRequested is the Reason of a Replace that -replace asked
-// for, when nothing else forces one.
-const ReasonReplaceRequested = "as requested with -replace"
-
 // resolveNames turns -target or -replace addresses into the instances
 // they name: an instance address names itself, a block address (daemon.api)
 // every instance of the block, declared or recorded. A name that matches

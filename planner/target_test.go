@@ -124,7 +124,7 @@ func TestReplaceRequested(t *testing.T) {
 	if got := changeSet(p); !reflect.DeepEqual(got, want) {
 		t.Errorf("-replace daemon.api: %v, want %v", got, want)
 	}
-	if c := p.Change(addrs(t, "daemon.api[0]")[0]); c.Reason != ReasonReplaceRequested {
+	if c := p.Change(addrs(t, "daemon.api[0]")[0]); c.Reason.Kind != ReasonReplaceRequested {
 		t.Errorf("reason %q", c.Reason)
 	}
 	guarded := load(t, `daemon "db" {

@@ -46,6 +46,7 @@ var ladder = []struct {
 	{2, "executor/service/", false},
 	{6, "executor", false},
 	{7, "executor/engine", false},
+	{6, "executor/engine/gate", false}, // pure: the plan and readiness in, what may start out
 	{8, "executor/metrics", false},
 	{9, "executor/agent", false},
 	{10, "executor/agent/web", false},

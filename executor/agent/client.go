@@ -236,6 +236,20 @@ func (c *Client) Resume(ctx context.Context, addr string) (*PauseResponse, error
 	return &out, c.call(ctx, http.MethodPost, addrPath("/resume/", addr), nil, &out)
 }
 
+// Stop stops a daemon and holds it stopped, whatever its restart policy,
+// until Start (POST /v1/stop); it returns once the daemon stopped.
+func (c *Client) Stop(ctx context.Context, addr string) (*HoldResponse, error) {
+	var out HoldResponse
+	return &out, c.call(ctx, http.MethodPost, addrPath("/stop/", addr), nil, &out)
+}
+
+// Start releases the hold of Stop and starts the daemon (POST /v1/start);
+// it returns once the start is under way.
+func (c *Client) Start(ctx context.Context, addr string) (*HoldResponse, error) {
+	var out HoldResponse
+	return &out, c.call(ctx, http.MethodPost, addrPath("/start/", addr), nil, &out)
+}
+
 // Plan asks the agent for a plan of the configuration on disk (POST
 // /v1/plan).
 func (c *Client) Plan(ctx context.Context, destroy bool) (*PlanResponse, error) {

@@ -72,6 +72,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/signal/{addr}", s.signal)
 	mux.HandleFunc("POST /v1/pause/{addr}", func(w http.ResponseWriter, r *http.Request) { s.pause(w, r, true) })
 	mux.HandleFunc("POST /v1/resume/{addr}", func(w http.ResponseWriter, r *http.Request) { s.pause(w, r, false) })
+	mux.HandleFunc("POST /v1/stop/{addr}", func(w http.ResponseWriter, r *http.Request) { s.hold(w, r, true) })
+	mux.HandleFunc("POST /v1/start/{addr}", func(w http.ResponseWriter, r *http.Request) { s.hold(w, r, false) })
 	mux.HandleFunc("POST /v1/plan", s.plan)
 	mux.HandleFunc("POST /v1/apply", func(w http.ResponseWriter, r *http.Request) { s.apply(w, r, false) })
 	mux.HandleFunc("POST /v1/destroy", func(w http.ResponseWriter, r *http.Request) { s.apply(w, r, true) })
@@ -539,4 +541,34 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request, pause bool) {
 		return
 	}
 	writeJSON(w, http.StatusOK, PauseResponse{Address: a.String(), Paused: pause})
+}
+
+// HoldResponse is the body of the answer to POST /v1/stop/{addr} and
+// /v1/start/{addr}.
+type HoldResponse struct {
+	Address string `json:"address"`
+	// Held: stopped by the user, and kept stopped (restart policies,
+	// edits) until a start.
+	Held bool `json:"held"`
+}
+
+// hold stops a daemon and holds it stopped (POST /v1/stop/{addr},
+// answered once it stopped), or releases the hold and starts it (POST
+// /v1/start/{addr}, answered once the start is under way).
+func (s *Server) hold(w http.ResponseWriter, r *http.Request, stop bool) {
+	a, ok := pathAddr(w, r)
+	if !ok {
+		return
+	}
+	var err error
+	if stop {
+		err = s.Engine.Stop(r.Context(), a)
+	} else {
+		err = s.Engine.Start(r.Context(), a)
+	}
+	if err != nil {
+		engineErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, HoldResponse{Address: a.String(), Held: stop})
 }

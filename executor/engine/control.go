@@ -61,7 +61,7 @@ func (e *Engine) call(ctx context.Context, f func()) error {
 type InstanceStatus struct {
 	Addr       spec.Address
 	Runtime    spec.Address
-	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed
+	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed or is held, "held" when orch stop stopped it
 	Observed   providers.Observed
 	Supervised bool   // this engine watches it run
 	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy", "paused"
@@ -112,9 +112,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		}
 		for a, inst := range e.insts {
 			if !seen[a] && inst.waiting != "" && inst.res != nil {
-				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: "waiting"}
+				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusWaiting.String()}
 				if !inst.blockedBy.IsZero() {
-					st.Status = "blocked"
+					st.Status = planner.StatusBlocked.String()
 				}
 				e.books(inst, &st)
 				out = append(out, st)
@@ -136,21 +136,30 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 }
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {
-	st.Supervised, st.Restarts, st.Waiting = inst.running, inst.restarts, inst.waiting
-	e.serviceBooks(inst, st)
-	st.Paused = inst.running && inst.paused
-	if inst.running && (inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
-		switch {
-		case inst.paused:
-			st.Health = "paused"
-		case inst.healthy:
-			st.Health = "healthy"
-		case inst.checked:
-			st.Health = "unhealthy"
-		default:
-			st.Health = "starting"
-		}
+	st.Supervised, st.Restarts, st.Waiting = inst.sup.running(), inst.restarts, inst.waiting
+	if inst.sup.held() && !inst.sup.running() {
+		st.Status, st.Waiting = planner.StatusHeld.String(), HeldWhy
 	}
+	e.serviceBooks(inst, st)
+	st.Paused = inst.sup.running() && inst.sup.isPaused()
+	st.Health = inst.health().String()
+}
+
+// health is inst's Health: none without a health check (its declared
+// one, or its backend's own) or while it does not run.
+func (inst *instance) health() Health {
+	if !inst.sup.running() || !(inst.res != nil && inst.res.Health != nil || inst.own == ownDeclared) {
+		return HealthNone
+	}
+	switch {
+	case inst.sup.isPaused():
+		return HealthPaused
+	case inst.sup.healthy():
+		return HealthHealthy
+	case inst.sup.checked():
+		return HealthUnhealthy
+	}
+	return HealthStarting
 }
 
 func sortStatus(s []InstanceStatus) {
@@ -190,22 +199,25 @@ func (e *Engine) requestRestart(a spec.Address) error {
 	if e.busy[a] {
 		return fmt.Errorf("%s is being changed right now; try again", a)
 	}
+	if inst.sup.held() {
+		return e.requestStart(a) // orch restart of what orch stop held: its start
+	}
 	inst.history, inst.attempt = nil, 0
 	if inst.timer != nil {
 		inst.timer.Stop()
 		inst.timer = nil
 	}
-	if !inst.running {
+	if !inst.sup.running() {
 		if _, waiting := e.deferred[a]; waiting {
 			return fmt.Errorf("%s has not started yet: it waits %s", a, inst.waiting)
 		}
 		e.restart(a, inst.gen)
 		return nil
 	}
-	if inst.manual {
+	if inst.sup.restarting() {
 		return nil // already under way
 	}
-	inst.manual = true
+	e.illegal(a, inst.sup.stopFor(stopRestart))
 	e.stopAsync(inst, inst.stopSettings().Signal)
 	return nil
 }
@@ -246,7 +258,7 @@ func (e *Engine) SignalMain(ctx context.Context, a spec.Address, sig spec.Signal
 		switch {
 		case e.stopping:
 			ferr = ErrStopping
-		case inst == nil || !inst.running:
+		case inst == nil || !inst.sup.running():
 			ferr = fmt.Errorf("%s is not running", a)
 		default:
 			prov = e.opts.Providers[inst.rt.Type]
@@ -431,7 +443,7 @@ func (e *Engine) apiDestroy(cfg *spec.Config, res *ApplyResult, send func(*Apply
 		if inst.cancel != nil {
 			inst.cancel()
 		}
-		inst.running, inst.manual, inst.killing = false, false, false
+		inst.sup = supervisor{} // down, and no longer held
 	}
 	e.deferred = map[spec.Address]*deferral{}
 	run := func() {
@@ -501,11 +513,11 @@ func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) er
 			ferr = ErrStopping
 		case a.Kind != spec.KindDaemon:
 			ferr = fmt.Errorf("%s is a %s: only daemons can be paused", a, a.Kind)
-		case inst == nil || !inst.running:
+		case inst == nil || !inst.sup.running():
 			ferr = fmt.Errorf("%s is not running", a)
 		case e.busy[a]:
 			ferr = fmt.Errorf("%s is being changed right now; try again", a)
-		case pause == inst.paused:
+		case pause == inst.sup.isPaused():
 			done = true // already so
 		default:
 			prov, gen = e.opts.Providers[inst.rt.Type], inst.gen
@@ -513,7 +525,7 @@ func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) er
 			if pause {
 				req.Signal = spec.Signal{Name: "SIGSTOP", Num: 19}
 				// Suspend the checks before the process stops answering.
-				inst.paused = true
+				e.illegal(a, inst.sup.pause())
 				if inst.healthCancel != nil {
 					inst.healthCancel()
 				}
@@ -534,19 +546,19 @@ func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) er
 	}
 	cerr := e.call(ctx, func() {
 		inst := e.insts[a]
-		if inst == nil || inst.gen != gen || !inst.running {
+		if inst == nil || inst.gen != gen || !inst.sup.running() {
 			return
 		}
 		switch {
 		case err != nil && pause: // not paused after all
-			inst.paused = false
-			e.monitorHealth(inst.genCtx, inst, inst.healthy)
+			e.illegal(a, inst.sup.resume())
+			e.monitorHealth(inst.genCtx, inst, inst.sup.healthy())
 		case err != nil:
 		case pause:
 			e.emit(Event{Type: EventPaused, Addr: a, Detail: "SIGSTOP to its process group; health checks suspended"})
 		default:
-			inst.paused = false
-			e.monitorHealth(inst.genCtx, inst, inst.healthy)
+			e.illegal(a, inst.sup.resume())
+			e.monitorHealth(inst.genCtx, inst, inst.sup.healthy())
 			e.emit(Event{Type: EventResumed, Addr: a})
 		}
 	})

@@ -32,6 +32,15 @@
 // every event would put each dependent behind every other one. When the
 // configuration or the instance changed since, the round is planned again.
 //
+// Which starts may run now is decided by a pure function, gate.Decide
+// (package executor/engine/gate): the plan's changes and the readiness of
+// every instance in, what starts now, what waits (and the failed or held
+// instance blocking it) out. Each instance's own state is its supervisor
+// (supervisor.go: starting, ready, unhealthy, paused, stopping, down,
+// held), changed only through its transitions. orch stop holds an
+// instance stopped (hold.go) until orch start. The engine writes no
+// record: the executor does, also for a crash loop (executor.MarkFailed).
+//
 // A runtime whose backend goes away (a Docker Engine restarted) is
 // followed through its provider's optional providers.EventSource: the
 // engine says "unreachable", leaves what runs there as it is (a watch

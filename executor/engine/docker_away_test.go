@@ -236,7 +236,7 @@ daemon "tick" {
 	for _, s := range status {
 		switch s.Addr.String() {
 		case web:
-			if s.Observed.State != providers.StateUnknown || s.Status != executor.StatusRunning {
+			if s.Observed.State != providers.StateUnknown || s.Status != executor.StatusRunning.String() {
 				t.Errorf("status of web while the Engine is away: %+v; want state unknown, status running", s)
 			}
 		case tick:

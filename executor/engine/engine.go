@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/orch-dev/orch/executor"
+	"github.com/orch-dev/orch/executor/engine/gate"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
@@ -148,38 +149,33 @@ type Engine struct {
 	stats stats // counters for metrics and orch top (observe.go)
 }
 
-// instance is what the engine knows of one declared instance.
+// instance is what the engine knows of one declared instance: its
+// supervisor (the state machine, drawn in supervisor.go), the handle and
+// generation it watches, and the books of its restart policy. A daemon's
+// restart policy, one generation per handle:
 //
-// A daemon's supervision, one generation per handle:
-//
-//	        start / adopt                      exit (policy says restart)
-//	(none) --------------> running --------------------------------> backoff
-//	                        |   ^  \ health fails retries times           |
-//	                        |   |   '-> stop it, then as an exit          | timer
-//	           exit (policy |   '-----------------------------------------'
-//	           says no)     v                  (restart: a one-change apply)
-//	                     exited       crash loop (max_restarts within window)
-//	                                  -> failed; both stay until the config changes
+//	exit (policy says restart) --> backoff timer --> restart: a one-change
+//	apply (planner.Restart); health fails retries times --> stopFor(liveness),
+//	then as an exit; crash loop (max_restarts within window) --> failed
+//	(executor.MarkFailed), until the config changes.
 type instance struct {
-	addr     spec.Address
-	res      *spec.Resource // nil once no longer declared
-	rt       spec.Address
-	handle   providers.Handle
-	hash     string // config hash it was last started or adopted with
-	status   string // stored status
-	ran      bool   // started, adopted or attempted by this engine
-	gen      uint64 // bumped for each new handle: older notifications are stale
-	running  bool
-	healthy  bool
-	checked  bool      // a health check result came for this generation
+	addr   spec.Address
+	res    *spec.Resource // nil once no longer declared
+	rt     spec.Address
+	handle providers.Handle
+	hash   string         // config hash it was last started or adopted with
+	status planner.Status // stored status
+	ran    bool           // started, adopted or attempted by this engine
+	gen    uint64         // bumped for each new handle: older notifications are stale
+	// sup is its state machine: down, starting, ready, unhealthy,
+	// held; paused and stopping over a running one (supervisor.go).
+	sup      supervisor
 	own      ownHealth // the backend's own health check, for this generation (ownhealth.go)
 	started  time.Time
 	cancel   context.CancelFunc // the watch and health monitor of gen
 	timer    *time.Timer        // a pending restart
 	attempt  int                // backoff exponent
 	history  restartHistory
-	killing  bool   // stopped by the engine because it was unhealthy
-	manual   bool   // stopped by the engine for a requested restart
 	restarts int    // restarts by this engine (policy, liveness, requested)
 	waiting  string // what it waits for, as last reported
 	// parked: its last start could not reach its runtime (runtimes.go);
@@ -198,9 +194,8 @@ type instance struct {
 	// running instance was applied with (appliedStop of its record): an
 	// edit not applied yet does not change how it is stopped.
 	applied spec.Stop
-	// paused: stopped with SIGSTOP by orch pause; its health checks are
-	// suspended (healthCancel) until orch resume.
-	paused       bool
+	// healthCancel suspends its health checks (orch pause) until orch
+	// resume.
 	healthCancel context.CancelFunc
 	genCtx       context.Context // the context of the current generation's supervision
 	// withPending is the plan of a restart or replace of this instance
@@ -537,10 +532,11 @@ func (e *Engine) promote() {
 	for a := range in {
 		cands = append(cands, a)
 	}
-	batch, wait := e.gate(in)
+	dec := e.gate(in)
+	batch := dec.Now
 	for _, a := range cands {
-		if why, ok := wait[a]; ok {
-			e.waitingFor(a, why)
+		if w, ok := dec.Wait[a]; ok {
+			e.waitingFor(a, w)
 		} else {
 			delete(e.deferred, a) // started now, or left to the supervisor
 		}
@@ -580,7 +576,22 @@ func (e *Engine) settle(err string) {
 // unsettled says whether the round goes on: an apply of it in flight, or
 // a start waiting for a dependency.
 func (e *Engine) unsettled() bool {
-	return e.applying || e.promoting > 0 || len(e.deferred) > 0
+	if e.applying || e.promoting > 0 {
+		return true
+	}
+	for a := range e.deferred {
+		// A start blocked by a held instance waits for orch start, not
+		// for the round: an orch apply meanwhile does not wait for it.
+		if inst := e.insts[a]; inst == nil || inst.blockedBy.IsZero() || !e.isHeld(inst.blockedBy) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) isHeld(a spec.Address) bool {
+	inst := e.insts[a]
+	return inst != nil && inst.sup.held()
 }
 
 // ready reports the end of the first round of applies, once.
@@ -591,7 +602,7 @@ func (e *Engine) ready() {
 	e.firstDone = true
 	n := 0
 	for _, inst := range e.insts {
-		if inst.running {
+		if inst.sup.running() {
 			n++
 		}
 	}
@@ -607,15 +618,15 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 			continue
 		}
 		inst := e.instance(rec.Addr)
-		inst.status = rec.Status
+		inst.status = recStatus(rec)
 		if e.busy[rec.Addr] || !supervised(rec.Addr.Kind) {
 			continue
 		}
 		obs := in.Observed[rec.Addr]
-		if obs.State != providers.StateRunning || rec.Status != executor.StatusRunning {
+		if obs.State != providers.StateRunning || recStatus(rec) != executor.StatusRunning {
 			continue
 		}
-		if inst.running && bytes.Equal(inst.handle, rec.Handle) {
+		if inst.sup.running() && bytes.Equal(inst.handle, rec.Handle) {
 			continue
 		}
 		inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
@@ -663,7 +674,7 @@ func (e *Engine) around(plan *planner.Plan, away map[spec.Address]error) *planne
 			continue
 		}
 		if c.Resource != nil && starts(c) {
-			e.waitingFor(c.Addr, "for "+rt.String()+" to be reachable again")
+			e.waitFor(c.Addr, "for "+rt.String()+" to be reachable again")
 		}
 	}
 	return out
@@ -695,9 +706,7 @@ func (e *Engine) backAgain(away map[spec.Address]error) {
 // say when it is back.
 const awayRetry = 2 * time.Second
 
-func starts(c *planner.Change) bool {
-	return c.Action == planner.Create || c.Action == planner.Start || c.Action == planner.Replace
-}
+func starts(c *planner.Change) bool { return gate.Starts(c) }
 
 // selectChanges picks the changes of plan to apply now; the starts that
 // wait for a dependency are held in e.deferred, for promote.
@@ -722,165 +731,120 @@ func (e *Engine) selectChanges(plan *planner.Plan) []*planner.Change {
 	for a, c := range in {
 		held[a] = c
 	}
-	now, wait := e.gate(in)
-	batch = append(batch, now...)
-	e.deferred = make(map[spec.Address]*deferral, len(wait))
+	dec := e.gate(in)
+	batch = append(batch, dec.Now...)
+	e.deferred = make(map[spec.Address]*deferral, len(dec.Wait))
 	e.deferHash = plan.ConfigHash
-	for a, why := range wait {
-		e.waitingFor(a, why)
+	for a, w := range dec.Wait {
+		e.waitingFor(a, w)
 		e.deferred[a] = &deferral{change: held[a], gen: e.instance(a).gen}
 	}
 	sort.Slice(batch, func(i, j int) bool { return batch[i].Addr.Less(batch[j].Addr) })
 	return batch
 }
 
+// waitFor records (and reports) that a's start waits for why, naming the
+// failed or held instance behind it, if any (gate.BlockedBy).
+func (e *Engine) waitFor(a spec.Address, why string) {
+	w := gate.Wait{Why: why}
+	if e.cfg != nil {
+		w.BlockedBy, w.Blocker, _ = gate.BlockedBy(e.cfg.Graph, e.readiness(), a)
+	}
+	e.waitingFor(a, w)
+}
+
 // waitingFor records (and reports, when it changed) why a's start waits.
-// When what it waits for is, at its root, an instance that failed, it is
-// blocked on that instance (status "blocked", event "blocked"), not
-// merely waiting.
-func (e *Engine) waitingFor(a spec.Address, why string) {
+// When what it waits for is, at its root, an instance that failed or that
+// the user stopped, it is blocked on that instance (status "blocked",
+// event "blocked"), not merely waiting.
+func (e *Engine) waitingFor(a spec.Address, w gate.Wait) {
 	inst := e.instance(a)
-	by, blocked := e.failedBehind(a, map[spec.Address]bool{})
-	if inst.waiting == why && inst.blockedBy == by {
+	if inst.waiting == w.Why && inst.blockedBy == w.BlockedBy {
 		return
 	}
-	inst.waiting, inst.blockedBy = why, by
-	if blocked {
-		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + by.String() + ", which failed (" + why + ")"})
-		return
+	inst.waiting, inst.blockedBy = w.Why, w.BlockedBy
+	switch {
+	case w.BlockedBy.IsZero():
+		e.emit(Event{Type: EventWaiting, Addr: a, Detail: w.Why})
+	case w.Blocker == gate.Held:
+		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + w.BlockedBy.String() + ", which was stopped by user (" + w.Why + ")"})
+	default:
+		e.emit(Event{Type: EventBlocked, Addr: a, Detail: "by " + w.BlockedBy.String() + ", which failed (" + w.Why + ")"})
 	}
-	e.emit(Event{Type: EventWaiting, Addr: a, Detail: why})
 }
 
-// failedBehind finds a failed instance among what a depends on,
-// transitively.
-func (e *Engine) failedBehind(a spec.Address, seen map[spec.Address]bool) (spec.Address, bool) {
-	if e.cfg == nil {
-		return spec.Address{}, false
-	}
-	for _, d := range e.cfg.Graph.DependenciesOf(a) {
-		if d.Kind == spec.KindRuntime || seen[d] {
+// gate decides, through the pure gate.Decide, which changes of in (which
+// it empties of those it drops) may be applied now, sorted by address,
+// and which starts must wait, with what they wait for. A start of what
+// this engine started and saw end is dropped first: the supervisor
+// restarts it per its policy, or it stays down until its configuration
+// changes; so are the changes of a held instance (orch stop).
+func (e *Engine) gate(in map[spec.Address]*planner.Change) gate.Decision {
+	var gated map[spec.Address]string
+	for a, c := range in {
+		inst := e.insts[a]
+		if inst != nil && c.Action == planner.Start && inst.ran && inst.hash == c.Hash() {
+			delete(in, a)
 			continue
 		}
-		seen[d] = true
-		if inst := e.insts[d]; inst != nil && inst.status == executor.StatusFailed && !inst.running {
-			return d, true
-		}
-		if by, ok := e.failedBehind(d, seen); ok {
-			return by, true
-		}
-	}
-	return spec.Address{}, false
-}
-
-// gate splits the changes of in (which it empties of those it drops), in
-// dependency order, into those that may be applied now, sorted by
-// address, and the starts that must wait, with what they wait for. A
-// start of what this engine started and saw end is dropped: the
-// supervisor restarts it per its policy, or it stays down until its
-// configuration changes.
-func (e *Engine) gate(in map[spec.Address]*planner.Change) (now []*planner.Change, wait map[spec.Address]string) {
-	wait = map[spec.Address]string{}
-	for _, a := range e.cfg.Graph.TopoOrder() {
-		c := in[a]
-		if c == nil {
-			continue
-		}
-		if c.Action == planner.Start {
-			if inst := e.insts[a]; inst != nil && inst.ran && inst.hash == c.Hash() {
-				delete(in, a)
-				continue
-			}
-		}
-		if inst := e.insts[a]; inst != nil && inst.reverted != "" && inst.reverted == c.Hash() {
+		if inst != nil && inst.reverted != "" && inst.reverted == c.Hash() {
 			delete(in, a) // its new configuration never became ready: until it changes
 			continue
 		}
-		if starts(c) {
-			if why := e.blocked(a, in, wait); why != "" {
-				wait[a] = why
-				delete(in, a)
-				continue
-			}
-		}
-		now = append(now, c)
-	}
-	sort.Slice(now, func(i, j int) bool { return now[i].Addr.Less(now[j].Addr) })
-	return now, wait
-}
-
-// blocked says what a start of a waits for, or "".
-func (e *Engine) blocked(a spec.Address, in map[spec.Address]*planner.Change, deferred map[spec.Address]string) string {
-	for _, d := range e.cfg.Graph.DependenciesOf(a) {
-		if d.Kind == spec.KindRuntime {
+		if !gate.Starts(c) || c.Resource == nil {
 			continue
 		}
-		if _, ok := deferred[d]; ok {
-			return "for " + d.String() + ", which waits itself"
+		why := ""
+		switch {
+		case a.Kind == spec.KindDaemon && c.Resource.Health != nil:
+			why = "to be healthy"
+		case e.ownHealthPossible(c.Resource):
+			why = "to run (and be healthy, if it has a health check of its own)"
 		}
-		if c := in[d]; c != nil && starts(c) {
-			if d.Kind == spec.KindDaemon && c.Resource.Health != nil {
-				return "for " + d.String() + " to be healthy"
+		if why != "" {
+			if gated == nil {
+				gated = map[spec.Address]string{}
 			}
-			if e.ownHealthPossible(c.Resource) {
-				return "for " + d.String() + " to run (and be healthy, if it has a health check of its own)"
-			}
-			continue // started (or run to completion) first in the same apply
-		}
-		if why := e.notReady(d); why != "" {
-			return why
+			gated[a] = why
 		}
 	}
-	return ""
+	dec := gate.Decide(gate.Input{Graph: e.cfg.Graph, Changes: in, Instances: e.readiness(), Gated: gated})
+	for a := range dec.Wait {
+		delete(in, a)
+	}
+	for _, a := range dec.Held {
+		delete(in, a)
+	}
+	return dec
 }
 
-// notReady says why dependency d does not let its dependents start, or "".
-func (e *Engine) notReady(d spec.Address) string {
-	inst := e.insts[d]
-	switch d.Kind {
-	case spec.KindJob:
-		switch {
-		case inst != nil && inst.status == executor.StatusCompleted:
-			// Readiness gates through a completed job: what it depended
-			// on must be ready too (a warm start, with the job done in an
-			// earlier run, still waits for the database behind it).
-			for _, dd := range e.cfg.Graph.DependenciesOf(d) {
-				if dd.Kind == spec.KindRuntime {
-					continue
-				}
-				if why := e.notReady(dd); why != "" {
-					return why
-				}
-			}
-			return ""
-		case inst != nil && inst.status == executor.StatusFailed:
-			return "for " + d.String() + ", which failed"
-		}
-		return "for " + d.String() + " to complete"
-	case spec.KindDaemon:
-		switch {
-		case inst != nil && !inst.running && inst.parked:
-			return "for " + d.String() + ", which waits for " + inst.rt.String() + " to be reachable again"
-		case inst == nil || !inst.running:
-			if inst != nil && inst.status == executor.StatusFailed {
-				return "for " + d.String() + ", which failed"
-			}
-			return "for " + d.String() + " to run"
-		case e.gatedOnHealth(inst) && !inst.healthy:
-			return "for " + d.String() + " to be healthy"
-		}
-		return ""
-	case spec.KindModule:
-		switch {
-		case inst == nil || !inst.running:
-			if inst != nil && inst.status == executor.StatusFailed {
-				return "for " + d.String() + ", which failed"
-			}
-			return "for " + d.String() + " to run"
-		}
-		return ""
+// readiness is what the gate knows of every instance of the engine's
+// books.
+func (e *Engine) readiness() map[spec.Address]gate.Instance {
+	m := make(map[spec.Address]gate.Instance, len(e.insts))
+	for a, inst := range e.insts {
+		m[a] = gate.Instance{Readiness: e.readinessOf(inst), Runtime: inst.rt}
 	}
-	return "for " + d.String() + ", which orch up cannot host"
+	return m
+}
+
+func (e *Engine) readinessOf(inst *instance) gate.Readiness {
+	switch {
+	case inst.sup.held():
+		return gate.Held
+	case inst.sup.running():
+		if inst.addr.Kind == spec.KindDaemon && e.gatedOnHealth(inst) && !inst.sup.healthy() {
+			return gate.Running
+		}
+		return gate.Ready
+	case inst.parked:
+		return gate.Away
+	case inst.status == executor.StatusFailed:
+		return gate.Failed
+	case inst.status == executor.StatusCompleted:
+		return gate.Completed
+	}
+	return gate.Down
 }
 
 // supervised says whether instances of kind are kept running (watched,
@@ -935,9 +899,12 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		}
 	case ev.Kind == executor.StepDown:
 		out.Pid = 0
-		if ev.Action == planner.Delete {
+		switch ev.Action {
+		case planner.Delete:
 			out.Type = EventDestroyed
-		} else {
+		case planner.Stop: // orch stop (hold.go)
+			out.Type, out.Detail, out.Signal = EventStopped, "by user; held until orch start", ev.Observed.Signal
+		default:
 			out.Type, out.Detail = EventStopped, "replaced"
 		}
 	case ev.Action == planner.Adopt:
@@ -976,7 +943,7 @@ func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h provider
 		return
 	}
 	inst := e.instance(addr)
-	if inst.running && bytes.Equal(inst.handle, h) {
+	if inst.sup.running() && bytes.Equal(inst.handle, h) {
 		return
 	}
 	if inst.timer != nil {
@@ -1023,7 +990,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		// A failed start is retried by the restart policy, with the
 		// backoff and crash-loop accounting of an exit.
 		for _, inst := range failedStarts {
-			if e.insts[inst.addr] == inst && !inst.running && inst.timer == nil {
+			if e.insts[inst.addr] == inst && !inst.sup.running() && inst.timer == nil {
 				e.down(inst, true, 0)
 			}
 		}
@@ -1041,12 +1008,12 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		c := p.Change(o.Addr)
 		rec, ok := recs[o.Addr]
 		if !ok {
-			if o.Skipped != "" && !e.stopping && e.cfg.Resource(o.Addr) != nil && !strings.HasPrefix(o.Skipped, "not started") {
+			if o.Skipped.Reason == executor.SkipDependencyFailed && !e.stopping && e.cfg.Resource(o.Addr) != nil {
 				// Never started: what it needs failed. It stays visible
 				// (status, events) as blocked on that, and is planned
 				// again once what blocks it is restarted.
-				addr, why := o.Addr, o.Skipped
-				skipped = append(skipped, func() { e.waitingFor(addr, why) }) // once every status is in
+				addr, why := o.Addr, o.Skipped.String()
+				skipped = append(skipped, func() { e.waitFor(addr, why) }) // once every status is in
 				blocked = true
 				continue
 			}
@@ -1056,11 +1023,11 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			continue
 		}
 		inst := e.instance(o.Addr)
-		inst.status = rec.Status
+		inst.status = recStatus(rec)
 		switch {
-		case o.Skipped != "":
-			if !strings.HasPrefix(o.Skipped, "not started") && !e.stopping {
-				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped})
+		case !o.Skipped.IsZero():
+			if o.Skipped.Reason == executor.SkipDependencyFailed && !e.stopping {
+				e.emit(Event{Type: EventSkipped, Addr: o.Addr, Detail: o.Skipped.String()})
 			}
 		case o.Err != nil && isReverted(o.Err):
 			// The new instance never became ready and was stopped; the old
@@ -1068,18 +1035,18 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.reverted = c.Hash()
 			inst.hash, inst.rt = rec.ConfigHash, rec.Runtime
 			inst.applied = appliedStopOf(rec)
-			if rec.Status == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+			if recStatus(rec) == executor.StatusRunning && len(rec.Handle) > 0 && !(inst.sup.running() && bytes.Equal(inst.handle, rec.Handle)) {
 				// Checked as it was applied, until the configuration
 				// changes: the declared check is the new one's.
 				inst.healthOf, inst.healthOfSet = healthApplied(rec), true
 				e.supervise(inst, rec.Handle)
-				inst.healthy = true // it served before, and was not replaced
+				e.illegal(inst.addr, inst.sup.verdict(true)) // it served before, and was not replaced
 			}
-		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && rec.Status == executor.StatusRunning:
+		case o.Err != nil && c != nil && (c.Action == planner.Update || c.Action == planner.Reload) && recStatus(rec) == executor.StatusRunning:
 			// A failed in-place update leaves the instance running as it
 			// was (its record unchanged): its supervision goes on; the
 			// next plan shows the update again.
-			if !(inst.running && bytes.Equal(inst.handle, rec.Handle)) {
+			if !(inst.sup.running() && bytes.Equal(inst.handle, rec.Handle)) {
 				e.supervise(inst, rec.Handle)
 			}
 		case o.Err != nil && !isNotReady(o.Err):
@@ -1090,7 +1057,7 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			if inst.cancel != nil {
 				inst.cancel()
 			}
-			inst.running = false
+			inst.sup.end()
 			if supervised(o.Addr.Kind) && unreachableStart(o.Err) && !e.stopping {
 				e.park(inst, o.Err)
 				break
@@ -1116,19 +1083,19 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 			inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 			inst.waiting, inst.blockedBy = "", spec.Address{}
 			inst.parked, inst.parkedTries = false, 0
-			if supervised(o.Addr.Kind) && rec.Status == executor.StatusRunning {
+			if supervised(o.Addr.Kind) && recStatus(rec) == executor.StatusRunning {
 				if inst.timer != nil {
 					inst.timer.Stop()
 					inst.timer = nil
 				}
-				if inst.running && bytes.Equal(inst.handle, rec.Handle) {
+				if inst.sup.running() && bytes.Equal(inst.handle, rec.Handle) {
 					// Supervised since its step ended (superviseStarted);
 					// an exit or an unhealthy check seen while the apply
 					// went on is handled now.
 					if x := inst.exitBusy; x != nil && inst.exitBusyGen == inst.gen {
 						gen, obs := inst.gen, *x
 						exitsSeen = append(exitsSeen, func() { e.exited(inst.addr, gen, obs) })
-					} else if why := inst.sickBusy; why != "" && !inst.healthy {
+					} else if why := inst.sickBusy; why != "" && !inst.sup.healthy() {
 						gen := inst.gen
 						exitsSeen = append(exitsSeen, func() { e.health(inst.addr, gen, false, why) })
 					}
@@ -1154,3 +1121,6 @@ func (e *Engine) forget(inst *instance) {
 	}
 	delete(e.insts, inst.addr)
 }
+
+// recStatus is the status rec records.
+func recStatus(rec state.Instance) planner.Status { return planner.ParseStatus(rec.Status) }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/providers/wasm/wasmtest"
+	"github.com/orch-dev/orch/spec"
 )
 
 // orchBin and httpdBin are built once by TestMain: orch itself (driven as
@@ -45,7 +46,25 @@ func testMain(m *testing.M) int {
 		}
 	}
 	defer wasmtest.Remove()
-	return m.Run()
+	var (
+		mu      sync.Mutex
+		illegal []string
+	)
+	illegalSeen = func(a spec.Address, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		illegal = append(illegal, a.String()+": "+err.Error())
+	}
+	code := m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(illegal) > 0 {
+		// The supervisor refused a transition: the engine acted on a
+		// state an instance was not in, whichever test it was in.
+		fmt.Fprintf(os.Stderr, "FAIL: %d illegal supervisor transitions:\n  %s\n", len(illegal), strings.Join(illegal, "\n  "))
+		return 1
+	}
+	return code
 }
 
 func goTool() string {

@@ -262,7 +262,7 @@ func (e *Engine) Snapshot(ctx context.Context) ([]InstanceSnapshot, error) {
 		e.stats.mu.Lock()
 		defer e.stats.mu.Unlock()
 		for a, inst := range e.insts {
-			if inst.res == nil && !inst.running && inst.status == "" {
+			if inst.res == nil && !inst.sup.running() && inst.status == planner.StatusNone {
 				continue
 			}
 			out = append(out, e.snapshotOf(a, inst))
@@ -280,19 +280,22 @@ func (e *Engine) Snapshot(ctx context.Context) ([]InstanceSnapshot, error) {
 
 // snapshotOf is one instance's snapshot; e.stats.mu is held.
 func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
-	s := InstanceSnapshot{Addr: a, Runtime: inst.rt, Status: inst.status, Running: inst.running,
+	s := InstanceSnapshot{Addr: a, Runtime: inst.rt, Status: inst.status.String(), Running: inst.sup.running(),
 		Restarts: inst.restarts, Waiting: inst.waiting}
 	var st InstanceStatus
 	e.books(inst, &st)
 	s.Health = st.Health
-	if inst.waiting != "" && !inst.running {
-		s.Status = "waiting"
+	if inst.waiting != "" && !inst.sup.running() {
+		s.Status = planner.StatusWaiting.String()
 		if !inst.blockedBy.IsZero() {
-			s.Status = "blocked"
+			s.Status = planner.StatusBlocked.String()
 		}
 	}
+	if inst.sup.held() && !inst.sup.running() {
+		s.Status, s.Waiting = planner.StatusHeld.String(), HeldWhy
+	}
 	as := e.stats.addr(a)
-	if inst.running {
+	if inst.sup.running() {
 		s.StartedAt = inst.started
 		if as.handleGen != inst.gen {
 			var h struct {
@@ -316,36 +319,10 @@ func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
 			}
 		}
 	}
-	switch {
-	case inst.running && inst.paused:
-		s.State = "paused"
-	case a.Kind == spec.KindModule && as.module != "":
-		s.State = as.module
-	case inst.running:
-		switch s.Health {
-		case "starting":
-			s.State = "starting"
-		case "healthy":
-			s.State = "ready"
-		case "unhealthy":
-			s.State = "unhealthy"
-		default:
-			s.State = "running"
-		}
-	case s.Status == "waiting" || s.Status == "blocked":
-		s.State = s.Status
-	case inst.timer != nil:
-		s.State = "restarting"
-	case inst.status == executor.StatusFailed:
-		s.State = "failed"
-	case inst.status == executor.StatusCompleted:
-		s.State = "completed"
-	case inst.status == StatusStopped:
-		s.State = "stopped"
-	case inst.ran || as.exits > 0:
-		s.State = "exited"
-	default:
-		s.State = "pending"
+	if a.Kind == spec.KindModule && as.module != "" && !inst.sup.isPaused() {
+		s.State = as.module // its own word
+	} else {
+		s.State = inst.state(as.exits).String()
 	}
 	return s
 }
@@ -366,7 +343,7 @@ func (e *Engine) Observe(ctx context.Context, a spec.Address) (providers.Observe
 			ferr = ErrStopping
 		case inst == nil:
 			ferr = fmt.Errorf("%s is not known to this engine", a)
-		case !inst.running:
+		case !inst.sup.running():
 			ferr = fmt.Errorf("%s is not running", a)
 		default:
 			h, rt, prov = inst.handle, e.runtime(inst.rt), e.opts.Providers[inst.rt.Type]

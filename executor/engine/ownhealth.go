@@ -88,7 +88,7 @@ func (e *Engine) followOwnHealth(ctx context.Context, hc providers.HealthChecker
 // ownHealthReport takes a report of generation gen's own health check.
 func (e *Engine) ownHealthReport(addr spec.Address, gen uint64, resp providers.HealthResponse) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
+	if inst == nil || inst.gen != gen || !inst.sup.running() || e.stopping {
 		return
 	}
 	switch resp.Status {

@@ -44,9 +44,9 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 		inst := e.insts[c.Addr]
 		switch {
 		case inst == nil || !bytes.Equal(inst.handle, h):
-		case !inst.running:
+		case !inst.sup.running():
 			e.readyResolved(c.Addr, h, errors.New("it exited"))
-		case inst.healthy:
+		case inst.sup.healthy():
 			e.readyResolved(c.Addr, h, nil)
 		}
 	})

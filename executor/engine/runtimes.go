@@ -164,7 +164,7 @@ func (e *Engine) unpark(a spec.Address) {
 		return
 	}
 	for _, inst := range e.insts {
-		if !inst.parked || inst.rt != a || inst.running || e.busy[inst.addr] {
+		if !inst.parked || inst.rt != a || inst.sup.running() || e.busy[inst.addr] {
 			continue
 		}
 		if inst.timer != nil {

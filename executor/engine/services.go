@@ -217,7 +217,7 @@ func serviceInstance(addr spec.Address, h providers.Handle, sv *spec.Service) se
 // serviceReady says whether inst may get requests: what gates its
 // dependents (running; healthy when it has a check), and not paused.
 func (e *Engine) serviceReady(inst *instance) bool {
-	return inst.running && !inst.paused && !(e.gatedOnHealth(inst) && !inst.healthy)
+	return inst.sup.running() && !inst.sup.isPaused() && !(e.gatedOnHealth(inst) && !inst.sup.healthy())
 }
 
 // syncServices brings the registry in line with the engine's books; it
@@ -286,9 +286,11 @@ func (e *Engine) notReadyWhy(inst *instance) string {
 		return "orch is stopping"
 	case inst.res == nil || inst.res.Service == nil:
 		return "its service block was removed"
-	case !inst.running:
+	case inst.sup.held():
+		return "stopped by user"
+	case !inst.sup.running():
 		return "it exited"
-	case inst.paused:
+	case inst.sup.isPaused():
 		return "paused"
 	}
 	return "not healthy"
@@ -426,7 +428,7 @@ func (e *Engine) serviceBooks(inst *instance, st *InstanceStatus) {
 	if sv.Route != nil {
 		st.Route = sv.Route.String()
 	}
-	if e.svc != nil && inst.running {
+	if e.svc != nil && inst.sup.running() {
 		_, st.Registered = e.svc.reg.Get(serviceID(inst.addr, inst.handle))
 	}
 }

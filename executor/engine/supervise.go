@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor"
-	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
@@ -32,7 +31,8 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	}
 	inst.gen++
 	gen, addr := inst.gen, inst.addr
-	inst.handle, inst.running, inst.healthy, inst.killing, inst.checked = handle, true, false, false, false
+	inst.handle = handle
+	e.illegal(addr, inst.sup.start())
 	inst.own = ownUnknown
 	inst.started = time.Now()
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -84,7 +84,6 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 			e.followOwnHealth(ctx, hc, rt, addr, handle, gen)
 		}()
 	}
-	inst.paused = false
 	e.monitorHealth(ctx, inst, false)
 }
 
@@ -124,7 +123,7 @@ func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) 
 // exited handles the end of generation gen of addr.
 func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping {
+	if inst == nil || inst.gen != gen || !inst.sup.running() || e.stopping {
 		return // stale
 	}
 	if e.busy[addr] {
@@ -134,7 +133,7 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 		e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", obs.Ended()))
 		return
 	}
-	inst.running, inst.healthy = false, false
+	cause := inst.sup.end()
 	inst.cancel()
 	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
 	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", obs.Ended()))
@@ -148,24 +147,22 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	if obs.Error != "" {
 		ev.Detail = obs.Error
 	}
-	if inst.manual {
-		inst.manual, inst.killing = false, false
+	if cause == stopRestart {
 		ev.Detail = "restart requested"
 		e.emit(ev)
 		e.restart(addr, gen)
 		return
 	}
 	e.emit(ev)
-	failed := inst.killing || obs.Signal != "" || obs.ExitCode != 0 || obs.State != providers.StateExited
+	failed := cause == stopLiveness || obs.Signal != "" || obs.ExitCode != 0 || obs.State != providers.StateExited
 	e.down(inst, failed, time.Since(inst.started))
 }
 
 // down applies the restart policy to a daemon that stopped running after
 // uptime; failed says whether it counts as a failure.
 func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
-	inst.killing = false
 	r := inst.res
-	if r == nil || e.paused {
+	if r == nil || e.paused || inst.sup.held() {
 		return
 	}
 	rp := r.Restart
@@ -198,15 +195,7 @@ func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
 }
 
 func (e *Engine) markFailed(a spec.Address, why string) {
-	err := e.opts.Store.Update(func(tx *state.Tx) error {
-		inst, err := tx.Get(a)
-		if err != nil {
-			return err
-		}
-		inst.Status, inst.LastError = executor.StatusFailed, why
-		return tx.Put(inst)
-	})
-	if err != nil {
+	if err := executor.MarkFailed(e.opts.Store, e.cfg.Redactor(), a, why); err != nil {
 		e.emit(Event{Type: EventError, Addr: a, Detail: "recording the failure: " + err.Error()})
 	}
 }
@@ -216,7 +205,7 @@ func (e *Engine) markFailed(a spec.Address, why string) {
 // may have left behind.
 func (e *Engine) restart(addr spec.Address, gen uint64) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || inst.running || e.stopping || e.paused || e.busy[addr] {
+	if inst == nil || inst.gen != gen || inst.sup.running() || inst.sup.held() || e.stopping || e.paused || e.busy[addr] {
 		return
 	}
 	inst.timer = nil
@@ -226,7 +215,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	}
 	p := planner.Restart(inst.res, desired,
 		&planner.Stored{Addr: addr, Runtime: inst.rt, ConfigHash: inst.hash, Handle: inst.handle, Status: executor.StatusRunning},
-		"restart policy "+inst.res.Restart.Policy.String())
+		planner.Reason{Kind: planner.ReasonRestartPolicy, Arg: inst.res.Restart.Policy.String()})
 	p.ConfigHash = e.cfg.Hash
 	e.busy[addr] = true
 	if !inst.parked { // trying again to reach the runtime is not one more restart
@@ -240,7 +229,7 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	}
 	e.apply(p, sweep, func(res *executor.Result, err error) {
 		e.afterApply(p, res, err) // a failed start counts as a crash there
-		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped == "" {
+		if res != nil && len(res.Outcomes) == 1 && res.Outcomes[0].Err == nil && res.Outcomes[0].Skipped.IsZero() {
 			e.restartWithWhenReady(addr, p)
 			if e.hasBlocked {
 				// What a failure blocked may start now.
@@ -258,12 +247,11 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 // health handles a transition of generation gen's health check.
 func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	inst := e.insts[addr]
-	if inst == nil || inst.gen != gen || !inst.running || e.stopping || inst.paused {
+	if inst == nil || inst.gen != gen || !inst.sup.running() || e.stopping || inst.sup.isPaused() {
 		return // stale, or a probe that was in flight when it was paused
 	}
-	inst.checked = true
+	e.illegal(addr, inst.sup.verdict(ok))
 	if ok {
-		inst.healthy = true
 		e.emit(Event{Type: EventHealthy, Addr: addr})
 		if p := inst.withPending; p != nil {
 			inst.withPending = nil
@@ -276,7 +264,6 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	if inst.sickBusy == "" || !e.busy[addr] {
 		e.emit(Event{Type: EventUnhealthy, Addr: addr, Detail: detail})
 	}
-	inst.healthy = false
 	e.readyResolved(addr, inst.handle, errors.New(detail))
 	if e.busy[addr] {
 		// The apply that started it still acts on it (a
@@ -285,12 +272,12 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		inst.sickBusy = detail
 		return
 	}
-	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.killing {
+	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.sup.killing() {
 		return
 	}
 	// Liveness: stop it; its watch reports the exit, which counts as a
 	// failure and restarts it per its policy.
-	inst.killing = true
+	e.illegal(addr, inst.sup.stopFor(stopLiveness))
 	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.stopSettings()
 	if prov == nil {
 		return
@@ -307,7 +294,7 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 // already), else when its health check passes.
 func (e *Engine) restartWithWhenReady(dep spec.Address, p *planner.Plan) {
 	inst := e.insts[dep]
-	if inst != nil && inst.res != nil && inst.res.Health != nil && !inst.healthy {
+	if inst != nil && inst.res != nil && inst.res.Health != nil && !inst.sup.healthy() {
 		inst.withPending = p
 		return
 	}
@@ -322,13 +309,13 @@ func (e *Engine) restartWith(dep spec.Address, p *planner.Plan) {
 		return
 	}
 	for _, inst := range e.insts {
-		if inst.res == nil || !inst.running || inst.manual || e.busy[inst.addr] || !hasAddr(inst.res.RestartWith, dep) {
+		if inst.res == nil || !inst.sup.running() || inst.sup.restarting() || e.busy[inst.addr] || !hasAddr(inst.res.RestartWith, dep) {
 			continue
 		}
 		if c := p.Change(inst.addr); c != nil && c.Action != planner.NoOp {
 			continue
 		}
-		inst.manual = true
+		e.illegal(inst.addr, inst.sup.stopFor(stopRestart))
 		e.emit(Event{Type: EventRestarting, Addr: inst.addr, Detail: "now, with " + dep.String() + " (restart_with)"})
 		e.stopAsync(inst, inst.stopSettings().Signal)
 	}

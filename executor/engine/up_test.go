@@ -304,7 +304,7 @@ daemon "other" {
 		t.Fatalf("status after up: %s", out)
 	}
 	for _, l := range lines {
-		if l.Status != StatusStopped {
+		if l.Status != StatusStopped.String() {
 			t.Errorf("%s recorded %q, want stopped", l.Address, l.Status)
 		}
 	}

@@ -229,9 +229,9 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	if res != nil {
 		a.writeDiags(res.Diagnostics, s.res.files)
 		for _, o := range res.Outcomes {
-			if o.Skipped != "" && o.Err == nil {
+			if !o.Skipped.IsZero() && o.Err == nil {
 				if a.jsonApply {
-					a.emit(JSONApplyLine{Type: "skipped", Address: o.Addr.String(), Reason: o.Skipped})
+					a.emit(JSONApplyLine{Type: "skipped", Address: o.Addr.String(), Reason: o.Skipped.String()})
 					continue
 				}
 				fmt.Fprintf(a.Stderr, "%s: not applied, %s\n", o.Addr, o.Skipped)

@@ -343,7 +343,7 @@ func (a *App) restartLocal(dir string, vf *varFlags, lf *lockFlags, addr spec.Ad
 		}
 	}
 	start := planner.Restart(c.Resource, c.Desired,
-		&planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: rec.Status}, "orch restart")
+		&planner.Stored{Addr: addr, Runtime: rec.Runtime, ConfigHash: rec.ConfigHash, Handle: rec.Handle, Status: planner.ParseStatus(rec.Status)}, planner.Reason{Kind: planner.ReasonRestartRequested})
 	start.ConfigHash = p.ConfigHash
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: 1, Project: s.cfg.Project.Name, StateDir: s.stateDir}
 	res, err := ex.Apply(context.WithoutCancel(ctx), s.cfg, start)

@@ -512,7 +512,7 @@ func (a *App) recoverRecords(ctx context.Context, cfg *spec.Config, stateDir str
 	var out []state.Instance
 	var warn []string
 	for addr, ad := range in.Adoptable {
-		rec := state.Instance{Addr: addr, Runtime: ad.Runtime, Handle: ad.Handle, ConfigHash: ad.ConfigHash, Status: executor.StatusRunning}
+		rec := state.Instance{Addr: addr, Runtime: ad.Runtime, Handle: ad.Handle, ConfigHash: ad.ConfigHash, Status: executor.StatusRunning.String()}
 		switch c := changes[addr]; {
 		case c != nil && c.Action == planner.Adopt:
 			rec.Config, rec.ConfigHash = c.Encoded(), c.Hash()
