@@ -158,6 +158,19 @@ daemon "api" {
 	}
 	e.pids.add(e.status()["daemon.api"].Pid)
 
+	// x stops it and holds it stopped; t starts it again.
+	pane.keys("x")
+	pane.waitFor("daemon.api held", func(s string) bool {
+		r := row(s, "daemon.api")
+		return r["STATE"] == "held" && r["PID/ID"] == "-"
+	})
+	pane.keys("t")
+	pane.waitFor("daemon.api started again", func(s string) bool {
+		r := row(s, "daemon.api")
+		return r["STATE"] == "running" && r["PID/ID"] != "-"
+	})
+	e.pids.add(e.status()["daemon.api"].Pid)
+
 	// Enter follows the log; q goes back; / filters.
 	pane.keys("/", "w", "o", "r", "k", "e", "r", "Enter")
 	pane.waitFor("the filter", func(s string) bool {

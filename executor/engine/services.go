@@ -52,14 +52,12 @@ type services struct {
 	stopping map[string]bool // registration IDs drained for a stop: never registered again
 }
 
-
 type svcSeen struct {
 	handle string
 	ready  bool
 	sv     *spec.Service
 	hash   string
 }
-
 
 // hasServices says whether cfg publishes anything.
 func hasServices(cfg *spec.Config) bool {

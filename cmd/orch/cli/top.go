@@ -14,7 +14,7 @@ func (a *App) topCommand() *cobra.Command {
 		Short: "A live view of what the agent (or orch up) supervises",
 		Long: `Show every instance the agent or orch up running for DIR supervises, live,
 in the terminal: address, kind, runtime, state (running, starting, ready,
-unhealthy, paused, restarting, exited, failed, waiting, blocked; a module's
+unhealthy, paused, restarting, exited, failed, waiting, blocked, held; a module's
 own: loaded, running, stopping, ...), health, restarts, pid or container
 id, uptime, CPU (share of one core) and memory of its process group.
 
@@ -22,9 +22,9 @@ It follows the agent's event stream: a crash, a restart or a health change
 shows at once; CPU and memory are sampled every 3 s.
 
 Keys: up/down (j/k), PgUp/PgDn, Home/End move; Enter follows the selected
-instance's log (q or Esc: back); r restarts it; x stops it (its stop
-signal, SIGTERM: its restart policy then applies); p pauses and u resumes
-it; ! asks for a signal to send (HUP, USR1, ...); s changes the sort
+instance's log (q or Esc: back); r restarts it; x stops it and holds it
+stopped, whatever its restart policy (as orch stop), and t starts it again
+(as orch start); p pauses and u resumes it; ! asks for a signal to send (HUP, USR1, ...); s changes the sort
 (address, state, cpu, memory, restarts); / filters by name, state, kind or
 runtime (Esc clears); q or Ctrl-C quits. It needs a running agent, found
 through the state directory, and a terminal.`,

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -170,6 +171,22 @@ func TestEndpoints(t *testing.T) {
 	if got := u.Started("daemon.api[0]", 2); got != rr.Pid {
 		t.Errorf("restart answered pid %d, the engine started %d", rr.Pid, got)
 	}
+	// The page's stop holds the daemon stopped; its start starts it.
+	stop, start := base+"/v1/stop/daemon.api%5B0%5D", base+"/v1/start/daemon.api%5B0%5D"
+	if code, body := post(t, stop, ""); code != 401 {
+		t.Errorf("POST stop without a token: %d %s", code, body)
+	}
+	if code, body := post(t, stop, "Bearer "+token); code != 200 {
+		t.Fatalf("POST stop with the token: %d %s", code, body)
+	}
+	agenttest.Eventually(t, "daemon.api[0] held", func() bool {
+		_, body, _ := get(t, base+"/v1/snapshot")
+		return strings.Contains(body, `"address":"daemon.api[0]"`) && regexp.MustCompile(`"address":"daemon.api\[0\]"[^}]*"state":"held"`).MatchString(body)
+	})
+	if code, body := post(t, start, "Bearer "+token); code != 200 {
+		t.Fatalf("POST start with the token: %d %s", code, body)
+	}
+	u.Started("daemon.api[0]", 3)
 
 	// Another host name (DNS rebinding) is refused.
 	req, _ := http.NewRequest(http.MethodGet, base+"/v1/snapshot", nil)

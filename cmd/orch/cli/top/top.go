@@ -348,7 +348,9 @@ func (m *model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case "r":
 		return m, m.act("restart", func(ctx context.Context, a string) error { _, err := m.c.Restart(ctx, a); return err })
 	case "x":
-		return m, m.act("stop (SIGTERM)", func(ctx context.Context, a string) error { return m.c.Signal(ctx, a, "TERM") })
+		return m, m.act("stop (held until t)", func(ctx context.Context, a string) error { _, err := m.c.Stop(ctx, a); return err })
+	case "t":
+		return m, m.act("start", func(ctx context.Context, a string) error { _, err := m.c.Start(ctx, a); return err })
 	case "p":
 		return m, m.act("pause", func(ctx context.Context, a string) error { _, err := m.c.Pause(ctx, a); return err })
 	case "u":
@@ -518,7 +520,7 @@ func (m *model) View() string {
 	default:
 		line("last event: " + m.lastEvent)
 	}
-	line("enter log  r restart  x stop  p pause  u resume  ! signal  s sort  / filter  q quit")
+	line("enter log  r restart  x stop  t start  p pause  u resume  ! signal  s sort  / filter  q quit")
 	return strings.TrimRight(b.String(), "\n")
 }
 

@@ -90,7 +90,7 @@ function render() {
       td(String(i.restarts)), td(i.id ? i.id.slice(0, 12) : (i.pid ? String(i.pid) : "-")), td(duration(i.uptime_seconds)),
       td(i.cpu_percent !== undefined ? i.cpu_percent.toFixed(1) + "%" : "-"), td(bytes(i.rss_bytes)));
     const actions = document.createElement("td");
-    for (const [label, path, body] of [["restart", "restart"], ["stop", "signal", { signal: "TERM" }], ["pause", "pause"], ["resume", "resume"]]) {
+    for (const [label, path, body] of [["restart", "restart"], ["stop", "stop"], ["start", "start"], ["pause", "pause"], ["resume", "resume"]]) {
       const b = document.createElement("button");
       text(b, label);
       b.addEventListener("click", (ev) => { ev.stopPropagation(); act(path, i.address, body); });
