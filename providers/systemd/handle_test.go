@@ -13,7 +13,9 @@ import (
 // characters (a dash, a dot, an index, a for_each key) never share one,
 // and every name is one systemd accepts.
 func TestUnitNamesAreDistinct(t *testing.T) {
-	d := func(name string, k spec.Key) spec.Address { return spec.Address{Kind: spec.KindDaemon, Name: name, Key: k} }
+	d := func(name string, k spec.Key) spec.Address {
+		return spec.Address{Kind: spec.KindDaemon, Name: name, Key: k}
+	}
 	addrs := []spec.Address{
 		d("a-b", spec.NoKey), d("a.b", spec.NoKey), d("a_b", spec.NoKey), d("a--b", spec.NoKey),
 		d("web", spec.IntKey(1)), d("web-1", spec.NoKey), d("web.1", spec.NoKey), d("web", spec.StringKey("1")),
