@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -818,4 +819,45 @@ func TestLogdKilledLosesNoDaemon(t *testing.T) {
 		}
 		want++
 	}
+}
+
+// An orch started with SIGHUP ignored (nohup) starts its daemons with
+// the default disposition: the daemon can trap SIGHUP, and orch signal
+// reaches it (it was ignored across exec, and a shell cannot trap a
+// signal ignored on entry).
+func TestDaemonsDoNotInheritIgnoredSignals(t *testing.T) {
+	signal.Ignore(syscall.SIGHUP)
+	t.Cleanup(func() { signal.Reset(syscall.SIGHUP) })
+	e := newEnv(t, process.Options{})
+	h, hi := e.start(res("hup", "sh", "-c", `trap "echo got HUP" HUP; echo ready; while :; do sleep 0.05; done`))
+	log := filepath.Join(e.state, "logs", "daemon.hup.log")
+	waitLog(t, log, "ready\n")
+	if ign := sigMask(t, hi.Pid, "SigIgn"); ign&(1<<(syscall.SIGHUP-1)) != 0 {
+		t.Errorf("the daemon ignores SIGHUP (SigIgn %x)", ign)
+	}
+	hup, _ := spec.ParseSignal("HUP")
+	if _, err := e.p.Signal(context.Background(), providers.SignalRequest{Addr: addr("hup"), Handle: h, Signal: hup}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, log, "got HUP\n")
+}
+
+// sigMask reads a signal mask (SigIgn, SigCgt, ...) of pid.
+func sigMask(t *testing.T, pid int, field string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
 }

@@ -122,6 +122,7 @@ func New(opts Options) *Provider {
 		p.me.StartTicks = st.StartTicks
 	}
 	p.killHook = parseKillHook(os.Getenv(KillStartEnv))
+	resetIgnoredSignals()
 	if !opts.NoCgroups {
 		p.cg = cgroup.Detect()
 	}
