@@ -555,7 +555,7 @@ func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) er
 			e.monitorHealth(inst.genCtx, inst, inst.sup.healthy())
 		case err != nil:
 		case pause:
-			e.emit(Event{Type: EventPaused, Addr: a, Detail: "SIGSTOP to its process group; health checks suspended"})
+			e.emit(Event{Type: EventPaused, Addr: a, Detail: "stopped where it is (its cgroup frozen, or SIGSTOP to its process group); health checks suspended"})
 		default:
 			e.illegal(a, inst.sup.resume())
 			e.monitorHealth(inst.genCtx, inst, inst.sup.healthy())

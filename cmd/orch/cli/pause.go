@@ -22,18 +22,20 @@ func (a *App) pauseResumeCommand(pause bool) *cobra.Command {
 		vf     varFlags
 		asJSON bool
 	)
-	verb, short, long := "pause", "Stop a daemon where it is (SIGSTOP), until orch resume",
-		`Stop daemon NAME where it is: SIGSTOP to its whole process group (its
-container). Its health checks are suspended meanwhile, so a paused daemon is
+	verb, short, long := "pause", "Stop a daemon where it is (freezer or SIGSTOP), until orch resume",
+		`Stop daemon NAME where it is: its cgroup frozen (a native daemon in a
+cgroup of its own: setsid children included, no process sees a signal),
+else SIGSTOP to its whole process group; a container is paused by its
+Engine. Its health checks are suspended meanwhile, so a paused daemon is
 never taken for a dead one and restarted; orch status shows it paused. A
 NAME without a key pauses every instance of a block with count or for_each.
 It needs the agent (orch up or orch agent) that supervises the daemon: the
 pause is a state of that supervision. -json prints an array of
 {address, paused}.`
 	if !pause {
-		verb, short, long = "resume", "Continue a paused daemon (SIGCONT)",
-			`Continue daemon NAME, paused by orch pause: SIGCONT to its whole process
-group, and its health checks again, as those of a daemon that was ready.
+		verb, short, long = "resume", "Continue a paused daemon (thaw or SIGCONT)",
+			`Continue daemon NAME, paused by orch pause: its cgroup thawed, or
+SIGCONT to its whole process group, and its health checks again, as those of a daemon that was ready.
 A NAME without a key resumes every instance. Needs the agent, as orch
 pause does. -json prints an array of {address, paused}.`
 	}
