@@ -39,6 +39,16 @@ type HealthChecker interface {
 	Health(ctx context.Context, req HealthRequest) (HealthResponse, error)
 }
 
+// NotifyFollower is a HealthChecker whose backend receives the
+// readiness notifications (sd_notify READY=1, WATCHDOG=1) of a daemon
+// declared with health { notify = true } itself, as systemd does for a
+// Type=notify unit: its Health then reports that readiness, and orch's
+// own notify socket is not the daemon's.
+type NotifyFollower interface {
+	HealthChecker
+	FollowsNotify()
+}
+
 // Adopter lists the objects of a project that the backend holds, so that
 // orch finds its own after losing state.
 type Adopter interface {

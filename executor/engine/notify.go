@@ -138,3 +138,63 @@ func (e *Engine) mainProcess(ctx context.Context, rt *spec.Runtime, addr spec.Ad
 	}
 	return pid, cg
 }
+
+// followNotify is monitorNotify for a backend that receives the
+// daemon's notifications itself (systemd, for a Type=notify unit): its
+// Health says starting until READY=1, healthy once ready, unhealthy when
+// the backend gave up on it (a missed watchdog); orch still bounds the
+// start by start_timeout. It reports like monitor.
+func followNotify(ctx context.Context, nf providers.NotifyFollower, h *spec.Health, rt *spec.Runtime, addr spec.Address, handle providers.Handle, started time.Time, ready bool, report func(healthy bool, detail string)) {
+	startTimeout := h.StartTimeout
+	if startTimeout <= 0 {
+		startTimeout = spec.DefaultStartTimeout
+	}
+	req := providers.HealthRequest{Runtime: rt, Addr: addr, Handle: handle}
+	status := providers.HealthStarting
+	if ready {
+		status = providers.HealthHealthy
+	}
+	delay := 100 * time.Millisecond
+	for {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if status == providers.HealthStarting {
+			// Wake at start_timeout to say it never became ready.
+			wctx, cancel = context.WithDeadline(ctx, started.Add(startTimeout))
+		}
+		resp, err := nf.Health(wctx, req)
+		timedOut := wctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case timedOut && status == providers.HealthStarting:
+			report(false, fmt.Sprintf("no READY=1 within start_timeout %s", startTimeout))
+			status = providers.HealthUnhealthy
+			req.Wait, req.Prior = true, resp.Status
+			continue
+		case err != nil:
+			// The backend away: its reconnection is reported as such;
+			// ask again, 100ms up to 5s apart.
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			delay = min(2*delay, 5*time.Second)
+			continue
+		}
+		delay = 100 * time.Millisecond
+		if resp.Status != status {
+			switch resp.Status {
+			case providers.HealthHealthy:
+				report(true, "")
+			case providers.HealthUnhealthy:
+				report(false, resp.Detail)
+			}
+			status = resp.Status
+		}
+		req.Wait, req.Prior = true, resp.Status
+	}
+}

@@ -113,6 +113,10 @@ func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) 
 			e.post(func() { e.health(addr, gen, ok, detail) })
 		}
 		if h.Kind == spec.HealthNotify {
+			if nf, ok := e.opts.Providers[rt.Addr.Type].(providers.NotifyFollower); ok {
+				followNotify(hctx, nf, h, rt, addr, handle, started, ready, report)
+				return
+			}
 			e.monitorNotify(hctx, h, r, rt, handle, started, ready, report)
 			return
 		}

@@ -264,3 +264,73 @@ daemon "p" {
 		t.Errorf("daemon.p does not run")
 	}
 }
+
+// testEngineNotify: a daemon declared with health { notify = true } on
+// systemd is a Type=notify unit, whose READY=1 goes to systemd, not to
+// orch: orch up follows systemd's view (healthy once READY=1, 2 s after
+// the start here; its dependent starts only then) and does not call it
+// unhealthy when start_timeout passes; orch apply waits for it too.
+func testEngineNotify(t *testing.T) {
+	config := func(project string) string {
+		return fmt.Sprintf(`orch {
+  name = %q
+}
+runtime "systemd" "host" {}
+daemon "n" {
+  runtime = runtime.systemd.host
+  command = ["/orch/test.bin"]
+  env     = { ORCH_TEST_NOTIFY_AFTER = "2s" }
+  health {
+    notify        = true
+    start_timeout = "5s"
+  }
+}
+daemon "dep" {
+  runtime    = runtime.systemd.host
+  command    = ["/bin/sleep", "1000"]
+  depends_on = [daemon.n]
+}
+`, project)
+	}
+	dirOf := func() (string, string) {
+		project := uniqueProject(t)
+		dir := filepath.Join(os.TempDir(), project)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeConfig(t, dir, config(project))
+		t.Cleanup(func() {
+			orchCmd(t, nil, "destroy", "-auto-approve", dir)
+			for _, u := range units(t, "orch-"+project+"-*") {
+				exec.Command("systemctl", "stop", u).Run()
+				exec.Command("systemctl", "reset-failed", u).Run()
+			}
+		})
+		return project, dir
+	}
+
+	_, dir := dirOf()
+	began := time.Now()
+	up := startUp(t, dir)
+	waitFor(t, "daemon.dep started", func() bool { return up.events("started", "daemon.dep") == 1 })
+	out := up.output()
+	healthy, dep := strings.Index(out, `"type":"healthy","address":"daemon.n"`), strings.Index(out, `"type":"started","address":"daemon.dep"`)
+	if healthy < 0 || healthy > dep {
+		t.Fatalf("daemon.dep started before daemon.n was healthy:\n%s", out)
+	}
+	// Past start_timeout (5 s from the start): still healthy, never
+	// restarted.
+	time.Sleep(time.Until(began.Add(7 * time.Second)))
+	if n := up.events("unhealthy", "daemon.n") + up.events("restarting", "daemon.n"); n != 0 {
+		t.Fatalf("daemon.n was called unhealthy or restarted:\n%s", up.output())
+	}
+
+	project, dir2 := dirOf()
+	out2, code := orchCmd(t, nil, "apply", "-auto-approve", dir2)
+	if code != 0 || !strings.Contains(out2, "Apply complete!") {
+		t.Fatalf("orch apply: exit %d\n%s", code, out2)
+	}
+	if got := show(t, "orch-"+project+"-daemon-n.service", "ActiveState"); got != "active" {
+		t.Errorf("after orch apply daemon.n's unit is %s, want active (READY=1 said)", got)
+	}
+}

@@ -7,7 +7,11 @@ import (
 	"github.com/orch-dev/orch/providers"
 )
 
-var _ providers.HealthChecker = (*Provider)(nil)
+var _ providers.NotifyFollower = (*Provider)(nil)
+
+// FollowsNotify says that systemd, not orch, receives a Type=notify
+// unit's READY=1 (its NOTIFY_SOCKET is systemd's): Health reports it.
+func (p *Provider) FollowsNotify() {}
 
 // Health reports the readiness of a Type=notify unit (health { notify =
 // true }): starting while systemd waits for its READY=1 (the unit is

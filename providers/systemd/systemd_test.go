@@ -33,6 +33,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("Notify", testNotify)
 	t.Run("Resources", testResources)
 	t.Run("Engine", testEngine)
+	t.Run("EngineNotify", testEngineNotify)
 	t.Run("NoBus", testNoBus)
 	t.Run("UserScope", testUserScope)
 }

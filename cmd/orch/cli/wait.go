@@ -122,7 +122,7 @@ func (r *readiness) waitNotify(ctx context.Context, c *planner.Change, h provide
 	notReady := func(detail string) error {
 		return r.failure(context.WithoutCancel(ctx), c.Addr, res.Runtime, h, why+"; "+detail)
 	}
-	if hc, ok := r.s.provs[res.Runtime.Type].(providers.HealthChecker); ok {
+	if hc, ok := r.s.provs[res.Runtime.Type].(providers.NotifyFollower); ok {
 		req := providers.HealthRequest{Runtime: r.runtime(res.Runtime), Addr: c.Addr, Handle: h}
 		for {
 			resp, err := hc.Health(ctx, req)
