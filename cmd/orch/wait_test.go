@@ -135,3 +135,37 @@ daemon "quiet" {
 		t.Errorf("apply output lacks the reason:\n%s", out)
 	}
 }
+
+// A runtime that cannot be reached holds back nothing else: orch apply
+// warns at the runtime's block, applies the rest, and fails at its end
+// naming what it could not apply.
+func TestApplyAroundUnreachableRuntime(t *testing.T) {
+	dir := project(t, `
+runtime "docker" "away" {
+  host = "unix:///nonexistent/docker.sock"
+}
+daemon "web" {
+  runtime = runtime.docker.away
+  image   = "nginx:latest"
+}
+daemon "api" {
+  command = ["/bin/sleep", "600"]
+  stop {
+    timeout = "2s"
+  }
+}
+`)
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	for _, want := range []string{"Warning: Runtime unreachable", "main.hcl line 2", "runtime.docker.away is unreachable", "not applied: daemon.web", "Everything else was applied"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("apply's errors lack %q:\n%s", want, r.stderr)
+		}
+	}
+	if st := status(t, dir)["daemon.api"]; st.Pid == 0 || !alive(st.Pid) {
+		t.Errorf("daemon.api does not run (%+v): the unreachable runtime held it back", st)
+	}
+	r = orch(t, dir, nil, "plan").want(t, 0)
+	if !strings.Contains(r.stderr, "Warning: Runtime unreachable") {
+		t.Errorf("plan does not warn of the unreachable runtime:\n%s%s", r.stdout, r.stderr)
+	}
+}

@@ -137,14 +137,14 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 	if a.jsonApply {
 		a.emitPlan(p)
 		if !p.HasChanges() {
-			a.emitSummary(true, 0, 0, 0, 0)
-			return nil
+			a.emitSummary(s.awayErr() == nil, 0, 0, 0, 0)
+			return s.awayErr()
 		}
 	} else {
 		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
 	}
 	if !p.HasChanges() {
-		return nil
+		return s.awayErr()
 	}
 	if !autoApprove {
 		q := "Do you want to perform these actions?\n  orch will perform the actions described above."
@@ -158,7 +158,10 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 	if ctx.Err() != nil {
 		return &exitError{code: ExitError, msg: op + " interrupted before it started; nothing was changed."}
 	}
-	return a.execute(ctx, s, p, destroy)
+	if err := a.execute(ctx, s, p, destroy); err != nil {
+		return err
+	}
+	return s.awayErr()
 }
 
 // applySaved re-plans from the plan file's recorded inputs and applies only
@@ -222,14 +225,17 @@ func (a *App) applySaved(sp *savedPlan, given *varFlags, lf *lockFlags) error {
 	if a.jsonApply {
 		a.emitPlan(p)
 		if !p.HasChanges() {
-			a.emitSummary(true, 0, 0, 0, 0)
-			return nil
+			a.emitSummary(s.awayErr() == nil, 0, 0, 0, 0)
+			return s.awayErr()
 		}
 	} else {
 		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
 	}
 	if !p.HasChanges() {
-		return nil
+		return s.awayErr()
 	}
-	return a.execute(ctx, s, p, sp.Destroy)
+	if err := a.execute(ctx, s, p, sp.Destroy); err != nil {
+		return err
+	}
+	return s.awayErr()
 }

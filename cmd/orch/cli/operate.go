@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/mattn/go-isatty"
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
@@ -53,6 +55,43 @@ type session struct {
 	stateDir string
 	store    *state.Store
 	provs    executor.Providers
+	// away are the runtimes the last plan could not reach, and left the
+	// changes it left out for them.
+	away map[spec.Address]error
+	left []*planner.Change
+}
+
+// awayErr is the error of an apply that went on around unreachable
+// runtimes: what it left out, by runtime; nil when it left out nothing.
+func (s *session) awayErr() error {
+	if len(s.away) == 0 {
+		return nil
+	}
+	rts := make([]spec.Address, 0, len(s.away))
+	for rt := range s.away {
+		rts = append(rts, rt)
+	}
+	sort.Slice(rts, func(i, j int) bool { return rts[i].Less(rts[j]) })
+	var b strings.Builder
+	for i, rt := range rts {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		var names []string
+		for _, c := range s.left {
+			if c.Resource != nil && c.Resource.Runtime == rt || c.Resource == nil && c.Prior != nil && c.Prior.Runtime == rt {
+				names = append(names, c.Addr.String())
+			}
+		}
+		fmt.Fprintf(&b, "%s is unreachable (%v): ", rt, s.away[rt])
+		if len(names) == 0 {
+			b.WriteString("nothing on it needed a change, but what runs there could not be checked")
+		} else {
+			fmt.Fprintf(&b, "not applied: %s", strings.Join(names, ", "))
+		}
+	}
+	b.WriteString("\nEverything else was applied; apply again once it is back.")
+	return &exitError{code: ExitError, msg: b.String()}
 }
 
 func (s *session) close() {
@@ -92,7 +131,10 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
 	}
-	in, err := executor.Refresh(ctx, s.cfg, stored, s.provs, s.cfg.Project.Name, s.stateDir)
+	// A runtime that cannot be reached (a Docker Engine, a systemd bus
+	// away) holds back nothing else: its changes are left out, said
+	// here, and the apply fails at its end naming them.
+	in, away, err := executor.RefreshAround(ctx, s.cfg, stored, s.provs, s.cfg.Project.Name, s.stateDir)
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
@@ -101,6 +143,24 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return nil, err
 	}
 	p, diags := planner.Make(in)
+	if len(away) > 0 && p != nil {
+		p, s.left = planner.Without(p, away)
+		s.away = away
+		rts := make([]spec.Address, 0, len(away))
+		for rt := range away {
+			rts = append(rts, rt)
+		}
+		sort.Slice(rts, func(i, j int) bool { return rts[i].Less(rts[j]) })
+		for _, rt := range rts {
+			var subject *hcl.Range
+			if r := s.cfg.Runtime(rt); r != nil && r.DeclRange.Filename != "" {
+				subject = &r.DeclRange
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Runtime unreachable",
+				Detail: fmt.Sprintf("%s cannot be reached (%v). What runs there is left as it is: its changes are not in this plan, and the rest goes on.", rt, away[rt]),
+				Subject: subject})
+		}
+	}
 	a.writeDiags(diags, s.res.files)
 	if diags.HasErrors() {
 		return p, silentFailure()
