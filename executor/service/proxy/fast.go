@@ -662,6 +662,15 @@ func exchangeOn(u *upConn, cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 			return false, begun, false, err
 		}
 		begun = true
+		// The head goes at once when nothing of the body came with it: a
+		// response whose body comes later (a long poll, server-sent
+		// events) must not wait in this buffer. (With the body at hand,
+		// both go in one write.)
+		if u.br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return false, begun, false, err
+			}
+		}
 		if status == 101 {
 			return false, begun, false, errors.New("the instance switched protocols unasked")
 		}
@@ -674,7 +683,7 @@ func exchangeOn(u *upConn, cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 		switch {
 		case isHead || status == 204 || status == 304:
 		case framing == frameLength:
-			if _, err := io.CopyN(bw, u.br, length); err != nil {
+			if err := copyFlushing(bw, u.br, length); err != nil {
 				return false, begun, false, err
 			}
 		case framing == frameChunked:
@@ -682,7 +691,7 @@ func exchangeOn(u *upConn, cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 				return false, begun, false, err
 			}
 		default: // up to the instance's close; the client's connection ends too
-			if _, err := io.Copy(bw, u.br); err != nil {
+			if err := copyFlushing(bw, u.br, -1); err != nil && err != io.EOF {
 				return false, begun, false, err
 			}
 			return false, begun, false, bw.Flush()
@@ -811,6 +820,12 @@ func copyResponseHead(bw *bufio.Writer, head []byte, closeClient bool) (status, 
 // copyChunked copies a chunked body, its trailers and its end, as it is.
 func copyChunked(bw *bufio.Writer, br *bufio.Reader) error {
 	for {
+		// Before waiting for the next chunk, the client gets the last.
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
 		line, err := br.ReadSlice('\n')
 		if err != nil {
 			return err
@@ -837,7 +852,7 @@ func copyChunked(bw *bufio.Writer, br *bufio.Reader) error {
 				}
 			}
 		}
-		if _, err := io.CopyN(bw, br, n); err != nil {
+		if err := copyFlushing(bw, br, n); err != nil {
 			return err
 		}
 		crlf, err := br.ReadSlice('\n')
@@ -849,6 +864,41 @@ func copyChunked(bw *bufio.Writer, br *bufio.Reader) error {
 		}
 		bw.Write(crlf)
 	}
+}
+
+// copyFlushing copies n bytes (n < 0: up to EOF, returned as io.EOF)
+// from br to bw, flushing bw whenever br has nothing more buffered: what
+// the instance sent reaches the client as soon as the instance pauses,
+// while a body that streams in fast still goes in full buffers.
+func copyFlushing(bw *bufio.Writer, br *bufio.Reader, n int64) error {
+	for n != 0 {
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		k := br.Buffered() // what is there now; at least a byte, waited for
+		if n > 0 && int64(k) > n {
+			k = int(n)
+		}
+		b, err := br.Peek(max(1, k))
+		if len(b) > 0 {
+			if _, werr := bw.Write(b); werr != nil {
+				return werr
+			}
+			br.Discard(len(b))
+			if n > 0 {
+				n -= int64(len(b))
+			}
+		}
+		if err != nil {
+			if err == io.EOF && n > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func isReset(err error) bool {

@@ -379,3 +379,78 @@ func TestHTTPS(t *testing.T) {
 		t.Errorf("curl over HTTPS: %v %q", err, out)
 	}
 }
+
+// A response whose body comes later reaches the client as it comes: its
+// head at once, each piece of a streamed body when the instance sends
+// it (a long poll, server-sent events), with Content-Length, chunked or
+// up to the close. The instance sends the next piece only once the
+// client has the one before, so a proxy that held a piece back would
+// never finish.
+func TestStreamedResponsesFlow(t *testing.T) {
+	for _, c := range []struct{ name, head, piece, end string }{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", "ab", ""},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "2\r\nab\r\n", "0\r\n\r\n"},
+		{"close", "HTTP/1.0 200 OK\r\n\r\n", "ab", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := make(chan string, 16) // what the client has read, each time
+			go func() {
+				uc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer uc.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(uc)); err != nil {
+					return
+				}
+				io.WriteString(uc, c.head)
+				for i := 0; i < 6; i++ {
+					select {
+					case <-got:
+					case <-time.After(10 * time.Second):
+						return
+					}
+					io.WriteString(uc, c.piece)
+				}
+				io.WriteString(uc, c.end)
+			}()
+			reg := service.New()
+			p := listen(t, reg)
+			reg.Set(service.Instance{ID: "s#0", Addr: "daemon.s[0]", Service: "s", Label: "0", Host: "127.0.0.1",
+				Port: ln.Addr().(*net.TCPAddr).Port, Route: &service.Route{Host: "s.localhost", Path: "/"}})
+			conn, err := net.Dial("tcp", p.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, "GET / HTTP/1.1\r\nHost: s.localhost\r\n\r\n")
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no head: %v", err)
+			}
+			got <- "head"
+			body := ""
+			buf := make([]byte, 64)
+			for len(body) < 12 {
+				n, err := resp.Body.Read(buf)
+				body += string(buf[:n])
+				if n > 0 && len(body)%2 == 0 && len(body) < 12 {
+					got <- body
+				}
+				if err != nil {
+					break
+				}
+			}
+			if body != "abababababab" {
+				t.Fatalf("the client got %q of a streamed body: the proxy held a piece back", body)
+			}
+		})
+	}
+}
