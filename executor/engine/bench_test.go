@@ -40,7 +40,7 @@ func newBenchEnv(b *testing.B, config string) *benchEnv {
 		b.Fatal(err)
 	}
 	be := &benchEnv{b: b, dir: dir, stateDir: filepath.Join(dir, ".orch"), pids: map[int]bool{},
-		provs: executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}})}}
+		provs: executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}, NoCgroups: os.Getenv("ORCH_BENCH_NOCG") != ""})}} // ORCH_BENCH_NOCG=1: without cgroups, to tell their cost
 	st, err := state.Open(filepath.Join(be.stateDir, "state.db"), state.Options{Operation: "bench"})
 	if err != nil {
 		b.Fatal(err)

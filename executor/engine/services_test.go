@@ -363,3 +363,56 @@ daemon "api" {
 		t.Errorf("two.localhost: %d %q", code, body)
 	}
 }
+
+// A liveness kill drains first, as every other stop: a daemon that turns
+// unhealthy leaves the proxy, and its stop signal waits for the request
+// in flight to it (a server that drops what is in flight on SIGTERM), so
+// that request is answered whole.
+func TestServiceLivenessKillDrains(t *testing.T) {
+	base := freePorts(t, 2)
+	dir := t.TempDir()
+	sick := dir + "/sick"
+	conf := fmt.Sprintf(`
+orch {
+  proxy { listen = "127.0.0.1:%d" }
+}
+daemon "api" {
+  command = [%q, "-addr", "127.0.0.1:%d", "-sick", %q, "-abrupt"]
+  health {
+    http     = "http://127.0.0.1:%d/healthz"
+    interval = "20ms"
+    retries  = 1
+  }
+  restart {
+    policy  = "always"
+    backoff = "10ms"
+  }
+  service {
+    route = "/"
+    port  = %d
+    drain = "20s"
+  }
+}
+`, base+1, httpdBin, base, sick, base, base)
+	u := startUpIn(t, dir, conf)
+	u.waitFor("api registered", func(evs []ev) bool { return count(evs, "daemon.api", "service_registered") == 1 })
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/slow?d=1500ms", base+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Its head came: the request is in flight. Now it turns unhealthy.
+	if err := os.WriteFile(sick, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "done\n" {
+		t.Fatalf("the request in flight got %q, %v: the liveness kill did not wait for it\n%s", body, err, u.dump())
+	}
+	evs := u.waitFor("api killed and started again", func(evs []ev) bool { return count(evs, "daemon.api", "started") == 2 })
+	dereg, exited := index(evs, "daemon.api", "service_deregistered", 0), index(evs, "daemon.api", "exited", 0)
+	if dereg < 0 || exited < 0 || dereg > exited {
+		t.Fatalf("want service_deregistered before exited:\n%s", u.dump())
+	}
+	os.Remove(sick)
+}

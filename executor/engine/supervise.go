@@ -289,6 +289,10 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		// Out of DNS and the proxy, and its requests in flight ended (at
+		// most service.drain), before its stop signal, as every other
+		// stop the engine makes.
+		e.drainBefore(context.WithoutCancel(e.ctx), addr, h)
 		prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: stop.Signal, Timeout: stop.Timeout})
 	}()
 }

@@ -5,7 +5,8 @@
 // bind beside the old one, as servers do for a zero-downtime replace; its
 // health is then served on an -health-addr of its own, since a probe of
 // the shared port may reach either), and
-// exits on SIGTERM after closing its listener.
+// exits on SIGTERM after closing its listener (at once under -abrupt).
+// GET /slow?d=1s answers its head at once and its body after d.
 package main
 
 import (
@@ -27,6 +28,7 @@ func main() {
 	reuse := flag.Bool("reuseport", false, "listen with SO_REUSEPORT")
 	id := flag.String("id", "", "what GET / answers")
 	healthAddr := flag.String("health-addr", "", "serve /healthz on this address of its own (an admin port) instead")
+	abrupt := flag.Bool("abrupt", false, "exit at once on SIGTERM, dropping the requests in flight")
 	flag.Parse()
 	time.Sleep(*delay)
 	mux := http.NewServeMux()
@@ -45,6 +47,15 @@ func main() {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(*id + "\n")) })
+	// GET /slow?d=DURATION answers its head at once and "done" after d.
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		w.Header().Set("Content-Length", "5")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		time.Sleep(d)
+		w.Write([]byte("done\n"))
+	})
 	lc := net.ListenConfig{}
 	if *reuse {
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
@@ -67,6 +78,9 @@ func main() {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGTERM)
 		<-ch
+		if *abrupt {
+			os.Exit(0)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx) // stop accepting, finish what is in flight
