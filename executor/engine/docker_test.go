@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -222,4 +223,53 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDockerServiceRoute: a container publishes its host port through
+// its service block as a native daemon does: once its image's
+// HEALTHCHECK passes it is routed on the proxy, and a request through
+// the proxy reaches the container.
+func TestDockerServiceRoute(t *testing.T) {
+	cli := dockertest.Engine(t)
+	project := dockertest.Project("orch-svc")
+	dockertest.RemoveProject(t, cli, project)
+	ctxDir := dockertest.ServerContext(t, dockertest.HealthcheckLine("1s"))
+	port, proxyPort := freePort(t), freePort(t)
+	u := startUp(t, fmt.Sprintf(`
+orch {
+  name  = %q
+  proxy { listen = "127.0.0.1:%d" }
+}
+runtime "docker" "local" {}
+daemon "web" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+  env   = { GREETING = "from-the-container" }
+  ports = ["127.0.0.1:%d:8080"]
+  stop {
+    timeout = "2s"
+  }
+  service {
+    route = "web.localhost/"
+    port  = %d
+  }
+}
+`, project, proxyPort, ctxDir, port, port))
+	evs := u.waitFor("web routed", func(evs []ev) bool { return count(evs, "daemon.web", "service_registered") == 1 })
+	if h, r := index(evs, "daemon.web", "healthy", 0), index(evs, "daemon.web", "service_registered", 0); h < 0 || h > r {
+		t.Fatalf("routed before its HEALTHCHECK passed:\n%s", u.dump())
+	}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", proxyPort), nil)
+	req.Host = "web.localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "greeting=from-the-container") {
+		t.Fatalf("through the proxy: %d %q", resp.StatusCode, body)
+	}
 }
