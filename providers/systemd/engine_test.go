@@ -248,14 +248,20 @@ daemon "p" {
 }
 `, project))
 	const noBus = "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/no-such-bus"
+	// orch apply: the process daemon is applied, the systemd one left
+	// out and named, exit 1.
 	out, code := orchCmd(t, []string{noBus}, "apply", "-auto-approve", dir)
-	if code != 1 || !strings.Contains(out, "runtime.systemd.host: cannot reach systemd on the system bus unix:path=/run/no-such-bus") {
+	if code != 1 || !strings.Contains(out, "runtime.systemd.host: cannot reach systemd on the system bus unix:path=/run/no-such-bus") ||
+		!strings.Contains(out, "not applied: daemon.s") {
 		t.Errorf("apply without a bus: exit %d\n%s", code, out)
+	}
+	if len(processes("/bin/sleep 1001")) != 1 {
+		t.Errorf("orch apply did not start daemon.p, on the process runtime, beside the unreachable one")
 	}
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/no-such-bus")
 	up := startUp(t, dir)
-	waitFor(t, "daemon.p to start and daemon.s to wait for its runtime", func() bool {
-		return up.events("started", "daemon.p") == 1 && up.events("waiting", "daemon.s") >= 1
+	waitFor(t, "daemon.p to run and daemon.s to wait for its runtime", func() bool {
+		return up.events("started", "daemon.p")+up.events("adopted", "daemon.p") == 1 && up.events("waiting", "daemon.s") >= 1
 	})
 	if !strings.Contains(up.output(), "runtime.systemd.host: cannot reach systemd on the system bus unix:path=/run/no-such-bus") {
 		t.Errorf("orch up does not say why runtime.systemd.host is unreachable:\n%s", up.output())
