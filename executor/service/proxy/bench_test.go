@@ -1,14 +1,17 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -141,10 +144,12 @@ func BenchmarkVsNginx(b *testing.B) {
 	defer slow.Close()
 	reg.Set(service.Instance{ID: "app#0", Addr: "daemon.app", Service: "app", Label: "0", Host: "127.0.0.1", Port: up,
 		Route: &service.Route{Host: "app.localhost", Path: "/"}})
+	upPort := orchUp(b, up)
 	targets := []struct{ name, url string }{
 		{"nginx", fmt.Sprintf("http://127.0.0.1:%d/", px)},
 		{"orch", "http://" + p.Addr() + "/"},
 		{"orch-httputil", "http://" + slow.Addr() + "/"},
+		{"orch-up", fmt.Sprintf("http://127.0.0.1:%d/", upPort)},
 	}
 	const d = 3 * time.Second
 	for _, t := range targets {
@@ -169,4 +174,77 @@ func BenchmarkVsNginx(b *testing.B) {
 	}
 	b.ReportMetric(med[1]/med[0], "ratio")
 	b.ReportMetric(med[2]/med[0], "httputil-ratio")
+	b.ReportMetric(med[3]/med[0], "orch-up-ratio")
+}
+
+// orchUp runs what users run: the orch binary, built here, as orch up
+// with a proxy listener and one daemon whose service routes "/" to the
+// upstream's port (the daemon itself only holds the service: the
+// upstream is nginx's, the same as nginx's proxy uses). It returns the
+// proxy's port once the route is published; the cleanup stops orch up
+// and the daemon.
+func orchUp(b *testing.B, upstream int) int {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "orch")
+	_, self, _, _ := runtime.Caller(0)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/orch")
+	build.Dir = filepath.Join(filepath.Dir(self), "..", "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building orch: %v\n%s", err, out)
+	}
+	port := freeTCPPort(b)
+	cfg := fmt.Sprintf(`orch {
+  proxy { listen = "127.0.0.1:%d" }
+}
+daemon "app" {
+  command = ["/bin/sleep", "100000"]
+  service {
+    route = "/"
+    port  = %d
+  }
+}
+`, port, upstream)
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "up", "-json", dir)
+	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan struct{})
+	routed := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), `"type":"service_registered"`) {
+				once = true
+				close(routed)
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(exited) }()
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	select {
+	case <-routed:
+	case <-exited:
+		b.Fatal("orch up exited before it published the route")
+	case <-time.After(30 * time.Second):
+		b.Fatal("orch up did not publish the route within 30 s")
+	}
+	return port
 }
