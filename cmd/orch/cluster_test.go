@@ -414,8 +414,8 @@ daemon "fast" {
 	// orch plan shows the placement: everything stays; after an edit, a
 	// fourth web instance is placed, and a pin to a node that is not
 	// there is unplaced.
-	plan := func(args ...string) (string, int) {
-		cmd := newOrchCmd(t, c.dir, append([]string{"plan"}, append(args, c.dir)...)...)
+	plan := func(dir string, args ...string) (string, int) {
+		cmd := newOrchCmd(t, dir, append([]string{"plan"}, append(args, dir)...)...)
 		cmd.Env = append(cmd.Env, c.env, "ORCH_STATE_DIR="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		code := 0
@@ -426,7 +426,7 @@ daemon "fast" {
 		}
 		return string(out), code
 	}
-	if out, code := plan("-detailed-exitcode"); code != 0 || !strings.Contains(out, "Placement: 0 to place, 0 to move, 0 to remove, 0 unplaced, 5 staying.") {
+	if out, code := plan(c.dir, "-detailed-exitcode"); code != 0 || !strings.Contains(out, "Placement: 0 to place, 0 to move, 0 to remove, 0 unplaced, 5 staying.") {
 		t.Errorf("orch plan with nothing to place: exit %d\n%s", code, out)
 	}
 	edited := strings.Replace(c.config, "count   = 3", "count   = 4", 1) + `
@@ -437,10 +437,11 @@ daemon "lost" {
   }
 }
 `
-	if err := os.WriteFile(filepath.Join(c.dir, "main.hcl"), []byte(edited), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out2, code := plan("-detailed-exitcode")
+	// The edit is planned from a copy of the directory (the same project,
+	// multi, on the same etcd prefix): the agents watch c.dir and would
+	// apply an edit there at once, leaving nothing for plan to show.
+	editDir := writeFiles(t, map[string]string{"main.hcl": edited})
+	out2, code := plan(editDir, "-detailed-exitcode")
 	if code != 2 || !strings.Contains(out2, "daemon.web[3]  + n") || !strings.Contains(out2, `daemon.lost    ! nowhere  no live node is named "n9" (placement.node)`) ||
 		!strings.Contains(out2, "Placement: 1 to place, 0 to move, 0 to remove, 1 unplaced, 5 staying.") {
 		t.Errorf("orch plan of an edit: exit %d\n%s", code, out2)
