@@ -164,6 +164,9 @@ daemon "api" {
 	if st := status(t, dir)["daemon.api"]; st.Pid == 0 || !alive(st.Pid) {
 		t.Errorf("daemon.api does not run (%+v): the unreachable runtime held it back", st)
 	}
+	if strings.Contains(r.stdout, "complete!") || !strings.Contains(r.stdout, "Apply incomplete: a runtime was unreachable. Done: 1 added") {
+		t.Errorf("apply's summary does not say it is incomplete:\n%s", r.stdout)
+	}
 	r = orch(t, dir, nil, "plan").want(t, 0)
 	if !strings.Contains(r.stderr, "Warning: Runtime unreachable") {
 		t.Errorf("plan does not warn of the unreachable runtime:\n%s%s", r.stdout, r.stderr)

@@ -318,6 +318,11 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 		fmt.Fprintf(a.Stdout, "\n%s failed. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
 		return silentFailure()
 	}
+	if len(s.away) > 0 {
+		// What could be reached was done; the error after says what not.
+		fmt.Fprintf(a.Stdout, "\n%s incomplete: a runtime was unreachable. Done: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
+		return nil
+	}
 	fmt.Fprintf(a.Stdout, "\n%s complete! Resources: %d added, %d changed, %d replaced, %d destroyed.\n", verb, sum.Add, sum.Change, sum.Replace, sum.Destroy)
 	return nil
 }
