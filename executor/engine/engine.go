@@ -660,21 +660,10 @@ func (e *Engine) around(plan *planner.Plan, away map[spec.Address]error) *planne
 			})
 		})
 	}
-	out := &planner.Plan{ConfigHash: plan.ConfigHash, Fingerprint: plan.Fingerprint, Destroy: plan.Destroy}
-	for _, c := range plan.Changes {
-		rt := spec.Address{}
-		switch {
-		case c.Resource != nil:
-			rt = c.Resource.Runtime
-		case c.Prior != nil:
-			rt = c.Prior.Runtime
-		}
-		if away[rt] == nil {
-			out.Changes = append(out.Changes, c)
-			continue
-		}
+	out, left := planner.Without(plan, away)
+	for _, c := range left {
 		if c.Resource != nil && starts(c) {
-			e.waitFor(c.Addr, "for "+rt.String()+" to be reachable again")
+			e.waitFor(c.Addr, "for "+c.Runtime().String()+" to be reachable again")
 		}
 	}
 	return out

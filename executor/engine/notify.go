@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/orch-dev/orch/providers"
@@ -128,15 +127,7 @@ func (e *Engine) mainProcess(ctx context.Context, rt *spec.Runtime, addr spec.Ad
 	if err != nil {
 		return 0, ""
 	}
-	pid := resp.Objects[addr].Pid
-	if pid <= 0 {
-		return 0, ""
-	}
-	cg := notify.CgroupOf(pid)
-	if cg == notify.CgroupOf(os.Getpid()) {
-		cg = "" // orch's own (no cgroup of its own): says nothing of the sender
-	}
-	return pid, cg
+	return notify.Instance(resp.Objects[addr].Pid)
 }
 
 // followNotify is monitorNotify for a backend that receives the

@@ -348,3 +348,18 @@ func writeReady(path string, s Sender) {
 		os.Rename(tmp, readyFile(path))
 	}
 }
+
+// Instance is what tells the messages of the instance whose main process
+// is pid from others' (the arguments of Sender.From): its pid, and its
+// cgroup unless that is orch's own (a daemon without a cgroup of its
+// own: the cgroup then says nothing of the sender). pid <= 0: anyone.
+func Instance(pid int) (int, string) {
+	if pid <= 0 {
+		return 0, ""
+	}
+	cg := CgroupOf(pid)
+	if cg == CgroupOf(os.Getpid()) {
+		cg = ""
+	}
+	return pid, cg
+}

@@ -79,7 +79,7 @@ func (s *session) awayErr() error {
 		}
 		var names []string
 		for _, c := range s.left {
-			if c.Resource != nil && c.Resource.Runtime == rt || c.Resource == nil && c.Prior != nil && c.Prior.Runtime == rt {
+			if c.Runtime() == rt {
 				names = append(names, c.Addr.String())
 			}
 		}

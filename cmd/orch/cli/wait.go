@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -153,13 +152,8 @@ func (r *readiness) waitNotify(ctx context.Context, c *planner.Change, h provide
 		return r.failure(ctx, c.Addr, res.Runtime, h, "notify socket: "+err.Error())
 	}
 	defer sock.Close()
-	pid, cgroup := 0, ""
-	if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.Pid > 0 {
-		pid, cgroup = o.Pid, notify.CgroupOf(o.Pid)
-		if cgroup == notify.CgroupOf(os.Getpid()) {
-			cgroup = "" // orch's own: says nothing of the sender
-		}
-	}
+	o, _ := r.observe(ctx, res.Runtime, c.Addr, h)
+	pid, cgroup := notify.Instance(o.Pid)
 	for {
 		st, wake := sock.State()
 		if st.Ready != nil && st.Ready.From(pid, cgroup) {
