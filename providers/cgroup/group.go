@@ -1,7 +1,7 @@
 package cgroup
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -216,17 +216,8 @@ func mkdir(dir string) error {
 
 // write writes v to dir/file as cgroup files want it: one write(2).
 func write(dir, file, v string) error {
-	p := filepath.Join(dir, file)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	_, err = f.WriteString(v)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("cgroup: write %q to %s: %w", v, p, err)
+	if err := writeFile(filepath.Join(dir, file), v); err != nil {
+		return fmt.Errorf("cgroup: write %q: %w", v, err)
 	}
 	return nil
 }
@@ -286,20 +277,34 @@ func (g Group) Procs() []int {
 
 // events reads a key of g's cgroup.events ("populated", "frozen").
 func (g Group) events(key string) (int, bool) {
-	f, err := os.Open(filepath.Join(g.Path, "cgroup.events"))
+	b, err := readFile(filepath.Join(g.Path, "cgroup.events"))
 	if err != nil {
 		return 0, false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), " ")
-		if k == key {
-			n, err := strconv.Atoi(v)
-			return n, err == nil
+	v, ok := keyOf(b, key)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
+}
+
+// keyOf is the value of key in a flat-keyed control file's text ("key
+// value" lines).
+func keyOf(b []byte, key string) (string, bool) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		k, v, _ := bytes.Cut(line, []byte(" "))
+		if string(k) == key {
+			return string(bytes.TrimSpace(v)), true
 		}
 	}
-	return 0, false
+	return "", false
 }
 
 // Populated reports whether any process is left in g. A g that is gone
@@ -407,13 +412,21 @@ func (g Group) Frozen() bool {
 // Remove kills what is left in g, waits for it to be empty (up to 10s)
 // and removes its directories, and its project directory when that is
 // empty then. Removing a g that is gone succeeds.
-func (g Group) Remove() error {
+func (g Group) Remove() error { return g.RemoveContext(context.Background()) }
+
+// RemoveContext is Remove that gives up waiting for g to be empty once
+// ctx is done.
+func (g Group) RemoveContext(ctx context.Context) error {
 	if g.Path == "" {
 		return nil
 	}
-	if g.Populated() {
+	// Most often g is empty by now: one rmdir, and cgroup.events only
+	// when that finds it busy.
+	first := unix.Rmdir(g.Path)
+	gone := first == nil || errors.Is(first, unix.ENOENT)
+	if !gone && g.Populated() {
 		g.Kill()
-		if !g.WaitEmpty(context.Background(), time.Now().Add(10*time.Second)) {
+		if !g.WaitEmpty(ctx, time.Now().Add(10*time.Second)) {
 			return fmt.Errorf("cgroup %s: processes survived cgroup.kill", g.Path)
 		}
 	}
@@ -422,10 +435,14 @@ func (g Group) Remove() error {
 	for _, d := range g.V1 {
 		dirs = append(dirs, d)
 	}
-	for _, d := range dirs {
-		if err := rmdir(d); err != nil {
-			errs = append(errs, err)
-			continue
+	for i, d := range dirs {
+		if i > 0 || !gone {
+			if err := rmdir(d); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		} else if first != nil {
+			continue // gone before: so is its project directory, or another's end keeps it
 		}
 		// The project's directory goes with its last daemon; another
 		// daemon's presence keeps it (ENOTEMPTY, EBUSY).
@@ -500,26 +517,24 @@ func (g *Group) setV1(c, d string) {
 }
 
 func readUint(p string) (uint64, error) {
-	b, err := os.ReadFile(p)
+	b, err := readFile(p)
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
 }
 
 func readKey(p, key string) (uint64, bool) {
-	b, err := os.ReadFile(p)
+	b, err := readFile(p)
 	if err != nil {
 		return 0, false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, " ")
-		if k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
+	v, ok := keyOf(b, key)
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil
 }
 
 var pageSize = uint64(os.Getpagesize())

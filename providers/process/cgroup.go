@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
@@ -135,13 +134,8 @@ func endCgroup(ctx context.Context, addr spec.Address, g *cgroup.Group) error {
 	if g == nil {
 		return nil
 	}
-	if g.Populated() {
-		g.Kill()
-		if !g.WaitEmpty(ctx, time.Now().Add(10*time.Second)) {
-			return &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: processes of cgroup %s survived cgroup.kill", addr, g.Path)}
-		}
-	}
-	if err := g.Remove(); err != nil {
+	// Remove kills what is left (cgroup.kill) and waits for it first.
+	if err := g.RemoveContext(ctx); err != nil {
 		return &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: %w", addr, err)}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,6 +103,9 @@ type child struct {
 	// oomKills is its cgroup's OOM count, read when it was reaped: an
 	// empty cgroup is removed then.
 	oomKills uint64
+	// stopping is set by Stop before it signals: the cgroup is then
+	// Stop's to end, not the reaper's (one removal, not two racing).
+	stopping atomic.Bool
 }
 
 // New returns a Provider. It reads a few constants of the host (boot id,
@@ -444,7 +448,7 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 			// no stop will come for (it may be started again instead).
 			// What it left running keeps it, for stop to kill.
 			oom = g.OOMKills()
-			if !g.Populated() {
+			if !c.stopping.Load() && !g.Populated() {
 				g.Remove()
 			}
 		}
@@ -939,6 +943,9 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		// once thawed.
 		hi.Cgroup.Thaw(ctx)
 	}
+	if c != nil {
+		c.stopping.Store(true)
+	}
 	// Alive, a zombie, or gone with its pid free: in each case a group
 	// with that id can only be ours (or what is left of it).
 	unix.Kill(-hi.Pgid, sig)
@@ -963,8 +970,8 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	}
 	resp.Observed = providers.Observed{State: providers.StateExited, Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
 	var oom uint64
-	if hi.Cgroup != nil {
-		oom = hi.Cgroup.OOMKills()
+	if hi.Cgroup != nil && c == nil {
+		oom = hi.Cgroup.OOMKills() // a child's was read when it was reaped
 	}
 	if c != nil {
 		p.mu.Lock()
