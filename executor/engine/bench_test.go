@@ -227,3 +227,61 @@ func BenchmarkStop100(b *testing.B) {
 	_, down := upDown(b)
 	reportMedian(b, "ms-median-stop", down)
 }
+
+// BenchmarkFloor100 is what BenchmarkUp100 and BenchmarkStop100 cannot go
+// below on this machine: the same 100 /bin/sleep processes started by
+// plain os.StartProcess from 100 goroutines (each in its own session, as
+// orch starts them) until all run, then SIGTERMed and reaped. It does no
+// bookkeeping at all: no state, no logs, no cgroups. Reported beside the
+// engine's figures, the ratio says what orch adds; the floor itself is
+// the machine's (on a VM, a dynamically linked daemon's start is mostly
+// the dynamic loader's page faults and TLB flushes, and 100 of them share
+// the machine's cores with orch).
+func BenchmarkFloor100(b *testing.B) {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devnull.Close()
+	var up, down []time.Duration
+	for i := 0; i < b.N; i++ {
+		procs := make([]*os.Process, 100)
+		errs := make([]error, 100)
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for j := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				procs[j], errs[j] = os.StartProcess("/bin/sleep", []string{"/bin/sleep", strconv.Itoa(1000 + j)},
+					&os.ProcAttr{Files: []*os.File{devnull, devnull, devnull}, Sys: &syscall.SysProcAttr{Setsid: true}})
+			}()
+		}
+		wg.Wait()
+		up = append(up, time.Since(t0))
+		for _, err := range errs {
+			if err != nil {
+				for _, p := range procs {
+					if p != nil {
+						p.Kill()
+						p.Wait()
+					}
+				}
+				b.Fatal(err)
+			}
+		}
+		t1 := time.Now()
+		for _, p := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				syscall.Kill(-p.Pid, syscall.SIGTERM)
+				p.Wait()
+			}()
+		}
+		wg.Wait()
+		down = append(down, time.Since(t1))
+	}
+	reportMedian(b, "ms-median-up", up)
+	reportMedian(b, "ms-median-stop", down)
+}
