@@ -309,7 +309,7 @@ func (p *Provider) resolvePending(logsDir string, pending []regEntry) ([]regEntr
 			}
 			continue
 		}
-		hi := HandleInfo{Pid: leader, StartTicks: lst.StartTicks, Pgid: leader, Log: filepath.Join(logsDir, e.Name+logSuffix), BootID: p.boot.bootID, Cgroup: e.Cgroup}
+		hi := HandleInfo{Pid: leader, StartTicks: lst.StartTicks, Pgid: leader, Log: filepath.Join(logsDir, e.Name+logSuffix), BootID: p.boot.bootID, Cgroup: e.Cgroup, ID: e.ID}
 		e.Pending = false
 		e.Handle = []byte(hi.Encode())
 		if err := appendRegistry(logsDir, e); err != nil {

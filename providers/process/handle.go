@@ -33,6 +33,10 @@ type HandleInfo struct {
 	// kills what is left in it, pause freezes it. nil: the daemon is held
 	// by its process group only.
 	Cgroup *cgroup.Group `json:"cgroup,omitempty"`
+	// ID is the start's ID in the log registry: Delete marks that line
+	// gone without reading the registry. Empty in a handle of an older
+	// orch (Delete then finds the line by pid and start time).
+	ID string `json:"id,omitempty"`
 }
 
 // ParseHandle decodes a handle produced by this provider.
