@@ -122,7 +122,11 @@ func (e *engineTest) start(verb string) *engineProc {
 // waitFor polls cond with a deadline; p, when set, must keep running.
 func (e *engineTest) waitFor(p *engineProc, what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// A bound on a hang, not a measure of speed: under make test-busy
+	// with other work on the 2 cores (load 15-50), a cold wazero compile
+	// of a test's wasm modules in a -race binary took 11-14 s before
+	// anything could happen.
+	deadline := time.Now().Add(waitDeadline)
 	for wait := time.Millisecond; !cond(); wait = min(2*wait, 20*time.Millisecond) {
 		if p != nil {
 			select {
@@ -478,3 +482,6 @@ daemon "echo" {
 	}
 	orch(t, e.dir, nil, "plan", e.dir).want(t, 0)
 }
+
+// waitDeadline bounds each wait of a test on orch's events.
+const waitDeadline = 60 * time.Second

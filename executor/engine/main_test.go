@@ -204,7 +204,11 @@ func (u *upProc) dump() string {
 // 20s.
 func (u *upProc) waitFor(what string, cond func([]ev) bool) []ev {
 	u.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// A bound on a hang, not a measure of speed: under make test-busy
+	// with other work on the 2 cores (load 15-50), a cold wazero compile
+	// of a test's wasm modules in a -race binary took 11-14 s before
+	// anything could happen.
+	deadline := time.Now().Add(waitDeadline)
 	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
 		evs := u.all()
 		if cond(evs) {
@@ -311,3 +315,6 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// waitDeadline bounds each wait of a test on orch's events.
+const waitDeadline = 60 * time.Second
