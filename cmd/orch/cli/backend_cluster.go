@@ -46,12 +46,12 @@ func (a *App) runNode(dir string, vf *varFlags, lf *lockFlags, asJSON bool, nf n
 	if res.diags.HasErrors() {
 		return silentFailure()
 	}
-	be, err := backendFor(res.cfg)
+	be, err := a.backendFor(res.cfg)
 	if err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	if be == nil || be.Kind != etcdstate.Kind {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("orch agent -node %s: a project on several hosts keeps its state in etcd: declare orch { backend \"etcd\" { endpoints = [...] } }, or set %s=etcd://HOST:PORT", nf.node, envBackend)}
+		return &exitError{code: ExitError, msg: fmt.Sprintf("orch agent -node %s: a project on several hosts keeps its state in etcd: declare orch { backend \"etcd\" { endpoints = [...] } }, or pass -backend etcd://HOST:PORT/PREFIX (or set %s)", nf.node, envBackend)}
 	}
 	ctx, hurry, stop := a.interruptibleHurry("\nStopping this node's instances, dependents first. Press Ctrl-C again to kill what still runs.",
 		"\nKilling what still runs (SIGKILL), dependents first.")
