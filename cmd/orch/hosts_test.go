@@ -54,6 +54,7 @@ type hostsTest struct {
 	keys    cluster.Keys
 	backend string
 	hosts   map[string]string // node -> container name
+	inits   map[int]string    // the pid of each host's agent, on this host -> node
 }
 
 // hostsTTL is the node lease of the hosts test.
@@ -77,8 +78,12 @@ func staticOrch(t *testing.T) string {
 func newHosts(t *testing.T) *hostsTest {
 	t.Helper()
 	cli := dockertest.Engine(t) // skips without an Engine, fails under CI
+	if _, err := exec.LookPath("etcd"); err != nil && os.Getenv("CI") != "" {
+		t.Fatalf("the hosts need etcd (Debian package etcd-server; make deps installs it), and CI must run them: %v", err)
+	}
+	t0 := time.Now()
 	h := &hostsTest{t: t, cli: cli, prefix: fmt.Sprintf("orch-hosts-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9),
-		hosts: map[string]string{}}
+		hosts: map[string]string{}, inits: map[int]string{}}
 	h.image = h.prefix + ":test"
 	h.network = h.prefix
 	h.token = h.prefix
@@ -121,6 +126,7 @@ func newHosts(t *testing.T) *hostsTest {
 		}
 	}
 	res.Body.Close()
+	t.Logf("image %s built (a static orch and the test server, FROM scratch) in %s", h.image, time.Since(t0).Round(time.Millisecond))
 
 	// The network, and etcd on its gateway.
 	t.Cleanup(func() {
@@ -183,6 +189,11 @@ func (h *hostsTest) start(name string) {
 	if _, err := h.cli.ContainerStart(ctx, ctr, client.ContainerStartOptions{}); err != nil {
 		h.t.Fatalf("starting host %s: %v", name, err)
 	}
+	pid := h.initPid(name)
+	if pid <= 0 {
+		h.t.Fatalf("host %s: no pid for its agent", name)
+	}
+	h.inits[pid] = name
 }
 
 // logs is what a host's agent wrote.
@@ -225,10 +236,26 @@ func (h *hostsTest) waitFor(what string, cond func() bool) {
 	deadline := time.Now().Add(90 * time.Second)
 	for wait := time.Millisecond; !cond(); wait = min(2*wait, 20*time.Millisecond) {
 		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s\nassignments: %+v\n%s", what, h.assignments(), h.allLogs())
+			h.t.Fatalf("timed out waiting for %s\nassignments: %+v\n%s", what, h.assignments(), h.dumpAll())
 		}
 		time.Sleep(wait)
 	}
+}
+
+// dumpAll asks each host's agent for its goroutines (SIGQUIT: the Go
+// runtime prints them and exits) and returns what the agents wrote, in
+// full: for a test that timed out.
+func (h *hostsTest) dumpAll() string {
+	var b strings.Builder
+	for n, ctr := range h.hosts {
+		h.cli.ContainerKill(context.Background(), ctr, client.ContainerKillOptions{Signal: "SIGQUIT"})
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && !strings.Contains(h.logs(n), "goroutine ") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fmt.Fprintf(&b, "--- host %s:\n%s\n", n, h.logs(n))
+	}
+	return b.String()
 }
 
 func (h *hostsTest) readNodes() ([]cluster.Info, *cluster.Assignments) {
@@ -256,12 +283,7 @@ func (h *hostsTest) live() map[string]bool {
 // host's /proc shows them, whichever container they are in) and the host
 // each runs on (the host whose agent is its ancestor): pid -> node.
 func (h *hostsTest) running(token string) map[int]string {
-	inits := map[int]string{}
-	for n := range h.hosts {
-		if pid := h.initPid(n); pid > 0 {
-			inits[pid] = n
-		}
-	}
+	inits := h.inits
 	out := map[int]string{}
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
@@ -292,6 +314,20 @@ func containsArg(cmdline []byte, arg string) bool {
 		}
 	}
 	return false
+}
+
+// recordedRunning reports whether node's state records addr running.
+func (h *hostsTest) recordedRunning(node, addr string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := h.etcdCli.Get(ctx, h.keys.NodeState(node)+"/instances/"+addr)
+	if err != nil || len(r.Kvs) != 1 {
+		return false
+	}
+	var rec struct {
+		Status string `json:"status"`
+	}
+	return json.Unmarshal(r.Kvs[0].Value, &rec) == nil && rec.Status == "running"
 }
 
 // placed reports whether each instance (address -> its token) is
@@ -356,15 +392,23 @@ func TestHostsPartition(t *testing.T) {
 		}
 		return true
 	})
+	t.Logf("three hosts joined")
 	h.write(hostsConfig)
 	insts := map[string]string{"daemon.web[0]": "web-0", "daemon.web[1]": "web-1", "daemon.web[2]": "web-2"}
 	var before map[string]string
-	h.waitFor("one web instance running on each host", func() bool {
+	// Running, and recorded by its host's agent: the cut is not to fall
+	// in the middle of a start (a start cut off there is undone when its
+	// record cannot be written, after etcd's request timeout: see
+	// docs/state.md).
+	h.waitFor("one web instance running and recorded on each host", func() bool {
 		var ok bool
 		before, ok = h.placed(insts)
 		seen := map[string]bool{}
-		for _, n := range before {
+		for addr, n := range before {
 			seen[n] = true
+			if !h.recordedRunning(n, addr) {
+				return false
+			}
 		}
 		return ok && len(seen) == 3
 	})
@@ -394,9 +438,10 @@ func TestHostsPartition(t *testing.T) {
 			stopped = time.Since(cut)
 		}
 		if replaced == 0 {
-			for _, n := range procs {
+			for pid, n := range procs {
 				if n != victim && n != "?" && h.assignments().Assign[moved] == n {
-					replaced = time.Since(cut)
+					// When it started, not when this poll saw it.
+					replaced = procStarted(pid).Sub(cut)
 				}
 			}
 		}
@@ -404,8 +449,9 @@ func TestHostsPartition(t *testing.T) {
 	})
 	t.Logf("partition of %s (lease %s; load %s): %s ran on another host after %s; the cut-off agent stopped its copy after %s; at most %d copies at once",
 		victim, hostsTTL, loadavg(), moved, replaced.Round(time.Millisecond), stopped.Round(time.Millisecond), most)
+	t.Logf("what the agents said of the cluster:\n%s", h.clusterLines())
 	if replaced > hostsTTL+2*time.Second {
-		t.Errorf("%s ran elsewhere %s after the cut: more than the lease TTL %s + 2 s", moved, replaced.Round(time.Millisecond), hostsTTL)
+		t.Errorf("%s ran elsewhere %s after the cut: more than the lease TTL %s + 2 s\n%s", moved, replaced.Round(time.Millisecond), hostsTTL, h.allLogs())
 	}
 	if !strings.Contains(h.logs(victim), "lost its lease") {
 		t.Errorf("%s does not say it lost its lease:\n%s", victim, h.allLogs())
@@ -430,6 +476,48 @@ func TestHostsPartition(t *testing.T) {
 		}
 	}
 	t.Logf("after healing: %v", after)
+}
+
+// clusterLines are the lines of every host's agent about the cluster
+// (node ...: joined, leader, placed, lost, assigned), with their times.
+func (h *hostsTest) clusterLines() string {
+	var names []string
+	for n := range h.hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		for _, l := range strings.Split(h.logs(n), "\n") {
+			if strings.Contains(l, " node "+n+": ") || strings.Contains(l, " started pid=") || strings.Contains(l, " stopped") {
+				fmt.Fprintf(&b, "  %s| %s\n", n, l)
+			}
+		}
+	}
+	return b.String()
+}
+
+// procStarted is when pid started, from its start time in /proc (clock
+// ticks since boot, 100 a second) and the uptime: to 10-20 ms.
+func procStarted(pid int) time.Time {
+	now := time.Now()
+	up, err1 := os.ReadFile("/proc/uptime")
+	st, err2 := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	secs, err := strconv.ParseFloat(strings.Fields(string(up))[0], 64)
+	s := string(st)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if err != nil || len(f) < 20 {
+		return now
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22 of stat, starttime
+	if err != nil {
+		return now
+	}
+	boot := now.Add(-time.Duration(secs * float64(time.Second)))
+	return boot.Add(time.Duration(ticks) * 10 * time.Millisecond)
 }
 
 // loadavg is /proc/loadavg's first three numbers, for the logs of timings.

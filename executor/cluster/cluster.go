@@ -557,10 +557,33 @@ func (m *Member) Watch(ctx context.Context, fn func(*Assignments)) {
 // the node's instances before.
 func (m *Member) Close() error {
 	m.cancel()
-	m.wg.Wait()
+	// A candidate that is not the leader resigns as it stops campaigning
+	// (concurrency.Election.Campaign), on the client's own context: cut
+	// off from etcd, that waits until the client is closed.
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	closed := false
+	select {
+	case <-done:
+	case <-m.lost:
+		closed = true
+	case <-time.After(etcdstate.RequestTimeout):
+		closed = true
+	}
+	var err error
+	if closed {
+		m.cli.Close()
+		<-done
+		select {
+		case <-m.lost:
+		default:
+			err = fmt.Errorf("cluster: etcd %v: did not answer within %s; node %s's registration lapses with its lease", m.opts.Backend.Endpoints, etcdstate.RequestTimeout, m.opts.Node.Name)
+		}
+		m.sess.Orphan()
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), etcdstate.RequestTimeout)
 	defer cancel()
-	var err error
 	select {
 	case <-m.lost:
 	default:
