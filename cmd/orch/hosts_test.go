@@ -532,4 +532,3 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
