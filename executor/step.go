@@ -166,7 +166,18 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 		inst.Status = StatusCompleted.String()
 	}
 	*handle = inst.Handle
-	return obs, rec.put(inst)
+	if err := rec.put(inst); err != nil {
+		if r.Addr.Kind != spec.KindJob {
+			// Not recorded, it would run with nobody knowing of it (a
+			// node of several hosts cut off from etcd in the middle of
+			// its start stops what its records hold): the start is
+			// undone.
+			p.Stop(context.WithoutCancel(ctx), providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: resp.Handle, Signal: r.Stop.Signal, Timeout: r.Stop.Timeout})
+			*handle = nil
+		}
+		return obs, err
+	}
+	return obs, nil
 }
 
 func jobError(a spec.Address, o providers.Observed) error {

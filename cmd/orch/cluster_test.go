@@ -51,7 +51,13 @@ type clusterTest struct {
 	args map[string][]string
 	// nodeEnv replaces env for a node (another ORCH_BACKEND).
 	nodeEnv map[string]string
+	// backendFlag: the agents are given the backend as the flag -backend
+	// URL, not as ORCH_BACKEND.
+	backendFlag bool
 }
+
+// backendURL is the etcd://... the agents use.
+func (c *clusterTest) backendURL() string { return strings.TrimPrefix(c.env, "ORCH_BACKEND=") }
 
 type nodeProc struct {
 	name     string
@@ -133,6 +139,10 @@ func (c *clusterTest) start(name string, args ...string) *nodeProc {
 	env := c.env
 	if e, ok := c.nodeEnv[name]; ok {
 		env = e
+	}
+	if c.backendFlag {
+		n.cmd.Args = append(n.cmd.Args[:1], append([]string{"-backend", c.backendURL()}, n.cmd.Args[1:]...)...)
+		env = "ORCH_STATE_DIR=" + n.stateDir
 	}
 	n.cmd.Env = append(n.cmd.Env, env, "ORCH_STATE_DIR="+n.stateDir)
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out

@@ -9,10 +9,22 @@
 //	P/cluster/nodes/<node>    the node's Info (JSON), bound to its lease
 //	P/cluster/leader/<lease>  the election (go.etcd.io/etcd/client/v3/concurrency)
 //	P/cluster/assign          the Assignments (JSON), written by the leader only
+//	P/cluster/ready/<node>    the Gates of the node's instances (JSON), bound to its lease
 //	P/nodes/<node>/...        the node's own state: records, KV, serial and its writer lock (executor/state/etcdstate)
 //
 // A node's records live under its own prefix so that one node's refresh
 // never sees, and never deletes, another node's instances.
+//
+// # Dependencies across nodes
+//
+// Each agent publishes, under P/cluster/ready/<node>, what each of its
+// instances lets its dependents do (running, ready, failed ...: the
+// engine's gate words) and what each start that waits waits for. The key
+// is bound to the node's lease: when the node is lost its instances read
+// as down, as they are. An agent whose instance depends on one placed on
+// another node reads that node's key (WatchGates), and its engine's gate
+// waits for it as for one of its own (Only keeps such dependencies in the
+// graph).
 //
 // # Leases
 //
@@ -109,6 +121,8 @@ func (k Keys) Node(n string) string      { return k.P + "/cluster/nodes/" + n }
 func (k Keys) Leader() string            { return k.P + "/cluster/leader" }
 func (k Keys) Assign() string            { return k.P + "/cluster/assign" }
 func (k Keys) NodeState(n string) string { return k.P + "/nodes/" + n }
+func (k Keys) Gates() string             { return k.P + "/cluster/ready/" }
+func (k Keys) Gate(n string) string      { return k.P + "/cluster/ready/" + n }
 
 // NodeBackend is the backend of node's own state within the project's.
 func NodeBackend(project state.BackendConfig, node string) state.BackendConfig {
@@ -543,10 +557,33 @@ func (m *Member) Watch(ctx context.Context, fn func(*Assignments)) {
 // the node's instances before.
 func (m *Member) Close() error {
 	m.cancel()
-	m.wg.Wait()
+	// A candidate that is not the leader resigns as it stops campaigning
+	// (concurrency.Election.Campaign), on the client's own context: cut
+	// off from etcd, that waits until the client is closed.
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	closed := false
+	select {
+	case <-done:
+	case <-m.lost:
+		closed = true
+	case <-time.After(etcdstate.RequestTimeout):
+		closed = true
+	}
+	var err error
+	if closed {
+		m.cli.Close()
+		<-done
+		select {
+		case <-m.lost:
+		default:
+			err = fmt.Errorf("cluster: etcd %v: did not answer within %s; node %s's registration lapses with its lease", m.opts.Backend.Endpoints, etcdstate.RequestTimeout, m.opts.Node.Name)
+		}
+		m.sess.Orphan()
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), etcdstate.RequestTimeout)
 	defer cancel()
-	var err error
 	select {
 	case <-m.lost:
 	default:
@@ -564,12 +601,129 @@ func (m *Member) Close() error {
 // Only returns cfg restricted to the instances keep accepts: the same
 // runtimes, the other resources left out, and a Hash that differs with
 // tag (the assignment), so that an engine sees a new configuration when
-// its assignment changes. Dependencies on instances left out are
-// dropped: they run on other nodes, and no node waits for another's.
+// its assignment changes. The instances left out that those kept depend
+// on, directly or through one another, stay in the graph (not among the
+// resources): they run on other nodes, and the engine's gate waits for
+// them as their agents publish them (WatchGates, engine Options.Elsewhere).
 // (The runtimes stay: each node runs its own.)
 func Only(cfg *spec.Config, keep func(spec.Address) bool, tag string) *spec.Config {
 	out := cfg.Subset(keep)
+	if g := cfg.Graph; g != nil {
+		in := map[spec.Address]bool{}
+		var nodes []spec.Address
+		var visit func(a spec.Address)
+		visit = func(a spec.Address) {
+			if in[a] {
+				return
+			}
+			in[a] = true
+			nodes = append(nodes, a)
+			for _, d := range g.DependenciesOf(a) {
+				visit(d)
+			}
+		}
+		for _, n := range g.Nodes() {
+			if n.Kind == spec.KindRuntime || out.Resource(n) != nil {
+				visit(n)
+			}
+		}
+		deps := make(map[spec.Address][]spec.Address, len(nodes))
+		for _, n := range nodes {
+			deps[n] = g.DependenciesOf(n)
+		}
+		out.Graph = spec.NewGraph(nodes, deps)
+	}
 	sum := sha256.Sum256([]byte(cfg.Hash + "\x00" + tag))
 	out.Hash = hex.EncodeToString(sum[:])
 	return out
+}
+
+// Gate is what an agent publishes of one of its instances.
+type Gate struct {
+	// Readiness is the engine's gate word: down, running, ready,
+	// completed, failed, held, away (executor/engine/gate).
+	Readiness string `json:"readiness"`
+	// Waiting is what its start waits for ("for daemon.db to be
+	// healthy"); Blocked: on a failed or held instance.
+	Waiting string `json:"waiting,omitempty"`
+	Blocked bool   `json:"blocked,omitempty"`
+}
+
+// PublishGates writes the Gates of the node's instances (address ->
+// Gate), bound to its lease: gone when the node is.
+func (m *Member) PublishGates(ctx context.Context, gates map[string]Gate) error {
+	b, err := json.Marshal(gates)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, etcdstate.RequestTimeout)
+	defer cancel()
+	if _, err := m.cli.Put(rctx, m.k.Gate(m.opts.Node.Name), string(b), clientv3.WithLease(m.lease)); err != nil {
+		return fmt.Errorf("cluster: etcd %v: publish the readiness of node %s: %w", m.opts.Backend.Endpoints, m.opts.Node.Name, err)
+	}
+	return nil
+}
+
+// ReadGates returns the Gates every live node published: node -> address
+// -> Gate.
+func ReadGates(ctx context.Context, cli *clientv3.Client, k Keys) (map[string]map[string]Gate, int64, error) {
+	resp, err := cli.Get(ctx, k.Gates(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[string]map[string]Gate{}
+	for _, kv := range resp.Kvs {
+		var g map[string]Gate
+		if json.Unmarshal(kv.Value, &g) == nil {
+			out[strings.TrimPrefix(string(kv.Key), k.Gates())] = g
+		}
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// WatchGates calls fn with every live node's Gates (ReadGates), then
+// again on each change, until ctx ends or the member does. fn has the
+// map to keep.
+func (m *Member) WatchGates(ctx context.Context, fn func(map[string]map[string]Gate)) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.ctx.Done():
+		case <-m.lost:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		rctx, rcancel := context.WithTimeout(ctx, etcdstate.RequestTimeout)
+		all, rev, err := ReadGates(rctx, m.cli, m.k)
+		rcancel()
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+				continue
+			}
+		}
+		fn(maps.Clone(all))
+		for wr := range m.cli.Watch(ctx, m.k.Gates(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				node := strings.TrimPrefix(string(ev.Kv.Key), m.k.Gates())
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(all, node)
+					continue
+				}
+				var g map[string]Gate
+				if json.Unmarshal(ev.Kv.Value, &g) == nil {
+					all[node] = g
+				}
+			}
+			fn(maps.Clone(all))
+		}
+	}
 }

@@ -161,20 +161,27 @@ func TestLostWhenLeaseGone(t *testing.T) {
 func TestOnly(t *testing.T) {
 	x := spec.Address{Kind: spec.KindDaemon, Name: "x"}
 	y := spec.Address{Kind: spec.KindDaemon, Name: "y"}
+	z := spec.Address{Kind: spec.KindDaemon, Name: "z"}
 	rt := spec.Address{Kind: spec.KindRuntime, Type: "process", Name: "default"}
-	cfg := &spec.Config{Hash: "h", Resources: []*spec.Resource{{Addr: x}, {Addr: y}},
-		Graph: spec.NewGraph([]spec.Address{x, y, rt}, map[spec.Address][]spec.Address{y: {x, rt}, x: {rt}})}
+	cfg := &spec.Config{Hash: "h", Resources: []*spec.Resource{{Addr: x}, {Addr: y}, {Addr: z}},
+		Graph: spec.NewGraph([]spec.Address{x, y, z, rt}, map[spec.Address][]spec.Address{y: {x, rt}, x: {rt}, z: {rt}})}
 	got := Only(cfg, func(a spec.Address) bool { return a == y }, "n1\x00daemon.y")
 	if len(got.Resources) != 1 || got.Resource(y) == nil || got.Resource(x) != nil {
 		t.Fatalf("resources: %v", got.Resources)
 	}
-	if deps := got.Graph.DependenciesOf(y); len(deps) != 1 || deps[0] != rt {
-		t.Fatalf("y depends on %v, want the runtime only", deps)
+	// x runs on another node: it stays in the graph (the gate waits for
+	// it), not among the resources; z, which nothing kept depends on,
+	// does not.
+	if deps := got.Graph.DependenciesOf(y); len(deps) != 2 || deps[0] != x || deps[1] != rt {
+		t.Fatalf("y depends on %v, want daemon.x and the runtime", deps)
+	}
+	if !got.Graph.Has(x) || got.Graph.Has(z) {
+		t.Fatalf("graph nodes: %v", got.Graph.Nodes())
 	}
 	if got.Hash == cfg.Hash || Only(cfg, func(spec.Address) bool { return true }, "other").Hash == got.Hash {
 		t.Fatal("the hash does not follow the assignment")
 	}
-	if len(cfg.Resources) != 2 {
+	if len(cfg.Resources) != 3 {
 		t.Fatal("the original changed")
 	}
 }

@@ -89,6 +89,13 @@ type Options struct {
 	// Hurry, when closed during shutdown, makes the stops still to come or
 	// in progress use SIGKILL at once (a second interrupt). Nil: never.
 	Hurry <-chan struct{}
+	// Elsewhere, when set, is the readiness of instances the
+	// configuration's graph holds but does not declare: those run by the
+	// agents of other nodes of a project on several hosts. The gate
+	// consults it for such a dependency as it does this engine's own
+	// instances (elsewhere.go); nil, or an address it leaves out: Down.
+	// Call ElsewhereChanged when what it says may have changed.
+	Elsewhere func() map[spec.Address]gate.Readiness
 }
 
 // Engine is orch up: it applies the configuration, supervises what runs,
@@ -147,6 +154,8 @@ type Engine struct {
 	svc *services
 
 	stats stats // counters for metrics and orch top (observe.go)
+
+	elsewhereDue atomic.Bool // an ElsewhereChanged is queued (elsewhere.go)
 }
 
 // instance is what the engine knows of one declared instance: its
@@ -814,6 +823,7 @@ func (e *Engine) readiness() map[spec.Address]gate.Instance {
 	for a, inst := range e.insts {
 		m[a] = gate.Instance{Readiness: e.readinessOf(inst), Runtime: inst.rt}
 	}
+	e.addElsewhere(m)
 	return m
 }
 

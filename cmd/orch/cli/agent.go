@@ -39,7 +39,8 @@ to stderr, one line per event (-json: one JSON object per line). SIGTERM or
 SIGINT stops every daemon, dependents first, and exits 0.
 
 With -node NAME the project runs on several hosts: its state must be in
-etcd (orch { backend "etcd" } or ORCH_BACKEND=etcd://...). The agent
+etcd (orch { backend "etcd" }, or -backend etcd://HOST:PORT/PREFIX, or
+ORCH_BACKEND=etcd://...). The agent
 registers its node (with -labels and -capacity) under a lease of the
 backend's lock_ttl; one agent of the project is elected leader and places
 every instance on a node (placement { node, labels, spread }); each agent

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -10,18 +9,25 @@ import (
 	"github.com/orch-dev/orch/spec"
 )
 
-// envBackend is the setting that overrides the configuration's backend
-// block: "file" (the state file, whatever the configuration declares) or
+// envBackend is the environment variable of the backend setting (flag
+// -backend, settings file key backend), which overrides the
+// configuration's backend block: "file" (the state file, whatever the
+// configuration declares) or
 // etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=10s&ca=F&cert=F&key=F]
 // (etcds:// for TLS endpoints).
 const envBackend = "ORCH_BACKEND"
 
-// backendFor returns where the state of cfg lives: the ORCH_BACKEND
-// setting when set, else the configuration's orch { backend } block, else
-// nil, the state file.
-func backendFor(cfg *spec.Config) (*state.BackendConfig, error) {
-	if v := os.Getenv(envBackend); v != "" {
-		return parseBackend(v, cfg.Project.Name)
+// backendFor returns where the state of cfg lives: the backend setting
+// (-backend, ORCH_BACKEND, the settings file) when set, else the
+// configuration's orch { backend } block, else nil, the state file.
+func (a *App) backendFor(cfg *spec.Config) (*state.BackendConfig, error) {
+	if v := a.settings.Backend; v != "" {
+		be, err := parseBackend(v, cfg.Project.Name)
+		if err != nil {
+			// LoadSettings checked it: this is not expected.
+			return nil, fmt.Errorf("invalid backend in %s: %w", a.settings.Source("backend"), err)
+		}
+		return be, nil
 	}
 	b := cfg.Project.Backend
 	if b == nil {
@@ -34,14 +40,15 @@ func backendFor(cfg *spec.Config) (*state.BackendConfig, error) {
 	return out, nil
 }
 
-// parseBackend reads the ORCH_BACKEND setting; the prefix defaults to
-// /orch/<project>.
+// parseBackend reads the backend setting; the prefix defaults to
+// /orch/<project>. Its errors quote the value; the caller names where it
+// was written (LoadSettings: the flag, the variable or the file).
 func parseBackend(v, project string) (*state.BackendConfig, error) {
 	if v == "file" {
 		return nil, nil
 	}
 	bad := func(why string) error {
-		return fmt.Errorf("%s=%q: %s; it is file, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=10s&ca=FILE&cert=FILE&key=FILE]", envBackend, v, why)
+		return fmt.Errorf("%q: %s; it is file, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=10s&ca=FILE&cert=FILE&key=FILE] (etcds:// for TLS)", v, why)
 	}
 	scheme, rest, ok := strings.Cut(v, "://")
 	if !ok || (scheme != "etcd" && scheme != "etcds") {
@@ -103,7 +110,7 @@ func (a *App) loadForCluster(dir string, vf *varFlags) (*spec.Config, *state.Bac
 	}
 	res := a.loadConfig(dir, vf)
 	if !res.diags.HasErrors() && res.cfg != nil {
-		if be, err := backendFor(res.cfg); err == nil && be != nil && be.Kind == "etcd" {
+		if be, err := a.backendFor(res.cfg); err == nil && be != nil && be.Kind == "etcd" {
 			a.loaded = &pendingLoad{dir: dir, vf: vf, checkPrograms: a.checkPrograms, res: res}
 			return res.cfg, be
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/cluster"
 	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/executor/engine/gate"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/executor/state/etcdstate"
 	"github.com/orch-dev/orch/planner"
@@ -46,12 +47,12 @@ func (a *App) runNode(dir string, vf *varFlags, lf *lockFlags, asJSON bool, nf n
 	if res.diags.HasErrors() {
 		return silentFailure()
 	}
-	be, err := backendFor(res.cfg)
+	be, err := a.backendFor(res.cfg)
 	if err != nil {
 		return &exitError{code: ExitError, msg: err.Error()}
 	}
 	if be == nil || be.Kind != etcdstate.Kind {
-		return &exitError{code: ExitError, msg: fmt.Sprintf("orch agent -node %s: a project on several hosts keeps its state in etcd: declare orch { backend \"etcd\" { endpoints = [...] } }, or set %s=etcd://HOST:PORT", nf.node, envBackend)}
+		return &exitError{code: ExitError, msg: fmt.Sprintf("orch agent -node %s: a project on several hosts keeps its state in etcd: declare orch { backend \"etcd\" { endpoints = [...] } }, or pass -backend etcd://HOST:PORT/PREFIX (or set %s)", nf.node, envBackend)}
 	}
 	ctx, hurry, stop := a.interruptibleHurry("\nStopping this node's instances, dependents first. Press Ctrl-C again to kill what still runs.",
 		"\nKilling what still runs (SIGKILL), dependents first.")
@@ -168,6 +169,7 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	s.store = st
 
 	// What is assigned to this node, and the configuration restricted to it.
+	rem := &remoteGates{node: nf.node}
 	var mine atomic.Pointer[map[string]bool]
 	mine.Store(&map[string]bool{})
 	restrict := func(r loadResult) engine.LoadResult {
@@ -195,6 +197,7 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	go func() {
 		defer close(watchDone)
 		m.Watch(watchCtx, func(as *cluster.Assignments) {
+			rem.setAssign(as.Assign)
 			set := map[string]bool{}
 			for _, x := range as.Mine(nf.node) {
 				set[x] = true
@@ -213,7 +216,14 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 			}
 		})
 	}()
-	defer func() { stopWatch(); <-watchDone }()
+	// What the other nodes publish of their instances: this node's
+	// starts that depend on one of them wait for it (engine Elsewhere).
+	gatesDone := make(chan struct{})
+	go func() {
+		defer close(gatesDone)
+		m.WatchGates(watchCtx, rem.setGates)
+	}()
+	defer func() { stopWatch(); <-watchDone; <-gatesDone }()
 	select {
 	case <-gotFirst:
 		first = load()
@@ -228,11 +238,20 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	}
 
 	a.pluginSet().freeze()
-	out := func(ev engine.Event) { fmt.Fprintln(a.Stderr, ev.String()) }
+	// Every event may change what this node's instances let their
+	// dependents on other nodes do: it pokes the publisher.
+	publish := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case publish <- struct{}{}:
+		default:
+		}
+	}
+	out := func(ev engine.Event) { fmt.Fprintln(a.Stderr, ev.String()); poke() }
 	if asJSON {
 		enc := json.NewEncoder(a.Stderr)
 		enc.SetEscapeHTML(false)
-		out = func(ev engine.Event) { enc.Encode(ev) }
+		out = func(ev engine.Event) { enc.Encode(ev); poke() }
 	}
 	mods, closeMods, err := hostModules(s)
 	if err != nil {
@@ -246,8 +265,16 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 		Dir: s.cfg.Dir, Config: first.Config, Files: first.Files, Load: load, WatchFiles: vf.varFiles,
 		Providers: s.provs, Store: ns, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
+		Elsewhere: rem.readiness,
 	})
 	defer eng.ForwardBus(mods.Bus())()
+	rem.notify(eng.ElsewhereChanged)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		publishGates(engCtx, eng, m, publish, logf)
+	}()
+	defer func() { stopEng(); <-published }()
 
 	ln, err := agent.Listen(a.settings.AgentSocketFor(s.stateDir))
 	if err != nil {
@@ -286,6 +313,10 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 		}
 	}()
 	// New assignments are applied as orch apply does through an agent.
+	// An apply returns once its round settled, which a start that waits
+	// for an instance of another node holds up: a newer assignment does
+	// not wait for that (the engine goes on with the round; the newer
+	// apply plans afresh).
 	applied := make(chan struct{})
 	go func() {
 		defer close(applied)
@@ -299,13 +330,32 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 			if lr.Diags.HasErrors() {
 				continue // the engine reports it from its own reload
 			}
-			r, err := eng.Apply(engCtx, engine.ApplyRequest{Config: lr.Config, Files: lr.Files})
-			switch {
-			case err != nil && engCtx.Err() == nil:
-				logf("applying the new assignment: %v", err)
-			case r != nil && r.Err != "":
-				logf("applying the new assignment: %s", r.Err)
+			actx, acancel := context.WithCancel(engCtx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				r, err := eng.Apply(actx, engine.ApplyRequest{Config: lr.Config, Files: lr.Files})
+				switch {
+				case err != nil && actx.Err() == nil:
+					logf("applying the new assignment: %v", err)
+				case r != nil && r.Err != "":
+					logf("applying the new assignment: %s", r.Err)
+				}
+			}()
+			select {
+			case <-done:
+			case <-kick:
+				acancel()
+				<-done
+				select {
+				case kick <- struct{}{}: // the next round applies it
+				default:
+				}
+			case <-engCtx.Done():
+				acancel()
+				<-done
 			}
+			acancel()
 		}
 	}()
 	runErr := eng.Run(engCtx)
@@ -319,6 +369,132 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 		return &exitError{code: ExitError, msg: runErr.Error()}
 	}
 	return nil
+}
+
+// gatesSpacing is the least time between two publications of a node's
+// Gates, and gatesRefresh the most: a burst of events (a thousand
+// starts) is published a few times, not a thousand, and a change that
+// came with no event of its own is published all the same.
+const (
+	gatesSpacing = 100 * time.Millisecond
+	gatesRefresh = time.Second
+)
+
+// publishGates publishes this node's Gates (cluster.Member.PublishGates)
+// whenever they change, looking at each poke and every gatesRefresh,
+// until ctx ends.
+func publishGates(ctx context.Context, eng *engine.Engine, m *cluster.Member, poke <-chan struct{}, logf func(string, ...any)) {
+	t := time.NewTicker(gatesRefresh)
+	defer t.Stop()
+	var last map[string]cluster.Gate
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poke:
+		case <-t.C:
+		}
+		gs, err := eng.Gatings(ctx)
+		if err != nil {
+			continue
+		}
+		cur := make(map[string]cluster.Gate, len(gs))
+		for a, g := range gs {
+			cur[a.String()] = cluster.Gate{Readiness: g.Readiness.String(), Waiting: g.Waiting, Blocked: g.Blocked}
+		}
+		if last != nil && maps.Equal(cur, last) {
+			continue
+		}
+		if err := m.PublishGates(ctx, cur); err != nil {
+			if ctx.Err() == nil && !failing {
+				logf("%v", err)
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		last = cur
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gatesSpacing):
+		}
+	}
+}
+
+// remoteGates is what the other nodes publish of their instances (their
+// Gates), read for the instances assigned to them: the engine's
+// Elsewhere.
+type remoteGates struct {
+	node string
+
+	mu      sync.Mutex
+	gates   map[string]map[string]cluster.Gate // node -> address -> Gate
+	assign  map[string]string                  // address -> node
+	ready   map[spec.Address]gate.Readiness    // made of both at each change
+	changed func()
+}
+
+func (r *remoteGates) setGates(g map[string]map[string]cluster.Gate) {
+	r.mu.Lock()
+	r.gates = g
+	r.update()
+}
+
+func (r *remoteGates) setAssign(a map[string]string) {
+	r.mu.Lock()
+	r.assign = a
+	r.update()
+}
+
+// update remakes ready and tells the engine; r.mu is held, and released.
+func (r *remoteGates) update() {
+	ready := map[spec.Address]gate.Readiness{}
+	for addr, node := range r.assign {
+		g, ok := r.gates[node][addr]
+		if node == r.node || !ok {
+			continue
+		}
+		rd, ok := parseReadiness(g.Readiness)
+		a, err := spec.ParseAddress(addr)
+		if ok && err == nil {
+			ready[a] = rd
+		}
+	}
+	same := maps.Equal(ready, r.ready)
+	r.ready = ready
+	f := r.changed
+	r.mu.Unlock()
+	if f != nil && !same {
+		f()
+	}
+}
+
+// notify sets what to call when the readiness changes (once the engine
+// exists), and calls it once.
+func (r *remoteGates) notify(f func()) {
+	r.mu.Lock()
+	r.changed = f
+	r.mu.Unlock()
+	f()
+}
+
+// readiness is the engine's Elsewhere: the caller must not change it.
+func (r *remoteGates) readiness() map[spec.Address]gate.Readiness {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready
+}
+
+// parseReadiness reads a gate word as gate.Readiness.String writes it.
+func parseReadiness(s string) (gate.Readiness, bool) {
+	for r := gate.Down; r <= gate.Away; r++ {
+		if r.String() == s {
+			return r, true
+		}
+	}
+	return gate.Down, false
 }
 
 func init() { clusterStatus = (*App).clusterStatus }
@@ -390,6 +566,32 @@ func (a *App) clusterStatus(cfg *spec.Config, be *state.BackendConfig) ([]JSONSt
 		for _, l := range a.statusLines(cfg, insts, up && info.Address == host) {
 			l.Node = node
 			out = append(out, l)
+		}
+	}
+	// What waits to start, as its node publishes it (an instance that
+	// waits for one on another node has no record yet).
+	gates, _, err := cluster.ReadGates(ctx, cli, k)
+	if err != nil {
+		return nil, true, etcdstate.Err(*be, "read the nodes", err)
+	}
+	for node, gs := range gates {
+		for addr, g := range gs {
+			if g.Waiting == "" || as.Assign[addr] != node {
+				continue
+			}
+			word := "waiting"
+			if g.Blocked {
+				word = "blocked"
+			}
+			found := false
+			for i := range out {
+				if out[i].Address == addr && out[i].Node == node {
+					out[i].Status, out[i].Waiting, found = word+" "+g.Waiting, g.Waiting, true
+				}
+			}
+			if !found {
+				out = append(out, JSONStatus{Address: addr, Node: node, State: word, Status: word + " " + g.Waiting, Waiting: g.Waiting})
+			}
 		}
 	}
 	for addr, why := range as.Unplaced {

@@ -109,7 +109,7 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 		return nil, silentFailure()
 	}
 	s := &session{res: res, cfg: res.cfg, stateDir: a.settings.StateDirFor(res.cfg), provs: a.providerSet()}
-	be, err := backendFor(res.cfg)
+	be, err := a.backendFor(res.cfg)
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}

@@ -24,8 +24,8 @@ import (
 // (that is declared in HCL). Each key comes from the first of these that
 // sets it:
 //
-//	a flag (--state-dir, --log-level, --parallelism, --agent-socket)
-//	the environment (ORCH_STATE_DIR, ORCH_LOG_LEVEL, ORCH_PARALLELISM, ORCH_AGENT_SOCKET)
+//	a flag (--state-dir, --log-level, --parallelism, --agent-socket, --backend)
+//	the environment (ORCH_STATE_DIR, ORCH_LOG_LEVEL, ORCH_PARALLELISM, ORCH_AGENT_SOCKET, ORCH_BACKEND)
 //	the settings file (--settings FILE, else $XDG_CONFIG_HOME/orch/settings.toml,
 //	  else ~/.config/orch/settings.toml)
 //	its default
@@ -44,6 +44,11 @@ type Settings struct {
 	// AgentSocket is the path of the agent's unix socket; "" means
 	// <state dir>/agent.sock. See AgentSocketFor.
 	AgentSocket string
+	// Backend says where the state lives, overriding the configuration's
+	// orch { backend } block: "" (the block decides), "file" (the state
+	// file), or etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=...]
+	// (etcds:// for TLS). It was checked when loaded; see backendFor.
+	Backend string
 	// File is the settings file that was read; "" when there was none.
 	File string
 
@@ -66,6 +71,8 @@ var settingKeys = []settingKey{
 		usage: "how many actions may run at once (`N` >= 1)"},
 	{name: "agent_socket", flag: "agent-socket", env: "ORCH_AGENT_SOCKET", def: "",
 		usage: "`PATH` of the agent's unix socket (default: <state dir>/agent.sock)"},
+	{name: "backend", flag: "backend", env: envBackend, def: "",
+		usage: "where the state lives, over the configuration's orch { backend }: `file`, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX][?lock_ttl=10s&ca=FILE&cert=FILE&key=FILE] (etcds:// for TLS)"},
 }
 
 var logLevels = []string{"debug", "info", "warn", "error"}
@@ -107,6 +114,8 @@ func (s *Settings) Value(key string) any {
 		return s.Parallelism
 	case "agent_socket":
 		return s.AgentSocket
+	case "backend":
+		return s.Backend
 	}
 	return nil
 }
@@ -330,6 +339,17 @@ func (s *Settings) set(k settingKey, raw any, text bool) error {
 			return fmt.Errorf("%d is out of range: use an integer from 1 to %d", n, 1<<20)
 		}
 		s.Parallelism = int(n)
+	case "backend":
+		v, ok := raw.(string)
+		if !ok {
+			return fmt.Errorf("%v is not a string", raw)
+		}
+		// The project's name is only the prefix's default: any will do
+		// to check the syntax.
+		if _, err := parseBackend(v, "project"); v != "" && err != nil {
+			return err
+		}
+		s.Backend = v
 	}
 	return nil
 }

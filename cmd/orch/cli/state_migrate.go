@@ -28,14 +28,14 @@ func (a *App) stateMigrateCommand() *cobra.Command {
 key-value state, lineage and serial, byte for byte:
 
   -to etcd   from the state file to the etcd the configuration declares
-             (orch { backend "etcd" { ... } }) or ORCH_BACKEND names. The
+             (orch { backend "etcd" { ... } }) or the backend setting names. The
              prefix must hold no state. The state file is kept, renamed
              state.db.migrated-<time>, and state.db.backend records where the
              state went, for the commands that find it through the state
              directory (status, logs, orch state list).
   -to file   from etcd back to <state dir>/state.db. The keys under the
              prefix are deleted but for <prefix>/meta/moved, which names the
-             file. Remove the backend block (or ORCH_BACKEND) afterwards.
+             file. Remove the backend block (or the setting) afterwards.
 
 It holds the lock of both sides while it copies (waiting up to
 -lock-timeout for another orch), and checks the copy before it switches.
@@ -54,12 +54,12 @@ as they are.`,
 			path := filepath.Join(a.settings.StateDirFor(res.cfg), "state.db")
 			opts := state.Options{Operation: "state migrate", LockTimeout: lf.timeout}
 			if to == "etcd" {
-				be, err := backendFor(res.cfg)
+				be, err := a.backendFor(res.cfg)
 				if err != nil {
 					return &exitError{code: ExitError, msg: err.Error()}
 				}
 				if be == nil {
-					return &exitError{code: ExitError, msg: `orch state migrate -to etcd needs the etcd to move to: declare orch { backend "etcd" { endpoints = [...] } }, or set ORCH_BACKEND=etcd://HOST:PORT,.../PREFIX`}
+					return &exitError{code: ExitError, msg: `orch state migrate -to etcd needs the etcd to move to: declare orch { backend "etcd" { endpoints = [...] } }, or pass -backend etcd://HOST:PORT,.../PREFIX (ORCH_BACKEND)`}
 				}
 				return a.migrateToBackend(path, be, opts)
 			}

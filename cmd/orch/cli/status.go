@@ -178,7 +178,7 @@ func (a *App) clusterStatusOf(cfg *spec.Config) ([]JSONStatus, bool, error) {
 	if cfg == nil || clusterStatus == nil {
 		return nil, false, nil
 	}
-	be, err := backendFor(cfg)
+	be, err := a.backendFor(cfg)
 	if err != nil || be == nil {
 		return nil, false, err
 	}

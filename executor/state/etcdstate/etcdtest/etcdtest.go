@@ -55,6 +55,20 @@ func (c *Cluster) Endpoints() []string {
 // otherwise.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	ips := make([]string, n)
+	for i := range ips {
+		ips[i] = fmt.Sprintf("127.0.0.%d", i+1)
+	}
+	return StartOn(t, ips...)
+}
+
+// StartOn is Start with one member per address of ips (the same address
+// may come more than once: each member has ports of its own), for the
+// tests whose hosts reach etcd through a network of their own (the
+// gateway of a Docker network).
+func StartOn(t testing.TB, ips ...string) *Cluster {
+	t.Helper()
+	n := len(ips)
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -65,7 +79,7 @@ func Start(t testing.TB, n int) *Cluster {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := 0; i < n; i++ {
-		ip := fmt.Sprintf("127.0.0.%d", i+1)
+		ip := ips[i]
 		m := &Member{Name: fmt.Sprintf("m%d", i+1),
 			ClientURL: "http://" + freeAddr(t, ip), PeerURL: "http://" + freeAddr(t, ip),
 			dir: filepath.Join(t.TempDir(), "etcd")}
