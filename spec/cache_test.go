@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -136,10 +137,13 @@ func (c *cacheCase) check(t testing.TB) (hits int64) {
 	return hits
 }
 
-// diagText renders diagnostics in order, with every field a user sees.
+// diagText renders diagnostics with every field a user sees, sorted: HCL
+// reports the unexpected attributes of a block in map order, so two loads
+// without the cache may order them differently.
 func diagText(diags hcl.Diagnostics) string {
-	var b strings.Builder
+	var lines []string
 	for _, d := range diags {
+		var b strings.Builder
 		fmt.Fprintf(&b, "%d %s: %s", d.Severity, d.Summary, d.Detail)
 		if d.Subject != nil {
 			fmt.Fprintf(&b, " @%s", d.Subject)
@@ -147,9 +151,10 @@ func diagText(diags hcl.Diagnostics) string {
 		if d.Context != nil {
 			fmt.Fprintf(&b, " ctx %s", d.Context)
 		}
-		b.WriteByte('\n')
+		lines = append(lines, b.String())
 	}
-	return b.String()
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }
 
 // configDiff compares two loads: everything a later phase reads.
@@ -496,5 +501,113 @@ func fill(v reflect.Value, depth int) {
 		for i := 0; i < v.NumField(); i++ {
 			fill(v.Field(i), depth+1)
 		}
+	}
+}
+
+// FuzzCacheEquivalence applies a sequence of random edits (each a pair of
+// bytes: what, and where or which) to cacheBase and its inputs, in one
+// directory whose cache carries over from edit to edit, and after each
+// requires the load with the cache to give what the load without it gives:
+// the same configuration and the same diagnostics. A stale hit fails it.
+// Seeds are in testdata/fuzz/FuzzCacheEquivalence.
+func FuzzCacheEquivalence(f *testing.F) {
+	f.Add([]byte{0, 3, 4, 1, 0, 9, 5, 2, 7, 3})
+	f.Add([]byte{6, 2, 6, 5, 8, 1, 9, 0, 1, 12})
+	f.Add([]byte{3, 77, 3, 140, 2, 20, 4, 4})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 32 {
+			ops = ops[:32]
+		}
+		c := newCacheCase(t)
+		text := cacheBase
+		c.check(t)
+		for i := 0; i+1 < len(ops); i += 2 {
+			text = cacheEdit(c, text, ops[i], ops[i+1])
+			c.write(t, "main.hcl", text)
+			if ops[i]%11 == 5 {
+				c.write(t, "data.txt", fmt.Sprintf("d%d", ops[i+1]))
+			}
+			c.check(t)
+		}
+	})
+}
+
+// cacheEdit applies one edit to text (or to c's inputs).
+func cacheEdit(c *cacheCase, text string, op, arg byte) string {
+	lines := strings.Split(text, "\n")
+	n := int(arg)
+	switch op % 11 {
+	case 0: // change a digit
+		var at []int
+		for i := 0; i < len(text); i++ {
+			if text[i] >= '0' && text[i] <= '9' {
+				at = append(at, i)
+			}
+		}
+		if len(at) > 0 {
+			i := at[n%len(at)]
+			text = text[:i] + string('0'+(text[i]-'0'+1)%10) + text[i+1:]
+		}
+	case 1: // delete a line
+		i := n % len(lines)
+		text = strings.Join(append(lines[:i:i], lines[i+1:]...), "\n")
+	case 2: // duplicate a line
+		i := n % len(lines)
+		text = strings.Join(append(lines[:i+1:i+1], lines[i:]...), "\n")
+	case 3: // insert a byte
+		alphabet := "\"{}\n x#=[]$"
+		i := (n * 7) % (len(text) + 1)
+		text = text[:i] + string(alphabet[n%len(alphabet)]) + text[i:]
+	case 4: // a variable from -var
+		c.vars = []string{fmt.Sprintf("tag=v%d", n%3)}
+	case 5: // the file read by file() (written by the caller)
+	case 6: // swap two neighbouring pieces
+		cuts := append(blockCuts([]byte(text)), len(text))
+		if len(cuts) > 3 {
+			i := n % (len(cuts) - 2)
+			a, b := text[cuts[i]:cuts[i+1]], text[cuts[i+1]:cuts[i+2]]
+			text = text[:cuts[i]] + b + a + text[cuts[i+2]:]
+		}
+	case 7: // a variable from the environment
+		c.environ = []string{"PATH=" + os.Getenv("PATH"), fmt.Sprintf("ORCH_VAR_base=%d", 7000+n%3)}
+	case 8: // rename a block
+		names := []string{`"a"`, `"b"`, `"c"`, `"e"`, `"g"`, `"init"`}
+		name := names[n%len(names)]
+		text = strings.Replace(text, name+" {", strings.TrimSuffix(name, `"`)+`x" {`, 1)
+	case 9: // a reference to a block, added or removed
+		if strings.Contains(text, "daemon.g.env.V") {
+			text = strings.Replace(text, "daemon.g.env.V", `"v"`, 1)
+		} else {
+			text = strings.Replace(text, `["sleep", "5"]`, `["sleep", daemon.g.env.V]`, 1)
+		}
+	case 10: // back to the start
+		text = cacheBase
+		c.vars, c.environ = nil, []string{"PATH=" + os.Getenv("PATH")}
+	}
+	return text
+}
+
+// The edits of FuzzCacheEquivalence do reach the cache: over a sequence of
+// them, blocks are served from it, and stale ones are caught.
+func TestCacheEditsHit(t *testing.T) {
+	c := newCacheCase(t)
+	text := cacheBase
+	c.check(t)
+	var hits int64
+	stale := 0
+	for _, op := range [][2]byte{{0, 3}, {4, 1}, {7, 2}, {6, 1}, {5, 9}, {9, 0}, {9, 0}, {8, 1}, {0, 40}, {10, 0}} {
+		text = cacheEdit(c, text, op[0], op[1])
+		c.write(t, "main.hcl", text)
+		if op[0] == 5 {
+			c.write(t, "data.txt", "changed")
+		}
+		lastCacheAbort.Store("")
+		hits += c.check(t)
+		if why, _ := lastCacheAbort.Load().(string); strings.HasPrefix(why, "stale") {
+			stale++
+		}
+	}
+	if hits == 0 || stale == 0 {
+		t.Fatalf("%d hits and %d stale loads over the edits: the test does not exercise the cache", hits, stale)
 	}
 }
