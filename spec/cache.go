@@ -309,9 +309,6 @@ func (c *cacheState) read() {
 // ignored (the next load works without a cache).
 func (c *cacheState) write(keys [][32]byte, blobs [][]byte) {
 	dir := filepath.Dir(c.path)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return // no state directory yet: orch has not applied here
-	}
 	payload := binary.AppendUvarint(nil, uint64(len(keys)))
 	for i, k := range keys {
 		payload = append(payload, k[:]...)
@@ -766,6 +763,9 @@ func (l *loader) encodeEntry(n *node) ([]byte, bool) {
 // differ from the file's.
 func (l *loader) saveCache() {
 	c := l.cache
+	if st, err := os.Stat(filepath.Dir(c.path)); err != nil || !st.IsDir() {
+		return // no state directory yet (orch validate before any plan): nothing is written
+	}
 	var keys [][32]byte
 	var blobs [][]byte
 	changed := false
