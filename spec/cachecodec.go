@@ -336,6 +336,10 @@ func compileCodec(t reflect.Type, seen map[reflect.Type]*codec) (*codec, error) 
 // A range: start and end as (line, column, byte) relative to the piece.
 func encRange(b []byte, v reflect.Value, rb *rebase) ([]byte, error) {
 	r := v.Interface().(hcl.Range)
+	if r != (hcl.Range{}) && r.Filename != rb.file {
+		// decoded, it would be given the piece's file: not stored
+		return nil, errors.New("a range in another file")
+	}
 	return appendRange(b, r, rb), nil
 }
 
