@@ -266,6 +266,9 @@ type cachedRef struct {
 // readCache reads the cache file; any problem leaves it empty.
 func (c *cacheState) read() {
 	c.entries = map[[32]byte][]byte{}
+	if !trustedPath(filepath.Dir(c.path), true) || !trustedPath(c.path, false) {
+		return
+	}
 	b, err := os.ReadFile(c.path)
 	if err != nil {
 		return
@@ -763,8 +766,10 @@ func (l *loader) encodeEntry(n *node) ([]byte, bool) {
 // differ from the file's.
 func (l *loader) saveCache() {
 	c := l.cache
-	if st, err := os.Stat(filepath.Dir(c.path)); err != nil || !st.IsDir() {
-		return // no state directory yet (orch validate before any plan): nothing is written
+	if !trustedPath(filepath.Dir(c.path), true) {
+		// no state directory yet (orch validate before any plan), or one
+		// another user may write: nothing is written
+		return
 	}
 	var keys [][32]byte
 	var blobs [][]byte

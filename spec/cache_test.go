@@ -371,6 +371,45 @@ func TestCacheFileDamage(t *testing.T) {
 			t.Fatalf("%d hits without a cache file", hits)
 		}
 	})
+	t.Run("state directory writable by others", func(t *testing.T) {
+		c := newCacheCase(t)
+		c.check(t)
+		state := filepath.Join(c.dir, ".orch")
+		if err := os.Chmod(state, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if hits := c.check(t); hits != 0 {
+			t.Fatalf("%d hits from a cache in a directory others may write", hits)
+		}
+	})
+	t.Run("file of another user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("only root can give a file away")
+		}
+		c := newCacheCase(t)
+		c.check(t)
+		path := filepath.Join(c.dir, ".orch", CacheFile)
+		if err := os.Chown(path, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if hits := c.check(t); hits != 0 {
+			t.Fatalf("%d hits from a cache file another user owns", hits)
+		}
+	})
+	t.Run("symbolic link", func(t *testing.T) {
+		c := newCacheCase(t)
+		c.check(t)
+		path := filepath.Join(c.dir, ".orch", CacheFile)
+		if err := os.Rename(path, path+".real"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(path+".real", path); err != nil {
+			t.Fatal(err)
+		}
+		if hits := c.check(t); hits != 0 {
+			t.Fatalf("%d hits through a symbolic link", hits)
+		}
+	})
 	t.Run("no state directory", func(t *testing.T) {
 		c := newCacheCase(t)
 		os.Remove(filepath.Join(c.dir, ".orch"))
