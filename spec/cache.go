@@ -146,7 +146,8 @@ func (p *piece) rebase() *rebase {
 
 // blockCuts returns the offsets where the pieces of src start: 0, then
 // the first non-blank line after every line "}" when that line starts a
-// word.
+// word, or starts the line comments (# or //) just before such a line: a
+// block's comment goes with the block.
 func blockCuts(src []byte) []int {
 	cuts := []int{0}
 	for at := 0; at < len(src); {
@@ -154,19 +155,48 @@ func blockCuts(src []byte) []int {
 		if i < 0 {
 			break
 		}
-		j := at + i + 3
-		for j < len(src) && (src[j] == '\n' || src[j] == '\r') {
-			j++
+		j := skipBlank(src, at+i+3)
+		start := j
+		for isLineComment(src[j:]) {
+			k := bytes.IndexByte(src[j:], '\n')
+			if k < 0 {
+				j = len(src)
+				break
+			}
+			j = skipBlank(src, j+k+1)
 		}
 		if j >= len(src) {
 			break
 		}
 		if c := src[j]; c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' {
-			cuts = append(cuts, j)
+			cuts = append(cuts, start)
 		}
 		at = j
 	}
 	return cuts
+}
+
+func skipBlank(src []byte, j int) int {
+	for j < len(src) && (src[j] == '\n' || src[j] == '\r') {
+		j++
+	}
+	return j
+}
+
+func isLineComment(b []byte) bool {
+	return len(b) > 0 && b[0] == '#' || len(b) > 1 && b[0] == '/' && b[1] == '/'
+}
+
+// firstWord skips the line comments and blank lines a piece starts with.
+func firstWord(b []byte) []byte {
+	for isLineComment(b) {
+		k := bytes.IndexByte(b, '\n')
+		if k < 0 {
+			return nil
+		}
+		b = b[skipBlank(b, k+1):]
+	}
+	return b
 }
 
 // cutPieces cuts a file into pieces, each with its position.
@@ -184,7 +214,8 @@ func cutPieces(src []byte, name string, fi int) []*piece {
 			end = cuts[i+1]
 		}
 		p := &piece{file: name, fi: fi, src: src[c:end], start: pos}
-		p.candidate = startsWord(p.src, "daemon") || startsWord(p.src, "job")
+		w := firstWord(p.src)
+		p.candidate = startsWord(w, "daemon") || startsWord(w, "job")
 		out[i] = p
 		prev = c
 	}

@@ -650,3 +650,14 @@ func TestCacheEditsHit(t *testing.T) {
 		t.Fatalf("%d hits and %d stale loads over the edits: the test does not exercise the cache", hits, stale)
 	}
 }
+
+// Line comments between blocks go with the block after them: a daemon
+// followed by a commented variable block is still served from the cache.
+func TestCacheCommentsBetweenBlocks(t *testing.T) {
+	c := newCacheCase(t)
+	c.write(t, "main.hcl", "daemon \"x\" {\n  command = [\"sleep\", var.n]\n}\n\n# the number\n// of seconds\nvariable \"n\" {\n  default = \"5\"\n}\n\n# the second\ndaemon \"y\" {\n  command = [\"sleep\", \"1\"]\n}\n")
+	c.check(t)
+	if hits := c.check(t); hits != 2 {
+		t.Fatalf("%d hits, want 2 (last abort: %v)", hits, lastCacheAbort.Load())
+	}
+}
