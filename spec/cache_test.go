@@ -661,3 +661,18 @@ func TestCacheCommentsBetweenBlocks(t *testing.T) {
 		t.Fatalf("%d hits, want 2 (last abort: %v)", hits, lastCacheAbort.Load())
 	}
 }
+
+// FuzzCacheBytes loads arbitrary bytes as main.hcl three times: without
+// the cache, with it (written), and with it again (served); all three must
+// agree. Seeds are in testdata/fuzz/FuzzCacheBytes.
+func FuzzCacheBytes(f *testing.F) {
+	f.Add([]byte(cacheBase))
+	f.Add([]byte(equivHCL))
+	f.Add([]byte("daemon \"x\" {\n  command = [\"sh\", \"-c\", <<EOT\n}\ndaemon \"y\" {\nEOT\n  ]\n}\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		c := newCacheCase(t)
+		c.write(t, "main.hcl", string(src))
+		c.check(t)
+		c.check(t)
+	})
+}
