@@ -27,9 +27,10 @@ import (
 // an evaluated-configuration cache", says why and how; in short:
 //
 //   - A native-syntax file is cut into pieces at top-level block
-//     boundaries (a line "}" followed by a line that starts a word). A
-//     piece that starts with "daemon" or "job" is looked up by the
-//     SHA-256 of its file name and bytes; any other piece is parsed.
+//     boundaries (a line "}" followed by a line that starts a word, or by
+//     the line comments before one). A piece that starts (after its
+//     comments) with "daemon" or "job" is looked up by the SHA-256 of its
+//     file name and bytes; any other piece is parsed.
 //   - An entry holds the block's instances (every field of Resource,
 //     ranges relative to the piece), what it refers to with a fingerprint
 //     of each one's value (variables, locals with what they reach, other
@@ -44,12 +45,15 @@ import (
 //     version, the configuration directory and the runtime kinds: a
 //     change of any of these ignores it. A file that is unreadable,
 //     truncated or corrupt (its checksum) is ignored, without a word; an
-//     unwritable state directory leaves the load without a cache.
+//     unwritable state directory leaves the load without a cache, and so
+//     does one (or a file) that another user could have written
+//     (trustedPath).
 //   - Errors are never served from the cache: a load with any error, or
 //     anything unexpected in the cached path (a piece that does not parse
 //     alone, a stale fingerprint, a reference that does not resolve), is
 //     done again without it, so that its results and diagnostics are the
-//     ones of a load without a cache (FuzzCacheEquivalence).
+//     ones of a load without a cache (FuzzCacheEquivalence,
+//     FuzzCacheBytes).
 
 // CacheFile is the name of the cache in the state directory.
 const CacheFile = "config-cache"
