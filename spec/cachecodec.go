@@ -123,6 +123,17 @@ func compileCodec(t reflect.Type, seen map[reflect.Type]*codec) (*codec, error) 
 	case t == ctyType:
 		c.enc, c.dec = encCty, decCty
 		return c, nil
+	case t == reflect.TypeOf(map[string]string(nil)):
+		// the commonest maps and slices of a Resource, without reflect
+		// per element (the same bytes as the general codec's)
+		c.enc, c.dec = encStringMap, decStringMap
+		return c, nil
+	case t == reflect.TypeOf(map[string]hcl.Range(nil)):
+		c.enc, c.dec = encRangeMap, decRangeMap
+		return c, nil
+	case t == reflect.TypeOf([]string(nil)):
+		c.enc, c.dec = encStrings, decStrings
+		return c, nil
 	}
 	switch t.Kind() {
 	case reflect.Bool:
@@ -461,4 +472,112 @@ func (d *decoder) resource() (*Resource, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+func encStringMap(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
+	if v.IsNil() {
+		return append(b, 0), nil
+	}
+	m := v.Interface().(map[string]string)
+	b = binary.AppendUvarint(b, uint64(len(m))+1)
+	for k, x := range m {
+		b = appendStr(appendStr(b, k), x)
+	}
+	return b, nil
+}
+
+func decStringMap(d *decoder, v reflect.Value) error {
+	n, err := d.uvarint()
+	if err != nil || n == 0 {
+		return err
+	}
+	n--
+	if n > uint64(len(d.b)) {
+		return errShort
+	}
+	m := make(map[string]string, n)
+	for i := uint64(0); i < n; i++ {
+		k, err := d.str()
+		if err != nil {
+			return err
+		}
+		x, err := d.str()
+		if err != nil {
+			return err
+		}
+		m[k] = x
+	}
+	v.Set(reflect.ValueOf(m))
+	return nil
+}
+
+func encRangeMap(b []byte, v reflect.Value, rb *rebase) ([]byte, error) {
+	if v.IsNil() {
+		return append(b, 0), nil
+	}
+	m := v.Interface().(map[string]hcl.Range)
+	b = binary.AppendUvarint(b, uint64(len(m))+1)
+	for k, r := range m {
+		if r != (hcl.Range{}) && r.Filename != rb.file {
+			return nil, errors.New("a range in another file")
+		}
+		b = appendRange(appendStr(b, k), r, rb)
+	}
+	return b, nil
+}
+
+func decRangeMap(d *decoder, v reflect.Value) error {
+	n, err := d.uvarint()
+	if err != nil || n == 0 {
+		return err
+	}
+	n--
+	if n > uint64(len(d.b)) {
+		return errShort
+	}
+	m := make(map[string]hcl.Range, n)
+	for i := uint64(0); i < n; i++ {
+		k, err := d.str()
+		if err != nil {
+			return err
+		}
+		r, err := d.rng()
+		if err != nil {
+			return err
+		}
+		m[k] = r
+	}
+	v.Set(reflect.ValueOf(m))
+	return nil
+}
+
+func encStrings(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
+	if v.IsNil() {
+		return append(b, 0), nil
+	}
+	xs := v.Interface().([]string)
+	b = binary.AppendUvarint(b, uint64(len(xs))+1)
+	for _, x := range xs {
+		b = appendStr(b, x)
+	}
+	return b, nil
+}
+
+func decStrings(d *decoder, v reflect.Value) error {
+	n, err := d.uvarint()
+	if err != nil || n == 0 {
+		return err
+	}
+	n--
+	if n > uint64(len(d.b)) {
+		return errShort
+	}
+	xs := make([]string, n)
+	for i := range xs {
+		if xs[i], err = d.str(); err != nil {
+			return err
+		}
+	}
+	v.Set(reflect.ValueOf(xs))
+	return nil
 }
