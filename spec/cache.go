@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -32,11 +33,12 @@ import (
 //     comments) with "daemon" or "job" is looked up by the SHA-256 of its
 //     file name and bytes; any other piece is parsed.
 //   - An entry holds the block's instances (every field of Resource,
-//     ranges relative to the piece), what it refers to with a fingerprint
-//     of each one's value (variables, locals with what they reach, other
-//     blocks, its runtime), and the runtime it was on. It is used only
-//     when every fingerprint matches the values of this load, and the
-//     block is not itself referenced (its value is then needed).
+//     ranges relative to the piece), its value when another block referred
+//     to it, what it refers to with a fingerprint of each one's value
+//     (variables, locals with what they reach, other blocks, its runtime),
+//     and the runtime it was on. It is used only when every fingerprint
+//     matches the values of this load, and, when another block refers to
+//     it now, its value was stored.
 //   - Only blocks that evaluated without a diagnostic, on a built-in
 //     runtime kind without a block that reads files, with no sensitive
 //     value and whose text does not mention "file" (file(), filebase64(),
@@ -61,7 +63,7 @@ const CacheFile = "config-cache"
 const cacheMagic = "orch evaluated-configuration cache\n"
 
 // cacheFormat changes whenever the format or the meaning of an entry does.
-const cacheFormat = 1
+const cacheFormat = 2
 
 // cacheSalt is what an entry depends on besides its inputs.
 var (
@@ -440,25 +442,30 @@ func decodeHead(key [32]byte, blob []byte, rb *rebase) (*cachedBlock, error) {
 	return cb, nil
 }
 
-// instances decodes the instances of an entry.
-func (cb *cachedBlock) instances() ([]*Resource, error) {
+// instances decodes the instances of an entry, and the block's value for
+// references (cty.NilVal when no block referred to it when it was stored).
+func (cb *cachedBlock) instances() ([]*Resource, cty.Value, error) {
 	d := &decoder{b: cb.rest, rb: cb.rb}
 	n, err := d.uvarint()
 	if err != nil || n > uint64(len(d.b)) {
-		return nil, errShort
+		return nil, cty.NilVal, errShort
 	}
 	out := make([]*Resource, 0, n)
 	for i := uint64(0); i < n; i++ {
 		r, err := d.resource()
 		if err != nil {
-			return nil, err
+			return nil, cty.NilVal, err
 		}
 		out = append(out, r)
 	}
-	if len(d.b) != 0 {
-		return nil, errors.New("trailing bytes in a cache entry")
+	var v cty.Value
+	if err := decCty(d, reflect.ValueOf(&v).Elem()); err != nil {
+		return nil, cty.NilVal, err
 	}
-	return out, nil
+	if len(d.b) != 0 {
+		return nil, cty.NilVal, errors.New("trailing bytes in a cache entry")
+	}
+	return out, v, nil
 }
 
 // openCache finds the cache file once the project's state directory is
@@ -578,11 +585,6 @@ func cutPrefix(s, p string) (string, bool) {
 // evalCached is evaluate for a cache hit: the fingerprints of what the
 // block refers to are checked, and its instances decoded.
 func (l *loader) evalCached(n *node) {
-	if n.referenced {
-		l.cache.abort("a cached block is referenced")
-		n.failed = true
-		return
-	}
 	for _, r := range n.cached.refs {
 		var fp [32]byte
 		var ok bool
@@ -597,11 +599,20 @@ func (l *loader) evalCached(n *node) {
 			return
 		}
 	}
-	insts, err := n.cached.instances()
+	insts, value, err := n.cached.instances()
 	if err != nil {
 		l.cache.abort("an entry does not decode")
 		n.failed = true
 		return
+	}
+	if n.referenced {
+		// another block reads its value: stored only when one did then
+		if value == cty.NilVal {
+			l.cache.abort("a cached block is referenced, and its value was not stored")
+			n.failed = true
+			return
+		}
+		n.value = value
 	}
 	n.instances = insts
 	l.cache.hits.Add(1)
@@ -696,7 +707,7 @@ func (l *loader) cacheable(n *node) bool {
 	if p == nil || p.body == nil || len(p.body.Blocks) != 1 || len(p.body.Attributes) != 0 {
 		return false
 	}
-	if n.kind != KindDaemon && n.kind != KindJob || n.referenced || n.failed || n.dynamic || n.noRuntime || n.schema == nil {
+	if n.kind != KindDaemon && n.kind != KindJob || n.failed || n.dynamic || n.noRuntime || n.schema == nil {
 		return false
 	}
 	if bytes.Contains(p.src, []byte("file")) {
@@ -793,6 +804,11 @@ func (l *loader) encodeEntry(n *node) ([]byte, bool) {
 		if b, err = encodeResource(b, r, rb); err != nil {
 			return nil, false
 		}
+	}
+	// the value other blocks read (NilVal when none does); a marked one
+	// (sensitive) is refused
+	if b, err = encCty(b, reflect.ValueOf(n.value), rb); err != nil {
+		return nil, false
 	}
 	return b, true
 }

@@ -676,3 +676,41 @@ func FuzzCacheBytes(f *testing.F) {
 		c.check(t)
 	})
 }
+
+// Values (a block's value for references, runtime attributes) round-trip
+// exactly, by structure or, for what that does not write, by JSON.
+func TestCacheValueRoundTrip(t *testing.T) {
+	vals := []cty.Value{
+		cty.StringVal("x"), cty.NumberIntVal(-42), cty.NumberFloatVal(0.1), cty.MustParseNumberVal("123456789012345678901234567890.5"),
+		cty.True,
+		cty.ObjectVal(map[string]cty.Value{
+			"name": cty.StringVal("api"), "command": cty.ListVal([]cty.Value{cty.StringVal("sleep"), cty.StringVal("1")}),
+			"env":   cty.MapVal(map[string]cty.Value{"A": cty.StringVal("1")}),
+			"ports": cty.TupleVal([]cty.Value{cty.NumberIntVal(80), cty.StringVal("x")}),
+		}),
+		cty.ListValEmpty(cty.String), cty.MapValEmpty(cty.Number),
+		cty.ObjectVal(map[string]cty.Value{"a": cty.NullVal(cty.String)}),
+		cty.SetVal([]cty.Value{cty.StringVal("a"), cty.StringVal("b")}),
+		cty.EmptyObjectVal, cty.EmptyTupleVal,
+		cty.ListVal([]cty.Value{cty.ObjectVal(map[string]cty.Value{"k": cty.NumberIntVal(1)})}),
+	}
+	for _, v := range vals {
+		b, err := encCty(nil, reflect.ValueOf(v), nil)
+		if err != nil {
+			t.Fatalf("%#v: %v", v, err)
+		}
+		var got cty.Value
+		d := &decoder{b: b}
+		if err := decCty(d, reflect.ValueOf(&got).Elem()); err != nil || len(d.b) != 0 {
+			t.Fatalf("%#v: %v (%d bytes left)", v, err, len(d.b))
+		}
+		if !got.Type().Equals(v.Type()) || !got.RawEquals(v) {
+			t.Fatalf("round trip of %#v gave %#v", v, got)
+		}
+		for i := 0; i < len(b); i++ {
+			if err := decCty(&decoder{b: b[:i]}, reflect.ValueOf(&got).Elem()); err == nil {
+				t.Fatalf("%#v: a truncation to %d of %d bytes decoded", v, i, len(b))
+			}
+		}
+	}
+}

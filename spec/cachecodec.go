@@ -399,8 +399,11 @@ func (d *decoder) rng() (hcl.Range, error) {
 	}, nil
 }
 
-// A cty value: cty.NilVal, or its type and value in go-cty's JSON. Values
-// with marks are not cached (the loader never offers one).
+// A cty value: cty.NilVal (0), a value built of strings, numbers, bools,
+// non-empty lists and maps, tuples and objects, without nulls (2, then
+// the value by structure: go-cty's JSON decoder allocates a decoder per
+// element), or anything else as its type and value in go-cty's JSON (1).
+// Values with marks are not cached (the loader never offers one).
 func encCty(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
 	cv := v.Interface().(cty.Value)
 	if cv == cty.NilVal {
@@ -408,6 +411,9 @@ func encCty(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
 	}
 	if cv.ContainsMarked() || !cv.IsWhollyKnown() {
 		return nil, errors.New("a marked or unknown value")
+	}
+	if sb, ok := appendStructural(append(b, 2), cv); ok {
+		return sb, nil
 	}
 	ty, err := ctyjson.MarshalType(cv.Type())
 	if err != nil {
@@ -426,11 +432,22 @@ func decCty(d *decoder, v reflect.Value) error {
 	if len(d.b) == 0 {
 		return errShort
 	}
-	set := d.b[0] != 0
+	tag := d.b[0]
 	d.b = d.b[1:]
-	if !set {
+	switch tag {
+	case 0:
 		v.Set(reflect.ValueOf(cty.NilVal))
 		return nil
+	case 2:
+		cv, err := d.structural(0)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(cv))
+		return nil
+	case 1:
+	default:
+		return errors.New("a cache entry's value has an unknown tag")
 	}
 	tyb, err := d.bytes()
 	if err != nil {
@@ -580,4 +597,129 @@ func decStrings(d *decoder, v reflect.Value) error {
 	}
 	v.Set(reflect.ValueOf(xs))
 	return nil
+}
+
+// appendStructural writes v by its structure; false when v holds
+// something it does not write (a null, a set, an empty list or map, a
+// capsule): the caller writes JSON instead.
+func appendStructural(b []byte, v cty.Value) ([]byte, bool) {
+	if v.IsNull() {
+		return nil, false
+	}
+	ty := v.Type()
+	switch {
+	case ty == cty.String:
+		return appendStr(append(b, 's'), v.AsString()), true
+	case ty == cty.Number:
+		return appendStr(append(b, 'n'), v.AsBigFloat().Text('g', -1)), true
+	case ty == cty.Bool:
+		if v.True() {
+			return append(b, 't'), true
+		}
+		return append(b, 'f'), true
+	case ty.IsObjectType(), ty.IsTupleType(), ty.IsListType(), ty.IsMapType():
+		var tag byte
+		switch {
+		case ty.IsObjectType():
+			tag = 'o'
+		case ty.IsTupleType():
+			tag = 'u'
+		case ty.IsListType():
+			tag = 'l'
+		default:
+			tag = 'm'
+		}
+		n := v.LengthInt()
+		if n == 0 && (tag == 'l' || tag == 'm') {
+			return nil, false // the element type is not in the elements
+		}
+		b = binary.AppendUvarint(append(b, tag), uint64(n))
+		for it := v.ElementIterator(); it.Next(); {
+			k, e := it.Element()
+			if tag == 'o' || tag == 'm' {
+				b = appendStr(b, k.AsString())
+			}
+			var ok bool
+			if b, ok = appendStructural(b, e); !ok {
+				return nil, false
+			}
+		}
+		return b, true
+	}
+	return nil, false
+}
+
+func (d *decoder) structural(depth int) (cty.Value, error) {
+	if depth > 64 || len(d.b) == 0 {
+		return cty.NilVal, errShort
+	}
+	tag := d.b[0]
+	d.b = d.b[1:]
+	switch tag {
+	case 's':
+		s, err := d.str()
+		return cty.StringVal(s), err
+	case 'n':
+		s, err := d.str()
+		if err != nil {
+			return cty.NilVal, err
+		}
+		return cty.ParseNumberVal(s)
+	case 't':
+		return cty.True, nil
+	case 'f':
+		return cty.False, nil
+	case 'o', 'u', 'l', 'm':
+		n, err := d.uvarint()
+		if err != nil || n > uint64(len(d.b)) {
+			return cty.NilVal, errShort
+		}
+		var attrs map[string]cty.Value
+		var elems []cty.Value
+		if tag == 'o' || tag == 'm' {
+			attrs = make(map[string]cty.Value, n)
+		} else {
+			elems = make([]cty.Value, 0, n)
+		}
+		for i := uint64(0); i < n; i++ {
+			var k string
+			if attrs != nil {
+				if k, err = d.str(); err != nil {
+					return cty.NilVal, err
+				}
+			}
+			e, err := d.structural(depth + 1)
+			if err != nil {
+				return cty.NilVal, err
+			}
+			if attrs != nil {
+				attrs[k] = e
+			} else {
+				elems = append(elems, e)
+			}
+		}
+		var out cty.Value
+		err = nil
+		func() {
+			// go-cty panics on inconsistent element types: a corrupt
+			// entry, refused like one
+			defer func() {
+				if recover() != nil {
+					err = errors.New("a cache entry's value is inconsistent")
+				}
+			}()
+			switch tag {
+			case 'o':
+				out = cty.ObjectVal(attrs)
+			case 'u':
+				out = cty.TupleVal(elems)
+			case 'l':
+				out = cty.ListVal(elems)
+			default:
+				out = cty.MapVal(attrs)
+			}
+		}()
+		return out, err
+	}
+	return cty.NilVal, errors.New("a cache entry's value has an unknown tag")
 }
