@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/orch-dev/orch/spec"
 	"github.com/zclconf/go-cty/cty"
@@ -157,8 +158,19 @@ func (r *renderer) known(sym, color, name string) {
 	r.line(sym, color, name, "(known after apply)", r.w)
 }
 
+// line writes one attribute line, name padded to w runes (as fmt's %-*s
+// would, without fmt: a plan of 10,000 new daemons writes 200,000 lines).
 func (r *renderer) line(sym, color, name, val string, w int) {
-	fmt.Fprintf(&r.b, "      %s %-*s = %s\n", r.c(color, sym), w, name, val)
+	r.b.WriteString("      ")
+	r.b.WriteString(r.c(color, sym))
+	r.b.WriteByte(' ')
+	r.b.WriteString(name)
+	for i := utf8.RuneCountInString(name); i < w; i++ {
+		r.b.WriteByte(' ')
+	}
+	r.b.WriteString(" = ")
+	r.b.WriteString(val)
+	r.b.WriteByte('\n')
 }
 
 func (r *renderer) diffs(c *Change) {

@@ -21,6 +21,9 @@ func (l *loader) declareResource(b *hcl.Block) {
 	addr := Address{Kind: kind, Name: name}
 	n := &node{key: addr.String(), kind: kind, addr: addr, decl: b.DefRange, block: b,
 		nested: map[string]*nestedBlock{}}
+	if sb, ok := b.Body.(*hclsyntax.Body); ok && l.blockPiece != nil {
+		n.piece = l.blockPiece[sb]
+	}
 	if kind != KindModule {
 		pre, _, _ := b.Body.PartialContent(runtimeOnlySchema)
 		n.attrs = pre.Attributes
@@ -236,25 +239,31 @@ func (l *loader) resolveRuntime(n *node) {
 // collectRefs finds every node n refers to, from its expressions and its
 // static references, reporting references to things that do not exist.
 func (l *loader) collectRefs(n *node) {
-	seen := map[*node]bool{}
-	add := func(t *node) {
-		if t != nil && !seen[t] {
-			seen[t] = true
-			n.refs = append(n.refs, t)
+	seen := map[*node]int{}
+	add := func(t *node, expr bool) {
+		if t == nil {
+			return
 		}
+		if i, ok := seen[t]; ok {
+			n.refExpr[i] = n.refExpr[i] || expr
+			return
+		}
+		seen[t] = len(n.refs)
+		n.refs = append(n.refs, t)
+		n.refExpr = append(n.refExpr, expr)
 	}
 	exprs := l.exprsOf(n)
 	for _, e := range exprs {
 		for _, trav := range e.Variables() {
 			if t := l.resolveTraversal(n, trav); t != nil {
 				t.referenced = true
-				add(t)
+				add(t, true)
 			}
 		}
 	}
 	if n.kind == KindDaemon || n.kind == KindJob {
 		if rt := l.nodes[n.runtime.String()]; rt != nil {
-			add(rt)
+			add(rt, false)
 		}
 	}
 	for _, which := range []string{"depends_on", "restart_with"} {
@@ -283,7 +292,7 @@ func (l *loader) collectRefs(n *node) {
 				l.errorf(rangePtr(trav.SourceRange()), "Self-referential "+which, "%s cannot depend on itself.", n.addr)
 				continue
 			}
-			add(t)
+			add(t, false)
 			n.deps = append(n.deps, depRef{target: t, rng: trav.SourceRange(), restart: which == "restart_with"})
 		}
 	}

@@ -35,6 +35,10 @@ func (l *loader) evaluate(n *node) {
 	if n.failed {
 		return
 	}
+	if n.cached != nil {
+		l.evalCached(n)
+		return
+	}
 	before := len(l.diags)
 	ctx := l.ctxFor(n)
 	switch n.kind {

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/json"
 )
 
@@ -40,6 +41,14 @@ type Options struct {
 	// orch validate and orch plan want it; a load to apply, destroy or
 	// show state does not (a missing program fails that one start).
 	CheckPrograms bool
+	// Cache keeps the evaluated daemon and job blocks in the state
+	// directory (CacheFile) and serves those whose text and inputs did
+	// not change from there (cache.go). The results and diagnostics are
+	// those of a load without it.
+	Cache bool
+	// CacheStateDir, when set, is the state directory the cache lives in
+	// instead of the project's (orch { state_dir }, default .orch).
+	CacheStateDir string
 }
 
 // VarFile is the content of a -var-file: HCL attributes NAME = VALUE.
@@ -86,18 +95,57 @@ func Load(dir string, opts Options) (*Config, hcl.Diagnostics) {
 // of relative paths in diagnostics and attributes). file() and module
 // sources are read through fsys.
 func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
-	l := newLoader(fsys, dir, opts)
-	defer func() {
-		if l.restoreGC != nil {
-			l.restoreGC()
+	if opts.Cache {
+		// With the cache, then (when it met anything it cannot vouch for)
+		// only writing it; a load with an error is done without it, so
+		// that errors are never served from the cache (cache.go).
+		if cfg, diags, ok := loadCached(fsys, dir, opts, true); ok {
+			return cfg, diags
 		}
-	}()
+	}
+	l := newLoader(fsys, dir, opts)
+	defer l.done()
 	l.run()
+	l.finish()
+	return l.cfg, l.diags
+}
+
+// loadCached is LoadFS with the cache: lookups false only writes it. ok
+// is false when the load must be done again without the cache.
+func loadCached(fsys fs.FS, dir string, opts Options, lookups bool) (*Config, hcl.Diagnostics, bool) {
+	l := newLoader(fsys, dir, opts)
+	defer l.done()
+	l.cache = &cacheState{lookups: lookups}
+	l.pieceFiles = map[string][]*piece{}
+	l.blockPiece = map[*hclsyntax.Body]*piece{}
+	l.run()
+	if l.cache.aborted.Load() {
+		lastCacheAbort.Store(l.cache.reason.Load())
+		if lookups {
+			return loadCached(fsys, dir, opts, false)
+		}
+		return nil, nil, false
+	}
+	if l.diags.HasErrors() {
+		return nil, nil, false
+	}
+	lastCacheHits.Store(l.cache.hits.Load())
+	l.saveCache()
+	l.finish()
+	return l.cfg, l.diags, true
+}
+
+func (l *loader) done() {
+	if l.restoreGC != nil {
+		l.restoreGC()
+	}
+}
+
+func (l *loader) finish() {
 	l.redact()
 	l.hashBinaries()
 	l.hashReads()
 	slimFiles(l.cfg.Files)
-	return l.cfg, l.diags
 }
 
 // hashBinaries folds the content hashes of the module binaries into
@@ -163,10 +211,11 @@ func (l *loader) parseFiles() []*hcl.File {
 	// of a large configuration); results are then taken in name order, so
 	// diagnostics and the hash do not depend on scheduling.
 	type parsed struct {
-		src   []byte
-		err   error
-		file  *hcl.File
-		diags hcl.Diagnostics
+		src    []byte
+		err    error
+		file   *hcl.File
+		diags  hcl.Diagnostics
+		pieces bool // cut at its blocks for the cache: parsed below
 	}
 	// The collector is relaxed before any file is parsed, so the sizes are
 	// looked up first: relaxing once the bytes read reach the threshold
@@ -202,6 +251,10 @@ func (l *loader) parseFiles() []*hcl.File {
 		}
 		var f *hcl.File
 		var diags hcl.Diagnostics
+		if l.cache != nil && !strings.HasSuffix(name, ".json") {
+			results[i] = parsed{src: src, pieces: true}
+			return
+		}
 		if strings.HasSuffix(name, ".json") {
 			f, diags = json.Parse(src, name)
 		} else {
@@ -234,8 +287,16 @@ func (l *loader) parseFiles() []*hcl.File {
 	}
 	h := sha256.New()
 	var files []*hcl.File
+	l.fileIndex = make(map[string]int, len(names))
 	for i, name := range names {
+		l.fileIndex[name] = i
 		res := results[i]
+		if res.pieces {
+			res.file = l.parsePieceFile(name, i, res.src)
+			if res.file == nil {
+				return nil
+			}
+		}
 		if res.err != nil {
 			l.diags = append(l.diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError, Summary: "Cannot read configuration file", Detail: res.err.Error(),

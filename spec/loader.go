@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 )
@@ -50,6 +51,19 @@ type loader struct {
 
 	// varObj and pathObj are built once, after the variables are resolved.
 	varObj, pathObj cty.Value
+
+	// cache is the evaluated-configuration cache (cache.go); nil without
+	// Options.Cache.
+	cache *cacheState
+	// pending holds the pieces of files cut at block boundaries that may
+	// be served from the cache: looked up (or parsed) once it is open.
+	pending []*piece
+	// pieceFiles holds the pieces of each file cut at block boundaries.
+	pieceFiles map[string][]*piece
+	// blockPiece finds the piece a parsed block came from.
+	blockPiece map[*hclsyntax.Body]*piece
+	fileIndex  map[string]int
+	varFPs     map[string][32]byte
 }
 
 // node is one evaluable thing: a local value, a resource block or a runtime.
@@ -84,6 +98,17 @@ type node struct {
 	reach     map[*node]bool
 	instances []*Resource
 	rt        *Runtime
+
+	// refExpr[i] is true when refs[i] comes from an expression (not only
+	// depends_on or the runtime).
+	refExpr []bool
+	// cached is set when the block is served from the cache; piece is the
+	// piece its text came from, when its file was cut (cache.go).
+	cached *cachedBlock
+	piece  *piece
+	fpOnce sync.Once
+	fp     [32]byte
+	fpOK   bool
 }
 
 type nestedBlock struct {
@@ -134,7 +159,11 @@ func (l *loader) run() {
 	if l.diags.HasErrors() && len(files) == 0 {
 		return
 	}
-	var varBlocks, runtimeBlocks, resourceBlocks []*hcl.Block
+	if l.cache != nil && l.cache.aborted.Load() {
+		return
+	}
+	var varBlocks, runtimeBlocks []*hcl.Block
+	var resourceItems []resItem
 	var localsBlocks []*hcl.Block
 	var orchBlock *hcl.Block
 	for _, f := range files {
@@ -159,7 +188,7 @@ func (l *loader) run() {
 			case "runtime":
 				runtimeBlocks = append(runtimeBlocks, b)
 			default:
-				resourceBlocks = append(resourceBlocks, b)
+				resourceItems = append(resourceItems, l.itemOf(b))
 			}
 		}
 	}
@@ -169,6 +198,16 @@ func (l *loader) run() {
 	l.resolveVariables()
 	// after the variables: orch {} may use them
 	l.decodeProject(orchBlock)
+	if l.cache != nil {
+		// the state directory is known: the cache can be read
+		l.openCache()
+		l.resolvePending()
+		if l.cache.aborted.Load() {
+			return
+		}
+		resourceItems = append(resourceItems, l.pendingItems()...)
+		sortItems(resourceItems)
+	}
 	for _, b := range localsBlocks {
 		l.declareLocals(b)
 	}
@@ -176,25 +215,42 @@ func (l *loader) run() {
 		l.declareRuntime(b)
 	}
 	l.declareImplicitRuntime()
-	for _, b := range resourceBlocks {
-		l.declareResource(b)
+	for _, it := range resourceItems {
+		if it.p != nil {
+			l.declareCached(it.p)
+		} else {
+			l.declareResource(it.b)
+		}
+	}
+	if l.cache != nil {
+		if l.cache.aborted.Load() {
+			return
+		}
+		l.buildNavs()
 	}
 	if l.diags.HasErrors() {
 		// Declarations are broken: references would only add noise.
 		return
 	}
 	for _, n := range l.order {
-		l.collectRefs(n)
+		if n.cached != nil {
+			l.collectCachedRefs(n)
+		} else {
+			l.collectRefs(n)
+		}
 	}
-	if l.diags.HasErrors() {
+	if l.diags.HasErrors() || l.cache != nil && l.cache.aborted.Load() {
 		return
 	}
 	order, ok := l.sortNodes()
 	if !ok {
 		return
 	}
+	if l.cache != nil {
+		l.computeVarFPs()
+	}
 	l.evaluateAll(order)
-	if l.diags.HasErrors() {
+	if l.diags.HasErrors() || l.cache != nil && l.cache.aborted.Load() {
 		return
 	}
 	l.buildConfig()

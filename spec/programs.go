@@ -56,7 +56,11 @@ func (l *loader) checkPrograms() {
 			continue
 		}
 		n := l.nodes[r.Addr.Block().String()]
-		if n == nil || n.attrs["command"] == nil {
+		if n == nil {
+			continue
+		}
+		rng, ok := commandRange(n)
+		if !ok {
 			continue
 		}
 		path, ok := r.Env["PATH"]
@@ -75,10 +79,6 @@ func (l *loader) checkPrograms() {
 		}
 		if err == nil {
 			continue
-		}
-		rng := n.attrs["command"].Expr.Range()
-		if elems, d := hcl.ExprList(n.attrs["command"].Expr); !d.HasErrors() && len(elems) > 0 {
-			rng = elems[0].Range()
 		}
 		if p := (place{rng, k.name}); reported[p] {
 			continue

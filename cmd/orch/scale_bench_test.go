@@ -8,7 +8,8 @@ package main
 //
 // For each size (1,000 always, 10,000 with ORCH_BENCH_10K=1, as it takes
 // minutes; ORCH_BENCH_SCALE=1000,5000 names the sizes) one iteration runs, in a fresh directory written by
-// testdata/scale/gen-orch.sh: orch plan of everything new, orch apply
+// testdata/scale/gen-orch.sh: orch plan of everything new (then twice
+// more, the last one served from the configuration cache), orch apply
 // (create; it waits 500 ms after the last start, as users see), a no-op
 // orch plan, a one-line change (plan, then apply; apply again with
 // -wait=false for a second line) and orch destroy. It reports each one's
@@ -250,6 +251,12 @@ func benchScale(b *testing.B, n int) {
 
 	planNew := orchRun("plan")
 	expect(planNew, "plan of new", fmt.Sprintf("Plan: %d to add, 0 to change", n))
+	// The first plan made the state directory; the second writes the
+	// configuration cache there (spec/cache.go); the third is served
+	// from it, as every plan after a first one is.
+	orchRun("plan")
+	planNewCached := orchRun("plan")
+	expect(planNewCached, "plan of new (cached)", fmt.Sprintf("Plan: %d to add, 0 to change", n))
 	create := orchRun("apply", "-auto-approve")
 	expect(create, "create", fmt.Sprintf("Resources: %d added", n))
 	noop := orchRun("plan")
@@ -295,13 +302,15 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(sec(changePlan.wall+changeApply.wall), "change-plan+apply-s")
 	b.ReportMetric(sec(changePlan.cpu+changeApply.cpu), "change-plan+apply-cpu-s")
 	b.ReportMetric(sec(planNew.cpu), "plan-new-cpu-s")
+	b.ReportMetric(sec(planNewCached.wall), "plan-new-cached-s")
+	b.ReportMetric(sec(planNewCached.cpu), "plan-new-cached-cpu-s")
 	b.ReportMetric(sec(changeApplyNoWait.wall), "change-apply-nowait-s")
 	b.ReportMetric(sec(destroy.wall), "destroy-s")
 	b.ReportMetric(sec(destroy.cpu), "destroy-cpu-s")
 	b.ReportMetric(float64(peak)/1024, "orch-peak-MB")
 	b.ReportMetric(float64(logdPeak)/1024, "logd-peak-MB")
-	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (cpu %.2fs; apply -wait=false %.2fs), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB, log daemon %d MB",
-		n, sec(planNew.wall), sec(planNew.cpu), sec(create.wall), sec(create.cpu), sec(noop.wall), sec(noop.cpu), noop.maxrssKB/1024,
+	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs; from the configuration cache %.2fs, cpu %.2fs, %d MB), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (cpu %.2fs; apply -wait=false %.2fs), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB, log daemon %d MB",
+		n, sec(planNew.wall), sec(planNew.cpu), sec(planNewCached.wall), sec(planNewCached.cpu), planNewCached.maxrssKB/1024, sec(create.wall), sec(create.cpu), sec(noop.wall), sec(noop.cpu), noop.maxrssKB/1024,
 		sec(changePlan.wall), sec(changeApply.wall), sec(changePlan.cpu+changeApply.cpu), sec(changeApplyNoWait.wall), sec(destroy.wall), sec(destroy.cpu), peak/1024, logdPeak/1024)
 
 	tf := terraform1000(b)
@@ -315,6 +324,8 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(sec(tf.planNew.wall)/sec(planNew.wall), "tf1000-new/plan-new")
 	b.ReportMetric(sec(tf.planNoop.cpu)/sec(noop.cpu), "tf1000-noop/noop-cpu")
 	b.ReportMetric(sec(tf.planNew.cpu)/sec(planNew.cpu), "tf1000-new/plan-new-cpu")
+	b.ReportMetric(sec(tf.planNew.wall)/sec(planNewCached.wall), "tf1000-new/plan-new-cached")
+	b.ReportMetric(sec(tf.planNew.cpu)/sec(planNewCached.cpu), "tf1000-new/plan-new-cached-cpu")
 	b.Logf("terraform, %d terraform_data: plan of new %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs); terraform no-op / orch no-op at n=%d: %.1fx (cpu %.1fx); terraform plan of %d new / orch plan of %d new: %.1fx (cpu %.1fx)",
 		tfN, sec(tf.planNew.wall), sec(tf.planNew.cpu), sec(tf.planNoop.wall), sec(tf.planNoop.cpu),
 		n, sec(tf.planNoop.wall)/sec(noop.wall), sec(tf.planNoop.cpu)/sec(noop.cpu),

@@ -51,6 +51,10 @@ func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 		Vars:          vf.vars,
 		Environ:       os.Environ(),
 		CheckPrograms: a.checkPrograms,
+		// unchanged daemon and job blocks come from the state
+		// directory's cache instead of being parsed and evaluated again
+		Cache:         true,
+		CacheStateDir: a.settings.StateDir,
 	}
 	if vf.environ != nil {
 		opts.Environ = vf.environ
