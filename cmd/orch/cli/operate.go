@@ -157,7 +157,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 				subject = &r.DeclRange
 			}
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Runtime unreachable",
-				Detail: fmt.Sprintf("%s cannot be reached (%v). What runs there is left as it is: its changes are not in this plan, and the rest goes on.", rt, away[rt]),
+				Detail:  fmt.Sprintf("%s cannot be reached (%v). What runs there is left as it is: its changes are not in this plan, and the rest goes on.", rt, away[rt]),
 				Subject: subject})
 		}
 	}
