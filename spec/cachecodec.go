@@ -80,6 +80,41 @@ func (d *decoder) str() (string, error) {
 	return string(b), err
 }
 
+// length reads the prefix of a nil-able slice or map: ok is false for
+// nil (0); otherwise the length (written plus one), which cannot exceed
+// what is left, as every element takes a byte at least.
+func (d *decoder) length() (n int, ok bool, err error) {
+	u, err := d.uvarint()
+	if err != nil || u == 0 {
+		return 0, false, err
+	}
+	if u-1 > uint64(len(d.b)) {
+		return 0, false, errShort
+	}
+	return int(u - 1), true, nil
+}
+
+// decStringKeyed decodes a map[string]V written as its length, then each
+// key and value; value decodes one V.
+func decStringKeyed[V any](d *decoder, v reflect.Value, value func() (V, error)) error {
+	n, ok, err := d.length()
+	if !ok {
+		return err
+	}
+	m := make(map[string]V, n)
+	for range n {
+		k, err := d.str()
+		if err != nil {
+			return err
+		}
+		if m[k], err = value(); err != nil {
+			return err
+		}
+	}
+	v.Set(reflect.ValueOf(m))
+	return nil
+}
+
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -238,16 +273,12 @@ func compileCodec(t reflect.Type, seen map[reflect.Type]*codec) (*codec, error) 
 			return b, nil
 		}
 		c.dec = func(d *decoder, v reflect.Value) error {
-			n, err := d.uvarint()
-			if err != nil || n == 0 {
+			n, ok, err := d.length()
+			if !ok {
 				return err
 			}
-			n--
-			if n > uint64(len(d.b)) { // every element takes a byte at least
-				return errShort
-			}
-			s := reflect.MakeSlice(t, int(n), int(n))
-			for i := 0; i < int(n); i++ {
+			s := reflect.MakeSlice(t, n, n)
+			for i := 0; i < n; i++ {
 				if err := elem.dec(d, s.Index(i)); err != nil {
 					return err
 				}
@@ -281,16 +312,12 @@ func compileCodec(t reflect.Type, seen map[reflect.Type]*codec) (*codec, error) 
 			return b, nil
 		}
 		c.dec = func(d *decoder, v reflect.Value) error {
-			n, err := d.uvarint()
-			if err != nil || n == 0 {
+			n, ok, err := d.length()
+			if !ok {
 				return err
 			}
-			n--
-			if n > uint64(len(d.b)) {
-				return errShort
-			}
-			m := reflect.MakeMapWithSize(t, int(n))
-			for i := 0; i < int(n); i++ {
+			m := reflect.MakeMapWithSize(t, n)
+			for i := 0; i < n; i++ {
 				k := reflect.New(t.Key()).Elem()
 				if err := key.dec(d, k); err != nil {
 					return err
@@ -504,28 +531,7 @@ func encStringMap(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
 }
 
 func decStringMap(d *decoder, v reflect.Value) error {
-	n, err := d.uvarint()
-	if err != nil || n == 0 {
-		return err
-	}
-	n--
-	if n > uint64(len(d.b)) {
-		return errShort
-	}
-	m := make(map[string]string, n)
-	for i := uint64(0); i < n; i++ {
-		k, err := d.str()
-		if err != nil {
-			return err
-		}
-		x, err := d.str()
-		if err != nil {
-			return err
-		}
-		m[k] = x
-	}
-	v.Set(reflect.ValueOf(m))
-	return nil
+	return decStringKeyed(d, v, d.str)
 }
 
 func encRangeMap(b []byte, v reflect.Value, rb *rebase) ([]byte, error) {
@@ -544,28 +550,7 @@ func encRangeMap(b []byte, v reflect.Value, rb *rebase) ([]byte, error) {
 }
 
 func decRangeMap(d *decoder, v reflect.Value) error {
-	n, err := d.uvarint()
-	if err != nil || n == 0 {
-		return err
-	}
-	n--
-	if n > uint64(len(d.b)) {
-		return errShort
-	}
-	m := make(map[string]hcl.Range, n)
-	for i := uint64(0); i < n; i++ {
-		k, err := d.str()
-		if err != nil {
-			return err
-		}
-		r, err := d.rng()
-		if err != nil {
-			return err
-		}
-		m[k] = r
-	}
-	v.Set(reflect.ValueOf(m))
-	return nil
+	return decStringKeyed(d, v, d.rng)
 }
 
 func encStrings(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
@@ -581,13 +566,9 @@ func encStrings(b []byte, v reflect.Value, _ *rebase) ([]byte, error) {
 }
 
 func decStrings(d *decoder, v reflect.Value) error {
-	n, err := d.uvarint()
-	if err != nil || n == 0 {
+	n, ok, err := d.length()
+	if !ok {
 		return err
-	}
-	n--
-	if n > uint64(len(d.b)) {
-		return errShort
 	}
 	xs := make([]string, n)
 	for i := range xs {

@@ -342,7 +342,7 @@ func TestApplyRoutedToAgent(t *testing.T) {
 // procsWith counts the live processes whose argv contains token, not
 // counting a matching process's children (a shell's fork before it execs
 // a command carries the shell's argv for a moment).
-func procsWith(t *testing.T, token string) int {
+func procsWith(t testing.TB, token string) int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)

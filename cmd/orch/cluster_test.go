@@ -291,7 +291,7 @@ func (c *clusterTest) placedAndRunning(addrs ...string) (map[string]string, bool
 // instance (by its token in argv).
 func (c *clusterTest) exactlyOne(names ...string) bool {
 	for _, n := range names {
-		if procsWithTB(c.t, c.token+"-"+n) != 1 {
+		if procsWith(c.t, c.token+"-"+n) != 1 {
 			return false
 		}
 	}
@@ -321,41 +321,6 @@ func orchCmdTB(t testing.TB, dir string, args ...string) *exec.Cmd {
 	home := t.TempDir()
 	cmd.Env = []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "xdg"), "PATH=" + os.Getenv("PATH")}
 	return cmd
-}
-
-// procsWithTB is procsWith for a test or a benchmark.
-func procsWithTB(t testing.TB, token string) int {
-	if tt, ok := t.(*testing.T); ok {
-		return procsWith(tt, token)
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent := map[int]int{}
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + ent.Name() + "/cmdline")
-		if err != nil || !alive(pid) {
-			continue
-		}
-		for _, arg := range strings.Split(string(b), "\x00") {
-			if arg == token {
-				parent[pid] = ppid(pid)
-				break
-			}
-		}
-	}
-	n := 0
-	for _, pp := range parent {
-		if _, child := parent[pp]; !child {
-			n++
-		}
-	}
-	return n
 }
 
 var webAddrs = []string{"daemon.web[0]", "daemon.web[1]", "daemon.web[2]", "daemon.pinned"}

@@ -508,11 +508,9 @@ func summarize(moved []string, assign map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-// Watch calls fn with the current assignments, then with each new value,
-// until ctx ends or the member does.
-func (m *Member) Watch(ctx context.Context, fn func(*Assignments)) {
+// bound is ctx, also done once the member ends or loses its lease.
+func (m *Member) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		select {
 		case <-m.ctx.Done():
@@ -521,18 +519,35 @@ func (m *Member) Watch(ctx context.Context, fn func(*Assignments)) {
 		}
 		cancel()
 	}()
+	return ctx, cancel
+}
+
+// pause waits a moment before a watch reads again after an error; false
+// once ctx is done.
+func pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(250 * time.Millisecond):
+		return true
+	}
+}
+
+// Watch calls fn with the current assignments, then with each new value,
+// until ctx ends or the member does.
+func (m *Member) Watch(ctx context.Context, fn func(*Assignments)) {
+	ctx, cancel := m.bound(ctx)
+	defer cancel()
 	for ctx.Err() == nil {
 		rctx, rcancel := context.WithTimeout(ctx, etcdstate.RequestTimeout)
 		_, cur, rev, err := ReadNodes(rctx, m.cli, m.k)
 		rcancel()
 		if err != nil {
 			m.logf("reading the assignments: %v", err)
-			select {
-			case <-ctx.Done():
+			if !pause(ctx) {
 				return
-			case <-time.After(250 * time.Millisecond):
-				continue
 			}
+			continue
 		}
 		fn(cur)
 		for wr := range m.cli.Watch(ctx, m.k.Assign(), clientv3.WithRev(rev+1)) {
@@ -685,27 +700,17 @@ func ReadGates(ctx context.Context, cli *clientv3.Client, k Keys) (map[string]ma
 // again on each change, until ctx ends or the member does. fn has the
 // map to keep.
 func (m *Member) WatchGates(ctx context.Context, fn func(map[string]map[string]Gate)) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := m.bound(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-m.ctx.Done():
-		case <-m.lost:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
 	for ctx.Err() == nil {
 		rctx, rcancel := context.WithTimeout(ctx, etcdstate.RequestTimeout)
 		all, rev, err := ReadGates(rctx, m.cli, m.k)
 		rcancel()
 		if err != nil {
-			select {
-			case <-ctx.Done():
+			if !pause(ctx) {
 				return
-			case <-time.After(250 * time.Millisecond):
-				continue
 			}
+			continue
 		}
 		fn(maps.Clone(all))
 		for wr := range m.cli.Watch(ctx, m.k.Gates(), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
