@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,7 +166,11 @@ func testStopTimeoutKills(t *testing.T) {
 // testExitStatus: a daemon's exit code and a killing signal are observed
 // and watched; a start after a crash reuses the unit's name.
 func testExitStatus(t *testing.T) {
-	f := newFixture(t, daemon(`read x; exit 3`, ""))
+	// It exits with 3 once the test says so, after its start has
+	// returned and its watch began: exiting at once raced the start job
+	// under load (systemd then fails the job itself, result exit-code).
+	gate := filepath.Join(t.TempDir(), "exit")
+	f := newFixture(t, daemon(`while [ ! -e `+gate+` ]; do sleep 0.05; done; exit 3`, ""))
 	resp := f.start(f.r, "h")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -173,7 +178,9 @@ func testExitStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// stdin is /dev/null: read fails at once, exit 3.
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	o, ok := <-w.Exited
 	if !ok || o.State != providers.StateExited || o.ExitCode != 3 || o.Signal != "" {
 		t.Fatalf("watched: %+v %v", o, ok)
