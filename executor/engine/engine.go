@@ -387,9 +387,17 @@ func (e *Engine) reloaded(lr LoadResult) {
 		e.emit(Event{Type: EventConfigInvalid, Detail: detail})
 		return
 	}
+	wasInvalid := e.invalid != ""
 	e.invalid = ""
 	if lr.Config == nil || lr.Config.Hash == e.cfg.Hash && lr.Config.VariablesHash() == e.cfg.VariablesHash() {
-		return // touched, not changed (an edited -var-file changes only the variables)
+		// Touched, not changed (an edited -var-file changes only the
+		// variables). After an invalid save, the user still hears that
+		// the directory is sound again.
+		if wasInvalid {
+			e.watchSources(e.cfg, false)
+			e.emit(Event{Type: EventConfigValid})
+		}
+		return
 	}
 	e.cfg, e.files = lr.Config, lr.Files
 	if err := e.startServices(e.cfg); err != nil {

@@ -48,13 +48,19 @@ const (
 	// the route; for a deregistration, why.
 	EventServiceRegistered   // it is ready: in DNS, on the proxy, announced
 	EventServiceDeregistered // it left DNS, the proxy and mDNS
+
+	// EventConfigValid: the configuration is valid again after a
+	// config_invalid, and declares what already runs: nothing changed.
+	// (A valid save that changes something is config_reloaded.)
+	EventConfigValid
 )
 
 var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
 	"healthy", "unhealthy", "failed", "waiting", "skipped", "stopping", "stopped", "destroyed",
 	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
 	"unreachable", "reconnected", "paused", "resumed", "reloaded", "blocked",
-	"module_state", "published", "service_registered", "service_deregistered"}
+	"module_state", "published", "service_registered", "service_deregistered",
+	"config_valid"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {
@@ -144,6 +150,8 @@ func (e Event) String() string {
 		b.WriteString("config reloaded")
 	case EventConfigInvalid:
 		b.WriteString("config invalid, everything keeps running as it was")
+	case EventConfigValid:
+		b.WriteString("config valid again, nothing to change")
 	case EventPlanApplied:
 		b.WriteString("plan applied")
 	case EventPlan:

@@ -211,9 +211,12 @@ func TestEditRestartsOnlyTheEditedDaemon(t *testing.T) {
 	if d := evs[index(evs, "", "config_invalid", 0)].Detail; !strings.Contains(d, "main.hcl") {
 		t.Errorf("diagnostics do not name the file: %q", d)
 	}
-	// Writing the old content back, and a touch, change nothing (they may
-	// be coalesced with the next edit by the debounce).
+	// Writing the old content back changes nothing, and says the
+	// configuration is valid again (the last word is not left at
+	// config_invalid); a touch after it says nothing (it may be coalesced
+	// with the next edit by the debounce).
 	renameSave(t, u.dir, fmt.Sprintf(threeSleepers, 603))
+	u.waitFor("config_valid", func(evs []ev) bool { return count(evs, "", "config_valid") == 1 })
 	os.Chtimes(filepath.Join(u.dir, "main.hcl"), timeNow(), timeNow())
 
 	// A rename-save that changes c replaces c only.
@@ -229,6 +232,9 @@ func TestEditRestartsOnlyTheEditedDaemon(t *testing.T) {
 		if count(evs, a, "started") != 1 || count(evs, a, "stopped") != 0 || !alive(before[a]) {
 			t.Errorf("%s was touched:\n%s", a, u.dump())
 		}
+	}
+	if n := count(evs, "", "config_valid"); n != 1 {
+		t.Errorf("%d config_valid events, want 1 (after the invalid save only):\n%s", n, u.dump())
 	}
 	if n := count(evs, "", "config_reloaded"); n != 1 {
 		t.Errorf("%d reloads, want 1 (the touch and the invalid edit change nothing):\n%s", n, u.dump())

@@ -168,9 +168,10 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 	}
 	applyDur.Metric = append(applyDur.Metric, &dto.Metric{Histogram: h})
 	reloads := newFamily("orch_config_reloads_total",
-		"Edits of the configuration directory read by the engine, by result (valid: applied; invalid: nothing changed).", dto.MetricType_COUNTER, 2)
+		"Edits of the configuration directory read by the engine, by result (valid: applied; invalid: nothing changed; valid_again: valid after an invalid one, with nothing to change).", dto.MetricType_COUNTER, 3)
 	reloads.add(float64(st.Events[engine.EventConfigInvalid]), label("result", "invalid"))
 	reloads.add(float64(st.Events[engine.EventConfigReloaded]), label("result", "valid"))
+	reloads.add(float64(st.Events[engine.EventConfigValid]), label("result", "valid_again"))
 	events := newFamily("orch_events_total", "Events published by the engine, by type.", dto.MetricType_COUNTER, len(st.Events))
 	types := make([]engine.EventType, 0, len(st.Events))
 	for t := range st.Events {
