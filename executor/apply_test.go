@@ -481,3 +481,51 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestStopsDoNotWaitForRecords: on a chain of removals, a dependency's
+// stop begins once its dependent has stopped, without waiting for the
+// dependent's record (held here in its transaction); the order of the
+// stops is kept, and Apply returns only once every record is written.
+func TestStopsDoNotWaitForRecords(t *testing.T) {
+	f := newFixture(t)
+	f.apply(context.Background(), f.load(chain), false)
+	f.rec.mu.Lock()
+	f.rec.calls = nil
+	f.rec.mu.Unlock()
+	gs := &gatedStore{Store: f.store, gate: make(chan struct{})}
+	f.ex.Store = gs
+	type result struct {
+		res *Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, res, err := f.apply(context.Background(), f.load(`daemon "solo" {
+  command = ["/bin/solo"]
+}
+`), false)
+		done <- result{res, err}
+	}()
+	// a's record is held in the first transaction; b and c stop anyway.
+	waitUntil(t, func() bool { return f.rec.index("stop daemon.c") >= 0 })
+	if !(f.rec.index("stop daemon.a") < f.rec.index("stop daemon.b") && f.rec.index("stop daemon.b") < f.rec.index("stop daemon.c")) {
+		t.Fatalf("removed instances not stopped in reverse order: %v", f.rec.calls)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Apply returned before its records were written: %v", r.err)
+	default:
+	}
+	close(gs.gate)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if s := r.res.Summary(); s.Destroy != 3 {
+		t.Fatalf("summary %+v, want 3 destroyed", s)
+	}
+	insts, _ := f.store.List()
+	if len(insts) != 1 || insts[0].Addr.Name != "solo" {
+		t.Fatalf("records after the apply: %v", insts)
+	}
+}

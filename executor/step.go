@@ -243,12 +243,15 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		if sr, err = e.stop(ctx, p, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
 			return sr, err
 		}
+		// Stopped: the stops of what it depends on may begin.
+		s.stopped()
 		if d, ok := p.(providers.Deleter); ok {
 			if _, err := d.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle}); err != nil {
 				return sr, err
 			}
 		}
 	}
+	s.stopped() // nothing ran (no handle)
 	if c.Action == planner.Replace && c.CreateBeforeDestroy {
 		return sr, nil // the new instance's record replaced the old one already
 	}
