@@ -75,9 +75,13 @@ func (k StepKind) String() string {
 
 // StepEvent reports progress of one step.
 type StepEvent struct {
-	Addr     spec.Address
-	Action   planner.Action
-	Kind     StepKind
+	Addr   spec.Address
+	Action planner.Action
+	Kind   StepKind
+	// Done: the step ended (Err says how). A stop or a removal is done
+	// once its instance is gone and its runtime forgot it; its record is
+	// written after (see down), and a failure to write it is the
+	// Apply's error.
 	Done     bool
 	Err      error
 	Skipped  bool
@@ -181,6 +185,7 @@ type step struct {
 	// releasesEarly); set by Apply, called by down.
 	release  func()
 	released bool
+	hurry    *hurry // the Apply's, for its stops
 }
 
 // stopped tells Apply that s's instance has stopped (releasesEarly).
@@ -191,13 +196,15 @@ func (s *step) stopped() {
 }
 
 // releasesEarly says whether d may begin once s's instance has stopped,
-// before s has written its record: a dependency's stop waits for its
-// dependents' processes to be gone, not for their records, which
-// another address's step never reads. On a chain of stops this takes a
-// state transaction (an fsync) off every link. Everything else (an up
-// step, the other half of a replace) waits for s to finish.
+// before s has written its record: when s is a stop or a removal, a
+// dependency's stop waits for its dependents' processes to be gone, not
+// for their records, which another address's step never reads. On a
+// chain of stops this takes a state transaction (an fsync) off every
+// link. Everything else (an up step, the halves of a replace) waits for
+// s to finish.
 func releasesEarly(s, d *step) bool {
-	return s.kind == StepDown && d.kind == StepDown && d.change.Addr != s.change.Addr
+	early := s.change.Action == planner.Stop || s.change.Action == planner.Delete
+	return early && s.kind == StepDown && d.kind == StepDown && d.change.Addr != s.change.Addr
 }
 
 // Apply performs the plan's changes. cfg is the configuration the plan was
@@ -209,6 +216,8 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 	rec := newGroupCommit(e.Store)
 	rec.redact = cfg.Redactor()
 	defer rec.close()
+	h := newHurry(e.Kill)
+	defer h.close()
 
 	par := e.Parallelism
 	if par <= 0 {
@@ -221,7 +230,8 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		remaining   = len(steps)
 		interrupted bool
 		fatal       error
-		doneCh      = make(chan struct{}, 2*len(steps)+1) // a finish and a release each
+		allDone     = make(chan struct{}) // closed (by launch) once remaining is 0
+		allClosed   bool
 	)
 	for _, s := range steps {
 		if s.wait == 0 {
@@ -264,8 +274,12 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			}
 		}
 	}
-	for {
-		mu.Lock()
+	// launch starts the ready steps, up to par at a time, and finishes at
+	// once those that must not run; mu held. A step that ends (or, for
+	// releasesEarly, stops) launches what it made ready itself: the next
+	// link of a chain begins without a round through the loop below.
+	var launch func()
+	launch = func() {
 		if ctx.Err() != nil {
 			interrupted = true
 		}
@@ -290,11 +304,12 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			}
 			running++
 			rec.running.Add(1)
+			s.hurry = h
 			s.release = func() {
 				mu.Lock()
 				release(s)
+				launch()
 				mu.Unlock()
-				doneCh <- struct{}{}
 			}
 			go func(s *step) {
 				// In-flight steps finish even when ctx is cancelled.
@@ -308,24 +323,26 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 				}
 				s.failed = err
 				finish(s)
+				launch()
 				mu.Unlock()
-				doneCh <- struct{}{}
 			}(s)
 		}
-		left := remaining
-		stopping := interrupted
+		if remaining == 0 && !allClosed {
+			allClosed = true
+			close(allDone)
+		}
+	}
+	mu.Lock()
+	launch()
+	mu.Unlock()
+	select {
+	case <-allDone:
+	case <-ctx.Done():
+		mu.Lock()
+		interrupted = true
+		launch() // finishes what is ready without running it
 		mu.Unlock()
-		if left == 0 {
-			break
-		}
-		if stopping {
-			<-doneCh
-			continue
-		}
-		select {
-		case <-doneCh:
-		case <-ctx.Done():
-		}
+		<-allDone
 	}
 	rec.close()
 	res := e.result(p, steps)

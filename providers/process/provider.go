@@ -87,7 +87,15 @@ type Provider struct {
 	cgLists  map[string]*cgList        // by project cgroup: names with cgroups when first looked
 	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
+	// ended holds, by handle, what Stop ended here: its process group
+	// gone and its cgroup removed. Delete, which follows, then has
+	// nothing to look at but the registry (a stop of 1,000 parsed each
+	// handle, read /proc and removed each cgroup a second time). Only an
+	// optimisation: cleared when it grows past endedMax.
+	ended map[string]HandleInfo
 }
+
+const endedMax = 4096
 
 type childKey struct {
 	pid   int
@@ -446,21 +454,33 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 	}
 	p.children[childKey{hi.Pid, hi.StartTicks}] = c
 	p.mu.Unlock()
-	finish := func(ws *syscall.WaitStatus) {
-		var oom uint64
-		if g := hi.Cgroup; g != nil {
-			// A daemon that ended on its own leaves an empty cgroup that
-			// no stop will come for (it may be started again instead).
-			// What it left running keeps it, for stop to kill.
-			oom = g.OOMKills()
-			if !c.stopping.Load() && !g.Populated() {
-				g.Remove()
-			}
-		}
+	end := func(ws *syscall.WaitStatus, oom uint64) {
 		p.mu.Lock()
 		c.state, c.exitedAt, c.oomKills = ws, time.Now(), oom
 		p.mu.Unlock()
 		close(c.done)
+	}
+	// finish is called on the reaper's goroutine, which must not block.
+	finish := func(ws *syscall.WaitStatus) {
+		if hi.Cgroup == nil || c.stopping.Load() && !(ws != nil && ws.Signaled() && ws.Signal() == syscall.SIGKILL) {
+			// Nothing to read: no cgroup, or an exit that Stop asked for
+			// and that was not a kill (only a kill is put down to memory,
+			// oomReason), whose cgroup is Stop's to end. At once: Stop
+			// waits for it (a chain of stops, one after the other).
+			end(ws, 0)
+			return
+		}
+		go func() {
+			g := hi.Cgroup
+			// A daemon that ended on its own leaves an empty cgroup that
+			// no stop will come for (it may be started again instead).
+			// What it left running keeps it, for stop to kill.
+			oom := g.OOMKills()
+			if !c.stopping.Load() && !g.Populated() {
+				g.Remove()
+			}
+			end(ws, oom)
+		}()
 	}
 	// One descriptor per child, not two: os.StartProcess keeps a pidfd in
 	// proc, and waiting for many children without a thread each needs one
@@ -506,8 +526,8 @@ type reapWait struct {
 }
 
 // reapLater reaps child pid once its pidfd (which reapLater owns if it
-// reports true) says it has exited, and then calls done, on a goroutine
-// of its own, with how it ended.
+// reports true) says it has exited, and then calls done with how it
+// ended, on the reaper's goroutine: done must not block.
 func reapLater(pidfd, pid int, done func(*syscall.WaitStatus)) bool {
 	reaper.once.Do(func() {
 		reaper.ep, reaper.err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -566,7 +586,7 @@ func reapLoop() {
 				break
 			}
 			unix.Close(int(ev.Fd))
-			go w.done(got)
+			w.done(got)
 		}
 	}
 }
@@ -994,7 +1014,16 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	resp.Observed.Error = oomReason(oom, resp.Observed)
 	// The process group is gone; whatever the daemon spawned outside it
 	// (a setsid grandchild) goes with its cgroup.
-	return resp, endCgroup(ctx, req.Addr, hi.Cgroup)
+	if err := endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
+		return resp, err
+	}
+	p.mu.Lock()
+	if p.ended == nil || len(p.ended) >= endedMax {
+		p.ended = map[string]HandleInfo{}
+	}
+	p.ended[string(req.Handle)] = hi
+	p.mu.Unlock()
+	return resp, nil
 }
 
 // waitLeader waits until the group leader has exited (reaped, for a
@@ -1090,16 +1119,23 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 // owns the name now. Log files are kept. A daemon that still runs is an
 // error: stop it first.
 func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (providers.DeleteResponse, error) {
-	hi, err := ParseHandle(req.Handle)
-	if err != nil {
-		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: %w", req.Addr, err)}
-	}
-	if obs := p.observeInfo(hi); obs.State == providers.StateRunning {
-		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: process %d still runs; stop it first", req.Addr, hi.Pid)}
-	}
-	p.forget(hi)
-	if err := endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
-		return providers.DeleteResponse{}, err
+	p.mu.Lock()
+	hi, stopped := p.ended[string(req.Handle)]
+	delete(p.ended, string(req.Handle))
+	p.mu.Unlock()
+	if !stopped {
+		// Not ended by this Provider's Stop just before: look.
+		var err error
+		if hi, err = ParseHandle(req.Handle); err != nil {
+			return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: %w", req.Addr, err)}
+		}
+		if obs := p.observeInfo(hi); obs.State == providers.StateRunning {
+			return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: process %d still runs; stop it first", req.Addr, hi.Pid)}
+		}
+		p.forget(hi)
+		if err := endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
+			return providers.DeleteResponse{}, err
+		}
 	}
 	if hi.Log == "" {
 		return providers.DeleteResponse{}, nil
@@ -1116,7 +1152,7 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 	if hi.ID == "" {
 		var e regEntry
 		var ok bool
-		err = withRegistry(dir, func(live *regLive) { e, ok = live.withHandle(name, hi) })
+		err := withRegistry(dir, func(live *regLive) { e, ok = live.withHandle(name, hi) })
 		if err != nil {
 			return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 		}
