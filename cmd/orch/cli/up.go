@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -108,9 +107,8 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	w = pw
 	out := func(ev engine.Event) { fmt.Fprintln(w, ev.String()) }
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		out = func(ev engine.Event) { enc.Encode(ev) }
+		// What enc.Encode wrote, without its reflection (AppendJSON).
+		out = func(ev engine.Event) { w.Write(append(ev.AppendJSON(make([]byte, 0, 256)), '\n')) }
 	}
 	if uo.forward {
 		fw := newLogForwarder(w, s.cfg, s.stateDir, a.colour(w), uo.prefix, uo.quiet)
