@@ -274,15 +274,18 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			}
 		}
 	}
-	// launch starts the ready steps, up to par at a time, and finishes at
-	// once those that must not run; mu held. A step that ends (or, for
+	// launch takes the ready steps that may run now, up to par at a time,
+	// for the caller to start (after unlocking mu), and finishes at once
+	// those that must not run; mu held. A step that ends (or, for
 	// releasesEarly, stops) launches what it made ready itself: the next
 	// link of a chain begins without a round through the loop below.
-	var launch func()
-	launch = func() {
+	var launch func() []*step
+	var start func(batch []*step)
+	launch = func() []*step {
 		if ctx.Err() != nil {
 			interrupted = true
 		}
+		var batch []*step
 		for len(ready) > 0 {
 			s := ready[0]
 			stop := !s.skip.IsZero() || interrupted || fatal != nil
@@ -308,9 +311,21 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			s.release = func() {
 				mu.Lock()
 				release(s)
-				launch()
+				next := launch()
 				mu.Unlock()
+				start(next)
 			}
+			batch = append(batch, s)
+		}
+		if remaining == 0 && !allClosed {
+			allClosed = true
+			close(allDone)
+		}
+		return batch
+	}
+	start = func(batch []*step) {
+		e.presignal(cfg, h, batch)
+		for _, s := range batch {
 			go func(s *step) {
 				// In-flight steps finish even when ctx is cancelled.
 				err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
@@ -323,18 +338,16 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 				}
 				s.failed = err
 				finish(s)
-				launch()
+				next := launch()
 				mu.Unlock()
+				start(next)
 			}(s)
-		}
-		if remaining == 0 && !allClosed {
-			allClosed = true
-			close(allDone)
 		}
 	}
 	mu.Lock()
-	launch()
+	first := launch()
 	mu.Unlock()
+	start(first)
 	select {
 	case <-allDone:
 	case <-ctx.Done():

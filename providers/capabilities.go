@@ -30,6 +30,18 @@ type Deleter interface {
 	Delete(ctx context.Context, req DeleteRequest) (DeleteResponse, error)
 }
 
+// Presignaler sends the stop signals of several instances at once, in one
+// tight loop, before their Stops run: the executor asks it when it begins
+// many independent stops together (orch up's shutdown, orch destroy), so
+// that the signals go out before the stops' own work does, as a hand
+// typing kill in a loop would send them. A Stop of a request presignaled
+// with the same signal then only waits (it does not send the signal a
+// second time); one that was not (an instance that was not running, or a
+// different signal) stops as usual.
+type Presignaler interface {
+	Presignal(ctx context.Context, reqs []StopRequest)
+}
+
 // HealthChecker reports a backend's own health check (a container image's
 // HEALTHCHECK); orch's exec/http/tcp checks need no provider. The engine
 // of orch up follows it for daemons that declare no health block: their

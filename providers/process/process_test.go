@@ -861,3 +861,48 @@ func sigMask(t *testing.T, pid int, field string) uint64 {
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
+
+// TestPresignal: Presignal sends each daemon its stop signal at once (a
+// sleep is gone before its Stop is called), and the Stop that follows
+// does not send it a second time (a daemon that logs each SIGTERM and
+// lingers a second after the first logs one).
+func TestPresignal(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	lingerer := `trap 'echo term; n=1' TERM; echo ready; while [ -z "$n" ]; do sleep 0.02; done; i=0; while [ $i -lt 50 ]; do sleep 0.02; i=$((i+1)); done`
+	type started struct {
+		name string
+		h    providers.Handle
+		hi   process.HandleInfo
+	}
+	var ds []started
+	for _, name := range []string{"t1", "t2"} {
+		h, hi := e.start(res(name, "sh", "-c", lingerer))
+		waitLog(t, filepath.Join(e.state, "logs", "daemon."+name+".log"), "ready\n")
+		ds = append(ds, started{name, h, hi})
+	}
+	h, hi := e.start(res("plain", "sleep", "600"))
+	ds = append(ds, started{"plain", h, hi})
+	var reqs []providers.StopRequest
+	for _, d := range ds {
+		reqs = append(reqs, providers.StopRequest{Addr: addr(d.name), Handle: d.h, Signal: spec.SIGTERM, Timeout: 10 * time.Second})
+	}
+	e.p.Presignal(context.Background(), reqs)
+	if !waitGone(hi.Pid, 10*time.Second) {
+		t.Fatalf("the sleep (pid %d) still runs after Presignal", hi.Pid)
+	}
+	for _, r := range reqs {
+		resp, err := e.p.Stop(context.Background(), r)
+		if err != nil {
+			t.Fatalf("stop %s: %v", r.Addr, err)
+		}
+		if resp.Killed {
+			t.Errorf("%s was killed: its SIGTERM was not sent", r.Addr)
+		}
+	}
+	for _, d := range ds[:2] {
+		// (sh may also say "Terminated" of its sleep, in the same group.)
+		if got := readLog(t, filepath.Join(e.state, "logs", "daemon."+d.name+".log")); strings.Count(got, "term\n") != 1 {
+			t.Errorf("%s logged %q, want one SIGTERM (one term line)", d.name, got)
+		}
+	}
+}

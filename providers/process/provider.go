@@ -93,6 +93,9 @@ type Provider struct {
 	// handle, read /proc and removed each cgroup a second time). Only an
 	// optimisation: cleared when it grows past endedMax.
 	ended map[string]HandleInfo
+	// presignaled holds, by handle, the signal Presignal sent to a child
+	// whose Stop has not run yet.
+	presignaled map[string]int
 }
 
 const endedMax = 4096
@@ -975,11 +978,12 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	if c != nil {
 		c.stopping.Store(true)
 	}
-	// Alive, a zombie, or gone with its pid free: in each case a group
-	// with that id can only be ours (or what is left of it).
-	unix.Kill(-hi.Pgid, sig)
-	if sig != syscall.SIGKILL && sig != syscall.SIGCONT {
-		unix.Kill(-hi.Pgid, syscall.SIGCONT) // a stopped process handles sig only once continued
+	p.mu.Lock()
+	sent, pre := p.presignaled[string(req.Handle)]
+	delete(p.presignaled, string(req.Handle))
+	p.mu.Unlock()
+	if !pre || sent != int(sig) {
+		p.signalGroup(hi, sig)
 	}
 	gone := p.waitLeader(ctx, hi, c, deadline)
 	if gone {
@@ -1024,6 +1028,59 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	p.ended[string(req.Handle)] = hi
 	p.mu.Unlock()
 	return resp, nil
+}
+
+// signalGroup sends sig to the daemon's process group, and SIGCONT after
+// it: a stopped process handles sig only once continued. Alive, a zombie,
+// or gone with its pid free: in each case a group with that id can only be
+// ours (or what is left of it).
+func (p *Provider) signalGroup(hi HandleInfo, sig syscall.Signal) {
+	unix.Kill(-hi.Pgid, sig)
+	if sig != syscall.SIGKILL && sig != syscall.SIGCONT {
+		unix.Kill(-hi.Pgid, syscall.SIGCONT)
+	}
+}
+
+// Presignal sends each request's stop signal to its daemon's group, in
+// one loop (providers.Presignaler), for the daemons that are running
+// children of this Provider and that it never froze (a frozen one is
+// thawed by its Stop first); Stop then only waits for them. The others
+// are left to their Stop.
+func (p *Provider) Presignal(ctx context.Context, reqs []providers.StopRequest) {
+	type target struct {
+		hi  HandleInfo
+		c   *child
+		key string
+		sig syscall.Signal
+	}
+	targets := make([]target, 0, len(reqs))
+	for _, req := range reqs {
+		hi, err := ParseHandle(req.Handle)
+		if err != nil {
+			continue
+		}
+		c := p.child(hi)
+		if c == nil || isDone(c.done) || c.froze.Load() {
+			continue
+		}
+		sig := req.Signal.Num
+		if sig == 0 {
+			sig = syscall.SIGTERM
+		}
+		targets = append(targets, target{hi, c, string(req.Handle), sig})
+	}
+	p.mu.Lock()
+	if p.presignaled == nil {
+		p.presignaled = map[string]int{}
+	}
+	for _, t := range targets {
+		p.presignaled[t.key] = int(t.sig)
+	}
+	p.mu.Unlock()
+	for _, t := range targets {
+		t.c.stopping.Store(true)
+		p.signalGroup(t.hi, t.sig)
+	}
 }
 
 // waitLeader waits until the group leader has exited (reaped, for a
