@@ -70,7 +70,10 @@ func resource(t *testing.T, name, src string, config map[string]cty.Value) *spec
 	return &spec.Resource{
 		Addr: spec.Address{Kind: spec.KindModule, Name: name}, Runtime: spec.ModuleRuntime, Source: src,
 		Config: cty.ObjectVal(config),
-		Limits: spec.ModuleLimits{MemoryBytes: 64 << 20, CallTimeout: 300 * time.Millisecond},
+		// The default budget: a guest's instantiation (the Go runtime's
+		// start in wasm) under -race on a busy machine took over 300 ms.
+		// A test of the budget itself sets a short one.
+		Limits: spec.ModuleLimits{MemoryBytes: 64 << 20, CallTimeout: spec.DefaultCallTimeout},
 	}
 }
 
@@ -122,6 +125,7 @@ func TestLifecycle(t *testing.T) {
 func TestFailures(t *testing.T) {
 	f := newFixture(t)
 	loop := resource(t, "loop", hostileGuest(t), map[string]cty.Value{"mode": cty.StringVal("loop")})
+	loop.Limits.CallTimeout = 300 * time.Millisecond
 	resp, err := f.p.Start(context.Background(), providers.StartRequest{Resource: loop})
 	if err != nil {
 		t.Fatalf("a module failing in its start hook: Start = %v, want an exit", err)
