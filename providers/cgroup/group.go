@@ -416,7 +416,15 @@ func (g Group) Remove() error { return g.RemoveContext(context.Background()) }
 
 // RemoveContext is Remove that gives up waiting for g to be empty once
 // ctx is done.
-func (g Group) RemoveContext(ctx context.Context) error {
+func (g Group) RemoveContext(ctx context.Context) error { return g.remove(ctx, true) }
+
+// RemoveLeavingParent is RemoveContext that does not try to remove the
+// project directory: for a caller that knows another daemon's cgroup is
+// still in it (each try is an rmdir that fails with EBUSY, under the
+// kernel's cgroup mutex, at every stop of a thousand).
+func (g Group) RemoveLeavingParent(ctx context.Context) error { return g.remove(ctx, false) }
+
+func (g Group) remove(ctx context.Context, parent bool) error {
 	if g.Path == "" {
 		return nil
 	}
@@ -446,7 +454,9 @@ func (g Group) RemoveContext(ctx context.Context) error {
 		}
 		// The project's directory goes with its last daemon; another
 		// daemon's presence keeps it (ENOTEMPTY, EBUSY).
-		unix.Rmdir(filepath.Dir(d))
+		if parent {
+			unix.Rmdir(filepath.Dir(d))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -81,7 +81,34 @@ func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id str
 	if stale {
 		p.cg.Sweep(parent, name+".", g)
 	}
+	p.mu.Lock()
+	if p.cgLive == nil {
+		p.cgLive = map[string]int{}
+	}
+	p.cgLive[filepath.Dir(g.Path)]++
+	p.mu.Unlock()
 	return &g, nil
+}
+
+// removeCgroup removes g (killing what is left in it first), and its
+// project directory unless a cgroup this Provider made there and has not
+// removed yet is still in it. The count is only a hint: a cgroup removed
+// twice counts down twice, and then the project directory is tried more
+// often than needed, which is harmless (EBUSY).
+func (p *Provider) removeCgroup(ctx context.Context, g *cgroup.Group) error {
+	dir := filepath.Dir(g.Path)
+	p.mu.Lock()
+	n := p.cgLive[dir] - 1
+	if n > 0 {
+		p.cgLive[dir] = n
+	} else {
+		delete(p.cgLive, dir)
+	}
+	p.mu.Unlock()
+	if n > 0 {
+		return g.RemoveLeavingParent(ctx)
+	}
+	return g.RemoveContext(ctx)
 }
 
 // cgList is the names that had cgroups in a project's cgroup when this
@@ -130,12 +157,12 @@ func (p *Provider) staleCgroups(parent, name string) bool {
 // endCgroup kills what is left in a stopped daemon's cgroup (a grandchild
 // that left its session and process group), waits for it to be empty and
 // removes it.
-func endCgroup(ctx context.Context, addr spec.Address, g *cgroup.Group) error {
+func (p *Provider) endCgroup(ctx context.Context, addr spec.Address, g *cgroup.Group) error {
 	if g == nil {
 		return nil
 	}
 	// Remove kills what is left (cgroup.kill) and waits for it first.
-	if err := g.RemoveContext(ctx); err != nil {
+	if err := p.removeCgroup(ctx, g); err != nil {
 		return &providers.Error{Op: "stop", Retryable: true, Err: fmt.Errorf("%s: %w", addr, err)}
 	}
 	return nil

@@ -369,3 +369,36 @@ func TestStartSweepsEarlierCgroupsOfItsName(t *testing.T) {
 		t.Errorf("the earlier cgroup of daemon.c is still there after its start: %v", err)
 	}
 }
+
+// TestProjectCgroupGoesWithLastStop: stopping one of two daemons leaves
+// the project's cgroup directory (the other's is in it); stopping the
+// last removes it, and with it nothing of the project is left.
+func TestProjectCgroupGoesWithLastStop(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	ha, hia := e.start(res("a", "sleep", "60"))
+	hb, hib := e.start(res("b", "sleep", "60"))
+	ga, gb := daemonCgroup(hia.Pid), daemonCgroup(hib.Pid)
+	if ga == nil || gb == nil {
+		t.Skip("the daemons' cgroups are not below this process's")
+	}
+	parent := filepath.Dir(ga.Path)
+	stop := func(name string, h providers.Handle) {
+		t.Helper()
+		req := providers.StopRequest{Addr: addr(name), Handle: h, Signal: spec.SIGTERM, Timeout: 10 * time.Second}
+		if _, err := e.p.Stop(context.Background(), req); err != nil {
+			t.Fatalf("stop %s: %v", name, err)
+		}
+	}
+	stop("a", ha)
+	if _, err := os.Stat(ga.Path); !os.IsNotExist(err) {
+		t.Fatalf("daemon.a's cgroup is still there after its stop: %v", err)
+	}
+	if _, err := os.Stat(gb.Path); err != nil {
+		t.Fatalf("daemon.b's cgroup went with daemon.a's stop: %v", err)
+	}
+	stop("b", hb)
+	if _, err := os.Stat(parent); !os.IsNotExist(err) {
+		t.Fatalf("the project's cgroup %s is still there after its last daemon's stop: %v", parent, err)
+	}
+}

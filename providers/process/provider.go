@@ -96,6 +96,9 @@ type Provider struct {
 	// presignaled holds, by handle, the signal Presignal sent to a child
 	// whose Stop has not run yet.
 	presignaled map[string]int
+	// cgLive counts, by project cgroup directory, the cgroups this
+	// Provider made there and has not removed (removeCgroup).
+	cgLive map[string]int
 }
 
 const endedMax = 4096
@@ -319,14 +322,14 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	pending.Pending, pending.Cgroup = true, grp
 	if err := appendRegistry(logsDir, pending); err != nil {
 		if grp != nil {
-			grp.Remove()
+			p.removeCgroup(context.Background(), grp)
 		}
 		var ue *owned.UntrustedError
 		return resp, startErr(addr, !errors.As(err, &ue), "%w", err)
 	}
 	forgetStart := func() {
 		if grp != nil {
-			grp.Remove()
+			p.removeCgroup(context.Background(), grp)
 		}
 		appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
 	}
@@ -480,7 +483,7 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 			// What it left running keeps it, for stop to kill.
 			oom := g.OOMKills()
 			if !c.stopping.Load() && !g.Populated() {
-				g.Remove()
+				p.removeCgroup(context.Background(), g)
 			}
 			end(ws, oom)
 		}()
@@ -964,7 +967,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		// gone. Its cgroup, named for this start alone, holds only what
 		// it left behind.
 		resp.Observed = providers.Observed{State: providers.StateMissing, Pid: hi.Pid}
-		return resp, endCgroup(ctx, req.Addr, hi.Cgroup)
+		return resp, p.endCgroup(ctx, req.Addr, hi.Cgroup)
 	}
 	// A child this Provider never froze is not read for it: a pause
 	// goes through the agent that started the daemon, so its Provider
@@ -1018,7 +1021,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	resp.Observed.Error = oomReason(oom, resp.Observed)
 	// The process group is gone; whatever the daemon spawned outside it
 	// (a setsid grandchild) goes with its cgroup.
-	if err := endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
+	if err := p.endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
 		return resp, err
 	}
 	p.mu.Lock()
@@ -1190,7 +1193,7 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 			return providers.DeleteResponse{}, &providers.Error{Op: "delete", Err: fmt.Errorf("%s: process %d still runs; stop it first", req.Addr, hi.Pid)}
 		}
 		p.forget(hi)
-		if err := endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
+		if err := p.endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
 			return providers.DeleteResponse{}, err
 		}
 	}
