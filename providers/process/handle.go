@@ -99,13 +99,19 @@ func FileName(addr spec.Address) string {
 // twice through encoding/json, a tenth of a no-op plan's CPU (issue 19).
 // Anything else reports false, and ParseHandle takes encoding/json's way.
 func parseHandleFast(b []byte) (HandleInfo, bool) {
-	var hi HandleInfo
 	r := hreader{b: b}
+	hi, ok := r.handle()
+	return hi, ok && r.end()
+}
+
+// handle reads a handle's object (see parseHandleFast).
+func (r *hreader) handle() (HandleInfo, bool) {
+	var hi HandleInfo
 	if !r.byte('{') {
 		return hi, false
 	}
 	if r.byte('}') {
-		return hi, r.end()
+		return hi, true
 	}
 	for {
 		key, ok := r.str()
@@ -148,30 +154,33 @@ func parseHandleFast(b []byte) (HandleInfo, bool) {
 				hi.Cgroup = nil
 				break
 			}
-			// {"path":"..."} only
-			if !r.byte('{') {
+			if hi.Cgroup, ok = r.cgroup(); !ok {
 				return hi, false
 			}
-			k, ok := r.str()
-			if !ok || k != "path" || !r.byte(':') {
-				return hi, false
-			}
-			path, ok := r.str()
-			if !ok || !r.byte('}') {
-				return hi, false
-			}
-			hi.Cgroup = &cgroup.Group{Path: path}
 		default:
 			return hi, false
 		}
 		if r.byte(',') {
 			continue
 		}
-		if r.byte('}') {
-			return hi, r.end()
-		}
-		return hi, false
+		return hi, r.byte('}')
 	}
+}
+
+// cgroup reads a cgroup.Group with a path only: {"path":"..."}.
+func (r *hreader) cgroup() (*cgroup.Group, bool) {
+	if !r.byte('{') {
+		return nil, false
+	}
+	k, ok := r.str()
+	if !ok || k != "path" || !r.byte(':') {
+		return nil, false
+	}
+	path, ok := r.str()
+	if !ok || !r.byte('}') {
+		return nil, false
+	}
+	return &cgroup.Group{Path: path}, true
 }
 
 // hreader reads the JSON of a handle for parseHandleFast.
@@ -199,6 +208,16 @@ func (r *hreader) byte(c byte) bool {
 		return true
 	}
 	return false
+}
+
+func (r *hreader) boolean() (bool, bool) {
+	switch {
+	case r.lit("true"):
+		return true, true
+	case r.lit("false"):
+		return false, true
+	}
+	return false, false
 }
 
 func (r *hreader) lit(s string) bool {
