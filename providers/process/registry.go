@@ -418,6 +418,20 @@ type regCache struct {
 
 var regCaches sync.Map // registry path -> *regCache
 
+// ReleaseRegistryCaches lets go of the registries' live entries this
+// process keeps (about 600 bytes a daemon): the next lookup reads the
+// registry again. A one-shot command calls it once its refresh is done,
+// so that they are not held while it plans (issue 19).
+func ReleaseRegistryCaches() {
+	regCaches.Range(func(k, v any) bool {
+		c := v.(*regCache)
+		c.mu.Lock()
+		c.live, c.offset = nil, 0
+		c.mu.Unlock()
+		return true
+	})
+}
+
 // withRegistry calls fn with the live entries of the registry of dir (none
 // when it does not exist), read through the cache: only the lines appended
 // since the last call are parsed. fn must not keep live, nor change it.
