@@ -64,10 +64,11 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 		Observed:  make(map[spec.Address]providers.Observed, len(stored)),
 		Adoptable: map[spec.Address]providers.Adoptable{},
 	}
-	snaps := decodeSnapshots(stored)
-	for i, inst := range stored {
+	// The stored configurations are left encoded: the planner decodes
+	// those it compares (a no-op plan of thousands decodes none).
+	for _, inst := range stored {
 		in.Stored[inst.Addr] = &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle,
-			Status: planner.ParseStatus(inst.Status), Snapshot: snaps[i]}
+			Status: planner.ParseStatus(inst.Status), Config: inst.Config}
 	}
 	byRuntime := handlesByRuntime(stored)
 	rts := make([]spec.Address, 0, len(byRuntime))

@@ -50,8 +50,101 @@ type Snapshot struct {
 // (nil for modules and plugin runtimes). Sensitive values come out
 // redacted (see Redacted), salted with the instance's address.
 func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchema) *Snapshot {
+	return snapshotOf(r, deps, schema, nil)
+}
+
+// sharer hands the snapshots Make builds one cty.Value for the parts
+// that many instances have alike (a runtime, a directory, a command, the
+// stop, log and restart blocks, the set of attributes that force
+// replacement), as SnapshotDecoder does for decoded ones: cty values are
+// immutable, and each cty.ObjectVal made its own object type. The
+// desired snapshots of 10,000 daemons took 38 MB, most of it the same
+// few values over again (issue 19). nil shares nothing.
+type sharer struct {
+	strs    map[string]cty.Value
+	lists   map[string]cty.Value
+	stop    map[spec.Stop]cty.Value
+	log     map[spec.Log]cty.Value
+	restart map[spec.Restart]cty.Value
+	forces  map[string]map[string]bool
+}
+
+func newSharer() *sharer {
+	return &sharer{strs: map[string]cty.Value{}, lists: map[string]cty.Value{}, stop: map[spec.Stop]cty.Value{},
+		log: map[spec.Log]cty.Value{}, restart: map[spec.Restart]cty.Value{}, forces: map[string]map[string]bool{}}
+}
+
+// maxShared bounds each of a sharer's maps: past it, values are made
+// anew (a configuration whose every instance differs gains nothing).
+const maxShared = 4096
+
+func (sh *sharer) str(x string) cty.Value {
+	if sh == nil {
+		return cty.StringVal(x)
+	}
+	if v, ok := sh.strs[x]; ok {
+		return v
+	}
+	v := cty.StringVal(x)
+	if len(sh.strs) < maxShared {
+		sh.strs[x] = v
+	}
+	return v
+}
+
+func (sh *sharer) list(xs []string) cty.Value {
+	if sh == nil {
+		return strList(xs)
+	}
+	k := strings.Join(xs, "\x00")
+	if v, ok := sh.lists[k]; ok {
+		return v
+	}
+	v := strList(xs)
+	if len(sh.lists) < maxShared {
+		sh.lists[k] = v
+	}
+	return v
+}
+
+func shared[K comparable](sh *sharer, m map[K]cty.Value, k K, mk func() cty.Value) cty.Value {
+	if sh == nil {
+		return mk()
+	}
+	if v, ok := m[k]; ok {
+		return v
+	}
+	v := mk()
+	if len(m) < maxShared {
+		m[k] = v
+	}
+	return v
+}
+
+// forceSet returns a set equal to f, shared with the snapshots before
+// that had the same one. Nothing changes a snapshot's Forces once made.
+func (sh *sharer) forceSet(f map[string]bool) map[string]bool {
+	if sh == nil {
+		return f
+	}
+	names := make([]string, 0, len(f))
+	for k := range f {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	k := strings.Join(names, "\x00")
+	if s, ok := sh.forces[k]; ok {
+		return s
+	}
+	if len(sh.forces) < maxShared {
+		sh.forces[k] = f
+	}
+	return f
+}
+
+func snapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchema, sh *sharer) *Snapshot {
 	s := &Snapshot{
-		Kind: r.Addr.Kind, Runtime: r.Runtime, Values: map[string]cty.Value{}, Forces: map[string]bool{},
+		Kind: r.Addr.Kind, Runtime: r.Runtime, Values: make(map[string]cty.Value, 12), Forces: make(map[string]bool, 8),
 		Sensitive: map[string]bool{}, PreventDestroy: r.Lifecycle.PreventDestroy,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy,
 	}
@@ -92,21 +185,21 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 			"call_timeout": dur(r.Limits.CallTimeout),
 		}), true)
 	} else {
-		set("runtime", cty.StringVal(r.Runtime.String()), true)
+		set("runtime", sh.str(r.Runtime.String()), true)
 		if len(r.Command) > 0 {
-			set("command", strList(r.Command), true)
+			set("command", sh.list(r.Command), true)
 		}
 		if len(r.Env) > 0 {
 			set("env", strMap(r.Env), true)
 		}
-		set("dir", cty.StringVal(r.Dir), true)
+		set("dir", sh.str(r.Dir), true)
 		if r.User != "" {
 			set("user", cty.StringVal(r.User), true)
 		}
 		if r.Group != "" {
 			set("group", cty.StringVal(r.Group), true)
 		}
-		set("umask", cty.StringVal(fmt.Sprintf("%04o", uint32(r.Umask))), true)
+		set("umask", sh.str(fmt.Sprintf("%04o", uint32(r.Umask))), true)
 		if len(r.Rlimits) > 0 {
 			m := map[string]cty.Value{}
 			for k, v := range r.Rlimits {
@@ -202,17 +295,23 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 				"node": cty.StringVal(p.Node), "labels": strMap(p.Labels), "spread": cty.BoolVal(p.Spread),
 			}), true)
 		}
-		set("stop", cty.ObjectVal(map[string]cty.Value{
-			"signal": cty.StringVal(r.Stop.Signal.Name), "timeout": dur(r.Stop.Timeout),
+		set("stop", shared(sh, sh.stopMap(), r.Stop, func() cty.Value {
+			return cty.ObjectVal(map[string]cty.Value{
+				"signal": cty.StringVal(r.Stop.Signal.Name), "timeout": dur(r.Stop.Timeout),
+			})
 		}), false)
-		set("log", cty.ObjectVal(map[string]cty.Value{
-			"max_size": cty.NumberIntVal(r.Log.MaxSize), "max_files": cty.NumberIntVal(int64(r.Log.MaxFiles)),
+		set("log", shared(sh, sh.logMap(), r.Log, func() cty.Value {
+			return cty.ObjectVal(map[string]cty.Value{
+				"max_size": cty.NumberIntVal(r.Log.MaxSize), "max_files": cty.NumberIntVal(int64(r.Log.MaxFiles)),
+			})
 		}), false)
 	}
-	set("restart", cty.ObjectVal(map[string]cty.Value{
-		"policy": cty.StringVal(r.Restart.Policy.String()), "backoff": dur(r.Restart.Backoff),
-		"max_backoff": dur(r.Restart.MaxBackoff), "max_restarts": cty.NumberIntVal(int64(r.Restart.MaxRestarts)),
-		"window": dur(r.Restart.Window),
+	set("restart", shared(sh, sh.restartMap(), r.Restart, func() cty.Value {
+		return cty.ObjectVal(map[string]cty.Value{
+			"policy": cty.StringVal(r.Restart.Policy.String()), "backoff": dur(r.Restart.Backoff),
+			"max_backoff": dur(r.Restart.MaxBackoff), "max_restarts": cty.NumberIntVal(int64(r.Restart.MaxRestarts)),
+			"window": dur(r.Restart.Window),
+		})
 	}), false)
 	if len(r.RestartWith) > 0 {
 		names := make([]string, len(r.RestartWith))
@@ -221,7 +320,29 @@ func SnapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 		}
 		set("restart_with", strList(names), false)
 	}
+	s.Forces = sh.forceSet(s.Forces)
 	return s.Redacted(r.Addr.String())
+}
+
+func (sh *sharer) stopMap() map[spec.Stop]cty.Value {
+	if sh == nil {
+		return nil
+	}
+	return sh.stop
+}
+
+func (sh *sharer) logMap() map[spec.Log]cty.Value {
+	if sh == nil {
+		return nil
+	}
+	return sh.log
+}
+
+func (sh *sharer) restartMap() map[spec.Restart]cty.Value {
+	if sh == nil {
+		return nil
+	}
+	return sh.restart
 }
 
 func strList(xs []string) cty.Value {

@@ -54,28 +54,27 @@ func resolveNames(in Input, names []spec.Address, flag string) (map[spec.Address
 // targets and, transitively, what they depend on (they cannot run without
 // it), as Terraform's -target does; for a destroy, the targets and what
 // depends on them (it cannot run without them).
-func targeted(in Input, targets map[spec.Address]bool) map[spec.Address]bool {
+func targeted(in Input, targets map[spec.Address]bool, dec *SnapshotDecoder) map[spec.Address]bool {
 	set := map[spec.Address]bool{}
 	var next func(spec.Address) []spec.Address
 	switch {
 	case in.Destroy:
+		// A recorded instance depends on what its snapshot says.
+		dependents := map[spec.Address][]spec.Address{}
+		for b, st := range in.Stored {
+			if st = st.decoded(dec); st.Snapshot == nil {
+				continue
+			}
+			for _, d := range st.Snapshot.DependsOn {
+				dependents[d] = append(dependents[d], b)
+			}
+		}
 		next = func(a spec.Address) []spec.Address {
 			var out []spec.Address
 			if in.Config != nil && in.Config.Graph != nil && in.Config.Graph.Has(a) {
 				out = in.Config.Graph.DependentsOf(a)
 			}
-			// A recorded instance depends on what its snapshot says.
-			for b, st := range in.Stored {
-				if st.Snapshot == nil {
-					continue
-				}
-				for _, d := range st.Snapshot.DependsOn {
-					if d == a {
-						out = append(out, b)
-					}
-				}
-			}
-			return out
+			return append(out, dependents[a]...)
 		}
 	default:
 		next = func(a spec.Address) []spec.Address {

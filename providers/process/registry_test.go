@@ -212,3 +212,34 @@ func TestRegistryCompactionRemembered(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseRegistryCaches: once released, a registry's cached entries
+// are gone, and the next lookup reads the file again, lines appended
+// meanwhile included.
+func TestReleaseRegistryCaches(t *testing.T) {
+	dir := t.TempDir()
+	if err := appendRegistry(dir, regEntry{Name: "a", ID: "1", logConf: logConf{Address: "daemon.a", Handle: handleOf(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	names := func() int {
+		n := 0
+		if err := withRegistry(dir, func(live *regLive) { n = len(live.inst) }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := names(); n != 1 {
+		t.Fatalf("%d entries, want 1", n)
+	}
+	ReleaseRegistryCaches()
+	v, _ := regCaches.Load(filepath.Join(dir, registryName))
+	if c := v.(*regCache); c.live != nil || c.offset != 0 {
+		t.Fatalf("released cache still holds %d entries at offset %d", len(c.live.inst), c.offset)
+	}
+	if err := appendRegistry(dir, regEntry{Name: "b", ID: "2", logConf: logConf{Address: "daemon.b", Handle: handleOf(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := names(); n != 2 {
+		t.Fatalf("after release: %d entries, want 2", n)
+	}
+}

@@ -138,6 +138,9 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
+	// The process provider's registry was read for adoption; what the
+	// apply may look up later is read again then.
+	process.ReleaseRegistryCaches()
 	in.Destroy = destroy
 	if in.Targets, in.Replace, err = a.partial.addresses(); err != nil {
 		return nil, err
