@@ -388,3 +388,38 @@ daemon "chatty" {
 		t.Errorf("daemon.chatty (pid %d) still runs after orch up exited", pid)
 	}
 }
+
+// TestUpForwardsAfterSilence: a daemon silent long enough for orch up to
+// look at its log least often (upout.go: every 16 ticks) still has what it
+// writes then forwarded, and so does a daemon that writes when a file
+// appears, while 50 others stay silent.
+func TestUpForwardsAfterSilence(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "speak")
+	cfg := fmt.Sprintf(`
+daemon "late" {
+  command = ["sh", "-c", "echo early; while [ ! -e '%[1]s' ]; do sleep 0.05; done; echo late line; exec sleep 600"]
+}
+daemon "idle" {
+  count   = 50
+  command = ["sleep", "600"]
+}
+`, flag)
+	e := newEngineTest(t, cfg)
+	p := e.startWith("up")
+	e.waitFor(p, "the early line", func() bool { return strings.Contains(p.output(), "late     | early") })
+	e.status() // remember the pids for the cleanup
+	// Silent until the log has gone unread for more than the longest
+	// rest: the output shows nothing new meanwhile, so wait on the
+	// log's own age, not a clock in the test.
+	logPath := filepath.Join(e.dir, ".orch", "logs", "daemon.late.log")
+	e.waitFor(p, "the log idle for over a second", func() bool {
+		st, err := os.Stat(logPath)
+		return err == nil && time.Since(st.ModTime()) > 1500*time.Millisecond
+	})
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(p, "the late line", func() bool { return strings.Contains(p.output(), "late     | late line") })
+	p.interrupt(t)
+}
