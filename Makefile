@@ -61,6 +61,9 @@ test: check-go deps
 # of 1,000 terraform_data when terraform is on PATH) run at 10,000 too with
 # ORCH_BENCH_10K=1 (several minutes): make bench ORCH_BENCH_10K=1, or only
 # them: make bench-scale ORCH_BENCH_10K=1 (or ORCH_BENCH_SCALE=1000,5000).
+# cmd/orch BenchmarkUpStopVsProcessCompose compares orch up with
+# process-compose when one is on PATH or named by ORCH_BENCH_PROCESS_COMPOSE
+# (docs/architecture.md, Numbers, says how it was built here).
 bench: check-go
 	ORCH_BENCH_10K=$(ORCH_BENCH_10K) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz
