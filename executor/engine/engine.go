@@ -44,6 +44,13 @@ type LoadResult struct {
 	// Files holds every source the diagnostics point into, keyed by the
 	// file names their ranges carry (for rendering with snippets).
 	Files map[string]*hcl.File
+	// Current, when set, says whether the result still describes what
+	// the engine should run: an agent of several hosts restricts the
+	// configuration to the instances assigned to its node, and an
+	// assignment may change between a reload's load and its use (then
+	// the engine loads again rather than undo what the newer assignment
+	// started).
+	Current func() bool
 }
 
 // Options configure an Engine. Providers, Store and StateDir are required.
@@ -372,6 +379,9 @@ func (e *Engine) instance(a spec.Address) *instance {
 func (e *Engine) reloaded(lr LoadResult) {
 	if e.stopping {
 		return
+	}
+	for i := 0; lr.Current != nil && !lr.Current() && i < 3; i++ {
+		lr = e.load() // made from what changed since: again
 	}
 	e.noteSecrets(lr.Config)
 	if lr.Diags.HasErrors() {

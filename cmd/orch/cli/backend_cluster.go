@@ -177,14 +177,18 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 			return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
 		}
 		m.Declare(planner.PlaceInstancesOf(r.cfg))
-		set := *mine.Load()
+		used := mine.Load()
+		set := *used
 		keys := make([]string, 0, len(set))
 		for k := range set {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		cfg := cluster.Only(r.cfg, func(a spec.Address) bool { return set[a.String()] }, nf.node+"\x00"+strings.Join(keys, "\x00"))
-		return engine.LoadResult{Config: cfg, Diags: r.diags, Files: r.files}
+		// A reload made with an older assignment than the engine has
+		// applied since would undo it (TestClusterSpreadAndPin, under
+		// load: the node's instances destroyed after their start).
+		return engine.LoadResult{Config: cfg, Diags: r.diags, Files: r.files, Current: func() bool { return mine.Load() == used }}
 	}
 	load := func() engine.LoadResult { return restrict(a.loadConfig(dir, vf)) }
 	first := restrict(res) // declares: the leader can place
