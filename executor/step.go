@@ -249,22 +249,16 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		}
 	}
 	prior := c.Prior
-	rtAddr := prior.Runtime
-	if rtAddr.IsZero() && prior.Snapshot != nil {
-		rtAddr = prior.Snapshot.Runtime
-	}
-	if len(prior.Handle) > 0 && !rtAddr.IsZero() {
+	if rtAddr, req, ok := priorStop(cfg, c); ok {
 		p, err := e.provider(rtAddr)
 		if err != nil {
 			return sr, err
 		}
-		rt := runtimeFor(cfg, rtAddr)
-		sig, timeout := StopSettings(prior.Snapshot)
-		if sr, err = e.stop(ctx, s.hurry, p, providers.StopRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}); err != nil {
+		if sr, err = e.stop(ctx, s.hurry, p, req); err != nil {
 			return sr, err
 		}
 		if d, ok := p.(providers.Deleter); ok {
-			if _, err := d.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: c.Addr, Handle: prior.Handle}); err != nil {
+			if _, err := d.Delete(ctx, providers.DeleteRequest{Runtime: req.Runtime, Addr: c.Addr, Handle: prior.Handle}); err != nil {
 				return sr, err
 			}
 		}
@@ -290,6 +284,25 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 
 var sigKill = spec.Signal{Name: "SIGKILL", Num: 9}
 
+// priorStop is how c's prior instance is stopped: its runtime and the
+// stop request with the settings it was applied with; ok is false when
+// there is nothing to stop (no handle, or no runtime recorded).
+func priorStop(cfg *spec.Config, c *planner.Change) (rtAddr spec.Address, req providers.StopRequest, ok bool) {
+	prior := c.Prior
+	if prior == nil || len(prior.Handle) == 0 {
+		return rtAddr, req, false
+	}
+	rtAddr = prior.Runtime
+	if rtAddr.IsZero() && prior.Snapshot != nil {
+		rtAddr = prior.Snapshot.Runtime
+	}
+	if rtAddr.IsZero() {
+		return rtAddr, req, false
+	}
+	sig, timeout := StopSettings(prior.Snapshot)
+	return rtAddr, providers.StopRequest{Runtime: runtimeFor(cfg, rtAddr), Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}, true
+}
+
 // presignal sends, when several stops or removals begin together, their
 // stop signals in one loop through each runtime that can
 // (providers.Presignaler), before the steps' goroutines run: a hundred
@@ -309,15 +322,11 @@ func (e *Executor) presignal(cfg *spec.Config, h *hurry, batch []*step) {
 	var groups map[spec.Address]*group
 	for _, s := range batch {
 		c := s.change
-		if s.kind != StepDown || s.pair != nil || c.Prior == nil || len(c.Prior.Handle) == 0 ||
-			c.Action != planner.Stop && c.Action != planner.Delete {
+		if s.kind != StepDown || s.pair != nil || c.Action != planner.Stop && c.Action != planner.Delete {
 			continue
 		}
-		rtAddr := c.Prior.Runtime
-		if rtAddr.IsZero() && c.Prior.Snapshot != nil {
-			rtAddr = c.Prior.Snapshot.Runtime
-		}
-		if rtAddr.IsZero() {
+		rtAddr, req, ok := priorStop(cfg, c)
+		if !ok {
 			continue
 		}
 		g := groups[rtAddr]
@@ -333,11 +342,10 @@ func (e *Executor) presignal(cfg *spec.Config, h *hurry, batch []*step) {
 			g = &group{p: ps}
 			groups[rtAddr] = g
 		}
-		sig, timeout := StopSettings(c.Prior.Snapshot)
 		if h.hasFired() {
-			sig, timeout = sigKill, 0
+			req.Signal, req.Timeout = sigKill, 0
 		}
-		g.reqs = append(g.reqs, providers.StopRequest{Runtime: runtimeFor(cfg, rtAddr), Addr: c.Addr, Handle: c.Prior.Handle, Signal: sig, Timeout: timeout})
+		g.reqs = append(g.reqs, req)
 	}
 	for _, g := range groups {
 		if len(g.reqs) > 1 {

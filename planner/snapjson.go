@@ -2,6 +2,7 @@ package planner
 
 import (
 	"encoding/json"
+	"github.com/orch-dev/orch/spec/jsonscan"
 	"math/big"
 	"sort"
 	"strconv"
@@ -256,22 +257,22 @@ func appendValue(b []byte, v cty.Value, t cty.Type) ([]byte, bool) {
 // it). It reports false for anything else, for DecodeSnapshot's general
 // path to read.
 func decodeFast(b []byte, cache *SnapshotDecoder) (*Snapshot, bool) {
-	r := &jreader{b: b, cache: cache}
+	r := &jreader{Reader: jsonscan.Reader{B: b}, cache: cache}
 	s := &Snapshot{Values: map[string]cty.Value{}, Forces: map[string]bool{}, Sensitive: map[string]bool{}}
-	if !r.delim('{') {
+	if !r.Byte('{') {
 		return nil, false
 	}
 	format := 0
 	seen := map[string]bool{}
 	for first := true; ; first = false {
-		if r.delim('}') {
+		if r.Byte('}') {
 			break
 		}
-		if !first && !r.delim(',') {
+		if !first && !r.Byte(',') {
 			return nil, false
 		}
 		key, ok := r.str()
-		if !ok || !r.delim(':') || seen[key] {
+		if !ok || !r.Byte(':') || seen[key] {
 			return nil, false
 		}
 		seen[key] = true
@@ -315,7 +316,7 @@ func decodeFast(b []byte, cache *SnapshotDecoder) (*Snapshot, bool) {
 				return nil, false
 			}
 		case "prevent_destroy", "create_before_destroy":
-			v, ok := r.boolean()
+			v, ok := r.Bool()
 			if !ok {
 				return nil, false
 			}
@@ -328,15 +329,14 @@ func decodeFast(b []byte, cache *SnapshotDecoder) (*Snapshot, bool) {
 			return nil, false
 		}
 	}
-	r.ws()
-	return s, format == 1 && r.i == len(r.b)
+	r.WS()
+	return s, format == 1 && r.I == len(r.B)
 }
 
 // jreader is a minimal JSON reader for decodeFast: every method skips
 // white space first and reports false on anything unexpected.
 type jreader struct {
-	b     []byte
-	i     int
+	jsonscan.Reader
 	cache *SnapshotDecoder // nil: no sharing of values
 }
 
@@ -374,24 +374,24 @@ func (d *SnapshotDecoder) Decode(b []byte) (*Snapshot, error) {
 // shared reads the value at r of type ty (its JSON tyJSON) through the
 // cache.
 func (r *jreader) shared(ty cty.Type, tyJSON []byte) (cty.Value, bool) {
-	r.ws()
-	start := r.i
+	r.WS()
+	start := r.I
 	if !r.skip() {
 		return cty.NilVal, false
 	}
-	raw := r.b[start:r.i]
+	raw := r.B[start:r.I]
 	if len(raw) > maxSharedValue {
-		sub := &jreader{b: raw}
+		sub := &jreader{Reader: jsonscan.Reader{B: raw}}
 		v, ok := sub.value(ty)
-		return v, ok && sub.i == len(raw)
+		return v, ok && sub.I == len(raw)
 	}
 	d := r.cache
 	if v, ok := d.vals[string(tyJSON)][string(raw)]; ok {
 		return v, true
 	}
-	sub := &jreader{b: raw}
+	sub := &jreader{Reader: jsonscan.Reader{B: raw}}
 	v, ok := sub.value(ty)
-	if !ok || sub.i != len(raw) {
+	if !ok || sub.I != len(raw) {
 		return cty.NilVal, false
 	}
 	if d.n >= maxSharedValues {
@@ -408,66 +408,37 @@ func (r *jreader) shared(ty cty.Type, tyJSON []byte) (cty.Value, bool) {
 	return v, true
 }
 
-func (r *jreader) ws() {
-	for r.i < len(r.b) {
-		switch r.b[r.i] {
-		case ' ', '\t', '\n', '\r':
-			r.i++
-		default:
-			return
-		}
-	}
-}
-
-// delim consumes c if it comes next.
-func (r *jreader) delim(c byte) bool {
-	r.ws()
-	if r.i < len(r.b) && r.b[r.i] == c {
-		r.i++
-		return true
-	}
-	return false
-}
-
-func (r *jreader) peek() byte {
-	r.ws()
-	if r.i < len(r.b) {
-		return r.b[r.i]
-	}
-	return 0
-}
-
 // str reads a string. Strings with escapes or non-ASCII bytes are
 // decoded by encoding/json.
 func (r *jreader) str() (string, bool) {
-	if !r.delim('"') {
+	if !r.Byte('"') {
 		return "", false
 	}
-	start := r.i
+	start := r.I
 	plain := true
-	for r.i < len(r.b) {
-		c := r.b[r.i]
+	for r.I < len(r.B) {
+		c := r.B[r.I]
 		switch {
 		case c == '"':
-			r.i++
+			r.I++
 			if plain {
-				return string(r.b[start : r.i-1]), true
+				return string(r.B[start : r.I-1]), true
 			}
 			var s string
-			if err := json.Unmarshal(r.b[start-1:r.i], &s); err != nil {
+			if err := json.Unmarshal(r.B[start-1:r.I], &s); err != nil {
 				return "", false
 			}
 			return s, true
 		case c == '\\':
 			plain = false
-			r.i += 2
+			r.I += 2
 			continue
 		case c < 0x20:
 			return "", false
 		case c >= utf8.RuneSelf:
 			plain = false
 		}
-		r.i++
+		r.I++
 	}
 	return "", false
 }
@@ -475,13 +446,13 @@ func (r *jreader) str() (string, bool) {
 // number reads a number's text, as JSON's grammar has it:
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func (r *jreader) number() (string, bool) {
-	r.ws()
-	start := r.i
+	r.WS()
+	start := r.I
 	at := func(set string) bool {
-		if r.i < len(r.b) {
+		if r.I < len(r.B) {
 			for j := 0; j < len(set); j++ {
-				if r.b[r.i] == set[j] {
-					r.i++
+				if r.B[r.I] == set[j] {
+					r.I++
 					return true
 				}
 			}
@@ -490,14 +461,14 @@ func (r *jreader) number() (string, bool) {
 	}
 	digits := func() int {
 		n := 0
-		for r.i < len(r.b) && '0' <= r.b[r.i] && r.b[r.i] <= '9' {
-			r.i++
+		for r.I < len(r.B) && '0' <= r.B[r.I] && r.B[r.I] <= '9' {
+			r.I++
 			n++
 		}
 		return n
 	}
 	at("-")
-	if !at("0") && (r.i >= len(r.b) || r.b[r.i] < '1' || r.b[r.i] > '9' || digits() == 0) {
+	if !at("0") && (r.I >= len(r.B) || r.B[r.I] < '1' || r.B[r.I] > '9' || digits() == 0) {
 		return "", false
 	}
 	if at(".") && digits() == 0 {
@@ -509,37 +480,18 @@ func (r *jreader) number() (string, bool) {
 			return "", false
 		}
 	}
-	return string(r.b[start:r.i]), true
-}
-
-func (r *jreader) literal(lit string) bool {
-	r.ws()
-	if len(r.b)-r.i >= len(lit) && string(r.b[r.i:r.i+len(lit)]) == lit {
-		r.i += len(lit)
-		return true
-	}
-	return false
-}
-
-func (r *jreader) boolean() (bool, bool) {
-	switch {
-	case r.literal("true"):
-		return true, true
-	case r.literal("false"):
-		return false, true
-	}
-	return false, false
+	return string(r.B[start:r.I]), true
 }
 
 func (r *jreader) strings(each func(string) bool) bool {
-	if r.literal("null") {
+	if r.Lit("null") {
 		return true
 	}
-	if !r.delim('[') {
+	if !r.Byte('[') {
 		return false
 	}
-	for first := true; !r.delim(']'); first = false {
-		if !first && !r.delim(',') {
+	for first := true; !r.Byte(']'); first = false {
+		if !first && !r.Byte(',') {
 			return false
 		}
 		s, ok := r.str()
@@ -561,31 +513,31 @@ func (r *jreader) addr() (spec.Address, bool) {
 
 // values reads the "values" object: name -> {"t": type, "v": value}.
 func (r *jreader) values(m map[string]cty.Value) bool {
-	if !r.delim('{') {
+	if !r.Byte('{') {
 		return false
 	}
-	for first := true; !r.delim('}'); first = false {
-		if !first && !r.delim(',') {
+	for first := true; !r.Byte('}'); first = false {
+		if !first && !r.Byte(',') {
 			return false
 		}
 		name, ok := r.str()
-		if !ok || !r.delim(':') || !r.delim('{') {
+		if !ok || !r.Byte(':') || !r.Byte('{') {
 			return false
 		}
 		// Encode writes "t" before "v"; the value needs the type.
-		if k, ok := r.str(); !ok || k != "t" || !r.delim(':') {
+		if k, ok := r.str(); !ok || k != "t" || !r.Byte(':') {
 			return false
 		}
-		start := r.i
+		start := r.I
 		if !r.skip() {
 			return false
 		}
-		tyJSON := r.b[start:r.i]
+		tyJSON := r.B[start:r.I]
 		ty, ok := typeOf(tyJSON)
-		if !ok || !r.delim(',') {
+		if !ok || !r.Byte(',') {
 			return false
 		}
-		if k, ok := r.str(); !ok || k != "v" || !r.delim(':') {
+		if k, ok := r.str(); !ok || k != "v" || !r.Byte(':') {
 			return false
 		}
 		var v cty.Value
@@ -594,7 +546,7 @@ func (r *jreader) values(m map[string]cty.Value) bool {
 		} else {
 			v, ok = r.value(ty)
 		}
-		if !ok || !r.delim('}') {
+		if !ok || !r.Byte('}') {
 			return false
 		}
 		m[name] = v
@@ -604,22 +556,22 @@ func (r *jreader) values(m map[string]cty.Value) bool {
 
 // skip passes over one value of any kind.
 func (r *jreader) skip() bool {
-	switch c := r.peek(); {
+	switch c := r.Peek(); {
 	case c == '"':
 		_, ok := r.str()
 		return ok
 	case c == '[' || c == '{':
-		r.i++
+		r.I++
 		end := byte(']')
 		if c == '{' {
 			end = '}'
 		}
-		for first := true; !r.delim(end); first = false {
-			if !first && !r.delim(',') {
+		for first := true; !r.Byte(end); first = false {
+			if !first && !r.Byte(',') {
 				return false
 			}
 			if c == '{' {
-				if _, ok := r.str(); !ok || !r.delim(':') {
+				if _, ok := r.str(); !ok || !r.Byte(':') {
 					return false
 				}
 			}
@@ -629,10 +581,10 @@ func (r *jreader) skip() bool {
 		}
 		return true
 	case c == 't' || c == 'f':
-		_, ok := r.boolean()
+		_, ok := r.Bool()
 		return ok
 	case c == 'n':
-		return r.literal("null")
+		return r.Lit("null")
 	default:
 		_, ok := r.number()
 		return ok
@@ -641,7 +593,7 @@ func (r *jreader) skip() bool {
 
 // value reads a value of type ty as cty/json's Unmarshal does.
 func (r *jreader) value(ty cty.Type) (cty.Value, bool) {
-	if r.literal("null") {
+	if r.Lit("null") {
 		return cty.NullVal(ty), true
 	}
 	switch {
@@ -656,16 +608,16 @@ func (r *jreader) value(ty cty.Type) (cty.Value, bool) {
 		v, err := cty.ParseNumberVal(n)
 		return v, err == nil
 	case ty == cty.Bool:
-		v, ok := r.boolean()
+		v, ok := r.Bool()
 		return cty.BoolVal(v), ok
 	case ty.IsListType(), ty.IsSetType():
 		et := ty.ElementType()
 		var vals []cty.Value
-		if !r.delim('[') {
+		if !r.Byte('[') {
 			return cty.NilVal, false
 		}
-		for first := true; !r.delim(']'); first = false {
-			if !first && !r.delim(',') {
+		for first := true; !r.Byte(']'); first = false {
+			if !first && !r.Byte(',') {
 				return cty.NilVal, false
 			}
 			v, ok := r.value(et)
@@ -689,15 +641,15 @@ func (r *jreader) value(ty cty.Type) (cty.Value, bool) {
 			return cty.NilVal, false
 		}
 		vals := map[string]cty.Value{}
-		if !r.delim('{') {
+		if !r.Byte('{') {
 			return cty.NilVal, false
 		}
-		for first := true; !r.delim('}'); first = false {
-			if !first && !r.delim(',') {
+		for first := true; !r.Byte('}'); first = false {
+			if !first && !r.Byte(',') {
 				return cty.NilVal, false
 			}
 			k, ok := r.str()
-			if !ok || !r.delim(':') {
+			if !ok || !r.Byte(':') {
 				return cty.NilVal, false
 			}
 			et := cty.NilType

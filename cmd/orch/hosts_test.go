@@ -208,14 +208,19 @@ func (h *hostsTest) logs(name string) string {
 	return b.String()
 }
 
-func (h *hostsTest) allLogs() string {
-	var names []string
+// names are the hosts' names, sorted.
+func (h *hostsTest) names() []string {
+	names := make([]string, 0, len(h.hosts))
 	for n := range h.hosts {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	return names
+}
+
+func (h *hostsTest) allLogs() string {
 	var b strings.Builder
-	for _, n := range names {
+	for _, n := range h.names() {
 		fmt.Fprintf(&b, "--- host %s:\n%s\n", n, tail(h.logs(n), 3000))
 	}
 	return b.String()
@@ -481,13 +486,8 @@ func TestHostsPartition(t *testing.T) {
 // clusterLines are the lines of every host's agent about the cluster
 // (node ...: joined, leader, placed, lost, assigned), with their times.
 func (h *hostsTest) clusterLines() string {
-	var names []string
-	for n := range h.hosts {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var b strings.Builder
-	for _, n := range names {
+	for _, n := range h.names() {
 		for _, l := range strings.Split(h.logs(n), "\n") {
 			if strings.Contains(l, " node "+n+": ") || strings.Contains(l, " started pid=") || strings.Contains(l, " stopped") {
 				fmt.Fprintf(&b, "  %s| %s\n", n, l)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/orch-dev/orch/spec/jsonscan"
 	"strings"
 
 	"github.com/orch-dev/orch/providers"
@@ -99,58 +100,62 @@ func FileName(addr spec.Address) string {
 // twice through encoding/json, a tenth of a no-op plan's CPU (issue 19).
 // Anything else reports false, and ParseHandle takes encoding/json's way.
 func parseHandleFast(b []byte) (HandleInfo, bool) {
-	r := hreader{b: b}
+	r := hreader{jsonscan.Reader{B: b}}
 	hi, ok := r.handle()
-	return hi, ok && r.end()
+	return hi, ok && r.End()
 }
+
+// hreader reads the JSON of handles and registry lines (parseHandleFast,
+// parseRegLine).
+type hreader struct{ jsonscan.Reader }
 
 // handle reads a handle's object (see parseHandleFast).
 func (r *hreader) handle() (HandleInfo, bool) {
 	var hi HandleInfo
-	if !r.byte('{') {
+	if !r.Byte('{') {
 		return hi, false
 	}
-	if r.byte('}') {
+	if r.Byte('}') {
 		return hi, true
 	}
 	for {
-		key, ok := r.str()
-		if !ok || !r.byte(':') {
+		key, ok := r.PlainStr()
+		if !ok || !r.Byte(':') {
 			return hi, false
 		}
 		switch key {
 		case "pid":
-			n, ok := r.uint()
+			n, ok := r.Uint()
 			if !ok {
 				return hi, false
 			}
 			hi.Pid = int(n)
 		case "start_ticks":
-			n, ok := r.uint()
+			n, ok := r.Uint()
 			if !ok {
 				return hi, false
 			}
 			hi.StartTicks = n
 		case "pgid":
-			n, ok := r.uint()
+			n, ok := r.Uint()
 			if !ok {
 				return hi, false
 			}
 			hi.Pgid = int(n)
 		case "log":
-			if hi.Log, ok = r.str(); !ok {
+			if hi.Log, ok = r.PlainStr(); !ok {
 				return hi, false
 			}
 		case "boot_id":
-			if hi.BootID, ok = r.str(); !ok {
+			if hi.BootID, ok = r.PlainStr(); !ok {
 				return hi, false
 			}
 		case "id":
-			if hi.ID, ok = r.str(); !ok {
+			if hi.ID, ok = r.PlainStr(); !ok {
 				return hi, false
 			}
 		case "cgroup":
-			if r.lit("null") {
+			if r.Lit("null") {
 				hi.Cgroup = nil
 				break
 			}
@@ -160,121 +165,25 @@ func (r *hreader) handle() (HandleInfo, bool) {
 		default:
 			return hi, false
 		}
-		if r.byte(',') {
+		if r.Byte(',') {
 			continue
 		}
-		return hi, r.byte('}')
+		return hi, r.Byte('}')
 	}
 }
 
 // cgroup reads a cgroup.Group with a path only: {"path":"..."}.
 func (r *hreader) cgroup() (*cgroup.Group, bool) {
-	if !r.byte('{') {
+	if !r.Byte('{') {
 		return nil, false
 	}
-	k, ok := r.str()
-	if !ok || k != "path" || !r.byte(':') {
+	k, ok := r.PlainStr()
+	if !ok || k != "path" || !r.Byte(':') {
 		return nil, false
 	}
-	path, ok := r.str()
-	if !ok || !r.byte('}') {
+	path, ok := r.PlainStr()
+	if !ok || !r.Byte('}') {
 		return nil, false
 	}
 	return &cgroup.Group{Path: path}, true
-}
-
-// hreader reads the JSON of a handle for parseHandleFast.
-type hreader struct {
-	b []byte
-	i int
-}
-
-func (r *hreader) ws() {
-	for r.i < len(r.b) {
-		switch r.b[r.i] {
-		case ' ', '\t', '\n', '\r':
-			r.i++
-		default:
-			return
-		}
-	}
-}
-
-// byte consumes c (after white space) if it comes next.
-func (r *hreader) byte(c byte) bool {
-	r.ws()
-	if r.i < len(r.b) && r.b[r.i] == c {
-		r.i++
-		return true
-	}
-	return false
-}
-
-func (r *hreader) boolean() (bool, bool) {
-	switch {
-	case r.lit("true"):
-		return true, true
-	case r.lit("false"):
-		return false, true
-	}
-	return false, false
-}
-
-func (r *hreader) lit(s string) bool {
-	r.ws()
-	if len(r.b)-r.i >= len(s) && string(r.b[r.i:r.i+len(s)]) == s {
-		r.i += len(s)
-		return true
-	}
-	return false
-}
-
-// end reports whether only white space is left.
-func (r *hreader) end() bool {
-	r.ws()
-	return r.i == len(r.b)
-}
-
-// str reads a string of printable ASCII without escapes.
-func (r *hreader) str() (string, bool) {
-	if !r.byte('"') {
-		return "", false
-	}
-	start := r.i
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		switch {
-		case c == '"':
-			s := string(r.b[start:r.i])
-			r.i++
-			return s, true
-		case c < 0x20 || c >= 0x80 || c == '\\':
-			return "", false
-		}
-		r.i++
-	}
-	return "", false
-}
-
-// uint reads an unsigned integer of at most 18 digits, without a leading
-// zero (as JSON has it).
-func (r *hreader) uint() (uint64, bool) {
-	r.ws()
-	start := r.i
-	var n uint64
-	for r.i < len(r.b) && r.b[r.i] >= '0' && r.b[r.i] <= '9' {
-		n = n*10 + uint64(r.b[r.i]-'0')
-		r.i++
-	}
-	d := r.i - start
-	if d == 0 || d > 18 || d > 1 && r.b[start] == '0' {
-		return 0, false
-	}
-	if r.i < len(r.b) {
-		switch r.b[r.i] {
-		case '.', 'e', 'E':
-			return 0, false
-		}
-	}
-	return n, true
 }

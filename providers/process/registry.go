@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/orch-dev/orch/spec/jsonscan"
 	"os"
 	"path/filepath"
 	"sort"
@@ -530,26 +531,26 @@ func replayRegistry(live *regLive, b []byte) {
 // way.
 func parseRegLine(b []byte, in interner) (regEntry, bool) {
 	var e regEntry
-	r := hreader{b: b}
-	if !r.byte('{') {
+	r := hreader{jsonscan.Reader{B: b}}
+	if !r.Byte('{') {
 		return e, false
 	}
-	if r.byte('}') {
-		return e, r.end()
+	if r.Byte('}') {
+		return e, r.End()
 	}
 	for {
-		key, ok := r.str()
-		if !ok || !r.byte(':') {
+		key, ok := r.PlainStr()
+		if !ok || !r.Byte(':') {
 			return e, false
 		}
 		var n uint64
 		switch key {
 		case "name":
-			e.Name, ok = r.str()
+			e.Name, ok = r.PlainStr()
 		case "id":
-			e.ID, ok = r.str()
+			e.ID, ok = r.PlainStr()
 		case "address":
-			e.Address, ok = r.str()
+			e.Address, ok = r.PlainStr()
 			if ok && e.Address == e.Name {
 				e.Address = e.Name
 			}
@@ -558,29 +559,29 @@ func parseRegLine(b []byte, in interner) (regEntry, bool) {
 		case "runtime":
 			e.Runtime, ok = in.str(&r)
 		case "config_hash":
-			e.ConfigHash, ok = r.str()
+			e.ConfigHash, ok = r.PlainStr()
 		case "stop_signal":
 			e.StopSignal, ok = in.str(&r)
 		case "max_size":
-			n, ok = r.uint()
+			n, ok = r.Uint()
 			e.MaxSize = int64(n)
 		case "max_files":
-			n, ok = r.uint()
+			n, ok = r.Uint()
 			e.MaxFiles = int(n)
 		case "pipe":
-			e.Pipe, ok = r.uint()
+			e.Pipe, ok = r.Uint()
 		case "stop_timeout_ms":
-			n, ok = r.uint()
+			n, ok = r.Uint()
 			e.StopTimeoutMS = int64(n)
 		case "pending":
-			e.Pending, ok = r.boolean()
+			e.Pending, ok = r.Bool()
 		case "gone":
-			e.Gone, ok = r.boolean()
+			e.Gone, ok = r.Bool()
 		case "handle":
-			r.ws()
-			start := r.i
+			r.WS()
+			start := r.I
 			if _, ok = r.handle(); ok {
-				e.Handle = json.RawMessage(bytes.Clone(b[start:r.i]))
+				e.Handle = json.RawMessage(bytes.Clone(b[start:r.I]))
 			}
 		case "cgroup":
 			e.Cgroup, ok = r.cgroup()
@@ -595,11 +596,11 @@ func parseRegLine(b []byte, in interner) (regEntry, bool) {
 		if !ok {
 			return e, false
 		}
-		if r.byte(',') {
+		if r.Byte(',') {
 			continue
 		}
-		if r.byte('}') {
-			return e, r.end()
+		if r.Byte('}') {
+			return e, r.End()
 		}
 		return e, false
 	}
@@ -608,18 +609,18 @@ func parseRegLine(b []byte, in interner) (regEntry, bool) {
 // starter reads {"pid":N,"start_ticks":N}, in either order.
 func (r *hreader) starter() (*starter, bool) {
 	var s starter
-	if !r.byte('{') {
+	if !r.Byte('{') {
 		return nil, false
 	}
-	if r.byte('}') {
+	if r.Byte('}') {
 		return &s, true
 	}
 	for {
-		key, ok := r.str()
-		if !ok || !r.byte(':') {
+		key, ok := r.PlainStr()
+		if !ok || !r.Byte(':') {
 			return nil, false
 		}
-		n, ok := r.uint()
+		n, ok := r.Uint()
 		if !ok {
 			return nil, false
 		}
@@ -631,10 +632,10 @@ func (r *hreader) starter() (*starter, bool) {
 		default:
 			return nil, false
 		}
-		if r.byte(',') {
+		if r.Byte(',') {
 			continue
 		}
-		return &s, r.byte('}')
+		return &s, r.Byte('}')
 	}
 }
 
@@ -643,21 +644,21 @@ type interner map[string]string
 
 // str reads a string through the interner.
 func (in interner) str(r *hreader) (string, bool) {
-	r.ws()
-	save := r.i
-	if !r.byte('"') {
+	r.WS()
+	save := r.I
+	if !r.Byte('"') {
 		return "", false
 	}
-	start := r.i
-	for r.i < len(r.b) && r.b[r.i] != '"' {
-		r.i++
+	start := r.I
+	for r.I < len(r.B) && r.B[r.I] != '"' {
+		r.I++
 	}
-	if s, ok := in[string(r.b[start:r.i])]; ok && r.i < len(r.b) {
-		r.i++
+	if s, ok := in[string(r.B[start:r.I])]; ok && r.I < len(r.B) {
+		r.I++
 		return s, true
 	}
-	r.i = save
-	s, ok := r.str()
+	r.I = save
+	s, ok := r.PlainStr()
 	if ok && len(in) < 64 {
 		in[s] = s
 	}
