@@ -21,10 +21,20 @@ func (e *stateError) Unwrap() error { return e.err }
 // steps still running.
 const commitLinger = 2 * time.Millisecond
 
+// releasedLinger bounds it instead while every write of the transaction
+// is released (the record of a stop whose step was already reported
+// done, releasesEarly): nothing waits on such a record but the end of
+// the Apply, and a crash before it is durable leaves a record of an
+// instance that is gone, which the next refresh observes as gone.
+const releasedLinger = 50 * time.Millisecond
+
 type recordOp struct {
 	put  *state.Instance
 	del  spec.Address
 	done chan error
+	// released: the step was reported done before this write (a stop's
+	// record); see releasedLinger.
+	released bool
 }
 
 // groupCommit writes the results of steps to the store as they happen,
@@ -38,7 +48,11 @@ type recordOp struct {
 // first write would hold one or two. While other steps are still running
 // (running, which the executor keeps), a transaction waits up to
 // commitLinger for their writes: a step's record is durable at most that
-// much later, and a lone step (a restart) never waits.
+// much later, and a lone step (a restart) never waits. A transaction of
+// released writes only waits up to releasedLinger: a stop of a chain of
+// 100 links, one link every 0.7 ms, writes its records in two or three
+// transactions instead of one every 2 ms, whose opens, fsyncs and closes
+// took a quarter of orch up's CPU in the stop (perf, 2 cores).
 type groupCommit struct {
 	running atomic.Int64 // steps running; set by the executor
 	// redact removes sensitive values from what put records (LastError).
@@ -77,12 +91,23 @@ func (g *groupCommit) loop() {
 			}
 		}
 		if int64(len(batch)) < g.running.Load() {
-			t := time.NewTimer(commitLinger)
+			released := allReleased(batch)
+			wait := commitLinger
+			if released {
+				wait = releasedLinger
+			}
+			t := time.NewTimer(wait)
 		linger:
 			for len(batch) < 4096 && int64(len(batch)) < g.running.Load() {
 				select {
 				case op := <-g.ops:
 					batch = append(batch, op)
+					if released && !op.released {
+						// A step waits on this one: no longer than
+						// commitLinger from here.
+						released = false
+						t.Reset(commitLinger)
+					}
 				case <-t.C:
 					break linger
 				}
@@ -109,6 +134,16 @@ func (g *groupCommit) loop() {
 	}
 }
 
+// allReleased reports whether every write of batch is released.
+func allReleased(batch []recordOp) bool {
+	for _, op := range batch {
+		if !op.released {
+			return false
+		}
+	}
+	return true
+}
+
 func opAddr(op recordOp) spec.Address {
 	if op.put != nil {
 		return op.put.Addr
@@ -130,6 +165,16 @@ func (g *groupCommit) put(inst state.Instance) error {
 	return g.do(recordOp{put: &inst})
 }
 func (g *groupCommit) delete(a spec.Address) error { return g.do(recordOp{del: a}) }
+
+// putReleased and deleteReleased write the record of a step that was
+// already reported done (releasedLinger).
+func (g *groupCommit) putReleased(inst state.Instance) error {
+	inst.LastError = g.redact.Redact(inst.LastError)
+	return g.do(recordOp{put: &inst, released: true})
+}
+func (g *groupCommit) deleteReleased(a spec.Address) error {
+	return g.do(recordOp{del: a, released: true})
+}
 
 // close stops the writer once every step has returned (each step waits
 // for its own record, so nothing is pending by then).

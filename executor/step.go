@@ -228,10 +228,6 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 	}
 }
 
-// down stops and deletes the prior instance of s's change and records it.
-// The old instance of a create_before_destroy replace is stopped only once
-// the new one is ready (Executor.Ready); when it never is, the new one is
-// stopped instead (revert).
 // down stops and removes the prior instance of s and writes (or deletes)
 // its record. For a stop or a removal, stopped is called in between, once
 // the instance is gone and its runtime has forgotten it: the step is
@@ -240,6 +236,10 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 // ends the Apply (stateError). Reporting before the record is durable is
 // safe for a stop: a crash in between leaves a record of an instance
 // that is gone, which the next refresh observes as gone.
+//
+// The old instance of a create_before_destroy replace is stopped only once
+// the new one is ready (Executor.Ready); when it never is, the new one is
+// stopped instead (revert).
 func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *groupCommit, stopped func(providers.StopResponse)) (providers.StopResponse, error) {
 	var sr providers.StopResponse
 	c := s.change
@@ -277,7 +277,10 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		if prior.Snapshot != nil {
 			inst.Config = prior.Snapshot.Encode()
 		}
-		return sr, rec.put(inst)
+		return sr, rec.putReleased(inst)
+	}
+	if c.Action == planner.Delete {
+		return sr, rec.deleteReleased(c.Addr)
 	}
 	return sr, rec.delete(c.Addr)
 }
