@@ -323,25 +323,47 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		}
 		return batch
 	}
+	// Steps run on workers: a worker whose step has ended takes the next
+	// step that is started while it waits, so that its stack, grown by
+	// the first, serves the next (on a chain of 100 stops, a fresh
+	// goroutine per link spent 8% of orch up's CPU growing its stack).
+	work := make(chan *step)
+	quit := make(chan struct{})
+	defer close(quit)
+	run := func(s *step) {
+		// In-flight steps finish even when ctx is cancelled.
+		err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
+		rec.stepEnded()
+		mu.Lock()
+		running--
+		var se *stateError
+		if errors.As(err, &se) && fatal == nil {
+			fatal = se
+		}
+		s.failed = err
+		finish(s)
+		next := launch()
+		mu.Unlock()
+		start(next)
+	}
+	worker := func(s *step) {
+		for {
+			run(s)
+			select {
+			case s = <-work:
+			case <-quit:
+				return
+			}
+		}
+	}
 	start = func(batch []*step) {
 		e.presignal(cfg, h, batch)
 		for _, s := range batch {
-			go func(s *step) {
-				// In-flight steps finish even when ctx is cancelled.
-				err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
-				rec.running.Add(-1)
-				mu.Lock()
-				running--
-				var se *stateError
-				if errors.As(err, &se) && fatal == nil {
-					fatal = se
-				}
-				s.failed = err
-				finish(s)
-				next := launch()
-				mu.Unlock()
-				start(next)
-			}(s)
+			select {
+			case work <- s:
+			default:
+				go worker(s)
+			}
 		}
 	}
 	mu.Lock()
@@ -356,6 +378,9 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		launch() // finishes what is ready without running it
 		mu.Unlock()
 		<-allDone
+	}
+	if err := rec.flush(); err != nil && fatal == nil {
+		fatal = err
 	}
 	rec.close()
 	res := e.result(p, steps)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -527,5 +528,95 @@ func TestStopsDoNotWaitForRecords(t *testing.T) {
 	insts, _ := f.store.List()
 	if len(insts) != 1 || insts[0].Addr.Name != "solo" {
 		t.Fatalf("records after the apply: %v", insts)
+	}
+}
+
+// failingStore fails every transaction that deletes a record.
+type failingStore struct {
+	*state.Store
+}
+
+var errDiskGone = errors.New("disk gone")
+
+func (f *failingStore) Update(fn func(tx *state.Tx) error) error {
+	return f.Store.Update(func(tx *state.Tx) error {
+		before, _ := tx.List()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if after, _ := tx.List(); len(after) < len(before) {
+			return errDiskGone
+		}
+		return nil
+	})
+}
+
+// TestReleasedRecordFailureEndsApply: a removal's record is written
+// after its step was reported done, without the step waiting for it
+// (putReleased); a failure to write it still ends the Apply with a state
+// error, and the records stay as they were.
+func TestReleasedRecordFailureEndsApply(t *testing.T) {
+	f := newFixture(t)
+	f.apply(context.Background(), f.load(chain), false)
+	before, _ := f.store.List()
+	f.ex.Store = &failingStore{Store: f.store}
+	_, _, err := f.apply(context.Background(), f.load(chain), true)
+	var se *stateError
+	if !errors.As(err, &se) || !errors.Is(err, errDiskGone) {
+		t.Fatalf("Apply returned %v, want the state error of the removals' records", err)
+	}
+	if after, _ := f.store.List(); len(after) != len(before) {
+		t.Fatalf("%d records after the failed writes, want the %d kept", len(after), len(before))
+	}
+}
+
+// TestReleasedRecordsGather: the records of stops (released writes) wait
+// for each other while a step runs, up to releasedBatch a transaction,
+// and a write a step waits on takes them along at once; when the last
+// step ends, what is left commits.
+func TestReleasedRecordsGather(t *testing.T) {
+	defer func(d time.Duration) { releasedLinger = d }(releasedLinger)
+	releasedLinger = time.Hour // only the rules below end a wait
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{Operation: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gs := &gatedStore{Store: st, gate: make(chan struct{})}
+	close(gs.gate)
+	g := newGroupCommit(gs)
+	inst := func(i int) state.Instance {
+		return state.Instance{Addr: spec.Address{Kind: spec.KindDaemon, Name: fmt.Sprintf("d%d", i)}, Config: []byte("{}")}
+	}
+	batches := func() []int { gs.mu.Lock(); defer gs.mu.Unlock(); return slices.Clone(gs.batches) }
+	g.running.Store(2) // steps still run: released writes wait for more
+	for i := range 5 {
+		g.putReleased(inst(i))
+	}
+	waitUntil(t, func() bool { return len(g.ops) == 0 })
+	// A step's own record: it waits for it, so it commits at once, with
+	// the five released ones.
+	if err := g.put(inst(5)); err != nil {
+		t.Fatal(err)
+	}
+	if b := batches(); len(b) != 1 || b[0] != 6 {
+		t.Fatalf("records after each transaction: %v, want [6]", b)
+	}
+	g.running.Store(1)
+	for i := range releasedBatch + 3 {
+		g.putReleased(inst(10 + i))
+	}
+	waitUntil(t, func() bool { return len(batches()) == 2 })
+	g.stepEnded() // the last step ends: the three left commit
+	if err := g.flush(); err != nil {
+		t.Fatal(err)
+	}
+	g.close()
+	// gatedStore counts the records in the file after each transaction;
+	// the first of the second burst may have found more than a batch
+	// queued at once (a transaction takes what is queued).
+	b := batches()
+	if len(b) < 2 || b[1] < 6+releasedBatch || b[len(b)-1] != 6+releasedBatch+3 {
+		t.Fatalf("records after each transaction: %v, want a full batch, then the rest when the step ended", b)
 	}
 }

@@ -232,8 +232,9 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 // its record. For a stop or a removal, stopped is called in between, once
 // the instance is gone and its runtime has forgotten it: the step is
 // reported done and the stops of what it depends on may begin
-// (releasesEarly). Its record is written after; a failure to write it
-// ends the Apply (stateError). Reporting before the record is durable is
+// (releasesEarly). Its record is written after, without the step waiting
+// for it (groupCommit.putReleased); a failure to write it ends the Apply
+// (stateError) once every step has. Reporting before the record is durable is
 // safe for a stop: a crash in between leaves a record of an instance
 // that is gone, which the next refresh observes as gone.
 //
@@ -277,10 +278,12 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		if prior.Snapshot != nil {
 			inst.Config = prior.Snapshot.Encode()
 		}
-		return sr, rec.putReleased(inst)
+		rec.putReleased(inst)
+		return sr, nil
 	}
 	if c.Action == planner.Delete {
-		return sr, rec.deleteReleased(c.Addr)
+		rec.deleteReleased(c.Addr)
+		return sr, nil
 	}
 	return sr, rec.delete(c.Addr)
 }
