@@ -423,3 +423,30 @@ daemon "idle" {
 	e.waitFor(p, "the late line", func() bool { return strings.Contains(p.output(), "late     | late line") })
 	p.interrupt(t)
 }
+
+// TestUpForwardsAfterTruncation: a log truncated under orch up (by hand,
+// `: > log`) is read from its start again, so that what the daemon
+// writes next is forwarded; the forwarder keeps the offset it read to,
+// and a size below it means a truncation.
+func TestUpForwardsAfterTruncation(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "again")
+	cfg := fmt.Sprintf(`
+daemon "talk" {
+  command = ["sh", "-c", "echo first words and more; while [ ! -e '%[1]s' ]; do sleep 0.05; done; echo two; exec sleep 600"]
+}
+`, flag)
+	e := newEngineTest(t, cfg)
+	p := e.startWith("up")
+	e.waitFor(p, "the first line", func() bool { return strings.Contains(p.output(), "talk | first words and more") })
+	e.status() // remember the pids for the cleanup
+	logPath := filepath.Join(e.dir, ".orch", "logs", "daemon.talk.log")
+	if err := os.Truncate(logPath, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(p, "the line after the truncation", func() bool { return strings.Contains(p.output(), "talk | two") })
+	p.interrupt(t)
+}

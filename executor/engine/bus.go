@@ -93,6 +93,9 @@ func (e *Engine) toModules(ev Event) {
 	if e.opts.Bus == nil || ev.Addr.IsZero() || ev.Addr.Kind == spec.KindModule || !lifecycle[ev.Type] {
 		return
 	}
+	if !e.opts.Bus.Wants(pbus.LifecycleTopic(ev.Addr.Kind, ev.Type.String())) {
+		return
+	}
 	var err error
 	if ev.Detail != "" && (ev.Type == EventFailed || ev.Type == EventUnhealthy || ev.Type == EventExited || ev.Type == EventUnreachable) {
 		err = errors.New(ev.Detail)

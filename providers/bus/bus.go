@@ -52,6 +52,19 @@ func (b *Bus) Publish(ev Event) {
 	}
 }
 
+// Wants reports whether a subscriber's pattern matches topic: a publisher
+// may skip building an event no one receives (orch's lifecycle events,
+// JSON-encoded, with no module loaded: 2.5% of orch up's CPU in a stop of
+// 1,000 daemons).
+func (b *Bus) Wants(topic string) bool {
+	for _, s := range *b.subs.Load() {
+		if Match(s.pattern, topic) {
+			return true
+		}
+	}
+	return false
+}
+
 // Subscribe calls deliver with every event whose topic matches pattern
 // (see Match) until cancel is called. deliver must not block.
 func (b *Bus) Subscribe(pattern string, deliver func(Event)) (cancel func()) {
@@ -128,5 +141,10 @@ func LifecycleEvent(addr spec.Address, event string, at time.Time, err error) Ev
 		l.Error = err.Error()
 	}
 	data, _ := json.Marshal(l)
-	return Event{Topic: ReservedPrefix + addr.Kind.String() + "." + event, Data: data}
+	return Event{Topic: LifecycleTopic(addr.Kind, event), Data: data}
+}
+
+// LifecycleTopic is the topic of a lifecycle event of a kind of block.
+func LifecycleTopic(kind spec.Kind, event string) string {
+	return ReservedPrefix + kind.String() + "." + event
 }
