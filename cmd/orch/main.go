@@ -16,6 +16,9 @@ import (
 var version = "dev"
 
 func main() {
+	// Nothing orch inherited reaches what it starts (a daemon holding
+	// the caller's pipe would keep it open).
+	process.CloseInherited()
 	// orch re-executes itself for the process provider's helpers (the exec
 	// wrapper and the log daemon); they never reach the CLI.
 	if code, ok := process.HelperMain(os.Args[1:]); ok {
