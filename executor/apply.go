@@ -79,9 +79,9 @@ type StepEvent struct {
 	Action planner.Action
 	Kind   StepKind
 	// Done: the step ended (Err says how). A stop or a removal is done
-	// once its instance is gone and its runtime forgot it; its record is
-	// written after (see down), and a failure to write it is the
-	// Apply's error.
+	// once its instance is gone; its runtime forgets it and its record is
+	// written after (see down): a failure to forget it is the step's
+	// outcome, a failure to write its record the Apply's error.
 	Done     bool
 	Err      error
 	Skipped  bool

@@ -620,3 +620,54 @@ func TestReleasedRecordsGather(t *testing.T) {
 		t.Fatalf("records after each transaction: %v, want a full batch, then the rest when the step ended", b)
 	}
 }
+
+// forgetful is the recorder as a runtime that fails to forget one
+// address (Delete).
+type forgetful struct {
+	*recorder
+	fails string
+}
+
+func (f *forgetful) Delete(_ context.Context, req providers.DeleteRequest) (providers.DeleteResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "delete "+req.Addr.String())
+	if req.Addr.String() == f.fails {
+		return providers.DeleteResponse{}, errors.New("registry full")
+	}
+	return providers.DeleteResponse{}, nil
+}
+
+// TestStopsDoNotWaitForForgetting: a dependency's stop begins once its
+// dependent is gone, before the runtime has forgotten the dependent; a
+// failure to forget it fails the dependent's step alone (its record
+// stays), and the stops after it go on.
+func TestStopsDoNotWaitForForgetting(t *testing.T) {
+	f := newFixture(t)
+	fg := &forgetful{recorder: f.rec, fails: "daemon.a"}
+	f.ex.Providers = Providers{"process": fg}
+	f.apply(context.Background(), f.load(chain), false)
+	_, res, err := f.apply(context.Background(), f.load(chain), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(f.rec.index("stop daemon.a") < f.rec.index("stop daemon.b") && f.rec.index("stop daemon.b") < f.rec.index("stop daemon.c")) {
+		t.Fatalf("not stopped in reverse order, or not all: %v", f.rec.calls)
+	}
+	if i, j := f.rec.index("delete daemon.a"), f.rec.index("stop daemon.b"); i < 0 || j < 0 {
+		t.Fatalf("calls %v", f.rec.calls)
+	}
+	var failed []string
+	for _, o := range res.Outcomes {
+		if o.Err != nil {
+			failed = append(failed, o.Addr.String())
+		}
+	}
+	if len(failed) != 1 || failed[0] != "daemon.a" {
+		t.Fatalf("failed steps %v, want daemon.a alone", failed)
+	}
+	insts, _ := f.store.List()
+	if len(insts) != 1 || insts[0].Addr.String() != "daemon.a" {
+		t.Fatalf("records after the destroy: %v, want daemon.a's kept", insts)
+	}
+}

@@ -230,7 +230,7 @@ func (e *Executor) waitJob(ctx context.Context, p providers.Provider, rt *spec.R
 
 // down stops and removes the prior instance of s and writes (or deletes)
 // its record. For a stop or a removal, stopped is called in between, once
-// the instance is gone and its runtime has forgotten it: the step is
+// the instance is gone (before its runtime forgets it): the step is
 // reported done and the stops of what it depends on may begin
 // (releasesEarly). Its record is written after, without the step waiting
 // for it (groupCommit.putReleased); a failure to write it ends the Apply
@@ -250,6 +250,7 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		}
 	}
 	prior := c.Prior
+	release := c.Action == planner.Stop || c.Action == planner.Delete
 	if rtAddr, req, ok := priorStop(cfg, c); ok {
 		p, err := e.provider(rtAddr)
 		if err != nil {
@@ -258,14 +259,22 @@ func (e *Executor) down(ctx context.Context, cfg *spec.Config, s *step, rec *gro
 		if sr, err = e.stop(ctx, s.hurry, p, req); err != nil {
 			return sr, err
 		}
+		if release {
+			// Gone: what depends on it may stop now, while its runtime
+			// forgets it (the process runtime's registry line: 90-180
+			// us a link of a chain of stops, traced). A failure to
+			// forget fails the step, not the stops after it.
+			stopped(sr)
+			release = false
+		}
 		if d, ok := p.(providers.Deleter); ok {
 			if _, err := d.Delete(ctx, providers.DeleteRequest{Runtime: req.Runtime, Addr: c.Addr, Handle: prior.Handle}); err != nil {
 				return sr, err
 			}
 		}
 	}
-	if c.Action == planner.Stop || c.Action == planner.Delete {
-		stopped(sr)
+	if release {
+		stopped(sr) // nothing to stop
 	}
 	if c.Action == planner.Replace && c.CreateBeforeDestroy {
 		return sr, nil // the new instance's record replaced the old one already
