@@ -318,16 +318,20 @@ func priorStop(cfg *spec.Config, c *planner.Change) (rtAddr spec.Address, req pr
 	return rtAddr, providers.StopRequest{Runtime: runtimeFor(cfg, rtAddr), Addr: c.Addr, Handle: prior.Handle, Signal: sig, Timeout: timeout}, true
 }
 
-// presignal sends, when several stops or removals begin together, their
-// stop signals in one loop through each runtime that can
+// presignal sends the stop signals of the stops and removals about to
+// begin, in one loop through each runtime that can
 // (providers.Presignaler), before the steps' goroutines run: a hundred
 // stops each doing its own work first sent their signals over 46 ms, each
-// daemon's exit taking the CPU between two of them. What waits for an
+// daemon's exit taking the CPU between two of them. A single stop is
+// signalled too: launched by the stop it waited for (releasesEarly), its
+// signal goes out from that step's goroutine at once, not once a new
+// goroutine gets to run (on a chain of stops, the previous step still
+// holds the processor while its runtime forgets its instance). What waits for an
 // instance to be ready first (the old half of a create-before-destroy
 // replace) is left out; so is a runtime wrapped to drain first (orch up's
 // services), which does not offer it.
 func (e *Executor) presignal(cfg *spec.Config, h *hurry, batch []*step) {
-	if len(batch) < 2 {
+	if len(batch) == 0 {
 		return
 	}
 	type group struct {
@@ -363,9 +367,7 @@ func (e *Executor) presignal(cfg *spec.Config, h *hurry, batch []*step) {
 		g.reqs = append(g.reqs, req)
 	}
 	for _, g := range groups {
-		if len(g.reqs) > 1 {
-			g.p.Presignal(context.Background(), g.reqs)
-		}
+		g.p.Presignal(context.Background(), g.reqs)
 	}
 }
 
