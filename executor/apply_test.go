@@ -671,3 +671,30 @@ func TestStopsDoNotWaitForForgetting(t *testing.T) {
 		t.Fatalf("records after the destroy: %v, want daemon.a's kept", insts)
 	}
 }
+
+// TestDecodeSnapshotsSplit: the stored snapshots decode the same whether
+// one goroutine does it or several share the records.
+func TestDecodeSnapshotsSplit(t *testing.T) {
+	f := newFixture(t)
+	f.apply(context.Background(), f.load(`
+daemon "d" {
+  count   = 300
+  command = ["/bin/d", "${count.index}"]
+  env     = { N = "${count.index}" }
+}
+`), false)
+	stored, err := f.store.List()
+	if err != nil || len(stored) != 300 {
+		t.Fatalf("%d records, %v", len(stored), err)
+	}
+	split := decodeSnapshots(stored)
+	for i, inst := range stored {
+		one, err := planner.DecodeSnapshot(inst.Config)
+		if err != nil || split[i] == nil {
+			t.Fatalf("%s: %v, split %v", inst.Addr, err, split[i])
+		}
+		if string(one.Encode()) != string(split[i].Encode()) {
+			t.Fatalf("%s decodes to\n%s\nsplit, and to\n%s\nalone", inst.Addr, split[i].Encode(), one.Encode())
+		}
+	}
+}

@@ -145,9 +145,11 @@ func decodeSnapshots(stored []state.Instance) []*planner.Snapshot {
 			}
 		}
 	}
+	// Split from 256 on: orch up's shutdown decodes every record before
+	// its first stop signal (about 10 us a snapshot).
 	workers := 1
-	if len(stored) >= 1024 {
-		workers = min(runtime.GOMAXPROCS(0), 8)
+	if len(stored) >= 256 {
+		workers = min(runtime.GOMAXPROCS(0), 8, len(stored)/128)
 	}
 	if workers <= 1 {
 		decode(0, len(stored))
