@@ -218,7 +218,7 @@ func StoredOf(stored []state.Instance) map[spec.Address]*planner.Stored {
 	snaps := decodeSnapshots(stored)
 	for i, inst := range stored {
 		out[inst.Addr] = &planner.Stored{Addr: inst.Addr, Runtime: inst.Runtime, ConfigHash: inst.ConfigHash, Handle: inst.Handle,
-			Status: planner.ParseStatus(inst.Status), Snapshot: snaps[i]}
+			Status: planner.ParseStatus(inst.Status), Snapshot: snaps[i], Config: inst.Config}
 	}
 	return out
 }
