@@ -441,9 +441,12 @@ func TestUser(t *testing.T) {
 
 func TestSignal(t *testing.T) {
 	e := newEnv(t, process.Options{})
-	h, _ := e.start(res("hup", "sh", "-c", `trap "echo got HUP" HUP; echo ready; while :; do sleep 0.05; done`))
+	h, hi := e.start(res("hup", "sh", "-c", `trap "echo got HUP" HUP; echo ready; while :; do sleep 0.05; done`))
 	log := filepath.Join(e.state, "logs", "daemon.hup.log")
 	waitLog(t, log, "ready\n")
+	if ign := sigMask(t, hi.Pid, "SigIgn"); ign&(1<<(syscall.SIGHUP-1)) != 0 {
+		t.Fatalf("the daemon ignores SIGHUP (SigIgn %x)", ign)
+	}
 	hup, _ := spec.ParseSignal("HUP")
 	if _, err := e.p.Signal(context.Background(), providers.SignalRequest{Addr: addr("hup"), Handle: h, Signal: hup}); err != nil {
 		t.Fatal(err)
@@ -827,6 +830,9 @@ func TestLogdKilledLosesNoDaemon(t *testing.T) {
 // signal ignored on entry).
 func TestDaemonsDoNotInheritIgnoredSignals(t *testing.T) {
 	signal.Ignore(syscall.SIGHUP)
+	// Reset leaves the kernel's disposition ignored while Go's
+	// bookkeeping says it is not: a later New must still give its
+	// daemons the default (TestSignal after this test, -count=2).
 	t.Cleanup(func() { signal.Reset(syscall.SIGHUP) })
 	e := newEnv(t, process.Options{})
 	h, hi := e.start(res("hup", "sh", "-c", `trap "echo got HUP" HUP; echo ready; while :; do sleep 0.05; done`))

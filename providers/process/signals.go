@@ -3,6 +3,8 @@ package process
 import (
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -28,13 +30,35 @@ var sink = make(chan os.Signal, 1)
 // instead (and drops it, so orch still ignores it); a handled signal is
 // reset to its default at exec.
 func resetIgnoredSignals() {
+	// The kernel's view (SigIgn of /proc/self/status) as well as Go's:
+	// Go's bookkeeping can say a signal is no longer ignored while the
+	// disposition every child inherits still is (signal.Ignore, then
+	// signal.Reset: TestSignal after TestDaemonsDoNotInheritIgnoredSignals
+	// in one test binary found its daemon ignoring SIGHUP).
+	kernel := ignoredMask()
 	var ignored []os.Signal
 	for _, s := range inheritable {
-		if signal.Ignored(s) {
+		if signal.Ignored(s) || kernel&(1<<(uint(s)-1)) != 0 {
 			ignored = append(ignored, s)
 		}
 	}
 	if len(ignored) > 0 {
 		signal.Notify(sink, ignored...)
 	}
+}
+
+// ignoredMask is the SigIgn mask of /proc/self/status (bit n-1 for
+// signal n); 0 when it cannot be read.
+func ignoredMask() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			m, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return m
+		}
+	}
+	return 0
 }
