@@ -135,6 +135,15 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 			cmd.Process.Signal(syscall.SIGINT)
 		}
 	}
+	// How long the tracer has to end after SIGINT before SIGKILL: strace
+	// detaches at once; bpftrace first finishes attaching its 360-odd
+	// probes (17 s on a quiet 2-core VM, longer loaded), then detaches
+	// them and prints its counts. Killed in between (after 10 s, as
+	// before), it printed nothing, and a -for 2s trace came out empty.
+	grace := 10 * time.Second
+	if req.EBPF {
+		grace = 3 * time.Minute
+	}
 	var done <-chan struct{} = r.Context().Done()
 	var kill <-chan time.Time
 	var until <-chan time.Time
@@ -175,11 +184,11 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		case <-until:
 			until = nil
 			stop()
-			kill = time.After(10 * time.Second)
+			kill = time.After(grace)
 		case <-done:
 			done = nil
 			stop()
-			kill = time.After(10 * time.Second)
+			kill = time.After(grace)
 		case <-kill:
 			// strace detaches on SIGINT; should it hang, SIGKILL ends it
 			// and the kernel detaches its tracees (they are not killed).

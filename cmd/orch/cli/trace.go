@@ -33,7 +33,9 @@ repeatable). -o writes the trace to FILE instead of standard output.
 -for ends the trace after DURATION instead of at Ctrl-C.
 -ebpf counts the system calls of the daemon's processes by name with
 bpftrace instead (one line per call: "openat: 12"), for -for (default
-10s), then prints the counts. bpftrace must be installed where the agent
+10s), then prints the counts (bpftrace attaches and detaches its 360-odd
+probes one by one: a trace lasts at least that, about 17 s each way on a
+2-core VM). bpftrace must be installed where the agent
 runs and able to attach (root, a kernel with tracepoints); otherwise orch
 trace exits 1 with bpftrace's own error.`,
 		Args: cobra.RangeArgs(1, 2),
