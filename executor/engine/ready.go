@@ -47,6 +47,7 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 		case !inst.sup.running():
 			e.readyResolved(c.Addr, h, errors.New("it exited"))
 		case inst.sup.healthy():
+			e.syncServices() // registered first, as in health
 			e.readyResolved(c.Addr, h, nil)
 		}
 	})
