@@ -771,9 +771,16 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	if len(items) >= 512 {
 		workers = min(runtime.GOMAXPROCS(0), 8, len(items)/256)
 	}
+	// Observing most of the machine's processes, read them all: the same
+	// reads, and the Stops that follow (an apply) find every group's
+	// members in them instead of reading them all again (scanStats).
+	var stats map[int]procStat
+	if len(items) >= observeScanMin {
+		stats = p.scanStats(len(items), workers)
+	}
 	if workers <= 1 {
 		for i := range items {
-			items[i].obs = p.observe(items[i].h, !req.NoUsage)
+			items[i].obs = p.observe(items[i].h, !req.NoUsage, stats)
 		}
 	} else {
 		var wg sync.WaitGroup
@@ -784,7 +791,7 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 			go func() {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
-					items[i].obs = p.observe(items[i].h, !req.NoUsage)
+					items[i].obs = p.observe(items[i].h, !req.NoUsage, stats)
 				}
 			}()
 		}
@@ -800,12 +807,12 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	return resp, nil
 }
 
-func (p *Provider) observe(h providers.Handle, withUsage bool) providers.Observed {
+func (p *Provider) observe(h providers.Handle, withUsage bool, stats map[int]procStat) providers.Observed {
 	hi, err := ParseHandle(h)
 	if err != nil {
 		return providers.Observed{State: providers.StateUnknown}
 	}
-	obs := p.observeInfo(hi)
+	obs := p.observeStat(hi, stats)
 	if withUsage {
 		usage(hi, &obs)
 	}
@@ -813,6 +820,12 @@ func (p *Provider) observe(h providers.Handle, withUsage bool) providers.Observe
 }
 
 func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
+	return p.observeStat(hi, nil)
+}
+
+// observeStat is observeInfo with the stats of a scan of /proc (nil:
+// none); a process the scan did not see is read.
+func (p *Provider) observeStat(hi HandleInfo, stats map[int]procStat) providers.Observed {
 	obs := providers.Observed{Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
 	if c := p.child(hi); c != nil {
 		select {
@@ -828,7 +841,7 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 		}
 		return obs
 	}
-	switch id, st := p.identifyStat(hi); id {
+	switch id, st := p.identifyFrom(hi, stats); id {
 	case procAlive:
 		obs.State = providers.StateRunning
 	case procZombie:
@@ -915,10 +928,19 @@ func (p *Provider) identify(hi HandleInfo) procIdentity {
 }
 
 func (p *Provider) identifyStat(hi HandleInfo) (procIdentity, procStat) {
+	return p.identifyFrom(hi, nil)
+}
+
+// identifyFrom is identifyStat with the stats of a scan of /proc (nil:
+// none): a pid the scan did not see (gone, or started since) is read.
+func (p *Provider) identifyFrom(hi HandleInfo, stats map[int]procStat) (procIdentity, procStat) {
 	if hi.BootID != "" && p.boot.bootID != "" && hi.BootID != p.boot.bootID {
 		return procOther, procStat{}
 	}
-	st, ok := readStat(hi.Pid)
+	st, ok := stats[hi.Pid]
+	if !ok {
+		st, ok = readStat(hi.Pid)
+	}
 	switch {
 	case !ok:
 		return procGone, st
