@@ -133,6 +133,20 @@ func (c *Change) setDesired() {
 	c.hash = hex.EncodeToString(h[:])
 }
 
+// setDesiredIn is setDesired encoding into *buf (grown as needed): the
+// encoding aliases *buf until the caller keeps a copy or drops it.
+func (c *Change) setDesiredIn(buf *[]byte) {
+	b, ok := c.Desired.appendEncode((*buf)[:0])
+	if !ok {
+		c.setDesired()
+		return
+	}
+	*buf = b
+	c.encoded = b
+	h := sha256.Sum256(b)
+	c.hash = hex.EncodeToString(h[:])
+}
+
 // Encoded returns the canonical encoding of the desired configuration
 // (Snapshot.Encode), or nil.
 func (c *Change) Encoded() []byte {
@@ -310,6 +324,7 @@ func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([
 	diags := make([]hcl.Diagnostics, len(rs))
 	run := func(lo, hi int, dec *SnapshotDecoder) {
 		sh := newSharer()
+		buf := make([]byte, 0, 2048)
 		for i := lo; i < hi; i++ {
 			r := rs[i]
 			var schema *spec.RuntimeSchema
@@ -322,7 +337,7 @@ func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([
 				}
 			}
 			desired := snapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schema, sh)
-			c, d := decide(r, desired, in, dec)
+			c, d := decide(r, desired, in, dec, &buf)
 			if replace[r.Addr] {
 				d = append(d, forceReplace(r, c)...)
 			}
@@ -359,7 +374,7 @@ func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([
 	return changes, diags
 }
 
-func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder) (*Change, hcl.Diagnostics) {
+func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder, buf *[]byte) (*Change, hcl.Diagnostics) {
 	c := &Change{Addr: r.Addr, Resource: r, Desired: desired,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
 	st := in.Stored[r.Addr]
@@ -387,12 +402,17 @@ func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder)
 	if st.Snapshot == nil && len(st.Config) > 0 && len(r.Lifecycle.IgnoreChanges) == 0 {
 		// Applied with exactly the desired configuration (the same
 		// canonical encoding): the stored snapshot is the desired one,
-		// and need not be decoded.
-		c.setDesired()
+		// and need not be decoded. The encoding is made in the worker's
+		// buffer, and kept only when it differs (Encoded makes it again
+		// if asked).
+		c.setDesiredIn(buf)
 		if same = bytes.Equal(st.Config, c.encoded); same {
+			c.encoded = nil
 			prior := *st
 			prior.Snapshot, prior.Config = desired, nil
 			st = &prior
+		} else {
+			c.encoded = bytes.Clone(c.encoded)
 		}
 	}
 	if !same {
