@@ -761,6 +761,8 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	type item struct {
 		addr spec.Address
 		h    providers.Handle
+		hi   HandleInfo
+		err  error
 		obs  providers.Observed
 	}
 	items := make([]item, 0, len(req.Handles))
@@ -771,18 +773,13 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	if len(items) >= 512 {
 		workers = min(runtime.GOMAXPROCS(0), 8, len(items)/256)
 	}
-	// Observing most of the machine's processes, read them all: the same
-	// reads, and the Stops that follow (an apply) find every group's
-	// members in them instead of reading them all again (scanStats).
-	var stats map[int]procStat
-	if len(items) >= observeScanMin {
-		stats = p.scanStats(len(items), workers)
-	}
-	if workers <= 1 {
-		for i := range items {
-			items[i].obs = p.observe(items[i].h, !req.NoUsage, stats)
+	each := func(fn func(it *item)) {
+		if workers <= 1 {
+			for i := range items {
+				fn(&items[i])
+			}
+			return
 		}
-	} else {
 		var wg sync.WaitGroup
 		chunk := (len(items) + workers - 1) / workers
 		for w := 0; w < workers; w++ {
@@ -791,12 +788,37 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 			go func() {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
-					items[i].obs = p.observe(items[i].h, !req.NoUsage, stats)
+					fn(&items[i])
 				}
 			}()
 		}
 		wg.Wait()
 	}
+	// The children of this Provider (orch up's daemons) are known without
+	// reading /proc; the others are read. When those are most of the
+	// machine's processes, read them all: the same reads, and the Stops
+	// that follow (an apply) find every group's members in them instead
+	// of reading them all again (scanStats).
+	var outside atomic.Int64
+	each(func(it *item) {
+		if it.hi, it.err = ParseHandle(it.h); it.err == nil && p.child(it.hi) == nil {
+			outside.Add(1)
+		}
+	})
+	var stats map[int]procStat
+	if n := int(outside.Load()); n >= observeScanMin {
+		stats = p.scanStats(n, workers)
+	}
+	each(func(it *item) {
+		if it.err != nil {
+			it.obs = providers.Observed{State: providers.StateUnknown}
+			return
+		}
+		it.obs = p.observeStat(it.hi, stats)
+		if !req.NoUsage {
+			usage(it.hi, &it.obs)
+		}
+	})
 	resp := providers.ObserveResponse{Objects: make(map[spec.Address]providers.Observed, len(items))}
 	for _, it := range items {
 		if it.obs.State == providers.StateRunning {
@@ -805,18 +827,6 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 		resp.Objects[it.addr] = it.obs
 	}
 	return resp, nil
-}
-
-func (p *Provider) observe(h providers.Handle, withUsage bool, stats map[int]procStat) providers.Observed {
-	hi, err := ParseHandle(h)
-	if err != nil {
-		return providers.Observed{State: providers.StateUnknown}
-	}
-	obs := p.observeStat(hi, stats)
-	if withUsage {
-		usage(hi, &obs)
-	}
-	return obs
 }
 
 func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {

@@ -169,7 +169,11 @@ func TestObserveScanServesStops(t *testing.T) {
 		if got := resp.Objects[a].State; got != st {
 			t.Fatalf("%s: observed %v, want %v", a, got, st)
 		}
-		if one := p.observe(handles[a], false, nil); one.State != resp.Objects[a].State {
+		hi, err := ParseHandle(handles[a])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one := p.observeInfo(hi); one.State != resp.Objects[a].State {
 			t.Fatalf("%s: observed %v from the scan, %v read alone", a, resp.Objects[a].State, one.State)
 		}
 	}
@@ -178,6 +182,30 @@ func TestObserveScanServesStops(t *testing.T) {
 	p.groups.mu.Unlock()
 	if !offered {
 		t.Fatalf("an Observe of %d daemons among %d processes did not scan", n, pids)
+	}
+
+	// The children of a Provider (orch up's daemons) are known without
+	// /proc: observing as many of them reads nothing.
+	up := New(Options{})
+	up.children[childKey{lone.Pid, lone.StartTicks}] = &child{done: make(chan struct{})}
+	kids := map[spec.Address]providers.Handle{}
+	for i := 0; i < n; i++ {
+		kids[spec.Address{Kind: spec.KindDaemon, Name: "k" + strconv.Itoa(i)}] = lone.Encode()
+	}
+	resp, err = up.Observe(context.Background(), providers.ObserveRequest{Handles: kids, NoUsage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for a, o := range resp.Objects {
+		if o.State != providers.StateRunning {
+			t.Fatalf("child %s observed %v", a, o.State)
+		}
+	}
+	up.groups.mu.Lock()
+	scanned := up.groups.stats != nil
+	up.groups.mu.Unlock()
+	if scanned {
+		t.Fatalf("an Observe of %d children of the Provider read every process", n)
 	}
 
 	stop := func(name string, hi HandleInfo, timeout time.Duration) providers.StopResponse {
