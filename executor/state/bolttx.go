@@ -19,16 +19,6 @@ func (t *boltTx) Lineage() string { return t.lineage }
 
 func (t *boltTx) instances() *bolt.Bucket { return t.btx.Bucket(bucketInstances) }
 
-// count is the number of records, for List to size its slice.
-func (t *boltTx) count() int {
-	n := 0
-	c := t.instances().Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		n++
-	}
-	return n
-}
-
 func (t *boltTx) Record(key []byte) ([]byte, error) { return t.instances().Get(key), nil }
 
 func (t *boltTx) Records(fn func(key, value []byte) error) error {

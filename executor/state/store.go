@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -568,10 +569,10 @@ func (tx *Tx) Get(addr spec.Address) (Instance, error) {
 
 // List returns every record, sorted by address.
 func (tx *Tx) List() ([]Instance, error) {
-	var out []Instance
-	if c, ok := tx.bt.(interface{ count() int }); ok {
-		out = make([]Instance, 0, c.count())
+	if bt, ok := tx.bt.(*boltTx); ok {
+		return listBolt(bt)
 	}
+	var out []Instance
 	err := tx.bt.Records(func(k, v []byte) error {
 		inst, err := decodeInstance(k, v)
 		if err != nil {
@@ -585,6 +586,63 @@ func (tx *Tx) List() ([]Instance, error) {
 	}
 	if out == nil {
 		out = []Instance{}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
+	return out, nil
+}
+
+// listDecodeMin is the number of records from which listBolt decodes
+// them on every CPU.
+var listDecodeMin = 1024
+
+// listBolt is List of a bbolt file: its keys and values stay valid for
+// the whole transaction, so they are collected in one pass and then
+// decoded, on every CPU when there are many (checking each record's
+// configuration with json.Valid was 40% of listing 10,000, and
+// presizing the result by walking the bucket first 16%). The error is
+// the one of the first bad record in key order, as a decoding in one
+// loop gives.
+func listBolt(bt *boltTx) ([]Instance, error) {
+	type kv struct{ k, v []byte }
+	var recs []kv
+	if err := bt.Records(func(k, v []byte) error {
+		recs = append(recs, kv{k, v})
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]Instance, len(recs))
+	errs := make([]error, len(recs))
+	decode := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if out[i], errs[i] = decodeInstance(recs[i].k, recs[i].v); errs[i] != nil {
+				return // what follows in this part is not looked at
+			}
+		}
+	}
+	workers := 1
+	if len(recs) >= listDecodeMin {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	if workers <= 1 {
+		decode(0, len(recs))
+	} else {
+		var wg sync.WaitGroup
+		chunk := (len(recs) + workers - 1) / workers
+		for lo := 0; lo < len(recs); lo += chunk {
+			hi := min(lo+chunk, len(recs))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				decode(lo, hi)
+			}()
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
 	return out, nil

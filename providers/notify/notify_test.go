@@ -114,3 +114,22 @@ func TestListenRefusesNonSocket(t *testing.T) {
 		t.Fatal("Listen replaced a regular file")
 	}
 }
+
+// TestBound: Bound says whether this process holds any socket, as long
+// as a Listen is not closed.
+func TestBound(t *testing.T) {
+	if Bound() {
+		t.Fatal("Bound before any Listen")
+	}
+	s, err := Listen(filepath.Join(t.TempDir(), SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Bound() {
+		t.Fatal("not Bound while a socket is listening")
+	}
+	s.Close()
+	if Bound() {
+		t.Fatal("Bound after the last Close")
+	}
+}

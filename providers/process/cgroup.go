@@ -214,6 +214,9 @@ func (p *Provider) notifySocket(stateDir string, addr spec.Address) (*notify.Soc
 // orch process listens there (it started the daemon, or its engine
 // follows it).
 func (p *Provider) says(addr spec.Address, h providers.Handle) string {
+	if !notify.Bound() {
+		return "" // no socket here to say anything (orch plan)
+	}
 	hi, err := ParseHandle(h)
 	if err != nil || hi.Log == "" {
 		return ""

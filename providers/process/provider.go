@@ -761,6 +761,8 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	type item struct {
 		addr spec.Address
 		h    providers.Handle
+		hi   HandleInfo
+		err  error
 		obs  providers.Observed
 	}
 	items := make([]item, 0, len(req.Handles))
@@ -771,11 +773,13 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	if len(items) >= 512 {
 		workers = min(runtime.GOMAXPROCS(0), 8, len(items)/256)
 	}
-	if workers <= 1 {
-		for i := range items {
-			items[i].obs = p.observe(items[i].h, !req.NoUsage)
+	each := func(fn func(it *item)) {
+		if workers <= 1 {
+			for i := range items {
+				fn(&items[i])
+			}
+			return
 		}
-	} else {
 		var wg sync.WaitGroup
 		chunk := (len(items) + workers - 1) / workers
 		for w := 0; w < workers; w++ {
@@ -784,12 +788,37 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 			go func() {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
-					items[i].obs = p.observe(items[i].h, !req.NoUsage)
+					fn(&items[i])
 				}
 			}()
 		}
 		wg.Wait()
 	}
+	// The children of this Provider (orch up's daemons) are known without
+	// reading /proc; the others are read. When those are most of the
+	// machine's processes, read them all: the same reads, and the Stops
+	// that follow (an apply) find every group's members in them instead
+	// of reading them all again (scanStats).
+	var outside atomic.Int64
+	each(func(it *item) {
+		if it.hi, it.err = ParseHandle(it.h); it.err == nil && p.child(it.hi) == nil {
+			outside.Add(1)
+		}
+	})
+	var stats map[int]procStat
+	if n := int(outside.Load()); n >= observeScanMin {
+		stats = p.scanStats(n, workers)
+	}
+	each(func(it *item) {
+		if it.err != nil {
+			it.obs = providers.Observed{State: providers.StateUnknown}
+			return
+		}
+		it.obs = p.observeStat(it.hi, stats)
+		if !req.NoUsage {
+			usage(it.hi, &it.obs)
+		}
+	})
 	resp := providers.ObserveResponse{Objects: make(map[spec.Address]providers.Observed, len(items))}
 	for _, it := range items {
 		if it.obs.State == providers.StateRunning {
@@ -800,19 +829,13 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	return resp, nil
 }
 
-func (p *Provider) observe(h providers.Handle, withUsage bool) providers.Observed {
-	hi, err := ParseHandle(h)
-	if err != nil {
-		return providers.Observed{State: providers.StateUnknown}
-	}
-	obs := p.observeInfo(hi)
-	if withUsage {
-		usage(hi, &obs)
-	}
-	return obs
+func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
+	return p.observeStat(hi, nil)
 }
 
-func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
+// observeStat is observeInfo with the stats of a scan of /proc (nil:
+// none); a process the scan did not see is read.
+func (p *Provider) observeStat(hi HandleInfo, stats map[int]procStat) providers.Observed {
 	obs := providers.Observed{Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
 	if c := p.child(hi); c != nil {
 		select {
@@ -828,7 +851,7 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 		}
 		return obs
 	}
-	switch id, st := p.identifyStat(hi); id {
+	switch id, st := p.identifyFrom(hi, stats); id {
 	case procAlive:
 		obs.State = providers.StateRunning
 	case procZombie:
@@ -915,10 +938,19 @@ func (p *Provider) identify(hi HandleInfo) procIdentity {
 }
 
 func (p *Provider) identifyStat(hi HandleInfo) (procIdentity, procStat) {
+	return p.identifyFrom(hi, nil)
+}
+
+// identifyFrom is identifyStat with the stats of a scan of /proc (nil:
+// none): a pid the scan did not see (gone, or started since) is read.
+func (p *Provider) identifyFrom(hi HandleInfo, stats map[int]procStat) (procIdentity, procStat) {
 	if hi.BootID != "" && p.boot.bootID != "" && hi.BootID != p.boot.bootID {
 		return procOther, procStat{}
 	}
-	st, ok := readStat(hi.Pid)
+	st, ok := stats[hi.Pid]
+	if !ok {
+		st, ok = readStat(hi.Pid)
+	}
 	switch {
 	case !ok:
 		return procGone, st

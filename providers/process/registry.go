@@ -433,6 +433,20 @@ func ReleaseRegistryCaches() {
 	})
 }
 
+// WarmRegistry reads the registry of the daemons of stateDir into this
+// process's cache, as Adopt would, so that a plan can replay it beside
+// its other work (reading the state) instead of in its refresh: at
+// 10,000 daemons the registry is 8 MB, 55-130 ms to replay. Adopt then
+// reads only what was appended since. Nothing happens when the
+// directory is not orch's own (Adopt says so).
+func WarmRegistry(stateDir string) {
+	logsDir := filepath.Join(stateDir, "logs")
+	if owned.Check(logsDir) != nil {
+		return
+	}
+	withRegistry(logsDir, func(*regLive) {})
+}
+
 // withRegistry calls fn with the live entries of the registry of dir (none
 // when it does not exist), read through the cache: only the lines appended
 // since the last call are parsed. fn must not keep live, nor change it.

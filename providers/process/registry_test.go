@@ -243,3 +243,51 @@ func TestReleaseRegistryCaches(t *testing.T) {
 		t.Fatalf("after release: %d entries, want 2", n)
 	}
 }
+
+// TestWarmRegistry: WarmRegistry replays the registry of a state
+// directory into the cache Adopt reads through, so that Adopt parses only
+// what was appended after it; a logs directory that is not orch's own is
+// not read.
+func TestWarmRegistry(t *testing.T) {
+	stateDir := t.TempDir()
+	dir := filepath.Join(stateDir, "logs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendRegistry(dir, regEntry{Name: "a", ID: "1", logConf: logConf{Address: "daemon.a", Handle: handleOf(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, registryName)
+	WarmRegistry(stateDir)
+	v, ok := regCaches.Load(path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok || v.(*regCache).live == nil || v.(*regCache).offset != fi.Size() {
+		t.Fatal("WarmRegistry left the registry unread")
+	}
+	c := v.(*regCache)
+	if err := appendRegistry(dir, regEntry{Name: "b", ID: "2", logConf: logConf{Address: "daemon.b", Handle: handleOf(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := withRegistry(dir, func(live *regLive) { n = len(live.inst) }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d entries after the warm-up and an appended line, want 2", n)
+	}
+	ReleaseRegistryCaches()
+
+	// A logs directory others may write is left alone.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	WarmRegistry(stateDir)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live != nil {
+		t.Fatal("WarmRegistry read the registry of a directory that is not orch's own")
+	}
+}

@@ -3,9 +3,13 @@ package process
 import (
 	"context"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
 )
 
 // TestGroupIndex: one scan of /proc serves the Stops of every group
@@ -82,5 +86,144 @@ func TestGroupWaitSeesLateMember(t *testing.T) {
 	}
 	if p.waitGroupGone(context.Background(), pid, leader, time.Now().Add(200*time.Millisecond)) {
 		t.Fatal("group reported empty while a member it gained after the index runs")
+	}
+}
+
+// TestObserveScanServesStops: an Observe of at least observeScanMin
+// daemons that are most of the machine's processes reads every process's
+// stat once; it observes as reading each daemon's would (running, gone,
+// a pid now someone else's), and the Stops after it find their groups'
+// members in that read: none scans /proc again. A group with a member
+// besides its leader is still waited for.
+func TestObserveScanServesStops(t *testing.T) {
+	p := New(Options{})
+	start := func(script string) HandleInfo {
+		cmd := exec.Command("sh", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+		go cmd.Wait() // reaped as soon as it exits, as by init
+		st, ok := readStat(pid)
+		if !ok {
+			t.Fatalf("no stat for %d", pid)
+		}
+		return HandleInfo{Pid: pid, StartTicks: st.StartTicks, Pgid: pid, BootID: p.boot.bootID}
+	}
+	lone := start("exec sleep 100")
+	pair := start("trap '' TERM; (trap '' TERM; exec sleep 100) & wait")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(scanGroups()[pair.Pgid]) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pair's group never had its two members")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	gone := HandleInfo{Pid: cmd.Process.Pid, StartTicks: 1, Pgid: cmd.Process.Pid, BootID: p.boot.bootID}
+	for {
+		if _, ok := readStat(gone.Pid); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the process that exits at once is still there")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	other := lone
+	other.StartTicks++ // the pid, started at another time: someone else's
+
+	// The scan comes a tick after the starts at least (a group as young
+	// as the scan is scanned again).
+	for bootTicks(p.boot.clockHz) <= max(lone.StartTicks, pair.StartTicks) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Enough daemons to scan: many addresses share these handles.
+	pids := len(listPids())
+	n := max(observeScanMin, pids)
+	handles := map[spec.Address]providers.Handle{}
+	want := map[spec.Address]providers.State{}
+	for i := 0; i < n; i++ {
+		hi, st := lone, providers.StateRunning
+		switch i % 4 {
+		case 1:
+			hi = pair
+		case 2:
+			hi, st = gone, providers.StateMissing
+		case 3:
+			hi, st = other, providers.StateMissing
+		}
+		a := spec.Address{Kind: spec.KindDaemon, Name: "d" + strconv.Itoa(i)}
+		handles[a], want[a] = hi.Encode(), st
+	}
+	resp, err := p.Observe(context.Background(), providers.ObserveRequest{Handles: handles, NoUsage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for a, st := range want {
+		if got := resp.Objects[a].State; got != st {
+			t.Fatalf("%s: observed %v, want %v", a, got, st)
+		}
+		hi, err := ParseHandle(handles[a])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one := p.observeInfo(hi); one.State != resp.Objects[a].State {
+			t.Fatalf("%s: observed %v from the scan, %v read alone", a, resp.Objects[a].State, one.State)
+		}
+	}
+	p.groups.mu.Lock()
+	offered := p.groups.stats != nil
+	p.groups.mu.Unlock()
+	if !offered {
+		t.Fatalf("an Observe of %d daemons among %d processes did not scan", n, pids)
+	}
+
+	// The children of a Provider (orch up's daemons) are known without
+	// /proc: observing as many of them reads nothing.
+	up := New(Options{})
+	up.children[childKey{lone.Pid, lone.StartTicks}] = &child{done: make(chan struct{})}
+	kids := map[spec.Address]providers.Handle{}
+	for i := 0; i < n; i++ {
+		kids[spec.Address{Kind: spec.KindDaemon, Name: "k" + strconv.Itoa(i)}] = lone.Encode()
+	}
+	resp, err = up.Observe(context.Background(), providers.ObserveRequest{Handles: kids, NoUsage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for a, o := range resp.Objects {
+		if o.State != providers.StateRunning {
+			t.Fatalf("child %s observed %v", a, o.State)
+		}
+	}
+	up.groups.mu.Lock()
+	scanned := up.groups.stats != nil
+	up.groups.mu.Unlock()
+	if scanned {
+		t.Fatalf("an Observe of %d children of the Provider read every process", n)
+	}
+
+	stop := func(name string, hi HandleInfo, timeout time.Duration) providers.StopResponse {
+		resp, err := p.Stop(context.Background(), providers.StopRequest{Addr: spec.Address{Kind: spec.KindDaemon, Name: name}, Handle: hi.Encode(), Timeout: timeout})
+		if err != nil {
+			t.Fatalf("stop %s: %v", name, err)
+		}
+		return resp
+	}
+	if r := stop("lone", lone, 10*time.Second); r.Killed {
+		t.Fatal("a daemon alone in its group had to be killed")
+	}
+	if p.groups.scans != 0 {
+		t.Fatalf("%d scans of /proc for a Stop after an Observe that read it all, want 0", p.groups.scans)
+	}
+	// (after its SIGKILL, the pair's group may be scanned again: its
+	// killed member's zombie waits for init)
+	if r := stop("pair", pair, 300*time.Millisecond); !r.Killed {
+		t.Fatal("a member that ignored SIGTERM was not killed: its group was reported empty")
 	}
 }

@@ -125,8 +125,30 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 	return s, nil
 }
 
+// usesRuntime reports whether cfg declares a runtime of kind.
+func usesRuntime(cfg *spec.Config, kind string) bool {
+	for _, rt := range cfg.Runtimes {
+		if rt.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
 // plan refreshes and plans.
 func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan, error) {
+	// The process runtime's registry, which the refresh replays to find
+	// what the state does not know, is read beside the state's records.
+	warmed := make(chan struct{})
+	if usesRuntime(s.cfg, "process") {
+		go func() {
+			defer close(warmed)
+			process.WarmRegistry(s.stateDir)
+		}()
+	} else {
+		close(warmed)
+	}
+	defer func() { <-warmed }()
 	stored, err := s.store.List()
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
@@ -140,6 +162,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	}
 	// The process provider's registry was read for adoption; what the
 	// apply may look up later is read again then.
+	<-warmed
 	process.ReleaseRegistryCaches()
 	in.Destroy = destroy
 	if in.Targets, in.Replace, err = a.partial.addresses(); err != nil {
