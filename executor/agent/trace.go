@@ -146,11 +146,21 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	}
 	var done <-chan struct{} = r.Context().Done()
 	var kill <-chan time.Time
-	var until <-chan time.Time
-	if req.For > 0 {
-		t := time.NewTimer(req.For)
-		defer t.Stop()
-		until = t.C
+	var until, compiled <-chan time.Time
+	startFor := func() {
+		if req.For > 0 {
+			until = time.After(req.For)
+		}
+	}
+	if req.EBPF {
+		// -for counts from "Attaching N probes...": bpftrace compiles its
+		// program first (seconds on a loaded machine), and a SIGINT
+		// before that line ends it at once with no count at all
+		// (TestTraceEBPF under make test-busy). After it, bpftrace
+		// finishes attaching, counts, and prints.
+		compiled = time.After(attachLimit)
+	} else {
+		startFor()
 	}
 	for {
 		select {
@@ -167,6 +177,10 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if req.EBPF {
+				if compiled != nil && strings.HasPrefix(l, "Attaching ") {
+					compiled = nil
+					startFor()
+				}
 				// @[tracepoint:syscalls:sys_enter_openat]: 12 -> openat: 12
 				if m := syscallCount.FindStringSubmatch(l); m != nil {
 					l = m[1] + ": " + m[2]
@@ -187,6 +201,13 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 			kill = time.After(grace)
 		case <-done:
 			done = nil
+			stop()
+			kill = time.After(grace)
+		case <-compiled:
+			compiled = nil
+			msg := fmt.Sprintf("bpftrace did not compile its probes within %s", attachLimit)
+			fmt.Fprintf(w, "# %s\n", msg)
+			w.Header().Set(traceErrorTrailer, msg)
 			stop()
 			kill = time.After(grace)
 		case <-kill:
@@ -216,6 +237,9 @@ func (c *Client) Trace(ctx context.Context, addr string, req TraceRequest, out i
 	}
 	return err
 }
+
+// attachLimit bounds the wait for bpftrace's "Attaching N probes..." line.
+const attachLimit = 2 * time.Minute
 
 // traceErrorTrailer is the HTTP trailer of POST /v1/trace that says how
 // the tracer failed.
