@@ -255,6 +255,9 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		changes, ds := decideAll(in, replace, dec)
 		for i, c := range changes {
 			diags = append(diags, ds[i]...)
+			if d := sharedReadiness(c); d != nil {
+				diags = append(diags, d)
+			}
 			p.Changes = append(p.Changes, c)
 		}
 	}
@@ -695,4 +698,45 @@ func Restart(r *spec.Resource, desired *Snapshot, prior *Stored, reason Reason) 
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
 	c.setDesired()
 	return &Plan{Changes: []*Change{c}}
+}
+
+// sharedReadiness warns of a create_before_destroy replace whose new
+// instance is checked at the address its old one answers (the same
+// http URL or tcp address): the old instance, still running, may pass
+// the new one's check, and the new one is taken for ready before it
+// serves (a fixed-port server tried on a real stack: nginx answered 502
+// while the new instances, checked "healthy" through the old ones, had
+// not bound yet). nil otherwise.
+func sharedReadiness(c *Change) *hcl.Diagnostic {
+	if c.Action != Replace || !c.CreateBeforeDestroy || c.Resource == nil || c.Resource.Health == nil ||
+		c.Prior == nil || c.Prior.Snapshot == nil {
+		return nil
+	}
+	h := c.Resource.Health
+	key, target := "", ""
+	switch h.Kind {
+	case spec.HealthHTTP:
+		key, target = "http", h.HTTP
+	case spec.HealthTCP:
+		key, target = "tcp", h.TCP
+	default:
+		return nil
+	}
+	old, ok := c.Prior.Snapshot.Values["health"]
+	if !ok || old.IsNull() || !old.Type().IsObjectType() || !old.Type().HasAttribute(key) {
+		return nil
+	}
+	v := old.GetAttr(key)
+	if v.IsNull() || !v.IsKnown() || v.Type() != cty.String || v.AsString() != target {
+		return nil
+	}
+	d := &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Readiness checked where the old instance answers",
+		Detail: fmt.Sprintf("%s is replaced create_before_destroy, and its new instance's health check (%s %s) is the old one's: "+
+			"the old instance, still running, may pass it, and the new one be taken for ready before it serves. Give the new "+
+			"instance an address of its own for the replace (a port that changes with it, or a check of its own admin port).",
+			c.Addr, key, target)}
+	if rng, ok := c.Resource.Ranges["health"]; ok {
+		d.Subject = &rng
+	}
+	return d
 }

@@ -488,7 +488,13 @@ func (e *Engine) reconcile() {
 	}
 	sub := &planner.Plan{Changes: batch, ConfigHash: plan.ConfigHash}
 	if show {
-		e.emit(Event{Type: EventPlan, Detail: planner.Render(sub, planner.RenderOptions{})})
+		text := planner.Render(sub, planner.RenderOptions{})
+		if len(diags) > 0 {
+			// Warnings (no error gets here) come first, as orch plan
+			// prints them.
+			text = renderDiags(diags, e.files) + "\n\n" + text
+		}
+		e.emit(Event{Type: EventPlan, Detail: text})
 	}
 	for _, c := range batch {
 		e.busy[c.Addr] = true
