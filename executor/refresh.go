@@ -3,14 +3,13 @@ package executor
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sort"
-	"sync"
 
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
+	"github.com/orch-dev/orch/spec/workers"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -147,24 +146,7 @@ func decodeSnapshots(stored []state.Instance) []*planner.Snapshot {
 	}
 	// Split from 256 on: orch up's shutdown decodes every record before
 	// its first stop signal (about 10 us a snapshot).
-	workers := 1
-	if len(stored) >= 256 {
-		workers = min(runtime.GOMAXPROCS(0), 8, len(stored)/128)
-	}
-	if workers <= 1 {
-		decode(0, len(stored))
-		return out
-	}
-	var wg sync.WaitGroup
-	chunk := (len(stored) + workers - 1) / workers
-	for lo := 0; lo < len(stored); lo += chunk {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			decode(lo, hi)
-		}(lo, min(lo+chunk, len(stored)))
-	}
-	wg.Wait()
+	workers.Split(len(stored), workers.Count(len(stored), 256), decode)
 	return out
 }
 

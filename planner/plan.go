@@ -5,14 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"runtime"
 	"sort"
 	"strconv"
-	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
+	"github.com/orch-dev/orch/spec/workers"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -351,29 +350,13 @@ func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([
 			changes[i], diags[i] = c, d
 		}
 	}
-	workers := 1
-	if len(rs) >= decideAllMin {
-		workers = min(runtime.GOMAXPROCS(0), 8)
-	}
-	if workers <= 1 {
-		run(0, len(rs), dec)
-		return changes, diags
-	}
-	var wg sync.WaitGroup
-	chunk := (len(rs) + workers - 1) / workers
-	for lo := 0; lo < len(rs); lo += chunk {
-		hi := min(lo+chunk, len(rs))
-		d := dec
+	workers.Split(len(rs), workers.Count(len(rs), decideAllMin), func(lo, hi int) {
+		d := dec // the first part's, on the caller's goroutine
 		if lo > 0 {
 			d = NewSnapshotDecoder()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(lo, hi, d)
-		}()
-	}
-	wg.Wait()
+		run(lo, hi, d)
+	})
 	return changes, diags
 }
 

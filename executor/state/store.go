@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
+	"github.com/orch-dev/orch/spec/workers"
 )
 
 // FormatVersion is the on-disk format this package writes and the newest
@@ -620,25 +620,7 @@ func listBolt(bt *boltTx) ([]Instance, error) {
 			}
 		}
 	}
-	workers := 1
-	if len(recs) >= listDecodeMin {
-		workers = min(runtime.GOMAXPROCS(0), 8)
-	}
-	if workers <= 1 {
-		decode(0, len(recs))
-	} else {
-		var wg sync.WaitGroup
-		chunk := (len(recs) + workers - 1) / workers
-		for lo := 0; lo < len(recs); lo += chunk {
-			hi := min(lo+chunk, len(recs))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				decode(lo, hi)
-			}()
-		}
-		wg.Wait()
-	}
+	workers.Split(len(recs), workers.Count(len(recs), listDecodeMin), decode)
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"github.com/orch-dev/orch/providers/notify"
 	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
+	"github.com/orch-dev/orch/spec/workers"
 )
 
 var (
@@ -769,30 +769,13 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	for a, h := range req.Handles {
 		items = append(items, item{addr: a, h: h})
 	}
-	workers := 1
-	if len(items) >= 512 {
-		workers = min(runtime.GOMAXPROCS(0), 8, len(items)/256)
-	}
+	parts := workers.Count(len(items), 512)
 	each := func(fn func(it *item)) {
-		if workers <= 1 {
-			for i := range items {
+		workers.Split(len(items), parts, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
 				fn(&items[i])
 			}
-			return
-		}
-		var wg sync.WaitGroup
-		chunk := (len(items) + workers - 1) / workers
-		for w := 0; w < workers; w++ {
-			lo, hi := w*chunk, min((w+1)*chunk, len(items))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := lo; i < hi; i++ {
-					fn(&items[i])
-				}
-			}()
-		}
-		wg.Wait()
+		})
 	}
 	// The children of this Provider (orch up's daemons) are known without
 	// reading /proc; the others are read. When those are most of the
@@ -807,7 +790,7 @@ func (p *Provider) Observe(ctx context.Context, req providers.ObserveRequest) (p
 	})
 	var stats map[int]procStat
 	if n := int(outside.Load()); n >= observeScanMin {
-		stats = p.scanStats(n, workers)
+		stats = p.scanStats(n, parts)
 	}
 	each(func(it *item) {
 		if it.err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/spec/workers"
 )
 
 // waitExit waits until the process of hi has exited (gone, a zombie, or its
@@ -247,7 +249,7 @@ const observeScanMin = 512
 // and offers the scan to the group index. At 10,000 daemons this is about
 // as many reads as the daemons' own, and the Stop of one of them in the
 // apply that follows needs no scan of its own (0.15 s of CPU).
-func (p *Provider) scanStats(n, workers int) map[int]procStat {
+func (p *Provider) scanStats(n, parts int) map[int]procStat {
 	at, atTicks := time.Now(), bootTicks(p.boot.clockHz)
 	pids := listPids()
 	if len(pids) == 0 || n*2 < len(pids) {
@@ -258,20 +260,11 @@ func (p *Provider) scanStats(n, workers int) map[int]procStat {
 		ok bool
 	}
 	reads := make([]read, len(pids))
-	workers = max(workers, 1)
-	var wg sync.WaitGroup
-	chunk := (len(pids) + workers - 1) / workers
-	for w := 0; w < workers; w++ {
-		lo, hi := w*chunk, min((w+1)*chunk, len(pids))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := lo; i < hi; i++ {
-				reads[i].st, reads[i].ok = readStat(pids[i])
-			}
-		}()
-	}
-	wg.Wait()
+	workers.Split(len(pids), parts, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			reads[i].st, reads[i].ok = readStat(pids[i])
+		}
+	})
 	stats := make(map[int]procStat, len(pids))
 	for i, r := range reads {
 		if r.ok {
