@@ -47,7 +47,6 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 		case !inst.sup.running():
 			e.readyResolved(c.Addr, h, errors.New("it exited"))
 		case inst.sup.healthy():
-			e.syncServices() // registered first, as in health
 			e.readyResolved(c.Addr, h, nil)
 		}
 	})
@@ -71,8 +70,17 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 	}
 }
 
-// readyResolved answers the waits for addr started as h.
+// readyResolved answers the waits for addr started as h; on the
+// controller's goroutine. A ready instance's service is registered first:
+// the replace the answer lets go on drains the old instance from DNS and
+// the proxy next, on its own goroutine, and must find the new one there
+// already (the controller's loop syncs the services only after the
+// message that got here: TestServicesRollingReplaceUnderWrk saw the old
+// one deregistered before the new one registered).
 func (e *Engine) readyResolved(addr spec.Address, h providers.Handle, err error) {
+	if err == nil {
+		e.syncServices()
+	}
 	e.readyMu.Lock()
 	defer e.readyMu.Unlock()
 	ws := e.readyWaits[addr]

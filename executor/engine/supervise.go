@@ -261,13 +261,6 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 			inst.withPending = nil
 			e.restartWith(addr, p)
 		}
-		// Registered before the wait is answered: the replace it ends
-		// drains the old instance from DNS and the proxy next, on its
-		// own goroutine, and must find the new one there already (the
-		// controller's loop syncs the services only after this
-		// returns: TestServicesRollingReplaceUnderWrk saw the old one
-		// deregistered before the new one registered).
-		e.syncServices()
 		e.readyResolved(addr, inst.handle, nil)
 		e.promote()
 		return
