@@ -228,12 +228,14 @@ func (g *groupCommit) delete(a spec.Address) error { return g.do(recordOp{del: a
 // first failure to write one.
 func (g *groupCommit) putReleased(inst state.Instance) {
 	inst.LastError = g.redact.Redact(inst.LastError)
-	g.late.Add(1)
-	g.ops <- recordOp{put: &inst, released: true}
+	g.release(recordOp{put: &inst})
 }
-func (g *groupCommit) deleteReleased(a spec.Address) {
+func (g *groupCommit) deleteReleased(a spec.Address) { g.release(recordOp{del: a}) }
+
+func (g *groupCommit) release(op recordOp) {
+	op.released = true
 	g.late.Add(1)
-	g.ops <- recordOp{del: a, released: true}
+	g.ops <- op
 }
 
 // flush waits until every released record is durable (or failed) and

@@ -398,13 +398,13 @@ func TestUpForwardsAfterSilence(t *testing.T) {
 	flag := filepath.Join(dir, "speak")
 	cfg := fmt.Sprintf(`
 daemon "late" {
-  command = ["sh", "-c", "echo early; while [ ! -e '%[1]s' ]; do sleep 0.05; done; echo late line; exec sleep 600"]
+  command = %s
 }
 daemon "idle" {
   count   = 50
   command = ["sleep", "600"]
 }
-`, flag)
+`, speakAfter(flag, "early", "late line"))
 	e := newEngineTest(t, cfg)
 	p := e.startWith("up")
 	e.waitFor(p, "the early line", func() bool { return strings.Contains(p.output(), "late     | early") })
@@ -433,9 +433,9 @@ func TestUpForwardsAfterTruncation(t *testing.T) {
 	flag := filepath.Join(dir, "again")
 	cfg := fmt.Sprintf(`
 daemon "talk" {
-  command = ["sh", "-c", "echo first words and more; while [ ! -e '%[1]s' ]; do sleep 0.05; done; echo two; exec sleep 600"]
+  command = %s
 }
-`, flag)
+`, speakAfter(flag, "first words and more", "two"))
 	e := newEngineTest(t, cfg)
 	p := e.startWith("up")
 	e.waitFor(p, "the first line", func() bool { return strings.Contains(p.output(), "talk | first words and more") })
@@ -449,4 +449,10 @@ daemon "talk" {
 	}
 	e.waitFor(p, "the line after the truncation", func() bool { return strings.Contains(p.output(), "talk | two") })
 	p.interrupt(t)
+}
+
+// speakAfter is the command of a daemon that prints first, then, once the
+// file flag exists (the test creates it), then, and sleeps on.
+func speakAfter(flag, first, then string) string {
+	return fmt.Sprintf(`["sh", "-c", "echo %s; while [ ! -e '%s' ]; do sleep 0.05; done; echo %s; exec sleep 600"]`, first, flag, then)
 }

@@ -160,18 +160,25 @@ func (bi bootInfo) startedAt(ticks uint64) time.Time {
 // changing it (calling umask(2) to read it would race with other goroutines
 // creating files). It returns -1 when unknown.
 func procUmask() int {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
-				return int(m)
-			}
-		}
+	if m, err := strconv.ParseUint(selfStatus("Umask"), 8, 32); err == nil {
+		return int(m)
 	}
 	return -1
+}
+
+// selfStatus is the value of field in /proc/self/status ("Umask",
+// "SigIgn"), trimmed; "" when it cannot be read.
+func selfStatus(field string) string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func openRO(path string) (int, error) {

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -50,15 +49,6 @@ func resetIgnoredSignals() {
 // ignoredMask is the SigIgn mask of /proc/self/status (bit n-1 for
 // signal n); 0 when it cannot be read.
 func ignoredMask() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
-			m, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return m
-		}
-	}
-	return 0
+	m, _ := strconv.ParseUint(selfStatus("SigIgn"), 16, 64)
+	return m
 }
