@@ -69,7 +69,7 @@ func health(u unit, inv string) providers.HealthResponse {
 	}
 	obs := u.observed(inv)
 	switch {
-	case obs.State == providers.StateRunning && u.ActiveState == "activating":
+	case obs.State == providers.StateRunning && (u.ActiveState == "activating" || u.StartQueued):
 		return providers.HealthResponse{Status: providers.HealthStarting, Detail: "waiting for its READY=1"}
 	case obs.State == providers.StateRunning:
 		return providers.HealthResponse{Status: providers.HealthHealthy, Healthy: true, Detail: "READY=1"}

@@ -26,6 +26,10 @@ type unit struct {
 	Loaded      bool // LoadState is "loaded": the unit exists
 	ActiveState string
 	SubState    string
+	// StartQueued: a start job waits in systemd's queue (the Unit's Job
+	// property); the unit may still be inactive right after
+	// StartTransientUnit returns.
+	StartQueued bool
 	Result      string // the service's: success, exit-code, signal, timeout, oom-kill, ...
 	Type        string // the service's Type: exec, notify
 	Invocation  string
@@ -57,6 +61,10 @@ func (m manager) read(ctx context.Context, name string) (unit, error) {
 	u.Loaded = str(props["LoadState"]) == "loaded"
 	u.ActiveState = str(props["ActiveState"])
 	u.SubState = str(props["SubState"])
+	if j, ok := props["Job"].([]interface{}); ok && len(j) == 2 {
+		id, _ := j[0].(uint32)
+		u.StartQueued = id != 0 && u.ActiveState == "inactive"
+	}
 	if b, ok := props["InvocationID"].([]byte); ok && len(b) > 0 {
 		u.Invocation = hex.EncodeToString(b)
 	}
@@ -107,6 +115,8 @@ func (u unit) running() bool {
 		return u.SubState != "exited"
 	case "activating", "deactivating":
 		return true
+	case "inactive":
+		return u.StartQueued // being started: its job has not run yet
 	}
 	return false
 }
