@@ -383,16 +383,20 @@ func (e *Engine) ForwardBus(b *pbus.Bus) (cancel func()) {
 	}
 	q := make(chan pbus.Event, 4096)
 	var dropped atomic.Uint64
-	unsub := b.Subscribe("*", func(ev pbus.Event) {
-		if strings.HasPrefix(ev.Topic, pbus.ReservedPrefix) && !strings.HasPrefix(ev.Topic, pbus.ReservedPrefix+"module.") {
-			return
-		}
+	// What modules publish, and the modules' own states: not the
+	// lifecycle events the engine itself publishes, so that with no
+	// module subscribed to those the engine does not build them (a
+	// subscription to "*" made every event JSON-encoded for nothing).
+	queue := func(ev pbus.Event) {
 		select {
 		case q <- ev:
 		default:
 			dropped.Add(1)
 		}
-	})
+	}
+	unsubOthers := b.SubscribeUnreserved(queue)
+	unsubModules := b.Subscribe(pbus.ReservedPrefix+"module.*", queue)
+	unsub := func() { unsubOthers(); unsubModules() }
 	done := make(chan struct{})
 	go func() {
 		for {

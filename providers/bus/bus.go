@@ -32,7 +32,16 @@ type Bus struct {
 
 type subscription struct {
 	pattern string
-	deliver func(Event)
+	// unreserved: every topic outside ReservedPrefix, whatever pattern.
+	unreserved bool
+	deliver    func(Event)
+}
+
+func (s *subscription) matches(topic string) bool {
+	if s.unreserved {
+		return !strings.HasPrefix(topic, ReservedPrefix)
+	}
+	return Match(s.pattern, topic)
 }
 
 // NewBus returns an empty bus.
@@ -46,7 +55,7 @@ func NewBus() *Bus {
 // the calling goroutine, in the order they subscribed.
 func (b *Bus) Publish(ev Event) {
 	for _, s := range *b.subs.Load() {
-		if Match(s.pattern, ev.Topic) {
+		if s.matches(ev.Topic) {
 			s.deliver(ev)
 		}
 	}
@@ -58,7 +67,7 @@ func (b *Bus) Publish(ev Event) {
 // 1,000 daemons).
 func (b *Bus) Wants(topic string) bool {
 	for _, s := range *b.subs.Load() {
-		if Match(s.pattern, topic) {
+		if s.matches(topic) {
 			return true
 		}
 	}
@@ -68,7 +77,17 @@ func (b *Bus) Wants(topic string) bool {
 // Subscribe calls deliver with every event whose topic matches pattern
 // (see Match) until cancel is called. deliver must not block.
 func (b *Bus) Subscribe(pattern string, deliver func(Event)) (cancel func()) {
-	s := &subscription{pattern: pattern, deliver: deliver}
+	return b.add(&subscription{pattern: pattern, deliver: deliver})
+}
+
+// SubscribeUnreserved calls deliver with every event whose topic is not
+// reserved to orch (what modules publish) until cancel is called: unlike
+// "*", it does not make orch's own lifecycle events wanted (Wants).
+func (b *Bus) SubscribeUnreserved(deliver func(Event)) (cancel func()) {
+	return b.add(&subscription{unreserved: true, deliver: deliver})
+}
+
+func (b *Bus) add(s *subscription) (cancel func()) {
 	b.mu.Lock()
 	old := *b.subs.Load()
 	next := make([]*subscription, len(old), len(old)+1)

@@ -30,3 +30,28 @@ func TestWants(t *testing.T) {
 		t.Fatal("a topic is still wanted after its only subscriber cancelled")
 	}
 }
+
+// TestSubscribeUnreserved: a subscriber to what modules publish gets
+// every unreserved topic and none of orch's own, and does not make orch's
+// lifecycle topics wanted (the engine's own subscription made every
+// lifecycle event JSON-encoded for no one).
+func TestSubscribeUnreserved(t *testing.T) {
+	b := NewBus()
+	var got []string
+	cancel := b.SubscribeUnreserved(func(ev Event) { got = append(got, ev.Topic) })
+	if b.Wants(LifecycleTopic(spec.KindDaemon, "stopped")) {
+		t.Fatal("an unreserved subscription wants orch.daemon.stopped")
+	}
+	if !b.Wants("metrics.cpu") {
+		t.Fatal("an unreserved subscription does not want metrics.cpu")
+	}
+	b.Publish(LifecycleEvent(spec.Address{Kind: spec.KindDaemon, Name: "web"}, "stopped", time.Time{}, nil))
+	b.Publish(Event{Topic: "metrics.cpu", Data: []byte("1")})
+	if len(got) != 1 || got[0] != "metrics.cpu" {
+		t.Fatalf("delivered %v, want [metrics.cpu]", got)
+	}
+	cancel()
+	if b.Wants("metrics.cpu") {
+		t.Fatal("wanted after cancel")
+	}
+}
