@@ -231,42 +231,92 @@ func markCompacted(path string, size int64) {
 	writeFileAtomic(path+registryMarkSuffix, []byte(strconv.FormatInt(size, 10)+"\n"))
 }
 
-// appendRegistry appends e to the registry of dir.
+// appendRegistry appends e to the registry of dir. Lines appended at
+// once by several goroutines are written together (appender.add): one
+// lock, one write.
 func appendRegistry(dir string, e regEntry) error {
-	line, err := json.Marshal(e)
+	line, err := json.Marshal(&e)
 	if err != nil {
 		return err
 	}
 	line = append(line, '\n')
 	path := filepath.Join(dir, registryName)
 	v, _ := appenders.LoadOrStore(path, &appender{})
-	a := v.(*appender)
-	a.mu.Lock()
-	size, err := a.append(path, line)
-	a.mu.Unlock()
-	if err != nil {
+	if err := v.(*appender).add(path, line); err != nil {
 		var ue *owned.UntrustedError
 		if errors.As(err, &ue) {
 			return err
 		}
 		return fmt.Errorf("registry %s: %w", path, err)
 	}
-	if size >= registryCompactMin {
-		if size >= 2*lastCompacted(path) {
-			compactRegistry(path)
-		}
-	}
 	return nil
 }
 
 // appender keeps a registry open for appending between appends (an open
-// and a close fewer per start).
+// and a close fewer per start), and gathers the lines appended while a
+// write is under way into the next write: a stop of 1,000 daemons
+// appended their 1,000 gone lines one flock, fstat, write and unlock each
+// (7.5% of orch up's CPU in that stop).
 type appender struct {
-	mu sync.Mutex
-	f  *os.File
+	mu     sync.Mutex // guards f and writes; held by the goroutine writing a batch
+	f      *os.File
+	writes int // batches written (for tests)
+
+	qmu     sync.Mutex // guards next and writing
+	next    *regBatch  // the lines waiting for the next write
+	writing bool       // a goroutine is writing batches
+}
+
+// regBatch is lines written together, and how their write went.
+type regBatch struct {
+	lines []byte
+	done  chan struct{}
+	err   error
 }
 
 var appenders sync.Map // registry path -> *appender
+
+// add appends line to the registry at path and returns once it is
+// written. The first caller to find no write under way writes, batch
+// after batch, until none is waiting; the others wait for theirs. After
+// each batch it compacts the registry when it has doubled since the last
+// compaction.
+func (a *appender) add(path string, line []byte) error {
+	a.qmu.Lock()
+	b := a.next
+	if b == nil {
+		b = &regBatch{done: make(chan struct{})}
+		a.next = b
+	}
+	b.lines = append(b.lines, line...)
+	lead := !a.writing
+	a.writing = true
+	a.qmu.Unlock()
+	if lead {
+		for {
+			a.qmu.Lock()
+			cur := a.next
+			a.next = nil
+			if cur == nil {
+				a.writing = false
+				a.qmu.Unlock()
+				break
+			}
+			a.qmu.Unlock()
+			a.mu.Lock()
+			size, err := a.append(path, cur.lines)
+			a.writes++
+			a.mu.Unlock()
+			cur.err = err
+			close(cur.done)
+			if err == nil && size >= registryCompactMin && size >= 2*lastCompacted(path) {
+				compactRegistry(path)
+			}
+		}
+	}
+	<-b.done
+	return b.err
+}
 
 // append appends line under a shared flock and returns the file's size
 // after it. A file that a compaction replaced (no link left) is let go and

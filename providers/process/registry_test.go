@@ -1,12 +1,14 @@
 package process
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -289,5 +291,78 @@ func TestWarmRegistry(t *testing.T) {
 	defer c.mu.Unlock()
 	if c.live != nil {
 		t.Fatal("WarmRegistry read the registry of a directory that is not orch's own")
+	}
+}
+
+// TestRegistryAppendsGathered: lines appended while a write is under way
+// are written together in the next one, each exactly once and whole.
+func TestRegistryAppendsGathered(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, registryName)
+	v, _ := appenders.LoadOrStore(path, &appender{})
+	a := v.(*appender)
+	a.mu.Lock() // a write under way
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	add := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- appendRegistry(dir, regEntry{Name: fmt.Sprintf("d%d", i), Pending: true, logConf: logConf{Address: fmt.Sprintf("daemon.d%d", i)}})
+		}()
+	}
+	queued := func() (lines int, writing bool) {
+		a.qmu.Lock()
+		defer a.qmu.Unlock()
+		if a.next != nil {
+			lines = bytes.Count(a.next.lines, []byte("\n"))
+		}
+		return lines, a.writing
+	}
+	// The first caller writes: it takes its own line and waits for the
+	// write under way.
+	add(0)
+	for {
+		if lines, writing := queued(); writing && lines == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The 49 others gather behind it.
+	for i := 1; i < n; i++ {
+		add(i)
+	}
+	for {
+		if lines, _ := queued(); lines == n-1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := a.writes
+	a.mu.Unlock()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mu.Lock()
+	writes := a.writes - before
+	a.mu.Unlock()
+	if writes != 2 {
+		t.Errorf("%d writes for %d lines, want 2 (the first line, then the 49 gathered)", writes, n)
+	}
+	all, err := readRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.inst) != n {
+		t.Fatalf("%d entries, want %d", len(all.inst), n)
+	}
+	data, _ := os.ReadFile(path)
+	if lines := bytes.Count(data, []byte("\n")); lines != n {
+		t.Fatalf("%d lines, want %d", lines, n)
 	}
 }
