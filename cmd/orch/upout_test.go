@@ -456,3 +456,35 @@ daemon "talk" {
 func speakAfter(flag, first, then string) string {
 	return fmt.Sprintf(`["sh", "-c", "echo %s; while [ ! -e '%s' ]; do sleep 0.05; done; echo %s; exec sleep 600"]`, first, flag, then)
 }
+
+// TestUpForwardsAcrossRotation: when the log daemon rotates a log under
+// orch up (max_size), the forwarder finishes the old file and follows the
+// new one at its start, so what the daemon writes after the rotation is
+// forwarded. (Whether the log was rotated is asked of the logs
+// directory's descriptor, by name.)
+func TestUpForwardsAcrossRotation(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "again")
+	cfg := fmt.Sprintf(`
+daemon "talk" {
+  command = ["sh", "-c", "echo first; while [ ! -e '%s' ]; do sleep 0.05; done; i=0; while [ $i -lt 100 ]; do echo filler-line-$i-..................................................; i=$((i+1)); done; sleep 1; echo after the rotation; exec sleep 600"]
+  log {
+    max_size = "4KiB"
+  }
+}
+`, flag)
+	e := newEngineTest(t, cfg)
+	p := e.startWith("up")
+	e.waitFor(p, "the first line", func() bool { return strings.Contains(p.output(), "talk | first") })
+	e.status() // remember the pids for the cleanup
+	logPath := filepath.Join(e.dir, ".orch", "logs", "daemon.talk.log")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(p, "the log rotated", func() bool {
+		_, err := os.Stat(logPath + ".1")
+		return err == nil
+	})
+	e.waitFor(p, "the line after the rotation", func() bool { return strings.Contains(p.output(), "talk | after the rotation") })
+	p.interrupt(t)
+}

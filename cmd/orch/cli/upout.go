@@ -16,6 +16,7 @@ import (
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
+	"golang.org/x/sys/unix"
 )
 
 // forwardPoll is how often orch up looks for new output of the daemons it
@@ -54,7 +55,15 @@ const lastLines = 5
 type logForwarder struct {
 	qmu   sync.Mutex // guards queue
 	queue []queued
-	wake  chan struct{}
+	// spareQ is the queue the loop took last, emptied and handed back at
+	// its next take: the queue is not grown anew from nothing after each
+	// round (a stop of 1,000 daemons spent 3.6% of orch up's CPU growing it).
+	spareQ []queued
+	wake   chan struct{}
+	// dirFd is the logs directory, opened at the first look that needs
+	// it, so that checking a log for a rotation does not walk the whole
+	// path again (-1: not open).
+	dirFd int
 
 	mu       sync.Mutex // guards what follows; the loop and the streams' readers take it
 	out      io.Writer
@@ -111,7 +120,7 @@ type followed struct {
 func newLogForwarder(out io.Writer, cfg *spec.Config, stateDir string, colour, prefix, quiet bool) *logForwarder {
 	lf := &logForwarder{out: out, logsDir: filepath.Join(stateDir, "logs"), colour: colour, prefix: prefix, quiet: quiet,
 		files: map[spec.Address]*followed{}, startLen: map[string]int64{}, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		errOut: io.Discard}
+		errOut: io.Discard, dirFd: -1}
 	lf.ctx, lf.cancel = context.WithCancel(context.Background())
 	// Names are aligned on the widest declared (a later, wider one widens
 	// the column from then on).
@@ -164,6 +173,10 @@ func (lf *logForwarder) stop() {
 	for _, f := range lf.files {
 		f.close()
 	}
+	if lf.dirFd >= 0 {
+		unix.Close(lf.dirFd)
+		lf.dirFd = -1
+	}
 }
 
 func (f *followed) close() {
@@ -211,7 +224,7 @@ func forwardable(a spec.Address) bool {
 func (lf *logForwarder) round(final, all bool) {
 	lf.qmu.Lock()
 	queue := lf.queue
-	lf.queue = nil
+	lf.queue, lf.spareQ = lf.spareQ[:0], nil
 	lf.qmu.Unlock()
 	lf.mu.Lock()
 	for _, q := range queue {
@@ -290,6 +303,12 @@ func (lf *logForwarder) round(final, all bool) {
 	lf.mu.Lock()
 	lf.spare = out
 	lf.mu.Unlock()
+	clear(queue) // what the events held is let go
+	lf.qmu.Lock()
+	if lf.spareQ == nil {
+		lf.spareQ = queue[:0]
+	}
+	lf.qmu.Unlock()
 }
 
 // failedExit reports whether ev ends a daemon or job with an error.
@@ -423,11 +442,11 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 			continue
 		}
 		// At the end: has the log been rotated or truncated?
-		var st syscall.Stat_t
-		if err := syscall.Stat(f.path, &st); err != nil {
+		ino, size, err := lf.stat(f.path)
+		if err != nil {
 			break
 		}
-		if st.Ino != f.ino {
+		if ino != f.ino {
 			f.f.Close()
 			f.f = nil
 			lf.open(f, false)
@@ -436,7 +455,7 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 			}
 			continue
 		}
-		if st.Size < f.pos {
+		if size < f.pos {
 			// Truncated: from its start again. (The offset is kept
 			// here, not asked for: one system call fewer a look.)
 			if _, err := f.f.Seek(0, io.SeekStart); err != nil {
@@ -452,6 +471,33 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 		f.partial = nil
 	}
 	return read
+}
+
+// stat is the inode and size of a log under the logs directory, read
+// relative to the directory's descriptor (a look at an ended log, 1,000
+// of them in a stop, walked the whole path each time: 4% of orch up's
+// CPU); mu held. A directory replaced meanwhile is opened again.
+func (lf *logForwarder) stat(path string) (ino uint64, size int64, err error) {
+	var st unix.Stat_t
+	if filepath.Dir(path) == lf.logsDir {
+		if lf.dirFd < 0 {
+			if fd, err := unix.Open(lf.logsDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+				lf.dirFd = fd
+			}
+		}
+		if lf.dirFd >= 0 {
+			if err := unix.Fstatat(lf.dirFd, filepath.Base(path), &st, 0); err == nil {
+				return st.Ino, st.Size, nil
+			}
+			// The directory may have been replaced: the path decides.
+			unix.Close(lf.dirFd)
+			lf.dirFd = -1
+		}
+	}
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Ino, st.Size, nil
 }
 
 // lines appends the whole lines of p, prefixed, to the buffer; mu held.
