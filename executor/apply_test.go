@@ -602,12 +602,20 @@ func TestReleasedRecordsGather(t *testing.T) {
 	if b := batches(); len(b) != 1 || b[0] != 6 {
 		t.Fatalf("records after each transaction: %v, want [6]", b)
 	}
-	g.running.Store(1)
+	g.running.Store(40) // many steps still run: a full batch commits
 	for i := range releasedBatch + 3 {
 		g.putReleased(inst(10 + i))
 	}
 	waitUntil(t, func() bool { return len(batches()) == 2 })
-	g.stepEnded() // the last step ends: the three left commit
+	g.running.Store(1) // what is left waits for the last step
+	for i := range releasedBatch {
+		g.putReleased(inst(100 + i))
+	}
+	waitUntil(t, func() bool { return len(g.ops) == 0 })
+	if b := batches(); len(b) != 2 {
+		t.Fatalf("records after each transaction: %v: a full batch committed while fewer steps ran than it held", b)
+	}
+	g.stepEnded() // the last step ends: the rest commits, in one
 	if err := g.flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -616,8 +624,8 @@ func TestReleasedRecordsGather(t *testing.T) {
 	// the first of the second burst may have found more than a batch
 	// queued at once (a transaction takes what is queued).
 	b := batches()
-	if len(b) < 2 || b[1] < 6+releasedBatch || b[len(b)-1] != 6+releasedBatch+3 {
-		t.Fatalf("records after each transaction: %v, want a full batch, then the rest when the step ended", b)
+	if len(b) != 3 || b[1] < 6+releasedBatch || b[2] != 6+2*releasedBatch+3 {
+		t.Fatalf("records after each transaction: %v, want a full batch, then the rest in one when the step ended", b)
 	}
 }
 

@@ -166,7 +166,12 @@ func (g *groupCommit) loop() {
 // steps run), and it is not a full batch of released writes: releasedBatch,
 // or a quarter of the steps still running when more (a stop of 1,000
 // commits its records in a few transactions, and the one left for the end
-// stays small as the steps run out).
+// stays small as the steps run out). A full batch still waits when the
+// steps still running are fewer than it holds: they are about to end,
+// and one transaction for all is cheaper than a full one and then the
+// rest, one after the other (a stop of 100 ended on two, each two
+// fsyncs, after its last daemon was gone). releasedLinger bounds that
+// wait too (a chain's links end one at a time).
 func (g *groupCommit) mayWrite(batch []recordOp) bool {
 	waited := 0
 	for _, op := range batch {
@@ -175,7 +180,7 @@ func (g *groupCommit) mayWrite(batch []recordOp) bool {
 		}
 	}
 	running := g.running.Load()
-	if waited == 0 && int64(len(batch)) >= max(releasedBatch, running/4) {
+	if n := int64(len(batch)); waited == 0 && n >= max(releasedBatch, running/4) && running > n {
 		return false
 	}
 	return int64(waited) < running
