@@ -59,15 +59,25 @@ func encodeInstance(inst *Instance) ([]byte, error) {
 		r.Runtime = inst.Runtime.String()
 	}
 	if len(inst.Config) > 0 {
+		if b, ok := encodeRecordFast(&r, inst.Config); ok {
+			return b, nil
+		}
 		if !json.Valid(inst.Config) {
 			return nil, fmt.Errorf("state: %s: Config is not valid JSON", r.Addr)
 		}
 		r.Config = inst.Config
+	} else if b, ok := encodeRecordFast(&r, nil); ok {
+		return b, nil
 	}
+	return encodeRecordSlow(&r)
+}
+
+// encodeRecordSlow is encodeInstance through encoding/json.
+func encodeRecordSlow(r *record) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // keep the caller's JSON byte for byte
-	if err := enc.Encode(&r); err != nil {
+	if err := enc.Encode(r); err != nil {
 		return nil, fmt.Errorf("state: encode %s: %w", r.Addr, err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
