@@ -489,8 +489,14 @@ func (d *logd) unreserve(id fileID) {
 	d.mu.Lock()
 	delete(d.open, id)
 	d.live--
+	idle := d.live == 0 && d.busy == 0
 	d.mu.Unlock()
-	d.notify()
+	// The main loop cares only for the moment the log daemon becomes
+	// idle: waking it at every pipe's end (1,000 in a stop of 1,000) was
+	// 5% of the log daemon's CPU there.
+	if idle {
+		d.notify()
+	}
 }
 
 // recover takes back the pipes of the registry's daemons that still run:
@@ -609,7 +615,9 @@ func (d *logd) serveLoop(lp *pipeLoop) {
 			lp.mu.Lock()
 			delete(lp.pipes, ev.Fd)
 			lp.mu.Unlock()
-			unix.EpollCtl(lp.ep, unix.EPOLL_CTL_DEL, p.fd, nil)
+			// Closing the log daemon's only descriptor of the pipe takes
+			// it out of the epoll set (an EPOLL_CTL_DEL before was 7.5%
+			// of the log daemon's CPU in a stop of 1,000).
 			d.endPipe(p)
 		}
 	}
