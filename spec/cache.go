@@ -63,7 +63,7 @@ const CacheFile = "config-cache"
 const cacheMagic = "orch evaluated-configuration cache\n"
 
 // cacheFormat changes whenever the format or the meaning of an entry does.
-const cacheFormat = 2
+const cacheFormat = 3 // 3: a block's health.exec program's range
 
 // cacheSalt is what an entry depends on besides its inputs.
 var (
@@ -290,6 +290,7 @@ type cachedBlock struct {
 	span     hcl.Range // the block, for diagnostics' context
 	def      hcl.Range
 	command  *hcl.Range // where checkPrograms points
+	probe    *hcl.Range // and for health.exec's program
 	rest     []byte     // the instances, encoded
 	rb       *rebase
 }
@@ -439,6 +440,10 @@ func decodeHead(key [32]byte, blob []byte, rb *rebase) (*cachedBlock, error) {
 	if u() != 0 {
 		c := r()
 		cb.command = &c
+	}
+	if u() != 0 {
+		c := r()
+		cb.probe = &c
 	}
 	if err != nil {
 		return nil, err
@@ -800,11 +805,13 @@ func (l *loader) encodeEntry(n *node) ([]byte, bool) {
 	blk := p.body.Blocks[0]
 	b = appendRange(b, blk.Range(), rb)
 	b = appendRange(b, blk.DefRange(), rb)
-	if rng, ok := commandRange(n); ok {
-		b = append(b, 1)
-		b = appendRange(b, rng, rb)
-	} else {
-		b = append(b, 0)
+	for _, at := range []func(*node) (hcl.Range, bool){commandRange, probeRange} {
+		if rng, ok := at(n); ok {
+			b = append(b, 1)
+			b = appendRange(b, rng, rb)
+		} else {
+			b = append(b, 0)
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(n.instances)))
 	var err error
@@ -876,6 +883,27 @@ func commandRange(n *node) (hcl.Range, bool) {
 	if a == nil {
 		return hcl.Range{}, false
 	}
+	rng := a.Expr.Range()
+	if elems, d := hcl.ExprList(a.Expr); !d.HasErrors() && len(elems) > 0 {
+		rng = elems[0].Range()
+	}
+	return rng, true
+}
+
+// probeRange is where a diagnostic about the program of n's health.exec
+// points: its first element, else the whole list.
+func probeRange(n *node) (hcl.Range, bool) {
+	if n.cached != nil {
+		if n.cached.probe == nil {
+			return hcl.Range{}, false
+		}
+		return *n.cached.probe, true
+	}
+	nb := n.nested["health"]
+	if nb == nil || nb.attrs["exec"] == nil {
+		return hcl.Range{}, false
+	}
+	a := nb.attrs["exec"]
 	rng := a.Expr.Range()
 	if elems, d := hcl.ExprList(a.Expr); !d.HasErrors() && len(elems) > 0 {
 		rng = elems[0].Range()

@@ -432,6 +432,7 @@ func TestCacheErrorsAsWithout(t *testing.T) {
 		strings.Replace(cacheBase, `daemon "g"`, `daemon "e"`, 1),
 		strings.Replace(cacheBase, `interval = "5s"`, `interval = "often"`, 1),
 		cacheBase + "\ndaemon \"z\" {\n  command = [\"no-such-program-here\"]\n}\n",
+		cacheBase + "\ndaemon \"h\" {\n  command = [\"sleep\", \"1\"]\n  health {\n    exec = [\"no-such-probe-here\"]\n  }\n}\n",
 		strings.Replace(cacheBase, "EOT\n  ]", "  ]", 1),
 	} {
 		c.write(t, "main.hcl", bad)
@@ -712,5 +713,20 @@ func TestCacheValueRoundTrip(t *testing.T) {
 				t.Fatalf("%#v: a truncation to %d of %d bytes decoded", v, i, len(b))
 			}
 		}
+	}
+}
+
+// A warning about a health check's program is given again by a load the
+// cache serves, at the same place (the cache keeps where it points).
+func TestCacheKeepsProbeWarning(t *testing.T) {
+	c := newCacheCase(t)
+	c.write(t, "main.hcl", "job \"setup\" {\n  command = [\"true\"]\n}\ndaemon \"h\" {\n  command    = [\"sleep\", \"1\"]\n  depends_on = [job.setup]\n  health {\n    exec = [\"/nonexistent/probe\"]\n  }\n}\n")
+	c.check(t)
+	if hits := c.check(t); hits == 0 {
+		t.Fatal("the second load was not served from the cache")
+	}
+	_, diags := Load(c.dir, c.opts(true))
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || diags[0].Subject == nil || diags[0].Subject.Start.Line != 8 {
+		t.Fatalf("want the probe's warning at line 8 from the cache, got:\n%s", diagText(diags))
 	}
 }

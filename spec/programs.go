@@ -106,6 +106,60 @@ func (l *loader) checkPrograms() {
 		}
 		l.diags = append(l.diags, d)
 	}
+	l.checkProbes(orchPath, afterJob)
+}
+
+// checkProbes reports, as checkPrograms does, the program of a health
+// check's exec that is not found or not executable, resolved as the
+// probe resolves it: a bare name in orch's own PATH (the env of the
+// resource reaches the probe's process, not the lookup), an absolute
+// path as it is. A relative path with a slash is left to the probe (it
+// runs in the resource's dir, else orch's working directory). A health
+// check whose program is missing never passes: without this, orch up
+// showed the daemon starting until start_timeout, and nothing said why.
+func (l *loader) checkProbes(orchPath string, afterJob map[Address]bool) {
+	cfg := l.cfg
+	reported := map[hcl.Range]bool{}
+	for _, r := range cfg.Resources {
+		if r.Health == nil || r.Health.Kind != HealthExec || len(r.Health.Exec) == 0 {
+			continue
+		}
+		name := r.Health.Exec[0]
+		if strings.Contains(name, "/") && !filepath.IsAbs(name) {
+			continue
+		}
+		n := l.nodes[r.Addr.Block().String()]
+		if n == nil {
+			continue
+		}
+		rng, ok := probeRange(n)
+		if !ok || reported[rng] {
+			continue
+		}
+		err := lookProgram(name, orchPath, "/")
+		if err == nil {
+			continue
+		}
+		reported[rng] = true
+		d := &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Program not found",
+			Detail:   fmt.Sprintf("The program of the health check of %s, %s.", r.Addr, err),
+			Subject:  rangePtr(rng),
+		}
+		var ne *notExecutable
+		if errors.As(err, &ne) {
+			d.Summary = "Program not executable"
+		}
+		if afterJob[r.Addr] {
+			d.Severity = hcl.DiagWarning
+			d.Detail += " It runs after a job, which may create it; if none does, the check never passes."
+		} else if programUnder(name, orchPath, "/", cfg.Dir) {
+			d.Severity = hcl.DiagWarning
+			d.Detail += " It lies in the configuration directory, where a job may create it; if none does, the check never passes."
+		}
+		l.diags = append(l.diags, d)
+	}
 }
 
 func lookupEnv(environ []string, name string) (string, bool) {

@@ -196,3 +196,52 @@ func TestProgramJSON(t *testing.T) {
 		t.Fatalf("%s", renderDiags(d))
 	}
 }
+
+// TestProbeProgramNotFound: the program of a health check's exec that is
+// not there is reported at its element, as a command's is: an error, or a
+// warning when a job may yet create it; a program found in orch's PATH
+// is not reported.
+func TestProbeProgramNotFound(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "pg_isready")
+	dir := programDir(t, map[string]string{"main.hcl": `daemon "ok" {
+  command = ["/bin/sh", "-c", "sleep 1"]
+  health {
+    exec = ["sh", "-c", "true"]
+  }
+}
+
+daemon "db" {
+  command = ["/bin/sh", "-c", "sleep 1"]
+  health {
+    exec = ["` + missing + `", "-h", "127.0.0.1"]
+  }
+}
+`})
+	diags := loadPrograms(t, dir)
+	wantProgramDiag(t, diags, hcl.DiagError, "Program not found", 11, 13, "The program of the health check of daemon.db, "+missing+", does not exist")
+
+	// a bare name is looked up in orch's PATH
+	dir = programDir(t, map[string]string{"main.hcl": `daemon "db" {
+  command = ["/bin/sh", "-c", "sleep 1"]
+  health {
+    exec = ["no-such-probe-anywhere"]
+  }
+}
+`})
+	wantProgramDiag(t, loadPrograms(t, dir), hcl.DiagError, "Program not found", 4, 13, "no-such-probe-anywhere")
+
+	// after a job: a warning
+	dir = programDir(t, map[string]string{"main.hcl": `job "setup" {
+  command = ["/bin/sh", "-c", "true"]
+}
+
+daemon "db" {
+  command    = ["/bin/sh", "-c", "sleep 1"]
+  depends_on = [job.setup]
+  health {
+    exec = ["` + missing + `"]
+  }
+}
+`})
+	wantProgramDiag(t, loadPrograms(t, dir), hcl.DiagWarning, "Program not found", 9, 13, "the check never passes")
+}
