@@ -59,6 +59,10 @@ type session struct {
 	// changes it left out for them.
 	away map[spec.Address]error
 	left []*planner.Change
+	// records are the state's, read while the configuration loaded
+	// (fetched; prefetch.go), for the first plan to take.
+	records []state.Instance
+	fetched bool
 }
 
 // awayErr is the error of an apply that went on around unreachable
@@ -104,6 +108,7 @@ func (s *session) close() {
 // taking the lock. Diagnostics are printed; a nil session means failure.
 func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session, error) {
 	res := a.loadConfig(dir, vf)
+	phase("load")
 	a.writeDiags(res.diags, res.files)
 	if res.diags.HasErrors() {
 		return nil, silentFailure()
@@ -113,7 +118,13 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
-	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout, Backend: be})
+	path := filepath.Join(s.stateDir, "state.db")
+	if st, records := a.takeFetch(path, be); st != nil {
+		s.store, s.records, s.fetched = st, records, true
+		phase("open state")
+		return s, nil
+	}
+	st, err := state.Open(path, state.Options{Operation: op, LockTimeout: lf.timeout, Backend: be})
 	if err != nil {
 		var le *state.LockedError
 		if errors.As(err, &le) {
@@ -122,6 +133,7 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
 	s.store = st
+	phase("open state")
 	return s, nil
 }
 
@@ -149,10 +161,15 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		close(warmed)
 	}
 	defer func() { <-warmed }()
-	stored, err := s.store.List()
+	stored, err := s.records, error(nil)
+	if !s.fetched {
+		stored, err = s.store.List()
+	}
+	s.records, s.fetched = nil, false
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
 	}
+	phase("list")
 	// A runtime that cannot be reached (a Docker Engine, a systemd bus
 	// away) holds back nothing else: its changes are left out, said
 	// here, and the apply fails at its end naming them.
@@ -162,6 +179,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	}
 	// The process provider's registry was read for adoption; what the
 	// apply may look up later is read again then.
+	phase("refresh")
 	<-warmed
 	process.ReleaseRegistryCaches()
 	in.Destroy = destroy
@@ -169,6 +187,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return nil, err
 	}
 	p, diags := planner.Make(in)
+	phase("make")
 	if len(away) > 0 && p != nil {
 		p, s.left = planner.Without(p, away)
 		s.away = away
