@@ -320,9 +320,23 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 		ready.install(ex)
 	}
 	res, err := ex.Apply(ctx, s.cfg, p)
+	phase("execute")
 	var dead []error
 	if ready != nil && err == nil {
+		if ready.waits() && usesRuntime(s.cfg, "process") {
+			// While the starts prove alive, the process runtime's
+			// registry, which this apply wrote to, is summarised, so
+			// that the next plan need not replay it (regsummary.go).
+			summarised := make(chan struct{})
+			go func() {
+				defer close(summarised)
+				process.SummarizeRegistry(s.stateDir)
+				process.ReleaseRegistryCaches()
+			}()
+			defer func() { <-summarised }()
+		}
 		dead = ready.checkAlive(ctx)
+		phase("alive")
 		for _, d := range dead {
 			if a.jsonApply {
 				a.emit(JSONApplyLine{Type: "diagnostic", Diagnostic: &JSONDiagnostic{Severity: "error", Summary: d.Error()}})
