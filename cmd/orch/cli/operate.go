@@ -161,9 +161,20 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		close(warmed)
 	}
 	defer func() { <-warmed }()
+	// The desired snapshots are made beside the refresh: the stored
+	// configurations are read only where they differ (Prepared).
+	var prep *planner.Prepared
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		if !destroy {
+			prep = planner.Prepare(s.cfg, s.provs.Schemas())
+		}
+	}()
+	defer func() { <-prepared }()
 	stored, err := s.records, error(nil)
 	if !s.fetched {
-		stored, err = s.store.List()
+		stored, err = s.store.ListWith(state.ListOptions{OmitConfig: true})
 	}
 	s.records, s.fetched = nil, false
 	if err != nil {
@@ -185,6 +196,10 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	in.Destroy = destroy
 	if in.Targets, in.Replace, err = a.partial.addresses(); err != nil {
 		return nil, err
+	}
+	<-prepared
+	if err := readOmittedConfigs(s.store, stored, &in, prep); err != nil {
+		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
 	}
 	p, diags := planner.Make(in)
 	phase("make")
@@ -211,6 +226,51 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return p, silentFailure()
 	}
 	return p, nil
+}
+
+// readOmittedConfigs completes the planner's input made from records
+// listed without their configurations (state.ListOptions.OmitConfig):
+// each such stored instance is marked so, and the configurations the plan
+// needs (Prepared.ConfigsNeeded: those that differ from the desired ones,
+// those no longer declared; all of them for a destroy, where prep is nil)
+// are read. in.Prepared is set to prep.
+func readOmittedConfigs(st *state.Store, records []state.Instance, in *planner.Input, prep *planner.Prepared) error {
+	omitted := 0
+	for _, r := range records {
+		if r.ConfigOmitted {
+			if sd := in.Stored[r.Addr]; sd != nil && len(sd.Config) == 0 {
+				sd.ConfigOmitted = true
+				omitted++
+			}
+		}
+	}
+	in.Prepared = prep
+	if omitted == 0 {
+		return nil
+	}
+	var need []spec.Address
+	if prep == nil {
+		for a, sd := range in.Stored {
+			if sd.ConfigOmitted {
+				need = append(need, a)
+			}
+		}
+	} else {
+		need = prep.ConfigsNeeded(*in)
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	configs, err := st.Configs(need)
+	if err != nil {
+		return err
+	}
+	for _, a := range need {
+		sd := *in.Stored[a]
+		sd.Config, sd.ConfigOmitted = configs[a], false
+		in.Stored[a] = &sd
+	}
+	return nil
 }
 
 func (a *App) colour(w io.Writer) bool {

@@ -72,7 +72,7 @@ func (a *App) fetchState(dir, op string) {
 			return
 		}
 		f.store = st
-		f.records, f.err = st.List()
+		f.records, f.err = st.ListWith(state.ListOptions{OmitConfig: true})
 	}()
 }
 
