@@ -369,15 +369,21 @@ func decide(r *spec.Resource, desired *Snapshot, hash string, in Input, dec *Sna
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
 	st := in.Stored[r.Addr]
 	if st == nil {
+		// The prepared hash, when there is one; the encoding is made
+		// when the executor records the instance (Encoded).
+		setDesired := c.setDesired
+		if hash != "" {
+			setDesired = func() { c.hash = hash }
+		}
 		ad, ok := in.Adoptable[r.Addr]
 		if !ok {
 			c.Action = Create
-			c.setDesired()
+			setDesired()
 			return c, nil
 		}
 		c.Prior = &Stored{Addr: r.Addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		c.Observed = ad.Observed
-		c.setDesired()
+		setDesired()
 		if ad.ConfigHash == c.hash {
 			c.Action = Adopt
 			c.Reason = Reason{Kind: ReasonAdopted}

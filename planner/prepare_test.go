@@ -96,3 +96,23 @@ func TestPreparedOmittedConfigs(t *testing.T) {
 		})
 	}
 }
+
+// TestPreparedCreates: with Prepared, a create's hash is the prepared one,
+// and its encoding, made when asked, hashes to it.
+func TestPreparedCreates(t *testing.T) {
+	cfg := tryLoad(lazySrc)
+	if cfg == nil {
+		t.Fatal("configuration does not load")
+	}
+	p, _ := Make(Input{Config: cfg, Schemas: testSchemas, Prepared: Prepare(cfg, testSchemas)})
+	want, _ := Make(Input{Config: cfg, Schemas: testSchemas})
+	if p.Fingerprint != want.Fingerprint || len(p.Changes) != 3 {
+		t.Fatalf("fingerprint %s, %d changes; want %s", p.Fingerprint, len(p.Changes), want.Fingerprint)
+	}
+	for _, c := range p.Changes {
+		sum := sha256.Sum256(c.Encoded())
+		if c.Action != Create || c.Hash() != c.Desired.Hash() || hex.EncodeToString(sum[:]) != c.Hash() {
+			t.Errorf("%s: %s, hash %s; want a create whose encoding hashes to its hash", c.Addr, c.Action, c.Hash())
+		}
+	}
+}
