@@ -114,7 +114,7 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 	if destroy {
 		op = "destroy"
 	}
-	a.fetchState(dir, op)
+	a.fetchState(dir, op, destroy)
 	if err := a.refuseOnSeveralHosts(dir, vf); err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	defer func() { <-prepared }()
 	stored, err := s.records, error(nil)
 	if !s.fetched {
-		stored, err = s.store.ListWith(state.ListOptions{OmitConfig: true})
+		stored, err = s.store.ListWith(state.ListOptions{OmitConfig: !destroy && !a.partial.any()})
 	}
 	s.records, s.fetched = nil, false
 	if err != nil {

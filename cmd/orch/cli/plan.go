@@ -84,7 +84,7 @@ no changes, 2 for changes and 1 for an error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.checkPrograms = true
-			a.fetchState(dirArg(args), "plan")
+			a.fetchState(dirArg(args), "plan", destroy)
 			if done, err := a.placementPlan(dirArg(args), &vf, asJSON, detailed); done || err != nil {
 				return err
 			}

@@ -32,9 +32,10 @@ type stateFetch struct {
 	err     error
 }
 
-// fetchState starts reading the state of the configuration in dir for op,
-// when it can be done without side effects (above).
-func (a *App) fetchState(dir, op string) {
+// fetchState starts reading the state of the configuration in dir for op
+// (a plan of its destruction with destroy), when it can be done without
+// side effects (above).
+func (a *App) fetchState(dir, op string, destroy bool) {
 	a.dropFetch()
 	if a.settings.Backend != "" {
 		return
@@ -54,6 +55,10 @@ func (a *App) fetchState(dir, op string) {
 	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
 		return
 	}
+	// A plan compares the stored configurations with the desired ones:
+	// it reads only those that differ (readOmittedConfigs). A destroy,
+	// or a plan with -target or -replace, needs them all.
+	omit := !destroy && !a.partial.any()
 	f := &stateFetch{path: path, done: make(chan struct{})}
 	a.fetch = f
 	go func() {
@@ -72,7 +77,7 @@ func (a *App) fetchState(dir, op string) {
 			return
 		}
 		f.store = st
-		f.records, f.err = st.ListWith(state.ListOptions{OmitConfig: true})
+		f.records, f.err = st.ListWith(state.ListOptions{OmitConfig: omit})
 	}()
 }
 
