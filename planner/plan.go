@@ -56,8 +56,13 @@ type Stored struct {
 	// compares was a fifth of the heap of a no-op plan (issue 19).
 	Config     []byte
 	ConfigHash string
-	Handle     providers.Handle
-	Status     Status
+	// ConfigOmitted says that the record has a configuration whose
+	// SHA-256 is ConfigHash, left out of Config by the caller (orch plan
+	// reads only those Prepared.ConfigsNeeded names): an equal desired
+	// hash is the stored configuration itself.
+	ConfigOmitted bool
+	Handle        providers.Handle
+	Status        Status
 }
 
 // decoded returns st with its Snapshot decoded from Config: st itself
@@ -93,6 +98,9 @@ type Input struct {
 	// forces the replacement of these (-replace).
 	Targets []spec.Address
 	Replace []spec.Address
+	// Prepared, when set, holds the desired snapshots of Config made
+	// ahead (Prepare): Make uses them instead of making them again.
+	Prepared *Prepared
 }
 
 // Change is the decision for one instance.
@@ -329,17 +337,11 @@ func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([
 		buf := make([]byte, 0, 2048)
 		for i := lo; i < hi; i++ {
 			r := rs[i]
-			var schema *spec.RuntimeSchema
-			// A plugin runtime's schema is its plugin's, when orch has
-			// it (its ForcesReplacement flags count); without one every
-			// unknown attribute forces replacement.
-			if rt := in.Config.Runtime(r.Runtime); rt != nil {
-				if s, ok := in.Schemas[rt.Kind]; ok {
-					schema = &s
-				}
+			desired, hash, ok := in.Prepared.of(in.Config, i)
+			if !ok {
+				desired = snapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schemaFor(in.Config, in.Schemas, r), sh)
 			}
-			desired := snapshotOf(r, in.Config.Graph.DependenciesOf(r.Addr), schema, sh)
-			c, d := decide(r, desired, in, dec, &buf)
+			c, d := decide(r, desired, hash, in, dec, &buf)
 			if replace[r.Addr] {
 				d = append(d, forceReplace(r, c)...)
 			}
@@ -360,20 +362,28 @@ func decideAll(in Input, replace map[spec.Address]bool, dec *SnapshotDecoder) ([
 	return changes, diags
 }
 
-func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder, buf *[]byte) (*Change, hcl.Diagnostics) {
+// decide decides one declared instance; hash, when not "", is desired's
+// config hash (Prepared).
+func decide(r *spec.Resource, desired *Snapshot, hash string, in Input, dec *SnapshotDecoder, buf *[]byte) (*Change, hcl.Diagnostics) {
 	c := &Change{Addr: r.Addr, Resource: r, Desired: desired,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
 	st := in.Stored[r.Addr]
 	if st == nil {
+		// The prepared hash, when there is one; the encoding is made
+		// when the executor records the instance (Encoded).
+		setDesired := c.setDesired
+		if hash != "" {
+			setDesired = func() { c.hash = hash }
+		}
 		ad, ok := in.Adoptable[r.Addr]
 		if !ok {
 			c.Action = Create
-			c.setDesired()
+			setDesired()
 			return c, nil
 		}
 		c.Prior = &Stored{Addr: r.Addr, Runtime: ad.Runtime, ConfigHash: ad.ConfigHash, Handle: ad.Handle}
 		c.Observed = ad.Observed
-		c.setDesired()
+		setDesired()
 		if ad.ConfigHash == c.hash {
 			c.Action = Adopt
 			c.Reason = Reason{Kind: ReasonAdopted}
@@ -385,7 +395,17 @@ func decide(r *spec.Resource, desired *Snapshot, in Input, dec *SnapshotDecoder,
 	}
 	c.Observed = in.Observed[r.Addr]
 	same := false
-	if st.Snapshot == nil && len(st.Config) > 0 && len(r.Lifecycle.IgnoreChanges) == 0 {
+	if st.Snapshot == nil && st.ConfigOmitted && len(st.Config) == 0 && hash != "" && len(r.Lifecycle.IgnoreChanges) == 0 {
+		// The stored configuration was left out, its SHA-256 being
+		// its config hash: the desired one's hash says whether it is
+		// the same (the caller read those that differ).
+		c.hash = hash
+		if same = st.ConfigHash == hash; same {
+			prior := *st
+			prior.Snapshot, prior.ConfigOmitted = desired, false
+			st = &prior
+		}
+	} else if st.Snapshot == nil && len(st.Config) > 0 && len(r.Lifecycle.IgnoreChanges) == 0 {
 		// Applied with exactly the desired configuration (the same
 		// canonical encoding): the stored snapshot is the desired one,
 		// and need not be decoded. The encoding is made in the worker's

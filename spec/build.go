@@ -14,7 +14,7 @@ func convertTo(v cty.Value, ty cty.Type) (cty.Value, error) { return convert.Con
 func (l *loader) buildConfig() {
 	cfg := l.cfg
 	usedRT := map[Address]bool{}
-	instancesOf := map[Address][]Address{}
+	instancesOf := make(map[Address][]Address, len(l.order))
 	for _, n := range l.order {
 		switch n.kind {
 		case KindRuntime:

@@ -837,8 +837,8 @@ func (l *loader) saveCache() {
 		// another user may write: nothing is written
 		return
 	}
-	var keys [][32]byte
-	var blobs [][]byte
+	keys := make([][32]byte, 0, len(l.order))
+	blobs := make([][]byte, 0, len(l.order))
 	changed := false
 	for _, n := range l.order {
 		if n.piece == nil {

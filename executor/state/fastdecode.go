@@ -2,7 +2,9 @@ package state
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 	"unicode/utf8"
@@ -14,8 +16,14 @@ import (
 // It returns false on anything else (an escaped string, an unknown key,
 // whitespace), and the caller falls back to encoding/json, which remains
 // the definition of the format.
-func decodeRecordFast(b []byte, r *record) bool {
+//
+// With omit, a configuration whose SHA-256 is the record's config_hash
+// is left out (r.configOmitted; it is not copied, nor checked with
+// json.Valid: those bytes are the ones written, which were checked then);
+// any other is read as without.
+func decodeRecordFast(b []byte, r *record, omit bool) bool {
 	p := scanner{b: b}
+	var config []byte // with omit: the configuration, aliasing b
 	if !p.next('{') {
 		return false
 	}
@@ -29,6 +37,14 @@ func decodeRecordFast(b []byte, r *record) bool {
 		}
 		switch string(key) {
 		case "config":
+			if omit {
+				v, ok := p.span()
+				if !ok {
+					return false
+				}
+				config = v
+				break
+			}
 			v, ok := p.raw()
 			if !ok {
 				return false
@@ -84,8 +100,32 @@ func decodeRecordFast(b []byte, r *record) bool {
 		if p.next(',') {
 			continue
 		}
-		return p.next('}') && p.i == len(b)
+		if !p.next('}') || p.i != len(b) {
+			return false
+		}
+		if config != nil {
+			if sameHash(config, r.ConfigHash) {
+				r.configOmitted = true
+			} else if json.Valid(config) {
+				r.Config = append(json.RawMessage(nil), config...)
+			} else {
+				return false
+			}
+		}
+		return true
 	}
+}
+
+// sameHash reports whether hexHash is the SHA-256 of b, in lower-case hex
+// as the records write it.
+func sameHash(b []byte, hexHash string) bool {
+	if len(hexHash) != 2*sha256.Size {
+		return false
+	}
+	sum := sha256.Sum256(b)
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	return string(hx[:]) == hexHash
 }
 
 type scanner struct {
@@ -125,7 +165,27 @@ func (p *scanner) str() ([]byte, bool) {
 // raw reads one JSON value and returns its bytes (aliasing b), checked
 // with json.Valid.
 func (p *scanner) raw() ([]byte, bool) {
-	start, depth := p.i, 0
+	start := p.i
+	if !p.skip() {
+		return nil, false
+	}
+	return p.value(start)
+}
+
+// span reads one JSON value as raw does, without json.Valid.
+func (p *scanner) span() ([]byte, bool) {
+	start := p.i
+	if !p.skip() {
+		return nil, false
+	}
+	v := p.b[start:p.i]
+	return v, len(v) > 0 && !isSpace(v[0]) && !isSpace(v[len(v)-1])
+}
+
+// skip moves past one JSON value, to the ',' or the closing '}' or ']'
+// after it, by its strings and brackets alone.
+func (p *scanner) skip() bool {
+	depth := 0
 	for p.i < len(p.b) {
 		switch p.b[p.i] {
 		case '"':
@@ -137,23 +197,23 @@ func (p *scanner) raw() ([]byte, bool) {
 				p.i++
 			}
 			if p.i >= len(p.b) {
-				return nil, false
+				return false
 			}
 		case '{', '[':
 			depth++
 		case '}', ']':
 			if depth == 0 {
-				return p.value(start)
+				return true
 			}
 			depth--
 		case ',':
 			if depth == 0 {
-				return p.value(start)
+				return true
 			}
 		}
 		p.i++
 	}
-	return nil, false
+	return false
 }
 
 func (p *scanner) value(start int) ([]byte, bool) {

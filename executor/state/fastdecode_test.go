@@ -2,7 +2,11 @@ package state
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +39,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fast, slow record
-		if !decodeRecordFast(b, &fast) {
+		if !decodeRecordFast(b, &fast, false) {
 			return
 		}
 		if err := json.Unmarshal(b, &slow); err != nil {
@@ -47,7 +51,40 @@ func FuzzDecodeRecord(f *testing.F) {
 			!fast.CreatedAt.Equal(slow.CreatedAt) || !fast.UpdatedAt.Equal(slow.UpdatedAt) {
 			t.Fatalf("decoders disagree on %s:\nfast %+v\nslow %+v", b, fast, slow)
 		}
+		// Omitting: the same record, but for a configuration whose
+		// SHA-256 is the config hash, left out.
+		var omit record
+		if !decodeRecordFast(b, &omit, true) {
+			t.Fatalf("the decoder omitting configurations refuses %s", b)
+		}
+		if omit.configOmitted {
+			sum := sha256.Sum256(fast.Config)
+			if len(fast.Config) == 0 || hex.EncodeToString(sum[:]) != fast.ConfigHash || omit.Config != nil {
+				t.Fatalf("configuration of %s omitted, its hash not its config hash", b)
+			}
+			omit.Config, omit.configOmitted = fast.Config, false
+		}
+		if !reflect.DeepEqual(omit, fast) {
+			t.Fatalf("decoders disagree on %s:\nomitting %+v\nfast %+v", b, omit, fast)
+		}
 	})
+}
+
+// TestDecodeOmitsHashedConfig: the omitting decoder leaves out exactly the
+// configuration whose SHA-256 is the config hash.
+func TestDecodeOmitsHashedConfig(t *testing.T) {
+	cfg := `{"a":[1,"x"]}`
+	sum := sha256.Sum256([]byte(cfg))
+	for _, tc := range []struct {
+		hash string
+		omit bool
+	}{{hex.EncodeToString(sum[:]), true}, {strings.Repeat("a", 64), false}, {"", false}} {
+		b := []byte(`{"addr":"job.x","config":` + cfg + `,"config_hash":"` + tc.hash + `"}`)
+		var r record
+		if !decodeRecordFast(b, &r, true) || r.configOmitted != tc.omit || (r.Config == nil) != tc.omit {
+			t.Errorf("hash %q: omitted %v, config %q; want omitted %v", tc.hash, r.configOmitted, r.Config, tc.omit)
+		}
+	}
 }
 
 // Records the fast decoder does not take still decode, through

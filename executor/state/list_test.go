@@ -1,12 +1,16 @@
 package state
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/orch-dev/orch/spec"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -63,5 +67,50 @@ func TestListDecodedOnEveryCPU(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", first)) {
 			t.Fatalf("List (decoded from %d records on every CPU) with bad %s and %s: %v", min, first, last, err)
 		}
+	}
+}
+
+// TestListOmitConfig: ListWith(OmitConfig) leaves out each configuration
+// whose SHA-256 is its record's config hash (ConfigOmitted), keeps one
+// whose hash is another and a record without one as List reads them, and
+// Configs reads the omitted ones back byte for byte.
+func TestListOmitConfig(t *testing.T) {
+	s, _ := openTemp(t)
+	config := []byte(`{"format":1,"values":{"command":{"t":["list","string"],"v":["sleep","1"]}}}`)
+	sum := sha256.Sum256(config)
+	good := Instance{Addr: mustAddr(t, "daemon.good"), Config: config, ConfigHash: hex.EncodeToString(sum[:]), Status: "running"}
+	other := Instance{Addr: mustAddr(t, "daemon.other"), Config: config, ConfigHash: strings.Repeat("0", 64), Status: "running"}
+	bare := Instance{Addr: mustAddr(t, "daemon.bare"), ConfigHash: hex.EncodeToString(sum[:]), Status: "running"}
+	for _, in := range []Instance{good, other, bare} {
+		if err := s.Put(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListWith(ListOptions{OmitConfig: true})
+	if err != nil || len(got) != 3 || len(all) != 3 {
+		t.Fatalf("ListWith: %d records, %v", len(got), err)
+	}
+	for i, g := range got {
+		want := all[i]
+		if g.Addr.Name == "good" {
+			if !g.ConfigOmitted || g.Config != nil {
+				t.Errorf("%s: ConfigOmitted %v, Config %q; want it left out", g.Addr, g.ConfigOmitted, g.Config)
+			}
+			want.Config, want.ConfigOmitted = nil, true
+		}
+		if !reflect.DeepEqual(g, want) {
+			t.Errorf("%s: ListWith\n%+v\nList\n%+v", g.Addr, g, want)
+		}
+	}
+	back, err := s.Configs([]spec.Address{good.Addr, bare.Addr, mustAddr(t, "daemon.none")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 1 || !bytes.Equal(back[good.Addr], config) {
+		t.Fatalf("Configs = %q", back)
 	}
 }

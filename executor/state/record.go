@@ -29,6 +29,10 @@ type Instance struct {
 	// set by every Put. Both are UTC.
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ConfigOmitted says that the record has a configuration, whose
+	// SHA-256 is ConfigHash, that List left out of Config
+	// (ListOptions.OmitConfig); Configs reads it.
+	ConfigOmitted bool
 }
 
 // record is the JSON form of an Instance in format 1. Its field names are
@@ -43,6 +47,8 @@ type record struct {
 	LastError  string          `json:"last_error,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
+
+	configOmitted bool // decodeRecordFast left Config out (omit)
 }
 
 func encodeInstance(inst *Instance) ([]byte, error) {
@@ -84,8 +90,15 @@ func encodeRecordSlow(r *record) ([]byte, error) {
 }
 
 func decodeInstance(key, b []byte) (Instance, error) {
+	return decodeInstanceOmitting(key, b, false)
+}
+
+// decodeInstanceOmitting is decodeInstance that, with omit, leaves out a
+// configuration whose SHA-256 is the record's config hash
+// (Instance.ConfigOmitted).
+func decodeInstanceOmitting(key, b []byte, omit bool) (Instance, error) {
 	var r record
-	if !decodeRecordFast(b, &r) {
+	if !decodeRecordFast(b, &r, omit) {
 		r = record{}
 		if err := json.Unmarshal(b, &r); err != nil {
 			return Instance{}, fmt.Errorf("state: corrupt record %q: %w", key, err)
@@ -103,6 +116,8 @@ func decodeInstance(key, b []byte) (Instance, error) {
 		LastError:  r.LastError,
 		CreatedAt:  r.CreatedAt,
 		UpdatedAt:  r.UpdatedAt,
+
+		ConfigOmitted: r.configOmitted,
 	}
 	if len(r.Config) > 0 {
 		inst.Config = []byte(r.Config)

@@ -499,11 +499,52 @@ func (s *Store) Get(addr spec.Address) (inst Instance, err error) {
 
 // List returns every record, sorted by address (spec.Address.Less).
 func (s *Store) List() (insts []Instance, err error) {
+	return s.ListWith(ListOptions{})
+}
+
+// ListOptions are List's.
+type ListOptions struct {
+	// OmitConfig leaves out of each record the configuration whose
+	// SHA-256 is its config hash, marking it ConfigOmitted (a plan reads
+	// only those that differ from the desired ones: issue 19); Configs
+	// reads them. Other backends than the file may read them all.
+	OmitConfig bool
+}
+
+// ListWith is List with options.
+func (s *Store) ListWith(opts ListOptions) (insts []Instance, err error) {
 	err = s.View(func(tx *Tx) error {
-		insts, err = tx.List()
+		insts, err = tx.ListWith(opts)
 		return err
 	})
 	return insts, err
+}
+
+// Configs returns the recorded configuration of each of addrs that has a
+// record with one, read in one transaction.
+func (s *Store) Configs(addrs []spec.Address) (map[spec.Address][]byte, error) {
+	out := make(map[spec.Address][]byte, len(addrs))
+	err := s.View(func(tx *Tx) error {
+		for _, a := range addrs {
+			key := []byte(a.String())
+			v, err := tx.bt.Record(key)
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				continue
+			}
+			inst, err := decodeInstance(key, v)
+			if err != nil {
+				return err
+			}
+			if len(inst.Config) > 0 {
+				out[a] = inst.Config
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Put writes one record in its own transaction, durable when Put returns.
@@ -569,8 +610,13 @@ func (tx *Tx) Get(addr spec.Address) (Instance, error) {
 
 // List returns every record, sorted by address.
 func (tx *Tx) List() ([]Instance, error) {
+	return tx.ListWith(ListOptions{})
+}
+
+// ListWith is List with options.
+func (tx *Tx) ListWith(opts ListOptions) ([]Instance, error) {
 	if bt, ok := tx.bt.(*boltTx); ok {
-		return listBolt(bt)
+		return listBolt(bt, opts.OmitConfig)
 	}
 	var out []Instance
 	err := tx.bt.Records(func(k, v []byte) error {
@@ -602,7 +648,7 @@ var listDecodeMin = 1024
 // presizing the result by walking the bucket first 16%). The error is
 // the one of the first bad record in key order, as a decoding in one
 // loop gives.
-func listBolt(bt *boltTx) ([]Instance, error) {
+func listBolt(bt *boltTx, omit bool) ([]Instance, error) {
 	type kv struct{ k, v []byte }
 	var recs []kv
 	if err := bt.Records(func(k, v []byte) error {
@@ -615,7 +661,7 @@ func listBolt(bt *boltTx) ([]Instance, error) {
 	errs := make([]error, len(recs))
 	decode := func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			if out[i], errs[i] = decodeInstance(recs[i].k, recs[i].v); errs[i] != nil {
+			if out[i], errs[i] = decodeInstanceOmitting(recs[i].k, recs[i].v, omit); errs[i] != nil {
 				return // what follows in this part is not looked at
 			}
 		}

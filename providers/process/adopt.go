@@ -150,9 +150,17 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 		known bool
 		insts []regEntry // oldest first
 	}
+	nothing, current := adoptFromSummary(logsDir, req, ours)
+	if nothing {
+		return resp, nil // nothing to do, as the summary says
+	}
 	var groups []*group
 	var pending []regEntry
-	err := withRegistry(logsDir, func(live *regLive) {
+	var summary *regSummary
+	err := withRegistryAt(logsDir, func(live *regLive, dev, ino uint64, offset int64) {
+		if !current && offset >= 0 {
+			summary = summaryOf(live, dev, ino, offset)
+		}
 		for _, keys := range live.names {
 			var g *group
 			for _, k := range keys {
@@ -191,6 +199,11 @@ func (p *Provider) Adopt(ctx context.Context, req providers.AdoptRequest) (provi
 	})
 	if err != nil {
 		return resp, &providers.Error{Op: "adopt", Err: err}
+	}
+	if summary != nil {
+		// The summary was missing or of another file: the next Adopt
+		// reads this one.
+		writeSummary(logsDir, summary)
 	}
 	if len(pending) > 0 {
 		found, err := p.resolvePending(logsDir, pending)

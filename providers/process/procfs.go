@@ -35,7 +35,7 @@ func readStat(pid int) (st procStat, ok bool) {
 		return st, false
 	}
 	var buf [1024]byte
-	n, err := readFull(fd, buf[:])
+	n, err := readStatFile(fd, buf[:])
 	unix.Close(fd)
 	if err != nil || n == 0 {
 		return st, false
@@ -188,6 +188,31 @@ func openRO(path string) (int, error) {
 			continue
 		}
 		return fd, err
+	}
+}
+
+// readStatFile reads a file of /proc whose text the kernel makes whole at
+// the first read (seq_file: /proc/<pid>/stat): a first read that returns
+// less than b holds, ending with its newline, is all of it, and the read
+// that would return 0 is not made (one system call of four per process
+// when a plan observes 10,000 daemons). Anything else reads on to the end.
+func readStatFile(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 && n < len(b) && b[n-1] == '\n' {
+			return n, nil
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		m, err := readFull(fd, b[n:])
+		return n + m, err
 	}
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/orch-dev/orch/spec"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseStat(t *testing.T) {
@@ -90,5 +93,28 @@ func TestWaitExit(t *testing.T) {
 			t.Fatal("exit not seen")
 		}
 		cmd.Wait()
+	}
+}
+
+// TestReadStatFile: a short first read ending with a newline is the whole
+// file; anything else is read on to the end.
+func TestReadStatFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, text := range []string{"1 (sleep) S 1\n", "no newline at the end", strings.Repeat("x", 100)} {
+		path := filepath.Join(dir, "f")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := openRO(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := readStatFile(fd, buf)
+		unix.Close(fd)
+		want := min(len(text), len(buf))
+		if err != nil || n != want || string(buf[:n]) != text[:want] {
+			t.Errorf("readStatFile of %q = %d, %v (%q); want %d", text, n, err, buf[:n], want)
+		}
 	}
 }

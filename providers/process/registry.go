@@ -491,8 +491,8 @@ func ReleaseRegistryCaches() {
 // directory is not orch's own (Adopt says so).
 func WarmRegistry(stateDir string) {
 	logsDir := filepath.Join(stateDir, "logs")
-	if owned.Check(logsDir) != nil {
-		return
+	if owned.Check(logsDir) != nil || summaryCurrent(logsDir) {
+		return // not ours; or Adopt reads the summary (regsummary.go)
 	}
 	withRegistry(logsDir, func(*regLive) {})
 }
@@ -501,6 +501,12 @@ func WarmRegistry(stateDir string) {
 // when it does not exist), read through the cache: only the lines appended
 // since the last call are parsed. fn must not keep live, nor change it.
 func withRegistry(dir string, fn func(live *regLive)) error {
+	return withRegistryAt(dir, func(live *regLive, _, _ uint64, _ int64) { fn(live) })
+}
+
+// withRegistryAt is withRegistry that also tells fn which file (device,
+// inode) live was read from, and up to which offset.
+func withRegistryAt(dir string, fn func(live *regLive, dev, ino uint64, offset int64)) error {
 	path := filepath.Join(dir, registryName)
 	v, _ := regCaches.LoadOrStore(path, &regCache{})
 	c := v.(*regCache)
@@ -508,7 +514,7 @@ func withRegistry(dir string, fn func(live *regLive)) error {
 	defer c.mu.Unlock()
 	f, err := owned.OpenFile(path, os.O_RDONLY)
 	if errors.Is(err, os.ErrNotExist) {
-		fn(newRegLive())
+		fn(newRegLive(), 0, 0, -1)
 		return nil
 	}
 	if err != nil {
@@ -534,7 +540,7 @@ func withRegistry(dir string, fn func(live *regLive)) error {
 		replayRegistry(c.live, b[:n])
 		c.offset += int64(n)
 	}
-	fn(c.live)
+	fn(c.live, c.dev, c.ino, c.offset)
 	return nil
 }
 

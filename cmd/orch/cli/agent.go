@@ -137,6 +137,9 @@ func (a *App) agentFor(dir string, vf *varFlags) *agent.Client {
 		a.loaded = &pendingLoad{dir: dir, vf: vf, checkPrograms: a.checkPrograms, res: res}
 		return nil
 	}
+	// The agent works on the state: a read started beside the load lets
+	// go of it.
+	a.dropFetch()
 	// The agent plans with its own variables: it refuses when this
 	// command's values differ, rather than ignore them.
 	c.Variables = res.cfg.VariablesHash()

@@ -51,6 +51,9 @@ type App struct {
 	// loads its configuration once, not twice (loading is most of a
 	// large plan's CPU).
 	loaded *pendingLoad
+	// fetch is the state being read while the configuration loads
+	// (prefetch.go), until a session takes it or it is dropped.
+	fetch *stateFetch
 }
 
 type pendingLoad struct {
@@ -89,6 +92,7 @@ func silentFailure() error { return &exitError{code: ExitError} }
 // NormaliseArgs).
 func (a *App) Run(args []string) int {
 	defer func() { a.plugins.close() }()
+	defer a.dropFetch()
 	a.Stdout, a.Stderr = a.redacting(a.Stdout), a.redacting(a.Stderr)
 	root := a.rootCommand()
 	args, err := a.chdir(root, args)

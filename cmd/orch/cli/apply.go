@@ -110,6 +110,11 @@ prints JSON lines as apply -json does; it needs -auto-approve.`,
 }
 
 func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, destroy bool) error {
+	op := "apply"
+	if destroy {
+		op = "destroy"
+	}
+	a.fetchState(dir, op, destroy)
 	if err := a.refuseOnSeveralHosts(dir, vf); err != nil {
 		return err
 	}
@@ -118,10 +123,6 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 			return err
 		}
 		return a.applyViaAgent(c, autoApprove, destroy)
-	}
-	op := "apply"
-	if destroy {
-		op = "destroy"
 	}
 	s, err := a.open(dir, vf, lf, op)
 	if err != nil {

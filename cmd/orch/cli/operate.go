@@ -59,6 +59,10 @@ type session struct {
 	// changes it left out for them.
 	away map[spec.Address]error
 	left []*planner.Change
+	// records are the state's, read while the configuration loaded
+	// (fetched; prefetch.go), for the first plan to take.
+	records []state.Instance
+	fetched bool
 }
 
 // awayErr is the error of an apply that went on around unreachable
@@ -104,6 +108,7 @@ func (s *session) close() {
 // taking the lock. Diagnostics are printed; a nil session means failure.
 func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session, error) {
 	res := a.loadConfig(dir, vf)
+	phase("load")
 	a.writeDiags(res.diags, res.files)
 	if res.diags.HasErrors() {
 		return nil, silentFailure()
@@ -113,7 +118,13 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
-	st, err := state.Open(filepath.Join(s.stateDir, "state.db"), state.Options{Operation: op, LockTimeout: lf.timeout, Backend: be})
+	path := filepath.Join(s.stateDir, "state.db")
+	if st, records := a.takeFetch(path, be); st != nil {
+		s.store, s.records, s.fetched = st, records, true
+		phase("open state")
+		return s, nil
+	}
+	st, err := state.Open(path, state.Options{Operation: op, LockTimeout: lf.timeout, Backend: be})
 	if err != nil {
 		var le *state.LockedError
 		if errors.As(err, &le) {
@@ -122,6 +133,7 @@ func (a *App) open(dir string, vf *varFlags, lf *lockFlags, op string) (*session
 		return nil, &exitError{code: ExitError, msg: err.Error()}
 	}
 	s.store = st
+	phase("open state")
 	return s, nil
 }
 
@@ -149,10 +161,26 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		close(warmed)
 	}
 	defer func() { <-warmed }()
-	stored, err := s.store.List()
+	// The desired snapshots are made beside the refresh: the stored
+	// configurations are read only where they differ (Prepared).
+	var prep *planner.Prepared
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		if !destroy {
+			prep = planner.Prepare(s.cfg, s.provs.Schemas())
+		}
+	}()
+	defer func() { <-prepared }()
+	stored, err := s.records, error(nil)
+	if !s.fetched {
+		stored, err = s.store.ListWith(state.ListOptions{OmitConfig: !destroy && !a.partial.any()})
+	}
+	s.records, s.fetched = nil, false
 	if err != nil {
 		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
 	}
+	phase("list")
 	// A runtime that cannot be reached (a Docker Engine, a systemd bus
 	// away) holds back nothing else: its changes are left out, said
 	// here, and the apply fails at its end naming them.
@@ -162,13 +190,19 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	}
 	// The process provider's registry was read for adoption; what the
 	// apply may look up later is read again then.
+	phase("refresh")
 	<-warmed
 	process.ReleaseRegistryCaches()
 	in.Destroy = destroy
 	if in.Targets, in.Replace, err = a.partial.addresses(); err != nil {
 		return nil, err
 	}
+	<-prepared
+	if err := readOmittedConfigs(s.store, stored, &in, prep); err != nil {
+		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
+	}
 	p, diags := planner.Make(in)
+	phase("make")
 	if len(away) > 0 && p != nil {
 		p, s.left = planner.Without(p, away)
 		s.away = away
@@ -192,6 +226,51 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return p, silentFailure()
 	}
 	return p, nil
+}
+
+// readOmittedConfigs completes the planner's input made from records
+// listed without their configurations (state.ListOptions.OmitConfig):
+// each such stored instance is marked so, and the configurations the plan
+// needs (Prepared.ConfigsNeeded: those that differ from the desired ones,
+// those no longer declared; all of them for a destroy, where prep is nil)
+// are read. in.Prepared is set to prep.
+func readOmittedConfigs(st *state.Store, records []state.Instance, in *planner.Input, prep *planner.Prepared) error {
+	omitted := 0
+	for _, r := range records {
+		if r.ConfigOmitted {
+			if sd := in.Stored[r.Addr]; sd != nil && len(sd.Config) == 0 {
+				sd.ConfigOmitted = true
+				omitted++
+			}
+		}
+	}
+	in.Prepared = prep
+	if omitted == 0 {
+		return nil
+	}
+	var need []spec.Address
+	if prep == nil {
+		for a, sd := range in.Stored {
+			if sd.ConfigOmitted {
+				need = append(need, a)
+			}
+		}
+	} else {
+		need = prep.ConfigsNeeded(*in)
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	configs, err := st.Configs(need)
+	if err != nil {
+		return err
+	}
+	for _, a := range need {
+		sd := *in.Stored[a]
+		sd.Config, sd.ConfigOmitted = configs[a], false
+		in.Stored[a] = &sd
+	}
+	return nil
 }
 
 func (a *App) colour(w io.Writer) bool {
@@ -301,9 +380,23 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 		ready.install(ex)
 	}
 	res, err := ex.Apply(ctx, s.cfg, p)
+	phase("execute")
 	var dead []error
 	if ready != nil && err == nil {
+		if ready.waits() && usesRuntime(s.cfg, "process") {
+			// While the starts prove alive, the process runtime's
+			// registry, which this apply wrote to, is summarised, so
+			// that the next plan need not replay it (regsummary.go).
+			summarised := make(chan struct{})
+			go func() {
+				defer close(summarised)
+				process.SummarizeRegistry(s.stateDir)
+				process.ReleaseRegistryCaches()
+			}()
+			defer func() { <-summarised }()
+		}
 		dead = ready.checkAlive(ctx)
+		phase("alive")
 		for _, d := range dead {
 			if a.jsonApply {
 				a.emit(JSONApplyLine{Type: "diagnostic", Diagnostic: &JSONDiagnostic{Severity: "error", Summary: d.Error()}})

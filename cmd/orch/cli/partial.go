@@ -55,3 +55,6 @@ func (pf partialFlags) refuseAgent(dir string) error {
 	return &exitError{code: ExitError, msg: "an agent (or orch up) runs for " + dir +
 		": it keeps every instance as declared, so -target and -replace do not apply; to replace an instance while it runs, use orch restart NAME"}
 }
+
+// any reports whether -target or -replace was given.
+func (pf *partialFlags) any() bool { return len(pf.targets) > 0 || len(pf.replace) > 0 }

@@ -84,6 +84,7 @@ no changes, 2 for changes and 1 for an error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.checkPrograms = true
+			a.fetchState(dirArg(args), "plan", destroy)
 			if done, err := a.placementPlan(dirArg(args), &vf, asJSON, detailed); done || err != nil {
 				return err
 			}
@@ -114,6 +115,7 @@ no changes, 2 for changes and 1 for an error.`,
 			} else {
 				fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
 			}
+			phase("render")
 			if out != "" {
 				if err := writeSavedPlan(out, s, &vf, p, a.partial); err != nil {
 					return &exitError{code: ExitError, msg: err.Error()}

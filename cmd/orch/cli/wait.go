@@ -179,6 +179,14 @@ func (r *readiness) waitNotify(ctx context.Context, c *planner.Change, h provide
 	}
 }
 
+// waits reports whether checkAlive will wait: the apply started daemons
+// without a health check.
+func (r *readiness) waits() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.started) > 0
+}
+
 // checkAlive reports the daemons without a health check that this apply
 // started and that no longer run aliveAfter after their start.
 func (r *readiness) checkAlive(ctx context.Context) []error {
