@@ -879,7 +879,12 @@ func commandRange(n *node) (hcl.Range, bool) {
 		}
 		return *n.cached.command, true
 	}
-	a := n.attrs["command"]
+	return firstElementRange(n.attrs["command"])
+}
+
+// firstElementRange is where a diagnostic about a program given as the
+// list attribute a points: its first element, else the whole list.
+func firstElementRange(a *hcl.Attribute) (hcl.Range, bool) {
 	if a == nil {
 		return hcl.Range{}, false
 	}
@@ -900,15 +905,10 @@ func probeRange(n *node) (hcl.Range, bool) {
 		return *n.cached.probe, true
 	}
 	nb := n.nested["health"]
-	if nb == nil || nb.attrs["exec"] == nil {
+	if nb == nil {
 		return hcl.Range{}, false
 	}
-	a := nb.attrs["exec"]
-	rng := a.Expr.Range()
-	if elems, d := hcl.ExprList(a.Expr); !d.HasErrors() && len(elems) > 0 {
-		rng = elems[0].Range()
-	}
-	return rng, true
+	return firstElementRange(nb.attrs["exec"])
 }
 
 // resItem is a daemon, job or module block to declare, parsed or from the

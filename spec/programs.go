@@ -85,16 +85,7 @@ func (l *loader) checkPrograms() {
 		} else {
 			reported[p] = true
 		}
-		d := &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Program not found",
-			Detail:   fmt.Sprintf("The program of %s, %s.", r.Addr, err),
-			Subject:  rangePtr(rng),
-		}
-		var ne *notExecutable
-		if errors.As(err, &ne) {
-			d.Summary = "Program not executable"
-		}
+		d := programDiag(err, fmt.Sprintf("The program of %s, %s.", r.Addr, err), rng)
 		mayBeMade := afterJob[r.Addr] || programUnder(k.name, k.path, k.dir, cfg.Dir)
 		if mayBeMade {
 			d.Severity = hcl.DiagWarning
@@ -141,16 +132,7 @@ func (l *loader) checkProbes(orchPath string, afterJob map[Address]bool) {
 			continue
 		}
 		reported[rng] = true
-		d := &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Program not found",
-			Detail:   fmt.Sprintf("The program of the health check of %s, %s.", r.Addr, err),
-			Subject:  rangePtr(rng),
-		}
-		var ne *notExecutable
-		if errors.As(err, &ne) {
-			d.Summary = "Program not executable"
-		}
+		d := programDiag(err, fmt.Sprintf("The program of the health check of %s, %s.", r.Addr, err), rng)
 		if afterJob[r.Addr] {
 			d.Severity = hcl.DiagWarning
 			d.Detail += " It runs after a job, which may create it; if none does, the check never passes."
@@ -160,6 +142,17 @@ func (l *loader) checkProbes(orchPath string, afterJob map[Address]bool) {
 		}
 		l.diags = append(l.diags, d)
 	}
+}
+
+// programDiag is the error about a program lookProgram refused (err),
+// at rng: not found, or not executable.
+func programDiag(err error, detail string, rng hcl.Range) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Program not found", Detail: detail, Subject: rangePtr(rng)}
+	var ne *notExecutable
+	if errors.As(err, &ne) {
+		d.Summary = "Program not executable"
+	}
+	return d
 }
 
 func lookupEnv(environ []string, name string) (string, bool) {

@@ -21,20 +21,6 @@ func encodeRecordFast(r *record, config []byte) (b []byte, ok bool) {
 		return nil, false
 	}
 	out := bytes.NewBuffer(make([]byte, 0, 160+len(config)+len(r.LastError)+base64.StdEncoding.EncodedLen(len(r.Handle))))
-	out.WriteString(`{"addr":"`)
-	out.WriteString(r.Addr)
-	out.WriteByte('"')
-	if r.Runtime != "" {
-		out.WriteString(`,"runtime":"`)
-		out.WriteString(r.Runtime)
-		out.WriteByte('"')
-	}
-	if len(config) > 0 {
-		out.WriteString(`,"config":`)
-		if json.Compact(out, config) != nil {
-			return nil, false
-		}
-	}
 	str := func(key, v string) {
 		if v != "" {
 			out.WriteString(`,"`)
@@ -44,21 +30,30 @@ func encodeRecordFast(r *record, config []byte) (b []byte, ok bool) {
 			out.WriteByte('"')
 		}
 	}
-	str("config_hash", r.ConfigHash)
-	b = out.Bytes()
-	if len(r.Handle) > 0 {
-		b = append(b, `,"handle":"`...)
-		b = base64.StdEncoding.AppendEncode(b, r.Handle)
-		b = append(b, '"')
+	out.WriteString(`{"addr":"`)
+	out.WriteString(r.Addr)
+	out.WriteByte('"')
+	str("runtime", r.Runtime)
+	if len(config) > 0 {
+		out.WriteString(`,"config":`)
+		if json.Compact(out, config) != nil {
+			return nil, false
+		}
 	}
-	out = bytes.NewBuffer(b)
+	str("config_hash", r.ConfigHash)
+	if len(r.Handle) > 0 {
+		out.WriteString(`,"handle":"`)
+		out.Write(base64.StdEncoding.AppendEncode(out.AvailableBuffer(), r.Handle))
+		out.WriteByte('"')
+	}
 	str("status", r.Status)
 	str("last_error", r.LastError)
-	b = append(out.Bytes(), `,"created_at":"`...)
-	b = r.CreatedAt.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","updated_at":"`...)
-	b = r.UpdatedAt.AppendFormat(b, time.RFC3339Nano)
-	return append(b, `"}`...), true
+	out.WriteString(`,"created_at":"`)
+	out.Write(r.CreatedAt.AppendFormat(out.AvailableBuffer(), time.RFC3339Nano))
+	out.WriteString(`","updated_at":"`)
+	out.Write(r.UpdatedAt.AppendFormat(out.AvailableBuffer(), time.RFC3339Nano))
+	out.WriteString(`"}`)
+	return out.Bytes(), true
 }
 
 // plain reports whether encoding/json writes s as it is between quotes:

@@ -554,23 +554,9 @@ func parseRegistry(b []byte) *regLive {
 // replayRegistry applies the lines of b to live. A line that does not
 // parse (a writer cut off mid-line by a crash) is skipped.
 func replayRegistry(live *regLive, b []byte) {
-	in := interner{}
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		e, ok := parseRegLine(line, in)
-		if !ok {
-			e = regEntry{}
-			if err := json.Unmarshal(line, &e); err != nil {
-				continue
-			}
-		}
+	eachRegLine(b, func(e regEntry) {
 		if e.Name == "" {
-			continue
+			return
 		}
 		switch {
 		case e.Gone:
@@ -587,6 +573,29 @@ func replayRegistry(live *regLive, b []byte) {
 		default:
 			live.put(e)
 		}
+	})
+}
+
+// eachRegLine calls fn with each entry of the registry lines b, in order.
+// A line that does not parse (a writer cut off mid-line by a crash) is
+// skipped.
+func eachRegLine(b []byte, fn func(regEntry)) {
+	in := interner{}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		e, ok := parseRegLine(line, in)
+		if !ok {
+			e = regEntry{}
+			if err := json.Unmarshal(line, &e); err != nil {
+				continue
+			}
+		}
+		fn(e)
 	}
 }
 

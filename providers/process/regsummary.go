@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -366,23 +365,7 @@ func currentSummary(dir string) *regSummary {
 			return nil
 		}
 		n = bytes.LastIndexByte(b[:n], '\n') + 1
-		in := interner{}
-		for rest := b[:n]; len(rest) > 0; {
-			line := rest
-			if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-				line, rest = rest[:i], rest[i+1:]
-			} else {
-				rest = nil
-			}
-			e, ok := parseRegLine(line, in)
-			if !ok {
-				e = regEntry{}
-				if err := json.Unmarshal(line, &e); err != nil {
-					continue
-				}
-			}
-			s.apply(e)
-		}
+		eachRegLine(b[:n], s.apply)
 		s.offset += int64(n)
 	}
 	if s.offset > read {
