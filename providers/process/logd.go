@@ -467,21 +467,21 @@ func (d *logd) add(fd, spare int, m logdMsg) error {
 		return err
 	}
 	d.notify()
-	// The log is opened (created, the first time) off the caller's path:
-	// the pipe holds what the daemon writes meanwhile.
-	go func() {
-		d.opening <- struct{}{}
-		closeSpare()
-		lw, err := d.acquire(m.Name, m.MaxSize, m.MaxFiles)
-		<-d.opening
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "orch %s: %s: %v\n", LogdArg, m.Name, err)
-			unix.Close(fd)
-			d.unreserve(id)
-			return
-		}
-		d.watch(&logPipe{fd: fd, id: id, name: m.Name, lw: lw})
-	}()
+	// The log is opened (created, the first time) before the answer: a
+	// started daemon has its log file (orch logs, right after the start,
+	// finds it), and a log that cannot be opened fails the start, named,
+	// instead of a line on the log daemon's stderr. Opening it off the
+	// caller's path saved some 20 us a start and left that window open.
+	d.opening <- struct{}{}
+	closeSpare()
+	lw, err := d.acquire(m.Name, m.MaxSize, m.MaxFiles)
+	<-d.opening
+	if err != nil {
+		unix.Close(fd)
+		d.unreserve(id)
+		return err // open PATH: cause; the start names the daemon
+	}
+	d.watch(&logPipe{fd: fd, id: id, name: m.Name, lw: lw})
 	return nil
 }
 

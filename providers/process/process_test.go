@@ -202,6 +202,11 @@ func TestStartObserveStop(t *testing.T) {
 	r := res("sleeper", "sleep", "60")
 	r.Env = map[string]string{"GREETING": "hello"}
 	h, hi := e.start(r)
+	// The log exists once the start returns (logd opens it before it
+	// answers), though the daemon wrote nothing yet.
+	if _, err := os.Stat(filepath.Join(e.state, "logs", "daemon.sleeper.log")); err != nil {
+		t.Fatalf("log after start: %v", err)
+	}
 
 	if _, pgid, sid, _, _ := stat(hi.Pid); pgid != hi.Pid || sid != hi.Pid {
 		t.Fatalf("daemon pgid %d sid %d, want its own session and group %d", pgid, sid, hi.Pid)
@@ -909,6 +914,37 @@ func TestPresignal(t *testing.T) {
 		// (sh may also say "Terminated" of its sleep, in the same group.)
 		if got := readLog(t, filepath.Join(e.state, "logs", "daemon."+d.name+".log")); strings.Count(got, "term\n") != 1 {
 			t.Errorf("%s logged %q, want one SIGTERM (one term line)", d.name, got)
+		}
+	}
+}
+
+// A log the log daemon cannot open fails the start, named, and leaves no
+// process behind.
+func TestStartFailsWhenLogCannotOpen(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	e.start(res("first", "sleep", "60")) // the log daemon runs
+	// A directory where the log file goes: open(O_WRONLY) fails.
+	if err := os.Mkdir(filepath.Join(e.state, "logs", "daemon.blocked.log"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := res("blocked", "sleep", "60")
+	resp, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state, Project: "proj"})
+	if err == nil {
+		if hi, perr := process.ParseHandle(resp.Handle); perr == nil {
+			killGroupAtCleanup(t, hi.Pgid)
+		}
+		t.Fatal("start succeeded with a log that cannot be opened")
+	}
+	if !strings.Contains(err.Error(), "daemon.blocked") || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("error %q: want the daemon named and the cause", err)
+	}
+	if got, err := e.p.Adopt(context.Background(), providers.AdoptRequest{StateDir: e.state}); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, o := range got.Objects {
+			if o.Addr == addr("blocked") {
+				t.Fatalf("adopt finds the refused daemon: %+v", o)
+			}
 		}
 	}
 }
