@@ -186,6 +186,9 @@ type step struct {
 	release  func()
 	released bool
 	hurry    *hurry // the Apply's, for its stops
+	// recordedAhead: a stop whose record (stopped) was queued when the
+	// step was launched (recordAhead), not once its instance was gone.
+	recordedAhead bool
 }
 
 // stopped tells Apply that s's instance has stopped (releasesEarly).
@@ -333,7 +336,9 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 	run := func(s *step) {
 		// In-flight steps finish even when ctx is cancelled.
 		err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
-		rec.stepEnded()
+		if !s.recordedAhead {
+			rec.stepEnded() // one recorded ahead ended for rec then
+		}
 		mu.Lock()
 		running--
 		var se *stateError
@@ -358,6 +363,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 	}
 	start = func(batch []*step) {
 		e.presignal(cfg, h, batch)
+		recordAhead(batch, rec)
 		for _, s := range batch {
 			select {
 			case work <- s:

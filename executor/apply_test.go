@@ -706,3 +706,101 @@ daemon "d" {
 		}
 	}
 }
+
+// slowStop is the recorder as a runtime whose Stop of one address waits
+// for gate, and fails with err when it is set.
+type slowStop struct {
+	*recorder
+	addr string
+	gate chan struct{}
+	err  error
+}
+
+func (s *slowStop) Stop(ctx context.Context, req providers.StopRequest) (providers.StopResponse, error) {
+	if req.Addr.String() == s.addr {
+		<-s.gate
+		if s.err != nil {
+			return providers.StopResponse{}, s.err
+		}
+	}
+	return s.recorder.Stop(ctx, req)
+}
+
+// TestStopRecordedAhead: the record of a Stop (orch up's shutdown) is
+// written while its instance is still stopping, so that its transaction
+// overlaps the stops rather than following the last; a Stop that fails
+// puts the record back as it was, with the failure as its last error.
+func TestStopRecordedAhead(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			f := newFixture(t)
+			cfg := f.load(chain)
+			if _, _, err := f.apply(context.Background(), cfg, false); err != nil {
+				t.Fatal(err)
+			}
+			ss := &slowStop{recorder: f.rec, addr: "daemon.solo", gate: make(chan struct{})}
+			if fail {
+				ss.err = errors.New("process group 7 survived SIGKILL")
+			}
+			f.ex.Providers = Providers{"process": ss}
+			stored, err := f.store.List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			var res *Result
+			go func() {
+				r, err := f.ex.Apply(context.Background(), cfg, planner.StopAll(StoredOf(stored)))
+				res = r
+				done <- err
+			}()
+			status := func(name string) (string, string) {
+				insts, err := f.store.List()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, i := range insts {
+					if i.Addr.Name == name {
+						return i.Status, i.LastError
+					}
+				}
+				t.Fatalf("no record of %s", name)
+				return "", ""
+			}
+			// solo's Stop has not returned: its record says stopped already.
+			waitUntil(t, func() bool { s, _ := status("solo"); return s == StatusStopped.String() })
+			select {
+			case err := <-done:
+				t.Fatalf("Apply returned while a Stop was under way: %v", err)
+			default:
+			}
+			close(ss.gate)
+			err = <-done
+			s, lastErr := status("solo")
+			if !fail {
+				if err != nil || s != StatusStopped.String() {
+					t.Fatalf("Apply: %v; solo's record %q, want stopped", err, s)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failed []string
+			for _, o := range res.Outcomes {
+				if o.Err != nil {
+					failed = append(failed, o.Addr.String())
+				}
+			}
+			if len(failed) != 1 || failed[0] != "daemon.solo" {
+				t.Fatalf("failed steps %v, want daemon.solo alone", failed)
+			}
+			if s != StatusRunning.String() || !strings.Contains(lastErr, "survived SIGKILL") {
+				t.Fatalf("solo's record after its failed stop: %q, %q; want running, with the failure", s, lastErr)
+			}
+			if s, _ := status("a"); s != StatusStopped.String() {
+				t.Fatalf("a's record %q, want stopped", s)
+			}
+		})
+	}
+}

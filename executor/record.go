@@ -237,6 +237,15 @@ func (g *groupCommit) putReleased(inst state.Instance) {
 }
 func (g *groupCommit) deleteReleased(a spec.Address) { g.release(recordOp{del: a}) }
 
+// ahead queues the record of a step just launched that writes nothing
+// more (recordAhead): for the transactions, the step has ended (it no
+// longer counts among those a transaction waits for), and the executor
+// does not call stepEnded for it.
+func (g *groupCommit) ahead(inst state.Instance) {
+	g.running.Add(-1)
+	g.putReleased(inst)
+}
+
 func (g *groupCommit) release(op recordOp) {
 	op.released = true
 	g.late.Add(1)

@@ -80,12 +80,24 @@ func listen(addr, zone string, reg *service.Registry, n int) (*Server, error) {
 			s.buildReplies()
 		}()
 	}
+	// Returned once each server serves: a Close before that found a
+	// server "not started", left it, and then waited for it forever.
+	started := make(chan error, 2*len(servers))
 	for _, srv := range servers {
+		srv.NotifyStartedFunc = func() { started <- nil }
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			srv.ActivateAndServe()
+			if err := srv.ActivateAndServe(); err != nil {
+				started <- err
+			}
 		}()
+	}
+	for range servers {
+		if err := <-started; err != nil {
+			s.Close()
+			return nil, service.NewListenError("dns", addr, err)
+		}
 	}
 	return s, nil
 }

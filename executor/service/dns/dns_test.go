@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/executor/service"
 )
@@ -195,5 +196,27 @@ func TestListenInUse(t *testing.T) {
 	// The one in use still works; nothing else was bound.
 	if pc.LocalAddr() == nil {
 		t.Fatal("lost")
+	}
+}
+
+// TestCloseRightAfterListen: a server closed at once (orch up stopping as
+// it starts) releases its address and returns; it used to find its
+// servers not started yet and then wait for them forever.
+func TestCloseRightAfterListen(t *testing.T) {
+	for range 50 {
+		s, err := Listen("127.0.0.1:0", "orch.internal.", service.New())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Close right after Listen did not return in 30 s")
+		}
 	}
 }
