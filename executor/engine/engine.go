@@ -103,6 +103,12 @@ type Options struct {
 	// instances (elsewhere.go); nil, or an address it leaves out: Down.
 	// Call ElsewhereChanged when what it says may have changed.
 	Elsewhere func() map[spec.Address]gate.Readiness
+	// CloseLater, when set, takes a copy of a descriptor the engine is
+	// about to close and closes it later, elsewhere (the process
+	// runtime's log daemon: process.Provider.CloseLater), so that the
+	// engine does not wait for that close; an error: the engine closes it
+	// itself. See closeWatcher.
+	CloseLater func(fd int) error
 }
 
 // Engine is orch up: it applies the configuration, supervises what runs,

@@ -321,6 +321,20 @@ func (d *logd) accept() {
 // serve answers the requests of one provider connection.
 func (d *logd) serve(c *net.UnixConn) {
 	defer c.Close()
+	// Descriptors given to close later (linger), held until the
+	// connection ends: the provider's own copies are closed by then (it
+	// closes them on the answer, or dies), so the close here is the last,
+	// the one that may wait in the kernel.
+	var lingering []int
+	defer func() {
+		if len(lingering) > 0 {
+			go func() {
+				for _, fd := range lingering {
+					unix.Close(fd)
+				}
+			}()
+		}
+	}()
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	for {
@@ -368,6 +382,15 @@ func (d *logd) serve(c *net.UnixConn) {
 				if err := d.add(fds[0], spare, m); err != nil {
 					rep.Error = err.Error()
 				}
+				fds = fds[1:]
+			case "linger":
+				// A descriptor to close once this connection ends
+				// (Provider.CloseLater).
+				if len(fds) != 1 {
+					rep.Error = "linger needs one descriptor"
+					break
+				}
+				lingering = append(lingering, fds[0])
 				fds = fds[1:]
 			case "conf":
 				d.mu.Lock()

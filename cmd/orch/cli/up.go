@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/agent/web"
 	"github.com/orch-dev/orch/executor/engine"
@@ -136,6 +137,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load, WatchFiles: vf.varFiles,
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
+		CloseLater: closeLater(s.provs, s.stateDir),
 	})
 	// Modules' own states and what they publish reach the event stream
 	// (orch events, the web page).
@@ -192,4 +194,16 @@ func (p *pipeWatch) Write(b []byte) (int, error) {
 		p.once.Do(func() { close(p.gone) })
 	}
 	return n, err
+}
+
+// closeLater is engine.Options.CloseLater through the process runtime's
+// log daemon (process.Provider.CloseLater); nil without a process runtime.
+func closeLater(provs executor.Providers, stateDir string) func(fd int) error {
+	cl, ok := provs[process.Kind].(interface {
+		CloseLater(stateDir string, fd int) error
+	})
+	if !ok {
+		return nil
+	}
+	return func(fd int) error { return cl.CloseLater(stateDir, fd) }
 }
