@@ -218,6 +218,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 	steps := e.buildSteps(cfg, p)
 	rec := newGroupCommit(e.Store)
 	rec.redact = cfg.Redactor()
+	rec.writers.Store(int64(len(steps)))
 	defer rec.close()
 	h := newHurry(e.Kill)
 	defer h.close()
@@ -302,6 +303,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 				if s.skip.IsZero() {
 					s.skip = Skip{Reason: SkipInterrupted}
 				}
+				rec.skipped()
 				finish(s)
 				if e.Progress != nil {
 					e.Progress(StepEvent{Addr: s.change.Addr, Action: s.change.Action, Kind: s.kind, Done: true, Skipped: true})
@@ -336,9 +338,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 	run := func(s *step) {
 		// In-flight steps finish even when ctx is cancelled.
 		err := e.runStep(context.WithoutCancel(ctx), cfg, s, rec)
-		if !s.recordedAhead {
-			rec.stepEnded() // one recorded ahead ended for rec then
-		}
+		rec.stepEnded(s.recordedAhead)
 		mu.Lock()
 		running--
 		var se *stateError

@@ -590,6 +590,7 @@ func TestReleasedRecordsGather(t *testing.T) {
 	}
 	batches := func() []int { gs.mu.Lock(); defer gs.mu.Unlock(); return slices.Clone(gs.batches) }
 	g.running.Store(2) // steps still run: released writes wait for more
+	g.writers.Store(2)
 	for i := range 5 {
 		g.putReleased(inst(i))
 	}
@@ -603,11 +604,13 @@ func TestReleasedRecordsGather(t *testing.T) {
 		t.Fatalf("records after each transaction: %v, want [6]", b)
 	}
 	g.running.Store(40) // many steps still run: a full batch commits
+	g.writers.Store(40)
 	for i := range releasedBatch + 3 {
 		g.putReleased(inst(10 + i))
 	}
 	waitUntil(t, func() bool { return len(batches()) == 2 })
 	g.running.Store(1) // what is left waits for the last step
+	g.writers.Store(1)
 	for i := range releasedBatch {
 		g.putReleased(inst(100 + i))
 	}
@@ -615,7 +618,7 @@ func TestReleasedRecordsGather(t *testing.T) {
 	if b := batches(); len(b) != 2 {
 		t.Fatalf("records after each transaction: %v: a full batch committed while fewer steps ran than it held", b)
 	}
-	g.stepEnded() // the last step ends: the rest commits, in one
+	g.stepEnded(false) // the last step ends: the rest commits, in one
 	if err := g.flush(); err != nil {
 		t.Fatal(err)
 	}

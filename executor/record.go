@@ -62,6 +62,10 @@ type recordOp struct {
 // quarter of orch up's CPU in the stop (perf, 2 cores).
 type groupCommit struct {
 	running atomic.Int64 // steps running; set by the executor
+	// writers counts the steps of the Apply that may still write a
+	// record: not ended, launched or not, and not recorded ahead. Set by
+	// the executor; see mayWrite.
+	writers atomic.Int64
 	// redact removes sensitive values from what put records (LastError).
 	redact *spec.Redactor
 	store  Recorder
@@ -161,13 +165,17 @@ func (g *groupCommit) loop() {
 	}
 }
 
-// mayWrite reports whether batch should wait for more: a step still
-// running may add a write to it (fewer of its writes are waited on than
-// steps run), and it is not a full batch of released writes: releasedBatch,
-// or a quarter of the steps still running when more (a stop of 1,000
-// commits its records in a few transactions, and the one left for the end
-// stays small as the steps run out). A full batch still waits when the
-// steps still running are fewer than it holds: they are about to end,
+// mayWrite reports whether batch should wait for more. A batch a step
+// waits on waits while a step still running may add a write to it (fewer
+// of its writes are waited on than steps run). A batch of released writes
+// alone waits while a step of the Apply may still write (writers: on a
+// chain of stops each link records ahead as it is launched, one at a
+// time), unless it is full: releasedBatch, or a quarter of those steps
+// when more (a stop of 1,000 commits its records in a few transactions,
+// and the one left for the end stays small as the steps run out); and a
+// stop of 100 recorded ahead at once commits at once, while its daemons
+// die. A full batch still waits when the steps that may write are fewer
+// than it holds: they are about to end,
 // and one transaction for all is cheaper than a full one and then the
 // rest, one after the other (a stop of 100 ended on two, each two
 // fsyncs, after its last daemon was gone). releasedLinger bounds that
@@ -179,16 +187,34 @@ func (g *groupCommit) mayWrite(batch []recordOp) bool {
 			waited++
 		}
 	}
-	running := g.running.Load()
-	if n := int64(len(batch)); waited == 0 && n >= max(releasedBatch, running/4) && running > n {
-		return false
+	if waited == 0 {
+		// Released writes alone: they wait for those of the steps that
+		// may still write, launched or not (on a chain of stops, one step
+		// runs at a time, and each records ahead as it is launched).
+		writers, n := g.writers.Load(), int64(len(batch))
+		return writers > 0 && !(n >= max(releasedBatch, writers/4) && writers > n)
 	}
-	return int64(waited) < running
+	return int64(waited) < g.running.Load()
 }
 
-// stepEnded is called by the executor when a step has returned.
-func (g *groupCommit) stepEnded() {
-	g.running.Add(-1)
+// stepEnded is called by the executor when a step has returned; ahead:
+// it was recorded ahead, and counted out then.
+func (g *groupCommit) stepEnded(ahead bool) {
+	if !ahead {
+		g.running.Add(-1)
+		g.writers.Add(-1)
+	}
+	g.wake()
+}
+
+// skipped is called by the executor for a step that ends without running.
+func (g *groupCommit) skipped() {
+	g.writers.Add(-1)
+	g.wake()
+}
+
+// wake wakes a lingering transaction: what it waits for may have changed.
+func (g *groupCommit) wake() {
 	select {
 	case g.ended <- struct{}{}:
 	default:
@@ -243,6 +269,7 @@ func (g *groupCommit) deleteReleased(a spec.Address) { g.release(recordOp{del: a
 // does not call stepEnded for it.
 func (g *groupCommit) ahead(inst state.Instance) {
 	g.running.Add(-1)
+	g.writers.Add(-1)
 	g.putReleased(inst)
 }
 
