@@ -83,7 +83,9 @@ daemon "app" {
 				waiting = l
 			}
 		}
-		return waiting.Node == "n2" && strings.Contains(waiting.Status, "daemon.db")
+		// db's own state reaches n2 through the backend a moment after
+		// db runs: until then app waits "for daemon.db to run".
+		return waiting.Node == "n2" && strings.Contains(waiting.Status, "daemon.db to be healthy")
 	})
 	if waiting.Status != "waiting for daemon.db to be healthy" || waiting.State != "waiting" {
 		t.Errorf("orch status of daemon.app: %+v", waiting)
