@@ -24,6 +24,7 @@ var ladder = []struct {
 	{1, "providers/bus", false},
 	{1, "providers/owned", false},
 	{1, "providers/logfile", false},
+	{1, "providers/hostuser", false}, // a declared user and group as a host credential
 	{1, "providers/plugin/proto", false},
 	{1, "providers/plugin/wire", true},
 	{1, "providers/plugin/sdk", true},

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orch-dev/orch/providers/hostuser"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -97,6 +98,11 @@ func unwrapURL(err error) error {
 	}
 }
 
+// hostUsers reports whether a daemon's user and group on runtime rt are
+// users of this host: the process and systemd runtimes'. A container's
+// are its image's, so its exec check runs as orch does.
+func hostUsers(rt spec.Address) bool { return rt.Type == "process" || rt.Type == "systemd" }
+
 func probeExec(ctx context.Context, argv []string, r *spec.Resource) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("exec: empty command")
@@ -105,6 +111,16 @@ func probeExec(ctx context.Context, argv []string, r *spec.Resource) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
+	if r != nil && (r.User != "" || r.Group != "") && hostUsers(r.Runtime) {
+		// As the daemon runs: a probe of a daemon declared to run as
+		// postgres runs as postgres, not as root (pg_isready as root
+		// made postgres log "role root does not exist" at every probe).
+		cred, err := hostuser.Credential(r.User, r.Group)
+		if err != nil {
+			return fmt.Errorf("exec %s: %w", argv[0], err)
+		}
+		cmd.SysProcAttr.Credential = cred
+	}
 	env := map[string]string{"PATH": os.Getenv("PATH")}
 	if r != nil {
 		cmd.Dir = r.Dir

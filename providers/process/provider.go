@@ -8,10 +8,8 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/hostuser"
 	"github.com/orch-dev/orch/providers/notify"
 	"github.com/orch-dev/orch/providers/owned"
 	"github.com/orch-dev/orch/spec"
@@ -234,7 +233,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 	if err != nil {
 		return resp, attrErr(addr, "command", err)
 	}
-	cred, err := credential(r.User, r.Group)
+	cred, err := hostuser.Credential(r.User, r.Group)
 	if err != nil {
 		attr := "user"
 		if r.User == "" {
@@ -690,66 +689,6 @@ func checkExecutable(p string) error {
 		return errors.New("is not executable (no x permission)")
 	}
 	return nil
-}
-
-// credential looks up user and group by name (or number). It returns nil
-// when they are orch's own, and an error when they differ and orch is not
-// root.
-func credential(userName, groupName string) (*syscall.Credential, error) {
-	if userName == "" && groupName == "" {
-		return nil, nil
-	}
-	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
-	groups := []uint32{}
-	if userName != "" {
-		u, err := user.Lookup(userName)
-		if err != nil {
-			if _, nerr := strconv.ParseUint(userName, 10, 32); nerr == nil {
-				u, err = user.LookupId(userName)
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("user %q: %w", userName, err)
-		}
-		uid = atou32(u.Uid)
-		gid = atou32(u.Gid)
-		if ids, err := u.GroupIds(); err == nil {
-			for _, g := range ids {
-				groups = append(groups, atou32(g))
-			}
-		}
-	}
-	if groupName != "" {
-		g, err := user.LookupGroup(groupName)
-		if err != nil {
-			if _, nerr := strconv.ParseUint(groupName, 10, 32); nerr == nil {
-				g, err = user.LookupGroupId(groupName)
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("group %q: %w", groupName, err)
-		}
-		gid = atou32(g.Gid)
-	}
-	if uid == uint32(os.Geteuid()) && gid == uint32(os.Getegid()) {
-		return nil, nil
-	}
-	if os.Geteuid() != 0 {
-		who := "user " + strconv.Quote(userName)
-		if userName == "" {
-			who = "group " + strconv.Quote(groupName)
-		}
-		return nil, fmt.Errorf("running as %s needs orch to run as root (orch runs as uid %d)", who, os.Geteuid())
-	}
-	if len(groups) == 0 {
-		groups = []uint32{gid}
-	}
-	return &syscall.Credential{Uid: uid, Gid: gid, Groups: groups}, nil
-}
-
-func atou32(s string) uint32 {
-	n, _ := strconv.ParseUint(s, 10, 32)
-	return uint32(n)
 }
 
 // Observe reports the state of each handle from /proc/<pid>/stat: running
