@@ -67,6 +67,23 @@ type Adopter interface {
 	Adopt(ctx context.Context, req AdoptRequest) (AdoptResponse, error)
 }
 
+// ListenerOwner tells whether an instance's own processes listen on a TCP
+// port of the host. A health check of the new half of a
+// create_before_destroy replace that its predecessor answers, on the same
+// port, proves nothing: the engine asks this before it lets the old one
+// go. Only a runtime whose instances share the host's network implements
+// it (the process runtime).
+type ListenerOwner interface {
+	Listens(ctx context.Context, req ListensRequest) (bool, error)
+}
+
+type ListensRequest struct {
+	Runtime *spec.Runtime
+	Addr    spec.Address
+	Handle  Handle
+	Port    int
+}
+
 // Signaler sends a signal to an instance.
 type Signaler interface {
 	Signal(ctx context.Context, req SignalRequest) (SignalResponse, error)

@@ -278,3 +278,75 @@ daemon "app" {
 		t.Fatalf("app[1] was stopped before the new app[0] was healthy:\n%s", u.dump())
 	}
 }
+
+// sharedPortConfig is one instance of the test server whose health check
+// is on its service port (no admin port of its own), replaced
+// create-before-destroy; reuse makes it bind with SO_REUSEPORT, so that a
+// new instance can listen beside the old one.
+func sharedPortConfig(port, version int, reuse bool) string {
+	flag := ""
+	if reuse {
+		flag = `"-reuseport", `
+	}
+	return fmt.Sprintf(`
+daemon "web" {
+  command = [%q, %s"-delay", "300ms", "-addr", "127.0.0.1:%d", "-id", "v%d"]
+  env = {
+    VERSION = "%d"
+  }
+  health {
+    http          = "http://127.0.0.1:%d/healthz"
+    interval      = "20ms"
+    start_timeout = "3s"
+  }
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+`, httpdBin, flag, port, version, version, port)
+}
+
+// TestReplaceWaitsForItsOwnListener: the new instance of a
+// create_before_destroy replace whose check is on the port it shares with
+// the old one is ready only once it listens there itself. The old one,
+// still running, passed the new one's check: a new instance that could
+// not bind beside it (no SO_REUSEPORT) was taken for ready, the old one
+// stopped, and the port refused connections until a restart. Now that
+// replace reverts, the old one serving throughout; with SO_REUSEPORT the
+// new one binds beside it and the replace goes through.
+func TestReplaceWaitsForItsOwnListener(t *testing.T) {
+	for _, reuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reuseport=%v", reuse), func(t *testing.T) {
+			port := freePorts(t, 1)
+			dir := t.TempDir()
+			u := startUpIn(t, dir, sharedPortConfig(port, 1, reuse))
+			evs := u.waitFor("healthy", func(evs []ev) bool { return count(evs, "daemon.web", "healthy") == 1 })
+			old := pids(evs)["daemon.web"]
+			l := startLoad(port, 1)
+			renameSave(t, dir, sharedPortConfig(port, 2, reuse))
+			if !reuse {
+				evs = u.waitFor("the replace reverted", func(evs []ev) bool { return count(evs, "daemon.web", "failed") == 1 })
+				ok, refused, _ := l.end()
+				i := index(evs, "daemon.web", "failed", 0)
+				if !strings.Contains(evs[i].Detail, "did not become ready") {
+					t.Errorf("failed detail %q", evs[i].Detail)
+				}
+				if !alive(old) {
+					t.Errorf("the old instance (pid %d) was stopped:\n%s", old, u.dump())
+				}
+				if refused != 0 {
+					t.Errorf("%d of %d requests refused during the reverted replace:\n%s", refused, ok+refused, u.dump())
+				}
+				return
+			}
+			u.waitFor("replaced", func(evs []ev) bool { return count(evs, "daemon.web", "stopped") == 1 })
+			ok, refused, _ := l.end()
+			if alive(old) {
+				t.Errorf("the old instance (pid %d) still runs after the replace:\n%s", old, u.dump())
+			}
+			if refused != 0 {
+				t.Errorf("%d of %d requests refused during the replace:\n%s", refused, ok+refused, u.dump())
+			}
+		})
+	}
+}

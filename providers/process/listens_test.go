@@ -1,0 +1,55 @@
+package process_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/process"
+)
+
+// TestListens: a daemon that listens on a port is told from one that
+// does not, and from a port this test process holds itself.
+func TestListens(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	mine, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	ours := mine.Addr().(*net.TCPAddr).Port
+	server := res("server", "python3", "-c", fmt.Sprintf(
+		"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', %d)); s.listen(); time.sleep(60)", theirs))
+	hs, _ := e.start(server)
+	hq, _ := e.start(res("quiet", "sleep", "60"))
+	listens := func(name string, h providers.Handle, port int) bool {
+		t.Helper()
+		ok, err := e.p.Listens(context.Background(), providers.ListensRequest{Addr: addr(name), Handle: h, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !listens("server", hs, theirs) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server daemon does not listen on %d after 10 s", theirs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if listens("quiet", hq, theirs) {
+		t.Error("a daemon that listens on nothing is said to listen on the server's port")
+	}
+	if listens("server", hs, ours) {
+		t.Error("the server daemon is said to listen on the test's own port")
+	}
+}
