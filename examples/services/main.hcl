@@ -39,7 +39,10 @@ orch {
 
 daemon "web" {
   count   = 2
-  command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", "${path.root}/site", "${var.web_port + count.index}"]
+  # serve.py is Python's http.server listening with SO_REUSEPORT: the new
+  # instance of a replace binds beside the old one, and is ready once it
+  # listens itself (orch checks), not when the old one answers its check.
+  command = ["python3", "${path.root}/serve.py", "${var.web_port + count.index}", "${path.root}/site"]
   env = {
     PYTHONUNBUFFERED = "1"
   }
