@@ -54,6 +54,12 @@ const (
 	// config_invalid, and declares what already runs: nothing changed.
 	// (A valid save that changes something is config_reloaded.)
 	EventConfigValid
+
+	// EventStillStarting: its health check has not passed yet, and its
+	// last probe failed (Detail: that failure, the failed probes so far,
+	// and when start_timeout gives up on it). Said 5 s after its start,
+	// then every 15 s, until a probe passes or start_timeout runs out.
+	EventStillStarting
 )
 
 var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "exited", "restarting",
@@ -61,7 +67,7 @@ var eventNames = [...]string{"", "started", "adopted", "updated", "completed", "
 	"config_reloaded", "config_invalid", "plan", "plan_applied", "ready", "shutdown", "error",
 	"unreachable", "reconnected", "paused", "resumed", "reloaded", "blocked",
 	"module_state", "published", "service_registered", "service_deregistered",
-	"config_valid"}
+	"config_valid", "still_starting"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && t != 0 {
@@ -206,6 +212,8 @@ func (e Event) String() string {
 		b.WriteString("applying")
 	case EventPublished:
 		b.WriteString("published " + e.Topic)
+	case EventStillStarting:
+		b.WriteString("still starting, its health check fails")
 	default:
 		b.WriteString(e.Type.String())
 	}

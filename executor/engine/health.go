@@ -162,12 +162,24 @@ func probeExec(ctx context.Context, argv []string, r *spec.Resource) error {
 //
 // Failures during h.StartPeriod never count. The first probe runs at once.
 func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, report func(healthy bool, detail string)) {
-	monitorFrom(ctx, h, r, started, false, report)
+	monitorFrom(ctx, h, r, started, false, report, nil)
 }
 
 // monitorFrom is monitor starting from ready (a daemon resumed after a
 // pause, which had passed before) or from starting.
-func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, ready bool, report func(healthy bool, detail string)) {
+// stillStartingFirst and stillStartingEvery pace the failing (still
+// starting) reports of monitorFrom (vars for a test).
+var (
+	stillStartingFirst = 5 * time.Second
+	stillStartingEvery = 15 * time.Second
+)
+
+// monitorFrom is monitor, from ready or not. While the instance starts,
+// failing (when not nil) is told of its failing probes:
+// stillStartingFirst after its start, then every stillStartingEvery, so
+// that a server that never binds does not stay silent until its
+// start_timeout (60 s by default).
+func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, ready bool, report func(healthy bool, detail string), failing func(detail string)) {
 	interval := h.Interval
 	if interval <= 0 {
 		interval = 10 * time.Second
@@ -186,6 +198,7 @@ func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started 
 	if ready {
 		status = healthy
 	}
+	notice := started.Add(stillStartingFirst)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -215,6 +228,9 @@ func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started 
 			if up >= startTimeout {
 				status = unhealthy
 				report(false, fmt.Sprintf("%v (not ready within start_timeout %s: %d failed probes, none passed)", err, startTimeout, fails))
+			} else if failing != nil && !time.Now().Before(notice) {
+				notice = time.Now().Add(stillStartingEvery)
+				failing(fmt.Sprintf("%v (%d failed probes in %s; unhealthy at start_timeout %s)", err, fails, up.Round(100*time.Millisecond), startTimeout))
 			}
 		default:
 			fails++

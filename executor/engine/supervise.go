@@ -120,7 +120,10 @@ func (e *Engine) monitorHealth(ctx context.Context, inst *instance, ready bool) 
 			e.monitorNotify(hctx, h, r, rt, handle, started, ready, report)
 			return
 		}
-		monitorFrom(hctx, h, r, started, ready, report)
+		failing := func(detail string) {
+			e.post(func() { e.stillStarting(addr, gen, detail) })
+		}
+		monitorFrom(hctx, h, r, started, ready, report, failing)
 	}()
 }
 
@@ -249,6 +252,16 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 }
 
 // health handles a transition of generation gen's health check.
+// stillStarting says that generation gen of addr, not healthy yet, keeps
+// failing its health check (EventStillStarting).
+func (e *Engine) stillStarting(addr spec.Address, gen uint64, detail string) {
+	inst := e.insts[addr]
+	if inst == nil || inst.gen != gen || !inst.sup.running() || inst.sup.healthy() || e.stopping || inst.sup.isPaused() {
+		return
+	}
+	e.emit(Event{Type: EventStillStarting, Addr: addr, Detail: detail})
+}
+
 func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	inst := e.insts[addr]
 	if inst == nil || inst.gen != gen || !inst.sup.running() || e.stopping || inst.sup.isPaused() {

@@ -169,3 +169,62 @@ func TestIgnoredPath(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorSaysStillStarting: while no probe has passed, the monitor
+// tells of the failing ones (still_starting), paced, with the last
+// failure and the count; once a probe passes it is healthy and says no
+// more of it.
+func TestMonitorSaysStillStarting(t *testing.T) {
+	defer func(f, e time.Duration) { stillStartingFirst, stillStartingEvery = f, e }(stillStartingFirst, stillStartingEvery)
+	stillStartingFirst, stillStartingEvery = 30*time.Millisecond, 30*time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every probe fails
+	h := &spec.Health{Kind: spec.HealthTCP, TCP: addr, Interval: 5 * time.Millisecond, Timeout: time.Second, Retries: 1, StartTimeout: time.Hour}
+	notes := make(chan string, 100)
+	healthy := make(chan bool, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		monitorFrom(ctx, h, nil, time.Now(), false, func(ok bool, _ string) { healthy <- ok }, func(d string) { notes <- d })
+	}()
+	defer func() { cancel(); <-done }()
+	for i := 0; i < 2; i++ {
+		select {
+		case d := <-notes:
+			if !strings.Contains(d, "failed probes") || !strings.Contains(d, "start_timeout 1h0m0s") {
+				t.Fatalf("still starting detail %q", d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no still starting report in 10 s of failing probes")
+		}
+	}
+	// Now a probe passes: healthy, and no report after that.
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	select {
+	case ok := <-healthy:
+		if !ok {
+			t.Fatal("reported unhealthy while starting")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not healthy 10 s after its port opened")
+	}
+	for len(notes) > 0 {
+		<-notes // said before the pass
+	}
+	cancel()
+	<-done
+	select {
+	case d := <-notes:
+		t.Fatalf("still starting reported after the check passed: %q", d)
+	default:
+	}
+}
