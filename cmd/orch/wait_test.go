@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -170,5 +172,62 @@ daemon "api" {
 	r = orch(t, dir, nil, "plan").want(t, 0)
 	if !strings.Contains(r.stderr, "Warning: Runtime unreachable") {
 		t.Errorf("plan does not warn of the unreachable runtime:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// orch apply's create_before_destroy replace of a server whose check is
+// on the port it shares with the old instance: the new one cannot bind
+// beside it (no SO_REUSEPORT), and its check, which the old one answers,
+// is not taken for its readiness. The apply fails, the old one keeps
+// serving. (Before, the old one was stopped on the strength of its own
+// answer, the new one died on "address already in use", and the apply
+// said complete.)
+func TestApplyReplaceWaitsForItsOwnListener(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg := func(version int) string {
+		return fmt.Sprintf(`
+daemon "web" {
+  command = ["python3", "-c", "import time, http.server as h; time.sleep(0.3); h.HTTPServer(('127.0.0.1', %d), h.SimpleHTTPRequestHandler).serve_forever()"]
+  env = {
+    VERSION = "%d"
+  }
+  health {
+    http          = "http://127.0.0.1:%d/"
+    interval      = "50ms"
+    start_timeout = "5s"
+  }
+  lifecycle {
+    create_before_destroy = true
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+`, port, version, port)
+	}
+	dir := project(t, cfg(1))
+	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
+	old := status(t, dir)["daemon.web"].Pid
+	if old == 0 {
+		t.Fatal("daemon.web not running after the first apply")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg(2)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	out := r.stdout + r.stderr
+	if strings.Contains(out, "Apply complete!") || !strings.Contains(out, "daemon.web") {
+		t.Errorf("apply output:\n%s", out)
+	}
+	if !alive(old) {
+		t.Fatalf("the old instance (pid %d) was stopped:\n%s", old, out)
+	}
+	if st := status(t, dir)["daemon.web"]; st.Pid != old {
+		t.Errorf("daemon.web runs as pid %d after the failed replace, want the old %d", st.Pid, old)
 	}
 }

@@ -55,9 +55,9 @@ func TestLocalPort(t *testing.T) {
 		{spec.Health{Kind: spec.HealthHTTP, HTTP: "http://db.internal:80/"}, 0, false},
 		{spec.Health{Kind: spec.HealthExec, Exec: []string{"true"}}, 0, false},
 	} {
-		port, ok := localPort(&tc.h)
+		port, ok := LocalPort(&tc.h)
 		if port != tc.port || ok != tc.ok {
-			t.Errorf("localPort(%+v) = %d, %v; want %d, %v", tc.h, port, ok, tc.port, tc.ok)
+			t.Errorf("LocalPort(%+v) = %d, %v; want %d, %v", tc.h, port, ok, tc.port, tc.ok)
 		}
 	}
 }

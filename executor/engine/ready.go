@@ -89,7 +89,7 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 // when that runs out; an exit of h ends the wait at once.
 func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers.Handle, limit time.Duration, timeout <-chan time.Time) error {
 	r := c.Resource
-	port, ok := localPort(r.Health)
+	port, ok := LocalPort(r.Health)
 	if !ok {
 		return nil
 	}
@@ -133,9 +133,7 @@ func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers
 				return err
 			}
 		case <-timeout:
-			return fmt.Errorf("its health check passed, but not one of its processes listened on port %d within start_timeout %s: "+
-				"the old instance, still running, answers there (with create_before_destroy, the new instance must be able to bind "+
-				"beside the old one, with SO_REUSEPORT, or listen on a port of its own)", port, limit)
+			return NotOwnPort(port, fmt.Sprintf("start_timeout %s", limit))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.dead:
@@ -144,9 +142,18 @@ func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers
 	}
 }
 
-// localPort is the port of this host that h's check reaches: an http or
+// NotOwnPort is the failure of a replace's new instance whose check
+// passed while none of its processes listened on port, within what (the
+// start_timeout, or orch apply's -wait-timeout).
+func NotOwnPort(port int, within string) error {
+	return fmt.Errorf("its health check passed, but not one of its processes listened on port %d within %s: "+
+		"the old instance, still running, answers there (with create_before_destroy, the new instance must be able to bind "+
+		"beside the old one, with SO_REUSEPORT, or listen on a port of its own)", port, within)
+}
+
+// LocalPort is the port of this host that h's check reaches: an http or
 // tcp check of a loopback or unspecified address, or localhost.
-func localPort(h *spec.Health) (int, bool) {
+func LocalPort(h *spec.Health) (int, bool) {
 	if h == nil {
 		return 0, false
 	}

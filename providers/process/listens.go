@@ -13,7 +13,7 @@ import (
 )
 
 // Listens reports whether a process of the daemon (its cgroup's, or
-// without one its main process) holds a TCP socket listening on port, on
+// without one its process group's) holds a TCP socket listening on port, on
 // any address (providers.ListenerOwner): /proc/net/tcp and tcp6 give the
 // listening sockets' inodes, the daemon's /proc/<pid>/fd its sockets'.
 func (p *Provider) Listens(ctx context.Context, req providers.ListensRequest) (bool, error) {
@@ -25,11 +25,14 @@ func (p *Provider) Listens(ctx context.Context, req providers.ListensRequest) (b
 	if len(inodes) == 0 {
 		return false, nil
 	}
-	pids := []int{hi.Pid}
+	var pids []int
 	if hi.Cgroup != nil {
-		if procs := hi.Cgroup.Procs(); len(procs) > 0 {
-			pids = procs
-		}
+		pids = hi.Cgroup.Procs()
+	}
+	if len(pids) == 0 {
+		// No cgroup: the members of its process group (a server that a
+		// shell started without exec holds the socket, not the shell).
+		pids = groupMembers(hi.Pgid)
 	}
 	for _, pid := range pids {
 		if holdsSocket(pid, inodes) {
@@ -37,6 +40,25 @@ func (p *Provider) Listens(ctx context.Context, req providers.ListensRequest) (b
 		}
 	}
 	return false, nil
+}
+
+// groupMembers lists the processes of process group pgid, from /proc.
+func groupMembers(pgid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return []int{pgid}
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(pid); ok && st.Pgid == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // listeningInodes returns the inodes of the TCP sockets (IPv4 and IPv6)

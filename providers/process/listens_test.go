@@ -53,3 +53,32 @@ func TestListens(t *testing.T) {
 		t.Error("the server daemon is said to listen on the test's own port")
 	}
 }
+
+// TestListensWithoutCgroup: without a cgroup, the daemon's process group
+// is looked at: a server its shell started as a child (no exec) counts.
+func TestListensWithoutCgroup(t *testing.T) {
+	e := newEnv(t, process.Options{NoCgroups: true})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := res("wrapped", "sh", "-c", fmt.Sprintf(
+		"python3 -c \"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', %d)); s.listen(); time.sleep(60)\"; true", port))
+	h, _ := e.start(r)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := e.p.Listens(context.Background(), providers.ListensRequest{Addr: addr("wrapped"), Handle: h, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server its shell started does not count as listening on %d after 10 s", port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

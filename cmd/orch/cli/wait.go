@@ -62,7 +62,57 @@ func newReadiness(s *session, w *waitFlags) *readiness {
 // install makes ex wait for readiness.
 func (r *readiness) install(ex *executor.Executor) {
 	ex.WaitUp = r.waitUp
-	ex.Ready = r.waitUp
+	ex.Ready = r.waitReady
+}
+
+// waitReady is waitUp for the new half of a create_before_destroy
+// replace, whose check the old instance, still running, may answer: when
+// the check reaches a port of this host and the runtime can tell
+// (providers.ListenerOwner), the new one is ready only once its own
+// processes listen there (as orch up's engine waits, waitOwnPort).
+func (r *readiness) waitReady(ctx context.Context, c *planner.Change, h providers.Handle) error {
+	if err := r.waitUp(ctx, c, h); err != nil {
+		return err
+	}
+	res := c.Resource
+	port, ok := engine.LocalPort(res.Health)
+	if !ok {
+		return nil
+	}
+	lo, ok := r.s.provs[res.Runtime.Type].(providers.ListenerOwner)
+	if !ok {
+		return nil
+	}
+	limit := res.Health.StartTimeout
+	if limit <= 0 {
+		limit = spec.DefaultStartTimeout
+	}
+	deadline, within := time.Now().Add(limit), fmt.Sprintf("start_timeout %s", limit)
+	if !r.deadline.IsZero() && r.deadline.Before(deadline) {
+		deadline, within = r.deadline, "-wait-timeout"
+	}
+	every := min(res.Health.Interval, 200*time.Millisecond)
+	if every <= 0 {
+		every = 200 * time.Millisecond
+	}
+	req := providers.ListensRequest{Runtime: r.runtime(res.Runtime), Addr: c.Addr, Handle: h, Port: port}
+	for {
+		mine, err := lo.Listens(ctx, req)
+		if err != nil || mine {
+			return err
+		}
+		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
+			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
+		}
+		if time.Now().After(deadline) {
+			return r.failure(ctx, c.Addr, res.Runtime, h, engine.NotOwnPort(port, within).Error())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
 }
 
 func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.Handle) error {
