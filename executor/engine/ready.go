@@ -101,6 +101,9 @@ func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers
 	// executor's goroutine, and the controller replaces e.cfg.
 	rt := &spec.Runtime{Addr: r.Runtime, Kind: r.Runtime.Type, Name: r.Runtime.Name}
 	req := providers.ListensRequest{Runtime: rt, Addr: c.Addr, Handle: h, Port: port}
+	if !OldListens(ctx, lo, c, req) {
+		return nil // the old one does not answer there: no doubt to lift
+	}
 	if mine, err := lo.Listens(ctx, req); err != nil || mine {
 		return err
 	}
@@ -140,6 +143,19 @@ func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers
 			return errors.New("the engine stopped")
 		}
 	}
+}
+
+// OldListens reports whether c's old instance (c.Prior) listens on the
+// port of req: only then may it answer the new one's check. A check
+// that reaches a port neither of them serves (a proxy in front, say)
+// is left as it is.
+func OldListens(ctx context.Context, lo providers.ListenerOwner, c *planner.Change, req providers.ListensRequest) bool {
+	if c.Prior == nil || len(c.Prior.Handle) == 0 {
+		return false
+	}
+	req.Handle = c.Prior.Handle
+	old, err := lo.Listens(ctx, req)
+	return err == nil && old
 }
 
 // NotOwnPort is the failure of a replace's new instance whose check

@@ -350,3 +350,44 @@ func TestReplaceWaitsForItsOwnListener(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaceCheckThroughAnotherPort: a check that reaches a port the old
+// instance does not listen on (another daemon serves it: a proxy in
+// front, say) leaves no doubt for the new instance's own listener to
+// lift: the replace goes through.
+func TestReplaceCheckThroughAnotherPort(t *testing.T) {
+	base := freePorts(t, 2)
+	cfg := func(version int) string {
+		return fmt.Sprintf(`
+daemon "front" {
+  command = [%q, "-addr", "127.0.0.1:%d", "-id", "front"]
+}
+daemon "web" {
+  command = [%q, "-reuseport", "-addr", "127.0.0.1:%d", "-id", "v%d"]
+  env = {
+    VERSION = "%d"
+  }
+  health {
+    http          = "http://127.0.0.1:%d/healthz"
+    interval      = "20ms"
+    start_timeout = "3s"
+  }
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+`, httpdBin, base+1, httpdBin, base, version, version, base+1)
+	}
+	dir := t.TempDir()
+	u := startUpIn(t, dir, cfg(1))
+	evs := u.waitFor("healthy", func(evs []ev) bool { return count(evs, "daemon.web", "healthy") == 1 })
+	old := pids(evs)["daemon.web"]
+	renameSave(t, dir, cfg(2))
+	u.waitFor("replaced", func(evs []ev) bool { return count(evs, "daemon.web", "stopped") == 1 })
+	if alive(old) {
+		t.Errorf("the old instance (pid %d) still runs after the replace:\n%s", old, u.dump())
+	}
+	if n := count(u.all(), "daemon.web", "failed"); n != 0 {
+		t.Errorf("the replace failed:\n%s", u.dump())
+	}
+}

@@ -96,6 +96,9 @@ func (r *readiness) waitReady(ctx context.Context, c *planner.Change, h provider
 		every = 200 * time.Millisecond
 	}
 	req := providers.ListensRequest{Runtime: r.runtime(res.Runtime), Addr: c.Addr, Handle: h, Port: port}
+	if !engine.OldListens(ctx, lo, c, req) {
+		return nil // the old one does not answer there: no doubt to lift
+	}
 	for {
 		mine, err := lo.Listens(ctx, req)
 		if err != nil || mine {
