@@ -175,11 +175,11 @@ func (g *groupCommit) loop() {
 // and the one left for the end stays small as the steps run out); and a
 // stop of 100 recorded ahead at once commits at once, while its daemons
 // die. A full batch still waits when the steps that may write are fewer
-// than it holds: they are about to end,
-// and one transaction for all is cheaper than a full one and then the
-// rest, one after the other (a stop of 100 ended on two, each two
-// fsyncs, after its last daemon was gone). releasedLinger bounds that
-// wait too (a chain's links end one at a time).
+// than it holds: they are about to end, and one transaction for all is
+// cheaper than a full one and then the rest, one after the other (a stop
+// of 100 ended on two, each two fsyncs, after its last daemon was gone).
+// releasedLinger bounds that wait too (a chain's links end one at a
+// time).
 func (g *groupCommit) mayWrite(batch []recordOp) bool {
 	waited := 0
 	for _, op := range batch {

@@ -165,8 +165,6 @@ func monitor(ctx context.Context, h *spec.Health, r *spec.Resource, started time
 	monitorFrom(ctx, h, r, started, false, report, nil)
 }
 
-// monitorFrom is monitor starting from ready (a daemon resumed after a
-// pause, which had passed before) or from starting.
 // stillStartingFirst and stillStartingEvery pace the failing (still
 // starting) reports of monitorFrom (vars for a test).
 var (
@@ -174,8 +172,9 @@ var (
 	stillStartingEvery = 15 * time.Second
 )
 
-// monitorFrom is monitor, from ready or not. While the instance starts,
-// failing (when not nil) is told of its failing probes:
+// monitorFrom is monitor starting from ready (a daemon resumed after a
+// pause, which had passed before) or from starting. While the instance
+// starts, failing (when not nil) is told of its failing probes:
 // stillStartingFirst after its start, then every stillStartingEvery, so
 // that a server that never binds does not stay silent until its
 // start_timeout (60 s by default).

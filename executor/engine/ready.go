@@ -23,6 +23,18 @@ import (
 type readyWait struct {
 	handle providers.Handle
 	ch     chan error // buffered: one result
+	// failuresOnly: a pass of the check (nil) does not answer it; only a
+	// failure or an exit does (waitOwnPort, after the pass).
+	failuresOnly bool
+}
+
+// addReadyWait registers a wait for addr started as h.
+func (e *Engine) addReadyWait(addr spec.Address, h providers.Handle, failuresOnly bool) *readyWait {
+	w := &readyWait{handle: h, ch: make(chan error, 1), failuresOnly: failuresOnly}
+	e.readyMu.Lock()
+	e.readyWaits[addr] = append(e.readyWaits[addr], w)
+	e.readyMu.Unlock()
+	return w
 }
 
 // waitReady is the engine's Executor.Ready: a create_before_destroy
@@ -36,11 +48,12 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 	if r == nil || r.Health == nil {
 		return nil
 	}
-	w := &readyWait{handle: h, ch: make(chan error, 1)}
-	e.readyMu.Lock()
-	e.readyWaits[c.Addr] = append(e.readyWaits[c.Addr], w)
-	e.readyMu.Unlock()
+	w := e.addReadyWait(c.Addr, h, false)
 	defer e.dropReadyWait(c.Addr, w)
+	// For waitOwnPort, from now on: an exit between the pass and that
+	// wait is not missed.
+	exits := e.addReadyWait(c.Addr, h, true)
+	defer e.dropReadyWait(c.Addr, exits)
 	// Already healthy (or gone) before the wait began: the controller
 	// knows. superviseStarted was posted before this, so it ran first.
 	e.post(func() {
@@ -59,7 +72,8 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 	}
 	// The health monitor reports at start_timeout; this bound is only for
 	// a monitor that cannot report (its probe hangs past its timeout).
-	t := time.NewTimer(limit + r.Health.Timeout + 5*time.Second)
+	deadline := time.Now().Add(limit + r.Health.Timeout + 5*time.Second)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case err := <-w.ch:
@@ -73,98 +87,92 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 	case <-e.dead:
 		return errors.New("the engine stopped")
 	}
-	return e.waitOwnPort(ctx, c, h, limit, t.C)
+	return e.waitOwnPort(ctx, c, h, exits, deadline, fmt.Sprintf("start_timeout %s", limit))
 }
 
-// waitOwnPort is the rest of waitReady once h's health check passed: when
-// the check reaches a port of this host (an http or tcp check of
-// 127.0.0.1, localhost, ::1 or an unspecified address) and h's runtime can
-// tell (providers.ListenerOwner), h is ready only once its own processes
-// listen on that port. The old instance, still running, answers a check
-// of the port it shares with the new one just as well: a new instance
-// that could not bind beside it (no SO_REUSEPORT) was taken as ready, the
-// old one stopped, and the service was down until the new one had been
-// restarted (a count of 2 behind nginx: 43 requests of 253 got 404 and 10
-// got 502). It then waits as long as start_timeout allows, and says why
-// when that runs out; an exit of h ends the wait at once.
-func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers.Handle, limit time.Duration, timeout <-chan time.Time) error {
+// waitOwnPort is the rest of waitReady once h's health check passed
+// (AwaitOwnListener): an exit or a failed check of h (exits) ends it.
+func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers.Handle, exits *readyWait, deadline time.Time, within string) error {
+	gone := func() error {
+		select {
+		case err := <-exits.ch:
+			return err
+		case <-e.dead:
+			return errors.New("the engine stopped")
+		default:
+			return nil
+		}
+	}
 	r := c.Resource
-	port, ok := LocalPort(r.Health)
-	if !ok {
-		return nil
-	}
-	lo, ok := e.opts.Providers[r.Runtime.Type].(providers.ListenerOwner)
-	if !ok {
-		return nil
-	}
 	// The runtime named, not looked up in e.cfg: this runs on the
 	// executor's goroutine, and the controller replaces e.cfg.
 	rt := &spec.Runtime{Addr: r.Runtime, Kind: r.Runtime.Type, Name: r.Runtime.Name}
-	req := providers.ListensRequest{Runtime: rt, Addr: c.Addr, Handle: h, Port: port}
-	if !OldListens(ctx, lo, c, req) {
-		return nil // the old one does not answer there: no doubt to lift
-	}
-	if mine, err := lo.Listens(ctx, req); err != nil || mine {
-		return err
-	}
-	// Exits of h still reach this wait; passes of its check (nil) do not
-	// end it.
-	w := &readyWait{handle: h, ch: make(chan error, 1)}
-	e.readyMu.Lock()
-	e.readyWaits[c.Addr] = append(e.readyWaits[c.Addr], w)
-	e.readyMu.Unlock()
-	defer func() { e.dropReadyWait(c.Addr, w) }()
 	every := r.Health.Interval
 	if every <= 0 || every > time.Second {
 		every = time.Second
 	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	return AwaitOwnListener(ctx, e.opts.Providers[r.Runtime.Type], rt, c, h, every, deadline, within, gone)
+}
+
+// AwaitOwnListener holds the readiness of h, the new instance of a
+// create_before_destroy replace c whose health check has passed, when the
+// check reaches a port of this host (an http or tcp check of 127.0.0.1,
+// localhost, ::1 or an unspecified address) on which c's old instance
+// listens, and p can tell (providers.ListenerOwner): the old instance,
+// still running, answers that check just as well. h is ready once its own
+// processes listen on that port too. A new instance that could not bind
+// beside the old one (no SO_REUSEPORT) was taken as ready, the old one
+// stopped, and the service was down until the new one had been restarted
+// (a count of 2 behind nginx: 43 requests of 253 got 404 and 10 got 502).
+// A check through a port that neither serves (a proxy in front) is taken
+// as it is. gone, asked at each look, ends the wait with its error (h
+// exited); past deadline it fails with a *NotOwnPortError. orch up's
+// engine (waitOwnPort) and orch apply's wait share it.
+func AwaitOwnListener(ctx context.Context, p providers.Provider, rt *spec.Runtime, c *planner.Change, h providers.Handle,
+	every time.Duration, deadline time.Time, within string, gone func() error) error {
+	port, ok := LocalPort(c.Resource.Health)
+	if !ok {
+		return nil
+	}
+	lo, ok := p.(providers.ListenerOwner)
+	if !ok || c.Prior == nil || len(c.Prior.Handle) == 0 {
+		return nil
+	}
+	req := providers.ListensRequest{Runtime: rt, Addr: c.Addr, Handle: c.Prior.Handle, Port: port}
+	if old, err := lo.Listens(ctx, req); err != nil || !old {
+		return nil // the old one does not answer there: no doubt to lift
+	}
+	req.Handle = h
 	for {
+		if mine, err := lo.Listens(ctx, req); err != nil || mine {
+			return err
+		}
+		if err := gone(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return &NotOwnPortError{Port: port, Within: within}
+		}
 		select {
-		case err := <-w.ch:
-			if err != nil {
-				return err
-			}
-			w = &readyWait{handle: h, ch: make(chan error, 1)}
-			e.readyMu.Lock()
-			e.readyWaits[c.Addr] = append(e.readyWaits[c.Addr], w)
-			e.readyMu.Unlock()
-		case <-tick.C:
-			mine, err := lo.Listens(ctx, req)
-			if err != nil || mine {
-				return err
-			}
-		case <-timeout:
-			return NotOwnPort(port, fmt.Sprintf("start_timeout %s", limit))
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-e.dead:
-			return errors.New("the engine stopped")
+		case <-time.After(every):
 		}
 	}
 }
 
-// OldListens reports whether c's old instance (c.Prior) listens on the
-// port of req: only then may it answer the new one's check. A check
-// that reaches a port neither of them serves (a proxy in front, say)
-// is left as it is.
-func OldListens(ctx context.Context, lo providers.ListenerOwner, c *planner.Change, req providers.ListensRequest) bool {
-	if c.Prior == nil || len(c.Prior.Handle) == 0 {
-		return false
-	}
-	req.Handle = c.Prior.Handle
-	old, err := lo.Listens(ctx, req)
-	return err == nil && old
+// NotOwnPortError is the failure of a replace's new instance whose check
+// passed while none of its processes listened on Port, within Within (the
+// start_timeout, or orch apply's -wait-timeout).
+type NotOwnPortError struct {
+	Port   int
+	Within string
 }
 
-// NotOwnPort is the failure of a replace's new instance whose check
-// passed while none of its processes listened on port, within what (the
-// start_timeout, or orch apply's -wait-timeout).
-func NotOwnPort(port int, within string) error {
-	return fmt.Errorf("its health check passed, but not one of its processes listened on port %d within %s: "+
+func (e *NotOwnPortError) Error() string {
+	return fmt.Sprintf("its health check passed, but not one of its processes listened on port %d within %s: "+
 		"the old instance, still running, answers there (with create_before_destroy, the new instance must be able to bind "+
-		"beside the old one, with SO_REUSEPORT, or listen on a port of its own)", port, within)
+		"beside the old one, with SO_REUSEPORT, or listen on a port of its own)", e.Port, e.Within)
 }
 
 // LocalPort is the port of this host that h's check reaches: an http or
@@ -229,6 +237,10 @@ func (e *Engine) readyResolved(addr spec.Address, h providers.Handle, err error)
 	kept := ws[:0]
 	for _, w := range ws {
 		if bytes.Equal(w.handle, h) {
+			if err == nil && w.failuresOnly {
+				kept = append(kept, w)
+				continue
+			}
 			select {
 			case w.ch <- err:
 			default:

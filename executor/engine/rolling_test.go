@@ -284,6 +284,12 @@ daemon "app" {
 // create-before-destroy; reuse makes it bind with SO_REUSEPORT, so that a
 // new instance can listen beside the old one.
 func sharedPortConfig(port, version int, reuse bool) string {
+	return replaceConfig(port, port, version, reuse)
+}
+
+// replaceConfig is one instance of the test server listening on port,
+// checked on checkPort, replaced create-before-destroy.
+func replaceConfig(port, checkPort, version int, reuse bool) string {
 	flag := ""
 	if reuse {
 		flag = `"-reuseport", `
@@ -303,7 +309,7 @@ daemon "web" {
     create_before_destroy = true
   }
 }
-`, httpdBin, flag, port, version, version, port)
+`, httpdBin, flag, port, version, version, checkPort)
 }
 
 // TestReplaceWaitsForItsOwnListener: the new instance of a
@@ -362,21 +368,7 @@ func TestReplaceCheckThroughAnotherPort(t *testing.T) {
 daemon "front" {
   command = [%q, "-addr", "127.0.0.1:%d", "-id", "front"]
 }
-daemon "web" {
-  command = [%q, "-reuseport", "-addr", "127.0.0.1:%d", "-id", "v%d"]
-  env = {
-    VERSION = "%d"
-  }
-  health {
-    http          = "http://127.0.0.1:%d/healthz"
-    interval      = "20ms"
-    start_timeout = "3s"
-  }
-  lifecycle {
-    create_before_destroy = true
-  }
-}
-`, httpdBin, base+1, httpdBin, base, version, version, base+1)
+`, httpdBin, base+1) + replaceConfig(base, base+1, version, true)
 	}
 	dir := t.TempDir()
 	u := startUpIn(t, dir, cfg(1))

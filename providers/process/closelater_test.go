@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -43,10 +41,8 @@ func TestCloseLater(t *testing.T) {
 		t.Fatal("CloseLater started a log daemon")
 	}
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(filepath.Join(state, "logs", "logd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
+		if pid := logdPidOf(state); pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
 	r := &spec.Resource{Addr: spec.Address{Kind: spec.KindDaemon, Name: "a"}, Command: []string{"sleep", "60"}, Umask: spec.DefaultUmask, Log: spec.Log{MaxSize: 1 << 20, MaxFiles: 3}}
@@ -56,11 +52,10 @@ func TestCloseLater(t *testing.T) {
 	}
 	hi, _ := ParseHandle(resp.Handle)
 	t.Cleanup(func() { syscall.Kill(-hi.Pgid, syscall.SIGKILL) })
-	b, err := os.ReadFile(filepath.Join(state, "logs", "logd.pid"))
-	if err != nil {
-		t.Fatal(err)
+	logd := logdPidOf(state)
+	if logd <= 0 {
+		t.Fatal("no log daemon after a start")
 	}
-	logd, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 
 	// A connection of its own, so that the test can end it.
 	logs := filepath.Join(state, "logs")

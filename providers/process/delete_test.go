@@ -24,11 +24,8 @@ func TestDeleteNamesItsOwnStart(t *testing.T) {
 	state := t.TempDir()
 	p := New(Options{})
 	t.Cleanup(func() {
-		b, err := os.ReadFile(filepath.Join(state, "logs", "logd.pid"))
-		if err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
+		if pid := logdPidOf(state); pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
 	a := spec.Address{Kind: spec.KindDaemon, Name: "a"}
@@ -90,4 +87,18 @@ func TestDeleteNamesItsOwnStart(t *testing.T) {
 	if got := live(); len(got) != 1 || got[0] != hi3.ID {
 		t.Fatalf("after deleting the second start by an ID-less handle: live %v, want [%s]", got, hi3.ID)
 	}
+}
+
+// logdPidOf is the pid of the log daemon of state (its logs directory's
+// logd.pid); 0 when there is none.
+func logdPidOf(state string) int {
+	b, err := os.ReadFile(filepath.Join(state, "logs", "logd.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return pid
 }

@@ -44,16 +44,8 @@ func (p *Provider) Listens(ctx context.Context, req providers.ListensRequest) (b
 
 // groupMembers lists the processes of process group pgid, from /proc.
 func groupMembers(pgid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return []int{pgid}
-	}
 	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range listPids() {
 		if st, ok := readStat(pid); ok && st.Pgid == pgid {
 			out = append(out, pid)
 		}

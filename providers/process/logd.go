@@ -371,9 +371,10 @@ func (d *logd) serve(c *net.UnixConn) {
 					}
 					break
 				}
-				// A second descriptor, kept for the log file, which is
-				// opened later: a daemon whose output could not be
-				// written is refused now, never left half-started.
+				// A second descriptor, reserved for the log file that
+				// add opens (a pipe may take the last one): a daemon
+				// whose output could not be written is refused now,
+				// never left half-started.
 				spare, err := unix.FcntlInt(uintptr(fds[0]), unix.F_DUPFD_CLOEXEC, 0)
 				if err != nil {
 					rep.Error = noDescriptor(m.Name)

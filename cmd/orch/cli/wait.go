@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -66,23 +67,13 @@ func (r *readiness) install(ex *executor.Executor) {
 }
 
 // waitReady is waitUp for the new half of a create_before_destroy
-// replace, whose check the old instance, still running, may answer: when
-// the check reaches a port of this host and the runtime can tell
-// (providers.ListenerOwner), the new one is ready only once its own
-// processes listen there (as orch up's engine waits, waitOwnPort).
+// replace, whose check the old instance, still running, may answer
+// (engine.AwaitOwnListener, as orch up's engine waits).
 func (r *readiness) waitReady(ctx context.Context, c *planner.Change, h providers.Handle) error {
-	if err := r.waitUp(ctx, c, h); err != nil {
+	if err := r.waitUp(ctx, c, h); err != nil || c.Resource.Health == nil {
 		return err
 	}
 	res := c.Resource
-	port, ok := engine.LocalPort(res.Health)
-	if !ok {
-		return nil
-	}
-	lo, ok := r.s.provs[res.Runtime.Type].(providers.ListenerOwner)
-	if !ok {
-		return nil
-	}
 	limit := res.Health.StartTimeout
 	if limit <= 0 {
 		limit = spec.DefaultStartTimeout
@@ -95,27 +86,18 @@ func (r *readiness) waitReady(ctx context.Context, c *planner.Change, h provider
 	if every <= 0 {
 		every = 200 * time.Millisecond
 	}
-	req := providers.ListensRequest{Runtime: r.runtime(res.Runtime), Addr: c.Addr, Handle: h, Port: port}
-	if !engine.OldListens(ctx, lo, c, req) {
-		return nil // the old one does not answer there: no doubt to lift
-	}
-	for {
-		mine, err := lo.Listens(ctx, req)
-		if err != nil || mine {
-			return err
-		}
+	gone := func() error {
 		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
 			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
 		}
-		if time.Now().After(deadline) {
-			return r.failure(ctx, c.Addr, res.Runtime, h, engine.NotOwnPort(port, within).Error())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
-		}
+		return nil
 	}
+	err := engine.AwaitOwnListener(ctx, r.s.provs[res.Runtime.Type], r.runtime(res.Runtime), c, h, every, deadline, within, gone)
+	var nop *engine.NotOwnPortError
+	if errors.As(err, &nop) {
+		return r.failure(ctx, c.Addr, res.Runtime, h, err.Error())
+	}
+	return err
 }
 
 func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.Handle) error {
