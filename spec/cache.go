@@ -117,7 +117,10 @@ type cacheState struct {
 	path    string
 	salt    [32]byte
 	loaded  bool
-	entries map[[32]byte][]byte // key -> blob, from the file
+	// writable: the state directory exists and is trusted, so the cache
+	// is written at the end of the load (saveCache)
+	writable bool
+	entries  map[[32]byte][]byte // key -> blob, from the file
 	// aborted is set when the cached path meets anything it cannot vouch
 	// for: the load is then done again without serving entries.
 	aborted atomic.Bool
@@ -500,6 +503,9 @@ func (l *loader) openCache() {
 	}
 	c.path = filepath.Join(dir, CacheFile)
 	c.salt = l.cacheSalt()
+	// decided once, before any block is evaluated: entries are encoded
+	// as their blocks are (release)
+	c.writable = trustedPath(filepath.Dir(c.path), true)
 	if c.lookups {
 		c.read()
 	}
@@ -832,7 +838,7 @@ func (l *loader) encodeEntry(n *node) ([]byte, bool) {
 // differ from the file's.
 func (l *loader) saveCache() {
 	c := l.cache
-	if !trustedPath(filepath.Dir(c.path), true) {
+	if !c.writable {
 		// no state directory yet (orch validate before any plan), or one
 		// another user may write: nothing is written
 		return
@@ -849,11 +855,17 @@ func (l *loader) saveCache() {
 			blobs = append(blobs, cb.blob)
 			continue
 		}
-		if !l.cacheable(n) {
+		var blob []byte
+		if rb := n.released; rb != nil {
+			// encoded when its syntax tree was let go (release)
+			if blob = rb.entry; blob == nil {
+				continue
+			}
+		} else if !l.cacheable(n) {
 			continue
-		}
-		blob, ok := l.encodeEntry(n)
-		if !ok {
+		} else if b, ok := l.encodeEntry(n); ok {
+			blob = b
+		} else {
 			continue
 		}
 		n.piece.hash()
@@ -879,6 +891,12 @@ func commandRange(n *node) (hcl.Range, bool) {
 		}
 		return *n.cached.command, true
 	}
+	if rb := n.released; rb != nil {
+		if rb.command == nil {
+			return hcl.Range{}, false
+		}
+		return *rb.command, true
+	}
 	return firstElementRange(n.attrs["command"])
 }
 
@@ -903,6 +921,12 @@ func probeRange(n *node) (hcl.Range, bool) {
 			return hcl.Range{}, false
 		}
 		return *n.cached.probe, true
+	}
+	if rb := n.released; rb != nil {
+		if rb.probe == nil {
+			return hcl.Range{}, false
+		}
+		return *rb.probe, true
 	}
 	nb := n.nested["health"]
 	if nb == nil {

@@ -54,6 +54,7 @@ func (l *loader) evaluate(n *node) {
 	if l.diags[before:].HasErrors() {
 		n.failed = true
 	}
+	l.release(n)
 }
 
 // ctxFor builds the evaluation context of a node from what it refers to.

@@ -106,9 +106,13 @@ type node struct {
 	// piece its text came from, when its file was cut (cache.go).
 	cached *cachedBlock
 	piece  *piece
-	fpOnce sync.Once
-	fp     [32]byte
-	fpOK   bool
+	// released is set once a daemon or job block is evaluated and its
+	// syntax tree let go (release): block, attrs and nested are nil, and
+	// what is read of them later is kept here.
+	released *releasedBlock
+	fpOnce   sync.Once
+	fp       [32]byte
+	fpOK     bool
 }
 
 type nestedBlock struct {
@@ -192,6 +196,11 @@ func (l *loader) run() {
 			}
 		}
 	}
+	// The blocks are taken: each file is kept for diagnostics only, so
+	// that a block's syntax tree is held by its node alone, and goes once
+	// the block is evaluated (release).
+	files = nil
+	slimFiles(l.cfg.Files)
 	for _, b := range varBlocks {
 		l.declareVariable(b)
 	}
@@ -222,11 +231,17 @@ func (l *loader) run() {
 			l.declareResource(it.b)
 		}
 	}
+	resourceItems, l.blockPiece = nil, nil
 	if l.cache != nil {
 		if l.cache.aborted.Load() {
 			return
 		}
 		l.buildNavs()
+		for _, p := range l.pending {
+			if p.body != nil && (len(p.body.Blocks) != 1 || len(p.body.Attributes) != 0) {
+				p.body = nil // no node's own piece (release): not read again
+			}
+		}
 	}
 	if l.diags.HasErrors() {
 		// Declarations are broken: references would only add noise.
