@@ -1,7 +1,9 @@
 package planner
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math/big"
 	"sort"
 	"strconv"
@@ -31,7 +33,10 @@ const (
 )
 
 type renderer struct {
-	b    strings.Builder
+	b *bytes.Buffer
+	// out, when set, takes b's text whole blocks at a time (spill)
+	out  io.Writer
+	err  error
 	opts RenderOptions
 	w    int // width of the attribute names of the current block
 }
@@ -46,25 +51,55 @@ func (r *renderer) c(color, s string) string {
 // Render prints the plan as Terraform does: one section per change, the
 // attribute diffs, and the summary line.
 func Render(p *Plan, opts RenderOptions) string {
-	r := &renderer{opts: opts}
+	r := &renderer{b: &bytes.Buffer{}, opts: opts}
+	r.render(p)
+	return r.b.String()
+}
+
+// RenderTo writes what Render returns to w as it goes, whole changes at a
+// time (a writer that redacts each write sees every value whole): the
+// text of a plan of 10,000 creates is 6.5 MB, which a command printing it
+// need not hold. It returns w's first error.
+func RenderTo(w io.Writer, p *Plan, opts RenderOptions) error {
+	r := &renderer{b: bytes.NewBuffer(make([]byte, 0, 2*spillAt)), out: w, opts: opts}
+	r.render(p)
+	r.spill(0)
+	return r.err
+}
+
+// spillAt is how much text RenderTo gathers before it writes.
+const spillAt = 32 << 10
+
+// spill writes the text gathered to out once there is at least min.
+func (r *renderer) spill(min int) {
+	if r.out == nil || r.b.Len() < min || r.b.Len() == 0 {
+		return
+	}
+	if _, err := r.out.Write(r.b.Bytes()); err != nil && r.err == nil {
+		r.err = err
+	}
+	r.b.Reset()
+}
+
+func (r *renderer) render(p *Plan) {
 	if !p.HasChanges() {
 		if p.Destroy {
 			r.b.WriteString(r.c(bold, "No changes.") + " Nothing is managed by orch for this configuration, so there is nothing to destroy.\n")
 		} else {
 			r.b.WriteString(r.c(bold, "No changes.") + " Everything declared runs as configured.\n")
 		}
-		return r.b.String()
+		return
 	}
 	r.b.WriteString("orch will perform the following actions:\n")
 	for _, c := range p.Changes {
 		if c.Action != NoOp {
 			r.change(c)
+			r.spill(spillAt)
 		}
 	}
 	s := p.Summary()
 	r.b.WriteString("\n" + r.c(bold, "Plan:") + fmt.Sprintf(" %d to add, %d to change, %d to replace, %d to destroy.\n",
 		s.Add, s.Change, s.Replace, s.Destroy))
-	return r.b.String()
 }
 
 // SummaryLine is the last line of Render: "Plan: X to add, ...".
@@ -102,11 +137,11 @@ func (r *renderer) change(c *Change) {
 			headline += " (" + c.Reason.String() + ")"
 		}
 	}
-	fmt.Fprintf(&r.b, "\n  %s %s %s\n", r.c(bold, "#"), r.c(bold, c.Addr.String()), headline)
+	fmt.Fprintf(r.b, "\n  %s %s %s\n", r.c(bold, "#"), r.c(bold, c.Addr.String()), headline)
 	if c.Action == Adopt && c.Observed.Pid != 0 {
-		fmt.Fprintf(&r.b, "  # (pid %d)\n", c.Observed.Pid)
+		fmt.Fprintf(r.b, "  # (pid %d)\n", c.Observed.Pid)
 	}
-	fmt.Fprintf(&r.b, "%s %s {\n", r.c(color, sym), blockHeader(c.Addr))
+	fmt.Fprintf(r.b, "%s %s {\n", r.c(color, sym), blockHeader(c.Addr))
 	r.w = 3
 	switch c.Action {
 	case Create:
@@ -190,7 +225,7 @@ func (r *renderer) diffs(c *Change) {
 		case d.New == cty.NilVal:
 			r.line("-", red, d.Name, r.value(d.Old, d.Sensitive, 8)+" -> null"+forces, w)
 		case isMapish(d.Old) && isMapish(d.New) && !c.Desired.Sensitive[d.Name] && !c.Prior.Snapshot.Sensitive[d.Name]:
-			fmt.Fprintf(&r.b, "      %s %-*s = {%s\n", r.c(yellow, "~"), w, d.Name, forces)
+			fmt.Fprintf(r.b, "      %s %-*s = {%s\n", r.c(yellow, "~"), w, d.Name, forces)
 			r.mapDiff(d.Name, d.Old, d.New, c.Prior.Snapshot, c.Desired)
 			r.b.WriteString("        }\n")
 		default:
@@ -210,7 +245,7 @@ func (r *renderer) diffs(c *Change) {
 		if unchanged == 1 {
 			word = "attribute"
 		}
-		fmt.Fprintf(&r.b, "        # (%d unchanged %s hidden)\n", unchanged, word)
+		fmt.Fprintf(r.b, "        # (%d unchanged %s hidden)\n", unchanged, word)
 	}
 }
 
@@ -253,14 +288,14 @@ func (r *renderer) mapDiff(name string, old, new cty.Value, os, ns *Snapshot) {
 		nv := formatValue(n, 12, path, ns.Sensitive)
 		switch {
 		case !ok1:
-			fmt.Fprintf(&r.b, "          %s %-*s = %s\n", r.c(green, "+"), w, qk, nv)
+			fmt.Fprintf(r.b, "          %s %-*s = %s\n", r.c(green, "+"), w, qk, nv)
 		case !ok2:
-			fmt.Fprintf(&r.b, "          %s %-*s = %s -> null\n", r.c(red, "-"), w, qk, ov)
+			fmt.Fprintf(r.b, "          %s %-*s = %s -> null\n", r.c(red, "-"), w, qk, ov)
 		case !o.Equals(n).True():
 			if os.Sensitive[path] || ns.Sensitive[path] {
 				nv += " # (sensitive value changed)"
 			}
-			fmt.Fprintf(&r.b, "          %s %-*s = %s -> %s\n", r.c(yellow, "~"), w, qk, ov, nv)
+			fmt.Fprintf(r.b, "          %s %-*s = %s -> %s\n", r.c(yellow, "~"), w, qk, ov, nv)
 		}
 	}
 }

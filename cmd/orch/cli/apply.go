@@ -142,7 +142,7 @@ func (a *App) applyDir(dir string, vf *varFlags, lf *lockFlags, autoApprove, des
 			return s.awayErr()
 		}
 	} else {
-		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+		planner.RenderTo(a.Stdout, p, planner.RenderOptions{Color: a.colour(a.Stdout)})
 	}
 	if !p.HasChanges() {
 		return s.awayErr()
@@ -230,7 +230,7 @@ func (a *App) applySaved(sp *savedPlan, given *varFlags, lf *lockFlags) error {
 			return s.awayErr()
 		}
 	} else {
-		fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+		planner.RenderTo(a.Stdout, p, planner.RenderOptions{Color: a.colour(a.Stdout)})
 	}
 	if !p.HasChanges() {
 		return s.awayErr()

@@ -113,7 +113,7 @@ no changes, 2 for changes and 1 for an error.`,
 					return err
 				}
 			} else {
-				fmt.Fprint(a.Stdout, planner.Render(p, planner.RenderOptions{Color: a.colour(a.Stdout)}))
+				planner.RenderTo(a.Stdout, p, planner.RenderOptions{Color: a.colour(a.Stdout)})
 			}
 			phase("render")
 			if out != "" {
