@@ -25,8 +25,17 @@ func (l *loader) declareResource(b *hcl.Block) {
 		n.piece = l.blockPiece[sb]
 	}
 	if kind != KindModule {
-		pre, _, _ := b.Body.PartialContent(runtimeOnlySchema)
-		n.attrs = pre.Attributes
+		if sb, ok := b.Body.(*hclsyntax.Body); ok {
+			// what PartialContent(runtimeOnlySchema) gives for a body
+			// just parsed (none is hidden), without copying the body
+			n.attrs = hcl.Attributes{}
+			if a, ok := sb.Attributes["runtime"]; ok {
+				n.attrs["runtime"] = a.AsHCLAttribute()
+			}
+		} else {
+			pre, _, _ := b.Body.PartialContent(runtimeOnlySchema)
+			n.attrs = pre.Attributes
+		}
 		l.resolveRuntime(n)
 	}
 	var content *hcl.BodyContent

@@ -49,6 +49,10 @@ type loader struct {
 	resolved   map[string]*resolution
 	resolvedMu *sync.Mutex
 
+	// ctxs holds the evaluation contexts made, by the keys of the nodes
+	// referred to (ctxFor).
+	ctxs *ctxCache
+
 	// varObj and pathObj are built once, after the variables are resolved.
 	varObj, pathObj cty.Value
 
@@ -115,6 +119,12 @@ type node struct {
 	fpOK     bool
 }
 
+// ctxCache is shared by the goroutines of evaluateAll.
+type ctxCache struct {
+	sync.Mutex
+	m map[string]*hcl.EvalContext
+}
+
 type nestedBlock struct {
 	block *hcl.Block
 	attrs map[string]*hcl.Attribute
@@ -144,6 +154,7 @@ func newLoader(fsys fs.FS, dir string, opts Options) *loader {
 		schemaCache: map[string]*hcl.BodySchema{},
 		resolved:    map[string]*resolution{},
 		resolvedMu:  &sync.Mutex{},
+		ctxs:        &ctxCache{m: map[string]*hcl.EvalContext{}},
 	}
 	l.reads = newReadsFS(fsys)
 	l.funcs = functions(l.reads, dir)
