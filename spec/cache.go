@@ -142,7 +142,11 @@ type piece struct {
 	src   []byte
 	start hcl.Pos
 	key   [32]byte
-	body  *hclsyntax.Body // once parsed
+	body  *hclsyntax.Body // once parsed, until the blocks are declared
+	// single: the parsed piece is one block and nothing else (it may be
+	// cached), whose range is span and header def
+	single    bool
+	span, def hcl.Range
 	// candidate: it starts with "daemon" or "job", so it may be cached;
 	// it is looked up (or parsed) once the cache is open.
 	candidate bool
@@ -251,6 +255,10 @@ func (p *piece) parse() bool {
 		return false
 	}
 	p.body = f.Body.(*hclsyntax.Body)
+	if p.single = len(p.body.Blocks) == 1 && len(p.body.Attributes) == 0; p.single {
+		blk := p.body.Blocks[0]
+		p.span, p.def = blk.Range(), blk.DefRange()
+	}
 	return true
 }
 
@@ -723,7 +731,7 @@ func (l *loader) nodeFP(t *node, expr bool) ([32]byte, bool) {
 // this file.
 func (l *loader) cacheable(n *node) bool {
 	p := n.piece
-	if p == nil || p.body == nil || len(p.body.Blocks) != 1 || len(p.body.Attributes) != 0 {
+	if p == nil || !p.single {
 		return false
 	}
 	if n.kind != KindDaemon && n.kind != KindJob || n.failed || n.dynamic || n.noRuntime || n.schema == nil {
@@ -808,9 +816,8 @@ func (l *loader) encodeEntry(n *node) ([]byte, bool) {
 		}
 		b = append(b, r.fp[:]...)
 	}
-	blk := p.body.Blocks[0]
-	b = appendRange(b, blk.Range(), rb)
-	b = appendRange(b, blk.DefRange(), rb)
+	b = appendRange(b, p.span, rb)
+	b = appendRange(b, p.def, rb)
 	for _, at := range []func(*node) (hcl.Range, bool){commandRange, probeRange} {
 		if rng, ok := at(n); ok {
 			b = append(b, 1)
@@ -968,7 +975,7 @@ func (l *loader) pendingItems() []resItem {
 		}
 		content, diags := p.body.Content(rootSchema)
 		l.diags = append(l.diags, diags...)
-		if len(p.body.Blocks) == 1 && len(p.body.Attributes) == 0 {
+		if p.single {
 			l.blockPiece[p.body.Blocks[0].Body] = p
 		}
 		if content == nil {

@@ -37,7 +37,7 @@ func (e *instEval) service(nb *nestedBlock) {
 		}
 		sv.Name = s
 	} else if !dnsLabel(sv.Name) {
-		e.l.errorf(rangePtr(nb.block.DefRange), "Invalid service name",
+		e.l.errorf(rangePtr(nb.def), "Invalid service name",
 			"The service of %s is named after the daemon, %q, which is not a DNS label (lower-case letters, digits and '-', up to 63): set service.name.", e.r.Addr, sv.Name)
 		e.errs = true
 	}

@@ -19,10 +19,19 @@ func (l *loader) declareResource(b *hcl.Block) {
 		return
 	}
 	addr := Address{Kind: kind, Name: name}
-	n := &node{key: addr.String(), kind: kind, addr: addr, decl: b.DefRange, block: b,
+	// The node keeps what it takes of the block (its attributes' and
+	// nested blocks' contents), not the block: the rest of its syntax
+	// tree (bodies, attribute maps, ranges) goes once the declarations
+	// are done, before any block is evaluated (release.go).
+	n := &node{key: addr.String(), kind: kind, addr: addr, decl: b.DefRange,
 		nested: map[string]*nestedBlock{}}
 	if sb, ok := b.Body.(*hclsyntax.Body); ok && l.blockPiece != nil {
 		n.piece = l.blockPiece[sb]
+		delete(l.blockPiece, sb)
+		if n.piece != nil {
+			// what is read of it later was kept when it was parsed
+			defer func() { n.piece.body = nil }()
+		}
 	}
 	if kind != KindModule {
 		if sb, ok := b.Body.(*hclsyntax.Body); ok {
@@ -71,7 +80,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 	for _, nb := range content.Blocks {
 		if prev, ok := n.nested[nb.Type]; ok {
 			l.errorf(rangePtr(nb.DefRange), "Duplicate "+nb.Type+" block",
-				"%s already has a %s block at %s; merge the two into one.", addr, nb.Type, prev.block.DefRange)
+				"%s already has a %s block at %s; merge the two into one.", addr, nb.Type, prev.def)
 			continue
 		}
 		c, d := nb.Body.Content(l.nestedSchema(n, nb.Type))
@@ -79,7 +88,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 		if c == nil {
 			continue
 		}
-		n.nested[nb.Type] = &nestedBlock{block: nb, attrs: c.Attributes}
+		n.nested[nb.Type] = &nestedBlock{typ: nb.Type, def: nb.DefRange, attrs: c.Attributes}
 	}
 	if c, f := n.attrs["count"], n.attrs["for_each"]; c != nil && f != nil {
 		l.errorf(rangePtr(f.NameRange), "Invalid combination of count and for_each",

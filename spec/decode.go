@@ -67,7 +67,7 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 		r.Ranges[name] = a.Expr.Range()
 	}
 	for name, nb := range n.nested {
-		r.Ranges[name] = nb.block.DefRange
+		r.Ranges[name] = nb.def
 	}
 	attr := func(name string, ty cty.Type) (cty.Value, *hcl.Attribute) {
 		a := n.attrs[name]
@@ -354,7 +354,7 @@ func (e *instEval) str(nb *nestedBlock, name string) (string, *hcl.Attribute) {
 	if a == nil {
 		return "", nil
 	}
-	v, ok := e.value(a.Expr, cty.String, nb.block.Type+"."+name)
+	v, ok := e.value(a.Expr, cty.String, nb.typ+"."+name)
 	if !ok || v == cty.NilVal {
 		return "", nil
 	}
@@ -368,7 +368,7 @@ func (e *instEval) duration(nb *nestedBlock, name string, dst *time.Duration) *h
 	}
 	d, err := ParseDuration(s)
 	if err != nil {
-		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid duration", "%s.%s of %s: %s.", nb.block.Type, name, e.r.Addr, err)
+		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid duration", "%s.%s of %s: %s.", nb.typ, name, e.r.Addr, err)
 		e.errs = true
 		return nil
 	}
@@ -381,13 +381,13 @@ func (e *instEval) integer(nb *nestedBlock, name string, min int, dst *int) *hcl
 	if a == nil {
 		return nil
 	}
-	v, ok := e.value(a.Expr, cty.Number, nb.block.Type+"."+name)
+	v, ok := e.value(a.Expr, cty.Number, nb.typ+"."+name)
 	if !ok || v == cty.NilVal {
 		return nil
 	}
 	var i int
 	if err := gocty.FromCtyValue(v, &i); err != nil || i < min {
-		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid number", "%s.%s of %s must be a whole number, %d or more.", nb.block.Type, name, e.r.Addr, min)
+		e.l.errorf(rangePtr(a.Expr.Range()), "Invalid number", "%s.%s of %s must be a whole number, %d or more.", nb.typ, name, e.r.Addr, min)
 		e.errs = true
 		return nil
 	}
@@ -400,7 +400,7 @@ func (e *instEval) boolean(nb *nestedBlock, name string, dst *bool) {
 	if a == nil {
 		return
 	}
-	if v, ok := e.value(a.Expr, cty.Bool, nb.block.Type+"."+name); ok && v != cty.NilVal {
+	if v, ok := e.value(a.Expr, cty.Bool, nb.typ+"."+name); ok && v != cty.NilVal {
 		*dst = v.True()
 	}
 }
@@ -449,12 +449,12 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 	}
 	switch {
 	case len(probes) == 0 && !e.errs:
-		e.l.errorf(rangePtr(nb.block.DefRange), "Health check without a probe",
+		e.l.errorf(rangePtr(nb.def), "Health check without a probe",
 			"The health block of %s needs one of exec, http, tcp or notify = true.", e.r.Addr)
 		e.errs = true
 	case len(probes) > 1:
 		// At the probe written second: the one to remove, most likely.
-		at := nb.block.DefRange
+		at := nb.def
 		var first *hcl.Range
 		for _, p := range probes {
 			a := nb.attrs[p]
@@ -467,7 +467,7 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 					at = *first
 				}
 				first = &r
-			} else if at == nb.block.DefRange || r.Start.Byte < at.Start.Byte {
+			} else if at == nb.def || r.Start.Byte < at.Start.Byte {
 				at = r
 			}
 		}
@@ -481,7 +481,7 @@ func (e *instEval) health(nb *nestedBlock) *Health {
 	e.duration(nb, "start_timeout", &h.StartTimeout)
 	e.integer(nb, "retries", 1, &h.Retries)
 	if h.Interval == 0 && !e.errs {
-		at := nb.block.DefRange
+		at := nb.def
 		if a := nb.attrs["interval"]; a != nil {
 			at = a.Expr.Range()
 		}
@@ -516,7 +516,7 @@ func (e *instEval) restart(nb *nestedBlock) {
 	e.integer(nb, "max_restarts", 0, &rs.MaxRestarts)
 	e.duration(nb, "window", &rs.Window)
 	if rs.MaxBackoff < rs.Backoff && !e.errs {
-		rng := nb.block.DefRange
+		rng := nb.def
 		if mb != nil {
 			rng = mb.Expr.Range()
 		}
@@ -806,7 +806,7 @@ func (e *instEval) runtimeBlock(nb *nestedBlock, bs *BlockSchema) {
 			if ce != nil && ce.Summary != "" {
 				summary, err = ce.Summary, ce.Err
 			}
-			e.l.errorf(rangePtr(nb.block.DefRange), summary, "%s of %s: %s.", bs.Name, e.r.Addr, strings.TrimSuffix(err.Error(), "."))
+			e.l.errorf(rangePtr(nb.def), summary, "%s of %s: %s.", bs.Name, e.r.Addr, strings.TrimSuffix(err.Error(), "."))
 			e.errs = true
 			return
 		}

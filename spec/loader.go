@@ -125,8 +125,11 @@ type ctxCache struct {
 	m map[string]*hcl.EvalContext
 }
 
+// nestedBlock is what a node keeps of a nested block (health, restart,
+// ...): its type, where it is declared and its attributes.
 type nestedBlock struct {
-	block *hcl.Block
+	typ   string
+	def   hcl.Range
 	attrs map[string]*hcl.Attribute
 }
 
@@ -227,6 +230,8 @@ func (l *loader) run() {
 		}
 		resourceItems = append(resourceItems, l.pendingItems()...)
 		sortItems(resourceItems)
+		// before the declarations, which let the pieces' trees go
+		l.buildNavs()
 	}
 	for _, b := range localsBlocks {
 		l.declareLocals(b)
@@ -235,11 +240,12 @@ func (l *loader) run() {
 		l.declareRuntime(b)
 	}
 	l.declareImplicitRuntime()
-	for _, it := range resourceItems {
+	for i, it := range resourceItems {
 		if it.p != nil {
 			l.declareCached(it.p)
 		} else {
 			l.declareResource(it.b)
+			resourceItems[i].b = nil // the node holds what it needs
 		}
 	}
 	resourceItems, l.blockPiece = nil, nil
@@ -247,11 +253,9 @@ func (l *loader) run() {
 		if l.cache.aborted.Load() {
 			return
 		}
-		l.buildNavs()
 		for _, p := range l.pending {
-			if p.body != nil && (len(p.body.Blocks) != 1 || len(p.body.Attributes) != 0) {
-				p.body = nil // no node's own piece (release): not read again
-			}
+			// what is read of it later was kept when it was parsed
+			p.body = nil
 		}
 	}
 	if l.diags.HasErrors() {

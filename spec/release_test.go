@@ -34,6 +34,7 @@ func TestReleaseAfterEvaluation(t *testing.T) {
 				continue
 			}
 			if n.block != nil || n.attrs != nil || n.nested != nil || n.released == nil {
+				// (a daemon's or job's node never holds its block)
 				t.Fatalf("round %d: %s keeps its syntax tree after evaluation", round, n.key)
 			}
 			if n.piece != nil && n.piece.body != nil {
@@ -55,6 +56,11 @@ func TestReleaseAfterEvaluation(t *testing.T) {
 		}
 		if l.blockPiece != nil {
 			t.Fatalf("round %d: blockPiece kept", round)
+		}
+		for _, p := range l.pending {
+			if p.body != nil {
+				t.Fatalf("round %d: a piece of %s keeps its syntax tree", round, p.file)
+			}
 		}
 	}
 	// the cache the released blocks wrote serves, and loads as without it
