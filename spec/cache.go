@@ -973,7 +973,7 @@ func (l *loader) pendingItems() []resItem {
 			out = append(out, resItem{fi: p.fi, off: p.start.Byte, p: p})
 			continue
 		}
-		content, diags := p.body.Content(rootSchema)
+		content, diags := l.bodyContent(p.body, rootSchema)
 		l.diags = append(l.diags, diags...)
 		if p.single {
 			l.blockPiece[p.body.Blocks[0].Body] = p

@@ -61,7 +61,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 		}
 	} else {
 		schema := l.resourceSchema(kind, n.schema)
-		content, diags = b.Body.Content(schema)
+		content, diags = l.bodyContent(b.Body, schema)
 		suggestArguments(diags, schemaAttrNames(schema))
 	}
 	if kind == KindJob {
@@ -83,7 +83,7 @@ func (l *loader) declareResource(b *hcl.Block) {
 				"%s already has a %s block at %s; merge the two into one.", addr, nb.Type, prev.def)
 			continue
 		}
-		c, d := nb.Body.Content(l.nestedSchema(n, nb.Type))
+		c, d := l.bodyContent(nb.Body, l.nestedSchema(n, nb.Type))
 		l.diags = append(l.diags, d...)
 		if c == nil {
 			continue

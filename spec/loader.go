@@ -45,6 +45,8 @@ type loader struct {
 	validations map[string][]validation
 	defaults    map[string]*typeexpr.Defaults
 	schemaCache map[string]*hcl.BodySchema
+	// schemaIndexes indexes the schemas bodyContent met
+	schemaIndexes map[*hcl.BodySchema]*schemaIndex
 	// resolved holds the results of BlockSchema.Resolve, by value.
 	resolved   map[string]*resolution
 	resolvedMu *sync.Mutex
