@@ -15,9 +15,15 @@ import (
 // about relaxedGCPercent/100 times the live heap of the load. It was 400:
 // 200 costs about 5% more CPU on the load of 10,000 new daemons (2.14
 // against 2.04 s, five runs each) and lets its RSS peak at 227 MB instead
-// of 264 MB (what orch apply of them peaks at, issue 19).
+// of 264 MB (what orch apply of them peaks at, issue 19). Since the load
+// lets each block's syntax tree go as it goes (release.go), its live heap
+// is about 35 MB instead of 60-90, and allocates a tenth less: 150 is
+// orch plan of 10,000 new at 148 MB and 1.06 s of CPU against 161 MB and
+// 1.03 s at 200, and 142 MB and 1.11 s at 100 (six runs each,
+// alternating); a no-op plan, whose load comes from the cache, does not
+// tell them apart (131-135 MB, 0.58-0.60 s).
 const (
-	relaxedGCPercent = 200
+	relaxedGCPercent = 150
 	largeSource      = 512 << 10 // bytes of configuration that make a load large
 )
 
