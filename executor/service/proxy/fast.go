@@ -466,6 +466,14 @@ func hasHeader(rest []byte, name string) bool {
 	return false
 }
 
+// replayable says whether req may be sent again after a connection that
+// carried it failed before any of the response came: a method that is
+// safe to repeat, without a body.
+func (req *request) replayable() bool {
+	m := string(req.method)
+	return req.length <= 0 && (m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE")
+}
+
 // proxyOne proxies the request req (its head still in br) and says
 // whether the connection serves another.
 func (p *Proxy) proxyOne(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *request, client string) bool {
@@ -510,7 +518,7 @@ tries:
 				return false // the response was begun: only closing the connection can tell
 			}
 			lastErr = err
-			if !dialFailed(err) || req.consumed {
+			if !(dialFailed(err) || err == errStale && req.replayable()) || req.consumed {
 				break tries
 			}
 			b.failed.Store(time.Now().Add(failCooldown).UnixNano())
@@ -549,8 +557,9 @@ func statusText(code int) string {
 	return "Error"
 }
 
-// errStale is a kept-alive connection that the instance closed before
-// it answered (before it read the request, as far as one can tell).
+// errStale is a connection that the instance closed or reset before it
+// answered (a kept-alive one: before it read the request, as far as one
+// can tell).
 var errStale = errors.New("the instance closed the connection before it answered")
 
 // staleAfter is how long a kept-alive connection may have been idle and
@@ -564,9 +573,14 @@ const staleAfter = 2 * time.Second
 func (b *backend) exchange(cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req *request, client string) (keep, begun bool, err error) {
 	// A request without a body, of a method that may be repeated, is sent
 	// again on a new connection when a kept-alive one turns out closed
-	// (as net/http's Transport does).
-	replayable := req.length <= 0 && (string(req.method) == "GET" || string(req.method) == "HEAD" ||
-		string(req.method) == "OPTIONS" || string(req.method) == "TRACE")
+	// (as net/http's Transport does), and when a new one is reset or
+	// closed before any of the response came (RFC 9110, 9.2.2): an
+	// instance stopped by a create_before_destroy replace resets the
+	// connections still queued on its listener, which the kernel may have
+	// given it beside its successor's (SO_REUSEPORT, one port for both),
+	// and the next connection goes to the successor. Anything else is not
+	// sent twice: the instance may have acted on it.
+	replayable := req.replayable()
 	for attempt := 0; ; attempt++ {
 		u, reused, err := b.getConn(!replayable)
 		if err != nil {
@@ -578,7 +592,7 @@ func (b *backend) exchange(cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 		} else {
 			u.close()
 		}
-		if err == errStale && reused && attempt < 3 && (replayable || !req.consumed) {
+		if err == errStale && attempt < 3 && (replayable || reused && !req.consumed) {
 			continue
 		}
 		return keep, begun, err

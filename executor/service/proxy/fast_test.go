@@ -454,3 +454,70 @@ func TestStreamedResponsesFlow(t *testing.T) {
 		})
 	}
 }
+
+// TestResetBeforeResponseRetried: an instance that resets a new
+// connection after reading its request, before any response (what an
+// instance stopped by a create_before_destroy replace does to the
+// connections queued on a listener it shares with its successor through
+// SO_REUSEPORT): a GET is sent again and answered, on the fast path and
+// on net/http's; a POST, which the instance may have acted on, is a 502.
+func TestResetBeforeResponseRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var resetNext atomic.Bool
+	var resets, served atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					c.Close()
+					return
+				}
+				if resetNext.CompareAndSwap(true, false) {
+					resets.Add(1)
+					c.(*net.TCPConn).SetLinger(0) // the close sends RST
+					c.Close()
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				served.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				c.Close()
+			}()
+		}
+	}()
+	reg := service.New()
+	p := listen(t, reg)
+	reg.Set(service.Instance{ID: "api#0", Addr: "daemon.api[0]", Service: "api", Label: "0", Host: "127.0.0.1",
+		Port: ln.Addr().(*net.TCPAddr).Port, Route: &service.Route{Host: "api.localhost", Path: "/"}})
+
+	resetNext.Store(true)
+	out := rawExchange(t, p, "GET / HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 ") || !strings.HasSuffix(out, "ok") {
+		t.Fatalf("GET on the fast path after a reset: %q", out)
+	}
+	resetNext.Store(true)
+	out = rawExchange(t, p, "GET / HTTP/1.0\r\nHost: api.localhost\r\n\r\n")
+	if !strings.Contains(out, " 200 ") || !strings.HasSuffix(out, "ok") {
+		t.Fatalf("GET through net/http after a reset: %q", out)
+	}
+	if r := resets.Load(); r != 2 {
+		t.Fatalf("the instance reset %d connections, want 2", r)
+	}
+	resetNext.Store(true)
+	out = rawExchange(t, p, "POST / HTTP/1.1\r\nHost: api.localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 502 ") {
+		t.Fatalf("POST after a reset: %q, want a 502 (it is not sent twice)", out)
+	}
+	if s := served.Load(); s != 2 {
+		t.Errorf("the instance answered %d requests, want the two GETs", s)
+	}
+}

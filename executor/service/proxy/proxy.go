@@ -452,6 +452,12 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			u.Host = b.addr
 			out.URL = &u
 			resp, err := b.tr.RoundTrip(&out)
+			// A request that may be repeated is sent again when its
+			// connection failed before any response came (as the fast
+			// path does: exchange).
+			for attempt := 0; err != nil && !dialFailed(err) && attempt < 3 && body == nil && replayable(req) && req.Context().Err() == nil; attempt++ {
+				resp, err = b.tr.RoundTrip(&out)
+			}
 			if err == nil {
 				b.failed.Store(0)
 				resp.Body = wrapBody(resp, b)
@@ -469,6 +475,17 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errNoneLeft
 	}
 	return nil, lastErr
+}
+
+// replayable says whether req may be sent again after its connection
+// failed before any response came (RFC 9110, 9.2.2): a method that is
+// safe to repeat; the caller checks it has no body.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
 }
 
 // dialFailed says whether err is a failure to connect: nothing was sent,
