@@ -319,9 +319,13 @@ func (l *loader) parseFiles() []*hcl.File {
 	return files
 }
 
-// firstPerPosition drops parse diagnostics that start where an earlier one
-// starts: HCL reports a bad token and then the follow-on "Missing newline
-// after argument" at the same place, and one message is enough.
+// firstPerPosition drops parse diagnostics that follow from an earlier
+// one, so that one mistake is one message: a diagnostic that starts where
+// an earlier one starts (HCL reports a bad token and then the follow-on
+// "Missing newline after argument" at the same place), and an "Invalid
+// multi-line string" that starts on the line where the previous one ended
+// (a quote left open: HCL's lexer reports each line it then reads as the
+// rest of a string, up to the next quote).
 func firstPerPosition(diags hcl.Diagnostics) hcl.Diagnostics {
 	if len(diags) < 2 {
 		return diags
@@ -330,7 +334,9 @@ func firstPerPosition(diags hcl.Diagnostics) hcl.Diagnostics {
 		file string
 		byte int
 	}
+	const multiLine = "Invalid multi-line string"
 	seen := make(map[pos]bool, len(diags))
+	var open *hcl.Range // the last multi-line string's
 	out := diags[:0:0]
 	for _, d := range diags {
 		if d.Subject != nil {
@@ -339,6 +345,13 @@ func firstPerPosition(diags hcl.Diagnostics) hcl.Diagnostics {
 				continue
 			}
 			seen[p] = true
+			if d.Summary == multiLine {
+				follows := open != nil && open.Filename == d.Subject.Filename && open.End.Line == d.Subject.Start.Line
+				open = d.Subject
+				if follows {
+					continue
+				}
+			}
 		}
 		out = append(out, d)
 	}
