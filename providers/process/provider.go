@@ -975,7 +975,11 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 		oom = max(oom, c.oomKills)
 		p.mu.Unlock()
 		p.forget(hi)
-	} else if ident == procGone {
+	} else {
+		// Not a child of this Provider (adopted: orch restarted since its
+		// start): it is gone, but how it ended only its parent was told.
+		// (An adopted server stopped by orch up's shutdown read "stopped
+		// code=0" whatever its exit.)
 		resp.Observed.State = providers.StateMissing
 	}
 	resp.Observed.Error = oomReason(oom, resp.Observed)
