@@ -5,12 +5,13 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// bodyContent is body.Content(schema), without its copies where it can: for a
-// native-syntax body as parsed (not the rest of a PartialContent, whose
-// hidden items this cannot see: only a block's own body is given here) whose every attribute and block the schema accepts, with
-// the labels it expects and every required attribute set, Content's
-// result is the schema's attributes that the body sets and its blocks in
-// order, and no diagnostic; hclsyntax's Content builds that through
+// bodyContent is body.Content(schema), without its copies where it can.
+// For a native-syntax body as parsed (not the rest of a PartialContent,
+// whose hidden items this cannot see: only a block's own body is given
+// here) whose every attribute and block the schema accepts, with the
+// labels it expects and every required attribute set, Content's result
+// is the schema's attributes that the body sets and its blocks in order,
+// and no diagnostic; hclsyntax's Content builds that through
 // PartialContent, which copies the body's maps (about 3 KB for a daemon
 // block, 31 MB of a cold load of 10,000). Anything else goes to Content
 // itself, so the diagnostics are HCL's own.
