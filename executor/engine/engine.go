@@ -126,6 +126,8 @@ type Engine struct {
 	dead     chan struct{}
 	bg       sync.WaitGroup
 	ctx      context.Context
+	// prep is the shutdown's input, listed ahead (prep.go).
+	prep shutdownPrep
 
 	// Owned by the controller goroutine (Run).
 	cfg       *spec.Config
@@ -281,6 +283,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.followRuntimes()
 	e.reconcile()
 	e.syncServices()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.prepareShutdown(ctx)
+	}()
 	for {
 		select {
 		case f := <-e.msgs:

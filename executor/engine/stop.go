@@ -47,11 +47,15 @@ func (e *Engine) shutdown() error {
 // with the stop settings it was applied with, recording each stopped. A
 // second interrupt (Options.Hurry) makes the stops SIGKILL.
 func (e *Engine) stopAll() error {
-	stored, err := e.opts.Store.List()
-	if err != nil {
-		return err
+	stored := e.preparedStored()
+	if stored == nil {
+		list, err := e.opts.Store.List()
+		if err != nil {
+			return err
+		}
+		stored = executor.StoredOf(list)
 	}
-	p := planner.StopAll(executor.StoredOf(stored))
+	p := planner.StopAll(stored)
 	n := 0
 	for _, c := range p.Changes {
 		if c.Action == planner.Stop {
@@ -63,7 +67,7 @@ func (e *Engine) stopAll() error {
 	}
 	ex := &executor.Executor{Providers: e.drainingProviders(e.opts.Providers), Store: e.opts.Store, Parallelism: n,
 		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.stopProgress, Kill: e.opts.Hurry}
-	_, err = ex.Apply(context.Background(), e.cfg, p)
+	_, err := ex.Apply(context.Background(), e.cfg, p)
 	return err
 }
 
