@@ -26,7 +26,7 @@ import (
 // the one it was listed at.
 type serialViewer interface {
 	Serial() (uint64, error)
-	View(fn func(tx *state.Tx) error) error
+	ListSerial() ([]state.Instance, uint64, error)
 }
 
 // prepEvery is how often the state's serial is looked at (a read
@@ -70,13 +70,7 @@ func (e *Engine) prepareShutdown(ctx context.Context) {
 		next := prepEvery
 		if serial, err := sv.Serial(); err == nil && (!have || serial != listed) {
 			began := time.Now()
-			var list []state.Instance
-			err := sv.View(func(tx *state.Tx) error {
-				serial = tx.Serial()
-				var err error
-				list, err = tx.List()
-				return err
-			})
+			list, serial, err := sv.ListSerial()
 			if err == nil && len(list) > prepMax {
 				// Too many to hold ahead: the shutdown lists them, for
 				// the rest of this engine's run.

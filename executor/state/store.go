@@ -502,6 +502,18 @@ func (s *Store) List() (insts []Instance, err error) {
 	return s.ListWith(ListOptions{})
 }
 
+// ListSerial is List with the serial the records were read at, in one
+// transaction: they are the records of every state whose Serial is that
+// one.
+func (s *Store) ListSerial() (insts []Instance, serial uint64, err error) {
+	err = s.View(func(tx *Tx) error {
+		serial = tx.Serial()
+		insts, err = tx.List()
+		return err
+	})
+	return insts, serial, err
+}
+
 // ListOptions are List's.
 type ListOptions struct {
 	// OmitConfig leaves out of each record the configuration whose

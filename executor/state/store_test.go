@@ -695,3 +695,20 @@ func TestParseAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestListSerial: the records come with the serial they were read at.
+func TestListSerial(t *testing.T) {
+	s, _ := openTemp(t)
+	for i := 1; i <= 3; i++ {
+		if err := s.Put(testInstance(i)); err != nil {
+			t.Fatal(err)
+		}
+		insts, n, err := s.ListSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(insts) != i || n != uint64(i) || n != serial(t, s) {
+			t.Fatalf("after %d puts: %d records at serial %d (Serial %d)", i, len(insts), n, serial(t, s))
+		}
+	}
+}
