@@ -518,10 +518,16 @@ tries:
 				return false // the response was begun: only closing the connection can tell
 			}
 			lastErr = err
-			if !(dialFailed(err) || err == errStale && req.replayable()) || req.consumed {
+			// A request that may be repeated goes to the next instance
+			// after a reset (exchange has sent it again on this one if
+			// the reset came soon): the instance is not left out for it.
+			stale := err == errStale && req.replayable()
+			if !(dialFailed(err) || stale) || req.consumed {
 				break tries
 			}
-			b.failed.Store(time.Now().Add(failCooldown).UnixNano())
+			if !stale {
+				b.failed.Store(time.Now().Add(failCooldown).UnixNano())
+			}
 		}
 	}
 	if !req.consumed {
@@ -586,18 +592,25 @@ func (b *backend) exchange(cc net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 		if err != nil {
 			return false, false, err
 		}
+		sent := time.Now()
 		keep, begun, reusable, err := exchangeOn(u, cc, br, bw, req, client)
 		if err == nil && reusable {
 			b.putConn(u)
 		} else {
 			u.close()
 		}
-		if err == errStale && attempt < 3 && (replayable || reused && !req.consumed) {
+		if err == errStale && attempt < 3 && (reused && (replayable || !req.consumed) || replayable && time.Since(sent) < resetRetryWithin) {
 			continue
 		}
 		return keep, begun, err
 	}
 }
+
+// resetRetryWithin bounds when a new connection's failure before any
+// response sends a request again: an instance that held the request that
+// long and then closed is not a listener going away, and sending it again
+// would only make the client wait as long once more. (A var for a test.)
+var resetRetryWithin = 2 * time.Second
 
 // exchangeOn is one attempt of exchange, on u; reusable says whether u
 // can carry another request.

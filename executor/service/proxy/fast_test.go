@@ -467,7 +467,7 @@ func TestResetBeforeResponseRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var resetNext atomic.Bool
+	var resetNext, late atomic.Bool
 	var resets, served atomic.Int64
 	go func() {
 		for {
@@ -483,6 +483,9 @@ func TestResetBeforeResponseRetried(t *testing.T) {
 				}
 				if resetNext.CompareAndSwap(true, false) {
 					resets.Add(1)
+					if late.Load() {
+						time.Sleep(150 * time.Millisecond)
+					}
 					c.(*net.TCPConn).SetLinger(0) // the close sends RST
 					c.Close()
 					return
@@ -519,5 +522,25 @@ func TestResetBeforeResponseRetried(t *testing.T) {
 	}
 	if s := served.Load(); s != 2 {
 		t.Errorf("the instance answered %d requests, want the two GETs", s)
+	}
+	// A reset long after the request was sent (an instance that held it,
+	// then gave up) does not send it again: the client would wait as
+	// long once more.
+	defer func(d time.Duration) { resetRetryWithin = d }(resetRetryWithin)
+	resetRetryWithin = 50 * time.Millisecond
+	late.Store(true)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		resetNext.Store(true)
+		before := resets.Load()
+		out = rawExchange(t, p, "GET / "+proto+"\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
+		if !strings.Contains(out, " 502 ") {
+			t.Fatalf("%s GET reset after 150 ms: %q, want a 502 (not sent again)", proto, out)
+		}
+		if r := resets.Load() - before; r != 1 {
+			t.Fatalf("%s: %d resets, want 1", proto, r)
+		}
+	}
+	if s := served.Load(); s != 2 {
+		t.Errorf("the instance answered %d requests, want the two GETs: a late reset was sent again", s)
 	}
 }

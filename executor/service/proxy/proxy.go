@@ -451,11 +451,14 @@ func (p *Proxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			u := *req.URL
 			u.Host = b.addr
 			out.URL = &u
+			sent := time.Now()
 			resp, err := b.tr.RoundTrip(&out)
 			// A request that may be repeated is sent again when its
-			// connection failed before any response came (as the fast
-			// path does: exchange).
-			for attempt := 0; err != nil && !dialFailed(err) && attempt < 3 && body == nil && replayable(req) && req.Context().Err() == nil; attempt++ {
+			// connection failed soon, before any response came (as the
+			// fast path does: exchange).
+			for attempt := 0; err != nil && !dialFailed(err) && attempt < 3 && body == nil && replayable(req) &&
+				time.Since(sent) < resetRetryWithin && req.Context().Err() == nil; attempt++ {
+				sent = time.Now()
 				resp, err = b.tr.RoundTrip(&out)
 			}
 			if err == nil {
