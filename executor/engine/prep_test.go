@@ -1,19 +1,12 @@
 package engine
 
 import (
-	"context"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
-	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -32,48 +25,18 @@ func (s *countingStore) List() ([]state.Instance, error) {
 // listed ahead while they are current (it lists nothing at the
 // interrupt), and never from records a write has made stale.
 func TestShutdownListedAhead(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte("daemon \"a\" {\n  command = [\"/bin/sleep\", \"600\"]\n}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	stateDir := filepath.Join(dir, ".orch")
-	provs := executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}})}
-	st, err := state.Open(filepath.Join(stateDir, "state.db"), state.Options{Operation: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	ip := newInProc(t, "daemon \"a\" {\n  command = [\"/bin/sleep\", \"600\"]\n}\n")
+	st, events := ip.st, ip.events
 	store := &countingStore{Store: st}
-	cfg, diags := spec.Load(dir, spec.Options{Schemas: provs.Schemas()})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	events := make(chan Event, 256)
-	eng := New(Options{Dir: dir, Config: cfg, Providers: provs, Store: store, StateDir: stateDir,
-		Load: func() LoadResult { return LoadResult{Config: cfg} },
-		Out:  func(ev Event) { events <- ev }})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
+	eng, stop := ip.run(t, Options{Store: store})
 	var pid int
-	defer func() {
-		cancel()
-		<-done
-		if pid > 0 {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
-		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
-			if lp, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && lp > 0 {
-				syscall.Kill(lp, syscall.SIGKILL)
-			}
-		}
-	}()
 	deadline := time.After(waitDeadline)
 	for ready := false; !ready; {
 		select {
 		case ev := <-events:
 			if ev.Type == EventStarted && ev.Addr.String() == "daemon.a" {
 				pid = ev.Pid
+				ip.own(pid)
 			}
 			ready = ev.Type == EventReady
 		case <-deadline:
@@ -120,11 +83,9 @@ func TestShutdownListedAhead(t *testing.T) {
 		t.Fatalf("the records listed again after the write: %v", stored)
 	}
 	before := store.lists.Load()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	done <- nil // for the deferred wait
 	if n := store.lists.Load() - before; n != 0 {
 		t.Errorf("the shutdown listed the records %d times; it had them listed ahead", n)
 	}

@@ -2,18 +2,11 @@ package engine
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
 
-	"github.com/orch-dev/orch/executor"
-	"github.com/orch-dev/orch/executor/state"
-	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -23,47 +16,16 @@ import (
 // reading declares daemon.b, the current one daemon.a, which keeps
 // running.
 func TestStaleReloadIsLoadedAgain(t *testing.T) {
-	dir := t.TempDir()
-	const withA = "daemon \"a\" {\n  command = [\"/bin/sleep\", \"600\"]\n}\n"
-	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(withA), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	stateDir := filepath.Join(dir, ".orch")
-	provs := executor.Providers{process.Kind: process.New(process.Options{SelfCommand: []string{orchBin}})}
-	st, err := state.Open(filepath.Join(stateDir, "state.db"), state.Options{Operation: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	current, diags := spec.Load(dir, spec.Options{Schemas: provs.Schemas()})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
+	ip := newInProc(t, "daemon \"a\" {\n  command = [\"/bin/sleep\", \"600\"]\n}\n")
 	stale, diags := spec.LoadFS(fstest.MapFS{"main.hcl": {Data: []byte("daemon \"b\" {\n  command = [\"/bin/sleep\", \"601\"]\n}\n")}},
-		dir, spec.Options{Schemas: provs.Schemas()})
+		ip.dir, spec.Options{Schemas: ip.provs.Schemas()})
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	events := make(chan Event, 256)
-	eng := New(Options{Dir: dir, Config: current, Providers: provs, Store: st, StateDir: stateDir,
-		Load: func() LoadResult { return LoadResult{Config: current} },
-		Out:  func(ev Event) { events <- ev }})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
+	events := ip.events
+	eng, _ := ip.run(t, Options{})
+	ctx := context.Background()
 	var pid int
-	defer func() {
-		cancel()
-		<-done
-		if pid > 0 {
-			syscall.Kill(-pid, syscall.SIGKILL)
-		}
-		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
-			if lp, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && lp > 0 {
-				syscall.Kill(lp, syscall.SIGKILL)
-			}
-		}
-	}()
 	wait := func(what string, match func(Event) bool) {
 		t.Helper()
 		deadline := time.After(waitDeadline)
@@ -76,6 +38,7 @@ func TestStaleReloadIsLoadedAgain(t *testing.T) {
 				if match(ev) {
 					if ev.Type == EventStarted {
 						pid = ev.Pid
+						ip.own(pid)
 					}
 					return
 				}
