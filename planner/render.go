@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/orch-dev/orch/spec"
+	"github.com/orch-dev/orch/spec/workers"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -62,9 +63,57 @@ func Render(p *Plan, opts RenderOptions) string {
 // need not hold. It returns w's first error.
 func RenderTo(w io.Writer, p *Plan, opts RenderOptions) error {
 	r := &renderer{b: bytes.NewBuffer(make([]byte, 0, 2*spillAt)), out: w, opts: opts}
-	r.render(p)
+	if n := workers.Count(len(p.Changes), renderSplitAt); n > 1 && p.HasChanges() {
+		r.renderSplit(p, n)
+	} else {
+		r.render(p)
+	}
 	r.spill(0)
 	return r.err
+}
+
+// renderSplitAt is the number of changes from which RenderTo renders on
+// several cores: the text of 10,000 creates took 130 ms of one core, a
+// third of orch plan's CPU for them.
+const renderSplitAt = 512
+
+// renderSplit is render on n goroutines: the changes are taken a batch
+// at a time, each goroutine renders a consecutive part of the batch into
+// a buffer of its own, and the parts are written in order. A change's
+// text depends on that change alone.
+func (r *renderer) renderSplit(p *Plan, n int) {
+	r.b.WriteString("orch will perform the following actions:\n")
+	changes := make([]*Change, 0, len(p.Changes))
+	for _, c := range p.Changes {
+		if c.Action != NoOp {
+			changes = append(changes, c)
+		}
+	}
+	parts := make([]*renderer, n)
+	for i := range parts {
+		parts[i] = &renderer{b: bytes.NewBuffer(make([]byte, 0, spillAt)), opts: r.opts}
+	}
+	batch := n * renderSplitAt / 2
+	for lo := 0; lo < len(changes) && r.err == nil; lo += batch {
+		cs := changes[lo:min(lo+batch, len(changes))]
+		per := (len(cs) + n - 1) / n
+		workers.Split(n, n, func(from, to int) {
+			for i := from; i < to; i++ {
+				part := parts[i]
+				for _, c := range cs[min(i*per, len(cs)):min((i+1)*per, len(cs))] {
+					part.change(c)
+				}
+			}
+		})
+		for _, part := range parts {
+			r.b.Write(part.b.Bytes())
+			part.b.Reset()
+			r.spill(spillAt)
+		}
+	}
+	s := p.Summary()
+	r.b.WriteString("\n" + r.c(bold, "Plan:") + fmt.Sprintf(" %d to add, %d to change, %d to replace, %d to destroy.\n",
+		s.Add, s.Change, s.Replace, s.Destroy))
 }
 
 // spillAt is how much text RenderTo gathers before it writes.
