@@ -53,7 +53,7 @@ func (r *renderer) c(color, s string) string {
 // attribute diffs, and the summary line.
 func Render(p *Plan, opts RenderOptions) string {
 	r := &renderer{b: &bytes.Buffer{}, opts: opts}
-	r.render(p)
+	r.render(p, 1)
 	return r.b.String()
 }
 
@@ -63,11 +63,7 @@ func Render(p *Plan, opts RenderOptions) string {
 // need not hold. It returns w's first error.
 func RenderTo(w io.Writer, p *Plan, opts RenderOptions) error {
 	r := &renderer{b: bytes.NewBuffer(make([]byte, 0, 2*spillAt)), out: w, opts: opts}
-	if n := workers.Count(len(p.Changes), renderSplitAt); n > 1 && p.HasChanges() {
-		r.renderSplit(p, n)
-	} else {
-		r.render(p)
-	}
+	r.render(p, workers.Count(len(p.Changes), renderSplitAt))
 	r.spill(0)
 	return r.err
 }
@@ -77,18 +73,11 @@ func RenderTo(w io.Writer, p *Plan, opts RenderOptions) error {
 // third of orch plan's CPU for them.
 const renderSplitAt = 512
 
-// renderSplit is render on n goroutines: the changes are taken a batch
-// at a time, each goroutine renders a consecutive part of the batch into
-// a buffer of its own, and the parts are written in order. A change's
-// text depends on that change alone.
-func (r *renderer) renderSplit(p *Plan, n int) {
-	r.b.WriteString("orch will perform the following actions:\n")
-	changes := make([]*Change, 0, len(p.Changes))
-	for _, c := range p.Changes {
-		if c.Action != NoOp {
-			changes = append(changes, c)
-		}
-	}
+// changesSplit renders changes on n goroutines: a batch at a time, each
+// goroutine renders a consecutive part of the batch into a buffer of its
+// own, and the parts are written in order. A change's text depends on
+// that change alone.
+func (r *renderer) changesSplit(changes []*Change, n int) {
 	parts := make([]*renderer, n)
 	for i := range parts {
 		parts[i] = &renderer{b: bytes.NewBuffer(make([]byte, 0, spillAt)), opts: r.opts}
@@ -99,9 +88,8 @@ func (r *renderer) renderSplit(p *Plan, n int) {
 		per := (len(cs) + n - 1) / n
 		workers.Split(n, n, func(from, to int) {
 			for i := from; i < to; i++ {
-				part := parts[i]
 				for _, c := range cs[min(i*per, len(cs)):min((i+1)*per, len(cs))] {
-					part.change(c)
+					parts[i].change(c)
 				}
 			}
 		})
@@ -111,9 +99,6 @@ func (r *renderer) renderSplit(p *Plan, n int) {
 			r.spill(spillAt)
 		}
 	}
-	s := p.Summary()
-	r.b.WriteString("\n" + r.c(bold, "Plan:") + fmt.Sprintf(" %d to add, %d to change, %d to replace, %d to destroy.\n",
-		s.Add, s.Change, s.Replace, s.Destroy))
 }
 
 // spillAt is how much text RenderTo gathers before it writes.
@@ -130,7 +115,9 @@ func (r *renderer) spill(min int) {
 	r.b.Reset()
 }
 
-func (r *renderer) render(p *Plan) {
+// render renders p, its changes on n goroutines (changesSplit) when n
+// is more than one.
+func (r *renderer) render(p *Plan, n int) {
 	if !p.HasChanges() {
 		if p.Destroy {
 			r.b.WriteString(r.c(bold, "No changes.") + " Nothing is managed by orch for this configuration, so there is nothing to destroy.\n")
@@ -140,10 +127,20 @@ func (r *renderer) render(p *Plan) {
 		return
 	}
 	r.b.WriteString("orch will perform the following actions:\n")
-	for _, c := range p.Changes {
-		if c.Action != NoOp {
-			r.change(c)
-			r.spill(spillAt)
+	if n > 1 {
+		changes := make([]*Change, 0, len(p.Changes))
+		for _, c := range p.Changes {
+			if c.Action != NoOp {
+				changes = append(changes, c)
+			}
+		}
+		r.changesSplit(changes, n)
+	} else {
+		for _, c := range p.Changes {
+			if c.Action != NoOp {
+				r.change(c)
+				r.spill(spillAt)
+			}
 		}
 	}
 	s := p.Summary()

@@ -20,7 +20,7 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 // each write whole never sees a value cut in two; and in more than one
 // write for a large plan.
 func TestRenderToWholeChanges(t *testing.T) {
-	for _, n := range []int{400, 1500} { // 1,500: rendered on several cores (renderSplit)
+	for _, n := range []int{400, 1500} { // 1,500: rendered on several cores (changesSplit)
 		renderToWholeChanges(t, n)
 	}
 }
@@ -37,7 +37,7 @@ func renderToWholeChanges(t *testing.T, n int) {
 		for _, parts := range []int{2, 3, 7} {
 			var w chunkWriter
 			r := &renderer{b: &bytes.Buffer{}, out: &w, opts: RenderOptions{Color: color}}
-			r.renderSplit(p, parts)
+			r.render(p, parts)
 			r.spill(0)
 			if got, want := strings.Join(w.writes, ""), Render(p, RenderOptions{Color: color}); got != want {
 				t.Fatalf("%d changes rendered in %d parts differ from Render", n, parts)

@@ -50,6 +50,31 @@ type shutdownPrep struct {
 	ok     bool
 	serial uint64
 	stored map[spec.Address]*planner.Stored
+	// done is closed by the next listing, which makes another: what
+	// waits for a listing (a test) waits on it (listing).
+	done chan struct{}
+}
+
+// set records a listing of serial (stored nil: none usable) and wakes
+// what waits for one.
+func (p *shutdownPrep) set(stored map[spec.Address]*planner.Stored, serial uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ok, p.serial, p.stored = stored != nil, serial, stored
+	if p.done != nil {
+		close(p.done)
+		p.done = nil
+	}
+}
+
+// listing is closed by the next listing.
+func (p *shutdownPrep) listing() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		p.done = make(chan struct{})
+	}
+	return p.done
 }
 
 // prepareShutdown lists the records ahead until ctx is done (Run's).
@@ -60,37 +85,48 @@ func (e *Engine) prepareShutdown(ctx context.Context) {
 	}
 	t := time.NewTimer(prepEvery)
 	defer t.Stop()
-	listed, have := uint64(0), false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		began := time.Now()
+		listed, more := e.listAhead(sv)
+		if !more {
+			return
+		}
 		next := prepEvery
-		if serial, err := sv.Serial(); err == nil && (!have || serial != listed) {
-			began := time.Now()
-			list, serial, err := sv.ListSerial()
-			if err == nil && len(list) > prepMax {
-				// Too many to hold ahead: the shutdown lists them, for
-				// the rest of this engine's run.
-				e.prep.mu.Lock()
-				e.prep.ok, e.prep.stored = false, nil
-				e.prep.mu.Unlock()
-				return
-			}
-			var stored map[spec.Address]*planner.Stored
-			if err == nil {
-				stored = executor.StoredOf(list)
-				listed, have = serial, true
-			}
-			e.prep.mu.Lock()
-			e.prep.ok, e.prep.serial, e.prep.stored = stored != nil, serial, stored
-			e.prep.mu.Unlock()
+		if listed {
 			next = max(next, prepDuty*time.Since(began))
 		}
 		t.Reset(next)
 	}
+}
+
+// listAhead lists and decodes the records when the state's serial has
+// moved since the last listing; listed says whether it did. more is false
+// when there are more than prepMax records: the shutdown lists them, for
+// the rest of this engine's run.
+func (e *Engine) listAhead(sv serialViewer) (listed, more bool) {
+	serial, err := sv.Serial()
+	e.prep.mu.Lock()
+	current := e.prep.ok && e.prep.serial == serial
+	e.prep.mu.Unlock()
+	if err != nil || current {
+		return false, true
+	}
+	list, serial, err := sv.ListSerial()
+	if err != nil {
+		e.prep.set(nil, serial)
+		return true, true
+	}
+	if len(list) > prepMax {
+		e.prep.set(nil, serial)
+		return true, false
+	}
+	e.prep.set(executor.StoredOf(list), serial)
+	return true, true
 }
 
 // preparedStored is what was listed ahead when the state has not changed

@@ -50,20 +50,23 @@ func TestShutdownListedAhead(t *testing.T) {
 		}
 		return n
 	}
-	// listedAt waits for the records of serial n to be listed ahead.
+	// listedAt waits for the background listing of the records of serial n.
 	listedAt := func(n uint64) {
 		t.Helper()
-		for end := time.Now().Add(waitDeadline); ; {
+		deadline := time.After(waitDeadline)
+		for {
+			next := eng.prep.listing() // taken before the look: none is missed
 			eng.prep.mu.Lock()
 			ok, at := eng.prep.ok, eng.prep.serial
 			eng.prep.mu.Unlock()
 			if ok && at == n {
 				return
 			}
-			if time.Now().After(end) {
+			select {
+			case <-next:
+			case <-deadline:
 				t.Fatalf("the records of serial %d were not listed ahead (listed: %v, at %d)", n, ok, at)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	listedAt(serial())

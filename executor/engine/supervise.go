@@ -251,7 +251,6 @@ func (e *Engine) restart(addr spec.Address, gen uint64) {
 	})
 }
 
-// health handles a transition of generation gen's health check.
 // stillStarting says that generation gen of addr, not healthy yet, keeps
 // failing its health check (EventStillStarting).
 func (e *Engine) stillStarting(addr spec.Address, gen uint64, detail string) {
@@ -262,6 +261,7 @@ func (e *Engine) stillStarting(addr spec.Address, gen uint64, detail string) {
 	e.emit(Event{Type: EventStillStarting, Addr: addr, Detail: detail})
 }
 
+// health handles a transition of generation gen's health check.
 func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	inst := e.insts[addr]
 	if inst == nil || inst.gen != gen || !inst.sup.running() || e.stopping || inst.sup.isPaused() {

@@ -74,30 +74,46 @@ func (r *readiness) waitReady(ctx context.Context, c *planner.Change, h provider
 		return err
 	}
 	res := c.Resource
-	limit := res.Health.StartTimeout
-	if limit <= 0 {
-		limit = spec.DefaultStartTimeout
-	}
-	deadline, within := time.Now().Add(limit), fmt.Sprintf("start_timeout %s", limit)
-	if !r.deadline.IsZero() && r.deadline.Before(deadline) {
-		deadline, within = r.deadline, "-wait-timeout"
-	}
-	every := min(res.Health.Interval, 200*time.Millisecond)
-	if every <= 0 {
-		every = 200 * time.Millisecond
-	}
-	gone := func() error {
-		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
-			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
-		}
-		return nil
-	}
-	err := engine.AwaitOwnListener(ctx, r.s.provs[res.Runtime.Type], r.runtime(res.Runtime), c, h, every, deadline, within, gone)
+	deadline, within := r.bound(res.Health)
+	gone := func() error { return r.exited(ctx, c, h) }
+	err := engine.AwaitOwnListener(ctx, r.s.provs[res.Runtime.Type], r.runtime(res.Runtime), c, h, probeEvery(res.Health), deadline, within, gone)
 	var nop *engine.NotOwnPortError
 	if errors.As(err, &nop) {
 		return r.failure(ctx, c.Addr, res.Runtime, h, err.Error())
 	}
 	return err
+}
+
+// bound is when a wait for hc's instance to be ready gives up: at its
+// start_timeout from now, or at -wait-timeout when that comes first;
+// within names which.
+func (r *readiness) bound(hc *spec.Health) (deadline time.Time, within string) {
+	limit := hc.StartTimeout
+	if limit <= 0 {
+		limit = spec.DefaultStartTimeout
+	}
+	deadline, within = time.Now().Add(limit), fmt.Sprintf("start_timeout %s", limit)
+	if !r.deadline.IsZero() && r.deadline.Before(deadline) {
+		deadline, within = r.deadline, "-wait-timeout"
+	}
+	return deadline, within
+}
+
+// probeEvery is how often a wait probes hc: its interval, at most 200 ms.
+func probeEvery(hc *spec.Health) time.Duration {
+	if every := min(hc.Interval, 200*time.Millisecond); every > 0 {
+		return every
+	}
+	return 200 * time.Millisecond
+}
+
+// exited is the failure of c's instance h once it no longer runs; nil
+// while it does (or cannot be told).
+func (r *readiness) exited(ctx context.Context, c *planner.Change, h providers.Handle) error {
+	if o, ok := r.observe(ctx, c.Resource.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
+		return r.failure(ctx, c.Addr, c.Resource.Runtime, h, "exited before it was ready ("+o.Ended()+")")
+	}
+	return nil
 }
 
 func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.Handle) error {
@@ -109,29 +125,19 @@ func (r *readiness) waitUp(ctx context.Context, c *planner.Change, h providers.H
 		return nil
 	}
 	hc := res.Health
-	limit := hc.StartTimeout
-	if limit <= 0 {
-		limit = spec.DefaultStartTimeout
-	}
-	deadline := time.Now().Add(limit)
-	why := fmt.Sprintf("not ready within start_timeout %s", limit)
-	if !r.deadline.IsZero() && r.deadline.Before(deadline) {
-		deadline, why = r.deadline, "not ready within -wait-timeout"
-	}
+	deadline, within := r.bound(hc)
+	why := "not ready within " + within
 	if hc.Notify {
 		return r.waitNotify(ctx, c, h, deadline, why)
 	}
-	every := min(hc.Interval, 200*time.Millisecond)
-	if every <= 0 {
-		every = 200 * time.Millisecond
-	}
+	every := probeEvery(hc)
 	for {
 		err := engine.Probe(ctx, hc, res)
 		if err == nil {
 			return nil
 		}
-		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
-			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
+		if err := r.exited(ctx, c, h); err != nil {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return r.failure(ctx, c.Addr, res.Runtime, h, fmt.Sprintf("%s; the last probe: %v", why, err))
@@ -194,8 +200,8 @@ func (r *readiness) waitNotify(ctx context.Context, c *planner.Change, h provide
 		if st.Ready != nil && st.Ready.From(pid, cgroup) {
 			return nil
 		}
-		if o, ok := r.observe(ctx, res.Runtime, c.Addr, h); ok && o.State != providers.StateRunning {
-			return r.failure(ctx, c.Addr, res.Runtime, h, "exited before it was ready ("+o.Ended()+")")
+		if err := r.exited(ctx, c, h); err != nil {
+			return err
 		}
 		// A message wakes this at once; the exit check needs a poll.
 		select {

@@ -196,37 +196,15 @@ func TestForwardedHeaders(t *testing.T) {
 // instance closed the last connection: a close that crosses a request
 // with a body in flight fails it, as it does with nginx and net/http.)
 func TestClosedKeptAliveConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var served atomic.Int64
 	closed := make(chan struct{}, 100)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					c.Close()
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				served.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				c.Close()
-				closed <- struct{}{}
-			}()
-		}
-	}()
-	reg := service.New()
-	p := listen(t, reg)
-	reg.Set(service.Instance{ID: "api#0", Addr: "daemon.api[0]", Service: "api", Label: "0", Host: "127.0.0.1",
-		Port: ln.Addr().(*net.TCPAddr).Port, Route: &service.Route{Host: "api.localhost", Path: "/"}})
+	p := routeAPI(t, connUpstream(t, func(c net.Conn, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		served.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close()
+		closed <- struct{}{}
+	}))
 	for i := 0; i < 20; i++ {
 		method, body := "GET", io.Reader(nil)
 		if i%2 == 1 {
@@ -257,30 +235,11 @@ func TestClosedKeptAliveConnection(t *testing.T) {
 // A response without a length ends with the instance's connection; the
 // client's ends with it, and has the whole body.
 func TestResponseUntilClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"+strings.Repeat("y", 100000))
-			}()
-		}
-	}()
+	port := rawUpstream(t, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"+strings.Repeat("y", 100000))
 	reg := service.New()
 	p := listen(t, reg)
 	reg.Set(service.Instance{ID: "old#0", Addr: "daemon.old[0]", Service: "old", Label: "0", Host: "127.0.0.1",
-		Port: ln.Addr().(*net.TCPAddr).Port, Route: &service.Route{Host: "old.localhost", Path: "/"}})
+		Port: port, Route: &service.Route{Host: "old.localhost", Path: "/"}})
 	out := rawExchange(t, p, "GET / HTTP/1.1\r\nHost: old.localhost\r\n\r\n")
 	head, body, _ := strings.Cut(out, "\r\n\r\n")
 	if !strings.HasPrefix(head, "HTTP/1.1 200 OK") || !strings.Contains(head, "Connection: close") || body != strings.Repeat("y", 100000) {
@@ -288,9 +247,10 @@ func TestResponseUntilClose(t *testing.T) {
 	}
 }
 
-// rawUpstream answers every request on a connection with resp, then
-// closes it.
-func rawUpstream(t *testing.T, resp string) int {
+// connUpstream is an instance on 127.0.0.1 that reads the first request of
+// each connection and hands it to serve, which answers it and closes the
+// connection; it returns the instance's port.
+func connUpstream(t *testing.T, serve func(c net.Conn, req *http.Request)) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -304,15 +264,36 @@ func rawUpstream(t *testing.T, resp string) int {
 				return
 			}
 			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					c.Close()
 					return
 				}
-				io.WriteString(c, resp)
+				serve(c, req)
 			}()
 		}
 	}()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// rawUpstream answers every request on a connection with resp, then
+// closes it.
+func rawUpstream(t *testing.T, resp string) int {
+	t.Helper()
+	return connUpstream(t, func(c net.Conn, _ *http.Request) {
+		defer c.Close()
+		io.WriteString(c, resp)
+	})
+}
+
+// routeAPI is a proxy that routes api.localhost/ to the instance on port.
+func routeAPI(t *testing.T, port int) *Proxy {
+	t.Helper()
+	reg := service.New()
+	p := listen(t, reg)
+	reg.Set(service.Instance{ID: "api#0", Addr: "daemon.api[0]", Service: "api", Label: "0", Host: "127.0.0.1",
+		Port: port, Route: &service.Route{Host: "api.localhost", Path: "/"}})
+	return p
 }
 
 // What an instance answers ambiguously or wrongly does not reach the
@@ -462,45 +443,23 @@ func TestStreamedResponsesFlow(t *testing.T) {
 // SO_REUSEPORT): a GET is sent again and answered, on the fast path and
 // on net/http's; a POST, which the instance may have acted on, is a 502.
 func TestResetBeforeResponseRetried(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var resetNext, late atomic.Bool
 	var resets, served atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	p := routeAPI(t, connUpstream(t, func(c net.Conn, req *http.Request) {
+		defer c.Close()
+		if resetNext.CompareAndSwap(true, false) {
+			resets.Add(1)
+			if late.Load() {
+				// It holds the request past resetRetryWithin first.
+				time.Sleep(150 * time.Millisecond)
 			}
-			go func() {
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					c.Close()
-					return
-				}
-				if resetNext.CompareAndSwap(true, false) {
-					resets.Add(1)
-					if late.Load() {
-						time.Sleep(150 * time.Millisecond)
-					}
-					c.(*net.TCPConn).SetLinger(0) // the close sends RST
-					c.Close()
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				served.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-				c.Close()
-			}()
+			c.(*net.TCPConn).SetLinger(0) // the close sends RST
+			return
 		}
-	}()
-	reg := service.New()
-	p := listen(t, reg)
-	reg.Set(service.Instance{ID: "api#0", Addr: "daemon.api[0]", Service: "api", Label: "0", Host: "127.0.0.1",
-		Port: ln.Addr().(*net.TCPAddr).Port, Route: &service.Route{Host: "api.localhost", Path: "/"}})
+		io.Copy(io.Discard, req.Body)
+		served.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	}))
 
 	resetNext.Store(true)
 	out := rawExchange(t, p, "GET / HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
