@@ -77,6 +77,8 @@ type ListenerOwner interface {
 	Listens(ctx context.Context, req ListensRequest) (bool, error)
 }
 
+// ListensRequest asks whether the processes of the instance that Handle
+// names (Addr's, on Runtime) listen on TCP port Port.
 type ListensRequest struct {
 	Runtime *spec.Runtime
 	Addr    spec.Address
