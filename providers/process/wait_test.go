@@ -227,3 +227,83 @@ func TestObserveScanServesStops(t *testing.T) {
 		t.Fatal("a member that ignored SIGTERM was not killed: its group was reported empty")
 	}
 }
+
+// TestWarmStats: a scan of /proc made ahead (WarmStats, as orch plan does
+// while its configuration loads) is what the next Observe of as many
+// daemons takes instead of scanning again, once; a process started after
+// it is read alone, and observed running; a scan older than warmTTL is
+// not taken.
+func TestWarmStats(t *testing.T) {
+	ReleaseWarmStats()
+	t.Cleanup(ReleaseWarmStats)
+	p := New(Options{})
+	start := func() HandleInfo {
+		cmd := exec.Command("sleep", "100")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL); cmd.Wait() })
+		st, ok := readStat(pid)
+		if !ok {
+			t.Fatalf("no stat for %d", pid)
+		}
+		return HandleInfo{Pid: pid, StartTicks: st.StartTicks, Pgid: pid, BootID: p.boot.bootID}
+	}
+	early := start()
+	n := max(observeScanMin, 4*len(listPids())) // a scan whatever else starts meanwhile
+	WarmStats(n)
+	warmed.Lock()
+	scanned, at := warmed.stats != nil, warmed.at
+	_, sawEarly := warmed.stats[early.Pid]
+	warmed.Unlock()
+	if !scanned || !sawEarly {
+		t.Fatalf("WarmStats(%d) made no scan (%v), or one without the process started before it (%v)", n, scanned, sawEarly)
+	}
+	late := start()
+	handles := map[spec.Address]providers.Handle{}
+	for i := 0; i < n; i++ {
+		hi := early
+		if i%2 == 1 {
+			hi = late
+		}
+		handles[spec.Address{Kind: spec.KindDaemon, Name: "d" + strconv.Itoa(i)}] = hi.Encode()
+	}
+	observe := func() {
+		t.Helper()
+		resp, err := p.Observe(context.Background(), providers.ObserveRequest{Handles: handles, NoUsage: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for a, o := range resp.Objects {
+			if o.State != providers.StateRunning {
+				t.Fatalf("%s: observed %v, want running", a, o.State)
+			}
+		}
+	}
+	observe()
+	p.groups.mu.Lock()
+	took := p.groups.stats != nil && p.groups.at.Equal(at)
+	p.groups.mu.Unlock()
+	warmed.Lock()
+	left := warmed.stats != nil
+	warmed.Unlock()
+	if !took || left {
+		t.Fatalf("the Observe did not take the scan made ahead (taken %v, still there %v)", took, left)
+	}
+
+	// Too old: the Observe scans for itself.
+	WarmStats(n)
+	warmed.Lock()
+	warmed.at = warmed.at.Add(-warmTTL)
+	stale := warmed.at
+	warmed.Unlock()
+	observe()
+	p.groups.mu.Lock()
+	fresh := p.groups.at.After(stale.Add(warmTTL))
+	p.groups.mu.Unlock()
+	if !fresh {
+		t.Fatal("an Observe took a scan made ahead older than warmTTL")
+	}
+}

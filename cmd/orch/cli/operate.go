@@ -193,6 +193,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 	phase("refresh")
 	<-warmed
 	process.ReleaseRegistryCaches()
+	process.ReleaseWarmStats()
 	in.Destroy = destroy
 	if in.Targets, in.Replace, err = a.partial.addresses(); err != nil {
 		return nil, err

@@ -37,6 +37,6 @@ func phase(name string) {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "orch: phase %-12s %6.1f ms  heap %5.1f MB  sys %5.1f MB%s\n", name, float64(now.Sub(phaseLast).Microseconds())/1000, float64(ms.HeapAlloc)/(1<<20), float64(ms.Sys)/(1<<20), rss)
+	fmt.Fprintf(os.Stderr, "orch: phase %-12s %6.1f ms  heap %5.1f MB  stacks %5.1f MB  goroutines %d  sys %5.1f MB%s\n", name, float64(now.Sub(phaseLast).Microseconds())/1000, float64(ms.HeapAlloc)/(1<<20), float64(ms.StackSys)/(1<<20), runtime.NumGoroutine(), float64(ms.Sys)/(1<<20), rss)
 	phaseLast = time.Now()
 }
