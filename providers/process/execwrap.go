@@ -245,6 +245,14 @@ func (s execSpec) apply() error {
 		}
 	}
 	if c := s.cred; c != nil {
+		// The working directory was entered as orch's user (the wrapper's
+		// own); it is entered again as the daemon's, as a start without
+		// the wrapper does (Go changes the user before the directory), so
+		// that a directory closed to the daemon's user fails both alike.
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
 		groups := make([]int, len(c.Groups))
 		for i, g := range c.Groups {
 			groups[i] = int(g)
@@ -257,6 +265,9 @@ func (s execSpec) apply() error {
 		}
 		if err := syscall.Setuid(int(c.Uid)); err != nil {
 			return fmt.Errorf("setuid %d: %w", c.Uid, err)
+		}
+		if err := syscall.Chdir(wd); err != nil {
+			return fmt.Errorf("chdir %s: %w", wd, err)
 		}
 	}
 	return nil

@@ -437,6 +437,23 @@ func TestUser(t *testing.T) {
 		}
 		e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("nobody"), Handle: h, Signal: spec.SIGTERM, Timeout: 5 * time.Second})
 	}
+	// A working directory the user may not enter: the error says so,
+	// beside the kernel's "permission denied".
+	closed := t.TempDir() // 0700, root's
+	for _, umask := range []os.FileMode{spec.DefaultUmask, 0o077} {
+		r := res("shut", "sleep", "60")
+		r.User, r.Dir, r.Umask = "nobody", closed, umask
+		resp, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state})
+		if err == nil {
+			e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("shut"), Handle: resp.Handle, Signal: spec.SIGTERM, Timeout: 5 * time.Second})
+		}
+		var pe *providers.Error
+		shut := filepath.Dir(closed) // t.TempDir's parent, 0700 too
+		if err == nil || !errors.As(err, &pe) || pe.Attr != "user" ||
+			!strings.Contains(err.Error(), "the working directory "+closed+" is not open to user nobody: "+shut+" (mode drwx------, owner root) cannot be entered") {
+			t.Errorf("umask %o: start as nobody in a directory closed to it: %v", umask, err)
+		}
+	}
 	r := res("nouser", "sleep", "60")
 	r.User = "no-such-user-orch"
 	if _, err := e.p.Start(context.Background(), providers.StartRequest{Resource: r, StateDir: e.state}); err == nil || !strings.Contains(err.Error(), "no-such-user-orch") {

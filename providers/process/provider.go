@@ -179,6 +179,21 @@ func startErr(addr spec.Address, retry bool, format string, args ...any) error {
 	return &providers.Error{Op: "start", Retryable: retry, Err: fmt.Errorf(addr.String()+": "+format, args...)}
 }
 
+// deniedAs says, for a start that failed with EACCES as another user
+// (cred), which directory or program that user may not enter or execute
+// (hostuser.Denied): the kernel says "permission denied" whether the
+// working directory or the program is closed to it. dir "" is orch's own.
+func deniedAs(err error, cred *syscall.Credential, dir, path string) string {
+	// The exec wrapper's failure comes back as its message.
+	if cred == nil || !errors.Is(err, syscall.EACCES) && !strings.HasSuffix(err.Error(), ": "+syscall.EACCES.Error()) {
+		return ""
+	}
+	if dir == "" {
+		dir, _ = os.Getwd()
+	}
+	return hostuser.Denied(cred, dir, path)
+}
+
 // attrErr is a start failure caused by one attribute of the daemon.
 func attrErr(addr spec.Address, attr string, err error) error {
 	return &providers.Error{Op: "start", Attr: attr, Err: fmt.Errorf("%s: %w", addr, err)}
@@ -372,12 +387,18 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		proc, err = os.StartProcess(path, r.Command, attr)
 		if err != nil {
 			forgetStart()
+			if why := deniedAs(err, cred, r.Dir, path); why != "" {
+				return resp, attrErr(addr, "user", fmt.Errorf("cannot start %q: %w: %s", path, err, why))
+			}
 			return resp, attrErr(addr, "command", fmt.Errorf("cannot start %q: %w", path, err))
 		}
 		step(stepForked)
 	}
 	if err != nil {
 		forgetStart()
+		if why := deniedAs(err, cred, r.Dir, path); why != "" {
+			return resp, attrErr(addr, "user", fmt.Errorf("%w: %s", err, why))
+		}
 		return resp, startErr(addr, false, "%w", err)
 	}
 	// Not reaped yet, so /proc/<pid>/stat exists even if it already exited.
