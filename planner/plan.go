@@ -262,7 +262,7 @@ func Make(in Input) (*Plan, hcl.Diagnostics) {
 		changes, ds := decideAll(in, replace, dec)
 		for i, c := range changes {
 			diags = append(diags, ds[i]...)
-			if d := sharedReadiness(c); d != nil {
+			if d := sharedReadiness(c, in.Schemas); d != nil {
 				diags = append(diags, d)
 			}
 			p.Changes = append(p.Changes, c)
@@ -709,13 +709,19 @@ func Restart(r *spec.Resource, desired *Snapshot, prior *Stored, reason Reason) 
 // the new one's check, and the new one is taken for ready before it
 // serves (a fixed-port server tried on a real stack: nginx answered 502
 // while the new instances, checked "healthy" through the old ones, had
-// not bound yet). nil otherwise.
-func sharedReadiness(c *Change) *hcl.Diagnostic {
+// not bound yet). nil otherwise, and nil where the runtime settles the
+// doubt itself: a check of a port of this host on a runtime that tells
+// whose processes listen there (spec.RuntimeSchema.OwnsListeners) holds
+// the new instance until it listens there too (engine.AwaitOwnListener).
+func sharedReadiness(c *Change, schemas map[string]spec.RuntimeSchema) *hcl.Diagnostic {
 	if c.Action != Replace || !c.CreateBeforeDestroy || c.Resource == nil || c.Resource.Health == nil ||
 		c.Prior == nil || c.Prior.Snapshot == nil {
 		return nil
 	}
 	h := c.Resource.Health
+	if _, local := h.LocalPort(); local && schemas[c.Resource.Runtime.Type].OwnsListeners {
+		return nil
+	}
 	key, target := "", ""
 	switch h.Kind {
 	case spec.HealthHTTP:

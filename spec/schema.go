@@ -128,6 +128,12 @@ type RuntimeSchema struct {
 	// CommandRequired makes `command` mandatory on daemons and jobs of this
 	// kind (true for native processes; a container may use its image's).
 	CommandRequired bool
+	// OwnsListeners says that the backend tells whether an instance's own
+	// processes listen on a port of this host (providers.ListenerOwner):
+	// the new instance of a create_before_destroy replace whose check
+	// reaches such a port, where the old one answers too, is ready only
+	// once it listens there itself (true for native processes).
+	OwnsListeners bool
 }
 
 func (s RuntimeSchema) daemonAttr(name string) (AttrSchema, bool) {

@@ -37,27 +37,3 @@ func TestExecProbeRunsAsTheDaemonsUser(t *testing.T) {
 		t.Fatal("the probe of a container's daemon ran as the image's user on the host")
 	}
 }
-
-// TestLocalPort: the port of this host a check reaches, when it reaches
-// one: loopback, unspecified or localhost, with the scheme's port by
-// default; none for another host or an exec check.
-func TestLocalPort(t *testing.T) {
-	for _, tc := range []struct {
-		h    spec.Health
-		port int
-		ok   bool
-	}{
-		{spec.Health{Kind: spec.HealthHTTP, HTTP: "http://127.0.0.1:8191/"}, 8191, true},
-		{spec.Health{Kind: spec.HealthHTTP, HTTP: "http://localhost/healthz"}, 80, true},
-		{spec.Health{Kind: spec.HealthHTTP, HTTP: "https://[::1]/"}, 443, true},
-		{spec.Health{Kind: spec.HealthTCP, TCP: "0.0.0.0:5432"}, 5432, true},
-		{spec.Health{Kind: spec.HealthTCP, TCP: "10.1.2.3:5432"}, 0, false},
-		{spec.Health{Kind: spec.HealthHTTP, HTTP: "http://db.internal:80/"}, 0, false},
-		{spec.Health{Kind: spec.HealthExec, Exec: []string{"true"}}, 0, false},
-	} {
-		port, ok := LocalPort(&tc.h)
-		if port != tc.port || ok != tc.ok {
-			t.Errorf("LocalPort(%+v) = %d, %v; want %d, %v", tc.h, port, ok, tc.port, tc.ok)
-		}
-	}
-}

@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/orch-dev/orch/executor"
@@ -130,7 +127,7 @@ func (e *Engine) waitOwnPort(ctx context.Context, c *planner.Change, h providers
 // engine (waitOwnPort) and orch apply's wait share it.
 func AwaitOwnListener(ctx context.Context, p providers.Provider, rt *spec.Runtime, c *planner.Change, h providers.Handle,
 	every time.Duration, deadline time.Time, within string, gone func() error) error {
-	port, ok := LocalPort(c.Resource.Health)
+	port, ok := c.Resource.Health.LocalPort()
 	if !ok {
 		return nil
 	}
@@ -173,51 +170,6 @@ func (e *NotOwnPortError) Error() string {
 	return fmt.Sprintf("its health check passed, but not one of its processes listened on port %d within %s: "+
 		"the old instance, still running, answers there (with create_before_destroy, the new instance must be able to bind "+
 		"beside the old one, with SO_REUSEPORT, or listen on a port of its own)", e.Port, e.Within)
-}
-
-// LocalPort is the port of this host that h's check reaches: an http or
-// tcp check of a loopback or unspecified address, or localhost.
-func LocalPort(h *spec.Health) (int, bool) {
-	if h == nil {
-		return 0, false
-	}
-	var hostport string
-	switch h.Kind {
-	case spec.HealthTCP:
-		hostport = h.TCP
-	case spec.HealthHTTP:
-		u, err := url.Parse(h.HTTP)
-		if err != nil {
-			return 0, false
-		}
-		hostport = u.Host
-		if u.Port() == "" {
-			switch u.Scheme {
-			case "http":
-				hostport = net.JoinHostPort(u.Hostname(), "80")
-			case "https":
-				hostport = net.JoinHostPort(u.Hostname(), "443")
-			}
-		}
-	default:
-		return 0, false
-	}
-	host, ps, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return 0, false
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil || port <= 0 || port > 65535 {
-		return 0, false
-	}
-	if host == "localhost" {
-		return port, true
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !(ip.IsLoopback() || ip.IsUnspecified()) {
-		return 0, false
-	}
-	return port, true
 }
 
 // readyResolved answers the waits for addr started as h; on the

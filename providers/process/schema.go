@@ -7,7 +7,9 @@ const Kind = "process"
 
 // Schema describes the built-in runtime "process": it adds no attributes of
 // its own (command, env, dir, user, group, umask and rlimits are core
-// attributes of daemons and jobs) and it needs a command.
+// attributes of daemons and jobs) and it needs a command. Its daemons
+// share the host's network, and it tells which of them listen on a port
+// (Listens).
 func Schema() spec.RuntimeSchema {
-	return spec.RuntimeSchema{Kind: Kind, CommandRequired: true}
+	return spec.RuntimeSchema{Kind: Kind, CommandRequired: true, OwnsListeners: true}
 }
