@@ -36,6 +36,9 @@ DEB_PACKAGES := \
 	ip:iproute2 \
 	chromium:chromium \
 	nginx:nginx \
+	redis-server:redis-server \
+	pg_ctlcluster:postgresql \
+	psql:postgresql-client \
 	python3:python3 \
 	dnsperf:dnsperf \
 	bpftrace:bpftrace \

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestExampleStack runs examples/stack, a stack from Debian's packages
+// (postgres made by an initdb job and checked with pg_isready, redis, a
+// migration job, two instances of a web app behind orch's proxy and
+// behind nginx), as its comments say a user would, on free ports:
+//
+//   - everything comes up in dependency order: postgres after initdb, the
+//     migration once postgres is healthy, the app once the migration is
+//     done and redis is healthy, nginx once both instances are healthy;
+//   - requests through nginx and through orch's proxy reach both
+//     instances, which count them in redis;
+//   - an edit of the app's env replaces its instances one at a time while
+//     a client of nginx and one of the proxy keep asking: not one request
+//     fails, and the new greeting is served;
+//   - SIGTERM stops it the other way round (nginx, then the app, then
+//     postgres and redis) and orch up exits 0.
+func TestExampleStack(t *testing.T) {
+	pgBins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	missing := []string{}
+	for _, tool := range []string{"python3", "nginx", "redis-server", "pg_isready", "psql"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(pgBins) == 0 {
+		missing = append(missing, "/usr/lib/postgresql/*/bin/postgres")
+	}
+	if len(missing) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("not installed: %s (make deps installs them)", strings.Join(missing, ", "))
+		}
+		t.Skipf("not installed: %s (make deps installs them)", strings.Join(missing, ", "))
+	}
+	root := filepath.Join(t.TempDir(), "stack")
+	copyExample(t, filepath.Join("..", "..", "examples", "stack"), root)
+	// postgres's files: under a directory every user may create in (as
+	// /tmp), since postgres runs as its own user when the test is root
+	// (it refuses to run as root) and makes its data directory itself.
+	parent, err := os.MkdirTemp("", "orch-stack-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	if err := os.Chmod(parent, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	base := consecutivePorts(t, 6) // postgres, redis, app[0], app[1], proxy, nginx
+	e := engineTestIn(t, root)
+	e.env = []string{fmt.Sprintf("ORCH_VAR_base_port=%d", base), "ORCH_VAR_data=" + filepath.Join(parent, "data"),
+		"ORCH_VAR_pg_bin=" + filepath.Dir(pgBins[len(pgBins)-1])}
+	if os.Geteuid() == 0 {
+		if _, err := user.Lookup("postgres"); err != nil {
+			t.Fatalf("running as root, postgres needs its user: %v", err)
+		}
+		e.env = append(e.env, "ORCH_VAR_pg_user=postgres")
+	}
+	p := e.start("up")
+	failed := func() {
+		t.Helper()
+		for _, ev := range upEvents(p.output()) {
+			if ev.Type == "failed" || ev.Type == "error" || ev.Type == "config_invalid" {
+				t.Fatalf("%s %s: %s\n%s", ev.Address, ev.Type, ev.Detail, p.output())
+			}
+		}
+	}
+	e.waitFor(p, "the stack to be ready and nginx healthy", func() bool {
+		ready, nginx := false, false
+		for _, ev := range upEvents(p.output()) {
+			e.pids.add(ev.Pid)
+			ready = ready || ev.Type == "ready"
+			nginx = nginx || ev.Type == "healthy" && ev.Address == "daemon.nginx"
+		}
+		return ready && nginx
+	})
+	failed()
+	// at returns the position of the first event of typ for addr.
+	evs := upEvents(p.output())
+	at := func(typ, addr string) int {
+		for i, ev := range evs {
+			if ev.Type == typ && ev.Address == addr {
+				return i
+			}
+		}
+		t.Fatalf("no %s event of %s\n%s", typ, addr, p.output())
+		return -1
+	}
+	for _, o := range [][4]string{
+		{"completed", "job.initdb", "started", "daemon.postgres"},
+		{"healthy", "daemon.postgres", "completed", "job.migrate"}, // a job says when it ends, not when it starts
+		{"completed", "job.migrate", "started", "daemon.app[0]"},
+		{"completed", "job.migrate", "started", "daemon.app[1]"},
+		{"healthy", "daemon.redis", "started", "daemon.app[0]"},
+		{"healthy", "daemon.app[0]", "started", "daemon.nginx"},
+		{"healthy", "daemon.app[1]", "started", "daemon.nginx"},
+	} {
+		if at(o[0], o[1]) > at(o[2], o[3]) {
+			t.Errorf("%s %s came after %s %s", o[3], o[2], o[1], o[0])
+		}
+	}
+
+	nginxURL := fmt.Sprintf("http://127.0.0.1:%d/", base+5)
+	proxyURL := fmt.Sprintf("http://127.0.0.1:%d/", base+4)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(url string) (string, error) {
+		req, err := http.NewRequest("GET", url, nil)
+		if err != nil {
+			return "", err
+		}
+		req.Host = "app.localhost"
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+		return string(body), err
+	}
+	for _, url := range []string{nginxURL, proxyURL} {
+		seen := map[string]bool{}
+		for i := 0; i < 20; i++ {
+			body, err := get(url)
+			if err != nil || !strings.HasPrefix(body, "Hello from the stack: instance on port ") || !strings.Contains(body, ", visit ") {
+				t.Fatalf("GET %s: %v %q", url, err, body)
+			}
+			seen[strings.Fields(body)[7]] = true
+		}
+		if len(seen) != 2 {
+			t.Errorf("20 requests through %s reached instances %v, want both", url, seen)
+		}
+	}
+
+	// The rolling replace, under two clients.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var failures []string
+	for _, url := range []string{nginxURL, proxyURL} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				_, err := get(url)
+				mu.Lock()
+				counts[url]++
+				if err != nil {
+					failures = append(failures, fmt.Sprintf("%s: %v", url, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	path := filepath.Join(root, "main.hcl")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(src), `GREETING         = "Hello from the stack"`, `GREETING         = "Hello again"`, 1)
+	if edited == string(src) {
+		t.Fatal("the app's GREETING is not in examples/stack/main.hcl")
+	}
+	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(p, "both instances replaced", func() bool {
+		n := 0
+		for _, ev := range upEvents(p.output()) {
+			e.pids.add(ev.Pid)
+			if ev.Type == "stopped" && strings.HasPrefix(ev.Address, "daemon.app[") && strings.Contains(ev.Detail, "replaced") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	stop.Store(true)
+	wg.Wait()
+	failed()
+	t.Logf("requests during the replace: %d through nginx, %d through orch's proxy", counts[nginxURL], counts[proxyURL])
+	if len(failures) > 0 {
+		t.Errorf("%d requests failed during the rolling replace, the first: %s", len(failures), failures[0])
+	}
+	if counts[nginxURL] == 0 || counts[proxyURL] == 0 {
+		t.Errorf("no request was made during the replace: %v", counts)
+	}
+	for _, url := range []string{nginxURL, proxyURL} {
+		if body, err := get(url); err != nil || !strings.HasPrefix(body, "Hello again: ") {
+			t.Errorf("GET %s after the replace: %v %q", url, err, body)
+		}
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("orch up exited %d after SIGTERM:\n%s", code, p.output())
+	}
+	// Stopped dependents first: each stop begins once what depends on it
+	// has stopped.
+	evs = upEvents(p.output())
+	last := func(typ, addr string) int {
+		for i := len(evs) - 1; i >= 0; i-- {
+			if evs[i].Type == typ && evs[i].Address == addr {
+				return i
+			}
+		}
+		t.Fatalf("no %s event of %s\n%s", typ, addr, p.output())
+		return -1
+	}
+	for _, o := range [][2]string{
+		{"daemon.nginx", "daemon.app[0]"}, {"daemon.nginx", "daemon.app[1]"},
+		{"daemon.app[0]", "daemon.postgres"}, {"daemon.app[1]", "daemon.postgres"},
+		{"daemon.app[0]", "daemon.redis"}, {"daemon.app[1]", "daemon.redis"},
+	} {
+		if last("stopped", o[0]) > last("stopping", o[1]) {
+			t.Errorf("%s was told to stop before %s had stopped\n%s", o[1], o[0], p.output())
+		}
+	}
+}

@@ -1,0 +1,63 @@
+"""The stack's web app: counts its visits in Redis and says which instance
+answered. GET /health answers once Redis does. It listens with
+SO_REUSEPORT, so that the new instance of a replace binds beside the old.
+
+    python3 app.py PORT REDIS_PORT
+"""
+import http.server
+import os
+import socket
+import socketserver
+import sys
+
+PORT, REDIS_PORT = int(sys.argv[1]), int(sys.argv[2])
+GREETING = os.environ.get("GREETING", "Hello")
+
+
+def redis(*args):
+    """One command to Redis over its protocol (RESP); returns the reply line."""
+    with socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=2) as s:
+        req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        s.sendall(req.encode())
+        return s.makefile("rb").readline().decode().strip()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        try:
+            if self.path == "/health":
+                ok = redis("PING") == "+PONG"
+                body = "ok\n" if ok else "redis is not answering\n"
+                code = 200 if ok else 503
+            else:
+                visits = redis("INCR", "visits").lstrip(":")
+                body = "%s: instance on port %d, visit %s\n" % (GREETING, PORT, visits)
+                code = 200
+        except OSError as e:
+            body, code = "redis: %s\n" % e, 503
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+if __name__ == "__main__":
+    with Server(("127.0.0.1", PORT), Handler) as srv:
+        print("listening on 127.0.0.1:%d" % PORT)
+        srv.serve_forever()
