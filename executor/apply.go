@@ -95,6 +95,10 @@ type StepEvent struct {
 	// Killed, on a down step, says the instance did not stop within its
 	// timeout (or a kill was asked) and was killed.
 	Killed bool
+	// Running, on a job's up step not done yet, says that its process
+	// has started (Observed.Pid) and that the step now waits for it to
+	// end: a job that runs for minutes is seen running, not only done.
+	Running bool
 }
 
 // Outcome is what happened to one change.

@@ -167,6 +167,9 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 	inst.Handle = resp.Handle
 	obs := resp.Observed
 	if r.Addr.Kind == spec.KindJob {
+		if e.Progress != nil {
+			e.Progress(StepEvent{Addr: c.Addr, Action: c.Action, Kind: StepUp, Running: true, Observed: resp.Observed})
+		}
 		obs, err = e.waitJob(ctx, p, rt, c.Addr, resp.Handle)
 		if err == nil && (obs.ExitCode != 0 || obs.Signal != "") {
 			err = jobError(c.Addr, obs)

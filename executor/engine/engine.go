@@ -920,6 +920,11 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 // progress turns the executor's step events into engine events. It runs
 // on the steps' goroutines.
 func (e *Engine) progress(ev executor.StepEvent) {
+	if ev.Running {
+		// A job's process runs: "started", as a daemon's start says.
+		e.emit(Event{Type: EventStarted, Addr: ev.Addr, Pid: ev.Observed.Pid})
+		return
+	}
 	if !ev.Done || ev.Skipped {
 		return
 	}

@@ -97,6 +97,7 @@ func (s *stats) event(ev Event) {
 		as.exits++
 		as.exitCode, as.signal, as.exitAt = ev.ExitCode, ev.Signal, ev.Time
 	case EventFailed:
+		as.pid = 0 // a job that failed, or a start that did
 		if ev.ExitCode != nil || ev.Signal != "" {
 			as.exitCode, as.signal, as.exitAt = ev.ExitCode, ev.Signal, ev.Time
 		}

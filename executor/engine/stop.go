@@ -73,7 +73,7 @@ func (e *Engine) stopAll() error {
 
 // stopProgress turns the steps of the shutdown plan into events.
 func (e *Engine) stopProgress(ev executor.StepEvent) {
-	if ev.Action != planner.Stop || ev.Skipped {
+	if ev.Action != planner.Stop || ev.Skipped || ev.Running {
 		return
 	}
 	if !ev.Done {

@@ -61,7 +61,7 @@ func (a *App) emitSummary(ok bool, add, change, replace, destroy int) {
 }
 
 func (a *App) emitStep(ev executor.StepEvent) {
-	if ev.Skipped {
+	if ev.Skipped || ev.Running {
 		return
 	}
 	l := JSONApplyLine{Type: "step", Address: ev.Addr.String(), Action: ev.Action.String(), Phase: "start"}

@@ -473,7 +473,7 @@ func (a *App) progress() func(executor.StepEvent) {
 			}
 		}
 		switch {
-		case ev.Skipped:
+		case ev.Skipped, ev.Running:
 		case !ev.Done:
 			fmt.Fprintf(a.Stdout, "%s: %s\n", ev.Addr, v[0])
 		case ev.Err != nil:

@@ -242,8 +242,8 @@ func (lf *logForwarder) round(final, all bool) {
 				f.close()
 				delete(lf.files, a)
 			}
-			// A job says nothing before it completes: its first event
-			// starts its follower as well as a start does.
+			// A job's first event ("started" once its process runs, or
+			// how it ended) starts its follower as well as a start does.
 			if lf.files[a] == nil && (ended && ev.Type != engine.EventDestroyed || fresh) {
 				lf.follow(a, ev.Type == engine.EventStarted)
 			}
