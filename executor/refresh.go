@@ -172,6 +172,9 @@ func handlesByRuntime(stored []state.Instance) map[spec.Address]map[spec.Address
 // which a plan needs whole, it never fails: the instances of a runtime
 // that cannot be observed (a Docker Engine away) read as StateUnknown,
 // with why in Error, and the others are observed all the same. For status.
+// A job that ended (completed or failed) reads exited, also once its
+// process is no longer there to tell (missing, as after a restart of
+// orch): its record says how it ended.
 func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored []state.Instance) map[spec.Address]providers.Observed {
 	out := map[spec.Address]providers.Observed{}
 	for rtAddr, handles := range handlesByRuntime(stored) {
@@ -188,6 +191,14 @@ func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored
 		}
 		for a, o := range resp.Objects {
 			out[a] = o
+		}
+	}
+	for _, inst := range stored {
+		o, ok := out[inst.Addr]
+		if ended := planner.ParseStatus(inst.Status); ok && inst.Addr.Kind == spec.KindJob && o.State == providers.StateMissing &&
+			(ended == planner.StatusCompleted || ended == planner.StatusFailed) {
+			o.State = providers.StateExited
+			out[inst.Addr] = o
 		}
 	}
 	return out
