@@ -29,6 +29,8 @@ import (
 //   - an edit of the app's env replaces its instances one at a time while
 //     a client of nginx and one of the proxy keep asking: not one request
 //     fails, and the new greeting is served;
+//   - orch restart -cascade job.migrate runs the migration again, then
+//     restarts the app's instances, then nginx;
 //   - SIGTERM stops it the other way round (nginx, then the app, then
 //     postgres and redis) and orch up exits 0.
 func TestExampleStack(t *testing.T) {
@@ -207,6 +209,25 @@ func TestExampleStack(t *testing.T) {
 			t.Errorf("GET %s after the replace: %v %q", url, err, body)
 		}
 	}
+
+	// The migration run again, and what depends on it restarted after.
+	before := len(upEvents(p.output()))
+	r := orch(t, root, e.env, "restart", "-cascade", "job.migrate", root).want(t, 0)
+	if !strings.Contains(r.stdout, "job.migrate ran again [pid=") ||
+		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[0], daemon.app[1], daemon.nginx") {
+		t.Fatalf("orch restart -cascade job.migrate: %q", r.stdout)
+	}
+	e.waitFor(p, "the app's instances and nginx restarted and healthy", func() bool {
+		healthy := map[string]int{}
+		for i, ev := range upEvents(p.output()) {
+			e.pids.add(ev.Pid)
+			if i >= before && ev.Type == "healthy" {
+				healthy[ev.Address] = i
+			}
+		}
+		return len(healthy) == 3 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] && healthy["daemon.nginx"] > healthy["daemon.app[1]"]
+	})
+	failed()
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {

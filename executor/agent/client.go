@@ -208,10 +208,16 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	return string(b), err
 }
 
-// Restart restarts a daemon and returns its new pid (POST /v1/restart).
-func (c *Client) Restart(ctx context.Context, addr string) (*RestartResponse, error) {
+// Restart restarts a daemon (or runs a job again) and returns its new pid
+// (POST /v1/restart); with cascade, what depends on it is restarted after
+// it (?cascade=1).
+func (c *Client) Restart(ctx context.Context, addr string, cascade bool) (*RestartResponse, error) {
 	var out RestartResponse
-	return &out, c.call(ctx, http.MethodPost, addrPath("/restart/", addr), nil, &out)
+	path := addrPath("/restart/", addr)
+	if cascade {
+		path += "?cascade=1"
+	}
+	return &out, c.call(ctx, http.MethodPost, path, nil, &out)
 }
 
 // Signal sends a signal to a daemon (POST /v1/signal).

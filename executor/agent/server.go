@@ -293,7 +293,17 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 	}
 	_, ch, cancel := s.Engine.Subscribe(time.Time{})
 	defer cancel()
-	if err := s.Engine.Restart(r.Context(), a); err != nil {
+	resp := RestartResponse{Address: a.String()}
+	if r.URL.Query().Get("cascade") == "1" {
+		deps, err := s.Engine.RestartCascade(r.Context(), a)
+		if err != nil {
+			engineErr(w, err)
+			return
+		}
+		for _, d := range deps {
+			resp.Cascade = append(resp.Cascade, d.String())
+		}
+	} else if err := s.Engine.Restart(r.Context(), a); err != nil {
 		engineErr(w, err)
 		return
 	}
@@ -301,17 +311,23 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 		select {
 		case ev, ok := <-ch:
 			if !ok {
-				writeJSON(w, http.StatusAccepted, RestartResponse{Address: a.String()})
+				writeJSON(w, http.StatusAccepted, resp)
 				return
 			}
 			if ev.Addr != a {
 				continue
 			}
-			switch ev.Type {
-			case engine.EventStarted, engine.EventCompleted: // a job: run again to completion
-				writeJSON(w, http.StatusOK, RestartResponse{Address: a.String(), Pid: ev.Pid})
+			switch {
+			case ev.Type == engine.EventStarted && a.Kind == spec.KindJob:
+				resp.Pid = ev.Pid // a job: answered once it has run again to completion
+			case ev.Type == engine.EventStarted:
+				resp.Pid = ev.Pid
+				writeJSON(w, http.StatusOK, resp)
 				return
-			case engine.EventFailed:
+			case ev.Type == engine.EventCompleted:
+				writeJSON(w, http.StatusOK, resp)
+				return
+			case ev.Type == engine.EventFailed:
 				writeError(w, http.StatusInternalServerError, fmt.Errorf("%s: restart failed: %s", a, ev.Detail))
 				return
 			}

@@ -59,6 +59,9 @@ type SignalRequest struct {
 type RestartResponse struct {
 	Address string `json:"address"`
 	Pid     int    `json:"pid,omitempty"` // of the new process
+	// Cascade, with ?cascade=1, lists the dependents restarted after it,
+	// each once its dependencies among them are ready again.
+	Cascade []string `json:"cascade,omitempty"`
 }
 
 // PlanRequest is the body of POST /v1/plan.

@@ -161,6 +161,9 @@ type Engine struct {
 	// a later successful restart plans the round again.
 	hasBlocked bool
 
+	// cascades are the orch restart -cascade in progress (cascade.go).
+	cascades []*cascade
+
 	readyMu    sync.Mutex
 	readyWaits map[spec.Address][]*readyWait // Executor.Ready calls waiting (ready.go)
 
@@ -934,6 +937,8 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		return // not a failure: afterApply parks it, waiting for its runtime
 	case ev.Err != nil:
 		out.Type, out.Detail, out.Pid = EventFailed, ev.Err.Error(), 0
+		addr := ev.Addr
+		e.post(func() { e.cascadeFailed(addr) }) // on the controller: the cascades are its
 		if ev.Addr.Kind == spec.KindJob && ev.Observed.State == providers.StateExited {
 			code := ev.Observed.ExitCode
 			out.ExitCode, out.Signal = &code, ev.Observed.Signal

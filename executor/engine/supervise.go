@@ -186,6 +186,7 @@ func (e *Engine) down(inst *instance, failed bool, uptime time.Duration) {
 	if !inst.history.allow(now, rp.Window, rp.MaxRestarts) {
 		why := fmt.Sprintf("crash loop: it was restarted %d times within %s and stopped again; not restarting it until its configuration changes", rp.MaxRestarts, rp.Window)
 		e.emit(Event{Type: EventFailed, Addr: inst.addr, Detail: why})
+		e.cascadeFailed(inst.addr)
 		e.markFailed(inst.addr, why)
 		inst.status = executor.StatusFailed
 		return
@@ -329,6 +330,7 @@ func (e *Engine) restartWith(dep spec.Address, p *planner.Plan) {
 	if e.stopping || e.paused {
 		return
 	}
+	defer e.cascadeReady(dep)
 	for _, inst := range e.insts {
 		if inst.res == nil || !inst.sup.running() || inst.sup.restarting() || e.busy[inst.addr] || !hasAddr(inst.res.RestartWith, dep) {
 			continue

@@ -205,17 +205,20 @@ type JSONRestart struct {
 	// (Restarting is then true).
 	Pid        int  `json:"pid,omitempty"`
 	Restarting bool `json:"restarting,omitempty"`
+	// Cascade, with -cascade, lists what is restarted after it.
+	Cascade []string `json:"cascade,omitempty"`
 }
 
 func (a *App) restartCommand() *cobra.Command {
 	var (
-		vf     varFlags
-		lf     lockFlags
-		asJSON bool
+		vf      varFlags
+		lf      lockFlags
+		asJSON  bool
+		cascade bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restart NAME [DIR]",
-		Short: "Restart a daemon or a module",
+		Short: "Restart a daemon or a module, or run a job again",
 		Long: `Stop daemon NAME (daemon.api, or api) with its stop signal and timeout, and
 start it again. A NAME without a key restarts every instance of a block
 with count or for_each (worker: worker[0], worker[1], ...), one after the
@@ -228,7 +231,16 @@ while the configuration on disk is invalid.
 Without an agent, orch takes the state lock, stops the daemon through its
 runtime, starts it with the configuration on disk (which must then be
 valid), and records the new process in the state. -json prints an array
-of {address, pid}.`,
+of {address, pid}.
+
+Under an agent (or orch up), a job NAME (job.migrate) runs again; orch
+restart answers once it has completed, or fails naming how it ended.
+-cascade then restarts everything that depends on NAME, directly or
+through others, each once all of its dependencies among them are ready
+again (a migration run again, then the app instances that depend on it,
+then the proxy in front of them); a dependency that does not become ready
+again (a failed job) holds back what depends on it. -cascade needs the
+agent.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names, dir := splitDir(args, 1)
@@ -255,21 +267,31 @@ of {address, pid}.`,
 				}
 				out = []JSONRestart{}
 				for _, ad := range targets {
-					r, err := c.Restart(ctx, ad.String())
+					r, err := c.Restart(ctx, ad.String(), cascade)
 					if err != nil {
 						return a.agentErr(err)
 					}
-					out = append(out, JSONRestart{Address: ad.String(), Pid: r.Pid, Restarting: r.Pid == 0})
+					out = append(out, JSONRestart{Address: ad.String(), Pid: r.Pid, Restarting: r.Pid == 0, Cascade: r.Cascade})
 					if asJSON {
 						continue
 					}
+					verb := "restarted"
+					if ad.Kind == spec.KindJob {
+						verb = "ran again"
+					}
 					if r.Pid != 0 {
-						fmt.Fprintf(a.Stdout, "%s restarted [pid=%d]\n", ad, r.Pid)
+						fmt.Fprintf(a.Stdout, "%s %s [pid=%d]\n", ad, verb, r.Pid)
 					} else {
 						fmt.Fprintf(a.Stdout, "%s restarting\n", ad)
 					}
+					if len(r.Cascade) > 0 {
+						fmt.Fprintf(a.Stdout, "then, each once what it depends on is ready again: %s\n", strings.Join(r.Cascade, ", "))
+					}
 				}
 				return nil
+			}
+			if cascade {
+				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: orch restart -cascade needs one (orch up %s, or orch agent %s)", dir, dir, dir)}
 			}
 			if l.cfg == nil {
 				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s, and without one orch restart starts %s with the configuration on disk, which does not load: fix it (orch validate %s), or run orch agent %s", dir, addr, dir, dir)}
@@ -291,6 +313,7 @@ of {address, pid}.`,
 	vf.register(cmd.Flags())
 	lf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {address, pid}")
+	cmd.Flags().BoolVar(&cascade, "cascade", false, "then restart what depends on NAME, in dependency order (needs an agent)")
 	return cmd
 }
 

@@ -346,7 +346,7 @@ func (m *model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.followLog(a)
 		}
 	case "r":
-		return m, m.act("restart", func(ctx context.Context, a string) error { _, err := m.c.Restart(ctx, a); return err })
+		return m, m.act("restart", func(ctx context.Context, a string) error { _, err := m.c.Restart(ctx, a, false); return err })
 	case "x":
 		return m, m.act("stop (held until t)", func(ctx context.Context, a string) error { _, err := m.c.Stop(ctx, a); return err })
 	case "t":

@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// TestRestartCascade: orch restart -cascade job.migrate runs the job
+// again, then restarts what depends on it, each once what it depends on
+// among them is ready again: the app once the job has completed, the
+// proxy once the app is healthy again; an independent daemon is left
+// alone. A job that fails when run again holds back what depends on it.
+func TestRestartCascade(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	fail := filepath.Join(dir, "fail")
+	ip := newInProc(t, fmt.Sprintf(`
+job "migrate" {
+  command = ["sh", "-c", "echo run >> %s; test ! -e %s"]
+}
+daemon "app" {
+  command    = ["/bin/sleep", "600"]
+  depends_on = [job.migrate]
+  health {
+    exec     = ["true"]
+    interval = "100ms"
+  }
+}
+daemon "proxy" {
+  command    = ["/bin/sleep", "601"]
+  depends_on = [daemon.app]
+}
+daemon "other" {
+  command = ["/bin/sleep", "602"]
+}
+`, runs, fail))
+	eng, stop := ip.run(t, Options{})
+	defer stop()
+	deadline := time.After(waitDeadline)
+	var seen []Event
+	next := func(what string) Event {
+		t.Helper()
+		select {
+		case ev := <-ip.events:
+			if ev.Type == EventStarted {
+				ip.own(ev.Pid)
+			}
+			seen = append(seen, ev)
+			return ev
+		case <-deadline:
+			t.Fatalf("no %s; events: %v", what, seen)
+		}
+		return Event{}
+	}
+	for next("ready").Type != EventReady {
+	}
+	seen = nil
+	members, err := eng.RestartCascade(context.Background(), spec.Address{Kind: spec.KindJob, Name: "migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(members) != "[daemon.app daemon.proxy]" {
+		t.Fatalf("cascade of job.migrate: %v, want [daemon.app daemon.proxy]", members)
+	}
+	at := map[string]int{}
+	for {
+		ev := next("the proxy started again")
+		key := ev.Addr.String() + " " + ev.Type.String()
+		if _, ok := at[key]; !ok {
+			at[key] = len(seen)
+		}
+		if key == "daemon.proxy started" {
+			break
+		}
+	}
+	for _, o := range [][2]string{
+		{"job.migrate completed", "daemon.app restarting"},
+		{"daemon.app started", "daemon.app healthy"},
+		{"daemon.app healthy", "daemon.proxy restarting"},
+	} {
+		a, ok1 := at[o[0]]
+		b, ok2 := at[o[1]]
+		if !ok1 || !ok2 || a > b {
+			t.Fatalf("%q should come before %q; events: %v", o[0], o[1], seen)
+		}
+	}
+	if b, _ := os.ReadFile(runs); strings.Count(string(b), "run") != 2 {
+		t.Fatalf("job.migrate ran %d times, want 2", strings.Count(string(b), "run"))
+	}
+
+	// A job that fails when run again holds back what depends on it.
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seen = nil
+	if _, err := eng.RestartCascade(context.Background(), spec.Address{Kind: spec.KindJob, Name: "migrate"}); err != nil {
+		t.Fatal(err)
+	}
+	for ev := next("job.migrate failed"); ev.Addr.String() != "job.migrate" || ev.Type != EventFailed; ev = next("job.migrate failed") {
+	}
+	skipped := map[string]bool{}
+	for len(skipped) < 2 {
+		ev := next("the cascade's members skipped")
+		switch {
+		case ev.Type == EventSkipped && strings.Contains(ev.Detail, "-cascade): job.migrate failed"):
+			skipped[ev.Addr.String()] = true
+		case ev.Addr.String() == "daemon.app" || ev.Addr.String() == "daemon.proxy":
+			t.Fatalf("%s %s after job.migrate failed: %v", ev.Addr, ev.Type, seen)
+		}
+	}
+	if !skipped["daemon.app"] || !skipped["daemon.proxy"] {
+		t.Fatalf("skipped: %v", skipped)
+	}
+	var left int
+	eng.call(context.Background(), func() { left = len(eng.cascades) })
+	if left != 0 {
+		t.Fatalf("%d cascades left after their root failed", left)
+	}
+}
