@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # without it, and say so.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED 2>/dev/null)),-race,)
 
-.PHONY: all build deps test test-busy bench bench-scale fuzz run modules plugins generate docs fmt clean check-go
+.PHONY: all build deps test test-busy soak bench bench-scale fuzz run modules plugins generate docs fmt clean check-go
 
 all: build
 
@@ -70,6 +70,13 @@ test: check-go deps
 bench: check-go
 	ORCH_BENCH_10K=$(ORCH_BENCH_10K) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz
+
+# The fault tests at the size of their issue (18): orch apply of 200
+# daemons SIGKILLed at each step of a start and at random moments, and
+# orch up SIGKILLed in 10 reloads of them (make test runs 60 daemons and 4
+# reloads).
+soak: check-go
+	ORCH_SOAK=1 ORCH_KILL_ROUNDS=10 $(GO) test -count=1 -timeout 60m -run 'KilledMidStart|KilledDuringReload' -v ./cmd/orch
 
 bench-scale: check-go
 	ORCH_BENCH_10K=$(ORCH_BENCH_10K) ORCH_BENCH_SCALE=$(ORCH_BENCH_SCALE) $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m -v ./cmd/orch
