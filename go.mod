@@ -46,6 +46,7 @@ require (
 )
 
 require (
+	0orch/execwrap v0.0.0
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/agext/levenshtein v1.2.3 // indirect
 	github.com/apparentlymart/go-cidr v1.1.0 // indirect
@@ -110,3 +111,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20251202230838-ff82c1b0f217 // indirect
 )
+
+replace 0orch/execwrap => ./providers/process/execwrap

@@ -228,18 +228,6 @@ func writeIfExists(dir, file, v string) {
 	}
 }
 
-// Join moves the calling process into each of dirs (cgroup.procs). The
-// exec wrapper calls it for a daemon's v1 directories before it executes
-// the daemon, so that nothing the daemon forks starts outside them.
-func Join(dirs map[string]string) error {
-	for _, d := range dirs {
-		if err := write(d, "cgroup.procs", "0"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Open opens g's v2 directory for SysProcAttr.CgroupFD (clone3 with
 // CLONE_INTO_CGROUP: the daemon is in its cgroup from its first
 // instruction). The caller closes it.

@@ -13,7 +13,8 @@
 // unified tree still carries membership, kill and freeze, and the limits,
 // the OOM count and memory use come from the v1 controller of the same
 // name, in a directory of the same relative path; the daemon joins those
-// before it executes (process.ExecMain does it through Join). Where no
+// before it executes (the exec wrapper, 0orch/execwrap, writes their
+// cgroup.procs). Where no
 // writable cgroup exists, Detect says why and orch falls back to process
 // groups.
 //

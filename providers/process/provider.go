@@ -379,8 +379,8 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 			v1 = grp.V1
 		}
 		proc, err = p.startWrapped(attr, execSpec{
-			umask: umask, rlimits: r.Rlimits, cred: cred, statusFD: 3,
-			cgroups: v1, path: path, argv: r.Command,
+			Umask: umask, Rlimits: r.Rlimits, Cred: cred, StatusFD: 3,
+			Cgroups: v1, Path: path, Argv: r.Command,
 		}, step)
 	} else {
 		attr.Sys.Credential = cred
@@ -448,7 +448,7 @@ func (p *Provider) startWrapped(attr *os.ProcAttr, s execSpec, step func(int)) (
 	defer sr.Close()
 	attr.Files = append(attr.Files, sw) // fd 3 in the wrapper
 	attr.Env = append(attr.Env[:len(attr.Env):len(attr.Env)], HelperEnv+"=exec")
-	argv := append(append(append([]string(nil), p.self...), ExecArg), s.args()...)
+	argv := append(append(append([]string(nil), p.self...), ExecArg), s.Args()...)
 	proc, err := os.StartProcess(p.self[0], argv, attr)
 	sw.Close()
 	if err != nil {

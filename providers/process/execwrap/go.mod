@@ -1,0 +1,3 @@
+module 0orch/execwrap
+
+go 1.22
