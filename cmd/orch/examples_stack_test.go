@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -229,15 +228,7 @@ func TestExampleStack(t *testing.T) {
 	})
 	failed()
 
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("orch up exited %d after SIGTERM:\n%s", code, p.output())
-	}
+	sigtermExits0(t, p)
 	// Stopped dependents first: each stop begins once what depends on it
 	// has stopped.
 	evs = upEvents(p.output())

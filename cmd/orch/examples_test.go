@@ -96,15 +96,7 @@ func TestExamplesRun(t *testing.T) {
 				}
 				return false
 			})
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(60 * time.Second):
-				t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
-			}
-			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-				t.Fatalf("orch up exited %d after SIGTERM:\n%s", code, p.output())
-			}
+			sigtermExits0(t, p)
 			for _, w := range want {
 				addr, typ, _ := strings.Cut(w, " ")
 				found := false
@@ -121,6 +113,21 @@ func TestExamplesRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sigtermExits0 sends orch up p a SIGTERM and fails the test unless it
+// exits 0 within a minute (a bound on a hang, not a measure).
+func sigtermExits0(t *testing.T, p *engineProc) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("orch up exited %d after SIGTERM:\n%s", code, p.output())
 	}
 }
 

@@ -47,17 +47,9 @@ daemon "other" {
 	var seen []Event
 	next := func(what string) Event {
 		t.Helper()
-		select {
-		case ev := <-ip.events:
-			if ev.Type == EventStarted {
-				ip.own(ev.Pid)
-			}
-			seen = append(seen, ev)
-			return ev
-		case <-deadline:
-			t.Fatalf("no %s; events: %v", what, seen)
-		}
-		return Event{}
+		ev := ip.next(t, deadline, fmt.Sprintf("%s (events so far: %v)", what, seen))
+		seen = append(seen, ev)
+		return ev
 	}
 	for next("ready").Type != EventReady {
 	}

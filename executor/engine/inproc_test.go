@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
@@ -60,6 +61,23 @@ func newInProc(t *testing.T, config string) *inProc {
 	}
 	ip.cfg = cfg
 	return ip
+}
+
+// next returns the engine's next event, noting the pid of what it says
+// started (own); it fails the test, naming what it waited for, once
+// deadline passes.
+func (ip *inProc) next(t *testing.T, deadline <-chan time.Time, what string) Event {
+	t.Helper()
+	select {
+	case ev := <-ip.events:
+		if ev.Type == EventStarted {
+			ip.own(ev.Pid)
+		}
+		return ev
+	case <-deadline:
+		t.Fatalf("no %s", what)
+	}
+	return Event{}
 }
 
 // own notes a daemon's pid, killed at cleanup if it still runs.

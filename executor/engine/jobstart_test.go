@@ -31,19 +31,7 @@ daemon "app" {
 	_, stop := ip.run(t, Options{})
 	defer stop()
 	deadline := time.After(waitDeadline)
-	next := func(what string) Event {
-		t.Helper()
-		select {
-		case ev := <-ip.events:
-			if ev.Type == EventStarted {
-				ip.own(ev.Pid)
-			}
-			return ev
-		case <-deadline:
-			t.Fatalf("no %s", what)
-		}
-		return Event{}
-	}
+	next := func(what string) Event { t.Helper(); return ip.next(t, deadline, what) }
 	var started Event
 	for started.Type != EventStarted || started.Addr.String() != "job.migrate" {
 		started = next("started event of job.migrate")
