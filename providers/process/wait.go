@@ -299,8 +299,9 @@ var warmed struct {
 }
 
 // warmTTL is how old a scan made ahead may be when an Observe takes it:
-// a one-shot command loads its configuration in between, well under it.
-const warmTTL = 2 * time.Second
+// a one-shot command loads its configuration in between, well under it
+// (a var for the tests).
+var warmTTL = 2 * time.Second
 
 // WarmStats reads the stat of every process of the machine ahead of a
 // refresh that will observe n daemons of the process runtime, on one
