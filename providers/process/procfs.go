@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -116,6 +117,10 @@ type bootInfo struct {
 	btime   time.Time // boot time, from /proc/stat
 	clockHz uint64    // AT_CLKTCK, usually 100
 }
+
+// hostBoot is this host's bootInfo, read once per orch process: the boot
+// id, the boot time and the clock rate do not change while it runs.
+var hostBoot = sync.OnceValue(readBootInfo)
 
 func readBootInfo() bootInfo {
 	bi := bootInfo{clockHz: 100}

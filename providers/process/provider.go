@@ -132,7 +132,7 @@ type child struct {
 func New(opts Options) *Provider {
 	p := &Provider{
 		opts:     opts,
-		boot:     readBootInfo(),
+		boot:     hostBoot(),
 		umask:    procUmask(),
 		children: map[childKey]*child{},
 		cgLists:  map[string]*cgList{},

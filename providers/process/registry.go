@@ -424,9 +424,7 @@ func instanceRuns(e regEntry) bool {
 	return ok && st.StartTicks == hi.StartTicks && st.State != 'Z' && st.State != 'X'
 }
 
-var bootIDOnce = sync.OnceValue(func() string { return readBootInfo().bootID })
-
-func bootID() string { return bootIDOnce() }
+func bootID() string { return hostBoot().bootID }
 
 // readRegistry returns the live entries of the registry of dir; none when
 // it does not exist. They are the caller's.

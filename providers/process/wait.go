@@ -322,7 +322,7 @@ func WarmStats(n int) {
 	if n < observeScanMin {
 		return
 	}
-	stats, at, atTicks := scanAll(n, 1, readBootInfo().clockHz)
+	stats, at, atTicks := scanAll(n, 1, hostBoot().clockHz)
 	if stats == nil {
 		return
 	}

@@ -83,7 +83,7 @@ func (a *App) fetchState(dir, op string, destroy bool) {
 		// so that each one alive is seen), for the refresh to take.
 		n := 0
 		for _, r := range f.records {
-			if r.Runtime.Type == "process" {
+			if r.Runtime.Type == process.Kind {
 				n++
 			}
 		}
