@@ -12,8 +12,8 @@ import (
 // restarted (a job run again, a daemon stopped and started), and every
 // instance that depends on the root, directly or through others, is
 // restarted once, after all of its dependencies among them are ready
-// again: a migration run again, then the app instances that depend on it,
-// then the proxy in front of them. A member whose dependency does not
+// again: a migration run again, then the app instances that depend on it
+// (one at a time), then the proxy in front of them. A member whose dependency does not
 // become ready again (a job that fails, a daemon that crash-loops) is not
 // restarted, nor is what depends on it.
 type cascade struct {
@@ -91,6 +91,16 @@ func (e *Engine) cascadeReady(a spec.Address) {
 		if a == c.root || c.members[a] && !c.pending[a] {
 			c.ready[a] = true
 		}
+		// The instances of one block are restarted one at a time, each
+		// once the one before is ready again, as orch restart of a block
+		// does: two app instances restarted at once left the proxy in
+		// front of them with no upstream, and its own check failed.
+		busy := map[spec.Address]bool{}
+		for m := range c.members {
+			if !c.pending[m] && !c.ready[m] {
+				busy[m.Block()] = true
+			}
+		}
 		var due []spec.Address
 		for m := range c.pending {
 			if e.cascadeDue(c, m) {
@@ -99,8 +109,13 @@ func (e *Engine) cascadeReady(a spec.Address) {
 		}
 		sort.Slice(due, func(i, j int) bool { return due[i].Less(due[j]) })
 		for _, m := range due {
+			if busy[m.Block()] {
+				continue
+			}
+			busy[m.Block()] = true
 			delete(c.pending, m)
 			if err := e.requestRestart(m); err != nil {
+				c.ready[m] = true // not restarted: it runs on as it was
 				e.emit(Event{Type: EventError, Addr: m, Detail: fmt.Sprintf("not restarted with %s (-cascade): %v", c.root, err)})
 			} else {
 				e.emit(Event{Type: EventRestarting, Addr: m, Detail: "now, with " + c.root.String() + " (-cascade)"})

@@ -14,9 +14,9 @@ import (
 
 // TestRestartCascade: orch restart -cascade job.migrate runs the job
 // again, then restarts what depends on it, each once what it depends on
-// among them is ready again: the app once the job has completed, the
-// proxy once the app is healthy again; an independent daemon is left
-// alone. A job that fails when run again holds back what depends on it.
+// among them is ready again: the app's instances once the job has
+// completed, one at a time (the second once the first is healthy), the
+// proxy once both are; an independent daemon is left alone. A job that fails when run again holds back what depends on it.
 func TestRestartCascade(t *testing.T) {
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs")
@@ -26,6 +26,7 @@ job "migrate" {
   command = ["sh", "-c", "echo run >> %s; test ! -e %s"]
 }
 daemon "app" {
+  count      = 2
   command    = ["/bin/sleep", "600"]
   depends_on = [job.migrate]
   health {
@@ -58,8 +59,8 @@ daemon "other" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(members) != "[daemon.app daemon.proxy]" {
-		t.Fatalf("cascade of job.migrate: %v, want [daemon.app daemon.proxy]", members)
+	if fmt.Sprint(members) != "[daemon.app[0] daemon.app[1] daemon.proxy]" {
+		t.Fatalf("cascade of job.migrate: %v, want [daemon.app[0] daemon.app[1] daemon.proxy]", members)
 	}
 	at := map[string]int{}
 	for {
@@ -73,9 +74,10 @@ daemon "other" {
 		}
 	}
 	for _, o := range [][2]string{
-		{"job.migrate completed", "daemon.app restarting"},
-		{"daemon.app started", "daemon.app healthy"},
-		{"daemon.app healthy", "daemon.proxy restarting"},
+		{"job.migrate completed", "daemon.app[0] restarting"},
+		{"daemon.app[0] started", "daemon.app[0] healthy"},
+		{"daemon.app[0] healthy", "daemon.app[1] restarting"},
+		{"daemon.app[1] healthy", "daemon.proxy restarting"},
 	} {
 		a, ok1 := at[o[0]]
 		b, ok2 := at[o[1]]
@@ -98,16 +100,16 @@ daemon "other" {
 	for ev := next("job.migrate failed"); ev.Addr.String() != "job.migrate" || ev.Type != EventFailed; ev = next("job.migrate failed") {
 	}
 	skipped := map[string]bool{}
-	for len(skipped) < 2 {
+	for len(skipped) < 3 {
 		ev := next("the cascade's members skipped")
 		switch {
 		case ev.Type == EventSkipped && strings.Contains(ev.Detail, "-cascade): job.migrate failed"):
 			skipped[ev.Addr.String()] = true
-		case ev.Addr.String() == "daemon.app" || ev.Addr.String() == "daemon.proxy":
+		case strings.HasPrefix(ev.Addr.String(), "daemon.app[") || ev.Addr.String() == "daemon.proxy":
 			t.Fatalf("%s %s after job.migrate failed: %v", ev.Addr, ev.Type, seen)
 		}
 	}
-	if !skipped["daemon.app"] || !skipped["daemon.proxy"] {
+	if !skipped["daemon.app[0]"] || !skipped["daemon.app[1]"] || !skipped["daemon.proxy"] {
 		t.Fatalf("skipped: %v", skipped)
 	}
 	var left int

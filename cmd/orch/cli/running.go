@@ -238,7 +238,7 @@ restart answers once it has completed, or fails naming how it ended.
 -cascade then restarts everything that depends on NAME, directly or
 through others, each once all of its dependencies among them are ready
 again (a migration run again, then the app instances that depend on it,
-then the proxy in front of them); a dependency that does not become ready
+one at a time, then the proxy in front of them); a dependency that does not become ready
 again (a failed job) holds back what depends on it. -cascade needs the
 agent.`,
 		Args: cobra.RangeArgs(1, 2),
