@@ -937,8 +937,6 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		return // not a failure: afterApply parks it, waiting for its runtime
 	case ev.Err != nil:
 		out.Type, out.Detail, out.Pid = EventFailed, ev.Err.Error(), 0
-		addr := ev.Addr
-		e.post(func() { e.cascadeFailed(addr) }) // on the controller: the cascades are its
 		if ev.Addr.Kind == spec.KindJob && ev.Observed.State == providers.StateExited {
 			code := ev.Observed.ExitCode
 			out.ExitCode, out.Signal = &code, ev.Observed.Signal
@@ -980,6 +978,12 @@ func (e *Engine) progress(ev executor.StepEvent) {
 		return
 	}
 	e.emit(out)
+	if out.Type == EventFailed {
+		// After the failure is told: what a cascade now leaves out is
+		// said after why (on the controller: the cascades are its).
+		addr := ev.Addr
+		e.post(func() { e.cascadeFailed(addr) })
+	}
 }
 
 // superviseStarted takes under supervision an instance that a step of an
