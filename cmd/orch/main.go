@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
+	"time"
 
 	"github.com/orch-dev/orch/cmd/orch/cli"
 	"github.com/orch-dev/orch/providers/process"
@@ -30,8 +32,14 @@ func main() {
 // run runs the command line. ORCH_CPUPROFILE=FILE (undocumented, for
 // benchmarks and profiling) writes a CPU profile of the whole command to
 // FILE, for go tool pprof; ORCH_MEMPROFILE=FILE its allocations (and the
-// heap in use when it returns).
+// heap in use when it returns); ORCH_PEAKPROFILE=FILE the heap in use at
+// the collection that found the most of it live (checked every 100 ms).
 func run() int {
+	if path := os.Getenv("ORCH_PEAKPROFILE"); path != "" {
+		runtime.MemProfileRate = 64 << 10
+		stop := peakProfile(path)
+		defer stop()
+	}
 	if path := os.Getenv("ORCH_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -55,4 +63,39 @@ func run() int {
 		}()
 	}
 	return (&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:])
+}
+
+// peakProfile writes a heap profile to path each time a collection finds
+// more live heap than any before it: the profile of the peak, which is
+// what sets a command's resident memory. stop writes the last one.
+func peakProfile(path string) (stop func()) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var peak uint64
+	check := func() {
+		metrics.Read(sample)
+		if live := sample[0].Value.Uint64(); live > peak {
+			peak = live
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				check()
+				fmt.Fprintf(os.Stderr, "orch: ORCH_PEAKPROFILE: peak live heap %.1f MB\n", float64(peak)/(1<<20))
+				return
+			case <-t.C:
+				check()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -80,6 +81,11 @@ type logdReply struct {
 	Error string `json:"error,omitempty"`
 }
 
+// logdProfileEnv (undocumented, for profiling like ORCH_CPUPROFILE) names
+// a file for the log daemon's CPU profile, written when it exits; the log
+// daemon an orch with it set starts inherits it.
+const logdProfileEnv = "ORCH_LOGD_CPUPROFILE"
+
 // LogdMain is the log daemon, run as `orch __logd [--idle DURATION] DIR`
 // (args excludes LogdArg). It serves one logs directory: it listens on
 // DIR/logd.sock, takes the read ends of the daemons' pipes that providers
@@ -113,6 +119,12 @@ func LogdMain(args []string) int {
 	if *readyFD >= 0 {
 		ready = os.NewFile(uintptr(*readyFD), "ready")
 		defer ready.Close() // an exit before listening closes it empty
+	}
+	if path := os.Getenv(logdProfileEnv); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
 	}
 	d := &logd{
 		ready:   ready,

@@ -261,9 +261,13 @@ func (p *Provider) startLogd(logsDir string) error {
 		argv = append(argv, "--open-logs", strconv.Itoa(p.opts.LogdOpenLogs))
 	}
 	argv = append(argv, logsDir)
+	env := []string{"PATH=" + path, HelperEnv + "=logd"}
+	if prof := os.Getenv(logdProfileEnv); prof != "" {
+		env = append(env, logdProfileEnv+"="+prof)
+	}
 	proc, err := os.StartProcess(p.self[0], argv, &os.ProcAttr{
 		Dir:   "/",
-		Env:   []string{"PATH=" + path, HelperEnv + "=logd"},
+		Env:   env,
 		Files: []*os.File{devnull, out, out, readyW},
 		Sys:   &syscall.SysProcAttr{Setsid: true}, // outlives orch, deaf to its terminal
 	})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -11,7 +12,8 @@ import (
 // ORCH_PHASES=1 (undocumented, for profiling like ORCH_CPUPROFILE) prints
 // to stderr how long each phase of a plan or an apply took since the
 // previous one, and the heap in use at its end (ORCH_PHASES=gc: the
-// live heap, after a collection that the times then include).
+// live heap, after a collection that the times then include; with
+// ORCH_PHASEPROF=PREFIX also a heap profile of it at PREFIX.<phase>).
 var phases = os.Getenv("ORCH_PHASES") != ""
 
 var phaseLast = time.Now()
@@ -24,6 +26,12 @@ func phase(name string) {
 	now := time.Now()
 	if os.Getenv("ORCH_PHASES") == "gc" {
 		runtime.GC() // the live heap, for a heap profile's reading
+		if pre := os.Getenv("ORCH_PHASEPROF"); pre != "" {
+			if f, err := os.Create(pre + "." + strings.ReplaceAll(name, " ", "_")); err == nil {
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
