@@ -228,6 +228,36 @@ func TestExampleStack(t *testing.T) {
 	})
 	failed()
 
+	// The block of two instances is one cascade: its instances one at a
+	// time, then nginx, once (one cascade per instance restarted nginx
+	// twice).
+	before = len(upEvents(p.output()))
+	r = orch(t, root, e.env, "restart", "-cascade", "daemon.app", root).want(t, 0)
+	if !strings.Contains(r.stdout, "daemon.app[0] restarted [pid=") ||
+		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[1], daemon.nginx") {
+		t.Fatalf("orch restart -cascade daemon.app: %q", r.stdout)
+	}
+	e.waitFor(p, "the app's instances and nginx restarted and healthy", func() bool {
+		healthy := map[string]int{}
+		for i, ev := range upEvents(p.output()) {
+			e.pids.add(ev.Pid)
+			if i >= before && ev.Type == "healthy" {
+				healthy[ev.Address] = i
+			}
+		}
+		return len(healthy) == 3 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] && healthy["daemon.nginx"] > healthy["daemon.app[1]"]
+	})
+	starts := map[string]int{}
+	for _, ev := range upEvents(p.output())[before:] {
+		if ev.Type == "started" {
+			starts[ev.Address]++
+		}
+	}
+	if starts["daemon.app[0]"] != 1 || starts["daemon.app[1]"] != 1 || starts["daemon.nginx"] != 1 || starts["job.migrate"] != 0 {
+		t.Errorf("orch restart -cascade daemon.app started %v, want each app instance and nginx once\n%s", starts, p.output())
+	}
+	failed()
+
 	sigtermExits0(t, p)
 	// Stopped dependents first: each stop begins once what depends on it
 	// has stopped.

@@ -314,9 +314,10 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, http.StatusAccepted, resp)
 				return
 			}
-			if ev.Addr != a {
-				continue
+			if ev.Addr != a && (a.Key != spec.NoKey || ev.Addr.Block() != a) {
+				continue // not a, nor (-cascade of a block) one of its instances
 			}
+			resp.Address = ev.Addr.String() // of a block: the instance restarted first
 			switch {
 			case ev.Type == engine.EventStarted && a.Kind == spec.KindJob:
 				resp.Pid = ev.Pid // a job: answered once it has run again to completion

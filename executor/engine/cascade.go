@@ -8,37 +8,43 @@ import (
 	"github.com/orch-dev/orch/spec"
 )
 
-// A cascade is an orch restart -cascade in progress: its root was
-// restarted (a job run again, a daemon stopped and started), and every
-// instance that depends on the root, directly or through others, is
-// restarted once, after all of its dependencies among them are ready
-// again: a migration run again, then the app instances that depend on it
-// (one at a time), then the proxy in front of them. A member whose dependency does not
-// become ready again (a job that fails, a daemon that crash-loops) is not
-// restarted, nor is what depends on it.
+// A cascade is an orch restart -cascade in progress: its roots were
+// restarted (a job run again, a daemon stopped and started; the instances
+// of a counted block one at a time), and every instance that depends on
+// one of them, directly or through others, is restarted once, after all
+// of its dependencies among them are ready again: a migration run again,
+// then the app instances that depend on it (one at a time), then the
+// proxy in front of them. A member whose dependency does not become ready
+// again (a job that fails, a daemon that crash-loops) is not restarted,
+// nor is what depends on it.
 type cascade struct {
-	root    spec.Address
+	root    spec.Address          // what orch restart named: an instance, or a block of several
 	pending map[spec.Address]bool // members not restarted yet
-	ready   map[spec.Address]bool // the root and members restarted and ready again
-	members map[spec.Address]bool
+	ready   map[spec.Address]bool // members restarted and ready again
+	members map[spec.Address]bool // the roots and their dependents
 }
 
 // RestartCascade is Restart of a, then of everything that depends on it
 // (orch restart -cascade): each dependent is restarted once every one of
-// its dependencies among them is ready again. It returns once a's restart
-// is under way; the events tell the rest. It returns the dependents it
-// will restart, in dependency order.
+// its dependencies among them is ready again. a may name a block of
+// several instances (daemon.app with count = 2): they are the roots,
+// restarted one at a time, and what depends on several of them is
+// restarted once, after the last (one cascade per instance restarted a
+// proxy in front of two app instances twice). It returns once the first
+// root's restart is under way; the events tell the rest. It returns what
+// it will restart after that, in dependency order.
 func (e *Engine) RestartCascade(ctx context.Context, a spec.Address) ([]spec.Address, error) {
 	var (
 		members []spec.Address
 		rerr    error
 	)
 	err := e.call(ctx, func() {
-		if rerr = e.requestRestart(a); rerr != nil {
+		roots := e.rootsOf(a)
+		if rerr = e.requestRestart(roots[0]); rerr != nil {
 			return
 		}
-		c := &cascade{root: a, pending: map[spec.Address]bool{}, ready: map[spec.Address]bool{}, members: map[spec.Address]bool{}}
-		for _, m := range e.dependentsOf(a) {
+		c := &cascade{root: a, pending: map[spec.Address]bool{}, ready: map[spec.Address]bool{}, members: map[spec.Address]bool{roots[0]: true}}
+		for _, m := range append(roots[1:], e.dependentsOf(roots)...) {
 			c.pending[m], c.members[m] = true, true
 			members = append(members, m)
 		}
@@ -52,14 +58,40 @@ func (e *Engine) RestartCascade(ctx context.Context, a spec.Address) ([]spec.Add
 	return members, rerr
 }
 
-// dependentsOf lists the applied daemons and jobs that depend on a,
-// directly or through others, in dependency order.
-func (e *Engine) dependentsOf(a spec.Address) []spec.Address {
-	if e.cfg == nil || e.cfg.Graph == nil || !e.cfg.Graph.Has(a) {
+// rootsOf is the instances a names: a itself, or, for a block of several
+// instances, those applied, in order.
+func (e *Engine) rootsOf(a spec.Address) []spec.Address {
+	if e.insts[a] != nil || a.Key != spec.NoKey {
+		return []spec.Address{a}
+	}
+	var out []spec.Address
+	for m, inst := range e.insts {
+		if m.Block() == a && inst.res != nil && e.desired[m] != nil {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return []spec.Address{a} // requestRestart says what is wrong with it
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+// dependentsOf lists the applied daemons and jobs that depend on one of
+// roots, directly or through others, in dependency order; the roots
+// themselves are not among them.
+func (e *Engine) dependentsOf(roots []spec.Address) []spec.Address {
+	if e.cfg == nil || e.cfg.Graph == nil {
 		return nil
 	}
-	seen := map[spec.Address]bool{a: true}
-	queue := []spec.Address{a}
+	seen := map[spec.Address]bool{}
+	var queue []spec.Address
+	for _, r := range roots {
+		if e.cfg.Graph.Has(r) {
+			seen[r] = true
+			queue = append(queue, r)
+		}
+	}
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
@@ -70,9 +102,12 @@ func (e *Engine) dependentsOf(a spec.Address) []spec.Address {
 			}
 		}
 	}
+	for _, r := range roots {
+		delete(seen, r)
+	}
 	var out []spec.Address
 	for _, m := range e.cfg.Graph.TopoOrder() {
-		if m == a || !seen[m] || m.Kind != spec.KindDaemon && m.Kind != spec.KindJob {
+		if !seen[m] || m.Kind != spec.KindDaemon && m.Kind != spec.KindJob {
 			continue
 		}
 		if inst := e.insts[m]; inst != nil && inst.res != nil && e.desired[m] != nil {
@@ -88,7 +123,7 @@ func (e *Engine) dependentsOf(a spec.Address) []spec.Address {
 func (e *Engine) cascadeReady(a spec.Address) {
 	kept := e.cascades[:0]
 	for _, c := range e.cascades {
-		if a == c.root || c.members[a] && !c.pending[a] {
+		if c.members[a] && !c.pending[a] {
 			c.ready[a] = true
 		}
 		// The instances of one block are restarted one at a time, each
@@ -135,7 +170,7 @@ func (e *Engine) cascadeReady(a spec.Address) {
 func (e *Engine) cascadeFailed(a spec.Address) {
 	kept := e.cascades[:0]
 	for _, c := range e.cascades {
-		if a != c.root && (!c.members[a] || c.pending[a]) {
+		if !c.members[a] || c.pending[a] {
 			kept = append(kept, c)
 			continue
 		}
@@ -151,11 +186,11 @@ func (e *Engine) cascadeFailed(a spec.Address) {
 	e.cascades = kept
 }
 
-// cascadeDue: every dependency of m that is the root or a member of c is
-// ready again.
+// cascadeDue: every dependency of m that is a member of c (a root among
+// them) is ready again.
 func (e *Engine) cascadeDue(c *cascade, m spec.Address) bool {
 	for _, d := range e.cfg.Graph.DependenciesOf(m) {
-		if (d == c.root || c.members[d]) && !c.ready[d] {
+		if c.members[d] && !c.ready[d] {
 			return false
 		}
 	}

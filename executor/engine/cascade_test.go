@@ -117,4 +117,43 @@ daemon "other" {
 	if left != 0 {
 		t.Fatalf("%d cascades left after their root failed", left)
 	}
+
+	// A block of two instances is one cascade: its instances one at a
+	// time, then the proxy that depends on both, once.
+	seen = nil
+	members, err = eng.RestartCascade(context.Background(), spec.Address{Kind: spec.KindDaemon, Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(members) != "[daemon.app[1] daemon.proxy]" {
+		t.Fatalf("cascade of daemon.app: %v, want [daemon.app[1] daemon.proxy]", members)
+	}
+	at = map[string]int{}
+	for {
+		ev := next("the proxy started again")
+		key := ev.Addr.String() + " " + ev.Type.String()
+		if _, ok := at[key]; !ok {
+			at[key] = len(seen)
+		}
+		if key == "daemon.proxy started" {
+			break
+		}
+	}
+	for _, o := range [][2]string{
+		{"daemon.app[0] healthy", "daemon.app[1] restarting"},
+		{"daemon.app[1] healthy", "daemon.proxy restarting"},
+	} {
+		a, ok1 := at[o[0]]
+		b, ok2 := at[o[1]]
+		if !ok1 || !ok2 || a > b {
+			t.Fatalf("%q should come before %q; events: %v", o[0], o[1], seen)
+		}
+	}
+	eng.call(context.Background(), func() { left = len(eng.cascades) })
+	if left != 0 {
+		t.Fatalf("%d cascades left after the proxy restarted: it would restart again", left)
+	}
+	if _, ok := at["job.migrate restarting"]; ok {
+		t.Fatalf("the cascade of daemon.app ran job.migrate, which it depends on: %v", seen)
+	}
 }

@@ -239,8 +239,9 @@ restart answers once it has completed, or fails naming how it ended.
 through others, each once all of its dependencies among them are ready
 again (a migration run again, then the app instances that depend on it,
 one at a time, then the proxy in front of them); a dependency that does not become ready
-again (a failed job) holds back what depends on it. -cascade needs the
-agent.`,
+again (a failed job) holds back what depends on it. NAME may be a block
+of several instances: one cascade restarts them one at a time, then what
+depends on any of them, each once. -cascade needs the agent.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names, dir := splitDir(args, 1)
@@ -265,13 +266,22 @@ agent.`,
 				if err != nil {
 					return err
 				}
+				if cascade && len(targets) > 1 {
+					// One cascade of the whole block: its instances one
+					// at a time, then what depends on them, each once.
+					targets = []spec.Address{addr}
+				}
 				out = []JSONRestart{}
 				for _, ad := range targets {
 					r, err := c.Restart(ctx, ad.String(), cascade)
 					if err != nil {
 						return a.agentErr(err)
 					}
-					out = append(out, JSONRestart{Address: ad.String(), Pid: r.Pid, Restarting: r.Pid == 0, Cascade: r.Cascade})
+					name := ad.String()
+					if r.Address != "" {
+						name = r.Address // of a block (-cascade): the instance restarted first
+					}
+					out = append(out, JSONRestart{Address: name, Pid: r.Pid, Restarting: r.Pid == 0, Cascade: r.Cascade})
 					if asJSON {
 						continue
 					}
@@ -280,9 +290,9 @@ agent.`,
 						verb = "ran again"
 					}
 					if r.Pid != 0 {
-						fmt.Fprintf(a.Stdout, "%s %s [pid=%d]\n", ad, verb, r.Pid)
+						fmt.Fprintf(a.Stdout, "%s %s [pid=%d]\n", name, verb, r.Pid)
 					} else {
-						fmt.Fprintf(a.Stdout, "%s restarting\n", ad)
+						fmt.Fprintf(a.Stdout, "%s restarting\n", name)
 					}
 					if len(r.Cascade) > 0 {
 						fmt.Fprintf(a.Stdout, "then, each once what it depends on is ready again: %s\n", strings.Join(r.Cascade, ", "))
