@@ -453,7 +453,9 @@ func (s *Store) update(fn func(bt BackendTx) (changed bool, err error)) error {
 	})
 }
 
-// Close releases the writer lock. It is safe to call more than once;
+// Close releases the writer lock, after rewriting the state file without
+// its free pages when they are most of a large one (compactIfSparse). It
+// is safe to call more than once;
 // every other method fails with ErrClosed afterwards.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -466,6 +468,7 @@ func (s *Store) Close() error {
 		return s.be.Close()
 	}
 	if s.lock != nil {
+		s.compactIfSparse() // best effort: the file stays as it was on a failure
 		return s.lock.release()
 	}
 	return nil
