@@ -23,6 +23,10 @@ const (
 	CapEvents Capability = "events"
 	CapUpdate Capability = "update"
 	CapWatch  Capability = "watch"
+	// CapListens: the instances share the host's network, and the
+	// backend tells whether one's own processes listen on a port
+	// (ListenerOwner); its schema then says OwnsListeners.
+	CapListens Capability = "listens"
 )
 
 // Deleter removes what Stop leaves behind (a stopped container, a unit file).
@@ -72,7 +76,7 @@ type Adopter interface {
 // create_before_destroy replace that its predecessor answers, on the same
 // port, proves nothing: the engine asks this before it lets the old one
 // go. Only a runtime whose instances share the host's network implements
-// it (the process runtime).
+// it (the process runtime, and a plugin runtime that declares "listens").
 type ListenerOwner interface {
 	Listens(ctx context.Context, req ListensRequest) (bool, error)
 }
@@ -143,6 +147,9 @@ func Capabilities(p Provider) []Capability {
 	}
 	if _, ok := p.(Watcher); ok {
 		caps = append(caps, CapWatch)
+	}
+	if _, ok := p.(ListenerOwner); ok {
+		caps = append(caps, CapListens)
 	}
 	return caps
 }

@@ -235,6 +235,13 @@ func (c *callClient) Adopt(ctx context.Context, in *pb.AdoptRequest, opts ...grp
 	return invoke(c.cs, ctx, pb.Provider_Adopt_FullMethodName, in, new(pb.AdoptResponse))
 }
 
+func (c *callClient) Listens(ctx context.Context, in *pb.ListensRequest, opts ...grpc.CallOption) (*pb.ListensResponse, error) {
+	if c.cs.ended() {
+		return c.ProviderClient.Listens(ctx, in, opts...)
+	}
+	return invoke(c.cs, ctx, pb.Provider_Listens_FullMethodName, in, new(pb.ListensResponse))
+}
+
 func (c *callClient) Signal(ctx context.Context, in *pb.SignalRequest, opts ...grpc.CallOption) (*pb.SignalResponse, error) {
 	if c.cs.ended() {
 		return c.ProviderClient.Signal(ctx, in, opts...)

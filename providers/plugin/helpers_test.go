@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 var plugins = map[string][2]string{
 	"files":    {"./examples/plugins/provider/orch-provider-files", ""},
 	"eventlog": {"./examples/plugins/module/orch-module-eventlog", ""},
+	"hostproc": {"./providers/plugin/testdata/hostproc", ""},
 }
 
 func misbehave(kind, mode string) string {

@@ -591,6 +591,29 @@ func (p *Provider) Signal(ctx context.Context, req providers.SignalRequest) (pro
 	})
 }
 
+// Listens forwards to the plugin when it declares listens
+// (providers.ListenerOwner); otherwise it reports false: orch cannot tell,
+// so a health check's answer is taken as it is, as for any runtime that
+// is not a ListenerOwner.
+func (p *Provider) Listens(ctx context.Context, req providers.ListensRequest) (bool, error) {
+	if !p.has(providers.CapListens) {
+		return false, nil
+	}
+	rt, err := p.runtimes.Encode(req.Runtime)
+	if err != nil {
+		return false, &providers.Error{Op: "listens", Err: err}
+	}
+	var listens bool
+	err = p.call(ctx, "listens", req.Addr.String(), p.opts.CallTimeout, func(ctx context.Context, c pb.ProviderClient) error {
+		resp, err := c.Listens(ctx, &pb.ListensRequest{Runtime: rt, Address: req.Addr.String(), Handle: req.Handle, Port: int32(req.Port)})
+		if err == nil {
+			listens = resp.Listens
+		}
+		return err
+	})
+	return listens, err
+}
+
 // Update forwards to the plugin when it declares update; otherwise the
 // change is only recorded and takes effect when the instance next starts,
 // which the response says as a warning.

@@ -392,6 +392,12 @@ func TestProviderUndeclaredCapabilities(t *testing.T) {
 	if _, err := p.Delete(ctx, providers.DeleteRequest{Runtime: rt, Addr: r.Addr, Handle: start.Handle}); err != nil {
 		t.Fatal(err)
 	}
+	if s := p.Schema(); s.OwnsListeners {
+		t.Fatal("a plugin without the listens capability has a schema that says OwnsListeners")
+	}
+	if l, err := p.Listens(ctx, providers.ListensRequest{Runtime: rt, Addr: r.Addr, Handle: start.Handle, Port: 80}); err != nil || l {
+		t.Fatalf("listens without the capability: %v, %v; want false (cannot tell), no error", l, err)
+	}
 	if h, err := p.Health(ctx, providers.HealthRequest{Runtime: rt, Addr: r.Addr, Handle: start.Handle}); err != nil || !h.Healthy {
 		t.Fatalf("health: %+v, %v", h, err)
 	}

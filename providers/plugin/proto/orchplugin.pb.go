@@ -1790,6 +1790,118 @@ func (*SignalResponse) Descriptor() ([]byte, []int) {
 	return file_orchplugin_proto_rawDescGZIP(), []int{24}
 }
 
+type ListensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Handle        []byte                 `protobuf:"bytes,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	Port          int32                  `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListensRequest) Reset() {
+	*x = ListensRequest{}
+	mi := &file_orchplugin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListensRequest) ProtoMessage() {}
+
+func (x *ListensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orchplugin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListensRequest.ProtoReflect.Descriptor instead.
+func (*ListensRequest) Descriptor() ([]byte, []int) {
+	return file_orchplugin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListensRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *ListensRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ListensRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+func (x *ListensRequest) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type ListensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Listens       bool                   `protobuf:"varint,1,opt,name=listens,proto3" json:"listens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListensResponse) Reset() {
+	*x = ListensResponse{}
+	mi := &file_orchplugin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListensResponse) ProtoMessage() {}
+
+func (x *ListensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orchplugin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListensResponse.ProtoReflect.Descriptor instead.
+func (*ListensResponse) Descriptor() ([]byte, []int) {
+	return file_orchplugin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListensResponse) GetListens() bool {
+	if x != nil {
+		return x.Listens
+	}
+	return false
+}
+
 type UpdateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
@@ -1802,7 +1914,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_orchplugin_proto_msgTypes[25]
+	mi := &file_orchplugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1926,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[25]
+	mi := &file_orchplugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1939,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{25}
+	return file_orchplugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateRequest) GetRuntime() *Runtime {
@@ -1868,7 +1980,7 @@ type UpdateResponse struct {
 
 func (x *UpdateResponse) Reset() {
 	*x = UpdateResponse{}
-	mi := &file_orchplugin_proto_msgTypes[26]
+	mi := &file_orchplugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1992,7 @@ func (x *UpdateResponse) String() string {
 func (*UpdateResponse) ProtoMessage() {}
 
 func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[26]
+	mi := &file_orchplugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2005,7 @@ func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{26}
+	return file_orchplugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateResponse) GetHandle() []byte {
@@ -1922,7 +2034,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_orchplugin_proto_msgTypes[27]
+	mi := &file_orchplugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2046,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[27]
+	mi := &file_orchplugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2059,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{27}
+	return file_orchplugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LogsRequest) GetRuntime() *Runtime {
@@ -1987,7 +2099,7 @@ type LogsChunk struct {
 
 func (x *LogsChunk) Reset() {
 	*x = LogsChunk{}
-	mi := &file_orchplugin_proto_msgTypes[28]
+	mi := &file_orchplugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2111,7 @@ func (x *LogsChunk) String() string {
 func (*LogsChunk) ProtoMessage() {}
 
 func (x *LogsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[28]
+	mi := &file_orchplugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2124,7 @@ func (x *LogsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsChunk.ProtoReflect.Descriptor instead.
 func (*LogsChunk) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{28}
+	return file_orchplugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LogsChunk) GetData() []byte {
@@ -2032,7 +2144,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_orchplugin_proto_msgTypes[29]
+	mi := &file_orchplugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2156,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[29]
+	mi := &file_orchplugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2169,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{29}
+	return file_orchplugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EventsRequest) GetRuntime() *Runtime {
@@ -2086,7 +2198,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_orchplugin_proto_msgTypes[30]
+	mi := &file_orchplugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2210,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[30]
+	mi := &file_orchplugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2223,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{30}
+	return file_orchplugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Event) GetAddress() string {
@@ -2153,7 +2265,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_orchplugin_proto_msgTypes[31]
+	mi := &file_orchplugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2277,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[31]
+	mi := &file_orchplugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2290,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{31}
+	return file_orchplugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WatchRequest) GetRuntime() *Runtime {
@@ -2211,7 +2323,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_orchplugin_proto_msgTypes[32]
+	mi := &file_orchplugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2335,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[32]
+	mi := &file_orchplugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2348,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{32}
+	return file_orchplugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchResponse) GetObserved() *Observed {
@@ -2257,7 +2369,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_orchplugin_proto_msgTypes[33]
+	mi := &file_orchplugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2381,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[33]
+	mi := &file_orchplugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2394,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{33}
+	return file_orchplugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InitRequest) GetConfig() []byte {
@@ -2314,7 +2426,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_orchplugin_proto_msgTypes[34]
+	mi := &file_orchplugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2438,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[34]
+	mi := &file_orchplugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2451,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{34}
+	return file_orchplugin_proto_rawDescGZIP(), []int{36}
 }
 
 type StartModuleRequest struct {
@@ -2350,7 +2462,7 @@ type StartModuleRequest struct {
 
 func (x *StartModuleRequest) Reset() {
 	*x = StartModuleRequest{}
-	mi := &file_orchplugin_proto_msgTypes[35]
+	mi := &file_orchplugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2474,7 @@ func (x *StartModuleRequest) String() string {
 func (*StartModuleRequest) ProtoMessage() {}
 
 func (x *StartModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[35]
+	mi := &file_orchplugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2487,7 @@ func (x *StartModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartModuleRequest.ProtoReflect.Descriptor instead.
 func (*StartModuleRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{35}
+	return file_orchplugin_proto_rawDescGZIP(), []int{37}
 }
 
 type StartModuleResponse struct {
@@ -2386,7 +2498,7 @@ type StartModuleResponse struct {
 
 func (x *StartModuleResponse) Reset() {
 	*x = StartModuleResponse{}
-	mi := &file_orchplugin_proto_msgTypes[36]
+	mi := &file_orchplugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2510,7 @@ func (x *StartModuleResponse) String() string {
 func (*StartModuleResponse) ProtoMessage() {}
 
 func (x *StartModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[36]
+	mi := &file_orchplugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2523,7 @@ func (x *StartModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartModuleResponse.ProtoReflect.Descriptor instead.
 func (*StartModuleResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{36}
+	return file_orchplugin_proto_rawDescGZIP(), []int{38}
 }
 
 type StopModuleRequest struct {
@@ -2422,7 +2534,7 @@ type StopModuleRequest struct {
 
 func (x *StopModuleRequest) Reset() {
 	*x = StopModuleRequest{}
-	mi := &file_orchplugin_proto_msgTypes[37]
+	mi := &file_orchplugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2546,7 @@ func (x *StopModuleRequest) String() string {
 func (*StopModuleRequest) ProtoMessage() {}
 
 func (x *StopModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[37]
+	mi := &file_orchplugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2559,7 @@ func (x *StopModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopModuleRequest.ProtoReflect.Descriptor instead.
 func (*StopModuleRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{37}
+	return file_orchplugin_proto_rawDescGZIP(), []int{39}
 }
 
 type StopModuleResponse struct {
@@ -2458,7 +2570,7 @@ type StopModuleResponse struct {
 
 func (x *StopModuleResponse) Reset() {
 	*x = StopModuleResponse{}
-	mi := &file_orchplugin_proto_msgTypes[38]
+	mi := &file_orchplugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2582,7 @@ func (x *StopModuleResponse) String() string {
 func (*StopModuleResponse) ProtoMessage() {}
 
 func (x *StopModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[38]
+	mi := &file_orchplugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2595,7 @@ func (x *StopModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopModuleResponse.ProtoReflect.Descriptor instead.
 func (*StopModuleResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{38}
+	return file_orchplugin_proto_rawDescGZIP(), []int{40}
 }
 
 type BusEvent struct {
@@ -2496,7 +2608,7 @@ type BusEvent struct {
 
 func (x *BusEvent) Reset() {
 	*x = BusEvent{}
-	mi := &file_orchplugin_proto_msgTypes[39]
+	mi := &file_orchplugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2620,7 @@ func (x *BusEvent) String() string {
 func (*BusEvent) ProtoMessage() {}
 
 func (x *BusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[39]
+	mi := &file_orchplugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2633,7 @@ func (x *BusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusEvent.ProtoReflect.Descriptor instead.
 func (*BusEvent) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{39}
+	return file_orchplugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *BusEvent) GetTopic() string {
@@ -2547,7 +2659,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_orchplugin_proto_msgTypes[40]
+	mi := &file_orchplugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2671,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[40]
+	mi := &file_orchplugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2684,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{40}
+	return file_orchplugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EventBatch) GetEvents() []*BusEvent {
@@ -2591,7 +2703,7 @@ type DeliverAck struct {
 
 func (x *DeliverAck) Reset() {
 	*x = DeliverAck{}
-	mi := &file_orchplugin_proto_msgTypes[41]
+	mi := &file_orchplugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2715,7 @@ func (x *DeliverAck) String() string {
 func (*DeliverAck) ProtoMessage() {}
 
 func (x *DeliverAck) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[41]
+	mi := &file_orchplugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2728,7 @@ func (x *DeliverAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverAck.ProtoReflect.Descriptor instead.
 func (*DeliverAck) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{41}
+	return file_orchplugin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeliverAck) GetEvents() uint64 {
@@ -2635,7 +2747,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_orchplugin_proto_msgTypes[42]
+	mi := &file_orchplugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2647,7 +2759,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[42]
+	mi := &file_orchplugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2660,7 +2772,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{42}
+	return file_orchplugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PublishRequest) GetEvents() []*BusEvent {
@@ -2678,7 +2790,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_orchplugin_proto_msgTypes[43]
+	mi := &file_orchplugin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2802,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[43]
+	mi := &file_orchplugin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2815,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{43}
+	return file_orchplugin_proto_rawDescGZIP(), []int{45}
 }
 
 type SubscribeRequest struct {
@@ -2715,7 +2827,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_orchplugin_proto_msgTypes[44]
+	mi := &file_orchplugin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2839,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[44]
+	mi := &file_orchplugin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2852,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{44}
+	return file_orchplugin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SubscribeRequest) GetPattern() string {
@@ -2758,7 +2870,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_orchplugin_proto_msgTypes[45]
+	mi := &file_orchplugin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2882,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[45]
+	mi := &file_orchplugin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2895,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{45}
+	return file_orchplugin_proto_rawDescGZIP(), []int{47}
 }
 
 type KVGetRequest struct {
@@ -2795,7 +2907,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_orchplugin_proto_msgTypes[46]
+	mi := &file_orchplugin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2919,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[46]
+	mi := &file_orchplugin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2932,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{46}
+	return file_orchplugin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -2840,7 +2952,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_orchplugin_proto_msgTypes[47]
+	mi := &file_orchplugin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2852,7 +2964,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[47]
+	mi := &file_orchplugin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2865,7 +2977,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{47}
+	return file_orchplugin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KVGetResponse) GetValue() []byte {
@@ -2892,7 +3004,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_orchplugin_proto_msgTypes[48]
+	mi := &file_orchplugin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3016,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[48]
+	mi := &file_orchplugin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3029,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{48}
+	return file_orchplugin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KVPutRequest) GetKey() string {
@@ -2942,7 +3054,7 @@ type KVPutResponse struct {
 
 func (x *KVPutResponse) Reset() {
 	*x = KVPutResponse{}
-	mi := &file_orchplugin_proto_msgTypes[49]
+	mi := &file_orchplugin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3066,7 @@ func (x *KVPutResponse) String() string {
 func (*KVPutResponse) ProtoMessage() {}
 
 func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[49]
+	mi := &file_orchplugin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3079,7 @@ func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutResponse.ProtoReflect.Descriptor instead.
 func (*KVPutResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{49}
+	return file_orchplugin_proto_rawDescGZIP(), []int{51}
 }
 
 type KVDeleteRequest struct {
@@ -2979,7 +3091,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_orchplugin_proto_msgTypes[50]
+	mi := &file_orchplugin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3103,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[50]
+	mi := &file_orchplugin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3116,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{50}
+	return file_orchplugin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -3022,7 +3134,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_orchplugin_proto_msgTypes[51]
+	mi := &file_orchplugin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3146,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[51]
+	mi := &file_orchplugin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3159,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{51}
+	return file_orchplugin_proto_rawDescGZIP(), []int{53}
 }
 
 type LogRequest struct {
@@ -3060,7 +3172,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_orchplugin_proto_msgTypes[52]
+	mi := &file_orchplugin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3184,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[52]
+	mi := &file_orchplugin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3197,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{52}
+	return file_orchplugin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LogRequest) GetLevel() Level {
@@ -3110,7 +3222,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_orchplugin_proto_msgTypes[53]
+	mi := &file_orchplugin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3234,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orchplugin_proto_msgTypes[53]
+	mi := &file_orchplugin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3247,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_orchplugin_proto_rawDescGZIP(), []int{53}
+	return file_orchplugin_proto_rawDescGZIP(), []int{55}
 }
 
 var File_orchplugin_proto protoreflect.FileDescriptor
@@ -3287,7 +3399,14 @@ const file_orchplugin_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06handle\x18\x03 \x01(\fR\x06handle\x12\x16\n" +
 	"\x06signal\x18\x04 \x01(\tR\x06signal\"\x10\n" +
-	"\x0eSignalResponse\"\xad\x01\n" +
+	"\x0eSignalResponse\"\x89\x01\n" +
+	"\x0eListensRequest\x121\n" +
+	"\aruntime\x18\x01 \x01(\v2\x17.orch.plugin.v1.RuntimeR\aruntime\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06handle\x18\x03 \x01(\fR\x06handle\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\x05R\x04port\"+\n" +
+	"\x0fListensResponse\x12\x18\n" +
+	"\alistens\x18\x01 \x01(\bR\alistens\"\xad\x01\n" +
 	"\rUpdateRequest\x121\n" +
 	"\aruntime\x18\x01 \x01(\v2\x17.orch.plugin.v1.RuntimeR\aruntime\x124\n" +
 	"\bresource\x18\x02 \x01(\v2\x18.orch.plugin.v1.ResourceR\bresource\x12\x16\n" +
@@ -3370,7 +3489,7 @@ const file_orchplugin_proto_rawDesc = "" +
 	"LEVEL_INFO\x10\x01\x12\x0e\n" +
 	"\n" +
 	"LEVEL_WARN\x10\x02\x12\x0f\n" +
-	"\vLEVEL_ERROR\x10\x032\xaf\a\n" +
+	"\vLEVEL_ERROR\x10\x032\xfb\a\n" +
 	"\bProvider\x12P\n" +
 	"\tGetSchema\x12 .orch.plugin.v1.GetSchemaRequest\x1a!.orch.plugin.v1.GetSchemaResponse\x12J\n" +
 	"\aObserve\x12\x1e.orch.plugin.v1.ObserveRequest\x1a\x1f.orch.plugin.v1.ObserveResponse\x12D\n" +
@@ -3380,7 +3499,8 @@ const file_orchplugin_proto_rawDesc = "" +
 	"\x06Health\x12\x1d.orch.plugin.v1.HealthRequest\x1a\x1e.orch.plugin.v1.HealthResponse\x12D\n" +
 	"\x05Adopt\x12\x1c.orch.plugin.v1.AdoptRequest\x1a\x1d.orch.plugin.v1.AdoptResponse\x12G\n" +
 	"\x06Signal\x12\x1d.orch.plugin.v1.SignalRequest\x1a\x1e.orch.plugin.v1.SignalResponse\x12G\n" +
-	"\x06Update\x12\x1d.orch.plugin.v1.UpdateRequest\x1a\x1e.orch.plugin.v1.UpdateResponse\x12@\n" +
+	"\x06Update\x12\x1d.orch.plugin.v1.UpdateRequest\x1a\x1e.orch.plugin.v1.UpdateResponse\x12J\n" +
+	"\aListens\x12\x1e.orch.plugin.v1.ListensRequest\x1a\x1f.orch.plugin.v1.ListensResponse\x12@\n" +
 	"\x04Logs\x12\x1b.orch.plugin.v1.LogsRequest\x1a\x19.orch.plugin.v1.LogsChunk0\x01\x12@\n" +
 	"\x06Events\x12\x1d.orch.plugin.v1.EventsRequest\x1a\x15.orch.plugin.v1.Event0\x01\x12F\n" +
 	"\x05Watch\x12\x1c.orch.plugin.v1.WatchRequest\x1a\x1d.orch.plugin.v1.WatchResponse0\x01\x12F\n" +
@@ -3411,7 +3531,7 @@ func file_orchplugin_proto_rawDescGZIP() []byte {
 }
 
 var file_orchplugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orchplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_orchplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_orchplugin_proto_goTypes = []any{
 	(State)(0),                  // 0: orch.plugin.v1.State
 	(Level)(0),                  // 1: orch.plugin.v1.Level
@@ -3440,54 +3560,56 @@ var file_orchplugin_proto_goTypes = []any{
 	(*AdoptResponse)(nil),       // 24: orch.plugin.v1.AdoptResponse
 	(*SignalRequest)(nil),       // 25: orch.plugin.v1.SignalRequest
 	(*SignalResponse)(nil),      // 26: orch.plugin.v1.SignalResponse
-	(*UpdateRequest)(nil),       // 27: orch.plugin.v1.UpdateRequest
-	(*UpdateResponse)(nil),      // 28: orch.plugin.v1.UpdateResponse
-	(*LogsRequest)(nil),         // 29: orch.plugin.v1.LogsRequest
-	(*LogsChunk)(nil),           // 30: orch.plugin.v1.LogsChunk
-	(*EventsRequest)(nil),       // 31: orch.plugin.v1.EventsRequest
-	(*Event)(nil),               // 32: orch.plugin.v1.Event
-	(*WatchRequest)(nil),        // 33: orch.plugin.v1.WatchRequest
-	(*WatchResponse)(nil),       // 34: orch.plugin.v1.WatchResponse
-	(*InitRequest)(nil),         // 35: orch.plugin.v1.InitRequest
-	(*InitResponse)(nil),        // 36: orch.plugin.v1.InitResponse
-	(*StartModuleRequest)(nil),  // 37: orch.plugin.v1.StartModuleRequest
-	(*StartModuleResponse)(nil), // 38: orch.plugin.v1.StartModuleResponse
-	(*StopModuleRequest)(nil),   // 39: orch.plugin.v1.StopModuleRequest
-	(*StopModuleResponse)(nil),  // 40: orch.plugin.v1.StopModuleResponse
-	(*BusEvent)(nil),            // 41: orch.plugin.v1.BusEvent
-	(*EventBatch)(nil),          // 42: orch.plugin.v1.EventBatch
-	(*DeliverAck)(nil),          // 43: orch.plugin.v1.DeliverAck
-	(*PublishRequest)(nil),      // 44: orch.plugin.v1.PublishRequest
-	(*PublishResponse)(nil),     // 45: orch.plugin.v1.PublishResponse
-	(*SubscribeRequest)(nil),    // 46: orch.plugin.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 47: orch.plugin.v1.SubscribeResponse
-	(*KVGetRequest)(nil),        // 48: orch.plugin.v1.KVGetRequest
-	(*KVGetResponse)(nil),       // 49: orch.plugin.v1.KVGetResponse
-	(*KVPutRequest)(nil),        // 50: orch.plugin.v1.KVPutRequest
-	(*KVPutResponse)(nil),       // 51: orch.plugin.v1.KVPutResponse
-	(*KVDeleteRequest)(nil),     // 52: orch.plugin.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),    // 53: orch.plugin.v1.KVDeleteResponse
-	(*LogRequest)(nil),          // 54: orch.plugin.v1.LogRequest
-	(*LogResponse)(nil),         // 55: orch.plugin.v1.LogResponse
-	nil,                         // 56: orch.plugin.v1.Runtime.AttrsEntry
-	nil,                         // 57: orch.plugin.v1.Resource.EnvEntry
-	nil,                         // 58: orch.plugin.v1.Resource.RlimitsEntry
-	nil,                         // 59: orch.plugin.v1.Resource.AttrsEntry
-	nil,                         // 60: orch.plugin.v1.ObserveRequest.HandlesEntry
-	nil,                         // 61: orch.plugin.v1.ObserveResponse.ObjectsEntry
+	(*ListensRequest)(nil),      // 27: orch.plugin.v1.ListensRequest
+	(*ListensResponse)(nil),     // 28: orch.plugin.v1.ListensResponse
+	(*UpdateRequest)(nil),       // 29: orch.plugin.v1.UpdateRequest
+	(*UpdateResponse)(nil),      // 30: orch.plugin.v1.UpdateResponse
+	(*LogsRequest)(nil),         // 31: orch.plugin.v1.LogsRequest
+	(*LogsChunk)(nil),           // 32: orch.plugin.v1.LogsChunk
+	(*EventsRequest)(nil),       // 33: orch.plugin.v1.EventsRequest
+	(*Event)(nil),               // 34: orch.plugin.v1.Event
+	(*WatchRequest)(nil),        // 35: orch.plugin.v1.WatchRequest
+	(*WatchResponse)(nil),       // 36: orch.plugin.v1.WatchResponse
+	(*InitRequest)(nil),         // 37: orch.plugin.v1.InitRequest
+	(*InitResponse)(nil),        // 38: orch.plugin.v1.InitResponse
+	(*StartModuleRequest)(nil),  // 39: orch.plugin.v1.StartModuleRequest
+	(*StartModuleResponse)(nil), // 40: orch.plugin.v1.StartModuleResponse
+	(*StopModuleRequest)(nil),   // 41: orch.plugin.v1.StopModuleRequest
+	(*StopModuleResponse)(nil),  // 42: orch.plugin.v1.StopModuleResponse
+	(*BusEvent)(nil),            // 43: orch.plugin.v1.BusEvent
+	(*EventBatch)(nil),          // 44: orch.plugin.v1.EventBatch
+	(*DeliverAck)(nil),          // 45: orch.plugin.v1.DeliverAck
+	(*PublishRequest)(nil),      // 46: orch.plugin.v1.PublishRequest
+	(*PublishResponse)(nil),     // 47: orch.plugin.v1.PublishResponse
+	(*SubscribeRequest)(nil),    // 48: orch.plugin.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),   // 49: orch.plugin.v1.SubscribeResponse
+	(*KVGetRequest)(nil),        // 50: orch.plugin.v1.KVGetRequest
+	(*KVGetResponse)(nil),       // 51: orch.plugin.v1.KVGetResponse
+	(*KVPutRequest)(nil),        // 52: orch.plugin.v1.KVPutRequest
+	(*KVPutResponse)(nil),       // 53: orch.plugin.v1.KVPutResponse
+	(*KVDeleteRequest)(nil),     // 54: orch.plugin.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),    // 55: orch.plugin.v1.KVDeleteResponse
+	(*LogRequest)(nil),          // 56: orch.plugin.v1.LogRequest
+	(*LogResponse)(nil),         // 57: orch.plugin.v1.LogResponse
+	nil,                         // 58: orch.plugin.v1.Runtime.AttrsEntry
+	nil,                         // 59: orch.plugin.v1.Resource.EnvEntry
+	nil,                         // 60: orch.plugin.v1.Resource.RlimitsEntry
+	nil,                         // 61: orch.plugin.v1.Resource.AttrsEntry
+	nil,                         // 62: orch.plugin.v1.ObserveRequest.HandlesEntry
+	nil,                         // 63: orch.plugin.v1.ObserveResponse.ObjectsEntry
 }
 var file_orchplugin_proto_depIdxs = []int32{
 	2,  // 0: orch.plugin.v1.AttrSchema.default:type_name -> orch.plugin.v1.Value
 	6,  // 1: orch.plugin.v1.GetSchemaResponse.runtime:type_name -> orch.plugin.v1.AttrSchema
 	6,  // 2: orch.plugin.v1.GetSchemaResponse.daemon:type_name -> orch.plugin.v1.AttrSchema
-	56, // 3: orch.plugin.v1.Runtime.attrs:type_name -> orch.plugin.v1.Runtime.AttrsEntry
-	57, // 4: orch.plugin.v1.Resource.env:type_name -> orch.plugin.v1.Resource.EnvEntry
-	58, // 5: orch.plugin.v1.Resource.rlimits:type_name -> orch.plugin.v1.Resource.RlimitsEntry
-	59, // 6: orch.plugin.v1.Resource.attrs:type_name -> orch.plugin.v1.Resource.AttrsEntry
+	58, // 3: orch.plugin.v1.Runtime.attrs:type_name -> orch.plugin.v1.Runtime.AttrsEntry
+	59, // 4: orch.plugin.v1.Resource.env:type_name -> orch.plugin.v1.Resource.EnvEntry
+	60, // 5: orch.plugin.v1.Resource.rlimits:type_name -> orch.plugin.v1.Resource.RlimitsEntry
+	61, // 6: orch.plugin.v1.Resource.attrs:type_name -> orch.plugin.v1.Resource.AttrsEntry
 	0,  // 7: orch.plugin.v1.Observed.state:type_name -> orch.plugin.v1.State
 	9,  // 8: orch.plugin.v1.ObserveRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	60, // 9: orch.plugin.v1.ObserveRequest.handles:type_name -> orch.plugin.v1.ObserveRequest.HandlesEntry
-	61, // 10: orch.plugin.v1.ObserveResponse.objects:type_name -> orch.plugin.v1.ObserveResponse.ObjectsEntry
+	62, // 9: orch.plugin.v1.ObserveRequest.handles:type_name -> orch.plugin.v1.ObserveRequest.HandlesEntry
+	63, // 10: orch.plugin.v1.ObserveResponse.objects:type_name -> orch.plugin.v1.ObserveResponse.ObjectsEntry
 	9,  // 11: orch.plugin.v1.StartRequest.runtime:type_name -> orch.plugin.v1.Runtime
 	10, // 12: orch.plugin.v1.StartRequest.resource:type_name -> orch.plugin.v1.Resource
 	11, // 13: orch.plugin.v1.StartResponse.observed:type_name -> orch.plugin.v1.Observed
@@ -3499,70 +3621,73 @@ var file_orchplugin_proto_depIdxs = []int32{
 	11, // 19: orch.plugin.v1.Adoptable.observed:type_name -> orch.plugin.v1.Observed
 	23, // 20: orch.plugin.v1.AdoptResponse.objects:type_name -> orch.plugin.v1.Adoptable
 	9,  // 21: orch.plugin.v1.SignalRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	9,  // 22: orch.plugin.v1.UpdateRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	10, // 23: orch.plugin.v1.UpdateRequest.resource:type_name -> orch.plugin.v1.Resource
-	9,  // 24: orch.plugin.v1.LogsRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	9,  // 25: orch.plugin.v1.EventsRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	11, // 26: orch.plugin.v1.Event.observed:type_name -> orch.plugin.v1.Observed
-	9,  // 27: orch.plugin.v1.WatchRequest.runtime:type_name -> orch.plugin.v1.Runtime
-	11, // 28: orch.plugin.v1.WatchResponse.observed:type_name -> orch.plugin.v1.Observed
-	41, // 29: orch.plugin.v1.EventBatch.events:type_name -> orch.plugin.v1.BusEvent
-	41, // 30: orch.plugin.v1.PublishRequest.events:type_name -> orch.plugin.v1.BusEvent
-	1,  // 31: orch.plugin.v1.LogRequest.level:type_name -> orch.plugin.v1.Level
-	2,  // 32: orch.plugin.v1.Runtime.AttrsEntry.value:type_name -> orch.plugin.v1.Value
-	2,  // 33: orch.plugin.v1.Resource.AttrsEntry.value:type_name -> orch.plugin.v1.Value
-	11, // 34: orch.plugin.v1.ObserveResponse.ObjectsEntry.value:type_name -> orch.plugin.v1.Observed
-	7,  // 35: orch.plugin.v1.Provider.GetSchema:input_type -> orch.plugin.v1.GetSchemaRequest
-	12, // 36: orch.plugin.v1.Provider.Observe:input_type -> orch.plugin.v1.ObserveRequest
-	14, // 37: orch.plugin.v1.Provider.Start:input_type -> orch.plugin.v1.StartRequest
-	16, // 38: orch.plugin.v1.Provider.Stop:input_type -> orch.plugin.v1.StopRequest
-	18, // 39: orch.plugin.v1.Provider.Delete:input_type -> orch.plugin.v1.DeleteRequest
-	20, // 40: orch.plugin.v1.Provider.Health:input_type -> orch.plugin.v1.HealthRequest
-	22, // 41: orch.plugin.v1.Provider.Adopt:input_type -> orch.plugin.v1.AdoptRequest
-	25, // 42: orch.plugin.v1.Provider.Signal:input_type -> orch.plugin.v1.SignalRequest
-	27, // 43: orch.plugin.v1.Provider.Update:input_type -> orch.plugin.v1.UpdateRequest
-	29, // 44: orch.plugin.v1.Provider.Logs:input_type -> orch.plugin.v1.LogsRequest
-	31, // 45: orch.plugin.v1.Provider.Events:input_type -> orch.plugin.v1.EventsRequest
-	33, // 46: orch.plugin.v1.Provider.Watch:input_type -> orch.plugin.v1.WatchRequest
-	4,  // 47: orch.plugin.v1.Provider.Calls:input_type -> orch.plugin.v1.CallRequest
-	35, // 48: orch.plugin.v1.Module.Init:input_type -> orch.plugin.v1.InitRequest
-	37, // 49: orch.plugin.v1.Module.Start:input_type -> orch.plugin.v1.StartModuleRequest
-	42, // 50: orch.plugin.v1.Module.Deliver:input_type -> orch.plugin.v1.EventBatch
-	39, // 51: orch.plugin.v1.Module.Stop:input_type -> orch.plugin.v1.StopModuleRequest
-	44, // 52: orch.plugin.v1.Host.Publish:input_type -> orch.plugin.v1.PublishRequest
-	46, // 53: orch.plugin.v1.Host.Subscribe:input_type -> orch.plugin.v1.SubscribeRequest
-	48, // 54: orch.plugin.v1.Host.KVGet:input_type -> orch.plugin.v1.KVGetRequest
-	50, // 55: orch.plugin.v1.Host.KVPut:input_type -> orch.plugin.v1.KVPutRequest
-	52, // 56: orch.plugin.v1.Host.KVDelete:input_type -> orch.plugin.v1.KVDeleteRequest
-	54, // 57: orch.plugin.v1.Host.Log:input_type -> orch.plugin.v1.LogRequest
-	8,  // 58: orch.plugin.v1.Provider.GetSchema:output_type -> orch.plugin.v1.GetSchemaResponse
-	13, // 59: orch.plugin.v1.Provider.Observe:output_type -> orch.plugin.v1.ObserveResponse
-	15, // 60: orch.plugin.v1.Provider.Start:output_type -> orch.plugin.v1.StartResponse
-	17, // 61: orch.plugin.v1.Provider.Stop:output_type -> orch.plugin.v1.StopResponse
-	19, // 62: orch.plugin.v1.Provider.Delete:output_type -> orch.plugin.v1.DeleteResponse
-	21, // 63: orch.plugin.v1.Provider.Health:output_type -> orch.plugin.v1.HealthResponse
-	24, // 64: orch.plugin.v1.Provider.Adopt:output_type -> orch.plugin.v1.AdoptResponse
-	26, // 65: orch.plugin.v1.Provider.Signal:output_type -> orch.plugin.v1.SignalResponse
-	28, // 66: orch.plugin.v1.Provider.Update:output_type -> orch.plugin.v1.UpdateResponse
-	30, // 67: orch.plugin.v1.Provider.Logs:output_type -> orch.plugin.v1.LogsChunk
-	32, // 68: orch.plugin.v1.Provider.Events:output_type -> orch.plugin.v1.Event
-	34, // 69: orch.plugin.v1.Provider.Watch:output_type -> orch.plugin.v1.WatchResponse
-	5,  // 70: orch.plugin.v1.Provider.Calls:output_type -> orch.plugin.v1.CallResponse
-	36, // 71: orch.plugin.v1.Module.Init:output_type -> orch.plugin.v1.InitResponse
-	38, // 72: orch.plugin.v1.Module.Start:output_type -> orch.plugin.v1.StartModuleResponse
-	43, // 73: orch.plugin.v1.Module.Deliver:output_type -> orch.plugin.v1.DeliverAck
-	40, // 74: orch.plugin.v1.Module.Stop:output_type -> orch.plugin.v1.StopModuleResponse
-	45, // 75: orch.plugin.v1.Host.Publish:output_type -> orch.plugin.v1.PublishResponse
-	47, // 76: orch.plugin.v1.Host.Subscribe:output_type -> orch.plugin.v1.SubscribeResponse
-	49, // 77: orch.plugin.v1.Host.KVGet:output_type -> orch.plugin.v1.KVGetResponse
-	51, // 78: orch.plugin.v1.Host.KVPut:output_type -> orch.plugin.v1.KVPutResponse
-	53, // 79: orch.plugin.v1.Host.KVDelete:output_type -> orch.plugin.v1.KVDeleteResponse
-	55, // 80: orch.plugin.v1.Host.Log:output_type -> orch.plugin.v1.LogResponse
-	58, // [58:81] is the sub-list for method output_type
-	35, // [35:58] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	9,  // 22: orch.plugin.v1.ListensRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	9,  // 23: orch.plugin.v1.UpdateRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	10, // 24: orch.plugin.v1.UpdateRequest.resource:type_name -> orch.plugin.v1.Resource
+	9,  // 25: orch.plugin.v1.LogsRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	9,  // 26: orch.plugin.v1.EventsRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	11, // 27: orch.plugin.v1.Event.observed:type_name -> orch.plugin.v1.Observed
+	9,  // 28: orch.plugin.v1.WatchRequest.runtime:type_name -> orch.plugin.v1.Runtime
+	11, // 29: orch.plugin.v1.WatchResponse.observed:type_name -> orch.plugin.v1.Observed
+	43, // 30: orch.plugin.v1.EventBatch.events:type_name -> orch.plugin.v1.BusEvent
+	43, // 31: orch.plugin.v1.PublishRequest.events:type_name -> orch.plugin.v1.BusEvent
+	1,  // 32: orch.plugin.v1.LogRequest.level:type_name -> orch.plugin.v1.Level
+	2,  // 33: orch.plugin.v1.Runtime.AttrsEntry.value:type_name -> orch.plugin.v1.Value
+	2,  // 34: orch.plugin.v1.Resource.AttrsEntry.value:type_name -> orch.plugin.v1.Value
+	11, // 35: orch.plugin.v1.ObserveResponse.ObjectsEntry.value:type_name -> orch.plugin.v1.Observed
+	7,  // 36: orch.plugin.v1.Provider.GetSchema:input_type -> orch.plugin.v1.GetSchemaRequest
+	12, // 37: orch.plugin.v1.Provider.Observe:input_type -> orch.plugin.v1.ObserveRequest
+	14, // 38: orch.plugin.v1.Provider.Start:input_type -> orch.plugin.v1.StartRequest
+	16, // 39: orch.plugin.v1.Provider.Stop:input_type -> orch.plugin.v1.StopRequest
+	18, // 40: orch.plugin.v1.Provider.Delete:input_type -> orch.plugin.v1.DeleteRequest
+	20, // 41: orch.plugin.v1.Provider.Health:input_type -> orch.plugin.v1.HealthRequest
+	22, // 42: orch.plugin.v1.Provider.Adopt:input_type -> orch.plugin.v1.AdoptRequest
+	25, // 43: orch.plugin.v1.Provider.Signal:input_type -> orch.plugin.v1.SignalRequest
+	29, // 44: orch.plugin.v1.Provider.Update:input_type -> orch.plugin.v1.UpdateRequest
+	27, // 45: orch.plugin.v1.Provider.Listens:input_type -> orch.plugin.v1.ListensRequest
+	31, // 46: orch.plugin.v1.Provider.Logs:input_type -> orch.plugin.v1.LogsRequest
+	33, // 47: orch.plugin.v1.Provider.Events:input_type -> orch.plugin.v1.EventsRequest
+	35, // 48: orch.plugin.v1.Provider.Watch:input_type -> orch.plugin.v1.WatchRequest
+	4,  // 49: orch.plugin.v1.Provider.Calls:input_type -> orch.plugin.v1.CallRequest
+	37, // 50: orch.plugin.v1.Module.Init:input_type -> orch.plugin.v1.InitRequest
+	39, // 51: orch.plugin.v1.Module.Start:input_type -> orch.plugin.v1.StartModuleRequest
+	44, // 52: orch.plugin.v1.Module.Deliver:input_type -> orch.plugin.v1.EventBatch
+	41, // 53: orch.plugin.v1.Module.Stop:input_type -> orch.plugin.v1.StopModuleRequest
+	46, // 54: orch.plugin.v1.Host.Publish:input_type -> orch.plugin.v1.PublishRequest
+	48, // 55: orch.plugin.v1.Host.Subscribe:input_type -> orch.plugin.v1.SubscribeRequest
+	50, // 56: orch.plugin.v1.Host.KVGet:input_type -> orch.plugin.v1.KVGetRequest
+	52, // 57: orch.plugin.v1.Host.KVPut:input_type -> orch.plugin.v1.KVPutRequest
+	54, // 58: orch.plugin.v1.Host.KVDelete:input_type -> orch.plugin.v1.KVDeleteRequest
+	56, // 59: orch.plugin.v1.Host.Log:input_type -> orch.plugin.v1.LogRequest
+	8,  // 60: orch.plugin.v1.Provider.GetSchema:output_type -> orch.plugin.v1.GetSchemaResponse
+	13, // 61: orch.plugin.v1.Provider.Observe:output_type -> orch.plugin.v1.ObserveResponse
+	15, // 62: orch.plugin.v1.Provider.Start:output_type -> orch.plugin.v1.StartResponse
+	17, // 63: orch.plugin.v1.Provider.Stop:output_type -> orch.plugin.v1.StopResponse
+	19, // 64: orch.plugin.v1.Provider.Delete:output_type -> orch.plugin.v1.DeleteResponse
+	21, // 65: orch.plugin.v1.Provider.Health:output_type -> orch.plugin.v1.HealthResponse
+	24, // 66: orch.plugin.v1.Provider.Adopt:output_type -> orch.plugin.v1.AdoptResponse
+	26, // 67: orch.plugin.v1.Provider.Signal:output_type -> orch.plugin.v1.SignalResponse
+	30, // 68: orch.plugin.v1.Provider.Update:output_type -> orch.plugin.v1.UpdateResponse
+	28, // 69: orch.plugin.v1.Provider.Listens:output_type -> orch.plugin.v1.ListensResponse
+	32, // 70: orch.plugin.v1.Provider.Logs:output_type -> orch.plugin.v1.LogsChunk
+	34, // 71: orch.plugin.v1.Provider.Events:output_type -> orch.plugin.v1.Event
+	36, // 72: orch.plugin.v1.Provider.Watch:output_type -> orch.plugin.v1.WatchResponse
+	5,  // 73: orch.plugin.v1.Provider.Calls:output_type -> orch.plugin.v1.CallResponse
+	38, // 74: orch.plugin.v1.Module.Init:output_type -> orch.plugin.v1.InitResponse
+	40, // 75: orch.plugin.v1.Module.Start:output_type -> orch.plugin.v1.StartModuleResponse
+	45, // 76: orch.plugin.v1.Module.Deliver:output_type -> orch.plugin.v1.DeliverAck
+	42, // 77: orch.plugin.v1.Module.Stop:output_type -> orch.plugin.v1.StopModuleResponse
+	47, // 78: orch.plugin.v1.Host.Publish:output_type -> orch.plugin.v1.PublishResponse
+	49, // 79: orch.plugin.v1.Host.Subscribe:output_type -> orch.plugin.v1.SubscribeResponse
+	51, // 80: orch.plugin.v1.Host.KVGet:output_type -> orch.plugin.v1.KVGetResponse
+	53, // 81: orch.plugin.v1.Host.KVPut:output_type -> orch.plugin.v1.KVPutResponse
+	55, // 82: orch.plugin.v1.Host.KVDelete:output_type -> orch.plugin.v1.KVDeleteResponse
+	57, // 83: orch.plugin.v1.Host.Log:output_type -> orch.plugin.v1.LogResponse
+	60, // [60:84] is the sub-list for method output_type
+	36, // [36:60] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_orchplugin_proto_init() }
@@ -3576,7 +3701,7 @@ func file_orchplugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchplugin_proto_rawDesc), len(file_orchplugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -37,6 +37,7 @@ const (
 	Provider_Adopt_FullMethodName     = "/orch.plugin.v1.Provider/Adopt"
 	Provider_Signal_FullMethodName    = "/orch.plugin.v1.Provider/Signal"
 	Provider_Update_FullMethodName    = "/orch.plugin.v1.Provider/Update"
+	Provider_Listens_FullMethodName   = "/orch.plugin.v1.Provider/Listens"
 	Provider_Logs_FullMethodName      = "/orch.plugin.v1.Provider/Logs"
 	Provider_Events_FullMethodName    = "/orch.plugin.v1.Provider/Events"
 	Provider_Watch_FullMethodName     = "/orch.plugin.v1.Provider/Watch"
@@ -57,6 +58,13 @@ type ProviderClient interface {
 	Adopt(ctx context.Context, in *AdoptRequest, opts ...grpc.CallOption) (*AdoptResponse, error)
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
 	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*UpdateResponse, error)
+	// Listens says whether the instance's own processes listen on a TCP
+	// port of the host (capability "listens"; providers.ListenerOwner): a
+	// runtime whose instances share the host's network declares it, and
+	// orch then holds the new half of a create_before_destroy replace until
+	// it listens on the port its health check reaches, where the old half
+	// still answers.
+	Listens(ctx context.Context, in *ListensRequest, opts ...grpc.CallOption) (*ListensResponse, error)
 	// Logs streams the log from its start, in chunks, to its end.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsChunk], error)
 	// Events streams events until the call is cancelled.
@@ -174,6 +182,16 @@ func (c *providerClient) Update(ctx context.Context, in *UpdateRequest, opts ...
 	return out, nil
 }
 
+func (c *providerClient) Listens(ctx context.Context, in *ListensRequest, opts ...grpc.CallOption) (*ListensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListensResponse)
+	err := c.cc.Invoke(ctx, Provider_Listens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *providerClient) Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Provider_ServiceDesc.Streams[0], Provider_Logs_FullMethodName, cOpts...)
@@ -258,6 +276,13 @@ type ProviderServer interface {
 	Adopt(context.Context, *AdoptRequest) (*AdoptResponse, error)
 	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
 	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
+	// Listens says whether the instance's own processes listen on a TCP
+	// port of the host (capability "listens"; providers.ListenerOwner): a
+	// runtime whose instances share the host's network declares it, and
+	// orch then holds the new half of a create_before_destroy replace until
+	// it listens on the port its health check reaches, where the old half
+	// still answers.
+	Listens(context.Context, *ListensRequest) (*ListensResponse, error)
 	// Logs streams the log from its start, in chunks, to its end.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error
 	// Events streams events until the call is cancelled.
@@ -311,6 +336,9 @@ func (UnimplementedProviderServer) Signal(context.Context, *SignalRequest) (*Sig
 }
 func (UnimplementedProviderServer) Update(context.Context, *UpdateRequest) (*UpdateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
+}
+func (UnimplementedProviderServer) Listens(context.Context, *ListensRequest) (*ListensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Listens not implemented")
 }
 func (UnimplementedProviderServer) Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error {
 	return status.Error(codes.Unimplemented, "method Logs not implemented")
@@ -507,6 +535,24 @@ func _Provider_Update_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_Listens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).Listens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_Listens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).Listens(ctx, req.(*ListensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Provider_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(LogsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -589,6 +635,10 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Update",
 			Handler:    _Provider_Update_Handler,
+		},
+		{
+			MethodName: "Listens",
+			Handler:    _Provider_Listens_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

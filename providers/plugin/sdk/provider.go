@@ -164,6 +164,22 @@ func (s *providerServer) Adopt(ctx context.Context, req *pb.AdoptRequest) (*pb.A
 	return out, nil
 }
 
+func (s *providerServer) Listens(ctx context.Context, req *pb.ListensRequest) (*pb.ListensResponse, error) {
+	lo, ok := s.p.(providers.ListenerOwner)
+	if !ok {
+		return nil, unimplemented(providers.CapListens)
+	}
+	rt, addr, _, err := s.target(req.Runtime, req.Address, "")
+	if err != nil {
+		return nil, badRequest(err)
+	}
+	listens, err := lo.Listens(ctx, providers.ListensRequest{Runtime: rt, Addr: addr, Handle: req.Handle, Port: int(req.Port)})
+	if err != nil {
+		return nil, wire.Status("listens", err)
+	}
+	return &pb.ListensResponse{Listens: listens}, nil
+}
+
 func (s *providerServer) Signal(ctx context.Context, req *pb.SignalRequest) (*pb.SignalResponse, error) {
 	sg, ok := s.p.(providers.Signaler)
 	if !ok {

@@ -175,6 +175,10 @@ func FromSchema(r *pb.GetSchemaResponse) (s spec.RuntimeSchema, caps []providers
 		}
 	}
 	sort.Slice(caps, func(i, j int) bool { return caps[i] < caps[j] })
+	// A runtime that can tell whether an instance listens on a port
+	// shares the host's network: its schema says so (the planner's
+	// readiness warning, spec.RuntimeSchema.OwnsListeners).
+	s.OwnsListeners = seen[providers.CapListens]
 	return s, caps, unknown, nil
 }
 
@@ -182,6 +186,7 @@ func FromSchema(r *pb.GetSchemaResponse) (s spec.RuntimeSchema, caps []providers
 var AllCapabilities = []providers.Capability{
 	providers.CapDelete, providers.CapHealth, providers.CapAdopt, providers.CapSignal,
 	providers.CapLogs, providers.CapEvents, providers.CapUpdate, providers.CapWatch,
+	providers.CapListens,
 }
 
 func fromAttrSchemas(as []*pb.AttrSchema) ([]spec.AttrSchema, error) {
