@@ -569,7 +569,7 @@ func failureDiag(s *step) *hcl.Diagnostic {
 		rng := r.DeclRange
 		var pe *providers.Error
 		if errors.As(s.failed, &pe) && pe.Attr != "" {
-			if ar, ok := r.Ranges[pe.Attr]; ok {
+			if ar, ok := r.Ranges.Get(pe.Attr); ok {
 				rng = ar
 			}
 		}

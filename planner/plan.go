@@ -509,7 +509,7 @@ func guardReplace(r *spec.Resource, c *Change) hcl.Diagnostics {
 		return nil
 	}
 	rng := r.DeclRange
-	if lr, ok := r.Ranges["lifecycle"]; ok {
+	if lr, ok := r.Ranges.Get("lifecycle"); ok {
 		rng = lr
 	}
 	what := "a change of " + joinNames(c.ForcedBy)
@@ -535,7 +535,7 @@ func preventDestroy(cfg *spec.Config, addr spec.Address, op string) *hcl.Diagnos
 	if cfg != nil {
 		if r := cfg.Resource(addr); r != nil {
 			rng := r.DeclRange
-			if lr, ok := r.Ranges["lifecycle"]; ok {
+			if lr, ok := r.Ranges.Get("lifecycle"); ok {
 				rng = lr
 			}
 			d.Subject = &rng
@@ -744,7 +744,7 @@ func sharedReadiness(c *Change, schemas map[string]spec.RuntimeSchema) *hcl.Diag
 			"the old instance, still running, may pass it, and the new one be taken for ready before it serves. Give the new "+
 			"instance an address of its own for the replace (a port that changes with it, or a check of its own admin port).",
 			c.Addr, key, target)}
-	if rng, ok := c.Resource.Ranges["health"]; ok {
+	if rng, ok := c.Resource.Ranges.Get("health"); ok {
 		d.Subject = &rng
 	}
 	return d

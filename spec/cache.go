@@ -63,7 +63,7 @@ const CacheFile = "config-cache"
 const cacheMagic = "orch evaluated-configuration cache\n"
 
 // cacheFormat changes whenever the format or the meaning of an entry does.
-const cacheFormat = 3 // 3: a block's health.exec program's range
+const cacheFormat = 4 // 3: a block's health.exec program's range; 4: Ranges a sorted slice
 
 // cacheSalt is what an entry depends on besides its inputs.
 var (

@@ -466,8 +466,8 @@ func TestCacheCodecRoundTrip(t *testing.T) {
 	r.Config = cty.ObjectVal(map[string]cty.Value{"x": cty.True})
 	rb := &rebase{file: "main.hcl", line: 10, byte: 300}
 	r.DeclRange = hcl.Range{Filename: "main.hcl", Start: hcl.Pos{Line: 12, Column: 3, Byte: 320}, End: hcl.Pos{Line: 12, Column: 9, Byte: 326}}
-	for k := range r.Ranges {
-		r.Ranges[k] = r.DeclRange
+	for i := range r.Ranges {
+		r.Ranges[i].Range = r.DeclRange
 	}
 	b, err := encodeResource(nil, r, rb)
 	if err != nil {

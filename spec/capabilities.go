@@ -185,11 +185,11 @@ func (l *loader) checkServices() {
 			continue
 		}
 		block := r.Addr.Block()
-		at := r.Ranges["service"]
+		at := r.Ranges.At("service")
 		if prev, ok := names[sv.Name]; ok && prev.block != block {
 			l.errorf(&at, "Service name claimed twice",
 				"%s and %s (at %s) both publish the service %q; a name belongs to the instances of one daemon. Rename one with service.name.",
-				block, prev.block, prev.r.Ranges["service"], sv.Name)
+				block, prev.block, prev.r.Ranges.At("service"), sv.Name)
 		} else if !ok {
 			names[sv.Name] = claim{block, r}
 		}
@@ -199,7 +199,7 @@ func (l *loader) checkServices() {
 		if prev, ok := routes[*sv.Route]; ok && prev.block != block {
 			l.errorf(&at, "Route claimed twice",
 				"%s and %s (at %s) both claim the route %q; the proxy could not tell which gets a request. Give one another host or path.",
-				block, prev.block, prev.r.Ranges["service"], sv.Route.String())
+				block, prev.block, prev.r.Ranges.At("service"), sv.Route.String())
 		} else if !ok {
 			routes[*sv.Route] = claim{block, r}
 		}

@@ -47,7 +47,7 @@ var (
 
 func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resource, cty.Value, bool) {
 	r := &Resource{
-		Addr: n.addr.Instance(key), DeclRange: n.decl, Ranges: map[string]hcl.Range{},
+		Addr: n.addr.Instance(key), DeclRange: n.decl, Ranges: make(Ranges, 0, len(n.attrs)+len(n.nested)),
 		Runtime: n.runtime, Env: map[string]string{}, Attrs: map[string]cty.Value{},
 		Sensitive: map[string]bool{}, Dir: l.cfg.Dir, Umask: DefaultUmask,
 		Restart: Restart{Policy: RestartOnFailure, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff,
@@ -64,10 +64,10 @@ func (l *loader) decodeInstance(n *node, ctx *hcl.EvalContext, key Key) (*Resour
 	}
 	e := &instEval{l: l, ctx: ctx, n: n, r: r, raw: map[string]cty.Value{}}
 	for name, a := range n.attrs {
-		r.Ranges[name] = a.Expr.Range()
+		r.Ranges.Set(name, a.Expr.Range())
 	}
 	for name, nb := range n.nested {
-		r.Ranges[name] = nb.def
+		r.Ranges.Set(name, nb.def)
 	}
 	attr := func(name string, ty cty.Type) (cty.Value, *hcl.Attribute) {
 		a := n.attrs[name]

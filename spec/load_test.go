@@ -357,7 +357,7 @@ job "migrate" {
 				if !r.Lifecycle.CreateBeforeDestroy || !reflect.DeepEqual(r.Lifecycle.IgnoreChanges, []string{"env", "health"}) {
 					t.Errorf("lifecycle = %+v", r.Lifecycle)
 				}
-				if _, ok := r.Ranges["health"]; !ok {
+				if _, ok := r.Ranges.Get("health"); !ok {
 					t.Errorf("no range for health")
 				}
 				if m := resource(t, cfg, "job.migrate"); m.Restart.Policy != RestartNever || m.Health != nil {

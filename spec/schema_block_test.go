@@ -88,7 +88,7 @@ daemon "ref" {
 	if b.GetAttr("context").AsString() != "/cfg/web" || b.GetAttr("content").AsString() != "FROM x" || b.GetAttr("file").AsString() != "Boxfile" {
 		t.Errorf("build = %#v", b)
 	}
-	if _, ok := r.Ranges["build"]; !ok {
+	if _, ok := r.Ranges.Get("build"); !ok {
 		t.Error("no range for the build block")
 	}
 	if calls != 1 {

@@ -120,7 +120,7 @@ func buildSpec(r *spec.Resource, project, configHash, runtime string) (*containe
 	}
 	// dir defaults to the configuration's directory on the host, which
 	// means nothing inside an image: only a dir the user wrote is used.
-	if _, ok := r.Ranges["dir"]; ok && r.Dir != "" {
+	if _, ok := r.Ranges.Get("dir"); ok && r.Dir != "" {
 		cfg.WorkingDir = r.Dir
 	}
 	if r.User != "" {
