@@ -220,6 +220,7 @@ func releasesEarly(s, d *step) bool {
 // Result's Outcomes and Diagnostics.
 func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan) (*Result, error) {
 	steps := e.buildSteps(cfg, p)
+	defer TightenGC(len(steps))()
 	rec := newGroupCommit(e.Store)
 	rec.redact = cfg.Redactor()
 	rec.writers.Store(int64(len(steps)))

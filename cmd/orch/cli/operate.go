@@ -375,6 +375,9 @@ func (a *App) execute(ctx context.Context, s *session, p *planner.Plan, destroy 
 	}
 	ex := &executor.Executor{Providers: s.provs, Store: s.store, Parallelism: a.settings.Parallelism,
 		Project: s.cfg.Project.Name, StateDir: s.stateDir, Progress: a.progress()}
+	// The wait for the starts to prove alive reads every one: the
+	// collector stays tight through it too.
+	defer executor.TightenGC(len(p.Changes))()
 	var ready *readiness
 	if a.wait != nil && !destroy {
 		ready = newReadiness(s, a.wait)
