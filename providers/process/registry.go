@@ -79,8 +79,31 @@ type regEntry struct {
 	// same name and handle): a deletion never removes another instance.
 	Gone bool `json:"gone,omitempty"`
 
-	seq   int // order of first appearance, set by replay
-	lines int // bytes of the lines it was replayed from (eachRegLine, replayRegistry)
+	seq int // order of first appearance, set by replay
+}
+
+// regOp is what a registry line does when the registry is replayed, in
+// order (regEntry.op): the one reading of a line that every replay shares
+// (the live entries, the summary, the compaction's count).
+type regOp int
+
+const (
+	regSkip   regOp = iota // no name: nothing
+	regGone                // deletes the entry of its key (by ID; without one, of its name and handle)
+	regCommit              // the committed line of a pending start: its handle
+	regPut                 // a start: the entry of its key, new or again
+)
+
+func (e *regEntry) op() regOp {
+	switch {
+	case e.Name == "":
+		return regSkip
+	case e.Gone:
+		return regGone
+	case e.ID != "" && e.Address == "":
+		return regCommit
+	}
+	return regPut
 }
 
 // starter identifies an orch process: pid and start time (the boot is
@@ -379,12 +402,11 @@ func lockedRegistry(path string, how, flag int) (*os.File, error) {
 // at least half of it. Best effort: an error leaves
 // the file as it was.
 //
-// Whether it saves half is known before anything is written: each entry
-// carries the size of the lines it came from, and the count stops as soon
-// as the entries kept come to half the file. A registry growing with
-// starts (an apply of 10,000) is mostly live at every doubling; encoding
-// all of it only to throw it away was 108 of the 940 MB that apply
-// allocated, and its peak of live heap (issue 19).
+// Whether it saves half is known before anything is written
+// (compactionSaves): a registry growing with starts (an apply of 10,000)
+// is mostly live at every doubling; reading, decoding and encoding all of
+// it only to throw it away was 108 of the 940 MB that apply allocated,
+// and its peak of live heap (issue 19).
 func compactRegistry(path string) {
 	f, err := lockedRegistry(path, unix.LOCK_EX, os.O_RDONLY)
 	if err != nil {
@@ -395,7 +417,8 @@ func compactRegistry(path string) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return
 	}
-	if !compactionSaves(f, st.Size) {
+	kept, saves := compactionSaves(f, st.Size)
+	if !saves {
 		markCompacted(path, st.Size) // mostly live: not worth it yet
 		return
 	}
@@ -407,25 +430,13 @@ func compactRegistry(path string) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return
 	}
-	data = data[:n]
-	live := parseRegistry(data)
-	var keep []regEntry
-	var kept int
-	for _, e := range live.inst {
+	out := bytes.NewBuffer(make([]byte, 0, kept))
+	for _, e := range parseRegistry(data[:n]).sorted() {
 		if !e.Pending && !instanceRuns(e) {
 			// Ended (a crash restarted from another line, say): nothing
 			// reads its line any more, so it is not kept.
 			continue
 		}
-		if kept += e.lines; kept*2 > len(data) {
-			markCompacted(path, int64(len(data))) // mostly live: not worth it yet
-			return
-		}
-		keep = append(keep, e)
-	}
-	sort.Slice(keep, func(i, j int) bool { return keep[i].seq < keep[j].seq })
-	out := bytes.NewBuffer(make([]byte, 0, kept))
-	for _, e := range keep {
 		b, err := json.Marshal(e)
 		if err != nil {
 			return
@@ -441,30 +452,30 @@ func compactRegistry(path string) {
 
 // compactionSaves reads the registry f (of size bytes) a line at a time
 // and reports whether its live entries (pending starts, instances whose
-// process runs) come to less than half of it, as compactRegistry would
-// find them. It keeps a few bytes an entry, instead of the whole file and
-// every entry decoded: at 10,000 live daemons the check that finds the
+// process runs) come to less than half of it, and how many bytes of lines
+// they come to. It keeps a few bytes an entry, instead of the whole file
+// and every entry decoded: at 10,000 live daemons the check that found the
 // registry not worth compacting, at each of its doublings, held 18 MB,
-// the peak of an apply's live heap (issue 19). A line too long for it,
-// or of an older orch (no ID), says yes: the whole registry is read then.
-func compactionSaves(f *os.File, size int64) bool {
-	type proc struct {
-		pid   int
-		ticks uint64
-	}
+// the peak of an apply's live heap (issue 19). A line over 1 MB (none
+// that orch writes) makes it say yes.
+func compactionSaves(f *os.File, size int64) (kept int64, saves bool) {
 	type entry struct {
-		lines   int
+		lines   int64
 		pending bool
-		proc    proc // pid 0: no handle, or one of another boot
-	}
-	handle := func(h []byte) proc {
-		hi, err := ParseHandle(providers.Handle(h))
-		if err != nil || hi.BootID != "" && hi.BootID != bootID() {
-			return proc{}
-		}
-		return proc{hi.Pid, hi.StartTicks}
+		pid     int    // 0: no handle, or one of another boot
+		ticks   uint64 // the pid's start time
+		handle  []byte // without an ID only (an older orch): its deletion names it
 	}
 	live := map[string]*entry{}
+	setHandle := func(cur *entry, e *regEntry) {
+		cur.pid, cur.ticks = 0, 0
+		if hi, err := ParseHandle(providers.Handle(e.Handle)); err == nil && (hi.BootID == "" || hi.BootID == bootID()) {
+			cur.pid, cur.ticks = hi.Pid, hi.StartTicks
+		}
+		if e.ID == "" {
+			cur.handle = e.Handle
+		}
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	in := interner{}
@@ -477,39 +488,39 @@ func compactionSaves(f *os.File, size int64) bool {
 				continue // as replayRegistry skips it
 			}
 		}
-		switch {
-		case e.Name == "":
-		case e.ID == "":
-			return true
-		case e.Gone:
-			delete(live, e.ID)
-		case e.Address == "":
-			// A committed line: the handle of a pending start.
-			if cur := live[e.ID]; cur != nil {
-				cur.lines += len(line) + 1
-				cur.pending, cur.proc = false, handle(e.Handle)
+		n := int64(len(line) + 1)
+		switch e.op() {
+		case regGone:
+			if cur := live[e.key()]; cur != nil && (e.ID != "" || bytes.Equal(cur.handle, e.Handle)) {
+				delete(live, e.key())
 			}
-		default:
-			cur := live[e.ID]
+		case regCommit:
+			if cur := live[e.ID]; cur != nil {
+				cur.lines += n
+				cur.pending = false
+				setHandle(cur, &e)
+			}
+		case regPut:
+			cur := live[e.key()]
 			if cur == nil {
 				cur = &entry{}
-				live[e.ID] = cur
+				live[e.key()] = cur
 			}
-			cur.lines, cur.pending, cur.proc = len(line)+1, e.Pending, handle(e.Handle)
+			cur.lines, cur.pending = n, e.Pending
+			setHandle(cur, &e)
 		}
 	}
 	if sc.Err() != nil {
-		return true
+		return size, true
 	}
-	var kept int64
 	for _, e := range live {
-		if e.pending || e.proc.pid > 0 && pidRuns(e.proc.pid, e.proc.ticks) {
-			if kept += int64(e.lines); kept*2 > size {
-				return false
+		if e.pending || e.pid > 0 && pidRuns(e.pid, e.ticks) {
+			if kept += e.lines; kept*2 > size {
+				return kept, false
 			}
 		}
 	}
-	return true
+	return kept, true
 }
 
 // instanceRuns reports whether the process of a committed entry runs (a
@@ -661,23 +672,18 @@ func parseRegistry(b []byte) *regLive {
 // parse (a writer cut off mid-line by a crash) is skipped.
 func replayRegistry(live *regLive, b []byte) {
 	eachRegLine(b, func(e regEntry) {
-		if e.Name == "" {
-			return
-		}
-		switch {
-		case e.Gone:
+		switch e.op() {
+		case regGone:
 			k := e.key()
 			if cur, ok := live.inst[k]; ok && (e.ID != "" || bytes.Equal(cur.Handle, e.Handle)) {
 				live.remove(k)
 			}
-		case e.ID != "" && e.Address == "":
-			// A committed line: the handle of a pending start.
+		case regCommit:
 			if cur, ok := live.inst[e.ID]; ok {
 				cur.Handle, cur.Pending = e.Handle, false
-				cur.lines += e.lines
 				live.inst[e.ID] = cur
 			}
-		default:
+		case regPut:
 			live.put(e)
 		}
 	})
@@ -702,7 +708,6 @@ func eachRegLine(b []byte, fn func(regEntry)) {
 				continue
 			}
 		}
-		e.lines = len(line) + 1
 		fn(e)
 	}
 }

@@ -90,11 +90,8 @@ func (s *regSummary) drop(name string) {
 // apply replays one registry line on the summary, as replayRegistry does
 // on the live entries.
 func (s *regSummary) apply(e regEntry) {
-	if e.Name == "" {
-		return
-	}
-	switch {
-	case e.Gone:
+	switch e.op() {
+	case regGone:
 		k := e.key()
 		if cur, ok := s.inst[k]; ok {
 			sum, has := handleSum(e.Handle)
@@ -103,13 +100,13 @@ func (s *regSummary) apply(e regEntry) {
 				s.drop(cur.name)
 			}
 		}
-	case e.ID != "" && e.Address == "":
+	case regCommit:
 		if cur, ok := s.inst[e.ID]; ok {
 			cur.handle, cur.hasHandle = handleSum(e.Handle)
 			cur.pending = false
 			s.inst[e.ID] = cur
 		}
-	default:
+	case regPut:
 		se := sumEntry{name: e.Name, address: e.Address, project: e.Project, runtime: e.Runtime, pending: e.Pending}
 		se.handle, se.hasHandle = handleSum(e.Handle)
 		s.put(e.key(), se)
