@@ -47,19 +47,11 @@ func (s *Store) compactIfSparse() error {
 		if used*4 > st.Size() {
 			return nil
 		}
-		dir := filepath.Dir(s.path)
-		f, err := os.CreateTemp(dir, filepath.Base(s.path)+".compact-*")
+		dst, tmp, err := openAside(s.path, ".compact-*")
 		if err != nil {
-			return fmt.Errorf("state: compact: %w", err)
+			return err
 		}
-		tmp := f.Name()
-		f.Close()
-		os.Remove(tmp) // bolt.Open makes it, as a bbolt file
 		defer os.Remove(tmp)
-		dst, err := bolt.Open(tmp, owned.FileMode, &bolt.Options{Timeout: busyTimeout, NoStatistics: true})
-		if err != nil {
-			return fmt.Errorf("state: compact %s: %w", s.path, err)
-		}
 		err = bolt.Compact(dst, src, 0) // one transaction, fsynced at its commit
 		if cerr := dst.Close(); err == nil {
 			err = cerr
@@ -73,6 +65,6 @@ func (s *Store) compactIfSparse() error {
 		if err := os.Rename(tmp, s.path); err != nil {
 			return fmt.Errorf("state: compact %s: %w", s.path, err)
 		}
-		return syncDir(dir)
+		return syncDir(filepath.Dir(s.path))
 	})
 }

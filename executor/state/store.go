@@ -263,20 +263,11 @@ func (s *Store) create() error {
 // must not exist. The directory is synced after.
 func (s *Store) build(fn func(btx *bolt.Tx) error) error {
 	dir := filepath.Dir(s.path)
-	f, err := os.CreateTemp(dir, filepath.Base(s.path)+".new-*")
+	db, tmp, err := openAside(s.path, ".new-*")
 	if err != nil {
-		return fmt.Errorf("state: %w", err)
+		return err
 	}
-	tmp := f.Name()
-	f.Close()
 	defer os.Remove(tmp)
-	if err := os.Chmod(tmp, owned.FileMode); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	db, err := bolt.Open(tmp, owned.FileMode, &bolt.Options{Timeout: busyTimeout, NoStatistics: true})
-	if err != nil {
-		return fmt.Errorf("state: create %s: %w", tmp, err)
-	}
 	err = db.Update(fn)
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -288,6 +279,28 @@ func (s *Store) build(fn func(btx *bolt.Tx) error) error {
 		return fmt.Errorf("state: create %s: %w", s.path, err)
 	}
 	return syncDir(dir)
+}
+
+// openAside opens a new, empty bbolt file beside path, named for it with
+// pattern (os.CreateTemp's), mode owned.FileMode. The caller removes it
+// (or links or renames it into place).
+func openAside(path, pattern string) (*bolt.DB, string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+pattern)
+	if err != nil {
+		return nil, "", fmt.Errorf("state: %w", err)
+	}
+	tmp := f.Name()
+	f.Close()
+	if err := os.Chmod(tmp, owned.FileMode); err != nil {
+		os.Remove(tmp)
+		return nil, "", fmt.Errorf("state: %w", err)
+	}
+	db, err := bolt.Open(tmp, owned.FileMode, &bolt.Options{Timeout: busyTimeout, NoStatistics: true})
+	if err != nil {
+		os.Remove(tmp)
+		return nil, "", fmt.Errorf("state: create %s: %w", tmp, err)
+	}
+	return db, tmp, nil
 }
 
 func syncDir(dir string) error {
