@@ -50,12 +50,17 @@ func TightenGC(steps int) (restore func()) {
 	}
 	tightGC.Lock()
 	if tightGC.n == 0 {
-		tightGC.old = debug.SetGCPercent(-1)
-		debug.SetGCPercent(tightGC.old)
+		// Read, not set (SetGCPercent only reads by setting): off reads
+		// as -1, as during orch up's shutdown, which is left so.
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		tightGC.old = int(int64(s[0].Value.Uint64()))
 		tightGC.oldLimit = debug.SetMemoryLimit(-1) // -1 reads it
 		if tightGC.old > 0 {
 			tightGC.stop, tightGC.done = make(chan struct{}), make(chan struct{})
-			go controlGC(tightGC.old, tightGC.stop, tightGC.done)
+			c := newGCControl(tightGC.old)
+			c.step() // tight from the first step on
+			go c.run(tightGC.stop, tightGC.done)
 		}
 	}
 	tightGC.n++
@@ -77,38 +82,51 @@ func TightenGC(steps int) (restore func()) {
 	}
 }
 
-// controlGC sets the GC percent from the live heap every tightEvery, never
-// above ceiling, until stop is closed.
-func controlGC(ceiling int, stop <-chan struct{}, done chan<- struct{}) {
+// gcControl sets the GC percent and the memory limit from the live heap.
+type gcControl struct {
+	ceiling int // the percent it found: never above
+	last    int
+	sample  []metrics.Sample
+}
+
+func newGCControl(ceiling int) *gcControl {
+	return &gcControl{ceiling: ceiling, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+}
+
+// step sets the percent so that the heap grows by tightHeadroom, or
+// tightMinPct of the live heap if that is more, before the next
+// collection, and a memory limit at that bound, so that the runtime also
+// returns what the heap no longer uses to the system at once instead of
+// keeping it for later. The limit follows the live heap up: it is never
+// one the live heap alone exceeds.
+func (c *gcControl) step() {
+	metrics.Read(c.sample)
+	live := c.sample[0].Value.Uint64()
+	pct := c.ceiling
+	if live > 0 {
+		pct = min(c.ceiling, int(tightHeadroom*100/live))
+	}
+	pct = max(pct, min(c.ceiling, tightMinPct))
+	if pct != c.last {
+		debug.SetGCPercent(pct)
+		c.last = pct
+	}
+	if live > 0 {
+		debug.SetMemoryLimit(int64(live + live*uint64(pct)/100 + tightSlack))
+	}
+}
+
+// run steps every tightEvery until stop is closed.
+func (c *gcControl) run(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(tightEvery)
 	defer t.Stop()
-	last := 0
 	for {
-		metrics.Read(sample)
-		pct := ceiling
-		if live := sample[0].Value.Uint64(); live > 0 {
-			pct = min(ceiling, int(tightHeadroom*100/live))
-		}
-		pct = max(pct, min(ceiling, tightMinPct))
-		if pct != last {
-			debug.SetGCPercent(pct)
-			last = pct
-		}
-		if live := sample[0].Value.Uint64(); live > 0 {
-			// The same bound as a memory limit too, so that the
-			// runtime also returns what the heap no longer uses to the
-			// system at once instead of keeping it for later (a limit
-			// only makes the collector run earlier than the percent
-			// would, and it follows the live heap up: never a limit the
-			// live heap alone exceeds).
-			debug.SetMemoryLimit(int64(live + live*uint64(pct)/100 + tightSlack))
-		}
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+			c.step()
 		}
 	}
 }
