@@ -85,12 +85,7 @@ func TestExampleServices(t *testing.T) {
 	if err != nil || !strings.Contains(string(body), "Hello from orch") {
 		t.Errorf("curl through the proxy: %v %q", err, body)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
-	}
+	p.signalAndWait(t, syscall.SIGTERM, 60*time.Second)
 	for _, ev := range upEvents(p.output()) {
 		if ev.Type == "failed" || ev.Type == "error" || ev.Type == "config_invalid" {
 			t.Errorf("%s %s: %s\n%s", ev.Address, ev.Type, ev.Detail, p.output())

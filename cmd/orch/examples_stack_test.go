@@ -209,6 +209,21 @@ func TestExampleStack(t *testing.T) {
 		}
 	}
 
+	// restartedSince: after the event numbered before, both app
+	// instances and nginx became healthy again, nginx after both.
+	restartedSince := func(before int) func() bool {
+		return func() bool {
+			healthy := map[string]int{}
+			for i, ev := range upEvents(p.output()) {
+				e.pids.add(ev.Pid)
+				if i >= before && ev.Type == "healthy" {
+					healthy[ev.Address] = i
+				}
+			}
+			return len(healthy) == 3 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] && healthy["daemon.nginx"] > healthy["daemon.app[1]"]
+		}
+	}
+
 	// The migration run again, and what depends on it restarted after.
 	before := len(upEvents(p.output()))
 	r := orch(t, root, e.env, "restart", "-cascade", "job.migrate", root).want(t, 0)
@@ -216,16 +231,7 @@ func TestExampleStack(t *testing.T) {
 		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[0], daemon.app[1], daemon.nginx") {
 		t.Fatalf("orch restart -cascade job.migrate: %q", r.stdout)
 	}
-	e.waitFor(p, "the app's instances and nginx restarted and healthy", func() bool {
-		healthy := map[string]int{}
-		for i, ev := range upEvents(p.output()) {
-			e.pids.add(ev.Pid)
-			if i >= before && ev.Type == "healthy" {
-				healthy[ev.Address] = i
-			}
-		}
-		return len(healthy) == 3 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] && healthy["daemon.nginx"] > healthy["daemon.app[1]"]
-	})
+	e.waitFor(p, "the app's instances and nginx restarted and healthy", restartedSince(before))
 	failed()
 
 	// The block of two instances is one cascade: its instances one at a
@@ -237,16 +243,7 @@ func TestExampleStack(t *testing.T) {
 		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[1], daemon.nginx") {
 		t.Fatalf("orch restart -cascade daemon.app: %q", r.stdout)
 	}
-	e.waitFor(p, "the app's instances and nginx restarted and healthy", func() bool {
-		healthy := map[string]int{}
-		for i, ev := range upEvents(p.output()) {
-			e.pids.add(ev.Pid)
-			if i >= before && ev.Type == "healthy" {
-				healthy[ev.Address] = i
-			}
-		}
-		return len(healthy) == 3 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] && healthy["daemon.nginx"] > healthy["daemon.app[1]"]
-	})
+	e.waitFor(p, "the app's instances and nginx restarted and healthy", restartedSince(before))
 	starts := map[string]int{}
 	for _, ev := range upEvents(p.output())[before:] {
 		if ev.Type == "started" {

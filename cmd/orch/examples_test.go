@@ -120,12 +120,7 @@ func TestExamplesRun(t *testing.T) {
 // exits 0 within a minute (a bound on a hang, not a measure).
 func sigtermExits0(t *testing.T, p *engineProc) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("orch up still running 60s after SIGTERM:\n%s", p.output())
-	}
+	p.signalAndWait(t, syscall.SIGTERM, 60*time.Second)
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("orch up exited %d after SIGTERM:\n%s", code, p.output())
 	}

@@ -173,7 +173,7 @@ func lockHolders(path string) []string {
 // orch destroy leaves none.
 func TestApplyKilledMidStartLeavesNoDuplicate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("killDaemons daemons, 30 applies")
+		t.Skipf("%d daemons, 30 applies", killDaemons)
 	}
 	mark := fmt.Sprintf("k%d", time.Now().UnixNano())
 	dir := project(t, killConfig(mark, 0))
@@ -243,7 +243,7 @@ func TestApplyKilledMidStartLeavesNoDuplicate(t *testing.T) {
 // orch destroy leaves none.
 func TestUpKilledDuringReloadLeavesNoDuplicate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("killDaemons daemons, 4 reloads")
+		t.Skipf("%d daemons, 4 reloads", killDaemons)
 	}
 	mark := fmt.Sprintf("u%d", time.Now().UnixNano())
 	dir := project(t, killConfig(mark, 0))

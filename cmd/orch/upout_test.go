@@ -40,11 +40,18 @@ func (e *engineTest) startWith(verb string, args ...string) *engineProc {
 // interrupt sends SIGINT and waits for orch to exit.
 func (p *engineProc) interrupt(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGINT)
+	p.signalAndWait(t, syscall.SIGINT, 30*time.Second)
+}
+
+// signalAndWait sends orch sig and fails the test unless it exits within
+// bound (a bound on a hang, not a measure).
+func (p *engineProc) signalAndWait(t *testing.T, sig syscall.Signal, bound time.Duration) {
+	t.Helper()
+	p.cmd.Process.Signal(sig)
 	select {
 	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("orch did not exit after SIGINT:\n%s", p.output())
+	case <-time.After(bound):
+		t.Fatalf("orch still running %s after %s:\n%s", bound, sig, p.output())
 	}
 }
 

@@ -62,29 +62,37 @@ daemon "other" {
 	if fmt.Sprint(members) != "[daemon.app[0] daemon.app[1] daemon.proxy]" {
 		t.Fatalf("cascade of job.migrate: %v, want [daemon.app[0] daemon.app[1] daemon.proxy]", members)
 	}
-	at := map[string]int{}
-	for {
-		ev := next("the proxy started again")
-		key := ev.Addr.String() + " " + ev.Type.String()
-		if _, ok := at[key]; !ok {
-			at[key] = len(seen)
+	// untilProxyStarted reads events until the proxy has started again
+	// and checks that each pair came in its order; it returns where each
+	// "address type" came first.
+	untilProxyStarted := func(order ...[2]string) map[string]int {
+		t.Helper()
+		at := map[string]int{}
+		for {
+			ev := next("the proxy started again")
+			key := ev.Addr.String() + " " + ev.Type.String()
+			if _, ok := at[key]; !ok {
+				at[key] = len(seen)
+			}
+			if key == "daemon.proxy started" {
+				break
+			}
 		}
-		if key == "daemon.proxy started" {
-			break
+		for _, o := range order {
+			a, ok1 := at[o[0]]
+			b, ok2 := at[o[1]]
+			if !ok1 || !ok2 || a > b {
+				t.Fatalf("%q should come before %q; events: %v", o[0], o[1], seen)
+			}
 		}
+		return at
 	}
-	for _, o := range [][2]string{
-		{"job.migrate completed", "daemon.app[0] restarting"},
-		{"daemon.app[0] started", "daemon.app[0] healthy"},
-		{"daemon.app[0] healthy", "daemon.app[1] restarting"},
-		{"daemon.app[1] healthy", "daemon.proxy restarting"},
-	} {
-		a, ok1 := at[o[0]]
-		b, ok2 := at[o[1]]
-		if !ok1 || !ok2 || a > b {
-			t.Fatalf("%q should come before %q; events: %v", o[0], o[1], seen)
-		}
-	}
+	untilProxyStarted(
+		[2]string{"job.migrate completed", "daemon.app[0] restarting"},
+		[2]string{"daemon.app[0] started", "daemon.app[0] healthy"},
+		[2]string{"daemon.app[0] healthy", "daemon.app[1] restarting"},
+		[2]string{"daemon.app[1] healthy", "daemon.proxy restarting"},
+	)
 	if b, _ := os.ReadFile(runs); strings.Count(string(b), "run") != 2 {
 		t.Fatalf("job.migrate ran %d times, want 2", strings.Count(string(b), "run"))
 	}
@@ -128,27 +136,10 @@ daemon "other" {
 	if fmt.Sprint(members) != "[daemon.app[1] daemon.proxy]" {
 		t.Fatalf("cascade of daemon.app: %v, want [daemon.app[1] daemon.proxy]", members)
 	}
-	at = map[string]int{}
-	for {
-		ev := next("the proxy started again")
-		key := ev.Addr.String() + " " + ev.Type.String()
-		if _, ok := at[key]; !ok {
-			at[key] = len(seen)
-		}
-		if key == "daemon.proxy started" {
-			break
-		}
-	}
-	for _, o := range [][2]string{
-		{"daemon.app[0] healthy", "daemon.app[1] restarting"},
-		{"daemon.app[1] healthy", "daemon.proxy restarting"},
-	} {
-		a, ok1 := at[o[0]]
-		b, ok2 := at[o[1]]
-		if !ok1 || !ok2 || a > b {
-			t.Fatalf("%q should come before %q; events: %v", o[0], o[1], seen)
-		}
-	}
+	at := untilProxyStarted(
+		[2]string{"daemon.app[0] healthy", "daemon.app[1] restarting"},
+		[2]string{"daemon.app[1] healthy", "daemon.proxy restarting"},
+	)
 	eng.call(context.Background(), func() { left = len(eng.cascades) })
 	if left != 0 {
 		t.Fatalf("%d cascades left after the proxy restarted: it would restart again", left)
