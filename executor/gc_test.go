@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -15,43 +14,39 @@ func gcPercent() int {
 	return int(int64(s[0].Value.Uint64()))
 }
 
-// TestTightenGC: a large Apply tightens the collector and sets a memory
-// limit that follows the live heap; nested calls keep it until the last
-// returns, which restores both; a small Apply, or a user's GOGC, leaves
-// them alone.
+// TestTightenGC: a large Apply tightens the collector from the live
+// heap; nested calls keep it until the last returns, which restores it; a
+// small Apply, or a user's GOGC, leaves it alone.
 func TestTightenGC(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
 
 	if TightenGC(tightSteps - 1)(); gcPercent() != 100 {
 		t.Fatal("a small Apply changed the collector")
 	}
-	runtime.GC() // a live heap to follow
+	// A live heap of 64 MB: a quarter of it is more than tightHeadroom.
+	live := make([]byte, 64<<20)
+	runtime.GC()
 	outer := TightenGC(tightSteps)
 	inner := TightenGC(10 * tightSteps)
-	// Both are set at once (the percent stays 100 for a live heap below
-	// tightHeadroom, as here), then every tightEvery.
-	if debug.SetMemoryLimit(-1) == math.MaxInt64 {
-		t.Fatalf("collector not tightened: percent %d, no limit", gcPercent())
-	}
-	if p := gcPercent(); p < tightMinPct || p > 100 {
-		t.Fatalf("percent %d, want between %d and 100", p, tightMinPct)
+	if p := gcPercent(); p != tightMinPct {
+		t.Fatalf("percent %d with 64 MB live, want %d", p, tightMinPct)
 	}
 	inner()
-	if debug.SetMemoryLimit(-1) == math.MaxInt64 {
-		t.Fatal("the inner call's end restored the collector while the outer Apply runs")
+	if p := gcPercent(); p != tightMinPct {
+		t.Fatalf("percent %d once the inner call ended, while the outer Apply runs", p)
 	}
 	outer()
-	if p, l := gcPercent(), debug.SetMemoryLimit(-1); p != 100 || l != math.MaxInt64 {
-		t.Fatalf("after both: percent %d, limit %d; want 100 and no limit", p, l)
+	if p := gcPercent(); p != 100 {
+		t.Fatalf("after both: percent %d, want 100", p)
 	}
+	runtime.KeepAlive(live)
 
 	t.Setenv("GOGC", "200")
 	restore := TightenGC(10 * tightSteps)
-	if p, l := gcPercent(), debug.SetMemoryLimit(-1); p != 100 || l != math.MaxInt64 {
-		t.Fatalf("with GOGC set by the user: percent %d, limit %d", p, l)
+	if p := gcPercent(); p != 100 {
+		t.Fatalf("with GOGC set by the user: percent %d", p)
 	}
 	restore()
 }
