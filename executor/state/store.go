@@ -592,12 +592,40 @@ func (s *Store) Delete(addr spec.Address) error {
 // when fn returns an error (Update returns it). The serial moves on by one
 // if fn changed anything. fn must not call methods of the Store.
 func (s *Store) Update(fn func(tx *Tx) error) error {
+	_, err := s.update1(fn, false)
+	return err
+}
+
+// Write is one record an Update committed: Put is the record as written
+// (its times set), or nil when the record of Addr was deleted.
+type Write struct {
+	Addr spec.Address
+	Put  *Instance
+}
+
+// UpdateWrites is Update, returning also what it committed, in the order
+// fn wrote it (nil when Update fails): a copy of the records kept beside
+// the store follows its own writes without reading them back.
+func (s *Store) UpdateWrites(fn func(tx *Tx) error) ([]Write, error) {
+	return s.update1(fn, true)
+}
+
+func (s *Store) update1(fn func(tx *Tx) error, logged bool) ([]Write, error) {
 	now := time.Now().UTC()
-	return s.update(func(bt BackendTx) (bool, error) {
+	var log []Write
+	err := s.update(func(bt BackendTx) (bool, error) {
 		tx := &Tx{bt: bt, writable: true, serial: bt.Serial(), now: now}
+		if logged {
+			log = log[:0] // a backend may run fn again
+			tx.log = &log
+		}
 		err := fn(tx)
 		return tx.changed, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return log, nil
 }
 
 // View runs fn on one consistent read-only snapshot, such as the records
@@ -617,6 +645,7 @@ type Tx struct {
 	serial   uint64
 	changed  bool
 	now      time.Time
+	log      *[]Write // UpdateWrites
 }
 
 // Serial returns the serial as of the start of the transaction.
@@ -740,6 +769,9 @@ func (tx *Tx) Put(inst Instance) error {
 		return fmt.Errorf("state: put %s: %w", key, err)
 	}
 	tx.changed = true
+	if tx.log != nil {
+		*tx.log = append(*tx.log, Write{Addr: inst.Addr, Put: &inst})
+	}
 	return nil
 }
 
@@ -760,5 +792,8 @@ func (tx *Tx) Delete(addr spec.Address) error {
 		return fmt.Errorf("state: delete %s: %w", key, err)
 	}
 	tx.changed = true
+	if tx.log != nil {
+		*tx.log = append(*tx.log, Write{Addr: addr})
+	}
 	return nil
 }

@@ -720,12 +720,19 @@ func (a *App) clusterPlan(cfg *spec.Config, be *state.BackendConfig, asJSON, det
 }
 
 // nodeStore is the node's state as the engine sees it: the etcd store,
-// and a copy of its records kept in memory (refreshed after writes, at
-// most every nodeStoreRefresh). Once the node is lost, List answers from
-// the copy (also a List already waiting for etcd) and new writes fail at
-// once: the engine's shutdown lists what to stop, and a node cut off from
-// etcd could otherwise read nothing (and stop nothing), or wait
+// and a copy of its records kept in memory. The copy follows the node's
+// own writes as they commit (the node alone writes its records: it holds
+// their lock), and is read again from etcd after writes, at most every
+// nodeStoreRefresh. Once the node is lost, List answers from the copy
+// (also a List already waiting for etcd), Serial fails, and new writes
+// fail at once: the engine's shutdown lists what to stop, and a node cut
+// off from etcd could otherwise read nothing (and stop nothing), or wait
 // RequestTimeout per read before it stops anything.
+//
+// The copy must hold every write that committed: a start recorded just
+// before the cut, whose reading back failed because etcd was already out
+// of reach, was left out of the shutdown, and its daemon ran on beside
+// the copy another node started (TestHostsPartition, under load).
 type nodeStore struct {
 	*state.Store
 	lostCh   chan struct{}
@@ -733,49 +740,76 @@ type nodeStore struct {
 	dirty    chan struct{}
 
 	mu   sync.Mutex
-	last []state.Instance
+	last map[string]state.Instance
+	// writes counts the writes applied to last: a reading from etcd that
+	// began before one of them is older than the copy and is dropped.
+	writes uint64
 }
 
 const nodeStoreRefresh = 250 * time.Millisecond
 
+// newNodeStore makes the copy of st's records and keeps it fresh until
+// ctx ends or the node is lost.
 func newNodeStore(ctx context.Context, st *state.Store) *nodeStore {
-	s := &nodeStore{Store: st, dirty: make(chan struct{}, 1), lostCh: make(chan struct{})}
-	s.List()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.lostCh:
-				return
-			case <-s.dirty:
-			}
-			s.List()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(nodeStoreRefresh):
-			}
-		}
-	}()
+	s := openNodeStore(st)
+	go s.refresh(ctx)
 	return s
+}
+
+func openNodeStore(st *state.Store) *nodeStore {
+	s := &nodeStore{Store: st, dirty: make(chan struct{}, 1), lostCh: make(chan struct{}), last: map[string]state.Instance{}}
+	s.List()
+	return s
+}
+
+func (s *nodeStore) refresh(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.lostCh:
+			return
+		case <-s.dirty:
+		}
+		s.List()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(nodeStoreRefresh):
+		}
+	}
 }
 
 // lose makes the store answer from its copy from now on.
 func (s *nodeStore) lose() { s.lostOnce.Do(func() { close(s.lostCh) }) }
 
+func (s *nodeStore) isLost() bool {
+	select {
+	case <-s.lostCh:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *nodeStore) cached() []state.Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]state.Instance(nil), s.last...)
+	out := make([]state.Instance, 0, len(s.last))
+	for _, inst := range s.last {
+		out = append(out, inst)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
+	return out
 }
 
 func (s *nodeStore) List() ([]state.Instance, error) {
-	select {
-	case <-s.lostCh:
+	if s.isLost() {
 		return s.cached(), nil
-	default:
 	}
+	s.mu.Lock()
+	writes := s.writes
+	s.mu.Unlock()
 	type result struct {
 		insts []state.Instance
 		err   error
@@ -789,13 +823,27 @@ func (s *nodeStore) List() ([]state.Instance, error) {
 	case r := <-ch:
 		if r.err == nil {
 			s.mu.Lock()
-			s.last = append([]state.Instance(nil), r.insts...)
+			if s.writes == writes {
+				s.last = make(map[string]state.Instance, len(r.insts))
+				for _, inst := range r.insts {
+					s.last[inst.Addr.String()] = inst
+				}
+			}
 			s.mu.Unlock()
 		}
 		return r.insts, r.err
 	case <-s.lostCh:
 		return s.cached(), nil
 	}
+}
+
+// Serial fails once the node is lost: what the engine listed ahead is not
+// compared with etcd (out of reach), and the shutdown lists the copy.
+func (s *nodeStore) Serial() (uint64, error) {
+	if s.isLost() {
+		return 0, fmt.Errorf("%w: the node lost its lease", state.ErrLockLost)
+	}
+	return s.Store.Serial()
 }
 
 func (s *nodeStore) Update(fn func(tx *state.Tx) error) error {
@@ -807,10 +855,22 @@ func (s *nodeStore) Update(fn func(tx *state.Tx) error) error {
 	}()
 	// A write already under way is not abandoned: fn may not have run
 	// yet, and runs on the caller's data.
-	select {
-	case <-s.lostCh:
+	if s.isLost() {
 		return fmt.Errorf("%w: the node lost its lease", state.ErrLockLost)
-	default:
 	}
-	return s.Store.Update(fn)
+	ws, err := s.Store.UpdateWrites(fn)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range ws {
+		if w.Put != nil {
+			s.last[w.Addr.String()] = *w.Put
+		} else {
+			delete(s.last, w.Addr.String())
+		}
+	}
+	s.writes++
+	return nil
 }
