@@ -476,3 +476,45 @@ func TestLockLostIsSignalled(t *testing.T) {
 		t.Fatalf("write after the lease was revoked: %v", err)
 	}
 }
+
+// TestUpdateWritesReturnsWhatCommitted: UpdateWrites on etcd returns the
+// records as written (times set) and the deletions, in the order of the
+// transaction; nothing when the update fails. A node of several hosts
+// keeps its copy of its records from these (cmd/orch/cli nodeStore).
+func TestUpdateWritesReturnsWhatCommitted(t *testing.T) {
+	c := shared(t)
+	st := open(t, cfgOf(c, "/orch/writes", 0), state.Options{Operation: "apply"})
+	if err := st.Put(inst("web", 0)); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := st.UpdateWrites(func(tx *state.Tx) error {
+		if err := tx.Put(inst("web", 1)); err != nil {
+			return err
+		}
+		if err := tx.Delete(inst("web", 0).Addr); err != nil {
+			return err
+		}
+		return tx.Delete(inst("web", 7).Addr) // not there: no write
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 2 || ws[0].Put == nil || ws[0].Addr != inst("web", 1).Addr || ws[0].Put.UpdatedAt.IsZero() ||
+		ws[1].Put != nil || ws[1].Addr != inst("web", 0).Addr {
+		t.Fatalf("UpdateWrites returned %+v, want the put of web[1] then the delete of web[0]", ws)
+	}
+	got, err := st.Get(inst("web", 1).Addr)
+	if err != nil || !got.UpdatedAt.Equal(ws[0].Put.UpdatedAt) || !got.CreatedAt.Equal(ws[0].Put.CreatedAt) {
+		t.Fatalf("stored %+v (%v), returned %+v", got, err, *ws[0].Put)
+	}
+	boom := errors.New("boom")
+	ws, err = st.UpdateWrites(func(tx *state.Tx) error {
+		if err := tx.Put(inst("web", 2)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if err != boom || ws != nil {
+		t.Fatalf("a failed UpdateWrites returned %+v, %v", ws, err)
+	}
+}
