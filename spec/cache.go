@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -120,7 +121,10 @@ type cacheState struct {
 	// writable: the state directory exists and is trusted, so the cache
 	// is written at the end of the load (saveCache)
 	writable bool
-	entries  map[[32]byte][]byte // key -> blob, from the file
+	// makeDir is the state directory saveCache makes first (missing at
+	// the start of a load with Options.MakeStateDir); "": none.
+	makeDir string
+	entries map[[32]byte][]byte // key -> blob, from the file
 	// aborted is set when the cached path meets anything it cannot vouch
 	// for: the load is then done again without serving entries.
 	aborted atomic.Bool
@@ -514,6 +518,11 @@ func (l *loader) openCache() {
 	// decided once, before any block is evaluated: entries are encoded
 	// as their blocks are (release)
 	c.writable = trustedPath(filepath.Dir(c.path), true)
+	if !c.writable && l.opts.MakeStateDir {
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			c.writable, c.makeDir = true, dir
+		}
+	}
 	if c.lookups {
 		c.read()
 	}
@@ -885,6 +894,13 @@ func (l *loader) saveCache() {
 	}
 	if len(keys) == 0 && !c.loaded {
 		return
+	}
+	if c.makeDir != "" {
+		// Made as the CLI makes it (owned.Dir): by this user, for this
+		// user alone; anything else found there is not written to.
+		if err := os.MkdirAll(c.makeDir, 0o700); err != nil || !trustedPath(c.makeDir, true) {
+			return
+		}
 	}
 	c.write(keys, blobs)
 }

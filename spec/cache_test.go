@@ -2,7 +2,9 @@ package spec
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -728,5 +730,50 @@ func TestCacheKeepsProbeWarning(t *testing.T) {
 	_, diags := Load(c.dir, c.opts(true))
 	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || diags[0].Subject == nil || diags[0].Subject.Start.Line != 8 {
 		t.Fatalf("want the probe's warning at line 8 from the cache, got:\n%s", diagText(diags))
+	}
+}
+
+// TestCacheFirstLoadMakesStateDir: with MakeStateDir (orch plan, apply,
+// up) the first load of a project without a state directory makes it, for
+// its user alone, and writes the cache there, so the second load is served
+// from it; a load with errors, or one without MakeStateDir (orch
+// validate), makes nothing.
+func TestCacheFirstLoadMakesStateDir(t *testing.T) {
+	c := newCacheCase(t)
+	sd := filepath.Join(c.dir, ".orch")
+	if err := os.Remove(sd); err != nil {
+		t.Fatal(err)
+	}
+	opts := c.opts(true)
+	if _, diags := Load(c.dir, opts); diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if _, err := os.Lstat(sd); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a load without MakeStateDir left %s: %v", sd, err)
+	}
+	c.write(t, "broken.hcl", "daemon \"x\" {\n  count = \"two\"\n  command = [\"true\"]\n}\n")
+	opts.MakeStateDir = true
+	if _, diags := Load(c.dir, opts); !diags.HasErrors() {
+		t.Fatal("the broken configuration loaded")
+	}
+	if _, err := os.Lstat(sd); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a load with errors made %s: %v", sd, err)
+	}
+	if err := os.Remove(filepath.Join(c.dir, "broken.hcl")); err != nil {
+		t.Fatal(err)
+	}
+	lastCacheHits.Store(0)
+	if _, diags := Load(c.dir, opts); diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	fi, err := os.Lstat(sd)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("the first load made %s as %v (%v), want a directory for its user alone", sd, fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(sd, CacheFile)); err != nil {
+		t.Fatalf("the first load wrote no cache: %v", err)
+	}
+	if hits := c.check(t); hits < 4 {
+		t.Fatalf("%d hits on the load after the first, want at least 4 (last abort: %v)", hits, lastCacheAbort.Load())
 	}
 }

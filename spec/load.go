@@ -49,6 +49,12 @@ type Options struct {
 	// CacheStateDir, when set, is the state directory the cache lives in
 	// instead of the project's (orch { state_dir }, default .orch).
 	CacheStateDir string
+	// MakeStateDir: the caller makes the state directory anyway (orch
+	// plan, apply, up): a load without errors makes it (mode 0700) when
+	// it is missing, so that the cache is written from the first load
+	// of a project, not from the second (at 10,000 daemons the first
+	// orch plan after the first orch apply parsed everything again).
+	MakeStateDir bool
 }
 
 // VarFile is the content of a -var-file: HCL attributes NAME = VALUE.

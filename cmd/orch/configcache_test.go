@@ -39,7 +39,16 @@ func TestPlanConfigCache(t *testing.T) {
 		}
 		return cached, fresh
 	}
-	orch(t, dir, nil, "plan").want(t, 0) // creates .orch: the cache needs it
+	// orch validate makes nothing; the first orch plan makes the state
+	// directory and writes the cache there from its own load
+	orch(t, dir, nil, "validate").want(t, 0)
+	if _, err := os.Lstat(filepath.Join(dir, ".orch")); err == nil {
+		t.Fatal("orch validate made the state directory")
+	}
+	orch(t, dir, nil, "plan").want(t, 0)
+	if _, err := os.Stat(cache); err != nil {
+		t.Fatalf("no cache after the first orch plan: %v", err)
+	}
 	r, _ := both("plan", "-no-color")
 	if !strings.Contains(r.stdout, "Plan: 41 to add") {
 		t.Fatalf("plan:\n%s", r.stdout)

@@ -51,6 +51,7 @@ an agent that finds its own lease lapsed stops its instances, then joins
 again. Each agent needs its own state directory (ORCH_STATE_DIR).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.makesState = true
 			if nf.node != "" || cmd.Flags().Changed("labels") || cmd.Flags().Changed("capacity") {
 				if err := nf.check(); err != nil {
 					return err

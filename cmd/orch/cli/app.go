@@ -42,6 +42,11 @@ type App struct {
 	// checkPrograms: orch validate and orch plan report a command whose
 	// program is not found (spec.Options.CheckPrograms).
 	checkPrograms bool
+	// makesState: the command makes the state directory anyway (orch
+	// plan, apply, destroy, up, agent), so the load makes it, and writes
+	// the configuration cache there from the first load
+	// (spec.Options.MakeStateDir).
+	makesState bool
 	// redactor removes the sensitive values of the configurations loaded
 	// so far from everything written on Stdout and Stderr (redact.go);
 	// orch up loads again on its watcher's goroutine.

@@ -42,6 +42,7 @@ event, summary; docs/cli.md); it needs -auto-approve or a plan file, as
 there is no prompt to answer.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.makesState = true
 			if wf.wait {
 				a.wait = &wf
 			}

@@ -55,6 +55,7 @@ func (a *App) loadConfig(dir string, vf *varFlags) loadResult {
 		// directory's cache instead of being parsed and evaluated again
 		Cache:         true,
 		CacheStateDir: a.settings.StateDir,
+		MakeStateDir:  a.makesState,
 	}
 	if vf.environ != nil {
 		opts.Environ = vf.environ

@@ -83,7 +83,7 @@ as JSON (docs/plan-json.md). With -detailed-exitcode the exit code is 0 for
 no changes, 2 for changes and 1 for an error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a.checkPrograms = true
+			a.checkPrograms, a.makesState = true, true
 			a.fetchState(dirArg(args), "plan", destroy)
 			if done, err := a.placementPlan(dirArg(args), &vf, asJSON, detailed); done || err != nil {
 				return err

@@ -64,6 +64,7 @@ of a daemon or job that failed, its last lines. Output written before orch
 up began is not repeated (orch logs shows it); -json prints events only.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.makesState = true
 			return a.up(dirArg(args), &vf, &lf, asJSON, upOutput{prefix: !noLogPrefix, quiet: quiet})
 		},
 	}
