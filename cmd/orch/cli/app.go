@@ -43,7 +43,7 @@ type App struct {
 	// program is not found (spec.Options.CheckPrograms).
 	checkPrograms bool
 	// makesState: the command makes the state directory anyway (orch
-	// plan, apply, destroy, up, agent), so the load makes it, and writes
+	// plan, apply, up, agent), so the load makes it, and writes
 	// the configuration cache there from the first load
 	// (spec.Options.MakeStateDir).
 	makesState bool
