@@ -612,20 +612,17 @@ func (s *Store) UpdateWrites(fn func(tx *Tx) error) ([]Write, error) {
 
 func (s *Store) update1(fn func(tx *Tx) error, logged bool) ([]Write, error) {
 	now := time.Now().UTC()
-	var log []Write
+	var writes []Write
 	err := s.update(func(bt BackendTx) (bool, error) {
-		tx := &Tx{bt: bt, writable: true, serial: bt.Serial(), now: now}
-		if logged {
-			log = log[:0] // a backend may run fn again
-			tx.log = &log
-		}
+		tx := &Tx{bt: bt, writable: true, serial: bt.Serial(), now: now, logged: logged}
 		err := fn(tx)
+		writes = tx.writes // of this run of fn, should a backend run it again
 		return tx.changed, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return log, nil
+	return writes, nil
 }
 
 // View runs fn on one consistent read-only snapshot, such as the records
@@ -645,7 +642,8 @@ type Tx struct {
 	serial   uint64
 	changed  bool
 	now      time.Time
-	log      *[]Write // UpdateWrites
+	logged   bool // UpdateWrites: writes collects what fn wrote
+	writes   []Write
 }
 
 // Serial returns the serial as of the start of the transaction.
@@ -769,8 +767,9 @@ func (tx *Tx) Put(inst Instance) error {
 		return fmt.Errorf("state: put %s: %w", key, err)
 	}
 	tx.changed = true
-	if tx.log != nil {
-		*tx.log = append(*tx.log, Write{Addr: inst.Addr, Put: &inst})
+	if tx.logged {
+		put := inst // a copy: taking inst's address would put every Put's on the heap
+		tx.writes = append(tx.writes, Write{Addr: inst.Addr, Put: &put})
 	}
 	return nil
 }
@@ -792,8 +791,8 @@ func (tx *Tx) Delete(addr spec.Address) error {
 		return fmt.Errorf("state: delete %s: %w", key, err)
 	}
 	tx.changed = true
-	if tx.log != nil {
-		*tx.log = append(*tx.log, Write{Addr: addr})
+	if tx.logged {
+		tx.writes = append(tx.writes, Write{Addr: addr})
 	}
 	return nil
 }
