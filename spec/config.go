@@ -238,12 +238,14 @@ type NamedRange struct {
 
 // Get returns where name was written, and whether it was.
 func (rs Ranges) Get(name string) (hcl.Range, bool) {
-	i, ok := slices.BinarySearchFunc(rs, name, func(e NamedRange, n string) int { return strings.Compare(e.Name, n) })
+	i, ok := slices.BinarySearchFunc(rs, name, byName)
 	if !ok {
 		return hcl.Range{}, false
 	}
 	return rs[i].Range, true
 }
+
+func byName(e NamedRange, name string) int { return strings.Compare(e.Name, name) }
 
 // At returns where name was written; the zero Range when it was not.
 func (rs Ranges) At(name string) hcl.Range {
@@ -253,7 +255,7 @@ func (rs Ranges) At(name string) hcl.Range {
 
 // Set records that name was written at r.
 func (rs *Ranges) Set(name string, r hcl.Range) {
-	i, ok := slices.BinarySearchFunc(*rs, name, func(e NamedRange, n string) int { return strings.Compare(e.Name, n) })
+	i, ok := slices.BinarySearchFunc(*rs, name, byName)
 	if ok {
 		(*rs)[i].Range = r
 		return

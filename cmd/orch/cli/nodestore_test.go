@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -60,8 +61,4 @@ func TestNodeStoreKeepsItsWrites(t *testing.T) {
 	}
 }
 
-var errTestAbort = errorString("aborted by the test")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var errTestAbort = errors.New("aborted by the test")
