@@ -102,8 +102,10 @@
 // is "missing" and is never signalled. Observe reads /proc/<pid>/stat by
 // hand, in parallel for large batches. Processes started by this Provider
 // value are its children: it reaps them (no zombies) and reports their exit
-// code or signal; it waits for them on their pidfds in one epoll set (one
-// descriptor per child, no goroutine per child). Stop waits on a pidfd (poll(2)), or polls /proc where
+// code or signal; it waits for them on their pidfds in one epoll set (no
+// goroutine per child), held by one thread in a descriptor table of its
+// own (reaper.go), so that a start's fork does not copy a descriptor per
+// daemon. Stop waits on a pidfd (poll(2)), or polls /proc where
 // pidfd_open is missing.
 //
 // # Entry points cmd/orch must dispatch

@@ -486,7 +486,7 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 		p.mu.Unlock()
 		close(c.done)
 	}
-	// finish is called on the reaper's goroutine, which must not block.
+	// finish is called on the reaper's dispatcher, which must not block.
 	finish := func(ws *syscall.WaitStatus) {
 		if hi.Cgroup == nil || c.stopping.Load() && !(ws != nil && ws.Signaled() && ws.Signal() == syscall.SIGKILL) {
 			// Nothing to read: no cgroup, or an exit that Stop asked for
@@ -508,20 +508,12 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 			end(ws, oom)
 		}()
 	}
-	// One descriptor per child, not two: os.StartProcess keeps a pidfd in
-	// proc, and waiting for many children without a thread each needs one
-	// of our own. The child is not reaped yet, so its pid cannot have
-	// changed hands: ours is opened, proc's released, and the child
-	// reaped by pid once ours says it has exited. With 10,000 daemons
-	// that is 10,000 descriptors in orch, not 20,000 (issue 19). The
-	// pidfds wait in one epoll set (reaper), not each in a goroutine
-	// parked in Go's poller with its stack and an os.File.
-	pidfd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
-	if err == nil {
+	// The reaper waits for the child on a pidfd of its own, in a
+	// descriptor table of its own (reaper.go): proc's pidfd is released.
+	// The child is not reaped yet, so its pid cannot change hands
+	// meanwhile.
+	if reapLater(hi.Pid, finish) {
 		proc.Release()
-		if !reapLater(pidfd, hi.Pid, finish) {
-			go func() { finish(reapPidfd(pidfd, hi.Pid)) }()
-		}
 		return
 	}
 	go func() {
@@ -534,87 +526,6 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 		}
 		finish(ws)
 	}()
-}
-
-// reaper waits for the children of this process to exit: their pidfds in
-// one epoll set, watched by one goroutine (a thread in epoll_wait).
-var reaper struct {
-	once  sync.Once
-	ep    int
-	err   error
-	mu    sync.Mutex
-	waits map[int32]reapWait // by pidfd
-}
-
-type reapWait struct {
-	pid  int
-	done func(*syscall.WaitStatus)
-}
-
-// reapLater reaps child pid once its pidfd (which reapLater owns if it
-// reports true) says it has exited, and then calls done with how it
-// ended, on the reaper's goroutine: done must not block.
-func reapLater(pidfd, pid int, done func(*syscall.WaitStatus)) bool {
-	reaper.once.Do(func() {
-		reaper.ep, reaper.err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-		if reaper.err == nil {
-			reaper.waits = map[int32]reapWait{}
-			go reapLoop()
-		}
-	})
-	if reaper.err != nil {
-		return false
-	}
-	reaper.mu.Lock()
-	reaper.waits[int32(pidfd)] = reapWait{pid, done}
-	reaper.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pidfd)}
-	if err := unix.EpollCtl(reaper.ep, unix.EPOLL_CTL_ADD, pidfd, &ev); err != nil {
-		reaper.mu.Lock()
-		delete(reaper.waits, int32(pidfd))
-		reaper.mu.Unlock()
-		return false
-	}
-	return true
-}
-
-// reapLoop reaps the children whose pidfds are readable. Only it removes
-// a pidfd and closes it, so a descriptor number is reused only after.
-func reapLoop() {
-	events := make([]unix.EpollEvent, 128)
-	for {
-		n, err := unix.EpollWait(reaper.ep, events, -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			panic(fmt.Sprintf("process: epoll_wait of the child reaper: %v", err))
-		}
-		for _, ev := range events[:n] {
-			reaper.mu.Lock()
-			w, ok := reaper.waits[ev.Fd]
-			delete(reaper.waits, ev.Fd)
-			reaper.mu.Unlock()
-			if !ok {
-				continue
-			}
-			unix.EpollCtl(reaper.ep, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
-			var ws syscall.WaitStatus
-			var got *syscall.WaitStatus
-			for {
-				_, err := syscall.Wait4(w.pid, &ws, 0, nil)
-				if err == syscall.EINTR {
-					continue
-				}
-				if err == nil {
-					got = &ws
-				}
-				break
-			}
-			unix.Close(int(ev.Fd))
-			w.done(got)
-		}
-	}
 }
 
 func (p *Provider) child(hi HandleInfo) *child {
@@ -838,31 +749,6 @@ func exitStatus(ws *syscall.WaitStatus, obs *providers.Observed) {
 		return
 	}
 	obs.ExitCode = ws.ExitStatus()
-}
-
-// reapPidfd waits, in Go's poller, until the child pid of pidfd (opened
-// PIDFD_NONBLOCK; reapPidfd closes it) has exited, and reaps it.
-func reapPidfd(pidfd, pid int) *syscall.WaitStatus {
-	f := os.NewFile(uintptr(pidfd), "pidfd")
-	if rc, err := f.SyscallConn(); err == nil && f.SetReadDeadline(time.Time{}) == nil {
-		rc.Read(func(fd uintptr) bool {
-			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-			return n > 0
-		})
-	}
-	// Exited (or the poller could not hold the pidfd: then wait4 blocks
-	// a thread, as Wait would have).
-	var ws syscall.WaitStatus
-	for {
-		_, err := syscall.Wait4(pid, &ws, 0, nil)
-		if err != syscall.EINTR {
-			f.Close()
-			if err != nil {
-				return nil
-			}
-			return &ws
-		}
-	}
 }
 
 // procIdentity says what a handle's pid is now.

@@ -1,0 +1,140 @@
+package process
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fdCount is how many descriptors the process's table (the main thread's,
+// as /proc/self/fd shows it) holds.
+func fdCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func startSleep(t *testing.T) *os.Process {
+	t.Helper()
+	p, err := os.StartProcess("/bin/sleep", []string{"sleep", "60"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{Setsid: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The reaper's pidfds live in its own thread's table, not in the one every
+// fork copies: children it waits for cost the process no descriptor, and
+// each is still reaped with how it ended.
+func TestReaperHoldsNoDescriptorOfTheProcess(t *testing.T) {
+	type ended struct {
+		pid int
+		ws  *syscall.WaitStatus
+	}
+	got := make(chan ended, 100)
+	watch := func(p *os.Process) {
+		pid := p.Pid
+		if !reapLater(pid, func(ws *syscall.WaitStatus) { got <- ended{pid, ws} }) {
+			t.Fatal("no reaper on this kernel")
+		}
+		p.Release()
+	}
+	first := startSleep(t)
+	firstPid := first.Pid // Release sets Pid to -1, and kill(-1) reaches everything
+	watch(first)          // the reaper runs from here on
+	syscall.Kill(firstPid, syscall.SIGKILL)
+	<-got
+	before := fdCount(t)
+	const n = 64
+	pids := map[int]bool{}
+	for i := 0; i < n; i++ {
+		p := startSleep(t)
+		pids[p.Pid] = true // before watch releases p
+		watch(p)
+	}
+	defer func() {
+		for pid := range pids {
+			if pid > 1 {
+				syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	// The thread opens its pidfds when it takes the children: wait until
+	// it has (a child is a zombie until the reaper reaps it, so its pidfd
+	// opens whenever the thread gets to it).
+	if after := fdCount(t); after > before+2 {
+		t.Fatalf("the process holds %d descriptors with %d children waited for, %d before", after, n, before)
+	}
+	for pid := range pids {
+		if pid > 1 {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	deadline := time.After(30 * time.Second)
+	for len(pids) > 0 {
+		select {
+		case e := <-got:
+			if !pids[e.pid] {
+				t.Fatalf("reaped %d, not one of ours", e.pid)
+			}
+			if e.ws == nil || !e.ws.Signaled() || e.ws.Signal() != syscall.SIGKILL {
+				t.Fatalf("pid %d: wait status %v, want killed by SIGKILL", e.pid, e.ws)
+			}
+			delete(pids, e.pid)
+		case <-deadline:
+			t.Fatalf("%d children never reported reaped", len(pids))
+		}
+	}
+	if after := fdCount(t); after > before+2 {
+		t.Fatalf("the process holds %d descriptors after its children were reaped, %d before", after, before)
+	}
+}
+
+// What the process had open when the reaper's thread copied the table is
+// not kept open by that copy: a lock file locked then, closed after, is
+// unlocked. Run in a process of its own, whose reaper starts after the
+// lock is taken.
+func TestReaperKeepsNothingOpen(t *testing.T) {
+	if path := os.Getenv("ORCH_TEST_REAPER_LOCK"); path != "" {
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Fatal(err)
+		}
+		p := startSleep(t)
+		pid := p.Pid // Release sets Pid to -1, and kill(-1) reaches everything
+		ok := reapLater(pid, func(*syscall.WaitStatus) {})
+		p.Release()
+		syscall.Kill(pid, syscall.SIGKILL)
+		if !ok {
+			t.Fatal("no reaper on this kernel")
+		}
+		unix.Close(fd)
+		// Another open file description of the same file locks it only
+		// if no copy of the first still holds the lock.
+		fd2, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd2)
+		if err := unix.Flock(fd2, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Fatalf("the lock is still held once its only descriptor is closed: %v", err)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReaperKeepsNothingOpen$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "ORCH_TEST_REAPER_LOCK="+t.TempDir()+"/lock."+strconv.Itoa(os.Getpid()))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
