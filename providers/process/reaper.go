@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -37,20 +38,39 @@ var reaper struct {
 	once sync.Once
 	err  error
 	efd  int // eventfd in both tables: wakes the thread for new children
-	mu   sync.Mutex
-	adds []reapWait // children to watch, for the thread to take
-	out  chan reaped
+	// sock is this side of a socket pair whose other end only the thread
+	// holds: pidfds of processes that are not children (watchLater)
+	// reach its table through it (SCM_RIGHTS), and their cancellations
+	// follow in the same order.
+	sock    int
+	mu      sync.Mutex
+	adds    []reapWait            // children to watch, for the thread to take
+	watches map[uint64]func(bool) // watchLater's, by id, until they fire or are cancelled
+	nextID  uint64
+	out     chan reaped
 }
 
 type reapWait struct {
-	pid  int
-	done func(*syscall.WaitStatus)
+	pid   int // a child's; 0 for a watch (watchLater)
+	done  func(*syscall.WaitStatus)
+	watch uint64
 }
 
+// reaped is what the dispatcher runs: a child's done with its status, or
+// the id of a watch that fired (lost: the thread could not hold its
+// pidfd).
 type reaped struct {
-	done func(*syscall.WaitStatus)
-	ws   *syscall.WaitStatus
+	done  func(*syscall.WaitStatus)
+	ws    *syscall.WaitStatus
+	watch uint64
+	lost  bool
 }
+
+// The messages on reaper.sock: an op byte and a watch id.
+const (
+	opWatch  = 1 // with the pidfd to watch
+	opCancel = 2
+)
 
 // reapLater reaps child pid once it has exited and then calls done with
 // how it ended (nil when that could not be told), on the reaper's
@@ -62,7 +82,7 @@ func reapLater(pid int, done func(*syscall.WaitStatus)) bool {
 		return false
 	}
 	reaper.mu.Lock()
-	reaper.adds = append(reaper.adds, reapWait{pid, done})
+	reaper.adds = append(reaper.adds, reapWait{pid: pid, done: done})
 	reaper.mu.Unlock()
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
@@ -91,27 +111,108 @@ func startReaper() {
 		reaper.err = err
 		return
 	}
-	reaper.efd = efd
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		unix.Close(efd)
+		reaper.err = err
+		return
+	}
+	reaper.efd, reaper.sock = efd, pair[0]
+	reaper.watches = map[uint64]func(bool){}
 	reaper.out = make(chan reaped, 1024)
 	ready := make(chan error, 1)
 	offMainThread(func() {
-		ep, err := ownTable(efd)
+		ep, err := ownTable(efd, pair[1])
 		ready <- err
 		if err != nil {
 			return
 		}
-		reapLoop(ep, efd)
+		reapLoop(ep, efd, pair[1])
 	})
-	if err := <-ready; err != nil {
+	err = <-ready
+	unix.Close(pair[1]) // the thread's, in its own table
+	if err != nil {
 		reaper.err = err
 		unix.Close(efd)
+		unix.Close(pair[0])
 		return
 	}
 	go func() {
 		for r := range reaper.out {
-			r.done(r.ws)
+			if r.done != nil {
+				r.done(r.ws)
+				continue
+			}
+			reaper.mu.Lock()
+			done := reaper.watches[r.watch]
+			delete(reaper.watches, r.watch)
+			reaper.mu.Unlock()
+			if done != nil {
+				done(!r.lost)
+			}
 		}
 	}()
+}
+
+// watchLater calls done(true), on the reaper's dispatcher goroutine (done
+// must not block), once the process of pidfd has exited: a process that
+// is not a child of this one, so only its end is told, not how it ended.
+// The reaper's thread waits on its own copy of pidfd, which the caller may
+// close at once; done(false) says it could not (no descriptor left in its
+// table), and the caller must wait otherwise. cancel ends the watch; done
+// is then never called. ok is false when there is no reaper, or the copy
+// could not be passed.
+func watchLater(pidfd int, done func(exited bool)) (cancel func(), ok bool) {
+	reaper.once.Do(startReaper)
+	if reaper.err != nil {
+		return nil, false
+	}
+	reaper.mu.Lock()
+	reaper.nextID++
+	id := reaper.nextID
+	reaper.watches[id] = done
+	reaper.mu.Unlock()
+	if err := sendReaper(opWatch, id, pidfd); err != nil {
+		reaper.mu.Lock()
+		delete(reaper.watches, id)
+		reaper.mu.Unlock()
+		return nil, false
+	}
+	// A cancel can only follow the watch's message (it is returned after
+	// it was sent), so the thread meets them in that order.
+	return func() {
+		reaper.mu.Lock()
+		_, live := reaper.watches[id]
+		delete(reaper.watches, id)
+		reaper.mu.Unlock()
+		if live {
+			sendReaper(opCancel, id, -1)
+		}
+	}, true
+}
+
+// sendReaper sends one message to the reaper's thread, with fd unless it
+// is negative (a message of a SOCK_SEQPACKET socket goes whole). A full
+// buffer is waited out: the thread drains it without taking any lock.
+func sendReaper(op byte, id uint64, fd int) error {
+	var msg [9]byte
+	msg[0] = op
+	binary.NativeEndian.PutUint64(msg[1:], id)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	for {
+		err := unix.Sendmsg(reaper.sock, msg[:], oob, nil, 0)
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			unix.Poll([]unix.PollFd{{Fd: int32(reaper.sock), Events: unix.POLLOUT}}, 10)
+			continue
+		}
+		return err
+	}
 }
 
 // offMainThread runs f on a goroutine locked for good to a thread that is
@@ -140,8 +241,8 @@ func offMainThread(f func()) {
 }
 
 // ownTable gives the calling thread a descriptor table of its own, with
-// only keep of what it copied, and an epoll set watching keep.
-func ownTable(keep int) (int, error) {
+// only keep of what it copied, and an epoll set watching each of keep.
+func ownTable(keep ...int) (int, error) {
 	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
 		return -1, fmt.Errorf("unshare(CLONE_FILES): %w", err)
 	}
@@ -152,21 +253,23 @@ func ownTable(keep int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(keep)}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, keep, &ev); err != nil {
-		return -1, err
+	for _, fd := range keep {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			return -1, err
+		}
 	}
 	return ep, nil
 }
 
 // closeAllBut closes the descriptors of the calling thread's table but
-// keep and the Go runtime's own: its network poller's epoll set and the
+// those of keep and the Go runtime's own: its network poller's epoll set and the
 // eventfd that wakes it (readlink anon_inode:[eventpoll], [eventfd]). A
 // collection that begins on this thread (its goroutine allocates) polls
 // the network once the world starts again, through those descriptor
 // numbers; kept, they are the same poller. Nothing else of the kind is
 // held for long: an epoll set or an eventfd keeps no file open.
-func closeAllBut(keep int) error {
+func closeAllBut(keep []int) error {
 	dir, err := unix.Open("/proc/thread-self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -184,7 +287,7 @@ func closeAllBut(keep int) error {
 		}
 		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
 		for _, name := range names {
-			if fd, err := strconv.Atoi(name); err == nil && fd != keep && fd != dir {
+			if fd, err := strconv.Atoi(name); err == nil && !slices.Contains(keep, fd) && fd != dir {
 				fds = append(fds, fd)
 			}
 		}
@@ -206,8 +309,9 @@ func closeAllBut(keep int) error {
 // reapLoop is the reaper's thread: it takes new children (a pidfd each,
 // opened here, in its own table) and reaps those whose pidfd is
 // readable. Only it removes a pidfd and closes it.
-func reapLoop(ep, efd int) {
-	waits := map[int32]reapWait{}
+func reapLoop(ep, efd, sock int) {
+	waits := map[int32]reapWait{} // by pidfd; a watch's has no pid, only its id
+	byID := map[uint64]int32{}    // the pidfds of the watches
 	events := make([]unix.EpollEvent, 128)
 	for {
 		n, err := unix.EpollWait(ep, events, -1)
@@ -234,15 +338,69 @@ func reapLoop(ep, efd int) {
 				}
 				continue
 			}
+			if ev.Fd == int32(sock) {
+				takeMessages(ep, sock, waits, byID)
+				continue
+			}
 			w, ok := waits[ev.Fd]
 			if !ok {
 				continue
 			}
 			delete(waits, ev.Fd)
 			unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+			if w.pid == 0 {
+				delete(byID, w.watch)
+				unix.Close(int(ev.Fd))
+				reaper.out <- reaped{watch: w.watch}
+				continue
+			}
 			ws := wait4(w.pid)
 			unix.Close(int(ev.Fd))
-			reaper.out <- reaped{w.done, ws}
+			reaper.out <- reaped{done: w.done, ws: ws}
+		}
+	}
+}
+
+// takeMessages reads what watchLater and its cancels sent, until none is
+// left: a watch's pidfd joins the epoll set (or, if it cannot, the watch
+// is reported lost), a cancel removes it.
+func takeMessages(ep, sock int, waits map[int32]reapWait, byID map[uint64]int32) {
+	var msg [9]byte
+	oob := make([]byte, unix.CmsgSpace(4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(sock, msg[:], oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n != len(msg) {
+			return // EAGAIN: nothing more
+		}
+		id := binary.NativeEndian.Uint64(msg[1:])
+		switch msg[0] {
+		case opWatch:
+			fd := -1
+			if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cmsgs) == 1 {
+				if fds, err := unix.ParseUnixRights(&cmsgs[0]); err == nil && len(fds) == 1 {
+					fd = fds[0]
+				}
+			}
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+			if fd < 0 || unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev) != nil {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+				reaper.out <- reaped{watch: id, lost: true}
+				continue
+			}
+			waits[int32(fd)] = reapWait{watch: id}
+			byID[id] = int32(fd)
+		case opCancel:
+			if fd, ok := byID[id]; ok {
+				delete(byID, id)
+				delete(waits, fd)
+				unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, int(fd), nil)
+				unix.Close(int(fd))
+			}
 		}
 	}
 }

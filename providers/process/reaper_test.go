@@ -1,14 +1,19 @@
 package process
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
 )
 
 // fdCount is how many descriptors the process's table (the main thread's,
@@ -136,5 +141,83 @@ func TestReaperKeepsNothingOpen(t *testing.T) {
 	cmd.Env = append(os.Environ(), "ORCH_TEST_REAPER_LOCK="+t.TempDir()+"/lock."+strconv.Itoa(os.Getpid()))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// startOrphan starts a sleep that is not a child of this process (its
+// parent, a shell, exits at once) and returns its pid.
+func startOrphan(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("/bin/sh", "-c", "/bin/sleep 60 </dev/null >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("pid of the orphan: %q", out)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	return pid
+}
+
+// A watch of a process that is not a child (Watch of an adopted daemon,
+// through watchLater) holds no descriptor of the process's table, fires
+// when the process exits, and never fires once cancelled.
+func TestReaperWatchesStrangers(t *testing.T) {
+	cancelled, watched := startOrphan(t), startOrphan(t)
+	// The reaper runs before the count: a watch cancelled at once.
+	fd, err := unix.PidfdOpen(cancelled, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := make(chan bool, 1)
+	cancel, ok := watchLater(fd, func(exited bool) { late <- exited })
+	unix.Close(fd)
+	if !ok {
+		t.Fatal("no reaper on this kernel")
+	}
+	watches := func() int {
+		reaper.mu.Lock()
+		defer reaper.mu.Unlock()
+		return len(reaper.watches)
+	}
+	before, n := fdCount(t), watches()
+
+	st, ok := readStat(watched)
+	if !ok {
+		t.Fatal("no stat of the stranger")
+	}
+	h := HandleInfo{Pid: watched, StartTicks: st.StartTicks, Pgid: watched}.Encode()
+	resp, err := New(Options{}).Watch(context.Background(), providers.WatchRequest{
+		Addr: spec.Address{Kind: spec.KindDaemon, Name: "stranger"}, Handle: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Once the reaper holds the watch, the pidfd Watch opened is closed.
+	deadline := time.Now().Add(30 * time.Second)
+	for watches() == n {
+		if time.Now().After(deadline) {
+			t.Fatal("Watch of a stranger never reached the reaper")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if after := fdCount(t); after != before {
+		t.Fatalf("the process holds %d descriptors while a stranger is watched, %d before", after, before)
+	}
+	cancel()
+	syscall.Kill(cancelled, syscall.SIGKILL)
+	syscall.Kill(watched, syscall.SIGKILL)
+	select {
+	case o := <-resp.Exited:
+		if o.State == providers.StateRunning {
+			t.Fatalf("reported %+v", o)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch of a stranger that was killed never fired")
+	}
+	select {
+	case <-late:
+		t.Fatal("a cancelled watch fired")
+	default:
 	}
 }

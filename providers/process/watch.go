@@ -15,9 +15,10 @@ var _ providers.Watcher = (*Provider)(nil)
 
 // Watch reports when the daemon behind req.Handle stops running. A child
 // of this Provider is waited for through its reaper (the exit status is
-// known); any other process through a pidfd registered with Go's network
-// poller, so that a watch costs a parked goroutine and no thread and no
-// timer. Without pidfd (Linux < 5.3) it polls /proc, from 1ms up to 50ms.
+// known); any other process through a pidfd that the reaper's thread
+// holds in its own descriptor table (watchLater; Go's network poller
+// where it cannot), so that a watch costs a parked goroutine and no
+// thread, no timer and no descriptor in orch's table. Without pidfd (Linux < 5.3) it polls /proc, from 1ms up to 50ms.
 // A bad handle is an error; a process that is already gone is reported at
 // once.
 func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (providers.WatchResponse, error) {
@@ -59,13 +60,31 @@ func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {
 	if err != nil {
 		return pollUntil(ctx, time.Now().Add(100*365*24*time.Hour), func() bool { return p.identify(hi) != procAlive })
 	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
 	// The pid may have changed hands before the pidfd was opened: check
 	// after opening, so the pidfd is known to refer to our process.
 	if p.identify(hi) != procAlive {
+		unix.Close(fd)
 		return true
 	}
+	// The reaper's thread waits on a copy in its own descriptor table
+	// (reaper.go): a watch of each of 10,000 adopted daemons leaves
+	// orch's table, which each fork copies, as it was.
+	fired := make(chan bool, 1)
+	if cancel, ok := watchLater(fd, func(exited bool) { fired <- exited }); ok {
+		unix.Close(fd)
+		select {
+		case exited := <-fired:
+			if exited {
+				return true
+			}
+			return waitExit(ctx, hi, p.identify, time.Now().Add(100*365*24*time.Hour))
+		case <-ctx.Done():
+			cancel()
+			return false
+		}
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
 	rc, err := f.SyscallConn()
 	if err == nil {
 		err = f.SetReadDeadline(time.Time{}) // fails unless the poller holds f
