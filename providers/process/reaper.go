@@ -27,13 +27,15 @@ import (
 // forks from its table.
 //
 // The table starts as a copy of the process's, so the thread closes every
-// copied entry at once but its eventfd and the runtime's poller
-// (closeAllBut): a copy would keep what the rest of orch closes open (a
-// socket would not reach its end, a lock file would stay locked). Nothing but the reaper's own loop runs on that thread
-// (it is locked to the loop's goroutine for good), and the loop only uses
-// the descriptors it opened there, by raw system calls. What a reaped
-// child's waiter must do (done) runs on another goroutine, the
-// dispatcher, so no code of the rest of orch ever runs with that table.
+// copied entry at once but its own two (the eventfd and its end of the
+// socket pair) and the runtime's poller (closeAllBut): a copy would keep
+// what the rest of orch closes open (a socket would not reach its end, a
+// lock file would stay locked). Nothing but the reaper's own loop runs on
+// that thread (it is locked to the loop's goroutine for good), and the
+// loop only uses the descriptors it opened or received there, by raw
+// system calls. What a reaped child's waiter must do (done) runs on
+// another goroutine, the dispatcher, so no code of the rest of orch ever
+// runs with that table.
 var reaper struct {
 	once sync.Once
 	err  error
@@ -193,7 +195,7 @@ func watchLater(pidfd int, done func(exited bool)) (cancel func(), ok bool) {
 
 // sendReaper sends one message to the reaper's thread, with fd unless it
 // is negative (a message of a SOCK_SEQPACKET socket goes whole). A full
-// buffer is waited out: the thread drains it without taking any lock.
+// buffer is waited out, with no lock held: the thread drains it.
 func sendReaper(op byte, id uint64, fd int) error {
 	var msg [9]byte
 	msg[0] = op
