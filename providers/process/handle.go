@@ -55,6 +55,12 @@ func ParseHandle(h providers.Handle) (HandleInfo, error) {
 	if hi.Pgid <= 0 {
 		hi.Pgid = hi.Pid
 	}
+	// A daemon is never pid 1 (init, or orch itself in a container) and
+	// leads its own group: a handle naming 1 is refused, as the group
+	// signal of -1 reaches every process the caller may signal.
+	if hi.Pid == 1 || hi.Pgid == 1 {
+		return hi, fmt.Errorf("not a process handle: pid 1 is never a daemon")
+	}
 	return hi, nil
 }
 

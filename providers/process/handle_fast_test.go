@@ -59,6 +59,20 @@ func TestParseHandleFastTakesEncoded(t *testing.T) {
 	}
 }
 
+// TestParseHandleRefusesPidOne: a handle naming pid 1 (or group 1) is
+// never a daemon's, and its group signal would be kill(-1): every process
+// the caller may signal.
+func TestParseHandleRefusesPidOne(t *testing.T) {
+	for _, h := range []string{`{"pid":1}`, `{"pid":1,"pgid":1}`, `{"pid":5,"pgid":1}`, `{"pid":1,"start":4,"pgid":7}`} {
+		if hi, err := ParseHandle([]byte(h)); err == nil {
+			t.Fatalf("%s: taken as %+v", h, hi)
+		}
+	}
+	if _, err := ParseHandle([]byte(`{"pid":2,"pgid":2}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // FuzzParseRegLine holds parseRegLine to encoding/json, as
 // FuzzParseHandle does parseHandleFast.
 func FuzzParseRegLine(f *testing.F) {
