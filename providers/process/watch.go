@@ -18,7 +18,8 @@ var _ providers.Watcher = (*Provider)(nil)
 // known); any other process through a pidfd that the reaper's thread
 // holds in its own descriptor table (watchLater; Go's network poller
 // where it cannot), so that a watch costs a parked goroutine and no
-// thread, no timer and no descriptor in orch's table. Without pidfd (Linux < 5.3) it polls /proc, from 1ms up to 50ms.
+// thread, no timer and no descriptor in orch's table. Without pidfd
+// (Linux < 5.3) it polls /proc, from 1ms up to 50ms.
 // A bad handle is an error; a process that is already gone is reported at
 // once.
 func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (providers.WatchResponse, error) {
@@ -53,12 +54,13 @@ func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (provi
 // waitPidfd blocks until the process of hi is no longer alive (true) or
 // ctx is done (false).
 func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {
+	never := time.Now().Add(100 * 365 * 24 * time.Hour) // only ctx ends the wait
 	fd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
 	if errors.Is(err, unix.ESRCH) {
 		return true
 	}
 	if err != nil {
-		return pollUntil(ctx, time.Now().Add(100*365*24*time.Hour), func() bool { return p.identify(hi) != procAlive })
+		return pollUntil(ctx, never, func() bool { return p.identify(hi) != procAlive })
 	}
 	// The pid may have changed hands before the pidfd was opened: check
 	// after opening, so the pidfd is known to refer to our process.
@@ -77,7 +79,7 @@ func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {
 			if exited {
 				return true
 			}
-			return waitExit(ctx, hi, p.identify, time.Now().Add(100*365*24*time.Hour))
+			return waitExit(ctx, hi, p.identify, never)
 		case <-ctx.Done():
 			cancel()
 			return false
@@ -90,7 +92,7 @@ func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {
 		err = f.SetReadDeadline(time.Time{}) // fails unless the poller holds f
 	}
 	if err != nil {
-		return waitExit(ctx, hi, p.identify, time.Now().Add(100*365*24*time.Hour))
+		return waitExit(ctx, hi, p.identify, never)
 	}
 	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
