@@ -324,7 +324,9 @@ daemon "api" {
 }
 
 // A change of the service block applies in place: the daemon is not
-// restarted, and its route moves.
+// restarted, and its route moves. The daemon has a health check, so that
+// its route exists once it answers (without one, a route is registered
+// once it runs, and a loaded machine saw the first request refused).
 func TestServiceRouteMovesInPlace(t *testing.T) {
 	base := freePorts(t, 2)
 	conf := func(route string) string {
@@ -334,12 +336,17 @@ orch {
 }
 daemon "api" {
   command = [%q, "-addr", "127.0.0.1:%d", "-id", "api"]
+  health {
+    http          = "http://127.0.0.1:%d/healthz"
+    interval      = "20ms"
+    start_timeout = "5s"
+  }
   service {
     port  = %d
     route = %q
   }
 }
-`, base+1, httpdBin, base, base, route)
+`, base+1, httpdBin, base, base, base, route)
 	}
 	dir := t.TempDir()
 	u := startUpIn(t, dir, conf("one.localhost/"))
