@@ -1017,7 +1017,13 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	if err != nil && !errors.Is(err, executor.ErrInterrupted) {
 		e.emit(Event{Type: EventError, Detail: err.Error()})
 	}
-	if res == nil {
+	if res == nil || e.stopping {
+		// Stopping: the shutdown lists the records itself and stops what
+		// they say runs; nothing is taken under supervision any more.
+		// (Listing the records here as well, and starting a watch and
+		// health checks of each instance the apply started, held back the
+		// first stop signal of orch up interrupted during its first apply
+		// by 2-6 ms at 100 daemons.)
 		return
 	}
 	stored, lerr := e.opts.Store.List()
