@@ -88,6 +88,10 @@ type ListensRequest struct {
 	Addr    spec.Address
 	Handle  Handle
 	Port    int
+	// UDP counts a UDP socket bound to Port too (a service's port may
+	// be a UDP server's); a backend that cannot tell UDP sockets apart
+	// may ignore it.
+	UDP bool
 }
 
 // Signaler sends a signal to an instance.

@@ -143,6 +143,10 @@ type Engine struct {
 	showPlan  bool                       // the next reconcile follows a reload: print its plan
 	inflight  int                        // applies in flight (reconcile and restarts)
 	stopping  bool
+	// owns says, by runtime kind, whether it tells an instance's
+	// listeners apart (listening.go).
+	ownsMu    sync.Mutex
+	owns      map[string]bool
 	firstDone bool
 	// paused: an API destroy took everything down; nothing is started
 	// (reconcile, restarts) until an API apply.
@@ -239,6 +243,9 @@ type instance struct {
 	// replace that was reverted (the new instance never became ready):
 	// it is not tried again until the configuration changes.
 	reverted string
+	// portUp is the service port this generation was found listening on
+	// (0: not yet), portProbe the one being looked for (listening.go).
+	portUp, portProbe int
 }
 
 // New returns an Engine; nothing happens until Run.

@@ -39,11 +39,18 @@ func (e *Engine) addReadyWait(addr spec.Address, h providers.Handle, failuresOnl
 // new one is supervised from its start (superviseStarted), so its health
 // check says so: healthy -> nil; unhealthy (no pass within start_timeout,
 // or failures after a pass) or an exit -> the reason. Without a health
-// check, running is ready.
+// check, a daemon with a service is ready once it listens on the
+// service's port (waitListening), and any other once it runs.
 func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.Handle) error {
 	r := c.Resource
-	if r == nil || r.Health == nil {
+	if r == nil {
 		return nil
+	}
+	if r.Health == nil {
+		if r.Service == nil || r.Service.Port <= 0 {
+			return nil
+		}
+		return e.waitListening(ctx, c, h)
 	}
 	w := e.addReadyWait(c.Addr, h, false)
 	defer e.dropReadyWait(c.Addr, w)
@@ -53,16 +60,7 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 	defer e.dropReadyWait(c.Addr, exits)
 	// Already healthy (or gone) before the wait began: the controller
 	// knows. superviseStarted was posted before this, so it ran first.
-	e.post(func() {
-		inst := e.insts[c.Addr]
-		switch {
-		case inst == nil || !bytes.Equal(inst.handle, h):
-		case !inst.sup.running():
-			e.readyResolved(c.Addr, h, errors.New("it exited"))
-		case inst.sup.healthy():
-			e.readyResolved(c.Addr, h, nil)
-		}
-	})
+	e.resolveSettled(c.Addr, h, func(inst *instance) bool { return inst.sup.healthy() })
 	limit := r.Health.StartTimeout
 	if limit <= 0 {
 		limit = spec.DefaultStartTimeout
@@ -85,6 +83,43 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 		return errors.New("the engine stopped")
 	}
 	return e.waitOwnPort(ctx, c, h, exits, deadline, fmt.Sprintf("start_timeout %s", limit))
+}
+
+// resolveSettled answers, on the controller, the waits for addr started
+// as h when it is already gone or ready (by ready) before they began.
+func (e *Engine) resolveSettled(addr spec.Address, h providers.Handle, ready func(*instance) bool) {
+	e.post(func() {
+		inst := e.insts[addr]
+		switch {
+		case inst == nil || !bytes.Equal(inst.handle, h):
+		case !inst.sup.running():
+			e.readyResolved(addr, h, errors.New("it exited"))
+		case ready(inst):
+			e.readyResolved(addr, h, nil)
+		}
+	})
+}
+
+// waitListening is waitReady of a daemon with a service and no health
+// check: ready once it listens on the service's port (listening.go),
+// within spec.DefaultStartTimeout.
+func (e *Engine) waitListening(ctx context.Context, c *planner.Change, h providers.Handle) error {
+	port := c.Resource.Service.Port
+	w := e.addReadyWait(c.Addr, h, false)
+	defer e.dropReadyWait(c.Addr, w)
+	e.resolveSettled(c.Addr, h, func(inst *instance) bool { return inst.portUp == port })
+	t := time.NewTimer(spec.DefaultStartTimeout)
+	defer t.Stop()
+	select {
+	case err := <-w.ch:
+		return err
+	case <-t.C:
+		return fmt.Errorf("it did not listen on its service port %d within %s (it has no health check)", port, spec.DefaultStartTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.dead:
+		return errors.New("the engine stopped")
+	}
 }
 
 // waitOwnPort is the rest of waitReady once h's health check passed

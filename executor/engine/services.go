@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -215,7 +216,22 @@ func serviceInstance(addr spec.Address, h providers.Handle, sv *spec.Service) se
 // serviceReady says whether inst may get requests: what gates its
 // dependents (running; healthy when it has a check), and not paused.
 func (e *Engine) serviceReady(inst *instance) bool {
-	return inst.sup.running() && !inst.sup.isPaused() && !(e.gatedOnHealth(inst) && !inst.sup.healthy())
+	if !inst.sup.running() || inst.sup.isPaused() {
+		return false
+	}
+	if e.gatedOnHealth(inst) {
+		return inst.sup.healthy()
+	}
+	port, probed := e.probedPort(inst)
+	switch {
+	case !probed:
+		return true
+	case !e.runsDeclared(inst):
+		// It runs an earlier configuration (an edit not applied yet):
+		// the port it was found listening on is that one's.
+		return inst.portUp != 0
+	}
+	return inst.portUp == port
 }
 
 // syncServices brings the registry in line with the engine's books; it
@@ -232,6 +248,9 @@ func (e *Engine) syncServices() {
 		}
 		if sv == nil && s.seen[a].sv == nil {
 			continue
+		}
+		if sv != nil && !e.stopping {
+			e.probeListening(inst)
 		}
 		now := svcSeen{handle: string(inst.handle), ready: sv != nil && !e.stopping && e.serviceReady(inst), sv: sv, hash: inst.hash}
 		if old, ok := s.seen[a]; ok && old == now {
@@ -290,6 +309,9 @@ func (e *Engine) notReadyWhy(inst *instance) string {
 		return "it exited"
 	case inst.sup.isPaused():
 		return "paused"
+	}
+	if port, probed := e.probedPort(inst); probed && !e.gatedOnHealth(inst) && inst.portUp == 0 {
+		return fmt.Sprintf("not listening on port %d", port)
 	}
 	return "not healthy"
 }

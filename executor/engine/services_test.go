@@ -423,3 +423,101 @@ daemon "api" {
 	}
 	os.Remove(sick)
 }
+
+// A daemon with a service and no health check is routed once it listens
+// on its service port, not as soon as it runs: a server that binds 600 ms
+// after its start gets no request before (the proxy answered 502 to every
+// request in between), and a create_before_destroy replace stops the old
+// instance only once the new one listens, so that no request fails.
+func TestServiceWithoutHealthCheckRoutedOnceListening(t *testing.T) {
+	base := freePorts(t, 3)
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", base+2)
+	conf := func(version int) string {
+		return fmt.Sprintf(`
+orch {
+  proxy { listen = %q }
+}
+daemon "api" {
+  command = [%q, "-delay", "600ms", "-addr", "127.0.0.1:%d", "-id", "v%d"]
+  lifecycle { create_before_destroy = true }
+  stop { timeout = "5s" }
+  service {
+    port  = %d
+    route = "api.localhost/"
+  }
+}
+`, proxyAddr, httpdBin, base+version-1, version, base+version-1)
+	}
+	// requests asks the proxy until stop is closed, and counts what it
+	// answered (0: no answer at all).
+	requests := func(stop <-chan struct{}) <-chan map[int]int {
+		out := make(chan map[int]int, 1)
+		go func() {
+			codes := map[int]int{}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+			for {
+				select {
+				case <-stop:
+					out <- codes
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", "http://"+proxyAddr+"/", nil)
+				req.Host = "api.localhost"
+				resp, err := client.Do(req)
+				if err != nil {
+					codes[0]++
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				codes[resp.StatusCode]++
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+		return out
+	}
+
+	dir := t.TempDir()
+	u := startUpIn(t, dir, conf(1))
+	// From the proxy's first answer on (it listens once orch up runs).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, _ := proxyGet(t, proxyAddr, "api.localhost"); code != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not answer within 30s\n%s", u.dump())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop := make(chan struct{})
+	got := requests(stop)
+	evs := u.waitFor("registered", func(evs []ev) bool { return count(evs, "daemon.api", "service_registered") == 1 })
+	close(stop)
+	codes := <-got
+	if codes[http.StatusBadGateway] != 0 || codes[0] != 0 {
+		t.Errorf("while the server bound: %v (502: routed before it listened)\n%s", codes, u.dump())
+	}
+	if code, body := proxyGet(t, proxyAddr, "api.localhost"); code != 200 || body != "v1\n" {
+		t.Fatalf("once registered: %d %q", code, body)
+	}
+	if started, reg := index(evs, "daemon.api", "started", 0), index(evs, "daemon.api", "service_registered", 0); started < 0 || reg < started {
+		t.Errorf("started at %d, registered at %d:\n%s", started, reg, u.dump())
+	}
+
+	stop = make(chan struct{})
+	got = requests(stop)
+	time.Sleep(100 * time.Millisecond) // requests go on before the replace begins
+	renameSave(t, dir, conf(2))
+	u.waitFor("replaced", func(evs []ev) bool { return count(evs, "daemon.api", "stopped") == 1 })
+	close(stop)
+	codes = <-got
+	if len(codes) != 1 || codes[200] == 0 {
+		t.Errorf("during the replace: %v, want only 200 (the old instance stopped before the new one listened)\n%s", codes, u.dump())
+	}
+	if code, body := proxyGet(t, proxyAddr, "api.localhost"); code != 200 || body != "v2\n" {
+		t.Errorf("after the replace: %d %q", code, body)
+	}
+}

@@ -32,6 +32,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	inst.gen++
 	gen, addr := inst.gen, inst.addr
 	inst.handle = handle
+	inst.portUp, inst.portProbe = 0, 0
 	e.illegal(addr, inst.sup.start())
 	inst.own = ownUnknown
 	inst.started = time.Now()

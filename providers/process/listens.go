@@ -21,7 +21,7 @@ func (p *Provider) Listens(ctx context.Context, req providers.ListensRequest) (b
 	if err != nil {
 		return false, &providers.Error{Op: "listens", Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}
-	inodes := listeningInodes(req.Port)
+	inodes := listeningInodes(req.Port, req.UDP)
 	if len(inodes) == 0 {
 		return false, nil
 	}
@@ -54,12 +54,17 @@ func groupMembers(pgid int) []int {
 }
 
 // listeningInodes returns the inodes of the TCP sockets (IPv4 and IPv6)
-// listening on port.
-func listeningInodes(port int) map[string]bool {
+// listening on port, and with udp of the UDP sockets bound to it and
+// connected to nothing (a server's).
+func listeningInodes(port int, udp bool) map[string]bool {
 	out := map[string]bool{}
 	want := fmt.Sprintf(":%04X", port)
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
+	tables := []struct{ file, state string }{{"/proc/net/tcp", "0A"}, {"/proc/net/tcp6", "0A"}}
+	if udp {
+		tables = append(tables, struct{ file, state string }{"/proc/net/udp", "07"}, struct{ file, state string }{"/proc/net/udp6", "07"})
+	}
+	for _, t := range tables {
+		b, err := os.ReadFile(t.file)
 		if err != nil {
 			continue
 		}
@@ -68,7 +73,7 @@ func listeningInodes(port int) map[string]bool {
 		for sc.Scan() {
 			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
 			fs := strings.Fields(sc.Text())
-			if len(fs) < 10 || fs[3] != "0A" || !strings.HasSuffix(fs[1], want) {
+			if len(fs) < 10 || fs[3] != t.state || !strings.HasSuffix(fs[1], want) {
 				continue
 			}
 			out[fs[9]] = true

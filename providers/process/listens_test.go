@@ -82,3 +82,35 @@ func TestListensWithoutCgroup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestListensUDP: a daemon with a UDP socket bound to the port listens
+// there when the request counts UDP, and not otherwise (a TCP check).
+func TestListensUDP(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	h, _ := e.start(res("dns", "python3", "-c", fmt.Sprintf(
+		"import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', %d)); time.sleep(60)", port)))
+	listens := func(udp bool) bool {
+		t.Helper()
+		ok, err := e.p.Listens(context.Background(), providers.ListensRequest{Addr: addr("dns"), Handle: h, Port: port, UDP: udp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !listens(true) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon's UDP socket on %d is not seen after 10 s", port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if listens(false) {
+		t.Error("a UDP socket counts as a TCP listener")
+	}
+}

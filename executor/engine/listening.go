@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/spec"
+)
+
+// A daemon with a service and no health check is published (DNS, the
+// proxy, mDNS) once it listens on its service's port, not as soon as it
+// runs: a server takes a moment to bind, and a route to it before then
+// answered 502 to every request in between. A create_before_destroy
+// replace of it likewise stops the old instance only once the new one
+// listens (waitReady). Whether it listens (a TCP socket listening on the
+// port, or a UDP socket bound to it) is asked of its runtime, where the
+// runtime can tell which instance holds the socket (the old instance of
+// a replace may listen on the same port): a runtime whose schema says
+// OwnsListeners (the process runtime, a plugin that declares "listens").
+// Elsewhere (a container behind a published port, whose proxy accepts
+// before the server listens) nothing is looked for: running is ready,
+// as before. The look is repeated from listenFirst, doubling up to
+// listenEvery, until it listens or its generation ends; it is not a
+// liveness check (a health check is).
+const (
+	listenFirst = 5 * time.Millisecond
+	listenEvery = 250 * time.Millisecond
+)
+
+// probedPort is the port whose listener makes inst's service ready, and
+// whether there is one: a service, and no health check of its own.
+func (e *Engine) probedPort(inst *instance) (int, bool) {
+	r := inst.res
+	if r == nil || r.Service == nil || r.Service.Port <= 0 || !e.ownsListeners(inst.rt.Type) {
+		return 0, false
+	}
+	h := r.Health
+	if inst.healthOfSet {
+		h = inst.healthOf
+	}
+	if h != nil {
+		return 0, false
+	}
+	return r.Service.Port, true
+}
+
+// probeListening starts looking for inst's listener on its service port,
+// unless it was found or is being looked for; on the controller.
+func (e *Engine) probeListening(inst *instance) {
+	port, ok := e.probedPort(inst)
+	if !ok || !inst.sup.running() || inst.genCtx == nil || e.gatedOnHealth(inst) ||
+		inst.portUp == port || inst.portProbe == port || inst.portProbe != 0 && !e.runsDeclared(inst) {
+		// Found, or being looked for. The first look of a generation is
+		// for the port declared when it started (its apply's); a later
+		// one follows an in-place change of the port, not an edit that
+		// is not applied yet.
+		return
+	}
+	inst.portProbe = port
+	lo, ok := e.opts.Providers[inst.rt.Type].(providers.ListenerOwner)
+	if !ok {
+		return
+	}
+	ctx, addr, gen := inst.genCtx, inst.addr, inst.gen
+	req := providers.ListensRequest{Runtime: e.runtime(inst.rt), Addr: addr, Handle: inst.handle, Port: port, UDP: true}
+	listens := func(ctx context.Context) bool {
+		ok, err := lo.Listens(ctx, req)
+		return err == nil && ok
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		if awaitListening(ctx, listens) {
+			e.post(func() { e.listening(addr, gen, port) })
+		}
+	}()
+}
+
+// ownsListeners says whether the runtime of kind tells whether an
+// instance's own processes listen on a port (its schema's
+// OwnsListeners); asked once per kind.
+func (e *Engine) ownsListeners(kind string) bool {
+	e.ownsMu.Lock()
+	defer e.ownsMu.Unlock()
+	owns, ok := e.owns[kind]
+	if !ok {
+		if p := e.opts.Providers[kind]; p != nil {
+			owns = p.Schema().OwnsListeners
+		}
+		if e.owns == nil {
+			e.owns = map[string]bool{}
+		}
+		e.owns[kind] = owns
+	}
+	return owns
+}
+
+// awaitListening repeats listens until it says yes (true) or ctx is done.
+func awaitListening(ctx context.Context, listens func(context.Context) bool) bool {
+	delay := listenFirst
+	for {
+		if listens(ctx) {
+			return true
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		delay = min(2*delay, listenEvery)
+	}
+}
+
+// listening records that generation gen of addr listens on port; what
+// waits for it to be ready (a replace) is answered.
+func (e *Engine) listening(addr spec.Address, gen uint64, port int) {
+	inst := e.insts[addr]
+	if inst == nil || inst.gen != gen || !inst.sup.running() {
+		return
+	}
+	if port != inst.portProbe {
+		return // a look for a port since changed in place
+	}
+	inst.portUp = port
+	e.readyResolved(addr, inst.handle, nil)
+}
