@@ -21,11 +21,13 @@ import (
 // Elsewhere (a container behind a published port, whose proxy accepts
 // before the server listens) nothing is looked for: running is ready,
 // as before. The look is repeated from listenFirst, doubling up to
-// listenEvery, until it listens or its generation ends; it is not a
-// liveness check (a health check is).
+// listenEvery (listenLate once spec.DefaultStartTimeout has passed), until
+// it listens or its generation ends; it is not a liveness check (a health
+// check is).
 const (
 	listenFirst = 5 * time.Millisecond
 	listenEvery = 250 * time.Millisecond
+	listenLate  = 5 * time.Second // a daemon that has not listened within its start's bound
 )
 
 // probedPort is the port whose listener makes inst's service ready, and
@@ -96,9 +98,11 @@ func (e *Engine) ownsListeners(kind string) bool {
 	return owns
 }
 
-// awaitListening repeats listens until it says yes (true) or ctx is done.
+// awaitListening repeats listens until it says yes (true) or ctx is done;
+// past spec.DefaultStartTimeout, only every listenLate.
 func awaitListening(ctx context.Context, listens func(context.Context) bool) bool {
 	delay := listenFirst
+	late := time.Now().Add(spec.DefaultStartTimeout)
 	for {
 		if listens(ctx) {
 			return true
@@ -111,6 +115,9 @@ func awaitListening(ctx context.Context, listens func(context.Context) bool) boo
 		case <-t.C:
 		}
 		delay = min(2*delay, listenEvery)
+		if time.Now().After(late) {
+			delay = listenLate
+		}
 	}
 }
 
