@@ -179,7 +179,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			Supervised: st.Supervised, Health: st.Health, Restarts: st.Restarts, Waiting: st.Waiting,
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID,
 			MemoryBytes: st.Observed.Memory, CPUSeconds: st.Observed.CPU.Seconds(), Says: st.Observed.Says,
-			Service: st.Service, Route: st.Route, Registered: st.Registered}
+			Service: st.Service, Route: st.Route, Registered: st.Registered, Unpublished: st.Unpublished}
 		if st.Status == "waiting" || st.Status == "blocked" {
 			in.State = "-"
 		}

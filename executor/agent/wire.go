@@ -33,11 +33,13 @@ type Instance struct {
 	// tell (a native daemon in a cgroup of its own).
 	MemoryBytes uint64 `json:"memory_bytes,omitempty"`
 	// Service and Route are what a daemon's service block publishes;
-	// Registered says whether it is published now (ready).
-	Service    string  `json:"service,omitempty"`
-	Route      string  `json:"route,omitempty"`
-	Registered bool    `json:"registered,omitempty"`
-	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// Registered says whether it is published now (ready); Unpublished,
+	// of a running instance that is not, why not.
+	Service     string  `json:"service,omitempty"`
+	Route       string  `json:"route,omitempty"`
+	Registered  bool    `json:"registered,omitempty"`
+	Unpublished string  `json:"unpublished,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	// Says is what the instance says of itself (sd_notify STATUS=).
 	Says string `json:"says,omitempty"`
 }

@@ -72,10 +72,13 @@ type InstanceStatus struct {
 	LastError  string
 	UpdatedAt  time.Time
 	// Service and Route: its service name and proxy route, as declared;
-	// Registered: in DNS and on the proxy now (ready).
-	Service    string
-	Route      string
-	Registered bool
+	// Registered: in DNS and on the proxy now (ready); otherwise
+	// Unpublished says why not, when it runs ("not listening on port
+	// 8080", "not healthy").
+	Service     string
+	Route       string
+	Registered  bool
+	Unpublished string
 }
 
 // Status returns every recorded instance, plus declared ones whose start

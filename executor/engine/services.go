@@ -449,6 +449,8 @@ func (e *Engine) serviceBooks(inst *instance, st *InstanceStatus) {
 		st.Route = sv.Route.String()
 	}
 	if e.svc != nil && inst.sup.running() {
-		_, st.Registered = e.svc.reg.Get(serviceID(inst.addr, inst.handle))
+		if _, st.Registered = e.svc.reg.Get(serviceID(inst.addr, inst.handle)); !st.Registered {
+			st.Unpublished = e.notReadyWhy(inst)
+		}
 	}
 }

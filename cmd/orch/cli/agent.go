@@ -235,7 +235,8 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 			l := JSONStatus{Address: in.Address, Runtime: in.Runtime, State: in.State, Status: in.Status, Pid: in.Pid,
 				ID: in.ID, StartedAt: in.StartedAt, UptimeSec: in.UptimeSec, ConfigHash: in.ConfigHash, LastError: in.LastError,
 				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting,
-				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says, Service: in.Service, Route: in.Route}
+				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says, Service: in.Service, Route: in.Route,
+				Registered: in.Registered, Unpublished: in.Unpublished}
 			if in.UpdatedAt != nil {
 				l.UpdatedAt = *in.UpdatedAt
 			}
@@ -273,7 +274,11 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		status = withSays(status, l.Says)
 		service := dash(l.Service)
 		if l.Service != "" && !l.Registered {
-			service += " (not ready)"
+			why := l.Unpublished
+			if why == "" {
+				why = "not ready"
+			}
+			service += " (" + why + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.State, status, health, l.Restarts, pid, up, mem, cpu, hash,
 			service, dash(l.Route))

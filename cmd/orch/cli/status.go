@@ -39,6 +39,11 @@ type JSONStatus struct {
 	// as declared (status_services.go).
 	Service string `json:"service,omitempty"`
 	Route   string `json:"route,omitempty"`
+	// Registered says, through an agent, that it is published now (in
+	// DNS, on the proxy); Unpublished, of a running instance that is
+	// not, why not ("not listening on port 8080").
+	Registered  bool   `json:"registered,omitempty"`
+	Unpublished string `json:"unpublished,omitempty"`
 	// Memory and CPU use while it runs, when its runtime can tell (a
 	// native daemon in a cgroup of its own).
 	MemoryBytes uint64  `json:"memory_bytes,omitempty"`
