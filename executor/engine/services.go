@@ -223,15 +223,14 @@ func (e *Engine) serviceReady(inst *instance) bool {
 		return inst.sup.healthy()
 	}
 	port, probed := e.probedPort(inst)
-	switch {
-	case !probed:
+	if !probed || inst.portUp == port {
 		return true
-	case !e.runsDeclared(inst):
-		// It runs an earlier configuration (an edit not applied yet):
-		// the port it was found listening on is that one's.
-		return inst.portUp != 0
 	}
-	return inst.portUp == port
+	// Not (yet) listening on the declared port: ready still when it runs
+	// an earlier configuration (an edit not applied yet) and was found
+	// listening on that one's port. (Asked last: runsDeclared hashes the
+	// declared configuration, and this runs after every message.)
+	return inst.portUp != 0 && !e.runsDeclared(inst)
 }
 
 // syncServices brings the registry in line with the engine's books; it
