@@ -273,3 +273,51 @@ daemon "web" {
 		t.Fatalf("through the proxy: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestDockerReplaceWithoutHealthCheck: a container with a service and no
+// health check (no HEALTHCHECK in its image) is ready once it runs, as
+// before: a runtime that cannot tell an instance's own listeners apart
+// is not asked (listening.go), so a create_before_destroy replace goes
+// through at once instead of waiting for a listener it would never be
+// told of, and being reverted.
+func TestDockerReplaceWithoutHealthCheck(t *testing.T) {
+	cli := dockertest.Engine(t)
+	project := dockertest.Project("orch-cbd")
+	dockertest.RemoveProject(t, cli, project)
+	ctxDir := dockertest.ServerContext(t, "")
+	ports := [2]int{freePort(t), freePort(t)}
+	proxyPort := freePort(t)
+	conf := func(v int) string {
+		return fmt.Sprintf(`
+orch {
+  name  = %q
+  proxy { listen = "127.0.0.1:%d" }
+}
+runtime "docker" "local" {}
+daemon "web" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+  env   = { GREETING = "v%d" }
+  ports = ["127.0.0.1:%d:8080"]
+  lifecycle { create_before_destroy = true }
+  stop { timeout = "2s" }
+  service {
+    route = "web.localhost/"
+    port  = %d
+  }
+}
+`, project, proxyPort, ctxDir, v, ports[v-1], ports[v-1])
+	}
+	dir := t.TempDir()
+	u := startUpIn(t, dir, conf(1))
+	u.waitFor("web routed", func(evs []ev) bool { return count(evs, "daemon.web", "service_registered") == 1 })
+	renameSave(t, dir, conf(2))
+	evs := u.waitFor("web replaced", func(evs []ev) bool {
+		return count(evs, "daemon.web", "stopped") == 1 || count(evs, "daemon.web", "failed") > 0
+	})
+	if n := count(evs, "daemon.web", "failed"); n != 0 {
+		t.Fatalf("the replace failed:\n%s", u.dump())
+	}
+}

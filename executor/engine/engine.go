@@ -244,8 +244,10 @@ type instance struct {
 	// it is not tried again until the configuration changes.
 	reverted string
 	// portUp is the service port this generation was found listening on
-	// (0: not yet), portProbe the one being looked for (listening.go).
+	// (0: not yet), portProbe the one being looked for, portStop ends
+	// that look (listening.go).
 	portUp, portProbe int
+	portStop          context.CancelFunc
 }
 
 // New returns an Engine; nothing happens until Run.

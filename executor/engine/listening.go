@@ -59,12 +59,16 @@ func (e *Engine) probeListening(inst *instance) {
 		// is not applied yet.
 		return
 	}
-	inst.portProbe = port
 	lo, ok := e.opts.Providers[inst.rt.Type].(providers.ListenerOwner)
 	if !ok {
 		return
 	}
-	ctx, addr, gen := inst.genCtx, inst.addr, inst.gen
+	if inst.portStop != nil {
+		inst.portStop() // a look for the port before an in-place change
+	}
+	ctx, stop := context.WithCancel(inst.genCtx)
+	inst.portProbe, inst.portStop = port, stop
+	addr, gen := inst.addr, inst.gen
 	req := providers.ListensRequest{Runtime: e.runtime(inst.rt), Addr: addr, Handle: inst.handle, Port: port, UDP: true}
 	listens := func(ctx context.Context) bool {
 		ok, err := lo.Listens(ctx, req)

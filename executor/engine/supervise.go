@@ -32,7 +32,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	inst.gen++
 	gen, addr := inst.gen, inst.addr
 	inst.handle = handle
-	inst.portUp, inst.portProbe = 0, 0
+	inst.portUp, inst.portProbe, inst.portStop = 0, 0, nil // the generation's context ends its look
 	e.illegal(addr, inst.sup.start())
 	inst.own = ownUnknown
 	inst.started = time.Now()
