@@ -235,28 +235,7 @@ func TestDockerServiceRoute(t *testing.T) {
 	dockertest.RemoveProject(t, cli, project)
 	ctxDir := dockertest.ServerContext(t, dockertest.HealthcheckLine("1s"))
 	port, proxyPort := freePort(t), freePort(t)
-	u := startUp(t, fmt.Sprintf(`
-orch {
-  name  = %q
-  proxy { listen = "127.0.0.1:%d" }
-}
-runtime "docker" "local" {}
-daemon "web" {
-  runtime = runtime.docker.local
-  build {
-    context = %q
-  }
-  env   = { GREETING = "from-the-container" }
-  ports = ["127.0.0.1:%d:8080"]
-  stop {
-    timeout = "2s"
-  }
-  service {
-    route = "web.localhost/"
-    port  = %d
-  }
-}
-`, project, proxyPort, ctxDir, port, port))
+	u := startUp(t, dockerWebConfig(project, proxyPort, ctxDir, "from-the-container", port, ""))
 	evs := u.waitFor("web routed", func(evs []ev) bool { return count(evs, "daemon.web", "service_registered") == 1 })
 	if h, r := index(evs, "daemon.web", "healthy", 0), index(evs, "daemon.web", "service_registered", 0); h < 0 || h > r {
 		t.Fatalf("routed before its HEALTHCHECK passed:\n%s", u.dump())
@@ -288,27 +267,7 @@ func TestDockerReplaceWithoutHealthCheck(t *testing.T) {
 	ports := [2]int{freePort(t), freePort(t)}
 	proxyPort := freePort(t)
 	conf := func(v int) string {
-		return fmt.Sprintf(`
-orch {
-  name  = %q
-  proxy { listen = "127.0.0.1:%d" }
-}
-runtime "docker" "local" {}
-daemon "web" {
-  runtime = runtime.docker.local
-  build {
-    context = %q
-  }
-  env   = { GREETING = "v%d" }
-  ports = ["127.0.0.1:%d:8080"]
-  lifecycle { create_before_destroy = true }
-  stop { timeout = "2s" }
-  service {
-    route = "web.localhost/"
-    port  = %d
-  }
-}
-`, project, proxyPort, ctxDir, v, ports[v-1], ports[v-1])
+		return dockerWebConfig(project, proxyPort, ctxDir, fmt.Sprintf("v%d", v), ports[v-1], "lifecycle { create_before_destroy = true }")
 	}
 	dir := t.TempDir()
 	u := startUpIn(t, dir, conf(1))
@@ -320,4 +279,33 @@ daemon "web" {
 	if n := count(evs, "daemon.web", "failed"); n != 0 {
 		t.Fatalf("the replace failed:\n%s", u.dump())
 	}
+}
+
+// dockerWebConfig is daemon "web", a container of the test server built
+// from ctxDir, greeting as given, published on port of the host and as
+// service "web" on the proxy at proxyPort; extra goes into its block.
+func dockerWebConfig(project string, proxyPort int, ctxDir, greeting string, port int, extra string) string {
+	return fmt.Sprintf(`
+orch {
+  name  = %q
+  proxy { listen = "127.0.0.1:%d" }
+}
+runtime "docker" "local" {}
+daemon "web" {
+  runtime = runtime.docker.local
+  build {
+    context = %q
+  }
+  env   = { GREETING = %q }
+  ports = ["127.0.0.1:%d:8080"]
+  stop {
+    timeout = "2s"
+  }
+  service {
+    route = "web.localhost/"
+    port  = %d
+  }
+  %s
+}
+`, project, proxyPort, ctxDir, greeting, port, port, extra)
 }

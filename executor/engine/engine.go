@@ -144,8 +144,7 @@ type Engine struct {
 	inflight  int                        // applies in flight (reconcile and restarts)
 	stopping  bool
 	// owns says, by runtime kind, whether it tells an instance's
-	// listeners apart (listening.go).
-	ownsMu    sync.Mutex
+	// listeners apart (listening.go); set by New, read-only after.
 	owns      map[string]bool
 	firstDone bool
 	// paused: an API destroy took everything down; nothing is started
@@ -262,7 +261,7 @@ func New(opts Options) *Engine {
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
 		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{},
 		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
-		readyWaits: map[spec.Address][]*readyWait{}}
+		readyWaits: map[spec.Address][]*readyWait{}, owns: ownersOfListeners(opts.Providers)}
 }
 
 // Run applies the configuration and supervises until ctx is done; then it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
 )
@@ -31,18 +32,15 @@ const (
 )
 
 // probedPort is the port whose listener makes inst's service ready, and
-// whether there is one: a service, and no health check of its own.
+// whether there is one: a service on a runtime that tells listeners
+// apart, and no health check (orch's or the backend's own) to gate it.
 func (e *Engine) probedPort(inst *instance) (int, bool) {
 	r := inst.res
-	if r == nil || r.Service == nil || r.Service.Port <= 0 || !e.ownsListeners(inst.rt.Type) {
+	if r == nil || r.Service == nil || r.Service.Port <= 0 || !e.owns[inst.rt.Type] || e.gatedOnHealth(inst) {
 		return 0, false
 	}
-	h := r.Health
-	if inst.healthOfSet {
-		h = inst.healthOf
-	}
-	if h != nil {
-		return 0, false
+	if inst.healthOfSet && inst.healthOf != nil {
+		return 0, false // checked as it was applied (a reverted replace)
 	}
 	return r.Service.Port, true
 }
@@ -51,7 +49,7 @@ func (e *Engine) probedPort(inst *instance) (int, bool) {
 // unless it was found or is being looked for; on the controller.
 func (e *Engine) probeListening(inst *instance) {
 	port, ok := e.probedPort(inst)
-	if !ok || !inst.sup.running() || inst.genCtx == nil || e.gatedOnHealth(inst) ||
+	if !ok || !inst.sup.running() || inst.genCtx == nil ||
 		inst.portUp == port || inst.portProbe == port || inst.portProbe != 0 && !e.runsDeclared(inst) {
 		// Found, or being looked for. The first look of a generation is
 		// for the port declared when it started (its apply's); a later
@@ -83,21 +81,13 @@ func (e *Engine) probeListening(inst *instance) {
 	}()
 }
 
-// ownsListeners says whether the runtime of kind tells whether an
-// instance's own processes listen on a port (its schema's
-// OwnsListeners); asked once per kind.
-func (e *Engine) ownsListeners(kind string) bool {
-	e.ownsMu.Lock()
-	defer e.ownsMu.Unlock()
-	owns, ok := e.owns[kind]
-	if !ok {
-		if p := e.opts.Providers[kind]; p != nil {
-			owns = p.Schema().OwnsListeners
-		}
-		if e.owns == nil {
-			e.owns = map[string]bool{}
-		}
-		e.owns[kind] = owns
+// ownersOfListeners is, by runtime kind, whether the runtime tells
+// whether an instance's own processes listen on a port (its schema's
+// OwnsListeners): the engine's providers do not change while it runs.
+func ownersOfListeners(ps executor.Providers) map[string]bool {
+	owns := make(map[string]bool, len(ps))
+	for kind, p := range ps {
+		owns[kind] = p.Schema().OwnsListeners
 	}
 	return owns
 }

@@ -47,7 +47,7 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 		return nil
 	}
 	if r.Health == nil {
-		if r.Service == nil || r.Service.Port <= 0 || !e.ownsListeners(r.Runtime.Type) {
+		if r.Service == nil || r.Service.Port <= 0 || !e.owns[r.Runtime.Type] {
 			return nil // running is ready (listening.go)
 		}
 		return e.waitListening(ctx, c, h)

@@ -309,7 +309,7 @@ func (e *Engine) notReadyWhy(inst *instance) string {
 	case inst.sup.isPaused():
 		return "paused"
 	}
-	if port, probed := e.probedPort(inst); probed && !e.gatedOnHealth(inst) && inst.portUp == 0 {
+	if port, probed := e.probedPort(inst); probed && inst.portUp == 0 {
 		return fmt.Sprintf("not listening on port %d", port)
 	}
 	return "not healthy"

@@ -507,9 +507,10 @@ daemon "api" {
 		t.Errorf("started at %d, registered at %d:\n%s", started, reg, u.dump())
 	}
 
+	// The old instance is stopped only once the new one listens (600 ms
+	// after its start): the requests run across the whole switch.
 	stop = make(chan struct{})
 	got = requests(stop)
-	time.Sleep(100 * time.Millisecond) // requests go on before the replace begins
 	renameSave(t, dir, conf(2))
 	u.waitFor("replaced", func(evs []ev) bool { return count(evs, "daemon.api", "stopped") == 1 })
 	close(stop)

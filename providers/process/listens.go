@@ -59,9 +59,10 @@ func groupMembers(pgid int) []int {
 func listeningInodes(port int, udp bool) map[string]bool {
 	out := map[string]bool{}
 	want := fmt.Sprintf(":%04X", port)
-	tables := []struct{ file, state string }{{"/proc/net/tcp", "0A"}, {"/proc/net/tcp6", "0A"}}
+	type table struct{ file, state string } // state: TCP_LISTEN 0A, UDP's unconnected 07
+	tables := []table{{"/proc/net/tcp", "0A"}, {"/proc/net/tcp6", "0A"}}
 	if udp {
-		tables = append(tables, struct{ file, state string }{"/proc/net/udp", "07"}, struct{ file, state string }{"/proc/net/udp6", "07"})
+		tables = append(tables, table{"/proc/net/udp", "07"}, table{"/proc/net/udp6", "07"})
 	}
 	for _, t := range tables {
 		b, err := os.ReadFile(t.file)
