@@ -18,6 +18,13 @@ package main
 // figure carries up to a millisecond of polling; both outputs go to
 // /dev/null). "stop" is from the SIGTERM until the
 // supervisor has exited, with every daemon gone (checked afterwards).
+// With ORCH_BENCH_STOP_PARTS=1 it is also told in two parts: until the
+// last daemon has exited ("gone": the signals and the daemons' own exits,
+// seen through a pidfd of each) and from there to the supervisor's exit
+// ("after": what it does once its daemons are gone, its own exit
+// included). Watching the exits takes some of the 2 cores the stop
+// needs, slowing both supervisors (orch more), so the stop figures of
+// such a run are not the ones to compare with a run without it.
 // For the chain, process-compose is measured twice: as it stops by
 // default (everything at once) and with --ordered-shutdown, the order orch
 // always keeps (dependents first). Each figure is a median of b.N runs;
@@ -35,6 +42,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // peerShape is one shape of the comparison.
@@ -87,7 +96,7 @@ func peerEnv(b *testing.B) []string {
 // gone. Both supervisors are treated alike: their output goes to
 // /dev/null, and what runs is read from /proc (a reader decoding orch up
 // -json on the same 2 cores slowed orch's stop by a fifth).
-func orchUpStop(b *testing.B, s peerShape) (up, stop time.Duration) {
+func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(s.orchConfig()), 0o644); err != nil {
 		b.Fatal(err)
@@ -112,18 +121,97 @@ func orchUpStop(b *testing.B, s peerShape) (up, stop time.Duration) {
 	}()
 	pids := waitChildren(b, "orch up", cmd.Process.Pid, s.n, func() string { return stderr.String() })
 	up = time.Since(t0)
+	deaths := watchDeaths(b, pids)
 	t1 := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("orch up after SIGTERM: %v\n%s", err, stderr.String())
 	}
 	stop = time.Since(t1)
+	if last := deaths.last(b, "orch up"); !last.IsZero() {
+		gone = last.Sub(t1)
+	}
 	for _, pid := range pids {
 		if alive(pid) {
 			b.Fatalf("daemon pid %d outlived orch up's stop", pid)
 		}
 	}
-	return up, stop
+	return up, stop, gone
+}
+
+// deathWatch tells when the last of a set of processes exited: a pidfd
+// of each (they are not the benchmark's children) in one epoll, which
+// one goroutine waits on while the supervisor stops them.
+type deathWatch struct {
+	ep   int
+	fds  []int
+	done chan time.Time
+}
+
+// watchDeaths is nil without ORCH_BENCH_STOP_PARTS.
+func watchDeaths(b *testing.B, pids []int) *deathWatch {
+	if os.Getenv("ORCH_BENCH_STOP_PARTS") == "" {
+		return nil
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &deathWatch{ep: ep, done: make(chan time.Time, 1)}
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			w.close()
+			b.Fatalf("pidfd of daemon pid %d: %v", pid, err)
+		}
+		w.fds = append(w.fds, fd)
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+			w.close()
+			b.Fatal(err)
+		}
+	}
+	go func() {
+		var last time.Time
+		events := make([]unix.EpollEvent, 256)
+		for left := len(pids); left > 0; {
+			n, err := unix.EpollWait(ep, events, int((2 * time.Minute).Milliseconds()))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n == 0 {
+				last = time.Time{} // not all of them exited
+				break
+			}
+			last = time.Now()
+			for _, ev := range events[:n] {
+				unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+				left--
+			}
+		}
+		w.done <- last
+	}()
+	return w
+}
+
+// last waits for the last exit (at most the two minutes the watch gives
+// them) and lets the descriptors go; the zero time for a nil watch.
+func (w *deathWatch) last(b *testing.B, who string) time.Time {
+	if w == nil {
+		return time.Time{}
+	}
+	t := <-w.done
+	w.close()
+	if t.IsZero() {
+		b.Fatalf("%s: not every daemon exited within 2 minutes of the stop", who)
+	}
+	return t
+}
+
+func (w *deathWatch) close() {
+	for _, fd := range w.fds {
+		unix.Close(fd)
+	}
+	unix.Close(w.ep)
 }
 
 // waitChildren waits until n sleep processes run as children of pid and
@@ -176,7 +264,7 @@ func childrenOf(ppid int, comm string) []int {
 }
 
 // composeUpStop runs process-compose on s once, as orchUpStop does orch.
-func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, stop time.Duration) {
+func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, stop, gone time.Duration) {
 	dir := b.TempDir()
 	cfg := filepath.Join(dir, "process-compose.yaml")
 	if err := os.WriteFile(cfg, []byte(s.composeConfig()), 0o644); err != nil {
@@ -210,16 +298,20 @@ func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, sto
 	}()
 	pids = waitChildren(b, "process-compose", pc, s.n, output.String)
 	up = time.Since(t0)
+	deaths := watchDeaths(b, pids)
 	t1 := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait() // its exit status after a SIGTERM is not a failure
 	stop = time.Since(t1)
+	if last := deaths.last(b, "process-compose"); !last.IsZero() {
+		gone = last.Sub(t1)
+	}
 	for _, pid := range pids {
 		if alive(pid) {
 			b.Fatalf("process-compose: daemon pid %d outlived its stop", pid)
 		}
 	}
-	return up, stop
+	return up, stop, gone
 }
 
 func BenchmarkUpStopVsProcessCompose(b *testing.B) {
@@ -234,38 +326,53 @@ func BenchmarkUpStopVsProcessCompose(b *testing.B) {
 	}
 	for _, s := range []peerShape{{name: "n=100", n: 100}, {name: "chain=100", n: 100, chain: true}, {name: "n=1000", n: 1000}} {
 		b.Run(s.name, func(b *testing.B) {
-			var oUp, oStop, pUp, pStop, pOrdStop []time.Duration
+			var oUp, oStop, oAfter, oGone, pUp, pStop, pAfter, pGone, pOrdStop, pOrdAfter, pOrdGone []time.Duration
 			for i := 0; i < b.N; i++ {
 				// Alternating, so that a change of the machine's pace
 				// over the run falls on both.
-				u, st := orchUpStop(b, s)
-				oUp, oStop = append(oUp, u), append(oStop, st)
+				u, st, g := orchUpStop(b, s)
+				oUp, oStop, oGone, oAfter = append(oUp, u), append(oStop, st), append(oGone, g), append(oAfter, st-g)
 				if pcBin == "" {
 					continue
 				}
-				u, st = composeUpStop(b, pcBin, s, false)
-				pUp, pStop = append(pUp, u), append(pStop, st)
+				u, st, g = composeUpStop(b, pcBin, s, false)
+				pUp, pStop, pGone, pAfter = append(pUp, u), append(pStop, st), append(pGone, g), append(pAfter, st-g)
 				if s.chain {
-					_, st = composeUpStop(b, pcBin, s, true)
-					pOrdStop = append(pOrdStop, st)
+					_, st, g = composeUpStop(b, pcBin, s, true)
+					pOrdStop, pOrdGone, pOrdAfter = append(pOrdStop, st), append(pOrdGone, g), append(pOrdAfter, st-g)
 				}
 			}
 			b.ReportMetric(medianMs(oUp), "orch-up-ms")
 			b.ReportMetric(medianMs(oStop), "orch-stop-ms")
+			split := os.Getenv("ORCH_BENCH_STOP_PARTS") != ""
+			if split {
+				b.ReportMetric(medianMs(oGone), "orch-gone-ms")
+				b.ReportMetric(medianMs(oAfter), "orch-after-ms")
+			}
+			parts := func(stop, gone, after []time.Duration) string {
+				if !split {
+					return fmt.Sprintf("%.1f ms", medianMs(stop))
+				}
+				return fmt.Sprintf("%.1f ms (daemons gone at %.1f, exit %.1f later)", medianMs(stop), medianMs(gone), medianMs(after))
+			}
 			if pcBin == "" {
-				b.Logf("%s: orch up %.1f ms, stop %.1f ms; no process-compose on PATH (or ORCH_BENCH_PROCESS_COMPOSE) to compare with", s.name, medianMs(oUp), medianMs(oStop))
+				b.Logf("%s: orch up %.1f ms, stop %s; no process-compose on PATH (or ORCH_BENCH_PROCESS_COMPOSE) to compare with", s.name, medianMs(oUp), parts(oStop, oGone, oAfter))
 				return
 			}
 			b.ReportMetric(medianMs(pUp), "pc-up-ms")
 			b.ReportMetric(medianMs(pStop), "pc-stop-ms")
+			if split {
+				b.ReportMetric(medianMs(pGone), "pc-gone-ms")
+				b.ReportMetric(medianMs(pAfter), "pc-after-ms")
+			}
 			b.ReportMetric(medianMs(pUp)/medianMs(oUp), "pc/orch-up")
 			b.ReportMetric(medianMs(pStop)/medianMs(oStop), "pc/orch-stop")
-			msg := fmt.Sprintf("%s: up: orch %.1f ms, process-compose %.1f ms (%.2fx); stop: orch %.1f ms, process-compose %.1f ms (%.2fx)",
-				s.name, medianMs(oUp), medianMs(pUp), medianMs(pUp)/medianMs(oUp), medianMs(oStop), medianMs(pStop), medianMs(pStop)/medianMs(oStop))
+			msg := fmt.Sprintf("%s: up: orch %.1f ms, process-compose %.1f ms (%.2fx); stop: orch %s, process-compose %s (%.2fx)",
+				s.name, medianMs(oUp), medianMs(pUp), medianMs(pUp)/medianMs(oUp), parts(oStop, oGone, oAfter), parts(pStop, pGone, pAfter), medianMs(pStop)/medianMs(oStop))
 			if s.chain {
 				b.ReportMetric(medianMs(pOrdStop), "pc-ordered-stop-ms")
 				b.ReportMetric(medianMs(pOrdStop)/medianMs(oStop), "pc-ordered/orch-stop")
-				msg += fmt.Sprintf("; process-compose --ordered-shutdown %.1f ms (%.2fx)", medianMs(pOrdStop), medianMs(pOrdStop)/medianMs(oStop))
+				msg += fmt.Sprintf("; process-compose --ordered-shutdown %s (%.2fx)", parts(pOrdStop, pOrdGone, pOrdAfter), medianMs(pOrdStop)/medianMs(oStop))
 			}
 			b.Log(msg)
 		})
