@@ -121,22 +121,32 @@ func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
 	}()
 	pids := waitChildren(b, "orch up", cmd.Process.Pid, s.n, func() string { return stderr.String() })
 	up = time.Since(t0)
+	stop, gone = timedStop(b, "orch up", cmd, pids, func() {
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("orch up after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	})
+	return up, stop, gone
+}
+
+// timedStop sends SIGTERM to the supervisor cmd, waits for it (wait), and
+// returns how long that took and, with ORCH_BENCH_STOP_PARTS, when the
+// last of its daemons pids exited; every one of them must be gone.
+func timedStop(b *testing.B, who string, cmd *exec.Cmd, pids []int, wait func()) (stop, gone time.Duration) {
 	deaths := watchDeaths(b, pids)
 	t1 := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		b.Fatalf("orch up after SIGTERM: %v\n%s", err, stderr.String())
-	}
+	wait()
 	stop = time.Since(t1)
-	if last := deaths.last(b, "orch up"); !last.IsZero() {
+	if last := deaths.last(b, who); !last.IsZero() {
 		gone = last.Sub(t1)
 	}
 	for _, pid := range pids {
 		if alive(pid) {
-			b.Fatalf("daemon pid %d outlived orch up's stop", pid)
+			b.Fatalf("%s: daemon pid %d outlived its stop", who, pid)
 		}
 	}
-	return up, stop, gone
+	return stop, gone
 }
 
 // deathWatch tells when the last of a set of processes exited: a pidfd
@@ -298,19 +308,9 @@ func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, sto
 	}()
 	pids = waitChildren(b, "process-compose", pc, s.n, output.String)
 	up = time.Since(t0)
-	deaths := watchDeaths(b, pids)
-	t1 := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait() // its exit status after a SIGTERM is not a failure
-	stop = time.Since(t1)
-	if last := deaths.last(b, "process-compose"); !last.IsZero() {
-		gone = last.Sub(t1)
-	}
-	for _, pid := range pids {
-		if alive(pid) {
-			b.Fatalf("process-compose: daemon pid %d outlived its stop", pid)
-		}
-	}
+	stop, gone = timedStop(b, "process-compose", cmd, pids, func() {
+		cmd.Wait() // its exit status after a SIGTERM is not a failure
+	})
 	return up, stop, gone
 }
 

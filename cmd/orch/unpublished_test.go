@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 )
@@ -12,16 +11,8 @@ import (
 // check that never listens on its service's port runs, but is not on the
 // proxy; orch status says why, in text and in -json.
 func TestStatusSaysWhyUnpublished(t *testing.T) {
-	var ports [2]int
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	proxyPort, servicePort := ports[0], ports[1]
+	base := consecutivePorts(t, 2)
+	proxyPort, servicePort := base, base+1
 	e := newEngineTest(t, fmt.Sprintf(`
 orch {
   proxy { listen = "127.0.0.1:%d" }

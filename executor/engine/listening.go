@@ -31,18 +31,25 @@ const (
 	listenLate  = 5 * time.Second // a daemon that has not listened within its start's bound
 )
 
-// probedPort is the port whose listener makes inst's service ready, and
-// whether there is one: a service on a runtime that tells listeners
-// apart, and no health check (orch's or the backend's own) to gate it.
-func (e *Engine) probedPort(inst *instance) (int, bool) {
-	r := inst.res
-	if r == nil || r.Service == nil || r.Service.Port <= 0 || !e.owns[inst.rt.Type] || e.gatedOnHealth(inst) {
+// listenedPort is the port whose listener makes a daemon declared as r
+// ready, and whether there is one: a service on a runtime that tells
+// listeners apart, and no health check to gate it instead (orch's, or
+// one its backend may run). The one rule for the look (probedPort) and
+// for a replace's wait (waitReady).
+func (e *Engine) listenedPort(r *spec.Resource) (int, bool) {
+	if r == nil || r.Service == nil || r.Service.Port <= 0 || r.Health != nil || !e.owns[r.Runtime.Type] || e.ownHealthPossible(r) {
 		return 0, false
 	}
-	if inst.healthOfSet && inst.healthOf != nil {
-		return 0, false // checked as it was applied (a reverted replace)
-	}
 	return r.Service.Port, true
+}
+
+// probedPort is listenedPort of inst as declared now, on the runtime it
+// runs on.
+func (e *Engine) probedPort(inst *instance) (int, bool) {
+	if !e.owns[inst.rt.Type] || inst.healthOfSet && inst.healthOf != nil {
+		return 0, false // or checked as it was applied (a reverted replace)
+	}
+	return e.listenedPort(inst.res)
 }
 
 // probeListening starts looking for inst's listener on its service port,

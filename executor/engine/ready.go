@@ -47,10 +47,11 @@ func (e *Engine) waitReady(ctx context.Context, c *planner.Change, h providers.H
 		return nil
 	}
 	if r.Health == nil {
-		if r.Service == nil || r.Service.Port <= 0 || !e.owns[r.Runtime.Type] {
+		port, ok := e.listenedPort(r)
+		if !ok {
 			return nil // running is ready (listening.go)
 		}
-		return e.waitListening(ctx, c, h)
+		return e.waitListening(ctx, c, h, port)
 	}
 	w := e.addReadyWait(c.Addr, h, false)
 	defer e.dropReadyWait(c.Addr, w)
@@ -103,8 +104,7 @@ func (e *Engine) resolveSettled(addr spec.Address, h providers.Handle, ready fun
 // waitListening is waitReady of a daemon with a service and no health
 // check: ready once it listens on the service's port (listening.go),
 // within spec.DefaultStartTimeout.
-func (e *Engine) waitListening(ctx context.Context, c *planner.Change, h providers.Handle) error {
-	port := c.Resource.Service.Port
+func (e *Engine) waitListening(ctx context.Context, c *planner.Change, h providers.Handle, port int) error {
 	w := e.addReadyWait(c.Addr, h, false)
 	defer e.dropReadyWait(c.Addr, w)
 	e.resolveSettled(c.Addr, h, func(inst *instance) bool { return inst.portUp == port })

@@ -15,12 +15,7 @@ import (
 // does not, and from a port this test process holds itself.
 func TestListens(t *testing.T) {
 	e := newEnv(t, process.Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	theirs := freePort(t, "tcp")
 	mine, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -39,12 +34,8 @@ func TestListens(t *testing.T) {
 		}
 		return ok
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !listens("server", hs, theirs) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server daemon does not listen on %d after 10 s", theirs)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll(10*time.Second, func() bool { return listens("server", hs, theirs) }) {
+		t.Fatalf("the server daemon does not listen on %d after 10 s", theirs)
 	}
 	if listens("quiet", hq, theirs) {
 		t.Error("a daemon that listens on nothing is said to listen on the server's port")
@@ -58,28 +49,19 @@ func TestListens(t *testing.T) {
 // is looked at: a server its shell started as a child (no exec) counts.
 func TestListensWithoutCgroup(t *testing.T) {
 	e := newEnv(t, process.Options{NoCgroups: true})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t, "tcp")
 	r := res("wrapped", "sh", "-c", fmt.Sprintf(
 		"python3 -c \"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', %d)); s.listen(); time.sleep(60)\"; true", port))
 	h, _ := e.start(r)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	listens := func() bool {
 		ok, err := e.p.Listens(context.Background(), providers.ListensRequest{Addr: addr("wrapped"), Handle: h, Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server its shell started does not count as listening on %d after 10 s", port)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return ok
+	}
+	if !poll(10*time.Second, listens) {
+		t.Fatalf("the server its shell started does not count as listening on %d after 10 s", port)
 	}
 }
 
@@ -87,12 +69,7 @@ func TestListensWithoutCgroup(t *testing.T) {
 // there when the request counts UDP, and not otherwise (a TCP check).
 func TestListensUDP(t *testing.T) {
 	e := newEnv(t, process.Options{})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
+	port := freePort(t, "udp")
 	h, _ := e.start(res("dns", "python3", "-c", fmt.Sprintf(
 		"import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', %d)); time.sleep(60)", port)))
 	listens := func(udp bool) bool {
@@ -103,14 +80,30 @@ func TestListensUDP(t *testing.T) {
 		}
 		return ok
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !listens(true) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon's UDP socket on %d is not seen after 10 s", port)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll(10*time.Second, func() bool { return listens(true) }) {
+		t.Fatalf("the daemon's UDP socket on %d is not seen after 10 s", port)
 	}
 	if listens(false) {
 		t.Error("a UDP socket counts as a TCP listener")
 	}
+}
+
+// freePort is a port of 127.0.0.1 free for network ("tcp" or "udp") a
+// moment ago, for a daemon to bind.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		return pc.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
