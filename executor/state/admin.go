@@ -128,7 +128,23 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		out.Serial = bt.Serial()
 		out.Lineage = bt.Lineage()
 		err := bt.Records(func(k, v []byte) error {
-			out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
+			inst, apart, err := decodeRecord(k, v, false)
+			if err != nil {
+				return err
+			}
+			if !apart {
+				out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
+				return nil
+			}
+			// A snapshot's records hold their configurations.
+			if err := attachConfig(bt, k, &inst); err != nil {
+				return err
+			}
+			b, err := encodeInstance(&inst)
+			if err != nil {
+				return err
+			}
+			out.Instances = append(out.Instances, b)
 			return nil
 		})
 		if err != nil {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/json"
 	"strconv"
 
 	bolt "go.etcd.io/bbolt"
@@ -12,6 +13,7 @@ type boltTx struct {
 	btx     *bolt.Tx
 	serial  uint64
 	lineage string
+	cfgs    *bolt.Bucket // the configurations kept apart; nil in format 1
 }
 
 func (t *boltTx) Serial() uint64  { return t.serial }
@@ -27,6 +29,26 @@ func (t *boltTx) Records(fn func(key, value []byte) error) error {
 
 func (t *boltTx) PutRecord(key, value []byte) error { return t.instances().Put(key, value) }
 func (t *boltTx) DeleteRecord(key []byte) error     { return t.instances().Delete(key) }
+
+// putConfig keeps inst's configuration apart, under key, when its SHA-256
+// (compacted) is inst.ConfigHash, and says whether it did: the record
+// then leaves it out (record.ConfigApart). A configuration kept apart
+// already under the same hash (prior) stays as it is, unread and
+// unwritten: the record of a daemon that stops, restarts or changes
+// status is its status, handle and times (the planner holds an equal hash
+// for an equal configuration too). Any other configuration stays in its
+// record, as in format 1, checked by encodeRecord.
+func (t *boltTx) putConfig(key []byte, inst *Instance, prior priorRecord) (bool, error) {
+	if prior.apart && string(prior.configHash) == inst.ConfigHash {
+		return true, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(inst.Config))
+	if json.Compact(&buf, inst.Config) != nil || !sameHash(buf.Bytes(), inst.ConfigHash) {
+		return false, nil
+	}
+	return true, t.cfgs.Put(key, buf.Bytes())
+}
 
 // kvBucket returns the namespace's bucket, or nil when it does not exist
 // (and create is false).
@@ -113,17 +135,24 @@ func (t *boltTx) KVNamespaces() ([]string, error) {
 	return out, err
 }
 
-// Reset empties the instances and kv buckets and sets the meta keys. The
-// serial is set to serial; update adds one after, as for any change.
+// Reset empties the instances, configs and kv buckets and sets the meta
+// keys. The serial is set to serial; update adds one after, as for any
+// change.
 func (t *boltTx) Reset(lineage string, serial uint64) error {
-	for _, name := range [][]byte{bucketInstances, bucketKV} {
+	for _, name := range [][]byte{bucketInstances, bucketConfigs, bucketKV} {
 		if t.btx.Bucket(name) != nil {
 			if err := t.btx.DeleteBucket(name); err != nil {
 				return err
 			}
+		} else if string(name) == string(bucketConfigs) && t.cfgs == nil {
+			continue // format 1 (Reset is of writers, whose files are 2)
 		}
-		if _, err := t.btx.CreateBucket(name); err != nil {
+		b, err := t.btx.CreateBucket(name)
+		if err != nil {
 			return err
+		}
+		if string(name) == string(bucketConfigs) {
+			t.cfgs = b
 		}
 	}
 	meta := t.btx.Bucket(bucketMeta)

@@ -52,21 +52,31 @@
 // user (or root) and not be writable by others (providers/owned); what
 // the store creates is 0700 (directory) and 0600 (files).
 //
-// # On-disk format (format 1)
+// # On-disk format (file format 2)
 //
-// A bbolt file with three top-level buckets:
+// A bbolt file with four top-level buckets:
 //
-//	meta        "format"  -> "1" (decimal ASCII)
+//	meta        "format"  -> "2" (decimal ASCII; FileFormat)
 //	            "lineage" -> 32 lowercase hex digits, random, set once at creation
 //	            "serial"  -> decimal ASCII, +1 per committed write transaction
 //	                         that changed an instance record
 //	instances   addr.String() -> JSON record (see Instance; field names in
 //	            record.go are the format: addr, runtime, config (the caller's
-//	            JSON, compacted), config_hash, handle (base64), status,
-//	            last_error, created_at, updated_at (RFC 3339, UTC))
+//	            JSON, compacted), config_apart, config_hash, handle (base64),
+//	            status, last_error, created_at, updated_at (RFC 3339, UTC))
+//	configs     addr.String() -> the configuration of a record that says
+//	            config_apart: compact JSON whose SHA-256 is its config_hash
 //	kv          one nested bucket per namespace: key -> value bytes
 //
-// A store whose format is newer than FormatVersion is refused with
+// Put keeps a configuration apart when its SHA-256 is the config hash,
+// and leaves one kept apart under the same hash unread and unwritten: a
+// status change rewrites a record of a few hundred bytes. File format 1
+// had no configs bucket; a writer adds it when it opens such a file, and
+// its records move their configurations apart as they are rewritten.
+// Snapshots and the other backends keep configurations in their records
+// (FormatVersion 1).
+//
+// A store whose format is newer than this package reads is refused with
 // ErrUnsupportedFormat; it is never read or rewritten by an older orch.
 // Adding an optional JSON field does not change the format; anything an
 // older reader would misread does.

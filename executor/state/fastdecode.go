@@ -50,6 +50,12 @@ func decodeRecordFast(b []byte, r *record, omit bool) bool {
 				return false
 			}
 			r.Config = append(json.RawMessage(nil), v...)
+		case "config_apart":
+			if !bytes.HasPrefix(b[p.i:], []byte("true")) {
+				return false // false is never written: encoding/json decides
+			}
+			p.i += len("true")
+			r.ConfigApart = true
 		case "handle":
 			v, ok := p.str()
 			if !ok {
@@ -226,26 +232,51 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
 
-// recordCreatedAt reads created_at alone from a record in the shape
-// encodeInstance writes, where it is the last key but updated_at: the last
-// `,"created_at":"` is the record's own (one inside config, which comes
-// before, is earlier; one inside a string would have its quotes escaped).
-// Put needs only that of the record it replaces; decoding all of it was a
-// twentieth of orch's CPU in orch up of 100 daemons. ok is false when the
-// record is in another shape: decode it whole then.
-func recordCreatedAt(b []byte) (t time.Time, ok bool) {
-	const key = `,"created_at":"`
-	i := bytes.LastIndex(b, []byte(key))
-	if i < 0 {
-		return t, false
+// priorRecord is what Put needs of the record it replaces.
+type priorRecord struct {
+	createdAt  time.Time
+	configHash []byte // aliasing the record
+	apart      bool   // the configuration is kept apart (record.ConfigApart)
+}
+
+// readPrior reads a record's created_at, config_hash and config_apart by
+// its top-level keys alone, in the shape encodeInstance writes (what it
+// skips is not checked). ok is false when the record is in another shape:
+// decode it whole then.
+func readPrior(b []byte) (m priorRecord, ok bool) {
+	p := scanner{b: b}
+	if !p.next('{') {
+		return m, false
 	}
-	v := b[i+len(key):]
-	j := bytes.IndexByte(v, '"')
-	if j < 0 {
-		return t, false
+	for {
+		key, ok := p.str()
+		if !ok || !p.next(':') {
+			return m, false
+		}
+		switch string(key) {
+		case "config_hash":
+			if m.configHash, ok = p.str(); !ok {
+				return m, false
+			}
+		case "config_apart":
+			if !bytes.HasPrefix(b[p.i:], []byte("true")) {
+				return m, false
+			}
+			p.i += len("true")
+			m.apart = true
+		case "created_at":
+			v, ok := p.str()
+			if !ok || m.createdAt.UnmarshalText(v) != nil {
+				return m, false
+			}
+		default:
+			if !p.skip() {
+				return m, false
+			}
+		}
+		if p.next(',') {
+			continue
+		}
+		return m, p.next('}') && p.i == len(b)
 	}
-	if err := t.UnmarshalText(v[:j]); err != nil {
-		return t, false
-	}
-	return t, true
 }

@@ -33,6 +33,9 @@ func FuzzDecodeRecord(f *testing.F) {
 		`{"ADDR":"job.x"}`,
 		`{"addr":"job.x","created_at":"2024-02-30T00:00:00Z"}`,
 		`{"addr":"job.x","config":{"a":1}`,
+		`{"addr":"job.x","config_apart":true,"config_hash":"ab","status":"stopped"}`,
+		`{"addr":"job.x","config_apart":false}`,
+		`{"addr":"job.x","config_apart":tru}`,
 		`{"addr":"job.x"} `,
 	} {
 		f.Add([]byte(s))
@@ -45,7 +48,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err := json.Unmarshal(b, &slow); err != nil {
 			t.Fatalf("fast decoder accepted what encoding/json refuses (%v): %s", err, b)
 		}
-		if fast.Addr != slow.Addr || fast.Runtime != slow.Runtime || !bytes.Equal(fast.Config, slow.Config) ||
+		if fast.Addr != slow.Addr || fast.Runtime != slow.Runtime || !bytes.Equal(fast.Config, slow.Config) || fast.ConfigApart != slow.ConfigApart ||
 			fast.ConfigHash != slow.ConfigHash || !bytes.Equal(fast.Handle, slow.Handle) ||
 			fast.Status != slow.Status || fast.LastError != slow.LastError ||
 			!fast.CreatedAt.Equal(slow.CreatedAt) || !fast.UpdatedAt.Equal(slow.UpdatedAt) {
@@ -108,22 +111,36 @@ func TestDecodeFallback(t *testing.T) {
 	}
 }
 
-// TestRecordCreatedAt: created_at read alone is what a whole decode reads,
-// even when the config holds a "created_at" of its own.
-func TestRecordCreatedAt(t *testing.T) {
+// TestReadPrior: what Put reads of the record it replaces is what a whole
+// decode reads, even when the configuration in it holds keys of the same
+// names.
+func TestReadPrior(t *testing.T) {
 	created := time.Date(2026, 11, 22, 10, 0, 0, 123, time.UTC)
-	for _, cfg := range []string{`null`, `{"created_at":"1999-01-01T00:00:00Z","x":",\"created_at\":\""}`} {
-		b, err := encodeInstance(&Instance{Addr: spec.Address{Kind: spec.KindDaemon, Name: "d"}, Config: []byte(cfg),
-			LastError: `oops ,"created_at":"2000-01-01T00:00:00Z"`, CreatedAt: created, UpdatedAt: created.Add(time.Hour)})
+	for _, tc := range []struct {
+		cfg   string
+		apart bool
+	}{
+		{`null`, false},
+		{`{"created_at":"1999-01-01T00:00:00Z","config_apart":true,"config_hash":"x","x":",\"created_at\":\""}`, false},
+		{`{"a":1}`, true},
+	} {
+		inst := Instance{Addr: spec.Address{Kind: spec.KindDaemon, Name: "d"}, Config: []byte(tc.cfg), ConfigHash: "abc",
+			LastError: `oops ,"created_at":"2000-01-01T00:00:00Z"`, CreatedAt: created, UpdatedAt: created.Add(time.Hour)}
+		b, err := encodeRecord(&inst, tc.apart)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := recordCreatedAt(b)
-		if !ok || !got.Equal(created) {
-			t.Errorf("config %s: created_at %v, %v; want %v", cfg, got, ok, created)
+		got, ok := readPrior(b)
+		if !ok || !got.createdAt.Equal(created) || string(got.configHash) != "abc" || got.apart != tc.apart {
+			t.Errorf("config %s (apart %v): read %+v, %v; want created_at %v, hash abc", tc.cfg, tc.apart, got, ok, created)
 		}
 	}
-	if _, ok := recordCreatedAt([]byte(`{"addr":"daemon.d"}`)); ok {
-		t.Error("a record without created_at read as having one")
+	if m, ok := readPrior([]byte(`{"addr":"daemon.d"}`)); !ok || !m.createdAt.IsZero() || m.apart {
+		t.Errorf("a record without created_at read as %+v, %v", m, ok)
+	}
+	for _, s := range []string{`{"addr":"daemon.d","config_apart":false}`, `{"addr":"daemon.d"`, ` {"addr":"daemon.d"}`} {
+		if _, ok := readPrior([]byte(s)); ok {
+			t.Errorf("%s read by the fast reader", s)
+		}
 	}
 }

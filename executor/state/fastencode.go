@@ -40,6 +40,9 @@ func encodeRecordFast(r *record, config []byte) (b []byte, ok bool) {
 			return nil, false
 		}
 	}
+	if r.ConfigApart {
+		out.WriteString(`,"config_apart":true`)
+	}
 	str("config_hash", r.ConfigHash)
 	if len(r.Handle) > 0 {
 		out.WriteString(`,"handle":"`)

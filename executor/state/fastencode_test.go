@@ -9,13 +9,14 @@ import (
 // FuzzEncodeRecord holds the fast encoder to encoding/json: whatever it
 // writes, encoding/json writes byte for byte the same.
 func FuzzEncodeRecord(f *testing.F) {
-	f.Add("daemon.api[1]", "runtime.process.host", []byte(`{"command":["sleep","1"]}`), "abc123", []byte(`{"pid":1}`), "running", "", int64(1700000000123456789), int64(0))
-	f.Add("job.x", "", []byte(" {\"a\" : [1, 2]}\n"), "", []byte(nil), "", "exit \"1\"", int64(0), int64(-62135596800000000))
-	f.Add("daemon.x", "", []byte(`{"a":"<&>\u2028é"}`), "", []byte{0, 1, 255}, "failed", "bad\nline", int64(1), int64(2))
-	f.Add("daemon.y", "", []byte(`{"a":`), "", []byte(nil), "", "", int64(5), int64(5))
-	f.Add("daemon.é", "", []byte(`null`), "", []byte(nil), "", "", int64(5), int64(253402300800000000))
-	f.Fuzz(func(t *testing.T, addr, runtime string, config []byte, hash string, handle []byte, status, lastErr string, created, updated int64) {
-		r := record{Addr: addr, Runtime: runtime, ConfigHash: hash, Handle: handle, Status: status, LastError: lastErr,
+	f.Add("daemon.api[1]", "runtime.process.host", []byte(`{"command":["sleep","1"]}`), "abc123", []byte(`{"pid":1}`), "running", "", int64(1700000000123456789), int64(0), false)
+	f.Add("daemon.api[2]", "runtime.process.host", []byte(nil), "abc123", []byte(`{"pid":2}`), "stopped", "", int64(1700000000123456789), int64(0), true)
+	f.Add("job.x", "", []byte(" {\"a\" : [1, 2]}\n"), "", []byte(nil), "", "exit \"1\"", int64(0), int64(-62135596800000000), false)
+	f.Add("daemon.x", "", []byte(`{"a":"<&>\u2028é"}`), "", []byte{0, 1, 255}, "failed", "bad\nline", int64(1), int64(2), false)
+	f.Add("daemon.y", "", []byte(`{"a":`), "", []byte(nil), "", "", int64(5), int64(5), false)
+	f.Add("daemon.é", "", []byte(`null`), "", []byte(nil), "", "", int64(5), int64(253402300800000000), false)
+	f.Fuzz(func(t *testing.T, addr, runtime string, config []byte, hash string, handle []byte, status, lastErr string, created, updated int64, apart bool) {
+		r := record{Addr: addr, Runtime: runtime, ConfigApart: apart, ConfigHash: hash, Handle: handle, Status: status, LastError: lastErr,
 			CreatedAt: time.Unix(0, created).UTC(), UpdatedAt: time.Unix(0, updated).UTC()}
 		fast, ok := encodeRecordFast(&r, config)
 		if !ok {

@@ -282,8 +282,9 @@ func verify(path string, full bool) (int, error) {
 				return &DamagedError{Path: path, Detail: "bbolt's consistency check: " + d}
 			}
 			if b := btx.Bucket(bucketInstances); b != nil {
+				bt := newBoltTx(btx, 0, "", FileFormat)
 				return b.ForEach(func(k, v []byte) error {
-					if _, err := decodeInstance(k, v); err != nil {
+					if _, err := decodeStored(bt, k, v, false); err != nil {
 						return &DamagedError{Path: path, Detail: err.Error()}
 					}
 					return nil

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -21,9 +22,18 @@ import (
 	"github.com/orch-dev/orch/spec/workers"
 )
 
-// FormatVersion is the on-disk format this package writes and the newest
-// it reads.
+// FormatVersion is the format of a record whose configuration is in it,
+// of a snapshot (orch state pull) and of the other backends' states: what
+// this package writes and the newest it reads.
 const FormatVersion = 1
+
+// FileFormat is the format of the bbolt state file this package writes
+// and the newest it reads. Format 2 keeps each record's configuration
+// apart, in the configs bucket (record.ConfigApart), so that a change of
+// status does not rewrite it and a plan does not read it (issue 19); a
+// writer moves a format 1 file to format 2 when it opens it, and its
+// records as it rewrites them.
+const FileFormat = 2
 
 // busyTimeout bounds how long one operation waits for the bbolt file while
 // another process has it open. Writers open it only for one transaction
@@ -35,6 +45,7 @@ var (
 	bucketMeta      = []byte("meta")
 	bucketInstances = []byte("instances")
 	bucketKV        = []byte("kv")
+	bucketConfigs   = []byte("configs")
 
 	keyFormat  = []byte("format")
 	keyLineage = []byte("lineage")
@@ -197,11 +208,15 @@ func (s *Store) init() error {
 		return err
 	}
 	return s.withDB(true, func(db *bolt.DB) error {
+		format := 0
 		err := db.View(func(btx *bolt.Tx) error {
 			var err error
-			s.lineage, _, err = s.checkMeta(btx)
+			s.lineage, _, format, err = s.checkMeta(btx)
 			return err
 		})
+		if err == nil && format < FileFormat {
+			return db.Update(upgrade)
+		}
 		if !errors.Is(err, errNoMeta) {
 			return err
 		}
@@ -232,7 +247,7 @@ func initBuckets(btx *bolt.Tx) (string, error) {
 		return "", err
 	}
 	for _, kv := range [][2][]byte{
-		{keyFormat, []byte(strconv.Itoa(FormatVersion))},
+		{keyFormat, []byte(strconv.Itoa(FileFormat))},
 		{keyLineage, []byte(lineage)},
 		{keySerial, []byte("0")},
 	} {
@@ -240,11 +255,22 @@ func initBuckets(btx *bolt.Tx) (string, error) {
 			return "", err
 		}
 	}
-	if _, err := btx.CreateBucket(bucketInstances); err != nil {
-		return "", err
+	for _, b := range [][]byte{bucketInstances, bucketConfigs, bucketKV} {
+		if _, err := btx.CreateBucket(b); err != nil {
+			return "", err
+		}
 	}
-	_, err = btx.CreateBucket(bucketKV)
-	return lineage, err
+	return lineage, nil
+}
+
+// upgrade moves a state file of an older format to FileFormat: from 1,
+// the configs bucket is made; the records keep their configurations until
+// they are rewritten (Tx.Put).
+func upgrade(btx *bolt.Tx) error {
+	if _, err := btx.CreateBucketIfNotExists(bucketConfigs); err != nil {
+		return err
+	}
+	return btx.Bucket(bucketMeta).Put(keyFormat, []byte(strconv.Itoa(FileFormat)))
 }
 
 // create makes a new state file at s.path: built whole in a temporary
@@ -352,28 +378,41 @@ func OpenReadOnly(path string) (*Store, error) {
 var errNoMeta = errors.New("state: no meta bucket")
 
 // checkMeta validates the format of an open transaction and returns the
-// lineage and serial.
-func (s *Store) checkMeta(btx *bolt.Tx) (lineage string, serial uint64, err error) {
+// lineage, serial and format.
+func (s *Store) checkMeta(btx *bolt.Tx) (lineage string, serial uint64, format int, err error) {
 	meta := btx.Bucket(bucketMeta)
 	if meta == nil {
 		if s.readOnly {
-			return "", 0, fmt.Errorf("state: %s is not an orch state file (no %q bucket)", s.path, bucketMeta)
+			return "", 0, 0, fmt.Errorf("state: %s is not an orch state file (no %q bucket)", s.path, bucketMeta)
 		}
-		return "", 0, errNoMeta
+		return "", 0, 0, errNoMeta
 	}
 	f, err := strconv.Atoi(string(meta.Get(keyFormat)))
 	if err != nil || f < 1 {
-		return "", 0, fmt.Errorf("state: %s: invalid format %q", s.path, meta.Get(keyFormat))
+		return "", 0, 0, fmt.Errorf("state: %s: invalid format %q", s.path, meta.Get(keyFormat))
 	}
-	if f > FormatVersion {
-		return "", 0, fmt.Errorf("%w: %s has state format %d, and this orch reads format %d or older; use a newer orch",
-			ErrUnsupportedFormat, s.path, f, FormatVersion)
+	if f > FileFormat {
+		return "", 0, 0, fmt.Errorf("%w: %s has state format %d, and this orch reads format %d or older; use a newer orch",
+			ErrUnsupportedFormat, s.path, f, FileFormat)
 	}
 	serial, err = strconv.ParseUint(string(meta.Get(keySerial)), 10, 64)
 	if err != nil {
-		return "", 0, fmt.Errorf("state: %s: invalid serial %q", s.path, meta.Get(keySerial))
+		return "", 0, 0, fmt.Errorf("state: %s: invalid serial %q", s.path, meta.Get(keySerial))
 	}
-	return string(meta.Get(keyLineage)), serial, nil
+	return string(meta.Get(keyLineage)), serial, f, nil
+}
+
+// newBoltTx is the BackendTx of btx, of a file of the given format.
+func newBoltTx(btx *bolt.Tx, serial uint64, lineage string, format int) *boltTx {
+	t := &boltTx{btx: btx, serial: serial, lineage: lineage}
+	if format >= 2 {
+		if t.cfgs = btx.Bucket(bucketConfigs); t.cfgs != nil {
+			// A configuration is about 1.5 KB: at bbolt's default
+			// (a page split at half full) a page held one.
+			t.cfgs.FillPercent = 0.9
+		}
+	}
+	return t
 }
 
 // withDB opens the bbolt file for one operation and closes it after.
@@ -423,14 +462,14 @@ func (s *Store) view(fn func(bt BackendTx) error) error {
 	}
 	return s.withDB(false, func(db *bolt.DB) error {
 		return db.View(func(btx *bolt.Tx) error {
-			lineage, serial, err := s.checkMeta(btx)
+			lineage, serial, format, err := s.checkMeta(btx)
 			if err != nil {
 				return err
 			}
 			if s.lineage == "" {
 				s.lineage = lineage
 			}
-			return fn(&boltTx{btx: btx, serial: serial, lineage: lineage})
+			return fn(newBoltTx(btx, serial, lineage, format))
 		})
 	})
 }
@@ -452,11 +491,11 @@ func (s *Store) update(fn func(bt BackendTx) (changed bool, err error)) error {
 	}
 	return s.withDB(true, func(db *bolt.DB) error {
 		return db.Update(func(btx *bolt.Tx) error {
-			lineage, serial, err := s.checkMeta(btx)
+			lineage, serial, format, err := s.checkMeta(btx)
 			if err != nil {
 				return err
 			}
-			bt := &boltTx{btx: btx, serial: serial, lineage: lineage}
+			bt := newBoltTx(btx, serial, lineage, format)
 			changed, err := fn(bt)
 			if err != nil || !changed {
 				return err
@@ -562,7 +601,7 @@ func (s *Store) Configs(addrs []spec.Address) (map[spec.Address][]byte, error) {
 			if v == nil {
 				continue
 			}
-			inst, err := decodeInstance(key, v)
+			inst, err := decodeStored(tx.bt, key, v, false)
 			if err != nil {
 				return err
 			}
@@ -660,7 +699,35 @@ func (tx *Tx) Get(addr spec.Address) (Instance, error) {
 	if b == nil {
 		return Instance{}, fmt.Errorf("%w: %s", ErrNotFound, addr)
 	}
-	return decodeInstance(key, b)
+	return decodeStored(tx.bt, key, b, false)
+}
+
+// decodeStored decodes the record of key, as stored in bt: with its
+// configuration when kept apart, or marked omitted with omit.
+func decodeStored(bt BackendTx, key, b []byte, omit bool) (Instance, error) {
+	inst, apart, err := decodeRecord(key, b, omit)
+	if err != nil || !apart {
+		return inst, err
+	}
+	if omit {
+		inst.ConfigOmitted = true
+		return inst, nil
+	}
+	return inst, attachConfig(bt, key, &inst)
+}
+
+// attachConfig reads the configuration kept apart of the record of key
+// into inst.
+func attachConfig(bt BackendTx, key []byte, inst *Instance) error {
+	var c []byte
+	if t, ok := bt.(*boltTx); ok && t.cfgs != nil {
+		c = t.cfgs.Get(key)
+	}
+	if len(c) == 0 {
+		return fmt.Errorf("state: record %q: its configuration, kept apart, is missing", key)
+	}
+	inst.Config = bytes.Clone(c)
+	return nil
 }
 
 // List returns every record, sorted by address.
@@ -675,7 +742,7 @@ func (tx *Tx) ListWith(opts ListOptions) ([]Instance, error) {
 	}
 	var out []Instance
 	err := tx.bt.Records(func(k, v []byte) error {
-		inst, err := decodeInstance(k, v)
+		inst, err := decodeStored(tx.bt, k, v, false)
 		if err != nil {
 			return err
 		}
@@ -714,16 +781,27 @@ func listBolt(bt *boltTx, omit bool) ([]Instance, error) {
 	}
 	out := make([]Instance, len(recs))
 	errs := make([]error, len(recs))
+	apart := make([]bool, len(recs))
 	decode := func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			if out[i], errs[i] = decodeInstanceOmitting(recs[i].k, recs[i].v, omit); errs[i] != nil {
+			if out[i], apart[i], errs[i] = decodeRecord(recs[i].k, recs[i].v, omit); errs[i] != nil {
 				return // what follows in this part is not looked at
 			}
 		}
 	}
 	workers.Split(len(recs), workers.Count(len(recs), listDecodeMin), decode)
-	for _, err := range errs {
+	for i, err := range errs {
 		if err != nil {
+			return nil, err
+		}
+		if !apart[i] {
+			continue
+		}
+		// Read here, in one goroutine: the transaction's cursors are
+		// not shared.
+		if omit {
+			out[i].ConfigOmitted = true
+		} else if err := attachConfig(bt, recs[i].k, &out[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -742,24 +820,49 @@ func (tx *Tx) Put(inst Instance) error {
 		return errors.New("state: Put of an instance without an address")
 	}
 	key := []byte(inst.Addr.String())
-	if inst.CreatedAt.IsZero() {
-		inst.CreatedAt = tx.now
+	file, _ := tx.bt.(*boltTx)
+	if file != nil && file.cfgs == nil {
+		file = nil // format 1: configurations in their records
+	}
+	var prior priorRecord
+	if inst.CreatedAt.IsZero() || file != nil {
 		old, err := tx.bt.Record(key)
 		if err != nil {
 			return err
 		}
 		if old != nil {
-			if t, ok := recordCreatedAt(old); ok {
-				if !t.IsZero() {
-					inst.CreatedAt = t
+			var ok bool
+			if prior, ok = readPrior(old); !ok {
+				if prev, apart, err := decodeRecord(key, old, true); err == nil {
+					prior = priorRecord{createdAt: prev.CreatedAt, configHash: []byte(prev.ConfigHash), apart: apart}
+				} else {
+					// An unreadable record is replaced, with whatever
+					// was kept apart under its key.
+					prior.apart = file != nil
 				}
-			} else if prev, err := decodeInstance(key, old); err == nil && !prev.CreatedAt.IsZero() {
-				inst.CreatedAt = prev.CreatedAt
 			}
 		}
+		if inst.CreatedAt.IsZero() {
+			inst.CreatedAt = prior.createdAt
+		}
+	}
+	if inst.CreatedAt.IsZero() {
+		inst.CreatedAt = tx.now
 	}
 	inst.UpdatedAt = tx.now
-	b, err := encodeInstance(&inst)
+	apart := false
+	if file != nil && len(inst.Config) > 0 && inst.ConfigHash != "" {
+		var err error
+		if apart, err = file.putConfig(key, &inst, prior); err != nil {
+			return fmt.Errorf("state: put %s: %w", key, err)
+		}
+	}
+	if !apart && prior.apart && file != nil {
+		if err := file.cfgs.Delete(key); err != nil {
+			return fmt.Errorf("state: put %s: %w", key, err)
+		}
+	}
+	b, err := encodeRecord(&inst, apart)
 	if err != nil {
 		return err
 	}
@@ -789,6 +892,11 @@ func (tx *Tx) Delete(addr spec.Address) error {
 	}
 	if err := tx.bt.DeleteRecord(key); err != nil {
 		return fmt.Errorf("state: delete %s: %w", key, err)
+	}
+	if file, ok := tx.bt.(*boltTx); ok && file.cfgs != nil {
+		if err := file.cfgs.Delete(key); err != nil {
+			return fmt.Errorf("state: delete %s: %w", key, err)
+		}
 	}
 	tx.changed = true
 	if tx.logged {

@@ -487,7 +487,7 @@ func TestFormatRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte("2")) })
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte("3")) })
 	db.Close()
 
 	for name, open := range map[string]func() (*Store, error){
@@ -495,8 +495,8 @@ func TestFormatRefused(t *testing.T) {
 		"OpenReadOnly": func() (*Store, error) { return OpenReadOnly(path) },
 	} {
 		_, err := open()
-		if !errors.Is(err, ErrUnsupportedFormat) || !strings.Contains(err.Error(), "format 2") {
-			t.Errorf("%s of a format 2 file: %v", name, err)
+		if !errors.Is(err, ErrUnsupportedFormat) || !strings.Contains(err.Error(), "format 3") {
+			t.Errorf("%s of a format 3 file: %v", name, err)
 		}
 	}
 	// The refusal released the lock.
