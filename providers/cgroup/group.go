@@ -239,6 +239,17 @@ func (g Group) Open() (*os.File, error) {
 	return os.NewFile(uintptr(fd), g.Path), nil
 }
 
+// TryRemove removes g's directory when that takes one rmdir (g is empty,
+// or gone), and reports whether g is gone. It does not wait, kill or retry,
+// and it leaves a g with cgroup v1 directories to Remove.
+func (g Group) TryRemove() bool {
+	if g.Path == "" || len(g.V1) > 0 {
+		return false
+	}
+	err := unix.Rmdir(g.Path)
+	return err == nil || errors.Is(err, unix.ENOENT)
+}
+
 // Exists reports whether g's directory is still there.
 func (g Group) Exists() bool {
 	_, err := os.Stat(filepath.Join(g.Path, "cgroup.procs"))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
 	"github.com/orch-dev/orch/providers/notify"
@@ -96,19 +98,33 @@ func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id str
 // twice counts down twice, and then the project directory is tried more
 // often than needed, which is harmless (EBUSY).
 func (p *Provider) removeCgroup(ctx context.Context, g *cgroup.Group) error {
+	if p.releaseCgroup(g) > 0 {
+		return g.RemoveLeavingParent(ctx)
+	}
+	return g.RemoveContext(ctx)
+}
+
+// releaseCgroup counts g out of its project's cgroups and returns how
+// many are left there.
+func (p *Provider) releaseCgroup(g *cgroup.Group) int {
 	dir := filepath.Dir(g.Path)
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := p.cgLive[dir] - 1
 	if n > 0 {
 		p.cgLive[dir] = n
 	} else {
 		delete(p.cgLive, dir)
 	}
-	p.mu.Unlock()
-	if n > 0 {
-		return g.RemoveLeavingParent(ctx)
+	return n
+}
+
+// removedCgroup counts out g, removed already as its daemon was reaped
+// (child.cgGone): the project's directory goes with the last of them.
+func (p *Provider) removedCgroup(g *cgroup.Group) {
+	if p.releaseCgroup(g) <= 0 {
+		unix.Rmdir(filepath.Dir(g.Path)) // another's cgroup there keeps it
 	}
-	return g.RemoveContext(ctx)
 }
 
 // cgList is the names that had cgroups in a project's cgroup when this

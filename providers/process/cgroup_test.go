@@ -402,3 +402,46 @@ func TestProjectCgroupGoesWithLastStop(t *testing.T) {
 		t.Fatalf("the project's cgroup %s is still there after its last daemon's stop: %v", parent, err)
 	}
 }
+
+// TestStoppedCgroupRemovedAsReaped: the empty cgroup of a daemon told to
+// stop (Presignal) is removed as the daemon is reaped, before its Stop
+// runs; one that something escaped into is left to Stop, which kills
+// what is in it. Either way Stop succeeds and nothing of the project is
+// left.
+func TestStoppedCgroupRemovedAsReaped(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	h, hi := e.start(res("plain", "sleep", "600"))
+	esc, grandchildOf := grandchildDaemon(t, "esc")
+	he, hie := e.start(esc)
+	g, ge := daemonCgroup(hi.Pid), daemonCgroup(hie.Pid)
+	if g == nil || ge == nil {
+		t.Skip("the daemons' cgroups are not below this process's")
+	}
+	grandchild := grandchildOf()
+	reqs := []providers.StopRequest{
+		{Addr: addr("plain"), Handle: h, Signal: spec.SIGTERM, Timeout: 10 * time.Second},
+		{Addr: addr("esc"), Handle: he, Signal: spec.SIGTERM, Timeout: 10 * time.Second},
+	}
+	e.p.Presignal(context.Background(), reqs)
+	if !poll(10*time.Second, func() bool { _, err := os.Stat(g.Path); return os.IsNotExist(err) }) {
+		t.Fatalf("daemon.plain's cgroup %s is still there after it ended", g.Path)
+	}
+	if !waitGone(hie.Pid, 10*time.Second) {
+		t.Fatalf("daemon.esc (pid %d) still runs after its SIGTERM", hie.Pid)
+	}
+	if _, err := os.Stat(ge.Path); err != nil {
+		t.Fatalf("daemon.esc's cgroup, where its grandchild still runs, was removed: %v", err)
+	}
+	for _, r := range reqs {
+		if _, err := e.p.Stop(context.Background(), r); err != nil {
+			t.Fatalf("stop %s: %v", r.Addr, err)
+		}
+	}
+	if !waitGone(grandchild, 10*time.Second) {
+		t.Errorf("the setsid grandchild (pid %d) outlived its daemon's stop", grandchild)
+	}
+	if _, err := os.Stat(filepath.Dir(g.Path)); !os.IsNotExist(err) {
+		t.Errorf("the project's cgroup is still there after its last daemon's stop: %v", err)
+	}
+}

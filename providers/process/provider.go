@@ -119,6 +119,10 @@ type child struct {
 	// stopping is set by Stop before it signals: the cgroup is then
 	// Stop's to end, not the reaper's (one removal, not two racing).
 	stopping atomic.Bool
+	// cgGone is set, before done is closed, when the exit Stop asked for
+	// left the cgroup empty and the dispatcher removed it then (finish):
+	// Stop only counts it out.
+	cgGone atomic.Bool
 	// froze is set once this Provider froze the child's cgroup (orch
 	// pause through the agent that started it): only then, or for a
 	// daemon this Provider did not start, does Stop read cgroup.events
@@ -493,6 +497,15 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 			// and that was not a kill (only a kill is put down to memory,
 			// oomReason), whose cgroup is Stop's to end. At once: Stop
 			// waits for it (a chain of stops, one after the other).
+			// An empty cgroup is removed here, as the leader is reaped
+			// (one rmdir, which does not block: a cgroup still busy is
+			// left to Stop, which kills and waits): when 1,000 stop
+			// together, the removals, which the kernel makes one at a
+			// time, go on while the others die, instead of all after
+			// the last death, once Stop's goroutines run.
+			if hi.Cgroup != nil && hi.Cgroup.TryRemove() {
+				c.cgGone.Store(true)
+			}
 			end(ws, 0)
 			return
 		}
@@ -891,8 +904,11 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	}
 	resp.Observed.Error = oomReason(oom, resp.Observed)
 	// The process group is gone; whatever the daemon spawned outside it
-	// (a setsid grandchild) goes with its cgroup.
-	if err := p.endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
+	// (a setsid grandchild) goes with its cgroup, unless the cgroup was
+	// empty and removed already, as the leader was reaped.
+	if c != nil && c.cgGone.Load() {
+		p.removedCgroup(hi.Cgroup)
+	} else if err := p.endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
 		return resp, err
 	}
 	p.mu.Lock()
