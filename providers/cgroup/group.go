@@ -239,6 +239,18 @@ func (g Group) Open() (*os.File, error) {
 	return os.NewFile(uintptr(fd), g.Path), nil
 }
 
+// RemoveParents removes the directories above g's (its project's), when
+// they are empty: another cgroup in one keeps it.
+func (g Group) RemoveParents() {
+	if g.Path == "" {
+		return
+	}
+	unix.Rmdir(filepath.Dir(g.Path))
+	for _, d := range g.V1 {
+		unix.Rmdir(filepath.Dir(d))
+	}
+}
+
 // TryRemove removes g's directory when that takes one rmdir (g is empty,
 // or gone), and reports whether g is gone. It does not wait, kill or retry,
 // and it leaves a g with cgroup v1 directories to Remove.

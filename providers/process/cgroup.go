@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
 	"github.com/orch-dev/orch/providers/notify"
@@ -98,10 +96,12 @@ func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id str
 // twice counts down twice, and then the project directory is tried more
 // often than needed, which is harmless (EBUSY).
 func (p *Provider) removeCgroup(ctx context.Context, g *cgroup.Group) error {
-	if p.releaseCgroup(g) > 0 {
-		return g.RemoveLeavingParent(ctx)
-	}
-	return g.RemoveContext(ctx)
+	// Removed, then counted out: counted out first, the last of two
+	// concurrent removals could find the project's cgroup still holding
+	// the other's, and leave it behind empty for good.
+	err := g.RemoveLeavingParent(ctx)
+	p.removedCgroup(g)
+	return err
 }
 
 // releaseCgroup counts g out of its project's cgroups and returns how
@@ -119,11 +119,12 @@ func (p *Provider) releaseCgroup(g *cgroup.Group) int {
 	return n
 }
 
-// removedCgroup counts out g, removed already as its daemon was reaped
-// (child.cgGone): the project's directory goes with the last of them.
+// removedCgroup counts out g, removed already (by removeCgroup, or as its
+// daemon was reaped: child.cgGone): the project's directories go with the
+// last of them.
 func (p *Provider) removedCgroup(g *cgroup.Group) {
 	if p.releaseCgroup(g) <= 0 {
-		unix.Rmdir(filepath.Dir(g.Path)) // another's cgroup there keeps it
+		g.RemoveParents()
 	}
 }
 

@@ -3,10 +3,12 @@ package process_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -443,5 +445,52 @@ func TestStoppedCgroupRemovedAsReaped(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Dir(g.Path)); !os.IsNotExist(err) {
 		t.Errorf("the project's cgroup is still there after its last daemon's stop: %v", err)
+	}
+}
+
+// TestProjectCgroupGoesWithConcurrentStops: daemons of a project stopped
+// all at once, some with a cgroup that something escaped into (removed by
+// their Stop) and some without (removed as they are reaped), leave no
+// project cgroup behind, whichever removal comes last.
+func TestProjectCgroupGoesWithConcurrentStops(t *testing.T) {
+	needCgroups(t)
+	for round := range 6 {
+		e := newEnv(t, process.Options{})
+		var reqs []providers.StopRequest
+		var parent string
+		for i := range 6 {
+			name := fmt.Sprintf("r%dd%d", round, i)
+			r := res(name, "sleep", "600")
+			var grandchild func() int
+			if i%2 == 1 {
+				r, grandchild = grandchildDaemon(t, name)
+			}
+			h, hi := e.start(r)
+			if grandchild != nil {
+				grandchild()
+			}
+			g := daemonCgroup(hi.Pid)
+			if g == nil {
+				t.Skip("the daemons' cgroups are not below this process's")
+			}
+			parent = filepath.Dir(g.Path)
+			reqs = append(reqs, providers.StopRequest{Addr: addr(name), Handle: h, Signal: spec.SIGTERM, Timeout: 10 * time.Second})
+		}
+		e.p.Presignal(context.Background(), reqs)
+		var wg sync.WaitGroup
+		for _, r := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := e.p.Stop(context.Background(), r); err != nil {
+					t.Errorf("stop %s: %v", r.Addr, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if _, err := os.Stat(parent); !os.IsNotExist(err) {
+			left, _ := os.ReadDir(parent)
+			t.Fatalf("round %d: the project's cgroup %s is still there after every daemon's stop (%d entries): %v", round, parent, len(left), err)
+		}
 	}
 }
