@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // engineProc is `orch up` or `orch agent` running as a subprocess.
@@ -84,6 +85,7 @@ func engineTestIn(t *testing.T, dir string) *engineTest {
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
 		e.pids.mu.Unlock()
+		processtest.RemoveCgroups(filepath.Join(dir, ".orch"))
 		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 				syscall.Kill(pid, syscall.SIGKILL)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // stack is a configuration of real processes: a database stand-in, an api
@@ -86,6 +88,7 @@ func project(t *testing.T, config string) string {
 				syscall.Kill(-pid, syscall.SIGKILL)
 			}
 		}
+		processtest.RemoveCgroups(filepath.Join(dir, ".orch"))
 		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 				syscall.Kill(pid, syscall.SIGKILL)

@@ -19,6 +19,7 @@ import (
 	"github.com/orch-dev/orch/executor/agent"
 	"github.com/orch-dev/orch/executor/cluster"
 	"github.com/orch-dev/orch/executor/state/etcdstate/etcdtest"
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // Several hosts, as several orch agent -node processes on this host, each
@@ -115,6 +116,7 @@ func newClusterTest(t testing.TB, config string) *clusterTest {
 		}
 		c.pids.mu.Unlock()
 		for _, n := range c.nodes {
+			processtest.RemoveCgroups(n.stateDir)
 			if b, err := os.ReadFile(filepath.Join(n.stateDir, "logs", "logd.pid")); err == nil {
 				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 					syscall.Kill(pid, syscall.SIGKILL)

@@ -30,6 +30,7 @@ var ladder = []struct {
 	{1, "providers/plugin/sdk", true},
 	{2, "providers/module", false},
 	{3, "providers/process", false},
+	{4, "providers/process/processtest", false}, // tests' cleanup of what the process runtime started
 	{3, "providers/docker", false},
 	{3, "providers/docker/dockertest", false},
 	{3, "providers/wasm", false},

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // The commands that operate on what runs (status, logs, events, restart,
@@ -272,6 +274,7 @@ daemon "svc" {
 		os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(cfg), 0o644)
 		os.Remove(filepath.Join(dir, "broken.hcl"))
 		orch(t, dir, nil, "destroy", "-auto-approve")
+		processtest.RemoveCgroups(run)
 		if b, err := os.ReadFile(filepath.Join(run, "logs", "logd.pid")); err == nil {
 			var pid int
 			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/providers/docker/dockertest"
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // startWith runs orch <verb> args... DIR as start does, without -json.
@@ -296,6 +297,7 @@ func stopRegistered(stateDir string) {
 	for _, pid := range registeredPids(stateDir) {
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}
+	processtest.RemoveCgroups(stateDir)
 	if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 			syscall.Kill(pid, syscall.SIGKILL)

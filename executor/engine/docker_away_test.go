@@ -20,6 +20,7 @@ import (
 	"github.com/orch-dev/orch/providers/docker"
 	"github.com/orch-dev/orch/providers/docker/dockertest"
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/process/processtest"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -355,6 +356,7 @@ func runAway(t *testing.T, px *dockertest.Proxy, dir, config string, bus *pbus.B
 				syscall.Kill(-ev.Pid, syscall.SIGKILL)
 			}
 		}
+		processtest.RemoveCgroups(stateDir)
 		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
 			var pid int
 			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {

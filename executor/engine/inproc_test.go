@@ -13,6 +13,7 @@ import (
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/process/processtest"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -49,6 +50,7 @@ func newInProc(t *testing.T, config string) *inProc {
 		for _, pid := range ip.pids {
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
+		processtest.RemoveCgroups(ip.stateDir)
 		if b, err := os.ReadFile(filepath.Join(ip.stateDir, "logs", "logd.pid")); err == nil {
 			if lp, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && lp > 0 {
 				syscall.Kill(lp, syscall.SIGKILL)

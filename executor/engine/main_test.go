@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orch-dev/orch/providers/process/processtest"
 	"github.com/orch-dev/orch/providers/wasm/wasmtest"
 	"github.com/orch-dev/orch/spec"
 )
@@ -166,6 +167,7 @@ func restartUp(t *testing.T, dir string) *upProc {
 				syscall.Kill(-e.Pid, syscall.SIGKILL)
 			}
 		}
+		processtest.RemoveCgroups(filepath.Join(dir, ".orch"))
 		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 				syscall.Kill(pid, syscall.SIGKILL)
