@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/executor/agent"
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 var (
@@ -146,6 +147,7 @@ func (u *Up) kill() {
 			syscall.Kill(-e.Pid, syscall.SIGKILL)
 		}
 	}
+	processtest.RemoveCgroups(filepath.Join(u.Dir, ".orch"))
 	if b, err := os.ReadFile(filepath.Join(u.Dir, ".orch", "logs", "logd.pid")); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
 			syscall.Kill(pid, syscall.SIGKILL)
