@@ -16,8 +16,8 @@ import (
 // RemoveCgroups removes the cgroups of the daemons that the process
 // runtime's registry in stateDir names: what a test killed by pid (its
 // cgroup stays when no orch stops it) or left running. What is still in
-// each is killed first (cgroup.kill), and a project's cgroup goes with its
-// last. Best effort: a test's cleanup calls it after its own kills.
+// each is killed first (cgroup.kill), and a project's cgroup goes with the
+// last of its daemons' cgroups. Best effort: a test's cleanup calls it after its own kills.
 func RemoveCgroups(stateDir string) {
 	f, err := os.Open(filepath.Join(stateDir, "logs", "logd.registry"))
 	if err != nil {
@@ -48,5 +48,9 @@ func RemoveCgroups(stateDir string) {
 		}
 		seen[g.Path] = true
 		g.Remove()
+		// Remove leaves the project's cgroup to the removal that finds
+		// its own there; one removed already (as its daemon was reaped)
+		// does not.
+		g.RemoveParents()
 	}
 }
