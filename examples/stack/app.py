@@ -1,14 +1,22 @@
 """The stack's web app: counts its visits in Redis and says which instance
 answered. GET /health answers once Redis does. It listens with
 SO_REUSEPORT, so that the new instance of a replace binds beside the old.
+On SIGTERM it stops as a server behind a proxy should: it stops listening
+(new connections go to the other instance), answers the requests it has,
+each with "Connection: close", closes its idle connections, and exits once
+no request is left. Killed mid-answer instead, it would cut a response
+nginx had begun to pass on.
 
     python3 app.py PORT REDIS_PORT
 """
 import http.server
 import os
+import signal
 import socket
 import socketserver
 import sys
+import threading
+import time
 
 PORT, REDIS_PORT = int(sys.argv[1]), int(sys.argv[2])
 GREETING = os.environ.get("GREETING", "Hello")
@@ -25,7 +33,26 @@ def redis(*args):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        with self.server.lock:
+            self.server.conns.add(self.connection)
+
+    def finish(self):
+        with self.server.lock:
+            self.server.conns.discard(self.connection)
+        super().finish()
+
     def do_GET(self):
+        with self.server.lock:
+            self.server.active += 1
+        try:
+            self.answer()
+        finally:
+            with self.server.lock:
+                self.server.active -= 1
+
+    def answer(self):
         try:
             if self.path == "/health":
                 ok = redis("PING") == "+PONG"
@@ -41,6 +68,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(data)))
+        if self.server.draining:
+            self.send_header("Connection", "close")  # its last answer
         self.end_headers()
         self.wfile.write(data)
 
@@ -51,6 +80,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    lock = threading.Lock()
+    conns = set()
+    active = 0
+    draining = False
+
+    def quiet(self, limit):
+        """Waits, up to limit seconds, until no request is being answered."""
+        end = time.monotonic() + limit
+        while self.active and time.monotonic() < end:
+            time.sleep(0.01)
 
     def server_bind(self):
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -58,6 +97,22 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 if __name__ == "__main__":
-    with Server(("127.0.0.1", PORT), Handler) as srv:
-        print("listening on 127.0.0.1:%d" % PORT)
-        srv.serve_forever()
+    srv = Server(("127.0.0.1", PORT), Handler)
+
+    def stop(signum, frame):
+        srv.draining = True
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    print("listening on 127.0.0.1:%d" % PORT)
+    srv.serve_forever()
+    srv.server_close()
+    srv.quiet(5)
+    with srv.lock:
+        idle = list(srv.conns)
+    for c in idle:
+        try:
+            c.shutdown(socket.SHUT_RD)  # its handler reads the end, and closes it
+        except OSError:
+            pass
+    srv.quiet(2)
