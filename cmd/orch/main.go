@@ -5,9 +5,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/orch-dev/orch/cmd/orch/cli"
@@ -34,7 +38,14 @@ func main() {
 // FILE, for go tool pprof; ORCH_MEMPROFILE=FILE its allocations (and the
 // heap in use when it returns); ORCH_PEAKPROFILE=FILE the heap in use at
 // the collection that found the most of it live (checked every 100 ms).
+// ORCH_STOPPROFILE=FILE and ORCH_STOPTRACE=FILE write a CPU profile and
+// an execution trace (go tool trace) of what follows the first SIGTERM:
+// orch up's shutdown, without its start.
 func run() int {
+	if prof, tr := os.Getenv("ORCH_STOPPROFILE"), os.Getenv("ORCH_STOPTRACE"); prof != "" || tr != "" {
+		stop := onSIGTERM(prof, tr)
+		defer stop()
+	}
 	if path := os.Getenv("ORCH_PEAKPROFILE"); path != "" {
 		runtime.MemProfileRate = 64 << 10
 		stop := peakProfile(path)
@@ -63,6 +74,46 @@ func run() int {
 		}()
 	}
 	return (&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:])
+}
+
+// onSIGTERM starts, at the first SIGTERM, a CPU profile to prof and an
+// execution trace to tr (each when not ""); stop ends them.
+func onSIGTERM(prof, tr string) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	var mu sync.Mutex
+	var started []func()
+	go func() {
+		<-ch
+		mu.Lock()
+		defer mu.Unlock()
+		if prof != "" {
+			if f, err := os.Create(prof); err == nil {
+				if pprof.StartCPUProfile(f) == nil {
+					started = append(started, func() { pprof.StopCPUProfile(); f.Close() })
+				} else {
+					f.Close() // ORCH_CPUPROFILE's runs already
+				}
+			}
+		}
+		if tr != "" {
+			if f, err := os.Create(tr); err == nil {
+				if trace.Start(f) == nil {
+					started = append(started, func() { trace.Stop(); f.Close() })
+				} else {
+					f.Close()
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, end := range started {
+			end()
+		}
+	}
 }
 
 // peakProfile writes a heap profile to path each time a collection finds
