@@ -80,10 +80,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    lock = threading.Lock()
-    conns = set()
-    active = 0
-    draining = False
+
+    def __init__(self, *args, **kwargs):
+        self.lock = threading.Lock()
+        self.conns = set()  # the open connections, to close idle ones at the end
+        self.active = 0  # requests being answered
+        self.draining = False  # set by SIGTERM
+        super().__init__(*args, **kwargs)
 
     def quiet(self, limit):
         """Waits, up to limit seconds, until no request is being answered."""

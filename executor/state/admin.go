@@ -128,6 +128,12 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		out.Serial = bt.Serial()
 		out.Lineage = bt.Lineage()
 		err := bt.Records(func(k, v []byte) error {
+			// A snapshot's records hold their configurations: a record
+			// that keeps its own is copied as it is, without a decode.
+			if m, ok := readPrior(v); ok && !m.apart {
+				out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
+				return nil
+			}
 			inst, apart, err := decodeRecord(k, v, false)
 			if err != nil {
 				return err
@@ -136,7 +142,6 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 				out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
 				return nil
 			}
-			// A snapshot's records hold their configurations.
 			if err := attachConfig(bt, k, &inst); err != nil {
 				return err
 			}

@@ -421,21 +421,24 @@ func (g Group) Frozen() bool {
 }
 
 // Remove kills what is left in g, waits for it to be empty (up to 10s)
-// and removes its directories, and its project directory when that is
-// empty then. Removing a g that is gone succeeds.
+// and removes its directories, and its project's (RemoveParents) when
+// they are empty then. Removing a g that is gone succeeds.
 func (g Group) Remove() error { return g.RemoveContext(context.Background()) }
 
 // RemoveContext is Remove that gives up waiting for g to be empty once
 // ctx is done.
-func (g Group) RemoveContext(ctx context.Context) error { return g.remove(ctx, true) }
+func (g Group) RemoveContext(ctx context.Context) error {
+	err := g.RemoveLeavingParent(ctx)
+	g.RemoveParents()
+	return err
+}
 
 // RemoveLeavingParent is RemoveContext that does not try to remove the
 // project directory: for a caller that knows another daemon's cgroup is
 // still in it (each try is an rmdir that fails with EBUSY, under the
-// kernel's cgroup mutex, at every stop of a thousand).
-func (g Group) RemoveLeavingParent(ctx context.Context) error { return g.remove(ctx, false) }
-
-func (g Group) remove(ctx context.Context, parent bool) error {
+// kernel's cgroup mutex, at every stop of a thousand), or that counts
+// them (the process runtime: RemoveParents with the last).
+func (g Group) RemoveLeavingParent(ctx context.Context) error {
 	if g.Path == "" {
 		return nil
 	}
@@ -450,23 +453,14 @@ func (g Group) remove(ctx context.Context, parent bool) error {
 		}
 	}
 	var errs []error
-	dirs := []string{g.Path}
-	for _, d := range g.V1 {
-		dirs = append(dirs, d)
-	}
-	for i, d := range dirs {
-		if i > 0 || !gone {
-			if err := rmdir(d); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		} else if first != nil {
-			continue // gone before: so is its project directory, or another's end keeps it
+	if !gone {
+		if err := rmdir(g.Path); err != nil {
+			errs = append(errs, err)
 		}
-		// The project's directory goes with its last daemon; another
-		// daemon's presence keeps it (ENOTEMPTY, EBUSY).
-		if parent {
-			unix.Rmdir(filepath.Dir(d))
+	}
+	for _, d := range g.V1 {
+		if err := rmdir(d); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -48,9 +48,5 @@ func RemoveCgroups(stateDir string) {
 		}
 		seen[g.Path] = true
 		g.Remove()
-		// Remove leaves the project's cgroup to the removal that finds
-		// its own there; one removed already (as its daemon was reaped)
-		// does not.
-		g.RemoveParents()
 	}
 }
