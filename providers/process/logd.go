@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/orch-dev/orch/providers/logfile"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -939,12 +940,22 @@ func RotateLog(path string, keep int) { logfile.Rotate(path, keep) }
 // writeFileAtomic writes path (mode 0600) through a temporary file and a
 // rename, so that a reader sees the old content or the new, never half.
 func writeFileAtomic(path string, data []byte) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeAtomic replaces the file at path with what write writes, through a
+// file beside it renamed over it: a reader sees the old file or the new
+// one whole. An error leaves path as it was.
+func writeAtomic(path string, write func(io.Writer) error) error {
 	tmp := fmt.Sprintf("%s.tmp-%d-%d", path, os.Getpid(), time.Now().UnixNano())
 	f, err := owned.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	err = write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,5 +368,85 @@ func TestRegistryAppendsGathered(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	if lines := bytes.Count(data, []byte("\n")); lines != n {
 		t.Fatalf("%d lines, want %d", lines, n)
+	}
+}
+
+// TestRegistryCompactionCopiesLiveLines: a compaction copies the live
+// entries' lines as they are (a pending put and its commit line, a line
+// longer than the copy's buffer, an entry of an older orch without an
+// ID) and drops the rest; the registry replays to the same live entries
+// before and after, and the kept lines are in their old order.
+func TestRegistryCompactionCopiesLiveLines(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, registryName)
+	self, _ := readStat(os.Getpid())
+	running := json.RawMessage(fmt.Sprintf(`{"pid":%d,"start_ticks":%d}`, os.Getpid(), self.StartTicks))
+	var b bytes.Buffer
+	line := func(e regEntry) {
+		j, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	line(regEntry{Name: "a", ID: "a1", Pending: true, logConf: logConf{Address: "daemon.a"}})
+	for i := 0; i < 3000; i++ {
+		line(regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
+		if i == 1000 {
+			line(regEntry{ID: "a1", Name: "a", logConf: logConf{Handle: running}}) // the commit of a1
+			b.WriteString("{cut off by a crash\n")
+			line(regEntry{Name: "long", ID: "l1", logConf: logConf{Address: "daemon.long", ConfigHash: strings.Repeat("h", 200<<10), Handle: running}})
+			line(regEntry{Name: "legacy", logConf: logConf{Address: "daemon.legacy", Handle: running}})
+			line(regEntry{Name: "gone", ID: "g1", logConf: logConf{Address: "daemon.gone", Handle: running}})
+		}
+		if i == 2000 {
+			line(regEntry{Name: "gone", ID: "g1", Gone: true})
+			line(regEntry{Name: "pending", ID: "p1", Pending: true, logConf: logConf{Address: "daemon.pending"}})
+		}
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := parseRegistry(b.Bytes())
+	compactRegistry(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) >= b.Len()/2 {
+		t.Fatalf("registry is %d bytes after compaction, %d before", len(data), b.Len())
+	}
+	after := parseRegistry(data)
+	want := map[string]bool{"a1": true, "l1": true, "~legacy": true, "p1": true}
+	if len(after.inst) != len(want) {
+		t.Fatalf("after compaction: %d entries, want %v", len(after.inst), want)
+	}
+	var order []string
+	for k, e := range after.inst {
+		if !want[k] {
+			t.Errorf("kept %s", k)
+			continue
+		}
+		was := before.inst[k]
+		e.seq, was.seq = 0, 0
+		if !reflect.DeepEqual(e, was) {
+			t.Errorf("%s replays to %+v, was %+v", k, e, was)
+		}
+		order = append(order, k)
+	}
+	sort.Slice(order, func(i, j int) bool { return after.inst[order[i]].seq < after.inst[order[j]].seq })
+	if got := strings.Join(order, " "); got != "a1 l1 ~legacy p1" {
+		t.Errorf("kept entries in order %s, want a1 l1 ~legacy p1", got)
+	}
+	if e := after.inst["a1"]; e.Pending || string(e.Handle) != string(running) {
+		t.Errorf("a1's commit line was not kept: %+v", e)
+	}
+	mark, err := os.ReadFile(path + registryMarkSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := strconv.ParseInt(strings.TrimSpace(string(mark)), 10, 64); n != int64(len(data)) {
+		t.Errorf("mark says %d bytes, the registry has %d", n, len(data))
 	}
 }
