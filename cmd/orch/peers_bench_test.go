@@ -25,6 +25,10 @@ package main
 // included). Watching the exits takes some of the 2 cores the stop
 // needs, slowing both supervisors (orch more), so the stop figures of
 // such a run are not the ones to compare with a run without it.
+// With ORCH_BENCH_SETTLE=DURATION each supervisor is left that long after
+// its last daemon runs before the SIGTERM, so that the stop measures a
+// shutdown from idle rather than one that meets the end of the start
+// (by default the SIGTERM follows the last fork at once).
 // For the chain, process-compose is measured twice: as it stops by
 // default (everything at once) and with --ordered-shutdown, the order orch
 // always keeps (dependents first). Each figure is a median of b.N runs;
@@ -121,6 +125,7 @@ func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
 	}()
 	pids := waitChildren(b, "orch up", cmd.Process.Pid, s.n, func() string { return stderr.String() })
 	up = time.Since(t0)
+	settle(b)
 	stop, gone = timedStop(b, "orch up", cmd, pids, func() {
 		if err := cmd.Wait(); err != nil {
 			b.Fatalf("orch up after SIGTERM: %v\n%s", err, stderr.String())
@@ -224,6 +229,19 @@ func (w *deathWatch) close() {
 	unix.Close(w.ep)
 }
 
+// settle waits ORCH_BENCH_SETTLE (a duration; none when unset).
+func settle(b *testing.B) {
+	v := os.Getenv("ORCH_BENCH_SETTLE")
+	if v == "" {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		b.Fatalf("ORCH_BENCH_SETTLE: %v", err)
+	}
+	time.Sleep(d)
+}
+
 // waitChildren waits until n sleep processes run as children of pid and
 // returns them.
 func waitChildren(b *testing.B, who string, pid, n int, output func() string) []int {
@@ -307,6 +325,7 @@ func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, sto
 		}
 	}()
 	pids = waitChildren(b, "process-compose", pc, s.n, output.String)
+	settle(b)
 	up = time.Since(t0)
 	stop, gone = timedStop(b, "process-compose", cmd, pids, func() {
 		cmd.Wait() // its exit status after a SIGTERM is not a failure
