@@ -325,8 +325,8 @@ func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, sto
 		}
 	}()
 	pids = waitChildren(b, "process-compose", pc, s.n, output.String)
-	settle(b)
 	up = time.Since(t0)
+	settle(b)
 	stop, gone = timedStop(b, "process-compose", cmd, pids, func() {
 		cmd.Wait() // its exit status after a SIGTERM is not a failure
 	})
