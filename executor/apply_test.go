@@ -807,3 +807,44 @@ func TestStopRecordedAhead(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshMarksOmittedConfigs: records listed without their
+// configurations (state.ListOptions.OmitConfig) reach the planner marked
+// so, with the rest of what they record, and a plan of the same
+// configuration made from them changes nothing; records listed whole are
+// not marked. The refresh alone carries the mark, so that a caller may
+// let the records go before it plans.
+func TestRefreshMarksOmittedConfigs(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.load(chain)
+	if _, _, err := f.apply(context.Background(), cfg, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, omit := range []bool{true, false} {
+		stored, err := f.store.ListWith(state.ListOptions{OmitConfig: omit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := Refresh(context.Background(), cfg, stored, f.ex.Providers, "p", f.ex.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in.Stored) != len(stored) {
+			t.Fatalf("omit=%v: %d stored, %d records", omit, len(in.Stored), len(stored))
+		}
+		for _, r := range stored {
+			sd := in.Stored[r.Addr]
+			if sd.ConfigOmitted != omit || (len(sd.Config) == 0) != omit || sd.ConfigHash != r.ConfigHash || string(sd.Handle) != string(r.Handle) {
+				t.Errorf("omit=%v: %s reached the planner as %+v", omit, r.Addr, sd)
+			}
+		}
+		in.Prepared = planner.Prepare(cfg, f.ex.Providers.Schemas())
+		p, diags := planner.Make(in)
+		if diags.HasErrors() {
+			t.Fatal(diags.Error())
+		}
+		if s := p.Summary(); s != (planner.Summary{}) {
+			t.Errorf("omit=%v: a plan of the applied configuration: %+v", omit, s)
+		}
+	}
+}

@@ -199,7 +199,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return nil, err
 	}
 	<-prepared
-	if err := readOmittedConfigs(s.store, stored, &in, prep); err != nil {
+	if err := readOmittedConfigs(s.store, &in, prep); err != nil {
 		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
 	}
 	p, diags := planner.Make(in)
@@ -230,19 +230,15 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 }
 
 // readOmittedConfigs completes the planner's input made from records
-// listed without their configurations (state.ListOptions.OmitConfig):
-// each such stored instance is marked so, and the configurations the plan
-// needs (Prepared.ConfigsNeeded: those that differ from the desired ones,
+// listed without their configurations (state.ListOptions.OmitConfig,
+// marked so by the refresh): the configurations the plan needs (Prepared.ConfigsNeeded: those that differ from the desired ones,
 // those no longer declared; all of them for a destroy, where prep is nil)
 // are read. in.Prepared is set to prep.
-func readOmittedConfigs(st *state.Store, records []state.Instance, in *planner.Input, prep *planner.Prepared) error {
+func readOmittedConfigs(st *state.Store, in *planner.Input, prep *planner.Prepared) error {
 	omitted := 0
-	for _, r := range records {
-		if r.ConfigOmitted {
-			if sd := in.Stored[r.Addr]; sd != nil && len(sd.Config) == 0 {
-				sd.ConfigOmitted = true
-				omitted++
-			}
+	for _, sd := range in.Stored {
+		if sd.ConfigOmitted {
+			omitted++
 		}
 	}
 	in.Prepared = prep
