@@ -121,6 +121,12 @@ type Snapshot struct {
 	KV        map[string]map[string][]byte `json:"kv,omitempty"`
 }
 
+// copyRaw appends a copy of the record v, as stored, to out.
+func copyRaw(out *Snapshot, v []byte) error {
+	out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
+	return nil
+}
+
 // Snapshot reads the whole state in one transaction.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	out := &Snapshot{Format: FormatVersion, Instances: []json.RawMessage{}}
@@ -129,18 +135,17 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		out.Lineage = bt.Lineage()
 		err := bt.Records(func(k, v []byte) error {
 			// A snapshot's records hold their configurations: a record
-			// that keeps its own is copied as it is, without a decode.
+			// that keeps its own is copied as it is, told without a
+			// decode where readPrior can read it.
 			if m, ok := readPrior(v); ok && !m.apart {
-				out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
-				return nil
+				return copyRaw(out, v)
 			}
 			inst, apart, err := decodeRecord(k, v, false)
 			if err != nil {
 				return err
 			}
 			if !apart {
-				out.Instances = append(out.Instances, json.RawMessage(append([]byte{}, v...)))
-				return nil
+				return copyRaw(out, v)
 			}
 			if err := attachConfig(bt, k, &inst); err != nil {
 				return err
