@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestReaperHoldsNoDescriptorOfTheProcess(t *testing.T) {
 	syscall.Kill(firstPid, syscall.SIGKILL)
 	<-got
 	before := fdCount(t)
-	const n = 64
+	const n = 3000
 	pids := map[int]bool{}
 	for i := 0; i < n; i++ {
 		p := startSleep(t)
@@ -188,7 +189,7 @@ func TestReaperWatchesStrangers(t *testing.T) {
 	}
 	before, held := fdCount(t), watches()
 
-	const n = 8
+	const n = 3000
 	p := New(Options{})
 	var pids []int
 	var exited []<-chan providers.Observed
@@ -238,5 +239,104 @@ func TestReaperWatchesStrangers(t *testing.T) {
 	case <-late:
 		t.Fatal("a cancelled watch fired")
 	default:
+	}
+}
+
+// Senders that meet the reaper's socket full wait for it one at a time:
+// orch up's start registers a watch of every adopted daemon, and its
+// shutdown cancels them all at once. When each sender polled the full
+// socket on a thread of its own, the senders woke one another 10 ms at a
+// time: adopting 10,000 daemons took 28 s, and their shutdown 148 s. Here
+// the socket's buffer is made small, so that 1,000 watches registered at
+// once and then cancelled at once fill it often.
+func TestReaperSendersWaitInTurn(t *testing.T) {
+	p := startSleep(t)
+	defer func() {
+		p.Kill()
+		p.Wait()
+	}()
+	// The reaper runs before its buffer is made small.
+	if fd, err := unix.PidfdOpen(p.Pid, 0); err == nil {
+		cancel, ok := watchLater(fd, func(bool) {})
+		unix.Close(fd)
+		if !ok {
+			t.Fatal("no reaper on this kernel")
+		}
+		cancel()
+	} else {
+		t.Fatal(err)
+	}
+	size, err := unix.GetsockoptInt(reaper.sock, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetsockoptInt(reaper.sock, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SetsockoptInt(reaper.sock, unix.SOL_SOCKET, unix.SO_SNDBUF, size/2) // the kernel doubles what is set
+	waited := reaper.waited.Load()
+	reaper.mostWaiting.Store(0)
+
+	const n = 1000
+	cancels := make([]func(), n)
+	var wg sync.WaitGroup
+	at := func(f func(i int)) {
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				f(i)
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	at(func(i int) {
+		fd, err := unix.PidfdOpen(p.Pid, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(fd)
+		cancel, ok := watchLater(fd, func(bool) {})
+		if !ok {
+			t.Error("a watch did not reach the reaper")
+			return
+		}
+		cancels[i] = cancel
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	at(func(i int) { cancels[i]() })
+	if reaper.waited.Load() == waited {
+		t.Fatal("no sender met the socket full: the test proves nothing")
+	}
+	if most := reaper.mostWaiting.Load(); most > 1 {
+		t.Fatalf("%d senders waited for the reaper's socket at once", most)
+	}
+	// Every cancel reached the thread: a watch registered now is
+	// served, after them.
+	fd, err := unix.PidfdOpen(p.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired := make(chan bool, 1)
+	cancel, ok := watchLater(fd, func(exited bool) { fired <- exited })
+	unix.Close(fd)
+	if !ok {
+		t.Fatal("the last watch did not reach the reaper")
+	}
+	defer cancel()
+	p.Kill()
+	select {
+	case exited := <-fired:
+		if !exited {
+			t.Fatal("the last watch fired without an exit")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the last watch never fired")
 	}
 }
