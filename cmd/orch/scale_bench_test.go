@@ -13,8 +13,9 @@ package main
 // (create; it waits 500 ms after the last start, as users see), a no-op
 // orch plan, a one-line change (plan, then apply; apply again with
 // -wait=false for a second line) and orch destroy. It reports each one's
-// wall time and CPU time (user+sys of the child), orch's peak RSS over all
-// of them (getrusage of the child) and the log daemon's (VmHWM of
+// wall time and CPU time (user+sys of the child), orch's peak RSS over the
+// plans, applies and destroy (getrusage of the child), orch up's apart,
+// and the log daemon's (VmHWM of
 // /proc/PID/status, read before destroy). With terraform on PATH it also
 // plans 1,000 terraform_data resources (testdata/scale/gen-terraform.sh)
 // new and then with nothing to change, once per run, and reports the
@@ -139,6 +140,52 @@ func stopScale(stateDir string) (left int) {
 		}
 	}
 	return left
+}
+
+// upAdoptStop runs orch up in dir, where orch apply started n daemons:
+// the time until it says all n run (each adopted), and from its SIGTERM
+// to its exit, with every daemon gone; and its peak RSS (KiB).
+func upAdoptStop(b *testing.B, env []string, dir, stateDir string, n int) (adopt, stop time.Duration, maxrssKB int64) {
+	b.Helper()
+	cmd := exec.Command(orchBin, "up")
+	cmd.Dir, cmd.Env = dir, env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		}
+	}()
+	ready := fmt.Sprintf("ready: %d running", n)
+	deadline := time.Now().Add(10 * time.Minute)
+	for !out.Contains(ready) {
+		if time.Now().After(deadline) {
+			b.Fatalf("orch up did not say %q within 10 minutes:\n%s", ready, tail(out.String(), 2000))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	adopt = time.Since(start)
+	if got := strings.Count(out.String(), " adopted pid="); got != n {
+		b.Fatalf("orch up adopted %d of the %d daemons orch apply started:\n%s", got, n, tail(out.String(), 2000))
+	}
+	start = time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("orch up after SIGTERM: %v\n%s", err, tail(out.String(), 2000))
+	}
+	stop = time.Since(start)
+	for _, pid := range registeredPids(stateDir) {
+		if alive(pid) {
+			b.Fatalf("daemon pid %d outlived orch up's stop", pid)
+		}
+	}
+	return adopt, stop, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
 }
 
 // tfResult is Terraform's side, measured once per run.
@@ -285,6 +332,13 @@ func benchScale(b *testing.B, n int) {
 	changeApplyNoWait := orchRun("apply", "-auto-approve", "-wait=false")
 	expect(changeApplyNoWait, "apply -wait=false of one change", "1 replaced")
 
+	// orch up after orch apply adopts every daemon (a watch each, as
+	// they are not its children) and stops them all on SIGTERM; an
+	// apply then starts them again, for the destroy.
+	adopt, upStop, upRSS := upAdoptStop(b, env, dir, stateDir, n)
+	restart := orchRun("apply", "-auto-approve")
+	expect(restart, "apply after orch up's stop", fmt.Sprintf("%d changed", n))
+
 	logd := logdPid(stateDir)
 	logdPeak := vmHWM(logd)
 	destroy := orchRun("destroy", "-auto-approve")
@@ -304,13 +358,16 @@ func benchScale(b *testing.B, n int) {
 	b.ReportMetric(sec(planNewCached.wall), "plan-new-cached-s")
 	b.ReportMetric(sec(planNewCached.cpu), "plan-new-cached-cpu-s")
 	b.ReportMetric(sec(changeApplyNoWait.wall), "change-apply-nowait-s")
+	b.ReportMetric(sec(adopt), "up-adopt-s")
+	b.ReportMetric(sec(upStop), "up-adopted-stop-s")
 	b.ReportMetric(sec(destroy.wall), "destroy-s")
 	b.ReportMetric(sec(destroy.cpu), "destroy-cpu-s")
 	b.ReportMetric(float64(peak)/1024, "orch-peak-MB")
 	b.ReportMetric(float64(logdPeak)/1024, "logd-peak-MB")
-	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs; from the configuration cache %.2fs, cpu %.2fs, %d MB), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (cpu %.2fs; apply -wait=false %.2fs), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB, log daemon %d MB",
+	b.ReportMetric(float64(upRSS)/1024, "up-peak-MB")
+	b.Logf("n=%d: plan of new %.2fs (cpu %.2fs; from the configuration cache %.2fs, cpu %.2fs, %d MB), create %.2fs (cpu %.2fs), no-op plan %.2fs (cpu %.2fs, %d MB), change: plan %.2fs + apply %.2fs (cpu %.2fs; apply -wait=false %.2fs), orch up adopting them %.2fs and stopping them %.2fs (its peak RSS %d MB), destroy %.2fs (cpu %.2fs); orch peak RSS %d MB (plan, apply, destroy), log daemon %d MB",
 		n, sec(planNew.wall), sec(planNew.cpu), sec(planNewCached.wall), sec(planNewCached.cpu), planNewCached.maxrssKB/1024, sec(create.wall), sec(create.cpu), sec(noop.wall), sec(noop.cpu), noop.maxrssKB/1024,
-		sec(changePlan.wall), sec(changeApply.wall), sec(changePlan.cpu+changeApply.cpu), sec(changeApplyNoWait.wall), sec(destroy.wall), sec(destroy.cpu), peak/1024, logdPeak/1024)
+		sec(changePlan.wall), sec(changeApply.wall), sec(changePlan.cpu+changeApply.cpu), sec(changeApplyNoWait.wall), sec(adopt), sec(upStop), upRSS/1024, sec(destroy.wall), sec(destroy.cpu), peak/1024, logdPeak/1024)
 
 	tf := terraform1000(b)
 	if tf.err != "" {
