@@ -25,6 +25,7 @@ func RemoveCgroups(stateDir string) {
 	}
 	defer f.Close()
 	seen := map[string]bool{}
+	parents := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -47,6 +48,23 @@ func RemoveCgroups(stateDir string) {
 			continue
 		}
 		seen[g.Path] = true
+		parents[filepath.Dir(g.Path)] = true
 		g.Remove()
+	}
+	// An orch killed between making a daemon's cgroup and naming it in
+	// its pending line leaves one that no line names: orch's next start
+	// of that daemon in the project sweeps it, and a test's directory
+	// has no next start. What is left in the project's cgroup goes too.
+	for dir := range parents {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				cgroup.Group{Path: filepath.Join(dir, e.Name())}.Remove()
+			}
+		}
+		os.Remove(dir)
 	}
 }
