@@ -110,19 +110,10 @@ func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
 	cmd := exec.Command(orchBin, "up", dir)
 	cmd.Dir = dir
 	cmd.Env = peerEnv(b)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if cmd.ProcessState == nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-		}
-	}()
+	defer startGroup(b, cmd)()
 	pids := waitChildren(b, "orch up", cmd.Process.Pid, s.n, func() string { return stderr.String() })
 	up = time.Since(t0)
 	settle(b)
@@ -229,6 +220,23 @@ func (w *deathWatch) close() {
 	unix.Close(w.ep)
 }
 
+// startGroup starts cmd leading a process group of its own. The
+// function it returns, deferred, kills that group and reaps cmd unless
+// cmd was waited for already.
+func startGroup(tb testing.TB, cmd *exec.Cmd) (cleanup func()) {
+	tb.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return func() {
+		if cmd.ProcessState == nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		}
+	}
+}
+
 // settle waits ORCH_BENCH_SETTLE (a duration; none when unset).
 func settle(b *testing.B) {
 	v := os.Getenv("ORCH_BENCH_SETTLE")
@@ -305,26 +313,19 @@ func composeUpStop(b *testing.B, bin string, s peerShape, ordered bool) (up, sto
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = peerEnv(b)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var output strings.Builder
 	cmd.Stdout, cmd.Stderr = &output, &output
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	pc := cmd.Process.Pid
+	stopGroup := startGroup(b, cmd)
 	var pids []int
 	defer func() {
 		for _, pid := range pids {
 			syscall.Kill(-pid, syscall.SIGKILL)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if cmd.ProcessState == nil {
-			syscall.Kill(-pc, syscall.SIGKILL)
-			cmd.Wait()
-		}
+		stopGroup()
 	}()
-	pids = waitChildren(b, "process-compose", pc, s.n, output.String)
+	pids = waitChildren(b, "process-compose", cmd.Process.Pid, s.n, output.String)
 	up = time.Since(t0)
 	settle(b)
 	stop, gone = timedStop(b, "process-compose", cmd, pids, func() {

@@ -26,6 +26,7 @@ package main
 // (from the log daemon's registry), and the log daemon by its pid.
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -149,33 +150,53 @@ func upAdoptStop(b *testing.B, env []string, dir, stateDir string, n int) (adopt
 	b.Helper()
 	cmd := exec.Command(orchBin, "up")
 	cmd.Dir, cmd.Env = dir, env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	cmd.Stderr = &out
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		if cmd.ProcessState == nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
+	start := time.Now()
+	defer startGroup(b, cmd)()
+	// Its lines are read as they come: the adoptions counted until the
+	// line that says all n run, which closes ready; read is closed at
+	// the end of its output.
+	ready, read := make(chan struct{}), make(chan struct{})
+	adopted := 0
+	go func() {
+		defer close(read)
+		want, said := fmt.Sprintf("ready: %d running", n), false
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			out.Write([]byte(line + "\n"))
+			if said {
+				continue
+			}
+			if strings.Contains(line, " adopted pid=") {
+				adopted++
+			}
+			if strings.Contains(line, want) {
+				said = true
+				close(ready)
+			}
 		}
 	}()
-	ready := fmt.Sprintf("ready: %d running", n)
-	deadline := time.Now().Add(10 * time.Minute)
-	for !out.Contains(ready) {
-		if time.Now().After(deadline) {
-			b.Fatalf("orch up did not say %q within 10 minutes:\n%s", ready, tail(out.String(), 2000))
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-ready:
+	case <-read:
+		cmd.Wait()
+		b.Fatalf("orch up ended before it said all %d run:\n%s", n, tail(out.String(), 2000))
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("orch up did not say all %d run within 10 minutes:\n%s", n, tail(out.String(), 2000))
 	}
 	adopt = time.Since(start)
-	if got := strings.Count(out.String(), " adopted pid="); got != n {
-		b.Fatalf("orch up adopted %d of the %d daemons orch apply started:\n%s", got, n, tail(out.String(), 2000))
+	if adopted != n {
+		b.Fatalf("orch up adopted %d of the %d daemons orch apply started:\n%s", adopted, n, tail(out.String(), 2000))
 	}
 	start = time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
+	<-read
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("orch up after SIGTERM: %v\n%s", err, tail(out.String(), 2000))
 	}

@@ -53,9 +53,11 @@ var reaper struct {
 	// send is held by the one goroutine sending (sendReaper): a full
 	// buffer is waited out by it alone, the others park behind it.
 	send sync.Mutex
-	// waited counts the waits for a full buffer, and mostWaiting the
-	// most senders waiting at once (for tests).
-	waited, waiting, mostWaiting atomic.Int32
+	// waited counts the waits for a full buffer, waiting the senders
+	// waiting now, and overlapped is set once two waited at once (for
+	// tests: send keeps it unset).
+	waited, waiting atomic.Int32
+	overlapped      atomic.Bool
 }
 
 // reapWait is what waits for one process: a child (pid set) to reap and
@@ -172,8 +174,8 @@ func sendReaper(op byte, id uint64, pid int, fd int) error {
 			continue
 		case unix.EAGAIN:
 			reaper.waited.Add(1)
-			w := reaper.waiting.Add(1)
-			for m := reaper.mostWaiting.Load(); w > m && !reaper.mostWaiting.CompareAndSwap(m, w); m = reaper.mostWaiting.Load() {
+			if reaper.waiting.Add(1) > 1 {
+				reaper.overlapped.Store(true)
 			}
 			unix.Poll([]unix.PollFd{{Fd: int32(reaper.sock), Events: unix.POLLOUT}}, 10)
 			reaper.waiting.Add(-1)

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -26,6 +27,21 @@ func fdCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// watchPid watches pid through the reaper's thread (watchLater), as a
+// Watch of a stranger does, calling fired at its exit.
+func watchPid(pid int, fired func(exited bool)) (cancel func(), err error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	cancel, ok := watchLater(fd, fired)
+	if !ok {
+		return nil, errors.New("the watch did not reach the reaper's thread")
+	}
+	return cancel, nil
 }
 
 func startSleep(t *testing.T) *os.Process {
@@ -166,15 +182,10 @@ func startOrphan(t *testing.T) int {
 func TestReaperWatchesStrangers(t *testing.T) {
 	cancelled := startOrphan(t)
 	// The reaper runs before the count: a watch cancelled at once.
-	fd, err := unix.PidfdOpen(cancelled, 0)
+	late := make(chan bool, 1)
+	cancel, err := watchPid(cancelled, func(exited bool) { late <- exited })
 	if err != nil {
 		t.Fatal(err)
-	}
-	late := make(chan bool, 1)
-	cancel, ok := watchLater(fd, func(exited bool) { late <- exited })
-	unix.Close(fd)
-	if !ok {
-		t.Fatal("no reaper on this kernel")
 	}
 	watches := func() int { // of strangers: children of other tests may be reaped meanwhile
 		reaper.mu.Lock()
@@ -256,16 +267,11 @@ func TestReaperSendersWaitInTurn(t *testing.T) {
 		p.Wait()
 	}()
 	// The reaper runs before its buffer is made small.
-	if fd, err := unix.PidfdOpen(p.Pid, 0); err == nil {
-		cancel, ok := watchLater(fd, func(bool) {})
-		unix.Close(fd)
-		if !ok {
-			t.Fatal("no reaper on this kernel")
-		}
-		cancel()
-	} else {
+	cancel, err := watchPid(p.Pid, func(bool) {})
+	if err != nil {
 		t.Fatal(err)
 	}
+	cancel()
 	size, err := unix.GetsockoptInt(reaper.sock, unix.SOL_SOCKET, unix.SO_SNDBUF)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +281,7 @@ func TestReaperSendersWaitInTurn(t *testing.T) {
 	}
 	defer unix.SetsockoptInt(reaper.sock, unix.SOL_SOCKET, unix.SO_SNDBUF, size/2) // the kernel doubles what is set
 	waited := reaper.waited.Load()
-	reaper.mostWaiting.Store(0)
+	reaper.overlapped.Store(false)
 
 	const n = 1000
 	cancels := make([]func(), n)
@@ -294,15 +300,9 @@ func TestReaperSendersWaitInTurn(t *testing.T) {
 		wg.Wait()
 	}
 	at(func(i int) {
-		fd, err := unix.PidfdOpen(p.Pid, 0)
+		cancel, err := watchPid(p.Pid, func(bool) {})
 		if err != nil {
 			t.Error(err)
-			return
-		}
-		defer unix.Close(fd)
-		cancel, ok := watchLater(fd, func(bool) {})
-		if !ok {
-			t.Error("a watch did not reach the reaper")
 			return
 		}
 		cancels[i] = cancel
@@ -314,20 +314,15 @@ func TestReaperSendersWaitInTurn(t *testing.T) {
 	if reaper.waited.Load() == waited {
 		t.Fatal("no sender met the socket full: the test proves nothing")
 	}
-	if most := reaper.mostWaiting.Load(); most > 1 {
-		t.Fatalf("%d senders waited for the reaper's socket at once", most)
+	if reaper.overlapped.Load() {
+		t.Fatal("senders waited for the reaper's socket at once")
 	}
 	// Every cancel reached the thread: a watch registered now is
 	// served, after them.
-	fd, err := unix.PidfdOpen(p.Pid, 0)
+	fired := make(chan bool, 1)
+	cancel, err = watchPid(p.Pid, func(exited bool) { fired <- exited })
 	if err != nil {
 		t.Fatal(err)
-	}
-	fired := make(chan bool, 1)
-	cancel, ok := watchLater(fd, func(exited bool) { fired <- exited })
-	unix.Close(fd)
-	if !ok {
-		t.Fatal("the last watch did not reach the reaper")
 	}
 	defer cancel()
 	p.Kill()
