@@ -40,7 +40,8 @@ func main() {
 // the collection that found the most of it live (checked every 100 ms).
 // ORCH_STOPPROFILE=FILE and ORCH_STOPTRACE=FILE write a CPU profile and
 // an execution trace (go tool trace) of what follows the first SIGTERM:
-// orch up's shutdown, without its start.
+// orch up's shutdown, without its start; ORCH_TRACE=FILE an execution
+// trace of the whole command.
 func run() int {
 	if prof, tr := os.Getenv("ORCH_STOPPROFILE"), os.Getenv("ORCH_STOPTRACE"); prof != "" || tr != "" {
 		stop := onSIGTERM(prof, tr)
@@ -50,6 +51,19 @@ func run() int {
 		runtime.MemProfileRate = 64 << 10
 		stop := peakProfile(path)
 		defer stop()
+	}
+	if path := os.Getenv("ORCH_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "orch: ORCH_TRACE:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintln(os.Stderr, "orch: ORCH_TRACE:", err)
+			return 1
+		}
+		defer trace.Stop()
 	}
 	if path := os.Getenv("ORCH_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)

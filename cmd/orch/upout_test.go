@@ -467,18 +467,22 @@ func speakAfter(flag, first, then string) string {
 }
 
 // TestUpForwardsAcrossRotation: when the log daemon rotates a log under
-// orch up (max_size), the forwarder finishes the old file and follows the
-// new one at its start, so what the daemon writes after the rotation is
-// forwarded. (Whether the log was rotated is asked of the logs
-// directory's descriptor, by name.)
+// orch up (max_size), the forwarder finishes the old file, then the files
+// rotated after it, then follows the new one from its start: every line
+// is forwarded once, in order, even when the log rotated several times
+// between two looks (orch up is stopped with SIGSTOP while the daemon
+// writes five logs' worth). orch up holds no descriptor of a log between
+// looks: a descriptor per daemon in its table made every start dearer
+// as daemons were added (fork copies the table).
 func TestUpForwardsAcrossRotation(t *testing.T) {
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "again")
 	cfg := fmt.Sprintf(`
 daemon "talk" {
-  command = ["sh", "-c", "echo first; while [ ! -e '%s' ]; do sleep 0.05; done; i=0; while [ $i -lt 100 ]; do echo filler-line-$i-..................................................; i=$((i+1)); done; sleep 1; echo after the rotation; exec sleep 600"]
+  command = ["sh", "-c", "echo first; while [ ! -e '%s' ]; do sleep 0.05; done; i=0; while [ $i -lt 300 ]; do echo filler-line-$i-..................................................; i=$((i+1)); done; echo after the rotation; exec sleep 600"]
   log {
-    max_size = "4KiB"
+    max_size  = "4KiB"
+    max_files = 20
   }
 }
 `, flag)
@@ -486,14 +490,67 @@ daemon "talk" {
 	p := e.startWith("up")
 	e.waitFor(p, "the first line", func() bool { return strings.Contains(p.output(), "talk | first") })
 	e.status() // remember the pids for the cleanup
-	logPath := filepath.Join(e.dir, ".orch", "logs", "daemon.talk.log")
+	logs := filepath.Join(e.dir, ".orch", "logs")
+	if open := openUnder(t, p.cmd.Process.Pid, logs, ".log"); len(open) > 0 {
+		t.Errorf("orch up holds logs open between looks: %v", open)
+	}
+
+	// Stopped, orch up cannot look while the log rotates several times.
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			p.cmd.Process.Signal(syscall.SIGCONT)
+			resumed = true
+		}
+	}
+	defer resume()
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(p, "the log rotated", func() bool {
-		_, err := os.Stat(logPath + ".1")
-		return err == nil
+	logPath := filepath.Join(logs, "daemon.talk.log")
+	e.waitFor(p, "the daemon's last line in its log after three rotations", func() bool {
+		b, _ := os.ReadFile(logPath)
+		_, err := os.Stat(logPath + ".3")
+		return err == nil && bytes.Contains(b, []byte("after the rotation"))
 	})
+	resume()
 	e.waitFor(p, "the line after the rotation", func() bool { return strings.Contains(p.output(), "talk | after the rotation") })
 	p.interrupt(t)
+	out := p.output()
+	next := 0
+	for _, l := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(l, "talk | filler-line-")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, '-')])
+		if n != next {
+			t.Fatalf("filler line %d forwarded where %d was due (lost or repeated across the rotations):\n%s", n, next, out)
+		}
+		next++
+	}
+	if next != 300 {
+		t.Fatalf("%d of 300 filler lines forwarded:\n%s", next, out)
+	}
+}
+
+// openUnder lists the files under dir whose names end in suffix that
+// process pid holds open.
+func openUnder(t *testing.T, pid int, dir, suffix string) []string {
+	t.Helper()
+	fds := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, ent := range ents {
+		if target, err := os.Readlink(filepath.Join(fds, ent.Name())); err == nil && strings.HasPrefix(target, dir+"/") && strings.HasSuffix(target, suffix) {
+			open = append(open, target)
+		}
+	}
+	return open
 }

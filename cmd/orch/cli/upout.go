@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/orch-dev/orch/executor/engine"
@@ -103,12 +103,15 @@ type queued struct {
 
 // followed is one log being forwarded.
 type followed struct {
-	addr    spec.Address
-	name    string
-	path    string
-	colour  int
-	f       *os.File
-	pos     int64 // f's offset
+	addr   spec.Address
+	name   string
+	path   string
+	colour int
+	// The log is not held open between looks (see read): located says
+	// ino and pos are known, pos being how far the log with inode ino
+	// has been read.
+	located bool
+	pos     int64
 	ino     uint64
 	partial []byte // the start of a line not yet ended
 	prefix  []byte // "name   | ", coloured, for the width it was made at
@@ -185,10 +188,6 @@ func (lf *logForwarder) stop() {
 }
 
 func (f *followed) close() {
-	if f.f != nil {
-		f.f.Close()
-		f.f = nil
-	}
 	if f.stream != nil {
 		f.stream.Close()
 		f.stream = nil
@@ -362,7 +361,7 @@ func (lf *logForwarder) follow(a spec.Address, fromStart bool) {
 		}()
 		return
 	}
-	lf.open(f, true)
+	lf.locate(f)
 }
 
 // readStream forwards a container's log until it ends or is closed; the
@@ -399,86 +398,155 @@ func keySuffix(a spec.Address) string {
 	return s[len(b):]
 }
 
-// open (re)opens f's log: at the length it had when orch up began when
-// first is set and it existed then, else at its start (a log created or
-// rotated since). A log that does not exist yet is tried again later.
-func (lf *logForwarder) open(f *followed, first bool) {
-	fh, err := os.Open(f.path)
+// locate finds where f's log is to be read from: the length it had when
+// orch up began, when it existed then, else its start. A log that does
+// not exist yet is tried again at the next look. mu held.
+func (lf *logForwarder) locate(f *followed) bool {
+	ino, size, err := lf.stat(f.path)
 	if err != nil {
-		return
+		return false
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(fh.Fd()), &st); err != nil {
-		fh.Close()
-		return
+	f.ino, f.pos, f.located = ino, 0, true
+	if n, ok := lf.startLen[filepath.Base(f.path)]; ok && n <= size {
+		f.pos = n
 	}
-	var pos int64
-	if first {
-		if n, ok := lf.startLen[filepath.Base(f.path)]; ok && n <= st.Size {
-			if _, err := fh.Seek(n, io.SeekStart); err == nil {
-				pos = n
-			}
-		}
-	}
-	f.f, f.ino, f.pos = fh, st.Ino, pos
+	return true
 }
+
+// maxRotatedLook bounds how many rotated logs (name.1, name.2, ...) a look
+// searches for the one it was reading.
+const maxRotatedLook = 64
 
 // read appends to the buffer the whole lines f's log gained (at most
 // forwardChunk of them, so that a flood cannot starve the others), across
-// a rotation or a truncation; with final, everything, and an unended last
+// rotations and truncations; with final, everything, and an unended last
 // line too; it returns how many bytes it read. mu held.
+//
+// No log is held open between looks: orch up follows every daemon's log,
+// and a descriptor per daemon in orch's table made each start dearer in
+// proportion to the daemons already running (fork copies the table, exec
+// closes it): orch up took 22 s to start 5,000 daemons, against 3.3 s for
+// 1,000. A look at a log is one stat by name, relative to the logs
+// directory's descriptor; only a log that grew is opened, read with
+// pread from where the last look ended, and closed.
 func (lf *logForwarder) read(f *followed, final bool) (read int) {
 	if f.isStream {
 		return 0
 	}
-	if f.f == nil {
-		lf.open(f, true)
-		if f.f == nil {
-			return 0
-		}
+	if !f.located && !lf.locate(f) {
+		return 0
 	}
-	if lf.chunk == nil {
-		lf.chunk = make([]byte, 32<<10)
-	}
-	chunk := lf.chunk
-	for final || read < forwardChunk {
-		k, _ := f.f.Read(chunk)
-		if k > 0 {
-			read += k
-			f.pos += int64(k)
-			lf.lines(f, chunk[:k])
-			continue
-		}
-		// At the end: has the log been rotated or truncated?
+	base := filepath.Base(f.path)
+	// Each turn reads something or follows a rotation; a log rotated
+	// again and again under the look ends it after a few.
+	for turn := 0; turn < 8 && (final || read < forwardChunk); turn++ {
 		ino, size, err := lf.stat(f.path)
 		if err != nil {
 			break
 		}
 		if ino != f.ino {
-			f.f.Close()
-			f.f = nil
-			lf.open(f, false)
-			if f.f == nil {
-				break
-			}
+			// Rotated since the last look: the log being read is now
+			// name.j (1 unless it rotated more than once). The rest of it,
+			// then the logs rotated after it whole, then the new log from
+			// its start.
+			read += lf.readRotated(f, base, final)
+			f.ino, f.pos = ino, 0
 			continue
 		}
 		if size < f.pos {
-			// Truncated: from its start again. (The offset is kept
-			// here, not asked for: one system call fewer a look.)
-			if _, err := f.f.Seek(0, io.SeekStart); err != nil {
+			f.pos = 0 // truncated: from its start again
+		}
+		if size == f.pos {
+			break
+		}
+		k, same := lf.readFile(f, base, f.ino, final, forwardChunk-read)
+		read += k
+		if !same || k == 0 {
+			if same {
 				break
 			}
-			f.pos = 0
-			continue
+			continue // replaced between the stat and the open
 		}
-		break
 	}
 	if final && len(f.partial) > 0 {
 		lf.line(f, f.partial)
 		f.partial = nil
 	}
 	return read
+}
+
+// readRotated reads the rest of the rotated log that f was reading
+// (inode f.ino, under name.j), then name.j-1 ... name.1 whole; it returns
+// how many bytes it read. A log rotated away for good (max_files = 0, or
+// more rotations than kept) has nothing more to give. mu held.
+func (lf *logForwarder) readRotated(f *followed, base string, final bool) (read int) {
+	j := 0
+	for i := 1; i <= maxRotatedLook; i++ {
+		ino, _, err := lf.stat(filepath.Join(lf.logsDir, base+"."+strconv.Itoa(i)))
+		if err != nil {
+			break
+		}
+		if ino == f.ino {
+			j = i
+			break
+		}
+	}
+	if j == 0 {
+		return 0
+	}
+	k, _ := lf.readFile(f, base+"."+strconv.Itoa(j), f.ino, true, 0)
+	read += k
+	for i := j - 1; i >= 1; i-- {
+		name := base + "." + strconv.Itoa(i)
+		ino, _, err := lf.stat(filepath.Join(lf.logsDir, name))
+		if err != nil {
+			break
+		}
+		f.ino, f.pos = ino, 0
+		k, _ := lf.readFile(f, name, ino, true, 0)
+		read += k
+	}
+	return read
+}
+
+// readFile opens name in the logs directory, checks that it is the log
+// with inode ino, and forwards what it holds from f.pos: all of it with
+// all, else at least budget bytes when it has them (whole reads). same is
+// false when name is another file now (nothing read). mu held.
+func (lf *logForwarder) readFile(f *followed, name string, ino uint64, all bool, budget int) (read int, same bool) {
+	fd, err := lf.openLog(name)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Ino != ino {
+		return 0, false
+	}
+	if lf.chunk == nil {
+		lf.chunk = make([]byte, 32<<10)
+	}
+	for all || read < budget {
+		k, err := unix.Pread(fd, lf.chunk, f.pos)
+		if k <= 0 || err != nil {
+			break
+		}
+		read += k
+		f.pos += int64(k)
+		lf.lines(f, lf.chunk[:k])
+	}
+	return read, true
+}
+
+// openLog opens name in the logs directory for reading, relative to its
+// descriptor when it has one. mu held.
+func (lf *logForwarder) openLog(name string) (int, error) {
+	if lf.dirFd >= 0 {
+		if fd, err := unix.Openat(lf.dirFd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err == nil {
+			return fd, nil
+		}
+	}
+	return unix.Open(filepath.Join(lf.logsDir, name), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 }
 
 // stat is the inode and size of a log under the logs directory, read
