@@ -192,7 +192,7 @@ func TestApplyKilledMidStartLeavesNoDuplicate(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 18))
-	for step := 1; step <= 5; step++ {
+	for step := 1; step <= 6; step++ {
 		// From nothing: the starts are of addresses the state does not know.
 		orch(t, dir, nil, "destroy", "-auto-approve").want(t, 0)
 		if got := marked(t, mark); len(got) != 0 {

@@ -286,3 +286,41 @@ func TestCreateWhileSiblingsEnd(t *testing.T) {
 		t.Errorf("project cgroup left after its last daemon: %v", err)
 	}
 }
+
+// TestPlanIsWhatCreateMakes: Plan names, before anything exists, the
+// directories Create then makes (the process runtime writes them in its
+// pending line before making them), and refuses what Create refuses
+// without making anything.
+func TestPlanIsWhatCreateMakes(t *testing.T) {
+	h := host(t)
+	proj := project(t)
+	for _, l := range []Limits{{}, {MemoryMax: 64 << 20}, {PidsMax: 100}, {CPUMax: 0.5}} {
+		if h.Check(l) != nil {
+			continue // not enforceable here: the refusal is checked below
+		}
+		name := fmt.Sprintf("daemon.plan.%d-%d-%v", l.MemoryMax, l.PidsMax, l.CPUMax)
+		planned, err := h.Plan(proj, name, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(planned.Path); !os.IsNotExist(err) {
+			t.Fatalf("%+v: Plan made %s (or it was there): %v", l, planned.Path, err)
+		}
+		made, err := h.Create(proj, name, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if made.Path != planned.Path || fmt.Sprint(made.V1) != fmt.Sprint(planned.V1) {
+			t.Errorf("%+v: planned %+v, made %+v", l, planned, made)
+		}
+		if err := made.Remove(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.Plan(proj, "bad/name", Limits{}); err == nil {
+		t.Error("Plan took a name with a slash")
+	}
+	if _, err := os.Stat(filepath.Join(h.Unified, proj)); !os.IsNotExist(err) {
+		t.Errorf("the project's cgroup was left: %v", err)
+	}
+}

@@ -31,11 +31,11 @@ type Group struct {
 // own enable none ("no internal processes").
 const selfLeaf = "orch.self"
 
-// Create makes the cgroup parent/name below orch's own (parent is one
-// level, for a project: "orch-app-1a2b3c"; name is the daemon's, unique per
-// start) and applies l. Nothing runs in it yet: the daemon is forked into
-// it (FD with SysProcAttr.CgroupFD) and joins the v1 directories itself.
-func (h *Host) Create(parent, name string, l Limits) (Group, error) {
+// Plan is the Group that Create(parent, name, l) makes, without making
+// anything: its directories, so that a record naming them can be written
+// before they exist (the process runtime's pending line), and an error
+// where Create would refuse l or the names before making anything.
+func (h *Host) Plan(parent, name string, l Limits) (Group, error) {
 	var g Group
 	if !h.Usable() {
 		return g, errors.New("no writable cgroup: " + h.Why)
@@ -45,6 +45,24 @@ func (h *Host) Create(parent, name string, l Limits) (Group, error) {
 	}
 	if !validName(parent) || !validName(name) {
 		return g, fmt.Errorf("bad cgroup name %q/%q", parent, name)
+	}
+	g.Path = filepath.Join(h.Unified, parent, name)
+	for _, c := range l.controllers() {
+		if !h.v2[c] {
+			g.setV1(c, filepath.Join(h.V1[c], parent, name))
+		}
+	}
+	return g, nil
+}
+
+// Create makes the cgroup parent/name below orch's own (parent is one
+// level, for a project: "orch-app-1a2b3c"; name is the daemon's, unique per
+// start) and applies l. Nothing runs in it yet: the daemon is forked into
+// it (FD with SysProcAttr.CgroupFD) and joins the v1 directories itself.
+func (h *Host) Create(parent, name string, l Limits) (Group, error) {
+	var g Group
+	if _, err := h.Plan(parent, name, l); err != nil {
+		return g, err
 	}
 	var v2ctl []string
 	for _, c := range l.controllers() {

@@ -30,11 +30,13 @@ import (
 // of its steps through the real binary:
 //
 //	1 the daemon's pipe is made; nothing is written yet
-//	2 the pending registry line is written; no process yet
-//	3 the process runs (through the exec wrapper: it may not have
+//	2 the pending registry line is written, naming the cgroup; no
+//	  cgroup yet, no process
+//	3 the cgroup is made; no process yet
+//	4 the process runs (through the exec wrapper: it may not have
 //	  executed the program yet); no committed registry line
-//	4 the committed registry line is written; logd has not the pipe
-//	5 logd has the pipe; Start has not returned (orch records nothing)
+//	5 the committed registry line is written; logd has not the pipe
+//	6 logd has the pipe; Start has not returned (orch records nothing)
 //
 // Unset (always, outside tests), it costs nothing.
 const KillStartEnv = "ORCH_TEST_KILL_START"
@@ -43,9 +45,10 @@ const KillStartEnv = "ORCH_TEST_KILL_START"
 const (
 	stepPipe      = 1
 	stepPending   = 2
-	stepForked    = 3
-	stepCommitted = 4
-	stepLogd      = 5
+	stepCgroup    = 3
+	stepForked    = 4
+	stepCommitted = 5
+	stepLogd      = 6
 )
 
 // killHook is KillStartEnv parsed; the zero value never kills.

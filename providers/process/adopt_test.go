@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/providers"
+	"github.com/orch-dev/orch/providers/cgroup"
 	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 )
@@ -70,16 +71,18 @@ func marked(mark string) []int {
 }
 
 // TestAdoptFindsStartsCutShort: an orch killed at each step of a start.
-// Before the fork (steps 1, 2) nothing runs and Adopt finds nothing (the
-// pending line is forgotten); from the fork on (steps 3, 4, 5) Adopt finds
-// the one daemon that runs, even with no committed line (step 3), and its
-// output reaches its log although the orch that started it never handed
-// its pipe to a log daemon (steps 3, 4); at step 3 through the exec
-// wrapper too, which may not have executed the program yet.
+// Before the fork (steps 1, 2, 3) nothing runs and Adopt finds nothing
+// (the pending line is forgotten, and the cgroup it names is not left on
+// the host, whether it was made (3) or not yet (2)); from the fork on
+// (steps 4, 5, 6) Adopt finds the one daemon that runs, even with no
+// committed line (step 4), and its output reaches its log although the
+// orch that started it never handed its pipe to a log daemon (steps 4,
+// 5); at step 4 through the exec wrapper too, which may not have executed
+// the program yet.
 func TestAdoptFindsStartsCutShort(t *testing.T) {
 	for _, wrapped := range []bool{false, true} {
-		for step := 1; step <= 5; step++ {
-			if wrapped && step != 3 {
+		for step := 1; step <= 6; step++ {
+			if wrapped && step != 4 {
 				// The wrapper differs only between the fork and the
 				// program's exec (each run costs seconds under -race).
 				continue
@@ -100,7 +103,7 @@ func TestAdoptFindsStartsCutShort(t *testing.T) {
 				// environment of what forked it, without MARK (on 2 busy
 				// cores, 1 run in about 50). Nothing announces the exec:
 				// looked at again, within a bound.
-				for deadline := time.Now().Add(10 * time.Second); step >= 3 && len(running) == 0 && time.Now().Before(deadline); {
+				for deadline := time.Now().Add(10 * time.Second); step >= 4 && len(running) == 0 && time.Now().Before(deadline); {
 					time.Sleep(10 * time.Millisecond)
 					running = marked(mark)
 				}
@@ -109,14 +112,31 @@ func TestAdoptFindsStartsCutShort(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if step <= 2 {
+				if step <= 3 {
 					if len(running) != 0 || len(got.Objects) != 0 {
 						t.Fatalf("killed before the fork: running %v, adopted %+v", running, got.Objects)
 					}
-					// The pending line (step 2) is forgotten: a second pass
-					// has nothing to resolve.
-					if b, _ := os.ReadFile(filepath.Join(state, "logs", "logd.registry")); step == 2 && !strings.Contains(string(b), `"gone":true`) {
+					// The pending line (steps 2, 3) is forgotten: a second
+					// pass has nothing to resolve.
+					b, _ := os.ReadFile(filepath.Join(state, "logs", "logd.registry"))
+					if step >= 2 && !strings.Contains(string(b), `"gone":true`) {
 						t.Fatalf("pending start not forgotten:\n%s", b)
+					}
+					named := 0
+					for _, l := range strings.Split(string(b), "\n") {
+						var line struct {
+							Cgroup *struct{ Path string } `json:"cgroup"`
+						}
+						if json.Unmarshal([]byte(l), &line) != nil || line.Cgroup == nil {
+							continue
+						}
+						named++
+						if _, err := os.Stat(line.Cgroup.Path); !os.IsNotExist(err) {
+							t.Fatalf("the cgroup of the start cut short is left: %s (%v)", line.Cgroup.Path, err)
+						}
+					}
+					if step >= 2 && named == 0 && cgroup.Detect().Usable() {
+						t.Fatalf("the pending line names no cgroup:\n%s", b)
 					}
 					return
 				}
@@ -158,9 +178,9 @@ func TestAdoptStopsLeftoversOfKnownAddress(t *testing.T) {
 	r.Addr = addr("writer")
 	r.Stop = spec.Stop{Signal: spec.SIGTERM, Timeout: 5 * time.Second}
 	h1, hi1 := e.start(&r)
-	for _, step := range []int{3, 5} {
-		applyKilledAt(t, e.state, ticking(mark, step == 3), step)
-		// Killed right after the fork (step 3, through the exec wrapper),
+	for _, step := range []int{4, 6} {
+		applyKilledAt(t, e.state, ticking(mark, step == 4), step)
+		// Killed right after the fork (step 4, through the exec wrapper),
 		// the leftover may not have executed its program yet, and until
 		// it has /proc shows it without MARK (TestAdoptFindsStartsCutShort
 		// says more): looked at again, within a bound.

@@ -51,20 +51,46 @@ func projectGroup(project, stateDir string) string {
 	return name + "-" + hex.EncodeToString(sum[:4])
 }
 
+// noCgroup is what a start does without cgroups: none is set when
+// this Provider makes none, and err then says why limits l cannot be
+// enforced (nil without limits).
+func (p *Provider) noCgroup(addr spec.Address, l cgroup.Limits) (err error, none bool) {
+	if p.cg.Usable() {
+		return nil, false
+	}
+	if !l.IsZero() {
+		why := "cgroups are turned off"
+		if p.cg != nil {
+			why = p.cg.Check(l).Error()
+		}
+		return attrErr(addr, "resources", fmt.Errorf("%s", why)), true
+	}
+	return nil, true
+}
+
+// planCgroup is the cgroup makeCgroup would make for this start, named
+// before anything is made (Host.Plan), or the error it would give for l.
+func (p *Provider) planCgroup(addr spec.Address, project, stateDir, name, id string, l cgroup.Limits) (*cgroup.Group, error) {
+	if err, none := p.noCgroup(addr, l); none {
+		return nil, err
+	}
+	if err := p.cg.Check(l); err != nil {
+		return nil, attrErr(addr, "resources", err)
+	}
+	g, err := p.cg.Plan(projectGroup(project, stateDir), name+"."+id, l)
+	if err != nil {
+		return nil, startErr(addr, false, "%w", err)
+	}
+	return &g, nil
+}
+
 // makeCgroup makes the cgroup of a daemon about to start (name is its
 // file name, id its start's): nil when the host gives none and limits
 // are zero. Limits without a cgroup to enforce them are an error naming
 // the daemon and the attribute.
 func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id string, l cgroup.Limits) (*cgroup.Group, error) {
-	if !p.cg.Usable() {
-		if !l.IsZero() {
-			why := "cgroups are turned off"
-			if p.cg != nil {
-				why = p.cg.Check(l).Error()
-			}
-			return nil, attrErr(addr, "resources", fmt.Errorf("%s", why))
-		}
-		return nil, nil
+	if err, none := p.noCgroup(addr, l); none {
+		return nil, err
 	}
 	if err := p.cg.Check(l); err != nil {
 		return nil, attrErr(addr, "resources", err)

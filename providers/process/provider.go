@@ -328,22 +328,25 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		StopSignal: r.Stop.Signal.Name, StopTimeoutMS: r.Stop.Timeout.Milliseconds()}
 	step := p.killHook.begin()
 	step(stepPipe)
-	// The daemon's cgroup is made before the fork and named in the
-	// pending line, so that whatever becomes of this start finds it (an
-	// orch killed in between leaves an empty one, which the next start
-	// of the name sweeps away).
-	grp, err := p.makeCgroup(addr, req.Project, req.StateDir, name, rec.ID, limits)
+	// The daemon's cgroup is named in the pending line, then made, before
+	// the fork: whatever becomes of this start, what reads the line finds
+	// the cgroup (an orch killed before it is made names one that does
+	// not exist, which its removal takes as removed).
+	planned, err := p.planCgroup(addr, req.Project, req.StateDir, name, rec.ID, limits)
 	if err != nil {
 		return resp, err
 	}
 	pending := rec
-	pending.Pending, pending.Cgroup = true, grp
+	pending.Pending, pending.Cgroup = true, planned
 	if err := appendRegistry(logsDir, pending); err != nil {
-		if grp != nil {
-			p.removeCgroup(context.Background(), grp)
-		}
 		var ue *owned.UntrustedError
 		return resp, startErr(addr, !errors.As(err, &ue), "%w", err)
+	}
+	step(stepPending)
+	grp, err := p.makeCgroup(addr, req.Project, req.StateDir, name, rec.ID, limits)
+	if err != nil {
+		appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
+		return resp, err
 	}
 	forgetStart := func() {
 		if grp != nil {
@@ -351,7 +354,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		}
 		appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
 	}
-	step(stepPending)
+	step(stepCgroup)
 
 	attr := &os.ProcAttr{
 		Dir:   r.Dir,

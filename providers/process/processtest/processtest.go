@@ -51,10 +51,10 @@ func RemoveCgroups(stateDir string) {
 		parents[filepath.Dir(g.Path)] = true
 		g.Remove()
 	}
-	// An orch killed between making a daemon's cgroup and naming it in
-	// its pending line leaves one that no line names: orch's next start
-	// of that daemon in the project sweeps it, and a test's directory
-	// has no next start. What is left in the project's cgroup goes too.
+	// A start names its cgroup in its pending line before it makes it,
+	// so every cgroup of the project is named above; anything else left
+	// in the project's cgroup goes all the same, so that no test leaves
+	// a cgroup on the host.
 	for dir := range parents {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
