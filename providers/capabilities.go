@@ -117,6 +117,20 @@ type Watcher interface {
 	Watch(ctx context.Context, req WatchRequest) (WatchResponse, error)
 }
 
+// ExitNotifier is a Watcher that parks no goroutine per watch: the
+// engine of orch up uses it instead of Watch when the provider has it (an
+// in-process provider: the process runtime), so that supervising 10,000
+// daemons does not keep 10,000 goroutines waiting.
+type ExitNotifier interface {
+	// NotifyExit calls exited once the instance is no longer running,
+	// with what Watch's channel would carry (at once, possibly before
+	// NotifyExit returns, when it already is not). exited runs on a
+	// goroutine of the provider's, which it must not block. cancel ends
+	// the watch; exited may still be called once after it, so a caller
+	// that starts watches anew tells them apart.
+	NotifyExit(req WatchRequest, exited func(Observed)) (cancel func(), err error)
+}
+
 // Updater applies to a running instance, in place, the changes the plan
 // marks as not forcing replacement (a container's memory limit, a
 // process's log rotation). Without it such changes are only recorded and

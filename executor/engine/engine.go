@@ -123,7 +123,15 @@ type Engine struct {
 	// before an edit) from what it reports: events, and the agent API.
 	redactor atomic.Pointer[spec.Redactor]
 	msgs     chan func() // work for the controller goroutine
-	dead     chan struct{}
+	// queued is work for the controller goroutine from callers that must
+	// not wait for it (postNoWait): a provider's exit notification, made
+	// on a goroutine that all its watches share.
+	queued struct {
+		sync.Mutex
+		fs   []func()
+		wake chan struct{} // holds one token while fs is not empty
+	}
+	dead chan struct{}
 	bg       sync.WaitGroup
 	ctx      context.Context
 	// prep is the shutdown's input, listed ahead (prep.go).
@@ -257,11 +265,13 @@ func New(opts Options) *Engine {
 	if opts.Rand == nil {
 		opts.Rand = rand.Float64
 	}
-	return &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
+	e := &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
 		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{},
 		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
 		readyWaits: map[spec.Address][]*readyWait{}, owns: ownersOfListeners(opts.Providers)}
+	e.queued.wake = make(chan struct{}, 1)
+	return e
 }
 
 // Run applies the configuration and supervises until ctx is done; then it
@@ -304,6 +314,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		case f := <-e.msgs:
 			f()
 			e.syncServices()
+		case <-e.queued.wake:
+			e.runQueued()
+			e.syncServices()
 		case <-ctx.Done():
 			return e.shutdown()
 		}
@@ -315,6 +328,33 @@ func (e *Engine) post(f func()) {
 	select {
 	case e.msgs <- f:
 	case <-e.dead:
+	}
+}
+
+// postNoWait is post for a caller that must not block: f is queued,
+// and the controller goroutine runs what is queued, in order, when it
+// next looks. Dropped once Run has returned.
+func (e *Engine) postNoWait(f func()) {
+	e.queued.Lock()
+	e.queued.fs = append(e.queued.fs, f)
+	first := len(e.queued.fs) == 1
+	e.queued.Unlock()
+	if first {
+		select {
+		case e.queued.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// runQueued runs what postNoWait queued; the controller goroutine's.
+func (e *Engine) runQueued() {
+	e.queued.Lock()
+	fs := e.queued.fs
+	e.queued.fs = nil
+	e.queued.Unlock()
+	for _, f := range fs {
+		f()
 	}
 }
 

@@ -45,7 +45,18 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	}
 	rt := e.runtime(inst.rt)
 	exited := func(obs providers.Observed) { e.post(func() { e.exited(addr, gen, obs) }) }
-	if w, ok := p.(providers.Watcher); ok {
+	if n, ok := p.(providers.ExitNotifier); ok {
+		// No goroutine waits: the provider calls back, on a goroutine
+		// of its own that must not block, hence postNoWait.
+		cancelWatch, err := n.NotifyExit(providers.WatchRequest{Runtime: rt, Addr: addr, Handle: handle}, func(obs providers.Observed) {
+			e.postNoWait(func() { e.exited(addr, gen, obs) })
+		})
+		if err == nil {
+			context.AfterFunc(ctx, cancelWatch)
+		} else {
+			e.emit(Event{Type: EventError, Addr: addr, Detail: "cannot watch: " + err.Error()})
+		}
+	} else if w, ok := p.(providers.Watcher); ok {
 		resp, err := w.Watch(ctx, providers.WatchRequest{Runtime: rt, Addr: addr, Handle: handle})
 		if err == nil {
 			e.bg.Add(1)

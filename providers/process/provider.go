@@ -83,6 +83,7 @@ type Provider struct {
 	mu       sync.Mutex
 	children map[childKey]*child       // processes this Provider started, while it lives
 	sweepAt  int                       // len(children) at which track forgets long-ended ones
+	waiterID uint64                    // the last NotifyExit of a child's id
 	cgLists  map[string]*cgList        // by project cgroup: names with cgroups when first looked
 	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
@@ -128,6 +129,16 @@ type child struct {
 	// daemon this Provider did not start, does Stop read cgroup.events
 	// to thaw it first.
 	froze atomic.Bool
+	// ended is set, and waiters taken, under the Provider's mu when the
+	// child is reaped; each waiter (NotifyExit) is then called once.
+	ended   bool
+	waiters []childWaiter
+}
+
+// childWaiter is a NotifyExit of a child, until it is reaped or cancelled.
+type childWaiter struct {
+	id uint64
+	f  func()
 }
 
 // New returns a Provider. It reads a few constants of the host (boot id,
@@ -490,8 +501,14 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 	end := func(ws *syscall.WaitStatus, oom uint64) {
 		p.mu.Lock()
 		c.state, c.exitedAt, c.oomKills = ws, time.Now(), oom
+		c.ended = true
+		waiters := c.waiters
+		c.waiters = nil
 		p.mu.Unlock()
 		close(c.done)
+		for _, w := range waiters {
+			w.f()
+		}
 	}
 	// finish is called on the reaper's dispatcher, which must not block.
 	finish := func(ws *syscall.WaitStatus) {

@@ -51,6 +51,99 @@ func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (provi
 	return providers.WatchResponse{Exited: ch}, nil
 }
 
+// NotifyExit is Watch without a goroutine per watch
+// (providers.ExitNotifier): exited is called once the process of
+// req.Handle has ended. A child of this process: from the reaper's
+// dispatcher, as it is reaped. Another process (an adopted daemon): from a
+// goroutine started when the reaper's thread sees its pidfd fire, so that
+// 10,000 ending at once do not read /proc one after the other on the
+// dispatcher. Supervising 10,000 daemons parked 10,000 goroutines in
+// Watch.
+func (p *Provider) NotifyExit(req providers.WatchRequest, exited func(providers.Observed)) (cancel func(), err error) {
+	hi, err := ParseHandle(req.Handle)
+	if err != nil {
+		return nil, &providers.Error{Op: "watch", Err: err}
+	}
+	report := func() {
+		obs := p.observeInfo(hi)
+		if obs.State == providers.StateRunning {
+			// Exited, but a stranger's zombie reaper has not run yet:
+			// what ran is gone all the same.
+			obs.State = providers.StateExited
+		}
+		exited(obs)
+	}
+	if c := p.child(hi); c != nil {
+		return p.onReaped(c, report), nil
+	}
+	// Until a cancel, or the end: a watch that falls back to polling.
+	ctx, stop := context.WithCancel(context.Background())
+	never := time.Now().Add(100 * 365 * 24 * time.Hour) // only a cancel ends the wait
+	wait := func(how func(context.Context, HandleInfo, func(HandleInfo) procIdentity, time.Time) bool) {
+		go func() {
+			if how(ctx, hi, p.identify, never) {
+				report()
+			}
+		}()
+	}
+	fd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.ESRCH) {
+		stop()
+		report()
+		return func() {}, nil
+	}
+	if err != nil {
+		wait(waitExitPolling)
+		return stop, nil
+	}
+	// The pid may have changed hands before the pidfd was opened: check
+	// after opening, so the pidfd is known to refer to our process.
+	if p.identify(hi) != procAlive {
+		unix.Close(fd)
+		stop()
+		report()
+		return func() {}, nil
+	}
+	cancelWait, ok := watchLater(fd, func(ended bool) {
+		if ended {
+			go report()
+		} else {
+			wait(waitExit) // the reaper's thread could not hold the pidfd
+		}
+	})
+	unix.Close(fd)
+	if !ok {
+		wait(waitExit)
+		return stop, nil
+	}
+	return func() { cancelWait(); stop() }, nil
+}
+
+// onReaped calls f once child c is reaped (at once if it was), unless
+// the returned cancel came first.
+func (p *Provider) onReaped(c *child, f func()) (cancel func()) {
+	p.mu.Lock()
+	if c.ended {
+		p.mu.Unlock()
+		f()
+		return func() {}
+	}
+	p.waiterID++
+	id := p.waiterID
+	c.waiters = append(c.waiters, childWaiter{id: id, f: f})
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, w := range c.waiters {
+			if w.id == id {
+				c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
 // waitPidfd blocks until the process of hi is no longer alive (true) or
 // ctx is done (false).
 func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {

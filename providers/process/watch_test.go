@@ -2,7 +2,10 @@ package process_test
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,5 +81,123 @@ func TestWatchStranger(t *testing.T) {
 	o, ok := waitObserved(t, resp.Exited)
 	if !ok || o.State == providers.StateRunning {
 		t.Fatalf("got %+v, %v; want not running", o, ok)
+	}
+}
+
+// notified is a NotifyExit's callback for a test: it counts its calls and
+// hands each observation over.
+type notified struct {
+	calls atomic.Int32
+	ch    chan providers.Observed
+}
+
+func newNotified() *notified { return &notified{ch: make(chan providers.Observed, 4)} }
+
+func (n *notified) exited(o providers.Observed) {
+	n.calls.Add(1)
+	n.ch <- o
+}
+
+// TestNotifyExit: NotifyExit (providers.ExitNotifier) tells of a child's
+// end with its exit code, once; of a process this Provider did not start
+// (a pidfd) once it ends and not before; at once of what already ended;
+// never after a cancel that came first; and parks no goroutine per watch
+// (supervising 10,000 daemons parked 10,000 in Watch).
+func TestNotifyExit(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	var p providers.ExitNotifier = e.p
+
+	h, _ := e.start(res("code", "/bin/sh", "-c", "sleep 0.05; exit 3"))
+	n := newNotified()
+	if _, err := p.NotifyExit(providers.WatchRequest{Addr: addr("code"), Handle: h}, n.exited); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := waitObserved(t, n.ch); o.State != providers.StateExited || o.ExitCode != 3 {
+		t.Fatalf("got %+v; want exited with code 3", o)
+	}
+	// Ended: a watch now is told at once.
+	again := newNotified()
+	if _, err := p.NotifyExit(providers.WatchRequest{Addr: addr("code"), Handle: h}, again.exited); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := waitObserved(t, again.ch); o.ExitCode != 3 {
+		t.Fatalf("a watch after the end got %+v", o)
+	}
+
+	// Cancelled before the end: never called.
+	h2, hi2 := e.start(res("cancelled", "/bin/sleep", "600"))
+	quiet := newNotified()
+	cancel, err := p.NotifyExit(providers.WatchRequest{Addr: addr("cancelled"), Handle: h2}, quiet.exited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	told := newNotified()
+	if _, err := p.NotifyExit(providers.WatchRequest{Addr: addr("cancelled"), Handle: h2}, told.exited); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(-hi2.Pgid, syscall.SIGKILL)
+	if o, _ := waitObserved(t, told.ch); o.State == providers.StateRunning {
+		t.Fatalf("got %+v after the kill", o)
+	}
+	if c := quiet.calls.Load(); c != 0 {
+		t.Fatalf("a cancelled watch was called %d times", c)
+	}
+
+	// A stranger, through a pidfd on the reaper's thread.
+	cmd := exec.Command("/bin/sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	_, _, _, start, ok := stat(cmd.Process.Pid)
+	if !ok {
+		t.Fatal("no stat")
+	}
+	sh := process.HandleInfo{Pid: cmd.Process.Pid, StartTicks: start, Pgid: cmd.Process.Pid}.Encode()
+	var fresh providers.ExitNotifier = process.New(process.Options{})
+	strangerQuiet, stranger := newNotified(), newNotified()
+	cancel, err = fresh.NotifyExit(providers.WatchRequest{Addr: addr("stranger"), Handle: sh}, strangerQuiet.exited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := fresh.NotifyExit(providers.WatchRequest{Addr: addr("stranger"), Handle: sh}, stranger.exited); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-stranger.ch:
+		t.Fatalf("reported %+v while it runs", o)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cmd.Process.Kill()
+	if o, _ := waitObserved(t, stranger.ch); o.State == providers.StateRunning {
+		t.Fatalf("got %+v; want not running", o)
+	}
+	if c, s := strangerQuiet.calls.Load(), stranger.calls.Load(); c != 0 || s != 1 {
+		t.Fatalf("the cancelled watch of the stranger was called %d times, the other %d", c, s)
+	}
+
+	// No goroutine parked per watch: 40 running children, watched.
+	var hs []providers.Handle
+	for i := 0; i < 40; i++ {
+		h, _ := e.start(res(fmt.Sprintf("many%d", i), "/bin/sleep", "600"))
+		hs = append(hs, h)
+	}
+	before := runtime.NumGoroutine()
+	var cancels []func()
+	for i, h := range hs {
+		c, err := p.NotifyExit(providers.WatchRequest{Addr: addr(fmt.Sprintf("many%d", i)), Handle: h}, func(providers.Observed) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, c)
+	}
+	if after := runtime.NumGoroutine(); after-before >= len(hs)/2 {
+		t.Fatalf("%d goroutines more for %d watches", after-before, len(hs))
+	}
+	for _, c := range cancels {
+		c()
 	}
 }
