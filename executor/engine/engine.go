@@ -132,8 +132,8 @@ type Engine struct {
 		wake chan struct{} // holds one token while fs is not empty
 	}
 	dead chan struct{}
-	bg       sync.WaitGroup
-	ctx      context.Context
+	bg   sync.WaitGroup
+	ctx  context.Context
 	// prep is the shutdown's input, listed ahead (prep.go).
 	prep shutdownPrep
 
