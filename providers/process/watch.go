@@ -40,15 +40,43 @@ func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (provi
 		} else if !p.waitPidfd(ctx, hi) {
 			return
 		}
-		obs := p.observeInfo(hi)
-		if obs.State == providers.StateRunning {
-			// Exited, but a stranger's zombie reaper has not run yet:
-			// what ran is gone all the same.
-			obs.State = providers.StateExited
+		if c != nil {
+			ch <- p.endOf(hi)
+		} else {
+			ch <- p.strangerEnded(ctx, hi)
 		}
-		ch <- obs
 	}()
 	return providers.WatchResponse{Exited: ch}, nil
+}
+
+// reapGrace bounds how long the end of a process this Provider did not
+// start (an adopted daemon) is held back until its parent reaps it.
+const reapGrace = 2 * time.Second
+
+// endOf is the observation of hi's process once it has ended.
+func (p *Provider) endOf(hi HandleInfo) providers.Observed {
+	obs := p.observeInfo(hi)
+	if obs.State == providers.StateRunning {
+		// Exited, but a stranger's zombie reaper has not run yet:
+		// what ran is gone all the same.
+		obs.State = providers.StateExited
+	}
+	return obs
+}
+
+// strangerEnded is endOf for a process this Provider did not start: read
+// while it is still a zombie (its exit status is in its stat then), and
+// returned once its parent reaped it, or after reapGrace, or ctx's end.
+// Until then its pid is taken: a daemon restarted meanwhile that checks
+// its pid file with kill(pid, 0) finds its old self still there
+// (postgres: "lock file postmaster.pid already exists ... Is another
+// postmaster (PID n) running", twice in a row under a PID 1 that reaps
+// lazily, before it started on the third try). Under an init that reaps
+// at once, nothing is held back.
+func (p *Provider) strangerEnded(ctx context.Context, hi HandleInfo) providers.Observed {
+	obs := p.endOf(hi)
+	pollUntil(ctx, time.Now().Add(reapGrace), func() bool { return p.identify(hi) != procZombie })
+	return obs
 }
 
 // NotifyExit is Watch without a goroutine per watch
@@ -64,20 +92,12 @@ func (p *Provider) NotifyExit(req providers.WatchRequest, exited func(providers.
 	if err != nil {
 		return nil, &providers.Error{Op: "watch", Err: err}
 	}
-	report := func() {
-		obs := p.observeInfo(hi)
-		if obs.State == providers.StateRunning {
-			// Exited, but a stranger's zombie reaper has not run yet:
-			// what ran is gone all the same.
-			obs.State = providers.StateExited
-		}
-		exited(obs)
-	}
 	if c := p.child(hi); c != nil {
-		return p.onReaped(c, report), nil
+		return p.onReaped(c, func() { exited(p.endOf(hi)) }), nil
 	}
 	// Until a cancel, or the end: a watch that falls back to polling.
 	ctx, stop := context.WithCancel(context.Background())
+	report := func() { exited(p.strangerEnded(ctx, hi)) }
 	never := time.Now().Add(100 * 365 * 24 * time.Hour) // only a cancel ends the wait
 	wait := func(how func(context.Context, HandleInfo, func(HandleInfo) procIdentity, time.Time) bool) {
 		go func() {

@@ -3,8 +3,10 @@ package process_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -78,6 +80,7 @@ func TestWatchStranger(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	cmd.Process.Kill()
+	cmd.Wait() // its parent (this test) reaps it: the end is told then
 	o, ok := waitObserved(t, resp.Exited)
 	if !ok || o.State == providers.StateRunning {
 		t.Fatalf("got %+v, %v; want not running", o, ok)
@@ -172,6 +175,18 @@ func TestNotifyExit(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	cmd.Process.Kill()
+	// A zombie until its parent (this test) reaps it: its pid is still
+	// taken, and its end is held back (a restart meanwhile would find it
+	// in a pid file, alive to kill(pid, 0)).
+	for !zombie(cmd.Process.Pid) {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case o := <-stranger.ch:
+		t.Fatalf("told %+v while its zombie awaits its parent", o)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cmd.Wait()
 	if o, _ := waitObserved(t, stranger.ch); o.State == providers.StateRunning {
 		t.Fatalf("got %+v; want not running", o)
 	}
@@ -200,4 +215,14 @@ func TestNotifyExit(t *testing.T) {
 	for _, c := range cancels {
 		c()
 	}
+}
+
+// zombie reports whether pid has exited and awaits its parent's wait.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+1:])
+	return len(f) > 0 && f[0] == "Z"
 }
