@@ -161,10 +161,14 @@ func TestReaperKeepsNothingOpen(t *testing.T) {
 }
 
 // startOrphan starts a sleep that is not a child of this process (its
-// parent, a shell, exits at once) and returns its pid.
+// parent, a shell, exits at once) and returns its pid. It sleeps an hour,
+// and the test's cleanup kills it: it must outlive the test however slow
+// the machine (with a minute, TestReaperWatchesStrangers's first orphans
+// ended before the 3,000th was started, under -race on 2 cores kept busy,
+// and their watches fired before they were counted).
 func startOrphan(t *testing.T) int {
 	t.Helper()
-	out, err := exec.Command("/bin/sh", "-c", "/bin/sleep 60 </dev/null >/dev/null 2>&1 & echo $!").Output()
+	out, err := exec.Command("/bin/sh", "-c", "/bin/sleep 3600 </dev/null >/dev/null 2>&1 & echo $!").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
