@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -52,31 +53,17 @@ func run() int {
 		stop := peakProfile(path)
 		defer stop()
 	}
-	if path := os.Getenv("ORCH_TRACE"); path != "" {
-		f, err := os.Create(path)
+	for _, rec := range []struct {
+		env   string
+		start func(io.Writer) error
+		stop  func()
+	}{{"ORCH_TRACE", trace.Start, trace.Stop}, {"ORCH_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile}} {
+		stop, err := recordTo(os.Getenv(rec.env), rec.start, rec.stop)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "orch: ORCH_TRACE:", err)
+			fmt.Fprintf(os.Stderr, "orch: %s: %v\n", rec.env, err)
 			return 1
 		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			fmt.Fprintln(os.Stderr, "orch: ORCH_TRACE:", err)
-			return 1
-		}
-		defer trace.Stop()
-	}
-	if path := os.Getenv("ORCH_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "orch: ORCH_CPUPROFILE:", err)
-			return 1
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "orch: ORCH_CPUPROFILE:", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	if path := os.Getenv("ORCH_MEMPROFILE"); path != "" {
 		runtime.MemProfileRate = 64 << 10
@@ -88,6 +75,24 @@ func run() int {
 		}()
 	}
 	return (&cli.App{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}).Run(os.Args[1:])
+}
+
+// recordTo starts a recording of the whole command (an execution trace,
+// a CPU profile) into the file at path, and returns what ends it and
+// closes the file; with path "", nothing.
+func recordTo(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { stop(); f.Close() }, nil
 }
 
 // onSIGTERM starts, at the first SIGTERM, a CPU profile to prof and an

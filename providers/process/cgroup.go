@@ -68,8 +68,10 @@ func (p *Provider) noCgroup(addr spec.Address, l cgroup.Limits) (err error, none
 	return nil, true
 }
 
-// planCgroup is the cgroup makeCgroup would make for this start, named
-// before anything is made (Host.Plan), or the error it would give for l.
+// planCgroup is the cgroup makeCgroup will make for this start, named
+// before anything is made (Host.Plan): nil when the host gives none and
+// limits are zero. Limits without a cgroup to enforce them are an error
+// naming the daemon and the attribute.
 func (p *Provider) planCgroup(addr spec.Address, project, stateDir, name, id string, l cgroup.Limits) (*cgroup.Group, error) {
 	if err, none := p.noCgroup(addr, l); none {
 		return nil, err
@@ -84,17 +86,10 @@ func (p *Provider) planCgroup(addr spec.Address, project, stateDir, name, id str
 	return &g, nil
 }
 
-// makeCgroup makes the cgroup of a daemon about to start (name is its
-// file name, id its start's): nil when the host gives none and limits
-// are zero. Limits without a cgroup to enforce them are an error naming
-// the daemon and the attribute.
+// makeCgroup makes the cgroup that planCgroup planned for a daemon about
+// to start (name is its file name, id its start's); called only when it
+// planned one, whose checks it does not repeat (Host.Create's own do).
 func (p *Provider) makeCgroup(addr spec.Address, project, stateDir, name, id string, l cgroup.Limits) (*cgroup.Group, error) {
-	if err, none := p.noCgroup(addr, l); none {
-		return nil, err
-	}
-	if err := p.cg.Check(l); err != nil {
-		return nil, attrErr(addr, "resources", err)
-	}
 	parent := projectGroup(project, stateDir)
 	stale := p.staleCgroups(parent, name)
 	g, err := p.cg.Create(parent, name+"."+id, l)

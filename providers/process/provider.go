@@ -83,7 +83,6 @@ type Provider struct {
 	mu       sync.Mutex
 	children map[childKey]*child       // processes this Provider started, while it lives
 	sweepAt  int                       // len(children) at which track forgets long-ended ones
-	waiterID uint64                    // the last NotifyExit of a child's id
 	cgLists  map[string]*cgList        // by project cgroup: names with cgroups when first looked
 	logds    map[string]*logdConn      // connections to log daemons, by logs directory
 	notify   map[string]*notify.Socket // notify sockets bound for daemons started here, by path
@@ -130,15 +129,10 @@ type child struct {
 	// to thaw it first.
 	froze atomic.Bool
 	// ended is set, and waiters taken, under the Provider's mu when the
-	// child is reaped; each waiter (NotifyExit) is then called once.
+	// child is reaped; each waiter (NotifyExit's, until it is reaped or
+	// cancelled) is then called once.
 	ended   bool
-	waiters []childWaiter
-}
-
-// childWaiter is a NotifyExit of a child, until it is reaped or cancelled.
-type childWaiter struct {
-	id uint64
-	f  func()
+	waiters []*func()
 }
 
 // New returns a Provider. It reads a few constants of the host (boot id,
@@ -277,10 +271,9 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		}
 	}
 	limits := limitsOf(r)
-	if !limits.IsZero() && !p.cg.Usable() {
-		// Before anything is made: limits nothing can enforce are the
-		// configuration's error, not the host's.
-		_, err := p.makeCgroup(addr, req.Project, req.StateDir, "", "", limits)
+	// Before anything is made: limits nothing can enforce are the
+	// configuration's error, not the host's.
+	if err, _ := p.noCgroup(addr, limits); err != nil {
 		return resp, err
 	}
 	umask := int(r.Umask.Perm())
@@ -354,10 +347,12 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 		return resp, startErr(addr, !errors.As(err, &ue), "%w", err)
 	}
 	step(stepPending)
-	grp, err := p.makeCgroup(addr, req.Project, req.StateDir, name, rec.ID, limits)
-	if err != nil {
-		appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
-		return resp, err
+	var grp *cgroup.Group
+	if planned != nil {
+		if grp, err = p.makeCgroup(addr, req.Project, req.StateDir, name, rec.ID, limits); err != nil {
+			appendRegistry(logsDir, regEntry{Name: name, ID: rec.ID, Gone: true})
+			return resp, err
+		}
 	}
 	forgetStart := func() {
 		if grp != nil {
@@ -507,7 +502,7 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 		p.mu.Unlock()
 		close(c.done)
 		for _, w := range waiters {
-			w.f()
+			(*w)()
 		}
 	}
 	// finish is called on the reaper's dispatcher, which must not block.

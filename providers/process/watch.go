@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -11,41 +13,30 @@ import (
 	"github.com/orch-dev/orch/providers"
 )
 
-var _ providers.Watcher = (*Provider)(nil)
+var (
+	_ providers.Watcher      = (*Provider)(nil)
+	_ providers.ExitNotifier = (*Provider)(nil)
+)
 
-// Watch reports when the daemon behind req.Handle stops running. A child
-// of this Provider is waited for through its reaper (the exit status is
-// known); any other process through a pidfd that the reaper's thread
-// holds in its own descriptor table (watchLater; Go's network poller
-// where it cannot), so that a watch costs a parked goroutine and no
-// thread, no timer and no descriptor in orch's table. Without pidfd
-// (Linux < 5.3) it polls /proc, from 1ms up to 50ms.
-// A bad handle is an error; a process that is already gone is reported at
-// once.
+// Watch reports when the daemon behind req.Handle stops running: it is
+// NotifyExit with a channel, and parks no goroutine either. A bad handle
+// is an error; a process that is already gone is reported at once.
 func (p *Provider) Watch(ctx context.Context, req providers.WatchRequest) (providers.WatchResponse, error) {
-	hi, err := ParseHandle(req.Handle)
-	if err != nil {
-		return providers.WatchResponse{}, &providers.Error{Op: "watch", Err: err}
-	}
 	ch := make(chan providers.Observed, 1)
-	c := p.child(hi)
-	go func() {
-		defer close(ch)
-		if c != nil {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				return
+	var once sync.Once
+	end := func(obs *providers.Observed) {
+		once.Do(func() {
+			if obs != nil {
+				ch <- *obs
 			}
-		} else if !p.waitPidfd(ctx, hi) {
-			return
-		}
-		if c != nil {
-			ch <- p.endOf(hi)
-		} else {
-			ch <- p.strangerEnded(ctx, hi)
-		}
-	}()
+			close(ch)
+		})
+	}
+	cancel, err := p.NotifyExit(req, func(obs providers.Observed) { end(&obs) })
+	if err != nil {
+		return providers.WatchResponse{}, err
+	}
+	context.AfterFunc(ctx, func() { cancel(); end(nil) })
 	return providers.WatchResponse{Exited: ch}, nil
 }
 
@@ -95,48 +86,52 @@ func (p *Provider) NotifyExit(req providers.WatchRequest, exited func(providers.
 	if c := p.child(hi); c != nil {
 		return p.onReaped(c, func() { exited(p.endOf(hi)) }), nil
 	}
-	// Until a cancel, or the end: a watch that falls back to polling.
+	// Until a cancel, or the end.
 	ctx, stop := context.WithCancel(context.Background())
 	report := func() { exited(p.strangerEnded(ctx, hi)) }
 	never := time.Now().Add(100 * 365 * 24 * time.Hour) // only a cancel ends the wait
-	wait := func(how func(context.Context, HandleInfo, func(HandleInfo) procIdentity, time.Time) bool) {
+	// waitThen reports on a goroutine of its own once wait says the
+	// process ended: the fallbacks, when the reaper's thread cannot wait.
+	waitThen := func(wait func() bool) {
 		go func() {
-			if how(ctx, hi, p.identify, never) {
+			if wait() {
 				report()
 			}
 		}()
 	}
 	fd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
 	if errors.Is(err, unix.ESRCH) {
-		stop()
-		report()
-		return func() {}, nil
+		go report()
+		return stop, nil
 	}
 	if err != nil {
-		wait(waitExitPolling)
+		waitThen(func() bool { return waitExitPolling(ctx, hi, p.identify, never) })
 		return stop, nil
 	}
 	// The pid may have changed hands before the pidfd was opened: check
 	// after opening, so the pidfd is known to refer to our process.
 	if p.identify(hi) != procAlive {
 		unix.Close(fd)
-		stop()
-		report()
-		return func() {}, nil
+		go report() // it may wait for the reaping: not on the caller's goroutine
+		return stop, nil
 	}
+	// The reaper's thread waits on a copy in its own descriptor table
+	// (reaper.go): a watch of each of 10,000 adopted daemons leaves
+	// orch's table, which each fork copies, as it was.
 	cancelWait, ok := watchLater(fd, func(ended bool) {
 		if ended {
 			go report()
 		} else {
-			wait(waitExit) // the reaper's thread could not hold the pidfd
+			// The reaper's thread could not hold the pidfd.
+			waitThen(func() bool { return waitExit(ctx, hi, p.identify, never) })
 		}
 	})
-	unix.Close(fd)
-	if !ok {
-		wait(waitExit)
-		return stop, nil
+	if ok {
+		unix.Close(fd)
+		return func() { cancelWait(); stop() }, nil
 	}
-	return func() { cancelWait(); stop() }, nil
+	waitThen(func() bool { return waitPolled(ctx, fd, hi, p.identify, never) })
+	return stop, nil
 }
 
 // onReaped calls f once child c is reaped (at once if it was), unless
@@ -148,56 +143,20 @@ func (p *Provider) onReaped(c *child, f func()) (cancel func()) {
 		f()
 		return func() {}
 	}
-	p.waiterID++
-	id := p.waiterID
-	c.waiters = append(c.waiters, childWaiter{id: id, f: f})
+	w := &f // its own pointer: what cancel finds it by
+	c.waiters = append(c.waiters, w)
 	p.mu.Unlock()
 	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for i, w := range c.waiters {
-			if w.id == id {
-				c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
-				break
-			}
-		}
+		c.waiters = slices.DeleteFunc(c.waiters, func(o *func()) bool { return o == w })
 	}
 }
 
-// waitPidfd blocks until the process of hi is no longer alive (true) or
-// ctx is done (false).
-func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {
-	never := time.Now().Add(100 * 365 * 24 * time.Hour) // only ctx ends the wait
-	fd, err := unix.PidfdOpen(hi.Pid, unix.PIDFD_NONBLOCK)
-	if errors.Is(err, unix.ESRCH) {
-		return true
-	}
-	if err != nil {
-		return pollUntil(ctx, never, func() bool { return p.identify(hi) != procAlive })
-	}
-	// The pid may have changed hands before the pidfd was opened: check
-	// after opening, so the pidfd is known to refer to our process.
-	if p.identify(hi) != procAlive {
-		unix.Close(fd)
-		return true
-	}
-	// The reaper's thread waits on a copy in its own descriptor table
-	// (reaper.go): a watch of each of 10,000 adopted daemons leaves
-	// orch's table, which each fork copies, as it was.
-	fired := make(chan bool, 1)
-	if cancel, ok := watchLater(fd, func(exited bool) { fired <- exited }); ok {
-		unix.Close(fd)
-		select {
-		case exited := <-fired:
-			if exited {
-				return true
-			}
-			return waitExit(ctx, hi, p.identify, never)
-		case <-ctx.Done():
-			cancel()
-			return false
-		}
-	}
+// waitPolled waits, through Go's network poller, until the process of
+// pidfd fd (hi's) has ended (true) or ctx is done (false), and closes fd:
+// a watch when the reaper's thread is not there to hold it.
+func waitPolled(ctx context.Context, fd int, hi HandleInfo, identify func(HandleInfo) procIdentity, never time.Time) bool {
 	f := os.NewFile(uintptr(fd), "pidfd")
 	defer f.Close()
 	rc, err := f.SyscallConn()
@@ -205,7 +164,7 @@ func (p *Provider) waitPidfd(ctx context.Context, hi HandleInfo) bool {
 		err = f.SetReadDeadline(time.Time{}) // fails unless the poller holds f
 	}
 	if err != nil {
-		return waitExit(ctx, hi, p.identify, never)
+		return waitExit(ctx, hi, identify, never)
 	}
 	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()

@@ -3,14 +3,14 @@ package process_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/process"
@@ -47,17 +47,7 @@ func TestWatchChild(t *testing.T) {
 // A process this Provider did not start is watched through a pidfd; a
 // cancelled watch closes its channel without a value.
 func TestWatchStranger(t *testing.T) {
-	cmd := exec.Command("/bin/sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	_, _, _, start, ok := stat(cmd.Process.Pid)
-	if !ok {
-		t.Fatal("no stat")
-	}
-	h := process.HandleInfo{Pid: cmd.Process.Pid, StartTicks: start, Pgid: cmd.Process.Pid}.Encode()
+	cmd, h := startStranger(t)
 	p := process.New(process.Options{})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -148,17 +138,7 @@ func TestNotifyExit(t *testing.T) {
 	}
 
 	// A stranger, through a pidfd on the reaper's thread.
-	cmd := exec.Command("/bin/sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	_, _, _, start, ok := stat(cmd.Process.Pid)
-	if !ok {
-		t.Fatal("no stat")
-	}
-	sh := process.HandleInfo{Pid: cmd.Process.Pid, StartTicks: start, Pgid: cmd.Process.Pid}.Encode()
+	cmd, sh := startStranger(t)
 	var fresh providers.ExitNotifier = process.New(process.Options{})
 	strangerQuiet, stranger := newNotified(), newNotified()
 	cancel, err = fresh.NotifyExit(providers.WatchRequest{Addr: addr("stranger"), Handle: sh}, strangerQuiet.exited)
@@ -178,9 +158,7 @@ func TestNotifyExit(t *testing.T) {
 	// A zombie until its parent (this test) reaps it: its pid is still
 	// taken, and its end is held back (a restart meanwhile would find it
 	// in a pid file, alive to kill(pid, 0)).
-	for !zombie(cmd.Process.Pid) {
-		time.Sleep(time.Millisecond)
-	}
+	exitedUnreaped(t, cmd.Process.Pid)
 	select {
 	case o := <-stranger.ch:
 		t.Fatalf("told %+v while its zombie awaits its parent", o)
@@ -217,12 +195,37 @@ func TestNotifyExit(t *testing.T) {
 	}
 }
 
-// zombie reports whether pid has exited and awaits its parent's wait.
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
+// startStranger starts a sleep as a child of the test, not of any
+// Provider (a stranger to a Provider, as an adopted daemon is), in a
+// process group of its own, and returns it with its handle.
+func startStranger(t *testing.T) (*exec.Cmd, providers.Handle) {
+	t.Helper()
+	cmd := exec.Command("/bin/sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+1:])
-	return len(f) > 0 && f[0] == "Z"
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	_, _, _, start, ok := stat(cmd.Process.Pid)
+	if !ok {
+		t.Fatal("no stat")
+	}
+	return cmd, process.HandleInfo{Pid: cmd.Process.Pid, StartTicks: start, Pgid: cmd.Process.Pid}.Encode()
+}
+
+// exitedUnreaped waits until child pid has exited, leaving it a zombie
+// (waitid with WNOWAIT): its parent, the test, reaps it later.
+func exitedUnreaped(t *testing.T, pid int) {
+	t.Helper()
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 }

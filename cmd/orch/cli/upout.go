@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -107,10 +108,8 @@ type followed struct {
 	name   string
 	path   string
 	colour int
-	// The log is not held open between looks (see read): located says
-	// ino and pos are known, pos being how far the log with inode ino
-	// has been read.
-	located bool
+	// The log is not held open between looks (see read): pos is how far
+	// the log with inode ino has been read (ino 0: not found yet).
 	pos     int64
 	ino     uint64
 	partial []byte // the start of a line not yet ended
@@ -406,7 +405,7 @@ func (lf *logForwarder) locate(f *followed) bool {
 	if err != nil {
 		return false
 	}
-	f.ino, f.pos, f.located = ino, 0, true
+	f.ino, f.pos = ino, 0
 	if n, ok := lf.startLen[filepath.Base(f.path)]; ok && n <= size {
 		f.pos = n
 	}
@@ -433,7 +432,7 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 	if f.isStream {
 		return 0
 	}
-	if !f.located && !lf.locate(f) {
+	if f.ino == 0 && !lf.locate(f) {
 		return 0
 	}
 	base := filepath.Base(f.path)
@@ -449,7 +448,7 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 			// name.j (1 unless it rotated more than once). The rest of it,
 			// then the logs rotated after it whole, then the new log from
 			// its start.
-			read += lf.readRotated(f, base, final)
+			read += lf.readRotated(f, base)
 			f.ino, f.pos = ino, 0
 			continue
 		}
@@ -459,13 +458,17 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 		if size == f.pos {
 			break
 		}
-		k, same := lf.readFile(f, base, f.ino, final, forwardChunk-read)
+		limit := forwardChunk - read
+		if final {
+			limit = math.MaxInt
+		}
+		k, same := lf.readFile(f, base, f.ino, limit)
 		read += k
-		if !same || k == 0 {
-			if same {
-				break
-			}
+		if !same {
 			continue // replaced between the stat and the open
+		}
+		if k == 0 {
+			break
 		}
 	}
 	if final && len(f.partial) > 0 {
@@ -479,7 +482,7 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 // (inode f.ino, under name.j), then name.j-1 ... name.1 whole; it returns
 // how many bytes it read. A log rotated away for good (max_files = 0, or
 // more rotations than kept) has nothing more to give. mu held.
-func (lf *logForwarder) readRotated(f *followed, base string, final bool) (read int) {
+func (lf *logForwarder) readRotated(f *followed, base string) (read int) {
 	j := 0
 	for i := 1; i <= maxRotatedLook; i++ {
 		ino, _, err := lf.stat(filepath.Join(lf.logsDir, base+"."+strconv.Itoa(i)))
@@ -494,7 +497,7 @@ func (lf *logForwarder) readRotated(f *followed, base string, final bool) (read 
 	if j == 0 {
 		return 0
 	}
-	k, _ := lf.readFile(f, base+"."+strconv.Itoa(j), f.ino, true, 0)
+	k, _ := lf.readFile(f, base+"."+strconv.Itoa(j), f.ino, math.MaxInt)
 	read += k
 	for i := j - 1; i >= 1; i-- {
 		name := base + "." + strconv.Itoa(i)
@@ -503,17 +506,17 @@ func (lf *logForwarder) readRotated(f *followed, base string, final bool) (read 
 			break
 		}
 		f.ino, f.pos = ino, 0
-		k, _ := lf.readFile(f, name, ino, true, 0)
+		k, _ := lf.readFile(f, name, ino, math.MaxInt)
 		read += k
 	}
 	return read
 }
 
 // readFile opens name in the logs directory, checks that it is the log
-// with inode ino, and forwards what it holds from f.pos: all of it with
-// all, else at least budget bytes when it has them (whole reads). same is
-// false when name is another file now (nothing read). mu held.
-func (lf *logForwarder) readFile(f *followed, name string, ino uint64, all bool, budget int) (read int, same bool) {
+// with inode ino, and forwards what it holds from f.pos, until its end or
+// once limit bytes are read (whole reads). same is false when name is
+// another file now (nothing read). mu held.
+func (lf *logForwarder) readFile(f *followed, name string, ino uint64, limit int) (read int, same bool) {
 	fd, err := lf.openLog(name)
 	if err != nil {
 		return 0, false
@@ -526,7 +529,7 @@ func (lf *logForwarder) readFile(f *followed, name string, ino uint64, all bool,
 	if lf.chunk == nil {
 		lf.chunk = make([]byte, 32<<10)
 	}
-	for all || read < budget {
+	for read < limit {
 		k, err := unix.Pread(fd, lf.chunk, f.pos)
 		if k <= 0 || err != nil {
 			break
