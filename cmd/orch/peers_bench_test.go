@@ -33,6 +33,13 @@ package main
 // default (everything at once) and with --ordered-shutdown, the order orch
 // always keeps (dependents first). Each figure is a median of b.N runs;
 // the ratios are process-compose's over orch's (above 1: orch is faster).
+// With ORCH_BENCH_NO_CGROUP=1 orch is also measured as it runs on a host
+// where it can write no cgroup (its daemons held by their process groups
+// only, as process-compose's are): orch up runs in a mount namespace of
+// its own where the cgroup2 hierarchy is read-only (needs root and
+// unshare(1)). The gap between the two orch figures is what the cgroup of
+// each daemon costs the stop (its removal, one rmdir at a time in the
+// kernel).
 // Nothing about times is asserted.
 
 import (
@@ -100,7 +107,7 @@ func peerEnv(b *testing.B) []string {
 // gone. Both supervisors are treated alike: their output goes to
 // /dev/null, and what runs is read from /proc (a reader decoding orch up
 // -json on the same 2 cores slowed orch's stop by a fifth).
-func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
+func orchUpStop(b *testing.B, s peerShape, noCgroup bool) (up, stop, gone time.Duration) {
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(s.orchConfig()), 0o644); err != nil {
 		b.Fatal(err)
@@ -108,6 +115,12 @@ func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
 	stateDir := filepath.Join(dir, ".orch")
 	defer stopRegistered(stateDir)
 	cmd := exec.Command(orchBin, "up", dir)
+	if noCgroup {
+		// exec keeps the pid: the process signalled and waited for is orch.
+		root := cgroup2Root(b)
+		cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+			`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" up "$3"`, "sh", root, orchBin, dir)
+	}
 	cmd.Dir = dir
 	cmd.Env = peerEnv(b)
 	var stderr strings.Builder
@@ -123,6 +136,24 @@ func orchUpStop(b *testing.B, s peerShape) (up, stop, gone time.Duration) {
 		}
 	})
 	return up, stop, gone
+}
+
+// cgroup2Root is where the cgroup2 hierarchy is mounted
+// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host).
+func cgroup2Root(b *testing.B) string {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		// ... mount-point ... - fstype source options
+		pre, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(pre); ok && len(f) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return f[4]
+		}
+	}
+	b.Fatal("ORCH_BENCH_NO_CGROUP: no cgroup2 hierarchy is mounted")
+	return ""
 }
 
 // timedStop sends SIGTERM to the supervisor cmd, waits for it (wait), and
@@ -346,12 +377,18 @@ func BenchmarkUpStopVsProcessCompose(b *testing.B) {
 	}
 	for _, s := range []peerShape{{name: "n=100", n: 100}, {name: "chain=100", n: 100, chain: true}, {name: "n=1000", n: 1000}} {
 		b.Run(s.name, func(b *testing.B) {
+			noCg := os.Getenv("ORCH_BENCH_NO_CGROUP") != ""
+			var nUp, nStop []time.Duration
 			var oUp, oStop, oAfter, oGone, pUp, pStop, pAfter, pGone, pOrdStop, pOrdAfter, pOrdGone []time.Duration
 			for i := 0; i < b.N; i++ {
 				// Alternating, so that a change of the machine's pace
 				// over the run falls on both.
-				u, st, g := orchUpStop(b, s)
+				u, st, g := orchUpStop(b, s, false)
 				oUp, oStop, oGone, oAfter = append(oUp, u), append(oStop, st), append(oGone, g), append(oAfter, st-g)
+				if noCg {
+					u, st, _ = orchUpStop(b, s, true)
+					nUp, nStop = append(nUp, u), append(nStop, st)
+				}
 				if pcBin == "" {
 					continue
 				}
@@ -393,6 +430,11 @@ func BenchmarkUpStopVsProcessCompose(b *testing.B) {
 				b.ReportMetric(medianMs(pOrdStop), "pc-ordered-stop-ms")
 				b.ReportMetric(medianMs(pOrdStop)/medianMs(oStop), "pc-ordered/orch-stop")
 				msg += fmt.Sprintf("; process-compose --ordered-shutdown %s (%.2fx)", parts(pOrdStop, pOrdGone, pOrdAfter), medianMs(pOrdStop)/medianMs(oStop))
+			}
+			if noCg {
+				b.ReportMetric(medianMs(nStop), "orch-nocgroup-stop-ms")
+				b.ReportMetric(medianMs(pStop)/medianMs(nStop), "pc/orch-nocgroup-stop")
+				msg += fmt.Sprintf("; orch without cgroups: up %.1f ms, stop %.1f ms (%.2fx)", medianMs(nUp), medianMs(nStop), medianMs(pStop)/medianMs(nStop))
 			}
 			b.Log(msg)
 		})
