@@ -31,7 +31,11 @@ func main() {
 	if code, ok := process.HelperMain(os.Args[1:]); ok {
 		os.Exit(code)
 	}
-	os.Exit(run())
+	code := run()
+	// A registry compaction set off by the command's last steps ends
+	// before orch does (it runs beside them, never in their way).
+	process.WaitRegistryCompactions()
+	os.Exit(code)
 }
 
 // run runs the command line. ORCH_CPUPROFILE=FILE (undocumented, for

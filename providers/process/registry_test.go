@@ -113,6 +113,7 @@ func TestRegistryCompactsUnderConcurrentWriters(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	WaitRegistryCompactions()
 	all, err := readRegistry(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +152,7 @@ func TestRegistryCompactionDropsEnded(t *testing.T) {
 		// Restarts of a crashing daemon: a new instance each time.
 		appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
 	}
+	WaitRegistryCompactions()
 	all, err := readRegistry(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +178,7 @@ func TestRegistryCompactionRemembered(t *testing.T) {
 	// compaction finds nothing to drop and decides against.
 	for i := 0; ; i++ {
 		appendRegistry(dir, regEntry{Name: fmt.Sprint("d", i), ID: fmt.Sprint("i", i), logConf: logConf{Address: "daemon.d", Handle: running}})
+		WaitRegistryCompactions()
 		if v, ok := compacted.Load(path); ok && v.(int64) > 0 {
 			break
 		}
@@ -194,6 +197,7 @@ func TestRegistryCompactionRemembered(t *testing.T) {
 	before := inode()
 	compacted.Delete(path) // a new process
 	appendRegistry(dir, regEntry{Name: "ended", ID: "e", logConf: logConf{Address: "daemon.ended", Handle: handleOf(1 << 22)}})
+	WaitRegistryCompactions()
 	if inode() != before {
 		t.Fatalf("a new process compacted the registry at its first append (mark %q)", mark)
 	}
@@ -216,6 +220,7 @@ func TestRegistryCompactionRemembered(t *testing.T) {
 		for j := 0; j < 100; j++ {
 			appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i, "-", j), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
 		}
+		WaitRegistryCompactions()
 	}
 }
 
@@ -448,5 +453,83 @@ func TestRegistryCompactionCopiesLiveLines(t *testing.T) {
 	}
 	if n, _ := strconv.ParseInt(strings.TrimSpace(string(mark)), 10, 64); n != int64(len(data)) {
 		t.Errorf("mark says %d bytes, the registry has %d", n, len(data))
+	}
+}
+
+// TestRegistryAppendsGoOnDuringCompaction: a compaction set off by an
+// append runs beside the appends that follow (the steps that write them
+// never wait for it), and the lines appended between its judgement and
+// its copy are in the compacted file, after the live lines it kept.
+func TestRegistryAppendsGoOnDuringCompaction(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, registryName)
+	appendRegistry(dir, regEntry{Name: "a", ID: "a1", Pending: true, logConf: logConf{Address: "daemon.a"}})
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	compactionJudged = func() {
+		once.Do(func() { close(held) })
+		<-release
+	}
+	t.Cleanup(func() { compactionJudged = func() {} })
+	// Ended instances until a compaction that saves is set off (and held).
+	go func() {
+		for i := 0; i < 100000; i++ {
+			appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
+			select {
+			case <-held:
+				return
+			default:
+			}
+		}
+	}()
+	select {
+	case <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no compaction was set off")
+	}
+	// Held between its judgement and its copy: appends still go through.
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 20; i++ {
+			if err := appendRegistry(dir, regEntry{Name: fmt.Sprint("late", i), ID: fmt.Sprint("l", i), Pending: true, logConf: logConf{Address: "daemon.late"}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- appendRegistry(dir, regEntry{Name: "a", ID: "a1", Gone: true})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("appends waited for a compaction")
+	}
+	before, _ := os.Stat(path)
+	close(release)
+	WaitRegistryCompactions()
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() >= before.Size()/2 {
+		t.Fatalf("registry %d bytes after the compaction, %d before: not compacted", after.Size(), before.Size())
+	}
+	all, err := readRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if all.inst[fmt.Sprint("l", i)].Name != fmt.Sprint("late", i) {
+			t.Errorf("late%d, appended during the compaction, is lost", i)
+		}
+	}
+	if _, ok := all.inst["a1"]; ok {
+		t.Error("a1's gone line, appended during the compaction, is lost: a1 is still live")
+	}
+	if n := len(all.of("crashes")); n != 0 {
+		t.Errorf("%d ended instances kept", n)
 	}
 }

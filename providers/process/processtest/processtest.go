@@ -18,7 +18,11 @@ import (
 // cgroup stays when no orch stops it) or left running. What is still in
 // each is killed first (cgroup.kill), and a project's cgroup goes with the
 // last of its daemons' cgroups. Best effort: a test's cleanup calls it after its own kills.
+// It first waits for the registry compactions under way in the test's
+// process: one still writing its copy into the test's directory would fail
+// the directory's removal.
 func RemoveCgroups(stateDir string) {
+	process.WaitRegistryCompactions()
 	f, err := os.Open(filepath.Join(stateDir, "logs", "logd.registry"))
 	if err != nil {
 		return
