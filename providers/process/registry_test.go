@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -531,5 +532,88 @@ func TestRegistryAppendsGoOnDuringCompaction(t *testing.T) {
 	}
 	if n := len(all.of("crashes")); n != 0 {
 		t.Errorf("%d ended instances kept", n)
+	}
+}
+
+// registryWriterEnv makes TestRegistryWriterChild a writer of
+// TestRegistryCompactsAcrossProcesses: "DIR ID".
+const registryWriterEnv = "ORCH_TEST_REGISTRY_WRITER"
+
+// TestRegistryWriterChild is a writer process of
+// TestRegistryCompactsAcrossProcesses (it does nothing otherwise): it
+// appends, for its 10 names, a pending line each time, with ended
+// instances between them, so that its compactions have lines to drop.
+func TestRegistryWriterChild(t *testing.T) {
+	v := os.Getenv(registryWriterEnv)
+	if v == "" {
+		return
+	}
+	dir, id, _ := strings.Cut(v, " ")
+	for i := 0; i < 3000; i++ {
+		name := fmt.Sprintf("w%s-n%d", id, i%10)
+		// No ID: each line of a name replaces the one before.
+		if err := appendRegistry(dir, regEntry{Name: name, Pending: true, logConf: logConf{Address: name, MaxSize: int64(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := appendRegistry(dir, regEntry{Name: "ended" + id, ID: fmt.Sprint("e", id, "-", i), logConf: logConf{Address: "daemon.ended", Handle: handleOf(1 << 22)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	WaitRegistryCompactions()
+}
+
+// TestRegistryCompactsAcrossProcesses: three processes append to one
+// registry and compact it as it doubles, each judging it under a shared
+// lock beside the others' appends and copying it under an exclusive one
+// (which flock(2) does not take atomically from a shared one): at the
+// end every process's last line for each of its names is there, the
+// ended instances are mostly gone, and no compaction's copy is left.
+func TestRegistryCompactsAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	const writers = 3
+	var cmds []*exec.Cmd
+	for w := 0; w < writers; w++ {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestRegistryWriterChild$", "-test.count", "1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", registryWriterEnv, dir, w))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("writer %d: %s", w, out.String())
+			}
+		})
+	}
+	for w, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("writer %d: %v", w, err)
+		}
+	}
+	all, err := readRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w := 0; w < writers; w++ {
+		for n := 0; n < 10; n++ {
+			name := fmt.Sprintf("w%d-n%d", w, n)
+			e, ok := all.inst["~"+name]
+			if want := int64(3000 - 10 + n); !ok || e.MaxSize != want {
+				t.Errorf("%s: max_size %d (found %v), want the last written %d", name, e.MaxSize, ok, want)
+			}
+		}
+	}
+	if n := len(all.of("ended0")) + len(all.of("ended1")) + len(all.of("ended2")); n > writers*3000/2 {
+		t.Errorf("%d of %d ended instances kept: not compacted", n, writers*3000)
+	} else {
+		t.Logf("%d of %d ended instances kept", n, writers*3000)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("a compaction's copy is left: %s", e.Name())
+		}
 	}
 }
