@@ -76,7 +76,8 @@ test: check-go deps
 # cmd/orch BenchmarkUpStopVsProcessCompose compares orch up with
 # process-compose when one is on PATH or named by ORCH_BENCH_PROCESS_COMPOSE
 # (docs/architecture.md, Numbers, says how it was built here);
-# ORCH_BENCH_STOP_PARTS=1 also splits each stop at its last daemon's exit.
+# ORCH_BENCH_STOP_PARTS=1 also splits each stop at its last daemon's exit;
+# ORCH_BENCH_NO_CGROUP=1 also measures orch where it can write no cgroup.
 bench: check-go
 	ORCH_BENCH_10K=$(ORCH_BENCH_10K) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz
