@@ -848,3 +848,92 @@ func TestRefreshMarksOmittedConfigs(t *testing.T) {
 		}
 	}
 }
+
+// adopter is a recorder whose runtime finds its running instances again
+// when their records are lost (providers.Adopter), as the process
+// runtime does through its registry.
+type adopter struct{ *recorder }
+
+func (adopter) Adopt(context.Context, providers.AdoptRequest) (providers.AdoptResponse, error) {
+	return providers.AdoptResponse{}, nil
+}
+
+// putFailingStore fails every transaction that adds a record.
+type putFailingStore struct {
+	*state.Store
+}
+
+func (f *putFailingStore) Update(fn func(tx *state.Tx) error) error {
+	return f.Store.Update(func(tx *state.Tx) error {
+		before, _ := tx.List()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if after, _ := tx.List(); len(after) > len(before) {
+			return errDiskGone
+		}
+		return nil
+	})
+}
+
+// TestStartsOfAnAdopterDoNotWaitForRecords: on the state file, a start
+// through a runtime that finds its instances again (Adopter) ends without
+// waiting for its record: on a chain, each dependent starts while the
+// records are held in their transaction, and Apply returns only once they
+// are written. Through a runtime that does not, a dependent waits for its
+// dependency's record, as before; and a record that cannot be written
+// still fails the Apply.
+func TestStartsOfAnAdopterDoNotWaitForRecords(t *testing.T) {
+	for _, adopts := range []bool{true, false} {
+		t.Run(fmt.Sprint("adopts=", adopts), func(t *testing.T) {
+			f := newFixture(t)
+			if adopts {
+				f.ex.Providers = Providers{"process": adopter{f.rec}}
+			}
+			gs := &gatedStore{Store: f.store, gate: make(chan struct{})}
+			f.ex.Store = gs
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := f.apply(context.Background(), f.load(chain), false)
+				done <- err
+			}()
+			if adopts {
+				// c's record is held in the first transaction; b and a
+				// start anyway, in order.
+				waitUntil(t, func() bool { return f.rec.index("start daemon.a") >= 0 })
+				if !(f.rec.index("start daemon.c") < f.rec.index("start daemon.b") && f.rec.index("start daemon.b") < f.rec.index("start daemon.a")) {
+					t.Fatalf("not started in dependency order: %v", f.rec.calls)
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("Apply returned before its records were written: %v", err)
+				default:
+				}
+			} else {
+				waitUntil(t, func() bool { return f.rec.index("start daemon.c") >= 0 })
+				time.Sleep(50 * time.Millisecond) // b would start now, were it to
+				if i := f.rec.index("start daemon.b"); i >= 0 {
+					t.Fatalf("b started before c's record was written: %v", f.rec.calls)
+				}
+			}
+			close(gs.gate)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			insts, _ := f.store.List()
+			if len(insts) != 4 {
+				t.Fatalf("%d records after the apply, want 4", len(insts))
+			}
+		})
+	}
+	t.Run("record fails", func(t *testing.T) {
+		f := newFixture(t)
+		f.ex.Providers = Providers{"process": adopter{f.rec}}
+		f.ex.Store = &putFailingStore{Store: f.store}
+		_, _, err := f.apply(context.Background(), f.load(chain), false)
+		var se *stateError
+		if !errors.As(err, &se) || !errors.Is(err, errDiskGone) {
+			t.Fatalf("Apply returned %v, want the state error of the starts' records", err)
+		}
+	})
+}
