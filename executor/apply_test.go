@@ -849,14 +849,20 @@ func TestRefreshMarksOmittedConfigs(t *testing.T) {
 	}
 }
 
-// adopter is a recorder whose runtime finds its running instances again
-// when their records are lost (providers.Adopter), as the process
-// runtime does through its registry.
+// adopter is a recorder that is an Adopter, as a plugin is whether or not
+// it can find anything.
 type adopter struct{ *recorder }
 
 func (adopter) Adopt(context.Context, providers.AdoptRequest) (providers.AdoptResponse, error) {
 	return providers.AdoptResponse{}, nil
 }
+
+// journaling is an adopter whose starts are durable on their own
+// (providers.StartJournal), as the process runtime's are through its
+// registry.
+type journaling struct{ adopter }
+
+func (journaling) JournalsStarts() {}
 
 // putFailingStore fails every transaction that adds a record.
 type putFailingStore struct {
@@ -876,19 +882,20 @@ func (f *putFailingStore) Update(fn func(tx *state.Tx) error) error {
 	})
 }
 
-// TestStartsOfAnAdopterDoNotWaitForRecords: on the state file, a start
-// through a runtime that finds its instances again (Adopter) ends without
-// waiting for its record: on a chain, each dependent starts while the
-// records are held in their transaction, and Apply returns only once they
-// are written. Through a runtime that does not, a dependent waits for its
-// dependency's record, as before; and a record that cannot be written
-// still fails the Apply.
-func TestStartsOfAnAdopterDoNotWaitForRecords(t *testing.T) {
+// TestJournaledStartsDoNotWaitForRecords: on the state file, a start
+// through a runtime whose starts are durable on their own (StartJournal)
+// ends without waiting for its record: on a chain, each dependent starts
+// while the records are held in their transaction, and Apply returns only
+// once they are written. Through a runtime that is only an Adopter, a
+// dependent waits for its dependency's record, as before; and a record
+// that cannot be written still fails the Apply.
+func TestJournaledStartsDoNotWaitForRecords(t *testing.T) {
 	for _, adopts := range []bool{true, false} {
-		t.Run(fmt.Sprint("adopts=", adopts), func(t *testing.T) {
+		t.Run(fmt.Sprint("journals=", adopts), func(t *testing.T) {
 			f := newFixture(t)
+			f.ex.Providers = Providers{"process": adopter{f.rec}}
 			if adopts {
-				f.ex.Providers = Providers{"process": adopter{f.rec}}
+				f.ex.Providers = Providers{"process": journaling{adopter{f.rec}}}
 			}
 			gs := &gatedStore{Store: f.store, gate: make(chan struct{})}
 			f.ex.Store = gs
@@ -928,7 +935,7 @@ func TestStartsOfAnAdopterDoNotWaitForRecords(t *testing.T) {
 	}
 	t.Run("record fails", func(t *testing.T) {
 		f := newFixture(t)
-		f.ex.Providers = Providers{"process": adopter{f.rec}}
+		f.ex.Providers = Providers{"process": journaling{adopter{f.rec}}}
 		f.ex.Store = &putFailingStore{Store: f.store}
 		_, _, err := f.apply(context.Background(), f.load(chain), false)
 		var se *stateError

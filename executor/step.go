@@ -93,7 +93,7 @@ func (e *Executor) provider(rt spec.Address) (providers.Provider, error) {
 
 // up brings the declared instance of c up and records it; it returns the
 // handle recorded (durable once up returns, but for a start released
-// through an Adopter: releasesStart).
+// through a StartJournal: releasesStart).
 func (e *Executor) up(ctx context.Context, cfg *spec.Config, c *planner.Change, rec *groupCommit) (obs providers.Observed, h providers.Handle, err error) {
 	obs, err = e.upRecord(ctx, cfg, c, rec, &h)
 	return obs, h, err
@@ -183,9 +183,9 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 	}
 	*handle = inst.Handle
 	if r.Addr.Kind != spec.KindJob && e.releasesStart(p) {
-		// Its runtime found it again were its record lost (Adopter: the
-		// process runtime's registry line is durable before the program
-		// runs), so the step does not wait for the record to be durable:
+		// Its runtime finds it again were its record lost (StartJournal:
+		// the process runtime's registry line is durable before the
+		// program runs), so the step does not wait for the record:
 		// what depends on it starts meanwhile, and the record goes in
 		// the next transaction (putReleased; Apply still returns only
 		// once it is durable, and fails if it could not be written). A
@@ -213,12 +213,12 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 
 // releasesStart reports whether a start through p may end before its
 // record is durable: p finds its instances again when their records are
-// lost (providers.Adopter), and the state is this host's own. A state
+// lost (providers.StartJournal), and the state is this host's own. A state
 // shared by several hosts (etcd) keeps every start waiting for its
 // record: there the record says which host runs the instance, and a
 // start a host could not record is undone (upRecord).
 func (e *Executor) releasesStart(p providers.Provider) bool {
-	if _, ok := p.(providers.Adopter); !ok {
+	if _, ok := p.(providers.StartJournal); !ok {
 		return false
 	}
 	l, ok := e.Store.(interface{ Local() bool })
