@@ -472,17 +472,15 @@ func TestRegistryAppendsGoOnDuringCompaction(t *testing.T) {
 		<-release
 	}
 	t.Cleanup(func() { compactionJudged = func() {} })
-	// Ended instances until a compaction that saves is set off (and held).
-	go func() {
-		for i := 0; i < 100000; i++ {
-			appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
-			select {
-			case <-held:
-				return
-			default:
-			}
-		}
-	}()
+	// Ended instances, with no compaction set off meanwhile (the last one
+	// is remembered as huge), then one more line that sets one off: it
+	// judges every ended line, and is held after that.
+	compacted.Store(path, int64(1<<40))
+	for i := 0; i < 4000; i++ {
+		appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
+	}
+	compacted.Store(path, int64(0))
+	go appendRegistry(dir, regEntry{Name: "crashes", ID: "c-last", logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
 	select {
 	case <-held:
 	case <-time.After(60 * time.Second):
