@@ -405,10 +405,12 @@ func TestUpdateReachesProvider(t *testing.T) {
 }
 
 // gatedStore holds its first transaction until released, and counts
-// transactions and the records each carried.
+// transactions and the records each carried; written, when set, is
+// called once the first transaction is committed.
 type gatedStore struct {
 	*state.Store
 	gate    chan struct{}
+	written func()
 	mu      sync.Mutex
 	batches []int
 }
@@ -422,7 +424,7 @@ func (g *gatedStore) Update(fn func(tx *state.Tx) error) error {
 	if first {
 		<-g.gate
 	}
-	return g.Store.Update(func(tx *state.Tx) error {
+	err := g.Store.Update(func(tx *state.Tx) error {
 		err := fn(tx)
 		insts, _ := tx.List()
 		g.mu.Lock()
@@ -430,6 +432,17 @@ func (g *gatedStore) Update(fn func(tx *state.Tx) error) error {
 		g.mu.Unlock()
 		return err
 	})
+	if first && err == nil && g.written != nil {
+		g.written()
+	}
+	return err
+}
+
+// entered is how many transactions have begun.
+func (g *gatedStore) entered() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.batches)
 }
 
 // TestGroupCommitBatches: records that arrive while a transaction runs go
@@ -897,7 +910,11 @@ func TestJournaledStartsDoNotWaitForRecords(t *testing.T) {
 			if adopts {
 				f.ex.Providers = Providers{"process": journaling{adopter{f.rec}}}
 			}
-			gs := &gatedStore{Store: f.store, gate: make(chan struct{})}
+			gs := &gatedStore{Store: f.store, gate: make(chan struct{}), written: func() {
+				f.rec.mu.Lock()
+				f.rec.calls = append(f.rec.calls, "first records written")
+				f.rec.mu.Unlock()
+			}}
 			f.ex.Store = gs
 			done := make(chan error, 1)
 			go func() {
@@ -917,15 +934,16 @@ func TestJournaledStartsDoNotWaitForRecords(t *testing.T) {
 				default:
 				}
 			} else {
-				waitUntil(t, func() bool { return f.rec.index("start daemon.c") >= 0 })
-				time.Sleep(50 * time.Millisecond) // b would start now, were it to
-				if i := f.rec.index("start daemon.b"); i >= 0 {
-					t.Fatalf("b started before c's record was written: %v", f.rec.calls)
-				}
+				// c's step waits for its record: the first transaction
+				// begins at once (a released record would linger).
+				waitUntil(t, func() bool { return gs.entered() > 0 })
 			}
 			close(gs.gate)
 			if err := <-done; err != nil {
 				t.Fatal(err)
+			}
+			if w, b := f.rec.index("first records written"), f.rec.index("start daemon.b"); !adopts && b < w {
+				t.Fatalf("b started before c's record was written: %v", f.rec.calls)
 			}
 			insts, _ := f.store.List()
 			if len(insts) != 4 {

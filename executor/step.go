@@ -184,7 +184,7 @@ func (e *Executor) upRecord(ctx context.Context, cfg *spec.Config, c *planner.Ch
 	*handle = inst.Handle
 	if r.Addr.Kind != spec.KindJob && e.releasesStart(p) {
 		// Its runtime finds it again were its record lost (StartJournal:
-		// the process runtime's registry line is durable before the
+		// the process runtime's registry line is written before the
 		// program runs), so the step does not wait for the record:
 		// what depends on it starts meanwhile, and the record goes in
 		// the next transaction (putReleased; Apply still returns only

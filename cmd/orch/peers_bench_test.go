@@ -36,7 +36,7 @@ package main
 // With ORCH_BENCH_NO_CGROUP=1 orch is also measured as it runs on a host
 // where it can write no cgroup (its daemons held by their process groups
 // only, as process-compose's are): orch up runs in a mount namespace of
-// its own where the cgroup2 hierarchy is read-only (needs root and
+// its own where its cgroup directory is read-only (needs root and
 // unshare(1)). The gap between the two orch figures is what the cgroup of
 // each daemon costs the stop (its removal, one rmdir at a time in the
 // kernel).
@@ -55,6 +55,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/orch-dev/orch/providers/cgroup"
 )
 
 // peerShape is one shape of the comparison.
@@ -117,9 +119,14 @@ func orchUpStop(b *testing.B, s peerShape, noCgroup bool) (up, stop, gone time.D
 	cmd := exec.Command(orchBin, "up", dir)
 	if noCgroup {
 		// exec keeps the pid: the process signalled and waited for is orch.
-		root := cgroup2Root(b)
+		// orch's cgroup is this benchmark's (a child starts in its
+		// parent's): read-only there, orch finds no cgroup it can write.
+		own := cgroup.Detect()
+		if !own.Usable() {
+			b.Fatalf("ORCH_BENCH_NO_CGROUP: orch has no cgroup to take away here: %s", own.Mode())
+		}
 		cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-			`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" up "$3"`, "sh", root, orchBin, dir)
+			`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" up "$3"`, "sh", own.Unified, orchBin, dir)
 	}
 	cmd.Dir = dir
 	cmd.Env = peerEnv(b)
@@ -136,24 +143,6 @@ func orchUpStop(b *testing.B, s peerShape, noCgroup bool) (up, stop, gone time.D
 		}
 	})
 	return up, stop, gone
-}
-
-// cgroup2Root is where the cgroup2 hierarchy is mounted
-// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host).
-func cgroup2Root(b *testing.B) string {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		// ... mount-point ... - fstype source options
-		pre, post, ok := strings.Cut(line, " - ")
-		if f := strings.Fields(pre); ok && len(f) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
-			return f[4]
-		}
-	}
-	b.Fatal("ORCH_BENCH_NO_CGROUP: no cgroup2 hierarchy is mounted")
-	return ""
 }
 
 // timedStop sends SIGTERM to the supervisor cmd, waits for it (wait), and

@@ -338,7 +338,7 @@ func (a *appender) add(path string, line []byte) error {
 			a.mu.Unlock()
 			cur.err = err
 			close(cur.done)
-			if err == nil && size >= registryCompactMin && size >= 2*lastCompacted(path) {
+			if err == nil && compactionDue(path, size) {
 				a.compactLater(path)
 			}
 		}
@@ -365,11 +365,17 @@ func (a *appender) compactLater(path string) {
 		// due: the lines judged the last time came to less than half.
 		for compactRegistry(path) {
 			var st unix.Stat_t
-			if unix.Stat(path, &st) != nil || st.Size < registryCompactMin || st.Size < 2*lastCompacted(path) {
+			if unix.Stat(path, &st) != nil || !compactionDue(path, st.Size) {
 				return
 			}
 		}
 	}()
+}
+
+// compactionDue reports whether the registry at path, of size bytes, has
+// doubled since its last compaction (and is worth one at all).
+func compactionDue(path string, size int64) bool {
+	return size >= registryCompactMin && size >= 2*lastCompacted(path)
 }
 
 // append appends line under a shared flock and returns the file's size

@@ -64,16 +64,24 @@ func TestWatchStranger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case o := <-resp.Exited:
-		t.Fatalf("reported %+v while it runs", o)
-	case <-time.After(20 * time.Millisecond):
-	}
+	toldNothing(t, resp.Exited, 20*time.Millisecond, "while it runs")
 	cmd.Process.Kill()
 	cmd.Wait() // its parent (this test) reaps it: the end is told then
 	o, ok := waitObserved(t, resp.Exited)
 	if !ok || o.State == providers.StateRunning {
 		t.Fatalf("got %+v, %v; want not running", o, ok)
+	}
+}
+
+// toldNothing fails the test if ch carries anything within d: what a watch
+// must not tell (a process that runs, a zombie not reaped yet) has no
+// event to wait for, only a window in which nothing may come.
+func toldNothing(t *testing.T, ch <-chan providers.Observed, d time.Duration, when string) {
+	t.Helper()
+	select {
+	case o := <-ch:
+		t.Fatalf("told %+v %s", o, when)
+	case <-time.After(d):
 	}
 }
 
@@ -149,21 +157,13 @@ func TestNotifyExit(t *testing.T) {
 	if _, err := fresh.NotifyExit(providers.WatchRequest{Addr: addr("stranger"), Handle: sh}, stranger.exited); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case o := <-stranger.ch:
-		t.Fatalf("reported %+v while it runs", o)
-	case <-time.After(20 * time.Millisecond):
-	}
+	toldNothing(t, stranger.ch, 20*time.Millisecond, "while it runs")
 	cmd.Process.Kill()
 	// A zombie until its parent (this test) reaps it: its pid is still
 	// taken, and its end is held back (a restart meanwhile would find it
 	// in a pid file, alive to kill(pid, 0)).
 	exitedUnreaped(t, cmd.Process.Pid)
-	select {
-	case o := <-stranger.ch:
-		t.Fatalf("told %+v while its zombie awaits its parent", o)
-	case <-time.After(300 * time.Millisecond):
-	}
+	toldNothing(t, stranger.ch, 300*time.Millisecond, "while its zombie awaits its parent")
 	cmd.Wait()
 	if o, _ := waitObserved(t, stranger.ch); o.State == providers.StateRunning {
 		t.Fatalf("got %+v; want not running", o)
