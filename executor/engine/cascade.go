@@ -38,7 +38,7 @@ func (e *Engine) RestartCascade(ctx context.Context, a spec.Address) ([]spec.Add
 		members []spec.Address
 		rerr    error
 	)
-	err := e.call(ctx, func() {
+	err := e.callFree(ctx, func() spec.Address { return e.rootsOf(a)[0] }, func() {
 		roots := e.rootsOf(a)
 		if rerr = e.requestRestart(roots[0]); rerr != nil {
 			return

@@ -180,7 +180,7 @@ func sortStatus(s []InstanceStatus) {
 // under way; the started (or failed) event tells when it is done.
 func (e *Engine) Restart(ctx context.Context, a spec.Address) error {
 	var rerr error
-	if err := e.call(ctx, func() { rerr = e.requestRestart(a) }); err != nil {
+	if err := e.callFree(ctx, func() spec.Address { return a }, func() { rerr = e.requestRestart(a) }); err != nil {
 		return err
 	}
 	return rerr
@@ -200,6 +200,8 @@ func (e *Engine) requestRestart(a spec.Address) error {
 		return fmt.Errorf("%s is not declared, or not applied yet", a)
 	}
 	if e.busy[a] {
+		// Reached only from a cascade's later members: a top-level
+		// restart waits for the change first (callFree).
 		return fmt.Errorf("%s is being changed right now; try again", a)
 	}
 	if inst.sup.held() {
@@ -509,7 +511,7 @@ func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) er
 		done bool
 		ferr error
 	)
-	err := e.call(ctx, func() {
+	err := e.callFree(ctx, func() spec.Address { return a }, func() {
 		inst := e.insts[a]
 		switch {
 		case e.stopping:
@@ -518,8 +520,6 @@ func (e *Engine) pauseResume(ctx context.Context, a spec.Address, pause bool) er
 			ferr = fmt.Errorf("%s is a %s: only daemons can be paused", a, a.Kind)
 		case inst == nil || !inst.sup.running():
 			ferr = fmt.Errorf("%s is not running", a)
-		case e.busy[a]:
-			ferr = fmt.Errorf("%s is being changed right now; try again", a)
 		case pause == inst.sup.isPaused():
 			done = true // already so
 		default:

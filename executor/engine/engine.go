@@ -143,13 +143,14 @@ type Engine struct {
 	insts     map[spec.Address]*instance
 	desired   map[spec.Address]*planner.Snapshot
 	busy      map[spec.Address]bool
-	deferred  map[spec.Address]*deferral // starts waiting for a dependency (promote)
-	deferHash string                     // configuration hash of the plan they come from
-	applying  bool                       // a reconcile's apply is in flight
-	promoting int                        // applies of promoted starts in flight
-	again     bool                       // reconcile again when it ends
-	showPlan  bool                       // the next reconcile follows a reload: print its plan
-	inflight  int                        // applies in flight (reconcile and restarts)
+	freed     map[spec.Address][]chan struct{} // closed as a's change in flight ends (free.go)
+	deferred  map[spec.Address]*deferral       // starts waiting for a dependency (promote)
+	deferHash string                           // configuration hash of the plan they come from
+	applying  bool                             // a reconcile's apply is in flight
+	promoting int                              // applies of promoted starts in flight
+	again     bool                             // reconcile again when it ends
+	showPlan  bool                             // the next reconcile follows a reload: print its plan
+	inflight  int                              // applies in flight (reconcile and restarts)
 	stopping  bool
 	// owns says, by runtime kind, whether it tells an instance's
 	// listeners apart (listening.go); set by New, read-only after.
@@ -267,7 +268,7 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
-		busy: map[spec.Address]bool{}, deferred: map[spec.Address]*deferral{},
+		busy: map[spec.Address]bool{}, freed: map[spec.Address][]chan struct{}{}, deferred: map[spec.Address]*deferral{},
 		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
 		readyWaits: map[spec.Address][]*readyWait{}, owns: ownersOfListeners(opts.Providers)}
 	e.queued.wake = make(chan struct{}, 1)
@@ -1061,6 +1062,7 @@ func (e *Engine) superviseStarted(addr spec.Address, rt spec.Address, h provider
 func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	for _, c := range p.Changes {
 		delete(e.busy, c.Addr)
+		e.free(c.Addr)
 	}
 	if err != nil && !errors.Is(err, executor.ErrInterrupted) {
 		e.emit(Event{Type: EventError, Detail: err.Error()})

@@ -24,7 +24,7 @@ const HeldWhy = "stopped by user; orch start runs it again"
 // stopped. A hold lasts as long as the engine: a later orch up starts it.
 func (e *Engine) Stop(ctx context.Context, a spec.Address) error {
 	ch := make(chan error, 1)
-	if err := e.call(ctx, func() { e.requestStop(a, func(err error) { ch <- err }) }); err != nil {
+	if err := e.callFree(ctx, func() spec.Address { return a }, func() { e.requestStop(a, func(err error) { ch <- err }) }); err != nil {
 		return err
 	}
 	select {
@@ -43,7 +43,7 @@ func (e *Engine) Stop(ctx context.Context, a spec.Address) error {
 // done.
 func (e *Engine) Start(ctx context.Context, a spec.Address) error {
 	var rerr error
-	if err := e.call(ctx, func() { rerr = e.requestStart(a) }); err != nil {
+	if err := e.callFree(ctx, func() spec.Address { return a }, func() { rerr = e.requestStart(a) }); err != nil {
 		return err
 	}
 	return rerr
@@ -65,6 +65,8 @@ func (e *Engine) holdable(a spec.Address, verb string) (*instance, error) {
 		return nil, fmt.Errorf("%s is not declared, or not applied yet", a)
 	}
 	if e.busy[a] {
+		// Not reached from Stop and Start, which wait for the change
+		// (callFree); kept for any other caller on the controller.
 		return nil, fmt.Errorf("%s is being changed right now; try again", a)
 	}
 	return inst, nil

@@ -38,6 +38,75 @@ func agentCall(t *testing.T, dir, method, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// A pause of a daemon reported started while the rest of its round still
+// runs (a job beside it, held by the test) waits for the round instead of
+// being refused with "is being changed right now; try again", and takes
+// effect once the round has ended.
+func TestPauseWaitsForTheRoundInFlight(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	u := startUp(t, fmt.Sprintf(`
+daemon "svc" {
+  command = ["sleep", "300"]
+}
+job "slow" {
+  command = ["sh", "-c", "while [ ! -e %s ]; do sleep 0.01; done"]
+}
+`, release))
+	u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.svc", "started") == 1 })
+	type answer struct {
+		code int
+		body string
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		// agentCall's t.Fatal must not run off the test's goroutine: a
+		// transport error comes back as code 0.
+		sock := filepath.Join(u.dir, ".orch", "agent.sock")
+		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+		resp, err := c.Post("http://agent/v1/pause/daemon.svc", "", nil)
+		if err != nil {
+			answered <- answer{0, err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, string(b)}
+	}()
+	// Not a bound on anything: the job is let go a little after the
+	// pause was sent, so that the pause meets the round in flight (a
+	// pause that came later still has to pass).
+	time.Sleep(200 * time.Millisecond)
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the pause did not answer within 60s of the round's end")
+	}
+	if a.code != 200 {
+		t.Fatalf("pause during the round: %d %s", a.code, a.body)
+	}
+	evs := u.waitFor("paused", func(evs []ev) bool { return count(evs, "daemon.svc", "paused") == 1 })
+	done, paused := -1, -1
+	for i, e := range evs {
+		switch {
+		case e.Address == "job.slow" && e.Type == "completed" && done < 0:
+			done = i
+		case e.Address == "daemon.svc" && e.Type == "paused" && paused < 0:
+			paused = i
+		}
+	}
+	if done < 0 || paused < done {
+		t.Fatalf("paused (event %d) before the round's job completed (event %d)", paused, done)
+	}
+	u.stop()
+}
+
 // procState is the state letter of pid in /proc (T: stopped).
 func procState(pid int) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")

@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/orch-dev/orch/spec"
+)
+
+// callFree runs f on the controller, as call does, once no change is in
+// flight on the address that on names (read on the controller): a user's
+// pause, resume, stop, start or restart of an instance that a round is
+// starting, replacing or stopping right now waits for that change to end
+// and then acts on what it left, instead of being refused. A daemon is
+// reported started as soon as its own start is recorded, while the rest
+// of its round goes on, so "wait for started, then pause" would
+// otherwise meet a refusal for as long as the slowest start beside it.
+// The wait is bounded by ctx (the caller's request) and ends when the
+// engine stops; f itself says ErrStopping then.
+func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func()) error {
+	for {
+		var (
+			freed chan struct{}
+			a     spec.Address
+		)
+		err := e.call(ctx, func() {
+			a = on()
+			if e.busy[a] && !e.stopping {
+				freed = make(chan struct{})
+				e.freed[a] = append(e.freed[a], freed)
+				return
+			}
+			f()
+		})
+		if err != nil || freed == nil {
+			return err
+		}
+		select {
+		case <-freed:
+		case <-e.dead:
+			return ErrStopping
+		case <-ctx.Done():
+			return fmt.Errorf("%s is being changed right now, and that change did not end in time: %w", a, ctx.Err())
+		}
+	}
+}
+
+// free wakes what waits for the change in flight on a to end; on the
+// controller, when a is no longer busy.
+func (e *Engine) free(a spec.Address) {
+	for _, ch := range e.freed[a] {
+		close(ch)
+	}
+	delete(e.freed, a)
+}
