@@ -405,10 +405,12 @@ func TestUpdateReachesProvider(t *testing.T) {
 }
 
 // gatedStore holds its first transaction until released, and counts
-// transactions and the records each carried.
+// transactions and the records each carried; written, when set, is
+// called once the first transaction is committed.
 type gatedStore struct {
 	*state.Store
 	gate    chan struct{}
+	written func()
 	mu      sync.Mutex
 	batches []int
 }
@@ -422,7 +424,7 @@ func (g *gatedStore) Update(fn func(tx *state.Tx) error) error {
 	if first {
 		<-g.gate
 	}
-	return g.Store.Update(func(tx *state.Tx) error {
+	err := g.Store.Update(func(tx *state.Tx) error {
 		err := fn(tx)
 		insts, _ := tx.List()
 		g.mu.Lock()
@@ -430,6 +432,17 @@ func (g *gatedStore) Update(fn func(tx *state.Tx) error) error {
 		g.mu.Unlock()
 		return err
 	})
+	if first && err == nil && g.written != nil {
+		g.written()
+	}
+	return err
+}
+
+// entered is how many transactions have begun.
+func (g *gatedStore) entered() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.batches)
 }
 
 // TestGroupCommitBatches: records that arrive while a transaction runs go
@@ -847,4 +860,105 @@ func TestRefreshMarksOmittedConfigs(t *testing.T) {
 			t.Errorf("omit=%v: a plan of the applied configuration: %+v", omit, s)
 		}
 	}
+}
+
+// adopter is a recorder that is an Adopter, as a plugin is whether or not
+// it can find anything.
+type adopter struct{ *recorder }
+
+func (adopter) Adopt(context.Context, providers.AdoptRequest) (providers.AdoptResponse, error) {
+	return providers.AdoptResponse{}, nil
+}
+
+// journaling is an adopter whose starts are durable on their own
+// (providers.StartJournal), as the process runtime's are through its
+// registry.
+type journaling struct{ adopter }
+
+func (journaling) JournalsStarts() {}
+
+// putFailingStore fails every transaction that adds a record.
+type putFailingStore struct {
+	*state.Store
+}
+
+func (f *putFailingStore) Update(fn func(tx *state.Tx) error) error {
+	return f.Store.Update(func(tx *state.Tx) error {
+		before, _ := tx.List()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if after, _ := tx.List(); len(after) > len(before) {
+			return errDiskGone
+		}
+		return nil
+	})
+}
+
+// TestJournaledStartsDoNotWaitForRecords: on the state file, a start
+// through a runtime whose starts are durable on their own (StartJournal)
+// ends without waiting for its record: on a chain, each dependent starts
+// while the records are held in their transaction, and Apply returns only
+// once they are written. Through a runtime that is only an Adopter, a
+// dependent waits for its dependency's record, as before; and a record
+// that cannot be written still fails the Apply.
+func TestJournaledStartsDoNotWaitForRecords(t *testing.T) {
+	for _, adopts := range []bool{true, false} {
+		t.Run(fmt.Sprint("journals=", adopts), func(t *testing.T) {
+			f := newFixture(t)
+			f.ex.Providers = Providers{"process": adopter{f.rec}}
+			if adopts {
+				f.ex.Providers = Providers{"process": journaling{adopter{f.rec}}}
+			}
+			gs := &gatedStore{Store: f.store, gate: make(chan struct{}), written: func() {
+				f.rec.mu.Lock()
+				f.rec.calls = append(f.rec.calls, "first records written")
+				f.rec.mu.Unlock()
+			}}
+			f.ex.Store = gs
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := f.apply(context.Background(), f.load(chain), false)
+				done <- err
+			}()
+			if adopts {
+				// c's record is held in the first transaction; b and a
+				// start anyway, in order.
+				waitUntil(t, func() bool { return f.rec.index("start daemon.a") >= 0 })
+				if !(f.rec.index("start daemon.c") < f.rec.index("start daemon.b") && f.rec.index("start daemon.b") < f.rec.index("start daemon.a")) {
+					t.Fatalf("not started in dependency order: %v", f.rec.calls)
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("Apply returned before its records were written: %v", err)
+				default:
+				}
+			} else {
+				// c's step waits for its record: the first transaction
+				// begins at once (a released record would linger).
+				waitUntil(t, func() bool { return gs.entered() > 0 })
+			}
+			close(gs.gate)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if w, b := f.rec.index("first records written"), f.rec.index("start daemon.b"); !adopts && b < w {
+				t.Fatalf("b started before c's record was written: %v", f.rec.calls)
+			}
+			insts, _ := f.store.List()
+			if len(insts) != 4 {
+				t.Fatalf("%d records after the apply, want 4", len(insts))
+			}
+		})
+	}
+	t.Run("record fails", func(t *testing.T) {
+		f := newFixture(t)
+		f.ex.Providers = Providers{"process": journaling{adopter{f.rec}}}
+		f.ex.Store = &putFailingStore{Store: f.store}
+		_, _, err := f.apply(context.Background(), f.load(chain), false)
+		var se *stateError
+		if !errors.As(err, &se) || !errors.Is(err, errDiskGone) {
+			t.Fatalf("Apply returned %v, want the state error of the starts' records", err)
+		}
+	})
 }

@@ -46,8 +46,10 @@ type recordOp struct {
 // groupCommit writes the results of steps to the store as they happen,
 // gathering the writes that arrive while a transaction runs into the next
 // one. A step returns only once its record is durable (but a released
-// one), so a crash never loses a start that was reported done, and 1,000 concurrent steps cost a
-// handful of transactions instead of 1,000 fsyncs.
+// one: a stop's, or a start's that its runtime would find again,
+// releasesStart), so a crash never loses a start that was reported done,
+// and 1,000 concurrent steps cost a handful of transactions instead of
+// 1,000 fsyncs.
 //
 // Steps that run side by side rarely end together (a hundred starts end
 // one by one, as fast as the kernel forks), so a transaction begun at the

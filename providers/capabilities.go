@@ -117,6 +117,19 @@ type Watcher interface {
 	Watch(ctx context.Context, req WatchRequest) (WatchResponse, error)
 }
 
+// StartJournal is an Adopter whose start of an instance is kept on its own
+// before the instance runs, for as long as the instance can outlive orch
+// (the process runtime's registry line), so that its Adopt finds the
+// instance even when orch's record of the start was lost (orch killed
+// between the two): on the state file, the executor
+// ends such a start's step without waiting for that record to be durable.
+// An Adopter is not enough: a plugin's Adopt finds nothing unless the
+// plugin declares adopt.
+type StartJournal interface {
+	Adopter
+	JournalsStarts()
+}
+
 // ExitNotifier is a Watcher that parks no goroutine per watch: the
 // engine of orch up uses it instead of Watch when the provider has it (an
 // in-process provider: the process runtime), so that supervising 10,000

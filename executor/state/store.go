@@ -505,6 +505,11 @@ func (s *Store) update(fn func(bt BackendTx) (changed bool, err error)) error {
 	})
 }
 
+// Local reports whether the state is this host's state file, not a
+// backend shared by several hosts (etcd), whose records say which host
+// runs what.
+func (s *Store) Local() bool { return s.be == nil }
+
 // Close releases the writer lock, after rewriting the state file without
 // its free pages when they are most of a large one (compactIfSparse). It
 // is safe to call more than once;

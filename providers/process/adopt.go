@@ -112,6 +112,12 @@ func (p *Provider) starterAlive(by *starter) bool {
 	return ok && st.StartTicks == by.StartTicks && st.State != 'Z' && st.State != 'X'
 }
 
+// JournalsStarts marks the Provider as a providers.StartJournal: Start
+// appends a start's pending line to the registry before the program runs
+// (in the page cache, which outlives orch; a crash of the host ends the
+// program too), and Adopt finds the instance through it.
+func (p *Provider) JournalsStarts() {}
+
 // Adopt runs the adoption pass over the registry Start writes (a process
 // cannot carry ownership labels, and scanning every process of the host
 // would not tell ours anyway). Of the instances of req.Project (and of
