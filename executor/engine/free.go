@@ -8,10 +8,12 @@ import (
 )
 
 // callFree runs f on the controller, as call does, once no change is in
-// flight on the address that on names (read on the controller): a user's
-// pause, resume, stop, start or restart of an instance that a round is
-// starting, replacing or stopping right now waits for that change to end
-// and then acts on what it left, instead of being refused. A daemon is
+// flight on the address that on names (read on the controller, inFlight):
+// a user's pause, resume, stop, start or restart of an instance that a
+// round is starting, replacing or stopping right now, or that a restart
+// is stopping, waits for that change to end and then acts on what it
+// left, instead of being refused (or, for a pause in a restart, freezing
+// the old process on its way out while the new one runs unpaused). A daemon is
 // reported started as soon as its own start is recorded, while the rest
 // of its round goes on, so "wait for started, then pause" would
 // otherwise meet a refusal for as long as the slowest start beside it.
@@ -25,7 +27,7 @@ func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func())
 		)
 		err := e.call(ctx, func() {
 			a = on()
-			if e.busy[a] && !e.stopping {
+			if e.inFlight(a) && !e.stopping {
 				freed = make(chan struct{})
 				e.freed[a] = append(e.freed[a], freed)
 				return
@@ -43,6 +45,17 @@ func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func())
 			return fmt.Errorf("%s is being changed right now, and that change did not end in time: %w", a, ctx.Err())
 		}
 	}
+}
+
+// inFlight reports whether a change of a is under way: an apply that
+// holds it (busy), or a restart whose stop has not ended yet (its start
+// follows at once, in an apply). On the controller.
+func (e *Engine) inFlight(a spec.Address) bool {
+	if e.busy[a] {
+		return true
+	}
+	inst := e.insts[a]
+	return inst != nil && inst.sup.restarting()
 }
 
 // free wakes what waits for the change in flight on a to end; on the

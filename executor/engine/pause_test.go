@@ -185,3 +185,77 @@ daemon "web" {
 		t.Errorf("started %d times, want once:\n%s", n, u.dump())
 	}
 }
+
+// A pause sent while a restart stops the old process waits for the new
+// one and pauses it: it does not freeze the old process on its way out
+// (which then could not act on its stop signal) while the new one runs
+// on unpaused.
+func TestPauseDuringRestartPausesTheNewProcess(t *testing.T) {
+	termed := filepath.Join(t.TempDir(), "termed")
+	u := startUp(t, fmt.Sprintf(`
+daemon "slowstop" {
+  command = ["sh", "-c", "trap 'touch %s; sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done"]
+}
+`, termed))
+	evs := u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.slowstop", "started") == 1 })
+	old := pids(evs)["daemon.slowstop"]
+	restarted := make(chan string, 1)
+	go func() {
+		// Off the test's goroutine: no t.Fatal here.
+		sock := filepath.Join(u.dir, ".orch", "agent.sock")
+		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+		resp, err := c.Post("http://agent/v1/restart/daemon.slowstop", "", nil)
+		if err != nil {
+			restarted <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			restarted <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+			return
+		}
+		restarted <- ""
+	}()
+	// The old process has its SIGTERM and takes 0.5 s more to exit: the
+	// pause meets the restart under way.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(termed); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the restart did not signal the old process within 30s")
+		}
+	}
+	if code, body := agentCall(t, u.dir, "POST", "/pause/daemon.slowstop"); code != 200 {
+		t.Fatalf("pause during the restart: %d %s", code, body)
+	}
+	if msg := <-restarted; msg != "" {
+		t.Fatalf("restart: %s", msg)
+	}
+	evs = u.waitFor("paused", func(evs []ev) bool { return count(evs, "daemon.slowstop", "paused") == 1 })
+	started, paused, newPid := -1, -1, 0
+	for i, e := range evs {
+		if e.Address != "daemon.slowstop" {
+			continue
+		}
+		switch {
+		case e.Type == "started" && e.Pid != old && started < 0:
+			started, newPid = i, e.Pid
+		case e.Type == "paused" && paused < 0:
+			paused = i
+		}
+	}
+	if started < 0 || paused < started {
+		t.Fatalf("paused (event %d) before the new process started (event %d): %+v", paused, started, evs)
+	}
+	for deadline := time.Now().Add(10 * time.Second); procState(newPid) != "T" && !frozen(newPid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new process %d is in state %q after the pause, want T (stopped) or its cgroup frozen", newPid, procState(newPid))
+		}
+	}
+	u.stop()
+}

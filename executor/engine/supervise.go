@@ -170,6 +170,9 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 		ev.Detail = "restart requested"
 		e.emit(ev)
 		e.restart(addr, gen)
+		// What waited for the restart's stop (callFree) waits on for its
+		// start when that is under way (busy), else acts now.
+		e.free(addr)
 		return
 	}
 	e.emit(ev)
