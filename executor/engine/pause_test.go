@@ -15,27 +15,37 @@ import (
 	"time"
 )
 
-// agentPost sends POST path to the agent of orch up in dir and returns
+// agentCall sends method path to the agent of orch up in dir and returns
 // the status code and body.
 func agentCall(t *testing.T, dir, method, path string) (int, string) {
 	t.Helper()
+	code, body, err := agentRequest(dir, method, path, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body
+}
+
+// agentRequest is agentCall without a test, for a goroutine of its own
+// (timeout 0: none).
+func agentRequest(dir, method, path string, timeout time.Duration) (int, string, error) {
 	sock := filepath.Join(dir, ".orch", "agent.sock")
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		}}}
 	req, err := http.NewRequest(method, "http://agent/v1"+path, nil)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), nil
 }
 
 // A pause of a daemon reported started while the rest of its round still
@@ -59,21 +69,11 @@ job "slow" {
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		// agentCall's t.Fatal must not run off the test's goroutine: a
-		// transport error comes back as code 0.
-		sock := filepath.Join(u.dir, ".orch", "agent.sock")
-		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}}}
-		resp, err := c.Post("http://agent/v1/pause/daemon.svc", "", nil)
+		code, body, err := agentRequest(u.dir, "POST", "/pause/daemon.svc", 0)
 		if err != nil {
-			answered <- answer{0, err.Error()}
-			return
+			body = err.Error()
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		answered <- answer{resp.StatusCode, string(b)}
+		answered <- answer{code, body}
 	}()
 	// Not a bound on anything: the job is let go a little after the
 	// pause was sent, so that the pause meets the round in flight (a
@@ -201,24 +201,15 @@ daemon "slowstop" {
 	old := pids(evs)["daemon.slowstop"]
 	restarted := make(chan string, 1)
 	go func() {
-		// Off the test's goroutine: no t.Fatal here.
-		sock := filepath.Join(u.dir, ".orch", "agent.sock")
-		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}}}
-		resp, err := c.Post("http://agent/v1/restart/daemon.slowstop", "", nil)
-		if err != nil {
+		code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.slowstop", 0)
+		switch {
+		case err != nil:
 			restarted <- err.Error()
-			return
+		case code != 200:
+			restarted <- fmt.Sprintf("%d %s", code, body)
+		default:
+			restarted <- ""
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			restarted <- fmt.Sprintf("%d %s", resp.StatusCode, b)
-			return
-		}
-		restarted <- ""
 	}()
 	// The old process has its SIGTERM and takes 0.5 s more to exit: the
 	// pause meets the restart under way.
