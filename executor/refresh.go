@@ -99,7 +99,22 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 			in.Observed[a] = o
 		}
 	}
-	// Adoption: objects of ours the state does not know.
+	// Adoption: objects of ours the state does not know. A declared
+	// daemon whose record's instance no longer runs counts as unknown
+	// too: a running instance of it that a dead orch started after that
+	// record was written (a start whose record was released, or not yet
+	// written, when orch was killed; the record is the one orch up wrote
+	// when it last stopped it) is adopted, not stopped as a leftover and
+	// started again.
+	known := func(a spec.Address) bool {
+		if _, ok := in.Stored[a]; !ok {
+			return false
+		}
+		if a.Kind == spec.KindDaemon && cfg.Resource(a) != nil && (in.Observed[a].State == providers.StateExited || in.Observed[a].State == providers.StateMissing) {
+			return false
+		}
+		return true
+	}
 	if cfg != nil {
 		for _, rt := range cfg.Runtimes {
 			ad, ok := ps[rt.Kind].(providers.Adopter)
@@ -107,7 +122,7 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 				continue
 			}
 			resp, err := ad.Adopt(ctx, providers.AdoptRequest{Runtime: rt, Project: project, StateDir: stateDir,
-				Known: func(a spec.Address) bool { _, ok := in.Stored[a]; return ok },
+				Known: known,
 				KnownHandle: func(a spec.Address) providers.Handle {
 					if st := in.Stored[a]; st != nil {
 						return st.Handle
@@ -123,7 +138,7 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 			}
 			for _, o := range resp.Objects {
 				o.Runtime = rt.Addr
-				if _, known := in.Stored[o.Addr]; known || o.Observed.State != providers.StateRunning {
+				if known(o.Addr) || o.Observed.State != providers.StateRunning {
 					continue
 				}
 				in.Adoptable[o.Addr] = o

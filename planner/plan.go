@@ -89,7 +89,11 @@ type Input struct {
 	// one) that the providers looked at; a missing entry reads as unknown.
 	Observed map[spec.Address]providers.Observed
 	// Adoptable are objects of this project that a provider found running
-	// but that state does not know.
+	// but that state does not know, or knows only by an older instance
+	// that no longer runs (a start orch was killed before recording,
+	// after an earlier record of that address): a declared address
+	// found here is adopted (or replaced, when it runs another
+	// configuration), whatever its record says.
 	Adoptable map[spec.Address]providers.Adoptable
 	// Destroy plans the removal of everything (orch destroy).
 	Destroy bool
@@ -368,15 +372,17 @@ func decide(r *spec.Resource, desired *Snapshot, hash string, in Input, dec *Sna
 	c := &Change{Addr: r.Addr, Resource: r, Desired: desired,
 		CreateBeforeDestroy: r.Lifecycle.CreateBeforeDestroy}
 	st := in.Stored[r.Addr]
-	if st == nil {
-		// The prepared hash, when there is one; the encoding is made
-		// when the executor records the instance (Encoded).
+	ad, adoptable := in.Adoptable[r.Addr]
+	if st == nil || adoptable {
+		// Not recorded, or recorded with an instance that no longer
+		// runs while a newer one of ours does (Input.Adoptable). The
+		// prepared hash, when there is one; the encoding is made when
+		// the executor records the instance (Encoded).
 		setDesired := c.setDesired
 		if hash != "" {
 			setDesired = func() { c.hash = hash }
 		}
-		ad, ok := in.Adoptable[r.Addr]
-		if !ok {
+		if !adoptable {
 			c.Action = Create
 			setDesired()
 			return c, nil
@@ -387,6 +393,9 @@ func decide(r *spec.Resource, desired *Snapshot, hash string, in Input, dec *Sna
 		if ad.ConfigHash == c.hash {
 			c.Action = Adopt
 			c.Reason = Reason{Kind: ReasonAdopted}
+			if st != nil {
+				c.Reason = Reason{Kind: ReasonAdoptedNewer}
+			}
 			return c, nil
 		}
 		c.Action = Replace

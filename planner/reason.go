@@ -23,6 +23,7 @@ const (
 	ReasonStateUnknown                       // its state cannot be observed
 	ReasonRestartPolicy                      // a restart by its restart policy (Arg: the policy)
 	ReasonRestartRequested                   // orch restart
+	ReasonAdoptedNewer                       // running, ours, and newer than its record, whose instance is gone
 )
 
 // Reason is why a change was planned (Change.Reason).
@@ -43,6 +44,8 @@ func (r Reason) String() string {
 		return "as requested with -replace"
 	case ReasonAdopted:
 		return "running, ours, and missing from state"
+	case ReasonAdoptedNewer:
+		return "running, ours, and newer than its record"
 	case ReasonAdoptedDiffers:
 		return "adopted instance runs a different configuration"
 	case ReasonUnreadable:

@@ -38,6 +38,7 @@ func TestReasonVocabulary(t *testing.T) {
 		{Kind: ReasonUnreadable}:                   "the stored configuration is unreadable",
 		{Kind: ReasonLeftOver}:                     "left over by an earlier apply: ours, running, and no longer declared",
 		{Kind: ReasonRestartRequested}:             "orch restart",
+		{Kind: ReasonAdoptedNewer}:                 "running, ours, and newer than its record",
 		{}:                                         "",
 	}
 	seen := map[string]bool{}
@@ -50,7 +51,7 @@ func TestReasonVocabulary(t *testing.T) {
 		}
 		seen[w] = true
 	}
-	for k := ReasonNone + 1; k <= ReasonRestartRequested; k++ {
+	for k := ReasonNone + 1; k <= ReasonAdoptedNewer; k++ {
 		if (Reason{Kind: k}).String() == "" {
 			t.Errorf("reason kind %d has no text", k)
 		}

@@ -345,11 +345,19 @@ func TestApplyRoutedToAgent(t *testing.T) {
 // counting a matching process's children (a shell's fork before it execs
 // a command carries the shell's argv for a moment).
 func procsWith(t testing.TB, token string) int {
+	return len(procsByArg(t, token)[token])
+}
+
+// procsByArg maps each argv element that starts with prefix to the live
+// processes whose argv holds it, leaving out a matching process's
+// children, as procsWith counts them.
+func procsByArg(t testing.TB, prefix string) map[string][]int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	parent := map[int]int{} // matching pid -> its parent
+	type match struct{ pid, parent int }
+	byArg := map[string][]match{}
 	for _, ent := range ents {
 		pid, err := strconv.Atoi(ent.Name())
 		if err != nil {
@@ -360,19 +368,25 @@ func procsWith(t testing.TB, token string) int {
 			continue
 		}
 		for _, arg := range strings.Split(string(b), "\x00") {
-			if arg == token {
-				parent[pid] = ppid(pid)
+			if strings.HasPrefix(arg, prefix) {
+				byArg[arg] = append(byArg[arg], match{pid, ppid(pid)})
 				break
 			}
 		}
 	}
-	n := 0
-	for _, pp := range parent {
-		if _, child := parent[pp]; !child {
-			n++
+	out := map[string][]int{}
+	for arg, ms := range byArg {
+		for _, m := range ms {
+			child := false
+			for _, o := range ms {
+				child = child || o.pid == m.parent
+			}
+			if !child {
+				out[arg] = append(out[arg], m.pid)
+			}
 		}
 	}
-	return n
+	return out
 }
 
 func ppid(pid int) int {
@@ -447,6 +461,75 @@ daemon %q {
 	<-p2.exited
 	for _, s := range after {
 		waitGone(t, s.Pid)
+	}
+}
+
+// TestKilledUpAdoptsStartsNewerThanTheirRecords: orch up in a directory
+// where an earlier orch up stopped everything (every record says
+// stopped), SIGKILLed in the middle of a chain of starts. A start's
+// record is released (it may not be written yet when its dependent
+// starts), so some daemons run whose records still name the process the
+// earlier orch up stopped. The next orch up adopts every daemon that
+// still runs, the newest as well as the recorded: it neither stops nor
+// starts again any of them, and none runs twice.
+func TestKilledUpAdoptsStartsNewerThanTheirRecords(t *testing.T) {
+	token := fmt.Sprintf("orch-newer-%d-%d-", os.Getpid(), time.Now().UnixNano())
+	const n = 40
+	var cfg strings.Builder
+	addrs := make([]string, n)
+	for i := 0; i < n; i++ {
+		addrs[i] = fmt.Sprintf("daemon.d%d", i)
+		fmt.Fprintf(&cfg, "daemon \"d%d\" {\n  command = [\"/bin/sh\", \"-c\", \"sleep 600\", \"%s%d\"]\n", i, token, i)
+		if i > 0 {
+			fmt.Fprintf(&cfg, "  depends_on = [daemon.d%d]\n", i-1)
+		}
+		cfg.WriteString("  stop {\n    timeout = \"2s\"\n  }\n}\n")
+	}
+	e := newEngineTest(t, cfg.String())
+	p1 := e.start("up")
+	e.allRunning(p1, addrs...)
+	p1.cmd.Process.Signal(syscall.SIGTERM)
+	<-p1.exited
+	if left := procsByArg(t, token); len(left) != 0 {
+		t.Fatalf("%d daemons outlived orch up's stop", len(left))
+	}
+
+	// Killed once a quarter of the chain runs: the last starts are the
+	// ones whose records may not be written yet.
+	p2 := e.start("up")
+	e.waitFor(p2, "a quarter of the chain running", func() bool { return len(procsByArg(t, token)) >= n/4 })
+	p2.cmd.Process.Signal(syscall.SIGKILL)
+	<-p2.exited
+	// What the killed orch up had forked runs its program by now, or
+	// never will: looked at until two looks agree.
+	var before map[string][]int
+	e.waitFor(nil, "the daemons left by the killed orch up to settle", func() bool {
+		prev := before
+		time.Sleep(50 * time.Millisecond)
+		before = procsByArg(t, token)
+		return prev != nil && fmt.Sprint(prev) == fmt.Sprint(before)
+	})
+
+	p3 := e.start("up")
+	e.allRunning(p3, addrs...)
+	after := procsByArg(t, token)
+	for arg, pids := range before {
+		if got := after[arg]; len(got) != 1 || got[0] != pids[0] {
+			t.Errorf("%s: pids %v after orch up ran again, want %v (adopted)", arg, got, pids)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if got := after[fmt.Sprintf("%s%d", token, i)]; len(got) != 1 {
+			t.Errorf("daemon.d%d runs %d times, want once", i, len(got))
+		}
+	}
+	if got := strings.Count(p3.output(), `"type":"adopted"`); got != len(before) {
+		t.Errorf("%d adopted, want the %d that ran after the kill:\n%s", got, len(before), p3.output())
+	}
+	p3.cmd.Process.Signal(syscall.SIGTERM)
+	<-p3.exited
+	if left := procsByArg(t, token); len(left) != 0 {
+		t.Errorf("%d daemons outlived the last orch up's stop", len(left))
 	}
 }
 
