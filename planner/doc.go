@@ -14,6 +14,9 @@
 //	declared? stored? observed        -> action
 //	yes       no      (adoptable)     -> adopt, or replace if its config differs
 //	yes       no      -               -> create
+//	yes       yes     (adoptable)     -> adopt, or replace if its config differs
+//	                                     (the caller found the recorded instance gone
+//	                                     and a newer one of ours running)
 //	yes       yes     forcing diff    -> replace (-/+, or +/- with create_before_destroy)
 //	yes       yes     in-place diff   -> update (and start, when not running)
 //	yes       yes     not running     -> start (a job that exited 0: nothing)
