@@ -523,8 +523,11 @@ func TestKilledUpAdoptsStartsNewerThanTheirRecords(t *testing.T) {
 			t.Errorf("daemon.d%d runs %d times, want once", i, len(got))
 		}
 	}
-	if got := strings.Count(p3.output(), `"type":"adopted"`); got != len(before) {
-		t.Errorf("%d adopted, want the %d that ran after the kill:\n%s", got, len(before), p3.output())
+	// At least those: one the killed orch up had forked may have run its
+	// program only after the two looks (a loaded machine), and is
+	// adopted too.
+	if got := strings.Count(p3.output(), `"type":"adopted"`); got < len(before) {
+		t.Errorf("%d adopted, want at least the %d that ran after the kill:\n%s", got, len(before), p3.output())
 	}
 	p3.cmd.Process.Signal(syscall.SIGTERM)
 	<-p3.exited
