@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -57,4 +60,73 @@ daemon "a" {
 	if pid := status(t, dir)["daemon.a"].Pid; pid == 0 || !strings.Contains(r.stdout, fmt.Sprintf("[pid=%d]", pid)) {
 		t.Errorf("orch restart printed %q; status says pid %d", r.stdout, pid)
 	}
+}
+
+// orch pause of a daemon whose round still runs (a job beside it, held
+// by the test) says that it waits for that change, and pauses the daemon
+// once the round has ended, instead of being refused.
+func TestPauseCommandWaitsForTheRound(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	e := newEngineTest(t, fmt.Sprintf(`
+daemon "svc" {
+  command = ["/bin/sleep", "600"]
+  stop {
+    timeout = "2s"
+  }
+}
+job "slow" {
+  command = ["/bin/sh", "-c", "while [ ! -e %s ]; do sleep 0.01; done"]
+}
+`, release))
+	p := e.start("up")
+	e.allRunning(p, "daemon.svc")
+	cmd := newOrchCmd(t, e.dir, "pause", "svc", e.dir)
+	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// The job is let go only once orch pause has said that it waits: the
+	// pause met the round in flight.
+	e.waitFor(p, "orch pause to say that it waits", func() bool {
+		return strings.Contains(stderr.String(), "daemon.svc is being changed right now")
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("orch pause ended while the round ran (%v): %s %s", err, stdout.String(), stderr.String())
+	default:
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("orch pause: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	if stdout.String() != "daemon.svc paused\n" {
+		t.Errorf("pause printed %q", stdout.String())
+	}
+	if st := e.status()["daemon.svc"].State; st != "paused" {
+		t.Errorf("daemon.svc: state %q after pause, want paused", st)
+	}
+}
+
+// lockedBuffer is a strings.Builder that a command writes while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

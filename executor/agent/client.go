@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -28,7 +30,11 @@ type Client struct {
 	// configuration as the caller loaded it: plan and apply are refused
 	// when the agent's variables differ.
 	Variables string
-	hc        *http.Client
+	// Waiting, when set, is told the instance whose change in flight a
+	// request waits for, when the agent says so (a 102 Processing answer
+	// with WaitingHeader) before its final answer.
+	Waiting func(addr string)
+	hc      *http.Client
 }
 
 // Dial connects to the agent's socket once to see that one listens, and
@@ -89,6 +95,14 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 			return nil, err
 		}
 		rd = bytes.NewReader(b)
+	}
+	if c.Waiting != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if a := h.Get(WaitingHeader); a != "" {
+				c.Waiting(a)
+			}
+			return nil
+		}})
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://agent/"+APIVersion+path, rd)
 	if err != nil {

@@ -295,7 +295,7 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	resp := RestartResponse{Address: a.String()}
 	if r.URL.Query().Get("cascade") == "1" {
-		deps, err := s.Engine.RestartCascade(r.Context(), a)
+		deps, err := s.Engine.RestartCascade(waitNotice(w, r), a)
 		if err != nil {
 			engineErr(w, err)
 			return
@@ -303,7 +303,7 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 		for _, d := range deps {
 			resp.Cascade = append(resp.Cascade, d.String())
 		}
-	} else if err := s.Engine.Restart(r.Context(), a); err != nil {
+	} else if err := s.Engine.Restart(waitNotice(w, r), a); err != nil {
 		engineErr(w, err)
 		return
 	}
@@ -549,9 +549,9 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request, pause bool) {
 	}
 	var err error
 	if pause {
-		err = s.Engine.Pause(r.Context(), a)
+		err = s.Engine.Pause(waitNotice(w, r), a)
 	} else {
-		err = s.Engine.Resume(r.Context(), a)
+		err = s.Engine.Resume(waitNotice(w, r), a)
 	}
 	if err != nil {
 		engineErr(w, err)
@@ -579,13 +579,29 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request, stop bool) {
 	}
 	var err error
 	if stop {
-		err = s.Engine.Stop(r.Context(), a)
+		err = s.Engine.Stop(waitNotice(w, r), a)
 	} else {
-		err = s.Engine.Start(r.Context(), a)
+		err = s.Engine.Start(waitNotice(w, r), a)
 	}
 	if err != nil {
 		engineErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, HoldResponse{Address: a.String(), Held: stop})
+}
+
+// WaitingHeader names, in an informational answer (102 Processing) that
+// precedes the final one, the instance whose change in flight a pause,
+// resume, stop, start or restart waits for (engine.WithWaitNotice).
+const WaitingHeader = "Orch-Waiting"
+
+// waitNotice is r's context, with a notice that sends the client a 102
+// Processing answer naming the instance waited for (WaitingHeader). The
+// engine calls it on the handler's own goroutine, before the final answer.
+func waitNotice(w http.ResponseWriter, r *http.Request) context.Context {
+	return engine.WithWaitNotice(r.Context(), func(a spec.Address) {
+		w.Header().Set(WaitingHeader, a.String())
+		w.WriteHeader(http.StatusProcessing)
+		w.Header().Del(WaitingHeader)
+	})
 }

@@ -7,6 +7,18 @@ import (
 	"github.com/orch-dev/orch/spec"
 )
 
+// waitNoticeKey carries a WithWaitNotice function in a context.
+type waitNoticeKey struct{}
+
+// WithWaitNotice returns ctx carrying notice, which a request made with
+// it (Pause, Resume, Stop, Start, Restart, RestartCascade) calls, with the
+// address, once it begins to wait for a change in flight on that
+// address (callFree): the agent tells its client so, which tells the
+// user why the command has not answered yet.
+func WithWaitNotice(ctx context.Context, notice func(spec.Address)) context.Context {
+	return context.WithValue(ctx, waitNoticeKey{}, notice)
+}
+
 // callFree runs f on the controller, as call does, once no change is in
 // flight on the address that on names (read on the controller, inFlight):
 // a user's pause, resume, stop, start or restart of an instance that a
@@ -20,6 +32,7 @@ import (
 // The wait is bounded by ctx (the caller's request) and ends when the
 // engine stops; f itself says ErrStopping then.
 func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func()) error {
+	noticed := false
 	for {
 		var (
 			freed chan struct{}
@@ -36,6 +49,10 @@ func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func())
 		})
 		if err != nil || freed == nil {
 			return err
+		}
+		if notice, ok := ctx.Value(waitNoticeKey{}).(func(spec.Address)); ok && !noticed {
+			noticed = true
+			notice(a)
 		}
 		select {
 		case <-freed:

@@ -98,6 +98,9 @@ func (a *App) agentOf(l *located) *agent.Client {
 	if err != nil {
 		return nil // none, or a killed agent's socket (agent.Dial asks it)
 	}
+	c.Waiting = func(addr string) {
+		fmt.Fprintf(a.Stderr, "%s is being changed right now (a start, a replace or a restart); waiting for that to end\n", addr)
+	}
 	return c
 }
 
