@@ -68,7 +68,6 @@ func Start(t testing.TB, n int) *Cluster {
 // gateway of a Docker network).
 func StartOn(t testing.TB, ips ...string) *Cluster {
 	t.Helper()
-	n := len(ips)
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -76,12 +75,38 @@ func StartOn(t testing.TB, ips ...string) *Cluster {
 		}
 		t.Skipf("etcd is not installed (Debian package etcd-server; make deps installs it): %v", err)
 	}
+	// The ports are picked free and let go before etcd binds them, so
+	// another process may take one meanwhile (a busy machine running
+	// other tests): a member that exits for an address in use has the
+	// whole cluster started again on new ports, a few times.
+	for attempt := 1; ; attempt++ {
+		c := startCluster(t, bin, ips)
+		t.Cleanup(c.Stop)
+		err := c.waitStarted(90 * time.Second)
+		if err == nil {
+			return c
+		}
+		c.Stop()
+		if attempt < 3 && c.portTaken() {
+			t.Logf("etcd: a port was taken before a member bound it (%v); starting the cluster again on new ports", err)
+			continue
+		}
+		msg := fmt.Sprintf("etcd cluster did not start: %v", err)
+		for _, m := range c.Members {
+			msg += fmt.Sprintf("\n--- %s:\n%s", m.Name, m.Output())
+		}
+		t.Fatal(msg)
+	}
+}
+
+// startCluster starts one member per address of ips, on ports free when
+// they were picked, in data directories of their own.
+func startCluster(t testing.TB, bin string, ips []string) *Cluster {
 	c := &Cluster{t: t}
 	var initial []string
-	for i := 0; i < n; i++ {
-		ip := ips[i]
+	for i, ip := range ips {
 		m := &Member{Name: fmt.Sprintf("m%d", i+1),
-			ClientURL: "http://" + freeAddr(t, ip), PeerURL: "http://" + freeAddr(t, ip),
+			ClientURL: "http://" + pickAddr(t, ip), PeerURL: "http://" + pickAddr(t, ip),
 			dir: filepath.Join(t.TempDir(), "etcd")}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
@@ -98,16 +123,39 @@ func StartOn(t testing.TB, ips ...string) *Cluster {
 			"--log-level", "warn", "--logger", "zap"}
 		m.start(t)
 	}
-	t.Cleanup(c.Stop)
-	if err := c.WaitHealthy(90 * time.Second); err != nil {
-		msg := fmt.Sprintf("etcd cluster did not start: %v", err)
-		for _, m := range c.Members {
-			msg += fmt.Sprintf("\n--- %s:\n%s", m.Name, m.Output())
-		}
-		t.Fatal(msg)
-	}
 	return c
 }
+
+// waitStarted is WaitHealthy for a cluster just started, which gives up
+// at once when a member has exited.
+func (c *Cluster) waitStarted(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, m := range c.Members {
+			if m.exited() {
+				return fmt.Errorf("%s exited", m.Name)
+			}
+		}
+		err := c.WaitHealthy(time.Second)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// portTaken reports whether a member said that its address was in use.
+func (c *Cluster) portTaken() bool {
+	for _, m := range c.Members {
+		if strings.Contains(m.Output(), "address already in use") {
+			return true
+		}
+	}
+	return false
+}
+
+// pickAddr picks a member's address (freeAddr; a test of the retry
+// hands out a taken one).
+var pickAddr = freeAddr
 
 func freeAddr(t testing.TB, ip string) string {
 	l, err := net.Listen("tcp", ip+":0")
@@ -123,7 +171,8 @@ func (m *Member) start(t testing.TB) {
 	defer m.mu.Unlock()
 	cmd := exec.Command(m.args[0], m.args[1:]...)
 	m.out = &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = m.out, m.out
+	// Written by exec's copying goroutine while Output may read it.
+	cmd.Stdout, cmd.Stderr = memberOutput{m}, memberOutput{m}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start etcd %s: %v", m.Name, err)
@@ -132,6 +181,33 @@ func (m *Member) start(t testing.TB) {
 	done := make(chan struct{})
 	m.waitDone = done
 	go func() { cmd.Wait(); close(done) }()
+}
+
+// memberOutput appends what a member prints to its buffer, under its lock.
+type memberOutput struct{ m *Member }
+
+func (w memberOutput) Write(p []byte) (int, error) {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	return w.m.out.Write(p)
+}
+
+// exited reports whether the member's process has ended (while it was
+// not stopped).
+func (m *Member) exited() bool {
+	m.mu.Lock()
+	done := m.waitDone
+	running := m.cmd != nil
+	m.mu.Unlock()
+	if !running || done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Output is what the member printed.
