@@ -353,7 +353,7 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := s.Engine.SignalMain(r.Context(), a, sig, req.Main); err != nil {
+	if err := s.Engine.SignalMain(waitNotice(w, r), a, sig, req.Main); err != nil {
 		engineErr(w, err)
 		return
 	}

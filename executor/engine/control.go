@@ -258,7 +258,10 @@ func (e *Engine) SignalMain(ctx context.Context, a spec.Address, sig spec.Signal
 		prov providers.Provider
 		ferr error
 	)
-	err := e.call(ctx, func() {
+	// A restart stopping the process: the signal is for the one that
+	// follows, not for the one on its way out (signalWaits). A daemon
+	// that runs while its round goes on gets it at once.
+	err := e.callWhenNot(ctx, func() spec.Address { return a }, e.signalWaits, func() {
 		inst := e.insts[a]
 		switch {
 		case e.stopping:

@@ -32,6 +32,12 @@ func WithWaitNotice(ctx context.Context, notice func(spec.Address)) context.Cont
 // The wait is bounded by ctx (the caller's request) and ends when the
 // engine stops; f itself says ErrStopping then.
 func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func()) error {
+	return e.callWhenNot(ctx, on, e.inFlight, f)
+}
+
+// callWhenNot is callFree with the test of what is waited for: busy(a)
+// (inFlight, or restartingNow for a signal).
+func (e *Engine) callWhenNot(ctx context.Context, on func() spec.Address, busy func(spec.Address) bool, f func()) error {
 	noticed := false
 	for {
 		var (
@@ -40,7 +46,7 @@ func (e *Engine) callFree(ctx context.Context, on func() spec.Address, f func())
 		)
 		err := e.call(ctx, func() {
 			a = on()
-			if e.inFlight(a) && !e.stopping {
+			if busy(a) && !e.stopping {
 				freed = make(chan struct{})
 				e.freed[a] = append(e.freed[a], freed)
 				return
@@ -71,6 +77,24 @@ func (e *Engine) inFlight(a spec.Address) bool {
 	if e.busy[a] {
 		return true
 	}
+	return e.restartingNow(a)
+}
+
+// signalWaits reports whether a signal for a waits: while a restart
+// stops its process, and while a change in flight (that restart's start)
+// has no process of it running yet. A daemon that runs while its round
+// goes on is signalled at once.
+func (e *Engine) signalWaits(a spec.Address) bool {
+	if e.restartingNow(a) {
+		return true
+	}
+	inst := e.insts[a]
+	return e.busy[a] && (inst == nil || !inst.sup.running())
+}
+
+// restartingNow reports whether a restart is stopping a's process (its
+// start follows at once). On the controller.
+func (e *Engine) restartingNow(a spec.Address) bool {
 	inst := e.insts[a]
 	return inst != nil && inst.sup.restarting()
 }

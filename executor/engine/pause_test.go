@@ -19,7 +19,7 @@ import (
 // the status code and body.
 func agentCall(t *testing.T, dir, method, path string) (int, string) {
 	t.Helper()
-	code, body, err := agentRequest(dir, method, path, 10*time.Second)
+	code, body, err := agentRequest(dir, method, path, "", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,16 +28,19 @@ func agentCall(t *testing.T, dir, method, path string) (int, string) {
 
 // agentRequest is agentCall without a test, for a goroutine of its own
 // (timeout 0: none).
-func agentRequest(dir, method, path string, timeout time.Duration) (int, string, error) {
+func agentRequest(dir, method, path, body string, timeout time.Duration) (int, string, error) {
 	sock := filepath.Join(dir, ".orch", "agent.sock")
 	c := &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		}}}
-	req, err := http.NewRequest(method, "http://agent/v1"+path, nil)
+	req, err := http.NewRequest(method, "http://agent/v1"+path, strings.NewReader(body))
 	if err != nil {
 		return 0, "", err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -69,7 +72,7 @@ job "slow" {
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		code, body, err := agentRequest(u.dir, "POST", "/pause/daemon.svc", 0)
+		code, body, err := agentRequest(u.dir, "POST", "/pause/daemon.svc", "", 0)
 		if err != nil {
 			body = err.Error()
 		}
@@ -201,7 +204,7 @@ daemon "slowstop" {
 	old := pids(evs)["daemon.slowstop"]
 	restarted := make(chan string, 1)
 	go func() {
-		code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.slowstop", 0)
+		code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.slowstop", "", 0)
 		switch {
 		case err != nil:
 			restarted <- err.Error()
@@ -246,6 +249,65 @@ daemon "slowstop" {
 	for deadline := time.Now().Add(10 * time.Second); procState(newPid) != "T" && !frozen(newPid); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the new process %d is in state %q after the pause, want T (stopped) or its cgroup frozen", newPid, procState(newPid))
+		}
+	}
+	u.stop()
+}
+
+// A signal sent while a restart stops the old process goes to the new
+// one: the old one, on its way out, would take it for nothing, and the
+// new one would miss it (a SIGHUP to reread a file edited meanwhile).
+func TestSignalDuringRestartReachesTheNewProcess(t *testing.T) {
+	tmp := t.TempDir()
+	termed, hups := filepath.Join(tmp, "termed"), filepath.Join(tmp, "hups")
+	u := startUp(t, fmt.Sprintf(`
+daemon "hup" {
+  command = ["sh", "-c", "trap 'touch %s; sleep 0.5; exit 0' TERM; trap 'echo $$ >> %s' HUP; while :; do sleep 0.05; done"]
+}
+`, termed, hups))
+	evs := u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.hup", "started") == 1 })
+	old := pids(evs)["daemon.hup"]
+	restarted := make(chan string, 1)
+	go func() {
+		code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.hup", "", 0)
+		switch {
+		case err != nil:
+			restarted <- err.Error()
+		case code != 200:
+			restarted <- fmt.Sprintf("%d %s", code, body)
+		default:
+			restarted <- ""
+		}
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(termed); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the restart did not signal the old process within 30s")
+		}
+	}
+	if code, body, err := agentRequest(u.dir, "POST", "/signal/daemon.hup", `{"signal": "HUP"}`, 30*time.Second); err != nil || code != 200 {
+		t.Fatalf("signal during the restart: %d %s %v", code, body, err)
+	}
+	if msg := <-restarted; msg != "" {
+		t.Fatalf("restart: %s", msg)
+	}
+	evs = u.waitFor("the new process started", func(evs []ev) bool { return count(evs, "daemon.hup", "started") == 2 })
+	newPid := 0
+	for _, e := range evs {
+		if e.Address == "daemon.hup" && e.Type == "started" && e.Pid != old {
+			newPid = e.Pid
+		}
+	}
+	want := fmt.Sprintf("%d\n", newPid)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got, _ := os.ReadFile(hups)
+		if string(got) == want {
+			break
+		}
+		if time.Now().After(deadline) || len(got) > len(want) || len(got) > 0 && string(got) != want {
+			t.Fatalf("the HUP reached %q, want only the new process %d (the old was %d)", got, newPid, old)
 		}
 	}
 	u.stop()
