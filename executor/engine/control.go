@@ -88,10 +88,11 @@ type InstanceStatus struct {
 // read as StateUnknown, and the others are reported all the same.
 func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	var (
-		out    []InstanceStatus
-		stored []state.Instance
-		cfg    *spec.Config
-		ferr   error
+		out        []InstanceStatus
+		stored     []state.Instance
+		unrecorded []state.Instance // started, not recorded yet
+		cfg        *spec.Config
+		ferr       error
 	)
 	err := e.call(ctx, func() {
 		if e.stopping {
@@ -114,13 +115,23 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 			out = append(out, st)
 		}
 		for a, inst := range e.insts {
-			if !seen[a] && inst.waiting != "" && inst.res != nil {
+			switch {
+			case seen[a] || inst.res == nil:
+			case inst.waiting != "":
 				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusWaiting.String()}
 				if !inst.blockedBy.IsZero() {
 					st.Status = planner.StatusBlocked.String()
 				}
 				e.books(inst, &st)
 				out = append(out, st)
+			case inst.sup.running() && len(inst.handle) > 0:
+				// Started, its record not written yet (a start's
+				// record is released: it goes in the next group
+				// commit): observed by the handle the engine holds.
+				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusRunning.String()}
+				e.books(inst, &st)
+				out = append(out, st)
+				unrecorded = append(unrecorded, state.Instance{Addr: a, Runtime: inst.rt, Handle: inst.handle, Status: planner.StatusRunning.String()})
 			}
 		}
 	})
@@ -130,7 +141,7 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs := executor.ObserveRecorded(ctx, e.opts.Providers, cfg, stored)
+	obs := executor.ObserveRecorded(ctx, e.opts.Providers, cfg, append(stored, unrecorded...))
 	for i := range out {
 		out[i].Observed = obs[out[i].Addr]
 	}

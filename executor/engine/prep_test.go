@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -95,4 +96,59 @@ func TestShutdownListedAhead(t *testing.T) {
 	if pid == 0 || syscall.Kill(pid, 0) == nil {
 		t.Fatalf("daemon.a (pid %d) still runs after the shutdown", pid)
 	}
+}
+
+// gatedStore is a state.Store whose writes wait while its gate is shut.
+type gatedStore struct {
+	*state.Store
+	shut atomic.Bool
+	open chan struct{}
+}
+
+func (s *gatedStore) Update(fn func(tx *state.Tx) error) error {
+	if s.shut.Load() {
+		<-s.open
+	}
+	return s.Store.Update(fn)
+}
+
+// TestStatusListsAStartNotRecordedYet: a start's record is released (the
+// next group commit writes it), so a daemon runs, supervised, before its
+// record is written; status lists it running meanwhile, with its pid.
+func TestStatusListsAStartNotRecordedYet(t *testing.T) {
+	ip := newInProc(t, "daemon \"a\" {\n  command = [\"/bin/sleep\", \"600\"]\n}\n")
+	store := &gatedStore{Store: ip.st, open: make(chan struct{})}
+	store.shut.Store(true)
+	eng, _ := ip.run(t, Options{Store: store})
+	// Opened before the engine is stopped (cleanups run last first),
+	// even on a failure: its shutdown waits for the apply, which waits
+	// for the record.
+	openGate := func() {
+		if store.shut.Swap(false) {
+			close(store.open)
+		}
+	}
+	t.Cleanup(openGate)
+	deadline := time.After(waitDeadline)
+	var pid int
+	for pid == 0 {
+		if ev := ip.next(t, deadline, "daemon.a started"); ev.Type == EventStarted && ev.Addr.String() == "daemon.a" {
+			pid = ev.Pid
+		}
+	}
+	recs, err := ip.st.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 0 {
+		t.Fatalf("records written while the store's gate is shut: %+v", recs)
+	}
+	st, err := eng.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Addr.String() != "daemon.a" || st[0].Status != "running" || st[0].Observed.Pid != pid {
+		t.Fatalf("status before the record is written: %+v, want daemon.a running as pid %d", st, pid)
+	}
+	openGate()
 }
