@@ -110,7 +110,7 @@ func refresh(ctx context.Context, cfg *spec.Config, stored []state.Instance, ps 
 		if _, ok := in.Stored[a]; !ok {
 			return false
 		}
-		if a.Kind == spec.KindDaemon && cfg.Resource(a) != nil && (in.Observed[a].State == providers.StateExited || in.Observed[a].State == providers.StateMissing) {
+		if a.Kind == spec.KindDaemon && cfg.Resource(a) != nil && in.Observed[a].Gone() {
 			return false
 		}
 		return true

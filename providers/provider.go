@@ -68,6 +68,10 @@ type Observed struct {
 	Says string
 }
 
+// Gone reports that the instance is known to no longer run: it exited,
+// or it is missing (its pid gone or another's). StateUnknown is not gone.
+func (o Observed) Gone() bool { return o.State == StateExited || o.State == StateMissing }
+
 // Ended says how an instance that is no longer running ended, for a
 // message: "killed by SIGKILL", "code 3", or that it is not known.
 func (o Observed) Ended() string {

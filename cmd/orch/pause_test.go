@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -81,7 +80,7 @@ job "slow" {
 	p := e.start("up")
 	e.allRunning(p, "daemon.svc")
 	cmd := newOrchCmd(t, e.dir, "pause", "svc", e.dir)
-	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -110,23 +109,4 @@ job "slow" {
 	if st := e.status()["daemon.svc"].State; st != "paused" {
 		t.Errorf("daemon.svc: state %q after pause, want paused", st)
 	}
-}
-
-// lockedBuffer is a strings.Builder that a command writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -74,10 +74,7 @@ func (e *Engine) callWhenNot(ctx context.Context, on func() spec.Address, busy f
 // holds it (busy), or a restart whose stop has not ended yet (its start
 // follows at once, in an apply). On the controller.
 func (e *Engine) inFlight(a spec.Address) bool {
-	if e.busy[a] {
-		return true
-	}
-	return e.restartingNow(a)
+	return e.busy[a] || e.restartingNow(a)
 }
 
 // signalWaits reports whether a signal for a waits: while a restart

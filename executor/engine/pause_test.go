@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -29,13 +32,57 @@ func agentCall(t *testing.T, dir, method, path string) (int, string) {
 // agentRequest is agentCall without a test, for a goroutine of its own
 // (timeout 0: none).
 func agentRequest(dir, method, path, body string, timeout time.Duration) (int, string, error) {
+	return agentRequestCtx(context.Background(), dir, method, path, body, timeout)
+}
+
+// inBackground sends POST path to the agent of orch up in dir from a
+// goroutine of its own, without a timeout. waiting is closed when the
+// agent says that the request waits for a change in flight (its 102
+// Processing); answered gets "" once it answers 200, else what it
+// answered.
+func inBackground(dir, path string) (waiting <-chan struct{}, answered <-chan string) {
+	w, a := make(chan struct{}), make(chan string, 1)
+	var once sync.Once
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			once.Do(func() { close(w) })
+			return nil
+		}})
+	go func() {
+		code, body, err := agentRequestCtx(ctx, dir, "POST", path, "", 0)
+		switch {
+		case err != nil:
+			a <- err.Error()
+		case code != 200:
+			a <- fmt.Sprintf("%d %s", code, body)
+		default:
+			a <- ""
+		}
+	}()
+	return w, a
+}
+
+// waitForFile waits until path exists, which what the test starts makes.
+func waitForFile(t *testing.T, path, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s within 30s", what)
+		}
+	}
+}
+
+func agentRequestCtx(ctx context.Context, dir, method, path, body string, timeout time.Duration) (int, string, error) {
 	sock := filepath.Join(dir, ".orch", "agent.sock")
 	c := &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		}}}
-	req, err := http.NewRequest(method, "http://agent/v1"+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent/v1"+path, strings.NewReader(body))
 	if err != nil {
 		return 0, "", err
 	}
@@ -66,33 +113,26 @@ job "slow" {
 }
 `, release))
 	u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.svc", "started") == 1 })
-	type answer struct {
-		code int
-		body string
+	waiting, answered := inBackground(u.dir, "/pause/daemon.svc")
+	// The job is let go only once the agent has said that the pause
+	// waits: it met the round in flight.
+	select {
+	case <-waiting:
+	case msg := <-answered:
+		t.Fatalf("the pause answered while the round ran: %q", msg)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the pause neither waited nor answered within 60s")
 	}
-	answered := make(chan answer, 1)
-	go func() {
-		code, body, err := agentRequest(u.dir, "POST", "/pause/daemon.svc", "", 0)
-		if err != nil {
-			body = err.Error()
-		}
-		answered <- answer{code, body}
-	}()
-	// Not a bound on anything: the job is let go a little after the
-	// pause was sent, so that the pause meets the round in flight (a
-	// pause that came later still has to pass).
-	time.Sleep(200 * time.Millisecond)
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var a answer
 	select {
-	case a = <-answered:
+	case msg := <-answered:
+		if msg != "" {
+			t.Fatalf("pause during the round: %s", msg)
+		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the pause did not answer within 60s of the round's end")
-	}
-	if a.code != 200 {
-		t.Fatalf("pause during the round: %d %s", a.code, a.body)
 	}
 	evs := u.waitFor("paused", func(evs []ev) bool { return count(evs, "daemon.svc", "paused") == 1 })
 	done, paused := -1, -1
@@ -202,28 +242,10 @@ daemon "slowstop" {
 `, termed))
 	evs := u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.slowstop", "started") == 1 })
 	old := pids(evs)["daemon.slowstop"]
-	restarted := make(chan string, 1)
-	go func() {
-		code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.slowstop", "", 0)
-		switch {
-		case err != nil:
-			restarted <- err.Error()
-		case code != 200:
-			restarted <- fmt.Sprintf("%d %s", code, body)
-		default:
-			restarted <- ""
-		}
-	}()
+	_, restarted := inBackground(u.dir, "/restart/daemon.slowstop")
 	// The old process has its SIGTERM and takes 0.5 s more to exit: the
 	// pause meets the restart under way.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(termed); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the restart did not signal the old process within 30s")
-		}
-	}
+	waitForFile(t, termed, "the restart did not signal the old process")
 	if code, body := agentCall(t, u.dir, "POST", "/pause/daemon.slowstop"); code != 200 {
 		t.Fatalf("pause during the restart: %d %s", code, body)
 	}
@@ -267,26 +289,8 @@ daemon "hup" {
 `, termed, hups))
 	evs := u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.hup", "started") == 1 })
 	old := pids(evs)["daemon.hup"]
-	restarted := make(chan string, 1)
-	go func() {
-		code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.hup", "", 0)
-		switch {
-		case err != nil:
-			restarted <- err.Error()
-		case code != 200:
-			restarted <- fmt.Sprintf("%d %s", code, body)
-		default:
-			restarted <- ""
-		}
-	}()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(termed); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the restart did not signal the old process within 30s")
-		}
-	}
+	_, restarted := inBackground(u.dir, "/restart/daemon.hup")
+	waitForFile(t, termed, "the restart did not signal the old process")
 	if code, body, err := agentRequest(u.dir, "POST", "/signal/daemon.hup", `{"signal": "HUP"}`, 30*time.Second); err != nil || code != 200 {
 		t.Fatalf("signal during the restart: %d %s %v", code, body, err)
 	}

@@ -82,7 +82,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 				case <-t.C:
 				}
 				resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: rt, Handles: map[spec.Address]providers.Handle{addr: handle}})
-				if o := resp.Objects[addr]; err == nil && (o.State == providers.StateExited || o.State == providers.StateMissing) {
+				if o := resp.Objects[addr]; err == nil && o.Gone() {
 					exited(o)
 					return
 				}

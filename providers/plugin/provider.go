@@ -893,7 +893,7 @@ func (p *Provider) watchPoll(ctx context.Context, req providers.WatchRequest) (p
 	defer t.Stop()
 	for {
 		resp, err := p.Observe(ctx, providers.ObserveRequest{Runtime: req.Runtime, Handles: map[spec.Address]providers.Handle{req.Addr: req.Handle}})
-		if o := resp.Objects[req.Addr]; err == nil && (o.State == providers.StateExited || o.State == providers.StateMissing) {
+		if o := resp.Objects[req.Addr]; err == nil && o.Gone() {
 			return o, true
 		}
 		select {

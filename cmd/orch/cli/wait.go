@@ -269,7 +269,7 @@ func (r *readiness) checkAlive(ctx context.Context) []error {
 			continue
 		}
 		for a, h := range hs {
-			if o, ok := resp.Objects[a]; ok && (o.State == providers.StateExited || o.State == providers.StateMissing) {
+			if o, ok := resp.Objects[a]; ok && o.Gone() {
 				errs = append(errs, r.failure(ctx, a, rtAddr, h, "exited right after it started ("+o.Ended()+")"))
 			}
 		}
