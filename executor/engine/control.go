@@ -234,6 +234,7 @@ func (e *Engine) requestRestart(a spec.Address) error {
 		return nil // already under way
 	}
 	e.illegal(a, inst.sup.stopFor(stopRestart))
+	inst.verdictAwaited = true
 	e.stopAsync(inst, inst.stopSettings().Signal)
 	return nil
 }

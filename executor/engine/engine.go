@@ -256,6 +256,11 @@ type instance struct {
 	// that look (listening.go).
 	portUp, portProbe int
 	portStop          context.CancelFunc
+	// verdictAwaited: a restart of it (orch restart, restart_with) is
+	// under way or just done, and a signal for it (orch signal) waits
+	// for its new process's first health verdict (signalWaits); cleared
+	// by that verdict or an exit.
+	verdictAwaited bool
 }
 
 // New returns an Engine; nothing happens until Run.

@@ -78,15 +78,24 @@ func (e *Engine) inFlight(a spec.Address) bool {
 }
 
 // signalWaits reports whether a signal for a waits: while a restart
-// stops its process, and while a change in flight (that restart's start)
-// has no process of it running yet. A daemon that runs while its round
-// goes on is signalled at once.
+// stops its process, while a change in flight (that restart's start) has
+// no process of it running yet, and, for a daemon with a health check,
+// until the restarted process's first verdict (verdictAwaited): a reload
+// signal (SIGHUP) that reaches a process before it has set up its
+// handlers ends it instead. A daemon that runs while its round goes on,
+// or that has no health check, is signalled once it runs.
 func (e *Engine) signalWaits(a spec.Address) bool {
 	if e.restartingNow(a) {
 		return true
 	}
 	inst := e.insts[a]
-	return e.busy[a] && (inst == nil || !inst.sup.running())
+	if inst == nil {
+		return e.busy[a]
+	}
+	if e.busy[a] && !inst.sup.running() {
+		return true
+	}
+	return inst.verdictAwaited && inst.health() == HealthStarting
 }
 
 // restartingNow reports whether a restart is stopping a's process (its

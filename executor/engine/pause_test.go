@@ -279,15 +279,27 @@ daemon "slowstop" {
 // A signal sent while a restart stops the old process goes to the new
 // one: the old one, on its way out, would take it for nothing, and the
 // new one would miss it (a SIGHUP to reread a file edited meanwhile).
+// For a daemon with a health check it goes once the new one's check
+// passed.
 func TestSignalDuringRestartReachesTheNewProcess(t *testing.T) {
 	tmp := t.TempDir()
-	termed, hups := filepath.Join(tmp, "termed"), filepath.Join(tmp, "hups")
+	termed, hups, ready := filepath.Join(tmp, "termed"), filepath.Join(tmp, "hups"), filepath.Join(tmp, "ready")
+	// ready exists while a process of it has its traps set: the old
+	// process removes it on SIGTERM, the new one makes it once its HUP
+	// trap is set, and its health check passes only then. The new one
+	// (termed exists) takes 0.5 s to set its traps, as a server takes
+	// time to set up: a HUP sent once it runs, before its check passed,
+	// would end it (so it did on a slow machine, without the pause).
 	u := startUp(t, fmt.Sprintf(`
 daemon "hup" {
-  command = ["sh", "-c", "trap 'touch %s; sleep 0.5; exit 0' TERM; trap 'echo $$ >> %s' HUP; while :; do sleep 0.05; done"]
+  command = ["sh", "-c", "[ -f %[1]s ] && sleep 0.5; trap 'rm -f %[3]s; touch %[1]s; sleep 0.5; exit 0' TERM; trap 'echo $$ >> %[2]s' HUP; touch %[3]s; while :; do sleep 0.05; done"]
+  health {
+    exec     = ["test", "-f", %[3]q]
+    interval = "50ms"
+  }
 }
-`, termed, hups))
-	evs := u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.hup", "started") == 1 })
+`, termed, hups, ready))
+	evs := u.waitFor("healthy", func(evs []ev) bool { return count(evs, "daemon.hup", "healthy") == 1 })
 	old := pids(evs)["daemon.hup"]
 	_, restarted := inBackground(u.dir, "/restart/daemon.hup")
 	waitForFile(t, termed, "the restart did not signal the old process")
@@ -312,6 +324,48 @@ daemon "hup" {
 		}
 		if time.Now().After(deadline) || len(got) > len(want) || len(got) > 0 && string(got) != want {
 			t.Fatalf("the HUP reached %q, want only the new process %d (the old was %d)", got, newPid, old)
+		}
+	}
+	u.stop()
+}
+
+// A health check that fails while a restart stops the daemon (a server
+// on its way out stops answering) does not turn the restart into a
+// crash: the exit is the restart's, and the new process starts at once,
+// not after a backoff counted as a failure.
+func TestFailingCheckDuringRestartKeepsTheRestart(t *testing.T) {
+	tmp := t.TempDir()
+	ready := filepath.Join(tmp, "ready")
+	// On SIGTERM it stops being ready at once, and exits 1 s later: the
+	// check (every 50 ms) fails meanwhile.
+	u := startUp(t, fmt.Sprintf(`
+daemon "srv" {
+  command = ["sh", "-c", "trap 'rm -f %[1]s; sleep 1; exit 0' TERM; touch %[1]s; while :; do sleep 0.05; done"]
+  health {
+    exec     = ["test", "-f", %[1]q]
+    interval = "50ms"
+  }
+  restart {
+    policy  = "always"
+    backoff = "5s"
+  }
+}
+`, ready))
+	evs := u.waitFor("healthy", func(evs []ev) bool { return count(evs, "daemon.srv", "healthy") == 1 })
+	old := pids(evs)["daemon.srv"]
+	if code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.srv", "", 30*time.Second); err != nil || code != 200 {
+		t.Fatalf("restart: %d %s %v", code, body, err)
+	}
+	evs = u.waitFor("the new process healthy", func(evs []ev) bool { return count(evs, "daemon.srv", "healthy") == 2 })
+	for _, e := range evs {
+		if e.Address != "daemon.srv" {
+			continue
+		}
+		if e.Type == "exited" && e.Pid == old && e.Detail != "restart requested" {
+			t.Errorf("the old process's exit: %+v, want the restart's (detail %q)", e, "restart requested")
+		}
+		if e.Type == "restarting" && strings.HasPrefix(e.Detail, "in ") {
+			t.Errorf("the restart became a crash restarted after a backoff: %+v", e)
 		}
 	}
 	u.stop()

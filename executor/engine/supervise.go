@@ -178,6 +178,12 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	e.emit(ev)
 	failed := cause == stopLiveness || obs.Signal != "" || obs.ExitCode != 0 || obs.State != providers.StateExited
 	e.down(inst, failed, time.Since(inst.started))
+	if inst.verdictAwaited {
+		// The restarted process ended before its first verdict: a
+		// signal that waited for it finds it not running.
+		inst.verdictAwaited = false
+		e.free(addr)
+	}
 }
 
 // down applies the restart policy to a daemon that stopped running after
@@ -284,6 +290,13 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		return // stale, or a probe that was in flight when it was paused
 	}
 	e.illegal(addr, inst.sup.verdict(ok))
+	if inst.verdictAwaited && !inst.sup.restarting() {
+		// A signal that waited for the restarted process's first verdict
+		// goes now (signalWaits); a verdict on the process the restart
+		// is stopping is not that one.
+		inst.verdictAwaited = false
+		e.free(addr)
+	}
 	if ok {
 		e.emit(Event{Type: EventHealthy, Addr: addr})
 		if p := inst.withPending; p != nil {
@@ -305,7 +318,10 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		inst.sickBusy = detail
 		return
 	}
-	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.sup.killing() {
+	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.sup.killing() || inst.sup.restarting() {
+		// Being stopped already: by liveness, or by a restart that a
+		// failing check must not turn into a crash (the process on its
+		// way out stops answering).
 		return
 	}
 	// Liveness: stop it; its watch reports the exit, which counts as a
@@ -354,6 +370,7 @@ func (e *Engine) restartWith(dep spec.Address, p *planner.Plan) {
 			continue
 		}
 		e.illegal(inst.addr, inst.sup.stopFor(stopRestart))
+		inst.verdictAwaited = true
 		e.emit(Event{Type: EventRestarting, Addr: inst.addr, Detail: "now, with " + dep.String() + " (restart_with)"})
 		e.stopAsync(inst, inst.stopSettings().Signal)
 	}
