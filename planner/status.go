@@ -16,9 +16,10 @@ const (
 	StatusWaiting                 // (engine) its start waits for a dependency
 	StatusBlocked                 // (engine) what it waits for failed, or is held
 	StatusHeld                    // (engine) stopped by orch stop until orch start
+	StatusPending                 // (engine) its start is part of the round under way, queued or in flight: no process yet
 )
 
-var statusNames = [...]string{"", "running", "failed", "completed", "stopped", "waiting", "blocked", "held"}
+var statusNames = [...]string{"", "running", "failed", "completed", "stopped", "waiting", "blocked", "held", "pending"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
@@ -44,6 +45,8 @@ func ParseStatus(s string) Status {
 		return StatusBlocked
 	case "held":
 		return StatusHeld
+	case "pending":
+		return StatusPending
 	}
 	return StatusNone
 }

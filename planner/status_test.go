@@ -5,7 +5,7 @@ import "testing"
 // Every status reads back from its word, and the words are those of the
 // state records and the agent API.
 func TestStatusVocabulary(t *testing.T) {
-	want := []string{"", "running", "failed", "completed", "stopped", "waiting", "blocked", "held"}
+	want := []string{"", "running", "failed", "completed", "stopped", "waiting", "blocked", "held", "pending"}
 	for i, w := range want {
 		s := Status(i)
 		if s.String() != w {

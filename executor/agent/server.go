@@ -180,7 +180,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID,
 			MemoryBytes: st.Observed.Memory, CPUSeconds: st.Observed.CPU.Seconds(), Says: st.Observed.Says,
 			Service: st.Service, Route: st.Route, Registered: st.Registered, Unpublished: st.Unpublished}
-		if st.Status == "waiting" || st.Status == "blocked" {
+		if st.Status == "waiting" || st.Status == "blocked" || st.Status == "pending" {
 			in.State = "-"
 		}
 		if st.Paused && st.Observed.State.String() == "running" {

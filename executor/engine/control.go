@@ -61,7 +61,7 @@ func (e *Engine) call(ctx context.Context, f func()) error {
 type InstanceStatus struct {
 	Addr       spec.Address
 	Runtime    spec.Address
-	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed or is held, "held" when orch stop stopped it
+	Status     string // stored: running, completed, failed, stopped; "waiting" when not started yet, "blocked" when what it waits for failed or is held, "held" when orch stop stopped it, "pending" when the round under way has not started it yet
 	Observed   providers.Observed
 	Supervised bool   // this engine watches it run
 	Health     string // "" (no health check, or not running), "starting", "healthy", "unhealthy", "paused"
@@ -117,6 +117,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		for a, inst := range e.insts {
 			switch {
 			case seen[a] || inst.res == nil:
+			case e.busy[a] && !inst.sup.running() && inst.waiting == "":
+				seen[a] = true
+				out = append(out, e.pending(a, inst))
 			case inst.waiting != "":
 				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusWaiting.String()}
 				if !inst.blockedBy.IsZero() {
@@ -134,6 +137,21 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 				unrecorded = append(unrecorded, state.Instance{Addr: a, Runtime: inst.rt, Handle: inst.handle, Status: planner.StatusRunning.String()})
 			}
 		}
+		// The rest of the round under way: declared, queued behind the
+		// others or being started, with neither a record nor a process
+		// yet (a round of 2,000 left half of them out of orch status).
+		for a := range e.busy {
+			if seen[a] || e.insts[a] != nil || cfg == nil {
+				continue
+			}
+			if r := cfg.Resource(a); r != nil {
+				st := InstanceStatus{Addr: a, Runtime: r.Runtime, Status: planner.StatusPending.String()}
+				if run, ok := e.jobRuns[a]; ok {
+					st.Status, st.Observed = planner.StatusRunning.String(), run
+				}
+				out = append(out, st)
+			}
+		}
 	})
 	if err == nil {
 		err = ferr
@@ -143,10 +161,24 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	}
 	obs := executor.ObserveRecorded(ctx, e.opts.Providers, cfg, append(stored, unrecorded...))
 	for i := range out {
-		out[i].Observed = obs[out[i].Addr]
+		if o, ok := obs[out[i].Addr]; ok {
+			out[i].Observed = o
+		}
 	}
 	sortStatus(out)
 	return out, nil
+}
+
+// pending is the status of inst, declared and part of the round under
+// way, not started yet.
+func (e *Engine) pending(a spec.Address, inst *instance) InstanceStatus {
+	st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusPending.String()}
+	e.books(inst, &st)
+	if run, ok := e.jobRuns[a]; ok {
+		// A job whose process runs: recorded once it ends.
+		st.Status, st.Observed = planner.StatusRunning.String(), run
+	}
+	return st
 }
 
 func (e *Engine) books(inst *instance, st *InstanceStatus) {

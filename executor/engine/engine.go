@@ -143,14 +143,15 @@ type Engine struct {
 	insts     map[spec.Address]*instance
 	desired   map[spec.Address]*planner.Snapshot
 	busy      map[spec.Address]bool
-	freed     map[spec.Address][]chan struct{} // closed as a's change in flight ends (free.go)
-	deferred  map[spec.Address]*deferral       // starts waiting for a dependency (promote)
-	deferHash string                           // configuration hash of the plan they come from
-	applying  bool                             // a reconcile's apply is in flight
-	promoting int                              // applies of promoted starts in flight
-	again     bool                             // reconcile again when it ends
-	showPlan  bool                             // the next reconcile follows a reload: print its plan
-	inflight  int                              // applies in flight (reconcile and restarts)
+	freed     map[spec.Address][]chan struct{}    // closed as a's change in flight ends (free.go)
+	jobRuns   map[spec.Address]providers.Observed // jobs whose process runs in an apply in flight (orch status)
+	deferred  map[spec.Address]*deferral          // starts waiting for a dependency (promote)
+	deferHash string                              // configuration hash of the plan they come from
+	applying  bool                                // a reconcile's apply is in flight
+	promoting int                                 // applies of promoted starts in flight
+	again     bool                                // reconcile again when it ends
+	showPlan  bool                                // the next reconcile follows a reload: print its plan
+	inflight  int                                 // applies in flight (reconcile and restarts)
 	stopping  bool
 	// owns says, by runtime kind, whether it tells an instance's
 	// listeners apart (listening.go); set by New, read-only after.
@@ -273,7 +274,7 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
-		busy: map[spec.Address]bool{}, freed: map[spec.Address][]chan struct{}{}, deferred: map[spec.Address]*deferral{},
+		busy: map[spec.Address]bool{}, freed: map[spec.Address][]chan struct{}{}, jobRuns: map[spec.Address]providers.Observed{}, deferred: map[spec.Address]*deferral{},
 		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
 		readyWaits: map[spec.Address][]*readyWait{}, owns: ownersOfListeners(opts.Providers)}
 	e.queued.wake = make(chan struct{}, 1)
@@ -978,12 +979,18 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 // on the steps' goroutines.
 func (e *Engine) progress(ev executor.StepEvent) {
 	if ev.Running {
-		// A job's process runs: "started", as a daemon's start says.
+		// A job's process runs: "started", as a daemon's start says;
+		// orch status lists it running until its step ends.
+		obs := ev.Observed
+		e.postNoWait(func() { e.jobRuns[ev.Addr] = obs })
 		e.emit(Event{Type: EventStarted, Addr: ev.Addr, Pid: ev.Observed.Pid})
 		return
 	}
 	if !ev.Done || ev.Skipped {
 		return
+	}
+	if ev.Addr.Kind == spec.KindJob {
+		e.postNoWait(func() { delete(e.jobRuns, ev.Addr) })
 	}
 	out := Event{Addr: ev.Addr, Pid: ev.Observed.Pid}
 	switch {
