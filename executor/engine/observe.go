@@ -227,7 +227,7 @@ type InstanceSnapshot struct {
 	// waiting, blocked; for a module, its own state when it said one
 	// (loaded, starting, running, stopping, stopped, failed).
 	State     string
-	Status    string // recorded: running, completed, failed, stopped; waiting, blocked
+	Status    string // recorded: running, completed, failed, stopped; waiting, blocked, held, pending
 	Running   bool
 	Health    string // "", starting, healthy, unhealthy, paused
 	Restarts  int
@@ -267,6 +267,17 @@ func (e *Engine) Snapshot(ctx context.Context) ([]InstanceSnapshot, error) {
 				continue
 			}
 			out = append(out, e.snapshotOf(a, inst))
+		}
+		// The rest of the round under way, as orch status lists it.
+		for a := range e.busy {
+			if e.insts[a] != nil || e.cfg == nil {
+				continue
+			}
+			if r := e.cfg.Resource(a); r != nil {
+				s := InstanceSnapshot{Addr: a, Runtime: r.Runtime, State: StatePending.String(), Status: planner.StatusPending.String()}
+				e.roundRun(a, &s)
+				out = append(out, s)
+			}
 		}
 	})
 	if err == nil {
@@ -325,7 +336,21 @@ func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
 	} else {
 		s.State = inst.state(as.exits).String()
 	}
+	if e.busy[a] && inst.res != nil && inst.status == planner.StatusNone && !inst.sup.running() && inst.waiting == "" && !inst.sup.held() {
+		// Part of the round under way, never started nor recorded yet
+		// (as orch status lists it).
+		s.State, s.Status = StatePending.String(), planner.StatusPending.String()
+		e.roundRun(a, &s)
+	}
 	return s
+}
+
+// roundRun marks s running when it is a job whose process runs in the
+// round under way (recorded once it ends).
+func (e *Engine) roundRun(a spec.Address, s *InstanceSnapshot) {
+	if run, ok := e.jobRuns[a]; ok {
+		s.State, s.Status, s.Pid, s.StartedAt = StateRunning.String(), planner.StatusRunning.String(), run.Pid, run.StartedAt
+	}
 }
 
 // Observe asks a's provider how a runs now: its pid (for a container, its

@@ -10,8 +10,9 @@ import (
 
 // orch status lists every declared instance of the round under way: a
 // job whose process runs (recorded only once it ends) as running, with
-// its pid, and what waits behind it in the same round as pending. Before,
-// both were missing from it (a round of 2,000 daemons listed 1,050).
+// its pid, and what waits behind it in the same round as pending; so
+// does the snapshot of orch top. Before, both were missing from them (a
+// round of 2,000 daemons listed 1,050).
 func TestStatusListsTheRoundUnderWay(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "gate")
 	u := startUp(t, fmt.Sprintf(`
@@ -60,6 +61,21 @@ daemon "free" {
 	}
 	if s := got["daemon.free"]; s == "" || s[:len("running/running")] != "running/running" {
 		t.Errorf("daemon.free in status during the round: %q, want running", s)
+	}
+	// orch top's snapshot says the same.
+	_, body = agentCall(t, u.dir, "GET", "/snapshot")
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("snapshot: %v: %s", err, body)
+	}
+	got = map[string]string{}
+	for _, in := range st.Instances {
+		got[in.Address] = fmt.Sprintf("%s/%s/%d", in.State, in.Status, in.Pid)
+	}
+	want["daemon.after"] = "pending/pending/0"
+	for a, w := range want {
+		if got[a] != w {
+			t.Errorf("%s in the snapshot during the round: %q, want %q (state/status/pid)\n%s", a, got[a], w, body)
+		}
 	}
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
