@@ -1076,6 +1076,15 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		delete(e.busy, c.Addr)
 		e.free(c.Addr)
 	}
+	defer func() {
+		// A restart whose start failed brought no process for a signal
+		// to wait for (verdictAwaited): the next one starts afresh.
+		for _, c := range p.Changes {
+			if inst := e.insts[c.Addr]; inst != nil && inst.verdictAwaited && !inst.sup.running() && !inst.sup.restarting() {
+				inst.verdictAwaited = false
+			}
+		}
+	}()
 	if err != nil && !errors.Is(err, executor.ErrInterrupted) {
 		e.emit(Event{Type: EventError, Detail: err.Error()})
 	}
