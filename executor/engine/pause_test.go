@@ -370,3 +370,53 @@ daemon "srv" {
 	}
 	u.stop()
 }
+
+// A restart whose start fails leaves nothing for a later signal to wait
+// for: once the restart policy has started the daemon again, a signal
+// goes at once, as to any daemon started by its policy, rather than
+// waiting (up to start_timeout) for a first verdict that the restart's
+// own process never got.
+func TestSignalAfterAFailedRestartDoesNotWait(t *testing.T) {
+	tmp := t.TempDir()
+	script := filepath.Join(tmp, "srv.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nwhile :; do sleep 0.05; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The check never passes: no verdict before start_timeout (60 s).
+	u := startUp(t, fmt.Sprintf(`
+daemon "srv" {
+  command = [%q]
+  health {
+    exec     = ["test", "-f", %q]
+    interval = "50ms"
+  }
+  restart {
+    policy  = "always"
+    backoff = "300ms"
+  }
+}
+`, script, filepath.Join(tmp, "never")))
+	u.waitFor("started", func(evs []ev) bool { return count(evs, "daemon.srv", "started") == 1 })
+	// The restart's start fails: its program is no longer executable.
+	if err := os.Chmod(script, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// It answers with the start's failure.
+	if code, body, err := agentRequest(u.dir, "POST", "/restart/daemon.srv", "", 30*time.Second); err != nil || !strings.Contains(body, "not executable") {
+		t.Fatalf("restart: %d %s %v, want its start's failure", code, body, err)
+	}
+	u.waitFor("the restart's start failed", func(evs []ev) bool { return count(evs, "daemon.srv", "failed") >= 1 })
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.waitFor("started again by its policy", func(evs []ev) bool { return count(evs, "daemon.srv", "started") == 2 })
+	// SIGWINCH: ignored by default, so whether the shell has set anything
+	// up yet does not matter; what is tested is that the request does not
+	// wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if code, body, err := agentRequestCtx(ctx, u.dir, "POST", "/signal/daemon.srv", `{"signal": "WINCH"}`, 10*time.Second); err != nil || code != 200 {
+		t.Fatalf("signal after a failed restart: %d %s %v (it waited for a verdict that cannot come)", code, body, err)
+	}
+	u.stop()
+}
