@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,4 +110,54 @@ job "slow" {
 	if st := e.status()["daemon.svc"].State; st != "paused" {
 		t.Errorf("daemon.svc: state %q after pause, want paused", st)
 	}
+}
+
+// orch status -json during a round lists what the round has not started
+// yet as pending, and leaves out the record's fields it has none of (no
+// "0001-01-01" updated_at, no empty config_hash).
+func TestStatusJSONListsPending(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	e := newEngineTest(t, fmt.Sprintf(`
+job "slow" {
+  command = ["/bin/sh", "-c", "while [ ! -e %s ]; do sleep 0.01; done"]
+}
+daemon "after" {
+  command    = ["/bin/sleep", "600"]
+  depends_on = [job.slow]
+}
+`, release))
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	p := e.start("up")
+	var raw []map[string]any
+	e.waitFor(p, "job.slow running in orch status", func() bool {
+		r := orch(t, e.dir, nil, "status", "-json", e.dir).want(t, 0)
+		raw = nil
+		if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+			t.Fatalf("status -json: %v\n%s", err, r.stdout)
+		}
+		for _, in := range raw {
+			if in["address"] == "job.slow" && in["status"] == "running" {
+				return true
+			}
+		}
+		return false
+	})
+	var after map[string]any
+	for _, in := range raw {
+		if in["address"] == "daemon.after" {
+			after = in
+		}
+	}
+	if after == nil || after["status"] != "pending" || after["state"] != "-" {
+		t.Fatalf("daemon.after in status -json during the round: %v, want status pending, state -", after)
+	}
+	for _, k := range []string{"updated_at", "config_hash"} {
+		if v, ok := after[k]; ok {
+			t.Errorf("daemon.after has %s %v without a record", k, v)
+		}
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.allRunning(p, "daemon.after")
 }

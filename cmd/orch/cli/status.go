@@ -19,17 +19,19 @@ import (
 
 // JSONStatus is one line of `orch status -json`.
 type JSONStatus struct {
-	Address    string     `json:"address"`
-	Runtime    string     `json:"runtime,omitempty"`
-	State      string     `json:"state"`
-	Status     string     `json:"status"`
-	Pid        int        `json:"pid,omitempty"`
-	ID         string     `json:"id,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	UptimeSec  float64    `json:"uptime_seconds,omitempty"`
-	ConfigHash string     `json:"config_hash"`
-	LastError  string     `json:"last_error,omitempty"`
-	UpdatedAt  time.Time  `json:"updated_at"`
+	Address   string     `json:"address"`
+	Runtime   string     `json:"runtime,omitempty"`
+	State     string     `json:"state"`
+	Status    string     `json:"status"`
+	Pid       int        `json:"pid,omitempty"`
+	ID        string     `json:"id,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	UptimeSec float64    `json:"uptime_seconds,omitempty"`
+	// ConfigHash and UpdatedAt are absent for an instance with no
+	// record yet (waiting, blocked, pending).
+	ConfigHash string    `json:"config_hash,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 	// Set when an agent (or orch up) answers for the directory.
 	Supervised bool   `json:"supervised,omitempty"`
 	Health     string `json:"health,omitempty"` // starting, healthy, unhealthy
