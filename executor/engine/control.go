@@ -117,9 +117,9 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		for a, inst := range e.insts {
 			switch {
 			case seen[a] || inst.res == nil:
-			case e.busy[a] && !inst.sup.running() && inst.waiting == "":
+			case e.unstarted(a, inst):
 				seen[a] = true
-				out = append(out, e.pending(a, inst))
+				out = append(out, e.unstartedStatus(a, inst.rt, inst))
 			case inst.waiting != "":
 				st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusWaiting.String()}
 				if !inst.blockedBy.IsZero() {
@@ -141,15 +141,8 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 		// others or being started, with neither a record nor a process
 		// yet (a round of 2,000 left half of them out of orch status).
 		for a := range e.busy {
-			if seen[a] || e.insts[a] != nil || cfg == nil {
-				continue
-			}
-			if r := cfg.Resource(a); r != nil {
-				st := InstanceStatus{Addr: a, Runtime: r.Runtime, Status: planner.StatusPending.String()}
-				if run, ok := e.jobRuns[a]; ok {
-					st.Status, st.Observed = planner.StatusRunning.String(), run
-				}
-				out = append(out, st)
+			if !seen[a] && e.insts[a] == nil && e.unstarted(a, nil) {
+				out = append(out, e.unstartedStatus(a, cfg.Resource(a).Runtime, nil))
 			}
 		}
 	})
@@ -169,13 +162,18 @@ func (e *Engine) Status(ctx context.Context) ([]InstanceStatus, error) {
 	return out, nil
 }
 
-// pending is the status of inst, declared and part of the round under
-// way, not started yet.
-func (e *Engine) pending(a spec.Address, inst *instance) InstanceStatus {
-	st := InstanceStatus{Addr: a, Runtime: inst.rt, Status: planner.StatusPending.String()}
-	e.books(inst, &st)
-	if run, ok := e.jobRuns[a]; ok {
-		// A job whose process runs: recorded once it ends.
+// unstartedStatus is the status of a, unstarted (observe.go): pending,
+// or running when it is a job whose process runs. inst is its books, nil
+// when it has none.
+func (e *Engine) unstartedStatus(a, rt spec.Address, inst *instance) InstanceStatus {
+	st := InstanceStatus{Addr: a, Runtime: rt, Status: planner.StatusPending.String()}
+	if inst != nil {
+		e.books(inst, &st)
+	}
+	e.stats.mu.Lock()
+	run, ok := e.jobRun(a)
+	e.stats.mu.Unlock()
+	if ok {
 		st.Status, st.Observed = planner.StatusRunning.String(), run
 	}
 	return st

@@ -143,15 +143,14 @@ type Engine struct {
 	insts     map[spec.Address]*instance
 	desired   map[spec.Address]*planner.Snapshot
 	busy      map[spec.Address]bool
-	freed     map[spec.Address][]chan struct{}    // closed as a's change in flight ends (free.go)
-	jobRuns   map[spec.Address]providers.Observed // jobs whose process runs in an apply in flight (orch status)
-	deferred  map[spec.Address]*deferral          // starts waiting for a dependency (promote)
-	deferHash string                              // configuration hash of the plan they come from
-	applying  bool                                // a reconcile's apply is in flight
-	promoting int                                 // applies of promoted starts in flight
-	again     bool                                // reconcile again when it ends
-	showPlan  bool                                // the next reconcile follows a reload: print its plan
-	inflight  int                                 // applies in flight (reconcile and restarts)
+	freed     map[spec.Address][]chan struct{} // closed as a's change in flight ends (free.go)
+	deferred  map[spec.Address]*deferral       // starts waiting for a dependency (promote)
+	deferHash string                           // configuration hash of the plan they come from
+	applying  bool                             // a reconcile's apply is in flight
+	promoting int                              // applies of promoted starts in flight
+	again     bool                             // reconcile again when it ends
+	showPlan  bool                             // the next reconcile follows a reload: print its plan
+	inflight  int                              // applies in flight (reconcile and restarts)
 	stopping  bool
 	// owns says, by runtime kind, whether it tells an instance's
 	// listeners apart (listening.go); set by New, read-only after.
@@ -274,7 +273,7 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
 		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
-		busy: map[spec.Address]bool{}, freed: map[spec.Address][]chan struct{}{}, jobRuns: map[spec.Address]providers.Observed{}, deferred: map[spec.Address]*deferral{},
+		busy: map[spec.Address]bool{}, freed: map[spec.Address][]chan struct{}{}, deferred: map[spec.Address]*deferral{},
 		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
 		readyWaits: map[spec.Address][]*readyWait{}, owns: ownersOfListeners(opts.Providers)}
 	e.queued.wake = make(chan struct{}, 1)
@@ -979,18 +978,13 @@ func (e *Engine) apply(p *planner.Plan, before func(), done func(*executor.Resul
 // on the steps' goroutines.
 func (e *Engine) progress(ev executor.StepEvent) {
 	if ev.Running {
-		// A job's process runs: "started", as a daemon's start says;
-		// orch status lists it running until its step ends.
-		obs := ev.Observed
-		e.postNoWait(func() { e.jobRuns[ev.Addr] = obs })
+		// A job's process runs: "started", as a daemon's start says
+		// (orch status lists it running from this event: jobRun).
 		e.emit(Event{Type: EventStarted, Addr: ev.Addr, Pid: ev.Observed.Pid})
 		return
 	}
 	if !ev.Done || ev.Skipped {
 		return
-	}
-	if ev.Addr.Kind == spec.KindJob {
-		e.postNoWait(func() { delete(e.jobRuns, ev.Addr) })
 	}
 	out := Event{Addr: ev.Addr, Pid: ev.Observed.Pid}
 	switch {
@@ -1078,10 +1072,10 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 	}
 	defer func() {
 		// A restart whose start failed brought no process for a signal
-		// to wait for (verdictAwaited): the next one starts afresh.
+		// to wait for: the next one starts afresh.
 		for _, c := range p.Changes {
-			if inst := e.insts[c.Addr]; inst != nil && inst.verdictAwaited && !inst.sup.running() && !inst.sup.restarting() {
-				inst.verdictAwaited = false
+			if inst := e.insts[c.Addr]; inst != nil && !inst.sup.running() {
+				e.endVerdictWait(inst)
 			}
 		}
 	}()

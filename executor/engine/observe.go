@@ -44,7 +44,8 @@ type stats struct {
 
 // addrStats is what stats knows of one address.
 type addrStats struct {
-	pid         int // from its last started or adopted event, until it ends
+	pid         int       // from its last started or adopted event, until it ends
+	pidAt       time.Time // when that event came
 	exitCode    *int
 	signal      string
 	exitAt      time.Time
@@ -90,7 +91,7 @@ func (s *stats) event(ev Event) {
 	switch ev.Type {
 	case EventStarted, EventAdopted:
 		if ev.Pid != 0 {
-			as.pid = ev.Pid
+			as.pid, as.pidAt = ev.Pid, ev.Time
 		}
 	case EventExited, EventCompleted:
 		as.pid = 0
@@ -270,12 +271,9 @@ func (e *Engine) Snapshot(ctx context.Context) ([]InstanceSnapshot, error) {
 		}
 		// The rest of the round under way, as orch status lists it.
 		for a := range e.busy {
-			if e.insts[a] != nil || e.cfg == nil {
-				continue
-			}
-			if r := e.cfg.Resource(a); r != nil {
-				s := InstanceSnapshot{Addr: a, Runtime: r.Runtime, State: StatePending.String(), Status: planner.StatusPending.String()}
-				e.roundRun(a, &s)
+			if e.insts[a] == nil && e.unstarted(a, nil) {
+				s := InstanceSnapshot{Addr: a, Runtime: e.cfg.Resource(a).Runtime}
+				e.markUnstarted(a, &s)
 				out = append(out, s)
 			}
 		}
@@ -336,19 +334,43 @@ func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
 	} else {
 		s.State = inst.state(as.exits).String()
 	}
-	if e.busy[a] && inst.res != nil && inst.status == planner.StatusNone && !inst.sup.running() && inst.waiting == "" && !inst.sup.held() {
-		// Part of the round under way, never started nor recorded yet
-		// (as orch status lists it).
-		s.State, s.Status = StatePending.String(), planner.StatusPending.String()
-		e.roundRun(a, &s)
+	if e.unstarted(a, inst) {
+		e.markUnstarted(a, &s)
 	}
 	return s
 }
 
-// roundRun marks s running when it is a job whose process runs in the
-// round under way (recorded once it ends).
-func (e *Engine) roundRun(a spec.Address, s *InstanceSnapshot) {
-	if run, ok := e.jobRuns[a]; ok {
+// unstarted reports whether declared instance a (inst: its books, nil
+// when it has none) is part of the apply in flight without a record, a
+// supervised process, a wait or a hold of its own: the round has not
+// started it yet (pending), or it is a job whose process runs, which is
+// recorded only once it ends (jobRun). On the controller.
+func (e *Engine) unstarted(a spec.Address, inst *instance) bool {
+	if !e.busy[a] {
+		return false
+	}
+	if inst == nil {
+		return e.cfg != nil && e.cfg.Resource(a) != nil
+	}
+	return inst.res != nil && inst.status == planner.StatusNone && !inst.sup.running() && inst.waiting == "" && !inst.sup.held()
+}
+
+// jobRun is the pid of job a's process and when it started, while an
+// apply runs it: from its started event to its end (stats). e.stats.mu
+// is held.
+func (e *Engine) jobRun(a spec.Address) (providers.Observed, bool) {
+	as := e.stats.addrs[a]
+	if a.Kind != spec.KindJob || as == nil || as.pid == 0 {
+		return providers.Observed{}, false
+	}
+	return providers.Observed{State: providers.StateRunning, Pid: as.pid, StartedAt: as.pidAt}, true
+}
+
+// markUnstarted says of s, unstarted (above), that it is pending, or
+// running when it is a job whose process runs. e.stats.mu is held.
+func (e *Engine) markUnstarted(a spec.Address, s *InstanceSnapshot) {
+	s.State, s.Status = StatePending.String(), planner.StatusPending.String()
+	if run, ok := e.jobRun(a); ok {
 		s.State, s.Status, s.Pid, s.StartedAt = StateRunning.String(), planner.StatusRunning.String(), run.Pid, run.StartedAt
 	}
 }

@@ -178,11 +178,19 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	e.emit(ev)
 	failed := cause == stopLiveness || obs.Signal != "" || obs.ExitCode != 0 || obs.State != providers.StateExited
 	e.down(inst, failed, time.Since(inst.started))
-	if inst.verdictAwaited {
-		// The restarted process ended before its first verdict: a
-		// signal that waited for it finds it not running.
+	// The restarted process ended before its first verdict: a signal
+	// that waited for it finds it not running.
+	e.endVerdictWait(inst)
+}
+
+// endVerdictWait ends what a signal for inst waits for after a restart
+// (verdictAwaited): the new process's first verdict came, or there is no
+// such process; it wakes the signals waiting. A verdict on the process a
+// restart is still stopping is not that one.
+func (e *Engine) endVerdictWait(inst *instance) {
+	if inst.verdictAwaited && !inst.sup.restarting() {
 		inst.verdictAwaited = false
-		e.free(addr)
+		e.free(inst.addr)
 	}
 }
 
@@ -290,13 +298,7 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		return // stale, or a probe that was in flight when it was paused
 	}
 	e.illegal(addr, inst.sup.verdict(ok))
-	if inst.verdictAwaited && !inst.sup.restarting() {
-		// A signal that waited for the restarted process's first verdict
-		// goes now (signalWaits); a verdict on the process the restart
-		// is stopping is not that one.
-		inst.verdictAwaited = false
-		e.free(addr)
-	}
+	e.endVerdictWait(inst) // a signal that waited for it goes now
 	if ok {
 		e.emit(Event{Type: EventHealthy, Addr: addr})
 		if p := inst.withPending; p != nil {
