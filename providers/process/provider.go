@@ -98,6 +98,9 @@ type Provider struct {
 	// cgLive counts, by project cgroup directory, the cgroups this
 	// Provider made there and has not removed (removeCgroup).
 	cgLive map[string]int
+	// programs remembers where a program name was found in a PATH
+	// (programCache).
+	programs programCache
 }
 
 const endedMax = 4096
@@ -253,7 +256,7 @@ func (p *Provider) Start(ctx context.Context, req providers.StartRequest) (provi
 			return resp, attrErr(addr, "dir", fmt.Errorf("working directory %q is not a directory", r.Dir))
 		}
 	}
-	path, err := lookPath(r.Command[0], envPath(env), r.Dir)
+	path, err := p.programs.lookPath(r.Command[0], envPath(env), r.Dir)
 	if err != nil {
 		return resp, attrErr(addr, "command", err)
 	}
