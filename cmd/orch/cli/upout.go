@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -93,6 +94,18 @@ type logForwarder struct {
 	openStream func(ctx context.Context, a spec.Address, fromStart bool) (io.ReadCloser, error)
 	ctx        context.Context
 	cancel     context.CancelFunc
+
+	// watch tells which logs changed (logwatch.go); nil until the logs
+	// directory exists, and for good where inotify cannot be had: every
+	// log is then polled. With it, a tick looks at the logs marked (by
+	// the watch, or by follow) and at those in polled alone.
+	watch      *logWatch
+	watchTried bool
+	byName     map[string]*followed // file logs, by file name
+	marked     map[string]bool      // to look at, by file name
+	polled     map[*followed]bool   // logs the watch could not take
+	hot        map[*followed]bool   // logs that had something at the last look
+	looks      int                  // reads of file logs (for tests)
 }
 
 // queued is an event to print, or (last set) the last lines of an
@@ -127,7 +140,7 @@ type followed struct {
 func newLogForwarder(out io.Writer, cfg *spec.Config, stateDir string, colour, prefix, quiet bool) *logForwarder {
 	lf := &logForwarder{out: out, logsDir: filepath.Join(stateDir, "logs"), colour: colour, prefix: prefix, quiet: quiet,
 		files: map[spec.Address]*followed{}, startLen: map[string]int64{}, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		errOut: io.Discard, dirFd: -1}
+		errOut: io.Discard, dirFd: -1, byName: map[string]*followed{}, marked: map[string]bool{}, polled: map[*followed]bool{}, hot: map[*followed]bool{}}
 	lf.ctx, lf.cancel = context.WithCancel(context.Background())
 	// Names are aligned on the widest declared (a later, wider one widens
 	// the column from then on).
@@ -179,6 +192,10 @@ func (lf *logForwarder) stop() {
 	defer lf.mu.Unlock()
 	for _, f := range lf.files {
 		f.close()
+	}
+	if lf.watch != nil {
+		lf.watch.close()
+		lf.watch = nil
 	}
 	if lf.dirFd >= 0 {
 		unix.Close(lf.dirFd)
@@ -252,9 +269,12 @@ func (lf *logForwarder) round(final, all bool) {
 			}
 			if f := lf.files[a]; f != nil {
 				f.quiet, f.rest = 0, 0 // it may have something to say soon
+				if fresh && !f.isStream {
+					lf.marked[filepath.Base(f.path)] = true
+				}
 				if ended {
 					// Its last words come before the line that says it ended.
-					lf.read(f, false)
+					lf.look(f)
 					// Then it has nothing more to say but what the log
 					// daemon was still copying: looked at again after
 					// endedRest ticks, not at each (a stop of 1,000
@@ -267,30 +287,36 @@ func (lf *logForwarder) round(final, all bool) {
 				if f := lf.files[a]; f != nil {
 					f.close()
 					delete(lf.files, a)
+					lf.forget(f)
 				}
 			}
 		}
 		lf.buf.WriteString(ev.String())
 		lf.buf.WriteByte('\n')
 	}
-	if all {
-		// A log that had nothing new is looked at less and less often
-		// (every 2, 4, 8, then 16 ticks: 0.8 s), and at once again when
-		// it has: each look at an idle log is three system calls (read,
-		// stat, seek), and 1,000 idle daemons made it a third of orch
-		// up's CPU. An instance that ends is read whatever its rest (its
-		// last words, above).
+	switch {
+	case !all:
+	case final || lf.watch == nil:
 		for _, f := range lf.files {
-			if !final && f.rest > 0 {
-				f.rest--
-				continue
+			lf.poll(f, final)
+		}
+	default:
+		if lf.watch.take(lf.marked) {
+			for name := range lf.byName {
+				lf.marked[name] = true
 			}
-			if lf.read(f, final) > 0 {
-				f.quiet, f.rest = 0, 0
-			} else {
-				f.quiet = min(f.quiet+1, 4)
-				f.rest = 1<<f.quiet - 1
+		}
+		for f := range lf.hot {
+			lf.marked[filepath.Base(f.path)] = true
+		}
+		for name := range lf.marked {
+			if f := lf.byName[name]; f != nil {
+				lf.look(f)
 			}
+		}
+		clear(lf.marked)
+		for f := range lf.polled {
+			lf.poll(f, false)
 		}
 	}
 	// Written outside the lock (the streams' readers go on meanwhile),
@@ -312,6 +338,80 @@ func (lf *logForwarder) round(final, all bool) {
 		lf.spareQ = queue[:0]
 	}
 	lf.qmu.Unlock()
+}
+
+// poll looks at f's log, unless it rests: a log that had nothing new is
+// looked at less and less often (every 2, 4, 8, then 16 ticks: 0.8 s),
+// and at once again when it has: each look at an idle log is three system
+// calls (read, stat, seek), and 1,000 idle daemons made it a third of
+// orch up's CPU. An instance that ends is read whatever its rest (its
+// last words, in round). With final, every log is read to its end. mu
+// held.
+func (lf *logForwarder) poll(f *followed, final bool) {
+	if !final && f.rest > 0 {
+		f.rest--
+		return
+	}
+	if lf.read(f, final) > 0 {
+		f.quiet, f.rest = 0, 0
+	} else {
+		f.quiet = min(f.quiet+1, 4)
+		f.rest = 1<<f.quiet - 1
+	}
+}
+
+// look reads what f's log gained. A log that had something is looked at
+// again at the next tick without its watch (hot): a log written without
+// pause costs a read per tick, as when it was polled, and no watch armed
+// and fired per look. One that had nothing has its watch armed, then is
+// read once more (what was written between the two is not lost: read
+// now, or raising the watch's event). A log the watch cannot take joins
+// those polled. mu held.
+func (lf *logForwarder) look(f *followed) {
+	watchable := lf.watch != nil && !f.isStream && !lf.polled[f]
+	if lf.read(f, false) > 0 || !watchable {
+		if watchable {
+			lf.hot[f] = true
+		}
+		return
+	}
+	delete(lf.hot, f)
+	if ok, limit := lf.watch.arm(f.path, filepath.Base(f.path)); limit {
+		lf.polled[f] = true
+	} else if ok && lf.read(f, false) > 0 {
+		lf.hot[f] = true
+	}
+}
+
+// watchLogs starts the watch of the logs directory when it can be had;
+// false when the logs are polled. mu held.
+func (lf *logForwarder) watchLogs() bool {
+	if lf.watch != nil || lf.watchTried {
+		return lf.watch != nil
+	}
+	w, err := newLogWatch(lf.logsDir)
+	if err != nil {
+		if !errors.Is(err, unix.ENOENT) {
+			lf.watchTried = true // no inotify here: poll for good
+		}
+		return false
+	}
+	lf.watch = w
+	// The logs followed before the watch began were polled: from now
+	// on, watched, each looked at once at the next tick.
+	for name := range lf.byName {
+		lf.marked[name] = true
+	}
+	return true
+}
+
+// forget ends following f. mu held.
+func (lf *logForwarder) forget(f *followed) {
+	if name := filepath.Base(f.path); lf.byName[name] == f {
+		delete(lf.byName, name)
+	}
+	delete(lf.polled, f)
+	delete(lf.hot, f)
 }
 
 // failedExit reports whether ev ends a daemon or job with an error.
@@ -361,6 +461,12 @@ func (lf *logForwarder) follow(a spec.Address, fromStart bool) {
 		return
 	}
 	lf.locate(f)
+	// Looked at by the next tick: through the watch when there is one
+	// (what the daemon wrote before its watch is armed is read then).
+	base := filepath.Base(f.path)
+	lf.byName[base] = f
+	lf.watchLogs()
+	lf.marked[base] = true
 }
 
 // readStream forwards a container's log until it ends or is closed; the
@@ -432,6 +538,7 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 	if f.isStream {
 		return 0
 	}
+	lf.looks++
 	if f.ino == 0 && !lf.locate(f) {
 		return 0
 	}

@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// logWatch tells orch up's log forwarder which logs changed, through
+// inotify, so that it looks at those alone: polling every log in turn
+// (at most every 0.8 s for an idle one) was 83% of an idle orch up's CPU
+// at 10,000 daemons, 0.77 s of CPU every 10 s, whatever they wrote.
+//
+//   - Each followed log gets a one-shot watch for writes (IN_MODIFY,
+//     IN_ONESHOT), armed again just before the log is read: a log that
+//     writes a thousand lines a second raises one event per look, not one
+//     per write.
+//   - The logs directory is watched for names that appear (a log created
+//     after its follower began, the new log after a rotation, a rotated
+//     one): an event for "name.log" or "name.log.N" marks "name.log".
+//   - When the kernel's queue overflows, every log is marked.
+//
+// A log whose watch cannot be armed (the inotify watch limit,
+// fs.inotify.max_user_watches) is polled as before (logForwarder.polled).
+// fsnotify, which orch uses for the configuration, does not offer
+// one-shot watches: this is inotify through golang.org/x/sys/unix.
+type logWatch struct {
+	fd    int
+	file  *os.File // fd, for reads through Go's poller
+	dirWd int32
+
+	mu      sync.Mutex
+	wdName  map[int32]string // one-shot watch -> log name ("x.log")
+	armed   map[string]int32 // log name -> its watch, while it waits
+	changed map[string]bool  // log names marked since the last take
+	all     bool             // the queue overflowed: every log
+	done    chan struct{}    // closed when the reader ends
+}
+
+// newLogWatch watches the logs directory dir; an error means no inotify
+// here (the forwarder polls).
+func newLogWatch(dir string) (*logWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	dwd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ONLYDIR)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	w := &logWatch{fd: fd, file: os.NewFile(uintptr(fd), "inotify"), dirWd: int32(dwd),
+		wdName: map[int32]string{}, armed: map[string]int32{}, changed: map[string]bool{}, done: make(chan struct{})}
+	go w.read()
+	return w, nil
+}
+
+// close ends the watch and its reader.
+func (w *logWatch) close() {
+	w.file.Close()
+	<-w.done
+}
+
+// arm watches the log at path (named name) for its next write; false
+// when it cannot be watched (it does not exist: the directory's watch
+// sees it appear; or the watch limit). A log whose watch still waits is
+// not armed again (a stop of 1,000 daemons looks at each ended log: one
+// system call each fewer); a name that appeared in the directory since
+// (a rotation) is.
+func (w *logWatch) arm(path, name string) (ok bool, limit bool) {
+	// Held across the system call: the reader, which takes mu, cannot
+	// see the watch's event before its name is known.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.armed[name]; ok {
+		return true, false
+	}
+	wd, err := unix.InotifyAddWatch(w.fd, path, unix.IN_MODIFY|unix.IN_ONESHOT|unix.IN_DONT_FOLLOW)
+	if err != nil {
+		return false, errors.Is(err, unix.ENOSPC)
+	}
+	w.wdName[int32(wd)] = name
+	w.armed[name] = int32(wd)
+	return true, false
+}
+
+// take returns the logs marked since the last take (all: every log).
+func (w *logWatch) take(into map[string]bool) (all bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for n := range w.changed {
+		into[n] = true
+	}
+	clear(w.changed)
+	all, w.all = w.all, false
+	return all
+}
+
+// read reads the inotify events until the watch is closed.
+func (w *logWatch) read() {
+	defer close(w.done)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := w.file.Read(buf)
+		if err != nil {
+			return
+		}
+		w.mark(buf[:n])
+	}
+}
+
+// mark records the events in b.
+func (w *logWatch) mark(b []byte) {
+	const hdr = unix.SizeofInotifyEvent
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(b) >= hdr {
+		wd := int32(binary.NativeEndian.Uint32(b[0:4]))
+		mask := binary.NativeEndian.Uint32(b[4:8])
+		nameLen := binary.NativeEndian.Uint32(b[12:16])
+		if uint32(len(b)-hdr) < nameLen {
+			break
+		}
+		name := b[hdr : hdr+int(nameLen)]
+		b = b[hdr+int(nameLen):]
+		switch {
+		case mask&unix.IN_Q_OVERFLOW != 0:
+			w.all = true
+		case wd == w.dirWd:
+			if base, ok := logBase(cString(name)); ok {
+				w.changed[base] = true
+				// A new file by that name, or the old one renamed:
+				// the watch to arm is the one on what the name is now.
+				delete(w.armed, base)
+			}
+		default:
+			if base, ok := w.wdName[wd]; ok {
+				if mask&(unix.IN_MODIFY|unix.IN_IGNORED) != 0 && w.armed[base] == wd {
+					// A one-shot watch is gone once it fired.
+					delete(w.armed, base)
+				}
+				if mask&unix.IN_MODIFY != 0 {
+					w.changed[base] = true
+				}
+				if mask&unix.IN_IGNORED != 0 {
+					// The one-shot fired, or the log is gone.
+					delete(w.wdName, wd)
+				}
+			}
+		}
+	}
+}
+
+// cString is name up to its first NUL (inotify pads names with them).
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			b = b[:i]
+			break
+		}
+	}
+	return string(b)
+}
+
+// logBase is the log a name in the logs directory belongs to: "x.log"
+// for "x.log" and for a rotated "x.log.N".
+func logBase(name string) (string, bool) {
+	if strings.HasSuffix(name, ".log") {
+		return name, true
+	}
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 || !strings.HasSuffix(name[:i], ".log") {
+		return "", false
+	}
+	if _, err := strconv.Atoi(name[i+1:]); err != nil {
+		return "", false
+	}
+	return name[:i], true
+}

@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orch-dev/orch/executor/engine"
+	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/spec"
+	"golang.org/x/sys/unix"
+)
+
+// lockedBuffer is the forwarder's output, read by the test meanwhile.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+// The forwarder looks at a log when the watch says it changed, and not
+// at the logs that say nothing: idle logs cost orch up nothing, however
+// many there are. A log created after its follower began, and one
+// rotated, are followed.
+func TestForwarderWatchesLogs(t *testing.T) {
+	state := t.TempDir()
+	logs := filepath.Join(state, "logs")
+	if err := os.Mkdir(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{}
+	lf := newLogForwarder(out, &spec.Config{}, state, false, true, false)
+	lf.start()
+	defer lf.stop()
+	addr := func(n string) spec.Address { return spec.Address{Kind: spec.KindDaemon, Name: n} }
+	path := func(n string) string { return filepath.Join(logs, process.FileName(addr(n))+".log") }
+
+	// "quiet" and "loud" exist; "late" is created after its follower.
+	const idle = 50
+	for i := 0; i < idle; i++ {
+		appendFile(t, path("quiet"+string(rune('a'+i%26))+string(rune('a'+i/26))), "")
+	}
+	appendFile(t, path("loud"), "")
+	for i := 0; i < idle; i++ {
+		lf.event(engine.Event{Type: engine.EventStarted, Addr: addr("quiet" + string(rune('a'+i%26)) + string(rune('a'+i/26)))})
+	}
+	lf.event(engine.Event{Type: engine.EventStarted, Addr: addr("loud")})
+	lf.event(engine.Event{Type: engine.EventStarted, Addr: addr("late")})
+
+	appendFile(t, path("loud"), "one\n")
+	waitFor(t, `"one"`, func() bool { return strings.Contains(out.String(), "loud") && strings.Contains(out.String(), "| one") })
+	lf.mu.Lock()
+	watched := lf.watch != nil
+	lf.mu.Unlock()
+	if !watched {
+		t.Fatal("the forwarder did not watch the logs directory (inotify)")
+	}
+
+	// Once the log that was written has had a look with nothing new (its
+	// watch armed), 20 ticks of silence: no log is looked at.
+	cold := func() bool {
+		lf.mu.Lock()
+		defer lf.mu.Unlock()
+		return len(lf.hot) == 0
+	}
+	waitFor(t, "look that found nothing new", cold)
+	lf.mu.Lock()
+	before := lf.looks
+	lf.mu.Unlock()
+	time.Sleep(20 * forwardPoll)
+	lf.mu.Lock()
+	after := lf.looks
+	lf.mu.Unlock()
+	if after != before {
+		t.Errorf("%d looks at %d silent logs over 20 ticks, want none", after-before, idle+1)
+	}
+
+	// A write is seen, and only its log is looked at: once for what it
+	// wrote, then once at the next tick, twice (before and after its watch
+	// is armed), when it had nothing more.
+	appendFile(t, path("loud"), "two\n")
+	waitFor(t, `"two"`, func() bool { return strings.Contains(out.String(), "| two") })
+	waitFor(t, "look that found nothing new", cold)
+	lf.mu.Lock()
+	if n := lf.looks - after; n > 4 {
+		t.Errorf("%d looks for one write to one log of %d", n, idle+1)
+	}
+	lf.mu.Unlock()
+
+	// A log that appears after its follower began.
+	appendFile(t, path("late"), "hello\n")
+	waitFor(t, `"hello"`, func() bool {
+		return strings.Contains(out.String(), "late") && strings.Contains(out.String(), "| hello")
+	})
+
+	// Rotation: the rest of the old log, then the new one.
+	appendFile(t, path("loud"), "three\n")
+	if err := os.Rename(path("loud"), path("loud")+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path("loud"), "four\n")
+	waitFor(t, `"three" and "four"`, func() bool {
+		s := out.String()
+		i, j := strings.Index(s, "| three"), strings.Index(s, "| four")
+		return i >= 0 && j > i
+	})
+	// Written again after the rotation: the new log's watch is armed.
+	appendFile(t, path("loud"), "five\n")
+	waitFor(t, `"five"`, func() bool { return strings.Contains(out.String(), "| five") })
+}
+
+// An overflow of the kernel's queue marks every log; a rotated log's
+// name marks the log it came from; other names mark nothing.
+func TestLogWatchMarks(t *testing.T) {
+	w := &logWatch{dirWd: 1, wdName: map[int32]string{7: "daemon.a.log"}, armed: map[string]int32{"daemon.a.log": 7, "daemon.b.log": 9}, changed: map[string]bool{}}
+	ev := func(wd int32, mask uint32, name string) []byte {
+		n := 0
+		if name != "" {
+			n = (len(name) + 1 + 15) / 16 * 16
+		}
+		b := make([]byte, unix.SizeofInotifyEvent+n)
+		binary.NativeEndian.PutUint32(b[0:], uint32(wd))
+		binary.NativeEndian.PutUint32(b[4:], mask)
+		binary.NativeEndian.PutUint32(b[12:], uint32(n))
+		copy(b[unix.SizeofInotifyEvent:], name)
+		return b
+	}
+	var b []byte
+	b = append(b, ev(7, unix.IN_MODIFY, "")...)
+	b = append(b, ev(7, unix.IN_IGNORED, "")...)
+	b = append(b, ev(1, unix.IN_CREATE, "daemon.b.log")...)
+	b = append(b, ev(1, unix.IN_MOVED_TO, "daemon.c.log.3")...)
+	b = append(b, ev(1, unix.IN_CREATE, "registry")...)
+	b = append(b, ev(1, unix.IN_CREATE, "daemon.d.log.x")...)
+	w.mark(b)
+	got := map[string]bool{}
+	if w.take(got) {
+		t.Error("take said every log without an overflow")
+	}
+	want := []string{"daemon.a.log", "daemon.b.log", "daemon.c.log"}
+	if len(got) != len(want) {
+		t.Errorf("marked %v, want %v", got, want)
+	}
+	for _, n := range want {
+		if !got[n] {
+			t.Errorf("%s not marked (marked: %v)", n, got)
+		}
+	}
+	if _, ok := w.wdName[7]; ok {
+		t.Error("a fired one-shot watch is still known after IN_IGNORED")
+	}
+	if len(w.armed) != 0 {
+		t.Errorf("watches still taken as armed: %v (daemon.a.log's fired; daemon.b.log's name appeared anew)", w.armed)
+	}
+	w.mark(ev(-1, unix.IN_Q_OVERFLOW, ""))
+	if !w.take(got) {
+		t.Error("an overflow did not mark every log")
+	}
+}
