@@ -120,7 +120,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		defer fw.stop()
 		out = fw.event
 	}
-	out = systemdNotify(out)
+	out = releaseAfterReady(systemdNotify(out))
 	load := func() engine.LoadResult {
 		r := a.loadConfig(dir, vf)
 		return engine.LoadResult{Config: r.cfg, Diags: r.diags, Files: r.files}
