@@ -39,6 +39,7 @@ type logWatch struct {
 	armed   map[string]int32 // log name -> its watch, while it waits
 	changed map[string]bool  // log names marked since the last take
 	all     bool             // the queue overflowed: every log
+	gone    bool             // the directory's watch ended (removed, replaced)
 	done    chan struct{}    // closed when the reader ends
 }
 
@@ -49,7 +50,7 @@ func newLogWatch(dir string) (*logWatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	dwd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ONLYDIR)
+	dwd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_ONLYDIR)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -89,8 +90,10 @@ func (w *logWatch) arm(path, name string) (ok bool, limit bool) {
 	return true, false
 }
 
-// take returns the logs marked since the last take (all: every log).
-func (w *logWatch) take(into map[string]bool) (all bool) {
+// take returns the logs marked since the last take (all: every log);
+// gone when the logs directory's watch ended (the directory was removed
+// or moved away): the watch tells nothing more.
+func (w *logWatch) take(into map[string]bool) (all, gone bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for n := range w.changed {
@@ -98,7 +101,7 @@ func (w *logWatch) take(into map[string]bool) (all bool) {
 	}
 	clear(w.changed)
 	all, w.all = w.all, false
-	return all
+	return all, w.gone
 }
 
 // read reads the inotify events until the watch is closed.
@@ -131,6 +134,8 @@ func (w *logWatch) mark(b []byte) {
 		switch {
 		case mask&unix.IN_Q_OVERFLOW != 0:
 			w.all = true
+		case wd == w.dirWd && mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+			w.gone = true
 		case wd == w.dirWd:
 			if base, ok := logBase(cString(name)); ok {
 				w.changed[base] = true

@@ -146,10 +146,31 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	// Written again after the rotation: the new log's watch is armed.
 	appendFile(t, path("loud"), "five\n")
 	waitFor(t, `"five"`, func() bool { return strings.Contains(out.String(), "| five") })
+
+	// The logs directory replaced under orch up (its state directory
+	// removed and made anew): the logs there now are followed, and
+	// watched again.
+	if err := os.Rename(logs, logs+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path("loud"), "six\n")
+	waitFor(t, `"six"`, func() bool { return strings.Contains(out.String(), "| six") })
+	waitFor(t, "watch of the new logs directory", func() bool {
+		lf.mu.Lock()
+		defer lf.mu.Unlock()
+		return lf.watch != nil
+	})
+	waitFor(t, "look that found nothing new", cold)
+	appendFile(t, path("late"), "seven\n")
+	waitFor(t, `"seven"`, func() bool { return strings.Contains(out.String(), "| seven") })
 }
 
 // An overflow of the kernel's queue marks every log; a rotated log's
-// name marks the log it came from; other names mark nothing.
+// name marks the log it came from; other names mark nothing; the logs
+// directory moved away ends what the watch can tell.
 func TestLogWatchMarks(t *testing.T) {
 	w := &logWatch{dirWd: 1, wdName: map[int32]string{7: "daemon.a.log"}, armed: map[string]int32{"daemon.a.log": 7, "daemon.b.log": 9}, changed: map[string]bool{}}
 	ev := func(wd int32, mask uint32, name string) []byte {
@@ -173,8 +194,8 @@ func TestLogWatchMarks(t *testing.T) {
 	b = append(b, ev(1, unix.IN_CREATE, "daemon.d.log.x")...)
 	w.mark(b)
 	got := map[string]bool{}
-	if w.take(got) {
-		t.Error("take said every log without an overflow")
+	if all, gone := w.take(got); all || gone {
+		t.Errorf("take said every log (%v) or the directory gone (%v) without an overflow or its end", all, gone)
 	}
 	want := []string{"daemon.a.log", "daemon.b.log", "daemon.c.log"}
 	if len(got) != len(want) {
@@ -192,7 +213,11 @@ func TestLogWatchMarks(t *testing.T) {
 		t.Errorf("watches still taken as armed: %v (daemon.a.log's fired; daemon.b.log's name appeared anew)", w.armed)
 	}
 	w.mark(ev(-1, unix.IN_Q_OVERFLOW, ""))
-	if !w.take(got) {
+	if all, _ := w.take(got); !all {
 		t.Error("an overflow did not mark every log")
+	}
+	w.mark(ev(1, unix.IN_MOVE_SELF, ""))
+	if _, gone := w.take(got); !gone {
+		t.Error("the logs directory moved away did not end the watch")
 	}
 }

@@ -294,6 +294,9 @@ func (lf *logForwarder) round(final, all bool) {
 		lf.buf.WriteString(ev.String())
 		lf.buf.WriteByte('\n')
 	}
+	if all && !final && lf.watch == nil && len(lf.byName) > 0 {
+		lf.watchLogs() // the logs directory exists again, or at last
+	}
 	switch {
 	case !all:
 	case final || lf.watch == nil:
@@ -301,7 +304,25 @@ func (lf *logForwarder) round(final, all bool) {
 			lf.poll(f, final)
 		}
 	default:
-		if lf.watch.take(lf.marked) {
+		every, gone := lf.watch.take(lf.marked)
+		if gone {
+			// The logs directory was removed or replaced under orch up:
+			// every log is looked at by name, polled until a watch of
+			// the directory there now can be had.
+			lf.watch.close()
+			lf.watch = nil
+			clear(lf.hot)
+			if lf.dirFd >= 0 {
+				// It may still name the old directory, moved away.
+				unix.Close(lf.dirFd)
+				lf.dirFd = -1
+			}
+			for _, f := range lf.files {
+				lf.poll(f, false)
+			}
+			break
+		}
+		if every {
 			for name := range lf.byName {
 				lf.marked[name] = true
 			}
