@@ -940,6 +940,60 @@ func TestPresignal(t *testing.T) {
 	}
 }
 
+// TestPresignalAdopted: a Provider that did not start a daemon (orch up
+// after orch apply) presignals it too, once it has found the pid still
+// its own; its Stop then sends nothing more. A daemon that ignores its
+// signal is killed when the timeout counted from the presignal ends: the
+// Stop, called after that, does not wait a timeout of its own (its
+// context ends before one would pass).
+func TestPresignalAdopted(t *testing.T) {
+	e := newEnv(t, process.Options{})
+	lingerer := `trap 'echo term; n=1' TERM; echo ready; while [ -z "$n" ]; do sleep 0.02; done; i=0; while [ $i -lt 50 ]; do sleep 0.02; i=$((i+1)); done`
+	deaf := `trap 'echo term' TERM; echo ready; while :; do sleep 0.02; done`
+	h1, _ := e.start(res("linger", "sh", "-c", lingerer))
+	h2, hi2 := e.start(res("deaf", "sh", "-c", deaf))
+	for _, n := range []string{"linger", "deaf"} {
+		waitLog(t, filepath.Join(e.state, "logs", "daemon."+n+".log"), "ready\n")
+	}
+	other := process.New(process.Options{}) // not their parent
+	const timeout = 3 * time.Second
+	reqs := []providers.StopRequest{
+		{Addr: addr("linger"), Handle: h1, Signal: spec.SIGTERM, Timeout: timeout},
+		{Addr: addr("deaf"), Handle: h2, Signal: spec.SIGTERM, Timeout: timeout},
+	}
+	other.Presignal(context.Background(), reqs)
+	for _, n := range []string{"linger", "deaf"} {
+		waitLog(t, filepath.Join(e.state, "logs", "daemon."+n+".log"), "term\n")
+	}
+	resp, err := other.Stop(context.Background(), reqs[0])
+	if err != nil {
+		t.Fatalf("stop linger: %v", err)
+	}
+	if resp.Killed {
+		t.Error("linger was killed: its presignalled SIGTERM did not count")
+	}
+	if got := readLog(t, filepath.Join(e.state, "logs", "daemon.linger.log")); strings.Count(got, "term\n") != 1 {
+		t.Errorf("linger logged %q, want one SIGTERM", got)
+	}
+	// Past the timeout since the presignal: the Stop kills at once.
+	time.Sleep(timeout + 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout-time.Second)
+	defer cancel()
+	resp, err = other.Stop(ctx, reqs[1])
+	if err != nil {
+		t.Fatalf("stop deaf, its timeout from the presignal over: %v (it waited a timeout of its own)", err)
+	}
+	if !resp.Killed {
+		t.Error("deaf was not killed")
+	}
+	if !waitGone(hi2.Pid, 10*time.Second) {
+		t.Fatalf("deaf (pid %d) still runs", hi2.Pid)
+	}
+	if got := readLog(t, filepath.Join(e.state, "logs", "daemon.deaf.log")); strings.Count(got, "term\n") != 1 {
+		t.Errorf("deaf logged %q, want one SIGTERM, then SIGKILL", got)
+	}
+}
+
 // A log the log daemon cannot open fails the start, named, and leaves no
 // process behind.
 func TestStartFailsWhenLogCannotOpen(t *testing.T) {

@@ -92,9 +92,9 @@ type Provider struct {
 	// handle, read /proc and removed each cgroup a second time). Only an
 	// optimisation: cleared when it grows past endedMax.
 	ended map[string]HandleInfo
-	// presignaled holds, by handle, the signal Presignal sent to a child
-	// whose Stop has not run yet.
-	presignaled map[string]int
+	// presignaled holds, by handle, the signal Presignal sent to a daemon
+	// whose Stop has not run yet, and when.
+	presignaled map[string]presignal
 	// cgLive counts, by project cgroup directory, the cgroups this
 	// Provider made there and has not removed (removeCgroup).
 	cgLive map[string]int
@@ -104,6 +104,13 @@ type Provider struct {
 }
 
 const endedMax = 4096
+
+// presignal is a stop signal Presignal sent, and when: the Stop that
+// follows counts its timeout from then.
+type presignal struct {
+	sig int
+	at  time.Time
+}
 
 type childKey struct {
 	pid   int
@@ -845,7 +852,18 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
+	p.mu.Lock()
+	sent, pre := p.presignaled[string(req.Handle)]
+	delete(p.presignaled, string(req.Handle))
+	p.mu.Unlock()
+	pre = pre && sent.sig == int(sig)
+	// The timeout counts from the signal: from Presignal's, when it sent
+	// this one (a stop that waited for a worker of its Apply does not
+	// give its daemon longer than it was applied with).
 	deadline := time.Now().Add(timeout)
+	if pre {
+		deadline = sent.at.Add(timeout)
+	}
 
 	c := p.child(hi)
 	ident := procAlive
@@ -879,11 +897,7 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	if c != nil {
 		c.stopping.Store(true)
 	}
-	p.mu.Lock()
-	sent, pre := p.presignaled[string(req.Handle)]
-	delete(p.presignaled, string(req.Handle))
-	p.mu.Unlock()
-	if !pre || sent != int(sig) {
+	if !pre {
 		p.signalGroup(hi, sig)
 	}
 	gone := p.waitLeader(ctx, hi, c, deadline)
@@ -950,16 +964,19 @@ func (p *Provider) signalGroup(hi HandleInfo, sig syscall.Signal) {
 }
 
 // Presignal sends each request's stop signal to its daemon's group, in
-// one loop (providers.Presignaler), for the daemons that are running
-// children of this Provider and that it never froze (a frozen one is
-// thawed by its Stop first); Stop then only waits for them. The others
-// are left to their Stop.
+// one loop (providers.Presignaler), for the daemons that run, children of
+// this Provider or adopted, and are not frozen (a frozen one is thawed by
+// its Stop first); Stop then only waits for them, its timeout counted
+// from the signal. The others are left to their Stop. An adopted daemon
+// is signalled once its pid is found to be its own still (its start
+// time), as Stop does.
 func (p *Provider) Presignal(ctx context.Context, reqs []providers.StopRequest) {
 	type target struct {
 		hi  HandleInfo
-		c   *child
+		c   *child // nil: adopted
 		key string
 		sig syscall.Signal
+		at  time.Time
 	}
 	targets := make([]target, 0, len(reqs))
 	for _, req := range reqs {
@@ -968,27 +985,36 @@ func (p *Provider) Presignal(ctx context.Context, reqs []providers.StopRequest) 
 			continue
 		}
 		c := p.child(hi)
-		if c == nil || isDone(c.done) || c.froze.Load() {
+		if c != nil && (isDone(c.done) || c.froze.Load()) {
 			continue
 		}
 		sig := req.Signal.Num
 		if sig == 0 {
 			sig = syscall.SIGTERM
 		}
-		targets = append(targets, target{hi, c, string(req.Handle), sig})
+		targets = append(targets, target{hi: hi, c: c, key: string(req.Handle), sig: sig})
+	}
+	// Children are signalled first: they need no look at /proc.
+	sort.SliceStable(targets, func(i, j int) bool { return targets[i].c != nil && targets[j].c == nil })
+	sent := targets[:0]
+	for _, t := range targets {
+		if t.c != nil {
+			t.c.stopping.Store(true)
+		} else if p.identify(t.hi) != procAlive || t.hi.Cgroup != nil && t.hi.Cgroup.Frozen() {
+			continue
+		}
+		t.at = time.Now()
+		p.signalGroup(t.hi, t.sig)
+		sent = append(sent, t)
 	}
 	p.mu.Lock()
 	if p.presignaled == nil {
-		p.presignaled = map[string]int{}
+		p.presignaled = map[string]presignal{}
 	}
-	for _, t := range targets {
-		p.presignaled[t.key] = int(t.sig)
+	for _, t := range sent {
+		p.presignaled[t.key] = presignal{sig: int(t.sig), at: t.at}
 	}
 	p.mu.Unlock()
-	for _, t := range targets {
-		t.c.stopping.Store(true)
-		p.signalGroup(t.hi, t.sig)
-	}
 }
 
 // waitLeader waits until the group leader has exited (reaped, for a
