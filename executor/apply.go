@@ -56,6 +56,12 @@ type Executor struct {
 	// JobPoll is the first interval at which a running job is observed
 	// while waiting for it to finish; it doubles up to 250ms. Default 5ms.
 	JobPoll time.Duration
+	// PresignalReady makes each batch's presignal also send the stop
+	// signals of the stops that may begin but wait for a worker
+	// (Parallelism): their runtimes count each stop's timeout from its
+	// signal. For an Apply that is not interrupted (orch up's shutdown):
+	// an interrupted one finishes those steps without running them.
+	PresignalReady bool
 }
 
 // StepKind says what a step does to its instance.
@@ -193,6 +199,9 @@ type step struct {
 	// recordedAhead: a stop whose record (stopped) was queued when the
 	// step was launched (recordAhead), not once its instance was gone.
 	recordedAhead bool
+	// presignalled: its stop signal went out already (presignal), with
+	// its own batch or, under PresignalReady, with an earlier one.
+	presignalled bool
 }
 
 // stopped tells Apply that s's instance has stopped (releasesEarly).
@@ -241,6 +250,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		fatal       error
 		allDone     = make(chan struct{}) // closed (by launch) once remaining is 0
 		allClosed   bool
+		pending     []*step // ready stops to presignal with the next batch (PresignalReady)
 	)
 	for _, s := range steps {
 		if s.wait == 0 {
@@ -331,6 +341,16 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			allClosed = true
 			close(allDone)
 		}
+		if e.PresignalReady && !interrupted && fatal == nil {
+			// The stops that wait for a worker are signalled with this
+			// batch (start), once.
+			for _, s := range ready {
+				if s.kind == StepDown && !s.presignalled && s.skip.IsZero() {
+					s.hurry = h
+					pending = append(pending, s)
+				}
+			}
+		}
 		return batch
 	}
 	// Steps run on workers: a worker whose step has ended takes the next
@@ -367,7 +387,21 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		}
 	}
 	start = func(batch []*step) {
-		e.presignal(cfg, h, batch)
+		mu.Lock()
+		pre := batch
+		if len(pending) > 0 {
+			pre = append(append([]*step(nil), batch...), pending...)
+			pending = pending[:0]
+		}
+		var fresh []*step
+		for _, s := range pre {
+			if !s.presignalled {
+				s.presignalled = true
+				fresh = append(fresh, s)
+			}
+		}
+		mu.Unlock()
+		e.presignal(cfg, h, fresh)
 		recordAhead(batch, rec)
 		for _, s := range batch {
 			select {

@@ -962,3 +962,81 @@ func TestJournaledStartsDoNotWaitForRecords(t *testing.T) {
 		}
 	})
 }
+
+// presignalStop is the recorder as a runtime that presignals (counting
+// each address it is asked to) and whose Stops wait for gate.
+type presignalStop struct {
+	*recorder
+	gate  chan struct{}
+	mu    sync.Mutex
+	pre   map[string]int
+	inNow int
+}
+
+func (p *presignalStop) Presignal(_ context.Context, reqs []providers.StopRequest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range reqs {
+		p.pre[r.Addr.String()]++
+	}
+}
+
+func (p *presignalStop) Stop(ctx context.Context, req providers.StopRequest) (providers.StopResponse, error) {
+	p.mu.Lock()
+	p.inNow++
+	p.mu.Unlock()
+	<-p.gate
+	return p.recorder.Stop(ctx, req)
+}
+
+// TestPresignalReady: with PresignalReady (orch up's shutdown), the stops
+// that wait for a worker are presignalled with the first batch, each
+// once; without it, only what runs.
+func TestPresignalReady(t *testing.T) {
+	for _, ready := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ready=%v", ready), func(t *testing.T) {
+			f := newFixture(t)
+			cfg := f.load(`
+daemon "d" {
+  count   = 20
+  command = ["/bin/d", "${count.index}"]
+}
+`)
+			if _, _, err := f.apply(context.Background(), cfg, false); err != nil {
+				t.Fatal(err)
+			}
+			ps := &presignalStop{recorder: f.rec, gate: make(chan struct{}), pre: map[string]int{}}
+			ex := *f.ex // an Executor's fields are set once
+			ex.Providers = Providers{"process": ps}
+			ex.Parallelism, ex.PresignalReady = 4, ready
+			stored, err := f.store.List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := ex.Apply(context.Background(), cfg, planner.StopAll(StoredOf(stored)))
+				done <- err
+			}()
+			waitUntil(t, func() bool { ps.mu.Lock(); defer ps.mu.Unlock(); return ps.inNow == 4 })
+			ps.mu.Lock()
+			n := len(ps.pre)
+			ps.mu.Unlock()
+			if want := map[bool]int{true: 20, false: 4}[ready]; n != want {
+				t.Errorf("%d presignalled while 4 stops wait, want %d", n, want)
+			}
+			close(ps.gate)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			for a, k := range ps.pre {
+				if k != 1 {
+					t.Errorf("%s presignalled %d times", a, k)
+				}
+			}
+			if len(ps.pre) != 20 {
+				t.Errorf("%d of 20 presignalled", len(ps.pre))
+			}
+		})
+	}
+}
