@@ -252,9 +252,18 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 		allClosed   bool
 		pending     []*step // ready stops to presignal with the next batch (PresignalReady)
 	)
+	// enqueue makes s ready; under PresignalReady, a stop is also queued
+	// to be presignalled with the next batch (start), whether or not a
+	// worker takes it then. mu held.
+	enqueue := func(s *step) {
+		ready = append(ready, s)
+		if e.PresignalReady && s.kind == StepDown && s.skip.IsZero() {
+			pending = append(pending, s)
+		}
+	}
 	for _, s := range steps {
 		if s.wait == 0 {
-			ready = append(ready, s)
+			enqueue(s)
 		}
 	}
 	// release lets the steps that may begin before s has finished begin
@@ -268,7 +277,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			if releasesEarly(s, d) {
 				d.wait--
 				if d.wait == 0 {
-					ready = append(ready, d)
+					enqueue(d)
 				}
 			}
 		}
@@ -289,7 +298,7 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			}
 			d.wait--
 			if d.wait == 0 {
-				ready = append(ready, d)
+				enqueue(d)
 			}
 		}
 	}
@@ -341,16 +350,6 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			allClosed = true
 			close(allDone)
 		}
-		if e.PresignalReady && !interrupted && fatal == nil {
-			// The stops that wait for a worker are signalled with this
-			// batch (start), once.
-			for _, s := range ready {
-				if s.kind == StepDown && !s.presignalled && s.skip.IsZero() {
-					s.hurry = h
-					pending = append(pending, s)
-				}
-			}
-		}
 		return batch
 	}
 	// Steps run on workers: a worker whose step has ended takes the next
@@ -386,22 +385,37 @@ func (e *Executor) Apply(ctx context.Context, cfg *spec.Config, p *planner.Plan)
 			}
 		}
 	}
-	start = func(batch []*step) {
-		mu.Lock()
-		pre := batch
-		if len(pending) > 0 {
-			pre = append(append([]*step(nil), batch...), pending...)
-			pending = pending[:0]
+	// toPresignal is what start presignals: the batch; under
+	// PresignalReady, with the stops made ready since the last batch
+	// (enqueue), each once.
+	toPresignal := func(batch []*step) []*step {
+		if !e.PresignalReady {
+			return batch
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		var fresh []*step
-		for _, s := range pre {
+		add := func(s *step) {
 			if !s.presignalled {
 				s.presignalled = true
 				fresh = append(fresh, s)
 			}
 		}
-		mu.Unlock()
-		e.presignal(cfg, h, fresh)
+		for _, s := range batch {
+			add(s)
+		}
+		if !interrupted && fatal == nil {
+			for _, s := range pending {
+				if s.skip.IsZero() {
+					add(s)
+				}
+			}
+		}
+		pending = pending[:0]
+		return fresh
+	}
+	start = func(batch []*step) {
+		e.presignal(cfg, h, toPresignal(batch))
 		recordAhead(batch, rec)
 		for _, s := range batch {
 			select {

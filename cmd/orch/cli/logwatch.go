@@ -17,9 +17,9 @@ import (
 // at 10,000 daemons, 0.77 s of CPU every 10 s, whatever they wrote.
 //
 //   - Each followed log gets a one-shot watch for writes (IN_MODIFY,
-//     IN_ONESHOT), armed again just before the log is read: a log that
-//     writes a thousand lines a second raises one event per look, not one
-//     per write.
+//     IN_ONESHOT), armed when a look at it finds nothing new: a log that
+//     writes a thousand lines a second is read at each tick without one
+//     (logForwarder.look), and raises no event per write.
 //   - The logs directory is watched for names that appear (a log created
 //     after its follower began, the new log after a rotation, a rotated
 //     one): an event for "name.log" or "name.log.N" marks "name.log".
@@ -90,10 +90,9 @@ func (w *logWatch) arm(path, name string) (ok bool, limit bool) {
 	return true, false
 }
 
-// take returns the logs marked since the last take (all: every log);
-// gone when the logs directory's watch ended (the directory was removed
-// or moved away): the watch tells nothing more.
-func (w *logWatch) take(into map[string]bool) (all, gone bool) {
+// take adds to into the logs marked since the last take; all: every log
+// (the kernel's queue overflowed).
+func (w *logWatch) take(into map[string]bool) (all bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for n := range w.changed {
@@ -101,7 +100,15 @@ func (w *logWatch) take(into map[string]bool) (all, gone bool) {
 	}
 	clear(w.changed)
 	all, w.all = w.all, false
-	return all, w.gone
+	return all
+}
+
+// ended reports whether the logs directory's watch ended (the directory
+// was removed or moved away): the watch tells nothing more.
+func (w *logWatch) ended() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
 }
 
 // read reads the inotify events until the watch is closed.

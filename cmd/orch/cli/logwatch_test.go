@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 	"github.com/orch-dev/orch/spec"
 	"golang.org/x/sys/unix"
 )
-
-// lockedBuffer is the forwarder's output, read by the test meanwhile.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -67,7 +47,19 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	if err := os.Mkdir(logs, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out := &lockedBuffer{}
+	// The forwarder writes to a file, which the test reads meanwhile.
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	output := func() string {
+		b, err := os.ReadFile(out.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	lf := newLogForwarder(out, &spec.Config{}, state, false, true, false)
 	lf.start()
 	defer lf.stop()
@@ -87,7 +79,7 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	lf.event(engine.Event{Type: engine.EventStarted, Addr: addr("late")})
 
 	appendFile(t, path("loud"), "one\n")
-	waitFor(t, `"one"`, func() bool { return strings.Contains(out.String(), "loud") && strings.Contains(out.String(), "| one") })
+	waitFor(t, `"one"`, func() bool { return strings.Contains(output(), "loud") && strings.Contains(output(), "| one") })
 	lf.mu.Lock()
 	watched := lf.watch != nil
 	lf.mu.Unlock()
@@ -104,9 +96,13 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	}
 	waitFor(t, "look that found nothing new", cold)
 	lf.mu.Lock()
-	before := lf.looks
+	before, tick := lf.looks, lf.ticks
 	lf.mu.Unlock()
-	time.Sleep(20 * forwardPoll)
+	waitFor(t, "20 ticks", func() bool {
+		lf.mu.Lock()
+		defer lf.mu.Unlock()
+		return lf.ticks >= tick+20
+	})
 	lf.mu.Lock()
 	after := lf.looks
 	lf.mu.Unlock()
@@ -118,7 +114,7 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	// wrote, then once at the next tick, twice (before and after its watch
 	// is armed), when it had nothing more.
 	appendFile(t, path("loud"), "two\n")
-	waitFor(t, `"two"`, func() bool { return strings.Contains(out.String(), "| two") })
+	waitFor(t, `"two"`, func() bool { return strings.Contains(output(), "| two") })
 	waitFor(t, "look that found nothing new", cold)
 	lf.mu.Lock()
 	if n := lf.looks - after; n > 4 {
@@ -129,7 +125,7 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	// A log that appears after its follower began.
 	appendFile(t, path("late"), "hello\n")
 	waitFor(t, `"hello"`, func() bool {
-		return strings.Contains(out.String(), "late") && strings.Contains(out.String(), "| hello")
+		return strings.Contains(output(), "late") && strings.Contains(output(), "| hello")
 	})
 
 	// Rotation: the rest of the old log, then the new one.
@@ -139,13 +135,13 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	}
 	appendFile(t, path("loud"), "four\n")
 	waitFor(t, `"three" and "four"`, func() bool {
-		s := out.String()
+		s := output()
 		i, j := strings.Index(s, "| three"), strings.Index(s, "| four")
 		return i >= 0 && j > i
 	})
 	// Written again after the rotation: the new log's watch is armed.
 	appendFile(t, path("loud"), "five\n")
-	waitFor(t, `"five"`, func() bool { return strings.Contains(out.String(), "| five") })
+	waitFor(t, `"five"`, func() bool { return strings.Contains(output(), "| five") })
 
 	// The logs directory replaced under orch up (its state directory
 	// removed and made anew): the logs there now are followed, and
@@ -157,7 +153,7 @@ func TestForwarderWatchesLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, path("loud"), "six\n")
-	waitFor(t, `"six"`, func() bool { return strings.Contains(out.String(), "| six") })
+	waitFor(t, `"six"`, func() bool { return strings.Contains(output(), "| six") })
 	waitFor(t, "watch of the new logs directory", func() bool {
 		lf.mu.Lock()
 		defer lf.mu.Unlock()
@@ -165,7 +161,7 @@ func TestForwarderWatchesLogs(t *testing.T) {
 	})
 	waitFor(t, "look that found nothing new", cold)
 	appendFile(t, path("late"), "seven\n")
-	waitFor(t, `"seven"`, func() bool { return strings.Contains(out.String(), "| seven") })
+	waitFor(t, `"seven"`, func() bool { return strings.Contains(output(), "| seven") })
 }
 
 // An overflow of the kernel's queue marks every log; a rotated log's
@@ -194,8 +190,8 @@ func TestLogWatchMarks(t *testing.T) {
 	b = append(b, ev(1, unix.IN_CREATE, "daemon.d.log.x")...)
 	w.mark(b)
 	got := map[string]bool{}
-	if all, gone := w.take(got); all || gone {
-		t.Errorf("take said every log (%v) or the directory gone (%v) without an overflow or its end", all, gone)
+	if w.take(got) || w.ended() {
+		t.Error("take said every log, or the watch ended, without an overflow or the directory's end")
 	}
 	want := []string{"daemon.a.log", "daemon.b.log", "daemon.c.log"}
 	if len(got) != len(want) {
@@ -213,11 +209,11 @@ func TestLogWatchMarks(t *testing.T) {
 		t.Errorf("watches still taken as armed: %v (daemon.a.log's fired; daemon.b.log's name appeared anew)", w.armed)
 	}
 	w.mark(ev(-1, unix.IN_Q_OVERFLOW, ""))
-	if all, _ := w.take(got); !all {
+	if !w.take(got) {
 		t.Error("an overflow did not mark every log")
 	}
 	w.mark(ev(1, unix.IN_MOVE_SELF, ""))
-	if _, gone := w.take(got); !gone {
+	if !w.ended() {
 		t.Error("the logs directory moved away did not end the watch")
 	}
 }

@@ -106,6 +106,7 @@ type logForwarder struct {
 	polled     map[*followed]bool   // logs the watch could not take
 	hot        map[*followed]bool   // logs that had something at the last look
 	looks      int                  // reads of file logs (for tests)
+	ticks      int                  // rounds of the ticker (for tests)
 }
 
 // queued is an event to print, or (last set) the last lines of an
@@ -119,7 +120,8 @@ type queued struct {
 type followed struct {
 	addr   spec.Address
 	name   string
-	path   string
+	path   string // its log (for a file log)
+	file   string // path's last element, "daemon.x.log"
 	colour int
 	// The log is not held open between looks (see read): pos is how far
 	// the log with inode ino has been read (ino 0: not found yet).
@@ -270,14 +272,15 @@ func (lf *logForwarder) round(final, all bool) {
 			if f := lf.files[a]; f != nil {
 				f.quiet, f.rest = 0, 0 // it may have something to say soon
 				if fresh && !f.isStream {
-					lf.marked[filepath.Base(f.path)] = true
+					lf.marked[f.file] = true
 				}
 				if ended {
 					// Its last words come before the line that says it ended.
 					lf.look(f)
 					// Then it has nothing more to say but what the log
-					// daemon was still copying: looked at again after
-					// endedRest ticks, not at each (a stop of 1,000
+					// daemon was still copying: its watch says so, or,
+					// polled, it is looked at again after endedRest
+					// ticks, not at each (a stop of 1,000
 					// daemons read each ended log at every tick until
 					// it rested: a fifth of orch up's CPU in the stop).
 					f.quiet, f.rest = endedQuiet, 1<<endedQuiet-1
@@ -294,8 +297,9 @@ func (lf *logForwarder) round(final, all bool) {
 		lf.buf.WriteString(ev.String())
 		lf.buf.WriteByte('\n')
 	}
-	if all && !final && lf.watch == nil && len(lf.byName) > 0 {
-		lf.watchLogs() // the logs directory exists again, or at last
+	if all && !final {
+		lf.ticks++
+		lf.refreshWatch()
 	}
 	switch {
 	case !all:
@@ -304,31 +308,13 @@ func (lf *logForwarder) round(final, all bool) {
 			lf.poll(f, final)
 		}
 	default:
-		every, gone := lf.watch.take(lf.marked)
-		if gone {
-			// The logs directory was removed or replaced under orch up:
-			// every log is looked at by name, polled until a watch of
-			// the directory there now can be had.
-			lf.watch.close()
-			lf.watch = nil
-			clear(lf.hot)
-			if lf.dirFd >= 0 {
-				// It may still name the old directory, moved away.
-				unix.Close(lf.dirFd)
-				lf.dirFd = -1
-			}
-			for _, f := range lf.files {
-				lf.poll(f, false)
-			}
-			break
-		}
-		if every {
+		if lf.watch.take(lf.marked) {
 			for name := range lf.byName {
 				lf.marked[name] = true
 			}
 		}
 		for f := range lf.hot {
-			lf.marked[filepath.Base(f.path)] = true
+			lf.marked[f.file] = true
 		}
 		for name := range lf.marked {
 			if f := lf.byName[name]; f != nil {
@@ -397,39 +383,51 @@ func (lf *logForwarder) look(f *followed) {
 		return
 	}
 	delete(lf.hot, f)
-	if ok, limit := lf.watch.arm(f.path, filepath.Base(f.path)); limit {
+	if ok, limit := lf.watch.arm(f.path, f.file); limit {
 		lf.polled[f] = true
 	} else if ok && lf.read(f, false) > 0 {
 		lf.hot[f] = true
 	}
 }
 
-// watchLogs starts the watch of the logs directory when it can be had;
-// false when the logs are polled. mu held.
-func (lf *logForwarder) watchLogs() bool {
-	if lf.watch != nil || lf.watchTried {
-		return lf.watch != nil
+// refreshWatch drops a watch whose logs directory is gone (removed, or
+// moved away and made anew under orch up), and starts a watch of the
+// logs directory once there are logs to follow and it exists; until
+// then, and for good where inotify cannot be had, the logs are polled.
+// mu held.
+func (lf *logForwarder) refreshWatch() {
+	if lf.watch != nil && lf.watch.ended() {
+		lf.watch.close()
+		lf.watch = nil
+		clear(lf.hot)
+		if lf.dirFd >= 0 {
+			// It may still name the old directory, moved away.
+			unix.Close(lf.dirFd)
+			lf.dirFd = -1
+		}
+	}
+	if lf.watch != nil || lf.watchTried || len(lf.byName) == 0 {
+		return
 	}
 	w, err := newLogWatch(lf.logsDir)
 	if err != nil {
 		if !errors.Is(err, unix.ENOENT) {
 			lf.watchTried = true // no inotify here: poll for good
 		}
-		return false
+		return
 	}
 	lf.watch = w
 	// The logs followed before the watch began were polled: from now
-	// on, watched, each looked at once at the next tick.
+	// on, watched, each looked at once now.
 	for name := range lf.byName {
 		lf.marked[name] = true
 	}
-	return true
 }
 
 // forget ends following f. mu held.
 func (lf *logForwarder) forget(f *followed) {
-	if name := filepath.Base(f.path); lf.byName[name] == f {
-		delete(lf.byName, name)
+	if lf.byName[f.file] == f {
+		delete(lf.byName, f.file)
 	}
 	delete(lf.polled, f)
 	delete(lf.hot, f)
@@ -452,7 +450,8 @@ func (lf *logForwarder) follow(a spec.Address, fromStart bool) {
 	name := forwardName(a)
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	f := &followed{addr: a, name: name, path: filepath.Join(lf.logsDir, process.FileName(a)+".log"), colour: int(h.Sum32() % uint32(len(nameColours)))}
+	file := process.FileName(a) + ".log"
+	f := &followed{addr: a, name: name, path: filepath.Join(lf.logsDir, file), file: file, colour: int(h.Sum32() % uint32(len(nameColours)))}
 	if len(name) > lf.width {
 		lf.width = len(name)
 	}
@@ -484,10 +483,8 @@ func (lf *logForwarder) follow(a spec.Address, fromStart bool) {
 	lf.locate(f)
 	// Looked at by the next tick: through the watch when there is one
 	// (what the daemon wrote before its watch is armed is read then).
-	base := filepath.Base(f.path)
-	lf.byName[base] = f
-	lf.watchLogs()
-	lf.marked[base] = true
+	lf.byName[f.file] = f
+	lf.marked[f.file] = true
 }
 
 // readStream forwards a container's log until it ends or is closed; the
@@ -533,7 +530,7 @@ func (lf *logForwarder) locate(f *followed) bool {
 		return false
 	}
 	f.ino, f.pos = ino, 0
-	if n, ok := lf.startLen[filepath.Base(f.path)]; ok && n <= size {
+	if n, ok := lf.startLen[f.file]; ok && n <= size {
 		f.pos = n
 	}
 	return true
@@ -563,7 +560,7 @@ func (lf *logForwarder) read(f *followed, final bool) (read int) {
 	if f.ino == 0 && !lf.locate(f) {
 		return 0
 	}
-	base := filepath.Base(f.path)
+	base := f.file
 	// Each turn reads something or follows a rotation; a log rotated
 	// again and again under the look ends it after a few.
 	for turn := 0; turn < 8 && (final || read < forwardChunk); turn++ {
