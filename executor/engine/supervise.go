@@ -36,8 +36,8 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 	e.illegal(addr, inst.sup.start())
 	inst.own = ownUnknown
 	inst.started = time.Now()
-	ctx, cancel := context.WithCancel(e.ctx)
-	inst.cancel = cancel
+	ctx, cancelCtx := context.WithCancel(e.ctx)
+	inst.cancel = cancelCtx
 	inst.genCtx = ctx
 	p := e.opts.Providers[inst.rt.Type]
 	if p == nil {
@@ -52,7 +52,20 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 			e.postNoWait(func() { e.exited(addr, gen, obs) })
 		})
 		if err == nil {
-			context.AfterFunc(ctx, cancelWatch)
+			// The watch ends with the generation, where inst.cancel is
+			// called (its end, a new generation, the shutdown), on the
+			// engine's goroutine: not through context.AfterFunc, which
+			// held about 600 bytes an instance while it ran and, at the
+			// shutdown's cancel of every generation at once, started a
+			// goroutine each (a stack each, fresh memory, before the
+			// first stop signal; issue 12).
+			inst.cancel = func() {
+				cancelCtx()
+				if cancelWatch != nil {
+					cancelWatch()
+					cancelWatch = nil
+				}
+			}
 		} else {
 			e.emit(Event{Type: EventError, Addr: addr, Detail: "cannot watch: " + err.Error()})
 		}
