@@ -231,7 +231,13 @@ func (r *renderer) attrs(s *Snapshot, sym, color string) {
 	names := sortedKeysV(s.Values)
 	r.w = width(append(names, "pid"))
 	for _, n := range names {
-		r.line(sym, color, n, r.redacted(s, n, s.Values[n], 8), r.w)
+		r.lineStart(sym, color, n, r.w)
+		if s.Sensitive[n] {
+			r.b.WriteString("(sensitive value)")
+		} else {
+			appendHCL(r.b, s.Values[n], 8, n, s.Sensitive)
+		}
+		r.b.WriteByte('\n')
 	}
 }
 
@@ -242,16 +248,27 @@ func (r *renderer) known(sym, color, name string) {
 // line writes one attribute line, name padded to w runes (as fmt's %-*s
 // would, without fmt: a plan of 10,000 new daemons writes 200,000 lines).
 func (r *renderer) line(sym, color, name, val string, w int) {
+	r.lineStart(sym, color, name, w)
+	r.b.WriteString(val)
+	r.b.WriteByte('\n')
+}
+
+// lineStart writes an attribute line up to its value.
+func (r *renderer) lineStart(sym, color, name string, w int) {
 	r.b.WriteString("      ")
-	r.b.WriteString(r.c(color, sym))
+	if r.opts.Color {
+		r.b.WriteString(color)
+		r.b.WriteString(sym)
+		r.b.WriteString(reset)
+	} else {
+		r.b.WriteString(sym)
+	}
 	r.b.WriteByte(' ')
 	r.b.WriteString(name)
 	for i := utf8.RuneCountInString(name); i < w; i++ {
 		r.b.WriteByte(' ')
 	}
 	r.b.WriteString(" = ")
-	r.b.WriteString(val)
-	r.b.WriteByte('\n')
 }
 
 func (r *renderer) diffs(c *Change) {
@@ -354,97 +371,133 @@ func (r *renderer) value(v cty.Value, sensitive bool, indent int) string {
 	return FormatValue(v, indent)
 }
 
-// redacted renders attribute name of s, hiding its sensitive parts.
-func (r *renderer) redacted(s *Snapshot, name string, v cty.Value, indent int) string {
-	if s.Sensitive[name] {
-		return "(sensitive value)"
-	}
-	return formatValue(v, indent, name, s.Sensitive)
-}
-
 // FormatValue renders v in HCL syntax; nested collections break lines at
 // the given indentation.
 func FormatValue(v cty.Value, indent int) string { return formatValue(v, indent, "", nil) }
 
 func formatValue(v cty.Value, indent int, path string, sensitive map[string]bool) string {
+	var b bytes.Buffer
+	appendHCL(&b, v, indent, path, sensitive)
+	return b.String()
+}
+
+// appendHCL writes formatValue's text to b, with no string of its own
+// for each value and collection (a plan of 10,000 new daemons renders
+// 200,000 values).
+func appendHCL(b *bytes.Buffer, v cty.Value, indent int, path string, sensitive map[string]bool) {
 	if sensitive[path] && path != "" {
-		return "(sensitive value)"
+		b.WriteString("(sensitive value)")
+		return
 	}
 	if v == cty.NilVal || v.IsNull() {
-		return "null"
+		b.WriteString("null")
+		return
 	}
 	if !v.IsKnown() {
-		return "(known after apply)"
+		b.WriteString("(known after apply)")
+		return
 	}
 	t := v.Type()
 	switch {
 	case t == cty.String:
-		return quote(v.AsString())
+		b.Write(strconv.AppendQuote(b.AvailableBuffer(), v.AsString()))
 	case t == cty.Number:
 		bf := v.AsBigFloat()
 		// an integer (a port, a count, most numbers of a plan) without
 		// big.Float's decimal conversion: the same text
 		if bf.Sign() != 0 && bf.IsInt() {
 			if i, acc := bf.Int64(); acc == big.Exact {
-				return strconv.FormatInt(i, 10)
+				b.Write(strconv.AppendInt(b.AvailableBuffer(), i, 10))
+				return
 			}
 		}
-		return bf.Text('f', -1)
+		b.Write(bf.Append(b.AvailableBuffer(), 'f', -1))
 	case t == cty.Bool:
 		if v.True() {
-			return "true"
+			b.WriteString("true")
+		} else {
+			b.WriteString("false")
 		}
-		return "false"
 	case t.IsListType() || t.IsSetType() || t.IsTupleType():
 		if v.LengthInt() == 0 {
-			return "[]"
+			b.WriteString("[]")
+			return
 		}
-		parts := []string{}
-		simple := true
+		if primitiveElements(t) {
+			b.WriteByte('[')
+			for i, it := 0, v.ElementIterator(); it.Next(); i++ {
+				_, e := it.Element()
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				appendHCL(b, e, indent+2, elemPath(path, i, sensitive), sensitive)
+			}
+			b.WriteByte(']')
+			return
+		}
+		b.WriteString("[\n")
 		for i, it := 0, v.ElementIterator(); it.Next(); i++ {
 			_, e := it.Element()
-			if !e.Type().IsPrimitiveType() {
-				simple = false
-			}
-			parts = append(parts, formatValue(e, indent+2, elemPath(path, i, sensitive), sensitive))
+			pad(b, indent+2)
+			appendHCL(b, e, indent+2, elemPath(path, i, sensitive), sensitive)
+			b.WriteString(",\n")
 		}
-		if simple {
-			return "[" + strings.Join(parts, ", ") + "]"
-		}
-		pad := strings.Repeat(" ", indent+2)
-		return "[\n" + pad + strings.Join(parts, ",\n"+pad) + ",\n" + strings.Repeat(" ", indent) + "]"
+		pad(b, indent)
+		b.WriteByte(']')
 	case t.IsMapType() || t.IsObjectType():
 		// cty iterates maps and objects in key order: no map, no sort
 		if v.LengthInt() == 0 {
-			return "{}"
+			b.WriteString("{}")
+			return
 		}
 		w := 0
 		for it := v.ElementIterator(); it.Next(); {
 			k, _ := it.Element()
-			if l := len(mapKey(k.AsString())); l > w {
+			if l := mapKeyLen(k.AsString()); l > w {
 				w = l
 			}
 		}
-		pad := strings.Repeat(" ", indent+2)
-		var b strings.Builder
 		b.WriteString("{\n")
 		for it := v.ElementIterator(); it.Next(); {
 			kv, e := it.Element()
 			k := kv.AsString()
-			mk := mapKey(k)
-			b.WriteString(pad)
-			b.WriteString(mk)
-			for n := len(mk); n < w; n++ {
+			pad(b, indent+2)
+			n := b.Len()
+			appendMapKey(b, k)
+			for n = b.Len() - n; n < w; n++ {
 				b.WriteByte(' ')
 			}
 			b.WriteString(" = ")
-			b.WriteString(formatValue(e, indent+2, keyPath(path, k, sensitive), sensitive))
+			appendHCL(b, e, indent+2, keyPath(path, k, sensitive), sensitive)
 			b.WriteByte('\n')
 		}
-		b.WriteString(strings.Repeat(" ", indent) + "}")
-		return b.String()
+		pad(b, indent)
+		b.WriteByte('}')
+	default:
+		b.WriteString(v.GoString())
 	}
-	return v.GoString()
+}
+
+// primitiveElements reports whether every element of the list, set or
+// tuple type t is of a primitive type: such a collection is written on
+// one line.
+func primitiveElements(t cty.Type) bool {
+	if t.IsTupleType() {
+		for _, et := range t.TupleElementTypes() {
+			if !et.IsPrimitiveType() {
+				return false
+			}
+		}
+		return true
+	}
+	return t.ElementType().IsPrimitiveType()
+}
+
+// pad writes n spaces.
+func pad(b *bytes.Buffer, n int) {
+	for ; n > 0; n-- {
+		b.WriteByte(' ')
+	}
 }
 
 // elemPath and keyPath are the paths of an element and of a key under
@@ -464,15 +517,40 @@ func keyPath(path, k string, sensitive map[string]bool) string {
 }
 
 func mapKey(k string) string {
+	if bareKey(k) {
+		return k
+	}
+	return quote(k)
+}
+
+// bareKey reports whether k is written as it is, not quoted, as a key.
+func bareKey(k string) bool {
 	if k == "" {
-		return `""`
+		return false
 	}
 	for i, r := range k {
 		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
-			return quote(k)
+			return false
 		}
 	}
-	return k
+	return true
+}
+
+// mapKeyLen is len(mapKey(k)), without the quoted copy of a bare key.
+func mapKeyLen(k string) int {
+	if bareKey(k) {
+		return len(k)
+	}
+	return len(quote(k))
+}
+
+// appendMapKey writes mapKey(k) to b.
+func appendMapKey(b *bytes.Buffer, k string) {
+	if bareKey(k) {
+		b.WriteString(k)
+		return
+	}
+	b.Write(strconv.AppendQuote(b.AvailableBuffer(), k))
 }
 
 func sortedKeysV(m map[string]cty.Value) []string {
