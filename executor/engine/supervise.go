@@ -179,6 +179,11 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	if obs.Error != "" {
 		ev.Detail = obs.Error
 	}
+	if cause == stopLiveness && ev.Detail == "" {
+		// orch stopped it: its exit code says how it took the signal,
+		// not why it ended (an nginx "exited code=0" read as its own).
+		ev.Detail = "stopped by orch: unhealthy"
+	}
 	if cause == stopRestart {
 		ev.Detail = "restart requested"
 		e.emit(ev)

@@ -124,6 +124,13 @@ daemon "web" {
 	if pids(evs)["daemon.web"] == first {
 		t.Fatal("restarted with the same pid")
 	}
+	// Its exit says that orch stopped it, and why: a code of 0 alone
+	// reads as the daemon's own end.
+	for _, e := range evs {
+		if e.Address == "daemon.web" && e.Type == "exited" && e.Pid == first && e.Detail != "stopped by orch: unhealthy" {
+			t.Errorf("the exit of the unhealthy pid %d: detail %q, want %q", first, e.Detail, "stopped by orch: unhealthy")
+		}
+	}
 	if alive(first) {
 		t.Errorf("unhealthy pid %d still runs", first)
 	}
