@@ -175,6 +175,9 @@ type Engine struct {
 
 	// cascades are the orch restart -cascade in progress (cascade.go).
 	cascades []*cascade
+	// liveHeld is the instances whose liveness stop a dependency holds
+	// (instance.liveHeldBy).
+	liveHeld map[spec.Address]struct{}
 
 	readyMu    sync.Mutex
 	readyWaits map[spec.Address][]*readyWait // Executor.Ready calls waiting (ready.go)
@@ -208,15 +211,18 @@ type instance struct {
 	gen    uint64         // bumped for each new handle: older notifications are stale
 	// sup is its state machine: down, starting, ready, unhealthy,
 	// held; paused and stopping over a running one (supervisor.go).
-	sup      supervisor
-	own      ownHealth // the backend's own health check, for this generation (ownhealth.go)
-	started  time.Time
-	cancel   context.CancelFunc // the watch and health monitor of gen
-	timer    *time.Timer        // a pending restart
-	attempt  int                // backoff exponent
-	history  restartHistory
-	restarts int    // restarts by this engine (policy, liveness, requested)
-	waiting  string // what it waits for, as last reported
+	sup     supervisor
+	own     ownHealth // the backend's own health check, for this generation (ownhealth.go)
+	started time.Time
+	cancel  context.CancelFunc // the watch and health monitor of gen
+	// liveHeldBy is the dependency, not ready, that holds its liveness
+	// stop while it is unhealthy (liveness.go); zero when none does.
+	liveHeldBy spec.Address
+	timer      *time.Timer // a pending restart
+	attempt    int         // backoff exponent
+	history    restartHistory
+	restarts   int    // restarts by this engine (policy, liveness, requested)
+	waiting    string // what it waits for, as last reported
 	// parked: its last start could not reach its runtime (runtimes.go);
 	// parkedTries counts those starts, for their backoff.
 	parked      bool
@@ -272,7 +278,7 @@ func New(opts Options) *Engine {
 		opts.Rand = rand.Float64
 	}
 	e := &Engine{opts: opts, msgs: make(chan func(), 1024), dead: make(chan struct{}),
-		insts: map[spec.Address]*instance{}, desired: map[spec.Address]*planner.Snapshot{},
+		insts: map[spec.Address]*instance{}, liveHeld: map[spec.Address]struct{}{}, desired: map[spec.Address]*planner.Snapshot{},
 		busy: map[spec.Address]bool{}, freed: map[spec.Address][]chan struct{}{}, deferred: map[spec.Address]*deferral{},
 		follows: map[spec.Address]*follow{}, away: map[spec.Address]bool{},
 		readyWaits: map[spec.Address][]*readyWait{}, owns: ownersOfListeners(opts.Providers)}

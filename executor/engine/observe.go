@@ -173,6 +173,18 @@ func probed(ctx context.Context, d time.Duration, err error) {
 	as.probeLast, as.probeLastOK = d, err == nil
 }
 
+// lastProbe reports whether a's last health probe passed, and whether
+// it had one.
+func (s *stats) lastProbe(a spec.Address) (ok, known bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	as := s.addrs[a]
+	if as == nil || as.probes == 0 {
+		return false, false
+	}
+	return as.probeLastOK, true
+}
+
 // Stats are the engine's counters since it started.
 type Stats struct {
 	// Events counts the events published, by type.

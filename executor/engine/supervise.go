@@ -30,6 +30,7 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 		inst.cancel()
 	}
 	inst.gen++
+	e.unholdLiveness(inst)
 	gen, addr := inst.gen, inst.addr
 	inst.handle = handle
 	inst.portUp, inst.portProbe, inst.portStop = 0, 0, nil // the generation's context ends its look
@@ -110,6 +111,9 @@ func (e *Engine) supervise(inst *instance, handle providers.Handle) {
 		}()
 	}
 	e.monitorHealth(ctx, inst, false)
+	if inst.res == nil || inst.res.Health == nil {
+		e.releaseLiveness() // ready as it runs: what it held may be checked again
+	}
 }
 
 // monitorHealth starts the health monitor of inst's current generation
@@ -167,6 +171,7 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 	}
 	cause := inst.sup.end()
 	inst.cancel()
+	e.unholdLiveness(inst)
 	ev := Event{Type: EventExited, Addr: addr, Pid: obs.Pid, Signal: obs.Signal}
 	e.readyResolved(addr, inst.handle, fmt.Errorf("it exited (%s)", obs.Ended()))
 	if obs.State == providers.StateExited && obs.Signal == "" {
@@ -318,7 +323,9 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 	e.illegal(addr, inst.sup.verdict(ok))
 	e.endVerdictWait(inst) // a signal that waited for it goes now
 	if ok {
+		e.unholdLiveness(inst)
 		e.emit(Event{Type: EventHealthy, Addr: addr})
+		defer e.releaseLiveness()
 		if p := inst.withPending; p != nil {
 			inst.withPending = nil
 			e.restartWith(addr, p)
@@ -345,21 +352,9 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		return
 	}
 	// Liveness: stop it; its watch reports the exit, which counts as a
-	// failure and restarts it per its policy.
-	e.illegal(addr, inst.sup.stopFor(stopLiveness))
-	prov, rt, h, stop := e.opts.Providers[inst.rt.Type], e.runtime(inst.rt), inst.handle, inst.stopSettings()
-	if prov == nil {
-		return
-	}
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
-		// Out of DNS and the proxy, and its requests in flight ended (at
-		// most service.drain), before its stop signal, as every other
-		// stop the engine makes.
-		e.drainBefore(context.WithoutCancel(e.ctx), addr, h)
-		prov.Stop(context.WithoutCancel(e.ctx), providers.StopRequest{Runtime: rt, Addr: addr, Handle: h, Signal: stop.Signal, Timeout: stop.Timeout})
-	}()
+	// failure and restarts it per its policy; unless a dependency that
+	// is not ready holds it (liveness.go).
+	e.liveness(inst)
 }
 
 // restartWithWhenReady restarts the restart_with dependents of dep once
