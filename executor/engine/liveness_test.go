@@ -105,8 +105,8 @@ func TestLivenessReleasedWhenDependencyReady(t *testing.T) {
 			exit = &evs[i]
 		}
 	}
-	if exit == nil || exit.Detail != "stopped by orch: unhealthy" {
-		t.Errorf("app's exit: %+v, want one with detail %q", exit, "stopped by orch: unhealthy")
+	if exit == nil || exit.Detail != "orch was stopping it: unhealthy" {
+		t.Errorf("app's exit: %+v, want one with detail %q", exit, "orch was stopping it: unhealthy")
 	}
 	if db := index(evs, "daemon.db", "healthy", 1); db < 0 || db > index(evs, "daemon.app", "exited", 0) {
 		t.Errorf("app was stopped before db was healthy again (events %d, %d)", db, index(evs, "daemon.app", "exited", 0))

@@ -185,9 +185,12 @@ func (e *Engine) exited(addr spec.Address, gen uint64, obs providers.Observed) {
 		ev.Detail = obs.Error
 	}
 	if cause == stopLiveness && ev.Detail == "" {
-		// orch stopped it: its exit code says how it took the signal,
-		// not why it ended (an nginx "exited code=0" read as its own).
-		ev.Detail = "stopped by orch: unhealthy"
+		// orch was stopping it: its exit code says how it took the
+		// signal, not why it ended (an nginx "exited code=0" read as its
+		// own). Worded so for an exit orch's signal did not cause either
+		// (a kill -9 that its unhealthy verdict overtook, seen late for
+		// an adopted daemon).
+		ev.Detail = "orch was stopping it: unhealthy"
 	}
 	if cause == stopRestart {
 		ev.Detail = "restart requested"

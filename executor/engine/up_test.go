@@ -127,8 +127,8 @@ daemon "web" {
 	// Its exit says that orch stopped it, and why: a code of 0 alone
 	// reads as the daemon's own end.
 	for _, e := range evs {
-		if e.Address == "daemon.web" && e.Type == "exited" && e.Pid == first && e.Detail != "stopped by orch: unhealthy" {
-			t.Errorf("the exit of the unhealthy pid %d: detail %q, want %q", first, e.Detail, "stopped by orch: unhealthy")
+		if e.Address == "daemon.web" && e.Type == "exited" && e.Pid == first && e.Detail != "orch was stopping it: unhealthy" {
+			t.Errorf("the exit of the unhealthy pid %d: detail %q, want %q", first, e.Detail, "orch was stopping it: unhealthy")
 		}
 	}
 	if alive(first) {
