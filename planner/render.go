@@ -256,13 +256,7 @@ func (r *renderer) line(sym, color, name, val string, w int) {
 // lineStart writes an attribute line up to its value.
 func (r *renderer) lineStart(sym, color, name string, w int) {
 	r.b.WriteString("      ")
-	if r.opts.Color {
-		r.b.WriteString(color)
-		r.b.WriteString(sym)
-		r.b.WriteString(reset)
-	} else {
-		r.b.WriteString(sym)
-	}
+	r.b.WriteString(r.c(color, sym))
 	r.b.WriteByte(' ')
 	r.b.WriteString(name)
 	for i := utf8.RuneCountInString(name); i < w; i++ {

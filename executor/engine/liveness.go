@@ -121,11 +121,12 @@ func (e *Engine) unholdLiveness(inst *instance) {
 func (e *Engine) releaseLiveness() {
 	for a := range e.liveHeld {
 		inst := e.insts[a]
-		if inst == nil || inst.sup.healthy() || !inst.sup.running() {
-			if inst != nil {
-				inst.liveHeldBy = spec.Address{}
-			}
+		if inst == nil {
 			delete(e.liveHeld, a)
+			continue
+		}
+		if inst.sup.healthy() || !inst.sup.running() {
+			e.unholdLiveness(inst)
 			continue
 		}
 		if _, ok := e.notReadyDependency(inst); ok {
@@ -143,11 +144,18 @@ func (e *Engine) releaseLiveness() {
 func (e *Engine) livenessAgain(a spec.Address, gen uint64) {
 	inst := e.insts[a]
 	if inst == nil || inst.gen != gen || e.stopping || e.busy[a] || !inst.sup.checked() || inst.sup.healthy() ||
-		inst.sup.isPaused() || inst.sup.killing() || inst.sup.restarting() || !inst.liveHeldBy.IsZero() ||
-		inst.res == nil || inst.res.Restart.Policy == spec.RestartNever {
+		inst.sup.isPaused() || !inst.liveHeldBy.IsZero() || !livenessMayStop(inst) {
 		return
 	}
 	e.liveness(inst)
+}
+
+// livenessMayStop says whether a failing check may stop inst: it has a
+// restart policy, and orch is not stopping it already (by liveness, or by
+// a restart that a failing check must not turn into a crash: the process
+// on its way out stops answering).
+func livenessMayStop(inst *instance) bool {
+	return inst.res != nil && inst.res.Restart.Policy != spec.RestartNever && !inst.sup.killing() && !inst.sup.restarting()
 }
 
 // ownWindow is how long r's health check takes to find it unhealthy from

@@ -13,32 +13,14 @@ import (
 func livenessPair(t *testing.T) (u *upProc, dbSick, appSick string) {
 	dir := t.TempDir()
 	dbSick, appSick = filepath.Join(dir, "db.sick"), filepath.Join(dir, "app.sick")
-	dbPort, appPort := freePort(t), freePort(t)
-	check := `
-  health {
-    http     = "http://127.0.0.1:%d/healthz"
-    interval = "20ms"
-    timeout  = "1s"
-    retries  = 2
-  }
-  restart {
-    backoff = "1ms"
-  }
-  stop {
-    timeout = "2s"
-  }`
 	u = startUp(t, fmt.Sprintf(`
 daemon "db" {
-  command = [%q, "-addr", "127.0.0.1:%d", "-sick", %q]
-%s
-}
+%s}
 
 daemon "app" {
-  command    = [%q, "-addr", "127.0.0.1:%d", "-sick", %q]
   depends_on = [daemon.db]
-%s
-}
-`, httpdBin, dbPort, dbSick, fmt.Sprintf(check, dbPort), httpdBin, appPort, appSick, fmt.Sprintf(check, appPort)))
+%s}
+`, sickServer(freePort(t), dbSick), sickServer(freePort(t), appSick)))
 	u.waitFor("both healthy", func(evs []ev) bool {
 		return count(evs, "daemon.db", "healthy") == 1 && count(evs, "daemon.app", "healthy") == 1
 	})

@@ -348,10 +348,7 @@ func (e *Engine) health(addr spec.Address, gen uint64, ok bool, detail string) {
 		inst.sickBusy = detail
 		return
 	}
-	if inst.res == nil || inst.res.Restart.Policy == spec.RestartNever || inst.sup.killing() || inst.sup.restarting() {
-		// Being stopped already: by liveness, or by a restart that a
-		// failing check must not turn into a crash (the process on its
-		// way out stops answering).
+	if !livenessMayStop(inst) {
 		return
 	}
 	// Liveness: stop it; its watch reports the exit, which counts as a

@@ -93,12 +93,12 @@ daemon "loop" {
 	}
 }
 
-func TestUnhealthyIsRestarted(t *testing.T) {
-	sick := filepath.Join(t.TempDir(), "sick")
-	port := freePort(t)
-	u := startUp(t, fmt.Sprintf(`
-daemon "web" {
-  command = [%q, "-addr", "127.0.0.1:%d", "-sick", %q]
+// sickServer is the body of a daemon block running the test server on
+// port, whose health check (every 20 ms, unhealthy after 2 failures)
+// fails while the file sick exists; restarted after 1 ms, stopped
+// within 2 s.
+func sickServer(port int, sick string) string {
+	return fmt.Sprintf(`  command = [%q, "-addr", "127.0.0.1:%d", "-sick", %q]
   health {
     http     = "http://127.0.0.1:%d/healthz"
     interval = "20ms"
@@ -111,8 +111,16 @@ daemon "web" {
   stop {
     timeout = "2s"
   }
+`, httpdBin, port, sick, port)
 }
-`, httpdBin, port, sick, port))
+
+func TestUnhealthyIsRestarted(t *testing.T) {
+	sick := filepath.Join(t.TempDir(), "sick")
+	port := freePort(t)
+	u := startUp(t, fmt.Sprintf(`
+daemon "web" {
+%s}
+`, sickServer(port, sick)))
 	evs := u.waitFor("healthy", func(evs []ev) bool { return count(evs, "daemon.web", "healthy") == 1 })
 	first := pids(evs)["daemon.web"]
 	if err := os.WriteFile(sick, nil, 0o644); err != nil {
