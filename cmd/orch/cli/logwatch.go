@@ -61,8 +61,17 @@ func newLogWatch(dir string) (*logWatch, error) {
 	return w, nil
 }
 
-// close ends the watch and its reader.
-func (w *logWatch) close() {
+// close ends the watch and its reader. The last close of an inotify
+// instance that watched something waits in the kernel for an SRCU grace
+// period, its marks being freed only after one: 13-18 ms of orch up's
+// exit after a stop of 100 daemons that took 12 ms, measured. With later
+// (engine.Options.CloseLater: the log daemon takes a copy and closes it
+// once this process is gone), this close is not the last and returns at
+// once.
+func (w *logWatch) close(later func(fd int) error) {
+	if later != nil {
+		later(w.fd) // failed: this close is the last, and waits
+	}
 	w.file.Close()
 	<-w.done
 }

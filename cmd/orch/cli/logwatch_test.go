@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +217,46 @@ func TestLogWatchMarks(t *testing.T) {
 	w.mark(ev(1, unix.IN_MOVE_SELF, ""))
 	if !w.ended() {
 		t.Error("the logs directory moved away did not end the watch")
+	}
+}
+
+// TestLogWatchCloseHandsOver: close gives its inotify descriptor to later
+// before its own close, so that the copy taken there (the log daemon's,
+// in orch up) keeps the instance open past it: orch's close is then not
+// the last, which would wait for the kernel's SRCU grace period.
+func TestLogWatchCloseHandsOver(t *testing.T) {
+	dir := t.TempDir()
+	w, err := newLogWatch(dir)
+	if err != nil {
+		t.Fatalf("newLogWatch: %v", err)
+	}
+	kept := -1
+	w.close(func(fd int) error {
+		var err error
+		kept, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		return err
+	})
+	if kept < 0 {
+		t.Fatal("close did not hand its descriptor to later")
+	}
+	defer unix.Close(kept)
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(kept))
+	if err != nil || target != "anon_inode:inotify" {
+		t.Fatalf("the copy handed over is %q (%v), want the inotify instance", target, err)
+	}
+	// The instance still watches the directory: an event queued after
+	// close is there to read from the copy.
+	if err := os.WriteFile(filepath.Join(dir, "daemon.a.log"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, err := unix.Read(kept, buf)
+	for errors.Is(err, unix.EAGAIN) {
+		pfd := []unix.PollFd{{Fd: int32(kept), Events: unix.POLLIN}}
+		unix.Poll(pfd, 10_000)
+		n, err = unix.Read(kept, buf)
+	}
+	if err != nil || n < unix.SizeofInotifyEvent {
+		t.Fatalf("read of the copy after close: %d bytes, %v", n, err)
 	}
 }

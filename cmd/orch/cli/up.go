@@ -112,8 +112,10 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		// What enc.Encode wrote, without its reflection (AppendJSON).
 		out = func(ev engine.Event) { w.Write(append(ev.AppendJSON(make([]byte, 0, 256)), '\n')) }
 	}
+	later := closeLater(s.provs, s.stateDir)
 	if uo.forward {
 		fw := newLogForwarder(w, s.cfg, s.stateDir, a.colour(w), uo.prefix, uo.quiet)
+		fw.closeLater = later
 		fw.streamed, fw.openStream = a.containerLogs(s)
 		fw.errOut = a.Stderr
 		fw.start()
@@ -138,7 +140,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 		Dir: s.cfg.Dir, Config: s.cfg, Files: s.res.files, Load: load, WatchFiles: vf.varFiles,
 		Providers: s.provs, Store: s.store, StateDir: s.stateDir, Project: s.cfg.Project.Name,
 		Parallelism: a.settings.Parallelism, Out: out, Bus: mods.Bus(), Hurry: hurry,
-		CloseLater: closeLater(s.provs, s.stateDir),
+		CloseLater: later,
 	})
 	// Modules' own states and what they publish reach the event stream
 	// (orch events, the web page).

@@ -101,6 +101,9 @@ type logForwarder struct {
 	// the watch, or by follow) and at those in polled alone.
 	watch      *logWatch
 	watchTried bool
+	// closeLater takes a copy of the watch's descriptor to close after
+	// orch exits (logWatch.close); nil: none.
+	closeLater func(fd int) error
 	byName     map[string]*followed // file logs, by file name
 	marked     map[string]bool      // to look at, by file name
 	polled     map[*followed]bool   // logs the watch could not take
@@ -196,7 +199,7 @@ func (lf *logForwarder) stop() {
 		f.close()
 	}
 	if lf.watch != nil {
-		lf.watch.close()
+		lf.watch.close(lf.closeLater)
 		lf.watch = nil
 	}
 	if lf.dirFd >= 0 {
@@ -397,7 +400,7 @@ func (lf *logForwarder) look(f *followed) {
 // mu held.
 func (lf *logForwarder) refreshWatch() {
 	if lf.watch != nil && lf.watch.ended() {
-		lf.watch.close()
+		lf.watch.close(lf.closeLater)
 		lf.watch = nil
 		clear(lf.hot)
 		if lf.dirFd >= 0 {
