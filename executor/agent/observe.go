@@ -29,6 +29,7 @@ type InstanceView struct {
 	Health     string     `json:"health,omitempty"`
 	Restarts   int        `json:"restarts"`
 	Waiting    string     `json:"waiting,omitempty"`
+	HeldBy     string     `json:"held_by,omitempty"` // Instance.HeldBy
 	Pid        int        `json:"pid,omitempty"`
 	ID         string     `json:"id,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
@@ -78,6 +79,9 @@ func (s *Server) Snapshot(r *http.Request) (*SnapshotResponse, error) {
 			ExitCode: in.ExitCode, Signal: in.Signal}
 		if !in.Runtime.IsZero() {
 			v.Runtime = in.Runtime.String()
+		}
+		if !in.HeldBy.IsZero() {
+			v.HeldBy = in.HeldBy.String()
 		}
 		if in.Running && !in.StartedAt.IsZero() {
 			t := in.StartedAt

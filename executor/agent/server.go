@@ -180,6 +180,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			ConfigHash: st.ConfigHash, LastError: st.LastError, ID: st.Observed.ID,
 			MemoryBytes: st.Observed.Memory, CPUSeconds: st.Observed.CPU.Seconds(), Says: st.Observed.Says,
 			Service: st.Service, Route: st.Route, Registered: st.Registered, Unpublished: st.Unpublished}
+		if !st.HeldBy.IsZero() {
+			in.HeldBy = st.HeldBy.String()
+		}
 		switch planner.ParseStatus(st.Status) {
 		case planner.StatusWaiting, planner.StatusBlocked, planner.StatusPending:
 			in.State = "-" // not started: nothing to observe

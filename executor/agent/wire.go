@@ -12,14 +12,17 @@ const APIVersion = "v1"
 
 // Instance is one entry of GET /v1/status.
 type Instance struct {
-	Address    string     `json:"address"`
-	Runtime    string     `json:"runtime,omitempty"`
-	State      string     `json:"state"`  // observed: running (paused: stopped by orch pause), exited, missing, unknown
-	Status     string     `json:"status"` // recorded: running, completed, failed, stopped; waiting
-	Supervised bool       `json:"supervised"`
-	Health     string     `json:"health,omitempty"` // starting, healthy, unhealthy, paused; "" without a check
-	Restarts   int        `json:"restarts"`
-	Waiting    string     `json:"waiting,omitempty"`
+	Address    string `json:"address"`
+	Runtime    string `json:"runtime,omitempty"`
+	State      string `json:"state"`  // observed: running (paused: stopped by orch pause), exited, missing, unknown
+	Status     string `json:"status"` // recorded: running, completed, failed, stopped; waiting
+	Supervised bool   `json:"supervised"`
+	Health     string `json:"health,omitempty"` // starting, healthy, unhealthy, paused; "" without a check
+	Restarts   int    `json:"restarts"`
+	Waiting    string `json:"waiting,omitempty"`
+	// HeldBy is the dependency, not ready, for which liveness does not
+	// restart this unhealthy instance.
+	HeldBy     string     `json:"held_by,omitempty"`
 	Pid        int        `json:"pid,omitempty"`
 	ID         string     `json:"id,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`

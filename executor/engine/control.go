@@ -68,6 +68,9 @@ type InstanceStatus struct {
 	Paused     bool   // orch pause stopped it"
 	Restarts   int    // restarts by this engine (policy, liveness, requested)
 	Waiting    string // what its start waits for
+	// HeldBy is the dependency, not ready, for which liveness does not
+	// restart it while it is unhealthy (liveness.go); zero otherwise.
+	HeldBy     spec.Address
 	ConfigHash string
 	LastError  string
 	UpdatedAt  time.Time
@@ -187,6 +190,9 @@ func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	e.serviceBooks(inst, st)
 	st.Paused = inst.sup.running() && inst.sup.isPaused()
 	st.Health = inst.health().String()
+	if st.Health == HealthUnhealthy.String() {
+		st.HeldBy = inst.liveHeldBy
+	}
 }
 
 // health is inst's Health: none without a health check (its declared

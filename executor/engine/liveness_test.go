@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +58,33 @@ func heldBy(evs []ev, addr, dep string) bool {
 func TestLivenessHeldByDependency(t *testing.T) {
 	u, dbSick, appSick := livenessPair(t)
 	first := pids(u.all())["daemon.app"]
+	// orch status names what holds it, in its JSON and its table.
+	status := exec.Command(orchBin, "status", "-json", u.dir)
+	status.Env = cleanEnv(t)
+	out, err := status.Output()
+	if err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	var lines []struct {
+		Address, Health string
+		HeldBy          string `json:"held_by"`
+	}
+	if err := json.Unmarshal(out, &lines); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	held := map[string]string{}
+	for _, l := range lines {
+		held[l.Address] = l.Health + " " + l.HeldBy
+	}
+	// db, restarted by liveness, is not held by anything.
+	if held["daemon.app"] != "unhealthy daemon.db" || !strings.HasSuffix(held["daemon.db"], " ") {
+		t.Errorf("status: health and held_by %q, want app unhealthy held by daemon.db, db held by nothing:\n%s", held, out)
+	}
+	status = exec.Command(orchBin, "status", u.dir)
+	status.Env = cleanEnv(t)
+	if out, err := status.Output(); err != nil || !strings.Contains(string(out), "unhealthy (held: daemon.db not ready)") {
+		t.Errorf("status: %v, want app's health unhealthy (held: daemon.db not ready):\n%s", err, out)
+	}
 	os.Remove(appSick)
 	evs := u.waitFor("app healthy again", func(evs []ev) bool { return count(evs, "daemon.app", "healthy") == 2 })
 	if n := count(evs, "daemon.app", "exited"); n != 0 {

@@ -239,12 +239,15 @@ type InstanceSnapshot struct {
 	// (a restart is scheduled), exited, completed, failed, stopped,
 	// waiting, blocked; for a module, its own state when it said one
 	// (loaded, starting, running, stopping, stopped, failed).
-	State     string
-	Status    string // recorded: running, completed, failed, stopped; waiting, blocked, held, pending
-	Running   bool
-	Health    string // "", starting, healthy, unhealthy, paused
-	Restarts  int
-	Waiting   string
+	State    string
+	Status   string // recorded: running, completed, failed, stopped; waiting, blocked, held, pending
+	Running  bool
+	Health   string // "", starting, healthy, unhealthy, paused
+	Restarts int
+	Waiting  string
+	// HeldBy is the dependency, not ready, for which liveness does not
+	// restart it while it is unhealthy; zero otherwise.
+	HeldBy    spec.Address
 	Pid       int    // its main process (a container's init, on the host)
 	ID        string // a container's id
 	StartedAt time.Time
@@ -306,7 +309,7 @@ func (e *Engine) snapshotOf(a spec.Address, inst *instance) InstanceSnapshot {
 		Restarts: inst.restarts, Waiting: inst.waiting}
 	var st InstanceStatus
 	e.books(inst, &st)
-	s.Health = st.Health
+	s.Health, s.HeldBy = st.Health, st.HeldBy
 	if inst.waiting != "" && !inst.sup.running() {
 		s.Status = planner.StatusWaiting.String()
 		if !inst.blockedBy.IsZero() {

@@ -234,7 +234,7 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 			restarts := in.Restarts
 			l := JSONStatus{Address: in.Address, Runtime: in.Runtime, State: in.State, Status: in.Status, Pid: in.Pid,
 				ID: in.ID, StartedAt: in.StartedAt, UptimeSec: in.UptimeSec, ConfigHash: in.ConfigHash, LastError: in.LastError,
-				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting,
+				Health: in.Health, Restarts: &restarts, Supervised: in.Supervised, Waiting: in.Waiting, HeldBy: in.HeldBy,
 				MemoryBytes: in.MemoryBytes, CPUSeconds: in.CPUSeconds, Says: in.Says, Service: in.Service, Route: in.Route,
 				Registered: in.Registered, Unpublished: in.Unpublished}
 			if in.UpdatedAt != nil {
@@ -261,6 +261,9 @@ func (a *App) statusViaAgent(c *agent.Client, asJSON bool, filter nameFilter) er
 		}
 		if health == "" {
 			health = "-"
+		}
+		if l.HeldBy != "" {
+			health += " (held: " + l.HeldBy + " not ready)"
 		}
 		hash := l.ConfigHash
 		if len(hash) > 12 {

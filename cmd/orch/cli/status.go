@@ -37,6 +37,9 @@ type JSONStatus struct {
 	Health     string `json:"health,omitempty"` // starting, healthy, unhealthy
 	Restarts   *int   `json:"restarts,omitempty"`
 	Waiting    string `json:"waiting,omitempty"`
+	// HeldBy: an unhealthy daemon that liveness does not restart while
+	// this dependency of it is not ready.
+	HeldBy string `json:"held_by,omitempty"`
 	// Service and Route are the daemon's service name and proxy route,
 	// as declared (status_services.go).
 	Service string `json:"service,omitempty"`
