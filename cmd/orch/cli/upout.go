@@ -102,7 +102,7 @@ type logForwarder struct {
 	watch      *logWatch
 	watchTried bool
 	// closeLater takes a copy of the watch's descriptor to close after
-	// orch exits (logWatch.close); nil: none.
+	// orch exits (logWatch.close), at stop; nil: none.
 	closeLater func(fd int) error
 	byName     map[string]*followed // file logs, by file name
 	marked     map[string]bool      // to look at, by file name
@@ -400,7 +400,10 @@ func (lf *logForwarder) look(f *followed) {
 // mu held.
 func (lf *logForwarder) refreshWatch() {
 	if lf.watch != nil && lf.watch.ended() {
-		lf.watch.close(lf.closeLater)
+		// Closed here, waiting for the kernel: a copy handed to the log
+		// daemon would stay there until orch exits, one for each time
+		// the logs directory is replaced.
+		lf.watch.close(nil)
 		lf.watch = nil
 		clear(lf.hot)
 		if lf.dirFd >= 0 {
