@@ -63,6 +63,7 @@ func acquireLock(path string, info LockInfo, timeout time.Duration, onWait func(
 		return nil, fmt.Errorf("open state lock: %w", err)
 	}
 	deadline := time.Now().Add(timeout)
+	graced := false
 	for {
 		err := flock(f, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -75,6 +76,17 @@ func acquireLock(path string, info LockInfo, timeout time.Duration, onWait func(
 		left := time.Until(deadline)
 		if left <= 0 {
 			holder := readHolder(f)
+			if !graced && holderGone(holder) {
+				// The holder died, but a process it was starting still
+				// holds a copy of the lock: a fork has a copy of every
+				// descriptor until its exec closes those marked
+				// close-on-exec, and a holder killed meanwhile (orch up
+				// killed in the middle of its starts) does not wait for
+				// that. It is released in a moment.
+				graced = true
+				deadline = time.Now().Add(deadHolderGrace)
+				continue
+			}
 			f.Close()
 			return nil, &LockedError{Path: path, LockInfo: holder}
 		}
@@ -131,6 +143,17 @@ func readHolder(f *os.File) LockInfo {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// deadHolderGrace is how long a writer waits for a lock whose recorded
+// holder is gone, beyond its own timeout (acquireLock).
+const deadHolderGrace = 2 * time.Second
+
+// holderGone reports whether the lock's recorded holder is a process of
+// this host that no longer exists.
+func holderGone(h LockInfo) bool {
+	host, _ := os.Hostname()
+	return h.Pid > 0 && h.Host == host && unix.Kill(h.Pid, 0) == unix.ESRCH
 }
 
 func flock(f *os.File, how int) error {

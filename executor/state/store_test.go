@@ -2,9 +2,11 @@ package state
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/orch-dev/orch/spec"
 )
@@ -365,6 +368,56 @@ func TestLockAcrossProcesses(t *testing.T) {
 		t.Fatalf("Open after the holder was killed: %v", err)
 	}
 	s.Close()
+}
+
+// TestLockOfDeadHolderHeldByItsFork: a writer killed while it was
+// starting a process leaves that process a copy of its lock until the
+// process execs. Another writer waits for it instead of failing at once,
+// naming a holder that is gone (orch up run again right after orch up
+// was killed in the middle of its starts).
+func TestLockOfDeadHolderHeldByItsFork(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".orch", "state.db")
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	b, _ := json.Marshal(LockInfo{Pid: dead.Process.Pid, Operation: "up", Since: time.Now(), Host: host})
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	// The fork: it holds the lock (its copy of the descriptor) after the
+	// holder has closed its own, until it exits.
+	fork := exec.Command("sleep", "0.3")
+	fork.ExtraFiles = []*os.File{f}
+	if err := fork.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { fork.Wait(); close(exited) }()
+	t.Cleanup(func() { fork.Process.Kill(); <-exited })
+	f.Close()
+
+	s, err := Open(path, Options{Operation: "up"})
+	if err != nil {
+		t.Fatalf("Open while the dead holder's fork holds its lock: %v", err)
+	}
+	s.Close()
+	select {
+	case <-exited:
+	default:
+		t.Error("Open took the lock while the fork still held it")
+	}
 }
 
 func TestCrashSafety(t *testing.T) {
