@@ -35,7 +35,7 @@ import (
 func TestExampleStack(t *testing.T) {
 	pgBins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	missing := []string{}
-	for _, tool := range []string{"python3", "nginx", "redis-server", "pg_isready", "psql"} {
+	for _, tool := range []string{"python3", "nginx", "redis-server", "redis-cli", "pg_isready", "psql"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}

@@ -89,9 +89,13 @@ daemon "redis" {
   command = ["redis-server", "--bind", "127.0.0.1", "--port", "${local.redis_port}",
   "--save", "", "--appendonly", "no"]
 
+  # PING, not a TCP connect: a redis that hangs (stopped, or stuck in a
+  # long command) still completes the handshake from its listen backlog,
+  # and only an answer tells that it serves.
   health {
-    tcp      = "127.0.0.1:${local.redis_port}"
+    exec     = ["redis-cli", "-h", "127.0.0.1", "-p", "${local.redis_port}", "ping"]
     interval = "250ms"
+    timeout  = "1s"
   }
 }
 
