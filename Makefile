@@ -42,6 +42,7 @@ DEB_PACKAGES := \
 	chromium:chromium \
 	nginx:nginx \
 	redis-server:redis-server \
+	redis-cli:redis-tools \
 	pg_ctlcluster:postgresql \
 	psql:postgresql-client \
 	python3:python3 \
