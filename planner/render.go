@@ -232,11 +232,7 @@ func (r *renderer) attrs(s *Snapshot, sym, color string) {
 	r.w = width(append(names, "pid"))
 	for _, n := range names {
 		r.lineStart(sym, color, n, r.w)
-		if s.Sensitive[n] {
-			r.b.WriteString("(sensitive value)")
-		} else {
-			appendHCL(r.b, s.Values[n], 8, n, s.Sensitive)
-		}
+		appendHCL(r.b, s.Values[n], 8, n, s.Sensitive) // "(sensitive value)" for a sensitive one
 		r.b.WriteByte('\n')
 	}
 }
@@ -510,14 +506,8 @@ func keyPath(path, k string, sensitive map[string]bool) string {
 	return path + "." + k
 }
 
-func mapKey(k string) string {
-	if bareKey(k) {
-		return k
-	}
-	return quote(k)
-}
-
-// bareKey reports whether k is written as it is, not quoted, as a key.
+// bareKey reports whether k is written as it is, not quoted, as a map
+// key (appendMapKey).
 func bareKey(k string) bool {
 	if k == "" {
 		return false
@@ -530,7 +520,7 @@ func bareKey(k string) bool {
 	return true
 }
 
-// mapKeyLen is len(mapKey(k)), without the quoted copy of a bare key.
+// mapKeyLen is the length of what appendMapKey writes for k.
 func mapKeyLen(k string) int {
 	if bareKey(k) {
 		return len(k)
@@ -538,7 +528,7 @@ func mapKeyLen(k string) int {
 	return len(quote(k))
 }
 
-// appendMapKey writes mapKey(k) to b.
+// appendMapKey writes map key k to b: bare, or quoted.
 func appendMapKey(b *bytes.Buffer, k string) {
 	if bareKey(k) {
 		b.WriteString(k)

@@ -189,8 +189,9 @@ func (e *Engine) books(inst *instance, st *InstanceStatus) {
 	}
 	e.serviceBooks(inst, st)
 	st.Paused = inst.sup.running() && inst.sup.isPaused()
-	st.Health = inst.health().String()
-	if st.Health == HealthUnhealthy.String() {
+	h := inst.health()
+	st.Health = h.String()
+	if h == HealthUnhealthy {
 		st.HeldBy = inst.liveHeldBy
 	}
 }

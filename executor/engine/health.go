@@ -172,6 +172,17 @@ var (
 	stillStartingEvery = 15 * time.Second
 )
 
+// probeTiming is h's interval and retries as the monitor uses them: a
+// health block orch made itself (not loaded, where both are checked) may
+// leave them zero.
+func probeTiming(h *spec.Health) (interval time.Duration, retries int) {
+	interval = h.Interval
+	if interval <= 0 {
+		interval = spec.DefaultHealthInterval
+	}
+	return interval, max(h.Retries, 1)
+}
+
 // monitorFrom is monitor starting from ready (a daemon resumed after a
 // pause, which had passed before) or from starting. While the instance
 // starts, failing (when not nil) is told of its failing probes:
@@ -179,11 +190,7 @@ var (
 // that a server that never binds does not stay silent until its
 // start_timeout (60 s by default).
 func monitorFrom(ctx context.Context, h *spec.Health, r *spec.Resource, started time.Time, ready bool, report func(healthy bool, detail string), failing func(detail string)) {
-	interval := h.Interval
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	retries := max(h.Retries, 1)
+	interval, retries := probeTiming(h)
 	startTimeout := h.StartTimeout
 	if startTimeout <= 0 {
 		startTimeout = spec.DefaultStartTimeout

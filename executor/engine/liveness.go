@@ -165,10 +165,6 @@ func ownWindow(r *spec.Resource) time.Duration {
 	if r == nil || r.Health == nil {
 		return time.Second
 	}
-	h := r.Health
-	interval := h.Interval
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	return time.Duration(max(h.Retries, 1))*interval + h.Timeout
+	interval, retries := probeTiming(r.Health)
+	return time.Duration(retries)*interval + r.Health.Timeout
 }

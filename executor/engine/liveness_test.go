@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,9 +58,7 @@ func TestLivenessHeldByDependency(t *testing.T) {
 	u, dbSick, appSick := livenessPair(t)
 	first := pids(u.all())["daemon.app"]
 	// orch status names what holds it, in its JSON and its table.
-	status := exec.Command(orchBin, "status", "-json", u.dir)
-	status.Env = cleanEnv(t)
-	out, err := status.Output()
+	out, err := orchOutput(t, "status", "-json", u.dir)
 	if err != nil {
 		t.Fatalf("status -json: %v\n%s", err, out)
 	}
@@ -80,9 +77,7 @@ func TestLivenessHeldByDependency(t *testing.T) {
 	if held["daemon.app"] != "unhealthy daemon.db" || !strings.HasSuffix(held["daemon.db"], " ") {
 		t.Errorf("status: health and held_by %q, want app unhealthy held by daemon.db, db held by nothing:\n%s", held, out)
 	}
-	status = exec.Command(orchBin, "status", u.dir)
-	status.Env = cleanEnv(t)
-	if out, err := status.Output(); err != nil || !strings.Contains(string(out), "unhealthy (held: daemon.db not ready)") {
+	if out, err := orchOutput(t, "status", u.dir); err != nil || !strings.Contains(string(out), "unhealthy (held: daemon.db not ready)") {
 		t.Errorf("status: %v, want app's health unhealthy (held: daemon.db not ready):\n%s", err, out)
 	}
 	os.Remove(appSick)

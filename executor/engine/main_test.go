@@ -177,6 +177,14 @@ func restartUp(t *testing.T, dir string) *upProc {
 	return u
 }
 
+// orchOutput runs the orch binary with args in a clean environment and
+// returns what it wrote to its stdout.
+func orchOutput(t *testing.T, args ...string) ([]byte, error) {
+	cmd := exec.Command(orchBin, args...)
+	cmd.Env = cleanEnv(t)
+	return cmd.Output()
+}
+
 func (u *upProc) all() []ev {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -55,9 +55,7 @@ daemon "web" {
 		}
 	}
 	// The first apply was done: the daemon runs and is recorded.
-	st := exec.Command(orchBin, "status", "-json", dir)
-	st.Env = cleanEnv(t)
-	out, err := st.Output()
+	out, err := orchOutput(t, "status", "-json", dir)
 	var lines []struct{ Address, State string }
 	if err != nil || json.Unmarshal(out, &lines) != nil || len(lines) != 1 || lines[0].State != "running" {
 		t.Fatalf("READY=1 before the first apply was done: status %s %v", out, err)

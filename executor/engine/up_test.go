@@ -286,9 +286,7 @@ daemon "other" {
 	if out, err := apply.CombinedOutput(); err != nil || !strings.Contains(string(out), "No changes") {
 		t.Errorf("apply during up: %v\n%s", err, out)
 	}
-	status := exec.Command(orchBin, "status", "-json", u.dir)
-	status.Env = cleanEnv(t)
-	if out, err := status.Output(); err != nil {
+	if out, err := orchOutput(t, "status", "-json", u.dir); err != nil {
 		t.Errorf("status during up: %v\n%s", err, out)
 	}
 
@@ -313,9 +311,7 @@ daemon "other" {
 		}
 	}
 	// The records stay, marked stopped.
-	status = exec.Command(orchBin, "status", "-json", u.dir)
-	status.Env = cleanEnv(t)
-	out, err := status.Output()
+	out, err := orchOutput(t, "status", "-json", u.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

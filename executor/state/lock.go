@@ -128,7 +128,6 @@ func (l *fileLock) release() error {
 // while the file may be empty or still name a dead predecessor; retry
 // briefly before settling for what is there.
 func readHolder(f *os.File) LockInfo {
-	host, _ := os.Hostname()
 	var info LockInfo
 	deadline := time.Now().Add(200 * time.Millisecond)
 	for {
@@ -136,8 +135,7 @@ func readHolder(f *os.File) LockInfo {
 		buf := make([]byte, 4096)
 		n, _ := f.ReadAt(buf, 0)
 		err := json.NewDecoder(bytes.NewReader(buf[:n])).Decode(&info)
-		plausible := err == nil && info.Pid > 0 &&
-			(info.Host != host || unix.Kill(info.Pid, 0) != unix.ESRCH)
+		plausible := err == nil && info.Pid > 0 && !holderGone(info)
 		if plausible || time.Now().After(deadline) {
 			return info
 		}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/binary"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -250,12 +249,18 @@ func TestLogWatchCloseHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 4096)
-	n, err := unix.Read(kept, buf)
-	for errors.Is(err, unix.EAGAIN) {
-		pfd := []unix.PollFd{{Fd: int32(kept), Events: unix.POLLIN}}
-		unix.Poll(pfd, 10_000)
-		n, err = unix.Read(kept, buf)
+	// Waited for, at most 10 s (the descriptor is non-blocking).
+	pfd := []unix.PollFd{{Fd: int32(kept), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(pfd, 10_000)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			t.Fatalf("poll of the copy after close: %v", err)
+		}
 	}
+	n, err := unix.Read(kept, buf)
 	if err != nil || n < unix.SizeofInotifyEvent {
 		t.Fatalf("read of the copy after close: %d bytes, %v", n, err)
 	}
