@@ -46,6 +46,18 @@ type Presignaler interface {
 	Presignal(ctx context.Context, reqs []StopRequest)
 }
 
+// LaterTidier leaves what its stops tidy once their processes are gone
+// (the process runtime's empty cgroups, whose removals the kernel makes
+// one at a time) to a helper of its that outlives the caller, instead of
+// doing it before each Stop returns. orch up's shutdown asks it: the
+// stops end when the daemons have, and orch exits without waiting for
+// the kernel's bookkeeping. TidyLater turns it on for the stops that
+// follow; flush hands what they left over to the helper of stateDir,
+// tidies itself what it cannot hand over, and turns it off.
+type LaterTidier interface {
+	TidyLater(stateDir string) (flush func())
+}
+
 // HealthChecker reports a backend's own health check (a container image's
 // HEALTHCHECK); orch's exec/http/tcp checks need no provider. The engine
 // of orch up follows it for daemons that declare no health block: their

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,5 +162,71 @@ daemon "busy" {
 			t.Fatalf("no memory and CPU use in the status: %s", body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestShutdownLeavesNoCgroup: orch up's shutdown leaves the removal of
+// its daemons' empty cgroups to the log daemon, which makes them once orch
+// has exited (providers.LaterTidier); a process that escaped its daemon's
+// process group (setsid) is killed before orch exits. Within moments of
+// the exit, nothing of the project is left in the cgroup tree.
+func TestShutdownLeavesNoCgroup(t *testing.T) {
+	needCgroups(t)
+	pidFile := filepath.Join(t.TempDir(), "grandchild")
+	u := startUp(t, fmt.Sprintf(`
+daemon "plain" {
+  command = ["/bin/sleep", "611"]
+}
+daemon "esc" {
+  command = ["/bin/sh", "-c", "setsid sh -c 'echo $$ > %[1]s.tmp; mv %[1]s.tmp %[1]s; exec sleep 612' & exec sleep 613"]
+}
+`, pidFile))
+	evs := u.waitFor("ready", func(evs []ev) bool { return count(evs, "", "ready") == 1 })
+	running := pids(evs)
+	var dirs []string
+	for a, pid := range running {
+		d := cgroupDir(pid)
+		if d == "" || !strings.Contains(d, "/orch-") {
+			t.Skipf("%s (pid %d) is not in a cgroup of its own below this test's", a, pid)
+		}
+		dirs = append(dirs, d)
+	}
+	var grandchild int
+	deadline := time.Now().Add(10 * time.Second)
+	for grandchild == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the grandchild never wrote its pid")
+		}
+		b, _ := os.ReadFile(pidFile)
+		fmt.Sscan(string(b), &grandchild)
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Cleanup(func() { syscall.Kill(grandchild, syscall.SIGKILL) })
+
+	u.cmd.Process.Signal(syscall.SIGTERM)
+	<-u.exited
+	if u.err != nil {
+		t.Fatalf("orch up exited with %v after SIGTERM:\n%s", u.err, u.dump())
+	}
+	if alive(grandchild) {
+		t.Errorf("the setsid grandchild (pid %d) of daemon.esc outlived orch up", grandchild)
+	}
+	for a, pid := range running {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) outlived orch up", a, pid)
+		}
+	}
+	project := filepath.Dir(dirs[0])
+	deadline = time.Now().Add(10 * time.Second)
+	for _, d := range append(dirs, project) {
+		for {
+			if _, err := os.Stat(d); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cgroup %s is still there 10 s after orch up exited", d)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }

@@ -80,6 +80,14 @@ func (e *Engine) stopAll() error {
 	if n == 0 {
 		return nil
 	}
+	// What the stops tidy once the daemons are gone (their cgroups) is
+	// left to outlive orch (providers.LaterTidier): orch exits when its
+	// daemons have.
+	for _, pr := range e.opts.Providers {
+		if t, ok := pr.(providers.LaterTidier); ok {
+			defer t.TidyLater(e.opts.StateDir)()
+		}
+	}
 	ex := &executor.Executor{Providers: e.drainingProviders(e.opts.Providers), Store: e.opts.Store, Parallelism: min(n, stopWorkers), PresignalReady: true,
 		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.stopProgress, Kill: e.opts.Hurry}
 	_, err := ex.Apply(context.Background(), e.cfg, p)

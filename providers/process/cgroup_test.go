@@ -494,3 +494,80 @@ func TestProjectCgroupGoesWithConcurrentStops(t *testing.T) {
 		}
 	}
 }
+
+// TestTidyLater: under TidyLater (orch up's shutdown), the empty cgroups
+// of the daemons its stops end are not removed by the stops: flush hands
+// them to the log daemon, which removes them, and the project's, once the
+// connection that handed them over ends (orch's exit). A cgroup that a
+// grandchild escaped into is killed and removed by flush itself, before
+// it returns. A Provider without TidyLater removes them as before.
+func TestTidyLater(t *testing.T) {
+	needCgroups(t)
+	e := newEnv(t, process.Options{})
+	var hs []providers.Handle
+	var gs []*cgroup.Group
+	for _, n := range []string{"a", "b", "c"} {
+		h, hi := e.start(res(n, "sleep", "600"))
+		g := daemonCgroup(hi.Pid)
+		if g == nil {
+			t.Skip("the daemons' cgroups are not below this process's")
+		}
+		hs, gs = append(hs, h), append(gs, g)
+	}
+	parent := filepath.Dir(gs[0].Path)
+	gone := func(p string) bool { _, err := os.Stat(p); return os.IsNotExist(err) }
+
+	flush := e.p.TidyLater(e.state)
+	var reqs []providers.StopRequest
+	for i, n := range []string{"a", "b", "c"} {
+		reqs = append(reqs, providers.StopRequest{Addr: addr(n), Handle: hs[i], Signal: spec.SIGTERM, Timeout: 10 * time.Second})
+	}
+	e.p.Presignal(context.Background(), reqs)
+	for _, r := range reqs {
+		if _, err := e.p.Stop(context.Background(), r); err != nil {
+			t.Fatalf("stop %s: %v", r.Addr, err)
+		}
+	}
+	flush()
+	for _, g := range gs {
+		if gone(g.Path) {
+			t.Fatalf("%s was removed by its stop under TidyLater", g.Path)
+		}
+		if g.Populated() {
+			t.Fatalf("%s holds a process after its stop", g.Path)
+		}
+	}
+	process.EndLogdConns(e.p)
+	if !poll(10*time.Second, func() bool { return gone(gs[0].Path) && gone(gs[1].Path) && gone(gs[2].Path) && gone(parent) }) {
+		t.Fatalf("the log daemon did not remove the cgroups handed to it (or the project's %s) within 10 s of the connection's end", parent)
+	}
+
+	// A grandchild that left its daemon's process group: killed and its
+	// cgroup removed when flush returns; a stop after flush removes its
+	// cgroup itself.
+	esc, grandchildOf := grandchildDaemon(t, "esc")
+	he, hie := e.start(esc)
+	hp, hip := e.start(res("plain", "sleep", "600"))
+	ge, gp := daemonCgroup(hie.Pid), daemonCgroup(hip.Pid)
+	grandchild := grandchildOf()
+	flush = e.p.TidyLater(e.state)
+	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("esc"), Handle: he, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if !alive(grandchild) {
+		t.Fatalf("the grandchild (pid %d) was killed by the stop itself under TidyLater", grandchild)
+	}
+	flush()
+	if alive(grandchild) {
+		t.Fatalf("the setsid grandchild (pid %d) still runs after flush", grandchild)
+	}
+	if !gone(ge.Path) {
+		t.Fatalf("the escaped daemon's cgroup %s is still there after flush", ge.Path)
+	}
+	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("plain"), Handle: hp, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(gp.Path) || !gone(filepath.Dir(gp.Path)) {
+		t.Fatalf("a stop after flush left its cgroup %s (or the project's)", gp.Path)
+	}
+}

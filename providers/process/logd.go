@@ -75,6 +75,11 @@ type logdMsg struct {
 	Name     string `json:"name"`
 	MaxSize  int64  `json:"max_size"`
 	MaxFiles int    `json:"max_files"`
+	// Dirs and Parent are a "tidy" request's: the empty cgroups Dirs
+	// under the directory Name to remove once the connection ends, then
+	// Name itself when Parent is set (Provider.TidyLater).
+	Dirs   []string `json:"dirs,omitempty"`
+	Parent bool     `json:"parent,omitempty"`
 }
 
 // logdReply answers a logdMsg.
@@ -339,12 +344,30 @@ func (d *logd) serve(c *net.UnixConn) {
 	// closes them on the answer, or dies), so the close here is the last,
 	// the one that may wait in the kernel.
 	var lingering []int
+	// Cgroups to remove once the connection ends (tidy), in the order
+	// given: a project's directory after its daemons'.
+	var tidy []logdMsg
 	defer func() {
 		if len(lingering) > 0 {
 			go func() {
 				for _, fd := range lingering {
 					unix.Close(fd)
 				}
+			}()
+		}
+		if len(tidy) > 0 {
+			// Busy until done: logd does not exit in the middle.
+			d.mu.Lock()
+			d.busy++
+			d.mu.Unlock()
+			go func() {
+				for _, m := range tidy {
+					removeCgroupDirs(m.Name, m.Dirs, m.Parent)
+				}
+				d.mu.Lock()
+				d.busy--
+				d.mu.Unlock()
+				d.notify()
 			}()
 		}
 	}()
@@ -406,6 +429,9 @@ func (d *logd) serve(c *net.UnixConn) {
 				}
 				lingering = append(lingering, fds[0])
 				fds = fds[1:]
+			case "tidy":
+				// Checked when removed: only what is a cgroup goes.
+				tidy = append(tidy, logdMsg{Name: m.Name, Dirs: m.Dirs, Parent: m.Parent})
 			case "conf":
 				d.mu.Lock()
 				lw := d.writers[m.Name]

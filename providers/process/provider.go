@@ -98,6 +98,11 @@ type Provider struct {
 	// cgLive counts, by project cgroup directory, the cgroups this
 	// Provider made there and has not removed (removeCgroup).
 	cgLive map[string]int
+	// tidy collects the cgroups left to the log daemon to remove while
+	// TidyLater is on (tidy.go); tidying says it is on, for the reaper's
+	// dispatcher, which takes no lock.
+	tidy    *laterTidy
+	tidying atomic.Bool
 	// programs remembers where a program name was found in a PATH
 	// (programCache).
 	programs programCache
@@ -528,7 +533,8 @@ func (p *Provider) track(proc *os.Process, hi HandleInfo) {
 			// together, the removals, which the kernel makes one at a
 			// time, go on while the others die, instead of all after
 			// the last death, once Stop's goroutines run.
-			if hi.Cgroup != nil && hi.Cgroup.TryRemove() {
+			// Under TidyLater, Stop leaves it to the log daemon.
+			if hi.Cgroup != nil && !p.tidying.Load() && hi.Cgroup.TryRemove() {
 				c.cgGone.Store(true)
 			}
 			end(ws, 0)
@@ -940,6 +946,8 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	// empty and removed already, as the leader was reaped.
 	if c != nil && c.cgGone.Load() {
 		p.removedCgroup(hi.Cgroup)
+	} else if p.tidyLater(hi.Cgroup) {
+		// Empty: the log daemon removes it once orch has exited.
 	} else if err := p.endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
 		return resp, err
 	}
