@@ -500,7 +500,8 @@ func TestProjectCgroupGoesWithConcurrentStops(t *testing.T) {
 // them to the log daemon, which removes them, and the project's, once the
 // connection that handed them over ends (orch's exit). A cgroup that a
 // grandchild escaped into is killed and removed by flush itself, before
-// it returns. A Provider without TidyLater removes them as before.
+// it returns, and so is every cgroup when no log daemon runs to take
+// them. A stop after flush removes its cgroup itself, as before.
 func TestTidyLater(t *testing.T) {
 	needCgroups(t)
 	e := newEnv(t, process.Options{})
@@ -569,5 +570,22 @@ func TestTidyLater(t *testing.T) {
 	}
 	if !gone(gp.Path) || !gone(filepath.Dir(gp.Path)) {
 		t.Fatalf("a stop after flush left its cgroup %s (or the project's)", gp.Path)
+	}
+
+	// No log daemon to hand them to (it was killed): flush removes them
+	// itself before it returns.
+	hl, hil := e.start(res("lone", "sleep", "600"))
+	gl := daemonCgroup(hil.Pid)
+	flush = e.p.TidyLater(e.state)
+	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("lone"), Handle: hl, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	stopLogd(t, e.state)
+	if gone(gl.Path) {
+		t.Fatalf("%s was removed by its stop under TidyLater", gl.Path)
+	}
+	flush()
+	if !gone(gl.Path) || !gone(filepath.Dir(gl.Path)) {
+		t.Fatalf("flush with no log daemon left %s (or the project's cgroup)", gl.Path)
 	}
 }
