@@ -947,7 +947,8 @@ func (p *Provider) Stop(ctx context.Context, req providers.StopRequest) (provide
 	if c != nil && c.cgGone.Load() {
 		p.removedCgroup(hi.Cgroup)
 	} else if p.tidyLater(hi.Cgroup) {
-		// Empty: the log daemon removes it once orch has exited.
+		// Left to flush (TidyLater): removed by the log daemon once
+		// orch has exited, or by flush when something still runs in it.
 	} else if err := p.endCgroup(ctx, req.Addr, hi.Cgroup); err != nil {
 		return resp, err
 	}
