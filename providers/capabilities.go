@@ -46,16 +46,18 @@ type Presignaler interface {
 	Presignal(ctx context.Context, reqs []StopRequest)
 }
 
-// LaterTidier leaves what its stops tidy once their processes are gone
-// (the process runtime's empty cgroups, whose removals the kernel makes
-// one at a time) to a helper of its that outlives the caller, instead of
-// doing it before each Stop returns. orch up's shutdown asks it: the
-// stops end when the daemons have, and orch exits without waiting for
-// the kernel's bookkeeping. TidyLater turns it on for the stops that
-// follow; flush hands what they left over to the helper of stateDir,
-// tidies itself what it cannot hand over, and turns it off.
+// LaterTidier leaves what its stops and deletes tidy once their processes
+// are gone (the process runtime's empty cgroups, whose removals the kernel
+// makes one at a time, and its registry's lines) to the end of a batch of
+// them, or to a helper of its that outlives the caller, instead of doing
+// it before each returns. orch up's shutdown asks it: the stops end when
+// the daemons have, and orch exits without waiting for the kernel's
+// bookkeeping. TidyLater turns it on for the stops that follow; flush
+// writes what they left, hands over what goes to the helper of stateDir,
+// tidies itself what it cannot hand over, and turns it off. Its error is
+// what could not be written.
 type LaterTidier interface {
-	TidyLater(stateDir string) (flush func())
+	TidyLater(stateDir string) (flush func() error)
 }
 
 // HealthChecker reports a backend's own health check (a container image's

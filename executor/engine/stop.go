@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 	"runtime/metrics"
 
@@ -80,17 +81,24 @@ func (e *Engine) stopAll() error {
 	if n == 0 {
 		return nil
 	}
-	// What the stops tidy once the daemons are gone (their cgroups) is
-	// left to outlive orch (providers.LaterTidier): orch exits when its
-	// daemons have.
+	// What the stops tidy once the daemons are gone (their cgroups, the
+	// runtime's registry lines) is left to the end, or to outlive orch
+	// (providers.LaterTidier): orch exits when its daemons have.
+	var flushes []func() error
 	for _, pr := range e.opts.Providers {
 		if t, ok := pr.(providers.LaterTidier); ok {
-			defer t.TidyLater(e.opts.StateDir)()
+			flushes = append(flushes, t.TidyLater(e.opts.StateDir))
 		}
 	}
 	ex := &executor.Executor{Providers: e.drainingProviders(e.opts.Providers), Store: e.opts.Store, Parallelism: min(n, stopWorkers), PresignalReady: true,
 		Project: e.project(), StateDir: e.opts.StateDir, Progress: e.stopProgress, Kill: e.opts.Hurry}
 	_, err := ex.Apply(context.Background(), e.cfg, p)
+	for _, flush := range flushes {
+		if ferr := flush(); ferr != nil {
+			e.emit(Event{Type: EventError, Detail: ferr.Error()})
+			err = errors.Join(err, ferr)
+		}
+	}
 	return err
 }
 

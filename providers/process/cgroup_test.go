@@ -495,8 +495,10 @@ func TestProjectCgroupGoesWithConcurrentStops(t *testing.T) {
 	}
 }
 
-// TestTidyLater: under TidyLater (orch up's shutdown), the empty cgroups
-// of the daemons its stops end are not removed by the stops: flush hands
+// TestTidyLater: under TidyLater (orch up's shutdown), the registry lines
+// of the deletes that follow the stops are written by flush, in one
+// append, and the empty cgroups of the daemons its stops end are not
+// removed by the stops: flush hands
 // them to the log daemon, which removes them, and the project's, once the
 // connection that handed them over ends (orch's exit). A cgroup that a
 // grandchild escaped into is killed and removed by flush itself, before
@@ -524,12 +526,27 @@ func TestTidyLater(t *testing.T) {
 		reqs = append(reqs, providers.StopRequest{Addr: addr(n), Handle: hs[i], Signal: spec.SIGTERM, Timeout: 10 * time.Second})
 	}
 	e.p.Presignal(context.Background(), reqs)
+	goneLines := func() int {
+		b, _ := os.ReadFile(filepath.Join(e.state, "logs", "logd.registry"))
+		return strings.Count(string(b), `"gone":true`)
+	}
 	for _, r := range reqs {
 		if _, err := e.p.Stop(context.Background(), r); err != nil {
 			t.Fatalf("stop %s: %v", r.Addr, err)
 		}
+		if _, err := e.p.Delete(context.Background(), providers.DeleteRequest{Addr: r.Addr, Handle: r.Handle}); err != nil {
+			t.Fatalf("delete %s: %v", r.Addr, err)
+		}
 	}
-	flush()
+	if n := goneLines(); n != 0 {
+		t.Fatalf("the registry has %d gone lines before flush, want them written by flush", n)
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := goneLines(); n != 3 {
+		t.Fatalf("the registry has %d gone lines after flush, want 3", n)
+	}
 	for _, g := range gs {
 		if gone(g.Path) {
 			t.Fatalf("%s was removed by its stop under TidyLater", g.Path)
@@ -558,7 +575,9 @@ func TestTidyLater(t *testing.T) {
 	if !alive(grandchild) {
 		t.Fatalf("the grandchild (pid %d) was killed by the stop itself under TidyLater", grandchild)
 	}
-	flush()
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
 	if alive(grandchild) {
 		t.Fatalf("the setsid grandchild (pid %d) still runs after flush", grandchild)
 	}
@@ -584,7 +603,9 @@ func TestTidyLater(t *testing.T) {
 	if gone(gl.Path) {
 		t.Fatalf("%s was removed by its stop under TidyLater", gl.Path)
 	}
-	flush()
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
 	if !gone(gl.Path) || !gone(filepath.Dir(gl.Path)) {
 		t.Fatalf("flush with no log daemon left %s (or the project's cgroup)", gl.Path)
 	}

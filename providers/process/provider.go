@@ -1175,6 +1175,9 @@ func (p *Provider) Delete(ctx context.Context, req providers.DeleteRequest) (pro
 			gone.Handle = e.Handle
 		}
 	}
+	if p.tidyGone(dir, gone) {
+		return providers.DeleteResponse{}, nil // written by flush (TidyLater)
+	}
 	if err := appendRegistry(dir, gone); err != nil {
 		return providers.DeleteResponse{}, &providers.Error{Op: "delete", Retryable: true, Err: fmt.Errorf("%s: %w", req.Addr, err)}
 	}

@@ -256,7 +256,12 @@ func appendRegistry(dir string, e regEntry) error {
 	if err != nil {
 		return err
 	}
-	line = append(line, '\n')
+	return appendRegistryLines(dir, append(line, '\n'))
+}
+
+// appendRegistryLines appends lines (whole, newline-terminated) to the
+// registry in dir, in one write.
+func appendRegistryLines(dir string, line []byte) error {
 	path := filepath.Join(dir, registryName)
 	v, _ := appenders.LoadOrStore(path, &appender{})
 	if err := v.(*appender).add(path, line); err != nil {
