@@ -186,20 +186,20 @@ daemon "esc" {
 	var dirs []string
 	for a, pid := range running {
 		d := cgroupDir(pid)
-		if d == "" || !strings.Contains(d, "/orch-") {
-			t.Skipf("%s (pid %d) is not in a cgroup of its own below this test's", a, pid)
+		if d == "" || !strings.HasPrefix(filepath.Base(filepath.Dir(d)), "orch-") {
+			t.Fatalf("%s (pid %d) is not in a cgroup of its own: %q", a, pid, notify.CgroupOf(pid))
 		}
 		dirs = append(dirs, d)
 	}
+	// The pid file is written (renamed into place) by the grandchild
+	// itself, as it starts.
 	var grandchild int
-	deadline := time.Now().Add(10 * time.Second)
-	for grandchild == 0 {
+	for deadline := time.Now().Add(10 * time.Second); grandchild == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the grandchild never wrote its pid")
 		}
 		b, _ := os.ReadFile(pidFile)
 		fmt.Sscan(string(b), &grandchild)
-		time.Sleep(5 * time.Millisecond)
 	}
 	t.Cleanup(func() { syscall.Kill(grandchild, syscall.SIGKILL) })
 
@@ -216,17 +216,19 @@ daemon "esc" {
 			t.Errorf("%s (pid %d) outlived orch up", a, pid)
 		}
 	}
-	project := filepath.Dir(dirs[0])
-	deadline = time.Now().Add(10 * time.Second)
-	for _, d := range append(dirs, project) {
-		for {
-			if _, err := os.Stat(d); os.IsNotExist(err) {
-				break
+	// The log daemon removes them once orch's connection to it has ended.
+	left := func() []string {
+		var out []string
+		for _, d := range append(dirs, filepath.Dir(dirs[0])) {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				out = append(out, d)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cgroup %s is still there 10 s after orch up exited", d)
-			}
-			time.Sleep(5 * time.Millisecond)
+		}
+		return out
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(left()) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("cgroups still there 10 s after orch up exited: %v", left())
 		}
 	}
 }

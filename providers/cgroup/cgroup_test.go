@@ -324,3 +324,39 @@ func TestPlanIsWhatCreateMakes(t *testing.T) {
 		t.Errorf("the project's cgroup was left: %v", err)
 	}
 }
+
+// RemoveEmpty removes the empty cgroups it is named and, asked to, their
+// directory; it removes nothing off a cgroup file system, and no cgroup
+// that holds a process (nor the directory above it).
+func TestRemoveEmpty(t *testing.T) {
+	plain := t.TempDir()
+	os.Mkdir(filepath.Join(plain, "a"), 0o755)
+	RemoveEmpty(plain, []string{"a"}, true)
+	if _, err := os.Stat(filepath.Join(plain, "a")); err != nil {
+		t.Fatalf("an empty directory off a cgroup file system was removed: %v", err)
+	}
+
+	h := host(t)
+	parent := project(t)
+	empty, err := h.Create(parent, "empty", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := h.Create(parent, "busy", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Remove(); empty.Remove(); busy.RemoveParents() })
+	startIn(t, busy, "exec sleep 60")
+	dir := filepath.Dir(empty.Path)
+	RemoveEmpty(dir, []string{"empty", "busy"}, true)
+	if _, err := os.Stat(empty.Path); !os.IsNotExist(err) {
+		t.Fatalf("the empty cgroup %s is still there: %v", empty.Path, err)
+	}
+	if _, err := os.Stat(busy.Path); err != nil {
+		t.Fatalf("the cgroup holding a process was removed: %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the directory of a cgroup still in use was removed: %v", err)
+	}
+}

@@ -225,6 +225,30 @@ func validName(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\n\x00") && len(s) <= 255
 }
 
+// RemoveEmpty removes the empty cgroups names under dir, then dir itself
+// when parent is set and it is empty by then. It removes nothing unless
+// dir is an absolute, clean path on a cgroup file system (v2, or a v1
+// hierarchy), and no name that is not one cgroup's: whatever a caller
+// names, only empty cgroups go. What is not empty, or gone already, is
+// left as it is.
+func RemoveEmpty(dir string, names []string, parent bool) {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(dir, &fs) != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC && fs.Type != unix.CGROUP_SUPER_MAGIC {
+		return
+	}
+	for _, n := range names {
+		if validName(n) {
+			unix.Rmdir(filepath.Join(dir, n))
+		}
+	}
+	if parent {
+		unix.Rmdir(dir)
+	}
+}
+
 func mkdir(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("cannot create cgroup %s: %w", dir, err)

@@ -128,9 +128,14 @@ func (p *Provider) removeCgroup(ctx context.Context, g *cgroup.Group) error {
 // releaseCgroup counts g out of its project's cgroups and returns how
 // many are left there.
 func (p *Provider) releaseCgroup(g *cgroup.Group) int {
-	dir := filepath.Dir(g.Path)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.countOutLocked(filepath.Dir(g.Path))
+}
+
+// countOutLocked counts one cgroup out of the project directory dir and
+// returns how many are left there; mu held.
+func (p *Provider) countOutLocked(dir string) int {
 	n := p.cgLive[dir] - 1
 	if n > 0 {
 		p.cgLive[dir] = n

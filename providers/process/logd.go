@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/orch-dev/orch/providers/logfile"
 	"io"
 	"net"
 	"os"
@@ -22,6 +21,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/orch-dev/orch/providers/cgroup"
+	"github.com/orch-dev/orch/providers/logfile"
 	"github.com/orch-dev/orch/providers/owned"
 )
 
@@ -362,7 +363,7 @@ func (d *logd) serve(c *net.UnixConn) {
 			d.mu.Unlock()
 			go func() {
 				for _, m := range tidy {
-					removeCgroupDirs(m.Name, m.Dirs, m.Parent)
+					cgroup.RemoveEmpty(m.Name, m.Dirs, m.Parent)
 				}
 				d.mu.Lock()
 				d.busy--
@@ -431,7 +432,7 @@ func (d *logd) serve(c *net.UnixConn) {
 				fds = fds[1:]
 			case "tidy":
 				// Checked when removed: only what is a cgroup goes.
-				tidy = append(tidy, logdMsg{Name: m.Name, Dirs: m.Dirs, Parent: m.Parent})
+				tidy = append(tidy, m)
 			case "conf":
 				d.mu.Lock()
 				lw := d.writers[m.Name]

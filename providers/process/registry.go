@@ -252,11 +252,20 @@ func markCompacted(path string, size int64) {
 // once by several goroutines are written together (appender.add): one
 // lock, one write.
 func appendRegistry(dir string, e regEntry) error {
-	line, err := json.Marshal(&e)
+	line, err := e.line()
 	if err != nil {
 		return err
 	}
-	return appendRegistryLines(dir, append(line, '\n'))
+	return appendRegistryLines(dir, line)
+}
+
+// line is e as a registry line, newline included.
+func (e regEntry) line() ([]byte, error) {
+	b, err := json.Marshal(&e)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // appendRegistryLines appends lines (whole, newline-terminated) to the

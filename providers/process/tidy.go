@@ -2,7 +2,6 @@ package process
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sort"
@@ -77,10 +76,7 @@ func (p *Provider) tidyLater(g *cgroup.Group) bool {
 		return false
 	}
 	t.dirs[dir] = append(t.dirs[dir], name)
-	if n := p.cgLive[dir] - 1; n > 0 {
-		p.cgLive[dir] = n
-	} else {
-		delete(p.cgLive, dir)
+	if p.countOutLocked(dir) <= 0 {
 		t.last[dir] = true
 	}
 	return true
@@ -92,7 +88,7 @@ func (p *Provider) tidyGone(dir string, e regEntry) bool {
 	if !p.tidying.Load() {
 		return false
 	}
-	line, err := json.Marshal(&e)
+	line, err := e.line()
 	if err != nil {
 		return false
 	}
@@ -102,7 +98,7 @@ func (p *Provider) tidyGone(dir string, e regEntry) bool {
 	if t == nil {
 		return false
 	}
-	t.gone[dir] = append(append(t.gone[dir], line...), '\n')
+	t.gone[dir] = append(t.gone[dir], line...)
 	return true
 }
 
@@ -154,62 +150,24 @@ func (p *Provider) flushCgroups(t *laterTidy) {
 			continue
 		}
 		for len(names) > 0 {
-			k, size := 0, 0
-			for k < len(names) && (k == 0 || size+len(names[k])+3 <= tidyBatch) {
-				size += len(names[k]) + 3 // quoted, and a comma
-				k++
-			}
-			batch := names[:k]
-			names = names[k:]
+			var batch []string
+			batch, names = tidyBatchOf(names)
 			m := logdMsg{Op: "tidy", Name: dir, Dirs: batch, Parent: len(names) == 0 && t.last[dir]}
 			if err := conn.request(m, -1, p.opts.LogdStartTimeout); err != nil {
 				// Not handed over: removed here, now.
-				removeCgroupDirs(dir, batch, m.Parent)
+				cgroup.RemoveEmpty(dir, batch, m.Parent)
 			}
 		}
 	}
 }
 
-// removeCgroupDirs removes the empty cgroups names under dir, then dir
-// itself when parent is set and it is empty by then. What is not a
-// cgroup, not empty, or gone already is left as it is: it runs nothing
-// and holds nothing but a directory.
-func removeCgroupDirs(dir string, names []string, parent bool) {
-	if !isCgroupDir(dir) {
-		return
+// tidyBatchOf splits off the first names that fit in one request
+// (tidyBatch bytes, at least one name).
+func tidyBatchOf(names []string) (batch, rest []string) {
+	k, size := 0, 0
+	for k < len(names) && (k == 0 || size+len(names[k])+3 <= tidyBatch) {
+		size += len(names[k]) + 3 // quoted, and a comma
+		k++
 	}
-	for _, n := range names {
-		if validCgroupName(n) {
-			unix.Rmdir(filepath.Join(dir, n))
-		}
-	}
-	if parent {
-		unix.Rmdir(dir)
-	}
-}
-
-// isCgroupDir reports whether dir is an absolute, clean path on a cgroup
-// file system (v2, or a v1 hierarchy): the log daemon removes nothing
-// else, whatever a request names.
-func isCgroupDir(dir string) bool {
-	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
-		return false
-	}
-	var fs unix.Statfs_t
-	if unix.Statfs(dir, &fs) != nil {
-		return false
-	}
-	return fs.Type == unix.CGROUP2_SUPER_MAGIC || fs.Type == unix.CGROUP_SUPER_MAGIC
-}
-
-func validCgroupName(n string) bool {
-	if n == "" || n == "." || n == ".." || len(n) > 255 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		if n[i] == '/' || n[i] == 0 {
-			return false
-		}
-	}
-	return true
+	return names[:k], names[k:]
 }
