@@ -16,6 +16,7 @@ import (
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/process/processtest"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -52,6 +53,11 @@ func newBenchEnv(b *testing.B, config string) *benchEnv {
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
 		be.mu.Unlock()
+		// The engines' shutdowns hand their empty cgroups to logd, which
+		// removes them once this process's connection ends: after the
+		// kill below, never. Removed here, with whatever a failed
+		// iteration left.
+		processtest.RemoveCgroups(be.stateDir)
 		if raw, err := os.ReadFile(filepath.Join(be.stateDir, "logs", "logd.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 0 {
 				syscall.Kill(pid, syscall.SIGKILL)
