@@ -591,6 +591,25 @@ func TestTidyLater(t *testing.T) {
 		t.Fatalf("a stop after flush left its cgroup %s (or the project's)", gp.Path)
 	}
 
+	// The log daemon told to stop (SIGTERM) while orch's connection is
+	// still open: it removes what it was handed before it exits.
+	ht, hit := e.start(res("term", "sleep", "600"))
+	gt := daemonCgroup(hit.Pid)
+	flush = e.p.TidyLater(e.state)
+	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("term"), Handle: ht, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	if gone(gt.Path) {
+		t.Fatalf("%s was removed before the connection ended", gt.Path)
+	}
+	stopLogd(t, e.state)
+	if !gone(gt.Path) || !gone(filepath.Dir(gt.Path)) {
+		t.Fatalf("the log daemon stopped by SIGTERM left %s (or the project's cgroup) it had been handed", gt.Path)
+	}
+
 	// No log daemon to hand them to (it was killed): flush removes them
 	// itself before it returns.
 	hl, hil := e.start(res("lone", "sleep", "600"))

@@ -170,6 +170,71 @@ type logd struct {
 	loops   []*pipeLoop   // copy the pipes to the logs
 	changed chan struct{} // live or busy changed
 	opening chan struct{} // bounds the log files being opened at once
+	// tidies are the cgroups handed over (op "tidy") and not yet
+	// removed, by connection: removed when it ends, or at once when logd
+	// is told to stop first.
+	tidies map[*tidyJob]bool
+}
+
+// tidyJob is what one connection handed over to remove once it ends.
+type tidyJob struct {
+	once sync.Once
+	msgs []logdMsg // in the order given: a project's directory after its daemons'
+}
+
+// run removes the job's cgroups, once.
+func (j *tidyJob) run() {
+	j.once.Do(func() {
+		for _, m := range j.msgs {
+			cgroup.RemoveEmpty(m.Name, m.Dirs, m.Parent)
+		}
+	})
+}
+
+// addTidy takes a "tidy" request of the connection whose job is j.
+func (d *logd) addTidy(j *tidyJob, m logdMsg) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tidies == nil {
+		d.tidies = map[*tidyJob]bool{}
+	}
+	d.tidies[j] = true
+	j.msgs = append(j.msgs, m)
+}
+
+// endTidy removes j's cgroups (the connection ended), counting logd busy
+// meanwhile so that it does not take its idle exit in the middle.
+func (d *logd) endTidy(j *tidyJob) {
+	d.mu.Lock()
+	if !d.tidies[j] {
+		d.mu.Unlock()
+		return
+	}
+	d.busy++
+	d.mu.Unlock()
+	go func() {
+		j.run()
+		d.mu.Lock()
+		delete(d.tidies, j)
+		d.busy--
+		d.mu.Unlock()
+		d.notify()
+	}()
+}
+
+// tidyAll removes every cgroup handed over and not yet removed, before a
+// stop by signal: a connection that has not ended yet (orch still running
+// its last steps) loses its wait, not its cgroups.
+func (d *logd) tidyAll() {
+	d.mu.Lock()
+	jobs := make([]*tidyJob, 0, len(d.tidies))
+	for j := range d.tidies {
+		jobs = append(jobs, j)
+	}
+	d.mu.Unlock()
+	for _, j := range jobs {
+		j.run()
+	}
 }
 
 func (d *logd) run() error {
@@ -240,6 +305,7 @@ func (d *logd) run() error {
 	for {
 		select {
 		case <-sigs:
+			d.tidyAll()
 			return nil
 		case <-d.changed:
 			idle.Stop()
@@ -249,6 +315,7 @@ func (d *logd) run() error {
 		case <-idle.C:
 			if d.tryExit() {
 				exited = true
+				d.tidyAll() // of a connection still open
 				return nil
 			}
 			if d.idleNow() {
@@ -345,9 +412,8 @@ func (d *logd) serve(c *net.UnixConn) {
 	// closes them on the answer, or dies), so the close here is the last,
 	// the one that may wait in the kernel.
 	var lingering []int
-	// Cgroups to remove once the connection ends (tidy), in the order
-	// given: a project's directory after its daemons'.
-	var tidy []logdMsg
+	// Cgroups to remove once the connection ends (tidy).
+	tidy := &tidyJob{}
 	defer func() {
 		if len(lingering) > 0 {
 			go func() {
@@ -356,21 +422,7 @@ func (d *logd) serve(c *net.UnixConn) {
 				}
 			}()
 		}
-		if len(tidy) > 0 {
-			// Busy until done: logd does not exit in the middle.
-			d.mu.Lock()
-			d.busy++
-			d.mu.Unlock()
-			go func() {
-				for _, m := range tidy {
-					cgroup.RemoveEmpty(m.Name, m.Dirs, m.Parent)
-				}
-				d.mu.Lock()
-				d.busy--
-				d.mu.Unlock()
-				d.notify()
-			}()
-		}
+		d.endTidy(tidy)
 	}()
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4))
@@ -432,7 +484,7 @@ func (d *logd) serve(c *net.UnixConn) {
 				fds = fds[1:]
 			case "tidy":
 				// Checked when removed: only what is a cgroup goes.
-				tidy = append(tidy, m)
+				d.addTidy(tidy, m)
 			case "conf":
 				d.mu.Lock()
 				lw := d.writers[m.Name]
