@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -304,13 +305,19 @@ var warmed struct {
 var warmTTL = 2 * time.Second
 
 // WarmStats reads the stat of every process of the machine ahead of a
-// refresh that will observe n daemons of the process runtime, on one
-// goroutine, so that a one-shot command (orch plan, apply, destroy) reads
-// /proc while it loads its configuration instead of after: the refresh's
-// Observe takes the scan (once, within warmTTL) instead of reading /proc
-// again. At 10,000 daemons the scan is about 0.15 s of CPU, which the
-// load leaves a core for. Nothing is read when n is too few for an
-// Observe to scan (observeScanMin, scanStats).
+// refresh that will observe n daemons of the process runtime, so that a
+// one-shot command (orch plan, apply, destroy) reads /proc while it loads
+// its configuration instead of after: the refresh's Observe takes the scan
+// (once, within warmTTL) instead of reading /proc again. Nothing is read
+// when n is too few for an Observe to scan (observeScanMin, scanStats).
+//
+// At 10,000 daemons the scan is about 0.16 s of CPU. It is split across
+// GOMAXPROCS goroutines: the load from the configuration cache, itself
+// parallel, ends first, and a scan on one goroutine then ran alone on one
+// core of two while the plan waited for it (the "open state" phase of a
+// no-op plan of 10,000: 69-75 ms after the load, now 33-37 ms; end to end,
+// 64 runs each in alternating blocks, median 0.47 s against 0.51 s, mean
+// 0.48 s against 0.51 s, the same CPU).
 //
 // The records of the n daemons must have been read before WarmStats is
 // called: each was written after its process started, so each process
@@ -322,7 +329,7 @@ func WarmStats(n int) {
 	if n < observeScanMin {
 		return
 	}
-	stats, at, atTicks := scanAll(n, 1, hostBoot().clockHz)
+	stats, at, atTicks := scanAll(n, runtime.GOMAXPROCS(0), hostBoot().clockHz)
 	if stats == nil {
 		return
 	}
