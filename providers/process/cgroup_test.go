@@ -560,6 +560,23 @@ func TestTidyLater(t *testing.T) {
 		t.Fatalf("the log daemon did not remove the cgroups handed to it (or the project's %s) within 10 s of the connection's end", parent)
 	}
 
+	stop := func(n string, h providers.Handle) {
+		t.Helper()
+		if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr(n), Handle: h, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
+			t.Fatalf("stop %s: %v", n, err)
+		}
+	}
+	// stoppedUnderTidyLater starts daemon n and stops it under TidyLater:
+	// its cgroup, and the flush to call.
+	stoppedUnderTidyLater := func(n string) (*cgroup.Group, func() error) {
+		t.Helper()
+		h, hi := e.start(res(n, "sleep", "600"))
+		g := daemonCgroup(hi.Pid)
+		flush := e.p.TidyLater(e.state)
+		stop(n, h)
+		return g, flush
+	}
+
 	// A grandchild that left its daemon's process group: killed and its
 	// cgroup removed when flush returns; a stop after flush removes its
 	// cgroup itself.
@@ -569,9 +586,7 @@ func TestTidyLater(t *testing.T) {
 	ge, gp := daemonCgroup(hie.Pid), daemonCgroup(hip.Pid)
 	grandchild := grandchildOf()
 	flush = e.p.TidyLater(e.state)
-	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("esc"), Handle: he, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	stop("esc", he)
 	if !alive(grandchild) {
 		t.Fatalf("the grandchild (pid %d) was killed by the stop itself under TidyLater", grandchild)
 	}
@@ -584,21 +599,14 @@ func TestTidyLater(t *testing.T) {
 	if !gone(ge.Path) {
 		t.Fatalf("the escaped daemon's cgroup %s is still there after flush", ge.Path)
 	}
-	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("plain"), Handle: hp, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	stop("plain", hp)
 	if !gone(gp.Path) || !gone(filepath.Dir(gp.Path)) {
 		t.Fatalf("a stop after flush left its cgroup %s (or the project's)", gp.Path)
 	}
 
 	// The log daemon told to stop (SIGTERM) while orch's connection is
 	// still open: it removes what it was handed before it exits.
-	ht, hit := e.start(res("term", "sleep", "600"))
-	gt := daemonCgroup(hit.Pid)
-	flush = e.p.TidyLater(e.state)
-	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("term"), Handle: ht, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	gt, flush := stoppedUnderTidyLater("term")
 	if err := flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -612,12 +620,7 @@ func TestTidyLater(t *testing.T) {
 
 	// No log daemon to hand them to (it was killed): flush removes them
 	// itself before it returns.
-	hl, hil := e.start(res("lone", "sleep", "600"))
-	gl := daemonCgroup(hil.Pid)
-	flush = e.p.TidyLater(e.state)
-	if _, err := e.p.Stop(context.Background(), providers.StopRequest{Addr: addr("lone"), Handle: hl, Signal: spec.SIGTERM, Timeout: 10 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	gl, flush := stoppedUnderTidyLater("lone")
 	stopLogd(t, e.state)
 	if gone(gl.Path) {
 		t.Fatalf("%s was removed by its stop under TidyLater", gl.Path)

@@ -170,25 +170,18 @@ type logd struct {
 	loops   []*pipeLoop   // copy the pipes to the logs
 	changed chan struct{} // live or busy changed
 	opening chan struct{} // bounds the log files being opened at once
-	// tidies are the cgroups handed over (op "tidy") and not yet
-	// removed, by connection: removed when it ends, or at once when logd
-	// is told to stop first.
-	tidies map[*tidyJob]bool
+	// tidies are the cgroups handed over (op "tidy") and not yet taken
+	// for removal, by connection: taken when it ends, or all at once when
+	// logd is told to stop first. removing counts the removals under way.
+	tidies   map[*tidyJob]bool
+	removing sync.WaitGroup
 }
 
-// tidyJob is what one connection handed over to remove once it ends.
+// tidyJob is what one connection handed over to remove once it ends, in
+// the order given: a project's directory after its daemons'. d.mu guards
+// it.
 type tidyJob struct {
-	once sync.Once
-	msgs []logdMsg // in the order given: a project's directory after its daemons'
-}
-
-// run removes the job's cgroups, once.
-func (j *tidyJob) run() {
-	j.once.Do(func() {
-		for _, m := range j.msgs {
-			cgroup.RemoveEmpty(m.Name, m.Dirs, m.Parent)
-		}
-	})
+	msgs []logdMsg
 }
 
 // addTidy takes a "tidy" request of the connection whose job is j.
@@ -202,39 +195,69 @@ func (d *logd) addTidy(j *tidyJob, m logdMsg) {
 	j.msgs = append(j.msgs, m)
 }
 
+// takeTidiesLocked takes what jobs hold for removal (all of them when jobs
+// is nil), and counts the removal under way; d.mu held.
+func (d *logd) takeTidiesLocked(jobs ...*tidyJob) []logdMsg {
+	if jobs == nil {
+		for j := range d.tidies {
+			jobs = append(jobs, j)
+		}
+	}
+	var msgs []logdMsg
+	for _, j := range jobs {
+		if d.tidies[j] {
+			msgs = append(msgs, j.msgs...)
+			j.msgs = nil
+			delete(d.tidies, j)
+		}
+	}
+	if len(msgs) > 0 {
+		d.removing.Add(1)
+	}
+	return msgs
+}
+
+// removeTidied removes the cgroups msgs name and ends the count
+// takeTidiesLocked began.
+func (d *logd) removeTidied(msgs []logdMsg) {
+	defer d.removing.Done()
+	for _, m := range msgs {
+		cgroup.RemoveEmpty(m.Name, m.Dirs, m.Parent)
+	}
+}
+
 // endTidy removes j's cgroups (the connection ended), counting logd busy
 // meanwhile so that it does not take its idle exit in the middle.
 func (d *logd) endTidy(j *tidyJob) {
 	d.mu.Lock()
-	if !d.tidies[j] {
+	msgs := d.takeTidiesLocked(j)
+	if len(msgs) == 0 {
 		d.mu.Unlock()
 		return
 	}
 	d.busy++
 	d.mu.Unlock()
 	go func() {
-		j.run()
+		d.removeTidied(msgs)
 		d.mu.Lock()
-		delete(d.tidies, j)
 		d.busy--
 		d.mu.Unlock()
 		d.notify()
 	}()
 }
 
-// tidyAll removes every cgroup handed over and not yet removed, before a
-// stop by signal: a connection that has not ended yet (orch still running
-// its last steps) loses its wait, not its cgroups.
+// tidyAll removes every cgroup handed over and not yet removed, and waits
+// for the removals under way, before logd exits: a connection that has not
+// ended yet (orch still running its last steps) loses its wait, not its
+// cgroups.
 func (d *logd) tidyAll() {
 	d.mu.Lock()
-	jobs := make([]*tidyJob, 0, len(d.tidies))
-	for j := range d.tidies {
-		jobs = append(jobs, j)
-	}
+	msgs := d.takeTidiesLocked()
 	d.mu.Unlock()
-	for _, j := range jobs {
-		j.run()
+	if len(msgs) > 0 {
+		d.removeTidied(msgs)
 	}
+	d.removing.Wait()
 }
 
 func (d *logd) run() error {
