@@ -298,6 +298,9 @@ type appender struct {
 	writing bool       // a goroutine is writing batches
 
 	compacting atomic.Bool // a compaction of this registry runs (compactLater)
+	// compactMu is held from the moment a compaction is decided until it
+	// has ended (compactLater): waitCompaction takes it to wait for one.
+	compactMu sync.Mutex
 }
 
 // regBatch is lines written together, and how their write went.
@@ -372,8 +375,10 @@ func (a *appender) compactLater(path string) {
 		return
 	}
 	compactions.Add(1)
+	a.compactMu.Lock() // unlocked by the goroutine, once it has ended
 	go func() {
 		defer compactions.Done()
+		defer a.compactMu.Unlock()
 		defer a.compacting.Store(false)
 		// Again while what was appended during the last one makes it
 		// due: the lines judged the last time came to less than half.
@@ -384,6 +389,16 @@ func (a *appender) compactLater(path string) {
 			}
 		}
 	}()
+}
+
+// waitCompaction returns once no compaction of the registry at path that
+// this process began is under way.
+func waitCompaction(path string) {
+	if v, ok := appenders.Load(path); ok {
+		a := v.(*appender)
+		a.compactMu.Lock()
+		a.compactMu.Unlock()
+	}
 }
 
 // compactionDue reports whether the registry at path, of size bytes, has

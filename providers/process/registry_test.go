@@ -465,27 +465,7 @@ func TestRegistryAppendsGoOnDuringCompaction(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, registryName)
 	appendRegistry(dir, regEntry{Name: "a", ID: "a1", Pending: true, logConf: logConf{Address: "daemon.a"}})
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	compactionJudged = func() {
-		once.Do(func() { close(held) })
-		<-release
-	}
-	t.Cleanup(func() { compactionJudged = func() {} })
-	// Ended instances, with no compaction set off meanwhile (the last one
-	// is remembered as huge), then one more line that sets one off: it
-	// judges every ended line, and is held after that.
-	compacted.Store(path, int64(1<<40))
-	for i := 0; i < 4000; i++ {
-		appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
-	}
-	compacted.Store(path, int64(0))
-	go appendRegistry(dir, regEntry{Name: "crashes", ID: "c-last", logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
-	select {
-	case <-held:
-	case <-time.After(60 * time.Second):
-		t.Fatal("no compaction was set off")
-	}
+	release := holdCompaction(t, dir)
 	// Held between its judgement and its copy: appends still go through.
 	done := make(chan error, 1)
 	go func() {
@@ -503,11 +483,11 @@ func TestRegistryAppendsGoOnDuringCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		close(release)
+		release()
 		t.Fatal("appends waited for a compaction")
 	}
 	before, _ := os.Stat(path)
-	close(release)
+	release()
 	WaitRegistryCompactions()
 	after, err := os.Stat(path)
 	if err != nil {
@@ -531,6 +511,42 @@ func TestRegistryAppendsGoOnDuringCompaction(t *testing.T) {
 	if n := len(all.of("crashes")); n != 0 {
 		t.Errorf("%d ended instances kept", n)
 	}
+}
+
+// holdCompaction appends to the registry in dir 4,000 ended instances of
+// "crashes", with no compaction set off meanwhile (the last one is
+// remembered as huge), then one more line that sets one off, and returns
+// once that compaction has judged every ended line and is held, before
+// its copy, until release is called (at the test's end at the latest).
+func holdCompaction(t *testing.T, dir string) (release func()) {
+	t.Helper()
+	path := filepath.Join(dir, registryName)
+	held, free := make(chan struct{}), make(chan struct{})
+	var heldOnce, freeOnce sync.Once
+	compactionJudged = func() {
+		heldOnce.Do(func() { close(held) })
+		<-free
+	}
+	release = func() { freeOnce.Do(func() { close(free) }) }
+	t.Cleanup(func() {
+		release()
+		WaitRegistryCompactions()
+		compactionJudged = func() {}
+	})
+	compacted.Store(path, int64(1<<40))
+	for i := 0; i < 4000; i++ {
+		if err := appendRegistry(dir, regEntry{Name: "crashes", ID: fmt.Sprint("c", i), logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compacted.Store(path, int64(0))
+	go appendRegistry(dir, regEntry{Name: "crashes", ID: "c-last", logConf: logConf{Address: "daemon.crashes", Handle: handleOf(1 << 22)}})
+	select {
+	case <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no compaction was set off")
+	}
+	return release
 }
 
 // registryWriterEnv makes TestRegistryWriterChild a writer of

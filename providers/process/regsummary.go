@@ -324,11 +324,19 @@ func summaryCurrent(dir string) bool {
 // else from the whole registry. orch apply calls it while it waits for
 // its starts to prove alive, so that the plan after an apply does not
 // replay the registry. Best effort.
+//
+// It first waits for a compaction of the registry that this process
+// began (the apply's appends set them off): one that ended after the
+// summary was written would replace the file the summary was made of,
+// and the next plan would replay the whole registry after all (the
+// first no-op plan after an apply of 10,000 following a destroy: 13 MB
+// of its peak live heap).
 func SummarizeRegistry(stateDir string) {
 	logsDir := filepath.Join(stateDir, "logs")
 	if owned.Check(logsDir) != nil {
 		return
 	}
+	waitCompaction(filepath.Join(logsDir, registryName))
 	if s := currentSummary(logsDir); s != nil {
 		return
 	}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+
 	"testing"
+	"time"
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/spec"
@@ -233,4 +235,57 @@ func TestAdoptFromSummary(t *testing.T) {
 		t.Fatal("SummarizeRegistry wrote no summary")
 	}
 	adopt(true)
+}
+
+// TestSummaryAfterCompaction: SummarizeRegistry, called while a
+// compaction of the registry that the same process set off is under way,
+// leaves a summary of the registry as the compaction left it (of the new
+// file): the next plan reads the summary, not the whole registry.
+func TestSummaryAfterCompaction(t *testing.T) {
+	stateDir := t.TempDir()
+	dir := filepath.Join(stateDir, "logs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, registryName)
+	// Live instances, then a compaction set off and held (holdCompaction).
+	for i := 0; i < 20; i++ {
+		e := regEntry{Name: fmt.Sprintf("daemon.d%d", i), ID: fmt.Sprint("id", i), Pending: true, logConf: logConf{Address: fmt.Sprintf("daemon.d%d", i), Project: "p", Runtime: "runtime.process.default"}}
+		if err := appendRegistry(dir, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := holdCompaction(t, dir)
+	summarized := make(chan struct{})
+	go func() {
+		defer close(summarized)
+		SummarizeRegistry(stateDir)
+	}()
+	// A summary that does not wait for the compaction is written while
+	// it is held; one that waits is not, until it is released.
+	select {
+	case <-summarized:
+	case <-time.After(200 * time.Millisecond):
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	select {
+	case <-summarized:
+	case <-time.After(60 * time.Second):
+		t.Fatal("SummarizeRegistry did not return after the compaction ended")
+	}
+	WaitRegistryCompactions()
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(before, after) {
+		t.Fatal("the registry was not compacted into a new file: the test tests nothing")
+	}
+	if !summaryCurrent(dir) {
+		t.Fatal("the summary is not of the registry the compaction left: the next plan replays the whole registry")
+	}
 }
