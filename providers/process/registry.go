@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -297,10 +296,10 @@ type appender struct {
 	next    *regBatch  // the lines waiting for the next write
 	writing bool       // a goroutine is writing batches
 
-	compacting atomic.Bool // a compaction of this registry runs (compactLater)
-	// compactMu is held from the moment a compaction is decided until it
-	// has ended (compactLater): waitCompaction takes it to wait for one.
-	compactMu sync.Mutex
+	// compacting is held while a compaction of this registry runs, from
+	// the moment compactLater decides it until it has ended:
+	// waitCompaction takes it to wait for one.
+	compacting sync.Mutex
 }
 
 // regBatch is lines written together, and how their write went.
@@ -371,15 +370,13 @@ func (a *appender) add(path string, line []byte) error {
 // 11 ms of a stop of 1,000 (perf), and one at each doubling of the
 // registry during an apply of 10,000.
 func (a *appender) compactLater(path string) {
-	if !a.compacting.CompareAndSwap(false, true) {
-		return
+	if !a.compacting.TryLock() {
+		return // one runs already
 	}
 	compactions.Add(1)
-	a.compactMu.Lock() // unlocked by the goroutine, once it has ended
 	go func() {
 		defer compactions.Done()
-		defer a.compactMu.Unlock()
-		defer a.compacting.Store(false)
+		defer a.compacting.Unlock()
 		// Again while what was appended during the last one makes it
 		// due: the lines judged the last time came to less than half.
 		for compactRegistry(path) {
@@ -396,10 +393,15 @@ func (a *appender) compactLater(path string) {
 func waitCompaction(path string) {
 	if v, ok := appenders.Load(path); ok {
 		a := v.(*appender)
-		a.compactMu.Lock()
-		a.compactMu.Unlock()
+		compactionAwaited()
+		a.compacting.Lock()
+		a.compacting.Unlock()
 	}
 }
+
+// compactionAwaited is called as waitCompaction begins to wait (a test
+// waits for it).
+var compactionAwaited = func() {}
 
 // compactionDue reports whether the registry at path, of size bytes, has
 // doubled since its last compaction (and is worth one at all).

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-
 	"testing"
 	"time"
 
@@ -256,16 +255,21 @@ func TestSummaryAfterCompaction(t *testing.T) {
 		}
 	}
 	release := holdCompaction(t, dir)
+	awaited := make(chan struct{}, 1)
+	compactionAwaited = func() { awaited <- struct{}{} }
+	t.Cleanup(func() { compactionAwaited = func() {} })
 	summarized := make(chan struct{})
 	go func() {
 		defer close(summarized)
 		SummarizeRegistry(stateDir)
 	}()
 	// A summary that does not wait for the compaction is written while
-	// it is held; one that waits is not, until it is released.
+	// it is held; one that waits says so, and is written once released.
 	select {
 	case <-summarized:
-	case <-time.After(200 * time.Millisecond):
+	case <-awaited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("SummarizeRegistry neither returned nor waited for the compaction")
 	}
 	before, err := os.Stat(path)
 	if err != nil {
