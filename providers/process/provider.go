@@ -731,24 +731,31 @@ func (p *Provider) observeInfo(hi HandleInfo) providers.Observed {
 	return p.observeStat(hi, nil)
 }
 
+// observeChild is what child c, hi's process, is: running, or how it
+// exited once reaped (c.ended: set before c.done is closed and its
+// waiters called).
+func (p *Provider) observeChild(c *child, hi HandleInfo) providers.Observed {
+	obs := providers.Observed{Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks), State: providers.StateRunning}
+	p.mu.Lock()
+	ended, oom := c.ended, c.oomKills
+	if ended {
+		obs.State = providers.StateExited
+		exitStatus(c.state, &obs)
+	}
+	p.mu.Unlock()
+	if ended {
+		obs.Error = oomReason(oom, obs)
+	}
+	return obs
+}
+
 // observeStat is observeInfo with the stats of a scan of /proc (nil:
 // none); a process the scan did not see is read.
 func (p *Provider) observeStat(hi HandleInfo, stats map[int]procStat) providers.Observed {
-	obs := providers.Observed{Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
 	if c := p.child(hi); c != nil {
-		select {
-		case <-c.done:
-			obs.State = providers.StateExited
-			p.mu.Lock()
-			exitStatus(c.state, &obs)
-			oom := c.oomKills
-			p.mu.Unlock()
-			obs.Error = oomReason(oom, obs)
-		default:
-			obs.State = providers.StateRunning
-		}
-		return obs
+		return p.observeChild(c, hi)
 	}
+	obs := providers.Observed{Pid: hi.Pid, StartedAt: p.boot.startedAt(hi.StartTicks)}
 	switch id, st := p.identifyFrom(hi, stats); id {
 	case procAlive:
 		obs.State = providers.StateRunning

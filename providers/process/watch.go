@@ -84,7 +84,10 @@ func (p *Provider) NotifyExit(req providers.WatchRequest, exited func(providers.
 		return nil, &providers.Error{Op: "watch", Err: err}
 	}
 	if c := p.child(hi); c != nil {
-		return p.onReaped(c, func() { exited(p.endOf(hi)) }), nil
+		// From c itself, not looked up again: a Stop that waited for the
+		// same reap may have forgotten c by then, and the exit would read
+		// "missing", its status lost.
+		return p.onReaped(c, func() { exited(p.observeChild(c, hi)) }), nil
 	}
 	// Until a cancel, or the end.
 	ctx, stop := context.WithCancel(context.Background())
