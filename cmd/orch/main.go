@@ -72,6 +72,9 @@ func run() int {
 	if path := os.Getenv("ORCH_MEMPROFILE"); path != "" {
 		runtime.MemProfileRate = 64 << 10
 		defer func() {
+			// The profile holds what the last completed collection
+			// saw: one now makes it hold every allocation.
+			runtime.GC()
 			if f, err := os.Create(path); err == nil {
 				pprof.Lookup("allocs").WriteTo(f, 0)
 				f.Close()

@@ -265,3 +265,65 @@ func TestLogWatchCloseHandsOver(t *testing.T) {
 		t.Fatalf("read of the copy after close: %d bytes, %v", n, err)
 	}
 }
+
+// orch up's last look at the logs, when it stops, reads what was written
+// just before (a line, and a line not ended), and looks only at the logs
+// the watch marked: not at every idle one.
+func TestForwarderLastLookReadsMarkedOnly(t *testing.T) {
+	state := t.TempDir()
+	logs := filepath.Join(state, "logs")
+	if err := os.Mkdir(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	lf := newLogForwarder(out, &spec.Config{}, state, false, true, false)
+	lf.start()
+	addr := func(i int) spec.Address { return spec.Address{Kind: spec.KindDaemon, Name: "d" + strconv.Itoa(i)} }
+	path := func(i int) string { return filepath.Join(logs, process.FileName(addr(i))+".log") }
+	const n = 200
+	for i := 0; i < n; i++ {
+		appendFile(t, path(i), "")
+		lf.event(engine.Event{Type: engine.EventStarted, Addr: addr(i)})
+	}
+	appendFile(t, path(0), "hello\n")
+	waitFor(t, `"hello"`, func() bool {
+		b, _ := os.ReadFile(out.Name())
+		return strings.Contains(string(b), "| hello")
+	})
+	// Every log has had a look that found nothing: each one's watch waits.
+	waitFor(t, "every watch armed", func() bool {
+		lf.mu.Lock()
+		defer lf.mu.Unlock()
+		if len(lf.hot) > 0 || lf.watch == nil {
+			return false
+		}
+		lf.watch.mu.Lock()
+		defer lf.watch.mu.Unlock()
+		return len(lf.watch.armed) == n
+	})
+	appendFile(t, path(7), "last words\n")
+	appendFile(t, path(9), "no newline")
+	lf.mu.Lock()
+	before := lf.looks
+	lf.mu.Unlock()
+	lf.stop()
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| last words", "| no newline"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the last look missed %q:\n%s", want, b)
+		}
+	}
+	if looks := lf.looks - before; looks > 10 {
+		t.Errorf("the last look read %d of %d logs, two of which had something new", looks, n)
+	}
+	if ents, _ := os.ReadDir(logs); len(ents) != n {
+		t.Errorf("%d files in the logs directory after the stop, want the %d logs", len(ents), n)
+	}
+}

@@ -11,7 +11,8 @@ import (
 
 // ORCH_PHASES=1 (undocumented, for profiling like ORCH_CPUPROFILE) prints
 // to stderr how long each phase of a plan or an apply took since the
-// previous one, and the heap in use at its end (ORCH_PHASES=gc: the
+// previous one, the heap in use at its end and all allocated so far
+// (ORCH_PHASES=gc: the
 // live heap, after a collection that the times then include; with
 // ORCH_PHASEPROF=PREFIX also a heap profile of it at PREFIX.<phase>).
 var phases = os.Getenv("ORCH_PHASES") != ""
@@ -45,6 +46,6 @@ func phase(name string) {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "orch: phase %-12s %6.1f ms  heap %5.1f MB  stacks %5.1f MB  goroutines %d  sys %5.1f MB%s\n", name, float64(now.Sub(phaseLast).Microseconds())/1000, float64(ms.HeapAlloc)/(1<<20), float64(ms.StackSys)/(1<<20), runtime.NumGoroutine(), float64(ms.Sys)/(1<<20), rss)
+	fmt.Fprintf(os.Stderr, "orch: phase %-12s %6.1f ms  heap %5.1f MB  allocated %6.1f MB  stacks %5.1f MB  goroutines %d  sys %5.1f MB%s\n", name, float64(now.Sub(phaseLast).Microseconds())/1000, float64(ms.HeapAlloc)/(1<<20), float64(ms.TotalAlloc)/(1<<20), float64(ms.StackSys)/(1<<20), runtime.NumGoroutine(), float64(ms.Sys)/(1<<20), rss)
 	phaseLast = time.Now()
 }

@@ -306,6 +306,32 @@ func (lf *logForwarder) round(final, all bool) {
 	}
 	switch {
 	case !all:
+	case final && lf.watch != nil && !lf.watch.ended() && lf.watch.sync(lf.logsDir):
+		// The last look: the logs written since their last look are
+		// all marked now (sync), and the others have nothing new.
+		if lf.watch.take(lf.marked) {
+			for name := range lf.byName {
+				lf.marked[name] = true
+			}
+		}
+		for f := range lf.hot {
+			lf.marked[f.file] = true
+		}
+		for name := range lf.marked {
+			if f := lf.byName[name]; f != nil {
+				lf.read(f, true)
+			}
+		}
+		clear(lf.marked)
+		for f := range lf.polled {
+			lf.read(f, true)
+		}
+		for _, f := range lf.files {
+			if len(f.partial) > 0 {
+				lf.line(f, f.partial)
+				f.partial = nil
+			}
+		}
 	case final || lf.watch == nil:
 		for _, f := range lf.files {
 			lf.poll(f, final)
