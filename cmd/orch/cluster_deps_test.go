@@ -22,15 +22,9 @@ import (
 // ready cannot pass unseen. The agents get the backend as -backend.
 func TestClusterDependsAcrossNodes(t *testing.T) {
 	server := dockertest.ServerBinary(t) // a static HTTP server with /healthz
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
 	marks := t.TempDir()
 	gateFile, early := filepath.Join(marks, "let-db-bind"), filepath.Join(marks, "app-started-early")
-	cfg := strings.NewReplacer("SERVER", server, "PORT_", port, "GATE", gateFile, "EARLY", early).Replace(`orch {
+	cfg := strings.NewReplacer("SERVER", server, "GATE", gateFile, "EARLY", early).Replace(`orch {
   name = "multi"
 }
 
@@ -55,6 +49,16 @@ daemon "app" {
 }
 `)
 	c := newClusterTest(t, cfg)
+	// db's port is picked once the etcd cluster holds its own: picked
+	// before, the kernel handed the same free port to an etcd member
+	// once, and db, unable to bind it, crash-looped.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	c.config = strings.ReplaceAll(c.config, "PORT_", port)
 	c.backendFlag = true
 	c.startAll("n1", "n2")
 
