@@ -234,3 +234,52 @@ func StoredOf(stored []state.Instance) map[spec.Address]*planner.Stored {
 	}
 	return out
 }
+
+// ConfigReader reads recorded configurations by address
+// (state.Store.Configs).
+type ConfigReader interface {
+	Configs(addrs []spec.Address) (map[spec.Address][]byte, error)
+}
+
+// ReadOmittedConfigs completes the planner's input made from records
+// listed without their configurations (state.ListOptions.OmitConfig,
+// marked so by the refresh): the configurations the plan needs
+// (Prepared.ConfigsNeeded: those that differ from the desired ones, those
+// no longer declared; all of them for a destroy, where prep is nil) are
+// read, in one read of st. in.Prepared is set to prep. orch plan,
+// orch apply and orch up's reloads plan so.
+func ReadOmittedConfigs(st ConfigReader, in *planner.Input, prep *planner.Prepared) error {
+	omitted := 0
+	for _, sd := range in.Stored {
+		if sd.ConfigOmitted {
+			omitted++
+		}
+	}
+	in.Prepared = prep
+	if omitted == 0 {
+		return nil
+	}
+	var need []spec.Address
+	if prep == nil {
+		for a, sd := range in.Stored {
+			if sd.ConfigOmitted {
+				need = append(need, a)
+			}
+		}
+	} else {
+		need = prep.ConfigsNeeded(*in)
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	configs, err := st.Configs(need)
+	if err != nil {
+		return err
+	}
+	for _, a := range need {
+		sd := *in.Stored[a]
+		sd.Config, sd.ConfigOmitted = configs[a], false
+		in.Stored[a] = &sd
+	}
+	return nil
+}

@@ -464,6 +464,57 @@ daemon %q {
 	}
 }
 
+// An adopted daemon is stopped, when orch up stops it (here: unhealthy),
+// with the stop settings it was applied with, read from its record's
+// configuration, which orch up's reload lists without (records.go in
+// executor/engine): the daemon ignores SIGTERM and leaves a mark on its
+// stop signal, SIGINT.
+func TestAdoptedStoppedAsApplied(t *testing.T) {
+	marks := t.TempDir()
+	sick, mark := filepath.Join(marks, "sick"), filepath.Join(marks, "stopped-by")
+	token := fmt.Sprintf("orch-adoptstop-%d-%d", os.Getpid(), time.Now().UnixNano())
+	e := newEngineTest(t, fmt.Sprintf(`
+daemon "a" {
+  command = ["/bin/sh", "-c", "trap '' TERM; trap 'echo INT > %s; exit 0' INT; while :; do sleep 0.05; done", "%s"]
+  stop {
+    signal  = "SIGINT"
+    timeout = "3s"
+  }
+  health {
+    exec     = ["/bin/sh", "-c", "test ! -e %s"]
+    interval = "100ms"
+    retries  = 2
+  }
+}
+`, mark, token, sick))
+	p := e.start("up")
+	before := e.allRunning(p, "daemon.a")["daemon.a"].Pid
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+
+	p2 := e.start("up")
+	defer func() {
+		p2.cmd.Process.Signal(syscall.SIGTERM)
+		<-p2.exited
+	}()
+	if pid := e.allRunning(p2, "daemon.a")["daemon.a"].Pid; pid != before {
+		t.Fatalf("daemon.a: pid %d after the restart of orch up, want %d (adopted)", pid, before)
+	}
+	e.waitFor(p2, "daemon.a adopted and healthy", func() bool {
+		out := p2.output()
+		return strings.Contains(out, `"type":"adopted"`) && strings.Contains(out, `"type":"healthy"`)
+	})
+	if err := os.WriteFile(sick, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(p2, "the unhealthy daemon.a stopped", func() bool { return !alive(before) })
+	os.Remove(sick)
+	b, err := os.ReadFile(mark)
+	if err != nil || strings.TrimSpace(string(b)) != "INT" {
+		t.Errorf("daemon.a was not stopped with SIGINT, the signal it was applied with (mark %q, %v):\n%s", b, err, p2.output())
+	}
+}
+
 // TestKilledUpAdoptsStartsNewerThanTheirRecords: orch up in a directory
 // where an earlier orch up stopped everything (every record says
 // stopped), SIGKILLed in the middle of a chain of starts. A start's

@@ -63,6 +63,7 @@ func benchUpEdit(b *testing.B, n int) {
 	defer startGroup(b, cmd)()
 	pid := cmd.Process.Pid
 	waitChildren(b, "orch up", pid, n, stderr.String)
+	settle(b) // ORCH_BENCH_SETTLE: the machine quiet again after n starts
 
 	// The daemon edited: d7's command is /bin/sleep 10007 at first, then
 	// a new argument at each iteration.

@@ -522,16 +522,31 @@ func (e *Engine) reconcile() {
 		return
 	}
 	e.again = false
-	stored, err := e.opts.Store.List()
+	// The desired side is made beside the listing and the refresh
+	// (records.go).
+	var prep *planner.Prepared
+	prepared := make(chan struct{})
+	go func(cfg *spec.Config) {
+		defer close(prepared)
+		prep = planner.Prepare(cfg, e.opts.Providers.Schemas())
+	}(e.cfg)
+	stored, co, err := e.listForPlan()
 	if err != nil {
+		<-prepared
 		e.emit(Event{Type: EventError, Detail: "reading state: " + err.Error()})
 		e.settle("reading state: " + err.Error())
 		return
 	}
 	in, away, err := executor.RefreshAround(e.ctx, e.cfg, stored, e.opts.Providers, e.project(), e.opts.StateDir)
+	<-prepared
 	if err != nil {
 		e.emit(Event{Type: EventError, Detail: err.Error()})
 		e.settle(err.Error())
+		return
+	}
+	if err := completePlanInput(co, &in, prep); err != nil {
+		e.emit(Event{Type: EventError, Detail: "reading state: " + err.Error()})
+		e.settle("reading state: " + err.Error())
 		return
 	}
 	plan, diags := planner.Make(in)
@@ -722,6 +737,7 @@ func (e *Engine) ready() {
 // this engine does not watch yet (what an earlier orch apply or orch up
 // left running).
 func (e *Engine) sync(stored []state.Instance, in planner.Input) {
+	var adopt []state.Instance
 	for _, rec := range stored {
 		if e.cfg.Resource(rec.Addr) == nil {
 			continue
@@ -738,6 +754,12 @@ func (e *Engine) sync(stored []state.Instance, in planner.Input) {
 		if inst.sup.running() && bytes.Equal(inst.handle, rec.Handle) {
 			continue
 		}
+		adopt = append(adopt, rec)
+	}
+	// The stop settings each was applied with are in its configuration.
+	e.withConfigs(adopt)
+	for _, rec := range adopt {
+		inst, obs := e.instance(rec.Addr), in.Observed[rec.Addr]
 		inst.ran, inst.hash, inst.rt = true, rec.ConfigHash, rec.Runtime
 		inst.applied = appliedStopOf(rec)
 		e.supervise(inst, rec.Handle)
@@ -1097,14 +1119,14 @@ func (e *Engine) afterApply(p *planner.Plan, res *executor.Result, err error) {
 		// by 2-6 ms at 100 daemons.)
 		return
 	}
-	stored, lerr := e.opts.Store.List()
+	addrs := make([]spec.Address, len(res.Outcomes))
+	for i, o := range res.Outcomes {
+		addrs[i] = o.Addr
+	}
+	recs, lerr := e.recordsOf(addrs)
 	if lerr != nil {
 		e.emit(Event{Type: EventError, Detail: "reading state: " + lerr.Error()})
 		return
-	}
-	recs := make(map[spec.Address]state.Instance, len(stored))
-	for _, r := range stored {
-		recs[r.Addr] = r
 	}
 	var replaced []spec.Address
 	var failedStarts []*instance

@@ -619,6 +619,44 @@ func (s *Store) Configs(addrs []spec.Address) (map[spec.Address][]byte, error) {
 	return out, err
 }
 
+// Records returns the record of each of addrs that has one, read in one
+// transaction: what an apply of a few changes wrote, without listing
+// (and decoding) every record (orch up after each apply of a reload: 89
+// ms of an edit's 720 at 10,000 daemons).
+func (s *Store) Records(addrs []spec.Address) (map[spec.Address]Instance, error) {
+	out := make(map[spec.Address]Instance, len(addrs))
+	err := s.View(func(tx *Tx) error {
+		for _, a := range addrs {
+			inst, err := tx.Get(a)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out[a] = inst
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Pick returns the records of list whose address is one of addrs (what
+// Records returns, for a store that can only list).
+func Pick(list []Instance, addrs []spec.Address) map[spec.Address]Instance {
+	want := make(map[spec.Address]bool, len(addrs))
+	for _, a := range addrs {
+		want[a] = true
+	}
+	out := make(map[spec.Address]Instance, len(addrs))
+	for _, r := range list {
+		if want[r.Addr] {
+			out[r.Addr] = r
+		}
+	}
+	return out
+}
+
 // Put writes one record in its own transaction, durable when Put returns.
 // See Instance for how the timestamps are set.
 func (s *Store) Put(inst Instance) error {

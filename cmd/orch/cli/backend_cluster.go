@@ -803,6 +803,20 @@ func (s *nodeStore) cached() []state.Instance {
 	return out
 }
 
+// ListWith and Records answer as List does, from the copy when the node
+// is lost (the methods of the embedded *state.Store would read the
+// backend): the engine lists through them (executor/engine/records.go).
+// ListWith leaves no configuration out.
+func (s *nodeStore) ListWith(state.ListOptions) ([]state.Instance, error) { return s.List() }
+
+func (s *nodeStore) Records(addrs []spec.Address) (map[spec.Address]state.Instance, error) {
+	all, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	return state.Pick(all, addrs), nil
+}
+
 func (s *nodeStore) List() ([]state.Instance, error) {
 	if s.isLost() {
 		return s.cached(), nil

@@ -199,7 +199,7 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return nil, err
 	}
 	<-prepared
-	if err := readOmittedConfigs(s.store, &in, prep); err != nil {
+	if err := executor.ReadOmittedConfigs(s.store, &in, prep); err != nil {
 		return nil, &exitError{code: ExitError, msg: "reading state: " + err.Error()}
 	}
 	p, diags := planner.Make(in)
@@ -227,47 +227,6 @@ func (a *App) plan(ctx context.Context, s *session, destroy bool) (*planner.Plan
 		return p, silentFailure()
 	}
 	return p, nil
-}
-
-// readOmittedConfigs completes the planner's input made from records
-// listed without their configurations (state.ListOptions.OmitConfig,
-// marked so by the refresh): the configurations the plan needs (Prepared.ConfigsNeeded: those that differ from the desired ones,
-// those no longer declared; all of them for a destroy, where prep is nil)
-// are read. in.Prepared is set to prep.
-func readOmittedConfigs(st *state.Store, in *planner.Input, prep *planner.Prepared) error {
-	omitted := 0
-	for _, sd := range in.Stored {
-		if sd.ConfigOmitted {
-			omitted++
-		}
-	}
-	in.Prepared = prep
-	if omitted == 0 {
-		return nil
-	}
-	var need []spec.Address
-	if prep == nil {
-		for a, sd := range in.Stored {
-			if sd.ConfigOmitted {
-				need = append(need, a)
-			}
-		}
-	} else {
-		need = prep.ConfigsNeeded(*in)
-	}
-	if len(need) == 0 {
-		return nil
-	}
-	configs, err := st.Configs(need)
-	if err != nil {
-		return err
-	}
-	for _, a := range need {
-		sd := *in.Stored[a]
-		sd.Config, sd.ConfigOmitted = configs[a], false
-		in.Stored[a] = &sd
-	}
-	return nil
 }
 
 func (a *App) colour(w io.Writer) bool {
