@@ -289,32 +289,22 @@ func waitChildren(b *testing.B, who string, pid, n int, output func() string) []
 // childrenOf lists the pids whose parent is ppid and whose command is
 // comm, from /proc.
 func childrenOf(ppid int, comm string) []int {
-	// The children of each of its threads (/proc/PID/task/TID/children):
-	// a few files, not a read of every process's stat (with 1,000
-	// daemons, polling /proc whole took a core of the two).
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", ppid))
 	var out []int
-	for _, task := range tasks {
-		data, err := os.ReadFile(task)
+	for f := range childSet(ppid) {
+		pid, err := strconv.Atoi(f)
 		if err != nil {
 			continue
 		}
-		for _, f := range strings.Fields(string(data)) {
-			pid, err := strconv.Atoi(f)
-			if err != nil {
-				continue
-			}
-			data, err := os.ReadFile("/proc/" + f + "/stat")
-			if err != nil {
-				continue
-			}
-			st := string(data)
-			open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
-			if open < 0 || end < 0 || st[open+1:end] != comm || end+2 >= len(st) || st[end+2] == 'Z' {
-				continue
-			}
-			out = append(out, pid)
+		data, err := os.ReadFile("/proc/" + f + "/stat")
+		if err != nil {
+			continue
 		}
+		st := string(data)
+		open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if open < 0 || end < 0 || st[open+1:end] != comm || end+2 >= len(st) || st[end+2] == 'Z' {
+			continue
+		}
+		out = append(out, pid)
 	}
 	return out
 }

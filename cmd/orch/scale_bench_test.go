@@ -269,27 +269,37 @@ func BenchmarkScale(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
-	// Every daemon costs the log daemon one descriptor (its end of the
-	// pipe; it keeps at most process.DefaultLogdOpenLogs log files open)
-	// and orch one (the pidfd it reaps the daemon through). The log
-	// daemon inherits its limit from orch, which inherits it from here:
-	// the soft limit is raised to the hard one
-	// (syscall.Setrlimit, so that os/exec does not restore the old soft
-	// limit in the children).
+	lim := raiseNoFile()
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			skipWithoutNoFile(b, lim, n)
+			for i := 0; i < b.N; i++ {
+				benchScale(b, n)
+			}
+		})
+	}
+}
+
+// raiseNoFile raises this process's soft RLIMIT_NOFILE to its hard one
+// and returns the limits. Every daemon costs the log daemon one
+// descriptor (its end of the pipe; it keeps at most
+// process.DefaultLogdOpenLogs log files open) and orch one (the pidfd it
+// reaps the daemon through). The log daemon inherits its limit from
+// orch, which inherits it from here (syscall.Setrlimit, so that os/exec
+// does not restore the old soft limit in the children).
+func raiseNoFile() syscall.Rlimit {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
-	for _, n := range sizes {
-		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			if need := uint64(n + process.DefaultLogdOpenLogs + 256); lim.Max > 0 && lim.Max < need {
-				b.Skipf("%d daemons need about %d descriptors in the log daemon and in orch; the hard RLIMIT_NOFILE here is %d", n, need, lim.Max)
-			}
-			for i := 0; i < b.N; i++ {
-				benchScale(b, n)
-			}
-		})
+	return lim
+}
+
+// skipWithoutNoFile skips b when the hard limit lim cannot serve n daemons.
+func skipWithoutNoFile(b *testing.B, lim syscall.Rlimit, n int) {
+	if need := uint64(n + process.DefaultLogdOpenLogs + 256); lim.Max > 0 && lim.Max < need {
+		b.Skipf("%d daemons need about %d descriptors in the log daemon and in orch; the hard RLIMIT_NOFILE here is %d", n, need, lim.Max)
 	}
 }
 

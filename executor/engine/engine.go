@@ -544,7 +544,8 @@ func (e *Engine) reconcile() {
 		e.settle(err.Error())
 		return
 	}
-	if err := completePlanInput(co, &in, prep); err != nil {
+	// Without co, nothing was left out: only in.Prepared is set.
+	if err := executor.ReadOmittedConfigs(co, &in, prep); err != nil {
 		e.emit(Event{Type: EventError, Detail: "reading state: " + err.Error()})
 		e.settle("reading state: " + err.Error())
 		return

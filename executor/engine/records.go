@@ -3,7 +3,6 @@ package engine
 import (
 	"github.com/orch-dev/orch/executor"
 	"github.com/orch-dev/orch/executor/state"
-	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -39,16 +38,6 @@ func (e *Engine) listForPlan() (stored []state.Instance, co configOmitter, err e
 	}
 	stored, err = e.opts.Store.List()
 	return stored, nil, err
-}
-
-// completePlanInput reads into in the configurations its plan needs that
-// the listing left out (co nil: none was), with prep, the desired side.
-func completePlanInput(co configOmitter, in *planner.Input, prep *planner.Prepared) error {
-	if co == nil {
-		in.Prepared = prep
-		return nil
-	}
-	return executor.ReadOmittedConfigs(co, in, prep)
 }
 
 // recordsOf returns the records of addrs that exist: read alone when the

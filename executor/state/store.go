@@ -621,8 +621,8 @@ func (s *Store) Configs(addrs []spec.Address) (map[spec.Address][]byte, error) {
 
 // Records returns the record of each of addrs that has one, read in one
 // transaction: what an apply of a few changes wrote, without listing
-// (and decoding) every record (orch up after each apply of a reload: 89
-// ms of an edit's 720 at 10,000 daemons).
+// (and decoding) every record (orch up after each apply of a reload:
+// 34-52 ms of a one-line edit at 10,000 daemons, then 2-3.5 ms).
 func (s *Store) Records(addrs []spec.Address) (map[spec.Address]Instance, error) {
 	out := make(map[spec.Address]Instance, len(addrs))
 	err := s.View(func(tx *Tx) error {

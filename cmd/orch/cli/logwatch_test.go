@@ -38,31 +38,38 @@ func appendFile(t *testing.T, path, s string) {
 	f.Close()
 }
 
-// The forwarder looks at a log when the watch says it changed, and not
-// at the logs that say nothing: idle logs cost orch up nothing, however
-// many there are. A log created after its follower began, and one
-// rotated, are followed.
-func TestForwarderWatchesLogs(t *testing.T) {
+// startForwarder starts a log forwarder on a new state directory's logs
+// directory, writing to a file that output reads meanwhile.
+func startForwarder(t *testing.T) (lf *logForwarder, logs string, output func() string) {
+	t.Helper()
 	state := t.TempDir()
-	logs := filepath.Join(state, "logs")
+	logs = filepath.Join(state, "logs")
 	if err := os.Mkdir(logs, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// The forwarder writes to a file, which the test reads meanwhile.
 	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer out.Close()
-	output := func() string {
+	t.Cleanup(func() { out.Close() })
+	output = func() string {
 		b, err := os.ReadFile(out.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return string(b)
 	}
-	lf := newLogForwarder(out, &spec.Config{}, state, false, true, false)
+	lf = newLogForwarder(out, &spec.Config{}, state, false, true, false)
 	lf.start()
+	return lf, logs, output
+}
+
+// The forwarder looks at a log when the watch says it changed, and not
+// at the logs that say nothing: idle logs cost orch up nothing, however
+// many there are. A log created after its follower began, and one
+// rotated, are followed.
+func TestForwarderWatchesLogs(t *testing.T) {
+	lf, logs, output := startForwarder(t)
 	defer lf.stop()
 	addr := func(n string) spec.Address { return spec.Address{Kind: spec.KindDaemon, Name: n} }
 	path := func(n string) string { return filepath.Join(logs, process.FileName(addr(n))+".log") }
@@ -270,18 +277,7 @@ func TestLogWatchCloseHandsOver(t *testing.T) {
 // just before (a line, and a line not ended), and looks only at the logs
 // the watch marked: not at every idle one.
 func TestForwarderLastLookReadsMarkedOnly(t *testing.T) {
-	state := t.TempDir()
-	logs := filepath.Join(state, "logs")
-	if err := os.Mkdir(logs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	lf := newLogForwarder(out, &spec.Config{}, state, false, true, false)
-	lf.start()
+	lf, logs, output := startForwarder(t)
 	addr := func(i int) spec.Address { return spec.Address{Kind: spec.KindDaemon, Name: "d" + strconv.Itoa(i)} }
 	path := func(i int) string { return filepath.Join(logs, process.FileName(addr(i))+".log") }
 	const n = 200
@@ -290,10 +286,7 @@ func TestForwarderLastLookReadsMarkedOnly(t *testing.T) {
 		lf.event(engine.Event{Type: engine.EventStarted, Addr: addr(i)})
 	}
 	appendFile(t, path(0), "hello\n")
-	waitFor(t, `"hello"`, func() bool {
-		b, _ := os.ReadFile(out.Name())
-		return strings.Contains(string(b), "| hello")
-	})
+	waitFor(t, `"hello"`, func() bool { return strings.Contains(output(), "| hello") })
 	// Every log has had a look that found nothing: each one's watch waits.
 	waitFor(t, "every watch armed", func() bool {
 		lf.mu.Lock()
@@ -311,13 +304,10 @@ func TestForwarderLastLookReadsMarkedOnly(t *testing.T) {
 	before := lf.looks
 	lf.mu.Unlock()
 	lf.stop()
-	b, err := os.ReadFile(out.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := output()
 	for _, want := range []string{"| last words", "| no newline"} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("the last look missed %q:\n%s", want, b)
+		if !strings.Contains(got, want) {
+			t.Errorf("the last look missed %q:\n%s", want, got)
 		}
 	}
 	if looks := lf.looks - before; looks > 10 {

@@ -12,9 +12,9 @@ import (
 // ORCH_PHASES=1 (undocumented, for profiling like ORCH_CPUPROFILE) prints
 // to stderr how long each phase of a plan or an apply took since the
 // previous one, the heap in use at its end and all allocated so far
-// (ORCH_PHASES=gc: the
-// live heap, after a collection that the times then include; with
-// ORCH_PHASEPROF=PREFIX also a heap profile of it at PREFIX.<phase>).
+// (ORCH_PHASES=gc: the live heap, after a collection that the times then
+// include; with ORCH_PHASEPROF=PREFIX also a heap profile of it at
+// PREFIX.<phase>).
 var phases = os.Getenv("ORCH_PHASES") != ""
 
 var phaseLast = time.Now()

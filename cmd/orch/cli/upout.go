@@ -306,23 +306,10 @@ func (lf *logForwarder) round(final, all bool) {
 	}
 	switch {
 	case !all:
-	case final && lf.watch != nil && !lf.watch.ended() && lf.watch.sync(lf.logsDir):
+	case final && lf.watch != nil && lf.watch.sync(lf.logsDir):
 		// The last look: the logs written since their last look are
 		// all marked now (sync), and the others have nothing new.
-		if lf.watch.take(lf.marked) {
-			for name := range lf.byName {
-				lf.marked[name] = true
-			}
-		}
-		for f := range lf.hot {
-			lf.marked[f.file] = true
-		}
-		for name := range lf.marked {
-			if f := lf.byName[name]; f != nil {
-				lf.read(f, true)
-			}
-		}
-		clear(lf.marked)
+		lf.eachMarked(func(f *followed) { lf.read(f, true) })
 		for f := range lf.polled {
 			lf.read(f, true)
 		}
@@ -337,20 +324,7 @@ func (lf *logForwarder) round(final, all bool) {
 			lf.poll(f, final)
 		}
 	default:
-		if lf.watch.take(lf.marked) {
-			for name := range lf.byName {
-				lf.marked[name] = true
-			}
-		}
-		for f := range lf.hot {
-			lf.marked[f.file] = true
-		}
-		for name := range lf.marked {
-			if f := lf.byName[name]; f != nil {
-				lf.look(f)
-			}
-		}
-		clear(lf.marked)
+		lf.eachMarked(lf.look)
 		for f := range lf.polled {
 			lf.poll(f, false)
 		}
@@ -374,6 +348,26 @@ func (lf *logForwarder) round(final, all bool) {
 		lf.spareQ = queue[:0]
 	}
 	lf.qmu.Unlock()
+}
+
+// eachMarked calls fn for each log the watch marked since the last
+// round (every log after an overflow of its queue) and each log that had
+// something at its last look (hot); marked is empty again after. mu held.
+func (lf *logForwarder) eachMarked(fn func(f *followed)) {
+	if lf.watch.take(lf.marked) {
+		for name := range lf.byName {
+			lf.marked[name] = true
+		}
+	}
+	for f := range lf.hot {
+		lf.marked[f.file] = true
+	}
+	for name := range lf.marked {
+		if f := lf.byName[name]; f != nil {
+			fn(f)
+		}
+	}
+	clear(lf.marked)
 }
 
 // poll looks at f's log, unless it rests: a log that had nothing new is
