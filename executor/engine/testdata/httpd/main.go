@@ -35,7 +35,6 @@ func main() {
 	hmux := mux
 	if *healthAddr != "" {
 		hmux = http.NewServeMux()
-		go func() { log.Fatal(http.ListenAndServe(*healthAddr, hmux)) }()
 	}
 	hmux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if *sick != "" {
@@ -72,6 +71,16 @@ func main() {
 	ln, err := lc.Listen(context.Background(), "tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
+	}
+	// The health port opens only once the service port is bound: were it
+	// served first, a check could pass while the service port still
+	// refuses, and a replace would stop the old instance too early.
+	if *healthAddr != "" {
+		hln, err := net.Listen("tcp", *healthAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() { log.Fatal(http.Serve(hln, hmux)) }()
 	}
 	srv := &http.Server{Handler: mux}
 	go func() {
