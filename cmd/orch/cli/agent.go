@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -163,11 +164,20 @@ func (a *App) agentErr(err error) error {
 // parseName reads NAME: an address (daemon.api, job.migrate,
 // daemon.web[1]), or a daemon's name alone (api).
 func parseName(s string) (spec.Address, error) {
+	arg := s
 	if !strings.Contains(s, ".") {
 		s = "daemon." + s
 	}
 	a, err := spec.ParseAddress(s)
 	if err != nil {
+		if st, serr := os.Stat(arg); serr == nil && st.IsDir() {
+			// orch stop . (a directory where a name goes): what HCL says
+			// of "." does not tell that.
+			if cwd, cerr := os.Stat("."); cerr == nil && os.SameFile(st, cwd) {
+				return a, usageError{fmt.Errorf("%q is a directory (the current one), where the name of a daemon, job or module was expected; leave it out: the command acts for the current directory", arg)}
+			}
+			return a, usageError{fmt.Errorf("%q is a directory, where the name of a daemon, job or module was expected; to act on what runs for another directory, put -chdir before the command: orch -chdir=%s COMMAND NAME", arg, arg)}
+		}
 		return a, usageError{err}
 	}
 	return a, nil
