@@ -193,7 +193,10 @@ func handlesByRuntime(stored []state.Instance) map[spec.Address]map[spec.Address
 // with why in Error, and the others are observed all the same. For status.
 // A job that ended (completed or failed) reads exited, also once its
 // process is no longer there to tell (missing, as after a restart of
-// orch): its record says how it ended.
+// orch): its record says how it ended. An instance whose start failed,
+// and so has no handle for its runtime to look up, reads missing:
+// nothing of it runs (not unknown, which says its runtime cannot be
+// asked).
 func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored []state.Instance) map[spec.Address]providers.Observed {
 	out := map[spec.Address]providers.Observed{}
 	for rtAddr, handles := range handlesByRuntime(stored) {
@@ -214,10 +217,15 @@ func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored
 	}
 	for _, inst := range stored {
 		o, ok := out[inst.Addr]
-		if ended := planner.ParseStatus(inst.Status); ok && inst.Addr.Kind == spec.KindJob && o.State == providers.StateMissing &&
-			(ended == planner.StatusCompleted || ended == planner.StatusFailed) {
+		ended := planner.ParseStatus(inst.Status)
+		switch {
+		case ok && inst.Addr.Kind == spec.KindJob && o.State == providers.StateMissing &&
+			(ended == planner.StatusCompleted || ended == planner.StatusFailed):
 			o.State = providers.StateExited
 			out[inst.Addr] = o
+		case !ok && len(inst.Handle) == 0 && ended == planner.StatusFailed:
+			// not looked up (handlesByRuntime): there was nothing to ask
+			out[inst.Addr] = providers.Observed{State: providers.StateMissing}
 		}
 	}
 	return out

@@ -396,3 +396,23 @@ func registeredPids(stateDir string) []int {
 	}
 	return pids
 }
+
+// A daemon whose start failed (its program is missing) has no process to
+// observe: orch status shows it missing, with its status failed and why,
+// not unknown (which says that its runtime cannot be asked).
+func TestStatusOfAFailedStart(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"main.hcl": `
+daemon "db" {
+  command = ["/nonexistent/orch-test/missing-program"]
+}
+`})
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	if !strings.Contains(r.stderr, "missing-program") {
+		t.Fatalf("apply of a missing program:\n%s", r.stderr)
+	}
+	st := status(t, dir)["daemon.db"]
+	if st.State != "missing" || st.Status != "failed" || st.Pid != 0 {
+		t.Errorf("status of a failed start: %+v, want missing and failed", st)
+	}
+	orch(t, dir, nil, "destroy", "-auto-approve").want(t, 0)
+}
