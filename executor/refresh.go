@@ -193,7 +193,9 @@ func handlesByRuntime(stored []state.Instance) map[spec.Address]map[spec.Address
 // with why in Error, and the others are observed all the same. For status.
 // A job that ended (completed or failed) reads exited, also once its
 // process is no longer there to tell (missing, as after a restart of
-// orch): its record says how it ended. An instance whose start failed,
+// orch): its record says how it ended; so does a daemon or module that
+// orch stopped (stopped: orch up's shutdown, orch stop), whose process
+// exited then. An instance whose start failed,
 // and so has no handle for its runtime to look up, reads missing:
 // nothing of it runs (not unknown, which says its runtime cannot be
 // asked).
@@ -219,8 +221,8 @@ func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored
 		o, ok := out[inst.Addr]
 		ended := planner.ParseStatus(inst.Status)
 		switch {
-		case ok && inst.Addr.Kind == spec.KindJob && o.State == providers.StateMissing &&
-			(ended == planner.StatusCompleted || ended == planner.StatusFailed):
+		case ok && o.State == providers.StateMissing && (ended == planner.StatusStopped ||
+			inst.Addr.Kind == spec.KindJob && (ended == planner.StatusCompleted || ended == planner.StatusFailed)):
 			o.State = providers.StateExited
 			out[inst.Addr] = o
 		case !ok && len(inst.Handle) == 0 && ended == planner.StatusFailed:
