@@ -195,10 +195,9 @@ func handlesByRuntime(stored []state.Instance) map[spec.Address]map[spec.Address
 // process is no longer there to tell (missing, as after a restart of
 // orch): its record says how it ended; so does a daemon or module that
 // orch stopped (stopped: orch up's shutdown, orch stop), whose process
-// exited then. An instance whose start failed,
-// and so has no handle for its runtime to look up, reads missing:
-// nothing of it runs (not unknown, which says its runtime cannot be
-// asked).
+// exited then. An instance whose start failed, and so has no handle for
+// its runtime to look up, reads missing: nothing of it runs (not unknown,
+// which says its runtime cannot be asked).
 func ObserveRecorded(ctx context.Context, ps Providers, cfg *spec.Config, stored []state.Instance) map[spec.Address]providers.Observed {
 	out := map[spec.Address]providers.Observed{}
 	for rtAddr, handles := range handlesByRuntime(stored) {
@@ -259,24 +258,14 @@ type ConfigReader interface {
 // read, in one read of st. in.Prepared is set to prep. orch plan,
 // orch apply and orch up's reloads plan so.
 func ReadOmittedConfigs(st ConfigReader, in *planner.Input, prep *planner.Prepared) error {
-	omitted := 0
-	for _, sd := range in.Stored {
-		if sd.ConfigOmitted {
-			omitted++
-		}
-	}
 	in.Prepared = prep
-	if omitted == 0 {
-		return nil
-	}
-	var need []spec.Address
-	if prep == nil {
-		for a, sd := range in.Stored {
-			if sd.ConfigOmitted {
-				need = append(need, a)
-			}
+	var need []spec.Address // without prep: every one left out
+	for a, sd := range in.Stored {
+		if sd.ConfigOmitted {
+			need = append(need, a)
 		}
-	} else {
+	}
+	if len(need) > 0 && prep != nil {
 		need = prep.ConfigsNeeded(*in)
 	}
 	if len(need) == 0 {
