@@ -26,6 +26,7 @@ import (
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/process/processtest"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -123,23 +124,6 @@ daemon "api" {
 }
 `
 
-// stopLogd stops the log daemon of stateDir by the pid in its pid file.
-func stopLogd(stateDir string) {
-	b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid"))
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return
-	}
-	syscall.Kill(pid, syscall.SIGTERM)
-	if !waitPidGone(pid, 5*time.Second) {
-		syscall.Kill(pid, syscall.SIGKILL)
-		waitPidGone(pid, 5*time.Second)
-	}
-}
-
 // waitPidGone polls until pid no longer exists or is a zombie.
 func waitPidGone(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
@@ -199,7 +183,7 @@ func BenchmarkNoopPlan10k(b *testing.B) {
 			hi, _ := process.ParseHandle(h)
 			waitPidGone(hi.Pid, 5*time.Second)
 		}
-		stopLogd(stateDir)
+		processtest.StopLogd(stateDir)
 	})
 	for i := 0; i < sleepers; i++ {
 		r := cfg.Resource(spec.Address{Kind: spec.KindDaemon, Name: "d", Key: spec.IntKey(i)})
@@ -427,7 +411,7 @@ func benchApply(b *testing.B, par, n int, base string) {
 					waitPidGone(hi.Pid, 5*time.Second)
 				}
 			}
-			stopLogd(stateDir)
+			processtest.StopLogd(stateDir)
 			store.Close()
 		}
 		if err != nil || len(res.Diagnostics) > 0 || lerr != nil || len(stored) != n {
@@ -495,7 +479,7 @@ func BenchmarkPlanRSS1000(b *testing.B) {
 	var handles []providers.Handle
 	b.Cleanup(func() {
 		killGroups(handles)
-		stopLogd(stateDir)
+		processtest.StopLogd(stateDir)
 	})
 	rssFile := filepath.Join(b.TempDir(), "maxrss")
 	// run runs orch through the maxrss helper and returns orch's peak RSS
@@ -621,7 +605,7 @@ func BenchmarkUpRSS1000(b *testing.B) {
 				syscall.Kill(-pid, syscall.SIGKILL)
 			}
 		}
-		stopLogd(stateDir)
+		processtest.StopLogd(stateDir)
 		if len(pids) != 1000 || alive != 0 {
 			b.Fatalf("%d daemons started, %d left after SIGINT", len(pids), alive)
 		}

@@ -298,11 +298,7 @@ func stopRegistered(stateDir string) {
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	processtest.RemoveCgroups(stateDir)
-	if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
+	processtest.StopLogd(stateDir)
 }
 
 // TestUpForwardsContainerOutput: a container's output (read through the

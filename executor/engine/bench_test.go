@@ -58,11 +58,7 @@ func newBenchEnv(b *testing.B, config string) *benchEnv {
 		// kill below, never. Removed here, with whatever a failed
 		// iteration left.
 		processtest.RemoveCgroups(be.stateDir)
-		if raw, err := os.ReadFile(filepath.Join(be.stateDir, "logs", "logd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(be.stateDir)
 		st.Close()
 	})
 	return be

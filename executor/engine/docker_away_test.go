@@ -357,12 +357,7 @@ func runAway(t *testing.T, px *dockertest.Proxy, dir, config string, bus *pbus.B
 			}
 		}
 		processtest.RemoveCgroups(stateDir)
-		if b, err := os.ReadFile(filepath.Join(stateDir, "logs", "logd.pid")); err == nil {
-			var pid int
-			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(stateDir)
 	})
 	return eng, log, ctx
 }

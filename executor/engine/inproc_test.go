@@ -4,8 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,11 +49,7 @@ func newInProc(t *testing.T, config string) *inProc {
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
 		processtest.RemoveCgroups(ip.stateDir)
-		if b, err := os.ReadFile(filepath.Join(ip.stateDir, "logs", "logd.pid")); err == nil {
-			if lp, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && lp > 0 {
-				syscall.Kill(lp, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(ip.stateDir)
 	})
 	cfg, diags := spec.Load(ip.dir, spec.Options{Schemas: ip.provs.Schemas()})
 	if diags.HasErrors() {

@@ -168,11 +168,7 @@ func restartUp(t *testing.T, dir string) *upProc {
 			}
 		}
 		processtest.RemoveCgroups(filepath.Join(dir, ".orch"))
-		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(filepath.Join(dir, ".orch"))
 	})
 	return u
 }
