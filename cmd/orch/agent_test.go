@@ -312,6 +312,16 @@ func TestAgentAPI(t *testing.T) {
 	if r := orch(t, e.dir, nil, "events", e.dir); r.code != 1 || !strings.Contains(r.stderr, "no agent or orch up is running for") {
 		t.Errorf("events without an agent: %d %q", r.code, r.stderr)
 	}
+	// Run in the directory itself, the commands name it in full, not ".".
+	for _, args := range [][]string{{"events"}, {"top"}, {"stop", "api"}, {"pause", "api"}, {"trace", "api"}} {
+		want := "running for " + e.dir + " "
+		if args[0] != "events" && args[0] != "top" {
+			want = "no agent runs for " + e.dir + ":"
+		}
+		if r := orch(t, e.dir, nil, args...); r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("orch %s without an agent, in its directory: %d %q, want it to say %q", strings.Join(args, " "), r.code, r.stderr, want)
+		}
+	}
 }
 
 func TestApplyRoutedToAgent(t *testing.T) {

@@ -78,7 +78,7 @@ while the configuration on disk is invalid.`,
 			c := a.agentOf(l)
 			if c == nil {
 				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent or orch up is running for %s (nothing answers at %s): start one with orch agent %s (or orch up %s)",
-					dir, a.settings.AgentSocketFor(l.stateDir), dir, dir)}
+					l.where(), a.settings.AgentSocketFor(l.stateDir), dir, dir)}
 			}
 			ctx, stop := a.quietInterruptible()
 			defer stop()

@@ -66,7 +66,7 @@ prints an array of {address, held}.`
 			}
 			c := a.agentOf(l)
 			if c == nil {
-				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: orch %s acts on what orch up or orch agent supervises", l.dir, verb)}
+				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: orch %s acts on what orch up or orch agent supervises", l.where(), verb)}
 			}
 			ctx, cancel := a.quietInterruptible()
 			defer cancel()

@@ -29,6 +29,18 @@ type located struct {
 	res loadResult
 }
 
+// where is the directory l was located for, absolute, to name it in a
+// message ("no agent runs for /srv/app", not "for .").
+func (l *located) where() string {
+	if l.cfg != nil && l.cfg.Dir != "" {
+		return l.cfg.Dir
+	}
+	if abs, err := filepath.Abs(l.dir); err == nil {
+		return abs
+	}
+	return l.dir
+}
+
 // locate finds the state directory of dir: the state_dir setting
 // (-state-dir, ORCH_STATE_DIR, settings file) when set, else the
 // configuration's. When the configuration does not load it says so in one

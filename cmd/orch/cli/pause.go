@@ -97,7 +97,7 @@ func (a *App) nameOnAgent(args []string, vf *varFlags, why string) (spec.Address
 	}
 	c := a.agentOf(l)
 	if c == nil {
-		return spec.Address{}, nil, nil, &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: %s", l.dir, why)}
+		return spec.Address{}, nil, nil, &exitError{code: ExitError, msg: fmt.Sprintf("no agent runs for %s: %s", l.where(), why)}
 	}
 	return addr, l, c, nil
 }

@@ -38,7 +38,7 @@ through the state directory, and a terminal.`,
 			c := a.agentOf(l)
 			if c == nil {
 				return &exitError{code: ExitError, msg: fmt.Sprintf("no agent or orch up is running for %s (nothing answers at %s): orch top shows what one supervises",
-					dir, a.settings.AgentSocketFor(l.stateDir))}
+					l.where(), a.settings.AgentSocketFor(l.stateDir))}
 			}
 			ctx, stop := a.quietInterruptible()
 			defer stop()
