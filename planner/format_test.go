@@ -9,7 +9,8 @@ import (
 // TestFormatValueShapes: formatValue (appendHCL, writing into one buffer)
 // renders each shape a plan shows: scalars, one-line lists of scalars,
 // multi-line lists of collections, aligned map keys (quoted where not
-// bare), and the sensitive parts of a value hidden by path.
+// bare), multi-line strings as heredocs, and the sensitive parts of a
+// value hidden by path.
 func TestFormatValueShapes(t *testing.T) {
 	obj := cty.ObjectVal(map[string]cty.Value{"a b": cty.StringVal("1"), "zz": cty.ListVal([]cty.Value{cty.True})})
 	env := cty.MapVal(map[string]cty.Value{"PASS": cty.StringVal("s"), "X": cty.StringVal("y"), "9x": cty.StringVal("q")})
@@ -20,7 +21,12 @@ func TestFormatValueShapes(t *testing.T) {
 		sens   map[string]bool
 		want   string
 	}{
-		{cty.StringVal("a\"b\n"), 0, "", nil, `"a\"b\n"`},
+		{cty.StringVal("a\"b"), 0, "", nil, `"a\"b"`},
+		// lines: a heredoc, a final line break ending the last line
+		{cty.StringVal("a\"b\n"), 0, "", nil, "<<-EOT\n    a\"b\nEOT"},
+		{cty.StringVal("x\n\n\ty"), 8, "", nil, "<<-EOT\n            x\n\n            \ty\n        EOT"},
+		// a control character: quoted, which says what it is
+		{cty.StringVal("a\nb\x1b[0m"), 0, "", nil, `"a\nb\x1b[0m"`},
 		{cty.NumberIntVal(-5), 0, "", nil, `-5`},
 		{cty.NumberFloatVal(1.5), 0, "", nil, `1.5`},
 		{cty.False, 0, "", nil, `false`},

@@ -281,8 +281,9 @@ func (r *renderer) diffs(c *Change) {
 			fmt.Fprintf(r.b, "      %s %-*s = {%s\n", r.c(yellow, "~"), w, d.Name, forces)
 			r.mapDiff(d.Name, d.Old, d.New, c.Prior.Snapshot, c.Desired)
 			r.b.WriteString("        }\n")
+		case !d.Sensitive && isString(d.Old) && isString(d.New) && r.stringDiff(d.Name, d.Old.AsString(), d.New.AsString(), forces, w):
 		default:
-			r.line("~", yellow, d.Name, r.value(d.Old, d.Sensitive, 8)+" -> "+r.value(d.New, d.Sensitive, 8)+forces, w)
+			r.line("~", yellow, d.Name, r.changed(d.Old, d.Sensitive, 8)+" -> "+r.changed(d.New, d.Sensitive, 8)+forces, w)
 		}
 	}
 	unchanged := 0
@@ -337,13 +338,15 @@ func (r *renderer) mapDiff(name string, old, new cty.Value, os, ns *Snapshot) {
 		n, ok2 := nm[k]
 		qk := quote(k)
 		path := name + "." + k
-		ov := formatValue(o, 12, path, os.Sensitive)
-		nv := formatValue(n, 12, path, ns.Sensitive)
+		ov := formatChanged(o, 12, path, os.Sensitive)
+		nv := formatChanged(n, 12, path, ns.Sensitive)
 		switch {
 		case !ok1:
 			fmt.Fprintf(r.b, "          %s %-*s = %s\n", r.c(green, "+"), w, qk, nv)
 		case !ok2:
 			fmt.Fprintf(r.b, "          %s %-*s = %s -> null\n", r.c(red, "-"), w, qk, ov)
+		case !o.Equals(n).True() && !os.Sensitive[path] && !ns.Sensitive[path] && isString(o) && isString(n) &&
+			r.stringDiffIn(qk, w, o.AsString(), n.AsString()):
 		case !o.Equals(n).True():
 			if os.Sensitive[path] || ns.Sensitive[path] {
 				nv += " # (sensitive value changed)"
@@ -351,6 +354,61 @@ func (r *renderer) mapDiff(name string, old, new cty.Value, os, ns *Snapshot) {
 			fmt.Fprintf(r.b, "          %s %-*s = %s -> %s\n", r.c(yellow, "~"), w, qk, ov, nv)
 		}
 	}
+}
+
+// isString reports whether v is a known string that is not null.
+func isString(v cty.Value) bool {
+	return v != cty.NilVal && v.Type() == cty.String && v.IsKnown() && !v.IsNull()
+}
+
+// stringDiff writes the line of attribute name, a multi-line string
+// changed from old to new, as a diff line by line (appendStringDiff);
+// false when it is not one to write so.
+func (r *renderer) stringDiff(name, old, new, forces string, w int) bool {
+	var d bytes.Buffer
+	if !r.appendStringDiff(&d, old, new, 8) {
+		return false
+	}
+	r.lineStart("~", yellow, name, w)
+	// the comment after the heredoc's opening marker
+	line, rest, _ := bytes.Cut(d.Bytes(), []byte("\n"))
+	r.b.Write(line)
+	r.b.WriteString(forces)
+	r.b.WriteByte('\n')
+	r.b.Write(rest)
+	r.b.WriteByte('\n')
+	return true
+}
+
+// stringDiffIn is stringDiff for the value of key qk of a map
+// (mapDiff's lines, keys padded to w).
+func (r *renderer) stringDiffIn(qk string, w int, old, new string) bool {
+	var d bytes.Buffer
+	if !r.appendStringDiff(&d, old, new, 12) {
+		return false
+	}
+	fmt.Fprintf(r.b, "          %s %-*s = ", r.c(yellow, "~"), w, qk)
+	r.b.Write(d.Bytes())
+	r.b.WriteByte('\n')
+	return true
+}
+
+// changed is value for one side of a change: a string quoted, even of
+// several lines (their diff line by line, appendStringDiff, was not
+// one to show: two heredocs would hide what differs).
+func (r *renderer) changed(v cty.Value, sensitive bool, indent int) string {
+	if !sensitive && isString(v) {
+		return strconv.Quote(v.AsString())
+	}
+	return r.value(v, sensitive, indent)
+}
+
+// formatChanged is formatValue for one side of a change (changed).
+func formatChanged(v cty.Value, indent int, path string, sensitive map[string]bool) string {
+	if !sensitive[path] && isString(v) {
+		return strconv.Quote(v.AsString())
+	}
+	return formatValue(v, indent, path, sensitive)
 }
 
 // value renders a value in HCL syntax, or "(sensitive value)".
@@ -390,6 +448,10 @@ func appendHCL(b *bytes.Buffer, v cty.Value, indent int, path string, sensitive 
 	t := v.Type()
 	switch {
 	case t == cty.String:
+		if lines, ok := heredocLines(v.AsString()); ok {
+			appendHeredoc(b, lines, indent)
+			return
+		}
 		b.Write(strconv.AppendQuote(b.AvailableBuffer(), v.AsString()))
 	case t == cty.Number:
 		bf := v.AsBigFloat()
