@@ -28,6 +28,9 @@ import (
 //   - an edit of the app's env replaces its instances one at a time while
 //     a client of nginx and one of the proxy keep asking: not one request
 //     fails, and the new greeting is served;
+//   - an edit of nginx.conf.in writes nginx's configuration again and
+//     reloads nginx (SIGHUP, the same pid) while a client keeps asking:
+//     not one request fails, and nginx serves with the new configuration;
 //   - orch restart -cascade job.migrate runs the migration again, then
 //     restarts the app's instances, then nginx;
 //   - SIGTERM stops it the other way round (nginx, then the app, then
@@ -150,40 +153,57 @@ func TestExampleStack(t *testing.T) {
 		}
 	}
 
-	// The rolling replace, under two clients.
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	counts := map[string]int{}
-	var failures []string
-	for _, url := range []string{nginxURL, proxyURL} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				_, err := get(url)
-				mu.Lock()
-				counts[url]++
-				if err != nil {
-					failures = append(failures, fmt.Sprintf("%s: %v", url, err))
+	// underLoad does act, then waits for done, while a client of each of
+	// urls keeps asking; it returns how many requests each made and the
+	// failures.
+	underLoad := func(what string, urls []string, act func(), done func() bool) (map[string]int, []string) {
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		counts := map[string]int{}
+		var failures []string
+		for _, url := range urls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() {
+					_, err := get(url)
+					mu.Lock()
+					counts[url]++
+					if err != nil {
+						failures = append(failures, fmt.Sprintf("%s: %v", url, err))
+					}
+					mu.Unlock()
 				}
-				mu.Unlock()
-			}
-		}()
+			}()
+		}
+		act()
+		e.waitFor(p, what, done)
+		stop.Store(true)
+		wg.Wait()
+		return counts, failures
 	}
-	path := filepath.Join(root, "main.hcl")
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	// edit replaces old by new in the stack's file name.
+	edit := func(name, old, new string) {
+		t.Helper()
+		path := filepath.Join(root, name)
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := strings.Replace(string(src), old, new, 1)
+		if edited == string(src) {
+			t.Fatalf("%q is not in examples/stack/%s", old, name)
+		}
+		if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	edited := strings.Replace(string(src), `GREETING         = "Hello from the stack"`, `GREETING         = "Hello again"`, 1)
-	if edited == string(src) {
-		t.Fatal("the app's GREETING is not in examples/stack/main.hcl")
-	}
-	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.waitFor(p, "both instances replaced", func() bool {
+
+	// The rolling replace, under two clients.
+	counts, failures := underLoad("both instances replaced", []string{nginxURL, proxyURL}, func() {
+		edit("main.hcl", `GREETING         = "Hello from the stack"`, `GREETING         = "Hello again"`)
+	}, func() bool {
 		n := 0
 		for _, ev := range upEvents(p.output()) {
 			e.pids.add(ev.Pid)
@@ -193,8 +213,6 @@ func TestExampleStack(t *testing.T) {
 		}
 		return n == 2
 	})
-	stop.Store(true)
-	wg.Wait()
 	failed()
 	t.Logf("requests during the replace: %d through nginx, %d through orch's proxy", counts[nginxURL], counts[proxyURL])
 	if len(failures) > 0 {
@@ -208,6 +226,59 @@ func TestExampleStack(t *testing.T) {
 			t.Errorf("GET %s after the replace: %v %q", url, err, body)
 		}
 	}
+
+	// An edit of nginx.conf.in: the job that writes it runs again, and
+	// nginx is reloaded (SIGHUP), not replaced: its pid stays, no
+	// request through it fails, and it serves with the new configuration.
+	nginxPid := 0
+	for _, ev := range upEvents(p.output()) {
+		if ev.Type == "started" && ev.Address == "daemon.nginx" {
+			nginxPid = ev.Pid
+		}
+	}
+	before := len(upEvents(p.output()))
+	counts, failures = underLoad("nginx reloaded", []string{nginxURL}, func() {
+		edit("nginx.conf.in", "proxy_pass http://app;", "proxy_pass http://app;\n            add_header X-Stack-Config reloaded always;")
+	}, func() bool {
+		for _, ev := range upEvents(p.output())[before:] {
+			if ev.Type == "reloaded" && ev.Address == "daemon.nginx" {
+				return true
+			}
+		}
+		return false
+	})
+	failed()
+	var wrote, reloaded int = -1, -1
+	for i, ev := range upEvents(p.output())[before:] {
+		switch {
+		case ev.Type == "completed" && ev.Address == "job.nginx_conf":
+			wrote = i
+		case ev.Type == "reloaded" && ev.Address == "daemon.nginx":
+			reloaded = i
+			if ev.Pid != nginxPid {
+				t.Errorf("nginx reloaded as pid %d, want its pid %d kept", ev.Pid, nginxPid)
+			}
+		case ev.Address == "daemon.nginx" && (ev.Type == "stopped" || ev.Type == "started" || ev.Type == "stopping"):
+			t.Errorf("nginx %s on an edit of its configuration, want it reloaded in place\n%s", ev.Type, p.output())
+		}
+	}
+	if wrote < 0 || wrote > reloaded {
+		t.Errorf("job.nginx_conf completed at event %d, nginx reloaded at %d: want the new file written first\n%s", wrote, reloaded, p.output())
+	}
+	t.Logf("requests during the reload: %d through nginx", counts[nginxURL])
+	if len(failures) > 0 {
+		t.Errorf("%d requests failed during nginx's reload, the first: %s", len(failures), failures[0])
+	}
+	// nginx replaces its workers once it has read the file: a request
+	// may still meet an old one for a moment.
+	e.waitFor(p, "nginx serving with its new configuration", func() bool {
+		resp, err := client.Get(nginxURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Stack-Config") == "reloaded"
+	})
 
 	// restartedSince: after the event numbered before, both app
 	// instances and nginx became healthy again, nginx after both.
@@ -225,7 +296,7 @@ func TestExampleStack(t *testing.T) {
 	}
 
 	// The migration run again, and what depends on it restarted after.
-	before := len(upEvents(p.output()))
+	before = len(upEvents(p.output()))
 	r := orch(t, root, e.env, "restart", "-cascade", "job.migrate", root).want(t, 0)
 	if !strings.Contains(r.stdout, "job.migrate ran again [pid=") ||
 		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[0], daemon.app[1], daemon.nginx") {

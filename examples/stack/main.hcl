@@ -16,7 +16,8 @@
 # both instances answer. Ctrl-C stops it the other way round: nginx, the
 # app, then postgres and redis. Edit the app's env and save: its instances
 # are replaced one at a time, each new one serving before the old one
-# stops.
+# stops. Edit nginx.conf.in and save: nginx is reloaded (SIGHUP), not
+# restarted.
 
 variable "base_port" {
   type        = number
@@ -132,17 +133,23 @@ daemon "app" {
   }
 }
 
-# nginx's configuration, written from nginx.conf.in with this stack's
-# ports and paths (after initdb, which makes the data directory as
-# postgres's user).
+# nginx's configuration: nginx.conf.in rendered with this stack's ports
+# and paths (templatefile; nginx's own variables are written $name there),
+# and written where nginx reads it (after initdb, which makes the data
+# directory as postgres's user). The rendered text is part of the job's
+# configuration: an edit of nginx.conf.in runs the job again, under orch
+# up too, and the plan shows what changed in it line by line.
 job "nginx_conf" {
   depends_on = [job.initdb]
-  command = ["sh", "-c", join(" ", [
-    "mkdir -p ${var.data}/nginx &&",
-    "sed -e 's|@DATA@|${var.data}/nginx|g' -e 's|@PORT@|${local.nginx_port}|g'",
-    "-e 's|@APP0@|${local.app_port}|g' -e 's|@APP1@|${local.app_port + 1}|g'",
-    "${path.root}/nginx.conf.in > ${var.data}/nginx/nginx.conf",
-  ])]
+  env = {
+    CONF = templatefile("${path.root}/nginx.conf.in", {
+      data = "${var.data}/nginx"
+      port = local.nginx_port
+      app0 = local.app_port
+      app1 = local.app_port + 1
+    })
+  }
+  command = ["sh", "-c", "mkdir -p ${var.data}/nginx && printf '%s' \"$CONF\" > ${var.data}/nginx/nginx.conf"]
 }
 
 daemon "nginx" {
@@ -156,5 +163,14 @@ daemon "nginx" {
 
   stop {
     signal = "SIGQUIT" # nginx's graceful shutdown
+  }
+
+  # A new nginx.conf is taken by a SIGHUP: nginx re-reads it and replaces
+  # its workers itself, with no request lost, keeping its pid. Without
+  # this block the change would go unseen (nginx's own attributes did not
+  # change).
+  reload {
+    signal = "SIGHUP"
+    on     = [job.nginx_conf.env.CONF]
   }
 }
