@@ -36,6 +36,39 @@ daemon "fine" {
 	}
 }
 
+// The last log lines of a daemon that died at once are those of this
+// start: its earlier starts, written to the same log file, are not told
+// as its own. The lines of a diagnostic's detail that quote the log keep
+// their indentation, unwrapped however long.
+func TestApplyQuotesThisStartsLog(t *testing.T) {
+	dir := project(t, `
+daemon "crash" {
+  command = ["/bin/sh", "-c", "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo attempt-$n $(printf 'x%.0s' $(seq 150)); exit 3"]
+  restart {
+    policy = "never"
+  }
+  # never passes: the exit is told as a diagnostic ("exited before it was
+  # ready"), whose detail is wrapped
+  health {
+    exec     = ["/bin/false"]
+    interval = "50ms"
+  }
+}
+`)
+	r := orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	if !strings.Contains(r.stdout+r.stderr, "attempt-1 ") {
+		t.Fatalf("first apply lacks its start's log line:\n%s%s", r.stdout, r.stderr)
+	}
+	r = orch(t, dir, nil, "apply", "-auto-approve").want(t, 1)
+	out := r.stdout + r.stderr
+	if !strings.Contains(out, "\n    attempt-2 "+strings.Repeat("x", 150)+"\n") {
+		t.Errorf("second apply lacks its start's log line, whole on one line:\n%s", out)
+	}
+	if strings.Contains(out, "attempt-1") {
+		t.Errorf("second apply quotes the first start's log as its own:\n%s", out)
+	}
+}
+
 // orch apply starts a dependent only once its dependency is ready: the
 // migrate job finds the database's ready mark.
 func TestApplyWaitsForReadiness(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcled"
 	"github.com/mattn/go-isatty"
+	"github.com/mitchellh/go-wordwrap"
 )
 
 // defaultWidth is the width diagnostics wrap at when the terminal's is
@@ -37,8 +38,33 @@ func (a *App) writeDiags(diags hcl.Diagnostics, files map[string]*hcl.File) {
 		colour = !noColour && !a.noColor && os.Getenv("TERM") != "dumb" &&
 			(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 	}
-	w := hcl.NewDiagnosticTextWriter(a.Stderr, files, uint(width), colour)
-	_ = w.WriteDiagnostics(diags)
+	// HCL's writer wraps a detail whole; here its prose is wrapped and
+	// its indented lines (a daemon's last log lines, a command) are left
+	// as they are, as Terraform does: a log line cut in two lost its
+	// indentation and read as prose.
+	wrapped := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		c := *d
+		c.Detail = wrapDetail(d.Detail, width)
+		wrapped[i] = &c
+	}
+	w := hcl.NewDiagnosticTextWriter(a.Stderr, files, 0, colour)
+	_ = w.WriteDiagnostics(wrapped)
+}
+
+// wrapDetail wraps each line of a diagnostic's detail at width, but for
+// lines that begin with a space or a tab, which are shown as they are.
+func wrapDetail(detail string, width int) string {
+	if width <= 0 || detail == "" {
+		return detail
+	}
+	lines := strings.Split(detail, "\n")
+	for i, l := range lines {
+		if l != "" && l[0] != ' ' && l[0] != '\t' {
+			lines[i] = wordwrap.WrapString(l, uint(width))
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // JSONDiagnostics is the output of `orch validate -json`; its shape follows

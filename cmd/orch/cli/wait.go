@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/orch-dev/orch/planner"
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/notify"
+	"github.com/orch-dev/orch/providers/process"
 	"github.com/orch-dev/orch/spec"
 	"github.com/spf13/pflag"
 )
@@ -43,6 +47,11 @@ type readiness struct {
 
 	mu      sync.Mutex
 	started []startedDaemon // without a health check, for checkAlive
+	// logFrom is where each daemon's log file ended when this apply
+	// began to start it: its failure quotes the lines written since, not
+	// those of an earlier start (the process runtime appends every
+	// start of a daemon to one file).
+	logFrom map[spec.Address]int64
 }
 
 type startedDaemon struct {
@@ -64,6 +73,30 @@ func newReadiness(s *session, w *waitFlags) *readiness {
 func (r *readiness) install(ex *executor.Executor) {
 	ex.WaitUp = r.waitUp
 	ex.Ready = r.waitReady
+	progress := ex.Progress
+	ex.Progress = func(ev executor.StepEvent) {
+		if ev.Kind == executor.StepUp && !ev.Done && !ev.Skipped && !ev.Running && ev.Addr.Kind == spec.KindDaemon {
+			r.noteLogEnd(ev.Addr)
+		}
+		if progress != nil {
+			progress(ev)
+		}
+	}
+}
+
+// noteLogEnd notes where addr's log file (the process runtime's) ends now,
+// as its start begins; nothing when it has none.
+func (r *readiness) noteLogEnd(addr spec.Address) {
+	fi, err := os.Stat(filepath.Join(r.s.stateDir, "logs", process.FileName(addr)+".log"))
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.logFrom == nil {
+		r.logFrom = map[spec.Address]int64{}
+	}
+	r.logFrom[addr] = fi.Size()
 }
 
 // waitReady is waitUp for the new half of a create_before_destroy
@@ -326,6 +359,16 @@ func (r *readiness) lastLines(ctx context.Context, addr, rtAddr spec.Address, h 
 		return nil
 	}
 	defer resp.Log.Close()
+	r.mu.Lock()
+	from, ok := r.logFrom[addr]
+	r.mu.Unlock()
+	if f, isFile := resp.Log.(*os.File); ok && isFile {
+		// What this start wrote: from where the file ended before it,
+		// unless the file is shorter now (rotated since: all of it).
+		if fi, err := f.Stat(); err == nil && fi.Size() >= from {
+			f.Seek(from, io.SeekStart)
+		}
+	}
 	var lines []string
 	sc := bufio.NewScanner(resp.Log)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
