@@ -10,6 +10,7 @@ import (
 )
 
 func (l *loader) declareResource(b *hcl.Block) {
+	before := len(l.diags)
 	kind := ParseKind(b.Type)
 	name := b.Labels[0]
 	if !validName(name) {
@@ -110,7 +111,12 @@ func (l *loader) declareResource(b *hcl.Block) {
 				"%s runs on %s, which starts a native process: set command = [\"/path/to/program\", \"arg\", ...].", addr, n.runtime)
 		}
 	}
-	l.addNode(n)
+	if l.addNode(n) && l.diags[before:].HasErrors() {
+		// reported: not evaluated, and what refers to it is skipped
+		// silently (a load without the cache goes on with the other
+		// blocks, to report their errors too)
+		n.failed = true
+	}
 }
 
 var runtimeOnlySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "runtime"}}}
@@ -257,6 +263,16 @@ func (l *loader) resolveRuntime(n *node) {
 // collectRefs finds every node n refers to, from its expressions and its
 // static references, reporting references to things that do not exist.
 func (l *loader) collectRefs(n *node) {
+	before := len(l.diags)
+	l.brokenRef = false
+	defer func() {
+		// A reference that does not resolve was reported; one to a block
+		// whose declaration was refused was reported there: either way n
+		// is not evaluated.
+		if l.brokenRef || l.diags[before:].HasErrors() {
+			n.failed = true
+		}
+	}()
 	seen := map[*node]int{}
 	add := func(t *node, expr bool) {
 		if t == nil {
@@ -370,6 +386,7 @@ func (l *loader) lookupBlock(addr Address, rng hcl.Range) *node {
 		return t
 	}
 	if l.broken[addr.String()] {
+		l.brokenRef = true
 		return nil // its declaration was already reported
 	}
 	detail := fmt.Sprintf("There is no %s block named %q.", addr.Kind, addr.Name)
@@ -508,8 +525,9 @@ func keysOf[V any](m map[string]V) []string {
 	return out
 }
 
-// sortNodes orders nodes so that each comes after what it refers to, or
-// reports every cycle with all of its members.
+// sortNodes orders nodes so that each comes after what it refers to, and
+// reports every cycle with all of its members: ok is false then, and the
+// order leaves out the cycles' members and what depends on them.
 func (l *loader) sortNodes() ([]*node, bool) {
 	all := append([]*node(nil), l.order...)
 	if rt := l.nodes[l.processRT.String()]; rt != nil && !containsNode(all, rt) {
@@ -541,9 +559,9 @@ func (l *loader) sortNodes() ([]*node, bool) {
 		}
 		detail += ". Remove one of the references to break the cycle."
 		l.errorf(rangePtr(first.decl), "Dependency cycle "+joinCycle(names), "%s", detail)
-	}
-	if len(cycles) > 0 {
-		return nil, false
+		for _, m := range c {
+			all[m].failed = true
+		}
 	}
 	// Kahn's algorithm in declaration order: deterministic.
 	indeg := make([]int, len(all))
@@ -575,7 +593,7 @@ func (l *loader) sortNodes() ([]*node, bool) {
 	for k, i := range out {
 		res[k] = all[i]
 	}
-	return res, true
+	return res, len(cycles) == 0
 }
 
 func joinCycle(names []string) string {

@@ -38,6 +38,9 @@ type loader struct {
 	// names whose declaration was refused with a diagnostic: references to
 	// them are not reported again.
 	broken map[string]bool
+	// brokenRef is set by lookupBlock when it meets a reference to a
+	// broken block (collectRefs: the node referring is not evaluated).
+	brokenRef bool
 	// secrets holds the text of every sensitive value met, for redact.
 	secrets   map[string]bool
 	secretsMu *sync.Mutex
@@ -242,6 +245,14 @@ func (l *loader) run() {
 		l.declareRuntime(b)
 	}
 	l.declareImplicitRuntime()
+	// Past this point a load without the cache reports the errors of
+	// every block, not those of the first phase that has any: a block
+	// with an error is not evaluated (node.failed), and what refers to
+	// it is skipped without a word, as Terraform validates every block.
+	// Errors before it (variables, locals, runtimes, the orch block)
+	// stop the load here, as do any with the cache (the load is done
+	// again without it, cache.go).
+	goOn := l.cache == nil && !l.diags.HasErrors()
 	for i, it := range resourceItems {
 		if it.p != nil {
 			l.declareCached(it.p)
@@ -260,7 +271,7 @@ func (l *loader) run() {
 			p.body = nil
 		}
 	}
-	if l.diags.HasErrors() {
+	if l.diags.HasErrors() && !goOn {
 		// Declarations are broken: references would only add noise.
 		return
 	}
@@ -271,11 +282,11 @@ func (l *loader) run() {
 			l.collectRefs(n)
 		}
 	}
-	if l.diags.HasErrors() || l.cache != nil && l.cache.aborted.Load() {
+	if l.diags.HasErrors() && !goOn || l.cache != nil && l.cache.aborted.Load() {
 		return
 	}
 	order, ok := l.sortNodes()
-	if !ok {
+	if !ok && !goOn {
 		return
 	}
 	if l.cache != nil {
