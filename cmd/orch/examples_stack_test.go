@@ -31,6 +31,9 @@ import (
 //   - an edit of nginx.conf.in writes nginx's configuration again and
 //     reloads nginx (SIGHUP, the same pid) while a client keeps asking:
 //     not one request fails, and nginx serves with the new configuration;
+//   - app_count 2 -> 3 under a client of nginx and one of the proxy: the
+//     new instance starts, nginx is reloaded with it in its upstream list
+//     once it is healthy, not one request fails, and both reach all three;
 //   - orch restart -cascade job.migrate runs the migration again, then
 //     restarts the app's instances, then nginx;
 //   - SIGTERM stops it the other way round (nginx, then the app, then
@@ -65,7 +68,7 @@ func TestExampleStack(t *testing.T) {
 	if err := os.Chmod(parent, 0o1777); err != nil {
 		t.Fatal(err)
 	}
-	base := consecutivePorts(t, 6) // postgres, redis, app[0], app[1], proxy, nginx
+	base := consecutivePorts(t, 13) // postgres, redis, -, -, proxy, nginx, -, -, -, -, app[0], app[1], app[2]
 	e := engineTestIn(t, root)
 	e.env = []string{fmt.Sprintf("ORCH_VAR_base_port=%d", base), "ORCH_VAR_data=" + filepath.Join(parent, "data"),
 		"ORCH_VAR_pg_bin=" + filepath.Dir(pgBins[len(pgBins)-1])}
@@ -280,8 +283,52 @@ func TestExampleStack(t *testing.T) {
 		return resp.Header.Get("X-Stack-Config") == "reloaded"
 	})
 
-	// restartedSince: after the event numbered before, both app
-	// instances and nginx became healthy again, nginx after both.
+	// app_count 2 -> 3 under a client of nginx and one of the proxy: the
+	// new instance starts, and nginx, whose upstream list the job writes
+	// again, is reloaded once it is healthy (not as soon as it started:
+	// nginx would send requests to a port nothing listens on yet); not
+	// one request fails, and both paths reach the three instances.
+	before = len(upEvents(p.output()))
+	counts, failures = underLoad("daemon.app[2] healthy and nginx reloaded", []string{nginxURL, proxyURL}, func() {
+		edit("main.hcl", "default     = 2\n", "default     = 3\n")
+	}, func() bool {
+		evs := upEvents(p.output())[before:]
+		for _, ev := range evs {
+			e.pids.add(ev.Pid)
+		}
+		return hasEvent(evs, "healthy", "daemon.app[2]") && hasEvent(evs, "reloaded", "daemon.nginx")
+	})
+	failed()
+	evs = upEvents(p.output())[before:]
+	healthy2, reloadedAt := -1, -1
+	for i, ev := range evs {
+		if ev.Type == "healthy" && ev.Address == "daemon.app[2]" && healthy2 < 0 {
+			healthy2 = i
+		}
+		if ev.Type == "reloaded" && ev.Address == "daemon.nginx" && reloadedAt < 0 {
+			reloadedAt = i
+		}
+	}
+	if reloadedAt < healthy2 {
+		t.Errorf("nginx reloaded (event %d) before daemon.app[2] was healthy (event %d)\n%s", reloadedAt, healthy2, p.output())
+	}
+	t.Logf("requests during the scale-up: %d through nginx, %d through orch's proxy", counts[nginxURL], counts[proxyURL])
+	if len(failures) > 0 {
+		t.Errorf("%d requests failed during the scale-up, the first: %s", len(failures), failures[0])
+	}
+	for _, url := range []string{nginxURL, proxyURL} {
+		seen := map[string]bool{}
+		e.waitFor(p, "three instances answering through "+url, func() bool {
+			body, err := get(url)
+			if err == nil && len(strings.Fields(body)) > 7 {
+				seen[strings.Fields(body)[7]] = true
+			}
+			return len(seen) == 3
+		})
+	}
+
+	// restartedSince: after the event numbered before, the three app
+	// instances and nginx became healthy again, nginx after them.
 	restartedSince := func(before int) func() bool {
 		return func() bool {
 			healthy := map[string]int{}
@@ -291,7 +338,8 @@ func TestExampleStack(t *testing.T) {
 					healthy[ev.Address] = i
 				}
 			}
-			return len(healthy) == 3 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] && healthy["daemon.nginx"] > healthy["daemon.app[1]"]
+			return len(healthy) == 4 && healthy["daemon.nginx"] > healthy["daemon.app[0]"] &&
+				healthy["daemon.nginx"] > healthy["daemon.app[1]"] && healthy["daemon.nginx"] > healthy["daemon.app[2]"]
 		}
 	}
 
@@ -299,7 +347,7 @@ func TestExampleStack(t *testing.T) {
 	before = len(upEvents(p.output()))
 	r := orch(t, root, e.env, "restart", "-cascade", "job.migrate", root).want(t, 0)
 	if !strings.Contains(r.stdout, "job.migrate ran again [pid=") ||
-		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[0], daemon.app[1], daemon.nginx") {
+		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[0], daemon.app[1], daemon.app[2], daemon.nginx") {
 		t.Fatalf("orch restart -cascade job.migrate: %q", r.stdout)
 	}
 	e.waitFor(p, "the app's instances and nginx restarted and healthy", restartedSince(before))
@@ -311,7 +359,7 @@ func TestExampleStack(t *testing.T) {
 	before = len(upEvents(p.output()))
 	r = orch(t, root, e.env, "restart", "-cascade", "daemon.app", root).want(t, 0)
 	if !strings.Contains(r.stdout, "daemon.app[0] restarted [pid=") ||
-		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[1], daemon.nginx") {
+		!strings.Contains(r.stdout, "then, each once what it depends on is ready again: daemon.app[1], daemon.app[2], daemon.nginx") {
 		t.Fatalf("orch restart -cascade daemon.app: %q", r.stdout)
 	}
 	e.waitFor(p, "the app's instances and nginx restarted and healthy", restartedSince(before))
@@ -321,7 +369,7 @@ func TestExampleStack(t *testing.T) {
 			starts[ev.Address]++
 		}
 	}
-	if starts["daemon.app[0]"] != 1 || starts["daemon.app[1]"] != 1 || starts["daemon.nginx"] != 1 || starts["job.migrate"] != 0 {
+	if starts["daemon.app[0]"] != 1 || starts["daemon.app[1]"] != 1 || starts["daemon.app[2]"] != 1 || starts["daemon.nginx"] != 1 || starts["job.migrate"] != 0 {
 		t.Errorf("orch restart -cascade daemon.app started %v, want each app instance and nginx once\n%s", starts, p.output())
 	}
 	failed()
@@ -340,12 +388,22 @@ func TestExampleStack(t *testing.T) {
 		return -1
 	}
 	for _, o := range [][2]string{
-		{"daemon.nginx", "daemon.app[0]"}, {"daemon.nginx", "daemon.app[1]"},
-		{"daemon.app[0]", "daemon.postgres"}, {"daemon.app[1]", "daemon.postgres"},
-		{"daemon.app[0]", "daemon.redis"}, {"daemon.app[1]", "daemon.redis"},
+		{"daemon.nginx", "daemon.app[0]"}, {"daemon.nginx", "daemon.app[1]"}, {"daemon.nginx", "daemon.app[2]"},
+		{"daemon.app[0]", "daemon.postgres"}, {"daemon.app[1]", "daemon.postgres"}, {"daemon.app[2]", "daemon.postgres"},
+		{"daemon.app[0]", "daemon.redis"}, {"daemon.app[1]", "daemon.redis"}, {"daemon.app[2]", "daemon.redis"},
 	} {
 		if last("stopped", o[0]) > last("stopping", o[1]) {
 			t.Errorf("%s was told to stop before %s had stopped\n%s", o[1], o[0], p.output())
 		}
 	}
+}
+
+// hasEvent reports whether evs hold an event of typ for addr.
+func hasEvent(evs []upEvent, typ, addr string) bool {
+	for _, ev := range evs {
+		if ev.Type == typ && ev.Address == addr {
+			return true
+		}
+	}
+	return false
 }

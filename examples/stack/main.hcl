@@ -1,7 +1,7 @@
 # A stack from Debian's packages, as a user runs one: PostgreSQL (its data
 # directory made by a job, checked with pg_isready), Redis, a migration
-# job, a web app with two instances behind orch's proxy, and nginx in
-# front of the same two instances.
+# job, a web app with two instances (app_count) behind orch's proxy, and
+# nginx in front of the same instances.
 #
 #   apt-get install postgresql redis-server nginx python3
 #   orch up examples/stack                        (as a user other than root)
@@ -13,16 +13,28 @@
 #
 # The order is the dependencies': the app starts once the migration is
 # done, which waits for postgres to answer pg_isready; nginx starts once
-# both instances answer. Ctrl-C stops it the other way round: nginx, the
+# every instance answers. Ctrl-C stops it the other way round: nginx, the
 # app, then postgres and redis. Edit the app's env and save: its instances
 # are replaced one at a time, each new one serving before the old one
 # stops. Edit nginx.conf.in and save: nginx is reloaded (SIGHUP), not
-# restarted.
+# restarted. Change app_count's default and save: instances are added or
+# removed, and nginx is reloaded with them as its upstream servers.
 
 variable "base_port" {
   type        = number
   default     = 8100
-  description = "postgres listens on it, redis on the next port, the app's instances on the two after, orch's proxy and nginx on the two after them."
+  description = "postgres listens on it, redis on the next port, orch's proxy on base_port + 4, nginx on base_port + 5, the app's instances from base_port + 10 on."
+}
+
+variable "app_count" {
+  type        = number
+  default     = 2
+  description = "How many instances of the app run, behind orch's proxy and nginx. Change it under orch up: the instances are added or removed, and nginx is reloaded with the new list."
+
+  validation {
+    condition     = var.app_count >= 1 && var.app_count <= 50
+    error_message = "app_count must be from 1 to 50 (the app's ports are base_port + 10 on)."
+  }
 }
 
 variable "data" {
@@ -46,7 +58,7 @@ variable "pg_bin" {
 locals {
   pg_port    = var.base_port
   redis_port = var.base_port + 1
-  app_port   = var.base_port + 2
+  app_port   = var.base_port + 10 # of the first instance; the next on the next ports
   proxy_port = var.base_port + 4
   nginx_port = var.base_port + 5
   pgdata     = "${var.data}/pg"
@@ -107,7 +119,7 @@ job "migrate" {
 }
 
 daemon "app" {
-  count      = 2
+  count      = var.app_count
   command    = ["python3", "${path.root}/app.py", "${local.app_port + count.index}", "${local.redis_port}"]
   depends_on = [job.migrate, daemon.redis]
   env = {
@@ -145,8 +157,7 @@ job "nginx_conf" {
     CONF = templatefile("${path.root}/nginx.conf.in", {
       data = "${var.data}/nginx"
       port = local.nginx_port
-      app0 = local.app_port
-      app1 = local.app_port + 1
+      apps = [for i in range(var.app_count) : local.app_port + i]
     })
   }
   command = ["sh", "-c", "mkdir -p ${var.data}/nginx && printf '%s' \"$CONF\" > ${var.data}/nginx/nginx.conf"]

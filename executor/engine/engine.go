@@ -944,7 +944,8 @@ func (e *Engine) gate(in map[spec.Address]*planner.Change) gate.Decision {
 func (e *Engine) readiness() map[spec.Address]gate.Instance {
 	m := make(map[spec.Address]gate.Instance, len(e.insts))
 	for a, inst := range e.insts {
-		m[a] = gate.Instance{Readiness: e.readinessOf(inst), Runtime: inst.rt}
+		r := e.readinessOf(inst)
+		m[a] = gate.Instance{Readiness: r, Runtime: inst.rt, Starting: r == gate.Running && inst.sup.phase == phaseStarting}
 	}
 	e.addElsewhere(m)
 	return m

@@ -69,3 +69,73 @@ func TestReloadInsteadOfReplace(t *testing.T) {
 		t.Errorf("the child in the daemon's group (pid %d) got the signal: it went to the group, not the main process", child)
 	}
 }
+
+// scaledConfig is n instances of a daemon ready once the test makes its
+// ready-INDEX file, and a front whose configuration lists them, reloaded
+// (SIGHUP) when the list changes, as nginx is in front of a count.
+func scaledConfig(dir string, n int) string {
+	return fmt.Sprintf(`
+locals {
+  n = %[2]d
+}
+daemon "app" {
+  count   = local.n
+  command = ["/bin/sleep", "1000"]
+  health {
+    exec     = ["/bin/test", "-e", "%[1]s/ready-${count.index}"]
+    interval = "50ms"
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+daemon "front" {
+  command    = ["/bin/sh", "-c", "trap 'echo hup >> %[1]s/hups' HUP; while :; do sleep 0.05; done"]
+  depends_on = [daemon.app]
+  reload {
+    signal = "SIGHUP"
+    on     = [join(",", [for i in range(local.n) : "app-${i}"])]
+  }
+  stop {
+    timeout = "2s"
+  }
+}
+`, dir, n)
+}
+
+// A reload waits for what starts with it: the front, told of a new
+// instance by its reload, is signalled only once that instance is ready,
+// not as soon as it started (nginx would send requests to an instance
+// not yet listening).
+func TestReloadWaitsForNewDependency(t *testing.T) {
+	dir := t.TempDir()
+	ready := func(i int) {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ready-%d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready(0)
+	u := startUpIn(t, dir, scaledConfig(dir, 1))
+	u.waitFor("front started", func(evs []ev) bool { return count(evs, "daemon.front", "started") == 1 })
+	before := len(u.all())
+	renameSave(t, dir, scaledConfig(dir, 2))
+	evs := u.waitFor("the front's reload held or done", func(evs []ev) bool {
+		evs = evs[before:]
+		return count(evs, "daemon.front", "waiting") > 0 || count(evs, "daemon.front", "reloaded") > 0
+	})[before:]
+	if count(evs, "daemon.front", "reloaded") > 0 {
+		t.Fatalf("the front was reloaded before daemon.app[1] was ready (its ready file is not made yet):\n%s", u.dump())
+	}
+	w := index(evs, "daemon.front", "waiting", 0)
+	if !strings.Contains(evs[w].Detail, "daemon.app[1] to be healthy") {
+		t.Errorf("the front waits %q, want for daemon.app[1] to be healthy", evs[w].Detail)
+	}
+	ready(1)
+	evs = u.waitFor("the front reloaded", func(evs []ev) bool { return count(evs[before:], "daemon.front", "reloaded") == 1 })[before:]
+	if h, r := index(evs, "daemon.app[1]", "healthy", 0), index(evs, "daemon.front", "reloaded", 0); h < 0 || h > r {
+		t.Errorf("daemon.app[1] healthy at event %d, the front reloaded at %d: want it healthy first\n%s", h, r, u.dump())
+	}
+	if n := count(u.all(), "daemon.front", "started"); n != 1 {
+		t.Errorf("the front started %d times, want once (reloaded, not replaced)\n%s", n, u.dump())
+	}
+}

@@ -15,6 +15,11 @@
 //	         earlier run still waits for the database behind it)
 //	module   running
 //
+// A reload (planner.Reload: a signal that makes a running daemon take a
+// new configuration) waits only for the dependencies that start with it,
+// or started and have no health verdict yet (Instance.Starting): a
+// dependency already running that turned unhealthy does not hold it back.
+//
 // A dependency that failed, or that the user stopped (held, orch stop),
 // blocks its dependents: the decision names it (Wait.BlockedBy), also
 // when it is not a direct dependency. The changes of a held instance do
@@ -58,6 +63,10 @@ func (r Readiness) blocks() bool { return r == Failed || r == Held }
 type Instance struct {
 	Readiness Readiness
 	Runtime   spec.Address // its runtime (named when it is Away)
+	// Starting: Running since its start, with no health verdict yet (as
+	// opposed to running and found unhealthy later). A reload waits for
+	// such a dependency: it started with it, or just before.
+	Starting bool
 }
 
 // Input is one decision's facts.
@@ -99,7 +108,12 @@ func Starts(c *planner.Change) bool {
 // Decide splits in.Changes into the changes that may run now and the
 // starts that must wait, in dependency order: a start waits when a
 // dependency is not ready, or is itself a start that waits, or starts in
-// the same apply and is gated on its health.
+// the same apply and is gated on its health. A reload waits only for the
+// last two: the new configuration it signals may name what starts with
+// it (nginx's upstream list, with the instance a count added), which it
+// must not be sent to before that is ready; a dependency that was
+// already not ready does not hold it back (the new configuration may be
+// what routes around it).
 func Decide(in Input) Decision {
 	d := Decision{Wait: map[spec.Address]Wait{}}
 	var now []*planner.Change
@@ -112,13 +126,18 @@ func Decide(in Input) Decision {
 			d.Held = append(d.Held, a)
 			continue
 		}
-		if Starts(c) {
-			if why := waitsFor(in, a, d.Wait); why != "" {
-				w := Wait{Why: why}
-				w.BlockedBy, w.Blocker, _ = BlockedBy(in.Graph, in.Instances, a)
-				d.Wait[a] = w
-				continue
-			}
+		why := ""
+		switch {
+		case Starts(c):
+			why = waitsFor(in, a, d.Wait)
+		case c.Action == planner.Reload:
+			why = waitsForStarts(in, a, d.Wait)
+		}
+		if why != "" {
+			w := Wait{Why: why}
+			w.BlockedBy, w.Blocker, _ = BlockedBy(in.Graph, in.Instances, a)
+			d.Wait[a] = w
+			continue
 		}
 		now = append(now, c)
 	}
@@ -126,6 +145,28 @@ func Decide(in Input) Decision {
 	sort.Slice(d.Held, func(i, j int) bool { return d.Held[i].Less(d.Held[j]) })
 	d.Now = now
 	return d
+}
+
+// waitsForStarts says what a reload of a waits for, or "": a dependency
+// that waits itself, starts in the same apply gated on its health, or
+// started (in an earlier apply of the same round) and has no health
+// verdict yet.
+func waitsForStarts(in Input, a spec.Address, waiting map[spec.Address]Wait) string {
+	for _, dep := range in.Graph.DependenciesOf(a) {
+		if _, ok := waiting[dep]; ok {
+			return "for " + dep.String() + ", which waits itself"
+		}
+		if c := in.Changes[dep]; c != nil && Starts(c) && in.Instances[dep].Readiness != Held {
+			if why := in.Gated[dep]; why != "" {
+				return "for " + dep.String() + " " + why
+			}
+			continue
+		}
+		if i := in.Instances[dep]; i.Readiness == Running && i.Starting {
+			return "for " + dep.String() + " to be healthy"
+		}
+	}
+	return ""
 }
 
 // waitsFor says what a start of a waits for, or "".

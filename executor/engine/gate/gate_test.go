@@ -58,7 +58,9 @@ func TestDecide(t *testing.T) {
 		changes map[string]planner.Action
 		insts   map[string]Readiness
 		gated   map[string]string
-		want    want
+		// starting: Running since their start, no health verdict yet
+		starting []string
+		want     want
 	}{{
 		name:    "cold start: what has no dependency starts; a gated db holds the job back",
 		changes: map[string]planner.Action{"daemon.db": planner.Create, "job.migrate": planner.Create, "daemon.app": planner.Create, "daemon.cache": planner.Create, "daemon.web": planner.Create},
@@ -109,6 +111,38 @@ func TestDecide(t *testing.T) {
 		insts:   map[string]Readiness{"module.m": Down},
 		want:    want{wait: map[string]string{"daemon.usesm": "for module.m to run"}},
 	}, {
+		name:    "a reload waits for a dependency that starts with it, gated on its health (nginx told of an instance not yet serving)",
+		changes: map[string]planner.Action{"daemon.app": planner.Create, "daemon.web": planner.Reload},
+		insts:   map[string]Readiness{"daemon.db": Ready, "job.migrate": Completed, "daemon.cache": Ready, "daemon.web": Ready},
+		gated:   map[string]string{"daemon.app": "to be healthy"},
+		want:    want{now: []string{"daemon.app"}, wait: map[string]string{"daemon.web": "for daemon.app to be healthy"}},
+	}, {
+		name:    "a reload waits for a dependency that waits itself",
+		changes: map[string]planner.Action{"daemon.app": planner.Start, "daemon.web": planner.Reload},
+		insts:   map[string]Readiness{"daemon.db": Running, "job.migrate": Completed, "daemon.cache": Ready, "daemon.web": Ready},
+		want:    want{wait: map[string]string{"daemon.app": "for daemon.db to be healthy", "daemon.web": "for daemon.app, which waits itself"}},
+	}, {
+		name:     "a reload deferred for a start waits while that start has no health verdict (an earlier apply of the round started it)",
+		changes:  map[string]planner.Action{"daemon.web": planner.Reload},
+		insts:    map[string]Readiness{"daemon.app": Running, "daemon.web": Ready},
+		starting: []string{"daemon.app"},
+		want:     want{wait: map[string]string{"daemon.web": "for daemon.app to be healthy"}},
+	}, {
+		name:    "a reload does not wait for a dependency found unhealthy after it was ready",
+		changes: map[string]planner.Action{"daemon.web": planner.Reload},
+		insts:   map[string]Readiness{"daemon.app": Running, "daemon.web": Ready},
+		want:    want{now: []string{"daemon.web"}, wait: map[string]string{}},
+	}, {
+		name:    "a reload does not wait for a dependency that was already not ready (its new configuration may route around it)",
+		changes: map[string]planner.Action{"daemon.web": planner.Reload},
+		insts:   map[string]Readiness{"daemon.app": Failed, "daemon.web": Ready},
+		want:    want{now: []string{"daemon.web"}, wait: map[string]string{}},
+	}, {
+		name:    "a reload beside a dependency's start without a health check runs in the same apply, after it",
+		changes: map[string]planner.Action{"daemon.app": planner.Create, "daemon.web": planner.Reload},
+		insts:   map[string]Readiness{"daemon.db": Ready, "job.migrate": Completed, "daemon.cache": Ready, "daemon.web": Ready},
+		want:    want{now: []string{"daemon.app", "daemon.web"}, wait: map[string]string{}},
+	}, {
 		name:    "updates do not wait",
 		changes: map[string]planner.Action{"daemon.app": planner.Update},
 		insts:   map[string]Readiness{"daemon.db": Down},
@@ -125,6 +159,11 @@ func TestDecide(t *testing.T) {
 			}
 			for a, why := range tc.gated {
 				in.Gated[addr(t, a)] = why
+			}
+			for _, a := range tc.starting {
+				i := in.Instances[addr(t, a)]
+				i.Starting = true
+				in.Instances[addr(t, a)] = i
 			}
 			d := Decide(in)
 			var now []string
