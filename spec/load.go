@@ -106,7 +106,6 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 		// only writing it; a load with an error is done without it, so
 		// that errors are never served from the cache (cache.go).
 		if cfg, diags, ok := loadCached(fsys, dir, opts, true); ok {
-			sortDiagsByPlace(diags)
 			return cfg, diags
 		}
 	}
@@ -114,26 +113,7 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Config, hcl.Diagnostics) {
 	defer l.done()
 	l.run()
 	l.finish()
-	sortDiagsByPlace(l.diags)
 	return l.cfg, l.diags
-}
-
-// sortDiagsByPlace orders diagnostics as they appear in the files (by file
-// name, then position), those without a place first, each group in the
-// order it was found: a load reports every block's errors, found phase
-// by phase (declarations, references, cycles, values), and they read
-// from the top of each file down.
-func sortDiagsByPlace(diags hcl.Diagnostics) {
-	sort.SliceStable(diags, func(i, j int) bool {
-		a, b := diags[i].Subject, diags[j].Subject
-		switch {
-		case a == nil || b == nil:
-			return a == nil && b != nil
-		case a.Filename != b.Filename:
-			return a.Filename < b.Filename
-		}
-		return a.Start.Byte < b.Start.Byte
-	})
 }
 
 // loadCached is LoadFS with the cache: lookups false only writes it. ok

@@ -3,7 +3,7 @@
 # a cycle an undeclared reference), as Terraform validates every block;
 # a block that refers to one with an error is skipped without a word
 # (daemon "g"), and so is the rest of a block whose references failed
-# (daemon "c"'s policy). They are listed in the file's order.
+# (daemon "c"'s policy).
 daemon "a" {
   comand = ["/bin/sleep", "1"] # ERROR: Unsupported argument
 }
