@@ -135,7 +135,10 @@ func Decide(in Input) Decision {
 		}
 		if why != "" {
 			w := Wait{Why: why}
-			w.BlockedBy, w.Blocker, _ = BlockedBy(in.Graph, in.Instances, a)
+			if Starts(c) {
+				// (a reload waits for starts alone, never for what failed)
+				w.BlockedBy, w.Blocker, _ = BlockedBy(in.Graph, in.Instances, a)
+			}
 			d.Wait[a] = w
 			continue
 		}

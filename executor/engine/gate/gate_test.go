@@ -128,6 +128,12 @@ func TestDecide(t *testing.T) {
 		starting: []string{"daemon.app"},
 		want:     want{wait: map[string]string{"daemon.web": "for daemon.app to be healthy"}},
 	}, {
+		name:     "a reload waiting for a start is not told blocked by a failed dependency it does not wait for",
+		changes:  map[string]planner.Action{"daemon.web": planner.Reload},
+		insts:    map[string]Readiness{"daemon.app": Running, "daemon.db": Failed, "daemon.web": Ready},
+		starting: []string{"daemon.app"},
+		want:     want{wait: map[string]string{"daemon.web": "for daemon.app to be healthy"}},
+	}, {
 		name:    "a reload does not wait for a dependency found unhealthy after it was ready",
 		changes: map[string]planner.Action{"daemon.web": planner.Reload},
 		insts:   map[string]Readiness{"daemon.app": Running, "daemon.web": Ready},
