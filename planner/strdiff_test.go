@@ -94,3 +94,45 @@ func TestStringAttributeDiff(t *testing.T) {
 		t.Errorf("sensitive: %s", got)
 	}
 }
+
+// FuzzStringDiff: for any two strings, the diff line by line is an edit of
+// the old lines into the new ones, and the heredoc written for a change
+// holds every changed line, marked, and never a raw control character.
+func FuzzStringDiff(f *testing.F) {
+	f.Add("a\nb\nc\n", "a\nB\nc\n")
+	f.Add("hello", "hello\nworld\n")
+	f.Add("x\n\ny", "x\ny\n\n")
+	f.Add("l1\nl2\nl3\nl4\nl5\nl6\nl7\n", "l1\nl2\nl3\nX\nl5\nl6\nl7\n")
+	f.Add("a\tb\n", "a\x1bb\n")
+	f.Fuzz(func(t *testing.T, old, new string) {
+		a, b := splitLines(old), splitLines(new)
+		var olds, news []string
+		for _, op := range diffLines(a, b) {
+			if op.kind != '+' {
+				olds = append(olds, op.line)
+			}
+			if op.kind != '-' {
+				news = append(news, op.line)
+			}
+		}
+		if strings.Join(olds, "\n") != strings.Join(a, "\n") || strings.Join(news, "\n") != strings.Join(b, "\n") {
+			t.Fatalf("diffLines(%q, %q) does not edit one into the other", old, new)
+		}
+		r := &renderer{}
+		var buf bytes.Buffer
+		if !r.appendStringDiff(&buf, old, new, 8) {
+			return
+		}
+		out := buf.String()
+		for _, c := range out {
+			if c < 0x20 && c != '\n' && c != '\t' || c == 0x7f {
+				t.Fatalf("control character %q written for %q -> %q:\n%s", c, old, new, out)
+			}
+		}
+		for _, op := range diffLines(a, b) {
+			if op.kind != ' ' && !strings.Contains(out, string(op.kind)+" "+op.line) && op.line != "" {
+				t.Fatalf("changed line %q (%c) missing for %q -> %q:\n%s", op.line, op.kind, old, new, out)
+			}
+		}
+	})
+}
