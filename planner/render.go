@@ -281,9 +281,14 @@ func (r *renderer) diffs(c *Change) {
 			fmt.Fprintf(r.b, "      %s %-*s = {%s\n", r.c(yellow, "~"), w, d.Name, forces)
 			r.mapDiff(d.Name, d.Old, d.New, c.Prior.Snapshot, c.Desired)
 			r.b.WriteString("        }\n")
-		case !d.Sensitive && isString(d.Old) && isString(d.New) && r.stringDiff(d.Name, d.Old.AsString(), d.New.AsString(), forces, w):
 		default:
-			r.line("~", yellow, d.Name, r.changed(d.Old, d.Sensitive, 8)+" -> "+r.changed(d.New, d.Sensitive, 8)+forces, w)
+			if ops, ok := lineDiffOf(d.Old, d.New, d.Sensitive); ok {
+				r.lineStart("~", yellow, d.Name, w)
+				r.appendLineDiff(r.b, ops, 8, forces)
+				r.b.WriteByte('\n')
+			} else {
+				r.line("~", yellow, d.Name, r.changed(d.Old, d.Sensitive, 8)+" -> "+r.changed(d.New, d.Sensitive, 8)+forces, w)
+			}
 		}
 	}
 	unchanged := 0
@@ -295,11 +300,7 @@ func (r *renderer) diffs(c *Change) {
 		}
 	}
 	if unchanged > 0 {
-		word := "attributes"
-		if unchanged == 1 {
-			word = "attribute"
-		}
-		fmt.Fprintf(r.b, "        # (%d unchanged %s hidden)\n", unchanged, word)
+		r.b.WriteString("        " + hiddenComment(unchanged, "attribute") + "\n")
 	}
 }
 
@@ -345,10 +346,15 @@ func (r *renderer) mapDiff(name string, old, new cty.Value, os, ns *Snapshot) {
 			fmt.Fprintf(r.b, "          %s %-*s = %s\n", r.c(green, "+"), w, qk, nv)
 		case !ok2:
 			fmt.Fprintf(r.b, "          %s %-*s = %s -> null\n", r.c(red, "-"), w, qk, ov)
-		case !o.Equals(n).True() && !os.Sensitive[path] && !ns.Sensitive[path] && isString(o) && isString(n) &&
-			r.stringDiffIn(qk, w, o.AsString(), n.AsString()):
 		case !o.Equals(n).True():
-			if os.Sensitive[path] || ns.Sensitive[path] {
+			sensitive := os.Sensitive[path] || ns.Sensitive[path]
+			if ops, ok := lineDiffOf(o, n, sensitive); ok {
+				fmt.Fprintf(r.b, "          %s %-*s = ", r.c(yellow, "~"), w, qk)
+				r.appendLineDiff(r.b, ops, 12, "")
+				r.b.WriteByte('\n')
+				continue
+			}
+			if sensitive {
 				nv += " # (sensitive value changed)"
 			}
 			fmt.Fprintf(r.b, "          %s %-*s = %s -> %s\n", r.c(yellow, "~"), w, qk, ov, nv)
@@ -361,49 +367,25 @@ func isString(v cty.Value) bool {
 	return v != cty.NilVal && v.Type() == cty.String && v.IsKnown() && !v.IsNull()
 }
 
-// stringDiff writes the line of attribute name, a multi-line string
-// changed from old to new, as a diff line by line (appendStringDiff);
-// false when it is not one to write so.
-func (r *renderer) stringDiff(name, old, new, forces string, w int) bool {
-	var d bytes.Buffer
-	if !r.appendStringDiff(&d, old, new, 8) {
-		return false
+// lineDiffOf is lineDiff for two values: strings, neither sensitive.
+func lineDiffOf(old, new cty.Value, sensitive bool) ([]lineOp, bool) {
+	if sensitive || !isString(old) || !isString(new) {
+		return nil, false
 	}
-	r.lineStart("~", yellow, name, w)
-	// the comment after the heredoc's opening marker
-	line, rest, _ := bytes.Cut(d.Bytes(), []byte("\n"))
-	r.b.Write(line)
-	r.b.WriteString(forces)
-	r.b.WriteByte('\n')
-	r.b.Write(rest)
-	r.b.WriteByte('\n')
-	return true
+	return lineDiff(old.AsString(), new.AsString())
 }
 
-// stringDiffIn is stringDiff for the value of key qk of a map
-// (mapDiff's lines, keys padded to w).
-func (r *renderer) stringDiffIn(qk string, w int, old, new string) bool {
-	var d bytes.Buffer
-	if !r.appendStringDiff(&d, old, new, 12) {
-		return false
-	}
-	fmt.Fprintf(r.b, "          %s %-*s = ", r.c(yellow, "~"), w, qk)
-	r.b.Write(d.Bytes())
-	r.b.WriteByte('\n')
-	return true
-}
-
-// changed is value for one side of a change: a string quoted, even of
-// several lines (their diff line by line, appendStringDiff, was not
-// one to show: two heredocs would hide what differs).
+// changed is value for one side of a change (formatChanged).
 func (r *renderer) changed(v cty.Value, sensitive bool, indent int) string {
-	if !sensitive && isString(v) {
-		return strconv.Quote(v.AsString())
+	if sensitive {
+		return "(sensitive value)"
 	}
-	return r.value(v, sensitive, indent)
+	return formatChanged(v, indent, "", nil)
 }
 
-// formatChanged is formatValue for one side of a change (changed).
+// formatChanged is formatValue for one side of a change: a string
+// quoted, even of several lines (their diff line by line, lineDiff, was
+// not one to show: two heredocs would hide what differs).
 func formatChanged(v cty.Value, indent int, path string, sensitive map[string]bool) string {
 	if !sensitive[path] && isString(v) {
 		return strconv.Quote(v.AsString())

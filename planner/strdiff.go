@@ -2,6 +2,7 @@ package planner
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -54,11 +55,7 @@ func splitLines(s string) []string {
 func appendHeredoc(b *bytes.Buffer, lines []string, indent int) {
 	b.WriteString("<<-EOT\n")
 	for _, l := range lines {
-		if l != "" {
-			pad(b, indent+4)
-			b.WriteString(l)
-		}
-		b.WriteByte('\n')
+		appendHeredocLine(b, l, indent+4)
 	}
 	pad(b, indent)
 	b.WriteString("EOT")
@@ -136,29 +133,27 @@ func diffLines(a, b []string) []lineOp {
 	return ops
 }
 
-// appendStringDiff writes the change of a multi-line string from old to
-// new as a heredoc diff: removed lines marked "-", added ones "+", at
-// indent+2, unchanged ones at indent+4, those more than diffContext lines
-// from a change counted in a "# (N unchanged lines hidden)" line. ok is
-// false, and nothing is written, when neither is multi-line, or one is
-// not writable as a heredoc, or the two differ only in what a heredoc
-// does not show (a final line break): the caller quotes them.
-func (r *renderer) appendStringDiff(b *bytes.Buffer, old, new string, indent int) (ok bool) {
+// lineDiff is the change of a string from old to new, line by line, when
+// it is one to show so: one of them has several lines, both are
+// printable, and their lines differ (not merely a final line break, which
+// a heredoc does not show). ok false: the caller quotes them.
+func lineDiff(old, new string) (ops []lineOp, ok bool) {
 	if !strings.Contains(old, "\n") && !strings.Contains(new, "\n") || !printable(old) || !printable(new) {
-		return false
+		return nil, false
 	}
 	ol, nl := splitLines(old), splitLines(new)
-	ops := diffLines(ol, nl)
-	changed := false
-	for _, op := range ops {
-		if op.kind != ' ' {
-			changed = true
-			break
-		}
+	if slices.Equal(ol, nl) {
+		return nil, false
 	}
-	if !changed {
-		return false
-	}
+	return diffLines(ol, nl), true
+}
+
+// appendLineDiff writes ops as a heredoc, comment after its opening
+// marker: removed lines marked "-", added ones "+", at indent+2,
+// unchanged ones at indent+4, those more than diffContext lines from a
+// change counted in a "# (N unchanged lines hidden)" line, the closing
+// marker at indent.
+func (r *renderer) appendLineDiff(b *bytes.Buffer, ops []lineOp, indent int, comment string) {
 	// shown[i]: op i is within diffContext lines of a change.
 	shown := make([]bool, len(ops))
 	for i, op := range ops {
@@ -169,48 +164,58 @@ func (r *renderer) appendStringDiff(b *bytes.Buffer, old, new string, indent int
 			shown[k] = true
 		}
 	}
-	b.WriteString("<<-EOT\n")
+	b.WriteString("<<-EOT")
+	b.WriteString(comment)
+	b.WriteByte('\n')
 	hidden := 0
-	flush := func() {
-		if hidden > 0 {
-			pad(b, indent+4)
-			b.WriteString("# (")
-			b.WriteString(strconv.Itoa(hidden))
-			if hidden == 1 {
-				b.WriteString(" unchanged line hidden)\n")
-			} else {
-				b.WriteString(" unchanged lines hidden)\n")
-			}
-			hidden = 0
-		}
-	}
 	for i, op := range ops {
 		if !shown[i] {
 			hidden++
 			continue
 		}
-		flush()
-		if op.kind == ' ' {
-			if op.line != "" {
-				pad(b, indent+4)
-				b.WriteString(op.line)
-			}
-		} else {
-			color := green
-			if op.kind == '-' {
-				color = red
-			}
-			pad(b, indent+2)
-			b.WriteString(r.c(color, string(op.kind)))
-			if op.line != "" {
-				b.WriteByte(' ')
-				b.WriteString(op.line)
-			}
+		if hidden > 0 {
+			pad(b, indent+4)
+			b.WriteString(hiddenComment(hidden, "line"))
+			b.WriteByte('\n')
+			hidden = 0
 		}
+		if op.kind == ' ' {
+			appendHeredocLine(b, op.line, indent+4)
+			continue
+		}
+		color := green
+		if op.kind == '-' {
+			color = red
+		}
+		pad(b, indent+2)
+		b.WriteString(r.c(color, string(op.kind)))
+		if op.line != "" {
+			b.WriteByte(' ')
+		}
+		appendHeredocLine(b, op.line, 0)
+	}
+	if hidden > 0 {
+		pad(b, indent+4)
+		b.WriteString(hiddenComment(hidden, "line"))
 		b.WriteByte('\n')
 	}
-	flush()
 	pad(b, indent)
 	b.WriteString("EOT")
-	return true
+}
+
+// appendHeredocLine writes one line of a heredoc, indented unless empty.
+func appendHeredocLine(b *bytes.Buffer, line string, indent int) {
+	if line != "" {
+		pad(b, indent)
+		b.WriteString(line)
+	}
+	b.WriteByte('\n')
+}
+
+// hiddenComment is "# (N unchanged NOUNs hidden)", NOUN singular for one.
+func hiddenComment(n int, noun string) string {
+	if n != 1 {
+		noun += "s"
+	}
+	return "# (" + strconv.Itoa(n) + " unchanged " + noun + " hidden)"
 }

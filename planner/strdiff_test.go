@@ -118,11 +118,13 @@ func FuzzStringDiff(f *testing.F) {
 		if strings.Join(olds, "\n") != strings.Join(a, "\n") || strings.Join(news, "\n") != strings.Join(b, "\n") {
 			t.Fatalf("diffLines(%q, %q) does not edit one into the other", old, new)
 		}
-		r := &renderer{}
-		var buf bytes.Buffer
-		if !r.appendStringDiff(&buf, old, new, 8) {
+		ops, ok := lineDiff(old, new)
+		if !ok {
 			return
 		}
+		r := &renderer{}
+		var buf bytes.Buffer
+		r.appendLineDiff(&buf, ops, 8, "")
 		out := buf.String()
 		for _, c := range out {
 			if c < 0x20 && c != '\n' && c != '\t' || c == 0x7f {

@@ -89,11 +89,7 @@ func project(t *testing.T, config string) string {
 			}
 		}
 		processtest.RemoveCgroups(filepath.Join(dir, ".orch"))
-		if b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(filepath.Join(dir, ".orch"))
 	})
 	return dir
 }

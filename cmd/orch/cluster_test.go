@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,11 +116,7 @@ func newClusterTest(t testing.TB, config string) *clusterTest {
 		c.pids.mu.Unlock()
 		for _, n := range c.nodes {
 			processtest.RemoveCgroups(n.stateDir)
-			if b, err := os.ReadFile(filepath.Join(n.stateDir, "logs", "logd.pid")); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
+			processtest.StopLogd(n.stateDir)
 		}
 	})
 	return c

@@ -296,7 +296,7 @@ func TestExampleStack(t *testing.T) {
 		for _, ev := range evs {
 			e.pids.add(ev.Pid)
 		}
-		return hasEvent(evs, "healthy", "daemon.app[2]") && hasEvent(evs, "reloaded", "daemon.nginx")
+		return countEvents(evs, "healthy", "daemon.app[2]") > 0 && countEvents(evs, "reloaded", "daemon.nginx") > 0
 	})
 	failed()
 	evs = upEvents(p.output())[before:]
@@ -396,14 +396,4 @@ func TestExampleStack(t *testing.T) {
 			t.Errorf("%s was told to stop before %s had stopped\n%s", o[1], o[0], p.output())
 		}
 	}
-}
-
-// hasEvent reports whether evs hold an event of typ for addr.
-func hasEvent(evs []upEvent, typ, addr string) bool {
-	for _, ev := range evs {
-		if ev.Type == typ && ev.Address == addr {
-			return true
-		}
-	}
-	return false
 }

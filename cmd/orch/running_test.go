@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,12 +274,7 @@ daemon "svc" {
 		os.Remove(filepath.Join(dir, "broken.hcl"))
 		orch(t, dir, nil, "destroy", "-auto-approve")
 		processtest.RemoveCgroups(run)
-		if b, err := os.ReadFile(filepath.Join(run, "logs", "logd.pid")); err == nil {
-			var pid int
-			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(run)
 	})
 	orch(t, dir, nil, "apply", "-auto-approve").want(t, 0)
 	st := statusOrNil(t, dir)

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/orch-dev/orch/providers/process"
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // scaleRun is one command's measurement.
@@ -130,16 +131,7 @@ func stopScale(stateDir string) (left int) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if pid := logdPid(stateDir); pid > 0 && alive(pid) {
-		syscall.Kill(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(5 * time.Second)
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if alive(pid) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
+	processtest.StopLogd(stateDir)
 	return left
 }
 

@@ -8,14 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/orch-dev/orch/providers/process/processtest"
 )
 
 // BenchmarkReadyToRouted: an instance turns ready (its health check
@@ -146,11 +145,7 @@ daemon "api" {
 		for pid := range pids {
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
-		if raw, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		processtest.StopLogd(filepath.Join(dir, ".orch"))
 	}()
 	up := func() *exec.Cmd {
 		c := exec.Command(orchBin, "up", "-json", dir)

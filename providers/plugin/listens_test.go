@@ -8,12 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/plugin"
+	"github.com/orch-dev/orch/providers/process/processtest"
 	"github.com/orch-dev/orch/spec"
 )
 
@@ -54,14 +54,7 @@ time.sleep(600)`},
 	t.Cleanup(func() {
 		// The plugin's log daemon outlives it (it would exit once idle):
 		// stopped here, by its pid, before the directory goes.
-		b, err := os.ReadFile(filepath.Join(dir, ".orch", "logs", "logd.pid"))
-		if err != nil {
-			return
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			syscall.Kill(pid, syscall.SIGTERM)
-			waitGone(t, pid)
-		}
+		processtest.StopLogd(filepath.Join(dir, ".orch"))
 	})
 	var port int
 	for deadline := time.Now().Add(30 * time.Second); ; {

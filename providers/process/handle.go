@@ -5,12 +5,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/orch-dev/orch/spec/jsonscan"
+	"path/filepath"
 	"strings"
 
 	"github.com/orch-dev/orch/providers"
 	"github.com/orch-dev/orch/providers/cgroup"
 	"github.com/orch-dev/orch/spec"
+	"github.com/orch-dev/orch/spec/jsonscan"
 )
 
 // HandleInfo is what a process handle holds, encoded as JSON. orch treats
@@ -71,6 +72,13 @@ func (hi HandleInfo) Encode() providers.Handle {
 		panic(err) // a struct of ints and strings always encodes
 	}
 	return b
+}
+
+// LogPath is where the process runtime writes the output of addr's
+// daemon (or module, job) started with state directory stateDir; the
+// files it rotates to are LogPath.1, LogPath.2, ...
+func LogPath(stateDir string, addr spec.Address) string {
+	return filepath.Join(stateDir, "logs", FileName(addr)+logSuffix)
 }
 
 // FileName turns an address into a name that is safe as a file name and

@@ -1112,7 +1112,7 @@ func (p *Provider) Logs(ctx context.Context, req providers.LogsRequest) (provide
 		if req.StateDir == "" {
 			return providers.LogsResponse{}, &providers.Error{Op: "logs", Err: fmt.Errorf("%s: no handle and no state directory", req.Addr)}
 		}
-		path = filepath.Join(req.StateDir, "logs", FileName(req.Addr)+logSuffix)
+		path = LogPath(req.StateDir, req.Addr)
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -287,7 +287,7 @@ func (a *App) nodeRound(ctx context.Context, hurry <-chan struct{}, dir string, 
 	srvCtx, srvStop := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	srv := &agent.Server{Engine: eng, Dir: s.cfg.Dir, Load: load, LogPath: func(addr spec.Address) string {
-		return filepath.Join(s.stateDir, "logs", process.FileName(addr)+".log")
+		return process.LogPath(s.stateDir, addr)
 	}}
 	go func() {
 		defer close(served)

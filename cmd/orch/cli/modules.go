@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/orch-dev/orch/executor/state"
@@ -28,7 +27,7 @@ func hostModules(s *session) (*module.Provider, func(), error) {
 		return nil, nil, err
 	}
 	logs := module.NewFileLog(func(a spec.Address) string {
-		return filepath.Join(s.stateDir, "logs", process.FileName(a)+".log")
+		return process.LogPath(s.stateDir, a)
 	})
 	p := module.New(module.Options{
 		Wasm:   wasm.Loader{Host: host},

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -136,7 +135,7 @@ func (a *App) logsOf(ctx context.Context, l *located, addr spec.Address, n int, 
 	if ok, err := a.providerLogs(ctx, l.cfg, l.stateDir, addr, n, follow, w); ok {
 		return err
 	}
-	path := filepath.Join(l.stateDir, "logs", process.FileName(addr)+".log")
+	path := process.LogPath(l.stateDir, addr)
 	if _, err := os.Stat(path); err != nil && !follow {
 		return fmt.Errorf("%s has no log yet (%s): has it been started?", addr, path)
 	}

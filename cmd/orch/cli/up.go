@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -153,7 +152,7 @@ func (a *App) runEngine(dir string, vf *varFlags, lf *lockFlags, asJSON bool, w 
 	srvCtx, srvStop := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	srv := &agent.Server{Engine: eng, Dir: s.cfg.Dir, Load: load, LogPath: func(addr spec.Address) string {
-		return filepath.Join(s.stateDir, "logs", process.FileName(addr)+".log")
+		return process.LogPath(s.stateDir, addr)
 	}, ModuleCalls: mods.CallStats}
 	go func() {
 		defer close(served)

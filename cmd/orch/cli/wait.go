@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +86,7 @@ func (r *readiness) install(ex *executor.Executor) {
 // noteLogEnd notes where addr's log file (the process runtime's) ends now,
 // as its start begins; nothing when it has none.
 func (r *readiness) noteLogEnd(addr spec.Address) {
-	fi, err := os.Stat(filepath.Join(r.s.stateDir, "logs", process.FileName(addr)+".log"))
+	fi, err := os.Stat(process.LogPath(r.s.stateDir, addr))
 	if err != nil {
 		return
 	}

@@ -126,21 +126,17 @@ func Decide(in Input) Decision {
 			d.Held = append(d.Held, a)
 			continue
 		}
-		why := ""
-		switch {
-		case Starts(c):
-			why = waitsFor(in, a, d.Wait)
-		case c.Action == planner.Reload:
-			why = waitsForStarts(in, a, d.Wait)
-		}
-		if why != "" {
-			w := Wait{Why: why}
-			if Starts(c) {
-				// (a reload waits for starts alone, never for what failed)
-				w.BlockedBy, w.Blocker, _ = BlockedBy(in.Graph, in.Instances, a)
+		start := Starts(c)
+		if start || c.Action == planner.Reload {
+			if why := waitsFor(in, a, d.Wait, !start); why != "" {
+				w := Wait{Why: why}
+				if start {
+					// (a reload waits for starts alone, never for what failed)
+					w.BlockedBy, w.Blocker, _ = BlockedBy(in.Graph, in.Instances, a)
+				}
+				d.Wait[a] = w
+				continue
 			}
-			d.Wait[a] = w
-			continue
 		}
 		now = append(now, c)
 	}
@@ -150,30 +146,12 @@ func Decide(in Input) Decision {
 	return d
 }
 
-// waitsForStarts says what a reload of a waits for, or "": a dependency
-// that waits itself, starts in the same apply gated on its health, or
-// started (in an earlier apply of the same round) and has no health
-// verdict yet.
-func waitsForStarts(in Input, a spec.Address, waiting map[spec.Address]Wait) string {
-	for _, dep := range in.Graph.DependenciesOf(a) {
-		if _, ok := waiting[dep]; ok {
-			return "for " + dep.String() + ", which waits itself"
-		}
-		if c := in.Changes[dep]; c != nil && Starts(c) && in.Instances[dep].Readiness != Held {
-			if why := in.Gated[dep]; why != "" {
-				return "for " + dep.String() + " " + why
-			}
-			continue
-		}
-		if i := in.Instances[dep]; i.Readiness == Running && i.Starting {
-			return "for " + dep.String() + " to be healthy"
-		}
-	}
-	return ""
-}
-
-// waitsFor says what a start of a waits for, or "".
-func waitsFor(in Input, a spec.Address, waiting map[spec.Address]Wait) string {
+// waitsFor says what a start of a waits for, or "". For a reload (reload
+// true) only a dependency that waits itself, starts in the same apply
+// gated on its health, or started and has no health verdict yet
+// (Instance.Starting, in an earlier apply of the same round) holds it
+// back.
+func waitsFor(in Input, a spec.Address, waiting map[spec.Address]Wait, reload bool) string {
 	for _, dep := range in.Graph.DependenciesOf(a) {
 		if dep.Kind == spec.KindRuntime {
 			continue
@@ -186,6 +164,12 @@ func waitsFor(in Input, a spec.Address, waiting map[spec.Address]Wait) string {
 				return "for " + dep.String() + " " + why
 			}
 			continue // started (or run to completion) first in the same apply
+		}
+		if reload {
+			if in.Instances[dep].Starting {
+				return "for " + dep.String() + " to be healthy"
+			}
+			continue
 		}
 		if why := NotReady(in.Graph, in.Instances, dep); why != "" {
 			return why
